@@ -1,0 +1,105 @@
+//! Which backend runs a job: `--device cpu` (burn's flex backend) or `--device cuda:N` (burn's
+//! CUDA backend, compiled in with the `cuda` cargo feature).
+//!
+//! Work that needs a backend implements [`BackendJob`]; [`run_on`] picks the backend at run time
+//! and calls it with the concrete autodiff backend type and device.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+/// The CPU backend, with autodiff.
+pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
+
+/// The CUDA backend, with autodiff.
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim().to_ascii_lowercase();
+        if s == "cpu" {
+            return Ok(Self::Cpu);
+        }
+        if s == "cuda" || s == "gpu" {
+            return Ok(Self::Cuda(0));
+        }
+        if let Some(index) = s.strip_prefix("cuda:") {
+            return index
+                .parse()
+                .map(Self::Cuda)
+                .map_err(|_| format!("bad device `{s}`: the GPU index after `cuda:` must be a number, as in `cuda:0`"));
+        }
+        Err(format!("unknown device `{s}`; use `cpu` or `cuda:N` (N = GPU index)"))
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceSpec {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(d: DeviceSpec) -> String {
+        d.to_string()
+    }
+}
+
+/// Work generic over the backend.
+pub trait BackendJob {
+    type Output;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Whether this binary was built with CUDA support.
+pub const CUDA_COMPILED: bool = cfg!(feature = "cuda");
+
+/// Run `job` on the backend and device that `spec` names.
+pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Output> {
+    match spec {
+        DeviceSpec::Cpu => Ok(job.run::<CpuBackend>(Default::default())),
+        #[cfg(feature = "cuda")]
+        DeviceSpec::Cuda(index) => Ok(job.run::<CudaBackend>(burn::backend::cuda::CudaDevice::new(index))),
+        #[cfg(not(feature = "cuda"))]
+        DeviceSpec::Cuda(_) => anyhow::bail!(
+            "--device {spec}: this windtunnel was built without CUDA support; rebuild with \
+             `cargo build --release --features cuda` (needs the CUDA toolkit at run time), or use --device cpu"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices_and_rejects_nonsense() {
+        assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+        assert_eq!("cuda:3".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(3));
+        assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+        assert!("cuda:x".parse::<DeviceSpec>().unwrap_err().contains("must be a number"));
+        assert!("tpu".parse::<DeviceSpec>().unwrap_err().contains("unknown device"));
+    }
+}

@@ -1,0 +1,41 @@
+//! Number formatting for human-readable output.
+
+/// 1234567 → "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// 1.234e9 → "1.23B", 9.4e6 → "9.43M" (parameter and token counts, FLOPs).
+pub fn si(x: f64) -> String {
+    let (value, suffix) = match x.abs() {
+        a if a >= 1e15 => return format!("{x:.3e}"),
+        a if a >= 1e12 => (x / 1e12, "T"),
+        a if a >= 1e9 => (x / 1e9, "B"),
+        a if a >= 1e6 => (x / 1e6, "M"),
+        a if a >= 1e3 => (x / 1e3, "K"),
+        _ => (x, ""),
+    };
+    format!("{value:.3}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_counts() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_247_442_432), "1,247,442,432");
+        assert_eq!(si(2_442_057_984.0), "2.442B");
+        assert_eq!(si(9_426_240.0), "9.426M");
+    }
+}

@@ -1,0 +1,8 @@
+//! windtunnel: wind-tunnel scaling-law experiments on µP language models (the method of MiniCPM,
+//! arXiv 2404.06395). See `DESIGN.md` for the data flow; each module is one stage of it.
+
+pub mod device;
+pub mod format;
+pub mod model;
+pub mod rng;
+pub mod train;

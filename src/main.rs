@@ -1,0 +1,245 @@
+//! The `windtunnel` command line: parses arguments and calls the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use windtunnel::device::DeviceSpec;
+use windtunnel::model::coord_check::{coord_check, CoordCheckOptions};
+use windtunnel::model::mup::{MupConfig, Parameterization};
+use windtunnel::model::shape::{self, ModelShape, PRESETS};
+use windtunnel::model::ModelReport;
+
+#[derive(Parser)]
+#[command(
+    name = "windtunnel",
+    version,
+    about = "Wind-tunnel scaling-law experiments on µP language models (the MiniCPM method)",
+    long_about = "Train small µP proxy models, branch WSD decays off their stable phases, fit scaling laws \
+                  to the losses and export the compute-optimal configuration for the full run."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a model shape's exact parameter counts, FLOPs per token and µP factors.
+    #[command(after_help = "Examples:\n  windtunnel model --preset minicpm-1.2b\n  windtunnel model --preset 9m --json\n  \
+                            windtunnel model --width 256 --depth 8 --heads 4 --kv-heads 2 --vocab 256\n  windtunnel model --list")]
+    Model(ModelArgs),
+    /// Check µP: record mean |activation| per layer across widths for a few training steps.
+    #[command(after_help = "Examples:\n  windtunnel coord-check\n  windtunnel coord-check --parameterization sp\n  \
+                            windtunnel coord-check --widths 64,128,256,512,1024 --steps 5 --json > coord.json")]
+    CoordCheck(CoordCheckArgs),
+}
+
+#[derive(Args)]
+struct ShapeArgs {
+    /// A named shape: minicpm-1.2b, minicpm-2.4b, or a MiniCPM Table 8 proxy (9m, 36m, 66m, 109m, 166m, 241m, 499m).
+    #[arg(long, conflicts_with_all = ["width", "depth", "heads", "kv_heads", "ffn_width"])]
+    preset: Option<String>,
+    /// d_model.
+    #[arg(long, required_unless_present_any = ["preset", "list"])]
+    width: Option<usize>,
+    /// Number of transformer blocks.
+    #[arg(long, required_unless_present_any = ["preset", "list"])]
+    depth: Option<usize>,
+    /// Query heads (must divide width).
+    #[arg(long, required_unless_present_any = ["preset", "list"])]
+    heads: Option<usize>,
+    /// Key/value heads for grouped-query attention (must divide heads) [default: heads].
+    #[arg(long)]
+    kv_heads: Option<usize>,
+    /// SwiGLU hidden size [default: 2.5 × width].
+    #[arg(long)]
+    ffn_width: Option<usize>,
+    /// Vocabulary size [default: the preset's, or MiniCPM-1.2B's 73,440].
+    #[arg(long)]
+    vocab: Option<usize>,
+}
+
+#[derive(Args)]
+struct MupArgs {
+    /// mup (MiniCPM's µP) or sp (standard parameterization).
+    #[arg(long, default_value = "mup")]
+    parameterization: Parameterization,
+    /// µP base width d_base (m = width / base_width).
+    #[arg(long)]
+    base_width: Option<usize>,
+    #[arg(long, default_value_t = 12.0)]
+    scale_emb: f64,
+    #[arg(long, default_value_t = 1.4)]
+    scale_depth: f64,
+    #[arg(long, default_value_t = 0.1)]
+    init_std: f64,
+}
+
+impl MupArgs {
+    fn config(&self, default_base_width: usize) -> MupConfig {
+        MupConfig {
+            parameterization: self.parameterization,
+            base_width: self.base_width.unwrap_or(default_base_width),
+            scale_emb: self.scale_emb,
+            scale_depth: self.scale_depth,
+            init_std: self.init_std,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    #[command(flatten)]
+    shape: ShapeArgs,
+    /// Sequence length for the attention FLOPs.
+    #[arg(long, default_value_t = 4096)]
+    seq_len: usize,
+    #[command(flatten)]
+    mup: MupArgs,
+    /// List the presets.
+    #[arg(long)]
+    list: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CoordCheckArgs {
+    /// Widths to compare, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,128,256,512")]
+    widths: Vec<usize>,
+    /// Optimizer steps (activations are recorded before the first and after each).
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    #[arg(long, default_value_t = 2)]
+    depth: usize,
+    /// Head dimension, fixed across widths.
+    #[arg(long, default_value_t = 32)]
+    head_dim: usize,
+    #[arg(long, default_value_t = 256)]
+    vocab: usize,
+    #[arg(long, default_value_t = 64)]
+    seq_len: usize,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Base learning rate (Adam; hidden matrices get lr/m under µP).
+    #[arg(long, default_value_t = 0.01)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    mup: MupArgs,
+    /// cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Model(args) => model(args),
+        Command::CoordCheck(args) => coord(args),
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn model(args: ModelArgs) -> anyhow::Result<()> {
+    if args.list {
+        if args.json {
+            let list: Vec<_> = PRESETS.iter().map(|p| ModelReport::new(Some(p.name), p.shape, args.seq_len, args.mup.config(256))).collect();
+            return print_json(&list);
+        }
+        println!("{:<14} {:>6} {:>6} {:>6} {:>9} {:>8} {:>15}  description", "preset", "width", "depth", "heads", "kv_heads", "ffn", "N");
+        for p in PRESETS {
+            let s = p.shape;
+            println!(
+                "{:<14} {:>6} {:>6} {:>6} {:>9} {:>8} {:>15}  {}",
+                p.name,
+                s.width,
+                s.depth,
+                s.heads,
+                s.kv_heads,
+                s.ffn_width,
+                windtunnel::format::thousands(s.non_embedding_params()),
+                p.description
+            );
+        }
+        return Ok(());
+    }
+    let a = &args.shape;
+    let shape = match &a.preset {
+        Some(name) => {
+            let mut s = shape::preset(name)?;
+            if let Some(v) = a.vocab {
+                s.vocab = v;
+            }
+            s
+        }
+        None => {
+            let width = a.width.context("--width is required without --preset")?;
+            let heads = a.heads.context("--heads is required without --preset")?;
+            ModelShape {
+                width,
+                depth: a.depth.context("--depth is required without --preset")?,
+                heads,
+                kv_heads: a.kv_heads.unwrap_or(heads),
+                ffn_width: a.ffn_width.unwrap_or(width * 5 / 2),
+                vocab: a.vocab.unwrap_or(shape::MINICPM_1_2B_VOCAB),
+            }
+        }
+    };
+    shape.validate().context("impossible model shape")?;
+    anyhow::ensure!(args.seq_len > 0, "--seq-len must be at least 1");
+    let mup = args.mup.config(256);
+    mup.validate().map_err(anyhow::Error::msg)?;
+    let report = ModelReport::new(a.preset.as_deref(), shape, args.seq_len, mup);
+    if args.json {
+        print_json(&report)
+    } else {
+        println!("{report}");
+        Ok(())
+    }
+}
+
+fn coord(args: CoordCheckArgs) -> anyhow::Result<()> {
+    let smallest = args.widths.iter().copied().min().unwrap_or(64);
+    let options = CoordCheckOptions {
+        widths: args.widths,
+        steps: args.steps,
+        mup: args.mup.config(smallest),
+        depth: args.depth,
+        head_dim: args.head_dim,
+        vocab: args.vocab,
+        seq_len: args.seq_len,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        seed: args.seed,
+    };
+    let result = coord_check(&options, args.device)?;
+    if args.json {
+        print_json(&result)
+    } else {
+        println!("{result}");
+        Ok(())
+    }
+}

@@ -1,0 +1,301 @@
+//! The MiniCPM proxy model: a decoder-only transformer in µP, read top to bottom.
+//!
+//! ```text
+//! tokens ─▶ embedding × scale_emb ─▶ [ block ]×depth ─▶ RMSNorm ─▶ (÷ m) · Eᵀ ─▶ logits
+//! block:  x += (scale_depth/√depth) · Attention(RMSNorm(x))      (RoPE, grouped-query, causal)
+//!         x += (scale_depth/√depth) · SwiGLU(RMSNorm(x))         (W_down · (silu(W_gate x) ⊙ W_up x))
+//! ```
+//!
+//! The token embedding E is tied with the output layer; there are no biases. Every weight is
+//! stored as `[fan_in, fan_out]` and applied as `x · W`. The µP multipliers, init and learning-rate
+//! rules come from [`super::mup`]; the exact counts from [`super::shape`].
+
+use burn::module::{Module, Param, ParamId};
+use burn::tensor::activation::{log_softmax, silu};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::{attention, embedding, linear};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::mup::{MupConfig, ParamGroup};
+use super::shape::ModelShape;
+use crate::rng::Rng;
+
+/// RMSNorm epsilon (MiniCPM: 1e-5).
+pub const RMS_NORM_EPS: f64 = 1e-5;
+/// Rotary embedding base (MiniCPM: 10000).
+pub const ROPE_THETA: f64 = 10_000.0;
+
+/// Root-mean-square layer norm with a learned gain, no bias.
+#[derive(Module, Debug)]
+pub struct RmsNorm<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let inv_rms = x.clone().square().mean_dim(2).add_scalar(RMS_NORM_EPS).sqrt().recip();
+        x * inv_rms * self.weight.val().unsqueeze::<3>()
+    }
+}
+
+/// Grouped-query causal self-attention with rotary position embedding.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub wq: Param<Tensor<B, 2>>,
+    pub wk: Param<Tensor<B, 2>>,
+    pub wv: Param<Tensor<B, 2>>,
+    pub wo: Param<Tensor<B, 2>>,
+    pub heads: usize,
+    pub kv_heads: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    pub fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>) -> Tensor<B, 3> {
+        let [batch, seq, width] = x.dims();
+        let head_dim = width / self.heads;
+        let split_heads = |t: Tensor<B, 3>, heads: usize| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+
+        let q = rope.apply(split_heads(linear(x.clone(), self.wq.val(), None), self.heads));
+        let k = rope.apply(split_heads(linear(x.clone(), self.wk.val(), None), self.kv_heads));
+        let v = split_heads(linear(x, self.wv.val(), None), self.kv_heads);
+
+        // Grouped-query attention: each key/value head serves heads / kv_heads query heads.
+        let groups = self.heads / self.kv_heads;
+        let share = |t: Tensor<B, 4>| {
+            if groups == 1 {
+                t
+            } else {
+                t.unsqueeze_dim::<5>(2)
+                    .expand([batch, self.kv_heads, groups, seq, head_dim])
+                    .reshape([batch, self.heads, seq, head_dim])
+            }
+        };
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+        let context = attention(q, share(k), share(v), None, None, options); // softmax(QKᵀ/√d_head)·V
+        let context = context.swap_dims(1, 2).reshape([batch, seq, width]);
+        linear(context, self.wo.val(), None)
+    }
+}
+
+/// SwiGLU feed-forward: W_down · (silu(W_gate · x) ⊙ (W_up · x)).
+#[derive(Module, Debug)]
+pub struct FeedForward<B: Backend> {
+    pub w_gate: Param<Tensor<B, 2>>,
+    pub w_up: Param<Tensor<B, 2>>,
+    pub w_down: Param<Tensor<B, 2>>,
+}
+
+impl<B: Backend> FeedForward<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(linear(x.clone(), self.w_gate.val(), None));
+        let up = linear(x, self.w_up.val(), None);
+        linear(gate * up, self.w_down.val(), None)
+    }
+}
+
+/// One pre-norm transformer block.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    pub attention_norm: RmsNorm<B>,
+    pub attention: Attention<B>,
+    pub ffn_norm: RmsNorm<B>,
+    pub ffn: FeedForward<B>,
+}
+
+/// Rotary position embedding tables (the "rotate half" layout of Llama and MiniCPM).
+#[derive(Module, Debug)]
+pub struct Rope<B: Backend> {
+    /// cos(pos · θ_i), `[max_seq_len, head_dim / 2]`.
+    pub cos: Tensor<B, 2>,
+    /// sin(pos · θ_i), `[max_seq_len, head_dim / 2]`.
+    pub sin: Tensor<B, 2>,
+}
+
+impl<B: Backend> Rope<B> {
+    pub fn new(head_dim: usize, max_seq_len: usize, device: &B::Device) -> Self {
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(max_seq_len * half);
+        let mut sin = Vec::with_capacity(max_seq_len * half);
+        for pos in 0..max_seq_len {
+            for i in 0..half {
+                let inv_freq = ROPE_THETA.powf(-((2 * i) as f64) / head_dim as f64);
+                let angle = pos as f64 * inv_freq;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        let table = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [max_seq_len, half]), device);
+        Self { cos: table(cos), sin: table(sin) }
+    }
+
+    /// Rotate `[batch, heads, seq, head_dim]` by position: (x₁, x₂) ↦ (x₁cos − x₂sin, x₂cos + x₁sin).
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [_, _, seq, head_dim] = x.dims();
+        let half = head_dim / 2;
+        let cos = self.cos.clone().narrow(0, 0, seq).unsqueeze::<4>();
+        let sin = self.sin.clone().narrow(0, 0, seq).unsqueeze::<4>();
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.narrow(3, half, half);
+        let rotated_1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
+        let rotated_2 = x2 * cos + x1 * sin;
+        Tensor::cat(vec![rotated_1, rotated_2], 3)
+    }
+}
+
+/// The whole decoder.
+#[derive(Module, Debug)]
+pub struct Transformer<B: Backend> {
+    /// Token embedding `[vocab, width]`, tied with the LM head.
+    pub embedding: Param<Tensor<B, 2>>,
+    pub blocks: Vec<Block<B>>,
+    pub final_norm: RmsNorm<B>,
+    pub rope: Rope<B>,
+    /// µP multiplier on the embedding output (scale_emb; 1 under SP).
+    pub embedding_multiplier: f64,
+    /// µP multiplier on each residual branch (scale_depth/√depth; 1 under SP).
+    pub residual_multiplier: f64,
+    /// µP multiplier on the logits (1/m; 1 under SP).
+    pub logit_multiplier: f64,
+    /// Longest sequence the rotary tables cover.
+    pub max_seq_len: usize,
+}
+
+/// A named activation recorded during a forward pass (for the coordinate check).
+pub type Trace<B> = Vec<(String, Tensor<B, 3>)>;
+
+/// Where a parameter sits and which µP rules it follows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamInfo {
+    pub id: ParamId,
+    pub name: String,
+    pub group: ParamGroup,
+    pub shape: Vec<usize>,
+}
+
+impl<B: Backend> Transformer<B> {
+    /// Build and initialize the model. The weights are a pure function of (shape, µP config,
+    /// seed): each tensor draws from its own stream, so the init does not depend on the backend,
+    /// the device or the order of construction.
+    pub fn new(shape: &ModelShape, mup: &MupConfig, max_seq_len: usize, seed: u64, device: &B::Device) -> Self {
+        let width = shape.width;
+        let mut next_index = 0u64;
+        let mut matrix = |rows: usize, cols: usize, group: ParamGroup| {
+            let index = next_index;
+            next_index += 1;
+            let std = mup.init_std(group, width);
+            let values = Rng::derive(seed, &[0x1A17, index]).normal_vec(rows * cols, std);
+            let tensor = Tensor::<B, 2>::from_data(TensorData::new(values, [rows, cols]), device);
+            Param::initialized(ParamId::from(index), tensor.require_grad())
+        };
+        let embedding = matrix(shape.vocab, width, ParamGroup::Embedding);
+        let mut blocks = Vec::with_capacity(shape.depth);
+        for _ in 0..shape.depth {
+            let attention = Attention {
+                wq: matrix(width, width, ParamGroup::HiddenMatrix),
+                wk: matrix(width, shape.kv_width(), ParamGroup::HiddenMatrix),
+                wv: matrix(width, shape.kv_width(), ParamGroup::HiddenMatrix),
+                wo: matrix(width, width, ParamGroup::HiddenMatrix),
+                heads: shape.heads,
+                kv_heads: shape.kv_heads,
+            };
+            let ffn = FeedForward {
+                w_gate: matrix(width, shape.ffn_width, ParamGroup::HiddenMatrix),
+                w_up: matrix(width, shape.ffn_width, ParamGroup::HiddenMatrix),
+                w_down: matrix(shape.ffn_width, width, ParamGroup::HiddenMatrix),
+            };
+            blocks.push(Block { attention_norm: RmsNorm::ones(width, device), attention, ffn_norm: RmsNorm::ones(width, device), ffn });
+        }
+        // Norm weights get ids after every matrix, so matrix ids never depend on their number.
+        let mut norm_index = next_index;
+        let mut renumber = |norm: RmsNorm<B>| {
+            norm_index += 1;
+            RmsNorm { weight: Param::initialized(ParamId::from(norm_index), norm.weight.val()) }
+        };
+        let blocks = blocks
+            .into_iter()
+            .map(|b| Block { attention_norm: renumber(b.attention_norm), ffn_norm: renumber(b.ffn_norm), ..b })
+            .collect();
+        let final_norm = renumber(RmsNorm::ones(width, device));
+        Self {
+            embedding,
+            blocks,
+            final_norm,
+            rope: Rope::new(shape.head_dim(), max_seq_len, device),
+            embedding_multiplier: mup.embedding_multiplier(),
+            residual_multiplier: mup.residual_multiplier(shape.depth),
+            logit_multiplier: mup.logit_multiplier(width),
+            max_seq_len,
+        }
+    }
+
+    /// Final hidden states `[batch, seq, width]` (after the last norm). When `trace` is given,
+    /// every layer output is pushed into it under a stable name.
+    pub fn hidden(&self, tokens: Tensor<B, 2, Int>, mut trace: Option<&mut Trace<B>>) -> Tensor<B, 3> {
+        let mut record = |name: String, t: &Tensor<B, 3>| {
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.push((name, t.clone()));
+            }
+        };
+        let mut x = embedding(self.embedding.val(), tokens) * self.embedding_multiplier;
+        record("embedding".into(), &x);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let attention_out = block.attention.forward(block.attention_norm.forward(x.clone()), &self.rope);
+            record(format!("block{i}.attention"), &attention_out);
+            x = x + attention_out * self.residual_multiplier;
+            let ffn_out = block.ffn.forward(block.ffn_norm.forward(x.clone()));
+            record(format!("block{i}.ffn"), &ffn_out);
+            x = x + ffn_out * self.residual_multiplier;
+        }
+        let h = self.final_norm.forward(x);
+        record("final_norm".into(), &h);
+        h
+    }
+
+    /// Logits `[batch, seq, vocab]`: the tied embedding applied to the µP-scaled hidden states.
+    pub fn logits(&self, tokens: Tensor<B, 2, Int>, mut trace: Option<&mut Trace<B>>) -> Tensor<B, 3> {
+        let h = self.hidden(tokens, trace.as_deref_mut());
+        let logits = linear(h * self.logit_multiplier, self.embedding.val().transpose(), None);
+        if let Some(trace) = trace {
+            trace.push(("logits".into(), logits.clone()));
+        }
+        logits
+    }
+
+    /// Mean next-token cross-entropy in nats: `inputs` and `targets` are `[batch, seq]`.
+    pub fn loss(&self, inputs: Tensor<B, 2, Int>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+        cross_entropy(self.logits(inputs, None), targets)
+    }
+
+    /// Every parameter with its name and µP group, in a fixed order (for the optimizer).
+    pub fn param_infos(&self) -> Vec<ParamInfo> {
+        let info = |name: String, group, p: &Param<Tensor<B, 2>>| ParamInfo { id: p.id, name, group, shape: p.val().dims().to_vec() };
+        let norm = |name: String, n: &RmsNorm<B>| ParamInfo { id: n.weight.id, name, group: ParamGroup::Norm, shape: n.weight.val().dims().to_vec() };
+        let mut out = vec![info("embedding".into(), ParamGroup::Embedding, &self.embedding)];
+        for (i, b) in self.blocks.iter().enumerate() {
+            out.push(norm(format!("block{i}.attention_norm"), &b.attention_norm));
+            for (name, p) in [("wq", &b.attention.wq), ("wk", &b.attention.wk), ("wv", &b.attention.wv), ("wo", &b.attention.wo)] {
+                out.push(info(format!("block{i}.attention.{name}"), ParamGroup::HiddenMatrix, p));
+            }
+            out.push(norm(format!("block{i}.ffn_norm"), &b.ffn_norm));
+            for (name, p) in [("w_gate", &b.ffn.w_gate), ("w_up", &b.ffn.w_up), ("w_down", &b.ffn.w_down)] {
+                out.push(info(format!("block{i}.ffn.{name}"), ParamGroup::HiddenMatrix, p));
+            }
+        }
+        out.push(norm("final_norm".into(), &self.final_norm));
+        out
+    }
+}
+
+impl<B: Backend> RmsNorm<B> {
+    fn ones(width: usize, device: &B::Device) -> Self {
+        Self { weight: Param::from_tensor(Tensor::ones([width], device)) }
+    }
+}
+
+/// Mean cross-entropy in nats of `logits [batch, seq, vocab]` against `targets [batch, seq]`.
+pub fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+    let log_probs = log_softmax(logits, 2);
+    let picked = log_probs.gather(2, targets.unsqueeze_dim::<3>(2));
+    picked.neg().mean()
+}

@@ -1,0 +1,3 @@
+//! Training one run. So far: the µP AdamW optimizer ([`optimizer`]).
+
+pub mod optimizer;

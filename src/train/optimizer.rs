@@ -1,0 +1,184 @@
+//! AdamW with µP per-group learning rates and global-norm gradient clipping.
+//!
+//! For each parameter p with gradient g (after clipping), at step t (1-based):
+//!
+//! ```text
+//! m ← β₁ m + (1 − β₁) g            v ← β₂ v + (1 − β₂) g²
+//! m̂ = m / (1 − β₁ᵗ)                v̂ = v / (1 − β₂ᵗ)
+//! p ← p · (1 − lr_p λ) − lr_p · m̂ / (√v̂ + ε)   (decoupled weight decay, Loshchilov & Hutter; PyTorch order)
+//! ```
+//!
+//! `lr_p = lr(t) × multiplier(group)`: hidden matrices `lr/m` under µP, the rest `lr`
+//! ([`crate::model::mup::MupConfig::lr_multiplier`]). Weight decay applies to 2-D tensors (the
+//! matrices and the embedding), never to norm gains. Clipping rescales all gradients by
+//! `min(1, max_norm / ‖g‖₂)` with ‖g‖₂ over every parameter together.
+
+use std::collections::HashMap;
+
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::model::mup::{MupConfig, ParamGroup};
+use crate::model::transformer::Transformer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Global gradient-norm clip; 0 turns clipping off.
+    pub grad_clip: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, grad_clip: 1.0 }
+    }
+}
+
+/// First and second moments of one parameter, flattened.
+#[derive(Debug, Clone)]
+pub struct Moments<B: Backend> {
+    pub m: Tensor<B, 1>,
+    pub v: Tensor<B, 1>,
+}
+
+/// Per-parameter settings fixed at construction.
+#[derive(Debug, Clone, Copy)]
+struct ParamRule {
+    lr_multiplier: f64,
+    decays: bool,
+}
+
+/// AdamW over a [`Transformer`], with its state (moments and step count).
+pub struct AdamW<B: AutodiffBackend> {
+    pub config: AdamWConfig,
+    /// Completed optimizer steps.
+    pub step: u64,
+    pub moments: HashMap<ParamId, Moments<B::InnerBackend>>,
+    rules: HashMap<ParamId, ParamRule>,
+}
+
+/// What one step did, for the logs.
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport {
+    /// ‖g‖₂ before clipping.
+    pub grad_norm: f64,
+    /// The factor the gradients were multiplied by (1 when not clipped).
+    pub clip_scale: f64,
+}
+
+impl<B: AutodiffBackend> AdamW<B> {
+    pub fn new(config: AdamWConfig, model: &Transformer<B>, mup: &MupConfig) -> Self {
+        let width = model.embedding.val().dims()[1];
+        let rules = model
+            .param_infos()
+            .into_iter()
+            .map(|p| (p.id, ParamRule { lr_multiplier: mup.lr_multiplier(p.group, width), decays: p.group != ParamGroup::Norm }))
+            .collect();
+        Self { config, step: 0, moments: HashMap::new(), rules }
+    }
+
+    /// The learning rate a parameter gets when the schedule says `lr`.
+    pub fn param_lr(&self, id: ParamId, lr: f64) -> f64 {
+        lr * self.rules.get(&id).map_or(1.0, |r| r.lr_multiplier)
+    }
+
+    /// One update of `model` from the gradients of a backward pass, at base learning rate `lr`.
+    pub fn step(&mut self, model: Transformer<B>, grads: B::Gradients, lr: f64) -> (Transformer<B>, StepReport) {
+        let grads = GradientsParams::from_grads(grads, &model);
+        let grad_norm = global_norm::<B>(&model, &grads);
+        let clip_scale = if self.config.grad_clip > 0.0 && grad_norm > self.config.grad_clip {
+            self.config.grad_clip / grad_norm
+        } else {
+            1.0
+        };
+        self.step += 1;
+        let mut mapper = UpdateMapper { optimizer: self, grads, lr, clip_scale };
+        let model = model.map(&mut mapper);
+        (model, StepReport { grad_norm, clip_scale })
+    }
+}
+
+/// ‖g‖₂ over every parameter of the model (one host read per step).
+fn global_norm<B: AutodiffBackend>(model: &Transformer<B>, grads: &GradientsParams) -> f64 {
+    struct SumSquares<'a, B: AutodiffBackend> {
+        grads: &'a GradientsParams,
+        total: Option<Tensor<B::InnerBackend, 1>>,
+    }
+    impl<B: AutodiffBackend> burn::module::ModuleVisitor<B> for SumSquares<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+                let s = g.square().sum();
+                self.total = Some(match self.total.take() {
+                    Some(t) => t + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    let mut visitor = SumSquares::<B> { grads, total: None };
+    model.visit(&mut visitor);
+    visitor.total.map_or(0.0, |t| t.into_scalar().into_f64_lossy().sqrt())
+}
+
+trait IntoF64 {
+    fn into_f64_lossy(self) -> f64;
+}
+impl<E: burn::tensor::ElementConversion> IntoF64 for E {
+    fn into_f64_lossy(self) -> f64 {
+        self.elem::<f64>()
+    }
+}
+
+struct UpdateMapper<'a, B: AutodiffBackend> {
+    optimizer: &'a mut AdamW<B>,
+    grads: GradientsParams,
+    lr: f64,
+    clip_scale: f64,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let opt = &mut *self.optimizer;
+        let c = opt.config;
+        let rule = opt.rules.get(&id).copied().unwrap_or(ParamRule { lr_multiplier: 1.0, decays: D >= 2 });
+        let lr = self.lr * rule.lr_multiplier;
+        let dims = tensor.dims();
+        let n = tensor.shape().num_elements();
+        let p = tensor.inner().reshape([n]);
+        let g = grad.reshape([n]) * self.clip_scale;
+
+        let device = p.device();
+        let moments = opt
+            .moments
+            .remove(&id)
+            .unwrap_or_else(|| Moments { m: Tensor::zeros([n], &device), v: Tensor::zeros([n], &device) });
+        let m = moments.m * c.beta1 + g.clone() * (1.0 - c.beta1);
+        let v = moments.v * c.beta2 + g.square() * (1.0 - c.beta2);
+        let t = opt.step as i32;
+        let m_hat_scale = 1.0 / (1.0 - c.beta1.powi(t));
+        let v_hat_scale = 1.0 / (1.0 - c.beta2.powi(t));
+        let update = (m.clone() * m_hat_scale) / ((v.clone() * v_hat_scale).sqrt() + c.eps);
+        // PyTorch's order: decay the weights first, then take the Adam step.
+        let p = if rule.decays && c.weight_decay > 0.0 { p * (1.0 - lr * c.weight_decay) } else { p };
+        let p = p - update * lr;
+        opt.moments.insert(id, Moments { m, v });
+        let p = Tensor::<B, D>::from_inner(p.reshape(dims)).require_grad();
+        Param::from_mapped_value(id, p, mapper)
+    }
+}
+
+/// The model without autodiff, for evaluation.
+pub fn for_eval<B: AutodiffBackend>(model: &Transformer<B>) -> Transformer<B::InnerBackend> {
+    model.valid()
+}
