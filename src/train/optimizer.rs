@@ -182,3 +182,53 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
 pub fn for_eval<B: AutodiffBackend>(model: &Transformer<B>) -> Transformer<B::InnerBackend> {
     model.valid()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::CpuBackend;
+    use crate::model::shape::ModelShape;
+    use burn::tensor::{Int, TensorData};
+
+    /// Adam's first step moves every weight by lr_p · g/(|g| + ε) ≈ ±lr_p, so the largest change of a
+    /// hidden matrix over that of a norm gain is the µP ratio 1/m.
+    #[test]
+    fn per_group_learning_rates_have_ratio_one_over_m() {
+        let shape = ModelShape { width: 128, depth: 1, heads: 4, kv_heads: 4, ffn_width: 320, vocab: 16 };
+        let mup = MupConfig { base_width: 32, ..MupConfig::default() }; // m = 4
+        let device = Default::default();
+        let model = Transformer::<CpuBackend>::new(&shape, &mup, 8, 0, &device);
+        let tokens = Tensor::<CpuBackend, 2, Int>::from_data(TensorData::new((0..18).map(|i| i % 16).collect::<Vec<i64>>(), [2, 9]), &device);
+        let loss = model.loss(tokens.clone().narrow(1, 0, 8), tokens.narrow(1, 1, 8));
+        let before = model.clone();
+        let config = AdamWConfig { weight_decay: 0.0, grad_clip: 0.0, eps: 1e-12, ..Default::default() };
+        let mut opt = AdamW::new(config, &model, &mup);
+        let (after, report) = opt.step(model, loss.backward(), 0.01);
+        assert!(report.grad_norm > 0.0);
+        let max_change = |a: Tensor<CpuBackend, 2>, b: Tensor<CpuBackend, 2>| (a - b).abs().max().into_scalar() as f64;
+        let hidden = max_change(after.blocks[0].ffn.w_up.val(), before.blocks[0].ffn.w_up.val());
+        let norm = max_change(
+            after.blocks[0].ffn_norm.weight.val().unsqueeze::<2>(),
+            before.blocks[0].ffn_norm.weight.val().unsqueeze::<2>(),
+        );
+        let emb = max_change(after.embedding.val(), before.embedding.val());
+        assert!((hidden - 0.01 / 4.0).abs() < 1e-6, "hidden step {hidden}");
+        assert!((norm - 0.01).abs() < 1e-6, "norm step {norm}");
+        assert!((emb - 0.01).abs() < 1e-6, "embedding step {emb}");
+        assert!((hidden / norm - 0.25).abs() < 1e-3);
+    }
+
+    #[test]
+    fn clipping_caps_the_global_norm_and_reports_it() {
+        let shape = ModelShape { width: 32, depth: 1, heads: 2, kv_heads: 2, ffn_width: 80, vocab: 16 };
+        let mup = MupConfig::default();
+        let device = Default::default();
+        let model = Transformer::<CpuBackend>::new(&shape, &mup, 8, 0, &device);
+        let tokens = Tensor::<CpuBackend, 2, Int>::from_data(TensorData::new((0..18).map(|i| (i * 7) % 16).collect::<Vec<i64>>(), [2, 9]), &device);
+        let loss = model.loss(tokens.clone().narrow(1, 0, 8), tokens.narrow(1, 1, 8));
+        let mut opt = AdamW::new(AdamWConfig { grad_clip: 1e-3, ..Default::default() }, &model, &mup);
+        let (_, report) = opt.step(model, loss.backward(), 0.01);
+        assert!(report.grad_norm > 1e-3);
+        assert!((report.clip_scale - 1e-3 / report.grad_norm).abs() < 1e-12);
+    }
+}
