@@ -1,0 +1,214 @@
+//! `windtunnel data synth` (the synthetic language as a token file other tools can train on) and
+//! `windtunnel data inspect` (what a data file holds).
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::files::{read_sidecar, sidecar_path, Sidecar, TokenDtype, TokenFile};
+use super::synthetic::{SyntheticConfig, SyntheticLanguage};
+use crate::format::{si, thousands};
+use crate::fsutil::{atomic_write, atomic_write_with};
+use crate::rng::Rng;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SynthReport {
+    pub path: PathBuf,
+    pub sidecar: PathBuf,
+    pub tokens: u64,
+    pub documents: u64,
+    pub document_tokens: usize,
+    pub dtype: TokenDtype,
+    pub vocab: usize,
+    /// Exact mean −log p(x_t | x_<t) over every token of the file (context restarts per document).
+    pub oracle_loss_nats: f64,
+    pub oracle_bits_per_token: f64,
+    pub seed: u64,
+}
+
+/// Write `tokens` tokens of the synthetic language to `out` (documents of `document_tokens`),
+/// with a sidecar holding the vocabulary, the generating config and the exact oracle loss.
+pub fn synth(config: &SyntheticConfig, seed: u64, tokens: u64, document_tokens: usize, out: &Path) -> anyhow::Result<SynthReport> {
+    anyhow::ensure!(tokens > 0, "--tokens must be at least 1");
+    anyhow::ensure!(document_tokens > 0, "--document-tokens must be at least 1");
+    let language = SyntheticLanguage::new(config.clone()).map_err(anyhow::Error::msg)?;
+    let dtype = TokenDtype::for_vocab(config.vocab);
+    let mut nll_total = 0.0;
+    let mut documents = 0u64;
+    atomic_write_with(out, |file| {
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        let mut doc = Vec::with_capacity(document_tokens);
+        let mut written = 0u64;
+        while written < tokens {
+            let len = document_tokens.min((tokens - written) as usize);
+            let mut rng = Rng::derive(seed, &[0xF11E, documents]);
+            language.generate(&mut rng, len, &mut doc);
+            nll_total += -language.probability(&[], doc[0]).ln() + language.nll(&doc, 1).iter().sum::<f64>();
+            for &t in &doc {
+                match dtype {
+                    TokenDtype::U16 => w.write_all(&(t as u16).to_le_bytes())?,
+                    _ => w.write_all(&t.to_le_bytes())?,
+                }
+            }
+            written += len as u64;
+            documents += 1;
+        }
+        w.flush()?;
+        Ok(())
+    })
+    .with_context(|| format!("writing {}", out.display()))?;
+    let oracle_loss_nats = nll_total / tokens as f64;
+    let sidecar = Sidecar {
+        vocab: config.vocab,
+        dtype,
+        oracle_loss_nats: Some(oracle_loss_nats),
+        document_tokens: Some(document_tokens),
+        synthetic: Some(config.clone()),
+    };
+    let side = sidecar_path(out);
+    atomic_write(&side, serde_json::to_string_pretty(&sidecar)?.as_bytes())?;
+    Ok(SynthReport {
+        path: out.to_path_buf(),
+        sidecar: side,
+        tokens,
+        documents,
+        document_tokens,
+        dtype,
+        vocab: config.vocab,
+        oracle_loss_nats,
+        oracle_bits_per_token: oracle_loss_nats / std::f64::consts::LN_2,
+        seed,
+    })
+}
+
+impl std::fmt::Display for SynthReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "wrote {} ({} tokens as {}, {} documents of {} tokens, vocab {})", self.path.display(), thousands(self.tokens), self.dtype, thousands(self.documents), self.document_tokens, self.vocab)?;
+        writeln!(f, "sidecar {}", self.sidecar.display())?;
+        write!(f, "oracle loss {:.5} nats/token ({:.5} bits/token): the exact floor no model can beat", self.oracle_loss_nats, self.oracle_bits_per_token)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenCount {
+    pub token: u32,
+    pub count: u64,
+    pub share: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectReport {
+    pub path: PathBuf,
+    /// "text" (bytes) or "tokens".
+    pub kind: &'static str,
+    pub bytes: u64,
+    pub dtype: TokenDtype,
+    pub tokens: u64,
+    pub vocab: usize,
+    pub distinct_tokens: usize,
+    pub max_token: u32,
+    /// Entropy of the token histogram in nats (the loss of the best context-free model).
+    pub unigram_entropy_nats: f64,
+    /// For text: unigram entropy in bits per byte.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unigram_bits_per_byte: Option<f64>,
+    pub top_tokens: Vec<TokenCount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oracle_loss_nats: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<SyntheticConfig>,
+}
+
+/// Read a whole data file and summarise it. Text unless a sidecar, `vocab` or `dtype` says tokens.
+pub fn inspect(path: &Path, text: bool, dtype: Option<TokenDtype>, vocab: Option<usize>) -> anyhow::Result<InspectReport> {
+    let sidecar = read_sidecar(path)?;
+    let as_tokens = !text && (sidecar.is_some() || vocab.is_some() || dtype.is_some() || path.extension().is_some_and(|e| e == "bin"));
+    let file = if as_tokens { TokenFile::open_tokens(path, dtype, vocab)? } else { TokenFile::open_text(path)? };
+    let mut counts = vec![0u64; file.vocab()];
+    let mut chunk = Vec::with_capacity(1 << 20);
+    let mut at = 0;
+    while at < file.len() {
+        let n = (file.len() - at).min(1 << 20) as usize;
+        chunk.clear();
+        file.read(at, n, &mut chunk)?;
+        for &t in &chunk {
+            counts[t as usize] += 1;
+        }
+        at += n as u64;
+    }
+    let total = file.len() as f64;
+    let entropy: f64 = counts.iter().filter(|&&c| c > 0).map(|&c| {
+        let p = c as f64 / total;
+        -p * p.ln()
+    }).sum();
+    let mut order: Vec<usize> = (0..counts.len()).filter(|&t| counts[t] > 0).collect();
+    order.sort_by_key(|&t| std::cmp::Reverse(counts[t]));
+    Ok(InspectReport {
+        path: path.to_path_buf(),
+        kind: if as_tokens { "tokens" } else { "text" },
+        bytes: file.len() * file.dtype().bytes(),
+        dtype: file.dtype(),
+        tokens: file.len(),
+        vocab: file.vocab(),
+        distinct_tokens: order.len(),
+        max_token: order.iter().copied().max().unwrap_or(0) as u32,
+        unigram_entropy_nats: entropy,
+        unigram_bits_per_byte: (!as_tokens).then(|| entropy / std::f64::consts::LN_2),
+        top_tokens: order.iter().take(10).map(|&t| TokenCount { token: t as u32, count: counts[t], share: counts[t] as f64 / total }).collect(),
+        oracle_loss_nats: sidecar.as_ref().and_then(|s| s.oracle_loss_nats),
+        synthetic: sidecar.and_then(|s| s.synthetic),
+    })
+}
+
+impl std::fmt::Display for InspectReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} ({})", self.path.display(), self.kind)?;
+        writeln!(f, "  size          {} bytes, {} tokens as {}", thousands(self.bytes), thousands(self.tokens), self.dtype)?;
+        writeln!(f, "  vocab         {} ({} used, {:.1}%; largest token {})", thousands(self.vocab as u64), thousands(self.distinct_tokens as u64), 100.0 * self.distinct_tokens as f64 / self.vocab as f64, self.max_token)?;
+        write!(f, "  unigram       {:.4} nats/token", self.unigram_entropy_nats)?;
+        if let Some(bpb) = self.unigram_bits_per_byte {
+            write!(f, " = {bpb:.4} bits/byte")?;
+        }
+        writeln!(f, " (loss of the best model without context)")?;
+        if let Some(o) = self.oracle_loss_nats {
+            writeln!(f, "  oracle loss   {o:.5} nats/token (exact: the file was generated by the synthetic language)")?;
+        }
+        write!(f, "  top tokens   ")?;
+        for t in &self.top_tokens {
+            if self.kind == "text" && (0x20..0x7f).contains(&t.token) {
+                write!(f, " {:?} {:.1}%", t.token as u8 as char, 100.0 * t.share)?;
+            } else {
+                write!(f, " {} {:.1}%", t.token, 100.0 * t.share)?;
+            }
+        }
+        if self.tokens > 1_000_000 {
+            write!(f, "\n  ({} tokens)", si(self.tokens as f64))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synth_writes_a_file_whose_oracle_inspect_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("s.bin");
+        let config = SyntheticConfig { vocab: 64, ..Default::default() };
+        let r = synth(&config, 3, 10_000, 256, &out).unwrap();
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), 20_000);
+        assert_eq!(r.documents, 40);
+        let i = inspect(&out, false, None, None).unwrap();
+        assert_eq!((i.kind, i.tokens, i.vocab), ("tokens", 10_000, 64));
+        assert_eq!(i.oracle_loss_nats, Some(r.oracle_loss_nats));
+        assert!(r.oracle_loss_nats < i.unigram_entropy_nats, "context must help: {} vs {}", r.oracle_loss_nats, i.unigram_entropy_nats);
+        // Same seed, same file.
+        let again = dir.path().join("t.bin");
+        synth(&config, 3, 10_000, 256, &again).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+    }
+}
