@@ -9,6 +9,7 @@ use windtunnel::data::files::TokenDtype;
 use windtunnel::data::synthetic::SyntheticConfig;
 use windtunnel::data::tools;
 use windtunnel::device::DeviceSpec;
+use windtunnel::train::run::TrainOptions;
 use windtunnel::model::coord_check::{coord_check, CoordCheckOptions};
 use windtunnel::model::mup::{MupConfig, Parameterization};
 use windtunnel::model::shape::{self, ModelShape, PRESETS};
@@ -37,9 +38,36 @@ enum Command {
     #[command(after_help = "Examples:\n  windtunnel coord-check\n  windtunnel coord-check --parameterization sp\n  \
                             windtunnel coord-check --widths 64,128,256,512,1024 --steps 5 --json > coord.json")]
     CoordCheck(CoordCheckArgs),
+    /// Train one run from a run file; writes run.json, metrics.jsonl, status.json and checkpoints/ into --out.
+    #[command(after_help = "Examples:\n  windtunnel train sweeps/runs/quickstart.toml --out results/quickstart-run\n  \
+                            windtunnel train sweeps/runs/quickstart.toml --out results/quickstart-run --resume\n  \
+                            windtunnel train run.toml --out runs/a --device cuda:0 --json\n\n\
+                            Exit codes: 0 done, 1 failed, 3 diverged, 130/143 interrupted by SIGINT/SIGTERM (a checkpoint was written).")]
+    Train(TrainArgs),
     /// Make and inspect data: the synthetic language as a token file, or what a data file holds.
     #[command(subcommand)]
     Data(DataCommand),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// The run file (TOML, or JSON by extension).
+    run_file: std::path::PathBuf,
+    /// Directory for run.json, metrics.jsonl, status.json and checkpoints/.
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// Continue from the newest valid checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// No progress output on stderr.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -260,7 +288,7 @@ struct CoordCheckArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -268,8 +296,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a command; the exit code is 0 unless a command says otherwise (train: diverged, interrupted).
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    if let Command::Train(args) = &cli.command {
+        let options = TrainOptions { device: args.device, resume: args.resume, quiet: args.quiet };
+        let summary = windtunnel::train::run::train(&args.run_file, &args.out, &options)?;
+        if args.json {
+            print_json(&summary)?;
+        } else {
+            println!("{summary}");
+        }
+        return Ok(summary.outcome.exit_code());
+    }
+    run_simple(cli).map(|()| 0)
+}
+
+fn run_simple(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Train(_) => unreachable!("handled in run"),
         Command::Model(args) => model(args),
         Command::CoordCheck(args) => coord(args),
         Command::Data(DataCommand::Synth(args)) => {

@@ -350,9 +350,9 @@ pub fn train_batch(source: &dyn TokenSource, step: u64, batch_size: usize, seq_l
     rows(source, Split::Train, step * batch_size as u64, batch_size, seq_len)
 }
 
-/// Evaluation batch `k`: held-out sequences `k·batch .. (k+1)·batch`.
-pub fn eval_batch(source: &dyn TokenSource, k: u64, batch_size: usize, seq_len: usize) -> Result<Batch, DataError> {
-    rows(source, Split::Eval, k * batch_size as u64, batch_size, seq_len)
+/// Held-out sequences `first .. first + rows` as a batch.
+pub fn eval_batch(source: &dyn TokenSource, first: u64, rows: usize, seq_len: usize) -> Result<Batch, DataError> {
+    self::rows(source, Split::Eval, first, rows, seq_len)
 }
 
 fn rows(source: &dyn TokenSource, split: Split, first: u64, batch_size: usize, seq_len: usize) -> Result<Batch, DataError> {

@@ -1,0 +1,506 @@
+//! One training run, end to end: `windtunnel train RUN_FILE --out DIR`.
+//!
+//! Reads and checks the run file, writes `run.json` (the resolved config with N, FLOPs per token
+//! and the version), then trains: a batch per step from the data source, forward, backward,
+//! AdamW with µP groups, the schedule in tokens; evaluates on the held-out split; appends
+//! `metrics.jsonl`; checkpoints at the configured token counts, every few minutes, on SIGINT or
+//! SIGTERM, and at the end; and keeps `status.json` current. `--resume` continues from the newest
+//! checkpoint that verifies. A branch (`[branch]`) starts from its trunk's checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::module::AutodiffModule;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{self, CheckpointHeader};
+use super::config::RunConfig;
+use super::log::{now_seconds, write_status, MetricsLog, MetricsRecord, RunState, Status};
+use super::optimizer::AdamW;
+use crate::data::{self, Batch, TokenSource};
+use crate::device::{run_on, BackendJob, DeviceSpec};
+use crate::fsutil::atomic_write;
+use crate::model::shape::{FlopsPerToken, ModelShape};
+use crate::model::transformer::Transformer;
+
+/// Exit code of a run that diverged (a normal outcome of a too-large learning rate).
+pub const EXIT_DIVERGED: u8 = 3;
+
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    pub device: DeviceSpec,
+    pub resume: bool,
+    /// No progress bar or progress lines.
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Done,
+    Diverged,
+    /// Stopped by a signal (its number), after writing a checkpoint.
+    Interrupted(i32),
+}
+
+impl Outcome {
+    /// The process exit code: 0 done, 3 diverged, 128 + signal when interrupted.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Done => 0,
+            Self::Diverged => EXIT_DIVERGED,
+            Self::Interrupted(sig) => (128 + sig) as u8,
+        }
+    }
+}
+
+/// `run.json`: the run as it was resolved and started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub windtunnel_version: String,
+    pub config: RunConfig,
+    pub config_hash: String,
+    pub shape: ModelShape,
+    pub non_embedding_params: u64,
+    pub total_params: u64,
+    pub flops_per_token: FlopsPerToken,
+    pub tokens_per_step: u64,
+    pub steps: u64,
+    /// Tokens the run trains on: steps × tokens_per_step.
+    pub tokens: u64,
+    pub data_vocab: usize,
+    pub bytes_per_token: Option<f64>,
+    pub eval_sequences: u64,
+    /// The exact loss floor of the held-out split (synthetic data).
+    pub oracle_eval_loss: Option<f64>,
+    /// For a branch: the trunk checkpoint it started from.
+    pub trunk_checkpoint: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub outcome: Outcome,
+    pub out_dir: PathBuf,
+    pub steps: u64,
+    pub tokens: u64,
+    pub final_eval_loss: Option<f64>,
+    pub best_eval_loss: Option<f64>,
+    pub oracle_eval_loss: Option<f64>,
+    pub non_embedding_params: u64,
+    pub flops: f64,
+    pub wall_s: f64,
+    pub tokens_per_s: f64,
+    pub resumed_from_step: Option<u64>,
+}
+
+/// Train the run described by `run_file` into `out`.
+pub fn train(run_file: &Path, out: &Path, options: &TrainOptions) -> anyhow::Result<TrainSummary> {
+    let config = RunConfig::load(run_file)?;
+    config.validate().with_context(|| format!("run file {}", run_file.display()))?;
+    let base_dir = run_file.parent().map(Path::to_path_buf).unwrap_or_default();
+    train_config(config, &base_dir, out, options)
+}
+
+/// Train `config` (paths in it relative to `base_dir`) into `out`.
+pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOptions) -> anyhow::Result<TrainSummary> {
+    let prepared = prepare(config, base_dir, out, options)?;
+    let steps = prepared.record.steps;
+    let result = run_on(options.device, Job { p: &prepared, options }).and_then(|r| r);
+    if let Err(e) = &result {
+        let status = Status {
+            state: RunState::Failed,
+            reason: Some(format!("{e:#}")),
+            step: 0,
+            steps,
+            tokens: 0,
+            eval_loss: None,
+            pid: std::process::id(),
+            updated_at: now_seconds(),
+        };
+        write_status(out, &status).ok();
+    }
+    result
+}
+
+/// Everything resolved before the backend is chosen.
+struct Prepared {
+    record: RunRecord,
+    out: PathBuf,
+    data: Box<dyn TokenSource>,
+    decay_data: Option<Box<dyn TokenSource>>,
+    trunk_checkpoint: Option<PathBuf>,
+    signal: Arc<AtomicUsize>,
+}
+
+fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOptions) -> anyhow::Result<Prepared> {
+    let t = &config.training;
+    let data = data::open(&config.data, t.data_seed, base_dir)?;
+    let decay_data = config.branch.as_ref().and_then(|b| b.data.as_ref()).map(|d| data::open(d, t.data_seed, base_dir)).transpose()?;
+    if let Some(d) = &decay_data {
+        anyhow::ensure!(d.vocab() == data.vocab(), "branch.data has vocabulary {}, [data] has {}; they must match", d.vocab(), data.vocab());
+    }
+    let shape = config.model.resolve(data.vocab())?;
+    let wanted_eval = t.eval_tokens.div_ceil(t.seq_len as u64);
+    let eval_sequences = data.eval_sequences(t.seq_len + 1).map_or(wanted_eval, |available| available.min(wanted_eval));
+    anyhow::ensure!(eval_sequences > 0, "the held-out split has no room for one sequence of {} tokens", t.seq_len + 1);
+    let oracle_eval_loss = data::oracle_eval_loss(&*data, eval_sequences, t.seq_len)?;
+
+    let trunk_checkpoint = match &config.branch {
+        Some(b) => {
+            let trunk_dir = base_dir.join(&b.trunk);
+            let trunk_json = trunk_dir.join("run.json");
+            let trunk: RunRecord = serde_json::from_str(
+                &std::fs::read_to_string(&trunk_json).with_context(|| format!("branch.trunk: cannot read {} (has the trunk started?)", trunk_json.display()))?,
+            )
+            .with_context(|| format!("{} is malformed", trunk_json.display()))?;
+            let diffs = config.differences_from_trunk(&trunk.config);
+            anyhow::ensure!(diffs.is_empty(), "this branch differs from its trunk {} in what a branch must share:\n  {}", trunk_dir.display(), diffs.join("\n  "));
+            let path = trunk_dir.join("checkpoints").join(checkpoint::checkpoint_name(b.from_tokens));
+            anyhow::ensure!(
+                path.exists(),
+                "branch.from_tokens = {}: the trunk has no checkpoint {} yet (its checkpoint_tokens must include {})",
+                b.from_tokens,
+                path.display(),
+                b.from_tokens
+            );
+            Some(path)
+        }
+        None => None,
+    };
+
+    let steps = t.steps();
+    let flops_per_token = shape.flops_per_token(t.seq_len);
+    let record = RunRecord {
+        windtunnel_version: env!("CARGO_PKG_VERSION").to_string(),
+        config_hash: config.hash(),
+        shape,
+        non_embedding_params: shape.non_embedding_params(),
+        total_params: shape.total_params(),
+        flops_per_token,
+        tokens_per_step: t.tokens_per_step(),
+        steps,
+        tokens: steps * t.tokens_per_step(),
+        data_vocab: data.vocab(),
+        bytes_per_token: data.bytes_per_token(),
+        eval_sequences,
+        oracle_eval_loss,
+        trunk_checkpoint: trunk_checkpoint.clone(),
+        config,
+    };
+
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create run directory {}", out.display()))?;
+    let run_json = out.join("run.json");
+    if run_json.exists() {
+        let existing: RunRecord = serde_json::from_str(&std::fs::read_to_string(&run_json)?).with_context(|| format!("{} is malformed", run_json.display()))?;
+        anyhow::ensure!(
+            options.resume,
+            "{} already holds a run; pass --resume to continue it, or choose another --out",
+            out.display()
+        );
+        anyhow::ensure!(
+            existing.config_hash == record.config_hash,
+            "{} holds a run of a different config (hash {} ≠ {}); --resume continues only the same run",
+            out.display(),
+            existing.config_hash,
+            record.config_hash
+        );
+    }
+    atomic_write(&run_json, serde_json::to_string_pretty(&record)?.as_bytes())?;
+
+    let signal = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).context("cannot install signal handlers")?;
+    }
+    Ok(Prepared { record, out: out.to_path_buf(), data, decay_data, trunk_checkpoint, signal })
+}
+
+struct Job<'a> {
+    p: &'a Prepared,
+    options: &'a TrainOptions,
+}
+
+impl BackendJob for Job<'_> {
+    type Output = anyhow::Result<TrainSummary>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<TrainSummary> {
+        Trainer::<B>::start(self.p, self.options, device)?.run()
+    }
+}
+
+/// Token tensors of a batch: inputs `[b, seq]`, targets `[b, seq]` (shifted by one).
+pub fn batch_tensors<B: Backend>(batch: &Batch, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let tokens: Vec<i64> = batch.tokens.iter().map(|&t| t as i64).collect();
+    let all = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [batch.batch_size, batch.seq_len + 1]), device);
+    (all.clone().narrow(1, 0, batch.seq_len), all.narrow(1, 1, batch.seq_len))
+}
+
+/// Mean held-out loss of `model` over the first `sequences` evaluation sequences.
+pub fn evaluate<B: Backend>(model: &Transformer<B>, data: &dyn TokenSource, sequences: u64, batch_size: usize, seq_len: usize, device: &B::Device) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    let mut first = 0u64;
+    while first < sequences {
+        let rows = (sequences - first).min(batch_size as u64) as usize;
+        let batch = data::eval_batch(data, first, rows, seq_len)?;
+        let (inputs, targets) = batch_tensors::<B>(&batch, device);
+        let loss: f64 = model.loss(inputs, targets).into_scalar().elem();
+        total += loss * rows as f64;
+        first += rows as u64;
+    }
+    Ok(total / sequences as f64)
+}
+
+struct Trainer<'a, B: AutodiffBackend> {
+    p: &'a Prepared,
+    options: &'a TrainOptions,
+    device: B::Device,
+    /// Taken out for each optimizer step (which consumes it) and put back.
+    model: Option<Transformer<B>>,
+    optimizer: AdamW<B>,
+    step: u64,
+    first_loss: Option<f64>,
+    wall_before: f64,
+    resumed_from: Option<u64>,
+    metrics: MetricsLog,
+    checkpoint_steps: Vec<u64>,
+    last_eval: Option<f64>,
+    best_eval: Option<f64>,
+}
+
+impl<'a, B: AutodiffBackend> Trainer<'a, B> {
+    fn start(p: &'a Prepared, options: &'a TrainOptions, device: B::Device) -> anyhow::Result<Self> {
+        let c = &p.record.config;
+        let mut model = Transformer::<B>::new(&p.record.shape, &c.mup, c.training.seq_len, c.seed, &device);
+        let mut optimizer = AdamW::new(c.optimizer.adamw(), &model, &c.mup);
+        let (mut step, mut first_loss, mut wall_before, mut resumed_from) = (0, None, 0.0, None);
+        let ckpt_dir = p.out.join("checkpoints");
+        let own = if options.resume {
+            checkpoint::newest_valid(&ckpt_dir, |w| eprintln!("warning: {w}"))
+        } else {
+            None
+        };
+        let restore_from = match own {
+            Some(ck) => {
+                anyhow::ensure!(
+                    ck.header.config_hash == p.record.config_hash,
+                    "checkpoint {} belongs to a different config; move it away or use another --out",
+                    ck.path.display()
+                );
+                wall_before = ck.header.wall_seconds;
+                resumed_from = Some(ck.header.step);
+                Some(ck)
+            }
+            None => match &p.trunk_checkpoint {
+                Some(path) => Some(checkpoint::read(path)?),
+                None => None,
+            },
+        };
+        if let Some(ck) = restore_from {
+            model = ck.restore(model, &mut optimizer, &device)?;
+            step = ck.header.step;
+            first_loss = ck.header.first_loss;
+        }
+        let metrics = MetricsLog::open(&p.out, step)?;
+        let t = &c.training;
+        let mut checkpoint_steps: Vec<u64> = t.checkpoint_tokens.iter().map(|&k| t.step_at_tokens(k)).collect();
+        checkpoint_steps.sort_unstable();
+        checkpoint_steps.dedup();
+        Ok(Self { p, options, device, model: Some(model), optimizer, step, first_loss, wall_before, resumed_from, metrics, checkpoint_steps, last_eval: None, best_eval: None })
+    }
+
+    fn model(&self) -> &Transformer<B> {
+        self.model.as_ref().expect("model present between steps")
+    }
+
+    fn status(&self, state: RunState, reason: Option<String>) -> anyhow::Result<()> {
+        let r = &self.p.record;
+        write_status(
+            &self.p.out,
+            &Status {
+                state,
+                reason,
+                step: self.step,
+                steps: r.steps,
+                tokens: self.step * r.tokens_per_step,
+                eval_loss: self.last_eval,
+                pid: std::process::id(),
+                updated_at: now_seconds(),
+            },
+        )
+    }
+
+    fn save(&self, reason: &str, wall: f64) -> anyhow::Result<()> {
+        let r = &self.p.record;
+        let tokens = self.step * r.tokens_per_step;
+        let dir = self.p.out.join("checkpoints");
+        let header = CheckpointHeader {
+            step: self.step,
+            tokens,
+            wall_seconds: wall,
+            config_hash: r.config_hash.clone(),
+            first_loss: self.first_loss,
+            reason: reason.to_string(),
+            tensors: Vec::new(),
+        };
+        let name = checkpoint::checkpoint_name(tokens);
+        if reason == "tokens" || reason == "final" {
+            checkpoint::save(&dir.join(&name), self.model(), &self.optimizer, header)
+        } else {
+            // Periodic and interrupt checkpoints replace each other.
+            let path = dir.join(format!("periodic-{name}"));
+            checkpoint::save(&path, self.model(), &self.optimizer, header)?;
+            for old in checkpoint::list(&dir) {
+                if old != path && old.file_name().is_some_and(|n| n.to_string_lossy().starts_with("periodic-")) {
+                    std::fs::remove_file(old).ok();
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn eval(&mut self) -> anyhow::Result<f64> {
+        let c = &self.p.record.config.training;
+        let valid = self.model().valid();
+        let loss = evaluate(&valid, &*self.p.data, self.p.record.eval_sequences, c.batch_size, c.seq_len, &self.device)?;
+        self.last_eval = Some(loss);
+        self.best_eval = Some(self.best_eval.map_or(loss, |b| b.min(loss)));
+        Ok(loss)
+    }
+
+    fn run(mut self) -> anyhow::Result<TrainSummary> {
+        let r = &self.p.record;
+        let c = &r.config;
+        let t = &c.training;
+        let tps = r.tokens_per_step;
+        let total_tokens = r.tokens;
+        let start = Instant::now();
+        let start_step = self.step;
+        let is_branch_decay = c.branch.is_some();
+        let train_data: &dyn TokenSource = match (&self.p.decay_data, is_branch_decay) {
+            (Some(d), true) => &**d,
+            _ => &*self.p.data,
+        };
+        self.status(RunState::Running, None)?;
+        let progress = super::progress::Progress::new(r.steps, start_step, tps, self.options.quiet);
+        let mut last_periodic = Instant::now();
+        let mut interval_start = (Instant::now(), self.step);
+        let mut outcome = Outcome::Done;
+
+        while self.step < r.steps {
+            let sig = self.p.signal.load(Ordering::SeqCst);
+            if sig != 0 {
+                let wall = self.wall_before + start.elapsed().as_secs_f64();
+                self.save("interrupt", wall)?;
+                self.status(RunState::Interrupted, Some(format!("signal {sig}; checkpoint at step {}", self.step)))?;
+                outcome = Outcome::Interrupted(sig as i32);
+                break;
+            }
+            let tokens_before = self.step * tps;
+            let lr = c.optimizer.lr * c.schedule.factor(tokens_before, total_tokens);
+            let batch = data::train_batch(train_data, self.step, t.batch_size, t.seq_len)?;
+            let (inputs, targets) = batch_tensors::<B>(&batch, &self.device);
+            let loss = self.model().loss(inputs, targets);
+            let loss_value: f64 = loss.clone().into_scalar().elem();
+            let grads = loss.backward();
+            let model = self.model.take().expect("model present between steps");
+            let (model, report) = self.optimizer.step(model, grads, lr);
+            self.model = Some(model);
+            self.step += 1;
+            let first = *self.first_loss.get_or_insert(loss_value);
+            let diverged = !loss_value.is_finite() || loss_value > t.divergence_factor * first;
+
+            let tokens = self.step * tps;
+            let eval_due = self.step == r.steps || tokens / t.eval_interval_tokens > tokens_before / t.eval_interval_tokens;
+            let eval_loss = if eval_due && !diverged { Some(self.eval()?) } else { None };
+            let log_due = self.step % t.log_interval_steps == 0 || eval_loss.is_some() || diverged || self.step == r.steps;
+            let wall = self.wall_before + start.elapsed().as_secs_f64();
+            if log_due {
+                let elapsed = interval_start.0.elapsed().as_secs_f64();
+                let tokens_per_s = (self.step - interval_start.1) as f64 * tps as f64 / elapsed.max(1e-9);
+                interval_start = (Instant::now(), self.step);
+                let record = MetricsRecord {
+                    step: self.step,
+                    tokens,
+                    flops: tokens as f64 * r.flops_per_token.total as f64,
+                    flops_6nd: 6.0 * r.non_embedding_params as f64 * tokens as f64,
+                    lr,
+                    train_loss: loss_value,
+                    eval_loss,
+                    eval_bits_per_byte: eval_loss.zip(r.bytes_per_token).map(|(l, b)| l / b / std::f64::consts::LN_2),
+                    oracle_loss: eval_loss.and(r.oracle_eval_loss),
+                    grad_norm: report.grad_norm,
+                    tokens_per_s,
+                    wall_s: wall,
+                };
+                self.metrics.append(&record)?;
+                progress.update(&record);
+            }
+            if diverged {
+                let reason = format!("loss {loss_value} at step {} (first loss {first:.4}, limit {}×)", self.step, t.divergence_factor);
+                self.status(RunState::Diverged, Some(reason))?;
+                outcome = Outcome::Diverged;
+                break;
+            }
+            if self.checkpoint_steps.binary_search(&self.step).is_ok() {
+                self.save("tokens", wall)?;
+            } else if t.checkpoint_every_minutes > 0.0 && last_periodic.elapsed().as_secs_f64() > 60.0 * t.checkpoint_every_minutes {
+                self.save("periodic", wall)?;
+                last_periodic = Instant::now();
+            }
+            if self.step % 50 == 0 {
+                self.status(RunState::Running, None)?;
+            }
+        }
+        let wall = self.wall_before + start.elapsed().as_secs_f64();
+        if outcome == Outcome::Done {
+            if self.step == start_step {
+                // Nothing left to train (a finished run resumed, or a zero-length branch).
+                self.eval()?;
+            }
+            self.save("final", wall)?;
+            self.status(RunState::Done, None)?;
+        }
+        progress.finish();
+        let trained = (self.step - start_step) * tps;
+        Ok(TrainSummary {
+            outcome,
+            out_dir: self.p.out.clone(),
+            steps: self.step,
+            tokens: self.step * tps,
+            final_eval_loss: self.last_eval,
+            best_eval_loss: self.best_eval,
+            oracle_eval_loss: r.oracle_eval_loss,
+            non_embedding_params: r.non_embedding_params,
+            flops: (self.step * tps) as f64 * r.flops_per_token.total as f64,
+            wall_s: wall,
+            tokens_per_s: trained as f64 / start.elapsed().as_secs_f64().max(1e-9),
+            resumed_from_step: self.resumed_from,
+        })
+    }
+}
+
+impl std::fmt::Display for TrainSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.outcome {
+            Outcome::Done => "done".to_string(),
+            Outcome::Diverged => "diverged".to_string(),
+            Outcome::Interrupted(sig) => format!("interrupted by signal {sig} (checkpoint written; resume with --resume)"),
+        };
+        writeln!(f, "{}: {state}", self.out_dir.display())?;
+        writeln!(f, "  steps {}  tokens {}  FLOPs {:.3e}  N {}", self.steps, crate::format::thousands(self.tokens), self.flops, crate::format::thousands(self.non_embedding_params))?;
+        if let Some(l) = self.final_eval_loss {
+            write!(f, "  eval loss {l:.4} nats/token")?;
+            if let Some(b) = self.best_eval_loss {
+                write!(f, " (best {b:.4})")?;
+            }
+            if let Some(o) = self.oracle_eval_loss {
+                write!(f, "  oracle {o:.4} (gap {:.4})", l - o)?;
+            }
+            writeln!(f)?;
+        }
+        write!(f, "  wall {:.1}s  {:.0} tokens/s", self.wall_s, self.tokens_per_s)
+    }
+}
