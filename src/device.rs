@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::backend::AutodiffBackend;
+use crate::model::fused::TrainBackend;
 use serde::{Deserialize, Serialize};
 
 /// The CPU backend, with autodiff.
@@ -70,7 +70,7 @@ impl From<DeviceSpec> for String {
 /// Work generic over the backend.
 pub trait BackendJob {
     type Output;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+    fn run<B: TrainBackend>(self, device: B::Device) -> Self::Output;
 }
 
 /// Whether this binary was built with CUDA support.

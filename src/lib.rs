@@ -1,6 +1,7 @@
 //! windtunnel: wind-tunnel scaling-law experiments on µP language models (the method of MiniCPM,
 //! arXiv 2404.06395). See `DESIGN.md` for the data flow; each module is one stage of it.
 
+pub mod alloc;
 pub mod data;
 pub mod device;
 pub mod format;

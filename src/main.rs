@@ -286,6 +286,7 @@ struct CoordCheckArgs {
 }
 
 fn main() -> ExitCode {
+    windtunnel::alloc::tune_for_training();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),

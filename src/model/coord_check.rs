@@ -3,7 +3,7 @@
 //! are flat in width (slope of log mean|x| against log width ≈ 0); under standard
 //! parameterization they grow with width once the optimizer has taken a step.
 
-use burn::tensor::backend::AutodiffBackend;
+use super::fused::TrainBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -109,7 +109,7 @@ struct Job<'a>(&'a CoordCheckOptions);
 
 impl BackendJob for Job<'_> {
     type Output = CoordCheckResult;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> CoordCheckResult {
+    fn run<B: TrainBackend>(self, device: B::Device) -> CoordCheckResult {
         let o = self.0;
         // One fixed batch of random tokens, the same for every width.
         let mut rng = Rng::derive(o.seed, &[0xC00D]);

@@ -2,6 +2,7 @@
 //! the burn network ([`transformer`]) and the coordinate check that verifies µP ([`coord_check`]).
 
 pub mod coord_check;
+pub mod fused;
 pub mod mup;
 pub mod shape;
 pub mod transformer;

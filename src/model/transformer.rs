@@ -13,10 +13,10 @@
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{log_softmax, silu};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::{attention, embedding, linear};
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::module::{embedding, linear};
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::fused::{softmax_last, FusedOps};
 use super::mup::{MupConfig, ParamGroup};
 use super::shape::ModelShape;
 use crate::rng::Rng;
@@ -50,31 +50,72 @@ pub struct Attention<B: Backend> {
     pub kv_heads: usize,
 }
 
-impl<B: Backend> Attention<B> {
-    pub fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>) -> Tensor<B, 3> {
+impl<B: FusedOps> Attention<B> {
+    pub fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: &CausalMask<B>) -> Tensor<B, 3> {
         let [batch, seq, width] = x.dims();
         let head_dim = width / self.heads;
-        let split_heads = |t: Tensor<B, 3>, heads: usize| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
-
-        let q = rope.apply(split_heads(linear(x.clone(), self.wq.val(), None), self.heads));
-        let k = rope.apply(split_heads(linear(x.clone(), self.wk.val(), None), self.kv_heads));
-        let v = split_heads(linear(x, self.wv.val(), None), self.kv_heads);
-
-        // Grouped-query attention: each key/value head serves heads / kv_heads query heads.
         let groups = self.heads / self.kv_heads;
-        let share = |t: Tensor<B, 4>| {
-            if groups == 1 {
-                t
-            } else {
-                t.unsqueeze_dim::<5>(2)
-                    .expand([batch, self.kv_heads, groups, seq, head_dim])
-                    .reshape([batch, self.heads, seq, head_dim])
-            }
-        };
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
-        let context = attention(q, share(k), share(v), None, None, options); // softmax(QKᵀ/√d_head)·V
-        let context = context.swap_dims(1, 2).reshape([batch, seq, width]);
+
+        let q = rope.apply(linear(x.clone(), self.wq.val(), None).reshape([batch, seq, self.heads, head_dim]));
+        let k = rope.apply(linear(x.clone(), self.wk.val(), None).reshape([batch, seq, self.kv_heads, head_dim]));
+        let v = linear(x, self.wv.val(), None).reshape([batch, seq, self.kv_heads, head_dim]);
+
+        // Grouped-query attention without copying keys and values: the `groups` query heads that
+        // share a key/value head are stacked along the query axis, [b, kv, groups·seq, d], and the
+        // causal mask is tiled to match.
+        let q = q.swap_dims(1, 2).reshape([batch, self.kv_heads, groups * seq, head_dim]);
+        let k = k.swap_dims(1, 2); // [b, kv, seq, d]
+        let v = v.swap_dims(1, 2);
+        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (head_dim as f64).sqrt());
+        let scores = mask.apply(scores, groups); // −∞ above the diagonal
+        let context = softmax_last(scores).matmul(v); // [b, kv, groups·seq, d]
+        let context = context.reshape([batch, self.heads, seq, head_dim]).swap_dims(1, 2).reshape([batch, seq, width]);
         linear(context, self.wo.val(), None)
+    }
+}
+
+/// Additive causal masks (0 on and below the diagonal, −∞ above), `[1, 1, groups·seq, seq]`,
+/// built once for the full sequence length and each query-group count in use.
+#[derive(Module, Debug)]
+pub struct CausalMask<B: Backend> {
+    /// The mask for `groups` = 1.
+    pub single: Tensor<B, 4>,
+    /// The mask for the model's `groups` (heads / kv_heads), when that is not 1.
+    pub grouped: Tensor<B, 4>,
+    pub groups: usize,
+    pub max_seq_len: usize,
+}
+
+impl<B: Backend> CausalMask<B> {
+    pub fn new(groups: usize, max_seq_len: usize, device: &B::Device) -> Self {
+        Self {
+            single: Self::build(1, max_seq_len, device),
+            grouped: Self::build(groups, max_seq_len, device),
+            groups,
+            max_seq_len,
+        }
+    }
+
+    fn build(groups: usize, seq: usize, device: &B::Device) -> Tensor<B, 4> {
+        let mut values = Vec::with_capacity(groups * seq * seq);
+        for _ in 0..groups {
+            for query in 0..seq {
+                values.extend((0..seq).map(|key| if key <= query { 0.0f32 } else { f32::NEG_INFINITY }));
+            }
+        }
+        Tensor::<B, 2>::from_data(TensorData::new(values, [groups * seq, seq]), device).unsqueeze::<4>()
+    }
+
+    /// `scores + mask` for scores `[b, kv, groups·seq, seq]`.
+    fn apply(&self, scores: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
+        let [batch, kv, rows, seq] = scores.dims();
+        let mask = match (seq == self.max_seq_len, groups) {
+            (true, 1) => self.single.clone(),
+            (true, g) if g == self.groups => self.grouped.clone(),
+            _ => Self::build(groups, seq, &scores.device()),
+        };
+        // Added as one shared row per (batch, kv head): the layout the CPU backend broadcasts fastest.
+        (scores.reshape([batch * kv, rows * seq]) + mask.reshape([1, rows * seq])).reshape([batch, kv, rows, seq])
     }
 }
 
@@ -103,43 +144,59 @@ pub struct Block<B: Backend> {
     pub ffn: FeedForward<B>,
 }
 
-/// Rotary position embedding tables (the "rotate half" layout of Llama and MiniCPM).
+/// Rotary position embedding (the "rotate half" layout of Llama and MiniCPM):
+/// `rope(x) = x ⊙ cos + rotate_half(x) ⊙ sin`, with `rotate_half(x₁, x₂) = (−x₂, x₁)` written as a
+/// product with a fixed ±1 permutation matrix, so no slicing or concatenation is needed. The
+/// tables are stored already repeated over the heads, `[max_seq_len, heads, head_dim]`, so the
+/// products are plain row-broadcasts over the batch.
 #[derive(Module, Debug)]
 pub struct Rope<B: Backend> {
-    /// cos(pos · θ_i), `[max_seq_len, head_dim / 2]`.
-    pub cos: Tensor<B, 2>,
-    /// sin(pos · θ_i), `[max_seq_len, head_dim / 2]`.
-    pub sin: Tensor<B, 2>,
+    /// cos(pos · θ_i) for the query heads.
+    pub cos_q: Tensor<B, 3>,
+    pub sin_q: Tensor<B, 3>,
+    /// The same for the key heads.
+    pub cos_k: Tensor<B, 3>,
+    pub sin_k: Tensor<B, 3>,
+    /// `rotate_half` as a matrix, `[head_dim, head_dim]`.
+    pub rotate_half: Tensor<B, 2>,
 }
 
 impl<B: Backend> Rope<B> {
-    pub fn new(head_dim: usize, max_seq_len: usize, device: &B::Device) -> Self {
+    pub fn new(head_dim: usize, heads: usize, kv_heads: usize, max_seq_len: usize, device: &B::Device) -> Self {
         let half = head_dim / 2;
-        let mut cos = Vec::with_capacity(max_seq_len * half);
-        let mut sin = Vec::with_capacity(max_seq_len * half);
-        for pos in 0..max_seq_len {
-            for i in 0..half {
-                let inv_freq = ROPE_THETA.powf(-((2 * i) as f64) / head_dim as f64);
-                let angle = pos as f64 * inv_freq;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
+        let angle = |pos: usize, i: usize| pos as f64 * ROPE_THETA.powf(-(((2 * (i % half)) as f64) / head_dim as f64));
+        let table = |heads: usize, f: fn(f64) -> f64| {
+            let mut v = Vec::with_capacity(max_seq_len * heads * head_dim);
+            for pos in 0..max_seq_len {
+                for _ in 0..heads {
+                    v.extend((0..head_dim).map(|i| f(angle(pos, i)) as f32));
+                }
             }
+            Tensor::<B, 3>::from_data(TensorData::new(v, [max_seq_len, heads, head_dim]), device)
+        };
+        let mut rotate = vec![0.0f32; head_dim * head_dim];
+        for i in 0..half {
+            rotate[(i + half) * head_dim + i] = -1.0; // output i takes −x_{i+half}
+            rotate[i * head_dim + i + half] = 1.0; // output i+half takes x_i
         }
-        let table = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [max_seq_len, half]), device);
-        Self { cos: table(cos), sin: table(sin) }
+        Self {
+            cos_q: table(heads, f64::cos),
+            sin_q: table(heads, f64::sin),
+            cos_k: table(kv_heads, f64::cos),
+            sin_k: table(kv_heads, f64::sin),
+            rotate_half: Tensor::from_data(TensorData::new(rotate, [head_dim, head_dim]), device),
+        }
     }
 
-    /// Rotate `[batch, heads, seq, head_dim]` by position: (x₁, x₂) ↦ (x₁cos − x₂sin, x₂cos + x₁sin).
+    /// Rotate `[batch, seq, heads, head_dim]` by position (heads: the query or the key head count).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [_, _, seq, head_dim] = x.dims();
-        let half = head_dim / 2;
-        let cos = self.cos.clone().narrow(0, 0, seq).unsqueeze::<4>();
-        let sin = self.sin.clone().narrow(0, 0, seq).unsqueeze::<4>();
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.narrow(3, half, half);
-        let rotated_1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
-        let rotated_2 = x2 * cos + x1 * sin;
-        Tensor::cat(vec![rotated_1, rotated_2], 3)
+        let [batch, seq, heads, head_dim] = x.dims();
+        let (cos, sin) = if heads == self.cos_q.dims()[1] { (&self.cos_q, &self.sin_q) } else { (&self.cos_k, &self.sin_k) };
+        let row = seq * heads * head_dim;
+        let cos = cos.clone().narrow(0, 0, seq).reshape([1, row]);
+        let sin = sin.clone().narrow(0, 0, seq).reshape([1, row]);
+        let rotated = x.clone().reshape([batch * seq * heads, head_dim]).matmul(self.rotate_half.clone()).reshape([batch, row]);
+        (x.reshape([batch, row]) * cos + rotated * sin).reshape([batch, seq, heads, head_dim])
     }
 }
 
@@ -151,6 +208,7 @@ pub struct Transformer<B: Backend> {
     pub blocks: Vec<Block<B>>,
     pub final_norm: RmsNorm<B>,
     pub rope: Rope<B>,
+    pub causal_mask: CausalMask<B>,
     /// µP multiplier on the embedding output (scale_emb; 1 under SP).
     pub embedding_multiplier: f64,
     /// µP multiplier on each residual branch (scale_depth/√depth; 1 under SP).
@@ -221,7 +279,8 @@ impl<B: Backend> Transformer<B> {
             embedding,
             blocks,
             final_norm,
-            rope: Rope::new(shape.head_dim(), max_seq_len, device),
+            rope: Rope::new(shape.head_dim(), shape.heads, shape.kv_heads, max_seq_len, device),
+            causal_mask: CausalMask::new(shape.heads / shape.kv_heads, max_seq_len, device),
             embedding_multiplier: mup.embedding_multiplier(),
             residual_multiplier: mup.residual_multiplier(shape.depth),
             logit_multiplier: mup.logit_multiplier(width),
@@ -229,6 +288,9 @@ impl<B: Backend> Transformer<B> {
         }
     }
 
+}
+
+impl<B: FusedOps> Transformer<B> {
     /// Final hidden states `[batch, seq, width]` (after the last norm). When `trace` is given,
     /// every layer output is pushed into it under a stable name.
     pub fn hidden(&self, tokens: Tensor<B, 2, Int>, mut trace: Option<&mut Trace<B>>) -> Tensor<B, 3> {
@@ -240,7 +302,7 @@ impl<B: Backend> Transformer<B> {
         let mut x = embedding(self.embedding.val(), tokens) * self.embedding_multiplier;
         record("embedding".into(), &x);
         for (i, block) in self.blocks.iter().enumerate() {
-            let attention_out = block.attention.forward(block.attention_norm.forward(x.clone()), &self.rope);
+            let attention_out = block.attention.forward(block.attention_norm.forward(x.clone()), &self.rope, &self.causal_mask);
             record(format!("block{i}.attention"), &attention_out);
             x = x + attention_out * self.residual_multiplier;
             let ffn_out = block.ffn.forward(block.ffn_norm.forward(x.clone()));
@@ -267,6 +329,9 @@ impl<B: Backend> Transformer<B> {
         cross_entropy(self.logits(inputs, None), targets)
     }
 
+}
+
+impl<B: Backend> Transformer<B> {
     /// Every parameter with its name and µP group, in a fixed order (for the optimizer).
     pub fn param_infos(&self) -> Vec<ParamInfo> {
         let info = |name: String, group, p: &Param<Tensor<B, 2>>| ParamInfo { id: p.id, name, group, shape: p.val().dims().to_vec() };

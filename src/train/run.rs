@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
+use crate::model::fused::{FusedOps, TrainBackend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -226,7 +227,7 @@ struct Job<'a> {
 
 impl BackendJob for Job<'_> {
     type Output = anyhow::Result<TrainSummary>;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<TrainSummary> {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<TrainSummary> {
         Trainer::<B>::start(self.p, self.options, device)?.run()
     }
 }
@@ -239,7 +240,7 @@ pub fn batch_tensors<B: Backend>(batch: &Batch, device: &B::Device) -> (Tensor<B
 }
 
 /// Mean held-out loss of `model` over the first `sequences` evaluation sequences.
-pub fn evaluate<B: Backend>(model: &Transformer<B>, data: &dyn TokenSource, sequences: u64, batch_size: usize, seq_len: usize, device: &B::Device) -> anyhow::Result<f64> {
+pub fn evaluate<B: FusedOps>(model: &Transformer<B>, data: &dyn TokenSource, sequences: u64, batch_size: usize, seq_len: usize, device: &B::Device) -> anyhow::Result<f64> {
     let mut total = 0.0;
     let mut first = 0u64;
     while first < sequences {
@@ -253,7 +254,7 @@ pub fn evaluate<B: Backend>(model: &Transformer<B>, data: &dyn TokenSource, sequ
     Ok(total / sequences as f64)
 }
 
-struct Trainer<'a, B: AutodiffBackend> {
+struct Trainer<'a, B: TrainBackend> {
     p: &'a Prepared,
     options: &'a TrainOptions,
     device: B::Device,
@@ -270,7 +271,7 @@ struct Trainer<'a, B: AutodiffBackend> {
     best_eval: Option<f64>,
 }
 
-impl<'a, B: AutodiffBackend> Trainer<'a, B> {
+impl<'a, B: TrainBackend> Trainer<'a, B> {
     fn start(p: &'a Prepared, options: &'a TrainOptions, device: B::Device) -> anyhow::Result<Self> {
         let c = &p.record.config;
         let mut model = Transformer::<B>::new(&p.record.shape, &c.mup, c.training.seq_len, c.seed, &device);
