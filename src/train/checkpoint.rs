@@ -229,7 +229,8 @@ pub fn list(dir: &Path) -> Vec<PathBuf> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            let tokens = name.strip_prefix("tokens-")?.strip_suffix(".ckpt")?.parse().ok()?;
+            // `tokens-<D>.ckpt` (kept) or `periodic-tokens-<D>.ckpt` (replaced by the next one).
+            let tokens = name.trim_start_matches("periodic-").strip_prefix("tokens-")?.strip_suffix(".ckpt")?.parse().ok()?;
             Some((tokens, e.path()))
         })
         .collect();

@@ -22,7 +22,7 @@ pub struct MetricsRecord {
     pub flops: f64,
     /// 6·N·tokens.
     pub flops_6nd: f64,
-    /// Base learning rate η·schedule used for this step.
+    /// Base learning rate of this step: η · schedule(tokens after the step).
     pub lr: f64,
     /// Training loss of this step's batch, nats/token.
     pub train_loss: f64,

@@ -387,7 +387,8 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         self.status(RunState::Running, None)?;
         let progress = super::progress::Progress::new(r.steps, start_step, tps, self.options.quiet);
         let mut last_periodic = Instant::now();
-        let mut interval_start = (Instant::now(), self.step);
+        // Training time and steps since the last metrics line (evaluation and checkpoints excluded).
+        let (mut interval_seconds, mut interval_steps) = (0.0f64, 0u64);
         let mut outcome = Outcome::Done;
 
         while self.step < r.steps {
@@ -399,8 +400,11 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
                 outcome = Outcome::Interrupted(sig as i32);
                 break;
             }
+            let step_started = Instant::now();
             let tokens_before = self.step * tps;
-            let lr = c.optimizer.lr * c.schedule.factor(tokens_before, total_tokens);
+            // The schedule is read at the tokens seen once this step is done: the first step
+            // trains (lr > 0) and the last one runs at the end of the decay.
+            let lr = c.optimizer.lr * c.schedule.factor(tokens_before + tps, total_tokens);
             let batch = data::train_batch(train_data, self.step, t.batch_size, t.seq_len)?;
             let (inputs, targets) = batch_tensors::<B>(&batch, &self.device);
             let loss = self.model().loss(inputs, targets);
@@ -410,6 +414,8 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             let (model, report) = self.optimizer.step(model, grads, lr);
             self.model = Some(model);
             self.step += 1;
+            interval_seconds += step_started.elapsed().as_secs_f64();
+            interval_steps += 1;
             let first = *self.first_loss.get_or_insert(loss_value);
             let diverged = !loss_value.is_finite() || loss_value > t.divergence_factor * first;
 
@@ -419,9 +425,8 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             let log_due = self.step % t.log_interval_steps == 0 || eval_loss.is_some() || diverged || self.step == r.steps;
             let wall = self.wall_before + start.elapsed().as_secs_f64();
             if log_due {
-                let elapsed = interval_start.0.elapsed().as_secs_f64();
-                let tokens_per_s = (self.step - interval_start.1) as f64 * tps as f64 / elapsed.max(1e-9);
-                interval_start = (Instant::now(), self.step);
+                let tokens_per_s = interval_steps as f64 * tps as f64 / interval_seconds.max(1e-9);
+                (interval_seconds, interval_steps) = (0.0, 0);
                 let record = MetricsRecord {
                     step: self.step,
                     tokens,

@@ -1,7 +1,7 @@
 //! Learning-rate schedules, in tokens.
 //!
 //! Warmup-Stable-Decay (MiniCPM §4): with peak rate η, warmup W, decay start S and D the tokens
-//! seen before a step,
+//! seen once a step is done (so the first step trains and the last one ends the decay),
 //!
 //! ```text
 //! lr(D) = η · D / W          D < W            (linear warmup)

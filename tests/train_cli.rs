@@ -1,0 +1,270 @@
+//! `windtunnel train` through the real binary: determinism, kill and resume, branches,
+//! divergence, corrupt checkpoints and malformed run files.
+
+mod common;
+use common::{fails, windtunnel};
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A tiny run: 128 tokens per step.
+fn run_file(dir: &Path, name: &str, extra: &str, steps: u64, checkpoint_steps: &[u64]) -> PathBuf {
+    let checkpoints: Vec<String> = checkpoint_steps.iter().map(|s| (s * 128).to_string()).collect();
+    let text = format!(
+        r#"seed = 1
+[model]
+width = 32
+depth = 2
+heads = 2
+kv_heads = 1
+[mup]
+base_width = 32
+[optimizer]
+lr = 0.01
+[schedule]
+kind = "constant"
+warmup_tokens = 1280
+[training]
+tokens = {tokens}
+batch_size = 4
+seq_len = 32
+eval_interval_tokens = 1280
+eval_tokens = 256
+checkpoint_tokens = [{checkpoints}]
+log_interval_steps = 1
+[data]
+kind = "synthetic"
+vocab = 64
+{extra}"#,
+        tokens = steps * 128,
+        checkpoints = checkpoints.join(", "),
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The deterministic part of each metrics line: everything but timings.
+fn losses(dir: &Path) -> Vec<(u64, String, String, String)> {
+    metrics(dir)
+        .iter()
+        .map(|m| (m["step"].as_u64().unwrap(), m["train_loss"].to_string(), m["eval_loss"].to_string(), m["lr"].to_string()))
+        .collect()
+}
+
+fn train(args: &[&str]) -> std::process::Output {
+    windtunnel(&[&["train", "--quiet"], args].concat())
+}
+
+fn status(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("status.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn same_config_and_seed_give_bit_identical_losses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = run_file(tmp.path(), "r.toml", "", 30, &[]);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for out in [&a, &b] {
+        let o = train(&[file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(losses(&a), losses(&b));
+    assert_eq!(losses(&a).len(), 30);
+    let first = metrics(&a)[0]["train_loss"].as_f64().unwrap();
+    let last = metrics(&a).last().unwrap()["train_loss"].as_f64().unwrap();
+    assert!(last < first - 0.5, "loss should fall: {first} → {last}");
+    assert_eq!(status(&a)["state"], "done");
+    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("run.json")).unwrap()).unwrap();
+    assert!(run["non_embedding_params"].as_u64().unwrap() > 0 && run["flops_per_token"]["total"].as_u64().unwrap() > 0);
+    assert!(run["oracle_eval_loss"].as_f64().unwrap() > 0.0);
+    // The oracle loss is reported next to each eval loss.
+    assert!(metrics(&a).iter().any(|m| m["eval_loss"].is_f64() && m["oracle_loss"].is_f64()));
+    // Rerunning into the same directory without --resume is refused.
+    let e = fails(&["train", file.to_str().unwrap(), "--out", a.to_str().unwrap()]);
+    assert!(e.contains("already holds a run") && e.contains("--resume"), "{e}");
+}
+
+#[test]
+fn sigkill_then_resume_reproduces_the_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = run_file(tmp.path(), "r.toml", "", 400, &[40]);
+    let whole = tmp.path().join("whole");
+    assert!(train(&[file.to_str().unwrap(), "--out", whole.to_str().unwrap()]).status.success());
+
+    let cut = tmp.path().join("cut");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
+        .args(["train", "--quiet", file.to_str().unwrap(), "--out", cut.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoint = cut.join("checkpoints").join(format!("tokens-{:015}.ckpt", 40 * 128));
+    let started = Instant::now();
+    while !checkpoint.exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = metrics(&cut).len();
+    assert!(before < 400, "the run finished before it could be killed; make it longer");
+
+    let o = train(&[file.to_str().unwrap(), "--out", cut.to_str().unwrap(), "--resume", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(summary["resumed_from_step"].as_u64().unwrap() >= 40);
+    assert_eq!(losses(&cut), losses(&whole), "resumed run must equal the uninterrupted one bit for bit");
+}
+
+#[test]
+fn sigterm_checkpoints_marks_interrupted_and_exits_143() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = run_file(tmp.path(), "r.toml", "", 600, &[]);
+    let out = tmp.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
+        .args(["train", "--quiet", file.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !out.join("metrics.jsonl").exists() || metrics(&out).len() < 5 {
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let code = child.wait().unwrap();
+    assert_eq!(code.code(), Some(143));
+    let s = status(&out);
+    assert_eq!(s["state"], "interrupted");
+    let step = s["step"].as_u64().unwrap();
+    assert!(std::fs::read_dir(out.join("checkpoints")).unwrap().count() == 1);
+    // Resuming continues from that step.
+    let o = train(&[file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume", "--json"]);
+    assert!(o.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["resumed_from_step"].as_u64().unwrap(), step);
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_reported_and_an_older_one_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = run_file(tmp.path(), "r.toml", "", 40, &[10, 20]);
+    let out = tmp.path().join("run");
+    assert!(train(&[file.to_str().unwrap(), "--out", out.to_str().unwrap()]).status.success());
+    let ckpts = out.join("checkpoints");
+    // Corrupt the final checkpoint and the one at step 20: flip a byte, truncate.
+    let last = ckpts.join(format!("tokens-{:015}.ckpt", 40 * 128));
+    let mut bytes = std::fs::read(&last).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xFF;
+    std::fs::write(&last, bytes).unwrap();
+    let twenty = ckpts.join(format!("tokens-{:015}.ckpt", 20 * 128));
+    let len = std::fs::metadata(&twenty).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&twenty).unwrap().set_len(len / 3).unwrap();
+
+    let o = train(&[file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains(&format!("tokens-{:015}.ckpt is corrupt", 40 * 128)), "{stderr}");
+    assert!(stderr.contains(&format!("tokens-{:015}.ckpt is corrupt", 20 * 128)), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["resumed_from_step"].as_u64().unwrap(), 10);
+}
+
+#[test]
+fn branches_start_from_the_trunk_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trunk_file = run_file(tmp.path(), "trunk.toml", "", 40, &[20]);
+    let trunk = tmp.path().join("trunk");
+    assert!(train(&[trunk_file.to_str().unwrap(), "--out", trunk.to_str().unwrap()]).status.success());
+    let trunk_losses = losses(&trunk);
+
+    // A branch with the trunk's own (constant) schedule continues the trunk exactly.
+    let same = run_file(tmp.path(), "same.toml", "[branch]\ntrunk = \"trunk\"\nfrom_tokens = 2560\n", 40, &[]);
+    let out = tmp.path().join("same");
+    let o = train(&[same.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(losses(&out), trunk_losses[20..].to_vec());
+
+    // A zero-length decay reproduces the trunk's evaluation at the branch point.
+    let zero = run_file(tmp.path(), "zero.toml", "[branch]\ntrunk = \"trunk\"\nfrom_tokens = 2560\n", 20, &[]);
+    let zero_out = tmp.path().join("zero");
+    let o = train(&[zero.to_str().unwrap(), "--out", zero_out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let trunk_eval_at_20 = metrics(&trunk).iter().find(|m| m["step"] == 20).unwrap()["eval_loss"].clone();
+    assert_eq!(summary["final_eval_loss"], trunk_eval_at_20);
+
+    // A real decay: linear over the branch's 10 steps.
+    let decay = run_file(tmp.path(), "decay.toml", "[branch]\ntrunk = \"trunk\"\nfrom_tokens = 2560\n", 30, &[])
+        .to_str()
+        .unwrap()
+        .to_string();
+    let text = std::fs::read_to_string(&decay).unwrap().replace(
+        "kind = \"constant\"\nwarmup_tokens = 1280",
+        "kind = \"wsd\"\nwarmup_tokens = 1280\ndecay = \"linear\"\ndecay_tokens = 1280",
+    );
+    std::fs::write(&decay, text).unwrap();
+    let decay_out = tmp.path().join("decay");
+    let o = train(&[&decay, "--out", decay_out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = metrics(&decay_out);
+    assert_eq!(m.first().unwrap()["step"], 21);
+    assert!(m.last().unwrap()["lr"].as_f64().unwrap() < 0.01 * 0.2);
+
+    // A branch that changes what it must share is refused with the differences listed.
+    let bad = run_file(tmp.path(), "bad.toml", "[branch]\ntrunk = \"trunk\"\nfrom_tokens = 2560\n", 30, &[]);
+    std::fs::write(&bad, std::fs::read_to_string(&bad).unwrap().replace("lr = 0.01", "lr = 0.02")).unwrap();
+    let e = fails(&["train", bad.to_str().unwrap(), "--out", tmp.path().join("bad").to_str().unwrap()]);
+    assert!(e.contains("differs from its trunk") && e.contains("optimizer"), "{e}");
+    let missing = run_file(tmp.path(), "missing.toml", "[branch]\ntrunk = \"trunk\"\nfrom_tokens = 1280\n", 30, &[]);
+    let e = fails(&["train", missing.to_str().unwrap(), "--out", tmp.path().join("m").to_str().unwrap()]);
+    assert!(e.contains("no checkpoint") && e.contains("1280"), "{e}");
+}
+
+#[test]
+fn a_too_large_learning_rate_ends_as_diverged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = run_file(tmp.path(), "r.toml", "", 200, &[]);
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("lr = 0.01", "lr = 1000.0\ngrad_clip = 0.0").replace("warmup_tokens = 1280", "warmup_tokens = 0")).unwrap();
+    let out = tmp.path().join("run");
+    let o = train(&[file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(status(&out)["state"], "diverged");
+    let m = metrics(&out);
+    assert!(!m.is_empty() && m.len() < 200, "metrics up to the divergence remain");
+}
+
+#[test]
+fn malformed_run_files_name_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x");
+    let out = out.to_str().unwrap();
+    let good = run_file(tmp.path(), "r.toml", "", 10, &[]);
+    let text = std::fs::read_to_string(&good).unwrap();
+    let write = |name: &str, t: String| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, t).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let e = fails(&["train", &write("typo.toml", text.replace("seq_len = 32", "seq_len = 32\nseqlen = 3")), "--out", out]);
+    assert!(e.contains("typo.toml") && e.contains("seqlen"), "{e}");
+    let e = fails(&["train", &write("type.toml", text.replace("batch_size = 4", "batch_size = \"four\"")), "--out", out]);
+    assert!(e.contains("type.toml") && e.contains("batch_size"), "{e}");
+    let e = fails(&["train", &write("ck.toml", text.replace("checkpoint_tokens = []", "checkpoint_tokens = [999999]")), "--out", out]);
+    assert!(e.contains("checkpoint_tokens") && e.contains("999999"), "{e}");
+    let e = fails(&["train", &write("heads.toml", text.replace("heads = 2", "heads = 3")), "--out", out]);
+    assert!(e.contains("`heads` (3) must divide `width` (32)"), "{e}");
+    let e = fails(&["train", tmp.path().join("none.toml").to_str().unwrap(), "--out", out]);
+    assert!(e.contains("none.toml"), "{e}");
+    let json = write("r.json", r#"{"model": {"width": 32}}"#.into());
+    let e = fails(&["train", &json, "--out", out]);
+    assert!(e.contains("r.json") && e.contains("missing field"), "{e}");
+}
