@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod data;
 pub mod device;
+pub mod fit;
 pub mod format;
 pub mod fsutil;
 pub mod model;

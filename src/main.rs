@@ -44,6 +44,9 @@ enum Command {
                             windtunnel train run.toml --out runs/a --device cuda:0 --json\n\n\
                             Exit codes: 0 done, 1 failed, 3 diverged, 130/143 interrupted by SIGINT/SIGTERM (a checkpoint was written).")]
     Train(TrainArgs),
+    /// Fit scaling laws to a results table.
+    #[command(subcommand)]
+    Fit(FitCommand),
     /// Make and inspect data: the synthetic language as a token file, or what a data file holds.
     #[command(subcommand)]
     Data(DataCommand),
@@ -68,6 +71,114 @@ struct TrainArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Subcommand)]
+enum FitCommand {
+    /// The data-model law L(N, D) = E + A/N^α + B/D^β (Chinchilla approach 3), with bootstrap
+    /// intervals and the compute-optimal tokens per parameter.
+    #[command(after_help = "Examples:\n  windtunnel fit law --config analysis/chinchilla.toml\n  \
+                            windtunnel fit law --input results.csv --n N --tokens D --loss loss --bootstrap 1000 --budgets 1e21,5.76e23\n  \
+                            windtunnel fit law --input analysis/data/chinchilla_svg_extracted_data.csv --n 'Model Size' \\\n    \
+                            --flops 'Training FLOP' --loss loss --drop-highest 5 --holdout largest --json")]
+    Law(FitLawArgs),
+}
+
+#[derive(Args)]
+struct FitLawArgs {
+    /// A fit definition (TOML, e.g. analysis/chinchilla.toml); flags given too override it.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// A CSV table, or a sweep directory (its table.csv).
+    #[arg(long, required_unless_present = "config")]
+    input: Option<std::path::PathBuf>,
+    /// Column of N (non-embedding parameters).
+    #[arg(long, required_unless_present = "config")]
+    n: Option<String>,
+    /// Column of D (training tokens).
+    #[arg(long, conflicts_with = "flops")]
+    tokens: Option<String>,
+    /// Column of C (training FLOPs); D = C / (6N).
+    #[arg(long)]
+    flops: Option<String>,
+    /// Column of the final loss.
+    #[arg(long, required_unless_present = "config")]
+    loss: Option<String>,
+    /// Leave out the K highest-loss points.
+    #[arg(long)]
+    drop_highest: Option<usize>,
+    /// Huber δ.
+    #[arg(long)]
+    delta: Option<f64>,
+    /// Bootstrap resamples for intervals (0: none).
+    #[arg(long)]
+    bootstrap: Option<usize>,
+    /// Refit each resample from the full 4500-start grid instead of from the full fit.
+    #[arg(long)]
+    bootstrap_full_grid: bool,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Compute budgets in FLOPs for the compute-optimal N, D and D/N, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    budgets: Option<Vec<f64>>,
+    /// Fit without the largest model (`largest`) or budget (`largest-budget`) and predict it.
+    #[arg(long)]
+    holdout: Option<windtunnel::fit::report::Holdout>,
+    /// Predict the loss at N:D, comma-separated (e.g. 1e9:2e10).
+    #[arg(long, value_delimiter = ',', value_parser = parse_pair)]
+    predict: Option<Vec<[f64; 2]>>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_pair(s: &str) -> Result<[f64; 2], String> {
+    let (n, d) = s.split_once(':').ok_or_else(|| format!("`{s}`: write N:D, e.g. 1e9:2e10"))?;
+    let num = |x: &str| x.trim().parse::<f64>().map_err(|_| format!("`{x}` is not a number"));
+    Ok([num(n)?, num(d)?])
+}
+
+impl FitLawArgs {
+    fn definition(&self) -> anyhow::Result<windtunnel::fit::report::LawDefinition> {
+        use windtunnel::fit::report::LawDefinition;
+        let mut def = match &self.config {
+            Some(path) => LawDefinition::load(path)?,
+            None => LawDefinition {
+                input: self.input.clone().context("--input is required")?,
+                n: self.n.clone().context("--n is required")?,
+                tokens: None,
+                flops: None,
+                loss: self.loss.clone().context("--loss is required")?,
+                drop_highest: 0,
+                delta: 1e-3,
+                bootstrap: 0,
+                bootstrap_full_grid: false,
+                seed: 0,
+                budgets: Vec::new(),
+                holdout: None,
+                predict: Vec::new(),
+                level: 0.95,
+            },
+        };
+        if let Some(v) = &self.input { def.input = v.clone(); }
+        if let Some(v) = &self.n { def.n = v.clone(); }
+        if let Some(v) = &self.loss { def.loss = v.clone(); }
+        if self.tokens.is_some() || self.flops.is_some() {
+            def.tokens = self.tokens.clone();
+            def.flops = self.flops.clone();
+        }
+        if let Some(v) = self.drop_highest { def.drop_highest = v; }
+        if let Some(v) = self.delta { def.delta = v; }
+        if let Some(v) = self.bootstrap { def.bootstrap = v; }
+        def.bootstrap_full_grid |= self.bootstrap_full_grid;
+        if let Some(v) = self.seed { def.seed = v; }
+        if let Some(v) = &self.budgets { def.budgets = v.clone(); }
+        if self.holdout.is_some() { def.holdout = self.holdout; }
+        if let Some(v) = &self.predict { def.predict = v.clone(); }
+        Ok(def)
+    }
 }
 
 #[derive(Subcommand)]
@@ -317,6 +428,13 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
         Command::Train(_) => unreachable!("handled in run"),
         Command::Model(args) => model(args),
         Command::CoordCheck(args) => coord(args),
+        Command::Fit(FitCommand::Law(args)) => {
+            let report = windtunnel::fit::report::fit_law(&args.definition()?)?;
+            if let Some(out) = &args.out {
+                windtunnel::fsutil::atomic_write(out, serde_json::to_string_pretty(&report)?.as_bytes())?;
+            }
+            if args.json { print_json(&report) } else { println!("{report}"); Ok(()) }
+        }
         Command::Data(DataCommand::Synth(args)) => {
             let report = tools::synth(&args.language.config()?, args.seed, args.tokens, args.document_tokens, &args.out)?;
             if args.json { print_json(&report) } else { println!("{report}"); Ok(()) }

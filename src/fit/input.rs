@@ -1,0 +1,151 @@
+//! Reading the points a fit needs from a table: a CSV file, or a sweep directory's `table.csv`.
+//! Columns are chosen by name; rows whose `status` column (when there is one) is not `done` are
+//! left out and counted (diverged runs mark the edge of the stable range, not a point of the law).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// A table read whole: column names and rows of strings.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub path: PathBuf,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Read `path` (a CSV file, or a directory holding `table.csv`).
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let file = if path.is_dir() {
+            let t = path.join("table.csv");
+            anyhow::ensure!(t.exists(), "{} has no table.csv; run `windtunnel collect {}` first", path.display(), path.display());
+            t
+        } else {
+            path.to_path_buf()
+        };
+        anyhow::ensure!(file.exists(), "input {} does not exist", file.display());
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_path(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let columns = reader.headers().with_context(|| format!("{}: no header row", file.display()))?.iter().map(str::to_string).collect();
+        let mut rows = Vec::new();
+        for (i, record) in reader.records().enumerate() {
+            let record = record.with_context(|| format!("{} row {}", file.display(), i + 2))?;
+            rows.push(record.iter().map(str::to_string).collect());
+        }
+        Ok(Self { path: file, columns, rows })
+    }
+
+    pub fn column(&self, name: &str) -> anyhow::Result<usize> {
+        self.columns.iter().position(|c| c == name).with_context(|| {
+            format!("{} has no column `{name}`; its columns are: {}", self.path.display(), self.columns.join(", "))
+        })
+    }
+
+    /// The numeric values of column `name` (row numbers in errors are 1-based file lines).
+    pub fn numbers(&self, name: &str) -> anyhow::Result<Vec<f64>> {
+        let c = self.column(name)?;
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r[c].trim().parse::<f64>().with_context(|| format!("{} line {}: column `{name}` holds `{}`, not a number", self.path.display(), i + 2, r[c]))
+            })
+            .collect()
+    }
+}
+
+/// Which columns hold N, D (or C) and the loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    /// Non-embedding parameters.
+    pub n: String,
+    /// Training tokens (give this or `flops`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<String>,
+    /// Training FLOPs; D = C / (6N).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flops: Option<String>,
+    pub loss: String,
+}
+
+/// Points read from a table, and what was left out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Points {
+    pub points: Vec<super::law::Point>,
+    /// Rows left out because their status was not `done`.
+    pub excluded_not_done: usize,
+    /// Rows left out by `drop_highest`.
+    pub dropped_highest: usize,
+}
+
+pub fn points(table: &Table, columns: &Columns, drop_highest: usize) -> anyhow::Result<Points> {
+    let n = table.numbers(&columns.n)?;
+    let loss = table.numbers(&columns.loss)?;
+    let d = match (&columns.tokens, &columns.flops) {
+        (Some(t), None) => table.numbers(t)?,
+        (None, Some(f)) => table.numbers(f)?.iter().zip(&n).map(|(c, n)| c / (6.0 * n)).collect(),
+        _ => anyhow::bail!("give exactly one of --tokens COL and --flops COL (D = C / 6N)"),
+    };
+    let status = table.columns.iter().position(|c| c == "status");
+    let mut points = Vec::new();
+    let mut excluded = 0;
+    for i in 0..table.rows.len() {
+        if status.is_some_and(|s| table.rows[i][s] != "done") {
+            excluded += 1;
+            continue;
+        }
+        let line = i + 2;
+        for (name, v) in [("N", n[i]), ("D", d[i]), ("loss", loss[i])] {
+            anyhow::ensure!(v.is_finite() && v > 0.0, "{} line {line}: {name} = {v}; the law needs positive, finite N, D and loss", table.path.display());
+        }
+        points.push(super::law::Point { n: n[i], d: d[i], loss: loss[i] });
+    }
+    let dropped = drop_highest.min(points.len());
+    points.sort_by(|a, b| b.loss.total_cmp(&a.loss));
+    let points: Vec<_> = points.split_off(dropped);
+    Ok(Points { points, excluded_not_done: excluded, dropped_highest: dropped })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("t.csv");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_columns_converts_flops_and_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "N,C,loss,status\n1e6,6e12,3.0,done\n2e6,1.2e13,2.5,done\n1e6,6e12,9.0,diverged\n4e6,4.8e13,2.2,done\n");
+        let t = Table::read(&p).unwrap();
+        let cols = Columns { n: "N".into(), tokens: None, flops: Some("C".into()), loss: "loss".into() };
+        let pts = points(&t, &cols, 1).unwrap();
+        assert_eq!(pts.excluded_not_done, 1);
+        assert_eq!(pts.dropped_highest, 1);
+        assert_eq!(pts.points.len(), 2);
+        assert!((pts.points[0].d - 1e6).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bad_tables_give_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "N,D,loss\n1e6,1e7,-3\n");
+        let t = Table::read(&p).unwrap();
+        let cols = Columns { n: "N".into(), tokens: Some("D".into()), flops: None, loss: "loss".into() };
+        let e = points(&t, &cols, 0).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("loss = -3"), "{e}");
+        let e = points(&t, &Columns { loss: "Loss".into(), ..cols.clone() }, 0).unwrap_err().to_string();
+        assert!(e.contains("no column `Loss`") && e.contains("N, D, loss"), "{e}");
+        let p = write(dir.path(), "N,D,loss\n1e6,1e7,NaN\n");
+        let e = points(&Table::read(&p).unwrap(), &cols, 0).unwrap_err().to_string();
+        assert!(e.contains("loss = NaN"), "{e}");
+        let p = write(dir.path(), "N,D,loss\n1e6,abc,3\n");
+        let e = points(&Table::read(&p).unwrap(), &cols, 0).unwrap_err().to_string();
+        assert!(e.contains("`abc`"), "{e}");
+    }
+}

@@ -1,0 +1,7 @@
+//! Fitting the laws: reading points ([`input`]), the data-model law and compute-optimal
+//! allocation ([`law`]), bootstrap intervals ([`bootstrap`]) and the `fit law` report ([`report`]).
+
+pub mod bootstrap;
+pub mod input;
+pub mod law;
+pub mod report;

@@ -1,0 +1,337 @@
+//! `windtunnel fit law`: read points, fit the data-model law, bootstrap it, derive the
+//! compute-optimal allocation at the budgets asked for, check it on held-out points, and report.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::bootstrap::{resample_fits, Interval};
+use super::input::{points, Columns, Table};
+use super::law::{fit, Law, LawFit, Point};
+use crate::format::si;
+
+/// Which points `--holdout` leaves out of the fit to test its predictions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Holdout {
+    /// Every point of the largest N.
+    Largest,
+    /// Every point of the largest compute 6ND (within 10% of the maximum).
+    LargestBudget,
+}
+
+impl std::str::FromStr for Holdout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "largest" | "largest-model" => Ok(Self::Largest),
+            "largest-budget" => Ok(Self::LargestBudget),
+            _ => Err(format!("unknown holdout `{s}`; use `largest` (model) or `largest-budget`")),
+        }
+    }
+}
+
+/// A fit definition, as `windtunnel fit law` flags or an `analysis/*.toml` file give it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LawDefinition {
+    /// A CSV file, or a sweep directory (its `table.csv`); relative to the definition file.
+    pub input: PathBuf,
+    /// Column of N (non-embedding parameters).
+    pub n: String,
+    /// Column of D (training tokens); or give `flops`.
+    #[serde(default)]
+    pub tokens: Option<String>,
+    /// Column of C (training FLOPs); D = C / (6N).
+    #[serde(default)]
+    pub flops: Option<String>,
+    /// Column of the final loss.
+    pub loss: String,
+    #[serde(default)]
+    pub drop_highest: usize,
+    #[serde(default = "default_delta")]
+    pub delta: f64,
+    /// Bootstrap resamples (0: none).
+    #[serde(default)]
+    pub bootstrap: usize,
+    #[serde(default)]
+    pub bootstrap_full_grid: bool,
+    #[serde(default)]
+    pub seed: u64,
+    /// Compute budgets (FLOPs) at which to report the compute-optimal N, D and D/N.
+    #[serde(default)]
+    pub budgets: Vec<f64>,
+    #[serde(default)]
+    pub holdout: Option<Holdout>,
+    /// (N, D) pairs whose loss to predict.
+    #[serde(default)]
+    pub predict: Vec<[f64; 2]>,
+    /// Central interval level of the bootstrap intervals.
+    #[serde(default = "default_level")]
+    pub level: f64,
+}
+
+fn default_delta() -> f64 {
+    1e-3
+}
+fn default_level() -> f64 {
+    0.95
+}
+
+impl LawDefinition {
+    /// Read an `analysis/*.toml` definition; its `input` is resolved against the file's folder.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read fit definition {}", path.display()))?;
+        let mut def: Self = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        if def.input.is_relative() {
+            def.input = path.parent().unwrap_or(Path::new(".")).join(&def.input);
+        }
+        Ok(def)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Budget {
+    pub flops: f64,
+    pub n_opt: f64,
+    pub d_opt: f64,
+    pub tokens_per_param: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_opt_interval: Option<Interval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d_opt_interval: Option<Interval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_param_interval: Option<Interval>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BootstrapSummary {
+    pub samples: usize,
+    pub succeeded: usize,
+    pub seed: u64,
+    pub level: f64,
+    pub full_grid: bool,
+    pub e: Interval,
+    pub a: Interval,
+    pub b: Interval,
+    pub alpha: Interval,
+    pub beta: Interval,
+    /// N_opt ∝ C^a.
+    pub n_exponent: Interval,
+    /// D_opt ∝ C^b.
+    pub d_exponent: Interval,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldOutPoint {
+    pub n: f64,
+    pub d: f64,
+    pub loss: f64,
+    pub predicted: f64,
+    pub relative_error: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldoutReport {
+    pub holdout: Holdout,
+    pub fitted_points: usize,
+    pub law: Law,
+    pub points: Vec<HeldOutPoint>,
+    pub mean_abs_relative_error: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LawReport {
+    pub input: PathBuf,
+    pub points: usize,
+    pub excluded_not_done: usize,
+    pub dropped_highest: usize,
+    pub fit: LawFit,
+    /// N_opt ∝ C^a, a = β/(α+β).
+    pub n_exponent: f64,
+    /// D_opt ∝ C^b, b = α/(α+β).
+    pub d_exponent: f64,
+    pub g: f64,
+    pub residual_rms: f64,
+    pub budgets: Vec<Budget>,
+    pub predictions: Vec<Prediction>,
+    pub bootstrap: Option<BootstrapSummary>,
+    pub holdout: Option<HoldoutReport>,
+    pub seconds: f64,
+}
+
+/// The loss the law predicts at (N, D).
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub n: f64,
+    pub d: f64,
+    pub loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
+}
+
+/// Run a fit definition.
+pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
+    let started = std::time::Instant::now();
+    anyhow::ensure!(def.delta > 0.0, "delta must be positive (got {})", def.delta);
+    anyhow::ensure!(def.level > 0.0 && def.level < 1.0, "level must be in (0, 1)");
+    for &c in &def.budgets {
+        anyhow::ensure!(c.is_finite() && c > 0.0, "budgets must be positive FLOP counts (got {c})");
+    }
+    let table = Table::read(&def.input)?;
+    let columns = Columns { n: def.n.clone(), tokens: def.tokens.clone(), flops: def.flops.clone(), loss: def.loss.clone() };
+    let read = points(&table, &columns, def.drop_highest)?;
+    let pts = read.points;
+    anyhow::ensure!(
+        pts.len() >= 6,
+        "{}: {} usable points; the law has 5 parameters and needs at least 6 (more, over several N and D, to mean anything)",
+        table.path.display(),
+        pts.len()
+    );
+    let full = fit(&pts, def.delta).context("no start of the fit converged to a finite law")?;
+    let law = full.law;
+    let residual_rms = (full.log_residuals.iter().map(|r| r * r).sum::<f64>() / pts.len() as f64).sqrt();
+
+    let bootstrap_laws = (def.bootstrap > 0).then(|| resample_fits(&pts, &law, def.delta, def.bootstrap, def.seed, def.bootstrap_full_grid));
+    let interval = |estimate: f64, f: &dyn Fn(&Law) -> f64| bootstrap_laws.as_ref().map(|ls| Interval::from_samples(estimate, &ls.iter().map(f).collect::<Vec<_>>(), def.level));
+
+    let budgets = def
+        .budgets
+        .iter()
+        .map(|&c| {
+            let (n_opt, d_opt) = law.compute_optimal(c);
+            Budget {
+                flops: c,
+                n_opt,
+                d_opt,
+                tokens_per_param: d_opt / n_opt,
+                n_opt_interval: interval(n_opt, &|l| l.compute_optimal(c).0),
+                d_opt_interval: interval(d_opt, &|l| l.compute_optimal(c).1),
+                tokens_per_param_interval: interval(d_opt / n_opt, &|l| {
+                    let (n, d) = l.compute_optimal(c);
+                    d / n
+                }),
+            }
+        })
+        .collect();
+    let predictions = def
+        .predict
+        .iter()
+        .map(|&[n, d]| Prediction { n, d, loss: law.loss(n, d), interval: interval(law.loss(n, d), &|l| l.loss(n, d)) })
+        .collect();
+    let bootstrap = bootstrap_laws.as_ref().map(|ls| BootstrapSummary {
+        samples: def.bootstrap,
+        succeeded: ls.len(),
+        seed: def.seed,
+        level: def.level,
+        full_grid: def.bootstrap_full_grid,
+        e: interval(law.e, &|l| l.e).unwrap(),
+        a: interval(law.a, &|l| l.a).unwrap(),
+        b: interval(law.b, &|l| l.b).unwrap(),
+        alpha: interval(law.alpha, &|l| l.alpha).unwrap(),
+        beta: interval(law.beta, &|l| l.beta).unwrap(),
+        n_exponent: interval(law.n_exponent(), &|l| l.n_exponent()).unwrap(),
+        d_exponent: interval(law.d_exponent(), &|l| l.d_exponent()).unwrap(),
+    });
+    let holdout = def.holdout.map(|h| holdout_check(&pts, h, def.delta)).transpose()?;
+    Ok(LawReport {
+        input: table.path,
+        points: pts.len(),
+        excluded_not_done: read.excluded_not_done,
+        dropped_highest: read.dropped_highest,
+        n_exponent: law.n_exponent(),
+        d_exponent: law.d_exponent(),
+        g: law.g(),
+        residual_rms,
+        fit: full,
+        budgets,
+        predictions,
+        bootstrap,
+        holdout,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Fit without the held-out points and predict them: the honest test of a scaling law.
+pub fn holdout_check(points: &[Point], holdout: Holdout, delta: f64) -> anyhow::Result<HoldoutReport> {
+    let held = |p: &Point| match holdout {
+        Holdout::Largest => {
+            let max_n = points.iter().map(|p| p.n).fold(0.0, f64::max);
+            p.n >= max_n * (1.0 - 1e-9)
+        }
+        Holdout::LargestBudget => {
+            let max_c = points.iter().map(|p| p.n * p.d).fold(0.0, f64::max);
+            p.n * p.d >= 0.9 * max_c
+        }
+    };
+    let (test, train): (Vec<Point>, Vec<Point>) = points.iter().partition(|p| held(p));
+    anyhow::ensure!(train.len() >= 6, "--holdout leaves {} points to fit; at least 6 are needed", train.len());
+    let law = fit(&train, delta).context("the held-out fit did not converge")?.law;
+    let points: Vec<HeldOutPoint> = test
+        .iter()
+        .map(|p| {
+            let predicted = law.loss(p.n, p.d);
+            HeldOutPoint { n: p.n, d: p.d, loss: p.loss, predicted, relative_error: (predicted - p.loss) / p.loss }
+        })
+        .collect();
+    let mean_abs_relative_error = points.iter().map(|p| p.relative_error.abs()).sum::<f64>() / points.len().max(1) as f64;
+    Ok(HoldoutReport { holdout, fitted_points: train.len(), law, points, mean_abs_relative_error })
+}
+
+impl std::fmt::Display for LawReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = &self.fit.law;
+        writeln!(f, "data-model law  L(N, D) = E + A/N^α + B/D^β   ({})", self.input.display())?;
+        write!(f, "  points {}", self.points)?;
+        if self.dropped_highest > 0 {
+            write!(f, " ({} highest-loss dropped)", self.dropped_highest)?;
+        }
+        if self.excluded_not_done > 0 {
+            write!(f, " ({} runs not done left out)", self.excluded_not_done)?;
+        }
+        writeln!(
+            f,
+            "; Huber δ = {}, summed; {} L-BFGS starts, {} in the best basin; objective {:.6}; rms log residual {:.4}",
+            self.fit.delta, self.fit.starts, self.fit.starts_in_best_basin, self.fit.objective, self.residual_rms
+        )?;
+        let row = |f: &mut std::fmt::Formatter<'_>, name: &str, v: f64, i: Option<&Interval>| match i {
+            Some(i) => writeln!(f, "  {name:<6} {v:>12.4}   ± {:<10.4} [{:.4}, {:.4}]", i.std_error, i.lower, i.upper),
+            None => writeln!(f, "  {name:<6} {v:>12.4}"),
+        };
+        if let Some(b) = &self.bootstrap {
+            writeln!(f, "  {:<6} {:>12}   {:<12} {:.0}% interval ({} of {} bootstrap fits{})", "", "estimate", "± s.e.", b.level * 100.0, b.succeeded, b.samples, if b.full_grid { ", full grid each" } else { "" })?;
+        }
+        let b = self.bootstrap.as_ref();
+        row(f, "E", l.e, b.map(|b| &b.e))?;
+        row(f, "A", l.a, b.map(|b| &b.a))?;
+        row(f, "B", l.b, b.map(|b| &b.b))?;
+        row(f, "α", l.alpha, b.map(|b| &b.alpha))?;
+        row(f, "β", l.beta, b.map(|b| &b.beta))?;
+        writeln!(f, "compute-optimal (C = 6ND): N_opt ∝ C^{:.4}, D_opt ∝ C^{:.4}, G = {:.4}", self.n_exponent, self.d_exponent, self.g)?;
+        if let Some(b) = b {
+            writeln!(f, "  a = β/(α+β) in [{:.4}, {:.4}], b = α/(α+β) in [{:.4}, {:.4}]", b.n_exponent.lower, b.n_exponent.upper, b.d_exponent.lower, b.d_exponent.upper)?;
+        }
+        for c in &self.budgets {
+            write!(f, "  C = {:.3e}: N_opt = {}, D_opt = {}, D/N = {:.1}", c.flops, si(c.n_opt), si(c.d_opt), c.tokens_per_param)?;
+            if let Some(i) = &c.tokens_per_param_interval {
+                write!(f, " [{:.1}, {:.1}]", i.lower, i.upper)?;
+            }
+            writeln!(f)?;
+        }
+        for p in &self.predictions {
+            write!(f, "  predicted loss at N = {}, D = {}: {:.4}", si(p.n), si(p.d), p.loss)?;
+            if let Some(i) = &p.interval {
+                write!(f, " [{:.4}, {:.4}]", i.lower, i.upper)?;
+            }
+            writeln!(f)?;
+        }
+        if let Some(h) = &self.holdout {
+            writeln!(f, "held out ({:?}): fitted on {} points, predicted {} with mean |relative error| {:.2}%", h.holdout, h.fitted_points, h.points.len(), 100.0 * h.mean_abs_relative_error)?;
+            for p in &h.points {
+                writeln!(f, "  N {} D {}: loss {:.4}, predicted {:.4} ({:+.2}%)", si(p.n), si(p.d), p.loss, p.predicted, 100.0 * p.relative_error)?;
+            }
+        }
+        write!(f, "fitted in {:.2}s", self.seconds)
+    }
+}

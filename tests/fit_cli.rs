@@ -1,0 +1,65 @@
+//! `windtunnel fit law` through the real binary, on the published Chinchilla data.
+
+mod common;
+use common::{fails, json};
+
+#[test]
+fn chinchilla_refit_reproduces_the_published_reanalysis() {
+    let r = json(&["fit", "law", "--config", "analysis/chinchilla.toml", "--bootstrap", "200", "--json"]);
+    assert_eq!(r["points"], 240);
+    assert_eq!(r["dropped_highest"], 5);
+    let law = &r["fit"]["law"];
+    let get = |k: &str| law[k].as_f64().unwrap();
+    // Besiroglu et al. 2024: E = 1.82, A = 482.01, B = 2085.43, α = 0.3478, β = 0.3658.
+    assert!((get("e") - 1.82).abs() < 0.02, "E = {}", get("e"));
+    assert!((get("alpha") - 0.3478).abs() < 0.01, "α = {}", get("alpha"));
+    assert!((get("beta") - 0.3658).abs() < 0.01, "β = {}", get("beta"));
+    assert!((get("a") / 482.01 - 1.0).abs() < 0.1, "A = {}", get("a"));
+    assert!((get("b") / 2085.43 - 1.0).abs() < 0.15, "B = {}", get("b"));
+    // About 20 tokens per parameter at Chinchilla's budget, with an interval around it.
+    let chinchilla = &r["budgets"][0];
+    let ratio = chinchilla["tokens_per_param"].as_f64().unwrap();
+    assert!((15.0..25.0).contains(&ratio), "D/N = {ratio}");
+    let i = &chinchilla["tokens_per_param_interval"];
+    assert!(i["lower"].as_f64().unwrap() < ratio && ratio < i["upper"].as_f64().unwrap());
+    assert!(r["bootstrap"]["alpha"]["std_error"].as_f64().unwrap() > 0.0);
+    assert!(r["fit"]["starts"] == 4500 && r["fit"]["starts_in_best_basin"].as_u64().unwrap() > 10);
+}
+
+#[test]
+fn holdout_and_prediction() {
+    let r = json(&[
+        "fit", "law", "--input", "analysis/data/chinchilla_svg_extracted_data.csv", "--n", "Model Size", "--flops", "Training FLOP",
+        "--loss", "loss", "--drop-highest", "5", "--holdout", "largest", "--predict", "7e10:1.4e12", "--json",
+    ]);
+    let h = &r["holdout"];
+    assert!(h["points"].as_array().unwrap().len() >= 1);
+    assert!(h["mean_abs_relative_error"].as_f64().unwrap() < 0.05);
+    let p = r["predictions"][0]["loss"].as_f64().unwrap();
+    assert!((1.8..2.2).contains(&p), "predicted Chinchilla loss {p}");
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let one = write("one.csv", "N,D,loss\n1e6,1e7,3.0\n");
+    let e = fails(&["fit", "law", "--input", &one, "--n", "N", "--tokens", "D", "--loss", "loss"]);
+    assert!(e.contains("1 usable points") && e.contains("at least 6"), "{e}");
+    let e = fails(&["fit", "law", "--input", &one, "--n", "params", "--tokens", "D", "--loss", "loss"]);
+    assert!(e.contains("no column `params`"), "{e}");
+    let neg = write("neg.csv", "N,D,loss\n1e6,1e7,-3.0\n");
+    let e = fails(&["fit", "law", "--input", &neg, "--n", "N", "--tokens", "D", "--loss", "loss"]);
+    assert!(e.contains("loss = -3"), "{e}");
+    let nan = write("nan.csv", "N,D,loss\n1e6,1e7,nan\n");
+    let e = fails(&["fit", "law", "--input", &nan, "--n", "N", "--tokens", "D", "--loss", "loss"]);
+    assert!(e.contains("NaN"), "{e}");
+    let e = fails(&["fit", "law", "--input", &one, "--n", "N", "--loss", "loss"]);
+    assert!(e.contains("--tokens") && e.contains("--flops"), "{e}");
+    let e = fails(&["fit", "law", "--input", dir.path().join("missing.csv").to_str().unwrap(), "--n", "N", "--tokens", "D", "--loss", "loss"]);
+    assert!(e.contains("missing.csv") && e.contains("does not exist"), "{e}");
+}
