@@ -82,6 +82,54 @@ enum FitCommand {
                             windtunnel fit law --input analysis/data/chinchilla_svg_extracted_data.csv --n 'Model Size' \\\n    \
                             --flops 'Training FLOP' --loss loss --drop-highest 5 --holdout largest --json")]
     Law(FitLawArgs),
+    /// Learning-rate transfer: the optimal lr per width (parabola in log lr) and its drift with width.
+    #[command(after_help = "Examples:\n  windtunnel fit lr --input results/quickstart\n  \
+                            windtunnel fit lr --input scan.csv --lr lr --width width --loss final_eval_loss --group parameterization --json")]
+    Lr(FitLrArgs),
+    /// Batch size: MiniCPM's bs_opt = k / L^γ from training curves, and DeepSeek's η_opt(C), B_opt(C).
+    #[command(after_help = "Examples:\n  windtunnel fit batch --input results/batch-sweep/runs\n  \
+                            windtunnel fit batch --input curves.csv --runs-table results/batch-sweep/table.csv --json")]
+    Batch(FitBatchArgs),
+}
+
+#[derive(Args)]
+struct FitLrArgs {
+    /// A CSV table, or a sweep directory (its table.csv).
+    #[arg(long)]
+    input: std::path::PathBuf,
+    #[arg(long, default_value = "lr")]
+    lr: String,
+    #[arg(long, default_value = "width")]
+    width: String,
+    /// Depth column (used when present).
+    #[arg(long, default_value = "depth")]
+    depth: String,
+    #[arg(long, default_value = "final_eval_loss")]
+    loss: String,
+    /// Analyse each value of this column separately (when present).
+    #[arg(long, default_value = "parameterization")]
+    group: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct FitBatchArgs {
+    /// A folder of run directories (their metrics.jsonl), or a CSV with batch_size, tokens, loss.
+    #[arg(long)]
+    input: std::path::PathBuf,
+    /// Use training loss instead of eval loss for the curves.
+    #[arg(long)]
+    train_loss: bool,
+    /// A table of finished runs (flops, lr, batch_size, loss column) for DeepSeek's laws.
+    #[arg(long)]
+    runs_table: Option<std::path::PathBuf>,
+    #[arg(long, default_value = "final_eval_loss")]
+    loss: String,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -434,6 +482,22 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
                 windtunnel::fsutil::atomic_write(out, serde_json::to_string_pretty(&report)?.as_bytes())?;
             }
             if args.json { print_json(&report) } else { println!("{report}"); Ok(()) }
+        }
+        Command::Fit(FitCommand::Lr(args)) => {
+            let columns = windtunnel::fit::commands::LrColumns {
+                lr: args.lr,
+                width: args.width,
+                depth: Some(args.depth),
+                loss: args.loss,
+                group: Some(args.group),
+            };
+            let report = windtunnel::fit::commands::fit_lr(&args.input, &columns, args.seed)?;
+            if args.json { print_json(&report) } else { print!("{report}"); Ok(()) }
+        }
+        Command::Fit(FitCommand::Batch(args)) => {
+            let runs = args.runs_table.as_deref().map(|t| (t, args.loss.as_str()));
+            let report = windtunnel::fit::commands::fit_batch(&args.input, !args.train_loss, runs)?;
+            if args.json { print_json(&report) } else { print!("{report}"); Ok(()) }
         }
         Command::Data(DataCommand::Synth(args)) => {
             let report = tools::synth(&args.language.config()?, args.seed, args.tokens, args.document_tokens, &args.out)?;

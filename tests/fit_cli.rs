@@ -63,3 +63,28 @@ fn bad_inputs_give_clear_errors() {
     let e = fails(&["fit", "law", "--input", dir.path().join("missing.csv").to_str().unwrap(), "--n", "N", "--tokens", "D", "--loss", "loss"]);
     assert!(e.contains("missing.csv") && e.contains("does not exist"), "{e}");
 }
+
+#[test]
+fn lr_transfer_from_a_table_separates_mup_and_sp() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("parameterization,width,depth,lr,final_eval_loss,status\n");
+    for (p, slope) in [("mup", 0.0), ("sp", -1.0)] {
+        for width in [64.0f64, 128.0, 256.0, 512.0] {
+            let lr_opt = 3e-3 * (width / 64.0).powf(slope);
+            for k in 0..7 {
+                let lr = 1e-4 * 3f64.powi(k);
+                let loss = 3.0 + 0.2 * (lr / lr_opt).ln().powi(2);
+                csv.push_str(&format!("{p},{width},4,{lr},{loss},done\n"));
+            }
+            csv.push_str(&format!("{p},{width},4,10.0,NaN,diverged\n"));
+        }
+    }
+    let path = dir.path().join("scan.csv");
+    std::fs::write(&path, csv).unwrap();
+    let r = json(&["fit", "lr", "--input", path.to_str().unwrap(), "--json"]);
+    assert_eq!(r["excluded_not_done"], 8);
+    let groups = r["groups"].as_array().unwrap();
+    let drift = |name: &str| groups.iter().find(|g| g[0] == name).unwrap()[1]["drift"]["slope"].as_f64().unwrap();
+    assert!(drift("mup").abs() < 0.01, "µP drift {}", drift("mup"));
+    assert!((drift("sp") + 1.0).abs() < 0.05, "SP drift {}", drift("sp"));
+}

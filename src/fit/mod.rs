@@ -2,6 +2,8 @@
 //! allocation ([`law`]), bootstrap intervals ([`bootstrap`]) and the `fit law` report ([`report`]).
 
 pub mod bootstrap;
+pub mod commands;
 pub mod input;
 pub mod law;
 pub mod report;
+pub mod transfer;

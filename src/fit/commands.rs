@@ -1,0 +1,223 @@
+//! `windtunnel fit lr` and `windtunnel fit batch`: read their points from a table or from run
+//! directories, fit, and report.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::input::Table;
+use super::transfer::{batch_law, lr_transfer, power_law, BatchLaw, CurvePoint, Line, LrPoint, LrTransfer};
+use crate::format::si;
+use crate::train::log::{read_metrics, read_status, RunState};
+use crate::train::run::RunRecord;
+
+/// Column names for `fit lr` (defaults: the results table's).
+#[derive(Debug, Clone)]
+pub struct LrColumns {
+    pub lr: String,
+    pub width: String,
+    pub depth: Option<String>,
+    pub loss: String,
+    /// Group by this column too when present (e.g. `parameterization`: µP and SP side by side).
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LrReport {
+    pub input: PathBuf,
+    pub excluded_not_done: usize,
+    /// One transfer analysis per group (e.g. per parameterization).
+    pub groups: Vec<(String, LrTransfer)>,
+}
+
+/// Learning-rate transfer from a table (rows whose `status` is not `done` are left out).
+pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<LrReport> {
+    let table = Table::read(input)?;
+    let lr = table.numbers(&columns.lr)?;
+    let width = table.numbers(&columns.width)?;
+    let depth = match &columns.depth {
+        Some(d) if table.columns.contains(d) => table.numbers(d)?,
+        _ => vec![0.0; lr.len()],
+    };
+    let loss = table.numbers(&columns.loss)?;
+    let status = table.columns.iter().position(|c| c == "status");
+    let group = columns.group.as_ref().and_then(|g| table.columns.iter().position(|c| c == g));
+    let mut excluded = 0;
+    let mut by_group: Vec<(String, Vec<LrPoint>)> = Vec::new();
+    for i in 0..lr.len() {
+        if status.is_some_and(|s| table.rows[i][s] != "done") || !loss[i].is_finite() {
+            excluded += 1;
+            continue;
+        }
+        anyhow::ensure!(lr[i] > 0.0 && width[i] > 0.0, "{} line {}: lr and width must be positive", table.path.display(), i + 2);
+        let key = group.map_or_else(|| "all".to_string(), |g| table.rows[i][g].clone());
+        let point = LrPoint { width: width[i], depth: depth[i], lr: lr[i], loss: loss[i] };
+        match by_group.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(point),
+            None => by_group.push((key, vec![point])),
+        }
+    }
+    anyhow::ensure!(!by_group.is_empty(), "{}: no finished runs to fit", table.path.display());
+    let mut groups = Vec::new();
+    for (key, points) in by_group {
+        let transfer = lr_transfer(&points, seed);
+        anyhow::ensure!(
+            transfer.optima.iter().all(|o| o.points >= 3),
+            "{}: group `{key}` has a width with fewer than 3 learning rates; a parabola needs 3",
+            table.path.display()
+        );
+        groups.push((key, transfer));
+    }
+    Ok(LrReport { input: table.path, excluded_not_done: excluded, groups })
+}
+
+impl std::fmt::Display for LrReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "learning-rate transfer ({}; {} runs not done left out)", self.input.display(), self.excluded_not_done)?;
+        for (key, t) in &self.groups {
+            writeln!(f, "{key}:")?;
+            writeln!(f, "  {:>7} {:>6} {:>7} {:>11} {:>24} {:>10}", "width", "depth", "points", "lr_opt", "95% interval", "loss")?;
+            for o in &t.optima {
+                writeln!(
+                    f,
+                    "  {:>7} {:>6} {:>7} {:>11.3e}   [{:.3e}, {:.3e}] {:>10.4}{}",
+                    o.width,
+                    o.depth,
+                    o.points,
+                    o.lr_opt,
+                    o.lr_lower,
+                    o.lr_upper,
+                    o.loss_at_opt,
+                    if o.bracketed { "" } else { "  (at the edge of the scan: widen it)" }
+                )?;
+            }
+            if let Some(d) = &t.drift {
+                writeln!(f, "  drift: d log lr_opt / d log width = {:+.3} [{:+.3}, {:+.3}] (µP: ≈ 0; SP: ≈ −1)", d.slope, d.slope_lower, d.slope_upper)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Training curves of every run directory under `dir` (any folder holding run.json and
+/// metrics.jsonl), or of a CSV table with batch size, tokens and loss columns.
+pub fn curves(input: &Path, eval: bool) -> anyhow::Result<Vec<CurvePoint>> {
+    if input.is_dir() {
+        let mut points = Vec::new();
+        for run in run_dirs(input) {
+            let record: RunRecord = serde_json::from_str(&std::fs::read_to_string(run.join("run.json"))?).with_context(|| format!("{}/run.json is malformed", run.display()))?;
+            if read_status(&run)?.is_some_and(|s| s.state == RunState::Diverged) {
+                continue;
+            }
+            let batch_tokens = record.tokens_per_step as f64;
+            for m in read_metrics(&run.join("metrics.jsonl"))? {
+                let loss = if eval { m.eval_loss } else { Some(m.train_loss) };
+                if let Some(loss) = loss.filter(|l| l.is_finite()) {
+                    points.push(CurvePoint { batch_size: batch_tokens, tokens: m.tokens as f64, loss });
+                }
+            }
+        }
+        anyhow::ensure!(!points.is_empty(), "{}: no run directories with metrics found", input.display());
+        return Ok(points);
+    }
+    let table = Table::read(input)?;
+    let (bs, tokens, loss) = (table.numbers("batch_size")?, table.numbers("tokens")?, table.numbers("loss")?);
+    Ok((0..bs.len()).map(|i| CurvePoint { batch_size: bs[i], tokens: tokens[i], loss: loss[i] }).collect())
+}
+
+/// Folders under `dir` (to two levels) that hold a run.
+pub fn run_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let visit = |d: &Path| {
+        if let Ok(entries) = std::fs::read_dir(d) {
+            let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+            entries.sort();
+            entries
+        } else {
+            Vec::new()
+        }
+    };
+    for a in visit(dir) {
+        if a.join("run.json").exists() {
+            out.push(a);
+        } else {
+            out.extend(visit(&a).into_iter().filter(|b| b.join("run.json").exists()));
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchReport {
+    pub input: PathBuf,
+    pub batch_sizes: usize,
+    pub minicpm: Option<BatchLaw>,
+    /// DeepSeek: η_opt = c·C^p.
+    pub lr_in_compute: Option<PowerLaw>,
+    /// DeepSeek: B_opt = c·C^q.
+    pub batch_in_compute: Option<PowerLaw>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PowerLaw {
+    pub coefficient: f64,
+    pub exponent: f64,
+    pub line: Line,
+}
+
+/// MiniCPM's batch-size law from curves; DeepSeek's laws when a runs table with `flops`, `lr`,
+/// `batch_size` and a loss column is given.
+pub fn fit_batch(input: &Path, eval: bool, runs_table: Option<(&Path, &str)>) -> anyhow::Result<BatchReport> {
+    let points = curves(input, eval)?;
+    let mut sizes: Vec<f64> = points.iter().map(|p| p.batch_size).collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    anyhow::ensure!(sizes.len() >= 3, "{}: curves of {} batch sizes; the batch-size law needs at least 3", input.display(), sizes.len());
+    let minicpm = batch_law(&points, 10);
+    let (mut lr_in_compute, mut batch_in_compute) = (None, None);
+    if let Some((table_path, loss_col)) = runs_table {
+        let table = Table::read(table_path)?;
+        let (c, lr, bs, loss) = (table.numbers("flops")?, table.numbers("lr")?, table.numbers("batch_size")?, table.numbers(loss_col)?);
+        // Group runs by compute budget (within 5% in log10), take each group's best run.
+        let mut budgets: Vec<(f64, f64, f64, f64)> = Vec::new();
+        let mut order: Vec<usize> = (0..c.len()).filter(|&i| loss[i].is_finite()).collect();
+        order.sort_by(|&a, &b| c[a].total_cmp(&c[b]));
+        for i in order {
+            match budgets.last_mut() {
+                Some(g) if (c[i].log10() - g.0.log10()).abs() < 0.05 => {
+                    if loss[i] < g.3 {
+                        *g = (g.0, lr[i], bs[i], loss[i]);
+                    }
+                }
+                _ => budgets.push((c[i], lr[i], bs[i], loss[i])),
+            }
+        }
+        anyhow::ensure!(budgets.len() >= 2, "{}: runs at {} compute budget(s); power laws in compute need at least 2", table.path.display(), budgets.len());
+        lr_in_compute = power_law(&budgets.iter().map(|g| (g.0, g.1)).collect::<Vec<_>>()).map(|(c, p, line)| PowerLaw { coefficient: c, exponent: p, line });
+        batch_in_compute = power_law(&budgets.iter().map(|g| (g.0, g.2)).collect::<Vec<_>>()).map(|(c, p, line)| PowerLaw { coefficient: c, exponent: p, line });
+    }
+    Ok(BatchReport { input: input.to_path_buf(), batch_sizes: sizes.len(), minicpm, lr_in_compute, batch_in_compute })
+}
+
+impl std::fmt::Display for BatchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "batch size ({}, {} batch sizes)", self.input.display(), self.batch_sizes)?;
+        match &self.minicpm {
+            Some(b) => {
+                writeln!(f, "  MiniCPM: bs_opt = {:.4e} / L^{:.3}  (γ 95% interval [{:.3}, {:.3}]), tokens per batch", b.k, b.gamma, -b.line.slope_upper, -b.line.slope_lower)?;
+                for (l, bs) in &b.optima {
+                    writeln!(f, "    loss {l:.4}: bs_opt {}", si(*bs))?;
+                }
+            }
+            None => writeln!(f, "  MiniCPM: the curves do not bracket an optimal batch size at any loss level; widen the batch-size range")?,
+        }
+        if let Some(p) = &self.lr_in_compute {
+            writeln!(f, "  DeepSeek: η_opt = {:.4} · C^{:.4}", p.coefficient, p.exponent)?;
+        }
+        if let Some(p) = &self.batch_in_compute {
+            writeln!(f, "  DeepSeek: B_opt = {:.4} · C^{:.4}", p.coefficient, p.exponent)?;
+        }
+        Ok(())
+    }
+}

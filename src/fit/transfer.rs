@@ -1,0 +1,340 @@
+//! Hyperparameter laws from sweeps: learning-rate transfer across widths (µTransfer), MiniCPM's
+//! batch-size law `bs_opt = k / L^γ`, and DeepSeek's power laws of the optimal learning rate and
+//! batch size in compute.
+//!
+//! **Learning-rate transfer.** For each width (and depth), the optimum of final loss against
+//! log lr is the vertex of a parabola through the best points (the minimum and up to two
+//! neighbours on each side); its uncertainty comes from a residual bootstrap of that parabola.
+//! The drift of the optimum with width is the least-squares slope of log lr_opt on log width,
+//! with a 95% interval. Under µP it should be near 0; under SP clearly negative (lr_opt ∝ 1/width).
+//!
+//! **Batch size (MiniCPM §4.2).** For loss levels L between the curves' ends, the tokens each
+//! batch size needs to first reach L are read off its (running-minimum) loss curve; the batch
+//! size that needs the fewest tokens is bs_opt(L) (a parabola in log bs through the best three);
+//! then `log bs_opt = log k − γ log L` by least squares.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+
+/// Least-squares line y = intercept + slope·x with the slope's standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    pub slope: f64,
+    pub intercept: f64,
+    pub slope_std_error: f64,
+    /// 95% interval of the slope (normal approximation; Student-t for few points).
+    pub slope_lower: f64,
+    pub slope_upper: f64,
+}
+
+pub fn fit_line(points: &[(f64, f64)]) -> Option<Line> {
+    let n = points.len();
+    if n < 2 {
+        return None;
+    }
+    let nf = n as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / nf;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / nf;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let slope = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
+    let intercept = my - slope * mx;
+    let rss: f64 = points.iter().map(|p| (p.1 - intercept - slope * p.0).powi(2)).sum();
+    let se = if n > 2 { (rss / (nf - 2.0) / sxx).sqrt() } else { f64::NAN };
+    let t = student_t_975(n.saturating_sub(2));
+    Some(Line { slope, intercept, slope_std_error: se, slope_lower: slope - t * se, slope_upper: slope + t * se })
+}
+
+/// The 97.5% quantile of Student's t with `dof` degrees of freedom.
+fn student_t_975(dof: usize) -> f64 {
+    const TABLE: [f64; 10] = [f64::NAN, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262];
+    match dof {
+        0 => f64::NAN,
+        d if d < TABLE.len() => TABLE[d],
+        d if d < 30 => 2.042 + (2.262 - 2.042) * (30 - d) as f64 / 21.0,
+        _ => 1.96,
+    }
+}
+
+/// y = c0 + c1 x + c2 x², least squares.
+fn fit_parabola(points: &[(f64, f64)]) -> Option<[f64; 3]> {
+    if points.len() < 3 {
+        return None;
+    }
+    // Normal equations, centred for conditioning.
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / points.len() as f64;
+    let mut m = [[0.0f64; 4]; 3];
+    for &(x, y) in points {
+        let x = x - mx;
+        let row = [1.0, x, x * x];
+        for i in 0..3 {
+            for j in 0..3 {
+                m[i][j] += row[i] * row[j];
+            }
+            m[i][3] += row[i] * y;
+        }
+    }
+    // Gaussian elimination with partial pivoting.
+    for col in 0..3 {
+        let pivot = (col..3).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
+        if m[pivot][col].abs() < 1e-300 {
+            return None;
+        }
+        m.swap(col, pivot);
+        for r in 0..3 {
+            if r != col {
+                let f = m[r][col] / m[col][col];
+                for c in col..4 {
+                    m[r][c] -= f * m[col][c];
+                }
+            }
+        }
+    }
+    let (c0, c1, c2) = (m[0][3] / m[0][0], m[1][3] / m[1][1], m[2][3] / m[2][2]);
+    // Undo the centring: y = c0 + c1 (x − mx) + c2 (x − mx)².
+    Some([c0 - c1 * mx + c2 * mx * mx, c1 - 2.0 * c2 * mx, c2])
+}
+
+/// The optimum of y over x from a parabola through the best point and up to two neighbours on
+/// each side. Returns (x_opt, y_opt, whether the vertex lies inside the sampled range).
+pub fn parabola_optimum(points: &[(f64, f64)]) -> Option<(f64, f64, bool)> {
+    let mut p: Vec<(f64, f64)> = points.iter().copied().filter(|q| q.0.is_finite() && q.1.is_finite()).collect();
+    p.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let best = (0..p.len()).min_by(|&a, &b| p[a].1.total_cmp(&p[b].1))?;
+    let lo = best.saturating_sub(2);
+    let hi = (best + 3).min(p.len());
+    let window = &p[lo..hi];
+    let inside = best > 0 && best + 1 < p.len();
+    match fit_parabola(window) {
+        Some([c0, c1, c2]) if c2 > 0.0 => {
+            let x = (-c1 / (2.0 * c2)).clamp(window[0].0, window[window.len() - 1].0);
+            Some((x, c0 + c1 * x + c2 * x * x, inside))
+        }
+        _ => Some((p[best].0, p[best].1, false)),
+    }
+}
+
+/// One sweep point of a learning-rate scan.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LrPoint {
+    pub width: f64,
+    pub depth: f64,
+    pub lr: f64,
+    pub loss: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LrOptimum {
+    pub width: f64,
+    pub depth: f64,
+    pub points: usize,
+    pub lr_opt: f64,
+    pub loss_at_opt: f64,
+    /// 95% interval of lr_opt from a residual bootstrap of the parabola.
+    pub lr_lower: f64,
+    pub lr_upper: f64,
+    /// False when the best learning rate is at the edge of the scanned range (widen the scan).
+    pub bracketed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LrTransfer {
+    pub optima: Vec<LrOptimum>,
+    /// Slope of log lr_opt on log width (µP: ≈ 0; SP: ≈ −1).
+    pub drift: Option<Line>,
+}
+
+/// Learning-rate optima per (width, depth) and their drift with width.
+pub fn lr_transfer(points: &[LrPoint], seed: u64) -> LrTransfer {
+    let mut groups: Vec<(f64, f64)> = points.iter().map(|p| (p.width, p.depth)).collect();
+    groups.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    groups.dedup();
+    let mut optima = Vec::new();
+    for (width, depth) in groups {
+        let curve: Vec<(f64, f64)> = points.iter().filter(|p| p.width == width && p.depth == depth).map(|p| (p.lr.ln(), p.loss)).collect();
+        let Some((x, y, bracketed)) = parabola_optimum(&curve) else { continue };
+        // Residual bootstrap: perturb the losses by resampled residuals of the local parabola.
+        let mut rng = Rng::derive(seed, &[0x1A, width.to_bits(), depth.to_bits()]);
+        let residuals: Vec<f64> = match fit_parabola(&curve) {
+            Some([c0, c1, c2]) if curve.len() > 3 => curve.iter().map(|&(x, y)| y - (c0 + c1 * x + c2 * x * x)).collect(),
+            _ => vec![0.0],
+        };
+        let mut xs: Vec<f64> = (0..200)
+            .filter_map(|_| {
+                let noisy: Vec<(f64, f64)> = curve.iter().map(|&(x, y)| (x, y + residuals[rng.below(residuals.len() as u64) as usize])).collect();
+                parabola_optimum(&noisy).map(|o| o.0)
+            })
+            .collect();
+        xs.sort_by(f64::total_cmp);
+        let q = |p: f64| xs[((xs.len() - 1) as f64 * p).round() as usize];
+        optima.push(LrOptimum {
+            width,
+            depth,
+            points: curve.len(),
+            lr_opt: x.exp(),
+            loss_at_opt: y,
+            lr_lower: q(0.025).exp(),
+            lr_upper: q(0.975).exp(),
+            bracketed,
+        });
+    }
+    let drift = fit_line(&optima.iter().map(|o| (o.width.ln(), o.lr_opt.ln())).collect::<Vec<_>>());
+    LrTransfer { optima, drift }
+}
+
+/// A point of a training curve, for the batch-size law.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub batch_size: f64,
+    pub tokens: f64,
+    pub loss: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchLaw {
+    /// (loss level, optimal batch size in tokens) pairs the law is fitted to.
+    pub optima: Vec<(f64, f64)>,
+    /// bs_opt = k / L^γ.
+    pub k: f64,
+    pub gamma: f64,
+    pub line: Line,
+}
+
+/// Tokens at which `curve` (sorted by tokens) first reaches `level`, interpolated in log tokens.
+fn tokens_to_reach(curve: &[(f64, f64)], level: f64) -> Option<f64> {
+    let mut best = f64::INFINITY;
+    let mut previous: Option<(f64, f64)> = None;
+    for &(t, l) in curve {
+        let l = l.min(best);
+        best = l;
+        if l <= level {
+            return Some(match previous {
+                Some((t0, l0)) if l0 > l => (t0.ln() + (t.ln() - t0.ln()) * (l0 - level) / (l0 - l)).exp(),
+                _ => t,
+            });
+        }
+        previous = Some((t, l));
+    }
+    None
+}
+
+/// MiniCPM's batch-size law from training curves at several batch sizes.
+pub fn batch_law(points: &[CurvePoint], levels: usize) -> Option<BatchLaw> {
+    let mut sizes: Vec<f64> = points.iter().map(|p| p.batch_size).collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    if sizes.len() < 3 {
+        return None;
+    }
+    let curves: Vec<Vec<(f64, f64)>> = sizes
+        .iter()
+        .map(|&bs| {
+            let mut c: Vec<(f64, f64)> = points.iter().filter(|p| p.batch_size == bs).map(|p| (p.tokens, p.loss)).collect();
+            c.sort_by(|a, b| a.0.total_cmp(&b.0));
+            c
+        })
+        .collect();
+    // Levels every curve's start is above and at least three curves reach.
+    let start = curves.iter().filter_map(|c| c.first().map(|p| p.1)).fold(f64::INFINITY, f64::min);
+    let mut ends: Vec<f64> = curves.iter().map(|c| c.iter().map(|p| p.1).fold(f64::INFINITY, f64::min)).collect();
+    ends.sort_by(f64::total_cmp);
+    let floor = ends[2];
+    if !(floor < start) {
+        return None;
+    }
+    let mut optima = Vec::new();
+    for i in 0..levels {
+        let level = start - (start - floor) * (0.15 + 0.8 * i as f64 / (levels - 1).max(1) as f64);
+        let needed: Vec<(f64, f64)> = sizes.iter().zip(&curves).filter_map(|(&bs, c)| tokens_to_reach(c, level).map(|t| (bs.ln(), t.ln()))).collect();
+        if needed.len() < 3 {
+            continue;
+        }
+        if let Some((x, _, _)) = parabola_optimum(&needed) {
+            optima.push((level, x.exp()));
+        }
+    }
+    let line = fit_line(&optima.iter().map(|&(l, bs)| (l.ln(), bs.ln())).collect::<Vec<_>>())?;
+    Some(BatchLaw { k: line.intercept.exp(), gamma: -line.slope, line, optima })
+}
+
+/// DeepSeek's power law y = c·C^p by least squares in log-log.
+pub fn power_law(points: &[(f64, f64)]) -> Option<(f64, f64, Line)> {
+    let line = fit_line(&points.iter().map(|&(c, y)| (c.ln(), y.ln())).collect::<Vec<_>>())?;
+    Some((line.intercept.exp(), line.slope, line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(lr_opt: impl Fn(f64) -> f64, noise: f64) -> Vec<LrPoint> {
+        let mut rng = Rng::new(5);
+        let mut points = Vec::new();
+        for width in [64.0, 128.0, 256.0, 512.0] {
+            for k in 0..7 {
+                let lr = 1e-4 * 3f64.powi(k);
+                let loss = 3.0 + 0.2 * (lr / lr_opt(width)).ln().powi(2) + noise * rng.normal();
+                points.push(LrPoint { width, depth: 4.0, lr, loss });
+            }
+        }
+        points
+    }
+
+    #[test]
+    fn parabola_finds_the_vertex() {
+        let pts: Vec<(f64, f64)> = (0..7).map(|i| (i as f64, (i as f64 - 3.3).powi(2) + 1.0)).collect();
+        let (x, y, inside) = parabola_optimum(&pts).unwrap();
+        assert!((x - 3.3).abs() < 1e-9 && (y - 1.0).abs() < 1e-9 && inside);
+    }
+
+    #[test]
+    fn lr_transfer_recovers_flat_and_sloped_optima() {
+        let mup = lr_transfer(&scan(|_| 3e-3, 0.0), 0);
+        for o in &mup.optima {
+            assert!((o.lr_opt / 3e-3 - 1.0).abs() < 1e-6, "{o:?}");
+        }
+        assert!(mup.drift.unwrap().slope.abs() < 1e-6);
+        let sp = lr_transfer(&scan(|w| 0.2 / w, 0.01), 0);
+        let d = sp.drift.unwrap();
+        assert!((d.slope + 1.0).abs() < 0.15, "SP drift {d:?}");
+        assert!(d.slope_upper < 0.0);
+        for o in &sp.optima {
+            assert!(o.lr_lower <= o.lr_opt && o.lr_opt <= o.lr_upper);
+        }
+    }
+
+    #[test]
+    fn batch_law_recovers_k_and_gamma() {
+        // Curves whose token-efficient batch size follows bs_opt = k / L^γ with k = 1.3e7, γ = 4:
+        // tokens to reach L at batch size bs = T(L) · (1 + (log bs − log bs_opt(L))²).
+        let (k, gamma) = (1.3e7, 4.0);
+        let mut points = Vec::new();
+        for i in 0..7 {
+            let bs = 1e4 * 2f64.powi(i);
+            for j in 0..400 {
+                let tokens = 1e6 * 1.02f64.powi(j);
+                // Invert: loss L such that tokens = T(L)·penalty; solve by bisection on L.
+                let (mut lo, mut hi) = (2.0f64, 6.0f64);
+                for _ in 0..60 {
+                    let l = 0.5 * (lo + hi);
+                    let t_needed = 1e9 * (l - 2.0).powf(-2.0) * (1.0 + (bs.ln() - (k / l.powf(gamma)).ln()).powi(2));
+                    if t_needed > tokens { lo = l } else { hi = l }
+                }
+                points.push(CurvePoint { batch_size: bs, tokens, loss: 0.5 * (lo + hi) });
+            }
+        }
+        let law = batch_law(&points, 8).unwrap();
+        assert!((law.gamma - gamma).abs() < 0.3, "γ = {}", law.gamma);
+        assert!((law.k.ln() - k.ln()).abs() < 0.5, "k = {}", law.k);
+    }
+
+    #[test]
+    fn power_law_in_compute() {
+        let pts: Vec<(f64, f64)> = [1e17, 1e18, 1e19, 1e20].iter().map(|&c| (c, 0.3118 * f64::powf(c, -0.125))).collect();
+        let (c, p, _) = power_law(&pts).unwrap();
+        assert!((c - 0.3118).abs() < 1e-9 && (p + 0.125).abs() < 1e-12);
+    }
+}
