@@ -81,7 +81,21 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
     match spec {
         DeviceSpec::Cpu => Ok(job.run::<CpuBackend>(Default::default())),
         #[cfg(feature = "cuda")]
-        DeviceSpec::Cuda(index) => Ok(job.run::<CudaBackend>(burn::backend::cuda::CudaDevice::new(index))),
+        DeviceSpec::Cuda(index) => {
+            // burn's CUDA runtime panics when no driver or device is found; turn that into an error.
+            let run = std::panic::AssertUnwindSafe(|| job.run::<CudaBackend>(burn::backend::cuda::CudaDevice::new(index)));
+            std::panic::catch_unwind(run).map_err(|payload| {
+                let message = payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown error".into());
+                anyhow::anyhow!(
+                    "--device {spec}: the CUDA backend failed ({message}); check that the NVIDIA driver and the CUDA \
+                     toolkit's NVRTC library are installed and that GPU {index} exists (nvidia-smi -L)"
+                )
+            })
+        }
         #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda(_) => anyhow::bail!(
             "--device {spec}: this windtunnel was built without CUDA support; rebuild with \
