@@ -9,4 +9,5 @@ pub mod format;
 pub mod fsutil;
 pub mod model;
 pub mod rng;
+pub mod sweep;
 pub mod train;

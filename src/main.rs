@@ -44,6 +44,21 @@ enum Command {
                             windtunnel train run.toml --out runs/a --device cuda:0 --json\n\n\
                             Exit codes: 0 done, 1 failed, 3 diverged, 130/143 interrupted by SIGINT/SIGTERM (a checkpoint was written).")]
     Train(TrainArgs),
+    /// Expand a sweep file into its run graph (trunks, branches, plain runs) and its compute, without running it.
+    #[command(after_help = "Examples:\n  windtunnel plan sweeps/quickstart.toml\n  windtunnel plan sweeps/minicpm-data-model.toml --json")]
+    Plan(PlanArgs),
+    /// Run a sweep locally: every run a worker process, concurrently, resumable after any interruption.
+    #[command(after_help = "Examples:\n  windtunnel run sweeps/quickstart.toml\n  \
+                            windtunnel run sweeps/quickstart.toml --parallel 2\n  \
+                            windtunnel run sweeps/minicpm-lr-stability.toml --devices cuda:0,1,2,3 --runs-per-device 2\n\n\
+                            Rerunning the same command resumes: finished runs are kept, interrupted ones continue from their checkpoints.")]
+    Run(RunArgs),
+    /// A sweep's progress, from its files alone (works while it runs, after a crash, from another machine).
+    #[command(after_help = "Examples:\n  windtunnel status results/quickstart\n  windtunnel status results/quickstart --json")]
+    Status(DirArgs),
+    /// Write the sweep's results table (table.csv: one row per finished run or branch).
+    #[command(after_help = "Examples:\n  windtunnel collect results/quickstart")]
+    Collect(DirArgs),
     /// Fit scaling laws to a results table.
     #[command(subcommand)]
     Fit(FitCommand),
@@ -71,6 +86,50 @@ struct TrainArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    sweep: std::path::PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    sweep: std::path::PathBuf,
+    /// Root folder; the sweep writes into OUT/<sweep name>.
+    #[arg(long, default_value = "results")]
+    out: std::path::PathBuf,
+    /// Workers at a time [default: devices × runs-per-device].
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// cpu, or GPUs as cuda:0,1,2 (each worker sees one GPU).
+    #[arg(long, default_value = "cpu")]
+    devices: String,
+    /// Concurrent runs per device.
+    #[arg(long, default_value_t = 1)]
+    runs_per_device: usize,
+    /// Retries of a failed run.
+    #[arg(long, default_value_t = 2)]
+    max_retries: usize,
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct DirArgs {
+    /// The sweep directory (results/<name>).
+    dir: std::path::PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_devices(s: &str) -> anyhow::Result<Vec<DeviceSpec>> {
+    if let Some(list) = s.strip_prefix("cuda:") {
+        return list.split(',').map(|i| i.trim().parse().map(DeviceSpec::Cuda).map_err(|_| anyhow::anyhow!("--devices {s}: `{i}` is not a GPU index"))).collect();
+    }
+    s.split(',').map(|d| d.parse::<DeviceSpec>().map_err(anyhow::Error::msg)).collect()
 }
 
 #[derive(Subcommand)]
@@ -140,18 +199,21 @@ struct FitLawArgs {
     /// A CSV table, or a sweep directory (its table.csv).
     #[arg(long, required_unless_present = "config")]
     input: Option<std::path::PathBuf>,
-    /// Column of N (non-embedding parameters).
-    #[arg(long, required_unless_present = "config")]
+    /// Column of N (non-embedding parameters) [default: non_embedding_params].
+    #[arg(long)]
     n: Option<String>,
-    /// Column of D (training tokens).
+    /// Column of D (training tokens) [default: tokens].
     #[arg(long, conflicts_with = "flops")]
     tokens: Option<String>,
     /// Column of C (training FLOPs); D = C / (6N).
     #[arg(long)]
     flops: Option<String>,
-    /// Column of the final loss.
-    #[arg(long, required_unless_present = "config")]
+    /// Column of the final loss [default: final_eval_loss].
+    #[arg(long)]
     loss: Option<String>,
+    /// Only rows of this sweep grid (a sweep table's `grid` column).
+    #[arg(long)]
+    grid: Option<String>,
     /// Leave out the K highest-loss points.
     #[arg(long)]
     drop_highest: Option<usize>,
@@ -193,12 +255,14 @@ impl FitLawArgs {
         use windtunnel::fit::report::LawDefinition;
         let mut def = match &self.config {
             Some(path) => LawDefinition::load(path)?,
+            // Without --config the defaults are the results table's columns.
             None => LawDefinition {
                 input: self.input.clone().context("--input is required")?,
-                n: self.n.clone().context("--n is required")?,
-                tokens: None,
+                n: self.n.clone().unwrap_or_else(|| "non_embedding_params".into()),
+                tokens: (self.tokens.is_none() && self.flops.is_none()).then(|| "tokens".into()),
                 flops: None,
-                loss: self.loss.clone().context("--loss is required")?,
+                loss: self.loss.clone().unwrap_or_else(|| "final_eval_loss".into()),
+                grid: None,
                 drop_highest: 0,
                 delta: 1e-3,
                 bootstrap: 0,
@@ -218,6 +282,7 @@ impl FitLawArgs {
             def.flops = self.flops.clone();
         }
         if let Some(v) = self.drop_highest { def.drop_highest = v; }
+        if self.grid.is_some() { def.grid = self.grid.clone(); }
         if let Some(v) = self.delta { def.delta = v; }
         if let Some(v) = self.bootstrap { def.bootstrap = v; }
         def.bootstrap_full_grid |= self.bootstrap_full_grid;
@@ -476,6 +541,23 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
         Command::Train(_) => unreachable!("handled in run"),
         Command::Model(args) => model(args),
         Command::CoordCheck(args) => coord(args),
+        Command::Plan(args) => {
+            let spec = windtunnel::sweep::spec::SweepSpec::load(&args.sweep)?;
+            let plan = windtunnel::sweep::plan::plan(&spec).with_context(|| format!("planning {}", args.sweep.display()))?;
+            if args.json { print_json(&plan) } else { println!("{plan}"); Ok(()) }
+        }
+        Command::Run(args) => run_sweep(args),
+        Command::Status(args) => {
+            let status = windtunnel::sweep::collect::status(&args.dir)?;
+            if args.json { print_json(&status) } else { print!("{status}"); Ok(()) }
+        }
+        Command::Collect(args) => {
+            let summary = windtunnel::sweep::collect::collect(&args.dir)?;
+            if args.json { print_json(&summary) } else {
+                println!("wrote {} ({} rows; {} runs not finished)", summary.table.display(), summary.rows, summary.unfinished);
+                Ok(())
+            }
+        }
         Command::Fit(FitCommand::Law(args)) => {
             let report = windtunnel::fit::report::fit_law(&args.definition()?)?;
             if let Some(out) = &args.out {
@@ -508,6 +590,42 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
             if args.json { print_json(&report) } else { println!("{report}"); Ok(()) }
         }
     }
+}
+
+fn run_sweep(args: RunArgs) -> anyhow::Result<()> {
+    use windtunnel::sweep::{collect, exec, plan, spec::SweepSpec};
+    let text = std::fs::read_to_string(&args.sweep).with_context(|| format!("cannot read sweep file {}", args.sweep.display()))?;
+    let spec = SweepSpec::parse(&text, &args.sweep)?;
+    let plan = plan::plan(&spec).with_context(|| format!("planning {}", args.sweep.display()))?;
+    let dir = exec::sweep_dir(&spec, &args.out);
+    let _lock = exec::lock(&dir)?;
+    exec::materialise(&dir, &text, &plan)?;
+    let options = exec::ExecOptions {
+        parallel: args.parallel,
+        devices: parse_devices(&args.devices)?,
+        runs_per_device: args.runs_per_device,
+        max_retries: args.max_retries,
+        worker: std::env::current_exe().context("cannot find the windtunnel binary")?,
+        quiet: args.quiet,
+    };
+    let summary = exec::execute(&dir, &plan, &options)?;
+    let table = collect::collect(&dir)?;
+    eprintln!(
+        "{}: {} done, {} diverged, {} failed, {} kept from before; {} ({} rows)",
+        dir.display(),
+        summary.done,
+        summary.diverged,
+        summary.failed,
+        summary.skipped_already_done,
+        table.table.display(),
+        table.rows
+    );
+    if let Some(sig) = summary.stopped_by_signal {
+        eprintln!("stopped by signal {sig}; run the same command again to resume");
+        std::process::exit(128 + sig);
+    }
+    anyhow::ensure!(summary.failed == 0, "{} run(s) failed; see their worker.log in {}/runs/", summary.failed, dir.display());
+    Ok(())
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {

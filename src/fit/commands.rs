@@ -42,10 +42,15 @@ pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<Lr
     };
     let loss = table.numbers(&columns.loss)?;
     let status = table.columns.iter().position(|c| c == "status");
+    // In a sweep's table the learning-rate scans are plain runs (trunks and branches are WSD grids).
+    let kind = table.columns.iter().position(|c| c == "kind");
     let group = columns.group.as_ref().and_then(|g| table.columns.iter().position(|c| c == g));
     let mut excluded = 0;
     let mut by_group: Vec<(String, Vec<LrPoint>)> = Vec::new();
     for i in 0..lr.len() {
+        if kind.is_some_and(|k| table.rows[i][k] != "plain") {
+            continue;
+        }
         if status.is_some_and(|s| table.rows[i][s] != "done") || !loss[i].is_finite() {
             excluded += 1;
             continue;

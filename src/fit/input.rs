@@ -42,13 +42,17 @@ impl Table {
         })
     }
 
-    /// The numeric values of column `name` (row numbers in errors are 1-based file lines).
+    /// The numeric values of column `name` (an empty cell is NaN: no value, e.g. the eval loss
+    /// of a diverged run; row numbers in errors are 1-based file lines).
     pub fn numbers(&self, name: &str) -> anyhow::Result<Vec<f64>> {
         let c = self.column(name)?;
         self.rows
             .iter()
             .enumerate()
             .map(|(i, r)| {
+                if r[c].trim().is_empty() {
+                    return Ok(f64::NAN);
+                }
                 r[c].trim().parse::<f64>().with_context(|| format!("{} line {}: column `{name}` holds `{}`, not a number", self.path.display(), i + 2, r[c]))
             })
             .collect()
@@ -68,6 +72,9 @@ pub struct Columns {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flops: Option<String>,
     pub loss: String,
+    /// Only rows of this sweep grid (the `grid` column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<String>,
 }
 
 /// Points read from a table, and what was left out.
@@ -89,9 +96,22 @@ pub fn points(table: &Table, columns: &Columns, drop_highest: usize) -> anyhow::
         _ => anyhow::bail!("give exactly one of --tokens COL and --flops COL (D = C / 6N)"),
     };
     let status = table.columns.iter().position(|c| c == "status");
+    // In a sweep's table the points of the law are the decayed WSD branches when there are any
+    // (trunks are stable-phase runs, and plain runs belong to other grids); otherwise every run.
+    let kind = table.columns.iter().position(|c| c == "kind");
+    let has_branches = kind.is_some_and(|k| table.rows.iter().any(|r| r[k] == "branch"));
+    let grid = table.columns.iter().position(|c| c == "grid");
     let mut points = Vec::new();
     let mut excluded = 0;
     for i in 0..table.rows.len() {
+        if kind.is_some_and(|k| table.rows[i][k] == "trunk" || (has_branches && table.rows[i][k] != "branch")) {
+            continue;
+        }
+        if let (Some(g), Some(want)) = (grid, &columns.grid) {
+            if &table.rows[i][g] != want {
+                continue;
+            }
+        }
         if status.is_some_and(|s| table.rows[i][s] != "done") {
             excluded += 1;
             continue;
@@ -123,7 +143,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "N,C,loss,status\n1e6,6e12,3.0,done\n2e6,1.2e13,2.5,done\n1e6,6e12,9.0,diverged\n4e6,4.8e13,2.2,done\n");
         let t = Table::read(&p).unwrap();
-        let cols = Columns { n: "N".into(), tokens: None, flops: Some("C".into()), loss: "loss".into() };
+        let cols = Columns { n: "N".into(), tokens: None, flops: Some("C".into()), loss: "loss".into(), grid: None };
         let pts = points(&t, &cols, 1).unwrap();
         assert_eq!(pts.excluded_not_done, 1);
         assert_eq!(pts.dropped_highest, 1);
@@ -136,7 +156,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "N,D,loss\n1e6,1e7,-3\n");
         let t = Table::read(&p).unwrap();
-        let cols = Columns { n: "N".into(), tokens: Some("D".into()), flops: None, loss: "loss".into() };
+        let cols = Columns { n: "N".into(), tokens: Some("D".into()), flops: None, loss: "loss".into(), grid: None };
         let e = points(&t, &cols, 0).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("loss = -3"), "{e}");
         let e = points(&t, &Columns { loss: "Loss".into(), ..cols.clone() }, 0).unwrap_err().to_string();

@@ -89,6 +89,10 @@ pub struct Objective {
     pub mean: bool,
     /// The last (θ, cost, gradient), since argmin asks for cost and gradient separately.
     cache: RefCell<Option<([f64; 5], f64, [f64; 5])>>,
+    /// Evaluations so far, and the most one run may take: argmin's line search has no iteration
+    /// limit of its own, and on degenerate data it can otherwise search forever.
+    evaluations: std::cell::Cell<u64>,
+    pub max_evaluations: u64,
 }
 
 fn huber(r: f64, delta: f64) -> (f64, f64) {
@@ -108,6 +112,8 @@ impl Objective {
             delta,
             mean: false,
             cache: RefCell::new(None),
+            evaluations: std::cell::Cell::new(0),
+            max_evaluations: 50_000,
         }
     }
 
@@ -148,11 +154,22 @@ impl Objective {
     }
 }
 
+impl Objective {
+    fn counted(&self, t: &[f64]) -> Result<(f64, [f64; 5]), argmin::core::Error> {
+        let n = self.evaluations.get() + 1;
+        self.evaluations.set(n);
+        if n > self.max_evaluations || t.iter().any(|x| !x.is_finite()) {
+            return Err(argmin::core::Error::msg("gave up: too many evaluations or a non-finite parameter"));
+        }
+        Ok(self.evaluate(t))
+    }
+}
+
 impl CostFunction for Objective {
     type Param = Vec<f64>;
     type Output = f64;
     fn cost(&self, t: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        Ok(self.evaluate(t).0)
+        Ok(self.counted(t)?.0)
     }
 }
 
@@ -160,7 +177,7 @@ impl Gradient for Objective {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, t: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        Ok(self.evaluate(t).1.to_vec())
+        Ok(self.counted(t)?.1.to_vec())
     }
 }
 

@@ -48,6 +48,9 @@ pub struct LawDefinition {
     pub flops: Option<String>,
     /// Column of the final loss.
     pub loss: String,
+    /// Only rows of this sweep grid.
+    #[serde(default)]
+    pub grid: Option<String>,
     #[serde(default)]
     pub drop_highest: usize,
     #[serde(default = "default_delta")]
@@ -180,7 +183,7 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         anyhow::ensure!(c.is_finite() && c > 0.0, "budgets must be positive FLOP counts (got {c})");
     }
     let table = Table::read(&def.input)?;
-    let columns = Columns { n: def.n.clone(), tokens: def.tokens.clone(), flops: def.flops.clone(), loss: def.loss.clone() };
+    let columns = Columns { n: def.n.clone(), tokens: def.tokens.clone(), flops: def.flops.clone(), loss: def.loss.clone(), grid: def.grid.clone() };
     let read = points(&table, &columns, def.drop_highest)?;
     let pts = read.points;
     anyhow::ensure!(
@@ -308,6 +311,13 @@ impl std::fmt::Display for LawReport {
         row(f, "B", l.b, b.map(|b| &b.b))?;
         row(f, "α", l.alpha, b.map(|b| &b.alpha))?;
         row(f, "β", l.beta, b.map(|b| &b.beta))?;
+        if !(0.05..=2.0).contains(&l.alpha) || !(0.05..=2.0).contains(&l.beta) || l.e < 0.01 {
+            writeln!(
+                f,
+                "  warning: the exponents or E are outside any plausible range: the points do not constrain the law \
+                 (it needs several model sizes, each at several token counts, well above the loss floor)"
+            )?;
+        }
         writeln!(f, "compute-optimal (C = 6ND): N_opt ∝ C^{:.4}, D_opt ∝ C^{:.4}, G = {:.4}", self.n_exponent, self.d_exponent, self.g)?;
         if let Some(b) = b {
             writeln!(f, "  a = β/(α+β) in [{:.4}, {:.4}], b = α/(α+β) in [{:.4}, {:.4}]", b.n_exponent.lower, b.n_exponent.upper, b.d_exponent.lower, b.d_exponent.upper)?;

@@ -1,0 +1,200 @@
+//! `windtunnel status DIR` (a sweep's progress from its files alone) and `windtunnel collect DIR`
+//! (the results table `table.csv`: one row per finished run or branch).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::plan::{Plan, RunKind};
+use crate::fsutil::atomic_write;
+use crate::train::log::{read_metrics, read_status, RunState};
+use crate::train::run::RunRecord;
+
+pub fn read_plan(dir: &Path) -> anyhow::Result<Plan> {
+    let path = dir.join("plan.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{} is not a sweep directory (no plan.json); start it with `windtunnel run SWEEP.toml`", dir.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunProgress {
+    pub id: String,
+    pub kind: RunKind,
+    pub state: String,
+    pub step: u64,
+    pub steps: u64,
+    pub eval_loss: Option<f64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepStatus {
+    pub dir: PathBuf,
+    pub runs: usize,
+    pub pending: usize,
+    pub running: usize,
+    pub done: usize,
+    pub diverged: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+    pub tokens_done: u64,
+    pub tokens_total: u64,
+    pub detail: Vec<RunProgress>,
+}
+
+pub fn status(dir: &Path) -> anyhow::Result<SweepStatus> {
+    let plan = read_plan(dir)?;
+    let mut s = SweepStatus {
+        dir: dir.to_path_buf(),
+        runs: plan.runs.len(),
+        pending: 0,
+        running: 0,
+        done: 0,
+        diverged: 0,
+        failed: 0,
+        interrupted: 0,
+        tokens_done: 0,
+        tokens_total: 0,
+        detail: Vec::new(),
+    };
+    for r in &plan.runs {
+        let own_tokens = r.tokens - r.from_tokens.unwrap_or(0);
+        s.tokens_total += own_tokens;
+        let st = read_status(&dir.join("runs").join(&r.id))?;
+        let (state, step, steps, eval, reason) = match &st {
+            None => ("pending".to_string(), 0, 0, None, None),
+            Some(x) => (x.state.to_string(), x.step, x.steps, x.eval_loss, x.reason.clone()),
+        };
+        let tps = r.config.training.tokens_per_step();
+        s.tokens_done += (step * tps).saturating_sub(r.from_tokens.unwrap_or(0)).min(own_tokens);
+        match st.map(|x| x.state) {
+            None => s.pending += 1,
+            Some(RunState::Running) => s.running += 1,
+            Some(RunState::Done) => s.done += 1,
+            Some(RunState::Diverged) => s.diverged += 1,
+            Some(RunState::Failed) => s.failed += 1,
+            Some(RunState::Interrupted) => s.interrupted += 1,
+        }
+        s.detail.push(RunProgress { id: r.id.clone(), kind: r.kind, state, step, steps, eval_loss: eval, reason });
+    }
+    Ok(s)
+}
+
+impl std::fmt::Display for SweepStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{}: {} runs — {} done, {} diverged, {} running, {} interrupted, {} failed, {} pending; {:.1}% of {} tokens",
+            self.dir.display(),
+            self.runs,
+            self.done,
+            self.diverged,
+            self.running,
+            self.interrupted,
+            self.failed,
+            self.pending,
+            100.0 * self.tokens_done as f64 / self.tokens_total.max(1) as f64,
+            crate::format::si(self.tokens_total as f64)
+        )?;
+        for r in self.detail.iter().filter(|r| r.state != "done") {
+            write!(f, "  {} {:<7} {:<11} step {}/{}", r.id, format!("{:?}", r.kind).to_lowercase(), r.state, r.step, r.steps)?;
+            if let Some(reason) = &r.reason {
+                write!(f, "  {}", reason.lines().next().unwrap_or(""))?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// The fixed columns of `table.csv`, in order; swept parameters follow as `param.<key>`.
+pub const COLUMNS: &[&str] = &[
+    "run_id", "trunk_id", "kind", "grid", "status", "seed", "width", "depth", "heads", "kv_heads", "parameterization", "lr",
+    "batch_size", "seq_len", "non_embedding_params", "total_params", "tokens", "flops_6nd", "flops", "final_eval_loss",
+    "best_eval_loss", "final_train_loss", "oracle_loss", "eval_bits_per_byte", "wall_s", "tokens_per_s",
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectSummary {
+    pub table: PathBuf,
+    pub rows: usize,
+    pub unfinished: usize,
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Write `DIR/table.csv` from the runs' files.
+pub fn collect(dir: &Path) -> anyhow::Result<CollectSummary> {
+    let plan = read_plan(dir)?;
+    let mut param_keys: Vec<String> = plan.runs.iter().flat_map(|r| r.params.iter().map(|(k, _)| k.clone())).collect();
+    param_keys.sort();
+    param_keys.dedup();
+    let mut text = COLUMNS.join(",");
+    for k in &param_keys {
+        text.push_str(&format!(",param.{k}"));
+    }
+    text.push('\n');
+    let (mut rows, mut unfinished) = (0, 0);
+    for r in &plan.runs {
+        let run_dir = dir.join("runs").join(&r.id);
+        let Some(status) = read_status(&run_dir)? else {
+            unfinished += 1;
+            continue;
+        };
+        if status.state != RunState::Done && status.state != RunState::Diverged {
+            unfinished += 1;
+            continue;
+        }
+        let record: RunRecord = serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json"))?).with_context(|| format!("{}/run.json", run_dir.display()))?;
+        let metrics = read_metrics(&run_dir.join("metrics.jsonl"))?;
+        let last = metrics.last();
+        let evals: Vec<&crate::train::log::MetricsRecord> = metrics.iter().filter(|m| m.eval_loss.is_some()).collect();
+        let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+        let tokens = last.map_or(0, |m| m.tokens);
+        let c = &record.config;
+        let mut fields = vec![
+            r.id.clone(),
+            r.trunk.clone().unwrap_or_default(),
+            format!("{:?}", r.kind).to_lowercase(),
+            r.grid.clone(),
+            status.state.to_string(),
+            c.seed.to_string(),
+            record.shape.width.to_string(),
+            record.shape.depth.to_string(),
+            record.shape.heads.to_string(),
+            record.shape.kv_heads.to_string(),
+            c.mup.parameterization.to_string(),
+            c.optimizer.lr.to_string(),
+            c.training.batch_size.to_string(),
+            c.training.seq_len.to_string(),
+            record.non_embedding_params.to_string(),
+            record.total_params.to_string(),
+            tokens.to_string(),
+            opt(last.map(|m| m.flops_6nd)),
+            opt(last.map(|m| m.flops)),
+            opt(evals.last().and_then(|m| m.eval_loss)),
+            opt(evals.iter().filter_map(|m| m.eval_loss).reduce(f64::min)),
+            opt(last.map(|m| m.train_loss)),
+            opt(record.oracle_eval_loss),
+            opt(evals.last().and_then(|m| m.eval_bits_per_byte)),
+            opt(last.map(|m| m.wall_s)),
+            opt(last.map(|m| m.tokens_per_s)),
+        ];
+        for k in &param_keys {
+            fields.push(r.params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default());
+        }
+        text.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        text.push('\n');
+        rows += 1;
+    }
+    let table = dir.join("table.csv");
+    atomic_write(&table, text.as_bytes())?;
+    Ok(CollectSummary { table, rows, unfinished })
+}

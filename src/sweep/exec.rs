@@ -1,0 +1,293 @@
+//! The local executor: `windtunnel run SWEEP.toml`.
+//!
+//! Each run is a worker subprocess — `windtunnel train runs/<id>/config.json --out runs/<id>` —
+//! so a crashing run cannot take the sweep down. Up to `parallel` workers run at once; CPU
+//! threads are split between them (RAYON_NUM_THREADS), GPUs are handed out by setting the
+//! worker's CUDA_VISIBLE_DEVICES, `runs_per_device` at a time. A branch starts as soon as its
+//! trunk's checkpoint at the branch point exists, not when the trunk finishes.
+//!
+//! Everything lives in files, so a sweep resumes after anything: done and diverged runs are
+//! kept, interrupted runs continue from their checkpoints (`--resume`), failed runs are retried
+//! up to `max_retries` times. Ctrl-C or SIGTERM stops the workers gracefully (each checkpoints).
+//! A lock file (`sweep.lock`, flock) keeps a second `run` off the same directory.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::IsTerminal;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::plan::{Plan, PlannedRun, RunKind};
+use super::spec::SweepSpec;
+use crate::device::DeviceSpec;
+use crate::fsutil::atomic_write;
+use crate::train::checkpoint::checkpoint_name;
+use crate::train::log::{read_status, RunState};
+use crate::train::run::EXIT_DIVERGED;
+
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Concurrent workers [default: 1 per device slot; on CPU 1].
+    pub parallel: Option<usize>,
+    pub devices: Vec<DeviceSpec>,
+    pub runs_per_device: usize,
+    pub max_retries: usize,
+    /// The `windtunnel` binary the workers run.
+    pub worker: PathBuf,
+    pub quiet: bool,
+}
+
+/// The sweep directory's lock; released when dropped (or when the process dies).
+pub struct SweepLock {
+    _file: File,
+}
+
+pub fn lock(dir: &Path) -> anyhow::Result<SweepLock> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("sweep.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a valid open descriptor.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        anyhow::bail!(
+            "another `windtunnel run` is using {} ({}); wait for it, or stop it first — two runs on one sweep directory would overwrite each other",
+            dir.display(),
+            holder.trim()
+        );
+    }
+    file.set_len(0).ok();
+    std::fs::write(&path, format!("pid {}", std::process::id())).ok();
+    Ok(SweepLock { _file: file })
+}
+
+/// Write the sweep as run, the plan, and each run's config into `dir`.
+pub fn materialise(dir: &Path, sweep_text: &str, plan: &Plan) -> anyhow::Result<()> {
+    atomic_write(&dir.join("sweep.toml"), sweep_text.as_bytes())?;
+    atomic_write(&dir.join("plan.json"), serde_json::to_string_pretty(plan)?.as_bytes())?;
+    for run in &plan.runs {
+        let config = dir.join("runs").join(&run.id).join("config.json");
+        if !config.exists() {
+            atomic_write(&config, serde_json::to_string_pretty(&run.config)?.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    Running,
+    Finished(RunState),
+}
+
+struct Slot {
+    device: DeviceSpec,
+    busy: usize,
+}
+
+struct Worker {
+    run: usize,
+    child: Child,
+    slot: usize,
+    started: Instant,
+}
+
+/// What the executor did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ExecSummary {
+    pub done: usize,
+    pub diverged: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+    pub skipped_already_done: usize,
+    pub stopped_by_signal: Option<i32>,
+}
+
+/// Run every run of `plan` in `dir` that is not finished yet.
+pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result<ExecSummary> {
+    let signal = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).context("cannot install signal handlers")?;
+    }
+    let devices = if options.devices.is_empty() { vec![DeviceSpec::Cpu] } else { options.devices.clone() };
+    let mut slots: Vec<Slot> = devices.iter().map(|&device| Slot { device, busy: 0 }).collect();
+    let per_gpu = options.runs_per_device.max(1);
+    let parallel = options.parallel.unwrap_or(slots.len() * per_gpu).max(1);
+    // The CPU is one device shared by every worker; a GPU takes `runs_per_device` workers.
+    let capacity = |d: DeviceSpec| if d == DeviceSpec::Cpu { parallel } else { per_gpu };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads_per_worker = (cores / parallel).max(1);
+
+    let run_dir = |r: &PlannedRun| dir.join("runs").join(&r.id);
+    let mut phase: Vec<Phase> = Vec::with_capacity(plan.runs.len());
+    let mut summary = ExecSummary::default();
+    for r in &plan.runs {
+        match read_status(&run_dir(r))? {
+            Some(s) if s.state == RunState::Done || s.state == RunState::Diverged => {
+                summary.skipped_already_done += 1;
+                phase.push(Phase::Finished(s.state));
+            }
+            _ => phase.push(Phase::Waiting),
+        }
+    }
+    let index: HashMap<&str, usize> = plan.runs.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+    let mut attempts = vec![0usize; plan.runs.len()];
+    let mut workers: Vec<Worker> = Vec::new();
+    let mut last_report = Instant::now();
+    let terminal = std::io::stderr().is_terminal();
+    let say = |line: String| {
+        if !options.quiet {
+            eprintln!("{line}");
+        }
+    };
+    say(format!(
+        "sweep {}: {} runs, {} already finished; {} at a time on {}",
+        dir.display(),
+        plan.runs.len(),
+        summary.skipped_already_done,
+        parallel,
+        devices.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
+    ));
+
+    loop {
+        let stop = signal.load(Ordering::SeqCst);
+        if stop != 0 && summary.stopped_by_signal.is_none() {
+            summary.stopped_by_signal = Some(stop as i32);
+            say(format!("signal {stop}: stopping {} worker(s); each writes a checkpoint", workers.len()));
+            for w in &workers {
+                // SAFETY: sending a signal to our own child process.
+                unsafe { libc::kill(w.child.id() as i32, libc::SIGTERM) };
+            }
+        }
+        // Reap finished workers.
+        let mut i = 0;
+        while i < workers.len() {
+            match workers[i].child.try_wait()? {
+                None => i += 1,
+                Some(status) => {
+                    let w = workers.swap_remove(i);
+                    slots[w.slot].busy -= 1;
+                    let r = &plan.runs[w.run];
+                    let code = status.code();
+                    let state = match code {
+                        Some(0) => RunState::Done,
+                        Some(c) if c == EXIT_DIVERGED as i32 => RunState::Diverged,
+                        Some(130) | Some(143) => RunState::Interrupted,
+                        _ if summary.stopped_by_signal.is_some() => RunState::Interrupted,
+                        _ => RunState::Failed,
+                    };
+                    let secs = w.started.elapsed().as_secs_f64();
+                    match state {
+                        RunState::Failed if attempts[w.run] <= options.max_retries && summary.stopped_by_signal.is_none() => {
+                            say(format!("  {} failed (exit {code:?}); retrying ({} of {})", r.id, attempts[w.run], options.max_retries));
+                            phase[w.run] = Phase::Waiting;
+                        }
+                        RunState::Interrupted => {
+                            phase[w.run] = Phase::Waiting;
+                            summary.interrupted += 1;
+                        }
+                        s => {
+                            say(format!("  {} {} {} width {} D {} in {secs:.1}s: {s}", r.id, kind_name(r.kind), r.grid, r.width, crate::format::si(r.tokens as f64)));
+                            phase[w.run] = Phase::Finished(s);
+                            match s {
+                                RunState::Done => summary.done += 1,
+                                RunState::Diverged => summary.diverged += 1,
+                                _ => summary.failed += 1,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if summary.stopped_by_signal.is_some() {
+            if workers.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        // Start what is ready, trunks and plain runs in plan order, branches once their checkpoint exists.
+        for (k, r) in plan.runs.iter().enumerate() {
+            if workers.len() >= parallel {
+                break;
+            }
+            if phase[k] != Phase::Waiting {
+                continue;
+            }
+            if let (Some(trunk), Some(from)) = (&r.trunk, r.from_tokens) {
+                let t = index[trunk.as_str()];
+                let ready = dir.join("runs").join(trunk).join("checkpoints").join(checkpoint_name(from)).exists();
+                if let Phase::Finished(s) = phase[t] {
+                    if s != RunState::Done && !ready {
+                        // The trunk diverged or failed before this branch point: the branch cannot run.
+                        phase[k] = Phase::Finished(RunState::Failed);
+                        summary.failed += 1;
+                        say(format!("  {} skipped: its trunk {trunk} ended {s} before {from} tokens", r.id));
+                        continue;
+                    }
+                }
+                if !ready {
+                    continue;
+                }
+            }
+            let Some(slot) = (0..slots.len()).find(|&s| slots[s].busy < capacity(slots[s].device)) else { break };
+            attempts[k] += 1;
+            let out = run_dir(r);
+            let mut cmd = Command::new(&options.worker);
+            cmd.arg("train").arg(out.join("config.json")).arg("--out").arg(&out).arg("--quiet");
+            if out.join("run.json").exists() {
+                cmd.arg("--resume");
+            }
+            match slots[slot].device {
+                DeviceSpec::Cpu => {
+                    cmd.arg("--device").arg("cpu").env("RAYON_NUM_THREADS", threads_per_worker.to_string());
+                }
+                DeviceSpec::Cuda(gpu) => {
+                    cmd.arg("--device").arg("cuda:0").env("CUDA_VISIBLE_DEVICES", gpu.to_string());
+                }
+            }
+            let log = File::create(out.join("worker.log")).with_context(|| format!("cannot create {}/worker.log", out.display()))?;
+            cmd.stdout(Stdio::null()).stderr(log);
+            let child = cmd.spawn().with_context(|| format!("cannot start worker {}", options.worker.display()))?;
+            slots[slot].busy += 1;
+            phase[k] = Phase::Running;
+            workers.push(Worker { run: k, child, slot, started: Instant::now() });
+        }
+        let unfinished = phase.iter().filter(|p| !matches!(p, Phase::Finished(_))).count();
+        if unfinished == 0 {
+            break;
+        }
+        if workers.is_empty() {
+            // Nothing runs and nothing can start: branches whose trunks will never reach them.
+            anyhow::bail!("{unfinished} run(s) are waiting for trunk checkpoints that no running trunk will write; see `windtunnel status {}`", dir.display());
+        }
+        if !options.quiet && last_report.elapsed() > Duration::from_secs(if terminal { 5 } else { 15 }) {
+            last_report = Instant::now();
+            let finished = phase.iter().filter(|p| matches!(p, Phase::Finished(_))).count();
+            let running: Vec<String> = workers.iter().map(|w| format!("{}({:.0}s)", plan.runs[w.run].id, w.started.elapsed().as_secs_f64())).collect();
+            eprintln!("[{finished}/{}] running: {}", plan.runs.len(), running.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(summary)
+}
+
+fn kind_name(kind: RunKind) -> &'static str {
+    match kind {
+        RunKind::Trunk => "trunk",
+        RunKind::Branch => "branch",
+        RunKind::Plain => "plain",
+    }
+}
+
+/// The sweep directory for a sweep file and an output root.
+pub fn sweep_dir(spec: &SweepSpec, out_root: &Path) -> PathBuf {
+    out_root.join(&spec.name)
+}

@@ -1,0 +1,268 @@
+//! The sweep file, in the vocabulary of W&B sweeps, Optuna and Ray Tune.
+//!
+//! ```toml
+//! name = "quickstart"
+//! seeds = [0]                       # model seeds; each makes its own runs
+//!
+//! [base]                            # a run file's sections; what grids do not set
+//! optimizer = { lr = 0.01 }
+//! schedule = { kind = "cosine", warmup_tokens = 8192 }
+//! training = { tokens = 65536, batch_size = 8, seq_len = 128, eval_interval_tokens = 16384, eval_tokens = 8192 }
+//! data = { kind = "synthetic" }
+//!
+//! [[grid]]
+//! name = "lr-transfer"
+//! method = "grid"                   # or "random" with `samples`
+//! models = { widths = [32, 64, 128], depth = 2, head_dim = 16 }
+//! parameters."optimizer.lr" = { min = 1e-3, max = 3e-2, num = 4, log = true }
+//!
+//! [[grid]]
+//! name = "data-model"
+//! models = { widths = [32, 64, 128], depth = 2, head_dim = 16 }
+//! wsd = { branch_tokens = [16384, 32768, 65536], decay = "exponential", decay_fraction = 0.1 }
+//! ```
+//!
+//! Parameter values: `{ value = x }`, `{ values = [...] }`, or a range `{ min, max, num, log }`
+//! (raw bounds, not exponents). Keys are dotted paths into the run file (`optimizer.lr`,
+//! `training.batch_size`, `mup.init_std`, ...).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::train::schedule::DecayShape;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Model-init seeds; every run is repeated for each.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    /// Run-file sections shared by every run (a partial run file).
+    pub base: toml::Table,
+    #[serde(rename = "grid")]
+    pub grids: Vec<GridSpec>,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    #[default]
+    Grid,
+    Random,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridSpec {
+    pub name: String,
+    #[serde(default)]
+    pub method: Method,
+    /// Random search: how many parameter draws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<usize>,
+    /// Seed of the random draws.
+    #[serde(default)]
+    pub sample_seed: u64,
+    pub models: ModelFamily,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, ParamSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wsd: Option<WsdSpec>,
+}
+
+/// A family of model shapes: widths at a fixed depth and head dimension, and/or named presets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFamily {
+    #[serde(default)]
+    pub widths: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<usize>,
+    /// Head dimension, fixed across widths (heads = width / head_dim).
+    #[serde(default = "default_head_dim")]
+    pub head_dim: usize,
+    /// Query heads per key/value head (1: no grouping).
+    #[serde(default = "one")]
+    pub gqa_groups: usize,
+    /// d_ff = ffn_multiplier × width (MiniCPM: 2.5).
+    #[serde(default = "default_ffn")]
+    pub ffn_multiplier: f64,
+    #[serde(default)]
+    pub presets: Vec<String>,
+    /// µP base width for the whole family [default: the base's, or the smallest width].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_width: Option<usize>,
+}
+
+fn default_head_dim() -> usize {
+    64
+}
+fn one() -> usize {
+    1
+}
+fn default_ffn() -> f64 {
+    2.5
+}
+
+/// A swept parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum ParamSpec {
+    Value { value: toml::Value },
+    Values { values: Vec<toml::Value> },
+    Range { min: f64, max: f64, #[serde(default)] num: Option<usize>, #[serde(default)] log: bool, #[serde(default)] integer: bool },
+}
+
+/// WSD branching: trunks to the largest branch point, decays branched from each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsdSpec {
+    /// Branch points in tokens, the same for every model.
+    #[serde(default)]
+    pub branch_tokens: Vec<u64>,
+    /// Branch points as multiples of each model's N (MiniCPM: 10N ... 60N).
+    #[serde(default)]
+    pub tokens_per_param: Vec<f64>,
+    #[serde(default = "default_decay")]
+    pub decay: DecayShape,
+    /// Decay length as a fraction of the branch point's tokens (MiniCPM: ~0.1).
+    #[serde(default = "default_decay_fraction")]
+    pub decay_fraction: f64,
+    /// Linear and 1-sqrt decays end at this fraction of the peak rate.
+    #[serde(default)]
+    pub final_lr_fraction: f64,
+    /// Also train a cosine run of each branch's full length, the baseline WSD is compared with.
+    #[serde(default)]
+    pub cosine_baseline: bool,
+}
+
+fn default_decay() -> DecayShape {
+    DecayShape::Exponential
+}
+fn default_decay_fraction() -> f64 {
+    0.1
+}
+
+impl SweepSpec {
+    /// Read a sweep file; errors name the file, the line and the key.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read sweep file {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
+        let spec: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let at = |needle: &str| line_of(text, needle).map(|l| format!(" (line {l})")).unwrap_or_default();
+        anyhow::ensure!(!spec.grids.is_empty(), "{}: no [[grid]] section; a sweep needs at least one", path.display());
+        anyhow::ensure!(!spec.seeds.is_empty(), "{}{}: `seeds` is empty", path.display(), at("seeds"));
+        for g in &spec.grids {
+            let m = &g.models;
+            anyhow::ensure!(
+                !m.widths.is_empty() || !m.presets.is_empty(),
+                "{}{}: grid `{}`: `models` needs `widths` or `presets`",
+                path.display(),
+                at(&g.name),
+                g.name
+            );
+            anyhow::ensure!(m.widths.is_empty() || m.depth.is_some(), "{}{}: grid `{}`: `models.depth` is required with `widths`", path.display(), at("widths"), g.name);
+            for &w in &m.widths {
+                anyhow::ensure!(
+                    m.head_dim > 0 && w % m.head_dim == 0,
+                    "{}{}: grid `{}`: width {w} is not a multiple of models.head_dim = {} (heads = width / head_dim must divide it)",
+                    path.display(),
+                    at("widths"),
+                    g.name,
+                    m.head_dim
+                );
+            }
+            for (key, p) in &g.parameters {
+                let here = at(key);
+                match p {
+                    ParamSpec::Values { values } => anyhow::ensure!(!values.is_empty(), "{}{here}: grid `{}`: parameter `{key}` has an empty `values` list", path.display(), g.name),
+                    ParamSpec::Range { min, max, num, log, .. } => {
+                        anyhow::ensure!(min <= max, "{}{here}: grid `{}`: parameter `{key}`: min {min} > max {max}", path.display(), g.name);
+                        anyhow::ensure!(!log || *min > 0.0, "{}{here}: grid `{}`: parameter `{key}`: a log range needs min > 0", path.display(), g.name);
+                        anyhow::ensure!(
+                            g.method == Method::Random || num.is_some_and(|n| n > 0),
+                            "{}{here}: grid `{}`: parameter `{key}`: a range in a grid search needs `num` ≥ 1",
+                            path.display(),
+                            g.name
+                        );
+                    }
+                    ParamSpec::Value { .. } => {}
+                }
+            }
+            if g.method == Method::Random {
+                anyhow::ensure!(g.samples.is_some_and(|s| s > 0), "{}: grid `{}`: method = \"random\" needs `samples` ≥ 1", path.display(), g.name);
+            }
+            if let Some(w) = &g.wsd {
+                anyhow::ensure!(
+                    w.branch_tokens.is_empty() != w.tokens_per_param.is_empty(),
+                    "{}{}: grid `{}`: wsd needs exactly one of `branch_tokens` and `tokens_per_param`",
+                    path.display(),
+                    at("wsd"),
+                    g.name
+                );
+                anyhow::ensure!(w.decay_fraction >= 0.0 && w.decay_fraction <= 1.0, "{}: grid `{}`: wsd.decay_fraction must be in [0, 1]", path.display(), g.name);
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// The 1-based line of the first occurrence of `needle` in `text`.
+pub fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+impl ParamSpec {
+    /// The values of a grid search.
+    pub fn grid_values(&self) -> Vec<toml::Value> {
+        match self {
+            Self::Value { value } => vec![value.clone()],
+            Self::Values { values } => values.clone(),
+            Self::Range { min, max, num, log, integer } => {
+                let n = num.unwrap_or(1);
+                (0..n)
+                    .map(|i| {
+                        let t = if n == 1 { 0.0 } else { i as f64 / (n - 1) as f64 };
+                        let x = if *log { (min.ln() + t * (max.ln() - min.ln())).exp() } else { min + t * (max - min) };
+                        number(x, *integer)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// One random draw (uniform, or log-uniform for log ranges).
+    pub fn sample(&self, rng: &mut crate::rng::Rng) -> toml::Value {
+        match self {
+            Self::Value { value } => value.clone(),
+            Self::Values { values } => values[rng.below(values.len() as u64) as usize].clone(),
+            Self::Range { min, max, log, integer, .. } => {
+                let u = rng.next_f64();
+                let x = if *log { (min.ln() + u * (max.ln() - min.ln())).exp() } else { min + u * (max - min) };
+                number(x, *integer)
+            }
+        }
+    }
+}
+
+fn number(x: f64, integer: bool) -> toml::Value {
+    if integer {
+        toml::Value::Integer(x.round() as i64)
+    } else {
+        // Round to 6 significant digits so ids do not depend on the last bits of a pow().
+        toml::Value::Float(format!("{x:.6e}").parse().unwrap())
+    }
+}

@@ -1,0 +1,188 @@
+//! Sweeps through the real binary: planning, running, resuming after SIGKILL, the lock,
+//! divergence, and malformed sweep files.
+
+mod common;
+use common::{fails, json, windtunnel};
+
+use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TINY: &str = r#"
+name = "tiny"
+seeds = [0]
+
+[base]
+mup = { base_width = 16 }
+optimizer = { lr = 0.01 }
+schedule = { kind = "cosine", warmup_tokens = 256 }
+training = { tokens = 2560, batch_size = 4, seq_len = 32, eval_interval_tokens = 1280, eval_tokens = 256 }
+data = { kind = "synthetic", vocab = 64 }
+
+[[grid]]
+name = "lr"
+models = { widths = [16, 32], depth = 1, head_dim = 16 }
+parameters."optimizer.lr" = { values = [0.003, 0.01, 0.03, 1000.0] }
+parameters."optimizer.grad_clip" = { value = 0.0 }
+
+[[grid]]
+name = "data"
+models = { widths = [16, 32], depth = 1, head_dim = 16 }
+wsd = { branch_tokens = [1280, 2560], decay = "linear", decay_fraction = 0.2 }
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn plan(path: &Path) -> serde_json::Value {
+    json(&["plan", path.to_str().unwrap(), "--json"])
+}
+
+fn ids(plan: &serde_json::Value) -> Vec<String> {
+    plan["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn planning_expands_grids_and_wsd_graphs_with_stable_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "s.toml", TINY);
+    let a = plan(&p);
+    let runs = a["runs"].as_array().unwrap();
+    let count = |kind: &str| runs.iter().filter(|r| r["kind"] == kind).count();
+    // 2 widths × 4 lrs plain runs; per width one trunk and two branches.
+    assert_eq!((count("plain"), count("trunk"), count("branch")), (8, 2, 4));
+    assert_eq!(ids(&a), ids(&plan(&p)), "ids are stable");
+    let trunk = runs.iter().find(|r| r["kind"] == "trunk").unwrap();
+    assert_eq!(trunk["tokens"], 2560);
+    assert_eq!(trunk["config"]["training"]["checkpoint_tokens"], serde_json::json!([1280, 2560]));
+    let branch = runs.iter().find(|r| r["kind"] == "branch" && r["from_tokens"] == 1280).unwrap();
+    assert_eq!(branch["trunk"], trunk["id"]);
+    assert_eq!(branch["tokens"], 1280 + 256);
+    // Compute adds up: the total is every run's own FLOPs; from scratch, every branch in full.
+    let own: f64 = runs.iter().map(|r| r["own_flops"].as_f64().unwrap()).sum();
+    assert!((a["total_flops"].as_f64().unwrap() / own - 1.0).abs() < 1e-12);
+    let scratch: f64 = runs.iter().filter(|r| r["kind"] != "trunk").map(|r| r["flops"].as_f64().unwrap()).sum();
+    assert!((a["from_scratch_flops"].as_f64().unwrap() / scratch - 1.0).abs() < 1e-12);
+
+    // Adding a width keeps every old id; changing one value changes only the runs it touches.
+    let wider = write(dir.path(), "w.toml", &TINY.replace("widths = [16, 32], depth = 1, head_dim = 16 }\nparameters", "widths = [16, 32, 48], depth = 1, head_dim = 16 }\nparameters"));
+    let b = ids(&plan(&wider));
+    assert_eq!(b.len(), 14 + 4); // four more lr runs at width 48
+    assert!(ids(&a).iter().all(|id| b.contains(id)));
+    let changed = write(dir.path(), "c.toml", &TINY.replace("0.003, 0.01, 0.03, 1000.0", "0.004, 0.01, 0.03, 1000.0"));
+    let c = ids(&plan(&changed));
+    let kept = ids(&a).iter().filter(|id| c.contains(id)).count();
+    assert_eq!(kept, ids(&a).len() - 2, "only the two lr = 0.003 runs change");
+}
+
+#[test]
+fn ranges_and_random_search_expand_to_the_right_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = TINY.replace("{ values = [0.003, 0.01, 0.03, 1000.0] }", "{ min = 0.001, max = 0.1, num = 3, log = true }");
+    let p = write(dir.path(), "log.toml", &log);
+    let lrs: Vec<f64> = plan(&p)["runs"].as_array().unwrap().iter().filter(|r| r["grid"] == "lr" && r["width"] == 16).map(|r| r["config"]["optimizer"]["lr"].as_f64().unwrap()).collect();
+    assert_eq!(lrs, vec![0.001, 0.01, 0.1]);
+    let random = log.replace("name = \"lr\"\n", "name = \"lr\"\nmethod = \"random\"\nsamples = 5\n");
+    let p = write(dir.path(), "random.toml", &random);
+    let plan = plan(&p);
+    let lrs: Vec<f64> = plan["runs"].as_array().unwrap().iter().filter(|r| r["grid"] == "lr" && r["width"] == 16).map(|r| r["config"]["optimizer"]["lr"].as_f64().unwrap()).collect();
+    assert_eq!(lrs.len(), 5);
+    assert!(lrs.iter().all(|&x| (0.001..=0.1).contains(&x)));
+}
+
+#[test]
+fn malformed_sweep_files_give_one_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, text: String, want: &[&str]| {
+        let p = write(dir.path(), name, &text);
+        let e = fails(&["plan", p.to_str().unwrap()]);
+        for w in want {
+            assert!(e.contains(w), "{name}: expected `{w}` in:\n{e}");
+        }
+    };
+    check("unknown.toml", TINY.replace("seeds = [0]", "seeds = [0]\nseedz = [1]"), &["unknown.toml", "seedz"]);
+    check("type.toml", TINY.replace("seeds = [0]", "seeds = \"zero\""), &["type.toml", "seeds", "line"]);
+    check("empty.toml", TINY.replace("[0.003, 0.01, 0.03, 1000.0]", "[]"), &["empty.toml", "optimizer.lr", "empty", "line"]);
+    check("heads.toml", TINY.replace("widths = [16, 32], depth = 1, head_dim = 16 }\nparameters", "widths = [16, 40], depth = 1, head_dim = 16 }\nparameters"), &["heads.toml", "width 40", "head_dim"]);
+    check("early.toml", TINY.replace("branch_tokens = [1280, 2560]", "branch_tokens = [128, 2560]"), &["branch point", "warmup"]);
+    check("runkey.toml", TINY.replace("optimizer = { lr = 0.01 }", "optimizer = { lr = 0.01, momentum = 0.9 }"), &["momentum"]);
+}
+
+fn table_without_timings(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("table.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let skip: Vec<usize> = ["wall_s", "tokens_per_s"].iter().map(|c| header.iter().position(|h| h == c).unwrap()).collect();
+    let mut rows: Vec<String> = lines.map(|l| l.split(',').enumerate().filter(|(i, _)| !skip.contains(i)).map(|(_, v)| v).collect::<Vec<_>>().join(",")).collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn a_sweep_runs_to_its_table_and_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "s.toml", TINY);
+    let whole = dir.path().join("whole");
+    let o = windtunnel(&["run", p.to_str().unwrap(), "--out", whole.to_str().unwrap(), "--parallel", "2", "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sweep = whole.join("tiny");
+    let table = table_without_timings(&sweep);
+    assert_eq!(table.len(), 14);
+    // The diverging learning rate is a result, and the others finished beside it.
+    assert_eq!(table.iter().filter(|r| r.contains(",diverged,")).count(), 2);
+    let status = json(&["status", sweep.to_str().unwrap(), "--json"]);
+    assert_eq!((status["done"].as_u64(), status["diverged"].as_u64()), (Some(12), Some(2)));
+
+    // Kill the whole tree mid-sweep, rerun, and compare.
+    let cut = dir.path().join("cut");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
+        .args(["run", p.to_str().unwrap(), "--out", cut.to_str().unwrap(), "--parallel", "2", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let runs = cut.join("tiny").join("runs");
+    let started = Instant::now();
+    let done_count = || {
+        std::fs::read_dir(&runs).map_or(0, |d| d.flatten().filter(|e| std::fs::read_to_string(e.path().join("status.json")).is_ok_and(|s| s.contains("\"done\""))).count())
+    };
+    while done_count() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    child.wait().unwrap();
+    let finished_before: Vec<(PathBuf, String)> = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let s = std::fs::read_to_string(e.path().join("status.json")).ok()?;
+            s.contains("\"done\"").then(|| (e.path(), s))
+        })
+        .collect();
+    assert!(finished_before.len() < 12, "the sweep finished before it could be killed");
+
+    // A second `run` on a directory another process holds is refused (here: hold the lock ourselves).
+    let lock = std::fs::File::open(cut.join("tiny").join("sweep.lock")).unwrap();
+    use std::os::unix::io::AsRawFd;
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+    let e = fails(&["run", p.to_str().unwrap(), "--out", cut.to_str().unwrap(), "--quiet"]);
+    assert!(e.contains("another `windtunnel run` is using"), "{e}");
+    drop(lock);
+
+    let o = windtunnel(&["run", p.to_str().unwrap(), "--out", cut.to_str().unwrap(), "--parallel", "2", "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (path, status) in finished_before {
+        assert_eq!(std::fs::read_to_string(path.join("status.json")).unwrap(), status, "{} was retrained", path.display());
+    }
+    assert_eq!(table_without_timings(&cut.join("tiny")), table, "a resumed sweep gives the uninterrupted sweep's table");
+
+    // The table feeds the fitters.
+    let lr = json(&["fit", "lr", "--input", sweep.to_str().unwrap(), "--json"]);
+    assert_eq!(lr["groups"][0][1]["optima"].as_array().unwrap().len(), 2);
+}
