@@ -56,7 +56,7 @@ enum Command {
     /// A sweep's progress, from its files alone (works while it runs, after a crash, from another machine).
     #[command(after_help = "Examples:\n  windtunnel status results/quickstart\n  windtunnel status results/quickstart --json")]
     Status(DirArgs),
-    /// Write the sweep's results table (table.csv: one row per finished run or branch).
+    /// Write the sweep's results table (table.csv and table.parquet: one row per finished run or branch).
     #[command(after_help = "Examples:\n  windtunnel collect results/quickstart")]
     Collect(DirArgs),
     /// Fit scaling laws to a results table.
@@ -554,7 +554,7 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
         Command::Collect(args) => {
             let summary = windtunnel::sweep::collect::collect(&args.dir)?;
             if args.json { print_json(&summary) } else {
-                println!("wrote {} ({} rows; {} runs not finished)", summary.table.display(), summary.rows, summary.unfinished);
+                println!("wrote {} and {} ({} rows; {} runs not finished)", summary.table.display(), summary.parquet.display(), summary.rows, summary.unfinished);
                 Ok(())
             }
         }

@@ -134,6 +134,13 @@ fn a_sweep_runs_to_its_table_and_survives_sigkill() {
     assert_eq!(table.len(), 14);
     // The diverging learning rate is a result, and the others finished beside it.
     assert_eq!(table.iter().filter(|r| r.contains(",diverged,")).count(), 2);
+    // The same table as Parquet, readable by any Parquet reader.
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(sweep.join("table.parquet")).unwrap()).unwrap();
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 14);
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let names: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
+    assert!(names.iter().any(|n| n == "final_eval_loss") && names.iter().any(|n| n == "param.optimizer.lr"), "{names:?}");
     let status = json(&["status", sweep.to_str().unwrap(), "--json"]);
     assert_eq!((status["done"].as_u64(), status["diverged"].as_u64()), (Some(12), Some(2)));
 

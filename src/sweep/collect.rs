@@ -1,5 +1,5 @@
 //! `windtunnel status DIR` (a sweep's progress from its files alone) and `windtunnel collect DIR`
-//! (the results table `table.csv`: one row per finished run or branch).
+//! (the results table `table.csv` and `table.parquet`: one row per finished run or branch).
 
 use std::path::{Path, PathBuf};
 
@@ -118,6 +118,7 @@ pub const COLUMNS: &[&str] = &[
 #[derive(Debug, Clone, Serialize)]
 pub struct CollectSummary {
     pub table: PathBuf,
+    pub parquet: PathBuf,
     pub rows: usize,
     pub unfinished: usize,
 }
@@ -130,18 +131,16 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Write `DIR/table.csv` from the runs' files.
+/// Write `DIR/table.csv` and `DIR/table.parquet` from the runs' files.
 pub fn collect(dir: &Path) -> anyhow::Result<CollectSummary> {
     let plan = read_plan(dir)?;
     let mut param_keys: Vec<String> = plan.runs.iter().flat_map(|r| r.params.iter().map(|(k, _)| k.clone())).collect();
     param_keys.sort();
     param_keys.dedup();
-    let mut text = COLUMNS.join(",");
-    for k in &param_keys {
-        text.push_str(&format!(",param.{k}"));
-    }
-    text.push('\n');
-    let (mut rows, mut unfinished) = (0, 0);
+    let mut header: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
+    header.extend(param_keys.iter().map(|k| format!("param.{k}")));
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut unfinished = 0;
     for r in &plan.runs {
         let run_dir = dir.join("runs").join(&r.id);
         let Some(status) = read_status(&run_dir)? else {
@@ -190,11 +189,93 @@ pub fn collect(dir: &Path) -> anyhow::Result<CollectSummary> {
         for k in &param_keys {
             fields.push(r.params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default());
         }
-        text.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        rows.push(fields);
+    }
+    let mut text = header.join(",");
+    text.push('\n');
+    for row in &rows {
+        text.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
         text.push('\n');
-        rows += 1;
     }
     let table = dir.join("table.csv");
     atomic_write(&table, text.as_bytes())?;
-    Ok(CollectSummary { table, rows, unfinished })
+    let parquet = dir.join("table.parquet");
+    write_parquet(&parquet, &header, &rows).with_context(|| format!("writing {}", parquet.display()))?;
+    Ok(CollectSummary { table, parquet, rows: rows.len(), unfinished })
+}
+
+/// The Parquet type of a column: the fixed text and integer columns by name, swept parameters by
+/// whether every value parses as a number.
+fn column_kind(name: &str, values: &[&str]) -> ColumnKind {
+    const TEXT: &[&str] = &["run_id", "trunk_id", "kind", "grid", "status", "parameterization"];
+    const INTEGER: &[&str] = &["seed", "width", "depth", "heads", "kv_heads", "batch_size", "seq_len", "non_embedding_params", "total_params", "tokens"];
+    if TEXT.contains(&name) {
+        ColumnKind::Text
+    } else if INTEGER.contains(&name) {
+        ColumnKind::Integer
+    } else if values.iter().all(|v| v.is_empty() || v.parse::<f64>().is_ok()) {
+        ColumnKind::Float
+    } else {
+        ColumnKind::Text
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ColumnKind {
+    Text,
+    Integer,
+    Float,
+}
+
+/// One row group, every column OPTIONAL (an empty cell is a null), written atomically.
+fn write_parquet(path: &Path, header: &[String], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    use parquet::basic::{ConvertedType, Repetition, Type as Physical};
+    use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::types::Type;
+    use std::sync::Arc;
+
+    let kinds: Vec<ColumnKind> = (0..header.len()).map(|c| column_kind(&header[c], &rows.iter().map(|r| r[c].as_str()).collect::<Vec<_>>())).collect();
+    let fields = header
+        .iter()
+        .zip(&kinds)
+        .map(|(name, kind)| {
+            let builder = match kind {
+                ColumnKind::Text => Type::primitive_type_builder(name, Physical::BYTE_ARRAY).with_converted_type(ConvertedType::UTF8),
+                ColumnKind::Integer => Type::primitive_type_builder(name, Physical::INT64),
+                ColumnKind::Float => Type::primitive_type_builder(name, Physical::DOUBLE),
+            };
+            builder.with_repetition(Repetition::OPTIONAL).build().map(Arc::new)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let schema = Arc::new(Type::group_type_builder("table").with_fields(fields).build()?);
+    crate::fsutil::atomic_write_with(path, |file| {
+        let mut writer = SerializedFileWriter::new(file.try_clone()?, schema, Default::default())?;
+        let mut group = writer.next_row_group()?;
+        let mut c = 0;
+        while let Some(mut column) = group.next_column()? {
+            let cells: Vec<&str> = rows.iter().map(|r| r[c].as_str()).collect();
+            let levels: Vec<i16> = cells.iter().map(|v| i16::from(!v.is_empty())).collect();
+            let present = cells.iter().filter(|v| !v.is_empty());
+            match kinds[c] {
+                ColumnKind::Text => {
+                    let values: Vec<ByteArray> = present.map(|v| ByteArray::from(*v)).collect();
+                    column.typed::<ByteArrayType>().write_batch(&values, Some(&levels), None)?;
+                }
+                ColumnKind::Integer => {
+                    let values: Vec<i64> = present.map(|v| v.parse::<f64>().map(|x| x as i64)).collect::<Result<_, _>>()?;
+                    column.typed::<Int64Type>().write_batch(&values, Some(&levels), None)?;
+                }
+                ColumnKind::Float => {
+                    let values: Vec<f64> = present.map(|v| v.parse::<f64>()).collect::<Result<_, _>>()?;
+                    column.typed::<DoubleType>().write_batch(&values, Some(&levels), None)?;
+                }
+            }
+            column.close()?;
+            c += 1;
+        }
+        group.close()?;
+        writer.close()?;
+        Ok(())
+    })
 }
