@@ -141,6 +141,8 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
     let mut attempts = vec![0usize; plan.runs.len()];
     let mut workers: Vec<Worker> = Vec::new();
     let mut last_report = Instant::now();
+    let sweep_started = Instant::now();
+    let start_fraction = super::collect::status(dir).map_or(0.0, |s| s.tokens_done as f64 / s.tokens_total.max(1) as f64);
     let terminal = std::io::stderr().is_terminal();
     let say = |line: String| {
         if !options.quiet {
@@ -270,9 +272,24 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
         }
         if !options.quiet && last_report.elapsed() > Duration::from_secs(if terminal { 5 } else { 15 }) {
             last_report = Instant::now();
-            let finished = phase.iter().filter(|p| matches!(p, Phase::Finished(_))).count();
-            let running: Vec<String> = workers.iter().map(|w| format!("{}({:.0}s)", plan.runs[w.run].id, w.started.elapsed().as_secs_f64())).collect();
-            eprintln!("[{finished}/{}] running: {}", plan.runs.len(), running.join(" "));
+            // Counts and tokens from the runs' own files, the same view `windtunnel status` has.
+            if let Ok(s) = super::collect::status(dir) {
+                let fraction = s.tokens_done as f64 / s.tokens_total.max(1) as f64;
+                let elapsed = sweep_started.elapsed().as_secs_f64();
+                let done_now = (fraction - start_fraction).max(1e-9);
+                let eta = elapsed / done_now * (1.0 - fraction);
+                eprintln!(
+                    "[{} done, {} running, {} diverged, {} failed of {}] {:.1}% of {} tokens, ETA {:.0}s",
+                    s.done, s.running, s.diverged, s.failed, s.runs, 100.0 * fraction, crate::format::si(s.tokens_total as f64), eta
+                );
+            }
+            for w in &workers {
+                let r = &plan.runs[w.run];
+                let st = read_status(&run_dir(r)).ok().flatten();
+                let (step, steps, eval) = st.map_or((0, 0, None), |s| (s.step, s.steps, s.eval_loss));
+                let eval = eval.map(|e| format!(" eval {e:.4}")).unwrap_or_default();
+                eprintln!("    {} {} width {} step {step}/{steps}{eval} ({:.0}s)", r.id, kind_name(r.kind), r.width, w.started.elapsed().as_secs_f64());
+            }
         }
         std::thread::sleep(Duration::from_millis(50));
     }

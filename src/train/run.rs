@@ -387,6 +387,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         self.status(RunState::Running, None)?;
         let progress = super::progress::Progress::new(r.steps, start_step, tps, self.options.quiet);
         let mut last_periodic = Instant::now();
+        let mut last_status = Instant::now();
         // Training time and steps since the last metrics line (evaluation and checkpoints excluded).
         let (mut interval_seconds, mut interval_steps) = (0.0f64, 0u64);
         let mut outcome = Outcome::Done;
@@ -456,8 +457,10 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
                 self.save("periodic", wall)?;
                 last_periodic = Instant::now();
             }
-            if self.step % 50 == 0 {
+            if last_status.elapsed() > std::time::Duration::from_secs(2) {
+                // Progress for `windtunnel status` and the sweep display.
                 self.status(RunState::Running, None)?;
+                last_status = Instant::now();
             }
         }
         let wall = self.wall_before + start.elapsed().as_secs_f64();
