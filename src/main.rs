@@ -153,7 +153,7 @@ enum FitCommand {
 
 #[derive(Args)]
 struct FitLrArgs {
-    /// A CSV table, or a sweep directory (its table.csv).
+    /// A CSV or Parquet table, or a sweep directory (its table.csv).
     #[arg(long)]
     input: std::path::PathBuf,
     #[arg(long, default_value = "lr")]
@@ -196,7 +196,7 @@ struct FitLawArgs {
     /// A fit definition (TOML, e.g. analysis/chinchilla.toml); flags given too override it.
     #[arg(long)]
     config: Option<std::path::PathBuf>,
-    /// A CSV table, or a sweep directory (its table.csv).
+    /// A CSV or Parquet table, or a sweep directory (its table.csv).
     #[arg(long, required_unless_present = "config")]
     input: Option<std::path::PathBuf>,
     /// Column of N (non-embedding parameters) [default: non_embedding_params].

@@ -1,4 +1,5 @@
-//! Reading the points a fit needs from a table: a CSV file, or a sweep directory's `table.csv`.
+//! Reading the points a fit needs from a table: a CSV or Parquet file, or a sweep directory's
+//! `table.csv`.
 //! Columns are chosen by name; rows whose `status` column (when there is one) is not `done` are
 //! left out and counted (diverged runs mark the edge of the stable range, not a point of the law).
 
@@ -26,6 +27,9 @@ impl Table {
             path.to_path_buf()
         };
         anyhow::ensure!(file.exists(), "input {} does not exist", file.display());
+        if file.extension().is_some_and(|e| e == "parquet") {
+            return Self::read_parquet(&file);
+        }
         let mut reader = csv::ReaderBuilder::new().flexible(false).from_path(&file).with_context(|| format!("cannot read {}", file.display()))?;
         let columns = reader.headers().with_context(|| format!("{}: no header row", file.display()))?.iter().map(str::to_string).collect();
         let mut rows = Vec::new();
@@ -34,6 +38,34 @@ impl Table {
             rows.push(record.iter().map(str::to_string).collect());
         }
         Ok(Self { path: file, columns, rows })
+    }
+
+    /// A flat Parquet table; nulls become empty cells.
+    fn read_parquet(file: &Path) -> anyhow::Result<Self> {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::record::Field;
+        let open = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let reader = SerializedFileReader::new(open).with_context(|| format!("{} is not a Parquet file", file.display()))?;
+        let schema = reader.metadata().file_metadata().schema_descr();
+        let columns: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
+        let mut rows = Vec::new();
+        for row in reader.get_row_iter(None)? {
+            let row = row.with_context(|| format!("{}: unreadable row", file.display()))?;
+            rows.push(
+                row.get_column_iter()
+                    .map(|(_, field)| match field {
+                        Field::Null => String::new(),
+                        Field::Str(s) => s.clone(),
+                        Field::Double(v) => v.to_string(),
+                        Field::Float(v) => v.to_string(),
+                        Field::Long(v) => v.to_string(),
+                        Field::Int(v) => v.to_string(),
+                        other => other.to_string(),
+                    })
+                    .collect(),
+            );
+        }
+        Ok(Self { path: file.to_path_buf(), columns, rows })
     }
 
     pub fn column(&self, name: &str) -> anyhow::Result<usize> {
