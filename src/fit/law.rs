@@ -131,8 +131,10 @@ impl Objective {
         for i in 0..self.log_n.len() {
             let t1 = a - alpha * self.log_n[i];
             let t2 = b - beta * self.log_d[i];
+            // exp(t − max) is 1 for the largest term: two exponentials instead of three.
             let m = t1.max(t2).max(e);
-            let (x1, x2, x3) = ((t1 - m).exp(), (t2 - m).exp(), (e - m).exp());
+            let ex = |t: f64| if t == m { 1.0 } else { (t - m).exp() };
+            let (x1, x2, x3) = (ex(t1), ex(t2), ex(e));
             let s = x1 + x2 + x3;
             let lse = m + s.ln();
             let (h, dh) = huber(lse - self.log_loss[i], self.delta);
