@@ -593,14 +593,8 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn run_sweep(args: RunArgs) -> anyhow::Result<()> {
-    use windtunnel::sweep::{collect, exec, plan, spec::SweepSpec};
-    let text = std::fs::read_to_string(&args.sweep).with_context(|| format!("cannot read sweep file {}", args.sweep.display()))?;
-    let spec = SweepSpec::parse(&text, &args.sweep)?;
-    let plan = plan::plan(&spec).with_context(|| format!("planning {}", args.sweep.display()))?;
-    let dir = exec::sweep_dir(&spec, &args.out);
-    let _lock = exec::lock(&dir)?;
-    exec::materialise(&dir, &text, &plan)?;
-    let options = exec::ExecOptions {
+    use windtunnel::sweep::exec::ExecOptions;
+    let options = ExecOptions {
         parallel: args.parallel,
         devices: parse_devices(&args.devices)?,
         runs_per_device: args.runs_per_device,
@@ -608,23 +602,23 @@ fn run_sweep(args: RunArgs) -> anyhow::Result<()> {
         worker: std::env::current_exe().context("cannot find the windtunnel binary")?,
         quiet: args.quiet,
     };
-    let summary = exec::execute(&dir, &plan, &options)?;
-    let table = collect::collect(&dir)?;
+    let out = windtunnel::sweep::run(&args.sweep, &args.out, &options)?;
+    let (s, t) = (&out.exec, &out.table);
     eprintln!(
         "{}: {} done, {} diverged, {} failed, {} kept from before; {} ({} rows)",
-        dir.display(),
-        summary.done,
-        summary.diverged,
-        summary.failed,
-        summary.skipped_already_done,
-        table.table.display(),
-        table.rows
+        out.dir.display(),
+        s.done,
+        s.diverged,
+        s.failed,
+        s.skipped_already_done,
+        t.table.display(),
+        t.rows
     );
-    if let Some(sig) = summary.stopped_by_signal {
+    if let Some(sig) = s.stopped_by_signal {
         eprintln!("stopped by signal {sig}; run the same command again to resume");
         std::process::exit(128 + sig);
     }
-    anyhow::ensure!(summary.failed == 0, "{} run(s) failed; see their worker.log in {}/runs/", summary.failed, dir.display());
+    anyhow::ensure!(s.failed == 0, "{} run(s) failed; see their worker.log in {}/runs/", s.failed, out.dir.display());
     Ok(())
 }
 
