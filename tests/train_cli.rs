@@ -268,3 +268,22 @@ fn malformed_run_files_name_the_key() {
     let e = fails(&["train", &json, "--out", out]);
     assert!(e.contains("r.json") && e.contains("missing field"), "{e}");
 }
+
+/// The sweep executor gives workers different CPU thread counts; losses must not depend on them.
+#[test]
+fn losses_do_not_depend_on_the_cpu_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = run_file(tmp.path(), "r.toml", "", 20, &[]);
+    let mut outs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = tmp.path().join(format!("t{threads}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
+            .args(["train", "--quiet", file.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        outs.push(losses(&out));
+    }
+    assert_eq!(outs[0], outs[1]);
+}

@@ -123,7 +123,6 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
     // The CPU is one device shared by every worker; a GPU takes `runs_per_device` workers.
     let capacity = |d: DeviceSpec| if d == DeviceSpec::Cpu { parallel } else { per_gpu };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads_per_worker = (cores / parallel).max(1);
 
     let run_dir = |r: &PlannedRun| dir.join("runs").join(&r.id);
     let mut phase: Vec<Phase> = Vec::with_capacity(plan.runs.len());
@@ -215,6 +214,18 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
+        // CPU threads per new worker: the cores split over the workers that can run now, so a last
+        // trunk running alone gets every core rather than 1/parallel of them.
+        let startable = plan
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(k, r)| {
+                phase[*k] == Phase::Waiting
+                    && r.trunk.as_ref().zip(r.from_tokens).is_none_or(|(t, from)| dir.join("runs").join(t).join("checkpoints").join(checkpoint_name(from)).exists())
+            })
+            .count();
+        let threads_per_worker = (cores / parallel.min(workers.len() + startable).max(1)).max(1);
         // Start what is ready, trunks and plain runs in plan order, branches once their checkpoint exists.
         for (k, r) in plan.runs.iter().enumerate() {
             if workers.len() >= parallel {
