@@ -15,10 +15,10 @@
 
 use std::collections::HashMap;
 
-use burn::module::{AutodiffModule, Module, ModuleMapper, Param, ParamId};
+use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::Tensor;
+use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::model::mup::{MupConfig, ParamGroup};
@@ -124,16 +124,7 @@ fn global_norm<B: AutodiffBackend>(model: &Transformer<B>, grads: &GradientsPara
     }
     let mut visitor = SumSquares::<B> { grads, total: None };
     model.visit(&mut visitor);
-    visitor.total.map_or(0.0, |t| t.into_scalar().into_f64_lossy().sqrt())
-}
-
-trait IntoF64 {
-    fn into_f64_lossy(self) -> f64;
-}
-impl<E: burn::tensor::ElementConversion> IntoF64 for E {
-    fn into_f64_lossy(self) -> f64 {
-        self.elem::<f64>()
-    }
+    visitor.total.map_or(0.0, |t| t.into_scalar().elem::<f64>().sqrt())
 }
 
 struct UpdateMapper<'a, B: AutodiffBackend> {
@@ -176,11 +167,6 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
         let p = Tensor::<B, D>::from_inner(p.reshape(dims)).require_grad();
         Param::from_mapped_value(id, p, mapper)
     }
-}
-
-/// The model without autodiff, for evaluation.
-pub fn for_eval<B: AutodiffBackend>(model: &Transformer<B>) -> Transformer<B::InnerBackend> {
-    model.valid()
 }
 
 #[cfg(test)]
