@@ -237,7 +237,7 @@ struct FitLawArgs {
     /// Predict the loss at N:D, comma-separated (e.g. 1e9:2e10).
     #[arg(long, value_delimiter = ',', value_parser = parse_pair)]
     predict: Option<Vec<[f64; 2]>>,
-    /// Also write the report as JSON to this file.
+    /// Also write the report as JSON to this file [default for a sweep directory: DIR/fits/law.json].
     #[arg(long)]
     out: Option<std::path::PathBuf>,
     #[arg(long)]
@@ -559,8 +559,11 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Fit(FitCommand::Law(args)) => {
-            let report = windtunnel::fit::report::fit_law(&args.definition()?)?;
-            if let Some(out) = &args.out {
+            let definition = args.definition()?;
+            let report = windtunnel::fit::report::fit_law(&definition)?;
+            // A sweep directory keeps its fits beside its table: DIR/fits/law.json.
+            let out = args.out.clone().or_else(|| definition.input.is_dir().then(|| definition.input.join("fits").join("law.json")));
+            if let Some(out) = &out {
                 windtunnel::fsutil::atomic_write(out, serde_json::to_string_pretty(&report)?.as_bytes())?;
             }
             if args.json { print_json(&report) } else { println!("{report}"); Ok(()) }
@@ -574,6 +577,9 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
                 group: Some(args.group),
             };
             let report = windtunnel::fit::commands::fit_lr(&args.input, &columns, args.seed)?;
+            if args.input.is_dir() {
+                windtunnel::fsutil::atomic_write(&args.input.join("fits").join("lr.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+            }
             if args.json { print_json(&report) } else { print!("{report}"); Ok(()) }
         }
         Command::Fit(FitCommand::Batch(args)) => {

@@ -192,6 +192,7 @@ fn a_sweep_runs_to_its_table_and_survives_sigkill() {
     // The table feeds the fitters, as CSV and as Parquet alike.
     let lr = json(&["fit", "lr", "--input", sweep.to_str().unwrap(), "--json"]);
     assert_eq!(lr["groups"][0][1]["optima"].as_array().unwrap().len(), 2);
+    assert!(sweep.join("fits").join("lr.json").exists(), "a sweep keeps its fits in DIR/fits/");
     let from_parquet = json(&["fit", "lr", "--input", sweep.join("table.parquet").to_str().unwrap(), "--json"]);
     assert_eq!(from_parquet["groups"][0][1]["optima"], lr["groups"][0][1]["optima"]);
 }
