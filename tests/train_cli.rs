@@ -61,6 +61,16 @@ fn train(args: &[&str]) -> std::process::Output {
     windtunnel(&[&["train", "--quiet"], args].concat())
 }
 
+/// Start `windtunnel train FILE --out OUT` in the background, silent.
+fn spawn_train(file: &Path, out: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_windtunnel"))
+        .args(["train", "--quiet", file.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn status(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("status.json")).unwrap()).unwrap()
 }
@@ -98,12 +108,7 @@ fn sigkill_then_resume_reproduces_the_uninterrupted_run() {
     assert!(train(&[file.to_str().unwrap(), "--out", whole.to_str().unwrap()]).status.success());
 
     let cut = tmp.path().join("cut");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
-        .args(["train", "--quiet", file.to_str().unwrap(), "--out", cut.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_train(&file, &cut);
     let checkpoint = cut.join("checkpoints").join(format!("tokens-{:015}.ckpt", 40 * 128));
     let started = Instant::now();
     while !checkpoint.exists() {
@@ -127,12 +132,7 @@ fn sigterm_checkpoints_marks_interrupted_and_exits_143() {
     let tmp = tempfile::tempdir().unwrap();
     let file = run_file(tmp.path(), "r.toml", "", 600, &[]);
     let out = tmp.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
-        .args(["train", "--quiet", file.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_train(&file, &out);
     let started = Instant::now();
     while !out.join("metrics.jsonl").exists() || metrics(&out).len() < 5 {
         assert!(started.elapsed() < Duration::from_secs(60));
