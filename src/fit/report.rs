@@ -38,6 +38,8 @@ impl std::str::FromStr for Holdout {
 pub struct LawDefinition {
     /// A CSV file, or a sweep directory (its `table.csv`); relative to the definition file.
     pub input: PathBuf,
+    // The column names repeat `input::Columns` field by field: serde cannot flatten a struct into
+    // one that denies unknown keys, and a typo in a fit definition must be an error.
     /// Column of N (non-embedding parameters).
     pub n: String,
     /// Column of D (training tokens); or give `flops`.

@@ -4,7 +4,7 @@
 //! parameterization they grow with width once the optimizer has taken a step.
 
 use super::fused::TrainBackend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::mup::{MupConfig, Parameterization};
@@ -148,7 +148,6 @@ impl BackendJob for Job<'_> {
     }
 }
 
-use burn::tensor::ElementConversion;
 
 /// Least-squares slope of log mean|x| against log width for every (step, layer).
 fn slopes(records: &[CoordRecord], widths: &[usize], steps: usize) -> Vec<CoordSlope> {

@@ -262,19 +262,21 @@ impl<B: Backend> Transformer<B> {
                 w_up: matrix(width, shape.ffn_width, ParamGroup::HiddenMatrix),
                 w_down: matrix(shape.ffn_width, width, ParamGroup::HiddenMatrix),
             };
-            blocks.push(Block { attention_norm: RmsNorm::ones(width, device), attention, ffn_norm: RmsNorm::ones(width, device), ffn });
+            blocks.push((attention, ffn));
         }
-        // Norm weights get ids after every matrix, so matrix ids never depend on their number.
+        // Norm weights take the ids after every matrix (1 + 7·depth of them), so matrix ids never
+        // depend on how many norms there are.
         let mut norm_index = next_index;
-        let mut renumber = |norm: RmsNorm<B>| {
+        let mut norm = || {
+            let weight = Param::initialized(ParamId::from(norm_index), Tensor::ones([width], device).require_grad());
             norm_index += 1;
-            RmsNorm { weight: Param::initialized(ParamId::from(norm_index), norm.weight.val()) }
+            RmsNorm { weight }
         };
         let blocks = blocks
             .into_iter()
-            .map(|b| Block { attention_norm: renumber(b.attention_norm), ffn_norm: renumber(b.ffn_norm), ..b })
+            .map(|(attention, ffn)| Block { attention_norm: norm(), attention, ffn_norm: norm(), ffn })
             .collect();
-        let final_norm = renumber(RmsNorm::ones(width, device));
+        let final_norm = norm();
         Self {
             embedding,
             blocks,
@@ -349,12 +351,6 @@ impl<B: Backend> Transformer<B> {
         }
         out.push(norm("final_norm".into(), &self.final_norm));
         out
-    }
-}
-
-impl<B: Backend> RmsNorm<B> {
-    fn ones(width: usize, device: &B::Device) -> Self {
-        Self { weight: Param::from_tensor(Tensor::ones([width], device)) }
     }
 }
 

@@ -214,19 +214,22 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
-        // CPU threads per new worker: the cores split over the workers that can run now, so a last
-        // trunk running alone gets every core rather than 1/parallel of them.
-        let startable = plan
+        // Which waiting runs could start now: trunks and plain runs, and branches whose trunk
+        // checkpoint exists (one file check per waiting branch per poll).
+        let ready: Vec<bool> = plan
             .runs
             .iter()
             .enumerate()
-            .filter(|(k, r)| {
-                phase[*k] == Phase::Waiting
+            .map(|(k, r)| {
+                phase[k] == Phase::Waiting
                     && r.trunk.as_ref().zip(r.from_tokens).is_none_or(|(t, from)| dir.join("runs").join(t).join("checkpoints").join(checkpoint_name(from)).exists())
             })
-            .count();
+            .collect();
+        // CPU threads per new worker: the cores split over the workers that can run now, so a last
+        // trunk running alone gets every core rather than 1/parallel of them.
+        let startable = ready.iter().filter(|&&r| r).count();
         let threads_per_worker = (cores / parallel.min(workers.len() + startable).max(1)).max(1);
-        // Start what is ready, trunks and plain runs in plan order, branches once their checkpoint exists.
+        // Start what is ready, in plan order.
         for (k, r) in plan.runs.iter().enumerate() {
             if workers.len() >= parallel {
                 break;
@@ -234,21 +237,18 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
             if phase[k] != Phase::Waiting {
                 continue;
             }
-            if let (Some(trunk), Some(from)) = (&r.trunk, r.from_tokens) {
-                let t = index[trunk.as_str()];
-                let ready = dir.join("runs").join(trunk).join("checkpoints").join(checkpoint_name(from)).exists();
-                if let Phase::Finished(s) = phase[t] {
-                    if s != RunState::Done && !ready {
-                        // The trunk diverged or failed before this branch point: the branch cannot run.
-                        phase[k] = Phase::Finished(RunState::Failed);
-                        summary.failed += 1;
-                        say(format!("  {} skipped: its trunk {trunk} ended {s} before {from} tokens", r.id));
-                        continue;
+            if !ready[k] {
+                if let (Some(trunk), Some(from)) = (&r.trunk, r.from_tokens) {
+                    if let Phase::Finished(s) = phase[index[trunk.as_str()]] {
+                        if s != RunState::Done {
+                            // The trunk diverged or failed before this branch point: the branch cannot run.
+                            phase[k] = Phase::Finished(RunState::Failed);
+                            summary.failed += 1;
+                            say(format!("  {} skipped: its trunk {trunk} ended {s} before {from} tokens", r.id));
+                        }
                     }
                 }
-                if !ready {
-                    continue;
-                }
+                continue;
             }
             let Some(slot) = (0..slots.len()).find(|&s| slots[s].busy < capacity(slots[s].device)) else { break };
             attempts[k] += 1;

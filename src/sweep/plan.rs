@@ -185,9 +185,11 @@ fn expand(
     let n = shape.non_embedding_params();
     let tps = base.training.tokens_per_step();
     let flops_per_token = shape.flops_per_token(base.training.seq_len).total as f64;
-    let make = |config: RunConfig, kind, trunk: Option<String>, from: Option<u64>, own_tokens: u64| {
+    // `own_tokens`: what the run itself trains (a branch: its decay); None: the whole run.
+    let make = |config: RunConfig, kind, trunk: Option<String>, from: Option<u64>, own_tokens: Option<u64>| {
         config.validate()?;
         let tokens = config.training.steps() * tps;
+        let own_tokens = own_tokens.unwrap_or(tokens);
         Ok::<_, anyhow::Error>(PlannedRun {
             id: short_id(&config),
             kind,
@@ -206,8 +208,7 @@ fn expand(
         })
     };
     let Some(wsd) = &grid.wsd else {
-        let run = make(base, RunKind::Plain, None, None, 0)?;
-        let run = PlannedRun { own_flops: run.flops, ..run };
+        let run = make(base, RunKind::Plain, None, None, None)?;
         *from_scratch += run.flops;
         runs.push(run);
         return Ok(());
@@ -234,7 +235,7 @@ fn expand(
     trunk.schedule = ScheduleSpec::Constant { warmup_tokens: warmup };
     trunk.training.tokens = largest;
     trunk.training.checkpoint_tokens = points.clone();
-    let trunk_run = make(trunk, RunKind::Trunk, None, None, largest)?;
+    let trunk_run = make(trunk, RunKind::Trunk, None, None, None)?;
     let trunk_id = trunk_run.id.clone();
     runs.push(trunk_run);
     for &point in &points {
@@ -250,7 +251,7 @@ fn expand(
             final_lr_fraction: wsd.final_lr_fraction,
         };
         branch.branch = Some(BranchConfig { trunk: format!("../{trunk_id}").into(), from_tokens: point, data: None });
-        let run = make(branch, RunKind::Branch, Some(trunk_id.clone()), Some(point), decay)?;
+        let run = make(branch, RunKind::Branch, Some(trunk_id.clone()), Some(point), Some(decay))?;
         *from_scratch += run.flops;
         runs.push(run);
         if wsd.cosine_baseline {
@@ -258,8 +259,7 @@ fn expand(
             cosine.training.tokens = point + decay;
             cosine.training.checkpoint_tokens = Vec::new();
             cosine.schedule = ScheduleSpec::Cosine { warmup_tokens: warmup, final_lr_fraction: 0.1 };
-            let run = make(cosine, RunKind::Plain, None, None, 0)?;
-            let run = PlannedRun { own_flops: run.flops, ..run };
+            let run = make(cosine, RunKind::Plain, None, None, None)?;
             *from_scratch += run.flops;
             runs.push(run);
         }

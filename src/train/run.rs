@@ -469,7 +469,10 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
                 // Nothing left to train (a finished run resumed, or a zero-length branch).
                 self.eval()?;
             }
-            self.save("final", wall)?;
+            let last_written = self.step > start_step && self.checkpoint_steps.binary_search(&self.step).is_ok();
+            if !last_written {
+                self.save("final", wall)?;
+            }
             self.status(RunState::Done, None)?;
         }
         progress.finish();
