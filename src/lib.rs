@@ -3,11 +3,14 @@
 
 pub mod alloc;
 pub mod data;
+pub mod export;
 pub mod device;
 pub mod fit;
 pub mod format;
 pub mod fsutil;
 pub mod model;
+pub mod plot;
+pub mod report;
 pub mod rng;
 pub mod sweep;
 pub mod train;

@@ -65,6 +65,81 @@ enum Command {
     /// Make and inspect data: the synthetic language as a token file, or what a data file holds.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Draw every chart a sweep's data supports into DIR/plots/ (or one coordinate check).
+    #[command(after_help = "Examples:\n  windtunnel plot results/quickstart\n  windtunnel plot results/quickstart --format png\n  \
+                            windtunnel coord-check --json > coord.json && windtunnel plot --coord-check coord.json\n\n\
+                            Charts: loss-curves, lr-transfer, law-tokens, law-compute, allocation, residuals, holdout, batch-size;\n\
+                            the data-model law is refitted from the definition `fit law` saved in DIR/fits/law.json.")]
+    Plot(PlotArgs),
+    /// Write DIR/report.html: one self-contained page with the sweep's summary, every chart and the fits.
+    #[command(after_help = "Examples:\n  windtunnel report results/quickstart\n  windtunnel report results/quickstart --out quickstart.html")]
+    Report(ReportArgs),
+    /// Choose the full run from the sweep's fits: shape, µP learning rates, batch size, WSD schedule, predicted loss.
+    #[command(after_help = "Examples:\n  windtunnel export results/quickstart --budget-flops 1e18\n  \
+                            windtunnel export results/quickstart --target-params 50e6 --vocab 73440 --seq-len 4096 --out export/\n\n\
+                            Writes config.json (Hugging Face MiniCPM format) and recipe.json (the training recipe and where each number came from).")]
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    /// The sweep directory (results/NAME).
+    #[arg(required_unless_present = "coord_check")]
+    dir: Option<std::path::PathBuf>,
+    /// Draw this coordinate check (the JSON of `windtunnel coord-check --json`) instead of a sweep.
+    #[arg(long, conflicts_with = "dir")]
+    coord_check: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value = "svg")]
+    format: windtunnel::plot::ImageFormat,
+    /// Output file for --coord-check [default: beside the JSON file].
+    #[arg(long, requires = "coord_check")]
+    out: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The sweep directory.
+    dir: std::path::PathBuf,
+    /// Where to write the page [default: DIR/report.html].
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// The sweep directory whose fits to use.
+    dir: std::path::PathBuf,
+    /// Training compute of the full run in FLOPs (C = 6ND): take the compute-optimal N and D.
+    #[arg(long, conflicts_with = "target_params", required_unless_present = "target_params")]
+    budget_flops: Option<f64>,
+    /// Non-embedding parameters of the full run: D from the law's compute-optimal tokens per parameter.
+    #[arg(long)]
+    target_params: Option<f64>,
+    /// Vocabulary of the full run [default: the sweep's].
+    #[arg(long)]
+    vocab: Option<usize>,
+    /// Sequence length of the full run [default: the sweep's].
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Key/value heads as a divisor of the query heads: 1 = multi-head attention, 3 = MiniCPM-1.2B's GQA.
+    #[arg(long, default_value_t = 1)]
+    gqa_group: usize,
+    /// Width / depth of the exported shape (MiniCPM-1.2B: 30, 2.4B: 58, its Table 8 proxies: 40-56).
+    #[arg(long, default_value_t = 40.0)]
+    aspect_ratio: f64,
+    /// Take the learning-rate optimum from this sweep instead (a µP learning-rate scan).
+    #[arg(long)]
+    lr_sweep: Option<std::path::PathBuf>,
+    /// Take the batch-size law from this sweep instead (runs at 3 or more batch sizes).
+    #[arg(long)]
+    batch_sweep: Option<std::path::PathBuf>,
+    /// Where to write config.json and recipe.json [default: DIR/export].
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -256,23 +331,7 @@ impl FitLawArgs {
         let mut def = match &self.config {
             Some(path) => LawDefinition::load(path)?,
             // Without --config the defaults are the results table's columns.
-            None => LawDefinition {
-                input: self.input.clone().context("--input is required")?,
-                n: self.n.clone().unwrap_or_else(|| "non_embedding_params".into()),
-                tokens: (self.tokens.is_none() && self.flops.is_none()).then(|| "tokens".into()),
-                flops: None,
-                loss: self.loss.clone().unwrap_or_else(|| "final_eval_loss".into()),
-                grid: None,
-                drop_highest: 0,
-                delta: 1e-3,
-                bootstrap: 0,
-                bootstrap_full_grid: false,
-                seed: 0,
-                budgets: Vec::new(),
-                holdout: None,
-                predict: Vec::new(),
-                level: 0.95,
-            },
+            None => LawDefinition::for_table(self.input.clone().context("--input is required")?),
         };
         if let Some(v) = &self.input { def.input = v.clone(); }
         if let Some(v) = &self.n { def.n = v.clone(); }
@@ -586,6 +645,45 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
             let runs = args.runs_table.as_deref().map(|t| (t, args.loss.as_str()));
             let report = windtunnel::fit::commands::fit_batch(&args.input, !args.train_loss, runs)?;
             if args.json { print_json(&report) } else { print!("{report}"); Ok(()) }
+        }
+        Command::Plot(args) => {
+            let summary = match &args.coord_check {
+                Some(file) => windtunnel::plot::plot_coord_check(file, args.format, args.out.as_deref())?,
+                None => windtunnel::plot::plot_sweep(args.dir.as_deref().context("give a sweep directory or --coord-check FILE")?, args.format)?,
+            };
+            if args.json { print_json(&summary) } else { print!("{summary}"); Ok(()) }
+        }
+        Command::Report(args) => {
+            let out = args.out.unwrap_or_else(|| args.dir.join("report.html"));
+            let report = windtunnel::report::write_report(&args.dir, &out)?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Export(args) => {
+            use windtunnel::export::{export, ExportRequest, Target};
+            let target = match (args.budget_flops, args.target_params) {
+                (Some(c), _) => Target::BudgetFlops(c),
+                (None, Some(n)) => Target::Params(n),
+                (None, None) => anyhow::bail!("give --budget-flops C or --target-params N"),
+            };
+            let request = ExportRequest {
+                dir: args.dir.clone(),
+                target,
+                vocab: args.vocab,
+                seq_len: args.seq_len,
+                gqa_group: args.gqa_group,
+                aspect_ratio: args.aspect_ratio,
+                lr_sweep: args.lr_sweep,
+                batch_sweep: args.batch_sweep,
+            };
+            let exported = export(&request)?;
+            let out = args.out.unwrap_or_else(|| args.dir.join("export"));
+            exported.write(&out)?;
+            if args.json { print_json(&exported.recipe) } else {
+                print!("{exported}");
+                println!("wrote {} and {}", out.join("config.json").display(), out.join("recipe.json").display());
+                Ok(())
+            }
         }
         Command::Data(DataCommand::Synth(args)) => {
             let report = tools::synth(&args.language.config()?, args.seed, args.tokens, args.document_tokens, &args.out)?;

@@ -85,6 +85,27 @@ fn default_level() -> f64 {
 }
 
 impl LawDefinition {
+    /// `fit law --input TABLE` with no other flags: the results table's columns, no bootstrap.
+    pub fn for_table(input: PathBuf) -> Self {
+        Self {
+            input,
+            n: "non_embedding_params".into(),
+            tokens: Some("tokens".into()),
+            flops: None,
+            loss: "final_eval_loss".into(),
+            grid: None,
+            drop_highest: 0,
+            delta: default_delta(),
+            bootstrap: 0,
+            bootstrap_full_grid: false,
+            seed: 0,
+            budgets: Vec::new(),
+            holdout: None,
+            predict: Vec::new(),
+            level: default_level(),
+        }
+    }
+
     /// Read an `analysis/*.toml` definition; its `input` is resolved against the file's folder.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read fit definition {}", path.display()))?;
@@ -149,6 +170,8 @@ pub struct HoldoutReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct LawReport {
     pub input: PathBuf,
+    /// What was fitted and how: rerunning `fit_law` on it reproduces this report.
+    pub definition: LawDefinition,
     pub points: usize,
     pub excluded_not_done: usize,
     pub dropped_highest: usize,
@@ -164,6 +187,12 @@ pub struct LawReport {
     pub bootstrap: Option<BootstrapSummary>,
     pub holdout: Option<HoldoutReport>,
     pub seconds: f64,
+    /// The fitted points (for plots; the table holds them).
+    #[serde(skip)]
+    pub data: Vec<Point>,
+    /// Every bootstrap refit (for plots' bands; the intervals above summarise them).
+    #[serde(skip)]
+    pub bootstrap_laws: Vec<Law>,
 }
 
 /// The loss the law predicts at (N, D).
@@ -255,6 +284,9 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         bootstrap,
         holdout,
         seconds: started.elapsed().as_secs_f64(),
+        definition: def.clone(),
+        data: pts,
+        bootstrap_laws: bootstrap_laws.unwrap_or_default(),
     })
 }
 

@@ -1,0 +1,555 @@
+//! `windtunnel export DIR --budget-flops C | --target-params N`: take the wind tunnel's fits to
+//! the full training run.
+//!
+//! 1. N and D: at a budget C (= 6ND) the data-model law's compute-optimal (N_opt, D_opt); for a
+//!    given N, the D at which that N is compute-optimal (N_opt(C) = G·(C/6)^a inverted).
+//! 2. The shape: MiniCPM's deep-and-thin family (head dim 64, d_ff = 2.5·d, width a multiple of
+//!    64, optional grouped-query attention), the width/depth ratio nearest `aspect_ratio` among
+//!    the shapes within 5% of N; its exact N (the model's own count) is printed beside the target.
+//! 3. µP transfer: the sweep's optimum base learning rate carries over unchanged; hidden matrices
+//!    train at η/m and start at init_std/√m with m = width / base_width (`model/mup.rs`).
+//! 4. The batch size from MiniCPM's batch-size law bs = k / L^γ at the predicted loss, and a WSD
+//!    schedule in tokens and steps (1% warmup, a 10% decay of the sweep's decay shape).
+//! 5. The predicted final loss with the bootstrap interval, and where every number came from.
+//!
+//! A fit the export needs and the sweep lacks is replaced by the sweep's own setting, loudly:
+//! the summary and `recipe.json` say which sweep would produce the missing fit.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::fit::bootstrap::Interval;
+use crate::fit::commands::{fit_batch, fit_lr, LrColumns};
+use crate::fit::law::Law;
+use crate::format::si;
+use crate::model::mup::{MupConfig, ParamGroup, Parameterization};
+use crate::model::shape::ModelShape;
+use crate::model::transformer::{RMS_NORM_EPS, ROPE_THETA};
+use crate::plot::SweepData;
+use crate::sweep::plan::RunKind;
+use crate::train::schedule::{DecayShape, ScheduleSpec};
+
+/// MiniCPM's head dimension.
+pub const HEAD_DIM: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Training compute C = 6ND in FLOPs.
+    BudgetFlops(f64),
+    /// Non-embedding parameters N.
+    Params(f64),
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub dir: PathBuf,
+    pub target: Target,
+    pub vocab: Option<usize>,
+    pub seq_len: Option<usize>,
+    /// Query heads per key/value head (1: multi-head attention).
+    pub gqa_group: usize,
+    /// Width / depth of the chosen shape.
+    pub aspect_ratio: f64,
+    pub lr_sweep: Option<PathBuf>,
+    pub batch_sweep: Option<PathBuf>,
+}
+
+/// `config.json` in the Hugging Face MiniCPM format (`modeling_minicpm.py`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HfMiniCpmConfig {
+    pub architectures: Vec<String>,
+    pub model_type: String,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub num_hidden_layers: usize,
+    pub vocab_size: usize,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub scale_emb: f64,
+    pub scale_depth: f64,
+    pub dim_model_base: usize,
+    pub initializer_range: f64,
+    pub hidden_act: String,
+    pub tie_word_embeddings: bool,
+    pub bos_token_id: u32,
+    pub eos_token_id: u32,
+    pub torch_dtype: String,
+    pub use_cache: bool,
+}
+
+/// The Hugging Face config of a shape trained with µP constants `mup`.
+pub fn hf_config(shape: &ModelShape, mup: &MupConfig, max_position_embeddings: usize) -> HfMiniCpmConfig {
+    HfMiniCpmConfig {
+        architectures: vec!["MiniCPMForCausalLM".into()],
+        model_type: "minicpm".into(),
+        hidden_size: shape.width,
+        intermediate_size: shape.ffn_width,
+        num_attention_heads: shape.heads,
+        num_key_value_heads: shape.kv_heads,
+        num_hidden_layers: shape.depth,
+        vocab_size: shape.vocab,
+        max_position_embeddings,
+        rms_norm_eps: RMS_NORM_EPS,
+        rope_theta: ROPE_THETA,
+        scale_emb: mup.scale_emb,
+        scale_depth: mup.scale_depth,
+        dim_model_base: mup.base_width,
+        initializer_range: mup.init_std,
+        hidden_act: "silu".into(),
+        tie_word_embeddings: true,
+        bos_token_id: 1,
+        eos_token_id: 2,
+        torch_dtype: "bfloat16".into(),
+        use_cache: true,
+    }
+}
+
+/// The MiniCPM-style shape (head dim 64, d_ff = 2.5·d, width a multiple of 64, `gqa_group`
+/// query heads per key/value head) with N nearest `target_n`: among the shapes within 5% of it
+/// (or the closest there is), the one whose width/depth is nearest `aspect_ratio`.
+pub fn minicpm_shape(target_n: f64, vocab: usize, gqa_group: usize, aspect_ratio: f64) -> anyhow::Result<ModelShape> {
+    anyhow::ensure!(target_n.is_finite() && target_n > 0.0, "the target N must be a positive number (got {target_n})");
+    anyhow::ensure!(gqa_group >= 1, "--gqa-group must be at least 1");
+    anyhow::ensure!(aspect_ratio.is_finite() && aspect_ratio > 0.0, "--aspect-ratio must be positive (got {aspect_ratio})");
+    let shape = |width: usize, depth: usize| {
+        let heads = width / HEAD_DIM;
+        ModelShape { width, depth, heads, kv_heads: heads / gqa_group, ffn_width: width * 5 / 2, vocab }
+    };
+    let mut candidates: Vec<(ModelShape, f64)> = Vec::new();
+    for width in (HEAD_DIM..=65_536).step_by(HEAD_DIM) {
+        if (width / HEAD_DIM) % gqa_group != 0 {
+            continue;
+        }
+        let one = shape(width, 1).non_embedding_params() as f64;
+        let per_layer = shape(width, 2).non_embedding_params() as f64 - one;
+        if one > target_n * 1.5 && !candidates.is_empty() {
+            break;
+        }
+        let depth = (((target_n - (one - per_layer)) / per_layer).round() as usize).max(1);
+        let s = shape(width, depth);
+        candidates.push((s, (s.non_embedding_params() as f64 / target_n - 1.0).abs()));
+    }
+    anyhow::ensure!(!candidates.is_empty(), "no width divisible into heads of {HEAD_DIM} has {gqa_group} query heads per key/value head");
+    let closest = candidates.iter().map(|c| c.1).fold(f64::INFINITY, f64::min);
+    let tolerance = closest.max(0.05);
+    let off_aspect = |s: &ModelShape| (s.width as f64 / s.depth as f64 / aspect_ratio).ln().abs();
+    let best = candidates
+        .iter()
+        .filter(|c| c.1 <= tolerance)
+        .min_by(|a, b| off_aspect(&a.0).total_cmp(&off_aspect(&b.0)).then(a.1.total_cmp(&b.1)))
+        .map(|c| c.0)
+        .context("no candidate shape")?;
+    best.validate()?;
+    Ok(best)
+}
+
+/// The D at which N is compute-optimal under `law`: N = G·(C/6)^a ⇒ C/6 = (N/G)^(1/a), D = (C/6)/N.
+pub fn optimal_tokens_for(law: &Law, n: f64) -> f64 {
+    let c6 = (n / law.g()).powf(1.0 / law.n_exponent());
+    c6 / n
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LearningRates {
+    /// The base learning rate η (embedding and norms train at η).
+    pub base: f64,
+    /// Hidden matrices: η / m.
+    pub hidden_matrices: f64,
+    pub embedding: f64,
+    pub norms: f64,
+    /// m = width / base_width.
+    pub width_multiplier: f64,
+    /// Init std of the hidden matrices: init_std / √m (the embedding: init_std).
+    pub hidden_init_std: f64,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchChoice {
+    pub sequences: u64,
+    pub tokens: u64,
+    /// The law's optimum in tokens before rounding to whole sequences.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub law_tokens: Option<f64>,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduleChoice {
+    pub schedule: ScheduleSpec,
+    pub total_tokens: u64,
+    pub total_steps: u64,
+    pub warmup_steps: u64,
+    pub stable_tokens: u64,
+    pub decay_steps: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recipe {
+    pub sweep: String,
+    pub sweep_dir: PathBuf,
+    pub windtunnel_version: String,
+    pub target: Target,
+    /// The N the law chose (before fitting it to a shape) and the D to train on.
+    pub target_non_embedding_params: f64,
+    pub shape: ModelShape,
+    /// The exact count of the exported shape (the model's own code).
+    pub non_embedding_params: u64,
+    pub total_params: u64,
+    pub tokens: u64,
+    pub tokens_per_param: f64,
+    pub flops_6nd: f64,
+    /// Precise training FLOPs (6N + attention + LM head per token).
+    pub flops: f64,
+    pub seq_len: usize,
+    pub mup: MupConfig,
+    pub learning_rates: LearningRates,
+    pub weight_decay: f64,
+    pub batch: BatchChoice,
+    pub schedule: ScheduleChoice,
+    pub predicted_loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_loss_interval: Option<Interval>,
+    /// The data-model law and the definition it was fitted with.
+    pub law: Law,
+    pub law_definition: crate::fit::report::LawDefinition,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Exported {
+    pub config: HfMiniCpmConfig,
+    pub recipe: Recipe,
+}
+
+impl Exported {
+    pub fn write(&self, out: &Path) -> anyhow::Result<()> {
+        crate::fsutil::atomic_write(&out.join("config.json"), (serde_json::to_string_pretty(&self.config)? + "\n").as_bytes())?;
+        crate::fsutil::atomic_write(&out.join("recipe.json"), (serde_json::to_string_pretty(&self.recipe)? + "\n").as_bytes())
+    }
+}
+
+/// Build the export from the sweep's fits.
+pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
+    let dir = &request.dir;
+    let data = SweepData::load(dir)?;
+    let report = data.law.as_ref().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the export needs the data-model law and it cannot be fitted: {e}\n\
+             A WSD data-model grid (several widths, each decayed at several token counts) produces it: \
+             see the data-model grid of sweeps/quickstart.toml or sweeps/minicpm-data-model.toml",
+            dir.display()
+        )
+    })?;
+    let law = report.fit.law;
+    let mut warnings = Vec::new();
+    if !(0.05..=2.0).contains(&law.alpha) || !(0.05..=2.0).contains(&law.beta) || law.e < 0.01 {
+        warnings.push(format!(
+            "the fitted law (α = {:.3}, β = {:.3}, E = {:.3}) is outside any plausible range: its points do not constrain it, \
+             and the exported N and D are not trustworthy; add model sizes and decay points to the data-model grid",
+            law.alpha, law.beta, law.e
+        ));
+    }
+
+    // The sweep's own settings: a µP run of the data-model grid, else any run.
+    let reference = data
+        .plan
+        .runs
+        .iter()
+        .find(|r| r.kind != RunKind::Plain && r.config.mup.parameterization == Parameterization::Mup)
+        .or_else(|| data.plan.runs.iter().find(|r| r.config.mup.parameterization == Parameterization::Mup))
+        .or_else(|| data.plan.runs.first())
+        .context("the sweep has no runs")?;
+    let config = &reference.config;
+    let mup = config.mup;
+    anyhow::ensure!(mup.is_mup(), "{}: the sweep's runs use the standard parameterization; exporting transfers hyperparameters under µP", dir.display());
+    let sweep_vocab = data
+        .plan
+        .runs
+        .iter()
+        .find_map(|r| std::fs::read_to_string(dir.join("runs").join(&r.id).join("run.json")).ok())
+        .and_then(|t| serde_json::from_str::<crate::train::run::RunRecord>(&t).ok())
+        .map(|r| r.data_vocab);
+    let vocab = request.vocab.or(sweep_vocab).context("the sweep's vocabulary is unknown (no run has started); give --vocab")?;
+    let seq_len = request.seq_len.unwrap_or(config.training.seq_len);
+    anyhow::ensure!(vocab > 0 && seq_len > 0, "--vocab and --seq-len must be positive");
+
+    // 1. N and D.
+    let (target_n, mut tokens) = match request.target {
+        Target::BudgetFlops(c) => {
+            anyhow::ensure!(c.is_finite() && c > 0.0, "--budget-flops must be a positive FLOP count (got {c})");
+            law.compute_optimal(c)
+        }
+        Target::Params(n) => {
+            anyhow::ensure!(n.is_finite() && n > 0.0, "--target-params must be a positive count (got {n})");
+            (n, optimal_tokens_for(&law, n))
+        }
+    };
+    // 2. The shape.
+    let shape = minicpm_shape(target_n, vocab, request.gqa_group, request.aspect_ratio)?;
+    let n = shape.non_embedding_params();
+    if (n as f64 / target_n - 1.0).abs() > 0.05 {
+        warnings.push(format!("no MiniCPM-style shape is within 5% of N = {}; the closest has {}", si(target_n), si(n as f64)));
+    }
+
+    // 3. Learning rate, transferred under µP.
+    let lr_dir = request.lr_sweep.as_deref().unwrap_or(dir);
+    let lr_columns = LrColumns { lr: "lr".into(), width: "width".into(), depth: Some("depth".into()), loss: "final_eval_loss".into(), group: Some("parameterization".into()) };
+    let (base_lr, lr_source) = match fit_lr(lr_dir, &lr_columns, 0) {
+        Ok(lr) => match lr.groups.iter().find(|(g, _)| g == "mup").or_else(|| (lr.groups.len() == 1).then(|| &lr.groups[0])) {
+            Some((_, t)) if !t.optima.is_empty() => {
+                let widest = t.optima.iter().max_by(|a, b| a.width.total_cmp(&b.width)).unwrap();
+                if !widest.bracketed {
+                    warnings.push(format!("the learning-rate optimum at width {} is at the edge of its scan; widen the scan", widest.width));
+                }
+                if let Some(d) = t.drift.as_ref().filter(|d| d.slope_lower > 0.0 || d.slope_upper < 0.0) {
+                    warnings.push(format!("the µP optimum drifts with width (slope {:+.3} [{:+.3}, {:+.3}]): check the coordinate check", d.slope, d.slope_lower, d.slope_upper));
+                }
+                (widest.lr_opt, format!("µP learning-rate optimum at width {} of {} ([{:.3e}, {:.3e}])", widest.width, lr_dir.display(), widest.lr_lower, widest.lr_upper))
+            }
+            _ => fallback_lr(config.optimizer.lr, lr_dir, "it has no µP learning-rate scan", &mut warnings),
+        },
+        Err(e) => fallback_lr(config.optimizer.lr, lr_dir, &format!("{e:#}"), &mut warnings),
+    };
+    let m = mup.width_multiplier(shape.width);
+    let learning_rates = LearningRates {
+        base: base_lr,
+        hidden_matrices: base_lr * mup.lr_multiplier(ParamGroup::HiddenMatrix, shape.width),
+        embedding: base_lr * mup.lr_multiplier(ParamGroup::Embedding, shape.width),
+        norms: base_lr * mup.lr_multiplier(ParamGroup::Norm, shape.width),
+        width_multiplier: m,
+        hidden_init_std: mup.init_std(ParamGroup::HiddenMatrix, shape.width),
+        source: lr_source,
+    };
+
+    // 4. The predicted loss, the batch size at that loss, and the schedule.
+    let predicted = law.loss(n as f64, tokens);
+    let batch_dir = request.batch_sweep.as_deref().unwrap_or(dir);
+    let batch = match fit_batch(&batch_dir.join("runs"), true, None).ok().and_then(|b| b.minicpm) {
+        Some(b) => {
+            let law_tokens = b.k / predicted.powf(b.gamma);
+            let sequences = ((law_tokens / seq_len as f64).round() as u64).max(1);
+            BatchChoice { sequences, tokens: sequences * seq_len as u64, law_tokens: Some(law_tokens), source: format!("batch-size law bs = {:.3e} / L^{:.3} of {} at L = {predicted:.4}", b.k, b.gamma, batch_dir.display()) }
+        }
+        None => {
+            let tokens_per_step = (config.training.batch_size * config.training.seq_len) as u64;
+            let sequences = (tokens_per_step / seq_len as u64).max(1);
+            warnings.push(format!(
+                "no batch-size law in {}: the batch keeps the sweep's {} tokens per step, which is no optimum for the full run; \
+                 run a sweep over training.batch_size at 3 or more sizes (sweeps/minicpm-batch-size.toml) and pass --batch-sweep",
+                batch_dir.display(),
+                tokens_per_step
+            ));
+            BatchChoice { sequences, tokens: sequences * seq_len as u64, law_tokens: None, source: format!("the sweep's tokens per step ({tokens_per_step}); no batch-size law") }
+        }
+    };
+    let total_steps = (tokens / batch.tokens as f64).ceil().max(1.0) as u64;
+    tokens = (total_steps * batch.tokens) as f64;
+    let warmup_steps = (total_steps / 100).max(1).min(total_steps);
+    let decay_steps = (total_steps / 10).max(1).min(total_steps - warmup_steps);
+    let decay = data
+        .plan
+        .runs
+        .iter()
+        .find_map(|r| match r.config.schedule {
+            ScheduleSpec::Wsd { decay, .. } => Some(decay),
+            _ => None,
+        })
+        .unwrap_or(DecayShape::Exponential);
+    let schedule = ScheduleChoice {
+        schedule: ScheduleSpec::Wsd {
+            warmup_tokens: warmup_steps * batch.tokens,
+            decay,
+            decay_tokens: decay_steps * batch.tokens,
+            half_life_tokens: None,
+            final_lr_fraction: 0.0,
+        },
+        total_tokens: tokens as u64,
+        total_steps,
+        warmup_steps,
+        stable_tokens: (total_steps - warmup_steps - decay_steps) * batch.tokens,
+        decay_steps,
+    };
+    let predicted = law.loss(n as f64, tokens);
+    let level = report.bootstrap.as_ref().map_or(0.95, |b| b.level);
+    let predicted_loss_interval = (report.bootstrap_laws.len() >= 20)
+        .then(|| Interval::from_samples(predicted, &report.bootstrap_laws.iter().map(|l| l.loss(n as f64, tokens)).collect::<Vec<_>>(), level));
+
+    let flops_per_token = shape.flops_per_token(seq_len);
+    let recipe = Recipe {
+        sweep: data.plan.name.clone(),
+        sweep_dir: dir.clone(),
+        windtunnel_version: env!("CARGO_PKG_VERSION").into(),
+        target: request.target,
+        target_non_embedding_params: target_n,
+        shape,
+        non_embedding_params: n,
+        total_params: shape.total_params(),
+        tokens: tokens as u64,
+        tokens_per_param: tokens / n as f64,
+        flops_6nd: 6.0 * n as f64 * tokens,
+        flops: flops_per_token.total as f64 * tokens,
+        seq_len,
+        mup,
+        learning_rates,
+        weight_decay: config.optimizer.weight_decay,
+        batch,
+        schedule,
+        predicted_loss: predicted,
+        predicted_loss_interval,
+        law,
+        law_definition: report.definition.clone(),
+        warnings,
+    };
+    Ok(Exported { config: hf_config(&shape, &mup, seq_len), recipe })
+}
+
+fn fallback_lr(lr: f64, dir: &Path, why: &str, warnings: &mut Vec<String>) -> (f64, String) {
+    warnings.push(format!(
+        "no learning-rate optimum from {} ({why}): η = {lr} is the sweep's base learning rate, not an optimum; \
+         run a µP scan over optimizer.lr at 3 or more widths (the lr-transfer grid of sweeps/quickstart.toml, \
+         or sweeps/minicpm-lr-stability.toml) and pass --lr-sweep",
+        dir.display()
+    ));
+    (lr, format!("the sweep's base learning rate (no learning-rate scan in {})", dir.display()))
+}
+
+impl std::fmt::Display for Exported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.recipe;
+        let s = &r.shape;
+        let target = match r.target {
+            Target::BudgetFlops(c) => format!("compute-optimal at C = {c:.3e} FLOPs (6ND)"),
+            Target::Params(n) => format!("N = {} with the law's compute-optimal tokens per parameter", si(n)),
+        };
+        writeln!(f, "export from sweep `{}` ({}): {target}", r.sweep, r.sweep_dir.display())?;
+        writeln!(
+            f,
+            "  model    width {} · depth {} · heads {} (kv {}) · d_ff {} · vocab {}",
+            s.width, s.depth, s.heads, s.kv_heads, s.ffn_width, s.vocab
+        )?;
+        writeln!(
+            f,
+            "           N = {} non-embedding parameters (target {}; {:+.2}%), {} in total",
+            group_digits(r.non_embedding_params),
+            si(r.target_non_embedding_params),
+            (r.non_embedding_params as f64 / r.target_non_embedding_params - 1.0) * 100.0,
+            group_digits(r.total_params)
+        )?;
+        writeln!(f, "  data     D = {} tokens ({:.1} per parameter), C = 6ND = {:.3e} FLOPs ({:.3e} precise)", si(r.tokens as f64), r.tokens_per_param, r.flops_6nd, r.flops)?;
+        let lr = &r.learning_rates;
+        writeln!(
+            f,
+            "  µP       base_width {}, m = {:.2}, scale_emb {}, scale_depth {}, init_std {} (hidden {:.4})",
+            r.mup.base_width, lr.width_multiplier, r.mup.scale_emb, r.mup.scale_depth, r.mup.init_std, lr.hidden_init_std
+        )?;
+        writeln!(f, "  lr       η = {:.4e} (embedding, norms); hidden matrices η/m = {:.4e}; from {}", lr.base, lr.hidden_matrices, lr.source)?;
+        writeln!(f, "  batch    {} sequences × {} = {} tokens; from {}", r.batch.sequences, r.seq_len, r.batch.tokens, r.batch.source)?;
+        let sc = &r.schedule;
+        writeln!(
+            f,
+            "  schedule WSD: {} steps; warmup {} steps, stable {} tokens, {} decay over {} steps",
+            sc.total_steps,
+            sc.warmup_steps,
+            si(sc.stable_tokens as f64),
+            match sc.schedule {
+                ScheduleSpec::Wsd { decay, .. } => decay.to_string(),
+                _ => String::new(),
+            },
+            sc.decay_steps
+        )?;
+        write!(f, "  loss     predicted {:.4} nats/token", r.predicted_loss)?;
+        if let Some(i) = &r.predicted_loss_interval {
+            write!(f, " [{:.4}, {:.4}]", i.lower, i.upper)?;
+        }
+        writeln!(f, " (law E = {:.4}, α = {:.3}, β = {:.3})", r.law.e, r.law.alpha, r.law.beta)?;
+        for w in &r.warnings {
+            writeln!(f, "  warning: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+fn group_digits(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::shape::preset;
+
+    #[test]
+    fn the_minicpm_models_are_recovered_from_their_n() {
+        let small = preset("minicpm-1.2b").unwrap();
+        let found = minicpm_shape(small.non_embedding_params() as f64, small.vocab, 3, 29.5).unwrap();
+        assert_eq!(found, small);
+        let large = preset("minicpm-2.4b").unwrap();
+        let found = minicpm_shape(large.non_embedding_params() as f64, large.vocab, 1, 57.6).unwrap();
+        assert_eq!(found, large);
+    }
+
+    #[test]
+    fn exported_minicpm_configs_carry_the_published_values() {
+        let shape = preset("minicpm-2.4b").unwrap();
+        let c = serde_json::to_value(hf_config(&shape, &MupConfig::default(), 4096)).unwrap();
+        for (key, value) in [
+            ("model_type", serde_json::json!("minicpm")),
+            ("architectures", serde_json::json!(["MiniCPMForCausalLM"])),
+            ("hidden_size", serde_json::json!(2304)),
+            ("intermediate_size", serde_json::json!(5760)),
+            ("num_attention_heads", serde_json::json!(36)),
+            ("num_key_value_heads", serde_json::json!(36)),
+            ("num_hidden_layers", serde_json::json!(40)),
+            ("vocab_size", serde_json::json!(122753)),
+            ("scale_emb", serde_json::json!(12.0)),
+            ("scale_depth", serde_json::json!(1.4)),
+            ("dim_model_base", serde_json::json!(256)),
+            ("initializer_range", serde_json::json!(0.1)),
+            ("rms_norm_eps", serde_json::json!(1e-5)),
+            ("rope_theta", serde_json::json!(10000.0)),
+            ("hidden_act", serde_json::json!("silu")),
+            ("tie_word_embeddings", serde_json::json!(true)),
+        ] {
+            assert_eq!(c[key], value, "{key}");
+        }
+        let c = hf_config(&preset("minicpm-1.2b").unwrap(), &MupConfig::default(), 4096);
+        assert_eq!((c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.num_hidden_layers, c.vocab_size), (1536, 3840, 24, 8, 52, 73440));
+    }
+
+    #[test]
+    fn shapes_follow_the_minicpm_rules_and_land_near_the_target() {
+        for target in [2e5, 3e6, 5e7, 7e8, 8e9] {
+            let s = minicpm_shape(target, 32000, 1, 40.0).unwrap();
+            assert_eq!(s.width % 64, 0);
+            assert_eq!(s.width / s.heads, HEAD_DIM);
+            assert_eq!(s.ffn_width * 2, s.width * 5);
+            if target >= 3e6 {
+                assert!((s.non_embedding_params() as f64 / target - 1.0).abs() < 0.05, "{target}: {s:?}");
+            }
+        }
+        let gqa = minicpm_shape(5e8, 32000, 4, 40.0).unwrap();
+        assert_eq!(gqa.heads, gqa.kv_heads * 4);
+    }
+
+    #[test]
+    fn tokens_for_a_given_n_invert_the_compute_optimal_allocation() {
+        let law = Law { e: 1.8, a: 480.0, b: 2100.0, alpha: 0.35, beta: 0.37 };
+        let (n, d) = law.compute_optimal(1e22);
+        assert!((optimal_tokens_for(&law, n) / d - 1.0).abs() < 1e-9);
+    }
+}

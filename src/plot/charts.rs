@@ -1,0 +1,397 @@
+//! The charts researchers look at before they believe a wind tunnel, each built as a `Figure`
+//! from a sweep's data (or a coordinate check). A chart the data cannot support returns the reason.
+
+use plotters::style::RGBColor;
+
+use super::figure::{category_color, ordered_color, Axis, Figure, LegendPosition, Panel, Series, Style, GREY};
+use super::SweepData;
+use crate::fit::law::{Law, Point};
+use crate::model::coord_check::{layer_names, CoordCheckResult};
+use crate::model::mup::Parameterization;
+use crate::sweep::plan::RunKind;
+use crate::train::log::RunState;
+
+const PANEL: (u32, u32) = (620, 460);
+const BLACK: RGBColor = RGBColor(0, 0, 0);
+const RED: RGBColor = RGBColor(214, 39, 40);
+
+/// `count` values from `lo` to `hi`, evenly spaced in log.
+fn log_space(lo: f64, hi: f64, count: usize) -> Vec<f64> {
+    let (a, b) = (lo.ln(), hi.ln());
+    (0..count).map(|i| (a + (b - a) * i as f64 / (count - 1).max(1) as f64).exp()).collect()
+}
+
+/// The q-quantile of `values` (sorted in place; nearest rank).
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Distinct values, sorted.
+fn distinct(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    v
+}
+
+fn index_of(values: &[f64], x: f64) -> usize {
+    values.iter().position(|&v| v == x).unwrap_or(0)
+}
+
+fn horizontal(label: String, color: RGBColor, y: f64, x0: f64, x1: f64) -> Series {
+    Series::new(Some(label), color, Style::Dashed { width: 1 }, vec![(x0, y), (x1, y)])
+}
+
+fn figure(title: &str, panels: Vec<Panel>) -> Figure {
+    Figure { title: title.to_string(), panels, panel_size: PANEL }
+}
+
+/// "N = 23.7k": three significant digits.
+fn n_label(n: f64) -> String {
+    format!("N = {}", short(n))
+}
+
+/// A count with three significant digits and an SI suffix (23.7k, 1.25M, 2.44G).
+pub fn short(x: f64) -> String {
+    let (v, suffix) = match x.abs() {
+        a if a >= 1e12 => (x / 1e12, "T"),
+        a if a >= 1e9 => (x / 1e9, "G"),
+        a if a >= 1e6 => (x / 1e6, "M"),
+        a if a >= 1e3 => (x / 1e3, "k"),
+        _ => (x, ""),
+    };
+    let digits = if v.abs() >= 100.0 { 0 } else if v.abs() >= 10.0 { 1 } else { 2 };
+    format!("{v:.digits$}{suffix}")
+}
+
+/// Eval loss against tokens for every run, one panel per sweep grid, coloured by model size;
+/// decay branches are drawn from their branch point on their trunk's curve.
+pub fn loss_curves(data: &SweepData) -> Result<Figure, String> {
+    let mut grids: Vec<&str> = Vec::new();
+    for r in &data.runs {
+        if !grids.contains(&r.run.grid.as_str()) {
+            grids.push(&r.run.grid);
+        }
+    }
+    let mut panels = Vec::new();
+    for grid in grids {
+        let runs: Vec<_> = data.runs.iter().filter(|r| r.run.grid == grid && !r.eval_points().is_empty()).collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let sizes = distinct(runs.iter().map(|r| r.run.n as f64));
+        let mut labelled = vec![false; sizes.len()];
+        let mut series = Vec::new();
+        let (mut x0, mut x1) = (f64::INFINITY, 0f64);
+        for r in &runs {
+            let i = index_of(&sizes, r.run.n as f64);
+            let color = ordered_color(i, sizes.len());
+            let mut points = r.eval_points();
+            x0 = x0.min(points[0].0);
+            x1 = x1.max(points[points.len() - 1].0);
+            let label = (!labelled[i]).then(|| n_label(r.run.n as f64));
+            labelled[i] = true;
+            match r.run.kind {
+                RunKind::Branch => {
+                    // Start the decay where it leaves the trunk: the trunk's last evaluation at or
+                    // before the branch point.
+                    let trunk = r.run.trunk.as_deref().and_then(|t| data.runs.iter().find(|c| c.run.id == t));
+                    let from = r.run.from_tokens.unwrap_or(0) as f64;
+                    if let Some(start) = trunk.and_then(|t| t.eval_points().into_iter().filter(|p| p.0 <= from).last()) {
+                        points.insert(0, start);
+                    }
+                    let end = points[points.len() - 1];
+                    series.push(Series::new(label, color, Style::Line { width: 1 }, points));
+                    series.push(Series::new(None, color, Style::Markers { size: 3 }, vec![end]));
+                }
+                RunKind::Trunk | RunKind::Plain => {
+                    let style = if r.state == Some(RunState::Diverged) { Style::Dashed { width: 1 } } else { Style::Line { width: 2 } };
+                    series.push(Series::new(label, color, style, points));
+                }
+            }
+        }
+        if let Some(oracle) = data.oracle_loss {
+            series.push(horizontal(format!("oracle loss {oracle:.3}"), BLACK, oracle, x0, x1));
+        }
+        let kinds = if runs.iter().any(|r| r.run.kind == RunKind::Branch) { " (WSD trunks, decay branches)" } else { "" };
+        panels.push(Panel {
+            title: format!("{grid}{kinds}"),
+            x: Axis::log("tokens D"),
+            y: Axis::log("eval loss (nats/token)"),
+            series,
+            legend: LegendPosition::LowerLeft,
+        });
+    }
+    if panels.is_empty() {
+        return Err("no run has evaluated yet".into());
+    }
+    Ok(figure(&format!("{}: eval loss during training", data.plan.name), panels))
+}
+
+/// Final loss against learning rate, one curve per width and its parabola optimum; one panel per
+/// parameterization (µP and SP side by side when the sweep has both).
+pub fn lr_transfer(data: &SweepData) -> Result<Figure, String> {
+    let report = data.lr.as_ref().map_err(|e| format!("no learning-rate scan to draw ({e})"))?;
+    let mut panels = Vec::new();
+    for (group, transfer) in &report.groups {
+        let runs: Vec<_> = data
+            .runs
+            .iter()
+            .filter(|r| r.run.kind == RunKind::Plain && r.state == Some(RunState::Done))
+            .filter(|r| report.groups.len() == 1 || r.run.config.mup.parameterization.to_string() == *group)
+            .filter_map(|r| r.eval_points().last().map(|p| (r.run.width as f64, r.run.config.optimizer.lr, p.1)))
+            .collect();
+        let widths = distinct(transfer.optima.iter().map(|o| o.width));
+        let mut series = Vec::new();
+        for (i, &w) in widths.iter().enumerate() {
+            let color = ordered_color(i, widths.len());
+            let mut points: Vec<(f64, f64)> = runs.iter().filter(|r| r.0 == w).map(|r| (r.1, r.2)).collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            series.push(Series::new(Some(format!("width {w}")), color, Style::LineMarkers { width: 2, size: 3 }, points));
+        }
+        for o in &transfer.optima {
+            let color = ordered_color(index_of(&widths, o.width), widths.len());
+            let label = (o.width == widths[0]).then(|| "parabola optimum".to_string());
+            series.push(Series::new(label, color, Style::Highlight { size: 6 }, vec![(o.lr_opt, o.loss_at_opt)]));
+        }
+        let name = match group.parse::<Parameterization>() {
+            Ok(Parameterization::Mup) => "µP".to_string(),
+            Ok(Parameterization::Sp) => "SP".to_string(),
+            Err(_) => group.clone(),
+        };
+        let drift = transfer.drift.as_ref().map(|d| format!(": d ln η*/d ln width = {:+.2}", d.slope)).unwrap_or_default();
+        panels.push(Panel {
+            title: format!("{name}{drift}"),
+            x: Axis::log("base learning rate η"),
+            y: Axis::linear("final eval loss (nats/token)"),
+            series,
+            legend: LegendPosition::UpperLeft,
+        });
+    }
+    Ok(figure(&format!("{}: learning-rate transfer", data.plan.name), panels))
+}
+
+fn law_report(data: &SweepData) -> Result<&crate::fit::report::LawReport, String> {
+    data.law.as_ref().map_err(|e| format!("no data-model law ({e})"))
+}
+
+fn law_title(law: &Law) -> String {
+    let implausible = !(0.05..=2.0).contains(&law.alpha) || !(0.05..=2.0).contains(&law.beta) || law.e < 0.01;
+    format!("E = {:.3}, α = {:.3}, β = {:.3}{}", law.e, law.alpha, law.beta, if implausible { " (unconstrained: too few points)" } else { "" })
+}
+
+/// Loss against D for each N with the fitted law's curves.
+pub fn law_tokens(data: &SweepData) -> Result<Figure, String> {
+    let report = law_report(data)?;
+    let law = &report.fit.law;
+    let points = &report.data;
+    let sizes = distinct(points.iter().map(|p| p.n));
+    let (d0, d1) = points.iter().fold((f64::INFINITY, 0f64), |(a, b), p| (a.min(p.d), b.max(p.d)));
+    let grid = log_space(d0 / 1.5, d1 * 1.5, 60);
+    let mut series = Vec::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        let color = ordered_color(i, sizes.len());
+        let observed: Vec<(f64, f64)> = points.iter().filter(|p| p.n == n).map(|p| (p.d, p.loss)).collect();
+        series.push(Series::new(Some(n_label(n)), color, Style::Markers { size: 4 }, observed));
+        series.push(Series::new(None, color, Style::Line { width: 2 }, grid.iter().map(|&d| (d, law.loss(n, d))).collect()));
+    }
+    // E is drawn when it is a floor the data approach, not a degenerate 0 of an unconstrained fit.
+    let lowest = points.iter().map(|p| p.loss).fold(f64::INFINITY, f64::min);
+    if law.e > 0.3 * lowest {
+        series.push(horizontal(format!("fitted E {:.3}", law.e), GREY, law.e, grid[0], grid[grid.len() - 1]));
+    }
+    if let Some(oracle) = data.oracle_loss {
+        series.push(horizontal(format!("oracle loss {oracle:.3}"), BLACK, oracle, grid[0], grid[grid.len() - 1]));
+    }
+    let panel = Panel { title: law_title(law), x: Axis::log("tokens D"), y: Axis::log("final eval loss (nats/token)"), series, legend: LegendPosition::UpperRight };
+    Ok(figure(&format!("{}: L(N, D) = E + A/N^α + B/D^β against tokens", data.plan.name), vec![panel]))
+}
+
+/// Loss against compute C = 6ND: iso-N curves of the law, the observed points and the
+/// compute-optimal frontier L(N_opt(C), D_opt(C)).
+pub fn law_compute(data: &SweepData) -> Result<Figure, String> {
+    let report = law_report(data)?;
+    let law = &report.fit.law;
+    let points = &report.data;
+    let sizes = distinct(points.iter().map(|p| p.n));
+    let c = |p: &Point| 6.0 * p.n * p.d;
+    let (c0, c1) = points.iter().fold((f64::INFINITY, 0f64), |(a, b), p| (a.min(c(p)), b.max(c(p))));
+    let grid = log_space(c0 / 2.0, c1 * 30.0, 80);
+    let mut series = Vec::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        let color = ordered_color(i, sizes.len());
+        let observed: Vec<(f64, f64)> = points.iter().filter(|p| p.n == n).map(|p| (c(p), p.loss)).collect();
+        series.push(Series::new(Some(n_label(n)), color, Style::Markers { size: 4 }, observed));
+        series.push(Series::new(None, color, Style::Line { width: 1 }, grid.iter().map(|&cc| (cc, law.loss(n, cc / (6.0 * n)))).collect()));
+    }
+    let frontier = grid
+        .iter()
+        .map(|&cc| {
+            let (n, d) = law.compute_optimal(cc);
+            (cc, law.loss(n, d))
+        })
+        .collect();
+    series.push(Series::new(Some("compute-optimal frontier".into()), BLACK, Style::Line { width: 3 }, frontier));
+    if let Some(oracle) = data.oracle_loss {
+        series.push(horizontal(format!("oracle loss {oracle:.3}"), GREY, oracle, grid[0], grid[grid.len() - 1]));
+    }
+    let panel = Panel {
+        title: format!("N_opt ∝ C^{:.3}, D_opt ∝ C^{:.3}", report.n_exponent, report.d_exponent),
+        x: Axis::log("training compute C = 6ND (FLOPs)"),
+        y: Axis::log("final eval loss (nats/token)"),
+        series,
+        legend: LegendPosition::UpperRight,
+    };
+    Ok(figure(&format!("{}: data-model law, loss vs compute", data.plan.name), vec![panel]))
+}
+
+/// N_opt, D_opt and D_opt/N_opt against compute, with the bootstrap's 95% band.
+pub fn allocation(data: &SweepData) -> Result<Figure, String> {
+    let report = law_report(data)?;
+    let law = &report.fit.law;
+    let (c0, c1) = report.data.iter().fold((f64::INFINITY, 0f64), |(a, b), p| (a.min(6.0 * p.n * p.d), b.max(6.0 * p.n * p.d)));
+    let grid = log_space(c0, c1 * 1e3, 50);
+    let band = |f: &dyn Fn(&Law, f64) -> f64| -> Option<(Vec<f64>, Vec<f64>)> {
+        (report.bootstrap_laws.len() >= 20).then(|| {
+            grid.iter()
+                .map(|&c| {
+                    let mut v: Vec<f64> = report.bootstrap_laws.iter().map(|l| f(l, c)).filter(|v| v.is_finite() && *v > 0.0).collect();
+                    if v.is_empty() {
+                        return (f64::NAN, f64::NAN);
+                    }
+                    (quantile(&mut v, 0.025), quantile(&mut v, 0.975))
+                })
+                .unzip()
+        })
+    };
+    let n_opt = |l: &Law, c: f64| l.compute_optimal(c).0;
+    let d_opt = |l: &Law, c: f64| l.compute_optimal(c).1;
+    let ratio = |l: &Law, c: f64| {
+        let (n, d) = l.compute_optimal(c);
+        d / n
+    };
+    let level = report.bootstrap.as_ref().map_or(95.0, |b| b.level * 100.0);
+    let mut panes: [Vec<Series>; 2] = [Vec::new(), Vec::new()];
+    for (f, name, color, pane, band_label) in [
+        (&n_opt as &dyn Fn(&Law, f64) -> f64, "N_opt (parameters)", category_color(0), 0, true),
+        (&d_opt, "D_opt (tokens)", category_color(1), 0, false),
+        (&ratio, "D_opt / N_opt", category_color(2), 1, true),
+    ] {
+        if let Some((lo, hi)) = band(f) {
+            panes[pane].push(Series::band(band_label.then(|| format!("{level:.0}% bootstrap band")), color, &grid, &lo, &hi));
+        }
+        panes[pane].push(Series::new(Some(name.to_string()), color, Style::Line { width: 2 }, grid.iter().map(|&c| (c, f(law, c))).collect()));
+    }
+    let [left, right] = panes;
+    let observed = format!("observed C up to {:.1e} FLOPs", c1);
+    let panels = vec![
+        Panel { title: format!("compute-optimal allocation ({observed})"), x: Axis::log("compute C (FLOPs)"), y: Axis::log("N_opt, D_opt"), series: left, legend: LegendPosition::UpperLeft },
+        Panel { title: format!("tokens per parameter, G = {:.3}", report.g), x: Axis::log("compute C (FLOPs)"), y: Axis::log("D_opt / N_opt"), series: right, legend: LegendPosition::UpperLeft },
+    ];
+    Ok(figure(&format!("{}: compute-optimal N and D", data.plan.name), panels))
+}
+
+/// Log residuals of the fit against compute, coloured by N.
+pub fn residuals(data: &SweepData) -> Result<Figure, String> {
+    let report = law_report(data)?;
+    let sizes = distinct(report.data.iter().map(|p| p.n));
+    let mut series = Vec::new();
+    let (mut c0, mut c1) = (f64::INFINITY, 0f64);
+    for (i, &n) in sizes.iter().enumerate() {
+        let points: Vec<(f64, f64)> = report
+            .data
+            .iter()
+            .zip(&report.fit.log_residuals)
+            .filter(|(p, _)| p.n == n)
+            .map(|(p, r)| (6.0 * p.n * p.d, *r))
+            .collect();
+        for p in &points {
+            c0 = c0.min(p.0);
+            c1 = c1.max(p.0);
+        }
+        series.push(Series::new(Some(n_label(n)), ordered_color(i, sizes.len()), Style::LineMarkers { width: 1, size: 4 }, points));
+    }
+    series.push(Series::new(None, GREY, Style::Dashed { width: 1 }, vec![(c0, 0.0), (c1, 0.0)]));
+    let panel = Panel {
+        title: format!("{} points, rms {:.4}", report.points, report.residual_rms),
+        x: Axis::log("training compute C = 6ND (FLOPs)"),
+        y: Axis::linear("log residual ln L − ln L̂"),
+        series,
+        legend: LegendPosition::UpperRight,
+    };
+    Ok(figure(&format!("{}: residuals of the data-model fit", data.plan.name), vec![panel]))
+}
+
+/// Predicted against observed loss for a fit without the held-out points.
+pub fn holdout(data: &SweepData) -> Result<Figure, String> {
+    let report = law_report(data)?;
+    let h = report.holdout.as_ref().ok_or_else(|| format!("no held-out check; run `windtunnel fit law --input {} --holdout largest`", data.dir.display()))?;
+    let held = |p: &Point| h.points.iter().any(|q| q.n == p.n && q.d == p.d);
+    let fitted: Vec<(f64, f64)> = report.data.iter().filter(|p| !held(p)).map(|p| (p.loss, h.law.loss(p.n, p.d))).collect();
+    let tested: Vec<(f64, f64)> = h.points.iter().map(|p| (p.loss, p.predicted)).collect();
+    let all: Vec<f64> = fitted.iter().chain(&tested).flat_map(|p| [p.0, p.1]).collect();
+    let (lo, hi) = all.iter().fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+    let series = vec![
+        Series::new(Some("predicted = observed".into()), GREY, Style::Dashed { width: 1 }, vec![(lo, lo), (hi, hi)]),
+        Series::new(Some(format!("fitted ({} points)", h.fitted_points)), category_color(0), Style::Markers { size: 4 }, fitted),
+        Series::new(Some(format!("held out ({:?})", h.holdout).to_lowercase()), RED, Style::Highlight { size: 5 }, tested),
+    ];
+    let panel = Panel {
+        title: format!("held-out mean |relative error| {:.2}%", h.mean_abs_relative_error * 100.0),
+        x: Axis::linear("observed final loss (nats/token)"),
+        y: Axis::linear("predicted by the law fitted without them"),
+        series,
+        legend: LegendPosition::UpperLeft,
+    };
+    Ok(figure(&format!("{}: held-out prediction", data.plan.name), vec![panel]))
+}
+
+/// MiniCPM's batch-size law: the optimal batch size against the loss it reaches, bs = k / L^γ.
+pub fn batch_size(data: &SweepData) -> Result<Figure, String> {
+    let report = data.batch.as_ref().map_err(|e| format!("no batch-size law ({e})"))?;
+    let law = report.minicpm.as_ref().ok_or("the batch-size curves do not cross enough common loss levels for the law")?;
+    let levels: Vec<f64> = law.optima.iter().map(|o| o.0).collect();
+    let (l0, l1) = levels.iter().fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+    let fitted = log_space(l0 * 0.97, l1 * 1.03, 40).into_iter().map(|l| (l, law.k / l.powf(law.gamma))).collect();
+    let series = vec![
+        Series::new(Some("optimum per loss level".into()), category_color(0), Style::Markers { size: 5 }, law.optima.clone()),
+        Series::new(Some(format!("bs = {:.3e} / L^{:.2}", law.k, law.gamma)), BLACK, Style::Line { width: 2 }, fitted),
+    ];
+    let panel = Panel { title: format!("{} batch sizes", report.batch_sizes), x: Axis::log("eval loss L (nats/token)"), y: Axis::log("optimal batch size (tokens)"), series, legend: LegendPosition::UpperRight };
+    Ok(figure(&format!("{}: batch-size law", data.plan.name), vec![panel]))
+}
+
+/// Mean |activation| against width, one line per layer, one panel per training step.
+pub fn coord_check(result: &CoordCheckResult) -> Result<Figure, String> {
+    let steps = distinct(result.records.iter().map(|r| r.step as f64));
+    if steps.is_empty() {
+        return Err("the coordinate check has no records".into());
+    }
+    let layers = layer_names(&result.records);
+    let panels = steps
+        .iter()
+        .map(|&step| {
+            let series = layers
+                .iter()
+                .enumerate()
+                .map(|(i, layer)| {
+                    let points = result.records.iter().filter(|r| r.step as f64 == step && &r.layer == layer).map(|r| (r.width as f64, r.mean_abs)).collect();
+                    Series::new(Some(layer.clone()), category_color(i), Style::LineMarkers { width: 2, size: 3 }, points)
+                })
+                .collect();
+            Panel {
+                title: format!("after {} step{}", step, if step == 1.0 { "" } else { "s" }),
+                x: Axis::log("width"),
+                y: Axis::log("mean |x|"),
+                series,
+                legend: if step == steps[0] { LegendPosition::UpperLeft } else { LegendPosition::None },
+            }
+        })
+        .collect();
+    let name = match result.parameterization {
+        Parameterization::Mup => "µP",
+        Parameterization::Sp => "SP",
+    };
+    Ok(figure(&format!("coordinate check ({name}): flat lines = width-stable activations"), panels))
+}

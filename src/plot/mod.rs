@@ -1,0 +1,194 @@
+//! Charts of a sweep (`windtunnel plot DIR`) and of a coordinate check
+//! (`windtunnel plot --coord-check FILE.json`).
+//!
+//! `SweepData::load` gathers what the charts are drawn from: the plan, every run's metrics, the
+//! results table, and the fits (the data-model law is refitted from the definition saved in
+//! `DIR/fits/law.json` when there is one, else with `fit law`'s defaults and 200 bootstrap
+//! resamples, so the bands have their samples). `charts.rs` turns that into `Figure`s, and
+//! `figure.rs` draws them to SVG or PNG.
+
+pub mod charts;
+pub mod figure;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::fit::commands::{fit_batch, fit_lr, BatchReport, LrColumns, LrReport};
+use crate::fit::report::{fit_law, LawDefinition, LawReport};
+use crate::model::coord_check::CoordCheckResult;
+use crate::sweep::collect::{collect, read_plan};
+use crate::sweep::plan::{Plan, PlannedRun};
+use crate::train::log::{read_metrics, read_status, MetricsRecord, RunState};
+use figure::Figure;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    Svg,
+    Png,
+}
+
+impl ImageFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Svg => "svg",
+            Self::Png => "png",
+        }
+    }
+}
+
+/// One run of the sweep with its logged metrics.
+#[derive(Debug, Clone)]
+pub struct RunCurve {
+    pub run: PlannedRun,
+    pub state: Option<RunState>,
+    pub metrics: Vec<MetricsRecord>,
+}
+
+impl RunCurve {
+    /// (tokens, eval loss) of every finite evaluation.
+    pub fn eval_points(&self) -> Vec<(f64, f64)> {
+        self.metrics.iter().filter_map(|m| m.eval_loss.filter(|l| l.is_finite()).map(|l| (m.tokens as f64, l))).collect()
+    }
+}
+
+/// Everything the charts and the report of a sweep are drawn from. Each fit is either its report
+/// or the reason it could not be made (too few points, no learning-rate scan, one batch size).
+pub struct SweepData {
+    pub dir: PathBuf,
+    pub plan: Plan,
+    pub runs: Vec<RunCurve>,
+    pub oracle_loss: Option<f64>,
+    pub law: Result<LawReport, String>,
+    pub lr: Result<LrReport, String>,
+    pub batch: Result<BatchReport, String>,
+}
+
+impl SweepData {
+    /// Read a sweep directory; refreshes its results table first (`collect`).
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let plan = read_plan(dir)?;
+        collect(dir).with_context(|| format!("collecting the results table of {}", dir.display()))?;
+        let mut runs = Vec::new();
+        for run in &plan.runs {
+            let run_dir = dir.join("runs").join(&run.id);
+            let metrics_path = run_dir.join("metrics.jsonl");
+            let metrics = if metrics_path.exists() { read_metrics(&metrics_path)? } else { Vec::new() };
+            let state = read_status(&run_dir)?.map(|s| s.state);
+            runs.push(RunCurve { run: run.clone(), state, metrics });
+        }
+        let oracle_loss = runs.iter().flat_map(|r| r.metrics.iter()).find_map(|m| m.oracle_loss);
+        let law = law_definition(dir).and_then(|def| fit_law(&def)).map_err(|e| format!("{e:#}"));
+        let lr_columns = LrColumns { lr: "lr".into(), width: "width".into(), depth: Some("depth".into()), loss: "final_eval_loss".into(), group: Some("parameterization".into()) };
+        let lr = fit_lr(dir, &lr_columns, 0).map_err(|e| format!("{e:#}"));
+        let batch = fit_batch(&dir.join("runs"), true, None).map_err(|e| format!("{e:#}"));
+        Ok(Self { dir: dir.to_path_buf(), plan, runs, oracle_loss, law, lr, batch })
+    }
+
+    /// Every chart the data supports, by file stem; charts it cannot support give the reason.
+    pub fn charts(&self) -> Vec<(&'static str, Result<Figure, String>)> {
+        vec![
+            ("loss-curves", charts::loss_curves(self)),
+            ("lr-transfer", charts::lr_transfer(self)),
+            ("law-tokens", charts::law_tokens(self)),
+            ("law-compute", charts::law_compute(self)),
+            ("allocation", charts::allocation(self)),
+            ("residuals", charts::residuals(self)),
+            ("holdout", charts::holdout(self)),
+            ("batch-size", charts::batch_size(self)),
+        ]
+    }
+}
+
+/// The data-model fit to draw: the definition `fit law` saved in `DIR/fits/law.json` (so the
+/// plots show the fit the user made, e.g. with `--holdout`), else the defaults with a bootstrap.
+pub fn law_definition(dir: &Path) -> anyhow::Result<LawDefinition> {
+    let saved = dir.join("fits").join("law.json");
+    if saved.exists() {
+        let text = std::fs::read_to_string(&saved).with_context(|| format!("cannot read {}", saved.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is malformed; delete it or rerun `windtunnel fit law --input {}`", saved.display(), dir.display()))?;
+        if let Some(def) = value.get("definition") {
+            let mut def: LawDefinition = serde_json::from_value(def.clone()).with_context(|| format!("{}: `definition` is malformed", saved.display()))?;
+            // The directory may have moved since the fit was made.
+            def.input = dir.to_path_buf();
+            if def.bootstrap == 0 {
+                def.bootstrap = 200;
+            }
+            return Ok(def);
+        }
+    }
+    let mut def = LawDefinition::for_table(dir.to_path_buf());
+    def.bootstrap = 200;
+    Ok(def)
+}
+
+/// A chart written, or left out with the reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlotOutcome {
+    pub chart: String,
+    pub path: Option<PathBuf>,
+    pub skipped: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlotSummary {
+    pub dir: PathBuf,
+    pub charts: Vec<PlotOutcome>,
+}
+
+impl std::fmt::Display for PlotSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in &self.charts {
+            match (&c.path, &c.skipped) {
+                (Some(p), _) => writeln!(f, "wrote {}", p.display())?,
+                (None, Some(why)) => writeln!(f, "no {} chart: {}", c.chart, why)?,
+                (None, None) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_figure(figure: &Figure, path: &Path, format: ImageFormat) -> anyhow::Result<()> {
+    let bytes = match format {
+        ImageFormat::Svg => figure.to_svg()?.into_bytes(),
+        ImageFormat::Png => figure.to_png()?,
+    };
+    crate::fsutil::atomic_write(path, &bytes)
+}
+
+/// `windtunnel plot DIR`: every chart the sweep's data supports, into `DIR/plots/`.
+pub fn plot_sweep(dir: &Path, format: ImageFormat) -> anyhow::Result<PlotSummary> {
+    let data = SweepData::load(dir)?;
+    let out = dir.join("plots");
+    let mut charts = Vec::new();
+    for (name, figure) in data.charts() {
+        match figure {
+            Ok(figure) => {
+                let path = out.join(format!("{name}.{}", format.extension()));
+                write_figure(&figure, &path, format)?;
+                charts.push(PlotOutcome { chart: name.to_string(), path: Some(path), skipped: None });
+            }
+            Err(why) => charts.push(PlotOutcome { chart: name.to_string(), path: None, skipped: Some(why) }),
+        }
+    }
+    Ok(PlotSummary { dir: dir.to_path_buf(), charts })
+}
+
+/// `windtunnel plot --coord-check FILE.json`: the coordinate check, beside the file unless `out`.
+pub fn plot_coord_check(file: &Path, format: ImageFormat, out: Option<&Path>) -> anyhow::Result<PlotSummary> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let result: CoordCheckResult = serde_json::from_str(&text).with_context(|| {
+        format!("{} is not a coordinate check; make one with `windtunnel coord-check --json > {}`", file.display(), file.display())
+    })?;
+    let figure = charts::coord_check(&result).map_err(|why| anyhow::anyhow!("{}: {why}", file.display()))?;
+    let path = match out {
+        Some(p) => p.to_path_buf(),
+        None => file.with_extension(format.extension()),
+    };
+    write_figure(&figure, &path, format)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(PlotSummary { dir, charts: vec![PlotOutcome { chart: "coord-check".into(), path: Some(path), skipped: None }] })
+}

@@ -1,0 +1,187 @@
+//! `windtunnel report DIR`: one self-contained HTML page (inline SVG, inline CSS, no network
+//! resources) with the sweep's summary, every chart its data supports and the fitted parameters.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::fit::bootstrap::Interval;
+use crate::format::si;
+use crate::plot::SweepData;
+use crate::sweep::collect::status;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportSummary {
+    pub path: PathBuf,
+    pub charts: Vec<String>,
+    pub not_drawn: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for ReportSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "wrote {} ({} charts: {})", self.path.display(), self.charts.len(), self.charts.join(", "))?;
+        for (chart, why) in &self.not_drawn {
+            write!(f, "\n  no {chart} chart: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// An SVG document as an inline element: no XML prolog, no namespace URL (HTML5 needs neither).
+fn inline_svg(svg: &str) -> String {
+    let start = svg.find("<svg").unwrap_or(0);
+    svg[start..].replacen(" xmlns=\"http://www.w3.org/2000/svg\"", "", 1)
+}
+
+const STYLE: &str = "body{font-family:'DejaVu Sans',Verdana,sans-serif;max-width:1900px;margin:24px auto;padding:0 24px;color:#222}\
+h1{font-size:26px;margin-bottom:4px}h2{font-size:20px;margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}\
+table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}\
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.muted{color:#777}\
+figure{margin:16px 0}figure svg{max-width:100%;height:auto}figcaption{color:#555;font-size:14px}";
+
+fn interval_cells(estimate: f64, i: Option<&Interval>) -> String {
+    match i {
+        Some(i) => format!("<td>{estimate:.4}</td><td>{:.4}</td><td>[{:.4}, {:.4}]</td>", i.std_error, i.lower, i.upper),
+        None => format!("<td>{estimate:.4}</td><td class=muted>–</td><td class=muted>no bootstrap</td>"),
+    }
+}
+
+/// Build the page and write it to `out`.
+pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
+    let data = SweepData::load(dir)?;
+    let st = status(dir)?;
+    let plan = &data.plan;
+    let spent: f64 = plan.runs.iter().zip(&data.runs).filter(|(_, c)| c.state == Some(crate::train::log::RunState::Done)).map(|(r, _)| r.own_flops).sum();
+
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>windtunnel: {name}</title><style>{STYLE}</style></head><body>\n\
+         <h1>Wind tunnel <code>{name}</code></h1><p class=muted>{dir} · windtunnel {version}</p>\n",
+        name = escape(&plan.name),
+        dir = escape(&dir.display().to_string()),
+        version = env!("CARGO_PKG_VERSION"),
+    );
+
+    // Summary.
+    let _ = write!(
+        html,
+        "<h2>Summary</h2><table><tr><th>runs</th><th>done</th><th>running</th><th>pending</th><th>interrupted</th><th>diverged</th><th>failed</th></tr>\
+         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>\
+         <table><tr><th>compute</th><th>FLOPs</th></tr>\
+         <tr><td>planned (the sweep as run, WSD branches reusing their trunks)</td><td>{:.3e}</td></tr>\
+         <tr><td>spent so far (finished runs)</td><td>{:.3e}</td></tr>\
+         <tr><td>one from-scratch run per (model, tokens) point instead</td><td>{:.3e}</td></tr>\
+         <tr><td>WSD saving</td><td>{:.2}×</td></tr>\
+         <tr><td>tokens trained</td><td>{} of {}</td></tr></table>\n",
+        st.runs, st.done, st.running, st.pending, st.interrupted, st.diverged, st.failed,
+        plan.total_flops, spent, plan.from_scratch_flops, plan.wsd_saving(), si(st.tokens_done as f64), si(st.tokens_total as f64)
+    );
+
+    // Fitted parameters.
+    html.push_str("<h2>Fits</h2>");
+    match &data.law {
+        Ok(r) => {
+            let l = &r.fit.law;
+            let b = r.bootstrap.as_ref();
+            let _ = write!(
+                html,
+                "<h3>Data-model law L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup></h3>\
+                 <p>{} points; Huber δ = {}; {} L-BFGS starts ({} in the best basin); rms log residual {:.4}{}</p>\
+                 <table><tr><th>parameter</th><th>estimate</th><th>s.e.</th><th>{}% interval</th></tr>",
+                r.points,
+                r.fit.delta,
+                r.fit.starts,
+                r.fit.starts_in_best_basin,
+                r.residual_rms,
+                data.oracle_loss.map(|o| format!("; exact oracle loss of the synthetic language {o:.4}")).unwrap_or_default(),
+                b.map_or(95.0, |b| b.level * 100.0)
+            );
+            for (name, v, i) in [
+                ("E (nats/token)", l.e, b.map(|b| &b.e)),
+                ("A", l.a, b.map(|b| &b.a)),
+                ("B", l.b, b.map(|b| &b.b)),
+                ("α", l.alpha, b.map(|b| &b.alpha)),
+                ("β", l.beta, b.map(|b| &b.beta)),
+                ("a: N_opt ∝ C^a", r.n_exponent, b.map(|b| &b.n_exponent)),
+                ("b: D_opt ∝ C^b", r.d_exponent, b.map(|b| &b.d_exponent)),
+            ] {
+                let _ = write!(html, "<tr><td>{name}</td>{}</tr>", interval_cells(v, i));
+            }
+            html.push_str("</table>");
+            if let Some(h) = &r.holdout {
+                let _ = write!(html, "<p>Held out ({:?}): mean |relative error| of the predictions {:.2}% over {} points.</p>", h.holdout, h.mean_abs_relative_error * 100.0, h.points.len());
+            }
+        }
+        Err(e) => {
+            let _ = write!(html, "<p class=muted>No data-model law: {}</p>", escape(e));
+        }
+    }
+    match &data.lr {
+        Ok(r) => {
+            html.push_str("<h3>Learning-rate transfer</h3><table><tr><th>group</th><th>width</th><th>runs</th><th>η*</th><th>95% interval</th><th>loss at η*</th></tr>");
+            for (group, t) in &r.groups {
+                for o in &t.optima {
+                    let _ = write!(
+                        html,
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3e}</td><td>[{:.3e}, {:.3e}]</td><td>{:.4}{}</td></tr>",
+                        escape(group),
+                        o.width,
+                        o.points,
+                        o.lr_opt,
+                        o.lr_lower,
+                        o.lr_upper,
+                        o.loss_at_opt,
+                        if o.bracketed { "" } else { " (edge of the scan)" }
+                    );
+                }
+                if let Some(d) = &t.drift {
+                    let _ = write!(html, "<tr><td>{}</td><td colspan=5>drift d ln η*/d ln width = {:+.3} [{:+.3}, {:+.3}] (µP ≈ 0, SP ≈ −1)</td></tr>", escape(group), d.slope, d.slope_lower, d.slope_upper);
+                }
+            }
+            html.push_str("</table>");
+        }
+        Err(e) => {
+            let _ = write!(html, "<p class=muted>No learning-rate transfer fit: {}</p>", escape(e));
+        }
+    }
+    match data.batch.as_ref().map(|b| b.minicpm.as_ref()) {
+        Ok(Some(b)) => {
+            let _ = write!(html, "<h3>Batch-size law</h3><p>bs<sub>opt</sub> = {:.4e} / L<sup>{:.3}</sup> tokens, from {} loss levels.</p>", b.k, b.gamma, b.optima.len());
+        }
+        Ok(None) => html.push_str("<p class=muted>No batch-size law: the curves do not reach enough common loss levels.</p>"),
+        Err(e) => {
+            let _ = write!(html, "<p class=muted>No batch-size law: {}</p>", escape(e));
+        }
+    }
+
+    // Charts.
+    html.push_str("<h2>Charts</h2>\n");
+    let mut charts = Vec::new();
+    let mut not_drawn = Vec::new();
+    for (name, figure) in data.charts() {
+        match figure {
+            Ok(figure) => {
+                let svg = figure.to_svg()?;
+                let _ = write!(html, "<figure id=\"{name}\">{}<figcaption>{}</figcaption></figure>\n", inline_svg(&svg), escape(&figure.title));
+                charts.push(name.to_string());
+            }
+            Err(why) => not_drawn.push((name.to_string(), why)),
+        }
+    }
+    if !not_drawn.is_empty() {
+        html.push_str("<p class=muted>Not drawn:</p><ul class=muted>");
+        for (name, why) in &not_drawn {
+            let _ = write!(html, "<li>{name}: {}</li>", escape(why));
+        }
+        html.push_str("</ul>");
+    }
+    html.push_str("</body></html>\n");
+    crate::fsutil::atomic_write(out, html.as_bytes())?;
+    Ok(ReportSummary { path: out.to_path_buf(), charts, not_drawn })
+}
