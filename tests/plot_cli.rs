@@ -1,0 +1,211 @@
+//! Charts, the HTML report and the export, through the real binary on a real (tiny) sweep, and on
+//! the edge cases: one run, a diverged run, runs without evaluations, a run never started.
+
+mod common;
+use common::{fails, json, ok, windtunnel};
+
+use std::path::{Path, PathBuf};
+
+const SWEEP: &str = r#"
+name = "plots"
+seeds = [0]
+
+[base]
+mup = { base_width = 16 }
+optimizer = { lr = 0.01 }
+schedule = { kind = "cosine", warmup_tokens = 256 }
+training = { tokens = 2560, batch_size = 4, seq_len = 32, eval_interval_tokens = 640, eval_tokens = 256 }
+data = { kind = "synthetic", vocab = 64 }
+
+[[grid]]
+name = "lr"
+models = { widths = [16, 32], depth = 1, head_dim = 16 }
+parameters."optimizer.lr" = { values = [0.003, 0.01, 0.03, 1000.0] }
+parameters."optimizer.grad_clip" = { value = 0.0 }
+
+[[grid]]
+name = "data"
+models = { widths = [16, 32, 48], depth = 1, head_dim = 16 }
+wsd = { branch_tokens = [640, 1280, 2560], decay = "linear", decay_fraction = 0.2 }
+"#;
+
+const ONE_RUN: &str = r#"
+name = "one"
+seeds = [0]
+
+[base]
+mup = { base_width = 16 }
+optimizer = { lr = 0.01 }
+schedule = { kind = "cosine", warmup_tokens = 256 }
+training = { tokens = 1280, batch_size = 4, seq_len = 32, eval_interval_tokens = 640, eval_tokens = 256 }
+data = { kind = "synthetic", vocab = 64 }
+
+[[grid]]
+name = "single"
+models = { widths = [16], depth = 1, head_dim = 16 }
+"#;
+
+fn run_sweep(root: &Path, name: &str, text: &str) -> PathBuf {
+    let file = root.join(format!("{name}.toml"));
+    std::fs::write(&file, text).unwrap();
+    let out = root.join("results");
+    let o = windtunnel(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--parallel", "2", "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out.join(name)
+}
+
+fn charts_in(dir: &Path, ext: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("plots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(ext))
+        .map(|n| n.trim_end_matches(ext).to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn assert_svg(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{} is not XML: {e}", path.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg", "{}", path.display());
+    assert!(doc.descendants().filter(|n| n.has_tag_name("text")).count() > 5, "{} has no labels", path.display());
+}
+
+fn assert_png(path: &Path) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    assert!(info.width >= 600 && info.height >= 400, "{}: {}x{}", path.display(), info.width, info.height);
+    // Not a blank canvas: some pixels are neither white nor one flat colour.
+    assert!(pixels.chunks(3).filter(|p| p != &[255, 255, 255]).count() > 5000, "{} is blank", path.display());
+}
+
+#[test]
+fn a_sweep_plots_reports_and_exports() {
+    let root = tempfile::tempdir().unwrap();
+    let sweep = run_sweep(root.path(), "plots", SWEEP);
+    let s = sweep.to_str().unwrap();
+    // A fit with a held-out check, whose definition the plots reuse.
+    ok(&["fit", "law", "--input", s, "--holdout", "largest", "--bootstrap", "50"]);
+
+    let summary = json(&["plot", s, "--json"]);
+    let expected = ["allocation", "holdout", "law-compute", "law-tokens", "loss-curves", "lr-transfer", "residuals"];
+    assert_eq!(charts_in(&sweep, ".svg"), expected);
+    for name in expected {
+        assert_svg(&sweep.join("plots").join(format!("{name}.svg")));
+    }
+    // The chart the data cannot support says why.
+    let skipped: Vec<&serde_json::Value> = summary["charts"].as_array().unwrap().iter().filter(|c| c["path"].is_null()).collect();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0]["chart"], "batch-size");
+    assert!(skipped[0]["skipped"].as_str().unwrap().contains("batch sizes"), "{skipped:?}");
+
+    ok(&["plot", s, "--format", "png"]);
+    assert_eq!(charts_in(&sweep, ".png"), expected);
+    for name in expected {
+        assert_png(&sweep.join("plots").join(format!("{name}.png")));
+    }
+
+    // The report: one self-contained page holding every chart.
+    let printed = ok(&["report", s]);
+    assert!(printed.contains("7 charts"), "{printed}");
+    let html = std::fs::read_to_string(sweep.join("report.html")).unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://"), "the report references the network");
+    assert!(!html.contains("<script") && !html.contains("<link") && !html.contains("<img"), "the report loads something");
+    assert_eq!(html.matches("<svg").count(), expected.len());
+    for name in expected {
+        assert!(html.contains(&format!("<figure id=\"{name}\">")), "{name} missing from the report");
+    }
+    assert!(html.contains("diverged") && html.contains("WSD saving") && html.contains("Data-model law"));
+
+    // The export: the printed N is the model's own count of the exported shape, and the learning
+    // rates follow µP for the target width.
+    let out = root.path().join("export");
+    let recipe = json(&["export", s, "--budget-flops", "1e13", "--out", out.to_str().unwrap(), "--json"]);
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model_type"], "minicpm");
+    assert_eq!(config["architectures"][0], "MiniCPMForCausalLM");
+    let arg = |k: &str| config[k].to_string();
+    let model = json(&[
+        "model", "--width", &arg("hidden_size"), "--depth", &arg("num_hidden_layers"), "--heads", &arg("num_attention_heads"),
+        "--kv-heads", &arg("num_key_value_heads"), "--ffn-width", &arg("intermediate_size"), "--vocab", &arg("vocab_size"), "--json",
+    ]);
+    assert_eq!(model["non_embedding_params"], recipe["non_embedding_params"]);
+    assert_eq!(config["vocab_size"], 64, "the sweep's vocabulary by default");
+    assert_eq!(config["hidden_size"].as_u64().unwrap() % 64, 0);
+    assert_eq!(config["hidden_size"].as_u64().unwrap() / config["num_attention_heads"].as_u64().unwrap(), 64);
+    assert_eq!(config["dim_model_base"], 16);
+    let width = config["hidden_size"].as_f64().unwrap();
+    let lr = &recipe["learning_rates"];
+    let base = lr["base"].as_f64().unwrap();
+    assert!((lr["hidden_matrices"].as_f64().unwrap() - base * 16.0 / width).abs() < 1e-12 * base);
+    assert_eq!(lr["embedding"].as_f64().unwrap(), base);
+    assert!(lr["source"].as_str().unwrap().contains("learning-rate optimum"), "{lr}");
+    // No batch-size grid in this sweep: the export says which sweep would give the law.
+    assert!(recipe["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("minicpm-batch-size.toml")));
+    let steps = recipe["schedule"]["total_steps"].as_u64().unwrap();
+    assert_eq!(recipe["tokens"].as_u64().unwrap(), steps * recipe["batch"]["tokens"].as_u64().unwrap());
+    // A given N takes its D from the law.
+    let by_n = json(&["export", s, "--target-params", "2e5", "--out", out.to_str().unwrap(), "--json"]);
+    assert!(by_n["tokens"].as_u64().unwrap() > 0);
+    let e = fails(&["export", s, "--budget-flops=-1"]);
+    assert!(e.contains("budget"), "{e}");
+
+    // Runs without evaluations, or never started, still plot.
+    let plan = json(&["plan", root.path().join("plots.toml").to_str().unwrap(), "--json"]);
+    let runs = plan["runs"].as_array().unwrap();
+    let branch = runs.iter().find(|r| r["kind"] == "branch").unwrap()["id"].as_str().unwrap().to_string();
+    let plain = runs.iter().find(|r| r["kind"] == "plain").unwrap()["id"].as_str().unwrap().to_string();
+    let metrics = sweep.join("runs").join(&branch).join("metrics.jsonl");
+    let without_evals: String = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("eval_loss");
+            v.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&metrics, without_evals).unwrap();
+    std::fs::remove_dir_all(sweep.join("runs").join(&plain)).unwrap();
+    ok(&["plot", s]);
+    assert_svg(&sweep.join("plots").join("loss-curves.svg"));
+}
+
+#[test]
+fn one_run_plots_what_it_can_and_export_names_the_missing_fit() {
+    let root = tempfile::tempdir().unwrap();
+    let sweep = run_sweep(root.path(), "one", ONE_RUN);
+    let s = sweep.to_str().unwrap();
+    let printed = ok(&["plot", s]);
+    assert_eq!(charts_in(&sweep, ".svg"), ["loss-curves"]);
+    assert_svg(&sweep.join("plots").join("loss-curves.svg"));
+    assert!(printed.contains("no law-tokens chart") && printed.contains("at least 6"), "{printed}");
+    ok(&["report", s]);
+    let html = std::fs::read_to_string(sweep.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 1);
+    let e = fails(&["export", s, "--budget-flops", "1e15"]);
+    assert!(e.contains("data-model law") && e.contains("minicpm-data-model.toml"), "{e}");
+}
+
+#[test]
+fn coordinate_checks_and_bad_inputs() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("coord.json");
+    std::fs::write(&file, ok(&["coord-check", "--widths", "32,64", "--steps", "1", "--seq-len", "16", "--batch-size", "2", "--json"])).unwrap();
+    let printed = ok(&["plot", "--coord-check", file.to_str().unwrap()]);
+    assert!(printed.contains("coord.svg"), "{printed}");
+    assert_svg(&root.path().join("coord.svg"));
+    let png = root.path().join("c.png");
+    ok(&["plot", "--coord-check", file.to_str().unwrap(), "--format", "png", "--out", png.to_str().unwrap()]);
+    assert_png(&png);
+
+    let e = fails(&["plot", root.path().join("nowhere").to_str().unwrap()]);
+    assert!(e.contains("not a sweep directory") && e.contains("windtunnel run"), "{e}");
+    std::fs::write(root.path().join("bad.json"), "{}").unwrap();
+    let e = fails(&["plot", "--coord-check", root.path().join("bad.json").to_str().unwrap()]);
+    assert!(e.contains("bad.json") && e.contains("coord-check --json"), "{e}");
+}
