@@ -42,7 +42,7 @@ enum Command {
     #[command(after_help = "Examples:\n  windtunnel train sweeps/runs/quickstart.toml --out results/quickstart-run\n  \
                             windtunnel train sweeps/runs/quickstart.toml --out results/quickstart-run --resume\n  \
                             windtunnel train run.toml --out runs/a --device cuda:0 --json\n\n\
-                            Exit codes: 0 done, 1 failed, 3 diverged, 130/143 interrupted by SIGINT/SIGTERM (a checkpoint was written).")]
+                            Exit codes: 0 done, 1 failed, 3 diverged, 130/138/143 interrupted by SIGINT/SIGUSR1/SIGTERM (a checkpoint was written; SIGUSR1 is Slurm's time-limit warning).")]
     Train(TrainArgs),
     /// Expand a sweep file into its run graph (trunks, branches, plain runs) and its compute, without running it.
     #[command(after_help = "Examples:\n  windtunnel plan sweeps/quickstart.toml\n  windtunnel plan sweeps/minicpm-data-model.toml --json")]
@@ -50,12 +50,18 @@ enum Command {
     /// Run a sweep locally: every run a worker process, concurrently, resumable after any interruption.
     #[command(after_help = "Examples:\n  windtunnel run sweeps/quickstart.toml\n  \
                             windtunnel run sweeps/quickstart.toml --parallel 2\n  \
-                            windtunnel run sweeps/minicpm-lr-stability.toml --devices cuda:0,1,2,3 --runs-per-device 2\n\n\
-                            Rerunning the same command resumes: finished runs are kept, interrupted ones continue from their checkpoints.")]
+                            windtunnel run sweeps/minicpm-lr-stability.toml --devices cuda:0,1,2,3 --runs-per-device 2\n  \
+                            windtunnel run sweeps/quickstart.toml --executor slurm --partition gpu --time 04:00:00 --gpus-per-task 1\n  \
+                            windtunnel run sweeps/quickstart.toml --executor slurm --dry-run   (write the sbatch scripts, submit nothing)\n\n\
+                            Rerunning the same command resumes: finished runs are kept, interrupted ones continue from their checkpoints.\n\
+                            With --executor slurm the sweep directory must be on a file system the compute nodes share.")]
     Run(RunArgs),
-    /// A sweep's progress, from its files alone (works while it runs, after a crash, from another machine).
+    /// A sweep's progress, from its files first; for a Slurm sweep, Slurm's view of the unfinished runs.
     #[command(after_help = "Examples:\n  windtunnel status results/quickstart\n  windtunnel status results/quickstart --json")]
     Status(DirArgs),
+    /// Cancel a Slurm sweep's jobs; runs keep their checkpoints and `run --executor slurm` resumes them.
+    #[command(after_help = "Examples:\n  windtunnel cancel results/quickstart")]
+    Cancel(DirArgs),
     /// Write the sweep's results table (table.csv and table.parquet: one row per finished run or branch).
     #[command(after_help = "Examples:\n  windtunnel collect results/quickstart")]
     Collect(DirArgs),
@@ -185,11 +191,65 @@ struct RunArgs {
     /// Concurrent runs per device.
     #[arg(long, default_value_t = 1)]
     runs_per_device: usize,
-    /// Retries of a failed run.
-    #[arg(long, default_value_t = 2)]
-    max_retries: usize,
+    /// Retries of a failed run [default: 2]; Slurm: requeues of a task after a failure, time limit
+    /// or preemption [default: the [slurm] block's max_requeues, else 3].
+    #[arg(long)]
+    max_retries: Option<usize>,
     #[arg(long)]
     quiet: bool,
+    /// Where the runs execute: here (local) or as Slurm job arrays (slurm).
+    #[arg(long, value_enum, default_value = "local")]
+    executor: Executor,
+    #[command(flatten)]
+    slurm: SlurmArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Executor {
+    Local,
+    Slurm,
+}
+
+/// Overrides of the sweep file's [slurm] block (with --executor slurm).
+#[derive(Args)]
+#[command(next_help_heading = "Slurm (with --executor slurm; each overrides the sweep file's [slurm] key)")]
+struct SlurmArgs {
+    #[arg(long)]
+    partition: Option<String>,
+    #[arg(long)]
+    account: Option<String>,
+    #[arg(long)]
+    qos: Option<String>,
+    /// Time limit per task: "MM", "HH:MM:SS" or "D-HH:MM".
+    #[arg(long)]
+    time: Option<String>,
+    #[arg(long)]
+    gpus_per_task: Option<u32>,
+    #[arg(long)]
+    cpus_per_task: Option<u32>,
+    /// Memory per node, e.g. 16G.
+    #[arg(long)]
+    mem: Option<String>,
+    #[arg(long)]
+    constraint: Option<String>,
+    /// At most K tasks of an array at once.
+    #[arg(long)]
+    array_throttle: Option<u32>,
+    /// An extra #SBATCH option (repeatable), e.g. --sbatch=--exclusive.
+    #[arg(long = "sbatch", allow_hyphen_values = true)]
+    sbatch_lines: Vec<String>,
+    /// A shell line to run before the worker (repeatable), e.g. --setup "module load cuda".
+    #[arg(long)]
+    setup: Vec<String>,
+    /// Seconds before the time limit at which the task is told to checkpoint [default: 120].
+    #[arg(long)]
+    signal_seconds: Option<u32>,
+    /// Write the sbatch scripts into DIR/slurm/ without submitting them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stay until Slurm has finished the sweep, then collect its table.
+    #[arg(long)]
+    wait: bool,
 }
 
 #[derive(Args)]
@@ -607,8 +667,19 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run(args) => run_sweep(args),
         Command::Status(args) => {
-            let status = windtunnel::sweep::collect::status(&args.dir)?;
+            let status = windtunnel::sweep::collect::status_with_slurm(&args.dir)?;
             if args.json { print_json(&status) } else { print!("{status}"); Ok(()) }
+        }
+        Command::Cancel(args) => {
+            let cancelled = windtunnel::sweep::slurm::cancel(&args.dir)?;
+            if args.json { print_json(&cancelled) } else {
+                println!(
+                    "cancelled Slurm job(s) {} of {}; interrupted runs keep their checkpoints: resume with `windtunnel run SWEEP.toml --executor slurm`",
+                    cancelled.job_ids.join(", "),
+                    args.dir.display()
+                );
+                Ok(())
+            }
         }
         Command::Collect(args) => {
             let summary = windtunnel::sweep::collect::collect(&args.dir)?;
@@ -698,11 +769,14 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
 
 fn run_sweep(args: RunArgs) -> anyhow::Result<()> {
     use windtunnel::sweep::exec::ExecOptions;
+    if args.executor == Executor::Slurm {
+        return run_slurm(args);
+    }
     let options = ExecOptions {
         parallel: args.parallel,
         devices: parse_devices(&args.devices)?,
         runs_per_device: args.runs_per_device,
-        max_retries: args.max_retries,
+        max_retries: args.max_retries.unwrap_or(2),
         worker: std::env::current_exe().context("cannot find the windtunnel binary")?,
         quiet: args.quiet,
     };
@@ -810,4 +884,43 @@ fn coord(args: CoordCheckArgs) -> anyhow::Result<()> {
         println!("{result}");
         Ok(())
     }
+}
+
+fn run_slurm(args: RunArgs) -> anyhow::Result<()> {
+    use windtunnel::sweep::slurm::{SlurmOptions, SlurmSpec};
+    let a = args.slurm;
+    let spec = SlurmSpec {
+        partition: a.partition,
+        account: a.account,
+        qos: a.qos,
+        time: a.time,
+        gpus_per_task: a.gpus_per_task,
+        cpus_per_task: a.cpus_per_task,
+        mem: a.mem,
+        constraint: a.constraint,
+        array_throttle: a.array_throttle,
+        sbatch: a.sbatch_lines,
+        setup: a.setup,
+        signal_seconds: a.signal_seconds,
+        max_requeues: args.max_retries.map(|r| r as u32),
+        windtunnel: None,
+    };
+    let options = SlurmOptions {
+        spec,
+        worker: std::env::current_exe().context("cannot find the windtunnel binary")?,
+        dry_run: a.dry_run,
+        wait: a.wait,
+        quiet: args.quiet,
+    };
+    let out = windtunnel::sweep::run_slurm(&args.sweep, &args.out, &options)?;
+    eprintln!("{}: {}", out.dir.display(), out.submitted);
+    match &out.finished {
+        Some((status, table)) => {
+            eprint!("{status}");
+            eprintln!("{} ({} rows)", table.table.display(), table.rows);
+        }
+        None if !a.dry_run => eprintln!("watch it with `windtunnel status {}`; stop it with `windtunnel cancel {}`", out.dir.display(), out.dir.display()),
+        None => {}
+    }
+    Ok(())
 }

@@ -26,6 +26,9 @@ pub struct RunProgress {
     pub steps: u64,
     pub eval_loss: Option<f64>,
     pub reason: Option<String>,
+    /// For a sweep submitted to Slurm: the task's Slurm state when the files say it is unfinished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<super::slurm::TaskState>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,7 +79,23 @@ pub fn status(dir: &Path) -> anyhow::Result<SweepStatus> {
             Some(RunState::Failed) => s.failed += 1,
             Some(RunState::Interrupted) => s.interrupted += 1,
         }
-        s.detail.push(RunProgress { id: r.id.clone(), kind: r.kind, state, step, steps, eval_loss: eval, reason });
+        s.detail.push(RunProgress { id: r.id.clone(), kind: r.kind, state, step, steps, eval_loss: eval, reason, slurm: None });
+    }
+    Ok(s)
+}
+
+/// `status`, and for a sweep submitted to Slurm, Slurm's view of every run its files do not
+/// show finished (squeue, then sacct or scontrol; Slurm forgets cancelled pending tasks, so a
+/// run Slurm no longer knows shows as UNKNOWN: resubmit with `run --executor slurm`).
+pub fn status_with_slurm(dir: &Path) -> anyhow::Result<SweepStatus> {
+    let mut s = status(dir)?;
+    if !dir.join("slurm").join("jobs.json").exists() {
+        return Ok(s);
+    }
+    let unfinished: Vec<String> = s.detail.iter().filter(|r| r.state != "done" && r.state != "diverged").map(|r| r.id.clone()).collect();
+    let view = super::slurm::unfinished_tasks(dir, &unfinished)?;
+    for r in &mut s.detail {
+        r.slurm = view.get(&r.id).cloned();
     }
     Ok(s)
 }
@@ -99,6 +118,12 @@ impl std::fmt::Display for SweepStatus {
         )?;
         for r in self.detail.iter().filter(|r| r.state != "done") {
             write!(f, "  {} {:<7} {:<11} step {}/{}", r.id, format!("{:?}", r.kind).to_lowercase(), r.state, r.step, r.steps)?;
+            if let Some(t) = &r.slurm {
+                write!(f, "  slurm {} {}{}", t.task, t.state, t.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())?;
+                if r.state == "pending" && !t.alive() && t.state != "CANCELLED" {
+                    write!(f, "  (the task ended without writing here: is {} on a file system the nodes share? see slurm/logs/)", self.dir.display())?;
+                }
+            }
             if let Some(reason) = &r.reason {
                 write!(f, "  {}", reason.lines().next().unwrap_or(""))?;
             }

@@ -180,7 +180,7 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
                     let state = match code {
                         Some(0) => RunState::Done,
                         Some(c) if c == EXIT_DIVERGED as i32 => RunState::Diverged,
-                        Some(130) | Some(143) => RunState::Interrupted,
+                        Some(130) | Some(138) | Some(143) => RunState::Interrupted,
                         _ if summary.stopped_by_signal.is_some() => RunState::Interrupted,
                         _ => RunState::Failed,
                     };

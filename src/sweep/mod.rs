@@ -5,6 +5,7 @@
 pub mod collect;
 pub mod exec;
 pub mod plan;
+pub mod slurm;
 pub mod spec;
 
 use std::path::{Path, PathBuf};
@@ -30,4 +31,35 @@ pub fn run(sweep_file: &Path, out_root: &Path, options: &exec::ExecOptions) -> a
     let summary = exec::execute(&dir, &plan, options)?;
     let table = collect::collect(&dir)?;
     Ok(SweepOutcome { dir, exec: summary, table })
+}
+
+/// What `windtunnel run --executor slurm` did.
+pub struct SlurmOutcome {
+    pub dir: PathBuf,
+    pub submitted: slurm::SlurmSummary,
+    /// With `--wait`: the sweep once nothing is left in Slurm, and its table.
+    pub finished: Option<(collect::SweepStatus, collect::CollectSummary)>,
+}
+
+/// `windtunnel run --executor slurm`: plan and materialise as locally, then submit what is
+/// unfinished to Slurm (the `[slurm]` block, overridden by the command line); with `wait`, stay
+/// until Slurm has nothing left of the sweep and collect the table.
+pub fn run_slurm(sweep_file: &Path, out_root: &Path, options: &slurm::SlurmOptions) -> anyhow::Result<SlurmOutcome> {
+    let text = std::fs::read_to_string(sweep_file).with_context(|| format!("cannot read sweep file {}", sweep_file.display()))?;
+    let spec = spec::SweepSpec::parse(&text, sweep_file)?;
+    let plan = plan::plan(&spec).with_context(|| format!("planning {}", sweep_file.display()))?;
+    let dir = exec::sweep_dir(&spec, out_root);
+    let options = slurm::SlurmOptions { spec: spec.slurm.clone().unwrap_or_default().merged(&options.spec), ..options.clone() };
+    let submitted = {
+        let _lock = exec::lock(&dir)?;
+        exec::materialise(&dir, &text, &plan)?;
+        slurm::submit(&dir, &plan, &options)?
+    };
+    let finished = if options.wait && !options.dry_run {
+        let status = slurm::wait(&dir, &plan, options.quiet)?;
+        Some((status, collect::collect(&dir)?))
+    } else {
+        None
+    };
+    Ok(SlurmOutcome { dir, submitted, finished })
 }

@@ -47,6 +47,9 @@ pub struct SweepSpec {
     pub base: toml::Table,
     #[serde(rename = "grid")]
     pub grids: Vec<GridSpec>,
+    /// How to submit the sweep to Slurm (`windtunnel run --executor slurm`); ignored locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<super::slurm::SlurmSpec>,
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -164,6 +167,17 @@ impl SweepSpec {
         let spec: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         let at = |needle: &str| line_of(text, needle).map(|l| format!(" (line {l})")).unwrap_or_default();
         anyhow::ensure!(!spec.grids.is_empty(), "{}: no [[grid]] section; a sweep needs at least one", path.display());
+        // The name is the results folder's name: one plain path component.
+        anyhow::ensure!(
+            !spec.name.is_empty() && spec.name != "." && spec.name != ".." && !spec.name.contains(['/', '\\']) && !spec.name.chars().any(char::is_control),
+            "{}{}: `name` = {:?} must be a folder name (no `/`, not `.` or `..`, no control characters)",
+            path.display(),
+            at("name"),
+            spec.name
+        );
+        if let Some(slurm) = &spec.slurm {
+            slurm.validate().with_context(|| format!("{}{}: [slurm]", path.display(), at("[slurm]")))?;
+        }
         anyhow::ensure!(!spec.seeds.is_empty(), "{}{}: `seeds` is empty", path.display(), at("seeds"));
         for g in &spec.grids {
             let m = &g.models;

@@ -109,7 +109,18 @@ pub fn train(run_file: &Path, out: &Path, options: &TrainOptions) -> anyhow::Res
 
 /// Train `config` (paths in it relative to `base_dir`) into `out`.
 pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOptions) -> anyhow::Result<TrainSummary> {
-    let prepared = prepare(config, base_dir, out, options)?;
+    let prepared = match prepare(config, base_dir, out, options) {
+        Ok(p) => p,
+        Err(e) => {
+            // A run that never started (missing data, bad shape) still says so in its directory, so
+            // `status` shows it failed rather than pending. An existing status is never overwritten.
+            if !out.join("status.json").exists() && std::fs::create_dir_all(out).is_ok() {
+                let status = Status { state: RunState::Failed, reason: Some(format!("{e:#}")), step: 0, steps: 0, tokens: 0, eval_loss: None, pid: std::process::id(), updated_at: now_seconds() };
+                let _ = write_status(out, &status);
+            }
+            return Err(e);
+        }
+    };
     let steps = prepared.record.steps;
     let result = run_on(options.device, Job { p: &prepared, options }).and_then(|r| r);
     if let Err(e) = &result {
@@ -214,7 +225,8 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
     atomic_write(&run_json, serde_json::to_string_pretty(&record)?.as_bytes())?;
 
     let signal = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // SIGUSR1 is Slurm's warning before a time limit (`--signal`): checkpoint and stop like SIGTERM.
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
         signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).context("cannot install signal handlers")?;
     }
     Ok(Prepared { record, out: out.to_path_buf(), data, decay_data, trunk_checkpoint, signal })

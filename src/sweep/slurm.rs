@@ -1,0 +1,656 @@
+//! The Slurm executor: `windtunnel run SWEEP.toml --executor slurm`.
+//!
+//! The sweep directory must be on a file system the compute nodes share: the nodes run the same
+//! `windtunnel train runs/<id>/config.json --out runs/<id>` worker as the local executor, and
+//! every result is a file there. Slurm only starts the workers.
+//!
+//! Waves. Trunks and plain runs form wave 1, one job array (`slurm/wave-1.sbatch`). Branches form
+//! wave 2 (`slurm/wave-2.sbatch`), submitted once per trunk as the array of that trunk's branches
+//! with `--dependency=afterok:<trunk job>_<task>`: a branch starts when its trunk has finished
+//! (and with it every branch-point checkpoint), and never if the trunk diverged or failed
+//! (`--kill-on-invalid-dep`). A trunk already finished gives its branches no dependency. Each
+//! run's job is recorded in `slurm/jobs.json`.
+//!
+//! Time limits and preemption. Each script asks for `--signal=B:USR1@<signal_seconds>`; the batch
+//! shell traps USR1 (and TERM, which preemption and `scancel` send) and forwards it to the
+//! worker, which writes a checkpoint and exits 138 (143). The script then requeues its own task
+//! (`scontrol requeue`), at most `max_requeues` times (SLURM_RESTART_COUNT), and the requeued
+//! task resumes from the checkpoint. A failed worker is requeued within the same bound.
+//! `windtunnel cancel` marks the sweep cancelled first, so cancelled tasks do not requeue.
+//!
+//! Safety. Everything from the sweep file or the command line that reaches a script is data:
+//! paths and run ids are single-quoted for the shell, values of `#SBATCH` lines are refused if
+//! they hold control characters (a newline would start a shell line), the job name is reduced to
+//! `[A-Za-z0-9._-]`, and log paths are relative to the sweep directory (scripts are submitted from
+//! it). The one exception is `setup`: its lines are shell commands by design (module loads,
+//! environment activation), run verbatim before the worker, like submitit's `setup`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::plan::{Plan, PlannedRun, RunKind};
+use crate::fsutil::atomic_write;
+use crate::train::log::{read_status, RunState};
+
+/// The `[slurm]` block of a sweep file; each key has a `windtunnel run` flag that overrides it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos: Option<String>,
+    /// Time limit per task, in Slurm's format: "MM", "HH:MM:SS", "D-HH:MM".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_per_task: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per node, e.g. "16G".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// At most this many tasks of an array at once (`--array=...%K`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_throttle: Option<u32>,
+    /// Extra `#SBATCH` options, e.g. ["--exclusive", "--nice=10"].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sbatch: Vec<String>,
+    /// Shell lines run before the worker (module loads, environment activation). Shell by design.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<String>,
+    /// Seconds before the time limit at which Slurm warns the task (USR1) to checkpoint [default: 120].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_seconds: Option<u32>,
+    /// Requeues per task after a time limit, preemption or failure [default: 3].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requeues: Option<u32>,
+    /// The windtunnel binary as the nodes see it [default: this binary].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windtunnel: Option<PathBuf>,
+}
+
+impl SlurmSpec {
+    /// This block with every key `overrides` sets replaced (lists are appended).
+    pub fn merged(&self, overrides: &SlurmSpec) -> SlurmSpec {
+        let pick = |a: &Option<String>, b: &Option<String>| b.clone().or_else(|| a.clone());
+        SlurmSpec {
+            partition: pick(&self.partition, &overrides.partition),
+            account: pick(&self.account, &overrides.account),
+            qos: pick(&self.qos, &overrides.qos),
+            time: pick(&self.time, &overrides.time),
+            gpus_per_task: overrides.gpus_per_task.or(self.gpus_per_task),
+            cpus_per_task: overrides.cpus_per_task.or(self.cpus_per_task),
+            mem: pick(&self.mem, &overrides.mem),
+            constraint: pick(&self.constraint, &overrides.constraint),
+            array_throttle: overrides.array_throttle.or(self.array_throttle),
+            sbatch: self.sbatch.iter().chain(&overrides.sbatch).cloned().collect(),
+            setup: self.setup.iter().chain(&overrides.setup).cloned().collect(),
+            signal_seconds: overrides.signal_seconds.or(self.signal_seconds),
+            max_requeues: overrides.max_requeues.or(self.max_requeues),
+            windtunnel: overrides.windtunnel.clone().or_else(|| self.windtunnel.clone()),
+        }
+    }
+
+    pub fn signal_seconds(&self) -> u32 {
+        self.signal_seconds.unwrap_or(120)
+    }
+
+    pub fn max_requeues(&self) -> u32 {
+        self.max_requeues.unwrap_or(3)
+    }
+
+    /// Refuse values that could break out of an `#SBATCH` line, naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let fields = [
+            ("partition", &self.partition),
+            ("account", &self.account),
+            ("qos", &self.qos),
+            ("time", &self.time),
+            ("mem", &self.mem),
+            ("constraint", &self.constraint),
+        ];
+        for (key, value) in fields {
+            if let Some(v) = value {
+                directive_value(key, v)?;
+                anyhow::ensure!(!v.trim().is_empty() && !v.contains(char::is_whitespace), "slurm.{key} = {v:?}: must be one word without spaces");
+            }
+        }
+        for line in &self.sbatch {
+            directive_value("sbatch", line)?;
+            anyhow::ensure!(line.starts_with('-'), "slurm.sbatch entry {line:?}: give an sbatch option such as \"--exclusive\" (it becomes an #SBATCH line)");
+        }
+        for line in &self.setup {
+            anyhow::ensure!(!line.contains(['\n', '\r', '\0']), "slurm.setup entry {line:?}: one shell line per entry (no newlines)");
+        }
+        if let Some(t) = &self.time {
+            anyhow::ensure!(
+                t.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '-'),
+                "slurm.time = {t:?}: use Slurm's format, e.g. \"30\" (minutes), \"04:00:00\" or \"1-00:00\""
+            );
+        }
+        anyhow::ensure!(self.array_throttle != Some(0), "slurm.array_throttle must be at least 1");
+        anyhow::ensure!(self.cpus_per_task != Some(0), "slurm.cpus_per_task must be at least 1");
+        if let Some(w) = &self.windtunnel {
+            anyhow::ensure!(w.is_absolute(), "slurm.windtunnel = {}: give an absolute path the nodes can run", w.display());
+        }
+        Ok(())
+    }
+}
+
+/// A value for an `#SBATCH` line: no control characters (a newline would end the comment and
+/// start a shell command).
+fn directive_value(key: &str, value: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !value.chars().any(|c| c.is_control()),
+        "slurm.{key} = {value:?} holds a control character (newline, tab, …); it would escape its #SBATCH line"
+    );
+    Ok(())
+}
+
+/// A string as one single-quoted shell word: nothing inside is expanded or executed.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A job name Slurm and a shell both take as is.
+fn job_name(s: &str) -> String {
+    let name: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    name.chars().take(64).collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct SlurmOptions {
+    pub spec: SlurmSpec,
+    /// This binary (used when the spec names none).
+    pub worker: PathBuf,
+    /// Write the scripts without submitting them.
+    pub dry_run: bool,
+    /// Stay until every run has finished (or left Slurm), printing progress.
+    pub wait: bool,
+    pub quiet: bool,
+}
+
+/// One `sbatch` call: a script, the array indices it starts, and the dependency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Submission {
+    pub script: PathBuf,
+    pub array: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<String>,
+    pub job_id: Option<String>,
+    pub run_ids: Vec<String>,
+}
+
+/// `slurm/jobs.json`: every submission, and each run's current Slurm task ("<job>_<index>").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobsFile {
+    pub submissions: Vec<Submission>,
+    pub tasks: BTreeMap<String, String>,
+}
+
+fn jobs_path(dir: &Path) -> PathBuf {
+    dir.join("slurm").join("jobs.json")
+}
+
+pub fn read_jobs(dir: &Path) -> anyhow::Result<JobsFile> {
+    let path = jobs_path(dir);
+    if !path.exists() {
+        return Ok(JobsFile::default());
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))
+}
+
+fn cancelled_marker(dir: &Path) -> PathBuf {
+    dir.join("slurm").join("cancelled")
+}
+
+/// The Slurm state of one task, as squeue, sacct or scontrol report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskState {
+    pub task: String,
+    /// PENDING, RUNNING, COMPLETED, CANCELLED, FAILED, TIMEOUT, … or UNKNOWN when no Slurm
+    /// command knows the task any more (cancelled while pending, or expired from slurmctld).
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+impl TaskState {
+    pub fn alive(&self) -> bool {
+        matches!(self.state.as_str(), "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESIZING" | "SUSPENDED" | "STOPPED" | "SIGNALING")
+    }
+}
+
+fn command_output(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program).args(args).output().with_context(|| format!("cannot run `{program}`: is Slurm's client installed on this machine?"))?;
+    anyhow::ensure!(out.status.success(), "`{program} {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// Slurm's view of `tasks` ("<job>_<index>"): squeue for live tasks, then sacct when accounting
+/// works, then `scontrol show job` (which remembers finished jobs for MinJobAge).
+pub fn query_tasks(tasks: &[String]) -> anyhow::Result<HashMap<String, TaskState>> {
+    let mut out = HashMap::new();
+    if tasks.is_empty() {
+        return Ok(out);
+    }
+    let mut jobs: Vec<&str> = tasks.iter().filter_map(|t| t.split('_').next()).collect();
+    jobs.sort();
+    jobs.dedup();
+    let listing = command_output("squeue", &["-h", "-r", "-o", "%i|%T|%r", "-j", &jobs.join(",")]).unwrap_or_default();
+    for line in listing.lines() {
+        let parts: Vec<&str> = line.trim().split('|').collect();
+        if parts.len() == 3 && tasks.iter().any(|t| t == parts[0]) {
+            let reason = (parts[2] != "None").then(|| parts[2].to_string());
+            out.insert(parts[0].to_string(), TaskState { task: parts[0].to_string(), state: parts[1].to_string(), reason });
+        }
+    }
+    let missing: Vec<&String> = tasks.iter().filter(|t| !out.contains_key(*t)).collect();
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    if let Ok(acct) = command_output("sacct", &["-n", "-P", "-X", "-o", "JobID,State", "-j", &jobs.join(",")]) {
+        for line in acct.lines() {
+            if let Some((id, state)) = line.split_once('|') {
+                if missing.iter().any(|t| *t == id) {
+                    let state = state.split_whitespace().next().unwrap_or("UNKNOWN").to_string();
+                    out.insert(id.to_string(), TaskState { task: id.to_string(), state, reason: None });
+                }
+            }
+        }
+    }
+    for task in missing {
+        if out.contains_key(task) {
+            continue;
+        }
+        let state = command_output("scontrol", &["-o", "show", "job", task])
+            .ok()
+            .and_then(|text| text.split_whitespace().find_map(|kv| kv.strip_prefix("JobState=").map(str::to_string)))
+            .unwrap_or_else(|| "UNKNOWN".to_string());
+        out.insert(task.clone(), TaskState { task: task.clone(), state, reason: None });
+    }
+    Ok(out)
+}
+
+/// The batch script of a wave: which runs its array indices start, and how.
+fn wave_script(dir: &Path, plan_name: &str, wave: usize, runs: &[&PlannedRun], spec: &SlurmSpec, worker: &Path, submit_lines: &[String]) -> String {
+    let mut s = String::new();
+    s.push_str("#!/bin/bash\n");
+    s.push_str(&format!("# windtunnel sweep {plan_name:?}, wave {wave}: {} run(s). Generated by windtunnel {}.\n", runs.len(), env!("CARGO_PKG_VERSION")));
+    s.push_str("# Submitted from the sweep directory (log paths are relative to it) as:\n");
+    for line in submit_lines {
+        s.push_str(&format!("#   {line}\n"));
+    }
+    let n = runs.len();
+    let throttle = spec.array_throttle.map(|k| format!("%{k}")).unwrap_or_default();
+    let mut directive = |line: String| s.push_str(&format!("#SBATCH {line}\n"));
+    directive(format!("--job-name={}", job_name(&format!("wt-{plan_name}-w{wave}"))));
+    directive(format!("--array=0-{}{throttle}", n.saturating_sub(1)));
+    directive("--output=slurm/logs/%x-%A_%a.out".into());
+    directive("--open-mode=append".into());
+    directive("--requeue".into());
+    directive(format!("--signal=B:USR1@{}", spec.signal_seconds()));
+    directive("--ntasks=1".into());
+    directive(format!("--cpus-per-task={}", spec.cpus_per_task.unwrap_or(1)));
+    for (flag, value) in [("partition", &spec.partition), ("account", &spec.account), ("qos", &spec.qos), ("time", &spec.time), ("mem", &spec.mem), ("constraint", &spec.constraint)] {
+        if let Some(v) = value {
+            directive(format!("--{flag}={v}"));
+        }
+    }
+    if let Some(g) = spec.gpus_per_task.filter(|&g| g > 0) {
+        directive(format!("--gpus-per-task={g}"));
+    }
+    for line in &spec.sbatch {
+        directive(line.clone());
+    }
+    s.push('\n');
+    s.push_str("set -u\n");
+    if !spec.setup.is_empty() {
+        s.push_str("# setup (from the sweep's [slurm] block)\n");
+        for line in &spec.setup {
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
+    let device = if spec.gpus_per_task.unwrap_or(0) > 0 { "cuda:0" } else { "cpu" };
+    s.push_str(&format!(
+        r#"
+SWEEP_DIR={dir}
+WINDTUNNEL={worker}
+MAX_REQUEUES={max_requeues}
+RUN_IDS=({ids})
+RUN_ID=${{RUN_IDS[$SLURM_ARRAY_TASK_ID]}}
+RUN_DIR="$SWEEP_DIR/runs/$RUN_ID"
+TASK="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+RESTARTS=${{SLURM_RESTART_COUNT:-0}}
+
+if [ ! -f "$RUN_DIR/config.json" ]; then
+    echo "windtunnel: $RUN_DIR/config.json is not visible on $(hostname): the sweep directory must be on a file system shared with the compute nodes" >&2
+    exit 2
+fi
+echo "$TASK host=$(hostname) start=$(date +%s) restarts=$RESTARTS" >> "$RUN_DIR/slurm.log"
+
+# Slurm's warning before the time limit (USR1) and preemption or scancel (TERM) go to this shell;
+# pass them on to the worker, which writes a checkpoint and exits.
+worker=
+forward() {{ if [ -n "$worker" ]; then kill -s "$1" "$worker" 2>/dev/null; fi; }}
+trap 'forward USR1' USR1
+trap 'forward TERM' TERM
+
+resume=
+if [ -f "$RUN_DIR/run.json" ]; then resume=--resume; fi
+export RAYON_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}}
+"$WINDTUNNEL" train "$RUN_DIR/config.json" --out "$RUN_DIR" --device {device} --quiet $resume >> "$RUN_DIR/worker.log" 2>&1 &
+worker=$!
+# A trapped signal ends `wait` early: wait again until the worker itself has exited.
+while :; do
+    wait "$worker"
+    code=$?
+    if ! kill -0 "$worker" 2>/dev/null; then break; fi
+done
+echo "$TASK end=$(date +%s) exit=$code" >> "$RUN_DIR/slurm.log"
+
+case $code in
+    0) exit 0 ;;
+    3) exit 3 ;;  # diverged: a result; its branches never start (afterok)
+esac
+# Interrupted (130, 138, 143: a checkpoint was written) or failed: requeue this task, boundedly,
+# unless the sweep was cancelled.
+if [ ! -e "$SWEEP_DIR/slurm/cancelled" ] && [ "$RESTARTS" -lt "$MAX_REQUEUES" ]; then
+    echo "$TASK requeue after exit $code ($((RESTARTS + 1)) of $MAX_REQUEUES)" >> "$RUN_DIR/slurm.log"
+    scontrol requeue "$TASK"
+    exit 0
+fi
+exit "$code"
+"#,
+        dir = shell_quote(&dir.display().to_string()),
+        worker = shell_quote(&worker.display().to_string()),
+        max_requeues = spec.max_requeues(),
+        ids = runs.iter().map(|r| shell_quote(&r.id)).collect::<Vec<_>>().join(" "),
+    ));
+    s
+}
+
+/// Run `sbatch` from the sweep directory; returns the job id.
+fn sbatch(dir: &Path, args: &[String]) -> anyhow::Result<String> {
+    let out = Command::new("sbatch")
+        .arg("--parsable")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("cannot run `sbatch`: is Slurm's client installed and on PATH?")?;
+    anyhow::ensure!(out.status.success(), "`sbatch {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    let text = String::from_utf8_lossy(&out.stdout);
+    // --parsable prints "<job id>[;<cluster>]".
+    let id = text.trim().split(';').next().unwrap_or("").to_string();
+    anyhow::ensure!(!id.is_empty() && id.chars().all(|c| c.is_ascii_digit()), "sbatch printed no job id: {text:?}");
+    Ok(id)
+}
+
+/// Compact array indices: [0, 1, 2, 5] → "0-2,5".
+fn array_indices(indices: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < indices.len() {
+        let mut j = i;
+        while j + 1 < indices.len() && indices[j + 1] == indices[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j { indices[i].to_string() } else { format!("{}-{}", indices[i], indices[j]) });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SlurmSummary {
+    pub submitted: usize,
+    pub already_finished: usize,
+    pub already_in_slurm: usize,
+    pub skipped: Vec<String>,
+    pub scripts: Vec<PathBuf>,
+    pub job_ids: Vec<String>,
+    pub dry_run: bool,
+}
+
+impl std::fmt::Display for SlurmSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.dry_run {
+            write!(f, "dry run: wrote {} without submitting", self.scripts.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))?;
+        } else {
+            write!(f, "submitted {} run(s) as job(s) {}", self.submitted, if self.job_ids.is_empty() { "-".to_string() } else { self.job_ids.join(", ") })?;
+        }
+        write!(f, "; {} already finished, {} already queued or running in Slurm", self.already_finished, self.already_in_slurm)?;
+        for s in &self.skipped {
+            write!(f, "\n  {s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Submit every unfinished run of `plan` that Slurm is not already running.
+pub fn submit(dir: &Path, plan: &Plan, options: &SlurmOptions) -> anyhow::Result<SlurmSummary> {
+    options.spec.validate()?;
+    let dir = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let worker = options.spec.windtunnel.clone().unwrap_or_else(|| options.worker.clone());
+    std::fs::create_dir_all(dir.join("slurm").join("logs")).with_context(|| format!("cannot create {}/slurm/logs", dir.display()))?;
+    if !options.dry_run {
+        let _ = std::fs::remove_file(cancelled_marker(&dir));
+    }
+    let mut jobs = read_jobs(&dir)?;
+    let mut summary = SlurmSummary { dry_run: options.dry_run, ..Default::default() };
+
+    // What each run is now: finished (files), alive in Slurm (jobs.json + squeue), or to submit.
+    let known: Vec<String> = plan.runs.iter().filter_map(|r| jobs.tasks.get(&r.id).cloned()).collect();
+    let slurm_view = if known.is_empty() || options.dry_run { HashMap::new() } else { query_tasks(&known)? };
+    let state_of = |r: &PlannedRun| read_status(&dir.join("runs").join(&r.id)).ok().flatten().map(|s| s.state);
+    let mut to_submit: Vec<&PlannedRun> = Vec::new();
+    let mut finished: HashMap<&str, RunState> = HashMap::new();
+    let mut alive: HashMap<&str, String> = HashMap::new();
+    for r in &plan.runs {
+        match state_of(r) {
+            Some(s @ (RunState::Done | RunState::Diverged)) => {
+                finished.insert(&r.id, s);
+                summary.already_finished += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(task) = jobs.tasks.get(&r.id) {
+            if slurm_view.get(task).is_some_and(TaskState::alive) {
+                alive.insert(&r.id, task.clone());
+                summary.already_in_slurm += 1;
+                continue;
+            }
+        }
+        to_submit.push(r);
+    }
+
+    // Wave 1: trunks and plain runs.
+    let wave1: Vec<&PlannedRun> = to_submit.iter().copied().filter(|r| r.kind != RunKind::Branch).collect();
+    let mut trunk_task: HashMap<&str, String> = alive.iter().map(|(id, t)| (*id, t.clone())).collect();
+    if !wave1.is_empty() {
+        let script_path = dir.join("slurm").join("wave-1.sbatch");
+        let submit_line = "sbatch slurm/wave-1.sbatch".to_string();
+        atomic_write(&script_path, wave_script(&dir, &plan.name, 1, &wave1, &options.spec, &worker, &[submit_line]).as_bytes())?;
+        summary.scripts.push(script_path.clone());
+        let job = if options.dry_run { None } else { Some(sbatch(&dir, &["slurm/wave-1.sbatch".to_string()])?) };
+        if let Some(job) = &job {
+            for (i, r) in wave1.iter().enumerate() {
+                let task = format!("{job}_{i}");
+                jobs.tasks.insert(r.id.clone(), task.clone());
+                trunk_task.insert(&r.id, task);
+            }
+            summary.job_ids.push(job.clone());
+        }
+        jobs.submissions.push(Submission { script: script_path, array: format!("0-{}", wave1.len() - 1), dependency: None, job_id: job, run_ids: wave1.iter().map(|r| r.id.clone()).collect() });
+        summary.submitted += wave1.len();
+    }
+
+    // Wave 2: branches, one array per trunk, after that trunk's task.
+    let mut wave2: Vec<&PlannedRun> = Vec::new();
+    for r in to_submit.iter().copied().filter(|r| r.kind == RunKind::Branch) {
+        let trunk = r.trunk.as_deref().unwrap_or("");
+        match finished.get(trunk) {
+            Some(RunState::Diverged) => summary.skipped.push(format!("{} not submitted: its trunk {trunk} diverged", r.id)),
+            _ => wave2.push(r),
+        }
+    }
+    if !wave2.is_empty() {
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, r) in wave2.iter().enumerate() {
+            groups.entry(r.trunk.as_deref().unwrap_or("")).or_default().push(i);
+        }
+        let throttle = options.spec.array_throttle.map(|k| format!("%{k}")).unwrap_or_default();
+        let mut calls: Vec<(Vec<String>, Vec<usize>, Option<String>)> = Vec::new();
+        for (trunk, indices) in &groups {
+            let dependency = if finished.contains_key(trunk) {
+                None
+            } else {
+                let task = trunk_task.get(trunk).cloned();
+                match task {
+                    Some(t) => Some(format!("afterok:{t}")),
+                    // Dry run: the trunk has no job id yet.
+                    None if options.dry_run => Some("afterok:<trunk job>".into()),
+                    None => anyhow::bail!("branch of trunk {trunk}: the trunk is neither finished nor submitted"),
+                }
+            };
+            let mut args = vec![format!("--array={}{throttle}", array_indices(indices))];
+            if let Some(d) = &dependency {
+                args.push(format!("--dependency={d}"));
+                args.push("--kill-on-invalid-dep=yes".into());
+            }
+            args.push("slurm/wave-2.sbatch".into());
+            calls.push((args, indices.clone(), dependency));
+        }
+        let lines: Vec<String> = calls.iter().map(|(args, _, _)| format!("sbatch {}", args.join(" "))).collect();
+        let script_path = dir.join("slurm").join("wave-2.sbatch");
+        atomic_write(&script_path, wave_script(&dir, &plan.name, 2, &wave2, &options.spec, &worker, &lines).as_bytes())?;
+        summary.scripts.push(script_path.clone());
+        for (args, indices, dependency) in calls {
+            let job = if options.dry_run { None } else { Some(sbatch(&dir, &args)?) };
+            if let Some(job) = &job {
+                for &i in &indices {
+                    jobs.tasks.insert(wave2[i].id.clone(), format!("{job}_{i}"));
+                }
+                summary.job_ids.push(job.clone());
+            }
+            jobs.submissions.push(Submission {
+                script: script_path.clone(),
+                array: array_indices(&indices),
+                dependency,
+                job_id: job,
+                run_ids: indices.iter().map(|&i| wave2[i].id.clone()).collect(),
+            });
+        }
+        summary.submitted += wave2.len();
+    }
+    if !options.dry_run {
+        atomic_write(&jobs_path(&dir), serde_json::to_string_pretty(&jobs)?.as_bytes())?;
+    }
+    Ok(summary)
+}
+
+/// Slurm's view of every unfinished run of the sweep that has a recorded task.
+pub fn unfinished_tasks(dir: &Path, run_ids: &[String]) -> anyhow::Result<HashMap<String, TaskState>> {
+    let jobs = read_jobs(dir)?;
+    let tasks: Vec<String> = run_ids.iter().filter_map(|id| jobs.tasks.get(id).cloned()).collect();
+    let view = query_tasks(&tasks)?;
+    Ok(run_ids.iter().filter_map(|id| jobs.tasks.get(id).and_then(|t| view.get(t)).map(|s| (id.clone(), s.clone()))).collect())
+}
+
+/// Poll until every run has finished or has no live Slurm task, printing progress.
+pub fn wait(dir: &Path, plan: &Plan, quiet: bool) -> anyhow::Result<super::collect::SweepStatus> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let status = super::collect::status(dir)?;
+        let unfinished: Vec<String> = status.detail.iter().filter(|r| r.state != "done" && r.state != "diverged").map(|r| r.id.clone()).collect();
+        let view = unfinished_tasks(dir, &unfinished)?;
+        let live = unfinished.iter().filter(|id| view.get(*id).is_some_and(TaskState::alive)).count();
+        let line = format!(
+            "[{} done, {} diverged, {} running, {} in the Slurm queue of {}] {:.0}s",
+            status.done,
+            status.diverged,
+            status.running,
+            live,
+            plan.runs.len(),
+            started.elapsed().as_secs_f64()
+        );
+        if !quiet && line[..line.rfind(']').unwrap_or(0)] != last[..last.rfind(']').unwrap_or(0)] {
+            eprintln!("{line}");
+        }
+        last = line;
+        if live == 0 {
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CancelSummary {
+    pub job_ids: Vec<String>,
+}
+
+/// `windtunnel cancel DIR`: mark the sweep cancelled (so no task requeues itself) and scancel
+/// every job it submitted. Interrupted runs keep their checkpoints; `run --executor slurm` resumes.
+pub fn cancel(dir: &Path) -> anyhow::Result<CancelSummary> {
+    let jobs = read_jobs(dir)?;
+    anyhow::ensure!(!jobs.submissions.is_empty(), "{}: no Slurm jobs recorded (slurm/jobs.json); nothing to cancel", dir.display());
+    atomic_write(&cancelled_marker(dir), b"cancelled by `windtunnel cancel`\n")?;
+    let mut ids: Vec<String> = jobs.submissions.iter().filter_map(|s| s.job_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    command_output("scancel", &ids.iter().map(String::as_str).collect::<Vec<_>>())?;
+    Ok(CancelSummary { job_ids: ids })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_hostile_strings_inert() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's $(rm -rf ~) `x`"), r"'it'\''s $(rm -rf ~) `x`'");
+        assert_eq!(job_name("wt-x; rm -rf /$(y)"), "wt-x__rm_-rf___y_");
+    }
+
+    #[test]
+    fn directive_values_with_newlines_are_refused() {
+        let spec = SlurmSpec { partition: Some("gpu\n#SBATCH --wrap=evil".into()), ..Default::default() };
+        let e = spec.validate().unwrap_err().to_string();
+        assert!(e.contains("slurm.partition") && e.contains("control character"), "{e}");
+        let spec = SlurmSpec { sbatch: vec!["exclusive".into()], ..Default::default() };
+        assert!(spec.validate().unwrap_err().to_string().contains("--exclusive"));
+        let spec = SlurmSpec { time: Some("1 hour".into()), ..Default::default() };
+        assert!(spec.validate().is_err());
+    }
+
+    #[test]
+    fn array_indices_are_compact() {
+        assert_eq!(array_indices(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+        assert_eq!(array_indices(&[3]), "3");
+    }
+
+    #[test]
+    fn overrides_replace_the_sweep_files_keys() {
+        let file = SlurmSpec { partition: Some("cpu".into()), time: Some("60".into()), setup: vec!["module load x".into()], ..Default::default() };
+        let cli = SlurmSpec { partition: Some("gpu".into()), setup: vec!["source env".into()], ..Default::default() };
+        let m = file.merged(&cli);
+        assert_eq!(m.partition.as_deref(), Some("gpu"));
+        assert_eq!(m.time.as_deref(), Some("60"));
+        assert_eq!(m.setup, vec!["module load x", "source env"]);
+    }
+}

@@ -1,0 +1,300 @@
+//! The Slurm executor against a real Slurm: a sweep through Slurm gives the local table, a task
+//! past its time limit is requeued and resumes from its checkpoint, a failed task is reported,
+//! hostile strings in a sweep file do not execute, and a cancelled sweep resumes.
+//!
+//! These tests need a running Slurm whose jobs can see this machine's files (.ci/slurm-up.sh
+//! starts a one-node one). They run when WINDTUNNEL_SLURM=1, as .ci/run sets it after starting
+//! Slurm; then a Slurm that does not answer fails them. Without the variable they say so and
+//! return (a developer machine without Slurm).
+
+mod common;
+use common::{fails, json, windtunnel};
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One Slurm test at a time: they share a two-CPU node and time limits.
+static SLURM: Mutex<()> = Mutex::new(());
+
+fn slurm_enabled(test: &str) -> bool {
+    if std::env::var("WINDTUNNEL_SLURM").as_deref() != Ok("1") {
+        eprintln!("{test}: not run; start Slurm (.ci/slurm-up.sh) and set WINDTUNNEL_SLURM=1 to run the Slurm tests");
+        return false;
+    }
+    let out = Command::new("sinfo").args(["-h", "-o", "%T"]).output().expect("WINDTUNNEL_SLURM=1 but `sinfo` cannot run: Slurm's client is not installed");
+    let states = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && states.lines().any(|s| s.starts_with("idle") || s.starts_with("mix") || s.starts_with("alloc")),
+        "WINDTUNNEL_SLURM=1 but Slurm has no usable node (sinfo: {states:?}, {}); run .ci/slurm-up.sh",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
+const TINY: &str = r#"
+name = "tiny"
+seeds = [0]
+
+[base]
+mup = { base_width = 16 }
+optimizer = { lr = 0.01 }
+schedule = { kind = "cosine", warmup_tokens = 256 }
+training = { tokens = 2560, batch_size = 4, seq_len = 32, eval_interval_tokens = 1280, eval_tokens = 256 }
+data = { kind = "synthetic", vocab = 64 }
+
+[[grid]]
+name = "lr"
+models = { widths = [16, 32], depth = 1, head_dim = 16 }
+parameters."optimizer.lr" = { values = [0.003, 0.01, 0.03, 1000.0] }
+parameters."optimizer.grad_clip" = { value = 0.0 }
+
+[[grid]]
+name = "data"
+models = { widths = [16, 32], depth = 1, head_dim = 16 }
+wsd = { branch_tokens = [1280, 2560], decay = "linear", decay_fraction = 0.2 }
+
+[[grid]]
+name = "missing-data"
+models = { widths = [16], depth = 1, head_dim = 16 }
+parameters.data = { value = { kind = "tokens", path = "/nonexistent/windtunnel-test.bin", vocab = 64 } }
+"#;
+
+/// One run of about `seconds` of training on one core.
+fn long_sweep(name: &str, seconds: u64, slurm: &str) -> String {
+    let tokens = seconds * 110_000 / 4096 * 4096;
+    format!(
+        r#"
+name = "{name}"
+
+[base]
+mup = {{ base_width = 16 }}
+optimizer = {{ lr = 0.01 }}
+schedule = {{ kind = "cosine", warmup_tokens = 256 }}
+training = {{ tokens = {tokens}, batch_size = 4, seq_len = 32, eval_interval_tokens = {eval}, eval_tokens = 256 }}
+data = {{ kind = "synthetic", vocab = 64 }}
+
+[[grid]]
+name = "long"
+models = {{ widths = [32], depth = 1, head_dim = 16 }}
+
+[slurm]
+{slurm}
+"#,
+        eval = tokens / 4
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Slurm delays a requeued task by two minutes (BeginTime); the tests take that delay away so
+/// the requeue-and-resume path runs in seconds. Nothing else about the task changes.
+fn release_requeued() {
+    let Ok(out) = Command::new("squeue").args(["-h", "-r", "-t", "PD", "-o", "%i %r"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((id, "BeginTime")) = line.trim().split_once(' ') {
+            let _ = Command::new("scontrol").args(["update", &format!("JobId={id}"), "StartTime=now"]).status();
+        }
+    }
+}
+
+/// `windtunnel run ... --executor slurm --wait`, releasing requeued tasks while it waits.
+fn run_slurm_wait(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_windtunnel")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(600), "the Slurm sweep did not finish in 10 minutes");
+        release_requeued();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn table_without_timings(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("table.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let skip: Vec<usize> = ["wall_s", "tokens_per_s"].iter().map(|c| header.iter().position(|h| h == c).unwrap()).collect();
+    let mut rows: Vec<String> = lines.map(|l| l.split(',').enumerate().filter(|(i, _)| !skip.contains(i)).map(|(_, v)| v).collect::<Vec<_>>().join(",")).collect();
+    rows.sort();
+    rows
+}
+
+fn metrics_steps(run_dir: &Path) -> Vec<u64> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect()
+}
+
+fn only_run(sweep: &Path) -> PathBuf {
+    std::fs::read_dir(sweep.join("runs")).unwrap().flatten().map(|e| e.path()).next().unwrap()
+}
+
+#[test]
+fn a_sweep_through_slurm_gives_the_local_table() {
+    if !slurm_enabled("a_sweep_through_slurm_gives_the_local_table") {
+        return;
+    }
+    let _serial = SLURM.lock().unwrap_or_else(|e| e.into_inner());
+    let root = tempfile::tempdir().unwrap();
+    let sweep_file = write(root.path(), "tiny.toml", TINY);
+    let s = sweep_file.to_str().unwrap();
+
+    let local = root.path().join("local");
+    let o = windtunnel(&["run", s, "--out", local.to_str().unwrap(), "--parallel", "2", "--max-retries", "0", "--quiet"]);
+    assert!(!o.status.success(), "the run without data fails the local sweep");
+
+    let remote = root.path().join("slurm");
+    let o = run_slurm_wait(&["run", s, "--out", remote.to_str().unwrap(), "--executor", "slurm", "--max-retries", "0", "--wait"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("submitted 15 run(s)"), "{stderr}");
+
+    // The same table, up to timings; trunks, dependent branches and a diverged run alike.
+    assert_eq!(table_without_timings(&remote.join("tiny")), table_without_timings(&local.join("tiny")));
+    let status = json(&["status", remote.join("tiny").to_str().unwrap(), "--json"]);
+    assert_eq!((status["done"].as_u64(), status["diverged"].as_u64(), status["failed"].as_u64()), (Some(12), Some(2), Some(1)), "{status}");
+    let failed = status["detail"].as_array().unwrap().iter().find(|r| r["state"] == "failed").unwrap();
+    assert!(failed["reason"].as_str().unwrap().contains("/nonexistent/windtunnel-test.bin"), "{failed}");
+    assert!(failed["slurm"]["task"].as_str().is_some(), "an unfinished run shows its Slurm task: {failed}");
+
+    // Scripts a person can read and resubmit; every run's task recorded.
+    let scripts = remote.join("tiny").join("slurm");
+    let wave2 = std::fs::read_to_string(scripts.join("wave-2.sbatch")).unwrap();
+    assert!(wave2.contains("--dependency=afterok:") && wave2.contains("#SBATCH --signal=B:USR1@"), "{wave2}");
+    let jobs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(scripts.join("jobs.json")).unwrap()).unwrap();
+    assert_eq!(jobs["tasks"].as_object().unwrap().len(), 15);
+
+    // Submitting again leaves finished runs alone and resubmits only the failed one.
+    let o = run_slurm_wait(&["run", s, "--out", remote.to_str().unwrap(), "--executor", "slurm", "--max-retries", "0", "--wait"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("submitted 1 run(s)") && stderr.contains("14 already finished"), "{stderr}");
+}
+
+#[test]
+fn a_task_past_its_time_limit_is_requeued_and_resumes() {
+    if !slurm_enabled("a_task_past_its_time_limit_is_requeued_and_resumes") {
+        return;
+    }
+    let _serial = SLURM.lock().unwrap_or_else(|e| e.into_inner());
+    let root = tempfile::tempdir().unwrap();
+    // A minute's limit, the warning 40 s before it, and a run of about 50 s: at least one requeue.
+    let sweep_file = write(root.path(), "long.toml", &long_sweep("long", 50, "time = \"1\"\nsignal_seconds = 40\nmax_requeues = 6"));
+    let out = root.path().join("results");
+    let o = run_slurm_wait(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--wait"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = only_run(&out.join("long"));
+    let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["state"], "done", "{status}");
+    let log = std::fs::read_to_string(run.join("slurm.log")).unwrap();
+    assert!(log.contains("requeue after exit 138"), "the time-limit warning did not stop the worker:\n{log}");
+    assert!(log.matches(" start=").count() >= 2, "{log}");
+    // Resumed, not restarted: every step logged once, in order, up to the last.
+    let steps = metrics_steps(&run);
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "steps repeat: the run restarted from zero");
+    assert_eq!(steps.last().copied(), status["steps"].as_u64());
+    let worker = std::fs::read_to_string(run.join("worker.log")).unwrap();
+    assert!(worker.contains("resumed from step") || worker.contains("resume"), "{worker}");
+}
+
+#[test]
+fn hostile_strings_in_a_sweep_file_do_not_execute() {
+    if !slurm_enabled("hostile_strings_in_a_sweep_file_do_not_execute") {
+        return;
+    }
+    let _serial = SLURM.lock().unwrap_or_else(|e| e.into_inner());
+    let root = tempfile::tempdir().unwrap();
+    let hostile = r#"it's $(touch pwned1); touch pwned2 `touch pwned3` "q""#;
+    let text = TINY
+        .replace("name = \"tiny\"", &format!("name = {}", toml::Value::String(hostile.into())))
+        .replace("name = \"lr\"", &format!("name = {}", toml::Value::String("lr$(touch pwned4)'".into())))
+        .replace(
+            "[[grid]]\nname = \"missing-data\"\nmodels = { widths = [16], depth = 1, head_dim = 16 }\nparameters.data = { value = { kind = \"tokens\", path = \"/nonexistent/windtunnel-test.bin\", vocab = 64 } }\n",
+            "[slurm]\nsbatch = [\"--comment=$(touch${IFS}pwned5)\"]\n",
+        );
+    let sweep_file = write(root.path(), "hostile.toml", &text);
+    let out = root.path().join("results");
+    let o = run_slurm_wait(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--wait"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sweep = out.join(hostile);
+    assert_eq!(table_without_timings(&sweep).len(), 14, "the sweep with hostile names ran to its table");
+    let found: Vec<String> = walk(root.path()).into_iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pwned"))).map(|p| p.display().to_string()).collect();
+    assert!(found.is_empty(), "hostile strings executed: {found:?}");
+
+    // A value that would break out of its #SBATCH line is refused before anything is written.
+    let e = fails(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--partition", "debug\n#SBATCH --wrap=touch pwned6"]);
+    assert!(e.contains("slurm.partition") && e.contains("control character"), "{e}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_cancelled_sweep_resumes_from_its_checkpoints() {
+    if !slurm_enabled("a_cancelled_sweep_resumes_from_its_checkpoints") {
+        return;
+    }
+    let _serial = SLURM.lock().unwrap_or_else(|e| e.into_inner());
+    let root = tempfile::tempdir().unwrap();
+    let sweep_file = write(root.path(), "c.toml", &long_sweep("cancel-me", 15, "time = \"10\""));
+    let out = root.path().join("results");
+    let o = windtunnel(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sweep = out.join("cancel-me");
+    // Wait until it has trained a while, then cancel.
+    let started = Instant::now();
+    loop {
+        let status = json(&["status", sweep.to_str().unwrap(), "--json"]);
+        if status["detail"][0]["step"].as_u64().unwrap_or(0) > 1000 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the task never started: {status}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let printed = String::from_utf8(windtunnel(&["cancel", sweep.to_str().unwrap()]).stdout).unwrap();
+    assert!(printed.contains("cancelled Slurm job"), "{printed}");
+    // The worker checkpoints on the TERM scancel sends, and the task does not requeue itself.
+    let run = only_run(&sweep);
+    let started = Instant::now();
+    loop {
+        let status = json(&["status", sweep.to_str().unwrap(), "--json"]);
+        let detail = &status["detail"][0];
+        if detail["state"] != "running" && !detail["slurm"]["state"].as_str().is_some_and(|s| s == "RUNNING" || s == "PENDING" || s == "COMPLETING") {
+            assert_eq!(detail["state"], "interrupted", "{status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the cancelled task still runs: {status}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let interrupted_at = *metrics_steps(&run).last().unwrap();
+    assert!(interrupted_at < 1_000_000);
+
+    // Resuming: submit again; the run continues from its checkpoint.
+    let o = run_slurm_wait(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--wait"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["state"], "done");
+    let steps = metrics_steps(&run);
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "steps repeat: the resumed run restarted from zero");
+    let log = std::fs::read_to_string(run.join("slurm.log")).unwrap();
+    assert_eq!(log.matches(" start=").count(), 2, "{log}");
+    assert!(!log.contains("requeue"), "a cancelled task requeued itself:\n{log}");
+}
