@@ -624,7 +624,7 @@ mod tests {
     fn quoting_keeps_hostile_strings_inert() {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's $(rm -rf ~) `x`"), r"'it'\''s $(rm -rf ~) `x`'");
-        assert_eq!(job_name("wt-x; rm -rf /$(y)"), "wt-x__rm_-rf___y_");
+        assert_eq!(job_name("wt-x; rm -rf /$(y)"), "wt-x__rm_-rf____y_");
     }
 
     #[test]
