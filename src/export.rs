@@ -1,8 +1,9 @@
 //! `windtunnel export DIR --budget-flops C | --target-params N`: take the wind tunnel's fits to
 //! the full training run.
 //!
-//! 1. N and D: at a budget C (= 6ND) the data-model law's compute-optimal (N_opt, D_opt); for a
-//!    given N, the D at which that N is compute-optimal (N_opt(C) = G·(C/6)^a inverted).
+//! 1. N and D: at a budget C (= 6ND) the data-model law's compute-optimal N_opt, and D = C / 6N of
+//!    the exported shape's exact N (so the budget is spent exactly); for a given N, the D at which
+//!    the shape's N is compute-optimal (N_opt(C) = G·(C/6)^a inverted).
 //! 2. The shape: MiniCPM's deep-and-thin family (head dim 64, d_ff = 2.5·d, width a multiple of
 //!    64, optional grouped-query attention), the width/depth ratio nearest `aspect_ratio` among
 //!    the shapes within 5% of N; its exact N (the model's own count) is printed beside the target.
@@ -280,15 +281,16 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
     let seq_len = request.seq_len.unwrap_or(config.training.seq_len);
     anyhow::ensure!(vocab > 0 && seq_len > 0, "--vocab and --seq-len must be positive");
 
-    // 1. N and D.
-    let (target_n, mut tokens) = match request.target {
+    // 1. N, then the shape, then D for the shape's exact N: at a budget, D = C / 6N spends exactly
+    //    the budget; for a given N, the law's compute-optimal D of the shape's N.
+    let target_n = match request.target {
         Target::BudgetFlops(c) => {
             anyhow::ensure!(c.is_finite() && c > 0.0, "--budget-flops must be a positive FLOP count (got {c})");
-            law.compute_optimal(c)
+            law.compute_optimal(c).0
         }
         Target::Params(n) => {
             anyhow::ensure!(n.is_finite() && n > 0.0, "--target-params must be a positive count (got {n})");
-            (n, optimal_tokens_for(&law, n))
+            n
         }
     };
     // 2. The shape.
@@ -296,6 +298,17 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
     let n = shape.non_embedding_params();
     if (n as f64 / target_n - 1.0).abs() > 0.05 {
         warnings.push(format!("no MiniCPM-style shape is within 5% of N = {}; the closest has {}", si(target_n), si(n as f64)));
+    }
+    let mut tokens = match request.target {
+        Target::BudgetFlops(c) => c / (6.0 * n as f64),
+        Target::Params(_) => optimal_tokens_for(&law, n as f64),
+    };
+    let ratio = tokens / n as f64;
+    if !(1.0..=1000.0).contains(&ratio) {
+        warnings.push(format!(
+            "the law asks for {ratio:.3e} tokens per parameter, far outside the 10–100 of published LLM laws: \
+             it is extrapolating beyond what the sweep's points constrain (see the allocation chart's band)"
+        ));
     }
 
     // 3. Learning rate, transferred under µP.

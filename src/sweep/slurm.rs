@@ -316,7 +316,7 @@ fn wave_script(dir: &Path, plan_name: &str, wave: usize, runs: &[&PlannedRun], s
     s.push('\n');
     s.push_str("set -u\n");
     if !spec.setup.is_empty() {
-        s.push_str("# setup (from the sweep's [slurm] block)\n");
+        s.push_str("# setup ([slurm] setup and --setup lines)\n");
         for line in &spec.setup {
             s.push_str(line);
             s.push('\n');
@@ -425,7 +425,9 @@ pub struct SlurmSummary {
 
 impl std::fmt::Display for SlurmSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.dry_run {
+        if self.scripts.is_empty() {
+            write!(f, "nothing to submit")?;
+        } else if self.dry_run {
             write!(f, "dry run: wrote {} without submitting", self.scripts.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))?;
         } else {
             write!(f, "submitted {} run(s) as job(s) {}", self.submitted, if self.job_ids.is_empty() { "-".to_string() } else { self.job_ids.join(", ") })?;
