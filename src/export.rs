@@ -22,7 +22,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::fit::bootstrap::Interval;
-use crate::fit::commands::{fit_batch, fit_lr, LrColumns};
+use crate::fit::commands::{fit_batch_sweep, fit_lr, LrColumns};
 use crate::fit::law::Law;
 use crate::format::si;
 use crate::model::mup::{MupConfig, ParamGroup, Parameterization};
@@ -344,7 +344,7 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
     // 4. The predicted loss, the batch size at that loss, and the schedule.
     let predicted = law.loss(n as f64, tokens);
     let batch_dir = request.batch_sweep.as_deref().unwrap_or(dir);
-    let batch = match fit_batch(&batch_dir.join("runs"), true, None).ok().and_then(|b| b.minicpm) {
+    let batch = match fit_batch_sweep(batch_dir).ok().and_then(|b| b.minicpm) {
         Some(b) => {
             let law_tokens = b.k / predicted.powf(b.gamma);
             let sequences = ((law_tokens / seq_len as f64).round() as u64).max(1);

@@ -27,6 +27,14 @@ parameters."optimizer.grad_clip" = { value = 0.0 }
 name = "data"
 models = { widths = [16, 32, 48], depth = 1, head_dim = 16 }
 wsd = { branch_tokens = [640, 1280, 2560], decay = "linear", decay_fraction = 0.2 }
+
+[[grid]]
+name = "batch"
+models = { widths = [16], depth = 1, head_dim = 16 }
+parameters."training.batch_size" = { values = [1, 2, 4, 8, 16] }
+parameters."training.tokens" = { value = 10240 }
+parameters."training.eval_interval_tokens" = { value = 512 }
+parameters."schedule" = { value = { kind = "constant", warmup_tokens = 256 } }
 "#;
 
 const ONE_RUN: &str = r#"
@@ -88,20 +96,22 @@ fn a_sweep_plots_reports_and_exports() {
     let root = tempfile::tempdir().unwrap();
     let sweep = run_sweep(root.path(), "plots", SWEEP);
     let s = sweep.to_str().unwrap();
+    // Without a held-out fit there is no holdout chart, and the summary says how to get one.
+    let summary = json(&["plot", s, "--json"]);
+    let skipped: Vec<&serde_json::Value> = summary["charts"].as_array().unwrap().iter().filter(|c| c["path"].is_null()).collect();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0]["chart"], "holdout");
+    assert!(skipped[0]["skipped"].as_str().unwrap().contains("--holdout"), "{skipped:?}");
     // A fit with a held-out check, whose definition the plots reuse.
     ok(&["fit", "law", "--input", s, "--holdout", "largest", "--bootstrap", "50"]);
 
     let summary = json(&["plot", s, "--json"]);
-    let expected = ["allocation", "holdout", "law-compute", "law-tokens", "loss-curves", "lr-transfer", "residuals"];
+    let expected = ["allocation", "batch-size", "holdout", "law-compute", "law-tokens", "loss-curves", "lr-transfer", "residuals"];
     assert_eq!(charts_in(&sweep, ".svg"), expected);
     for name in expected {
         assert_svg(&sweep.join("plots").join(format!("{name}.svg")));
     }
-    // The chart the data cannot support says why.
-    let skipped: Vec<&serde_json::Value> = summary["charts"].as_array().unwrap().iter().filter(|c| c["path"].is_null()).collect();
-    assert_eq!(skipped.len(), 1);
-    assert_eq!(skipped[0]["chart"], "batch-size");
-    assert!(skipped[0]["skipped"].as_str().unwrap().contains("batch sizes"), "{skipped:?}");
+    assert!(summary["charts"].as_array().unwrap().iter().all(|c| c["skipped"].is_null()), "{summary}");
 
     ok(&["plot", s, "--format", "png"]);
     assert_eq!(charts_in(&sweep, ".png"), expected);
@@ -111,7 +121,7 @@ fn a_sweep_plots_reports_and_exports() {
 
     // The report: one self-contained page holding every chart.
     let printed = ok(&["report", s]);
-    assert!(printed.contains("7 charts"), "{printed}");
+    assert!(printed.contains("8 charts"), "{printed}");
     let html = std::fs::read_to_string(sweep.join("report.html")).unwrap();
     assert!(!html.contains("http://") && !html.contains("https://"), "the report references the network");
     assert!(!html.contains("<script") && !html.contains("<link") && !html.contains("<img"), "the report loads something");
@@ -144,8 +154,9 @@ fn a_sweep_plots_reports_and_exports() {
     assert!((lr["hidden_matrices"].as_f64().unwrap() - base * 16.0 / width).abs() < 1e-12 * base);
     assert_eq!(lr["embedding"].as_f64().unwrap(), base);
     assert!(lr["source"].as_str().unwrap().contains("learning-rate optimum"), "{lr}");
-    // No batch-size grid in this sweep: the export says which sweep would give the law.
-    assert!(recipe["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("minicpm-batch-size.toml")));
+    // The batch size comes from the sweep's batch-size law at the predicted loss.
+    assert!(recipe["batch"]["source"].as_str().unwrap().contains("batch-size law"), "{}", recipe["batch"]);
+    assert!(recipe["batch"]["law_tokens"].as_f64().unwrap() > 0.0);
     let steps = recipe["schedule"]["total_steps"].as_u64().unwrap();
     assert_eq!(recipe["tokens"].as_u64().unwrap(), steps * recipe["batch"]["tokens"].as_u64().unwrap());
     // A given N takes its D from the law.
@@ -189,6 +200,10 @@ fn one_run_plots_what_it_can_and_export_names_the_missing_fit() {
     assert_eq!(html.matches("<svg").count(), 1);
     let e = fails(&["export", s, "--budget-flops", "1e15"]);
     assert!(e.contains("data-model law") && e.contains("minicpm-data-model.toml"), "{e}");
+    // A sweep without a batch-size grid: the export says which sweep would give the law.
+    let quick = run_sweep(root.path(), "plots", SWEEP.replace("[[grid]]\nname = \"batch\"", "[[grid]]\nname = \"lr2\"").replace("parameters.\"training.batch_size\" = { values = [1, 2, 4, 8, 16] }", "parameters.\"optimizer.lr\" = { values = [0.003, 0.01, 0.03] }").as_str());
+    let recipe = json(&["export", quick.to_str().unwrap(), "--budget-flops", "1e13", "--json"]);
+    assert!(recipe["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("minicpm-batch-size.toml")), "{}", recipe["warnings"]);
 }
 
 #[test]

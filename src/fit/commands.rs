@@ -45,10 +45,21 @@ pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<Lr
     // In a sweep's table the learning-rate scans are plain runs (trunks and branches are WSD grids).
     let kind = table.columns.iter().position(|c| c == "kind");
     let group = columns.group.as_ref().and_then(|g| table.columns.iter().position(|c| c == g));
+    // In a sweep's table, only grids that vary the learning rate are scans (a batch-size grid at
+    // one learning rate is not).
+    let grid = table.columns.iter().position(|c| c == "grid");
+    let scans_lr = |i: usize| {
+        grid.is_none_or(|g| {
+            let mut lrs: Vec<f64> = (0..lr.len()).filter(|&j| table.rows[j][g] == table.rows[i][g]).map(|j| lr[j]).collect();
+            lrs.sort_by(f64::total_cmp);
+            lrs.dedup();
+            lrs.len() >= 2
+        })
+    };
     let mut excluded = 0;
     let mut by_group: Vec<(String, Vec<LrPoint>)> = Vec::new();
     for i in 0..lr.len() {
-        if kind.is_some_and(|k| table.rows[i][k] != "plain") {
+        if kind.is_some_and(|k| table.rows[i][k] != "plain") || !scans_lr(i) {
             continue;
         }
         if status.is_some_and(|s| table.rows[i][s] != "done") || !loss[i].is_finite() {
@@ -63,9 +74,22 @@ pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<Lr
             None => by_group.push((key, vec![point])),
         }
     }
-    anyhow::ensure!(!by_group.is_empty(), "{}: no finished runs to fit", table.path.display());
+    anyhow::ensure!(!by_group.is_empty(), "{}: no finished runs of a learning-rate scan to fit", table.path.display());
     let mut groups = Vec::new();
     for (key, points) in by_group {
+        // A parabola in log lr needs three different learning rates at each width.
+        for p in &points {
+            let mut lrs: Vec<f64> = points.iter().filter(|q| q.width == p.width && q.depth == p.depth).map(|q| q.lr).collect();
+            lrs.sort_by(f64::total_cmp);
+            lrs.dedup();
+            anyhow::ensure!(
+                lrs.len() >= 3,
+                "{}: group `{key}`, width {}: {} distinct learning rate(s); a learning-rate scan needs at least 3 per width",
+                table.path.display(),
+                p.width,
+                lrs.len()
+            );
+        }
         let transfer = lr_transfer(&points, seed);
         anyhow::ensure!(
             transfer.optima.iter().all(|o| o.points >= 3),
@@ -109,26 +133,59 @@ impl std::fmt::Display for LrReport {
 /// metrics.jsonl), or of a CSV table with batch size, tokens and loss columns.
 pub fn curves(input: &Path, eval: bool) -> anyhow::Result<Vec<CurvePoint>> {
     if input.is_dir() {
-        let mut points = Vec::new();
-        for run in run_dirs(input) {
-            let record: RunRecord = serde_json::from_str(&std::fs::read_to_string(run.join("run.json"))?).with_context(|| format!("{}/run.json is malformed", run.display()))?;
-            if read_status(&run)?.is_some_and(|s| s.state == RunState::Diverged) {
-                continue;
-            }
-            let batch_tokens = record.tokens_per_step as f64;
-            for m in read_metrics(&run.join("metrics.jsonl"))? {
-                let loss = if eval { m.eval_loss } else { Some(m.train_loss) };
-                if let Some(loss) = loss.filter(|l| l.is_finite()) {
-                    points.push(CurvePoint { batch_size: batch_tokens, tokens: m.tokens as f64, loss });
-                }
-            }
-        }
+        let points = curves_of_runs(&run_dirs(input), eval)?;
         anyhow::ensure!(!points.is_empty(), "{}: no run directories with metrics found", input.display());
         return Ok(points);
     }
     let table = Table::read(input)?;
     let (bs, tokens, loss) = (table.numbers("batch_size")?, table.numbers("tokens")?, table.numbers("loss")?);
     Ok((0..bs.len()).map(|i| CurvePoint { batch_size: bs[i], tokens: tokens[i], loss: loss[i] }).collect())
+}
+
+/// Training curves of the given run directories (diverged runs left out).
+pub fn curves_of_runs(runs: &[PathBuf], eval: bool) -> anyhow::Result<Vec<CurvePoint>> {
+    let mut points = Vec::new();
+    for run in runs {
+        if !run.join("run.json").exists() {
+            continue;
+        }
+        let record: RunRecord = serde_json::from_str(&std::fs::read_to_string(run.join("run.json"))?).with_context(|| format!("{}/run.json is malformed", run.display()))?;
+        if read_status(run)?.is_some_and(|s| s.state == RunState::Diverged) {
+            continue;
+        }
+        let batch_tokens = record.tokens_per_step as f64;
+        for m in read_metrics(&run.join("metrics.jsonl"))? {
+            let loss = if eval { m.eval_loss } else { Some(m.train_loss) };
+            if let Some(loss) = loss.filter(|l| l.is_finite()) {
+                points.push(CurvePoint { batch_size: batch_tokens, tokens: m.tokens as f64, loss });
+            }
+        }
+    }
+    Ok(points)
+}
+
+/// The batch-size law of a sweep directory: the curves of its first grid whose runs span three or
+/// more batch sizes (other grids vary other things and would mix models).
+pub fn fit_batch_sweep(dir: &Path) -> anyhow::Result<BatchReport> {
+    let plan = crate::sweep::collect::read_plan(dir)?;
+    let mut grids: Vec<&str> = Vec::new();
+    for r in &plan.runs {
+        if !grids.contains(&r.grid.as_str()) {
+            grids.push(&r.grid);
+        }
+    }
+    for grid in grids {
+        let runs: Vec<_> = plan.runs.iter().filter(|r| r.grid == grid).collect();
+        let mut sizes: Vec<usize> = runs.iter().map(|r| r.config.training.batch_size * r.config.training.seq_len).collect();
+        sizes.sort();
+        sizes.dedup();
+        if sizes.len() >= 3 {
+            let dirs: Vec<PathBuf> = runs.iter().map(|r| dir.join("runs").join(&r.id)).collect();
+            let points = curves_of_runs(&dirs, true)?;
+            return fit_batch_points(&dir.join("runs"), points, None);
+        }
+    }
+    anyhow::bail!("{}: no grid varies training.batch_size over 3 or more values (see sweeps/minicpm-batch-size.toml)", dir.display())
 }
 
 /// Folders under `dir` (to two levels) that hold a run.
@@ -174,7 +231,10 @@ pub struct PowerLaw {
 /// MiniCPM's batch-size law from curves; DeepSeek's laws when a runs table with `flops`, `lr`,
 /// `batch_size` and a loss column is given.
 pub fn fit_batch(input: &Path, eval: bool, runs_table: Option<(&Path, &str)>) -> anyhow::Result<BatchReport> {
-    let points = curves(input, eval)?;
+    fit_batch_points(input, curves(input, eval)?, runs_table)
+}
+
+fn fit_batch_points(input: &Path, points: Vec<CurvePoint>, runs_table: Option<(&Path, &str)>) -> anyhow::Result<BatchReport> {
     let mut sizes: Vec<f64> = points.iter().map(|p| p.batch_size).collect();
     sizes.sort_by(f64::total_cmp);
     sizes.dedup();

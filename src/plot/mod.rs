@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::fit::commands::{fit_batch, fit_lr, BatchReport, LrColumns, LrReport};
+use crate::fit::commands::{fit_batch_sweep, fit_lr, BatchReport, LrColumns, LrReport};
 use crate::fit::report::{fit_law, LawDefinition, LawReport};
 use crate::model::coord_check::CoordCheckResult;
 use crate::sweep::collect::{collect, read_plan};
@@ -83,7 +83,7 @@ impl SweepData {
         let law = law_definition(dir).and_then(|def| fit_law(&def)).map_err(|e| format!("{e:#}"));
         let lr_columns = LrColumns { lr: "lr".into(), width: "width".into(), depth: Some("depth".into()), loss: "final_eval_loss".into(), group: Some("parameterization".into()) };
         let lr = fit_lr(dir, &lr_columns, 0).map_err(|e| format!("{e:#}"));
-        let batch = fit_batch(&dir.join("runs"), true, None).map_err(|e| format!("{e:#}"));
+        let batch = fit_batch_sweep(dir).map_err(|e| format!("{e:#}"));
         Ok(Self { dir: dir.to_path_buf(), plan, runs, oracle_loss, law, lr, batch })
     }
 
