@@ -53,13 +53,25 @@ impl MetricsLog {
     pub fn open(dir: &Path, keep_through_step: u64) -> anyhow::Result<Self> {
         let path = dir.join("metrics.jsonl");
         if path.exists() {
-            let kept: Vec<MetricsRecord> = read_metrics(&path)?.into_iter().filter(|r| r.step <= keep_through_step).collect();
-            let mut text = String::new();
-            for r in &kept {
-                text.push_str(&serde_json::to_string(r)?);
-                text.push('\n');
+            // Keep the kept lines byte for byte: what was logged is never rewritten.
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            let mut kept = String::new();
+            for (i, line) in lines.iter().enumerate() {
+                match serde_json::from_str::<MetricsRecord>(line) {
+                    Ok(record) if record.step <= keep_through_step => {
+                        kept.push_str(line);
+                        kept.push('\n');
+                    }
+                    Ok(_) => {}
+                    // A line torn by a crash mid-write is dropped, as `read_metrics` does.
+                    Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+                    Err(e) => anyhow::bail!("{} line {}: {e}", path.display(), i + 1),
+                }
             }
-            atomic_write(&path, text.as_bytes())?;
+            if kept.len() != text.len() {
+                atomic_write(&path, kept.as_bytes())?;
+            }
         }
         Ok(Self { path })
     }
@@ -177,5 +189,22 @@ mod tests {
         assert_eq!(read_metrics(&path).unwrap().len(), 5);
         MetricsLog::open(dir.path(), 3).unwrap();
         assert_eq!(read_metrics(&path).unwrap().iter().map(|r| r.step).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn resuming_keeps_the_logged_lines_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MetricsLog::open(dir.path(), 0).unwrap();
+        for s in 1..=4 {
+            // Values whose shortest decimal forms do not survive an inexact parse.
+            log.append(&MetricsRecord { tokens_per_s: 91744.69744318997 + s as f64, wall_s: 0.028917652 * s as f64, ..record(s) }).unwrap();
+        }
+        let path = dir.path().join("metrics.jsonl");
+        let before = std::fs::read_to_string(&path).unwrap();
+        MetricsLog::open(dir.path(), 2).unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        let first_two: String = before.lines().take(2).map(|l| format!("{l}\n")).collect();
+        assert_eq!(after, first_two);
+        assert_eq!(read_metrics(&path).unwrap()[0].tokens_per_s, 91745.69744318997);
     }
 }

@@ -514,6 +514,9 @@ impl std::fmt::Display for TrainSummary {
             Outcome::Interrupted(sig) => format!("interrupted by signal {sig} (checkpoint written; resume with --resume)"),
         };
         writeln!(f, "{}: {state}", self.out_dir.display())?;
+        if let Some(step) = self.resumed_from_step {
+            writeln!(f, "  resumed from the checkpoint at step {step}")?;
+        }
         writeln!(f, "  steps {}  tokens {}  FLOPs {:.3e}  N {}", self.steps, crate::format::thousands(self.tokens), self.flops, crate::format::thousands(self.non_embedding_params))?;
         if let Some(l) = self.final_eval_loss {
             write!(f, "  eval loss {l:.4} nats/token")?;
