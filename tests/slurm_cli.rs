@@ -8,7 +8,7 @@
 //! return (a developer machine without Slurm).
 
 mod common;
-use common::{fails, json, windtunnel};
+use common::{fails, json, table_without_timings, windtunnel, TINY};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,33 +33,13 @@ fn slurm_enabled(test: &str) -> bool {
     true
 }
 
-const TINY: &str = r#"
-name = "tiny"
-seeds = [0]
-
-[base]
-mup = { base_width = 16 }
-optimizer = { lr = 0.01 }
-schedule = { kind = "cosine", warmup_tokens = 256 }
-training = { tokens = 2560, batch_size = 4, seq_len = 32, eval_interval_tokens = 1280, eval_tokens = 256 }
-data = { kind = "synthetic", vocab = 64 }
-
-[[grid]]
-name = "lr"
-models = { widths = [16, 32], depth = 1, head_dim = 16 }
-parameters."optimizer.lr" = { values = [0.003, 0.01, 0.03, 1000.0] }
-parameters."optimizer.grad_clip" = { value = 0.0 }
-
-[[grid]]
-name = "data"
-models = { widths = [16, 32], depth = 1, head_dim = 16 }
-wsd = { branch_tokens = [1280, 2560], decay = "linear", decay_fraction = 0.2 }
-
-[[grid]]
-name = "missing-data"
-models = { widths = [16], depth = 1, head_dim = 16 }
-parameters.data = { value = { kind = "tokens", path = "/nonexistent/windtunnel-test.bin", vocab = 64 } }
-"#;
+/// The common tiny sweep and a grid whose data file does not exist (a failing task).
+fn tiny_with_failure() -> String {
+    format!(
+        "{TINY}\n[[grid]]\nname = \"missing-data\"\nmodels = {{ widths = [16], depth = 1, head_dim = 16 }}\n\
+         parameters.data = {{ value = {{ kind = \"tokens\", path = \"/nonexistent/windtunnel-test.bin\", vocab = 64 }} }}\n"
+    )
+}
 
 /// One run of about `seconds` of training on one core.
 fn long_sweep(name: &str, seconds: u64, slurm: &str) -> String {
@@ -115,15 +95,6 @@ fn run_slurm_wait(args: &[&str]) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-fn table_without_timings(dir: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("table.csv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let skip: Vec<usize> = ["wall_s", "tokens_per_s"].iter().map(|c| header.iter().position(|h| h == c).unwrap()).collect();
-    let mut rows: Vec<String> = lines.map(|l| l.split(',').enumerate().filter(|(i, _)| !skip.contains(i)).map(|(_, v)| v).collect::<Vec<_>>().join(",")).collect();
-    rows.sort();
-    rows
-}
 
 fn metrics_steps(run_dir: &Path) -> Vec<u64> {
     std::fs::read_to_string(run_dir.join("metrics.jsonl"))
@@ -144,7 +115,7 @@ fn a_sweep_through_slurm_gives_the_local_table() {
     }
     let _serial = SLURM.lock().unwrap_or_else(|e| e.into_inner());
     let root = tempfile::tempdir().unwrap();
-    let sweep_file = write(root.path(), "tiny.toml", TINY);
+    let sweep_file = write(root.path(), "tiny.toml", &tiny_with_failure());
     let s = sweep_file.to_str().unwrap();
 
     let local = root.path().join("local");
@@ -244,10 +215,8 @@ fn hostile_strings_in_a_sweep_file_do_not_execute() {
     let text = TINY
         .replace("name = \"tiny\"", &format!("name = {}", toml::Value::String(hostile.into())))
         .replace("name = \"lr\"", &format!("name = {}", toml::Value::String("lr$(touch pwned4)'".into())))
-        .replace(
-            "[[grid]]\nname = \"missing-data\"\nmodels = { widths = [16], depth = 1, head_dim = 16 }\nparameters.data = { value = { kind = \"tokens\", path = \"/nonexistent/windtunnel-test.bin\", vocab = 64 } }\n",
-            "[slurm]\nsbatch = [\"--comment=$(touch${IFS}pwned5)\"]\n",
-        );
+        + "\n[slurm]\nsbatch = [\"--comment=$(touch${IFS}pwned5)\"]\n";
+    assert!(text.contains("pwned1") && text.contains("pwned4"));
     let sweep_file = write(root.path(), "hostile.toml", &text);
     let out = root.path().join("results");
     let o = run_slurm_wait(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--wait"]);

@@ -31,3 +31,38 @@ pub fn fails(args: &[&str]) -> String {
 pub fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(args)).expect("valid JSON on stdout")
 }
+
+/// A tiny sweep: a learning-rate grid with one diverging rate, and a WSD data-model grid.
+pub const TINY: &str = r#"
+name = "tiny"
+seeds = [0]
+
+[base]
+mup = { base_width = 16 }
+optimizer = { lr = 0.01 }
+schedule = { kind = "cosine", warmup_tokens = 256 }
+training = { tokens = 2560, batch_size = 4, seq_len = 32, eval_interval_tokens = 1280, eval_tokens = 256 }
+data = { kind = "synthetic", vocab = 64 }
+
+[[grid]]
+name = "lr"
+models = { widths = [16, 32], depth = 1, head_dim = 16 }
+parameters."optimizer.lr" = { values = [0.003, 0.01, 0.03, 1000.0] }
+parameters."optimizer.grad_clip" = { value = 0.0 }
+
+[[grid]]
+name = "data"
+models = { widths = [16, 32], depth = 1, head_dim = 16 }
+wsd = { branch_tokens = [1280, 2560], decay = "linear", decay_fraction = 0.2 }
+"#;
+
+/// The sweep's table without its timing columns, rows sorted: what two executions must agree on.
+pub fn table_without_timings(dir: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("table.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let skip: Vec<usize> = ["wall_s", "tokens_per_s"].iter().map(|c| header.iter().position(|h| h == c).unwrap()).collect();
+    let mut rows: Vec<String> = lines.map(|l| l.split(',').enumerate().filter(|(i, _)| !skip.contains(i)).map(|(_, v)| v).collect::<Vec<_>>().join(",")).collect();
+    rows.sort();
+    rows
+}
