@@ -33,11 +33,14 @@ fn slurm_enabled(test: &str) -> bool {
     true
 }
 
-/// The common tiny sweep and a grid whose data file does not exist (a failing task).
+/// The common tiny sweep, a grid whose data file does not exist (a failing task), and a run long
+/// enough (about 10 s) to be preempted while it trains.
 fn tiny_with_failure() -> String {
     format!(
         "{TINY}\n[[grid]]\nname = \"missing-data\"\nmodels = {{ widths = [16], depth = 1, head_dim = 16 }}\n\
-         parameters.data = {{ value = {{ kind = \"tokens\", path = \"/nonexistent/windtunnel-test.bin\", vocab = 64 }} }}\n"
+         parameters.data = {{ value = {{ kind = \"tokens\", path = \"/nonexistent/windtunnel-test.bin\", vocab = 64 }} }}\n\
+         \n[[grid]]\nname = \"preempted\"\nmodels = {{ widths = [32], depth = 1, head_dim = 16 }}\n\
+         parameters.\"training.tokens\" = {{ value = 1228800 }}\nparameters.\"training.eval_interval_tokens\" = {{ value = 409600 }}\n"
     )
 }
 
@@ -85,12 +88,18 @@ fn release_requeued() {
 
 /// `windtunnel run ... --executor slurm --wait`, releasing requeued tasks while it waits.
 fn run_slurm_wait(args: &[&str]) -> std::process::Output {
+    run_slurm_wait_and(args, || {})
+}
+
+/// The same, calling `meanwhile` on every poll (to preempt a task, say).
+fn run_slurm_wait_and(args: &[&str], mut meanwhile: impl FnMut()) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_windtunnel")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let started = Instant::now();
     while child.try_wait().unwrap().is_none() {
         assert!(started.elapsed() < Duration::from_secs(600), "the Slurm sweep did not finish in 10 minutes");
         release_requeued();
-        std::thread::sleep(Duration::from_millis(500));
+        meanwhile();
+        std::thread::sleep(Duration::from_millis(300));
     }
     child.wait_with_output().unwrap()
 }
@@ -123,15 +132,38 @@ fn a_sweep_through_slurm_gives_the_local_table() {
     assert!(!o.status.success(), "the run without data fails the local sweep");
 
     let remote = root.path().join("slurm");
-    let o = run_slurm_wait(&["run", s, "--out", remote.to_str().unwrap(), "--executor", "slurm", "--max-retries", "0", "--wait"]);
+    let sweep = remote.join("tiny");
+    // Preempt the long run once while it trains, as a scheduler would (requeue: TERM, then back
+    // to the queue); it must resume from its checkpoint and still give the local result.
+    let long_run = json(&["plan", s, "--json"])["runs"].as_array().unwrap().iter().find(|r| r["grid"] == "preempted").unwrap()["id"].as_str().unwrap().to_string();
+    let long_dir = sweep.join("runs").join(&long_run);
+    let mut preempted = false;
+    let o = run_slurm_wait_and(&["run", s, "--out", remote.to_str().unwrap(), "--executor", "slurm", "--max-retries", "0", "--wait"], || {
+        if preempted {
+            return;
+        }
+        let Ok(text) = std::fs::read_to_string(long_dir.join("status.json")) else { return };
+        let Ok(status) = serde_json::from_str::<serde_json::Value>(&text) else { return };
+        if status["state"] == "running" && status["step"].as_u64().unwrap_or(0) > 1000 {
+            let jobs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sweep.join("slurm").join("jobs.json")).unwrap()).unwrap();
+            let task = jobs["tasks"][&long_run].as_str().unwrap();
+            assert!(Command::new("scontrol").args(["requeue", task]).status().unwrap().success());
+            preempted = true;
+        }
+    });
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    assert!(stderr.contains("submitted 15 run(s)"), "{stderr}");
+    assert!(preempted, "the long run was never seen running");
+    assert!(stderr.contains("submitted 16 run(s)"), "{stderr}");
+    let log = std::fs::read_to_string(long_dir.join("slurm.log")).unwrap();
+    assert!(log.contains("restarts=1") && log.contains("exit=143"), "{log}");
+    assert!(std::fs::read_to_string(long_dir.join("worker.log")).unwrap().contains("resumed from the checkpoint"));
 
-    // The same table, up to timings; trunks, dependent branches and a diverged run alike.
-    assert_eq!(table_without_timings(&remote.join("tiny")), table_without_timings(&local.join("tiny")));
-    let status = json(&["status", remote.join("tiny").to_str().unwrap(), "--json"]);
-    assert_eq!((status["done"].as_u64(), status["diverged"].as_u64(), status["failed"].as_u64()), (Some(12), Some(2), Some(1)), "{status}");
+    // The same table, up to timings; trunks, dependent branches, a diverged run and the
+    // preempted run alike.
+    assert_eq!(table_without_timings(&sweep), table_without_timings(&local.join("tiny")));
+    let status = json(&["status", sweep.to_str().unwrap(), "--json"]);
+    assert_eq!((status["done"].as_u64(), status["diverged"].as_u64(), status["failed"].as_u64()), (Some(13), Some(2), Some(1)), "{status}");
     let failed = status["detail"].as_array().unwrap().iter().find(|r| r["state"] == "failed").unwrap();
     assert!(failed["reason"].as_str().unwrap().contains("/nonexistent/windtunnel-test.bin"), "{failed}");
     assert!(failed["slurm"]["task"].as_str().is_some(), "an unfinished run shows its Slurm task: {failed}");
@@ -141,12 +173,12 @@ fn a_sweep_through_slurm_gives_the_local_table() {
     let wave2 = std::fs::read_to_string(scripts.join("wave-2.sbatch")).unwrap();
     assert!(wave2.contains("--dependency=afterok:") && wave2.contains("#SBATCH --signal=B:USR1@"), "{wave2}");
     let jobs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(scripts.join("jobs.json")).unwrap()).unwrap();
-    assert_eq!(jobs["tasks"].as_object().unwrap().len(), 15);
+    assert_eq!(jobs["tasks"].as_object().unwrap().len(), 16);
 
     // Submitting again leaves finished runs alone and resubmits only the failed one.
     let o = run_slurm_wait(&["run", s, "--out", remote.to_str().unwrap(), "--executor", "slurm", "--max-retries", "0", "--wait"]);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("submitted 1 run(s)") && stderr.contains("14 already finished"), "{stderr}");
+    assert!(stderr.contains("submitted 1 run(s)") && stderr.contains("15 already finished"), "{stderr}");
 }
 
 #[test]

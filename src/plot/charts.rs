@@ -205,7 +205,7 @@ pub fn law_tokens(data: &SweepData) -> Result<Figure, String> {
         series.push(horizontal(format!("oracle loss {oracle:.3}"), BLACK, oracle, grid[0], grid[grid.len() - 1]));
     }
     let panel = Panel { title: law_title(law), x: Axis::log("tokens D"), y: Axis::log("final eval loss (nats/token)"), series, legend: LegendPosition::UpperRight };
-    Ok(figure(&format!("{}: L(N, D) = E + A/N^α + B/D^β against tokens", data.plan.name), vec![panel]))
+    Ok(figure(&format!("{}: data-model law L(N, D) = E + A/N^α + B/D^β", data.plan.name), vec![panel]))
 }
 
 /// Loss against compute C = 6ND: iso-N curves of the law, the observed points and the

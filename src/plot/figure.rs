@@ -159,7 +159,10 @@ impl Figure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
         root.fill(&WHITE)?;
         let (title, body) = root.split_vertically(TITLE_HEIGHT);
-        title.titled(&self.title, (FAMILY, 22).into_font().color(&BLACK))?;
+        // Shrink a long title to the figure's width (DejaVu Sans: about 0.55 em per character).
+        let width = self.size().0 as f64;
+        let size = (width / (0.56 * self.title.chars().count().max(1) as f64)).clamp(12.0, 22.0);
+        title.titled(&self.title, (FAMILY, size).into_font().color(&BLACK))?;
         let (rows, cols) = self.grid();
         for (area, panel) in body.split_evenly((rows, cols)).iter().zip(&self.panels) {
             draw_panel(area, panel)?;
