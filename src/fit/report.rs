@@ -223,6 +223,19 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         table.path.display(),
         pts.len()
     );
+    let distinct = |f: fn(&Point) -> f64| {
+        let mut v: Vec<f64> = pts.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v.len()
+    };
+    let (sizes, token_counts) = (distinct(|p| p.n), distinct(|p| p.d));
+    anyhow::ensure!(
+        sizes >= 2 && token_counts >= 2,
+        "{}: the points span {sizes} model size(s) and {token_counts} token count(s); the law needs at least 2 of each \
+         (a WSD data-model grid gives several of both)",
+        table.path.display()
+    );
     let full = fit(&pts, def.delta).context("no start of the fit converged to a finite law")?;
     let law = full.law;
     let residual_rms = (full.log_residuals.iter().map(|r| r * r).sum::<f64>() / pts.len() as f64).sqrt();

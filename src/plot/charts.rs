@@ -44,7 +44,7 @@ fn horizontal(label: String, color: RGBColor, y: f64, x0: f64, x1: f64) -> Serie
 }
 
 fn figure(title: &str, panels: Vec<Panel>) -> Figure {
-    Figure { title: title.to_string(), panels, panel_size: PANEL }
+    Figure { title: title.to_string(), panels, panel_size: PANEL, share_y: false }
 }
 
 /// "N = 23.7k": three significant digits.
@@ -160,7 +160,7 @@ pub fn lr_transfer(data: &SweepData) -> Result<Figure, String> {
             Ok(Parameterization::Sp) => "SP".to_string(),
             Err(_) => group.clone(),
         };
-        let drift = transfer.drift.as_ref().map(|d| format!(": d ln η*/d ln width = {:+.2}", d.slope)).unwrap_or_default();
+        let drift = transfer.drift.as_ref().map(|d| format!(": d ln η*/d ln width = {:+.2} [{:+.2}, {:+.2}]", d.slope, d.slope_lower, d.slope_upper)).unwrap_or_default();
         panels.push(Panel {
             title: format!("{name}{drift}"),
             x: Axis::log("base learning rate η"),
@@ -169,7 +169,7 @@ pub fn lr_transfer(data: &SweepData) -> Result<Figure, String> {
             legend: LegendPosition::UpperLeft,
         });
     }
-    Ok(figure(&format!("{}: learning-rate transfer", data.plan.name), panels))
+    Ok(Figure { share_y: true, ..figure(&format!("{}: learning-rate transfer", data.plan.name), panels) })
 }
 
 fn law_report(data: &SweepData) -> Result<&crate::fit::report::LawReport, String> {
@@ -393,5 +393,5 @@ pub fn coord_check(result: &CoordCheckResult) -> Result<Figure, String> {
         Parameterization::Mup => "µP",
         Parameterization::Sp => "SP",
     };
-    Ok(figure(&format!("coordinate check ({name}): flat lines = width-stable activations"), panels))
+    Ok(Figure { share_y: true, ..figure(&format!("coordinate check ({name}): flat lines = width-stable activations"), panels) })
 }

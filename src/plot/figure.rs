@@ -32,6 +32,8 @@ pub struct Figure {
     pub panels: Vec<Panel>,
     /// Pixel size of one panel; the figure is `panels` side by side (at most 3 per row).
     pub panel_size: (u32, u32),
+    /// One y range for every panel, so panels side by side compare at a glance.
+    pub share_y: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -164,8 +166,12 @@ impl Figure {
         let size = (width / (0.56 * self.title.chars().count().max(1) as f64)).clamp(12.0, 22.0);
         title.titled(&self.title, (FAMILY, size).into_font().color(&BLACK))?;
         let (rows, cols) = self.grid();
+        let shared_y = self.share_y.then(|| {
+            let ys = self.panels.iter().flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().chain(&s.lower).map(|p| p.1)));
+            AxisRange::fit(ys, self.panels.first().is_some_and(|p| p.y.log))
+        });
         for (area, panel) in body.split_evenly((rows, cols)).iter().zip(&self.panels) {
-            draw_panel(area, panel)?;
+            draw_panel(area, panel, shared_y.clone())?;
         }
         Ok(())
     }
@@ -173,11 +179,11 @@ impl Figure {
 
 const TITLE_HEIGHT: u32 = 34;
 
-fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel, shared_y: Option<AxisRange>) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let xs = panel.series.iter().flat_map(|s| s.points.iter().chain(&s.lower).map(|p| p.0));
     let ys = panel.series.iter().flat_map(|s| s.points.iter().chain(&s.lower).map(|p| p.1));
     let x = AxisRange::fit(xs, panel.x.log);
-    let y = AxisRange::fit(ys, panel.y.log);
+    let y = shared_y.unwrap_or_else(|| AxisRange::fit(ys, panel.y.log));
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, (FAMILY, 17))
         .margin(12)
@@ -496,6 +502,7 @@ mod tests {
                 legend: LegendPosition::UpperRight,
             }],
             panel_size: (400, 300),
+            share_y: false,
         };
         let svg = fig.to_svg().unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("tokens"));

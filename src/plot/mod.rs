@@ -141,11 +141,22 @@ pub struct PlotSummary {
 impl std::fmt::Display for PlotSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for c in &self.charts {
-            match (&c.path, &c.skipped) {
-                (Some(p), _) => writeln!(f, "wrote {}", p.display())?,
-                (None, Some(why)) => writeln!(f, "no {} chart: {}", c.chart, why)?,
-                (None, None) => {}
+            if let Some(p) = &c.path {
+                writeln!(f, "wrote {}", p.display())?;
             }
+        }
+        // Charts left out for the same reason share one line.
+        let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+        for c in &self.charts {
+            if let (None, Some(why)) = (&c.path, &c.skipped) {
+                match reasons.iter_mut().find(|(r, _)| r == why) {
+                    Some((_, charts)) => charts.push(&c.chart),
+                    None => reasons.push((why, vec![&c.chart])),
+                }
+            }
+        }
+        for (why, charts) in reasons {
+            writeln!(f, "no {} chart{}: {why}", charts.join(", "), if charts.len() > 1 { "s" } else { "" })?;
         }
         Ok(())
     }
