@@ -166,3 +166,31 @@ fn a_sweep_runs_to_its_table_and_survives_sigkill() {
     let from_parquet = json(&["fit", "lr", "--input", sweep.join("table.parquet").to_str().unwrap(), "--json"]);
     assert_eq!(from_parquet["groups"][0][1]["optima"], lr["groups"][0][1]["optima"]);
 }
+
+#[test]
+fn slurm_dry_run_writes_readable_scripts_of_at_most_1000_tasks() {
+    // No Slurm needed: --dry-run writes the scripts and submits nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let big = TINY.replace("name = \"lr\"\n", "name = \"lr\"\nmethod = \"random\"\nsamples = 600\n").replace("{ values = [0.003, 0.01, 0.03, 1000.0] }", "{ min = 0.001, max = 0.1, log = true }");
+    let p = write(dir.path(), "big.toml", &big);
+    let out = dir.path().join("it's here");
+    let o = windtunnel(&["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--dry-run", "--partition", "gpu", "--time", "01:00:00", "--setup", "echo setting up"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let slurm = out.join("tiny").join("slurm");
+    // 1200 lr runs and 2 trunks: two wave-1 scripts (Slurm's MaxArraySize), one wave-2 script.
+    let ids = |name: &str| {
+        let text = std::fs::read_to_string(slurm.join(name)).unwrap();
+        let line = text.lines().find(|l| l.starts_with("RUN_IDS=(")).unwrap().to_string();
+        (line.matches('\'').count() / 2, text)
+    };
+    let (first, text) = ids("wave-1-1.sbatch");
+    let (second, _) = ids("wave-1-2.sbatch");
+    assert_eq!((first, second), (1000, 202));
+    assert!(text.contains("#SBATCH --partition=gpu") && text.contains("#SBATCH --time=01:00:00") && text.contains("\necho setting up\n"), "{text}");
+    // The sweep directory's path reaches the script single-quoted, its quote escaped.
+    assert!(text.contains(r"SWEEP_DIR='") && text.contains(r"it'\''s here/tiny'"), "{text}");
+    let (branches, wave2) = ids("wave-2.sbatch");
+    assert_eq!(branches, 4);
+    assert!(wave2.contains("--dependency=afterok:<trunk job>"), "{wave2}");
+    assert!(!slurm.join("jobs.json").exists(), "a dry run records no jobs");
+}

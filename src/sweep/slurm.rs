@@ -478,89 +478,104 @@ pub fn submit(dir: &Path, plan: &Plan, options: &SlurmOptions) -> anyhow::Result
         to_submit.push(r);
     }
 
-    // Wave 1: trunks and plain runs.
-    let wave1: Vec<&PlannedRun> = to_submit.iter().copied().filter(|r| r.kind != RunKind::Branch).collect();
-    let mut trunk_task: HashMap<&str, String> = alive.iter().map(|(id, t)| (*id, t.clone())).collect();
-    if !wave1.is_empty() {
-        let script_path = dir.join("slurm").join("wave-1.sbatch");
-        let submit_line = "sbatch slurm/wave-1.sbatch".to_string();
-        atomic_write(&script_path, wave_script(&dir, &plan.name, 1, &wave1, &options.spec, &worker, &[submit_line]).as_bytes())?;
-        summary.scripts.push(script_path.clone());
-        let job = if options.dry_run { None } else { Some(sbatch(&dir, &["slurm/wave-1.sbatch".to_string()])?) };
-        if let Some(job) = &job {
-            for (i, r) in wave1.iter().enumerate() {
-                let task = format!("{job}_{i}");
-                jobs.tasks.insert(r.id.clone(), task.clone());
-                trunk_task.insert(&r.id, task);
-            }
-            summary.job_ids.push(job.clone());
-        }
-        jobs.submissions.push(Submission { script: script_path, array: format!("0-{}", wave1.len() - 1), dependency: None, job_id: job, run_ids: wave1.iter().map(|r| r.id.clone()).collect() });
-        summary.submitted += wave1.len();
-    }
+    // Wave 1: trunks and plain runs, no dependencies.
+    let wave1: Vec<(&PlannedRun, Option<String>)> = to_submit.iter().copied().filter(|r| r.kind != RunKind::Branch).map(|r| (r, None)).collect();
+    let mut trunk_task: HashMap<String, String> = alive.iter().map(|(id, t)| (id.to_string(), t.clone())).collect();
+    trunk_task.extend(submit_wave(&dir, &plan.name, 1, &wave1, options, &worker, &mut jobs, &mut summary)?);
 
-    // Wave 2: branches, one array per trunk, after that trunk's task.
-    let mut wave2: Vec<&PlannedRun> = Vec::new();
+    // Wave 2: branches, each array after its trunk's task (none when the trunk has finished).
+    let mut wave2: Vec<(&PlannedRun, Option<String>)> = Vec::new();
     for r in to_submit.iter().copied().filter(|r| r.kind == RunKind::Branch) {
         let trunk = r.trunk.as_deref().unwrap_or("");
-        match finished.get(trunk) {
-            Some(RunState::Diverged) => summary.skipped.push(format!("{} not submitted: its trunk {trunk} diverged", r.id)),
-            _ => wave2.push(r),
-        }
-    }
-    if !wave2.is_empty() {
-        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, r) in wave2.iter().enumerate() {
-            groups.entry(r.trunk.as_deref().unwrap_or("")).or_default().push(i);
-        }
-        let throttle = options.spec.array_throttle.map(|k| format!("%{k}")).unwrap_or_default();
-        let mut calls: Vec<(Vec<String>, Vec<usize>, Option<String>)> = Vec::new();
-        for (trunk, indices) in &groups {
-            let dependency = if finished.contains_key(trunk) {
-                None
-            } else {
-                let task = trunk_task.get(trunk).cloned();
-                match task {
-                    Some(t) => Some(format!("afterok:{t}")),
-                    // Dry run: the trunk has no job id yet.
-                    None if options.dry_run => Some("afterok:<trunk job>".into()),
-                    None => anyhow::bail!("branch of trunk {trunk}: the trunk is neither finished nor submitted"),
-                }
-            };
-            let mut args = vec![format!("--array={}{throttle}", array_indices(indices))];
-            if let Some(d) = &dependency {
-                args.push(format!("--dependency={d}"));
-                args.push("--kill-on-invalid-dep=yes".into());
+        let after = match (finished.get(trunk), trunk_task.get(trunk)) {
+            (Some(RunState::Diverged), _) => {
+                summary.skipped.push(format!("{} not submitted: its trunk {trunk} diverged", r.id));
+                continue;
             }
-            args.push("slurm/wave-2.sbatch".into());
-            calls.push((args, indices.clone(), dependency));
+            (Some(_), _) => None,
+            (None, Some(task)) => Some(format!("afterok:{task}")),
+            // Dry run: the trunk has no job id yet.
+            (None, None) if options.dry_run => Some("afterok:<trunk job>".to_string()),
+            (None, None) => anyhow::bail!("branch {} of trunk {trunk}: the trunk is neither finished nor submitted", r.id),
+        };
+        wave2.push((r, after));
+    }
+    submit_wave(&dir, &plan.name, 2, &wave2, options, &worker, &mut jobs, &mut summary)?;
+    Ok(summary)
+}
+
+/// Array tasks per script: Slurm's default MaxArraySize (1001) allows indices 0 to 1000.
+const MAX_ARRAY_TASKS: usize = 1000;
+
+/// Write and submit one wave: a script per 1000 runs, one `sbatch` per distinct dependency.
+/// `jobs.json` is rewritten after every `sbatch`, so an interruption loses no job id.
+/// Returns each submitted run's task ("<job>_<index>").
+#[allow(clippy::too_many_arguments)]
+fn submit_wave(
+    dir: &Path,
+    plan_name: &str,
+    wave: usize,
+    runs: &[(&PlannedRun, Option<String>)],
+    options: &SlurmOptions,
+    worker: &Path,
+    jobs: &mut JobsFile,
+    summary: &mut SlurmSummary,
+) -> anyhow::Result<HashMap<String, String>> {
+    let mut tasks = HashMap::new();
+    let chunks: Vec<&[(&PlannedRun, Option<String>)]> = runs.chunks(MAX_ARRAY_TASKS).collect();
+    let throttle = options.spec.array_throttle.map(|k| format!("%{k}")).unwrap_or_default();
+    for (k, chunk) in chunks.iter().enumerate() {
+        let name = if chunks.len() == 1 { format!("wave-{wave}.sbatch") } else { format!("wave-{wave}-{}.sbatch", k + 1) };
+        let relative = format!("slurm/{name}");
+        // One sbatch per dependency, in the order the runs come.
+        let mut calls: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+        for (i, (_, after)) in chunk.iter().enumerate() {
+            match calls.iter_mut().find(|(a, _)| a == after) {
+                Some((_, indices)) => indices.push(i),
+                None => calls.push((after.clone(), vec![i])),
+            }
         }
-        let lines: Vec<String> = calls.iter().map(|(args, _, _)| format!("sbatch {}", args.join(" "))).collect();
-        let script_path = dir.join("slurm").join("wave-2.sbatch");
-        atomic_write(&script_path, wave_script(&dir, &plan.name, 2, &wave2, &options.spec, &worker, &lines).as_bytes())?;
+        let args: Vec<Vec<String>> = calls
+            .iter()
+            .map(|(after, indices)| {
+                let mut a = vec![format!("--array={}{throttle}", array_indices(indices))];
+                if let Some(d) = after {
+                    a.push(format!("--dependency={d}"));
+                    a.push("--kill-on-invalid-dep=yes".into());
+                }
+                a.push(relative.clone());
+                a
+            })
+            .collect();
+        let lines: Vec<String> = args.iter().map(|a| format!("sbatch {}", a.join(" "))).collect();
+        let script_runs: Vec<&PlannedRun> = chunk.iter().map(|(r, _)| *r).collect();
+        let script_path = dir.join("slurm").join(&name);
+        atomic_write(&script_path, wave_script(dir, plan_name, wave, &script_runs, &options.spec, worker, &lines).as_bytes())?;
         summary.scripts.push(script_path.clone());
-        for (args, indices, dependency) in calls {
-            let job = if options.dry_run { None } else { Some(sbatch(&dir, &args)?) };
+        for ((after, indices), a) in calls.iter().zip(&args) {
+            let job = if options.dry_run { None } else { Some(sbatch(dir, a)?) };
             if let Some(job) = &job {
-                for &i in &indices {
-                    jobs.tasks.insert(wave2[i].id.clone(), format!("{job}_{i}"));
+                for &i in indices {
+                    let task = format!("{job}_{i}");
+                    jobs.tasks.insert(chunk[i].0.id.clone(), task.clone());
+                    tasks.insert(chunk[i].0.id.clone(), task);
                 }
                 summary.job_ids.push(job.clone());
             }
             jobs.submissions.push(Submission {
                 script: script_path.clone(),
-                array: array_indices(&indices),
-                dependency,
+                array: array_indices(indices),
+                dependency: after.clone(),
                 job_id: job,
-                run_ids: indices.iter().map(|&i| wave2[i].id.clone()).collect(),
+                run_ids: indices.iter().map(|&i| chunk[i].0.id.clone()).collect(),
             });
+            if !options.dry_run {
+                atomic_write(&jobs_path(dir), serde_json::to_string_pretty(&*jobs)?.as_bytes())?;
+            }
         }
-        summary.submitted += wave2.len();
+        summary.submitted += chunk.len();
     }
-    if !options.dry_run {
-        atomic_write(&jobs_path(&dir), serde_json::to_string_pretty(&jobs)?.as_bytes())?;
-    }
-    Ok(summary)
+    Ok(tasks)
 }
 
 /// Slurm's view of every unfinished run of the sweep that has a recorded task.
