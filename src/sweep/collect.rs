@@ -44,6 +44,9 @@ pub struct SweepStatus {
     pub tokens_done: u64,
     pub tokens_total: u64,
     pub detail: Vec<RunProgress>,
+    /// Why Slurm's view of a Slurm sweep is missing (e.g. no Slurm client on this machine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slurm_unavailable: Option<String>,
 }
 
 pub fn status(dir: &Path) -> anyhow::Result<SweepStatus> {
@@ -60,6 +63,7 @@ pub fn status(dir: &Path) -> anyhow::Result<SweepStatus> {
         tokens_done: 0,
         tokens_total: 0,
         detail: Vec::new(),
+        slurm_unavailable: None,
     };
     for r in &plan.runs {
         let own_tokens = r.tokens - r.from_tokens.unwrap_or(0);
@@ -93,9 +97,13 @@ pub fn status_with_slurm(dir: &Path) -> anyhow::Result<SweepStatus> {
         return Ok(s);
     }
     let unfinished: Vec<String> = s.detail.iter().filter(|r| r.state != "done" && r.state != "diverged").map(|r| r.id.clone()).collect();
-    let view = super::slurm::unfinished_tasks(dir, &unfinished)?;
-    for r in &mut s.detail {
-        r.slurm = view.get(&r.id).cloned();
+    match super::slurm::unfinished_tasks(dir, &unfinished) {
+        Ok(view) => {
+            for r in &mut s.detail {
+                r.slurm = view.get(&r.id).cloned();
+            }
+        }
+        Err(e) => s.slurm_unavailable = Some(format!("{e:#}")),
     }
     Ok(s)
 }
@@ -128,6 +136,9 @@ impl std::fmt::Display for SweepStatus {
                 write!(f, "  {}", reason.lines().next().unwrap_or(""))?;
             }
             writeln!(f)?;
+        }
+        if let Some(why) = &self.slurm_unavailable {
+            writeln!(f, "(no Slurm view of the unfinished runs: {why}; the states above are from the files)")?;
         }
         Ok(())
     }

@@ -247,6 +247,11 @@ pub fn query_tasks(tasks: &[String]) -> anyhow::Result<HashMap<String, TaskState
     let mut jobs: Vec<&str> = tasks.iter().filter_map(|t| t.split('_').next()).collect();
     jobs.sort();
     jobs.dedup();
+    // squeue must at least run (it fails, harmlessly, for job ids it has forgotten); where it
+    // cannot, Slurm is not reachable from this machine and no state can be told.
+    if let Err(e) = Command::new("squeue").arg("--version").output() {
+        anyhow::bail!("cannot run `squeue` ({e}): Slurm is not reachable from this machine");
+    }
     let listing = command_output("squeue", &["-h", "-r", "-o", "%i|%T|%r", "-j", &jobs.join(",")]).unwrap_or_default();
     for line in listing.lines() {
         let parts: Vec<&str> = line.trim().split('|').collect();
