@@ -714,7 +714,16 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Fit(FitCommand::Batch(args)) => {
             let runs = args.runs_table.as_deref().map(|t| (t, args.loss.as_str()));
-            let report = windtunnel::fit::commands::fit_batch(&args.input, !args.train_loss, runs)?;
+            // A sweep directory: its batch-size grid's curves, and the report kept in DIR/fits/.
+            let sweep = args.input.join("plan.json").exists() && runs.is_none() && !args.train_loss;
+            let report = if sweep {
+                windtunnel::fit::commands::fit_batch_sweep(&args.input)?
+            } else {
+                windtunnel::fit::commands::fit_batch(&args.input, !args.train_loss, runs)?
+            };
+            if sweep {
+                windtunnel::fsutil::atomic_write(&args.input.join("fits").join("batch.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+            }
             if args.json { print_json(&report) } else { print!("{report}"); Ok(()) }
         }
         Command::Plot(args) => {

@@ -43,6 +43,10 @@ pub struct SweepStatus {
     pub interrupted: usize,
     pub tokens_done: u64,
     pub tokens_total: u64,
+    /// Training FLOPs done and planned (each run's own: a branch counts its decay only). Progress
+    /// and ETAs use these: a token of a big model costs more than one of a small model.
+    pub flops_done: f64,
+    pub flops_total: f64,
     pub detail: Vec<RunProgress>,
     /// Why Slurm's view of a Slurm sweep is missing (e.g. no Slurm client on this machine).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,6 +66,8 @@ pub fn status(dir: &Path) -> anyhow::Result<SweepStatus> {
         interrupted: 0,
         tokens_done: 0,
         tokens_total: 0,
+        flops_done: 0.0,
+        flops_total: 0.0,
         detail: Vec::new(),
         slurm_unavailable: None,
     };
@@ -74,7 +80,10 @@ pub fn status(dir: &Path) -> anyhow::Result<SweepStatus> {
             Some(x) => (x.state.to_string(), x.step, x.steps, x.eval_loss, x.reason.clone()),
         };
         let tps = r.config.training.tokens_per_step();
-        s.tokens_done += (step * tps).saturating_sub(r.from_tokens.unwrap_or(0)).min(own_tokens);
+        let own_done = (step * tps).saturating_sub(r.from_tokens.unwrap_or(0)).min(own_tokens);
+        s.tokens_done += own_done;
+        s.flops_total += r.own_flops;
+        s.flops_done += r.own_flops * own_done as f64 / own_tokens.max(1) as f64;
         match st.map(|x| x.state) {
             None => s.pending += 1,
             Some(RunState::Running) => s.running += 1,
@@ -112,7 +121,7 @@ impl std::fmt::Display for SweepStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{}: {} runs — {} done, {} diverged, {} running, {} interrupted, {} failed, {} pending; {:.1}% of {} tokens",
+            "{}: {} runs — {} done, {} diverged, {} running, {} interrupted, {} failed, {} pending; {:.1}% of {:.3e} FLOPs ({} tokens)",
             self.dir.display(),
             self.runs,
             self.done,
@@ -121,7 +130,8 @@ impl std::fmt::Display for SweepStatus {
             self.interrupted,
             self.failed,
             self.pending,
-            100.0 * self.tokens_done as f64 / self.tokens_total.max(1) as f64,
+            100.0 * self.flops_done / self.flops_total.max(1.0),
+            self.flops_total,
             crate::format::si(self.tokens_total as f64)
         )?;
         for r in self.detail.iter().filter(|r| r.state != "done") {

@@ -141,7 +141,7 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
     let mut workers: Vec<Worker> = Vec::new();
     let mut last_report = Instant::now();
     let sweep_started = Instant::now();
-    let start_fraction = super::collect::status(dir).map_or(0.0, |s| s.tokens_done as f64 / s.tokens_total.max(1) as f64);
+    let start_fraction = super::collect::status(dir).map_or(0.0, |s| s.flops_done / s.flops_total.max(1.0));
     let terminal = std::io::stderr().is_terminal();
     let say = |line: String| {
         if !options.quiet {
@@ -283,15 +283,15 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
         }
         if !options.quiet && last_report.elapsed() > Duration::from_secs(if terminal { 5 } else { 15 }) {
             last_report = Instant::now();
-            // Counts and tokens from the runs' own files, the same view `windtunnel status` has.
+            // Counts and FLOPs from the runs' own files, the same view `windtunnel status` has.
             if let Ok(s) = super::collect::status(dir) {
-                let fraction = s.tokens_done as f64 / s.tokens_total.max(1) as f64;
+                let fraction = s.flops_done / s.flops_total.max(1.0);
                 let elapsed = sweep_started.elapsed().as_secs_f64();
                 let done_now = (fraction - start_fraction).max(1e-9);
                 let eta = elapsed / done_now * (1.0 - fraction);
                 eprintln!(
-                    "[{} done, {} running, {} diverged, {} failed of {}] {:.1}% of {} tokens, ETA {:.0}s",
-                    s.done, s.running, s.diverged, s.failed, s.runs, 100.0 * fraction, crate::format::si(s.tokens_total as f64), eta
+                    "[{} done, {} running, {} diverged, {} failed of {}] {:.1}% of {:.3e} FLOPs, ETA {:.0}s",
+                    s.done, s.running, s.diverged, s.failed, s.runs, 100.0 * fraction, s.flops_total, eta
                 );
             }
             for w in &workers {
