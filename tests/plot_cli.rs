@@ -194,7 +194,7 @@ fn one_run_plots_what_it_can_and_export_names_the_missing_fit() {
     let printed = ok(&["plot", s]);
     assert_eq!(charts_in(&sweep, ".svg"), ["loss-curves"]);
     assert_svg(&sweep.join("plots").join("loss-curves.svg"));
-    assert!(printed.contains("no law-tokens chart") && printed.contains("at least 6"), "{printed}");
+    assert!(printed.contains("no law-tokens, law-compute") && printed.contains("at least 6"), "{printed}");
     ok(&["report", s]);
     let html = std::fs::read_to_string(sweep.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 1);
