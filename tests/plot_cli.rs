@@ -2,32 +2,20 @@
 //! the edge cases: one run, a diverged run, runs without evaluations, a run never started.
 
 mod common;
-use common::{fails, json, ok, windtunnel};
+use common::{fails, json, ok, windtunnel, TINY};
 
 use std::path::{Path, PathBuf};
 
-const SWEEP: &str = r#"
-name = "plots"
-seeds = [0]
-
-[base]
-mup = { base_width = 16 }
-optimizer = { lr = 0.01 }
-schedule = { kind = "cosine", warmup_tokens = 256 }
-training = { tokens = 2560, batch_size = 4, seq_len = 32, eval_interval_tokens = 640, eval_tokens = 256 }
-data = { kind = "synthetic", vocab = 64 }
-
-[[grid]]
-name = "lr"
-models = { widths = [16, 32], depth = 1, head_dim = 16 }
-parameters."optimizer.lr" = { values = [0.003, 0.01, 0.03, 1000.0] }
-parameters."optimizer.grad_clip" = { value = 0.0 }
-
-[[grid]]
-name = "data"
-models = { widths = [16, 32, 48], depth = 1, head_dim = 16 }
-wsd = { branch_tokens = [640, 1280, 2560], decay = "linear", decay_fraction = 0.2 }
-
+/// The common tiny sweep, evaluated more often, with a third width and branch point (enough points
+/// for the law) and a batch-size grid.
+fn plots_sweep() -> String {
+    TINY.replace("name = \"tiny\"", "name = \"plots\"")
+        .replace("eval_interval_tokens = 1280", "eval_interval_tokens = 640")
+        .replace(
+            "widths = [16, 32], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [1280, 2560]",
+            "widths = [16, 32, 48], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [640, 1280, 2560]",
+        )
+        + r#"
 [[grid]]
 name = "batch"
 models = { widths = [16], depth = 1, head_dim = 16 }
@@ -35,23 +23,13 @@ parameters."training.batch_size" = { values = [1, 2, 4, 8, 16] }
 parameters."training.tokens" = { value = 10240 }
 parameters."training.eval_interval_tokens" = { value = 512 }
 parameters."schedule" = { value = { kind = "constant", warmup_tokens = 256 } }
-"#;
+"#
+}
 
-const ONE_RUN: &str = r#"
-name = "one"
-seeds = [0]
-
-[base]
-mup = { base_width = 16 }
-optimizer = { lr = 0.01 }
-schedule = { kind = "cosine", warmup_tokens = 256 }
-training = { tokens = 1280, batch_size = 4, seq_len = 32, eval_interval_tokens = 640, eval_tokens = 256 }
-data = { kind = "synthetic", vocab = 64 }
-
-[[grid]]
-name = "single"
-models = { widths = [16], depth = 1, head_dim = 16 }
-"#;
+/// One run: the tiny sweep's base and a single-width grid.
+fn one_run() -> String {
+    TINY[..TINY.find("[[grid]]").unwrap()].replace("name = \"tiny\"", "name = \"one\"") + "[[grid]]\nname = \"single\"\nmodels = { widths = [16], depth = 1, head_dim = 16 }\n"
+}
 
 fn run_sweep(root: &Path, name: &str, text: &str) -> PathBuf {
     let file = root.join(format!("{name}.toml"));
@@ -94,7 +72,7 @@ fn assert_png(path: &Path) {
 #[test]
 fn a_sweep_plots_reports_and_exports() {
     let root = tempfile::tempdir().unwrap();
-    let sweep = run_sweep(root.path(), "plots", SWEEP);
+    let sweep = run_sweep(root.path(), "plots", &plots_sweep());
     let s = sweep.to_str().unwrap();
     // Without a held-out fit there is no holdout chart, and the summary says how to get one.
     let summary = json(&["plot", s, "--json"]);
@@ -189,7 +167,7 @@ fn a_sweep_plots_reports_and_exports() {
 #[test]
 fn one_run_plots_what_it_can_and_export_names_the_missing_fit() {
     let root = tempfile::tempdir().unwrap();
-    let sweep = run_sweep(root.path(), "one", ONE_RUN);
+    let sweep = run_sweep(root.path(), "one", &one_run());
     let s = sweep.to_str().unwrap();
     let printed = ok(&["plot", s]);
     assert_eq!(charts_in(&sweep, ".svg"), ["loss-curves"]);
@@ -201,7 +179,7 @@ fn one_run_plots_what_it_can_and_export_names_the_missing_fit() {
     let e = fails(&["export", s, "--budget-flops", "1e15"]);
     assert!(e.contains("data-model law") && e.contains("minicpm-data-model.toml"), "{e}");
     // A sweep without a batch-size grid: the export says which sweep would give the law.
-    let quick = run_sweep(root.path(), "plots", SWEEP.replace("[[grid]]\nname = \"batch\"", "[[grid]]\nname = \"lr2\"").replace("parameters.\"training.batch_size\" = { values = [1, 2, 4, 8, 16] }", "parameters.\"optimizer.lr\" = { values = [0.003, 0.01, 0.03] }").as_str());
+    let quick = run_sweep(root.path(), "plots", plots_sweep().replace("[[grid]]\nname = \"batch\"", "[[grid]]\nname = \"lr2\"").replace("parameters.\"training.batch_size\" = { values = [1, 2, 4, 8, 16] }", "parameters.\"optimizer.lr\" = { values = [0.003, 0.01, 0.03] }").as_str());
     let recipe = json(&["export", quick.to_str().unwrap(), "--budget-flops", "1e13", "--json"]);
     assert!(recipe["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("minicpm-batch-size.toml")), "{}", recipe["warnings"]);
 }
