@@ -629,6 +629,9 @@ struct CoordCheckArgs {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` ends quietly, as with other Unix tools, instead of a panic on EPIPE.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     windtunnel::alloc::tune_for_training();
     let cli = Cli::parse();
     match run(cli) {

@@ -114,6 +114,12 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
                 let _ = write!(html, "<tr><td>{name}</td>{}</tr>", interval_cells(v, i));
             }
             html.push_str("</table>");
+            if !(0.05..=2.0).contains(&l.alpha) || !(0.05..=2.0).contains(&l.beta) || l.e < 0.01 {
+                html.push_str(
+                    "<p><strong>Warning:</strong> the exponents or E are outside any plausible range: these points do not \
+                     constrain the law. It needs several model sizes, each decayed at several token counts well above the loss floor.</p>",
+                );
+            }
             if let Some(h) = &r.holdout {
                 let _ = write!(html, "<p>Held out ({:?}): mean |relative error| of the predictions {:.2}% over {} points.</p>", h.holdout, h.mean_abs_relative_error * 100.0, h.points.len());
             }
@@ -174,6 +180,31 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
             Err(why) => not_drawn.push((name.to_string(), why)),
         }
     }
+    // Every run, folded away: what the charts are drawn from.
+    let _ = write!(
+        html,
+        "<h2>Runs</h2><details><summary>{} runs (click to show)</summary><table>\
+         <tr><th>run</th><th>kind</th><th>grid</th><th>state</th><th>width</th><th>depth</th><th>N</th><th>D</th><th>lr</th><th>final eval loss</th></tr>",
+        data.runs.len()
+    );
+    for r in &data.runs {
+        let p = &r.run;
+        let loss = r.eval_points().last().map(|e| format!("{:.4}", e.1)).unwrap_or_else(|| "–".into());
+        let state = r.state.map(|s| s.to_string()).unwrap_or_else(|| "pending".into());
+        let _ = write!(
+            html,
+            "<tr><td><code>{}</code></td><td>{:?}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3e}</td><td>{loss}</td></tr>",
+            escape(&p.id),
+            p.kind,
+            escape(&p.grid),
+            p.width,
+            p.depth,
+            si(p.n as f64),
+            si(p.tokens as f64),
+            p.config.optimizer.lr
+        );
+    }
+    html.push_str("</table></details>\n");
     if !not_drawn.is_empty() {
         html.push_str("<p class=muted>Not drawn:</p><ul class=muted>");
         for (name, why) in &not_drawn {
