@@ -1,4 +1,4 @@
-//! The local executor: `windtunnel run SWEEP.toml`.
+//! The local executor: `windtunnel run SWEEP.toml` (progress bars in `progress.rs`).
 //!
 //! Each run is a worker subprocess — `windtunnel train runs/<id>/config.json --out runs/<id>` —
 //! so a crashing run cannot take the sweep down. Up to `parallel` workers run at once; CPU
@@ -143,10 +143,12 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
     let sweep_started = Instant::now();
     let start_fraction = super::collect::status(dir).map_or(0.0, |s| s.flops_done / s.flops_total.max(1.0));
     let terminal = std::io::stderr().is_terminal();
-    let say = |line: String| {
-        if !options.quiet {
-            eprintln!("{line}");
-        }
+    // On a terminal, live bars (finished runs are printed above them); otherwise plain lines.
+    let bars = if terminal && !options.quiet { super::collect::status(dir).ok().map(|s| super::progress::SweepBars::new(&s)) } else { None };
+    let say = |line: String| match &bars {
+        Some(b) => b.println(&line),
+        None if !options.quiet => eprintln!("{line}"),
+        None => {}
     };
     say(format!(
         "sweep {}: {} runs, {} already finished; {} at a time on {}",
@@ -281,7 +283,15 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
             // Nothing runs and nothing can start: branches whose trunks will never reach them.
             anyhow::bail!("{unfinished} run(s) are waiting for trunk checkpoints that no running trunk will write; see `windtunnel status {}`", dir.display());
         }
-        if !options.quiet && last_report.elapsed() > Duration::from_secs(if terminal { 5 } else { 15 }) {
+        if let Some(b) = &bars {
+            if last_report.elapsed() > Duration::from_millis(500) {
+                last_report = Instant::now();
+                if let Ok(s) = super::collect::status(dir) {
+                    let running: Vec<&PlannedRun> = workers.iter().map(|w| &plan.runs[w.run]).collect();
+                    b.update(&s, &running);
+                }
+            }
+        } else if !options.quiet && last_report.elapsed() > Duration::from_secs(15) {
             last_report = Instant::now();
             // Counts and FLOPs from the runs' own files, the same view `windtunnel status` has.
             if let Ok(s) = super::collect::status(dir) {
@@ -303,6 +313,9 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
             }
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(b) = &bars {
+        b.finish();
     }
     Ok(summary)
 }

@@ -5,6 +5,7 @@
 pub mod collect;
 pub mod exec;
 pub mod plan;
+pub mod progress;
 pub mod slurm;
 pub mod spec;
 
