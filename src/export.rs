@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::fit::bootstrap::Interval;
 use crate::fit::commands::{fit_batch_sweep, fit_lr, LrColumns};
 use crate::fit::law::Law;
-use crate::format::si;
+use crate::format::{si, thousands};
 use crate::model::mup::{MupConfig, ParamGroup, Parameterization};
 use crate::model::shape::ModelShape;
 use crate::model::transformer::{RMS_NORM_EPS, ROPE_THETA};
@@ -250,7 +250,7 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
     })?;
     let law = report.fit.law;
     let mut warnings = Vec::new();
-    if !(0.05..=2.0).contains(&law.alpha) || !(0.05..=2.0).contains(&law.beta) || law.e < 0.01 {
+    if !law.is_plausible() {
         warnings.push(format!(
             "the fitted law (α = {:.3}, β = {:.3}, E = {:.3}) is outside any plausible range: its points do not constrain it, \
              and the exported N and D are not trustworthy; add model sizes and decay points to the data-model grid",
@@ -313,8 +313,7 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
 
     // 3. Learning rate, transferred under µP.
     let lr_dir = request.lr_sweep.as_deref().unwrap_or(dir);
-    let lr_columns = LrColumns { lr: "lr".into(), width: "width".into(), depth: Some("depth".into()), loss: "final_eval_loss".into(), group: Some("parameterization".into()) };
-    let (base_lr, lr_source) = match fit_lr(lr_dir, &lr_columns, 0) {
+    let (base_lr, lr_source) = match fit_lr(lr_dir, &LrColumns::results_table(), 0) {
         Ok(lr) => match lr.groups.iter().find(|(g, _)| g == "mup").or_else(|| (lr.groups.len() == 1).then(|| &lr.groups[0])) {
             Some((_, t)) if !t.optima.is_empty() => {
                 let widest = t.optima.iter().max_by(|a, b| a.width.total_cmp(&b.width)).unwrap();
@@ -450,10 +449,10 @@ impl std::fmt::Display for Exported {
         writeln!(
             f,
             "           N = {} non-embedding parameters (target {}; {:+.2}%), {} in total",
-            group_digits(r.non_embedding_params),
+            thousands(r.non_embedding_params),
             si(r.target_non_embedding_params),
             (r.non_embedding_params as f64 / r.target_non_embedding_params - 1.0) * 100.0,
-            group_digits(r.total_params)
+            thousands(r.total_params)
         )?;
         writeln!(f, "  data     D = {} tokens ({:.1} per parameter), C = 6ND = {:.3e} FLOPs ({:.3e} precise)", si(r.tokens as f64), r.tokens_per_param, r.flops_6nd, r.flops)?;
         let lr = &r.learning_rates;
@@ -487,18 +486,6 @@ impl std::fmt::Display for Exported {
         }
         Ok(())
     }
-}
-
-fn group_digits(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -26,6 +26,19 @@ pub fn si(x: f64) -> String {
     format!("{value:.3}{suffix}")
 }
 
+/// Three significant digits for labels: 23712 → "23.7k", 1.247e9 → "1.25G".
+pub fn si3(x: f64) -> String {
+    let (value, suffix) = match x.abs() {
+        a if a >= 1e12 => (x / 1e12, "T"),
+        a if a >= 1e9 => (x / 1e9, "G"),
+        a if a >= 1e6 => (x / 1e6, "M"),
+        a if a >= 1e3 => (x / 1e3, "k"),
+        _ => (x, ""),
+    };
+    let digits = if value.abs() >= 100.0 { 0 } else if value.abs() >= 10.0 { 1 } else { 2 };
+    format!("{value:.digits$}{suffix}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +50,7 @@ mod tests {
         assert_eq!(thousands(1_247_442_432), "1,247,442,432");
         assert_eq!(si(2_442_057_984.0), "2.442B");
         assert_eq!(si(9_426_240.0), "9.426M");
+        assert_eq!(si3(23_712.0), "23.7k");
+        assert_eq!(si3(377_472.0), "377k");
     }
 }

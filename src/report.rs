@@ -21,8 +21,8 @@ pub struct ReportSummary {
 impl std::fmt::Display for ReportSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "wrote {} ({} charts: {})", self.path.display(), self.charts.len(), self.charts.join(", "))?;
-        for (chart, why) in &self.not_drawn {
-            write!(f, "\n  no {chart} chart: {why}")?;
+        for line in crate::plot::skipped_lines(self.not_drawn.iter().map(|(c, w)| (c.as_str(), w.as_str()))) {
+            write!(f, "\n  {line}")?;
         }
         Ok(())
     }
@@ -56,7 +56,6 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
     let data = SweepData::load(dir)?;
     let st = status(dir)?;
     let plan = &data.plan;
-    let spent: f64 = plan.runs.iter().zip(&data.runs).filter(|(_, c)| c.state == Some(crate::train::log::RunState::Done)).map(|(r, _)| r.own_flops).sum();
 
     let mut html = String::new();
     let _ = write!(
@@ -75,12 +74,12 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
          <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>\
          <table><tr><th>compute</th><th>FLOPs</th></tr>\
          <tr><td>planned (the sweep as run, WSD branches reusing their trunks)</td><td>{:.3e}</td></tr>\
-         <tr><td>spent so far (finished runs)</td><td>{:.3e}</td></tr>\
+         <tr><td>spent so far</td><td>{:.3e}</td></tr>\
          <tr><td>one from-scratch run per (model, tokens) point instead</td><td>{:.3e}</td></tr>\
          <tr><td>WSD saving</td><td>{:.2}×</td></tr>\
          <tr><td>tokens trained</td><td>{} of {}</td></tr></table>\n",
         st.runs, st.done, st.running, st.pending, st.interrupted, st.diverged, st.failed,
-        plan.total_flops, spent, plan.from_scratch_flops, plan.wsd_saving(), si(st.tokens_done as f64), si(st.tokens_total as f64)
+        plan.total_flops, st.flops_done, plan.from_scratch_flops, plan.wsd_saving(), si(st.tokens_done as f64), si(st.tokens_total as f64)
     );
 
     // Fitted parameters.
@@ -114,7 +113,7 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
                 let _ = write!(html, "<tr><td>{name}</td>{}</tr>", interval_cells(v, i));
             }
             html.push_str("</table>");
-            if !(0.05..=2.0).contains(&l.alpha) || !(0.05..=2.0).contains(&l.beta) || l.e < 0.01 {
+            if !l.is_plausible() {
                 html.push_str(
                     "<p><strong>Warning:</strong> the exponents or E are outside any plausible range: these points do not \
                      constrain the law. It needs several model sizes, each decayed at several token counts well above the loss floor.</p>",
@@ -193,7 +192,7 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
         let state = r.state.map(|s| s.to_string()).unwrap_or_else(|| "pending".into());
         let _ = write!(
             html,
-            "<tr><td><code>{}</code></td><td>{:?}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3e}</td><td>{loss}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3e}</td><td>{loss}</td></tr>",
             escape(&p.id),
             p.kind,
             escape(&p.grid),

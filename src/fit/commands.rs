@@ -23,6 +23,13 @@ pub struct LrColumns {
     pub group: Option<String>,
 }
 
+impl LrColumns {
+    /// The results table's columns (what `fit lr` defaults to), µP and SP grouped apart.
+    pub fn results_table() -> Self {
+        Self { lr: "lr".into(), width: "width".into(), depth: Some("depth".into()), loss: "final_eval_loss".into(), group: Some("parameterization".into()) }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct LrReport {
     pub input: PathBuf,
@@ -168,13 +175,7 @@ pub fn curves_of_runs(runs: &[PathBuf], eval: bool) -> anyhow::Result<Vec<CurveP
 /// more batch sizes (other grids vary other things and would mix models).
 pub fn fit_batch_sweep(dir: &Path) -> anyhow::Result<BatchReport> {
     let plan = crate::sweep::collect::read_plan(dir)?;
-    let mut grids: Vec<&str> = Vec::new();
-    for r in &plan.runs {
-        if !grids.contains(&r.grid.as_str()) {
-            grids.push(&r.grid);
-        }
-    }
-    for grid in grids {
+    for grid in plan.grids() {
         let runs: Vec<_> = plan.runs.iter().filter(|r| r.grid == grid).collect();
         let mut sizes: Vec<usize> = runs.iter().map(|r| r.config.training.batch_size * r.config.training.seq_len).collect();
         sizes.sort();

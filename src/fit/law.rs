@@ -44,6 +44,12 @@ pub struct Law {
 
 impl Law {
     /// Predicted loss at (N, D).
+    /// Whether the exponents and E are in any plausible range (0.05 ≤ α, β ≤ 2, E ≥ 0.01). Outside
+    /// it, the points did not constrain the law (too few sizes or token counts, or too near the floor).
+    pub fn is_plausible(&self) -> bool {
+        (0.05..=2.0).contains(&self.alpha) && (0.05..=2.0).contains(&self.beta) && self.e >= 0.01
+    }
+
     pub fn loss(&self, n: f64, d: f64) -> f64 {
         self.e + self.a / n.powf(self.alpha) + self.b / d.powf(self.beta)
     }

@@ -358,7 +358,7 @@ impl std::fmt::Display for LawReport {
         row(f, "B", l.b, b.map(|b| &b.b))?;
         row(f, "α", l.alpha, b.map(|b| &b.alpha))?;
         row(f, "β", l.beta, b.map(|b| &b.beta))?;
-        if !(0.05..=2.0).contains(&l.alpha) || !(0.05..=2.0).contains(&l.beta) || l.e < 0.01 {
+        if !l.is_plausible() {
             writeln!(
                 f,
                 "  warning: the exponents or E are outside any plausible range: the points do not constrain the law \

@@ -6,6 +6,7 @@ use plotters::style::RGBColor;
 use super::figure::{category_color, ordered_color, Axis, Figure, LegendPosition, Panel, Series, Style, GREY};
 use super::SweepData;
 use crate::fit::law::{Law, Point};
+use crate::format::si3;
 use crate::model::coord_check::{layer_names, CoordCheckResult};
 use crate::model::mup::Parameterization;
 use crate::sweep::plan::RunKind;
@@ -35,6 +36,16 @@ fn distinct(values: impl Iterator<Item = f64>) -> Vec<f64> {
     v
 }
 
+/// (smallest, largest) of `values`.
+fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+}
+
+/// Training compute of a fitted point, C = 6ND.
+fn compute(p: &Point) -> f64 {
+    6.0 * p.n * p.d
+}
+
 fn index_of(values: &[f64], x: f64) -> usize {
     values.iter().position(|&v| v == x).unwrap_or(0)
 }
@@ -49,33 +60,14 @@ fn figure(title: &str, panels: Vec<Panel>) -> Figure {
 
 /// "N = 23.7k": three significant digits.
 fn n_label(n: f64) -> String {
-    format!("N = {}", short(n))
-}
-
-/// A count with three significant digits and an SI suffix (23.7k, 1.25M, 2.44G).
-pub fn short(x: f64) -> String {
-    let (v, suffix) = match x.abs() {
-        a if a >= 1e12 => (x / 1e12, "T"),
-        a if a >= 1e9 => (x / 1e9, "G"),
-        a if a >= 1e6 => (x / 1e6, "M"),
-        a if a >= 1e3 => (x / 1e3, "k"),
-        _ => (x, ""),
-    };
-    let digits = if v.abs() >= 100.0 { 0 } else if v.abs() >= 10.0 { 1 } else { 2 };
-    format!("{v:.digits$}{suffix}")
+    format!("N = {}", si3(n))
 }
 
 /// Eval loss against tokens for every run, one panel per sweep grid, coloured by model size;
 /// decay branches are drawn from their branch point on their trunk's curve.
 pub fn loss_curves(data: &SweepData) -> Result<Figure, String> {
-    let mut grids: Vec<&str> = Vec::new();
-    for r in &data.runs {
-        if !grids.contains(&r.run.grid.as_str()) {
-            grids.push(&r.run.grid);
-        }
-    }
     let mut panels = Vec::new();
-    for grid in grids {
+    for grid in data.plan.grids() {
         let runs: Vec<_> = data.runs.iter().filter(|r| r.run.grid == grid && !r.eval_points().is_empty()).collect();
         if runs.is_empty() {
             continue;
@@ -177,8 +169,7 @@ fn law_report(data: &SweepData) -> Result<&crate::fit::report::LawReport, String
 }
 
 fn law_title(law: &Law) -> String {
-    let implausible = !(0.05..=2.0).contains(&law.alpha) || !(0.05..=2.0).contains(&law.beta) || law.e < 0.01;
-    format!("E = {:.3}, α = {:.3}, β = {:.3}{}", law.e, law.alpha, law.beta, if implausible { " (unconstrained: too few points)" } else { "" })
+    format!("E = {:.3}, α = {:.3}, β = {:.3}{}", law.e, law.alpha, law.beta, if !law.is_plausible() { " (unconstrained: too few points)" } else { "" })
 }
 
 /// Loss against D for each N with the fitted law's curves.
@@ -187,7 +178,7 @@ pub fn law_tokens(data: &SweepData) -> Result<Figure, String> {
     let law = &report.fit.law;
     let points = &report.data;
     let sizes = distinct(points.iter().map(|p| p.n));
-    let (d0, d1) = points.iter().fold((f64::INFINITY, 0f64), |(a, b), p| (a.min(p.d), b.max(p.d)));
+    let (d0, d1) = span(points.iter().map(|p| p.d));
     let grid = log_space(d0 / 1.5, d1 * 1.5, 60);
     let mut series = Vec::new();
     for (i, &n) in sizes.iter().enumerate() {
@@ -215,13 +206,12 @@ pub fn law_compute(data: &SweepData) -> Result<Figure, String> {
     let law = &report.fit.law;
     let points = &report.data;
     let sizes = distinct(points.iter().map(|p| p.n));
-    let c = |p: &Point| 6.0 * p.n * p.d;
-    let (c0, c1) = points.iter().fold((f64::INFINITY, 0f64), |(a, b), p| (a.min(c(p)), b.max(c(p))));
+    let (c0, c1) = span(points.iter().map(compute));
     let grid = log_space(c0 / 2.0, c1 * 30.0, 80);
     let mut series = Vec::new();
     for (i, &n) in sizes.iter().enumerate() {
         let color = ordered_color(i, sizes.len());
-        let observed: Vec<(f64, f64)> = points.iter().filter(|p| p.n == n).map(|p| (c(p), p.loss)).collect();
+        let observed: Vec<(f64, f64)> = points.iter().filter(|p| p.n == n).map(|p| (compute(p), p.loss)).collect();
         series.push(Series::new(Some(n_label(n)), color, Style::Markers { size: 4 }, observed));
         series.push(Series::new(None, color, Style::Line { width: 1 }, grid.iter().map(|&cc| (cc, law.loss(n, cc / (6.0 * n)))).collect()));
     }
@@ -250,7 +240,7 @@ pub fn law_compute(data: &SweepData) -> Result<Figure, String> {
 pub fn allocation(data: &SweepData) -> Result<Figure, String> {
     let report = law_report(data)?;
     let law = &report.fit.law;
-    let (c0, c1) = report.data.iter().fold((f64::INFINITY, 0f64), |(a, b), p| (a.min(6.0 * p.n * p.d), b.max(6.0 * p.n * p.d)));
+    let (c0, c1) = span(report.data.iter().map(compute));
     let grid = log_space(c0, c1 * 1e3, 50);
     let band = |f: &dyn Fn(&Law, f64) -> f64| -> Option<(Vec<f64>, Vec<f64>)> {
         (report.bootstrap_laws.len() >= 20).then(|| {
@@ -297,19 +287,9 @@ pub fn residuals(data: &SweepData) -> Result<Figure, String> {
     let report = law_report(data)?;
     let sizes = distinct(report.data.iter().map(|p| p.n));
     let mut series = Vec::new();
-    let (mut c0, mut c1) = (f64::INFINITY, 0f64);
+    let (c0, c1) = span(report.data.iter().map(compute));
     for (i, &n) in sizes.iter().enumerate() {
-        let points: Vec<(f64, f64)> = report
-            .data
-            .iter()
-            .zip(&report.fit.log_residuals)
-            .filter(|(p, _)| p.n == n)
-            .map(|(p, r)| (6.0 * p.n * p.d, *r))
-            .collect();
-        for p in &points {
-            c0 = c0.min(p.0);
-            c1 = c1.max(p.0);
-        }
+        let points: Vec<(f64, f64)> = report.data.iter().zip(&report.fit.log_residuals).filter(|(p, _)| p.n == n).map(|(p, r)| (compute(p), *r)).collect();
         series.push(Series::new(Some(n_label(n)), ordered_color(i, sizes.len()), Style::LineMarkers { width: 1, size: 4 }, points));
     }
     series.push(Series::new(None, GREY, Style::Dashed { width: 1 }, vec![(c0, 0.0), (c1, 0.0)]));
@@ -331,7 +311,7 @@ pub fn holdout(data: &SweepData) -> Result<Figure, String> {
     let fitted: Vec<(f64, f64)> = report.data.iter().filter(|p| !held(p)).map(|p| (p.loss, h.law.loss(p.n, p.d))).collect();
     let tested: Vec<(f64, f64)> = h.points.iter().map(|p| (p.loss, p.predicted)).collect();
     let all: Vec<f64> = fitted.iter().chain(&tested).flat_map(|p| [p.0, p.1]).collect();
-    let (lo, hi) = all.iter().fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+    let (lo, hi) = span(all.into_iter());
     let series = vec![
         Series::new(Some("predicted = observed".into()), GREY, Style::Dashed { width: 1 }, vec![(lo, lo), (hi, hi)]),
         Series::new(Some(format!("fitted ({} points)", h.fitted_points)), category_color(0), Style::Markers { size: 4 }, fitted),
@@ -352,7 +332,7 @@ pub fn batch_size(data: &SweepData) -> Result<Figure, String> {
     let report = data.batch.as_ref().map_err(|e| format!("no batch-size law ({e})"))?;
     let law = report.minicpm.as_ref().ok_or("the batch-size curves do not cross enough common loss levels for the law")?;
     let levels: Vec<f64> = law.optima.iter().map(|o| o.0).collect();
-    let (l0, l1) = levels.iter().fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+    let (l0, l1) = span(levels.into_iter());
     let fitted = log_space(l0 * 0.97, l1 * 1.03, 40).into_iter().map(|l| (l, law.k / l.powf(law.gamma))).collect();
     let series = vec![
         Series::new(Some("optimum per loss level".into()), category_color(0), Style::Markers { size: 5 }, law.optima.clone()),

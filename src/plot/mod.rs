@@ -81,8 +81,7 @@ impl SweepData {
         }
         let oracle_loss = runs.iter().flat_map(|r| r.metrics.iter()).find_map(|m| m.oracle_loss);
         let law = law_definition(dir).and_then(|def| fit_law(&def)).map_err(|e| format!("{e:#}"));
-        let lr_columns = LrColumns { lr: "lr".into(), width: "width".into(), depth: Some("depth".into()), loss: "final_eval_loss".into(), group: Some("parameterization".into()) };
-        let lr = fit_lr(dir, &lr_columns, 0).map_err(|e| format!("{e:#}"));
+        let lr = fit_lr(dir, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}"));
         let batch = fit_batch_sweep(dir).map_err(|e| format!("{e:#}"));
         Ok(Self { dir: dir.to_path_buf(), plan, runs, oracle_loss, law, lr, batch })
     }
@@ -145,21 +144,24 @@ impl std::fmt::Display for PlotSummary {
                 writeln!(f, "wrote {}", p.display())?;
             }
         }
-        // Charts left out for the same reason share one line.
-        let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
-        for c in &self.charts {
-            if let (None, Some(why)) = (&c.path, &c.skipped) {
-                match reasons.iter_mut().find(|(r, _)| r == why) {
-                    Some((_, charts)) => charts.push(&c.chart),
-                    None => reasons.push((why, vec![&c.chart])),
-                }
-            }
-        }
-        for (why, charts) in reasons {
-            writeln!(f, "no {} chart{}: {why}", charts.join(", "), if charts.len() > 1 { "s" } else { "" })?;
+        let skipped = self.charts.iter().filter(|c| c.path.is_none()).filter_map(|c| Some((c.chart.as_str(), c.skipped.as_deref()?)));
+        for line in skipped_lines(skipped) {
+            writeln!(f, "{line}")?;
         }
         Ok(())
     }
+}
+
+/// "no A, B charts: why" lines for charts left out, one line per reason.
+pub fn skipped_lines<'a>(skipped: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (chart, why) in skipped {
+        match reasons.iter_mut().find(|(r, _)| *r == why) {
+            Some((_, charts)) => charts.push(chart),
+            None => reasons.push((why, vec![chart])),
+        }
+    }
+    reasons.into_iter().map(|(why, charts)| format!("no {} chart{}: {why}", charts.join(", "), if charts.len() > 1 { "s" } else { "" })).collect()
 }
 
 fn write_figure(figure: &Figure, path: &Path, format: ImageFormat) -> anyhow::Result<()> {

@@ -31,6 +31,13 @@ pub struct RunProgress {
     pub slurm: Option<super::slurm::TaskState>,
 }
 
+impl RunProgress {
+    /// Done or diverged: a result that no executor runs again.
+    pub fn is_finished(&self) -> bool {
+        self.state == "done" || self.state == "diverged"
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepStatus {
     pub dir: PathBuf,
@@ -105,7 +112,7 @@ pub fn status_with_slurm(dir: &Path) -> anyhow::Result<SweepStatus> {
     if !dir.join("slurm").join("jobs.json").exists() {
         return Ok(s);
     }
-    let unfinished: Vec<String> = s.detail.iter().filter(|r| r.state != "done" && r.state != "diverged").map(|r| r.id.clone()).collect();
+    let unfinished: Vec<String> = s.detail.iter().filter(|r| !r.is_finished()).map(|r| r.id.clone()).collect();
     match super::slurm::unfinished_tasks(dir, &unfinished) {
         Ok(view) => {
             for r in &mut s.detail {
@@ -135,7 +142,7 @@ impl std::fmt::Display for SweepStatus {
             crate::format::si(self.tokens_total as f64)
         )?;
         for r in self.detail.iter().filter(|r| r.state != "done") {
-            write!(f, "  {} {:<7} {:<11} step {}/{}", r.id, format!("{:?}", r.kind).to_lowercase(), r.state, r.step, r.steps)?;
+            write!(f, "  {} {:<7} {:<11} step {}/{}", r.id, r.kind.to_string(), r.state, r.step, r.steps)?;
             if let Some(t) = &r.slurm {
                 write!(f, "  slurm {} {}{}", t.task, t.state, t.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())?;
                 if r.state == "pending" && !t.alive() && t.state != "CANCELLED" {
@@ -207,7 +214,7 @@ pub fn collect(dir: &Path) -> anyhow::Result<CollectSummary> {
         let mut fields = vec![
             r.id.clone(),
             r.trunk.clone().unwrap_or_default(),
-            format!("{:?}", r.kind).to_lowercase(),
+            r.kind.to_string(),
             r.grid.clone(),
             status.state.to_string(),
             c.seed.to_string(),

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::plan::{Plan, PlannedRun, RunKind};
+use super::plan::{Plan, PlannedRun};
 use super::spec::SweepSpec;
 use crate::device::DeviceSpec;
 use crate::fsutil::atomic_write;
@@ -197,7 +197,7 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
                             summary.interrupted += 1;
                         }
                         s => {
-                            say(format!("  {} {} {} width {} D {} in {secs:.1}s: {s}", r.id, kind_name(r.kind), r.grid, r.width, crate::format::si(r.tokens as f64)));
+                            say(format!("  {} {} {} width {} D {} in {secs:.1}s: {s}", r.id, r.kind, r.grid, r.width, crate::format::si(r.tokens as f64)));
                             phase[w.run] = Phase::Finished(s);
                             match s {
                                 RunState::Done => summary.done += 1,
@@ -309,7 +309,7 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
                 let st = read_status(&run_dir(r)).ok().flatten();
                 let (step, steps, eval) = st.map_or((0, 0, None), |s| (s.step, s.steps, s.eval_loss));
                 let eval = eval.map(|e| format!(" eval {e:.4}")).unwrap_or_default();
-                eprintln!("    {} {} width {} step {step}/{steps}{eval} ({:.0}s)", r.id, kind_name(r.kind), r.width, w.started.elapsed().as_secs_f64());
+                eprintln!("    {} {} width {} step {step}/{steps}{eval} ({:.0}s)", r.id, r.kind, r.width, w.started.elapsed().as_secs_f64());
             }
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -318,14 +318,6 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
         b.finish();
     }
     Ok(summary)
-}
-
-fn kind_name(kind: RunKind) -> &'static str {
-    match kind {
-        RunKind::Trunk => "trunk",
-        RunKind::Branch => "branch",
-        RunKind::Plain => "plain",
-    }
 }
 
 /// The sweep directory for a sweep file and an output root.

@@ -23,6 +23,16 @@ pub enum RunKind {
     Plain,
 }
 
+impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Trunk => "trunk",
+            Self::Branch => "branch",
+            Self::Plain => "plain",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedRun {
     pub id: String,
@@ -56,6 +66,17 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The grid names, in the order the sweep file gives them.
+    pub fn grids(&self) -> Vec<&str> {
+        let mut grids: Vec<&str> = Vec::new();
+        for r in &self.runs {
+            if !grids.contains(&r.grid.as_str()) {
+                grids.push(&r.grid);
+            }
+        }
+        grids
+    }
+
     pub fn wsd_saving(&self) -> f64 {
         self.from_scratch_flops / self.total_flops.max(1.0)
     }
@@ -279,7 +300,7 @@ impl std::fmt::Display for Plan {
                 f,
                 "{:<13} {:<7} {:<14} {:>6} {:>6} {:>10} {:>10} {:>11.3e}  {}{}",
                 r.id,
-                format!("{:?}", r.kind).to_lowercase(),
+                r.kind.to_string(),
                 r.grid,
                 r.width,
                 r.depth,

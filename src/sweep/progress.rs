@@ -52,7 +52,7 @@ impl SweepBars {
             let bar = bars.entry(r.id.clone()).or_insert_with(|| {
                 let bar = self.multi.add(ProgressBar::new(detail.steps.max(1)));
                 bar.set_style(ProgressStyle::with_template("  {prefix} {bar:30} {pos}/{len} steps  {msg}").expect("valid template"));
-                bar.set_prefix(format!("{} {:?} {} width {}", r.id, r.kind, r.grid, r.width).to_lowercase());
+                bar.set_prefix(format!("{} {} {} width {}", r.id, r.kind, r.grid, r.width));
                 bar
             });
             if detail.steps > 0 {

@@ -247,12 +247,13 @@ pub fn query_tasks(tasks: &[String]) -> anyhow::Result<HashMap<String, TaskState
     let mut jobs: Vec<&str> = tasks.iter().filter_map(|t| t.split('_').next()).collect();
     jobs.sort();
     jobs.dedup();
-    // squeue must at least run (it fails, harmlessly, for job ids it has forgotten); where it
-    // cannot, Slurm is not reachable from this machine and no state can be told.
-    if let Err(e) = Command::new("squeue").arg("--version").output() {
-        anyhow::bail!("cannot run `squeue` ({e}): Slurm is not reachable from this machine");
-    }
-    let listing = command_output("squeue", &["-h", "-r", "-o", "%i|%T|%r", "-j", &jobs.join(",")]).unwrap_or_default();
+    // squeue fails, harmlessly, for job ids it has forgotten; where it cannot even start, Slurm is
+    // not reachable from this machine and no state can be told.
+    let squeue = Command::new("squeue")
+        .args(["-h", "-r", "-o", "%i|%T|%r", "-j", &jobs.join(",")])
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run `squeue` ({e}): Slurm is not reachable from this machine"))?;
+    let listing = if squeue.status.success() { String::from_utf8_lossy(&squeue.stdout).to_string() } else { String::new() };
     for line in listing.lines() {
         let parts: Vec<&str> = line.trim().split('|').collect();
         if parts.len() == 3 && tasks.iter().any(|t| t == parts[0]) {
@@ -597,7 +598,7 @@ pub fn wait(dir: &Path, plan: &Plan, quiet: bool) -> anyhow::Result<super::colle
     let mut last = String::new();
     loop {
         let status = super::collect::status(dir)?;
-        let unfinished: Vec<String> = status.detail.iter().filter(|r| r.state != "done" && r.state != "diverged").map(|r| r.id.clone()).collect();
+        let unfinished: Vec<String> = status.detail.iter().filter(|r| !r.is_finished()).map(|r| r.id.clone()).collect();
         let view = unfinished_tasks(dir, &unfinished)?;
         let live = unfinished.iter().filter(|id| view.get(*id).is_some_and(TaskState::alive)).count();
         let line = format!(
