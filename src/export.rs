@@ -150,6 +150,9 @@ pub fn minicpm_shape(target_n: f64, vocab: usize, gqa_group: usize, aspect_ratio
     Ok(best)
 }
 
+/// The most training tokens an export may ask for (10^18: a hundred times the largest corpora).
+const MAX_TOKENS: f64 = 1e18;
+
 /// The D at which N is compute-optimal under `law`: N = G·(C/6)^a ⇒ C/6 = (N/G)^(1/a), D = (C/6)/N.
 pub fn optimal_tokens_for(law: &Law, n: f64) -> f64 {
     let c6 = (n / law.g()).powf(1.0 / law.n_exponent());
@@ -293,6 +296,16 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
             n
         }
     };
+    anyhow::ensure!(
+        target_n <= crate::model::shape::MAX_PARAMS,
+        "{}: N = {target_n:.3e} is beyond the {:.0e} parameters any shape here can have; ask for a smaller budget or N",
+        match request.target {
+            Target::BudgetFlops(c) => format!("at --budget-flops {c:.3e} the law's compute-optimal N"),
+            Target::Params(_) => "--target-params".to_string(),
+        },
+        crate::model::shape::MAX_PARAMS
+    );
+    anyhow::ensure!(seq_len <= crate::train::config::MAX_BATCH_OR_SEQ, "--seq-len {seq_len} is beyond the largest allowed ({})", crate::train::config::MAX_BATCH_OR_SEQ);
     // 2. The shape.
     let shape = minicpm_shape(target_n, vocab, request.gqa_group, request.aspect_ratio)?;
     let n = shape.non_embedding_params();
@@ -303,6 +316,12 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
         Target::BudgetFlops(c) => c / (6.0 * n as f64),
         Target::Params(_) => optimal_tokens_for(&law, n as f64),
     };
+    anyhow::ensure!(
+        tokens.is_finite() && tokens >= 1.0 && tokens <= MAX_TOKENS,
+        "the run would train on D = {tokens:.3e} tokens (N = {}), outside what a run can count (1 to {MAX_TOKENS:.0e}); \
+         the law is extrapolating far beyond the sweep: ask for a smaller budget or N",
+        si(n as f64)
+    );
     let ratio = tokens / n as f64;
     if !(1.0..=1000.0).contains(&ratio) {
         warnings.push(format!(
@@ -346,6 +365,11 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
     let batch = match fit_batch_sweep(batch_dir).ok().and_then(|b| b.minicpm) {
         Some(b) => {
             let law_tokens = b.k / predicted.powf(b.gamma);
+            anyhow::ensure!(
+                law_tokens.is_finite() && law_tokens <= crate::train::config::MAX_TOKENS_PER_STEP as f64,
+                "the batch-size law of {} asks for {law_tokens:.3e} tokens per step at L = {predicted:.4}, beyond any batch; check `fit batch` there or drop --batch-sweep",
+                batch_dir.display()
+            );
             let sequences = ((law_tokens / seq_len as f64).round() as u64).max(1);
             BatchChoice { sequences, tokens: sequences * seq_len as u64, law_tokens: Some(law_tokens), source: format!("batch-size law bs = {:.3e} / L^{:.3} of {} at L = {predicted:.4}", b.k, b.gamma, batch_dir.display()) }
         }
@@ -362,7 +386,7 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
         }
     };
     let total_steps = (tokens / batch.tokens as f64).ceil().max(1.0) as u64;
-    tokens = (total_steps * batch.tokens) as f64;
+    tokens = total_steps.checked_mul(batch.tokens).context("the run's tokens overflow; ask for a smaller budget or N")? as f64;
     let warmup_steps = (total_steps / 100).max(1).min(total_steps);
     let decay_steps = (total_steps / 10).max(1).min(total_steps - warmup_steps);
     let decay = data

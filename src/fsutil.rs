@@ -1,8 +1,10 @@
-//! Writes that never leave a half-written file: write to a temporary file beside the target,
-//! fsync it, rename it over the target, and fsync the directory.
+//! Files that are never half-written or written by two processes: atomic writes (a temporary
+//! file beside the target, fsynced, renamed over it, the directory fsynced) and exclusive
+//! `flock` locks (a sweep directory's `sweep.lock`, a run directory's `run.lock`).
 
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -27,7 +29,7 @@ pub fn atomic_write_with(path: &Path, write: impl FnOnce(&mut File) -> anyhow::R
     let tmp = temp_path(path);
     let result = (|| {
         let mut file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        write(&mut file)?;
+        write(&mut file).with_context(|| format!("cannot write {}", path.display()))?;
         file.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
         fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -40,6 +42,61 @@ pub fn atomic_write_with(path: &Path, write: impl FnOnce(&mut File) -> anyhow::R
         fs::remove_file(&tmp).ok();
     }
     result
+}
+
+/// An exclusive advisory lock (`flock`) on a file: held until dropped or until the process dies
+/// (the kernel releases it then, so a crash never leaves a stale lock). The file holds the
+/// holder's pid, for messages.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    /// Take the lock on `path` (created if missing) without waiting. `Ok(Err(holder))` when another
+    /// process holds it, with what that process wrote into the file (`pid N`).
+    pub fn try_acquire(path: &Path) -> anyhow::Result<Result<FileLock, String>> {
+        let file = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a valid open descriptor.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EWOULDBLOCK) => return Ok(Err(fs::read_to_string(path).unwrap_or_default().trim().to_string())),
+                // A file system without locks (Lustre mounted without `flock`): go on, and say so.
+                Some(libc::ENOLCK | libc::ENOSYS | libc::EOPNOTSUPP) => {
+                    crate::stderr_line!("warning: {} cannot be locked on this file system ({err}); make sure no other process writes there", path.display())
+                }
+                _ => return Err(err).with_context(|| format!("cannot lock {}", path.display())),
+            }
+        }
+        file.set_len(0).with_context(|| format!("cannot write {}", path.display()))?;
+        (&file).write_all(format!("pid {}", std::process::id()).as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Ok(FileLock { _file: file }))
+    }
+
+    /// Take the lock, waiting up to `patience` for a holder that is about to let go (a process that
+    /// only looked at it, or one that is writing its last checkpoint).
+    pub fn acquire_within(path: &Path, patience: std::time::Duration) -> anyhow::Result<Result<FileLock, String>> {
+        let started = std::time::Instant::now();
+        loop {
+            match Self::try_acquire(path)? {
+                Err(_) if started.elapsed() < patience => std::thread::sleep(std::time::Duration::from_millis(20)),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Whether some process holds the lock on `path` now: `Some(holder)` if so, `None` when it is
+    /// free or the file does not exist (or this file system cannot tell).
+    pub fn holder(path: &Path) -> Option<String> {
+        let file = File::open(path).ok()?;
+        // SAFETY: flock on a valid open descriptor; a shared lock taken and dropped at once.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+            return None;
+        }
+        let held = std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK);
+        held.then(|| fs::read_to_string(path).unwrap_or_default().trim().to_string())
+    }
 }
 
 #[cfg(test)]
@@ -58,5 +115,19 @@ mod tests {
         assert!(failed.is_err());
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_lock_has_one_holder_and_is_free_once_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("run.lock");
+        assert_eq!(FileLock::holder(&p), None);
+        let lock = FileLock::try_acquire(&p).unwrap().unwrap();
+        let holder = format!("pid {}", std::process::id());
+        assert_eq!(FileLock::try_acquire(&p).unwrap().unwrap_err(), holder);
+        assert_eq!(FileLock::holder(&p), Some(holder));
+        drop(lock);
+        assert_eq!(FileLock::holder(&p), None);
+        assert!(FileLock::try_acquire(&p).unwrap().is_ok());
     }
 }

@@ -1,5 +1,16 @@
 //! windtunnel: wind-tunnel scaling-law experiments on µP language models (the method of MiniCPM,
-//! arXiv 2404.06395). See `DESIGN.md` for the data flow; each module is one stage of it.
+//! arXiv 2404.06395). Each module is one stage of the data flow the README's layout section
+//! describes: data → model → train → sweep → fit → plot/report/export.
+
+/// `eprintln!` that never panics: when stderr is a full disk or a closed file the line is lost,
+/// not the run (std's `eprintln!` panics, which would turn a finished run into exit 101).
+#[macro_export]
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 pub mod alloc;
 pub mod data;

@@ -42,7 +42,8 @@ enum Command {
     #[command(after_help = "Examples:\n  windtunnel train sweeps/runs/quickstart.toml --out results/quickstart-run\n  \
                             windtunnel train sweeps/runs/quickstart.toml --out results/quickstart-run --resume\n  \
                             windtunnel train run.toml --out runs/a --device cuda:0 --json\n\n\
-                            Exit codes: 0 done, 1 failed, 3 diverged, 130/138/143 interrupted by SIGINT/SIGUSR1/SIGTERM (a checkpoint was written; SIGUSR1 is Slurm's time-limit warning).")]
+                            Exit codes: 0 done, 1 failed while training (worth retrying), 2 cannot start (bad run file or data, \
+                            a model too big for memory, a run directory another process is writing), 3 diverged, 130/138/143 interrupted by SIGINT/SIGUSR1/SIGTERM (a checkpoint was written; SIGUSR1 is Slurm's time-limit warning).")]
     Train(TrainArgs),
     /// Expand a sweep file into its run graph (trunks, branches, plain runs) and its compute, without running it.
     #[command(after_help = "Examples:\n  windtunnel plan sweeps/quickstart.toml\n  windtunnel plan sweeps/minicpm-data-model.toml --json")]
@@ -158,6 +159,10 @@ struct TrainArgs {
     /// Continue from the newest valid checkpoint in --out.
     #[arg(long)]
     resume: bool,
+    /// Continue from the newest valid checkpoint before this many tokens (to write a lost branch
+    /// point again; the rest of the run is reproduced bit for bit). Implies --resume.
+    #[arg(long, value_name = "TOKENS")]
+    resume_before_tokens: Option<u64>,
     /// cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
@@ -381,7 +386,11 @@ struct FitLawArgs {
 
 fn parse_pair(s: &str) -> Result<[f64; 2], String> {
     let (n, d) = s.split_once(':').ok_or_else(|| format!("`{s}`: write N:D, e.g. 1e9:2e10"))?;
-    let num = |x: &str| x.trim().parse::<f64>().map_err(|_| format!("`{x}` is not a number"));
+    let num = |x: &str| match x.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err(format!("`{x}`: N and D must be positive finite counts, e.g. 1e9:2e10")),
+        Err(_) => Err(format!("`{x}` is not a number")),
+    };
     Ok([num(n)?, num(d)?])
 }
 
@@ -581,9 +590,12 @@ impl MupArgs {
 struct ModelArgs {
     #[command(flatten)]
     shape: ShapeArgs,
-    /// Sequence length for the attention FLOPs.
+    /// Sequence length for the attention FLOPs and the memory estimate.
     #[arg(long, default_value_t = 4096)]
     seq_len: usize,
+    /// Sequences per batch for the training-memory estimate.
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
     #[command(flatten)]
     mup: MupArgs,
     /// List the presets.
@@ -637,8 +649,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            windtunnel::stderr_line!("error: {e:#}");
+            let cannot_start = e.downcast_ref::<windtunnel::train::run::CannotStart>().is_some();
+            ExitCode::from(if cannot_start { windtunnel::train::run::EXIT_CANNOT_START } else { windtunnel::train::run::EXIT_FAILED })
         }
     }
 }
@@ -646,13 +659,12 @@ fn main() -> ExitCode {
 /// Runs a command; the exit code is 0 unless a command says otherwise (train: diverged, interrupted).
 fn run(cli: Cli) -> anyhow::Result<u8> {
     if let Command::Train(args) = &cli.command {
-        let options = TrainOptions { device: args.device, resume: args.resume, quiet: args.quiet };
+        let options = TrainOptions { device: args.device, resume: args.resume, resume_before_tokens: args.resume_before_tokens, quiet: args.quiet };
         let summary = windtunnel::train::run::train(&args.run_file, &args.out, &options)?;
-        if args.json {
-            print_json(&summary)?;
-        } else {
-            println!("{summary}");
-        }
+        // The run is done and written; an unwritable stdout must not turn it into a panic.
+        use std::io::Write as _;
+        let text = if args.json { serde_json::to_string_pretty(&summary)? } else { summary.to_string() };
+        writeln!(std::io::stdout(), "{text}").context("cannot write the summary to stdout")?;
         return Ok(summary.outcome.exit_code());
     }
     run_simple(cli).map(|()| 0)
@@ -688,6 +700,7 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
             let summary = windtunnel::sweep::collect::collect(&args.dir)?;
             if args.json { print_json(&summary) } else {
                 println!("wrote {} and {} ({} rows; {} runs not finished)", summary.table.display(), summary.parquet.display(), summary.rows, summary.unfinished);
+                summary.warnings.iter().for_each(|w| windtunnel::stderr_line!("warning: {w}"));
                 Ok(())
             }
         }
@@ -794,7 +807,7 @@ fn run_sweep(args: RunArgs) -> anyhow::Result<()> {
     };
     let out = windtunnel::sweep::run(&args.sweep, &args.out, &options)?;
     let (s, t) = (&out.exec, &out.table);
-    eprintln!(
+    windtunnel::stderr_line!(
         "{}: {} done, {} diverged, {} failed, {} kept from before; {} ({} rows)",
         out.dir.display(),
         s.done,
@@ -804,8 +817,9 @@ fn run_sweep(args: RunArgs) -> anyhow::Result<()> {
         t.table.display(),
         t.rows
     );
+    t.warnings.iter().for_each(|w| windtunnel::stderr_line!("warning: {w}"));
     if let Some(sig) = s.stopped_by_signal {
-        eprintln!("stopped by signal {sig}; run the same command again to resume");
+        windtunnel::stderr_line!("stopped by signal {sig}; run the same command again to resume");
         std::process::exit(128 + sig);
     }
     anyhow::ensure!(s.failed == 0, "{} run(s) failed; see their worker.log in {}/runs/", s.failed, out.dir.display());
@@ -820,7 +834,7 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 fn model(args: ModelArgs) -> anyhow::Result<()> {
     if args.list {
         if args.json {
-            let list: Vec<_> = PRESETS.iter().map(|p| ModelReport::new(Some(p.name), p.shape, args.seq_len, args.mup.config(256))).collect();
+            let list: Vec<_> = PRESETS.iter().map(|p| ModelReport::new(Some(p.name), p.shape, args.seq_len, args.batch_size, args.mup.config(256))).collect();
             return print_json(&list);
         }
         println!("{:<14} {:>6} {:>6} {:>6} {:>9} {:>8} {:>15}  description", "preset", "width", "depth", "heads", "kv_heads", "ffn", "N");
@@ -866,7 +880,7 @@ fn model(args: ModelArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.seq_len > 0, "--seq-len must be at least 1");
     let mup = args.mup.config(256);
     mup.validate().map_err(anyhow::Error::msg)?;
-    let report = ModelReport::new(a.preset.as_deref(), shape, args.seq_len, mup);
+    let report = ModelReport::new(a.preset.as_deref(), shape, args.seq_len, args.batch_size, mup);
     if args.json {
         print_json(&report)
     } else {
@@ -925,13 +939,13 @@ fn run_slurm(args: RunArgs) -> anyhow::Result<()> {
         quiet: args.quiet,
     };
     let out = windtunnel::sweep::run_slurm(&args.sweep, &args.out, &options)?;
-    eprintln!("{}: {}", out.dir.display(), out.submitted);
+    windtunnel::stderr_line!("{}: {}", out.dir.display(), out.submitted);
     match &out.finished {
         Some((status, table)) => {
             eprint!("{status}");
-            eprintln!("{} ({} rows)", table.table.display(), table.rows);
+            windtunnel::stderr_line!("{} ({} rows)", table.table.display(), table.rows);
         }
-        None if !a.dry_run => eprintln!("watch it with `windtunnel status {}`; stop it with `windtunnel cancel {}`", out.dir.display(), out.dir.display()),
+        None if !a.dry_run => windtunnel::stderr_line!("watch it with `windtunnel status {}`; stop it with `windtunnel cancel {}`", out.dir.display(), out.dir.display()),
         None => {}
     }
     Ok(())

@@ -142,8 +142,15 @@ fn a_sweep_plots_reports_and_exports() {
     assert!(by_n["tokens"].as_u64().unwrap() > 0);
     let e = fails(&["export", s, "--budget-flops=-1"]);
     assert!(e.contains("budget"), "{e}");
+    // Requests beyond what the law or the shape rules can serve are refused, never written.
+    let absurd = root.path().join("absurd");
+    for args in [["--budget-flops", "1e40"], ["--budget-flops", "1e300"], ["--target-params", "1e30"]] {
+        let e = fails(&["export", s, args[0], args[1], "--out", absurd.to_str().unwrap()]);
+        assert!(e.contains("beyond") || e.contains("outside what a run can count"), "{args:?}: {e}");
+    }
+    assert!(!absurd.exists(), "a refused export writes nothing");
 
-    // Runs without evaluations, or never started, still plot.
+    // Runs never started still plot.
     let plan = json(&["plan", root.path().join("plots.toml").to_str().unwrap(), "--json"]);
     let runs = plan["runs"].as_array().unwrap();
     let branch = runs.iter().find(|r| r["kind"] == "branch").unwrap()["id"].as_str().unwrap().to_string();
@@ -159,6 +166,10 @@ fn a_sweep_plots_reports_and_exports() {
         })
         .collect();
     std::fs::write(&metrics, without_evals).unwrap();
+    // A finished run whose log lost its final evaluation is named, with the repair.
+    let e = fails(&["plot", s]);
+    assert!(e.contains(&branch) && e.contains("cut short"), "{e}");
+    std::fs::remove_dir_all(sweep.join("runs").join(&branch)).unwrap();
     std::fs::remove_dir_all(sweep.join("runs").join(&plain)).unwrap();
     ok(&["plot", s]);
     assert_svg(&sweep.join("plots").join("loss-curves.svg"));

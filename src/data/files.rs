@@ -121,7 +121,12 @@ impl TokenFile {
             std::io::ErrorKind::NotFound => DataError::Missing { path: path.to_path_buf() },
             _ => DataError::Io { path: path.to_path_buf(), message: e.to_string() },
         })?;
-        let bytes = file.metadata().map_err(|e| DataError::Io { path: path.to_path_buf(), message: e.to_string() })?.len();
+        let metadata = file.metadata().map_err(|e| DataError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+        if !metadata.is_file() {
+            let what = if metadata.is_dir() { "a directory" } else { "not a regular file" };
+            return Err(DataError::Io { path: path.to_path_buf(), message: format!("is {what}; give the path of a token or text file") });
+        }
+        let bytes = metadata.len();
         if bytes == 0 {
             return Err(DataError::Empty { path: path.to_path_buf() });
         }

@@ -87,6 +87,42 @@ pub enum DataSpec {
     Mixture(MixtureSpec),
 }
 
+impl DataSpec {
+    /// The files the spec reads ("synthetic" for the built-in language), for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Synthetic(_) => "the synthetic language".to_string(),
+            Self::Text(TextSpec { path, eval_path, .. }) | Self::Tokens(TokensSpec { path, eval_path, .. }) => {
+                let eval = eval_path.as_ref().map(|e| format!(" (held-out: {})", e.display())).unwrap_or_default();
+                format!("{}{eval}", path.display())
+            }
+            Self::Mixture(m) => m.components.iter().map(|c| c.source.describe()).collect::<Vec<_>>().join(", "),
+        }
+    }
+
+    /// Make every relative file path absolute against `base_dir` (the folder of the file that
+    /// named it), so the spec reads the same files from wherever a run starts.
+    pub fn resolve_paths(&mut self, base_dir: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base_dir.join(&*p);
+            }
+        };
+        match self {
+            Self::Synthetic(_) => {}
+            Self::Text(t) => {
+                resolve(&mut t.path);
+                t.eval_path.as_mut().map(resolve);
+            }
+            Self::Tokens(t) => {
+                resolve(&mut t.path);
+                t.eval_path.as_mut().map(resolve);
+            }
+            Self::Mixture(m) => m.components.iter_mut().for_each(|c| c.source.resolve_paths(base_dir)),
+        }
+    }
+}
+
 impl Default for DataSpec {
     fn default() -> Self {
         Self::Synthetic(SyntheticConfig::default())

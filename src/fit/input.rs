@@ -133,6 +133,9 @@ pub fn points(table: &Table, columns: &Columns, drop_highest: usize) -> anyhow::
     let kind = table.columns.iter().position(|c| c == "kind");
     let has_branches = kind.is_some_and(|k| table.rows.iter().any(|r| r[k] == "branch"));
     let grid = table.columns.iter().position(|c| c == "grid");
+    if let (None, Some(want)) = (grid, &columns.grid) {
+        anyhow::bail!("--grid {want}: the table has no `grid` column to select by; drop --grid, or fit a sweep's table.csv");
+    }
     let mut points = Vec::new();
     let mut excluded = 0;
     for i in 0..table.rows.len() {

@@ -3,6 +3,7 @@
 
 pub mod coord_check;
 pub mod fused;
+pub mod memory;
 pub mod mup;
 pub mod shape;
 pub mod transformer;
@@ -32,6 +33,10 @@ pub struct ModelReport {
     pub flops_per_token_dense: u64,
     pub flops_per_token_attention: u64,
     pub flops_per_token_lm_head: u64,
+    /// Sequences per batch of the memory estimate.
+    pub batch_size: usize,
+    /// Training memory at `batch_size` × `seq_len` (see [`memory`]).
+    pub training_memory: memory::MemoryEstimate,
     pub mup: MupReport,
 }
 
@@ -48,7 +53,7 @@ pub struct MupReport {
 }
 
 impl ModelReport {
-    pub fn new(preset: Option<&str>, shape: ModelShape, seq_len: usize, mup: MupConfig) -> Self {
+    pub fn new(preset: Option<&str>, shape: ModelShape, seq_len: usize, batch_size: usize, mup: MupConfig) -> Self {
         let FlopsPerToken { dense, attention, lm_head, total } = shape.flops_per_token(seq_len);
         Self {
             preset: preset.map(str::to_string),
@@ -65,6 +70,8 @@ impl ModelReport {
             flops_per_token_dense: dense,
             flops_per_token_attention: attention,
             flops_per_token_lm_head: lm_head,
+            batch_size,
+            training_memory: memory::MemoryEstimate::training(&shape, batch_size, seq_len),
             mup: MupReport {
                 config: mup,
                 width_multiplier: mup.width_multiplier(shape.width),
@@ -107,6 +114,9 @@ impl std::fmt::Display for ModelReport {
         writeln!(f, "  attention scores   {:>17}  (12 · depth · seq · heads · head dim)", thousands(self.flops_per_token_attention))?;
         writeln!(f, "  LM head            {:>17}  (6 · width · vocab)", thousands(self.flops_per_token_lm_head))?;
         writeln!(f, "  total              {:>17}  ({:.3}× 6N)", thousands(self.flops_per_token), self.flops_per_token as f64 / self.flops_per_token_dense as f64)?;
+        writeln!(f)?;
+        writeln!(f, "training memory (fp32, batch {} × seq len {})", self.batch_size, self.seq_len)?;
+        writeln!(f, "  {}", self.training_memory)?;
         writeln!(f)?;
         let m = &self.mup;
         writeln!(f, "µP ({}, base width {})", m.config.parameterization, m.config.base_width)?;

@@ -28,6 +28,8 @@ pub enum ShapeError {
     KvHeadsDoNotDivideHeads { heads: usize, kv_heads: usize, divisors: String },
     #[error("head dimension width / heads = {head_dim} must be even for rotary position embedding; change `width` or `heads`")]
     OddHeadDim { head_dim: usize },
+    #[error("the shape has {params} parameters, beyond the {max} any run can hold; check `width`, `depth`, `ffn_width` and `vocab`")]
+    TooLarge { params: String, max: String },
     #[error("unknown preset `{name}`; known presets: {known}")]
     UnknownPreset { name: String, known: String },
 }
@@ -49,6 +51,10 @@ pub struct ModelShape {
     /// Vocabulary size (rows of the tied embedding).
     pub vocab: usize,
 }
+
+/// The most parameters a shape may have (10^14, fifty times the largest dense model trained so
+/// far): a bound that keeps every count and FLOP figure of a valid shape inside u64.
+pub const MAX_PARAMS: f64 = 1e14;
 
 /// Vocabulary of MiniCPM-1.2B, the default for the wind-tunnel presets.
 pub const MINICPM_1_2B_VOCAB: usize = 73_440;
@@ -154,6 +160,12 @@ impl ModelShape {
         if self.head_dim() % 2 != 0 {
             return Err(ShapeError::OddHeadDim { head_dim: self.head_dim() });
         }
+        // Counted in f64 first, so the u64 counts below cannot overflow for any shape that passes.
+        let (d, f, l, v) = (self.width as f64, self.ffn_width as f64, self.depth as f64, self.vocab as f64);
+        let params = l * (4.0 * d * d + 3.0 * d * f + 2.0 * d) + d + v * d;
+        if params > MAX_PARAMS {
+            return Err(ShapeError::TooLarge { params: format!("{params:.3e}"), max: format!("{MAX_PARAMS:.0e}") });
+        }
         Ok(())
     }
 
@@ -200,9 +212,10 @@ impl ModelShape {
     /// Training FLOPs per token at a given sequence length (see the module comment).
     pub fn flops_per_token(&self, seq_len: usize) -> FlopsPerToken {
         let dense = 6 * self.non_embedding_params();
-        let attention = 12 * self.depth as u64 * seq_len as u64 * (self.heads * self.head_dim()) as u64;
+        // Saturating: a valid shape's counts fit, but seq_len comes from a run file.
+        let attention = (12 * self.depth as u64).saturating_mul(seq_len as u64).saturating_mul((self.heads * self.head_dim()) as u64);
         let lm_head = 6 * self.width as u64 * self.vocab as u64;
-        FlopsPerToken { dense, attention, lm_head, total: dense + attention + lm_head }
+        FlopsPerToken { dense, attention, lm_head, total: dense.saturating_add(attention).saturating_add(lm_head) }
     }
 }
 

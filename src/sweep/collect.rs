@@ -7,9 +7,9 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::plan::{Plan, RunKind};
-use crate::fsutil::atomic_write;
-use crate::train::log::{read_metrics, read_status, RunState};
-use crate::train::run::RunRecord;
+use crate::fsutil::{atomic_write, FileLock};
+use crate::train::log::{read_metrics, read_status, MetricsRecord, RunState, Status};
+use crate::train::run::{RunRecord, RUN_LOCK};
 
 pub fn read_plan(dir: &Path) -> anyhow::Result<Plan> {
     let path = dir.join("plan.json");
@@ -81,27 +81,40 @@ pub fn status(dir: &Path) -> anyhow::Result<SweepStatus> {
     for r in &plan.runs {
         let own_tokens = r.tokens - r.from_tokens.unwrap_or(0);
         s.tokens_total += own_tokens;
-        let st = read_status(&dir.join("runs").join(&r.id))?;
-        let (state, step, steps, eval, reason) = match &st {
-            None => ("pending".to_string(), 0, 0, None, None),
-            Some(x) => (x.state.to_string(), x.step, x.steps, x.eval_loss, x.reason.clone()),
+        let run_dir = dir.join("runs").join(&r.id);
+        let (state, step, steps, eval, reason) = match read_status(&run_dir) {
+            Ok(None) => ("pending".to_string(), 0, 0, None, None),
+            Ok(Some(x)) => match live_state(&run_dir, &x) {
+                Some(dead) => (RunState::Interrupted.to_string(), x.step, x.steps, x.eval_loss, Some(dead)),
+                None => (x.state.to_string(), x.step, x.steps, x.eval_loss, x.reason.clone()),
+            },
+            Err(e) => ("unknown".to_string(), 0, 0, None, Some(format!("{e:#}; `windtunnel run` on the sweep trains the run again from its newest checkpoint, which rewrites it"))),
         };
         let tps = r.config.training.tokens_per_step();
         let own_done = (step * tps).saturating_sub(r.from_tokens.unwrap_or(0)).min(own_tokens);
         s.tokens_done += own_done;
         s.flops_total += r.own_flops;
         s.flops_done += r.own_flops * own_done as f64 / own_tokens.max(1) as f64;
-        match st.map(|x| x.state) {
-            None => s.pending += 1,
-            Some(RunState::Running) => s.running += 1,
-            Some(RunState::Done) => s.done += 1,
-            Some(RunState::Diverged) => s.diverged += 1,
-            Some(RunState::Failed) => s.failed += 1,
-            Some(RunState::Interrupted) => s.interrupted += 1,
+        match state.as_str() {
+            "pending" | "unknown" => s.pending += 1,
+            "running" => s.running += 1,
+            "done" => s.done += 1,
+            "diverged" => s.diverged += 1,
+            "failed" => s.failed += 1,
+            _ => s.interrupted += 1,
         }
         s.detail.push(RunProgress { id: r.id.clone(), kind: r.kind, state, step, steps, eval_loss: eval, reason, slurm: None });
     }
     Ok(s)
+}
+
+/// Why a run whose status says "running" is not: no process holds its `run.lock` (the one that
+/// trained it was killed without a chance to say so). `None` when the status can be believed.
+fn live_state(run_dir: &Path, status: &Status) -> Option<String> {
+    if status.state != RunState::Running || FileLock::holder(&run_dir.join(RUN_LOCK)).is_some() {
+        return None;
+    }
+    Some(format!("the process that trained it (pid {}) is gone; `windtunnel run` resumes it from its newest checkpoint", status.pid))
 }
 
 /// `status`, and for a sweep submitted to Slurm, Slurm's view of every run its files do not
@@ -174,6 +187,9 @@ pub struct CollectSummary {
     pub parquet: PathBuf,
     pub rows: usize,
     pub unfinished: usize,
+    /// Runs left out of the table, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn csv_field(s: &str) -> String {
@@ -194,20 +210,27 @@ pub fn collect(dir: &Path) -> anyhow::Result<CollectSummary> {
     header.extend(param_keys.iter().map(|k| format!("param.{k}")));
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut unfinished = 0;
+    let mut warnings = Vec::new();
     for r in &plan.runs {
         let run_dir = dir.join("runs").join(&r.id);
-        let Some(status) = read_status(&run_dir)? else {
-            unfinished += 1;
-            continue;
+        let status = match read_status(&run_dir) {
+            Ok(Some(status)) if status.state.is_finished() => status,
+            Ok(_) => {
+                unfinished += 1;
+                continue;
+            }
+            Err(e) => {
+                warnings.push(format!("run {}: {e:#}; left out of the table (`windtunnel run` on the sweep trains it again from its newest checkpoint)", r.id));
+                unfinished += 1;
+                continue;
+            }
         };
-        if status.state != RunState::Done && status.state != RunState::Diverged {
-            unfinished += 1;
-            continue;
-        }
-        let record: RunRecord = serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json"))?).with_context(|| format!("{}/run.json", run_dir.display()))?;
-        let metrics = read_metrics(&run_dir.join("metrics.jsonl"))?;
+        let run_json = run_dir.join("run.json");
+        let record: RunRecord = serde_json::from_str(&std::fs::read_to_string(&run_json).with_context(|| format!("cannot read {}", run_json.display()))?)
+            .with_context(|| format!("{} is malformed", run_json.display()))?;
+        let metrics = finished_metrics(&run_dir, &status, &record)?;
         let last = metrics.last();
-        let evals: Vec<&crate::train::log::MetricsRecord> = metrics.iter().filter(|m| m.eval_loss.is_some()).collect();
+        let evals: Vec<&MetricsRecord> = metrics.iter().filter(|m| m.eval_loss.is_some()).collect();
         let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
         let tokens = last.map_or(0, |m| m.tokens);
         let c = &record.config;
@@ -254,7 +277,32 @@ pub fn collect(dir: &Path) -> anyhow::Result<CollectSummary> {
     atomic_write(&table, text.as_bytes())?;
     let parquet = dir.join("table.parquet");
     write_parquet(&parquet, &header, &rows).with_context(|| format!("writing {}", parquet.display()))?;
-    Ok(CollectSummary { table, parquet, rows: rows.len(), unfinished })
+    Ok(CollectSummary { table, parquet, rows: rows.len(), unfinished, warnings })
+}
+
+/// The metrics of a finished run, checked to be whole: a done run's log ends in its final
+/// evaluation at its last step, a diverged run's at the step it diverged.
+fn finished_metrics(run_dir: &Path, status: &Status, record: &RunRecord) -> anyhow::Result<Vec<MetricsRecord>> {
+    let path = run_dir.join("metrics.jsonl");
+    let metrics = read_metrics(&path)?;
+    let last = metrics.last();
+    let whole = match status.state {
+        RunState::Done => last.is_some_and(|m| m.step == record.steps && m.eval_loss.is_some()),
+        _ => last.is_some_and(|m| m.step == status.step),
+    };
+    anyhow::ensure!(
+        whole,
+        "{} does not end in the run's last logged step ({} ends at step {}, the run is {} at step {}{}): the file was cut short. \
+         Delete {} and run the sweep again to train it anew",
+        path.display(),
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        last.map_or("none".to_string(), |m| m.step.to_string()),
+        status.state,
+        if status.state == RunState::Done { record.steps } else { status.step },
+        if status.state == RunState::Done { " with its final evaluation" } else { "" },
+        run_dir.display()
+    );
+    Ok(metrics)
 }
 
 /// The Parquet type of a column: the fixed text and integer columns by name, swept parameters by

@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::IsTerminal;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,10 +25,10 @@ use anyhow::Context;
 use super::plan::{Plan, PlannedRun};
 use super::spec::SweepSpec;
 use crate::device::DeviceSpec;
-use crate::fsutil::atomic_write;
-use crate::train::checkpoint::checkpoint_name;
+use crate::fsutil::{atomic_write, FileLock};
+use crate::train::checkpoint::{self, checkpoint_name};
 use crate::train::log::{read_status, RunState};
-use crate::train::run::EXIT_DIVERGED;
+use crate::train::run::{EXIT_CANNOT_START, EXIT_DIVERGED, RUN_LOCK};
 
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
@@ -43,28 +42,15 @@ pub struct ExecOptions {
     pub quiet: bool,
 }
 
-/// The sweep directory's lock; released when dropped (or when the process dies).
-pub struct SweepLock {
-    _file: File,
-}
-
-pub fn lock(dir: &Path) -> anyhow::Result<SweepLock> {
+/// The sweep directory's lock (`sweep.lock`): one `windtunnel run` per sweep directory.
+pub fn lock(dir: &Path) -> anyhow::Result<FileLock> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join("sweep.lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: flock on a valid open descriptor.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let holder = std::fs::read_to_string(&path).unwrap_or_default();
-        anyhow::bail!(
-            "another `windtunnel run` is using {} ({}); wait for it, or stop it first — two runs on one sweep directory would overwrite each other",
-            dir.display(),
-            holder.trim()
-        );
-    }
-    file.set_len(0).ok();
-    std::fs::write(&path, format!("pid {}", std::process::id())).ok();
-    Ok(SweepLock { _file: file })
+    FileLock::try_acquire(&dir.join("sweep.lock"))?.map_err(|holder| {
+        anyhow::anyhow!(
+            "another `windtunnel run` is using {} ({holder}); wait for it, or stop it first — two runs on one sweep directory would overwrite each other",
+            dir.display()
+        )
+    })
 }
 
 /// Write the sweep as run, the plan, and each run's config into `dir`.
@@ -127,17 +113,31 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
     let run_dir = |r: &PlannedRun| dir.join("runs").join(&r.id);
     let mut phase: Vec<Phase> = Vec::with_capacity(plan.runs.len());
     let mut summary = ExecSummary::default();
+    let mut notes: Vec<String> = Vec::new();
     for r in &plan.runs {
-        match read_status(&run_dir(r))? {
-            Some(s) if s.state == RunState::Done || s.state == RunState::Diverged => {
+        match read_status(&run_dir(r)) {
+            Ok(Some(s)) if s.state.is_finished() => {
                 summary.skipped_already_done += 1;
                 phase.push(Phase::Finished(s.state));
             }
-            _ => phase.push(Phase::Waiting),
+            Ok(_) => phase.push(Phase::Waiting),
+            Err(e) => {
+                // A torn status.json: the run is trained again from its newest checkpoint, which
+                // rewrites it.
+                notes.push(format!("  {}: {e:#}; resuming the run from its newest checkpoint rewrites it", r.id));
+                phase.push(Phase::Waiting);
+            }
         }
     }
     let index: HashMap<&str, usize> = plan.runs.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
     let mut attempts = vec![0usize; plan.runs.len()];
+    // Trunks to train again from a checkpoint before this many tokens (a branch point was lost).
+    let mut regenerate: Vec<Option<u64>> = vec![None; plan.runs.len()];
+    let mut regenerated = vec![false; plan.runs.len()];
+    // Branches whose trunk checkpoint was read and verified once.
+    let mut verified = vec![false; plan.runs.len()];
+    // Runs another process is writing (their run.lock is held), said once each.
+    let mut held_said = vec![false; plan.runs.len()];
     let mut workers: Vec<Worker> = Vec::new();
     let mut last_report = Instant::now();
     let sweep_started = Instant::now();
@@ -147,7 +147,7 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
     let bars = if terminal && !options.quiet { super::collect::status(dir).ok().map(|s| super::progress::SweepBars::new(&s)) } else { None };
     let say = |line: String| match &bars {
         Some(b) => b.println(&line),
-        None if !options.quiet => eprintln!("{line}"),
+        None if !options.quiet => crate::stderr_line!("{line}"),
         None => {}
     };
     say(format!(
@@ -158,6 +158,7 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
         parallel,
         devices.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
     ));
+    notes.drain(..).for_each(&say);
 
     loop {
         let stop = signal.load(Ordering::SeqCst);
@@ -179,6 +180,7 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
                     slots[w.slot].busy -= 1;
                     let r = &plan.runs[w.run];
                     let code = status.code();
+                    let cannot_start = code == Some(EXIT_CANNOT_START as i32);
                     let state = match code {
                         Some(0) => RunState::Done,
                         Some(c) if c == EXIT_DIVERGED as i32 => RunState::Diverged,
@@ -188,7 +190,7 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
                     };
                     let secs = w.started.elapsed().as_secs_f64();
                     match state {
-                        RunState::Failed if attempts[w.run] <= options.max_retries && summary.stopped_by_signal.is_none() => {
+                        RunState::Failed if !cannot_start && attempts[w.run] <= options.max_retries && summary.stopped_by_signal.is_none() => {
                             say(format!("  {} failed (exit {code:?}); retrying ({} of {})", r.id, attempts[w.run], options.max_retries));
                             phase[w.run] = Phase::Waiting;
                         }
@@ -197,7 +199,8 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
                             summary.interrupted += 1;
                         }
                         s => {
-                            say(format!("  {} {} {} width {} D {} in {secs:.1}s: {s}", r.id, r.kind, r.grid, r.width, crate::format::si(r.tokens as f64)));
+                            let why = if s == RunState::Failed { failure_reason(&run_dir(r)) } else { String::new() };
+                            say(format!("  {} {} {} width {} D {} in {secs:.1}s: {s}{why}", r.id, r.kind, r.grid, r.width, crate::format::si(r.tokens as f64)));
                             phase[w.run] = Phase::Finished(s);
                             match s {
                                 RunState::Done => summary.done += 1,
@@ -216,6 +219,41 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
+        // Lost branch points: a finished trunk whose checkpoint at a branch point is gone or
+        // corrupt trains again from its last good checkpoint before it.
+        for (k, r) in plan.runs.iter().enumerate() {
+            let (Some(trunk), Some(from)) = (&r.trunk, r.from_tokens) else { continue };
+            if phase[k] != Phase::Waiting || verified[k] {
+                continue;
+            }
+            let t = index[trunk.as_str()];
+            let path = dir.join("runs").join(trunk).join("checkpoints").join(checkpoint_name(from));
+            if path.exists() {
+                match checkpoint::read(&path) {
+                    Ok(_) => {
+                        verified[k] = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        let aside = path.with_extension("ckpt.corrupt");
+                        std::fs::rename(&path, &aside).with_context(|| format!("cannot move the corrupt checkpoint {} aside", path.display()))?;
+                        say(format!("  {e:#}; moved to {}", aside.display()));
+                    }
+                }
+            }
+            if phase[t] == Phase::Finished(RunState::Done) {
+                anyhow::ensure!(
+                    !regenerated[t],
+                    "run {} needs checkpoint {}, which its trunk {trunk} did not write even when trained again; delete {} and run again",
+                    r.id,
+                    path.display(),
+                    dir.join("runs").join(trunk).display()
+                );
+                say(format!("  trunk {trunk}: its checkpoint at {from} tokens (for branch {}) is missing; training the trunk again from its last good checkpoint before it (same weights, bit for bit)", r.id));
+                regenerate[t] = Some(regenerate[t].map_or(from, |f| f.min(from)));
+                phase[t] = Phase::Waiting;
+            }
+        }
         // Which waiting runs could start now: trunks and plain runs, and branches whose trunk
         // checkpoint exists (one file check per waiting branch per poll).
         let ready: Vec<bool> = plan
@@ -232,6 +270,7 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
         let startable = ready.iter().filter(|&&r| r).count();
         let threads_per_worker = (cores / parallel.min(workers.len() + startable).max(1)).max(1);
         // Start what is ready, in plan order.
+        let mut held_elsewhere = 0;
         for (k, r) in plan.runs.iter().enumerate() {
             if workers.len() >= parallel {
                 break;
@@ -252,14 +291,27 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
                 }
                 continue;
             }
+            let out = run_dir(r);
+            if let Some(holder) = FileLock::holder(&out.join(RUN_LOCK)) {
+                // An earlier worker (or a `train` started by hand) still writes this run: wait for it.
+                held_elsewhere += 1;
+                if !held_said[k] {
+                    held_said[k] = true;
+                    say(format!("  {} is being trained by another process ({holder}); waiting for it to stop", r.id));
+                }
+                continue;
+            }
             let Some(slot) = (0..slots.len()).find(|&s| slots[s].busy < capacity(slots[s].device)) else { break };
             attempts[k] += 1;
-            let out = run_dir(r);
             let mut cmd = Command::new(&options.worker);
             cmd.arg("train").arg(out.join("config.json")).arg("--out").arg(&out).arg("--quiet");
-            if out.join("run.json").exists() {
+            if let Some(before) = regenerate[k].take() {
+                regenerated[k] = true;
+                cmd.arg("--resume-before-tokens").arg(before.to_string());
+            } else if out.join("run.json").exists() {
                 cmd.arg("--resume");
             }
+            die_with_parent(&mut cmd);
             match slots[slot].device {
                 DeviceSpec::Cpu => {
                     cmd.arg("--device").arg("cpu").env("RAYON_NUM_THREADS", threads_per_worker.to_string());
@@ -279,9 +331,20 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
         if unfinished == 0 {
             break;
         }
-        if workers.is_empty() {
+        if workers.is_empty() && held_elsewhere == 0 {
             // Nothing runs and nothing can start: branches whose trunks will never reach them.
-            anyhow::bail!("{unfinished} run(s) are waiting for trunk checkpoints that no running trunk will write; see `windtunnel status {}`", dir.display());
+            let stuck: Vec<String> = plan
+                .runs
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| phase[k] == Phase::Waiting)
+                .map(|(_, r)| format!("{} (needs {}/checkpoints/{})", r.id, r.trunk.as_deref().unwrap_or("?"), checkpoint_name(r.from_tokens.unwrap_or(0))))
+                .collect();
+            anyhow::bail!(
+                "{unfinished} run(s) are waiting for trunk checkpoints that no trunk will write: {}; delete those trunks' directories under {}/runs/ and run again",
+                stuck.join(", "),
+                dir.display()
+            );
         }
         if let Some(b) = &bars {
             if last_report.elapsed() > Duration::from_millis(500) {
@@ -299,7 +362,7 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
                 let elapsed = sweep_started.elapsed().as_secs_f64();
                 let done_now = (fraction - start_fraction).max(1e-9);
                 let eta = elapsed / done_now * (1.0 - fraction);
-                eprintln!(
+                crate::stderr_line!(
                     "[{} done, {} running, {} diverged, {} failed of {}] {:.1}% of {:.3e} FLOPs, ETA {:.0}s",
                     s.done, s.running, s.diverged, s.failed, s.runs, 100.0 * fraction, s.flops_total, eta
                 );
@@ -309,7 +372,7 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
                 let st = read_status(&run_dir(r)).ok().flatten();
                 let (step, steps, eval) = st.map_or((0, 0, None), |s| (s.step, s.steps, s.eval_loss));
                 let eval = eval.map(|e| format!(" eval {e:.4}")).unwrap_or_default();
-                eprintln!("    {} {} width {} step {step}/{steps}{eval} ({:.0}s)", r.id, r.kind, r.width, w.started.elapsed().as_secs_f64());
+                crate::stderr_line!("    {} {} width {} step {step}/{steps}{eval} ({:.0}s)", r.id, r.kind, r.width, w.started.elapsed().as_secs_f64());
             }
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -318,6 +381,39 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
         b.finish();
     }
     Ok(summary)
+}
+
+/// Workers do not outlive their `run`: on Linux the kernel sends a worker SIGTERM (it writes a
+/// checkpoint and stops) when the `run` that started it dies, even by SIGKILL; a worker whose
+/// parent died before it could ask for that stops at once.
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl and getppid are async-signal-safe, and nothing here allocates.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+/// ", reason" from a failed run's status, for the executor's line about it.
+fn failure_reason(run_dir: &Path) -> String {
+    match read_status(run_dir) {
+        Ok(Some(s)) => s.reason.map(|r| format!(" — {}", r.lines().next().unwrap_or(""))).unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 /// The sweep directory for a sweep file and an output root.

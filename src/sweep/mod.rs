@@ -30,7 +30,12 @@ pub fn run(sweep_file: &Path, out_root: &Path, options: &exec::ExecOptions) -> a
     let _lock = exec::lock(&dir)?;
     exec::materialise(&dir, &text, &plan)?;
     let summary = exec::execute(&dir, &plan, options)?;
-    let table = collect::collect(&dir)?;
+    let table = collect::collect(&dir).with_context(|| {
+        format!(
+            "the sweep ran ({} done, {} diverged, {} failed, {} kept from before) but its table could not be written",
+            summary.done, summary.diverged, summary.failed, summary.skipped_already_done
+        )
+    })?;
     Ok(SweepOutcome { dir, exec: summary, table })
 }
 

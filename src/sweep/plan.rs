@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::spec::{GridSpec, Method, ModelFamily, SweepSpec};
+use crate::model::memory::{self, MemoryEstimate};
 use crate::model::shape::{self, ModelShape};
 use crate::rng::Rng;
 use crate::train::config::{BranchConfig, RunConfig};
@@ -50,6 +51,9 @@ pub struct PlannedRun {
     pub flops: f64,
     /// FLOPs this run itself spends (for a branch: only its decay).
     pub own_flops: f64,
+    /// Estimated peak training memory in bytes (see `model::memory`).
+    #[serde(default)]
+    pub memory_bytes: f64,
     pub trunk: Option<String>,
     pub from_tokens: Option<u64>,
     pub config: RunConfig,
@@ -63,6 +67,9 @@ pub struct Plan {
     pub total_flops: f64,
     /// What one from-scratch run per (model, D) point would cost instead.
     pub from_scratch_flops: f64,
+    /// Grid points that resolved to a run planned already (each run is planned once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<String>,
 }
 
 impl Plan {
@@ -157,7 +164,6 @@ fn value_text(v: &toml::Value) -> String {
 pub fn plan(spec: &SweepSpec) -> anyhow::Result<Plan> {
     let base_json = serde_json::to_value(&spec.base)?;
     let mut runs: Vec<PlannedRun> = Vec::new();
-    let mut from_scratch = 0.0;
     for grid in &spec.grids {
         let ctx = |e: anyhow::Error| e.context(format!("grid `{}`", grid.name));
         let vocab = base_json.pointer("/model/vocab").and_then(|v| v.as_u64()).map(|v| v as usize);
@@ -182,16 +188,40 @@ pub fn plan(spec: &SweepSpec) -> anyhow::Result<Plan> {
                         set_path(&mut config, key, serde_json::to_value(value)?).map_err(ctx)?;
                     }
                     let params: Vec<(String, String)> = combo.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
-                    let resolved: RunConfig = serde_json::from_value(config.clone())
+                    let mut resolved: RunConfig = serde_json::from_value(config.clone())
                         .map_err(|e| anyhow::anyhow!("grid `{}`: the base with {params:?} is not a valid run config: {e}", grid.name))?;
-                    expand(grid, resolved, shape, seed, params, &mut runs, &mut from_scratch).map_err(ctx)?;
+                    // Workers run in OUT/<name>/runs/<id>/: data paths are made absolute here.
+                    resolved.data.resolve_paths(&spec.base_dir);
+                    expand(grid, resolved, shape, seed, params, &mut runs).map_err(ctx)?;
                 }
             }
         }
     }
+    let duplicates = deduplicate(&mut runs);
     let total_flops = runs.iter().map(|r| r.own_flops).sum();
-    // Runs with no branches count as their own from-scratch cost.
-    Ok(Plan { name: spec.name.clone(), runs, total_flops, from_scratch_flops: from_scratch })
+    // What one from-scratch run per (N, D) point would cost: every run but the trunks.
+    let from_scratch_flops = runs.iter().filter(|r| r.kind != RunKind::Trunk).map(|r| r.flops).sum();
+    Ok(Plan { name: spec.name.clone(), runs, total_flops, from_scratch_flops, duplicates })
+}
+
+/// Keep the first of runs with one id (two grid points that resolve to the same run config, e.g.
+/// two identical `[[grid]]` blocks): two workers on one directory would corrupt it. Returns a
+/// line for each run dropped.
+fn deduplicate(runs: &mut Vec<PlannedRun>) -> Vec<String> {
+    let mut first_grid: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut notes = Vec::new();
+    runs.retain(|r| match first_grid.get(&r.id) {
+        Some(grid) => {
+            let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            notes.push(format!("grid `{}`: {} {} (width {}{}{}) is the same run as in grid `{grid}`; planned once", r.grid, r.kind, r.id, r.width, if params.is_empty() { "" } else { ", " }, params.join(" ")));
+            false
+        }
+        None => {
+            first_grid.insert(r.id.clone(), r.grid.clone());
+            true
+        }
+    });
+    notes
 }
 
 fn expand(
@@ -201,8 +231,8 @@ fn expand(
     seed: u64,
     params: Vec<(String, String)>,
     runs: &mut Vec<PlannedRun>,
-    from_scratch: &mut f64,
 ) -> anyhow::Result<()> {
+    base.training.check_sizes()?;
     let n = shape.non_embedding_params();
     let tps = base.training.tokens_per_step();
     let flops_per_token = shape.flops_per_token(base.training.seq_len).total as f64;
@@ -223,25 +253,29 @@ fn expand(
             tokens,
             flops: tokens as f64 * flops_per_token,
             own_flops: own_tokens as f64 * flops_per_token,
+            memory_bytes: MemoryEstimate::training(&shape, config.training.batch_size, config.training.seq_len).total_bytes,
             trunk,
             from_tokens: from,
             config,
         })
     };
     let Some(wsd) = &grid.wsd else {
-        let run = make(base, RunKind::Plain, None, None, None)?;
-        *from_scratch += run.flops;
-        runs.push(run);
+        runs.push(make(base, RunKind::Plain, None, None, None)?);
         return Ok(());
     };
+    let too_many = |what: &str, tokens: f64| anyhow::anyhow!("{what} ({tokens:.3e} tokens) is beyond what a run can count; lower the wsd branch points");
+    // Whole steps of `tokens`, rounded up.
+    let whole_steps = |tokens: u64| tokens.div_ceil(tps).max(1).checked_mul(tps);
     // Branch points, rounded up to whole steps.
-    let mut points: Vec<u64> = if wsd.branch_tokens.is_empty() {
-        wsd.tokens_per_param.iter().map(|k| (k * n as f64).round() as u64).collect()
+    let wanted: Vec<f64> = if wsd.branch_tokens.is_empty() {
+        wsd.tokens_per_param.iter().map(|k| k * n as f64).collect()
     } else {
-        wsd.branch_tokens.clone()
+        wsd.branch_tokens.iter().map(|&t| t as f64).collect()
     };
-    for p in &mut points {
-        *p = p.div_ceil(tps).max(1) * tps;
+    let mut points: Vec<u64> = Vec::new();
+    for tokens in wanted {
+        let point = (tokens < u64::MAX as f64).then(|| whole_steps(tokens.round() as u64)).flatten().ok_or_else(|| too_many("a branch point", tokens))?;
+        points.push(point);
     }
     points.sort_unstable();
     points.dedup();
@@ -260,9 +294,10 @@ fn expand(
     let trunk_id = trunk_run.id.clone();
     runs.push(trunk_run);
     for &point in &points {
-        let decay = ((point as f64 * wsd.decay_fraction).round() as u64).div_ceil(tps) * tps;
+        let decay = ((point as f64 * wsd.decay_fraction).round() as u64).div_ceil(tps).saturating_mul(tps);
+        let end = point.checked_add(decay).ok_or_else(|| too_many("a branch point plus its decay", point as f64 + decay as f64))?;
         let mut branch = base.clone();
-        branch.training.tokens = point + decay;
+        branch.training.tokens = end;
         branch.training.checkpoint_tokens = Vec::new();
         branch.schedule = ScheduleSpec::Wsd {
             warmup_tokens: warmup,
@@ -272,17 +307,13 @@ fn expand(
             final_lr_fraction: wsd.final_lr_fraction,
         };
         branch.branch = Some(BranchConfig { trunk: format!("../{trunk_id}").into(), from_tokens: point, data: None });
-        let run = make(branch, RunKind::Branch, Some(trunk_id.clone()), Some(point), Some(decay))?;
-        *from_scratch += run.flops;
-        runs.push(run);
+        runs.push(make(branch, RunKind::Branch, Some(trunk_id.clone()), Some(point), Some(decay))?);
         if wsd.cosine_baseline {
             let mut cosine = base.clone();
-            cosine.training.tokens = point + decay;
+            cosine.training.tokens = end;
             cosine.training.checkpoint_tokens = Vec::new();
             cosine.schedule = ScheduleSpec::Cosine { warmup_tokens: warmup, final_lr_fraction: 0.1 };
-            let run = make(cosine, RunKind::Plain, None, None, None)?;
-            *from_scratch += run.flops;
-            runs.push(run);
+            runs.push(make(cosine, RunKind::Plain, None, None, None)?);
         }
     }
     Ok(())
@@ -310,6 +341,18 @@ impl std::fmt::Display for Plan {
                 params.join(" "),
                 trunk
             )?;
+        }
+        for d in &self.duplicates {
+            writeln!(f, "note: {d}")?;
+        }
+        if let Some(big) = self.runs.iter().max_by(|a, b| a.memory_bytes.total_cmp(&b.memory_bytes)) {
+            let have = memory::machine_memory_bytes();
+            write!(f, "largest run in memory: {} needs ~{} to train", big.id, memory::bytes(big.memory_bytes))?;
+            match have {
+                Some(have) if big.memory_bytes > have => writeln!(f, "\nwarning: that is more than the {} this machine has; it will be refused here (a bigger node, or a smaller width, batch_size or seq_len)", memory::bytes(have))?,
+                Some(have) => writeln!(f, " (this machine has {})", memory::bytes(have))?,
+                None => writeln!(f)?,
+            }
         }
         write!(
             f,

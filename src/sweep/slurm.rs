@@ -342,7 +342,7 @@ RESTARTS=${{SLURM_RESTART_COUNT:-0}}
 
 if [ ! -f "$RUN_DIR/config.json" ]; then
     echo "windtunnel: $RUN_DIR/config.json is not visible on $(hostname): the sweep directory must be on a file system shared with the compute nodes" >&2
-    exit 2
+    exit {cannot_start}
 fi
 echo "$TASK host=$(hostname) start=$(date +%s) restarts=$RESTARTS" >> "$RUN_DIR/slurm.log"
 
@@ -368,7 +368,8 @@ echo "$TASK end=$(date +%s) exit=$code" >> "$RUN_DIR/slurm.log"
 
 case $code in
     0) exit 0 ;;
-    3) exit 3 ;;  # diverged: a result; its branches never start (afterok)
+    {diverged}) exit {diverged} ;;  # diverged: a result; its branches never start (afterok)
+    {cannot_start}) exit {cannot_start} ;;  # cannot start as configured (see worker.log): requeueing cannot help
 esac
 # Interrupted (130, 138, 143: a checkpoint was written) or failed: requeue this task, boundedly,
 # unless the sweep was cancelled.
@@ -382,6 +383,8 @@ exit "$code"
         dir = shell_quote(&dir.display().to_string()),
         worker = shell_quote(&worker.display().to_string()),
         max_requeues = spec.max_requeues(),
+        diverged = crate::train::run::EXIT_DIVERGED,
+        cannot_start = crate::train::run::EXIT_CANNOT_START,
         ids = runs.iter().map(|r| shell_quote(&r.id)).collect::<Vec<_>>().join(" "),
     ));
     s
@@ -611,7 +614,7 @@ pub fn wait(dir: &Path, plan: &Plan, quiet: bool) -> anyhow::Result<super::colle
             started.elapsed().as_secs_f64()
         );
         if !quiet && line[..line.rfind(']').unwrap_or(0)] != last[..last.rfind(']').unwrap_or(0)] {
-            eprintln!("{line}");
+            crate::stderr_line!("{line}");
         }
         last = line;
         if live == 0 {

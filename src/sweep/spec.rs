@@ -50,6 +50,9 @@ pub struct SweepSpec {
     /// How to submit the sweep to Slurm (`windtunnel run --executor slurm`); ignored locally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm: Option<super::slurm::SlurmSpec>,
+    /// The sweep file's folder (absolute): relative data paths in it resolve against it.
+    #[serde(skip)]
+    pub base_dir: std::path::PathBuf,
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -164,8 +167,20 @@ impl SweepSpec {
     }
 
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
-        let spec: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let mut spec: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        spec.base_dir = std::fs::canonicalize(folder).or_else(|_| std::path::absolute(folder)).with_context(|| format!("cannot resolve the folder of {}", path.display()))?;
         let at = |needle: &str| line_of(text, needle).map(|l| format!(" (line {l})")).unwrap_or_default();
+        // TOML has nan and inf; no run parameter can take them (JSON cannot even carry them).
+        let base = spec.base.iter().map(|(k, v)| (format!("base.{k}"), v.clone()));
+        let swept = spec.grids.iter().flat_map(|g| g.parameters.iter().flat_map(|(k, p)| p.values().into_iter().map(move |v| (k.clone(), v))));
+        for (key, value) in base.chain(swept) {
+            if let Some((inner, x)) = non_finite(&value, &key) {
+                let leaf = inner.rsplit('.').next().unwrap_or(&inner);
+                let needle = if inner.starts_with("base.") { leaf } else { inner.as_str() };
+                anyhow::bail!("{}{}: {inner} = {x}: a run parameter must be a finite number", path.display(), at(needle));
+            }
+        }
         anyhow::ensure!(!spec.grids.is_empty(), "{}: no [[grid]] section; a sweep needs at least one", path.display());
         // The name is the results folder's name: one plain path component.
         anyhow::ensure!(
@@ -228,9 +243,26 @@ impl SweepSpec {
                     g.name
                 );
                 anyhow::ensure!(w.decay_fraction >= 0.0 && w.decay_fraction <= 1.0, "{}: grid `{}`: wsd.decay_fraction must be in [0, 1]", path.display(), g.name);
+                anyhow::ensure!(
+                    w.tokens_per_param.iter().all(|k| k.is_finite() && *k > 0.0) && !w.branch_tokens.contains(&0),
+                    "{}{}: grid `{}`: wsd branch points must be positive finite numbers",
+                    path.display(),
+                    at("wsd"),
+                    g.name
+                );
             }
         }
         Ok(spec)
+    }
+}
+
+/// The first NaN or infinite number in `value` (named `key`), with its dotted key.
+fn non_finite(value: &toml::Value, key: &str) -> Option<(String, f64)> {
+    match value {
+        toml::Value::Float(x) if !x.is_finite() => Some((key.to_string(), *x)),
+        toml::Value::Table(t) => t.iter().find_map(|(k, v)| non_finite(v, &format!("{key}.{k}"))),
+        toml::Value::Array(a) => a.iter().find_map(|v| non_finite(v, key)),
+        _ => None,
     }
 }
 
@@ -240,6 +272,15 @@ pub fn line_of(text: &str, needle: &str) -> Option<usize> {
 }
 
 impl ParamSpec {
+    /// Every value the spec names (a range: its bounds).
+    fn values(&self) -> Vec<toml::Value> {
+        match self {
+            Self::Value { value } => vec![value.clone()],
+            Self::Values { values } => values.clone(),
+            Self::Range { min, max, .. } => vec![toml::Value::Float(*min), toml::Value::Float(*max)],
+        }
+    }
+
     /// The values of a grid search.
     pub fn grid_values(&self) -> Vec<toml::Value> {
         match self {

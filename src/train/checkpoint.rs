@@ -221,8 +221,8 @@ impl CheckpointFile {
     }
 }
 
-/// Checkpoints in `dir`, newest (most tokens) first.
-pub fn list(dir: &Path) -> Vec<PathBuf> {
+/// Checkpoints in `dir` with their token counts, newest (most tokens) first.
+fn list_with_tokens(dir: &Path) -> Vec<(u64, PathBuf)> {
     let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -235,16 +235,35 @@ pub fn list(dir: &Path) -> Vec<PathBuf> {
         })
         .collect();
     found.sort_by(|a, b| b.0.cmp(&a.0));
-    found.into_iter().map(|(_, p)| p).collect()
+    found
 }
 
-/// The newest checkpoint in `dir` that verifies; corrupt ones are reported through `warn` and skipped.
-pub fn newest_valid(dir: &Path, mut warn: impl FnMut(String)) -> Option<CheckpointFile> {
-    for path in list(dir) {
+/// Checkpoints in `dir`, newest (most tokens) first.
+pub fn list(dir: &Path) -> Vec<PathBuf> {
+    list_with_tokens(dir).into_iter().map(|(_, p)| p).collect()
+}
+
+/// The newest checkpoint in `dir` that verifies, among those before `before_tokens` when given
+/// (to write a lost checkpoint again); corrupt ones are reported through `warn` and skipped.
+pub fn newest_valid(dir: &Path, before_tokens: Option<u64>, mut warn: impl FnMut(String)) -> Option<CheckpointFile> {
+    for (tokens, path) in list_with_tokens(dir) {
+        if before_tokens.is_some_and(|limit| tokens >= limit) {
+            continue;
+        }
         match read(&path) {
             Ok(c) => return Some(c),
             Err(e) => warn(format!("{e:#}; skipping it for an older checkpoint")),
         }
     }
     None
+}
+
+/// Remove the periodic and interrupt checkpoints in `dir` but `keep` (the named ones stay:
+/// branches start from them).
+pub fn remove_periodic(dir: &Path, keep: Option<&Path>) {
+    for path in list(dir) {
+        if Some(path.as_path()) != keep && path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("periodic-")) {
+            std::fs::remove_file(path).ok();
+        }
+    }
 }

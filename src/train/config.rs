@@ -218,9 +218,39 @@ pub struct BranchConfig {
     pub data: Option<DataSpec>,
 }
 
+/// The largest `batch_size` or `seq_len` a run may ask for (2^24 = 16.7M), and the most tokens
+/// one step may hold (2^40): beyond any run, and small enough that no size derived from them
+/// overflows.
+pub const MAX_BATCH_OR_SEQ: usize = 1 << 24;
+pub const MAX_TOKENS_PER_STEP: u64 = 1 << 40;
+
 impl TrainingConfig {
+    /// Tokens per optimizer step: batch_size × seq_len (saturating; `check_sizes` bounds it).
     pub fn tokens_per_step(&self) -> u64 {
-        (self.batch_size * self.seq_len) as u64
+        (self.batch_size as u64).saturating_mul(self.seq_len as u64).max(1)
+    }
+
+    /// The sizes every other count is derived from, in range (checked before any arithmetic on them).
+    pub fn check_sizes(&self) -> anyhow::Result<()> {
+        for (key, value) in [("batch_size", self.batch_size), ("seq_len", self.seq_len)] {
+            anyhow::ensure!(value <= MAX_BATCH_OR_SEQ, "training.{key} = {value} is beyond the largest allowed ({MAX_BATCH_OR_SEQ}); is it a typo?");
+        }
+        let per_step = (self.batch_size as u64) * (self.seq_len as u64);
+        anyhow::ensure!(
+            per_step <= MAX_TOKENS_PER_STEP,
+            "training.batch_size × training.seq_len = {per_step} tokens per step is beyond the largest allowed ({MAX_TOKENS_PER_STEP}); lower one of them"
+        );
+        anyhow::ensure!(
+            self.checkpoint_every_minutes.is_finite() && self.checkpoint_every_minutes >= 0.0,
+            "training.checkpoint_every_minutes must be a number of minutes ≥ 0 (0: never), got {}",
+            self.checkpoint_every_minutes
+        );
+        anyhow::ensure!(
+            self.divergence_factor.is_finite() && self.divergence_factor > 1.0,
+            "training.divergence_factor must be a number above 1 (got {})",
+            self.divergence_factor
+        );
+        Ok(())
     }
 
     /// Optimizer steps of the run.
@@ -255,6 +285,7 @@ impl RunConfig {
         let t = &self.training;
         anyhow::ensure!(t.batch_size > 0, "training.batch_size must be at least 1");
         anyhow::ensure!(t.seq_len >= 2, "training.seq_len must be at least 2");
+        t.check_sizes()?;
         anyhow::ensure!(
             t.tokens >= t.tokens_per_step(),
             "training.tokens ({}) is less than one step of batch_size × seq_len = {} tokens",
@@ -264,7 +295,6 @@ impl RunConfig {
         anyhow::ensure!(t.eval_interval_tokens > 0, "training.eval_interval_tokens must be positive");
         anyhow::ensure!(t.eval_tokens >= t.seq_len as u64, "training.eval_tokens ({}) must be at least one sequence (seq_len = {})", t.eval_tokens, t.seq_len);
         anyhow::ensure!(t.log_interval_steps > 0, "training.log_interval_steps must be at least 1");
-        anyhow::ensure!(t.divergence_factor > 1.0, "training.divergence_factor must be above 1");
         if let Some(&beyond) = t.checkpoint_tokens.iter().find(|&&c| c > t.tokens) {
             anyhow::bail!("training.checkpoint_tokens has {beyond}, beyond the run's training.tokens ({}); checkpoints must lie inside the run", t.tokens);
         }
@@ -273,6 +303,7 @@ impl RunConfig {
         anyhow::ensure!(o.lr.is_finite() && o.lr > 0.0, "optimizer.lr must be a positive number (got {})", o.lr);
         anyhow::ensure!((0.0..1.0).contains(&o.beta1) && (0.0..1.0).contains(&o.beta2), "optimizer.beta1 and beta2 must be in [0, 1)");
         anyhow::ensure!(o.eps > 0.0 && o.weight_decay >= 0.0 && o.grad_clip >= 0.0, "optimizer.eps must be positive, weight_decay and grad_clip non-negative");
+        anyhow::ensure!(o.eps.is_finite() && o.weight_decay.is_finite() && o.grad_clip.is_finite(), "optimizer.eps, weight_decay and grad_clip must be finite numbers");
         self.mup.validate().map_err(|e| anyhow::anyhow!("mup: {e}"))?;
         self.schedule.validate(t.steps() * t.tokens_per_step()).map_err(anyhow::Error::msg)?;
         if let Some(b) = &self.branch {

@@ -85,14 +85,27 @@ impl MetricsLog {
     }
 }
 
-/// Read `metrics.jsonl`, ignoring a torn last line (a run killed mid-write).
+/// Read `metrics.jsonl`, ignoring a torn last line (a run killed mid-write). Steps must rise
+/// line by line: a repeated or earlier step means two processes wrote the run, and is refused.
 pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<MetricsRecord>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut out = Vec::with_capacity(lines.len());
+    let mut out: Vec<MetricsRecord> = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
-        match serde_json::from_str(line) {
-            Ok(r) => out.push(r),
+        match serde_json::from_str::<MetricsRecord>(line) {
+            Ok(r) => {
+                if let Some(before) = out.last().filter(|b| b.step >= r.step) {
+                    anyhow::bail!(
+                        "{} line {}: step {} follows step {}: two processes wrote this run. Delete {} and train it again",
+                        path.display(),
+                        i + 1,
+                        r.step,
+                        before.step,
+                        path.parent().map_or(path, |p| p).display()
+                    );
+                }
+                out.push(r)
+            }
             Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
             Err(e) => anyhow::bail!("{} line {}: {e}", path.display(), i + 1),
         }
@@ -108,6 +121,13 @@ pub enum RunState {
     Failed,
     Diverged,
     Interrupted,
+}
+
+impl RunState {
+    /// Done or diverged: a result that no executor runs again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Done | Self::Diverged)
+    }
 }
 
 impl std::fmt::Display for RunState {

@@ -50,7 +50,7 @@ impl Progress {
                 let done = (r.step - self.start_step) as f64;
                 let left = (self.steps - r.step) as f64;
                 let eta = self.started.elapsed().as_secs_f64() / done.max(1.0) * left;
-                eprintln!("step {}/{} tokens {} {msg} ETA {eta:.0}s", r.step, self.steps, si((r.step * self.tokens_per_step) as f64));
+                crate::stderr_line!("step {}/{} tokens {} {msg} ETA {eta:.0}s", r.step, self.steps, si((r.step * self.tokens_per_step) as f64));
                 self.last_line.set(Some(Instant::now()));
             }
         }

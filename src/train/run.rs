@@ -25,17 +25,42 @@ use super::log::{now_seconds, write_status, MetricsLog, MetricsRecord, RunState,
 use super::optimizer::AdamW;
 use crate::data::{self, Batch, TokenSource};
 use crate::device::{run_on, BackendJob, DeviceSpec};
-use crate::fsutil::atomic_write;
+use crate::fsutil::{atomic_write, FileLock};
+use crate::model::memory::{self, machine_memory_bytes, MemoryEstimate};
 use crate::model::shape::{FlopsPerToken, ModelShape};
 use crate::model::transformer::Transformer;
 
 /// Exit code of a run that diverged (a normal outcome of a too-large learning rate).
 pub const EXIT_DIVERGED: u8 = 3;
+/// Exit code of a run that failed while training (an I/O error, a full disk): worth retrying.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code of a run that cannot start as configured here — a bad run file, missing data, a
+/// model that does not fit in memory, a run directory another process is writing: retrying the
+/// same command cannot help, so executors do not.
+pub const EXIT_CANNOT_START: u8 = 2;
+/// Exit code of a run stopped by signal `sig` after writing a checkpoint (SIGINT, SIGTERM, and
+/// SIGUSR1, Slurm's warning before a time limit).
+pub fn exit_interrupted(sig: i32) -> u8 {
+    (128 + sig) as u8
+}
+
+/// The run directory's lock file: the process that trains a run holds it, so a second writer
+/// is refused whatever started it.
+pub const RUN_LOCK: &str = "run.lock";
+
+/// An error that stops a run before it starts training (see [`EXIT_CANNOT_START`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct CannotStart(pub anyhow::Error);
 
 #[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
     pub device: DeviceSpec,
     pub resume: bool,
+    /// Resume from the newest checkpoint before this many tokens, not the newest one: trains
+    /// again to write a lost or corrupt checkpoint (a branch point) and on to the end, which
+    /// reproduces what was there bit for bit. Implies `resume`.
+    pub resume_before_tokens: Option<u64>,
     /// No progress bar or progress lines.
     pub quiet: bool,
 }
@@ -55,7 +80,7 @@ impl Outcome {
         match self {
             Self::Done => 0,
             Self::Diverged => EXIT_DIVERGED,
-            Self::Interrupted(sig) => (128 + sig) as u8,
+            Self::Interrupted(sig) => exit_interrupted(sig),
         }
     }
 }
@@ -101,24 +126,39 @@ pub struct TrainSummary {
 
 /// Train the run described by `run_file` into `out`.
 pub fn train(run_file: &Path, out: &Path, options: &TrainOptions) -> anyhow::Result<TrainSummary> {
-    let config = RunConfig::load(run_file)?;
-    config.validate().with_context(|| format!("run file {}", run_file.display()))?;
+    let config = RunConfig::load(run_file).map_err(CannotStart)?;
+    config.validate().with_context(|| format!("run file {}", run_file.display())).map_err(CannotStart)?;
     let base_dir = run_file.parent().map(Path::to_path_buf).unwrap_or_default();
     train_config(config, &base_dir, out, options)
 }
 
+/// Take the lock of run directory `out` (created if missing), waiting a moment for a holder
+/// that is about to let go; refused while another process trains the run.
+pub fn lock_run_dir(out: &Path) -> anyhow::Result<FileLock> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create run directory {}", out.display()))?;
+    FileLock::acquire_within(&out.join(RUN_LOCK), std::time::Duration::from_secs(2))?.map_err(|holder| {
+        anyhow::anyhow!(
+            "{} is being trained by another process ({holder}); two writers would corrupt its metrics and checkpoints. \
+             Wait for it to finish, or stop it (SIGTERM checkpoints it) and run again",
+            out.display()
+        )
+    })
+}
+
 /// Train `config` (paths in it relative to `base_dir`) into `out`.
 pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOptions) -> anyhow::Result<TrainSummary> {
+    // Exactly one writer per run directory, held until this function returns (or the process dies).
+    let _lock = lock_run_dir(out).map_err(CannotStart)?;
     let prepared = match prepare(config, base_dir, out, options) {
         Ok(p) => p,
         Err(e) => {
             // A run that never started (missing data, bad shape) still says so in its directory, so
             // `status` shows it failed rather than pending. An existing status is never overwritten.
-            if !out.join("status.json").exists() && std::fs::create_dir_all(out).is_ok() {
+            if !out.join("status.json").exists() {
                 let status = Status { state: RunState::Failed, reason: Some(format!("{e:#}")), step: 0, steps: 0, tokens: 0, eval_loss: None, pid: std::process::id(), updated_at: now_seconds() };
                 let _ = write_status(out, &status);
             }
-            return Err(e);
+            return Err(CannotStart(e).into());
         }
     };
     let steps = prepared.record.steps;
@@ -159,7 +199,13 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
     let shape = config.model.resolve(data.vocab())?;
     let wanted_eval = t.eval_tokens.div_ceil(t.seq_len as u64);
     let eval_sequences = data.eval_sequences(t.seq_len + 1).map_or(wanted_eval, |available| available.min(wanted_eval));
-    anyhow::ensure!(eval_sequences > 0, "the held-out split has no room for one sequence of {} tokens", t.seq_len + 1);
+    anyhow::ensure!(
+        eval_sequences > 0,
+        "data {}: the held-out split has no room for one sequence of {} tokens (seq_len + 1); use a longer file, a larger eval_fraction or a shorter training.seq_len",
+        config.data.describe(),
+        t.seq_len + 1
+    );
+    check_memory(&shape, t.batch_size, t.seq_len, options.device)?;
     let oracle_eval_loss = data::oracle_eval_loss(&*data, eval_sequences, t.seq_len)?;
 
     let trunk_checkpoint = match &config.branch {
@@ -210,7 +256,7 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
     if run_json.exists() {
         let existing: RunRecord = serde_json::from_str(&std::fs::read_to_string(&run_json)?).with_context(|| format!("{} is malformed", run_json.display()))?;
         anyhow::ensure!(
-            options.resume,
+            options.resume || options.resume_before_tokens.is_some(),
             "{} already holds a run; pass --resume to continue it, or choose another --out",
             out.display()
         );
@@ -230,6 +276,27 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
         signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).context("cannot install signal handlers")?;
     }
     Ok(Prepared { record, out: out.to_path_buf(), data, decay_data, trunk_checkpoint, signal })
+}
+
+/// Refuse a run whose estimated memory exceeds what this machine can give a process, before
+/// anything is allocated. (GPU memory is not queried here; the estimate applies there too.)
+fn check_memory(shape: &ModelShape, batch_size: usize, seq_len: usize, device: DeviceSpec) -> anyhow::Result<()> {
+    let need = MemoryEstimate::training(shape, batch_size, seq_len);
+    if device != DeviceSpec::Cpu {
+        return Ok(());
+    }
+    if let Some(have) = machine_memory_bytes() {
+        anyhow::ensure!(
+            need.total_bytes <= have,
+            "model: training width {} × depth {} (N = {:.3e}) at batch_size {batch_size} × seq_len {seq_len} needs {need}, more than the {} this machine has; \
+             use a smaller model, batch_size or seq_len",
+            shape.width,
+            shape.depth,
+            shape.non_embedding_params() as f64,
+            memory::bytes(have)
+        );
+    }
+    Ok(())
 }
 
 struct Job<'a> {
@@ -290,8 +357,8 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         let mut optimizer = AdamW::new(c.optimizer.adamw(), &model, &c.mup);
         let (mut step, mut first_loss, mut wall_before, mut resumed_from) = (0, None, 0.0, None);
         let ckpt_dir = p.out.join("checkpoints");
-        let own = if options.resume {
-            checkpoint::newest_valid(&ckpt_dir, |w| eprintln!("warning: {w}"))
+        let own = if options.resume || options.resume_before_tokens.is_some() {
+            checkpoint::newest_valid(&ckpt_dir, options.resume_before_tokens, |w| crate::stderr_line!("warning: {w}"))
         } else {
             None
         };
@@ -365,11 +432,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             // Periodic and interrupt checkpoints replace each other.
             let path = dir.join(format!("periodic-{name}"));
             checkpoint::save(&path, self.model(), &self.optimizer, header)?;
-            for old in checkpoint::list(&dir) {
-                if old != path && old.file_name().is_some_and(|n| n.to_string_lossy().starts_with("periodic-")) {
-                    std::fs::remove_file(old).ok();
-                }
-            }
+            checkpoint::remove_periodic(&dir, Some(&path));
             Ok(())
         }
     }
@@ -486,6 +549,11 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
                 self.save("final", wall)?;
             }
             self.status(RunState::Done, None)?;
+        }
+        if matches!(outcome, Outcome::Done | Outcome::Diverged) {
+            // A finished run keeps its named checkpoints (branch points, final); the periodic and
+            // interrupt ones only served to resume it.
+            checkpoint::remove_periodic(&self.p.out.join("checkpoints"), None);
         }
         progress.finish();
         let trained = (self.step - start_step) * tps;

@@ -90,7 +90,7 @@ impl ScheduleSpec {
                 }
             }
             Self::Wsd { warmup_tokens, decay_tokens, half_life_tokens, final_lr_fraction, .. } => {
-                if warmup_tokens + decay_tokens > total_tokens {
+                if warmup_tokens.saturating_add(decay_tokens) > total_tokens {
                     return Err(format!(
                         "schedule.warmup_tokens + schedule.decay_tokens ({warmup_tokens} + {decay_tokens}) exceed the run's tokens ({total_tokens})"
                     ));
