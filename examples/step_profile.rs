@@ -12,7 +12,8 @@ use windtunnel::train::run::batch_tensors;
 fn main() {
     windtunnel::alloc::tune_for_training();
     let a: Vec<usize> = std::env::args().skip(1).map(|s| s.parse().unwrap()).collect();
-    let (width, depth, heads, kv) = (a.first().copied().unwrap_or(128), a.get(1).copied().unwrap_or(4), a.get(2).copied().unwrap_or(4), a.get(3).copied().unwrap_or(2));
+    let (width, depth, heads, kv) =
+        (a.first().copied().unwrap_or(128), a.get(1).copied().unwrap_or(4), a.get(2).copied().unwrap_or(4), a.get(3).copied().unwrap_or(2));
     let shape = ModelShape { width, depth, heads, kv_heads: kv, ffn_width: width * 5 / 2, vocab: 256 };
     let (batch, seq) = (16, 256);
     let device = Default::default();

@@ -36,10 +36,7 @@ impl FromStr for DeviceSpec {
             return Ok(Self::Cuda(0));
         }
         if let Some(index) = s.strip_prefix("cuda:") {
-            return index
-                .parse()
-                .map(Self::Cuda)
-                .map_err(|_| format!("bad device `{s}`: the GPU index after `cuda:` must be a number, as in `cuda:0`"));
+            return index.parse().map(Self::Cuda).map_err(|_| format!("bad device `{s}`: the GPU index after `cuda:` must be a number, as in `cuda:0`"));
         }
         Err(format!("unknown device `{s}`; use `cpu` or `cuda:N` (N = GPU index)"))
     }

@@ -124,7 +124,7 @@ pub fn minicpm_shape(target_n: f64, vocab: usize, gqa_group: usize, aspect_ratio
     };
     let mut candidates: Vec<(ModelShape, f64)> = Vec::new();
     for width in (HEAD_DIM..=65_536).step_by(HEAD_DIM) {
-        if (width / HEAD_DIM) % gqa_group != 0 {
+        if !(width / HEAD_DIM).is_multiple_of(gqa_group) {
             continue;
         }
         let one = shape(width, 1).non_embedding_params() as f64;
@@ -305,7 +305,11 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
         },
         crate::model::shape::MAX_PARAMS
     );
-    anyhow::ensure!(seq_len <= crate::train::config::MAX_BATCH_OR_SEQ, "--seq-len {seq_len} is beyond the largest allowed ({})", crate::train::config::MAX_BATCH_OR_SEQ);
+    anyhow::ensure!(
+        seq_len <= crate::train::config::MAX_BATCH_OR_SEQ,
+        "--seq-len {seq_len} is beyond the largest allowed ({})",
+        crate::train::config::MAX_BATCH_OR_SEQ
+    );
     // 2. The shape.
     let shape = minicpm_shape(target_n, vocab, request.gqa_group, request.aspect_ratio)?;
     let n = shape.non_embedding_params();
@@ -317,7 +321,7 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
         Target::Params(_) => optimal_tokens_for(&law, n as f64),
     };
     anyhow::ensure!(
-        tokens.is_finite() && tokens >= 1.0 && tokens <= MAX_TOKENS,
+        tokens.is_finite() && (1.0..=MAX_TOKENS).contains(&tokens),
         "the run would train on D = {tokens:.3e} tokens (N = {}), outside what a run can count (1 to {MAX_TOKENS:.0e}); \
          the law is extrapolating far beyond the sweep: ask for a smaller budget or N",
         si(n as f64)
@@ -340,9 +344,15 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
                     warnings.push(format!("the learning-rate optimum at width {} is at the edge of its scan; widen the scan", widest.width));
                 }
                 if let Some(d) = t.drift.as_ref().filter(|d| d.slope_lower > 0.0 || d.slope_upper < 0.0) {
-                    warnings.push(format!("the µP optimum drifts with width (slope {:+.3} [{:+.3}, {:+.3}]): check the coordinate check", d.slope, d.slope_lower, d.slope_upper));
+                    warnings.push(format!(
+                        "the µP optimum drifts with width (slope {:+.3} [{:+.3}, {:+.3}]): check the coordinate check",
+                        d.slope, d.slope_lower, d.slope_upper
+                    ));
                 }
-                (widest.lr_opt, format!("µP learning-rate optimum at width {} of {} ([{:.3e}, {:.3e}])", widest.width, lr_dir.display(), widest.lr_lower, widest.lr_upper))
+                (
+                    widest.lr_opt,
+                    format!("µP learning-rate optimum at width {} of {} ([{:.3e}, {:.3e}])", widest.width, lr_dir.display(), widest.lr_lower, widest.lr_upper),
+                )
             }
             _ => fallback_lr(config.optimizer.lr, lr_dir, "it has no µP learning-rate scan", &mut warnings),
         },
@@ -371,7 +381,12 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
                 batch_dir.display()
             );
             let sequences = ((law_tokens / seq_len as f64).round() as u64).max(1);
-            BatchChoice { sequences, tokens: sequences * seq_len as u64, law_tokens: Some(law_tokens), source: format!("batch-size law bs = {:.3e} / L^{:.3} of {} at L = {predicted:.4}", b.k, b.gamma, batch_dir.display()) }
+            BatchChoice {
+                sequences,
+                tokens: sequences * seq_len as u64,
+                law_tokens: Some(law_tokens),
+                source: format!("batch-size law bs = {:.3e} / L^{:.3} of {} at L = {predicted:.4}", b.k, b.gamma, batch_dir.display()),
+            }
         }
         None => {
             let tokens_per_step = (config.training.batch_size * config.training.seq_len) as u64;
@@ -382,7 +397,12 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
                 batch_dir.display(),
                 tokens_per_step
             ));
-            BatchChoice { sequences, tokens: sequences * seq_len as u64, law_tokens: None, source: format!("the sweep's tokens per step ({tokens_per_step}); no batch-size law") }
+            BatchChoice {
+                sequences,
+                tokens: sequences * seq_len as u64,
+                law_tokens: None,
+                source: format!("the sweep's tokens per step ({tokens_per_step}); no batch-size law"),
+            }
         }
     };
     let total_steps = (tokens / batch.tokens as f64).ceil().max(1.0) as u64;
@@ -465,11 +485,7 @@ impl std::fmt::Display for Exported {
             Target::Params(n) => format!("N = {} with the law's compute-optimal tokens per parameter", si(n)),
         };
         writeln!(f, "export from sweep `{}` ({}): {target}", r.sweep, r.sweep_dir.display())?;
-        writeln!(
-            f,
-            "  model    width {} · depth {} · heads {} (kv {}) · d_ff {} · vocab {}",
-            s.width, s.depth, s.heads, s.kv_heads, s.ffn_width, s.vocab
-        )?;
+        writeln!(f, "  model    width {} · depth {} · heads {} (kv {}) · d_ff {} · vocab {}", s.width, s.depth, s.heads, s.kv_heads, s.ffn_width, s.vocab)?;
         writeln!(
             f,
             "           N = {} non-embedding parameters (target {}; {:+.2}%), {} in total",
@@ -478,7 +494,14 @@ impl std::fmt::Display for Exported {
             (r.non_embedding_params as f64 / r.target_non_embedding_params - 1.0) * 100.0,
             thousands(r.total_params)
         )?;
-        writeln!(f, "  data     D = {} tokens ({:.1} per parameter), C = 6ND = {:.3e} FLOPs ({:.3e} precise)", si(r.tokens as f64), r.tokens_per_param, r.flops_6nd, r.flops)?;
+        writeln!(
+            f,
+            "  data     D = {} tokens ({:.1} per parameter), C = 6ND = {:.3e} FLOPs ({:.3e} precise)",
+            si(r.tokens as f64),
+            r.tokens_per_param,
+            r.flops_6nd,
+            r.flops
+        )?;
         let lr = &r.learning_rates;
         writeln!(
             f,
@@ -552,7 +575,10 @@ mod tests {
             assert_eq!(c[key], value, "{key}");
         }
         let c = hf_config(&preset("minicpm-1.2b").unwrap(), &MupConfig::default(), 4096);
-        assert_eq!((c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.num_hidden_layers, c.vocab_size), (1536, 3840, 24, 8, 52, 73440));
+        assert_eq!(
+            (c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.num_hidden_layers, c.vocab_size),
+            (1536, 3840, 24, 8, 52, 73440)
+        );
     }
 
     #[test]

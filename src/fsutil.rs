@@ -56,7 +56,8 @@ impl FileLock {
     /// Take the lock on `path` (created if missing) without waiting. `Ok(Err(holder))` when another
     /// process holds it, with what that process wrote into the file (`pid N`).
     pub fn try_acquire(path: &Path) -> anyhow::Result<Result<FileLock, String>> {
-        let file = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let file =
+            fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
         // SAFETY: flock on a valid open descriptor.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let err = std::io::Error::last_os_error();

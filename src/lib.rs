@@ -14,8 +14,8 @@ macro_rules! stderr_line {
 
 pub mod alloc;
 pub mod data;
-pub mod export;
 pub mod device;
+pub mod export;
 pub mod fit;
 pub mod format;
 pub mod fsutil;

@@ -9,11 +9,11 @@ use windtunnel::data::files::TokenDtype;
 use windtunnel::data::synthetic::SyntheticConfig;
 use windtunnel::data::tools;
 use windtunnel::device::DeviceSpec;
-use windtunnel::train::run::TrainOptions;
 use windtunnel::model::coord_check::{coord_check, CoordCheckOptions};
 use windtunnel::model::mup::{MupConfig, Parameterization};
 use windtunnel::model::shape::{self, ModelShape, PRESETS};
 use windtunnel::model::ModelReport;
+use windtunnel::train::run::TrainOptions;
 
 #[derive(Parser)]
 #[command(
@@ -267,7 +267,10 @@ struct DirArgs {
 
 fn parse_devices(s: &str) -> anyhow::Result<Vec<DeviceSpec>> {
     if let Some(list) = s.strip_prefix("cuda:") {
-        return list.split(',').map(|i| i.trim().parse().map(DeviceSpec::Cuda).map_err(|_| anyhow::anyhow!("--devices {s}: `{i}` is not a GPU index"))).collect();
+        return list
+            .split(',')
+            .map(|i| i.trim().parse().map(DeviceSpec::Cuda).map_err(|_| anyhow::anyhow!("--devices {s}: `{i}` is not a GPU index")))
+            .collect();
     }
     s.split(',').map(|d| d.parse::<DeviceSpec>().map_err(anyhow::Error::msg)).collect()
 }
@@ -402,22 +405,44 @@ impl FitLawArgs {
             // Without --config the defaults are the results table's columns.
             None => LawDefinition::for_table(self.input.clone().context("--input is required")?),
         };
-        if let Some(v) = &self.input { def.input = v.clone(); }
-        if let Some(v) = &self.n { def.n = v.clone(); }
-        if let Some(v) = &self.loss { def.loss = v.clone(); }
+        if let Some(v) = &self.input {
+            def.input = v.clone();
+        }
+        if let Some(v) = &self.n {
+            def.n = v.clone();
+        }
+        if let Some(v) = &self.loss {
+            def.loss = v.clone();
+        }
         if self.tokens.is_some() || self.flops.is_some() {
             def.tokens = self.tokens.clone();
             def.flops = self.flops.clone();
         }
-        if let Some(v) = self.drop_highest { def.drop_highest = v; }
-        if self.grid.is_some() { def.grid = self.grid.clone(); }
-        if let Some(v) = self.delta { def.delta = v; }
-        if let Some(v) = self.bootstrap { def.bootstrap = v; }
+        if let Some(v) = self.drop_highest {
+            def.drop_highest = v;
+        }
+        if self.grid.is_some() {
+            def.grid = self.grid.clone();
+        }
+        if let Some(v) = self.delta {
+            def.delta = v;
+        }
+        if let Some(v) = self.bootstrap {
+            def.bootstrap = v;
+        }
         def.bootstrap_full_grid |= self.bootstrap_full_grid;
-        if let Some(v) = self.seed { def.seed = v; }
-        if let Some(v) = &self.budgets { def.budgets = v.clone(); }
-        if self.holdout.is_some() { def.holdout = self.holdout; }
-        if let Some(v) = &self.predict { def.predict = v.clone(); }
+        if let Some(v) = self.seed {
+            def.seed = v;
+        }
+        if let Some(v) = &self.budgets {
+            def.budgets = v.clone();
+        }
+        if self.holdout.is_some() {
+            def.holdout = self.holdout;
+        }
+        if let Some(v) = &self.predict {
+            def.predict = v.clone();
+        }
         Ok(def)
     }
 }
@@ -678,16 +703,28 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => {
             let spec = windtunnel::sweep::spec::SweepSpec::load(&args.sweep)?;
             let plan = windtunnel::sweep::plan::plan(&spec).with_context(|| format!("planning {}", args.sweep.display()))?;
-            if args.json { print_json(&plan) } else { println!("{plan}"); Ok(()) }
+            if args.json {
+                print_json(&plan)
+            } else {
+                println!("{plan}");
+                Ok(())
+            }
         }
         Command::Run(args) => run_sweep(args),
         Command::Status(args) => {
             let status = windtunnel::sweep::collect::status_with_slurm(&args.dir)?;
-            if args.json { print_json(&status) } else { print!("{status}"); Ok(()) }
+            if args.json {
+                print_json(&status)
+            } else {
+                print!("{status}");
+                Ok(())
+            }
         }
         Command::Cancel(args) => {
             let cancelled = windtunnel::sweep::slurm::cancel(&args.dir)?;
-            if args.json { print_json(&cancelled) } else {
+            if args.json {
+                print_json(&cancelled)
+            } else {
                 println!(
                     "cancelled Slurm job(s) {} of {}; interrupted runs keep their checkpoints: resume with `windtunnel run SWEEP.toml --executor slurm`",
                     cancelled.job_ids.join(", "),
@@ -698,8 +735,16 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Collect(args) => {
             let summary = windtunnel::sweep::collect::collect(&args.dir)?;
-            if args.json { print_json(&summary) } else {
-                println!("wrote {} and {} ({} rows; {} runs not finished)", summary.table.display(), summary.parquet.display(), summary.rows, summary.unfinished);
+            if args.json {
+                print_json(&summary)
+            } else {
+                println!(
+                    "wrote {} and {} ({} rows; {} runs not finished)",
+                    summary.table.display(),
+                    summary.parquet.display(),
+                    summary.rows,
+                    summary.unfinished
+                );
                 summary.warnings.iter().for_each(|w| windtunnel::stderr_line!("warning: {w}"));
                 Ok(())
             }
@@ -712,21 +757,26 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
             if let Some(out) = &out {
                 windtunnel::fsutil::atomic_write(out, serde_json::to_string_pretty(&report)?.as_bytes())?;
             }
-            if args.json { print_json(&report) } else { println!("{report}"); Ok(()) }
+            if args.json {
+                print_json(&report)
+            } else {
+                println!("{report}");
+                Ok(())
+            }
         }
         Command::Fit(FitCommand::Lr(args)) => {
-            let columns = windtunnel::fit::commands::LrColumns {
-                lr: args.lr,
-                width: args.width,
-                depth: Some(args.depth),
-                loss: args.loss,
-                group: Some(args.group),
-            };
+            let columns =
+                windtunnel::fit::commands::LrColumns { lr: args.lr, width: args.width, depth: Some(args.depth), loss: args.loss, group: Some(args.group) };
             let report = windtunnel::fit::commands::fit_lr(&args.input, &columns, args.seed)?;
             if args.input.is_dir() {
                 windtunnel::fsutil::atomic_write(&args.input.join("fits").join("lr.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
             }
-            if args.json { print_json(&report) } else { print!("{report}"); Ok(()) }
+            if args.json {
+                print_json(&report)
+            } else {
+                print!("{report}");
+                Ok(())
+            }
         }
         Command::Fit(FitCommand::Batch(args)) => {
             let runs = args.runs_table.as_deref().map(|t| (t, args.loss.as_str()));
@@ -740,14 +790,24 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
             if sweep {
                 windtunnel::fsutil::atomic_write(&args.input.join("fits").join("batch.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
             }
-            if args.json { print_json(&report) } else { print!("{report}"); Ok(()) }
+            if args.json {
+                print_json(&report)
+            } else {
+                print!("{report}");
+                Ok(())
+            }
         }
         Command::Plot(args) => {
             let summary = match &args.coord_check {
                 Some(file) => windtunnel::plot::plot_coord_check(file, args.format, args.out.as_deref())?,
                 None => windtunnel::plot::plot_sweep(args.dir.as_deref().context("give a sweep directory or --coord-check FILE")?, args.format)?,
             };
-            if args.json { print_json(&summary) } else { print!("{summary}"); Ok(()) }
+            if args.json {
+                print_json(&summary)
+            } else {
+                print!("{summary}");
+                Ok(())
+            }
         }
         Command::Report(args) => {
             let out = args.out.unwrap_or_else(|| args.dir.join("report.html"));
@@ -775,7 +835,9 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
             let exported = export(&request)?;
             let out = args.out.unwrap_or_else(|| args.dir.join("export"));
             exported.write(&out)?;
-            if args.json { print_json(&exported.recipe) } else {
+            if args.json {
+                print_json(&exported.recipe)
+            } else {
                 print!("{exported}");
                 println!("wrote {} and {}", out.join("config.json").display(), out.join("recipe.json").display());
                 Ok(())
@@ -783,11 +845,21 @@ fn run_simple(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Data(DataCommand::Synth(args)) => {
             let report = tools::synth(&args.language.config()?, args.seed, args.tokens, args.document_tokens, &args.out)?;
-            if args.json { print_json(&report) } else { println!("{report}"); Ok(()) }
+            if args.json {
+                print_json(&report)
+            } else {
+                println!("{report}");
+                Ok(())
+            }
         }
         Command::Data(DataCommand::Inspect(args)) => {
             let report = tools::inspect(&args.file, args.text, args.dtype, args.vocab)?;
-            if args.json { print_json(&report) } else { println!("{report}"); Ok(()) }
+            if args.json {
+                print_json(&report)
+            } else {
+                println!("{report}");
+                Ok(())
+            }
         }
     }
 }
@@ -945,7 +1017,9 @@ fn run_slurm(args: RunArgs) -> anyhow::Result<()> {
             eprint!("{status}");
             windtunnel::stderr_line!("{} ({} rows)", table.table.display(), table.rows);
         }
-        None if !a.dry_run => windtunnel::stderr_line!("watch it with `windtunnel status {}`; stop it with `windtunnel cancel {}`", out.dir.display(), out.dir.display()),
+        None if !a.dry_run => {
+            windtunnel::stderr_line!("watch it with `windtunnel status {}`; stop it with `windtunnel cancel {}`", out.dir.display(), out.dir.display())
+        }
         None => {}
     }
     Ok(())

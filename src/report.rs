@@ -68,7 +68,7 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
     );
 
     // Summary.
-    let _ = write!(
+    let _ = writeln!(
         html,
         "<h2>Summary</h2><table><tr><th>runs</th><th>done</th><th>running</th><th>pending</th><th>interrupted</th><th>diverged</th><th>failed</th></tr>\
          <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>\
@@ -77,9 +77,20 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
          <tr><td>spent so far</td><td>{:.3e}</td></tr>\
          <tr><td>one from-scratch run per (model, tokens) point instead</td><td>{:.3e}</td></tr>\
          <tr><td>WSD saving</td><td>{:.2}×</td></tr>\
-         <tr><td>tokens trained</td><td>{} of {}</td></tr></table>\n",
-        st.runs, st.done, st.running, st.pending, st.interrupted, st.diverged, st.failed,
-        plan.total_flops, st.flops_done, plan.from_scratch_flops, plan.wsd_saving(), si(st.tokens_done as f64), si(st.tokens_total as f64)
+         <tr><td>tokens trained</td><td>{} of {}</td></tr></table>",
+        st.runs,
+        st.done,
+        st.running,
+        st.pending,
+        st.interrupted,
+        st.diverged,
+        st.failed,
+        plan.total_flops,
+        st.flops_done,
+        plan.from_scratch_flops,
+        plan.wsd_saving(),
+        si(st.tokens_done as f64),
+        si(st.tokens_total as f64)
     );
 
     // Fitted parameters.
@@ -120,7 +131,13 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
                 );
             }
             if let Some(h) = &r.holdout {
-                let _ = write!(html, "<p>Held out ({:?}): mean |relative error| of the predictions {:.2}% over {} points.</p>", h.holdout, h.mean_abs_relative_error * 100.0, h.points.len());
+                let _ = write!(
+                    html,
+                    "<p>Held out ({:?}): mean |relative error| of the predictions {:.2}% over {} points.</p>",
+                    h.holdout,
+                    h.mean_abs_relative_error * 100.0,
+                    h.points.len()
+                );
             }
         }
         Err(e) => {
@@ -129,7 +146,9 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
     }
     match &data.lr {
         Ok(r) => {
-            html.push_str("<h3>Learning-rate transfer</h3><table><tr><th>group</th><th>width</th><th>runs</th><th>η*</th><th>95% interval</th><th>loss at η*</th></tr>");
+            html.push_str(
+                "<h3>Learning-rate transfer</h3><table><tr><th>group</th><th>width</th><th>runs</th><th>η*</th><th>95% interval</th><th>loss at η*</th></tr>",
+            );
             for (group, t) in &r.groups {
                 for o in &t.optima {
                     let _ = write!(
@@ -146,7 +165,14 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
                     );
                 }
                 if let Some(d) = &t.drift {
-                    let _ = write!(html, "<tr><td>{}</td><td colspan=5>drift d ln η*/d ln width = {:+.3} [{:+.3}, {:+.3}] (µP ≈ 0, SP ≈ −1)</td></tr>", escape(group), d.slope, d.slope_lower, d.slope_upper);
+                    let _ = write!(
+                        html,
+                        "<tr><td>{}</td><td colspan=5>drift d ln η*/d ln width = {:+.3} [{:+.3}, {:+.3}] (µP ≈ 0, SP ≈ −1)</td></tr>",
+                        escape(group),
+                        d.slope,
+                        d.slope_lower,
+                        d.slope_upper
+                    );
                 }
             }
             html.push_str("</table>");
@@ -157,7 +183,13 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
     }
     match data.batch.as_ref().map(|b| b.minicpm.as_ref()) {
         Ok(Some(b)) => {
-            let _ = write!(html, "<h3>Batch-size law</h3><p>bs<sub>opt</sub> = {:.4e} / L<sup>{:.3}</sup> tokens, from {} loss levels.</p>", b.k, b.gamma, b.optima.len());
+            let _ = write!(
+                html,
+                "<h3>Batch-size law</h3><p>bs<sub>opt</sub> = {:.4e} / L<sup>{:.3}</sup> tokens, from {} loss levels.</p>",
+                b.k,
+                b.gamma,
+                b.optima.len()
+            );
         }
         Ok(None) => html.push_str("<p class=muted>No batch-size law: the curves do not reach enough common loss levels.</p>"),
         Err(e) => {
@@ -173,7 +205,7 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
         match figure {
             Ok(figure) => {
                 let svg = figure.to_svg()?;
-                let _ = write!(html, "<figure id=\"{name}\">{}<figcaption>{}</figcaption></figure>\n", inline_svg(&svg), escape(&figure.title));
+                let _ = writeln!(html, "<figure id=\"{name}\">{}<figcaption>{}</figcaption></figure>", inline_svg(&svg), escape(&figure.title));
                 charts.push(name.to_string());
             }
             Err(why) => not_drawn.push((name.to_string(), why)),

@@ -19,8 +19,21 @@ fn synth_then_inspect_reports_the_exact_oracle() {
     // A uniform language has oracle log V exactly.
     let uniform = dir.path().join("u.bin");
     let u = json(&[
-        "data", "synth", "--out", uniform.to_str().unwrap(), "--tokens", "1000", "--vocab", "50",
-        "--max-order", "0", "--order-weights", "1", "--zipf-exponent", "0", "--json",
+        "data",
+        "synth",
+        "--out",
+        uniform.to_str().unwrap(),
+        "--tokens",
+        "1000",
+        "--vocab",
+        "50",
+        "--max-order",
+        "0",
+        "--order-weights",
+        "1",
+        "--zipf-exponent",
+        "0",
+        "--json",
     ]);
     assert!((u["oracle_loss_nats"].as_f64().unwrap() - 50f64.ln()).abs() < 1e-12);
 }

@@ -29,11 +29,26 @@ fn chinchilla_refit_reproduces_the_published_reanalysis() {
 #[test]
 fn holdout_and_prediction() {
     let r = json(&[
-        "fit", "law", "--input", "analysis/data/chinchilla_svg_extracted_data.csv", "--n", "Model Size", "--flops", "Training FLOP",
-        "--loss", "loss", "--drop-highest", "5", "--holdout", "largest", "--predict", "7e10:1.4e12", "--json",
+        "fit",
+        "law",
+        "--input",
+        "analysis/data/chinchilla_svg_extracted_data.csv",
+        "--n",
+        "Model Size",
+        "--flops",
+        "Training FLOP",
+        "--loss",
+        "loss",
+        "--drop-highest",
+        "5",
+        "--holdout",
+        "largest",
+        "--predict",
+        "7e10:1.4e12",
+        "--json",
     ]);
     let h = &r["holdout"];
-    assert!(h["points"].as_array().unwrap().len() >= 1);
+    assert!(!h["points"].as_array().unwrap().is_empty());
     assert!(h["mean_abs_relative_error"].as_f64().unwrap() < 0.05);
     let p = r["predictions"][0]["loss"].as_f64().unwrap();
     assert!((1.8..2.2).contains(&p), "predicted Chinchilla loss {p}");

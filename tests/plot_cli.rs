@@ -9,13 +9,10 @@ use std::path::{Path, PathBuf};
 /// The common tiny sweep, evaluated more often, with a third width and branch point (enough points
 /// for the law) and a batch-size grid.
 fn plots_sweep() -> String {
-    TINY.replace("name = \"tiny\"", "name = \"plots\"")
-        .replace("eval_interval_tokens = 1280", "eval_interval_tokens = 640")
-        .replace(
-            "widths = [16, 32], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [1280, 2560]",
-            "widths = [16, 32, 48], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [640, 1280, 2560]",
-        )
-        + r#"
+    TINY.replace("name = \"tiny\"", "name = \"plots\"").replace("eval_interval_tokens = 1280", "eval_interval_tokens = 640").replace(
+        "widths = [16, 32], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [1280, 2560]",
+        "widths = [16, 32, 48], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [640, 1280, 2560]",
+    ) + r#"
 [[grid]]
 name = "batch"
 models = { widths = [16], depth = 1, head_dim = 16 }
@@ -28,7 +25,8 @@ parameters."schedule" = { value = { kind = "constant", warmup_tokens = 256 } }
 
 /// One run: the tiny sweep's base and a single-width grid.
 fn one_run() -> String {
-    TINY[..TINY.find("[[grid]]").unwrap()].replace("name = \"tiny\"", "name = \"one\"") + "[[grid]]\nname = \"single\"\nmodels = { widths = [16], depth = 1, head_dim = 16 }\n"
+    TINY[..TINY.find("[[grid]]").unwrap()].replace("name = \"tiny\"", "name = \"one\"")
+        + "[[grid]]\nname = \"single\"\nmodels = { widths = [16], depth = 1, head_dim = 16 }\n"
 }
 
 fn run_sweep(root: &Path, name: &str, text: &str) -> PathBuf {
@@ -118,8 +116,20 @@ fn a_sweep_plots_reports_and_exports() {
     assert_eq!(config["architectures"][0], "MiniCPMForCausalLM");
     let arg = |k: &str| config[k].to_string();
     let model = json(&[
-        "model", "--width", &arg("hidden_size"), "--depth", &arg("num_hidden_layers"), "--heads", &arg("num_attention_heads"),
-        "--kv-heads", &arg("num_key_value_heads"), "--ffn-width", &arg("intermediate_size"), "--vocab", &arg("vocab_size"), "--json",
+        "model",
+        "--width",
+        &arg("hidden_size"),
+        "--depth",
+        &arg("num_hidden_layers"),
+        "--heads",
+        &arg("num_attention_heads"),
+        "--kv-heads",
+        &arg("num_key_value_heads"),
+        "--ffn-width",
+        &arg("intermediate_size"),
+        "--vocab",
+        &arg("vocab_size"),
+        "--json",
     ]);
     assert_eq!(model["non_embedding_params"], recipe["non_embedding_params"]);
     assert_eq!(config["vocab_size"], 64, "the sweep's vocabulary by default");
@@ -190,7 +200,14 @@ fn one_run_plots_what_it_can_and_export_names_the_missing_fit() {
     let e = fails(&["export", s, "--budget-flops", "1e15"]);
     assert!(e.contains("data-model law") && e.contains("minicpm-data-model.toml"), "{e}");
     // A sweep without a batch-size grid: the export says which sweep would give the law.
-    let quick = run_sweep(root.path(), "plots", plots_sweep().replace("[[grid]]\nname = \"batch\"", "[[grid]]\nname = \"lr2\"").replace("parameters.\"training.batch_size\" = { values = [1, 2, 4, 8, 16] }", "parameters.\"optimizer.lr\" = { values = [0.003, 0.01, 0.03] }").as_str());
+    let quick = run_sweep(
+        root.path(),
+        "plots",
+        plots_sweep()
+            .replace("[[grid]]\nname = \"batch\"", "[[grid]]\nname = \"lr2\"")
+            .replace("parameters.\"training.batch_size\" = { values = [1, 2, 4, 8, 16] }", "parameters.\"optimizer.lr\" = { values = [0.003, 0.01, 0.03] }")
+            .as_str(),
+    );
     let recipe = json(&["export", quick.to_str().unwrap(), "--budget-flops", "1e13", "--json"]);
     assert!(recipe["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("minicpm-batch-size.toml")), "{}", recipe["warnings"]);
 }

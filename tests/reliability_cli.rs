@@ -37,7 +37,7 @@ fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
 
 fn alive(pid: i32) -> bool {
     // A zombie still answers kill(0); look at /proc for its state.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|st| st == "Z"))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
 }
 
 /// Pids of the `windtunnel train` workers whose parent is `parent`.
@@ -105,9 +105,10 @@ fn a_second_writer_on_a_run_directory_is_refused_whatever_started_it() {
     first.kill().unwrap();
     first.wait().unwrap();
     // The lock dies with its holder: the run resumes.
-    let resumed = spawn(&["train", "--quiet", s(&file), "--out", s(&out), "--resume"]);
+    let mut resumed = spawn(&["train", "--quiet", s(&file), "--out", s(&out), "--resume"]);
     wait_for("the resumed run", Duration::from_secs(60), || status_of(&out)["pid"] == resumed.id());
-    unsafe { libc::kill(resumed.id() as i32, libc::SIGTERM) };
+    resumed.kill().unwrap();
+    resumed.wait().unwrap();
 }
 
 #[test]
@@ -117,13 +118,20 @@ fn workers_die_with_their_run_and_status_never_shows_a_dead_process_running() {
     let sweep = write(
         tmp.path(),
         "long.toml",
-        &(TINY.split("[[grid]]").next().unwrap().replace("tokens = 2560", "tokens = 2560000").replace("eval_interval_tokens = 1280", "eval_interval_tokens = 1280000")
+        &(TINY
+            .split("[[grid]]")
+            .next()
+            .unwrap()
+            .replace("tokens = 2560", "tokens = 2560000")
+            .replace("eval_interval_tokens = 1280", "eval_interval_tokens = 1280000")
             + "[[grid]]\nname = \"lr\"\nmodels = { widths = [16, 32], depth = 1, head_dim = 16 }\n"),
     );
     let out = tmp.path().join("out");
     let mut run = spawn(&["run", s(&sweep), "--out", s(&out), "--parallel", "2", "--quiet"]);
     let runs = out.join("tiny").join("runs");
-    wait_for("two workers training", Duration::from_secs(60), || workers_of(run.id()).len() == 2 && std::fs::read_dir(&runs).map_or(0, |d| d.flatten().filter(|e| e.path().join("metrics.jsonl").exists()).count()) == 2);
+    wait_for("two workers training", Duration::from_secs(60), || {
+        workers_of(run.id()).len() == 2 && std::fs::read_dir(&runs).map_or(0, |d| d.flatten().filter(|e| e.path().join("metrics.jsonl").exists()).count()) == 2
+    });
     let workers = workers_of(run.id());
     // SIGKILL the parent alone (an OOM killer, a lost SSH session): its workers stop too, each
     // with a checkpoint.
@@ -139,14 +147,20 @@ fn workers_die_with_their_run_and_status_never_shows_a_dead_process_running() {
     let mut run = spawn(&["run", s(&sweep), "--out", s(&out), "--parallel", "2", "--quiet"]);
     wait_for("both workers training again", Duration::from_secs(60), || {
         let pids = workers_of(run.id());
-        pids.len() == 2 && json(&["status", s(&out.join("tiny")), "--json"])["detail"].as_array().unwrap().iter().all(|r| r["state"] == "running" && r["step"].as_u64() > Some(14))
+        pids.len() == 2
+            && json(&["status", s(&out.join("tiny")), "--json"])["detail"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["state"] == "running" && r["step"].as_u64() > Some(14))
     });
     let victim = workers_of(run.id())[0];
     unsafe { libc::kill(run.id() as i32, libc::SIGSTOP) };
     unsafe { libc::kill(victim, libc::SIGKILL) };
     wait_for("the worker to die", Duration::from_secs(10), || !alive(victim));
     let status = json(&["status", s(&out.join("tiny")), "--json"]);
-    let dead: Vec<&serde_json::Value> = status["detail"].as_array().unwrap().iter().filter(|r| r["reason"].as_str().is_some_and(|r| r.contains(&format!("pid {victim}")))).collect();
+    let dead: Vec<&serde_json::Value> =
+        status["detail"].as_array().unwrap().iter().filter(|r| r["reason"].as_str().is_some_and(|r| r.contains(&format!("pid {victim}")))).collect();
     assert_eq!(dead.len(), 1, "{status}");
     assert_eq!(dead[0]["state"], "interrupted");
     assert_eq!(status["running"], 1, "{status}");
@@ -169,7 +183,8 @@ fn a_sweep_killed_over_and_over_ends_with_the_uninterrupted_table() {
     let cut = tmp.path().join("cut");
     let runs = cut.join("tiny").join("runs");
     let metric_lines = || -> usize {
-        std::fs::read_dir(&runs).map_or(0, |d| d.flatten().map(|e| std::fs::read_to_string(e.path().join("metrics.jsonl")).map_or(0, |t| t.lines().count())).sum())
+        std::fs::read_dir(&runs)
+            .map_or(0, |d| d.flatten().map(|e| std::fs::read_to_string(e.path().join("metrics.jsonl")).map_or(0, |t| t.lines().count())).sum())
     };
     let mut killed_mid_sweep = 0;
     for round in 0..6 {
@@ -203,10 +218,19 @@ fn a_sweep_killed_over_and_over_ends_with_the_uninterrupted_table() {
     ok(&["run", s(&sweep), "--out", s(&cut), "--parallel", "2", "--quiet"]);
     assert_eq!(table_without_timings(&cut.join("tiny")), expected);
     for run in std::fs::read_dir(&runs).unwrap().flatten() {
-        let steps: Vec<u64> = std::fs::read_to_string(run.path().join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
+        let steps: Vec<u64> = std::fs::read_to_string(run.path().join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+            .collect();
         assert!(steps.windows(2).all(|w| w[0] < w[1]), "{}: steps {steps:?}", run.path().display());
         // A finished run keeps only its named checkpoints.
-        let periodic = std::fs::read_dir(run.path().join("checkpoints")).into_iter().flatten().flatten().filter(|c| c.file_name().to_string_lossy().starts_with("periodic-")).count();
+        let periodic = std::fs::read_dir(run.path().join("checkpoints"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|c| c.file_name().to_string_lossy().starts_with("periodic-"))
+            .count();
         assert_eq!(periodic, 0, "{} kept interrupt checkpoints", run.path().display());
     }
 }
@@ -230,7 +254,8 @@ fn metrics_written_by_two_processes_are_refused_by_collect() {
 #[test]
 fn grid_points_that_resolve_to_one_run_are_planned_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let lr_grid = "\n[[grid]]\nname = \"lr\"\nmodels = { widths = [16, 32], depth = 1, head_dim = 16 }\nparameters.\"optimizer.lr\" = { values = [0.003, 0.01] }\n";
+    let lr_grid =
+        "\n[[grid]]\nname = \"lr\"\nmodels = { widths = [16, 32], depth = 1, head_dim = 16 }\nparameters.\"optimizer.lr\" = { values = [0.003, 0.01] }\n";
     let sweep = write(tmp.path(), "dup.toml", &(TINY.split("[[grid]]").next().unwrap().to_string() + lr_grid + lr_grid));
     let plan = json(&["plan", s(&sweep), "--json"]);
     let ids: Vec<&str> = plan["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
@@ -304,7 +329,9 @@ fn absurd_sizes_are_refused_with_the_key_and_never_panic() {
 fn a_model_too_big_for_memory_is_refused_before_it_allocates() {
     let tmp = tempfile::tempdir().unwrap();
     // 16384 wide, 64 deep: ~2e11 parameters, terabytes to train.
-    let text = std::fs::read_to_string(run_file(tmp.path(), "r.toml", 10, "")).unwrap().replace("width = 32\ndepth = 2\nheads = 2", "width = 131072\ndepth = 64\nheads = 1024");
+    let text = std::fs::read_to_string(run_file(tmp.path(), "r.toml", 10, ""))
+        .unwrap()
+        .replace("width = 32\ndepth = 2\nheads = 2", "width = 131072\ndepth = 64\nheads = 1024");
     let file = write(tmp.path(), "big.toml", &text);
     let out = tmp.path().join("big");
     let o = windtunnel(&["train", s(&file), "--out", s(&out)]);
@@ -325,7 +352,11 @@ fn an_unwritable_stderr_never_turns_into_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let file = run_file(tmp.path(), "r.toml", 20, "");
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_windtunnel")).args(["train", s(&file), "--out", s(&tmp.path().join("r"))]).stderr(full.try_clone().unwrap()).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
+        .args(["train", s(&file), "--out", s(&tmp.path().join("r"))])
+        .stderr(full.try_clone().unwrap())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "a finished run exits 0 whatever stderr is");
     let o = Command::new(env!("CARGO_BIN_EXE_windtunnel")).args(["train", s(&file), "--out", s(&tmp.path().join("r"))]).stderr(full).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "an existing run without --resume: the documented code, not a panic's 101");
@@ -334,7 +365,9 @@ fn an_unwritable_stderr_never_turns_into_a_panic() {
 #[test]
 fn a_lost_or_corrupt_trunk_checkpoint_is_written_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let data_only = TINY.split("[[grid]]\nname = \"lr\"").next().unwrap().to_string() + "[[grid]]\nname = \"data\"" + TINY.split("[[grid]]\nname = \"data\"").nth(1).unwrap();
+    let data_only = TINY.split("[[grid]]\nname = \"lr\"").next().unwrap().to_string()
+        + "[[grid]]\nname = \"data\""
+        + TINY.split("[[grid]]\nname = \"data\"").nth(1).unwrap();
     let sweep = write(tmp.path(), "s.toml", &data_only);
     let out = tmp.path().join("out");
     ok(&["run", s(&sweep), "--out", s(&out), "--quiet"]);

@@ -104,7 +104,6 @@ fn run_slurm_wait_and(args: &[&str], mut meanwhile: impl FnMut()) -> std::proces
     child.wait_with_output().unwrap()
 }
 
-
 fn metrics_steps(run_dir: &Path) -> Vec<u64> {
     std::fs::read_to_string(run_dir.join("metrics.jsonl"))
         .unwrap()
@@ -135,7 +134,8 @@ fn a_sweep_through_slurm_gives_the_local_table() {
     let sweep = remote.join("tiny");
     // Preempt the long run once while it trains, as a scheduler would (requeue: TERM, then back
     // to the queue); it must resume from its checkpoint and still give the local result.
-    let long_run = json(&["plan", s, "--json"])["runs"].as_array().unwrap().iter().find(|r| r["grid"] == "preempted").unwrap()["id"].as_str().unwrap().to_string();
+    let long_run =
+        json(&["plan", s, "--json"])["runs"].as_array().unwrap().iter().find(|r| r["grid"] == "preempted").unwrap()["id"].as_str().unwrap().to_string();
     let long_dir = sweep.join("runs").join(&long_run);
     let mut preempted = false;
     let o = run_slurm_wait_and(&["run", s, "--out", remote.to_str().unwrap(), "--executor", "slurm", "--max-retries", "0", "--wait"], || {
@@ -199,14 +199,19 @@ fn a_task_past_its_time_limit_is_requeued_and_resumes() {
     let started = Instant::now();
     let mut before_requeue: Option<(u64, String)> = None;
     loop {
-        assert!(started.elapsed() < Duration::from_secs(300), "no requeue and resume within 5 minutes:\n{}", std::fs::read_to_string(run.join("slurm.log")).unwrap_or_default());
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no requeue and resume within 5 minutes:\n{}",
+            std::fs::read_to_string(run.join("slurm.log")).unwrap_or_default()
+        );
         release_requeued();
         let log = std::fs::read_to_string(run.join("slurm.log")).unwrap_or_default();
         let worker = std::fs::read_to_string(run.join("worker.log")).unwrap_or_default();
         if before_requeue.is_none() && log.contains("requeue after exit 138") {
             // The first warning stopped the worker at a checkpoint: remember the step and the
             // metrics written so far (their wall times would differ if the run started over).
-            let step = worker.lines().find_map(|l| l.trim().strip_prefix("steps ").and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok())).unwrap();
+            let step =
+                worker.lines().find_map(|l| l.trim().strip_prefix("steps ").and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok())).unwrap();
             before_requeue = Some((step, std::fs::read_to_string(run.join("metrics.jsonl")).unwrap()));
         }
         if let Some((step, _)) = &before_requeue {
@@ -229,7 +234,11 @@ fn a_task_past_its_time_limit_is_requeued_and_resumes() {
         std::thread::sleep(Duration::from_millis(300));
     }
     let metrics_now = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    let kept: String = metrics_then.lines().take_while(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap() <= step).map(|l| format!("{l}\n")).collect();
+    let kept: String = metrics_then
+        .lines()
+        .take_while(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap() <= step)
+        .map(|l| format!("{l}\n"))
+        .collect();
     assert!(!kept.is_empty() && metrics_now.starts_with(&kept), "the metrics before the checkpoint were rewritten: the run started over");
     let steps = metrics_steps(&run);
     assert!(steps.windows(2).all(|w| w[0] < w[1]), "steps repeat");
@@ -255,11 +264,24 @@ fn hostile_strings_in_a_sweep_file_do_not_execute() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let sweep = out.join(hostile);
     assert_eq!(table_without_timings(&sweep).len(), 14, "the sweep with hostile names ran to its table");
-    let found: Vec<String> = walk(root.path()).into_iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pwned"))).map(|p| p.display().to_string()).collect();
+    let found: Vec<String> = walk(root.path())
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pwned")))
+        .map(|p| p.display().to_string())
+        .collect();
     assert!(found.is_empty(), "hostile strings executed: {found:?}");
 
     // A value that would break out of its #SBATCH line is refused before anything is written.
-    let e = fails(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--partition", "debug\n#SBATCH --wrap=touch pwned6"]);
+    let e = fails(&[
+        "run",
+        sweep_file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--executor",
+        "slurm",
+        "--partition",
+        "debug\n#SBATCH --wrap=touch pwned6",
+    ]);
     assert!(e.contains("slurm.partition") && e.contains("control character"), "{e}");
 }
 

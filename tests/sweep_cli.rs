@@ -4,12 +4,10 @@
 mod common;
 use common::{fails, json, table_without_timings, windtunnel, TINY};
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -48,7 +46,11 @@ fn planning_expands_grids_and_wsd_graphs_with_stable_ids() {
     assert!((a["from_scratch_flops"].as_f64().unwrap() / scratch - 1.0).abs() < 1e-12);
 
     // Adding a width keeps every old id; changing one value changes only the runs it touches.
-    let wider = write(dir.path(), "w.toml", &TINY.replace("widths = [16, 32], depth = 1, head_dim = 16 }\nparameters", "widths = [16, 32, 48], depth = 1, head_dim = 16 }\nparameters"));
+    let wider = write(
+        dir.path(),
+        "w.toml",
+        &TINY.replace("widths = [16, 32], depth = 1, head_dim = 16 }\nparameters", "widths = [16, 32, 48], depth = 1, head_dim = 16 }\nparameters"),
+    );
     let b = ids(&plan(&wider));
     assert_eq!(b.len(), 14 + 4); // four more lr runs at width 48
     assert!(ids(&a).iter().all(|id| b.contains(id)));
@@ -63,12 +65,24 @@ fn ranges_and_random_search_expand_to_the_right_values() {
     let dir = tempfile::tempdir().unwrap();
     let log = TINY.replace("{ values = [0.003, 0.01, 0.03, 1000.0] }", "{ min = 0.001, max = 0.1, num = 3, log = true }");
     let p = write(dir.path(), "log.toml", &log);
-    let lrs: Vec<f64> = plan(&p)["runs"].as_array().unwrap().iter().filter(|r| r["grid"] == "lr" && r["width"] == 16).map(|r| r["config"]["optimizer"]["lr"].as_f64().unwrap()).collect();
+    let lrs: Vec<f64> = plan(&p)["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["grid"] == "lr" && r["width"] == 16)
+        .map(|r| r["config"]["optimizer"]["lr"].as_f64().unwrap())
+        .collect();
     assert_eq!(lrs, vec![0.001, 0.01, 0.1]);
     let random = log.replace("name = \"lr\"\n", "name = \"lr\"\nmethod = \"random\"\nsamples = 5\n");
     let p = write(dir.path(), "random.toml", &random);
     let plan = plan(&p);
-    let lrs: Vec<f64> = plan["runs"].as_array().unwrap().iter().filter(|r| r["grid"] == "lr" && r["width"] == 16).map(|r| r["config"]["optimizer"]["lr"].as_f64().unwrap()).collect();
+    let lrs: Vec<f64> = plan["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["grid"] == "lr" && r["width"] == 16)
+        .map(|r| r["config"]["optimizer"]["lr"].as_f64().unwrap())
+        .collect();
     assert_eq!(lrs.len(), 5);
     assert!(lrs.iter().all(|&x| (0.001..=0.1).contains(&x)));
 }
@@ -86,11 +100,14 @@ fn malformed_sweep_files_give_one_clear_message() {
     check("unknown.toml", TINY.replace("seeds = [0]", "seeds = [0]\nseedz = [1]"), &["unknown.toml", "seedz"]);
     check("type.toml", TINY.replace("seeds = [0]", "seeds = \"zero\""), &["type.toml", "seeds", "line"]);
     check("empty.toml", TINY.replace("[0.003, 0.01, 0.03, 1000.0]", "[]"), &["empty.toml", "optimizer.lr", "empty", "line"]);
-    check("heads.toml", TINY.replace("widths = [16, 32], depth = 1, head_dim = 16 }\nparameters", "widths = [16, 40], depth = 1, head_dim = 16 }\nparameters"), &["heads.toml", "width 40", "head_dim"]);
+    check(
+        "heads.toml",
+        TINY.replace("widths = [16, 32], depth = 1, head_dim = 16 }\nparameters", "widths = [16, 40], depth = 1, head_dim = 16 }\nparameters"),
+        &["heads.toml", "width 40", "head_dim"],
+    );
     check("early.toml", TINY.replace("branch_tokens = [1280, 2560]", "branch_tokens = [128, 2560]"), &["branch point", "warmup"]);
     check("runkey.toml", TINY.replace("optimizer = { lr = 0.01 }", "optimizer = { lr = 0.01, momentum = 0.9 }"), &["momentum"]);
 }
-
 
 #[test]
 fn a_sweep_runs_to_its_table_and_survives_sigkill() {
@@ -126,7 +143,8 @@ fn a_sweep_runs_to_its_table_and_survives_sigkill() {
     let runs = cut.join("tiny").join("runs");
     let started = Instant::now();
     let done_count = || {
-        std::fs::read_dir(&runs).map_or(0, |d| d.flatten().filter(|e| std::fs::read_to_string(e.path().join("status.json")).is_ok_and(|s| s.contains("\"done\""))).count())
+        std::fs::read_dir(&runs)
+            .map_or(0, |d| d.flatten().filter(|e| std::fs::read_to_string(e.path().join("status.json")).is_ok_and(|s| s.contains("\"done\""))).count())
     };
     while done_count() < 3 {
         assert!(started.elapsed() < Duration::from_secs(120));
@@ -171,10 +189,26 @@ fn a_sweep_runs_to_its_table_and_survives_sigkill() {
 fn slurm_dry_run_writes_readable_scripts_of_at_most_1000_tasks() {
     // No Slurm needed: --dry-run writes the scripts and submits nothing.
     let dir = tempfile::tempdir().unwrap();
-    let big = TINY.replace("name = \"lr\"\n", "name = \"lr\"\nmethod = \"random\"\nsamples = 600\n").replace("{ values = [0.003, 0.01, 0.03, 1000.0] }", "{ min = 0.001, max = 0.1, log = true }");
+    let big = TINY
+        .replace("name = \"lr\"\n", "name = \"lr\"\nmethod = \"random\"\nsamples = 600\n")
+        .replace("{ values = [0.003, 0.01, 0.03, 1000.0] }", "{ min = 0.001, max = 0.1, log = true }");
     let p = write(dir.path(), "big.toml", &big);
     let out = dir.path().join("it's here");
-    let o = windtunnel(&["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--dry-run", "--partition", "gpu", "--time", "01:00:00", "--setup", "echo setting up"]);
+    let o = windtunnel(&[
+        "run",
+        p.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--executor",
+        "slurm",
+        "--dry-run",
+        "--partition",
+        "gpu",
+        "--time",
+        "01:00:00",
+        "--setup",
+        "echo setting up",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let slurm = out.join("tiny").join("slurm");
     // 1200 lr runs and 2 trunks: two wave-1 scripts (Slurm's MaxArraySize), one wave-2 script.

@@ -51,10 +51,7 @@ fn metrics(dir: &Path) -> Vec<serde_json::Value> {
 
 /// The deterministic part of each metrics line: everything but timings.
 fn losses(dir: &Path) -> Vec<(u64, String, String, String)> {
-    metrics(dir)
-        .iter()
-        .map(|m| (m["step"].as_u64().unwrap(), m["train_loss"].to_string(), m["eval_loss"].to_string(), m["lr"].to_string()))
-        .collect()
+    metrics(dir).iter().map(|m| (m["step"].as_u64().unwrap(), m["train_loss"].to_string(), m["eval_loss"].to_string(), m["lr"].to_string())).collect()
 }
 
 fn train(args: &[&str]) -> std::process::Output {
@@ -203,14 +200,10 @@ fn branches_start_from_the_trunk_checkpoint() {
     assert_eq!(summary["final_eval_loss"], trunk_eval_at_20);
 
     // A real decay: linear over the branch's 10 steps.
-    let decay = run_file(tmp.path(), "decay.toml", "[branch]\ntrunk = \"trunk\"\nfrom_tokens = 2560\n", 30, &[])
-        .to_str()
+    let decay = run_file(tmp.path(), "decay.toml", "[branch]\ntrunk = \"trunk\"\nfrom_tokens = 2560\n", 30, &[]).to_str().unwrap().to_string();
+    let text = std::fs::read_to_string(&decay)
         .unwrap()
-        .to_string();
-    let text = std::fs::read_to_string(&decay).unwrap().replace(
-        "kind = \"constant\"\nwarmup_tokens = 1280",
-        "kind = \"wsd\"\nwarmup_tokens = 1280\ndecay = \"linear\"\ndecay_tokens = 1280",
-    );
+        .replace("kind = \"constant\"\nwarmup_tokens = 1280", "kind = \"wsd\"\nwarmup_tokens = 1280\ndecay = \"linear\"\ndecay_tokens = 1280");
     std::fs::write(&decay, text).unwrap();
     let decay_out = tmp.path().join("decay");
     let o = train(&[&decay, "--out", decay_out.to_str().unwrap()]);
@@ -233,7 +226,11 @@ fn branches_start_from_the_trunk_checkpoint() {
 fn a_too_large_learning_rate_ends_as_diverged() {
     let tmp = tempfile::tempdir().unwrap();
     let file = run_file(tmp.path(), "r.toml", "", 200, &[]);
-    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("lr = 0.01", "lr = 1000.0\ngrad_clip = 0.0").replace("warmup_tokens = 1280", "warmup_tokens = 0")).unwrap();
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file).unwrap().replace("lr = 0.01", "lr = 1000.0\ngrad_clip = 0.0").replace("warmup_tokens = 1280", "warmup_tokens = 0"),
+    )
+    .unwrap();
     let out = tmp.path().join("run");
     let o = train(&[file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));

@@ -94,9 +94,7 @@ pub fn sidecar_path(path: &Path) -> PathBuf {
 pub fn read_sidecar(path: &Path) -> Result<Option<Sidecar>, DataError> {
     let side = sidecar_path(path);
     match std::fs::read_to_string(&side) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| DataError::Sidecar { path: side, message: e.to_string() }),
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| DataError::Sidecar { path: side, message: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(DataError::Io { path: side, message: e.to_string() }),
     }
@@ -195,20 +193,13 @@ impl TokenFile {
     pub fn read(&self, start: u64, len: usize, out: &mut Vec<u32>) -> Result<(), DataError> {
         let end = start + len as u64;
         if end > self.len() {
-            return Err(DataError::Io {
-                path: self.path.clone(),
-                message: format!("read past the end: tokens {start}..{end} of {}", self.len()),
-            });
+            return Err(DataError::Io { path: self.path.clone(), message: format!("read past the end: tokens {start}..{end} of {}", self.len()) });
         }
         let first = out.len();
         match self.dtype {
             TokenDtype::U8 => out.extend(self.map[start as usize..end as usize].iter().map(|&b| b as u32)),
-            TokenDtype::U16 => out.extend(
-                self.map[2 * start as usize..2 * end as usize].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32),
-            ),
-            TokenDtype::U32 => out.extend(
-                self.map[4 * start as usize..4 * end as usize].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            ),
+            TokenDtype::U16 => out.extend(self.map[2 * start as usize..2 * end as usize].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)),
+            TokenDtype::U32 => out.extend(self.map[4 * start as usize..4 * end as usize].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
         }
         if let Some(pos) = out[first..].iter().position(|&t| t as usize >= self.vocab) {
             return Err(self.out_of_range(start + pos as u64, out[first + pos]));
@@ -228,13 +219,7 @@ impl TokenFile {
     }
 
     fn out_of_range(&self, index: u64, token: u32) -> DataError {
-        DataError::TokenOutOfRange {
-            path: self.path.clone(),
-            index,
-            byte_offset: index * self.dtype.bytes(),
-            token,
-            vocab: self.vocab,
-        }
+        DataError::TokenOutOfRange { path: self.path.clone(), index, byte_offset: index * self.dtype.bytes(), token, vocab: self.vocab }
     }
 }
 

@@ -262,7 +262,9 @@ impl FileSource {
     fn new(train: TokenFile, eval: Option<TokenFile>, eval_fraction: f64, seed: u64, bytes_per_token: Option<f64>) -> Result<Self, DataError> {
         if let Some(e) = &eval {
             if e.vocab() != train.vocab() {
-                return Err(DataError::Config { message: format!("eval file {} has vocab {}, train file {} has {}", e.path().display(), e.vocab(), train.path().display(), train.vocab()) });
+                return Err(DataError::Config {
+                    message: format!("eval file {} has vocab {}, train file {} has {}", e.path().display(), e.vocab(), train.path().display(), train.vocab()),
+                });
             }
             let (train_tokens, eval_tokens) = (train.len(), e.len());
             return Ok(Self { train, train_tokens, eval, eval_start: 0, eval_tokens, seed, bytes_per_token });

@@ -338,14 +338,7 @@ mod tests {
     #[test]
     fn deterministic_source_has_oracle_zero() {
         // Order 1 only, one support token, no smoothing: each token fixes the next.
-        let config = SyntheticConfig {
-            vocab: 20,
-            max_order: 1,
-            order_weights: vec![1e-300, 1.0],
-            support: 1,
-            smoothing: 0.0,
-            ..Default::default()
-        };
+        let config = SyntheticConfig { vocab: 20, max_order: 1, order_weights: vec![1e-300, 1.0], support: 1, smoothing: 0.0, ..Default::default() };
         let lang = SyntheticLanguage::new(config).unwrap();
         for s in stream(&lang, 4, 5, 200) {
             assert!(lang.nll(&s, 1).iter().all(|&x| x.abs() < 1e-12));
@@ -355,14 +348,7 @@ mod tests {
     #[test]
     fn first_order_chain_matches_its_analytic_entropy_rate() {
         let v = 12;
-        let config = SyntheticConfig {
-            vocab: v,
-            max_order: 1,
-            order_weights: vec![0.2, 0.8],
-            support: 3,
-            smoothing: 0.1,
-            ..Default::default()
-        };
+        let config = SyntheticConfig { vocab: v, max_order: 1, order_weights: vec![0.2, 0.8], support: 3, smoothing: 0.1, ..Default::default() };
         let lang = SyntheticLanguage::new(config).unwrap();
         // Transition matrix T[i][j] = p(j | i); stationary π by power iteration.
         let t: Vec<Vec<f64>> = (0..v as u32).map(|i| (0..v as u32).map(|j| lang.probability(&[i], j)).collect()).collect();
@@ -408,7 +394,7 @@ mod tests {
             let total: f64 = unigram.iter().map(|&c| c as f64).sum();
             let mut p = (unigram[x as usize] as f64 + 1.0) / (total + self.vocab as f64);
             for k in 1..=3.min(history.len()) {
-                if let Some(c) = self.counts[k].get(&history[history.len() - k..].to_vec()) {
+                if let Some(c) = self.counts[k].get(&history[history.len() - k..]) {
                     let n: f64 = c.iter().map(|&c| c as f64).sum();
                     let types = c.iter().filter(|&&c| c > 0).count() as f64;
                     let lambda = n / (n + types);

@@ -85,7 +85,16 @@ pub fn synth(config: &SyntheticConfig, seed: u64, tokens: u64, document_tokens: 
 
 impl std::fmt::Display for SynthReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "wrote {} ({} tokens as {}, {} documents of {} tokens, vocab {})", self.path.display(), thousands(self.tokens), self.dtype, thousands(self.documents), self.document_tokens, self.vocab)?;
+        writeln!(
+            f,
+            "wrote {} ({} tokens as {}, {} documents of {} tokens, vocab {})",
+            self.path.display(),
+            thousands(self.tokens),
+            self.dtype,
+            thousands(self.documents),
+            self.document_tokens,
+            self.vocab
+        )?;
         writeln!(f, "sidecar {}", self.sidecar.display())?;
         write!(f, "oracle loss {:.5} nats/token ({:.5} bits/token): the exact floor no model can beat", self.oracle_loss_nats, self.oracle_bits_per_token)
     }
@@ -139,10 +148,14 @@ pub fn inspect(path: &Path, text: bool, dtype: Option<TokenDtype>, vocab: Option
         at += n as u64;
     }
     let total = file.len() as f64;
-    let entropy: f64 = counts.iter().filter(|&&c| c > 0).map(|&c| {
-        let p = c as f64 / total;
-        -p * p.ln()
-    }).sum();
+    let entropy: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / total;
+            -p * p.ln()
+        })
+        .sum();
     let mut order: Vec<usize> = (0..counts.len()).filter(|&t| counts[t] > 0).collect();
     order.sort_by_key(|&t| std::cmp::Reverse(counts[t]));
     Ok(InspectReport {
@@ -166,7 +179,14 @@ impl std::fmt::Display for InspectReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{} ({})", self.path.display(), self.kind)?;
         writeln!(f, "  size          {} bytes, {} tokens as {}", thousands(self.bytes), thousands(self.tokens), self.dtype)?;
-        writeln!(f, "  vocab         {} ({} used, {:.1}%; largest token {})", thousands(self.vocab as u64), thousands(self.distinct_tokens as u64), 100.0 * self.distinct_tokens as f64 / self.vocab as f64, self.max_token)?;
+        writeln!(
+            f,
+            "  vocab         {} ({} used, {:.1}%; largest token {})",
+            thousands(self.vocab as u64),
+            thousands(self.distinct_tokens as u64),
+            100.0 * self.distinct_tokens as f64 / self.vocab as f64,
+            self.max_token
+        )?;
         write!(f, "  unigram       {:.4} nats/token", self.unigram_entropy_nats)?;
         if let Some(bpb) = self.unigram_bits_per_byte {
             write!(f, " = {bpb:.4} bits/byte")?;

@@ -156,7 +156,8 @@ pub fn curves_of_runs(runs: &[PathBuf], eval: bool) -> anyhow::Result<Vec<CurveP
         if !run.join("run.json").exists() {
             continue;
         }
-        let record: RunRecord = serde_json::from_str(&std::fs::read_to_string(run.join("run.json"))?).with_context(|| format!("{}/run.json is malformed", run.display()))?;
+        let record: RunRecord =
+            serde_json::from_str(&std::fs::read_to_string(run.join("run.json"))?).with_context(|| format!("{}/run.json is malformed", run.display()))?;
         if read_status(run)?.is_some_and(|s| s.state == RunState::Diverged) {
             continue;
         }
@@ -261,7 +262,8 @@ fn fit_batch_points(input: &Path, points: Vec<CurvePoint>, runs_table: Option<(&
         }
         anyhow::ensure!(budgets.len() >= 2, "{}: runs at {} compute budget(s); power laws in compute need at least 2", table.path.display(), budgets.len());
         lr_in_compute = power_law(&budgets.iter().map(|g| (g.0, g.1)).collect::<Vec<_>>()).map(|(c, p, line)| PowerLaw { coefficient: c, exponent: p, line });
-        batch_in_compute = power_law(&budgets.iter().map(|g| (g.0, g.2)).collect::<Vec<_>>()).map(|(c, p, line)| PowerLaw { coefficient: c, exponent: p, line });
+        batch_in_compute =
+            power_law(&budgets.iter().map(|g| (g.0, g.2)).collect::<Vec<_>>()).map(|(c, p, line)| PowerLaw { coefficient: c, exponent: p, line });
     }
     Ok(BatchReport { input: input.to_path_buf(), batch_sizes: sizes.len(), minicpm, lr_in_compute, batch_in_compute })
 }
@@ -271,7 +273,11 @@ impl std::fmt::Display for BatchReport {
         writeln!(f, "batch size ({}, {} batch sizes)", self.input.display(), self.batch_sizes)?;
         match &self.minicpm {
             Some(b) => {
-                writeln!(f, "  MiniCPM: bs_opt = {:.4e} / L^{:.3}  (γ 95% interval [{:.3}, {:.3}]), tokens per batch", b.k, b.gamma, -b.line.slope_upper, -b.line.slope_lower)?;
+                writeln!(
+                    f,
+                    "  MiniCPM: bs_opt = {:.4e} / L^{:.3}  (γ 95% interval [{:.3}, {:.3}]), tokens per batch",
+                    b.k, b.gamma, -b.line.slope_upper, -b.line.slope_lower
+                )?;
                 for (l, bs) in &b.optima {
                     writeln!(f, "    loss {l:.4}: bs_opt {}", si(*bs))?;
                 }

@@ -69,9 +69,10 @@ impl Table {
     }
 
     pub fn column(&self, name: &str) -> anyhow::Result<usize> {
-        self.columns.iter().position(|c| c == name).with_context(|| {
-            format!("{} has no column `{name}`; its columns are: {}", self.path.display(), self.columns.join(", "))
-        })
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .with_context(|| format!("{} has no column `{name}`; its columns are: {}", self.path.display(), self.columns.join(", ")))
     }
 
     /// The numeric values of column `name` (an empty cell is NaN: no value, e.g. the eval loss

@@ -85,6 +85,9 @@ impl Law {
     }
 }
 
+/// One evaluation of the objective: (θ, cost, gradient).
+type CachedEvaluation = ([f64; 5], f64, [f64; 5]);
+
 /// The summed Huber objective in log space, with its analytic gradient.
 pub struct Objective {
     log_n: Vec<f64>,
@@ -93,8 +96,8 @@ pub struct Objective {
     pub delta: f64,
     /// Divide the objective by the number of points (only to show why one must not).
     pub mean: bool,
-    /// The last (θ, cost, gradient), since argmin asks for cost and gradient separately.
-    cache: RefCell<Option<([f64; 5], f64, [f64; 5])>>,
+    /// The last evaluation, since argmin asks for cost and gradient separately.
+    cache: RefCell<Option<CachedEvaluation>>,
     /// Evaluations so far, and the most one run may take: argmin's line search has no iteration
     /// limit of its own, and on degenerate data it can otherwise search forever.
     evaluations: std::cell::Cell<u64>,

@@ -241,7 +241,9 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
     let residual_rms = (full.log_residuals.iter().map(|r| r * r).sum::<f64>() / pts.len() as f64).sqrt();
 
     let bootstrap_laws = (def.bootstrap > 0).then(|| resample_fits(&pts, &law, def.delta, def.bootstrap, def.seed, def.bootstrap_full_grid));
-    let interval = |estimate: f64, f: &dyn Fn(&Law) -> f64| bootstrap_laws.as_ref().map(|ls| Interval::from_samples(estimate, &ls.iter().map(f).collect::<Vec<_>>(), def.level));
+    let interval = |estimate: f64, f: &dyn Fn(&Law) -> f64| {
+        bootstrap_laws.as_ref().map(|ls| Interval::from_samples(estimate, &ls.iter().map(f).collect::<Vec<_>>(), def.level))
+    };
 
     let budgets = def
         .budgets
@@ -262,11 +264,8 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
             }
         })
         .collect();
-    let predictions = def
-        .predict
-        .iter()
-        .map(|&[n, d]| Prediction { n, d, loss: law.loss(n, d), interval: interval(law.loss(n, d), &|l| l.loss(n, d)) })
-        .collect();
+    let predictions =
+        def.predict.iter().map(|&[n, d]| Prediction { n, d, loss: law.loss(n, d), interval: interval(law.loss(n, d), &|l| l.loss(n, d)) }).collect();
     let bootstrap = bootstrap_laws.as_ref().map(|ls| BootstrapSummary {
         samples: def.bootstrap,
         succeeded: ls.len(),
@@ -350,7 +349,17 @@ impl std::fmt::Display for LawReport {
             None => writeln!(f, "  {name:<6} {v:>12.4}"),
         };
         if let Some(b) = &self.bootstrap {
-            writeln!(f, "  {:<6} {:>12}   {:<12} {:.0}% interval ({} of {} bootstrap fits{})", "", "estimate", "± s.e.", b.level * 100.0, b.succeeded, b.samples, if b.full_grid { ", full grid each" } else { "" })?;
+            writeln!(
+                f,
+                "  {:<6} {:>12}   {:<12} {:.0}% interval ({} of {} bootstrap fits{})",
+                "",
+                "estimate",
+                "± s.e.",
+                b.level * 100.0,
+                b.succeeded,
+                b.samples,
+                if b.full_grid { ", full grid each" } else { "" }
+            )?;
         }
         let b = self.bootstrap.as_ref();
         row(f, "E", l.e, b.map(|b| &b.e))?;
@@ -367,7 +376,11 @@ impl std::fmt::Display for LawReport {
         }
         writeln!(f, "compute-optimal (C = 6ND): N_opt ∝ C^{:.4}, D_opt ∝ C^{:.4}, G = {:.4}", self.n_exponent, self.d_exponent, self.g)?;
         if let Some(b) = b {
-            writeln!(f, "  a = β/(α+β) in [{:.4}, {:.4}], b = α/(α+β) in [{:.4}, {:.4}]", b.n_exponent.lower, b.n_exponent.upper, b.d_exponent.lower, b.d_exponent.upper)?;
+            writeln!(
+                f,
+                "  a = β/(α+β) in [{:.4}, {:.4}], b = α/(α+β) in [{:.4}, {:.4}]",
+                b.n_exponent.lower, b.n_exponent.upper, b.d_exponent.lower, b.d_exponent.upper
+            )?;
         }
         for c in &self.budgets {
             write!(f, "  C = {:.3e}: N_opt = {}, D_opt = {}, D/N = {:.1}", c.flops, si(c.n_opt), si(c.d_opt), c.tokens_per_param)?;
@@ -384,7 +397,14 @@ impl std::fmt::Display for LawReport {
             writeln!(f)?;
         }
         if let Some(h) = &self.holdout {
-            writeln!(f, "held out ({:?}): fitted on {} points, predicted {} with mean |relative error| {:.2}%", h.holdout, h.fitted_points, h.points.len(), 100.0 * h.mean_abs_relative_error)?;
+            writeln!(
+                f,
+                "held out ({:?}): fitted on {} points, predicted {} with mean |relative error| {:.2}%",
+                h.holdout,
+                h.fitted_points,
+                h.points.len(),
+                100.0 * h.mean_abs_relative_error
+            )?;
             for p in &h.points {
                 writeln!(f, "  N {} D {}: loss {:.4}, predicted {:.4} ({:+.2}%)", si(p.n), si(p.d), p.loss, p.predicted, 100.0 * p.relative_error)?;
             }

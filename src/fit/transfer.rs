@@ -84,11 +84,12 @@ fn fit_parabola(points: &[(f64, f64)]) -> Option<[f64; 3]> {
             return None;
         }
         m.swap(col, pivot);
-        for r in 0..3 {
+        let pivot_row = m[col];
+        for (r, row) in m.iter_mut().enumerate() {
             if r != col {
-                let f = m[r][col] / m[col][col];
-                for c in col..4 {
-                    m[r][c] -= f * m[col][c];
+                let f = row[col] / pivot_row[col];
+                for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                    *x -= f * p;
                 }
             }
         }
@@ -242,7 +243,8 @@ pub fn batch_law(points: &[CurvePoint], levels: usize) -> Option<BatchLaw> {
     let mut ends: Vec<f64> = curves.iter().map(|c| c.iter().map(|p| p.1).fold(f64::INFINITY, f64::min)).collect();
     ends.sort_by(f64::total_cmp);
     let floor = ends[2];
-    if !(floor < start) {
+    // Also refuses NaN.
+    if floor.partial_cmp(&start) != Some(std::cmp::Ordering::Less) {
         return None;
     }
     let mut optima = Vec::new();
@@ -321,7 +323,11 @@ mod tests {
                 for _ in 0..60 {
                     let l = 0.5 * (lo + hi);
                     let t_needed = 1e9 * (l - 2.0).powf(-2.0) * (1.0 + (bs.ln() - (k / l.powf(gamma)).ln()).powi(2));
-                    if t_needed > tokens { lo = l } else { hi = l }
+                    if t_needed > tokens {
+                        lo = l
+                    } else {
+                        hi = l
+                    }
                 }
                 points.push(CurvePoint { batch_size: bs, tokens, loss: 0.5 * (lo + hi) });
             }

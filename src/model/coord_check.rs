@@ -84,7 +84,7 @@ impl CoordCheckOptions {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.widths.len() >= 2, "--widths needs at least two widths to measure a slope (got {:?})", self.widths);
-        anyhow::ensure!(self.head_dim > 0 && self.head_dim % 2 == 0, "--head-dim must be a positive even number (got {})", self.head_dim);
+        anyhow::ensure!(self.head_dim > 0 && self.head_dim.is_multiple_of(2), "--head-dim must be a positive even number (got {})", self.head_dim);
         for &w in &self.widths {
             anyhow::ensure!(
                 w % self.head_dim == 0,
@@ -148,7 +148,6 @@ impl BackendJob for Job<'_> {
     }
 }
 
-
 /// Least-squares slope of log mean|x| against log width for every (step, layer).
 fn slopes(records: &[CoordRecord], widths: &[usize], steps: usize) -> Vec<CoordSlope> {
     let mut out = Vec::new();
@@ -201,11 +200,7 @@ impl CoordCheckResult {
 
     /// The largest |slope| over hidden activations after the first step.
     pub fn max_hidden_slope(&self) -> f64 {
-        self.slopes
-            .iter()
-            .filter(|s| s.step >= 1 && Self::is_hidden(&s.layer))
-            .map(|s| s.slope.abs())
-            .fold(0.0, f64::max)
+        self.slopes.iter().filter(|s| s.step >= 1 && Self::is_hidden(&s.layer)).map(|s| s.slope.abs()).fold(0.0, f64::max)
     }
 }
 

@@ -55,13 +55,7 @@ impl MemoryEstimate {
 
 impl std::fmt::Display for MemoryEstimate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "~{} ({} parameters and optimizer state, {} activations)",
-            bytes(self.total_bytes),
-            bytes(self.parameter_bytes),
-            bytes(self.activation_bytes)
-        )
+        write!(f, "~{} ({} parameters and optimizer state, {} activations)", bytes(self.total_bytes), bytes(self.parameter_bytes), bytes(self.activation_bytes))
     }
 }
 

@@ -113,7 +113,12 @@ impl std::fmt::Display for ModelReport {
         writeln!(f, "  dense (6N)         {:>17}", thousands(self.flops_per_token_dense))?;
         writeln!(f, "  attention scores   {:>17}  (12 · depth · seq · heads · head dim)", thousands(self.flops_per_token_attention))?;
         writeln!(f, "  LM head            {:>17}  (6 · width · vocab)", thousands(self.flops_per_token_lm_head))?;
-        writeln!(f, "  total              {:>17}  ({:.3}× 6N)", thousands(self.flops_per_token), self.flops_per_token as f64 / self.flops_per_token_dense as f64)?;
+        writeln!(
+            f,
+            "  total              {:>17}  ({:.3}× 6N)",
+            thousands(self.flops_per_token),
+            self.flops_per_token as f64 / self.flops_per_token_dense as f64
+        )?;
         writeln!(f)?;
         writeln!(f, "training memory (fp32, batch {} × seq len {})", self.batch_size, self.seq_len)?;
         writeln!(f, "  {}", self.training_memory)?;

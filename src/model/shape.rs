@@ -71,14 +71,7 @@ pub struct Preset {
 }
 
 const fn proxy(width: usize, depth: usize, heads: usize) -> ModelShape {
-    ModelShape {
-        width,
-        depth,
-        heads,
-        kv_heads: heads,
-        ffn_width: width * 5 / 2,
-        vocab: MINICPM_1_2B_VOCAB,
-    }
+    ModelShape { width, depth, heads, kv_heads: heads, ffn_width: width * 5 / 2, vocab: MINICPM_1_2B_VOCAB }
 }
 
 /// Every preset: the two MiniCPM models and the Table 8 wind-tunnel proxies (d_ff = 2.5·d, head dim 64).
@@ -108,10 +101,7 @@ pub fn preset(name: &str) -> Result<ModelShape, ShapeError> {
         .iter()
         .find(|p| p.name.eq_ignore_ascii_case(name))
         .map(|p| p.shape)
-        .ok_or_else(|| ShapeError::UnknownPreset {
-            name: name.to_string(),
-            known: PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
-        })
+        .ok_or_else(|| ShapeError::UnknownPreset { name: name.to_string(), known: PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ") })
 }
 
 /// Training FLOPs per token, by part (forward + backward).
@@ -142,22 +132,15 @@ impl ModelShape {
                 return Err(ShapeError::Zero { field });
             }
         }
-        if self.width % self.heads != 0 {
-            let suggestion = (1..=self.heads.max(1) * 2)
-                .filter(|h| self.width % h == 0)
-                .min_by_key(|h| h.abs_diff(self.heads))
-                .unwrap_or(1);
+        if !self.width.is_multiple_of(self.heads) {
+            let suggestion = (1..=self.heads.max(1) * 2).filter(|h| self.width.is_multiple_of(*h)).min_by_key(|h| h.abs_diff(self.heads)).unwrap_or(1);
             return Err(ShapeError::HeadsDoNotDivideWidth { width: self.width, heads: self.heads, suggestion });
         }
-        if self.heads % self.kv_heads != 0 {
-            let divisors = (1..=self.heads).filter(|k| self.heads % k == 0).map(|k| k.to_string()).collect::<Vec<_>>();
-            return Err(ShapeError::KvHeadsDoNotDivideHeads {
-                heads: self.heads,
-                kv_heads: self.kv_heads,
-                divisors: divisors.join(", "),
-            });
+        if !self.heads.is_multiple_of(self.kv_heads) {
+            let divisors = (1..=self.heads).filter(|k| self.heads.is_multiple_of(*k)).map(|k| k.to_string()).collect::<Vec<_>>();
+            return Err(ShapeError::KvHeadsDoNotDivideHeads { heads: self.heads, kv_heads: self.kv_heads, divisors: divisors.join(", ") });
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(ShapeError::OddHeadDim { head_dim: self.head_dim() });
         }
         // Counted in f64 first, so the u64 counts below cannot overflow for any shape that passes.
@@ -231,9 +214,7 @@ mod tests {
 
     #[test]
     fn wind_tunnel_presets_have_head_dim_64_and_their_nominal_size() {
-        for (name, nominal_millions) in
-            [("9m", 9.0), ("36m", 36.0), ("66m", 66.0), ("109m", 109.0), ("166m", 166.0), ("241m", 241.0), ("499m", 499.0)]
-        {
+        for (name, nominal_millions) in [("9m", 9.0), ("36m", 36.0), ("66m", 66.0), ("109m", 109.0), ("166m", 166.0), ("241m", 241.0), ("499m", 499.0)] {
             let s = preset(name).unwrap();
             s.validate().unwrap();
             assert_eq!(s.head_dim(), 64, "{name}");

@@ -88,12 +88,7 @@ pub struct CausalMask<B: Backend> {
 
 impl<B: Backend> CausalMask<B> {
     pub fn new(groups: usize, max_seq_len: usize, device: &B::Device) -> Self {
-        Self {
-            single: Self::build(1, max_seq_len, device),
-            grouped: Self::build(groups, max_seq_len, device),
-            groups,
-            max_seq_len,
-        }
+        Self { single: Self::build(1, max_seq_len, device), grouped: Self::build(groups, max_seq_len, device), groups, max_seq_len }
     }
 
     fn build(groups: usize, seq: usize, device: &B::Device) -> Tensor<B, 4> {
@@ -272,10 +267,7 @@ impl<B: Backend> Transformer<B> {
             norm_index += 1;
             RmsNorm { weight }
         };
-        let blocks = blocks
-            .into_iter()
-            .map(|(attention, ffn)| Block { attention_norm: norm(), attention, ffn_norm: norm(), ffn })
-            .collect();
+        let blocks = blocks.into_iter().map(|(attention, ffn)| Block { attention_norm: norm(), attention, ffn_norm: norm(), ffn }).collect();
         let final_norm = norm();
         Self {
             embedding,
@@ -289,7 +281,6 @@ impl<B: Backend> Transformer<B> {
             max_seq_len,
         }
     }
-
 }
 
 impl<B: FusedOps> Transformer<B> {
@@ -330,7 +321,6 @@ impl<B: FusedOps> Transformer<B> {
     pub fn loss(&self, inputs: Tensor<B, 2, Int>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
         cross_entropy(self.logits(inputs, None), targets)
     }
-
 }
 
 impl<B: Backend> Transformer<B> {

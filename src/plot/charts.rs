@@ -90,7 +90,7 @@ pub fn loss_curves(data: &SweepData) -> Result<Figure, String> {
                     // before the branch point.
                     let trunk = r.run.trunk.as_deref().and_then(|t| data.runs.iter().find(|c| c.run.id == t));
                     let from = r.run.from_tokens.unwrap_or(0) as f64;
-                    if let Some(start) = trunk.and_then(|t| t.eval_points().into_iter().filter(|p| p.0 <= from).last()) {
+                    if let Some(start) = trunk.and_then(|t| t.eval_points().into_iter().rfind(|p| p.0 <= from)) {
                         points.insert(0, start);
                     }
                     let end = points[points.len() - 1];
@@ -152,7 +152,11 @@ pub fn lr_transfer(data: &SweepData) -> Result<Figure, String> {
             Ok(Parameterization::Sp) => "SP".to_string(),
             Err(_) => group.clone(),
         };
-        let drift = transfer.drift.as_ref().map(|d| format!(": d ln η*/d ln width = {:+.2} [{:+.2}, {:+.2}]", d.slope, d.slope_lower, d.slope_upper)).unwrap_or_default();
+        let drift = transfer
+            .drift
+            .as_ref()
+            .map(|d| format!(": d ln η*/d ln width = {:+.2} [{:+.2}, {:+.2}]", d.slope, d.slope_lower, d.slope_upper))
+            .unwrap_or_default();
         panels.push(Panel {
             title: format!("{name}{drift}"),
             x: Axis::log("base learning rate η"),
@@ -195,7 +199,8 @@ pub fn law_tokens(data: &SweepData) -> Result<Figure, String> {
     if let Some(oracle) = data.oracle_loss {
         series.push(horizontal(format!("oracle loss {oracle:.3}"), BLACK, oracle, grid[0], grid[grid.len() - 1]));
     }
-    let panel = Panel { title: law_title(law), x: Axis::log("tokens D"), y: Axis::log("final eval loss (nats/token)"), series, legend: LegendPosition::UpperRight };
+    let panel =
+        Panel { title: law_title(law), x: Axis::log("tokens D"), y: Axis::log("final eval loss (nats/token)"), series, legend: LegendPosition::UpperRight };
     Ok(figure(&format!("{}: data-model law L(N, D) = E + A/N^α + B/D^β", data.plan.name), vec![panel]))
 }
 
@@ -276,8 +281,20 @@ pub fn allocation(data: &SweepData) -> Result<Figure, String> {
     let [left, right] = panes;
     let observed = format!("observed C up to {:.1e} FLOPs", c1);
     let panels = vec![
-        Panel { title: format!("compute-optimal allocation ({observed})"), x: Axis::log("compute C (FLOPs)"), y: Axis::log("N_opt, D_opt"), series: left, legend: LegendPosition::UpperLeft },
-        Panel { title: format!("tokens per parameter, G = {:.3}", report.g), x: Axis::log("compute C (FLOPs)"), y: Axis::log("D_opt / N_opt"), series: right, legend: LegendPosition::UpperLeft },
+        Panel {
+            title: format!("compute-optimal allocation ({observed})"),
+            x: Axis::log("compute C (FLOPs)"),
+            y: Axis::log("N_opt, D_opt"),
+            series: left,
+            legend: LegendPosition::UpperLeft,
+        },
+        Panel {
+            title: format!("tokens per parameter, G = {:.3}", report.g),
+            x: Axis::log("compute C (FLOPs)"),
+            y: Axis::log("D_opt / N_opt"),
+            series: right,
+            legend: LegendPosition::UpperLeft,
+        },
     ];
     Ok(figure(&format!("{}: compute-optimal N and D", data.plan.name), panels))
 }
@@ -338,7 +355,13 @@ pub fn batch_size(data: &SweepData) -> Result<Figure, String> {
         Series::new(Some("optimum per loss level".into()), category_color(0), Style::Markers { size: 5 }, law.optima.clone()),
         Series::new(Some(format!("bs = {:.3e} / L^{:.2}", law.k, law.gamma)), BLACK, Style::Line { width: 2 }, fitted),
     ];
-    let panel = Panel { title: format!("{} batch sizes", report.batch_sizes), x: Axis::log("eval loss L (nats/token)"), y: Axis::log("optimal batch size (tokens)"), series, legend: LegendPosition::UpperRight };
+    let panel = Panel {
+        title: format!("{} batch sizes", report.batch_sizes),
+        x: Axis::log("eval loss L (nats/token)"),
+        y: Axis::log("optimal batch size (tokens)"),
+        series,
+        legend: LegendPosition::UpperRight,
+    };
     Ok(figure(&format!("{}: batch-size law", data.plan.name), vec![panel]))
 }
 

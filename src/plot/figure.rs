@@ -71,12 +71,23 @@ impl Axis {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
-    Line { width: u32 },
-    Dashed { width: u32 },
-    Markers { size: u32 },
-    LineMarkers { width: u32, size: u32 },
+    Line {
+        width: u32,
+    },
+    Dashed {
+        width: u32,
+    },
+    Markers {
+        size: u32,
+    },
+    LineMarkers {
+        width: u32,
+        size: u32,
+    },
     /// A large filled marker with a black edge (an optimum).
-    Highlight { size: u32 },
+    Highlight {
+        size: u32,
+    },
     /// A filled area between `points` (x, upper) and `lower` (x, lower).
     Band,
 }
@@ -179,7 +190,11 @@ impl Figure {
 
 const TITLE_HEIGHT: u32 = 34;
 
-fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel, shared_y: Option<AxisRange>) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    shared_y: Option<AxisRange>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let xs = panel.series.iter().flat_map(|s| s.points.iter().chain(&s.lower).map(|p| p.0));
     let ys = panel.series.iter().flat_map(|s| s.points.iter().chain(&s.lower).map(|p| p.1));
     let x = AxisRange::fit(xs, panel.x.log);
@@ -226,7 +241,9 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel, 
                 let anno = chart.draw_series(DashedLineSeries::new(points, 7, 5, color.stroke_width(width)))?;
                 if let Some(label) = legend {
                     anno.label(label).legend(move |p| {
-                        EmptyElement::at(p) + PathElement::new(vec![(0, 0), (8, 0)], color.stroke_width(width)) + PathElement::new(vec![(13, 0), (22, 0)], color.stroke_width(width))
+                        EmptyElement::at(p)
+                            + PathElement::new(vec![(0, 0), (8, 0)], color.stroke_width(width))
+                            + PathElement::new(vec![(13, 0), (22, 0)], color.stroke_width(width))
                     });
                 }
             }
@@ -240,14 +257,17 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel, 
                 chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(width)))?;
                 let anno = chart.draw_series(points.iter().map(|&p| Circle::new(p, size, color.filled())))?;
                 if let Some(label) = legend {
-                    anno.label(label).legend(move |p| EmptyElement::at(p) + PathElement::new(vec![(0, 0), (22, 0)], color.stroke_width(width)) + Circle::new((11, 0), size, color.filled()));
+                    anno.label(label).legend(move |p| {
+                        EmptyElement::at(p) + PathElement::new(vec![(0, 0), (22, 0)], color.stroke_width(width)) + Circle::new((11, 0), size, color.filled())
+                    });
                 }
             }
             Style::Highlight { size } => {
                 chart.draw_series(points.iter().map(|&p| Circle::new(p, size, color.filled())))?;
                 let anno = chart.draw_series(points.iter().map(|&p| Circle::new(p, size, BLACK.stroke_width(2))))?;
                 if let Some(label) = legend {
-                    anno.label(label).legend(move |p| EmptyElement::at(p) + Circle::new((11, 0), size, color.filled()) + Circle::new((11, 0), size, BLACK.stroke_width(2)));
+                    anno.label(label)
+                        .legend(move |p| EmptyElement::at(p) + Circle::new((11, 0), size, color.filled()) + Circle::new((11, 0), size, BLACK.stroke_width(2)));
                 }
             }
             Style::Band => {
@@ -451,8 +471,18 @@ pub fn ordered_color(i: usize, count: usize) -> RGBColor {
 
 /// Categorical colours (Tableau 10), for things without an order.
 pub fn category_color(i: usize) -> RGBColor {
-    const TAB10: [(u8, u8, u8); 10] =
-        [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)];
+    const TAB10: [(u8, u8, u8); 10] = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ];
     let (r, g, b) = TAB10[i % TAB10.len()];
     RGBColor(r, g, b)
 }

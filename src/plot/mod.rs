@@ -107,7 +107,8 @@ pub fn law_definition(dir: &Path) -> anyhow::Result<LawDefinition> {
     let saved = dir.join("fits").join("law.json");
     if saved.exists() {
         let text = std::fs::read_to_string(&saved).with_context(|| format!("cannot read {}", saved.display()))?;
-        let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is malformed; delete it or rerun `windtunnel fit law --input {}`", saved.display(), dir.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is malformed; delete it or rerun `windtunnel fit law --input {}`", saved.display(), dir.display()))?;
         if let Some(def) = value.get("definition") {
             let mut def: LawDefinition = serde_json::from_value(def.clone()).with_context(|| format!("{}: `definition` is malformed", saved.display()))?;
             // The directory may have moved since the fit was made.
@@ -193,9 +194,8 @@ pub fn plot_sweep(dir: &Path, format: ImageFormat) -> anyhow::Result<PlotSummary
 /// `windtunnel plot --coord-check FILE.json`: the coordinate check, beside the file unless `out`.
 pub fn plot_coord_check(file: &Path, format: ImageFormat, out: Option<&Path>) -> anyhow::Result<PlotSummary> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let result: CoordCheckResult = serde_json::from_str(&text).with_context(|| {
-        format!("{} is not a coordinate check; make one with `windtunnel coord-check --json > {}`", file.display(), file.display())
-    })?;
+    let result: CoordCheckResult = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a coordinate check; make one with `windtunnel coord-check --json > {}`", file.display(), file.display()))?;
     let figure = charts::coord_check(&result).map_err(|why| anyhow::anyhow!("{}: {why}", file.display()))?;
     let path = match out {
         Some(p) => p.to_path_buf(),

@@ -13,7 +13,8 @@ use crate::train::run::{RunRecord, RUN_LOCK};
 
 pub fn read_plan(dir: &Path) -> anyhow::Result<Plan> {
     let path = dir.join("plan.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{} is not a sweep directory (no plan.json); start it with `windtunnel run SWEEP.toml`", dir.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{} is not a sweep directory (no plan.json); start it with `windtunnel run SWEEP.toml`", dir.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))
 }
 
@@ -88,7 +89,13 @@ pub fn status(dir: &Path) -> anyhow::Result<SweepStatus> {
                 Some(dead) => (RunState::Interrupted.to_string(), x.step, x.steps, x.eval_loss, Some(dead)),
                 None => (x.state.to_string(), x.step, x.steps, x.eval_loss, x.reason.clone()),
             },
-            Err(e) => ("unknown".to_string(), 0, 0, None, Some(format!("{e:#}; `windtunnel run` on the sweep trains the run again from its newest checkpoint, which rewrites it"))),
+            Err(e) => (
+                "unknown".to_string(),
+                0,
+                0,
+                None,
+                Some(format!("{e:#}; `windtunnel run` on the sweep trains the run again from its newest checkpoint, which rewrites it")),
+            ),
         };
         let tps = r.config.training.tokens_per_step();
         let own_done = (step * tps).saturating_sub(r.from_tokens.unwrap_or(0)).min(own_tokens);
@@ -176,9 +183,32 @@ impl std::fmt::Display for SweepStatus {
 
 /// The fixed columns of `table.csv`, in order; swept parameters follow as `param.<key>`.
 pub const COLUMNS: &[&str] = &[
-    "run_id", "trunk_id", "kind", "grid", "status", "seed", "width", "depth", "heads", "kv_heads", "parameterization", "lr",
-    "batch_size", "seq_len", "non_embedding_params", "total_params", "tokens", "flops_6nd", "flops", "final_eval_loss",
-    "best_eval_loss", "final_train_loss", "oracle_loss", "eval_bits_per_byte", "wall_s", "tokens_per_s",
+    "run_id",
+    "trunk_id",
+    "kind",
+    "grid",
+    "status",
+    "seed",
+    "width",
+    "depth",
+    "heads",
+    "kv_heads",
+    "parameterization",
+    "lr",
+    "batch_size",
+    "seq_len",
+    "non_embedding_params",
+    "total_params",
+    "tokens",
+    "flops_6nd",
+    "flops",
+    "final_eval_loss",
+    "best_eval_loss",
+    "final_train_loss",
+    "oracle_loss",
+    "eval_bits_per_byte",
+    "wall_s",
+    "tokens_per_s",
 ];
 
 #[derive(Debug, Clone, Serialize)]

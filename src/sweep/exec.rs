@@ -262,7 +262,10 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
             .enumerate()
             .map(|(k, r)| {
                 phase[k] == Phase::Waiting
-                    && r.trunk.as_ref().zip(r.from_tokens).is_none_or(|(t, from)| dir.join("runs").join(t).join("checkpoints").join(checkpoint_name(from)).exists())
+                    && r.trunk
+                        .as_ref()
+                        .zip(r.from_tokens)
+                        .is_none_or(|(t, from)| dir.join("runs").join(t).join("checkpoints").join(checkpoint_name(from)).exists())
             })
             .collect();
         // CPU threads per new worker: the cores split over the workers that can run now, so a last
@@ -364,7 +367,14 @@ pub fn execute(dir: &Path, plan: &Plan, options: &ExecOptions) -> anyhow::Result
                 let eta = elapsed / done_now * (1.0 - fraction);
                 crate::stderr_line!(
                     "[{} done, {} running, {} diverged, {} failed of {}] {:.1}% of {:.3e} FLOPs, ETA {:.0}s",
-                    s.done, s.running, s.diverged, s.failed, s.runs, 100.0 * fraction, s.flops_total, eta
+                    s.done,
+                    s.running,
+                    s.diverged,
+                    s.failed,
+                    s.runs,
+                    100.0 * fraction,
+                    s.flops_total,
+                    eta
                 );
             }
             for w in &workers {

@@ -107,7 +107,7 @@ fn shapes(family: &ModelFamily, vocab: Option<usize>) -> anyhow::Result<Vec<Mode
     let mut out = Vec::new();
     for &width in &family.widths {
         let heads = width / family.head_dim;
-        anyhow::ensure!(heads % family.gqa_groups == 0, "width {width}: {heads} heads are not a multiple of gqa_groups = {}", family.gqa_groups);
+        anyhow::ensure!(heads.is_multiple_of(family.gqa_groups), "width {width}: {heads} heads are not a multiple of gqa_groups = {}", family.gqa_groups);
         let shape = ModelShape {
             width,
             depth: family.depth.unwrap_or(0),
@@ -135,10 +135,7 @@ fn combinations(grid: &GridSpec) -> Vec<Vec<(String, toml::Value)>> {
         Method::Grid => {
             let mut combos: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
             for (key, spec) in &grid.parameters {
-                combos = combos
-                    .into_iter()
-                    .flat_map(|c| spec.grid_values().into_iter().map(move |v| [c.clone(), vec![(key.clone(), v)]].concat()))
-                    .collect();
+                combos = combos.into_iter().flat_map(|c| spec.grid_values().into_iter().map(move |v| [c.clone(), vec![(key.clone(), v)]].concat())).collect();
             }
             combos
         }
@@ -213,7 +210,15 @@ fn deduplicate(runs: &mut Vec<PlannedRun>) -> Vec<String> {
     runs.retain(|r| match first_grid.get(&r.id) {
         Some(grid) => {
             let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            notes.push(format!("grid `{}`: {} {} (width {}{}{}) is the same run as in grid `{grid}`; planned once", r.grid, r.kind, r.id, r.width, if params.is_empty() { "" } else { ", " }, params.join(" ")));
+            notes.push(format!(
+                "grid `{}`: {} {} (width {}{}{}) is the same run as in grid `{grid}`; planned once",
+                r.grid,
+                r.kind,
+                r.id,
+                r.width,
+                if params.is_empty() { "" } else { ", " },
+                params.join(" ")
+            ));
             false
         }
         None => {
@@ -224,14 +229,7 @@ fn deduplicate(runs: &mut Vec<PlannedRun>) -> Vec<String> {
     notes
 }
 
-fn expand(
-    grid: &GridSpec,
-    base: RunConfig,
-    shape: ModelShape,
-    seed: u64,
-    params: Vec<(String, String)>,
-    runs: &mut Vec<PlannedRun>,
-) -> anyhow::Result<()> {
+fn expand(grid: &GridSpec, base: RunConfig, shape: ModelShape, seed: u64, params: Vec<(String, String)>, runs: &mut Vec<PlannedRun>) -> anyhow::Result<()> {
     base.training.check_sizes()?;
     let n = shape.non_embedding_params();
     let tps = base.training.tokens_per_step();
@@ -280,11 +278,7 @@ fn expand(
     points.sort_unstable();
     points.dedup();
     let warmup = base.schedule.warmup_tokens();
-    anyhow::ensure!(
-        points[0] > warmup,
-        "the first branch point ({} tokens) is not past the warmup ({warmup} tokens); branch later or warm up less",
-        points[0]
-    );
+    anyhow::ensure!(points[0] > warmup, "the first branch point ({} tokens) is not past the warmup ({warmup} tokens); branch later or warm up less", points[0]);
     let largest = *points.last().unwrap();
     let mut trunk = base.clone();
     trunk.schedule = ScheduleSpec::Constant { warmup_tokens: warmup };
@@ -323,7 +317,7 @@ impl std::fmt::Display for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use crate::format::si;
         writeln!(f, "sweep `{}`: {} runs", self.name, self.runs.len())?;
-        writeln!(f, "{:<13} {:<7} {:<14} {:>6} {:>6} {:>10} {:>10} {:>11}  {}", "id", "kind", "grid", "width", "depth", "N", "D", "FLOPs", "parameters")?;
+        writeln!(f, "{:<13} {:<7} {:<14} {:>6} {:>6} {:>10} {:>10} {:>11}  parameters", "id", "kind", "grid", "width", "depth", "N", "D", "FLOPs")?;
         for r in &self.runs {
             let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let trunk = r.trunk.as_ref().map(|t| format!(" from {t}@{}", si(r.from_tokens.unwrap_or(0) as f64))).unwrap_or_default();
@@ -349,7 +343,11 @@ impl std::fmt::Display for Plan {
             let have = memory::machine_memory_bytes();
             write!(f, "largest run in memory: {} needs ~{} to train", big.id, memory::bytes(big.memory_bytes))?;
             match have {
-                Some(have) if big.memory_bytes > have => writeln!(f, "\nwarning: that is more than the {} this machine has; it will be refused here (a bigger node, or a smaller width, batch_size or seq_len)", memory::bytes(have))?,
+                Some(have) if big.memory_bytes > have => writeln!(
+                    f,
+                    "\nwarning: that is more than the {} this machine has; it will be refused here (a bigger node, or a smaller width, batch_size or seq_len)",
+                    memory::bytes(have)
+                )?,
                 Some(have) => writeln!(f, " (this machine has {})", memory::bytes(have))?,
                 None => writeln!(f)?,
             }

@@ -23,7 +23,9 @@ impl SweepBars {
     pub fn new(status: &SweepStatus) -> Self {
         let multi = MultiProgress::new();
         let overall = multi.add(ProgressBar::new((status.flops_total / FLOPS_UNIT).ceil() as u64));
-        overall.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% of the FLOPs  {msg}  ETA {eta}").expect("valid template"));
+        overall.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% of the FLOPs  {msg}  ETA {eta}").expect("valid template"),
+        );
         overall.set_position((status.flops_done / FLOPS_UNIT) as u64);
         overall.reset_eta();
         Self { multi, overall, runs: RefCell::new(HashMap::new()) }
@@ -37,7 +39,14 @@ impl SweepBars {
     /// Move the bars to `status`; `running` are the runs with a live worker.
     pub fn update(&self, status: &SweepStatus, running: &[&PlannedRun]) {
         self.overall.set_position((status.flops_done / FLOPS_UNIT) as u64);
-        self.overall.set_message(format!("{} done, {} running, {} diverged, {} failed of {}", status.done, running.len(), status.diverged, status.failed, status.runs));
+        self.overall.set_message(format!(
+            "{} done, {} running, {} diverged, {} failed of {}",
+            status.done,
+            running.len(),
+            status.diverged,
+            status.failed,
+            status.runs
+        ));
         let mut bars = self.runs.borrow_mut();
         bars.retain(|id, bar| {
             let alive = running.iter().any(|r| &r.id == id);

@@ -227,7 +227,20 @@ pub struct TaskState {
 
 impl TaskState {
     pub fn alive(&self) -> bool {
-        matches!(self.state.as_str(), "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESIZING" | "SUSPENDED" | "STOPPED" | "SIGNALING")
+        matches!(
+            self.state.as_str(),
+            "PENDING"
+                | "RUNNING"
+                | "CONFIGURING"
+                | "COMPLETING"
+                | "REQUEUED"
+                | "REQUEUE_HOLD"
+                | "REQUEUE_FED"
+                | "RESIZING"
+                | "SUSPENDED"
+                | "STOPPED"
+                | "SIGNALING"
+        )
     }
 }
 
@@ -308,7 +321,14 @@ fn wave_script(dir: &Path, plan_name: &str, wave: usize, runs: &[&PlannedRun], s
     directive(format!("--signal=B:USR1@{}", spec.signal_seconds()));
     directive("--ntasks=1".into());
     directive(format!("--cpus-per-task={}", spec.cpus_per_task.unwrap_or(1)));
-    for (flag, value) in [("partition", &spec.partition), ("account", &spec.account), ("qos", &spec.qos), ("time", &spec.time), ("mem", &spec.mem), ("constraint", &spec.constraint)] {
+    for (flag, value) in [
+        ("partition", &spec.partition),
+        ("account", &spec.account),
+        ("qos", &spec.qos),
+        ("time", &spec.time),
+        ("mem", &spec.mem),
+        ("constraint", &spec.constraint),
+    ] {
         if let Some(v) = value {
             directive(format!("--{flag}={v}"));
         }
@@ -469,13 +489,10 @@ pub fn submit(dir: &Path, plan: &Plan, options: &SlurmOptions) -> anyhow::Result
     let mut finished: HashMap<&str, RunState> = HashMap::new();
     let mut alive: HashMap<&str, String> = HashMap::new();
     for r in &plan.runs {
-        match state_of(r) {
-            Some(s @ (RunState::Done | RunState::Diverged)) => {
-                finished.insert(&r.id, s);
-                summary.already_finished += 1;
-                continue;
-            }
-            _ => {}
+        if let Some(s @ (RunState::Done | RunState::Diverged)) = state_of(r) {
+            finished.insert(&r.id, s);
+            summary.already_finished += 1;
+            continue;
         }
         if let Some(task) = jobs.tasks.get(&r.id) {
             if slurm_view.get(task).is_some_and(TaskState::alive) {

@@ -124,9 +124,22 @@ fn default_ffn() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum ParamSpec {
-    Value { value: toml::Value },
-    Values { values: Vec<toml::Value> },
-    Range { min: f64, max: f64, #[serde(default)] num: Option<usize>, #[serde(default)] log: bool, #[serde(default)] integer: bool },
+    Value {
+        value: toml::Value,
+    },
+    Values {
+        values: Vec<toml::Value>,
+    },
+    Range {
+        min: f64,
+        max: f64,
+        #[serde(default)]
+        num: Option<usize>,
+        #[serde(default)]
+        log: bool,
+        #[serde(default)]
+        integer: bool,
+    },
 }
 
 /// WSD branching: trunks to the largest branch point, decays branched from each.
@@ -169,7 +182,9 @@ impl SweepSpec {
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
         let mut spec: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        spec.base_dir = std::fs::canonicalize(folder).or_else(|_| std::path::absolute(folder)).with_context(|| format!("cannot resolve the folder of {}", path.display()))?;
+        spec.base_dir = std::fs::canonicalize(folder)
+            .or_else(|_| std::path::absolute(folder))
+            .with_context(|| format!("cannot resolve the folder of {}", path.display()))?;
         let at = |needle: &str| line_of(text, needle).map(|l| format!(" (line {l})")).unwrap_or_default();
         // TOML has nan and inf; no run parameter can take them (JSON cannot even carry them).
         let base = spec.base.iter().map(|(k, v)| (format!("base.{k}"), v.clone()));
@@ -203,7 +218,13 @@ impl SweepSpec {
                 at(&g.name),
                 g.name
             );
-            anyhow::ensure!(m.widths.is_empty() || m.depth.is_some(), "{}{}: grid `{}`: `models.depth` is required with `widths`", path.display(), at("widths"), g.name);
+            anyhow::ensure!(
+                m.widths.is_empty() || m.depth.is_some(),
+                "{}{}: grid `{}`: `models.depth` is required with `widths`",
+                path.display(),
+                at("widths"),
+                g.name
+            );
             for &w in &m.widths {
                 anyhow::ensure!(
                     m.head_dim > 0 && w % m.head_dim == 0,
@@ -217,7 +238,9 @@ impl SweepSpec {
             for (key, p) in &g.parameters {
                 let here = at(key);
                 match p {
-                    ParamSpec::Values { values } => anyhow::ensure!(!values.is_empty(), "{}{here}: grid `{}`: parameter `{key}` has an empty `values` list", path.display(), g.name),
+                    ParamSpec::Values { values } => {
+                        anyhow::ensure!(!values.is_empty(), "{}{here}: grid `{}`: parameter `{key}` has an empty `values` list", path.display(), g.name)
+                    }
                     ParamSpec::Range { min, max, num, log, .. } => {
                         anyhow::ensure!(min <= max, "{}{here}: grid `{}`: parameter `{key}`: min {min} > max {max}", path.display(), g.name);
                         anyhow::ensure!(!log || *min > 0.0, "{}{here}: grid `{}`: parameter `{key}`: a log range needs min > 0", path.display(), g.name);
@@ -242,7 +265,12 @@ impl SweepSpec {
                     at("wsd"),
                     g.name
                 );
-                anyhow::ensure!(w.decay_fraction >= 0.0 && w.decay_fraction <= 1.0, "{}: grid `{}`: wsd.decay_fraction must be in [0, 1]", path.display(), g.name);
+                anyhow::ensure!(
+                    w.decay_fraction >= 0.0 && w.decay_fraction <= 1.0,
+                    "{}: grid `{}`: wsd.decay_fraction must be in [0, 1]",
+                    path.display(),
+                    g.name
+                );
                 anyhow::ensure!(
                     w.tokens_per_param.iter().all(|k| k.is_finite() && *k > 0.0) && !w.branch_tokens.contains(&0),
                     "{}{}: grid `{}`: wsd branch points must be positive finite numbers",

@@ -234,7 +234,7 @@ fn list_with_tokens(dir: &Path) -> Vec<(u64, PathBuf)> {
             Some((tokens, e.path()))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found
 }
 

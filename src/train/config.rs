@@ -303,7 +303,10 @@ impl RunConfig {
         anyhow::ensure!(o.lr.is_finite() && o.lr > 0.0, "optimizer.lr must be a positive number (got {})", o.lr);
         anyhow::ensure!((0.0..1.0).contains(&o.beta1) && (0.0..1.0).contains(&o.beta2), "optimizer.beta1 and beta2 must be in [0, 1)");
         anyhow::ensure!(o.eps > 0.0 && o.weight_decay >= 0.0 && o.grad_clip >= 0.0, "optimizer.eps must be positive, weight_decay and grad_clip non-negative");
-        anyhow::ensure!(o.eps.is_finite() && o.weight_decay.is_finite() && o.grad_clip.is_finite(), "optimizer.eps, weight_decay and grad_clip must be finite numbers");
+        anyhow::ensure!(
+            o.eps.is_finite() && o.weight_decay.is_finite() && o.grad_clip.is_finite(),
+            "optimizer.eps, weight_decay and grad_clip must be finite numbers"
+        );
         self.mup.validate().map_err(|e| anyhow::anyhow!("mup: {e}"))?;
         self.schedule.validate(t.steps() * t.tokens_per_step()).map_err(anyhow::Error::msg)?;
         if let Some(b) = &self.branch {

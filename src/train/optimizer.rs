@@ -93,11 +93,7 @@ impl<B: AutodiffBackend> AdamW<B> {
     pub fn step(&mut self, model: Transformer<B>, grads: B::Gradients, lr: f64) -> (Transformer<B>, StepReport) {
         let grads = GradientsParams::from_grads(grads, &model);
         let grad_norm = global_norm::<B>(&model, &grads);
-        let clip_scale = if self.config.grad_clip > 0.0 && grad_norm > self.config.grad_clip {
-            self.config.grad_clip / grad_norm
-        } else {
-            1.0
-        };
+        let clip_scale = if self.config.grad_clip > 0.0 && grad_norm > self.config.grad_clip { self.config.grad_clip / grad_norm } else { 1.0 };
         self.step += 1;
         let mut mapper = UpdateMapper { optimizer: self, grads, lr, clip_scale };
         let model = model.map(&mut mapper);
@@ -150,10 +146,7 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
         let g = grad.reshape([n]) * self.clip_scale;
 
         let device = p.device();
-        let moments = opt
-            .moments
-            .remove(&id)
-            .unwrap_or_else(|| Moments { m: Tensor::zeros([n], &device), v: Tensor::zeros([n], &device) });
+        let moments = opt.moments.remove(&id).unwrap_or_else(|| Moments { m: Tensor::zeros([n], &device), v: Tensor::zeros([n], &device) });
         let m = moments.m * c.beta1 + g.clone() * (1.0 - c.beta1);
         let v = moments.v * c.beta2 + g.square() * (1.0 - c.beta2);
         let t = opt.step as i32;
@@ -193,10 +186,7 @@ mod tests {
         assert!(report.grad_norm > 0.0);
         let max_change = |a: Tensor<CpuBackend, 2>, b: Tensor<CpuBackend, 2>| (a - b).abs().max().into_scalar() as f64;
         let hidden = max_change(after.blocks[0].ffn.w_up.val(), before.blocks[0].ffn.w_up.val());
-        let norm = max_change(
-            after.blocks[0].ffn_norm.weight.val().unsqueeze::<2>(),
-            before.blocks[0].ffn_norm.weight.val().unsqueeze::<2>(),
-        );
+        let norm = max_change(after.blocks[0].ffn_norm.weight.val().unsqueeze::<2>(), before.blocks[0].ffn_norm.weight.val().unsqueeze::<2>());
         let emb = max_change(after.embedding.val(), before.embedding.val());
         assert!((hidden - 0.01 / 4.0).abs() < 1e-6, "hidden step {hidden}");
         assert!((norm - 0.01).abs() < 1e-6, "norm step {norm}");

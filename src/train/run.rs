@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::model::fused::{FusedOps, TrainBackend};
 use anyhow::Context;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
-use crate::model::fused::{FusedOps, TrainBackend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -155,7 +155,16 @@ pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &Tr
             // A run that never started (missing data, bad shape) still says so in its directory, so
             // `status` shows it failed rather than pending. An existing status is never overwritten.
             if !out.join("status.json").exists() {
-                let status = Status { state: RunState::Failed, reason: Some(format!("{e:#}")), step: 0, steps: 0, tokens: 0, eval_loss: None, pid: std::process::id(), updated_at: now_seconds() };
+                let status = Status {
+                    state: RunState::Failed,
+                    reason: Some(format!("{e:#}")),
+                    step: 0,
+                    steps: 0,
+                    tokens: 0,
+                    eval_loss: None,
+                    pid: std::process::id(),
+                    updated_at: now_seconds(),
+                };
                 let _ = write_status(out, &status);
             }
             return Err(CannotStart(e).into());
@@ -213,11 +222,17 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
             let trunk_dir = base_dir.join(&b.trunk);
             let trunk_json = trunk_dir.join("run.json");
             let trunk: RunRecord = serde_json::from_str(
-                &std::fs::read_to_string(&trunk_json).with_context(|| format!("branch.trunk: cannot read {} (has the trunk started?)", trunk_json.display()))?,
+                &std::fs::read_to_string(&trunk_json)
+                    .with_context(|| format!("branch.trunk: cannot read {} (has the trunk started?)", trunk_json.display()))?,
             )
             .with_context(|| format!("{} is malformed", trunk_json.display()))?;
             let diffs = config.differences_from_trunk(&trunk.config);
-            anyhow::ensure!(diffs.is_empty(), "this branch differs from its trunk {} in what a branch must share:\n  {}", trunk_dir.display(), diffs.join("\n  "));
+            anyhow::ensure!(
+                diffs.is_empty(),
+                "this branch differs from its trunk {} in what a branch must share:\n  {}",
+                trunk_dir.display(),
+                diffs.join("\n  ")
+            );
             let path = trunk_dir.join("checkpoints").join(checkpoint::checkpoint_name(b.from_tokens));
             anyhow::ensure!(
                 path.exists(),
@@ -319,7 +334,14 @@ pub fn batch_tensors<B: Backend>(batch: &Batch, device: &B::Device) -> (Tensor<B
 }
 
 /// Mean held-out loss of `model` over the first `sequences` evaluation sequences.
-pub fn evaluate<B: FusedOps>(model: &Transformer<B>, data: &dyn TokenSource, sequences: u64, batch_size: usize, seq_len: usize, device: &B::Device) -> anyhow::Result<f64> {
+pub fn evaluate<B: FusedOps>(
+    model: &Transformer<B>,
+    data: &dyn TokenSource,
+    sequences: u64,
+    batch_size: usize,
+    seq_len: usize,
+    device: &B::Device,
+) -> anyhow::Result<f64> {
     let mut total = 0.0;
     let mut first = 0u64;
     while first < sequences {
@@ -388,7 +410,21 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         let mut checkpoint_steps: Vec<u64> = t.checkpoint_tokens.iter().map(|&k| t.step_at_tokens(k)).collect();
         checkpoint_steps.sort_unstable();
         checkpoint_steps.dedup();
-        Ok(Self { p, options, device, model: Some(model), optimizer, step, first_loss, wall_before, resumed_from, metrics, checkpoint_steps, last_eval: None, best_eval: None })
+        Ok(Self {
+            p,
+            options,
+            device,
+            model: Some(model),
+            optimizer,
+            step,
+            first_loss,
+            wall_before,
+            resumed_from,
+            metrics,
+            checkpoint_steps,
+            last_eval: None,
+            best_eval: None,
+        })
     }
 
     fn model(&self) -> &Transformer<B> {
@@ -498,7 +534,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             let tokens = self.step * tps;
             let eval_due = self.step == r.steps || tokens / t.eval_interval_tokens > tokens_before / t.eval_interval_tokens;
             let eval_loss = if eval_due && !diverged { Some(self.eval()?) } else { None };
-            let log_due = self.step % t.log_interval_steps == 0 || eval_loss.is_some() || diverged || self.step == r.steps;
+            let log_due = self.step.is_multiple_of(t.log_interval_steps) || eval_loss.is_some() || diverged || self.step == r.steps;
             let wall = self.wall_before + start.elapsed().as_secs_f64();
             if log_due {
                 let tokens_per_s = interval_steps as f64 * tps as f64 / interval_seconds.max(1e-9);
@@ -585,7 +621,14 @@ impl std::fmt::Display for TrainSummary {
         if let Some(step) = self.resumed_from_step {
             writeln!(f, "  resumed from the checkpoint at step {step}")?;
         }
-        writeln!(f, "  steps {}  tokens {}  FLOPs {:.3e}  N {}", self.steps, crate::format::thousands(self.tokens), self.flops, crate::format::thousands(self.non_embedding_params))?;
+        writeln!(
+            f,
+            "  steps {}  tokens {}  FLOPs {:.3e}  N {}",
+            self.steps,
+            crate::format::thousands(self.tokens),
+            self.flops,
+            crate::format::thousands(self.non_embedding_params)
+        )?;
         if let Some(l) = self.final_eval_loss {
             write!(f, "  eval loss {l:.4} nats/token")?;
             if let Some(b) = self.best_eval_loss {

@@ -10,12 +10,7 @@ pub fn windtunnel(args: &[&str]) -> Output {
 /// Run and expect success; returns stdout.
 pub fn ok(args: &[&str]) -> String {
     let out = windtunnel(args);
-    assert!(
-        out.status.success(),
-        "windtunnel {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "windtunnel {args:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -62,7 +57,8 @@ pub fn table_without_timings(dir: &std::path::Path) -> Vec<String> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let skip: Vec<usize> = ["wall_s", "tokens_per_s"].iter().map(|c| header.iter().position(|h| h == c).unwrap()).collect();
-    let mut rows: Vec<String> = lines.map(|l| l.split(',').enumerate().filter(|(i, _)| !skip.contains(i)).map(|(_, v)| v).collect::<Vec<_>>().join(",")).collect();
+    let mut rows: Vec<String> =
+        lines.map(|l| l.split(',').enumerate().filter(|(i, _)| !skip.contains(i)).map(|(_, v)| v).collect::<Vec<_>>().join(",")).collect();
     rows.sort();
     rows
 }
