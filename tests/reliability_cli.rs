@@ -462,3 +462,52 @@ fn cut_metrics_and_torn_status_files_are_named_with_their_repair() {
     let st = json(&["status", s(&dir), "--json"]);
     assert_eq!(st["done"], st["runs"], "{st}");
 }
+
+/// A tmpfs of `size` mounted on a fresh folder; unmounted when dropped. `None` where this process
+/// may not mount (not root): the test then says it did not run.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", s(dir.path())])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|st| st.success());
+        ok.then_some(Self { dir })
+    }
+
+    fn resize(&self, size: &str) {
+        assert!(Command::new("mount").args(["-o", &format!("remount,size={size}"), s(self.dir.path())]).status().unwrap().success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_names_the_file_and_the_sweep_resumes_bit_exact_once_there_is_room() {
+    let Some(disk) = Tmpfs::mount("300k") else {
+        println!("not run: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = write(tmp.path(), "s.toml", TINY);
+    let whole = tmp.path().join("whole");
+    ok(&["run", s(&sweep), "--out", s(&whole), "--quiet"]);
+    let o = windtunnel(&["run", s(&sweep), "--out", s(disk.dir.path())]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(e.contains("No space left on device") && e.contains(&format!("cannot write {}", disk.dir.path().display())), "{e}");
+    assert!(e.contains("the sweep ran (") || e.contains("failed"), "a summary: {e}");
+    disk.resize("50M");
+    ok(&["run", s(&sweep), "--out", s(disk.dir.path()), "--quiet"]);
+    assert_eq!(table_without_timings(&disk.dir.path().join("tiny")), table_without_timings(&whole.join("tiny")));
+}

@@ -132,6 +132,16 @@ pub fn train(run_file: &Path, out: &Path, options: &TrainOptions) -> anyhow::Res
     train_config(config, &base_dir, out, options)
 }
 
+/// An error before training as [`CannotStart`], unless it is an I/O error (a full disk, a file
+/// system gone away): those may pass, so they stay ordinary failures, which executors retry.
+fn cannot_start(e: anyhow::Error) -> anyhow::Error {
+    if e.root_cause().downcast_ref::<std::io::Error>().is_some() {
+        e
+    } else {
+        CannotStart(e).into()
+    }
+}
+
 /// Take the lock of run directory `out` (created if missing), waiting a moment for a holder
 /// that is about to let go; refused while another process trains the run.
 pub fn lock_run_dir(out: &Path) -> anyhow::Result<FileLock> {
@@ -148,7 +158,7 @@ pub fn lock_run_dir(out: &Path) -> anyhow::Result<FileLock> {
 /// Train `config` (paths in it relative to `base_dir`) into `out`.
 pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOptions) -> anyhow::Result<TrainSummary> {
     // Exactly one writer per run directory, held until this function returns (or the process dies).
-    let _lock = lock_run_dir(out).map_err(CannotStart)?;
+    let _lock = lock_run_dir(out).map_err(cannot_start)?;
     let prepared = match prepare(config, base_dir, out, options) {
         Ok(p) => p,
         Err(e) => {
@@ -167,7 +177,7 @@ pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &Tr
                 };
                 let _ = write_status(out, &status);
             }
-            return Err(CannotStart(e).into());
+            return Err(cannot_start(e));
         }
     };
     let steps = prepared.record.steps;
