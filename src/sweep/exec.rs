@@ -8,8 +8,15 @@
 //!
 //! Everything lives in files, so a sweep resumes after anything: done and diverged runs are
 //! kept, interrupted runs continue from their checkpoints (`--resume`), failed runs are retried
-//! up to `max_retries` times. Ctrl-C or SIGTERM stops the workers gracefully (each checkpoints).
-//! A lock file (`sweep.lock`, flock) keeps a second `run` off the same directory.
+//! up to `max_retries` times (not those that exit 2: they cannot start as configured). Ctrl-C or
+//! SIGTERM stops the workers gracefully (each checkpoints).
+//!
+//! One writer per directory: `sweep.lock` (flock) keeps a second `run` off the sweep, and each
+//! worker holds its run's `run.lock`, so a run still held by some other process (an orphan of a
+//! killed `run`, a `train` started by hand) waits here instead of getting a second writer.
+//! Workers die with their `run`: the kernel sends them SIGTERM when it dies (PR_SET_PDEATHSIG).
+//! A branch point lost from a finished trunk (deleted, or failing its checksum) is written again
+//! by training the trunk from its last good checkpoint before it (`--resume-before-tokens`).
 
 use std::collections::HashMap;
 use std::fs::File;
