@@ -33,7 +33,7 @@ use crate::sweep::plan::RunKind;
 use crate::train::schedule::{DecayShape, ScheduleSpec};
 
 /// MiniCPM's head dimension.
-pub const HEAD_DIM: usize = 64;
+pub use crate::model::shape::HEAD_DIM;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,7 +120,7 @@ pub fn minicpm_shape(target_n: f64, vocab: usize, gqa_group: usize, aspect_ratio
     anyhow::ensure!(aspect_ratio.is_finite() && aspect_ratio > 0.0, "--aspect-ratio must be positive (got {aspect_ratio})");
     let shape = |width: usize, depth: usize| {
         let heads = width / HEAD_DIM;
-        ModelShape { width, depth, heads, kv_heads: heads / gqa_group, ffn_width: width * 5 / 2, vocab }
+        ModelShape { width, depth, heads, kv_heads: heads / gqa_group, ffn_width: crate::model::shape::default_ffn_width(width), vocab }
     };
     let mut candidates: Vec<(ModelShape, f64)> = Vec::new();
     for width in (HEAD_DIM..=65_536).step_by(HEAD_DIM) {
@@ -233,9 +233,12 @@ pub struct Exported {
 }
 
 impl Exported {
-    pub fn write(&self, out: &Path) -> anyhow::Result<()> {
-        crate::fsutil::atomic_write(&out.join("config.json"), (serde_json::to_string_pretty(&self.config)? + "\n").as_bytes())?;
-        crate::fsutil::atomic_write(&out.join("recipe.json"), (serde_json::to_string_pretty(&self.recipe)? + "\n").as_bytes())
+    /// Write `config.json` and `recipe.json` into `out`; returns their paths.
+    pub fn write(&self, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        let (config, recipe) = (out.join("config.json"), out.join("recipe.json"));
+        crate::fsutil::atomic_write(&config, (serde_json::to_string_pretty(&self.config)? + "\n").as_bytes())?;
+        crate::fsutil::atomic_write(&recipe, (serde_json::to_string_pretty(&self.recipe)? + "\n").as_bytes())?;
+        Ok(vec![config, recipe])
     }
 }
 

@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::fit::bootstrap::Interval;
 use crate::format::si;
+use crate::layout::SweepDir;
 use crate::plot::SweepData;
-use crate::sweep::collect::status;
+use crate::sweep::status::files_view;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ReportSummary {
@@ -54,7 +55,7 @@ fn interval_cells(estimate: f64, i: Option<&Interval>) -> String {
 /// Build the page and write it to `out`.
 pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
     let data = SweepData::load(dir)?;
-    let st = status(dir)?;
+    let st = files_view(&SweepDir::new(dir))?;
     let plan = &data.plan;
 
     let mut html = String::new();

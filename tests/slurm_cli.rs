@@ -166,7 +166,7 @@ fn a_sweep_through_slurm_gives_the_local_table() {
     assert_eq!((status["done"].as_u64(), status["diverged"].as_u64(), status["failed"].as_u64()), (Some(13), Some(2), Some(1)), "{status}");
     let failed = status["detail"].as_array().unwrap().iter().find(|r| r["state"] == "failed").unwrap();
     assert!(failed["reason"].as_str().unwrap().contains("/nonexistent/windtunnel-test.bin"), "{failed}");
-    assert!(failed["slurm"]["task"].as_str().is_some(), "an unfinished run shows its Slurm task: {failed}");
+    assert!(failed["live"]["handle"].as_str().is_some(), "an unfinished run shows its Slurm task: {failed}");
 
     // Scripts a person can read and resubmit; every run's task recorded.
     let scripts = remote.join("tiny").join("slurm");
@@ -329,7 +329,7 @@ fn a_cancelled_sweep_resumes_from_its_checkpoints() {
     loop {
         let status = json(&["status", sweep.to_str().unwrap(), "--json"]);
         let detail = &status["detail"][0];
-        if detail["state"] != "running" && !detail["slurm"]["state"].as_str().is_some_and(|s| s == "RUNNING" || s == "PENDING" || s == "COMPLETING") {
+        if detail["state"] != "running" && !detail["live"]["state"].as_str().is_some_and(|s| s == "RUNNING" || s == "PENDING" || s == "COMPLETING") {
             assert_eq!(detail["state"], "interrupted", "{status}");
             break;
         }

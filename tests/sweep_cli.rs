@@ -228,3 +228,34 @@ fn slurm_dry_run_writes_readable_scripts_of_at_most_1000_tasks() {
     assert!(wave2.contains("--dependency=afterok:<trunk job>"), "{wave2}");
     assert!(!slurm.join("jobs.json").exists(), "a dry run records no jobs");
 }
+
+#[test]
+fn a_local_sweep_is_cancelled_gracefully_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = TINY.replace("tokens = 2560,", "tokens = 256000,").replace("eval_interval_tokens = 1280,", "eval_interval_tokens = 64000,");
+    let p = write(dir.path(), "long.toml", &long.split("[[grid]]\nname = \"data\"").next().unwrap().replace(", 1000.0]", "]"));
+    let out = dir.path().join("out");
+    let sweep = out.join("tiny");
+    let e = fails(&["cancel", sweep.to_str().unwrap()]);
+    assert!(e.contains("not a sweep directory"), "{e}");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
+        .args(["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--parallel", "2", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !sweep.join("plan.json").exists() || json(&["status", sweep.to_str().unwrap(), "--json"])["running"].as_u64() != Some(2) {
+        assert!(started.elapsed() < Duration::from_secs(60), "the sweep never had two running runs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let printed = windtunnel(&["cancel", sweep.to_str().unwrap()]);
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+    assert!(String::from_utf8_lossy(&printed.stdout).contains("stopped the local `windtunnel run`"));
+    // `cancel` returns once the run has stopped: its workers checkpointed, it exited like SIGTERM.
+    assert_eq!(run.wait().unwrap().code(), Some(143));
+    let status = json(&["status", sweep.to_str().unwrap(), "--json"]);
+    assert_eq!((status["running"].as_u64(), status["interrupted"].as_u64()), (Some(0), Some(2)), "{status}");
+    let e = fails(&["cancel", sweep.to_str().unwrap()]);
+    assert!(e.contains("nothing is running"), "{e}");
+}

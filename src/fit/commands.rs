@@ -1,6 +1,8 @@
 //! `windtunnel fit lr` and `windtunnel fit batch`: read their points from a table or from run
 //! directories, fit, and report.
 
+use crate::layout::{RunDir, SweepDir};
+use crate::sweep::status::read_plan;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -153,16 +155,17 @@ pub fn curves(input: &Path, eval: bool) -> anyhow::Result<Vec<CurvePoint>> {
 pub fn curves_of_runs(runs: &[PathBuf], eval: bool) -> anyhow::Result<Vec<CurvePoint>> {
     let mut points = Vec::new();
     for run in runs {
-        if !run.join("run.json").exists() {
+        let dir = RunDir::new(run);
+        if !dir.record().exists() {
             continue;
         }
         let record: RunRecord =
-            serde_json::from_str(&std::fs::read_to_string(run.join("run.json"))?).with_context(|| format!("{}/run.json is malformed", run.display()))?;
+            serde_json::from_str(&std::fs::read_to_string(dir.record())?).with_context(|| format!("{} is malformed", dir.record().display()))?;
         if read_status(run)?.is_some_and(|s| s.state == RunState::Diverged) {
             continue;
         }
         let batch_tokens = record.tokens_per_step as f64;
-        for m in read_metrics(&run.join("metrics.jsonl"))? {
+        for m in read_metrics(&dir.metrics())? {
             let loss = if eval { m.eval_loss } else { Some(m.train_loss) };
             if let Some(loss) = loss.filter(|l| l.is_finite()) {
                 points.push(CurvePoint { batch_size: batch_tokens, tokens: m.tokens as f64, loss });
@@ -175,16 +178,17 @@ pub fn curves_of_runs(runs: &[PathBuf], eval: bool) -> anyhow::Result<Vec<CurveP
 /// The batch-size law of a sweep directory: the curves of its first grid whose runs span three or
 /// more batch sizes (other grids vary other things and would mix models).
 pub fn fit_batch_sweep(dir: &Path) -> anyhow::Result<BatchReport> {
-    let plan = crate::sweep::collect::read_plan(dir)?;
+    let sweep = SweepDir::new(dir);
+    let plan = read_plan(&sweep)?;
     for grid in plan.grids() {
         let runs: Vec<_> = plan.runs.iter().filter(|r| r.grid == grid).collect();
         let mut sizes: Vec<usize> = runs.iter().map(|r| r.config.training.batch_size * r.config.training.seq_len).collect();
         sizes.sort();
         sizes.dedup();
         if sizes.len() >= 3 {
-            let dirs: Vec<PathBuf> = runs.iter().map(|r| dir.join("runs").join(&r.id)).collect();
+            let dirs: Vec<PathBuf> = runs.iter().map(|r| sweep.run(&r.id).root().to_path_buf()).collect();
             let points = curves_of_runs(&dirs, true)?;
-            return fit_batch_points(&dir.join("runs"), points, None);
+            return fit_batch_points(&sweep.runs(), points, None);
         }
     }
     anyhow::bail!("{}: no grid varies training.batch_size over 3 or more values (see sweeps/minicpm-batch-size.toml)", dir.display())
@@ -202,11 +206,12 @@ pub fn run_dirs(dir: &Path) -> Vec<PathBuf> {
             Vec::new()
         }
     };
+    let is_run = |d: &Path| RunDir::new(d).record().exists();
     for a in visit(dir) {
-        if a.join("run.json").exists() {
+        if is_run(&a) {
             out.push(a);
         } else {
-            out.extend(visit(&a).into_iter().filter(|b| b.join("run.json").exists()));
+            out.extend(visit(&a).into_iter().filter(|b| is_run(b)));
         }
     }
     out

@@ -3,6 +3,8 @@
 //! Columns are chosen by name; rows whose `status` column (when there is one) is not `done` are
 //! left out and counted (diverged runs mark the edge of the stable range, not a point of the law).
 
+use crate::layout::SweepDir;
+use crate::sweep::collect::ResultsTable;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -17,8 +19,14 @@ pub struct Table {
 }
 
 impl Table {
-    /// Read `path` (a CSV file, or a directory holding `table.csv`).
+    /// Read `path`: a CSV or Parquet file, a sweep directory (its results table, built from its
+    /// runs' files without writing anything), or a directory holding `table.csv`.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let sweep = SweepDir::new(path);
+        if sweep.exists() {
+            let table = ResultsTable::read(&sweep)?;
+            return Ok(Self { path: path.to_path_buf(), columns: table.header, rows: table.rows });
+        }
         let file = if path.is_dir() {
             let t = path.join("table.csv");
             anyhow::ensure!(t.exists(), "{} has no table.csv; run `windtunnel collect {}` first", path.display(), path.display());

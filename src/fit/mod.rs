@@ -1,9 +1,12 @@
 //! Fitting the laws: reading points ([`input`]), the data-model law and compute-optimal
-//! allocation ([`law`]), bootstrap intervals ([`bootstrap`]) and the `fit law` report ([`report`]).
+//! allocation ([`law`]), bootstrap intervals ([`bootstrap`]), the `fit law` report ([`report`]),
+//! learning-rate transfer and batch-size laws ([`transfer`], [`commands`]), and the fits a sweep
+//! directory keeps ([`saved`]).
 
 pub mod bootstrap;
 pub mod commands;
 pub mod input;
 pub mod law;
 pub mod report;
+pub mod saved;
 pub mod transfer;

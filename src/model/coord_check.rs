@@ -79,7 +79,7 @@ impl CoordCheckOptions {
     /// The shape trained at `width`.
     pub fn shape(&self, width: usize) -> ModelShape {
         let heads = (width / self.head_dim).max(1);
-        ModelShape { width, depth: self.depth, heads, kv_heads: heads, ffn_width: width * 5 / 2, vocab: self.vocab }
+        ModelShape { width, depth: self.depth, heads, kv_heads: heads, ffn_width: crate::model::shape::default_ffn_width(width), vocab: self.vocab }
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

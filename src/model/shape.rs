@@ -56,6 +56,16 @@ pub struct ModelShape {
 /// far): a bound that keeps every count and FLOP figure of a valid shape inside u64.
 pub const MAX_PARAMS: f64 = 1e14;
 
+/// MiniCPM's SwiGLU hidden size as a multiple of the width (d_ff = 2.5·d).
+pub const FFN_MULTIPLIER: f64 = 2.5;
+/// MiniCPM's head dimension, held fixed as width grows (heads = width / 64).
+pub const HEAD_DIM: usize = 64;
+
+/// The SwiGLU hidden size MiniCPM uses at `width`: 2.5 × width, rounded down.
+pub const fn default_ffn_width(width: usize) -> usize {
+    width * 5 / 2
+}
+
 /// Vocabulary of MiniCPM-1.2B, the default for the wind-tunnel presets.
 pub const MINICPM_1_2B_VOCAB: usize = 73_440;
 /// Vocabulary of MiniCPM-2.4B.
@@ -71,7 +81,7 @@ pub struct Preset {
 }
 
 const fn proxy(width: usize, depth: usize, heads: usize) -> ModelShape {
-    ModelShape { width, depth, heads, kv_heads: heads, ffn_width: width * 5 / 2, vocab: MINICPM_1_2B_VOCAB }
+    ModelShape { width, depth, heads, kv_heads: heads, ffn_width: default_ffn_width(width), vocab: MINICPM_1_2B_VOCAB }
 }
 
 /// Every preset: the two MiniCPM models and the Table 8 wind-tunnel proxies (d_ff = 2.5·d, head dim 64).

@@ -16,10 +16,13 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::fit::commands::{fit_batch_sweep, fit_lr, BatchReport, LrColumns, LrReport};
-use crate::fit::report::{fit_law, LawDefinition, LawReport};
+use crate::fit::report::{fit_law, LawReport};
+use crate::fit::saved;
+use crate::layout::SweepDir;
 use crate::model::coord_check::CoordCheckResult;
-use crate::sweep::collect::{collect, read_plan};
+use crate::sweep::collect::ResultsTable;
 use crate::sweep::plan::{Plan, PlannedRun};
+use crate::sweep::status::read_plan;
 use crate::train::log::{read_metrics, read_status, MetricsRecord, RunState};
 use figure::Figure;
 
@@ -67,20 +70,23 @@ pub struct SweepData {
 }
 
 impl SweepData {
-    /// Read a sweep directory; refreshes its results table first (`collect`).
+    /// Read a sweep directory (writing nothing: the results table is built in memory).
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
-        let plan = read_plan(dir)?;
-        collect(dir).with_context(|| format!("collecting the results table of {}", dir.display()))?;
+        let sweep = SweepDir::new(dir);
+        let plan = read_plan(&sweep)?;
+        // Every finished run must be whole (its metrics end in its final evaluation) before any
+        // chart is drawn from it.
+        ResultsTable::read(&sweep)?;
         let mut runs = Vec::new();
         for run in &plan.runs {
-            let run_dir = dir.join("runs").join(&run.id);
-            let metrics_path = run_dir.join("metrics.jsonl");
+            let run_dir = sweep.run(&run.id);
+            let metrics_path = run_dir.metrics();
             let metrics = if metrics_path.exists() { read_metrics(&metrics_path)? } else { Vec::new() };
-            let state = read_status(&run_dir)?.map(|s| s.state);
+            let state = read_status(run_dir.root())?.map(|s| s.state);
             runs.push(RunCurve { run: run.clone(), state, metrics });
         }
         let oracle_loss = runs.iter().flat_map(|r| r.metrics.iter()).find_map(|m| m.oracle_loss);
-        let law = law_definition(dir).and_then(|def| fit_law(&def)).map_err(|e| format!("{e:#}"));
+        let law = saved::law_definition(&sweep).and_then(|def| fit_law(&def)).map_err(|e| format!("{e:#}"));
         let lr = fit_lr(dir, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}"));
         let batch = fit_batch_sweep(dir).map_err(|e| format!("{e:#}"));
         Ok(Self { dir: dir.to_path_buf(), plan, runs, oracle_loss, law, lr, batch })
@@ -99,29 +105,6 @@ impl SweepData {
             ("batch-size", charts::batch_size(self)),
         ]
     }
-}
-
-/// The data-model fit to draw: the definition `fit law` saved in `DIR/fits/law.json` (so the
-/// plots show the fit the user made, e.g. with `--holdout`), else the defaults with a bootstrap.
-pub fn law_definition(dir: &Path) -> anyhow::Result<LawDefinition> {
-    let saved = dir.join("fits").join("law.json");
-    if saved.exists() {
-        let text = std::fs::read_to_string(&saved).with_context(|| format!("cannot read {}", saved.display()))?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is malformed; delete it or rerun `windtunnel fit law --input {}`", saved.display(), dir.display()))?;
-        if let Some(def) = value.get("definition") {
-            let mut def: LawDefinition = serde_json::from_value(def.clone()).with_context(|| format!("{}: `definition` is malformed", saved.display()))?;
-            // The directory may have moved since the fit was made.
-            def.input = dir.to_path_buf();
-            if def.bootstrap == 0 {
-                def.bootstrap = 200;
-            }
-            return Ok(def);
-        }
-    }
-    let mut def = LawDefinition::for_table(dir.to_path_buf());
-    def.bootstrap = 200;
-    Ok(def)
 }
 
 /// A chart written, or left out with the reason.
@@ -176,7 +159,7 @@ fn write_figure(figure: &Figure, path: &Path, format: ImageFormat) -> anyhow::Re
 /// `windtunnel plot DIR`: every chart the sweep's data supports, into `DIR/plots/`.
 pub fn plot_sweep(dir: &Path, format: ImageFormat) -> anyhow::Result<PlotSummary> {
     let data = SweepData::load(dir)?;
-    let out = dir.join("plots");
+    let out = SweepDir::new(dir).plots();
     let mut charts = Vec::new();
     for (name, figure) in data.charts() {
         match figure {

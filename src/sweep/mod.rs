@@ -1,71 +1,105 @@
 //! Sweeps: the sweep file ([`spec`]), the run graph with WSD trunks and branches ([`plan`]), the
-//! local executor ([`exec`]), and the status and results table read back from the files
-//! ([`collect`]).
+//! progress read back from the files ([`status`]), the results table ([`collect`]), and the
+//! executors that run the graph ([`executor`]: [`local`] worker processes, [`slurm`] job arrays;
+//! [`progress`] draws the local executor's bars).
+//!
+//! Layers point down: `spec` ← `plan` ← `status`, `collect` ← `local`, `slurm` (through the
+//! `Executor` trait) ← this module, which strings them together for the command line.
 
 pub mod collect;
-pub mod exec;
+pub mod executor;
+pub mod local;
 pub mod plan;
 pub mod progress;
 pub mod slurm;
 pub mod spec;
+pub mod status;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
+use serde::Serialize;
+
+use crate::fsutil::{atomic_write, FileLock};
+use crate::layout::SweepDir;
+use executor::{executors_of, CancelReport, ExecReport, Executor};
 
 /// What `windtunnel run` did.
+#[derive(Debug, Serialize)]
 pub struct SweepOutcome {
-    pub dir: PathBuf,
-    pub exec: exec::ExecSummary,
-    pub table: collect::CollectSummary,
+    pub dir: std::path::PathBuf,
+    pub exec: ExecReport,
+    /// The results table, once the executor has stayed until the end.
+    pub table: Option<collect::CollectSummary>,
+}
+
+/// The sweep directory's lock (`sweep.lock`): one `windtunnel run` per sweep directory.
+pub fn lock(sweep: &SweepDir) -> anyhow::Result<FileLock> {
+    let dir = sweep.root();
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    FileLock::try_acquire(&sweep.lock())?.map_err(|holder| {
+        anyhow::anyhow!(
+            "another `windtunnel run` is using {} ({holder}); wait for it, or stop it with `windtunnel cancel {}` — two runs on one sweep directory would overwrite each other",
+            dir.display(),
+            dir.display()
+        )
+    })
+}
+
+/// Write the sweep as run, the plan, and each run's config into the sweep directory.
+pub fn materialise(sweep: &SweepDir, sweep_text: &str, plan: &plan::Plan) -> anyhow::Result<()> {
+    atomic_write(&sweep.sweep_file(), sweep_text.as_bytes())?;
+    atomic_write(&sweep.plan(), serde_json::to_string_pretty(plan)?.as_bytes())?;
+    for run in &plan.runs {
+        let config = sweep.run(&run.id).config();
+        if !config.exists() {
+            atomic_write(&config, serde_json::to_string_pretty(&run.config)?.as_bytes())?;
+        }
+    }
+    Ok(())
 }
 
 /// `windtunnel run`: plan the sweep file, take the directory's lock, write the plan and the run
-/// configs, execute what is not finished, and collect the table.
-pub fn run(sweep_file: &Path, out_root: &Path, options: &exec::ExecOptions) -> anyhow::Result<SweepOutcome> {
+/// configs, hand the unfinished runs to `executor`, and collect the table once it is done.
+pub fn run(sweep_file: &Path, out_root: &Path, executor: &dyn Executor) -> anyhow::Result<SweepOutcome> {
     let text = std::fs::read_to_string(sweep_file).with_context(|| format!("cannot read sweep file {}", sweep_file.display()))?;
     let spec = spec::SweepSpec::parse(&text, sweep_file)?;
     let plan = plan::plan(&spec).with_context(|| format!("planning {}", sweep_file.display()))?;
-    let dir = exec::sweep_dir(&spec, out_root);
-    let _lock = exec::lock(&dir)?;
-    exec::materialise(&dir, &text, &plan)?;
-    let summary = exec::execute(&dir, &plan, options)?;
-    let table = collect::collect(&dir).with_context(|| {
-        format!(
-            "the sweep ran ({} done, {} diverged, {} failed, {} kept from before) but its table could not be written",
-            summary.done, summary.diverged, summary.failed, summary.skipped_already_done
-        )
-    })?;
-    Ok(SweepOutcome { dir, exec: summary, table })
-}
-
-/// What `windtunnel run --executor slurm` did.
-pub struct SlurmOutcome {
-    pub dir: PathBuf,
-    pub submitted: slurm::SlurmSummary,
-    /// With `--wait`: the sweep once nothing is left in Slurm, and its table.
-    pub finished: Option<(collect::SweepStatus, collect::CollectSummary)>,
-}
-
-/// `windtunnel run --executor slurm`: plan and materialise as locally, then submit what is
-/// unfinished to Slurm (the `[slurm]` block, overridden by the command line); with `wait`, stay
-/// until Slurm has nothing left of the sweep and collect the table.
-pub fn run_slurm(sweep_file: &Path, out_root: &Path, options: &slurm::SlurmOptions) -> anyhow::Result<SlurmOutcome> {
-    let text = std::fs::read_to_string(sweep_file).with_context(|| format!("cannot read sweep file {}", sweep_file.display()))?;
-    let spec = spec::SweepSpec::parse(&text, sweep_file)?;
-    let plan = plan::plan(&spec).with_context(|| format!("planning {}", sweep_file.display()))?;
-    let dir = exec::sweep_dir(&spec, out_root);
-    let options = slurm::SlurmOptions { spec: spec.slurm.clone().unwrap_or_default().merged(&options.spec), ..options.clone() };
-    let submitted = {
-        let _lock = exec::lock(&dir)?;
-        exec::materialise(&dir, &text, &plan)?;
-        slurm::submit(&dir, &plan, &options)?
-    };
-    let finished = if options.wait && !options.dry_run {
-        let status = slurm::wait(&dir, &plan, options.quiet)?;
-        Some((status, collect::collect(&dir)?))
+    let sweep = SweepDir::for_sweep(out_root, &spec.name);
+    let _lock = lock(&sweep)?;
+    materialise(&sweep, &text, &plan)?;
+    let exec = executor.execute(&sweep, &plan)?;
+    let table = if exec.waited {
+        let table = collect::collect(&sweep).with_context(|| format!("the sweep ran ({exec}) but its table could not be written"))?;
+        Some(table)
     } else {
         None
     };
-    Ok(SlurmOutcome { dir, submitted, finished })
+    Ok(SweepOutcome { dir: sweep.root().to_path_buf(), exec, table })
+}
+
+/// `windtunnel status`: the files' view, with what each executor that ran the sweep knows of
+/// its unfinished runs.
+pub fn status(sweep: &SweepDir) -> anyhow::Result<status::SweepStatus> {
+    let mut view = status::files_view(sweep)?;
+    let unfinished = view.unfinished();
+    for executor in executors_of(sweep) {
+        match executor.live_states(sweep, &unfinished) {
+            Ok(mut live) => view.detail.iter_mut().for_each(|r| r.live = r.live.take().or_else(|| live.remove(&r.id))),
+            Err(e) => view.live_unavailable.push(format!("no {} view of the unfinished runs: {e:#}", executor.name())),
+        }
+    }
+    Ok(view)
+}
+
+/// `windtunnel cancel`: stop whatever executes the sweep (a local `run`, its Slurm jobs); the
+/// runs write checkpoints, and running the sweep again resumes them.
+pub fn cancel(sweep: &SweepDir) -> anyhow::Result<Vec<CancelReport>> {
+    status::read_plan(sweep)?;
+    let mut stopped = Vec::new();
+    for executor in executors_of(sweep) {
+        stopped.extend(executor.cancel(sweep)?);
+    }
+    anyhow::ensure!(!stopped.is_empty(), "{}: nothing is running (no `windtunnel run` holds it, and no Slurm jobs are recorded)", sweep.root().display());
+    Ok(stopped)
 }

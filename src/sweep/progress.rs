@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::collect::SweepStatus;
 use super::plan::PlannedRun;
+use super::status::SweepStatus;
 
 /// FLOPs are counted on the bar in units of this many, so the counts fit its integer position.
 const FLOPS_UNIT: f64 = 1e6;

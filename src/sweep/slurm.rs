@@ -33,129 +33,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::executor::{CancelReport, ExecReport, Executor, Submitted};
 use super::plan::{Plan, PlannedRun, RunKind};
+use super::spec::{SlurmSpec, SweepSpec};
+use super::status::{files_view, LiveState, SweepStatus};
 use crate::fsutil::atomic_write;
+use crate::layout::SweepDir;
 use crate::train::log::{read_status, RunState};
-
-/// The `[slurm]` block of a sweep file; each key has a `windtunnel run` flag that overrides it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlurmSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partition: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qos: Option<String>,
-    /// Time limit per task, in Slurm's format: "MM", "HH:MM:SS", "D-HH:MM".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gpus_per_task: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpus_per_task: Option<u32>,
-    /// Memory per node, e.g. "16G".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mem: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub constraint: Option<String>,
-    /// At most this many tasks of an array at once (`--array=...%K`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub array_throttle: Option<u32>,
-    /// Extra `#SBATCH` options, e.g. ["--exclusive", "--nice=10"].
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sbatch: Vec<String>,
-    /// Shell lines run before the worker (module loads, environment activation). Shell by design.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub setup: Vec<String>,
-    /// Seconds before the time limit at which Slurm warns the task (USR1) to checkpoint [default: 120].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal_seconds: Option<u32>,
-    /// Requeues per task after a time limit, preemption or failure [default: 3].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_requeues: Option<u32>,
-    /// The windtunnel binary as the nodes see it [default: this binary].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub windtunnel: Option<PathBuf>,
-}
-
-impl SlurmSpec {
-    /// This block with every key `overrides` sets replaced (lists are appended).
-    pub fn merged(&self, overrides: &SlurmSpec) -> SlurmSpec {
-        let pick = |a: &Option<String>, b: &Option<String>| b.clone().or_else(|| a.clone());
-        SlurmSpec {
-            partition: pick(&self.partition, &overrides.partition),
-            account: pick(&self.account, &overrides.account),
-            qos: pick(&self.qos, &overrides.qos),
-            time: pick(&self.time, &overrides.time),
-            gpus_per_task: overrides.gpus_per_task.or(self.gpus_per_task),
-            cpus_per_task: overrides.cpus_per_task.or(self.cpus_per_task),
-            mem: pick(&self.mem, &overrides.mem),
-            constraint: pick(&self.constraint, &overrides.constraint),
-            array_throttle: overrides.array_throttle.or(self.array_throttle),
-            sbatch: self.sbatch.iter().chain(&overrides.sbatch).cloned().collect(),
-            setup: self.setup.iter().chain(&overrides.setup).cloned().collect(),
-            signal_seconds: overrides.signal_seconds.or(self.signal_seconds),
-            max_requeues: overrides.max_requeues.or(self.max_requeues),
-            windtunnel: overrides.windtunnel.clone().or_else(|| self.windtunnel.clone()),
-        }
-    }
-
-    pub fn signal_seconds(&self) -> u32 {
-        self.signal_seconds.unwrap_or(120)
-    }
-
-    pub fn max_requeues(&self) -> u32 {
-        self.max_requeues.unwrap_or(3)
-    }
-
-    /// Refuse values that could break out of an `#SBATCH` line, naming the key.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        let fields = [
-            ("partition", &self.partition),
-            ("account", &self.account),
-            ("qos", &self.qos),
-            ("time", &self.time),
-            ("mem", &self.mem),
-            ("constraint", &self.constraint),
-        ];
-        for (key, value) in fields {
-            if let Some(v) = value {
-                directive_value(key, v)?;
-                anyhow::ensure!(!v.trim().is_empty() && !v.contains(char::is_whitespace), "slurm.{key} = {v:?}: must be one word without spaces");
-            }
-        }
-        for line in &self.sbatch {
-            directive_value("sbatch", line)?;
-            anyhow::ensure!(line.starts_with('-'), "slurm.sbatch entry {line:?}: give an sbatch option such as \"--exclusive\" (it becomes an #SBATCH line)");
-        }
-        for line in &self.setup {
-            anyhow::ensure!(!line.contains(['\n', '\r', '\0']), "slurm.setup entry {line:?}: one shell line per entry (no newlines)");
-        }
-        if let Some(t) = &self.time {
-            anyhow::ensure!(
-                t.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '-'),
-                "slurm.time = {t:?}: use Slurm's format, e.g. \"30\" (minutes), \"04:00:00\" or \"1-00:00\""
-            );
-        }
-        anyhow::ensure!(self.array_throttle != Some(0), "slurm.array_throttle must be at least 1");
-        anyhow::ensure!(self.cpus_per_task != Some(0), "slurm.cpus_per_task must be at least 1");
-        if let Some(w) = &self.windtunnel {
-            anyhow::ensure!(w.is_absolute(), "slurm.windtunnel = {}: give an absolute path the nodes can run", w.display());
-        }
-        Ok(())
-    }
-}
-
-/// A value for an `#SBATCH` line: no control characters (a newline would end the comment and
-/// start a shell command).
-fn directive_value(key: &str, value: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !value.chars().any(|c| c.is_control()),
-        "slurm.{key} = {value:?} holds a control character (newline, tab, …); it would escape its #SBATCH line"
-    );
-    Ok(())
-}
+use crate::train::run::{EXIT_CANNOT_START, EXIT_DIVERGED};
 
 /// A string as one single-quoted shell word: nothing inside is expanded or executed.
 pub fn shell_quote(s: &str) -> String {
@@ -198,21 +83,13 @@ pub struct JobsFile {
     pub tasks: BTreeMap<String, String>,
 }
 
-fn jobs_path(dir: &Path) -> PathBuf {
-    dir.join("slurm").join("jobs.json")
-}
-
 pub fn read_jobs(dir: &Path) -> anyhow::Result<JobsFile> {
-    let path = jobs_path(dir);
+    let path = SweepDir::new(dir).slurm_jobs();
     if !path.exists() {
         return Ok(JobsFile::default());
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))
-}
-
-fn cancelled_marker(dir: &Path) -> PathBuf {
-    dir.join("slurm").join("cancelled")
 }
 
 /// The Slurm state of one task, as squeue, sacct or scontrol report it.
@@ -403,8 +280,8 @@ exit "$code"
         dir = shell_quote(&dir.display().to_string()),
         worker = shell_quote(&worker.display().to_string()),
         max_requeues = spec.max_requeues(),
-        diverged = crate::train::run::EXIT_DIVERGED,
-        cannot_start = crate::train::run::EXIT_CANNOT_START,
+        diverged = EXIT_DIVERGED,
+        cannot_start = EXIT_CANNOT_START,
         ids = runs.iter().map(|r| shell_quote(&r.id)).collect::<Vec<_>>().join(" "),
     ));
     s
@@ -441,63 +318,38 @@ fn array_indices(indices: &[usize]) -> String {
     parts.join(",")
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SlurmSummary {
-    pub submitted: usize,
-    pub already_finished: usize,
-    pub already_in_slurm: usize,
-    pub skipped: Vec<String>,
-    pub scripts: Vec<PathBuf>,
-    pub job_ids: Vec<String>,
-    pub dry_run: bool,
-}
-
-impl std::fmt::Display for SlurmSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.scripts.is_empty() {
-            write!(f, "nothing to submit")?;
-        } else if self.dry_run {
-            write!(f, "dry run: wrote {} without submitting", self.scripts.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))?;
-        } else {
-            write!(f, "submitted {} run(s) as job(s) {}", self.submitted, if self.job_ids.is_empty() { "-".to_string() } else { self.job_ids.join(", ") })?;
-        }
-        write!(f, "; {} already finished, {} already queued or running in Slurm", self.already_finished, self.already_in_slurm)?;
-        for s in &self.skipped {
-            write!(f, "\n  {s}")?;
-        }
-        Ok(())
-    }
-}
-
 /// Submit every unfinished run of `plan` that Slurm is not already running.
-pub fn submit(dir: &Path, plan: &Plan, options: &SlurmOptions) -> anyhow::Result<SlurmSummary> {
+/// Returns what was submitted and how many runs had finished already.
+pub fn submit(dir: &Path, plan: &Plan, options: &SlurmOptions) -> anyhow::Result<(Submitted, usize)> {
     options.spec.validate()?;
     let dir = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let sweep = SweepDir::new(&dir);
     let worker = options.spec.windtunnel.clone().unwrap_or_else(|| options.worker.clone());
-    std::fs::create_dir_all(dir.join("slurm").join("logs")).with_context(|| format!("cannot create {}/slurm/logs", dir.display()))?;
+    std::fs::create_dir_all(sweep.slurm_logs()).with_context(|| format!("cannot create {}", sweep.slurm_logs().display()))?;
     if !options.dry_run {
-        let _ = std::fs::remove_file(cancelled_marker(&dir));
+        let _ = std::fs::remove_file(sweep.slurm_cancelled());
     }
     let mut jobs = read_jobs(&dir)?;
-    let mut summary = SlurmSummary { dry_run: options.dry_run, ..Default::default() };
+    let mut summary = Submitted { dry_run: options.dry_run, ..Default::default() };
+    let mut already_finished = 0;
 
     // What each run is now: finished (files), alive in Slurm (jobs.json + squeue), or to submit.
     let known: Vec<String> = plan.runs.iter().filter_map(|r| jobs.tasks.get(&r.id).cloned()).collect();
     let slurm_view = if known.is_empty() || options.dry_run { HashMap::new() } else { query_tasks(&known)? };
-    let state_of = |r: &PlannedRun| read_status(&dir.join("runs").join(&r.id)).ok().flatten().map(|s| s.state);
+    let state_of = |r: &PlannedRun| read_status(sweep.run(&r.id).root()).ok().flatten().map(|s| s.state);
     let mut to_submit: Vec<&PlannedRun> = Vec::new();
     let mut finished: HashMap<&str, RunState> = HashMap::new();
     let mut alive: HashMap<&str, String> = HashMap::new();
     for r in &plan.runs {
         if let Some(s @ (RunState::Done | RunState::Diverged)) = state_of(r) {
             finished.insert(&r.id, s);
-            summary.already_finished += 1;
+            already_finished += 1;
             continue;
         }
         if let Some(task) = jobs.tasks.get(&r.id) {
             if slurm_view.get(task).is_some_and(TaskState::alive) {
                 alive.insert(&r.id, task.clone());
-                summary.already_in_slurm += 1;
+                summary.already_in_queue += 1;
                 continue;
             }
         }
@@ -527,7 +379,7 @@ pub fn submit(dir: &Path, plan: &Plan, options: &SlurmOptions) -> anyhow::Result
         wave2.push((r, after));
     }
     submit_wave(&dir, &plan.name, 2, &wave2, options, &worker, &mut jobs, &mut summary)?;
-    Ok(summary)
+    Ok((summary, already_finished))
 }
 
 /// Array tasks per script: Slurm's default MaxArraySize (1001) allows indices 0 to 1000.
@@ -545,7 +397,7 @@ fn submit_wave(
     options: &SlurmOptions,
     worker: &Path,
     jobs: &mut JobsFile,
-    summary: &mut SlurmSummary,
+    summary: &mut Submitted,
 ) -> anyhow::Result<HashMap<String, String>> {
     let mut tasks = HashMap::new();
     let chunks: Vec<&[(&PlannedRun, Option<String>)]> = runs.chunks(MAX_ARRAY_TASKS).collect();
@@ -575,7 +427,7 @@ fn submit_wave(
             .collect();
         let lines: Vec<String> = args.iter().map(|a| format!("sbatch {}", a.join(" "))).collect();
         let script_runs: Vec<&PlannedRun> = chunk.iter().map(|(r, _)| *r).collect();
-        let script_path = dir.join("slurm").join(&name);
+        let script_path = SweepDir::new(dir).slurm().join(&name);
         atomic_write(&script_path, wave_script(dir, plan_name, wave, &script_runs, &options.spec, worker, &lines).as_bytes())?;
         summary.scripts.push(script_path.clone());
         for ((after, indices), a) in calls.iter().zip(&args) {
@@ -596,10 +448,10 @@ fn submit_wave(
                 run_ids: indices.iter().map(|&i| chunk[i].0.id.clone()).collect(),
             });
             if !options.dry_run {
-                atomic_write(&jobs_path(dir), serde_json::to_string_pretty(&*jobs)?.as_bytes())?;
+                atomic_write(&SweepDir::new(dir).slurm_jobs(), serde_json::to_string_pretty(&*jobs)?.as_bytes())?;
             }
         }
-        summary.submitted += chunk.len();
+        summary.runs += chunk.len();
     }
     Ok(tasks)
 }
@@ -613,13 +465,14 @@ pub fn unfinished_tasks(dir: &Path, run_ids: &[String]) -> anyhow::Result<HashMa
 }
 
 /// Poll until every run has finished or has no live Slurm task, printing progress.
-pub fn wait(dir: &Path, plan: &Plan, quiet: bool) -> anyhow::Result<super::collect::SweepStatus> {
+pub fn wait(dir: &Path, plan: &Plan, quiet: bool) -> anyhow::Result<SweepStatus> {
     let started = Instant::now();
     let mut last = String::new();
+    let sweep = SweepDir::new(dir);
     loop {
-        let status = super::collect::status(dir)?;
-        let unfinished: Vec<String> = status.detail.iter().filter(|r| !r.is_finished()).map(|r| r.id.clone()).collect();
-        let view = unfinished_tasks(dir, &unfinished)?;
+        let status = files_view(&sweep)?;
+        let view = unfinished_tasks(dir, &status.unfinished())?;
+        let unfinished = status.unfinished();
         let live = unfinished.iter().filter(|id| view.get(*id).is_some_and(TaskState::alive)).count();
         let line = format!(
             "[{} done, {} diverged, {} running, {} in the Slurm queue of {}] {:.0}s",
@@ -634,29 +487,78 @@ pub fn wait(dir: &Path, plan: &Plan, quiet: bool) -> anyhow::Result<super::colle
             crate::stderr_line!("{line}");
         }
         last = line;
-        if live == 0 {
+        // No live task left, or `windtunnel cancel` asked this `run` to stop waiting.
+        if live == 0 || sweep.cancel_request().exists() {
             return Ok(status);
         }
         std::thread::sleep(Duration::from_secs(2));
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct CancelSummary {
-    pub job_ids: Vec<String>,
-}
-
 /// `windtunnel cancel DIR`: mark the sweep cancelled (so no task requeues itself) and scancel
 /// every job it submitted. Interrupted runs keep their checkpoints; `run --executor slurm` resumes.
-pub fn cancel(dir: &Path) -> anyhow::Result<CancelSummary> {
+pub fn cancel(dir: &Path) -> anyhow::Result<Option<CancelReport>> {
     let jobs = read_jobs(dir)?;
-    anyhow::ensure!(!jobs.submissions.is_empty(), "{}: no Slurm jobs recorded (slurm/jobs.json); nothing to cancel", dir.display());
-    atomic_write(&cancelled_marker(dir), b"cancelled by `windtunnel cancel`\n")?;
+    if jobs.submissions.is_empty() {
+        return Ok(None);
+    }
+    atomic_write(&SweepDir::new(dir).slurm_cancelled(), b"cancelled by `windtunnel cancel`\n")?;
     let mut ids: Vec<String> = jobs.submissions.iter().filter_map(|s| s.job_id.clone()).collect();
     ids.sort();
     ids.dedup();
     command_output("scancel", &ids.iter().map(String::as_str).collect::<Vec<_>>())?;
-    Ok(CancelSummary { job_ids: ids })
+    let message =
+        format!("cancelled Slurm job(s) {}; interrupted runs keep their checkpoints: resume with `windtunnel run SWEEP.toml --executor slurm`", ids.join(", "));
+    Ok(Some(CancelReport { executor: "slurm", stopped: ids, message }))
+}
+
+/// Job arrays on a Slurm cluster, from this machine's Slurm client.
+pub struct SlurmExecutor {
+    options: SlurmOptions,
+}
+
+impl SlurmExecutor {
+    pub fn new(options: SlurmOptions) -> Self {
+        Self { options }
+    }
+
+    /// An executor for `status` and `cancel`, which submit nothing.
+    pub fn for_status() -> Self {
+        Self::new(SlurmOptions { spec: SlurmSpec::default(), worker: PathBuf::new(), dry_run: false, wait: false, quiet: true })
+    }
+}
+
+impl Executor for SlurmExecutor {
+    fn name(&self) -> &'static str {
+        "slurm"
+    }
+
+    /// Submit (with the sweep file's `[slurm]` block under the command line's keys), and with
+    /// `wait` stay until Slurm has nothing left of the sweep.
+    fn execute(&self, sweep: &SweepDir, plan: &Plan) -> anyhow::Result<ExecReport> {
+        let file = SweepSpec::load(&sweep.sweep_file())?;
+        let options = SlurmOptions { spec: file.slurm.unwrap_or_default().merged(&self.options.spec), ..self.options.clone() };
+        let (submitted, already_finished) = submit(sweep.root(), plan, &options)?;
+        let waited = options.wait && !options.dry_run;
+        if waited {
+            wait(sweep.root(), plan, options.quiet)?;
+        }
+        Ok(ExecReport { executor: "slurm", skipped_already_done: already_finished, waited, submitted: Some(submitted), ..Default::default() })
+    }
+
+    fn live_states(&self, sweep: &SweepDir, unfinished: &[String]) -> anyhow::Result<HashMap<String, LiveState>> {
+        Ok(unfinished_tasks(sweep.root(), unfinished)?
+            .into_iter()
+            .map(|(id, t)| {
+                let alive = t.alive();
+                (id, LiveState { executor: "slurm", handle: t.task, state: t.state, reason: t.reason, alive })
+            })
+            .collect())
+    }
+
+    fn cancel(&self, sweep: &SweepDir) -> anyhow::Result<Option<CancelReport>> {
+        cancel(sweep.root())
+    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@
 //! `training.batch_size`, `mup.init_std`, ...).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,7 @@ pub struct SweepSpec {
     pub grids: Vec<GridSpec>,
     /// How to submit the sweep to Slurm (`windtunnel run --executor slurm`); ignored locally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slurm: Option<super::slurm::SlurmSpec>,
+    pub slurm: Option<SlurmSpec>,
     /// The sweep file's folder (absolute): relative data paths in it resolve against it.
     #[serde(skip)]
     pub base_dir: std::path::PathBuf,
@@ -111,13 +111,13 @@ pub struct ModelFamily {
 }
 
 fn default_head_dim() -> usize {
-    64
+    crate::model::shape::HEAD_DIM
 }
 fn one() -> usize {
     1
 }
 fn default_ffn() -> f64 {
-    2.5
+    crate::model::shape::FFN_MULTIPLIER
 }
 
 /// A swept parameter.
@@ -282,6 +282,126 @@ impl SweepSpec {
         }
         Ok(spec)
     }
+}
+
+/// The `[slurm]` block of a sweep file; each key has a `windtunnel run` flag that overrides it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos: Option<String>,
+    /// Time limit per task, in Slurm's format: "MM", "HH:MM:SS", "D-HH:MM".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_per_task: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per node, e.g. "16G".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// At most this many tasks of an array at once (`--array=...%K`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_throttle: Option<u32>,
+    /// Extra `#SBATCH` options, e.g. ["--exclusive", "--nice=10"].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sbatch: Vec<String>,
+    /// Shell lines run before the worker (module loads, environment activation). Shell by design.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<String>,
+    /// Seconds before the time limit at which Slurm warns the task (USR1) to checkpoint [default: 120].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_seconds: Option<u32>,
+    /// Requeues per task after a time limit, preemption or failure [default: 3].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requeues: Option<u32>,
+    /// The windtunnel binary as the nodes see it [default: this binary].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windtunnel: Option<PathBuf>,
+}
+
+impl SlurmSpec {
+    /// This block with every key `overrides` sets replaced (lists are appended).
+    pub fn merged(&self, overrides: &SlurmSpec) -> SlurmSpec {
+        let pick = |a: &Option<String>, b: &Option<String>| b.clone().or_else(|| a.clone());
+        SlurmSpec {
+            partition: pick(&self.partition, &overrides.partition),
+            account: pick(&self.account, &overrides.account),
+            qos: pick(&self.qos, &overrides.qos),
+            time: pick(&self.time, &overrides.time),
+            gpus_per_task: overrides.gpus_per_task.or(self.gpus_per_task),
+            cpus_per_task: overrides.cpus_per_task.or(self.cpus_per_task),
+            mem: pick(&self.mem, &overrides.mem),
+            constraint: pick(&self.constraint, &overrides.constraint),
+            array_throttle: overrides.array_throttle.or(self.array_throttle),
+            sbatch: self.sbatch.iter().chain(&overrides.sbatch).cloned().collect(),
+            setup: self.setup.iter().chain(&overrides.setup).cloned().collect(),
+            signal_seconds: overrides.signal_seconds.or(self.signal_seconds),
+            max_requeues: overrides.max_requeues.or(self.max_requeues),
+            windtunnel: overrides.windtunnel.clone().or_else(|| self.windtunnel.clone()),
+        }
+    }
+
+    pub fn signal_seconds(&self) -> u32 {
+        self.signal_seconds.unwrap_or(120)
+    }
+
+    pub fn max_requeues(&self) -> u32 {
+        self.max_requeues.unwrap_or(3)
+    }
+
+    /// Refuse values that could break out of an `#SBATCH` line, naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let fields = [
+            ("partition", &self.partition),
+            ("account", &self.account),
+            ("qos", &self.qos),
+            ("time", &self.time),
+            ("mem", &self.mem),
+            ("constraint", &self.constraint),
+        ];
+        for (key, value) in fields {
+            if let Some(v) = value {
+                directive_value(key, v)?;
+                anyhow::ensure!(!v.trim().is_empty() && !v.contains(char::is_whitespace), "slurm.{key} = {v:?}: must be one word without spaces");
+            }
+        }
+        for line in &self.sbatch {
+            directive_value("sbatch", line)?;
+            anyhow::ensure!(line.starts_with('-'), "slurm.sbatch entry {line:?}: give an sbatch option such as \"--exclusive\" (it becomes an #SBATCH line)");
+        }
+        for line in &self.setup {
+            anyhow::ensure!(!line.contains(['\n', '\r', '\0']), "slurm.setup entry {line:?}: one shell line per entry (no newlines)");
+        }
+        if let Some(t) = &self.time {
+            anyhow::ensure!(
+                t.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '-'),
+                "slurm.time = {t:?}: use Slurm's format, e.g. \"30\" (minutes), \"04:00:00\" or \"1-00:00\""
+            );
+        }
+        anyhow::ensure!(self.array_throttle != Some(0), "slurm.array_throttle must be at least 1");
+        anyhow::ensure!(self.cpus_per_task != Some(0), "slurm.cpus_per_task must be at least 1");
+        if let Some(w) = &self.windtunnel {
+            anyhow::ensure!(w.is_absolute(), "slurm.windtunnel = {}: give an absolute path the nodes can run", w.display());
+        }
+        Ok(())
+    }
+}
+
+/// A value for an `#SBATCH` line: no control characters (a newline would end the comment and
+/// start a shell command).
+fn directive_value(key: &str, value: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !value.chars().any(|c| c.is_control()),
+        "slurm.{key} = {value:?} holds a control character (newline, tab, …); it would escape its #SBATCH line"
+    );
+    Ok(())
 }
 
 /// The first NaN or infinite number in `value` (named `key`), with its dotted key.

@@ -72,9 +72,7 @@ pub fn checksum(bytes: &[u8]) -> u64 {
     crate::rng::splitmix64(h)
 }
 
-pub fn checkpoint_name(tokens: u64) -> String {
-    format!("tokens-{tokens:015}.ckpt")
-}
+pub use crate::layout::checkpoint_name;
 
 /// Collect every parameter's values by id.
 struct Collect<'a> {

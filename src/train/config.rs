@@ -114,7 +114,7 @@ impl ModelSpec {
                     depth: need(self.depth, "depth")?,
                     heads,
                     kv_heads: self.kv_heads.unwrap_or(heads),
-                    ffn_width: self.ffn_width.unwrap_or(width * 5 / 2),
+                    ffn_width: self.ffn_width.unwrap_or(shape::default_ffn_width(width)),
                     vocab: self.vocab.unwrap_or(data_vocab),
                 }
             }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::atomic_write;
+use crate::layout::RunDir;
 
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +52,7 @@ impl MetricsLog {
     /// Open the log of `dir`, keeping only records up to `keep_through_step` (those after it are
     /// reproduced exactly when a run resumes from a checkpoint at that step).
     pub fn open(dir: &Path, keep_through_step: u64) -> anyhow::Result<Self> {
-        let path = dir.join("metrics.jsonl");
+        let path = RunDir::new(dir).metrics();
         if path.exists() {
             // Keep the kept lines byte for byte: what was logged is never rewritten.
             let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -159,11 +160,11 @@ pub struct Status {
 }
 
 pub fn write_status(dir: &Path, status: &Status) -> anyhow::Result<()> {
-    atomic_write(&dir.join("status.json"), serde_json::to_string_pretty(status)?.as_bytes())
+    atomic_write(&RunDir::new(dir).status(), serde_json::to_string_pretty(status)?.as_bytes())
 }
 
 pub fn read_status(dir: &Path) -> anyhow::Result<Option<Status>> {
-    let path = dir.join("status.json");
+    let path = RunDir::new(dir).status();
     match std::fs::read_to_string(&path) {
         Ok(t) => Ok(Some(serde_json::from_str(&t).with_context(|| format!("{} is malformed", path.display()))?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

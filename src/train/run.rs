@@ -26,6 +26,7 @@ use super::optimizer::AdamW;
 use crate::data::{self, Batch, TokenSource};
 use crate::device::{run_on, BackendJob, DeviceSpec};
 use crate::fsutil::{atomic_write, FileLock};
+use crate::layout::RunDir;
 use crate::model::memory::{self, machine_memory_bytes, MemoryEstimate};
 use crate::model::shape::{FlopsPerToken, ModelShape};
 use crate::model::transformer::Transformer;
@@ -43,10 +44,6 @@ pub const EXIT_CANNOT_START: u8 = 2;
 pub fn exit_interrupted(sig: i32) -> u8 {
     (128 + sig) as u8
 }
-
-/// The run directory's lock file: the process that trains a run holds it, so a second writer
-/// is refused whatever started it.
-pub const RUN_LOCK: &str = "run.lock";
 
 /// An error that stops a run before it starts training (see [`EXIT_CANNOT_START`]).
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +143,7 @@ fn cannot_start(e: anyhow::Error) -> anyhow::Error {
 /// that is about to let go; refused while another process trains the run.
 pub fn lock_run_dir(out: &Path) -> anyhow::Result<FileLock> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create run directory {}", out.display()))?;
-    FileLock::acquire_within(&out.join(RUN_LOCK), std::time::Duration::from_secs(2))?.map_err(|holder| {
+    FileLock::acquire_within(&RunDir::new(out).lock(), std::time::Duration::from_secs(2))?.map_err(|holder| {
         anyhow::anyhow!(
             "{} is being trained by another process ({holder}); two writers would corrupt its metrics and checkpoints. \
              Wait for it to finish, or stop it (SIGTERM checkpoints it) and run again",
@@ -164,7 +161,7 @@ pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &Tr
         Err(e) => {
             // A run that never started (missing data, bad shape) still says so in its directory, so
             // `status` shows it failed rather than pending. An existing status is never overwritten.
-            if !out.join("status.json").exists() {
+            if !RunDir::new(out).status().exists() {
                 let status = Status {
                     state: RunState::Failed,
                     reason: Some(format!("{e:#}")),
@@ -229,8 +226,8 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
 
     let trunk_checkpoint = match &config.branch {
         Some(b) => {
-            let trunk_dir = base_dir.join(&b.trunk);
-            let trunk_json = trunk_dir.join("run.json");
+            let trunk_dir = RunDir::new(base_dir.join(&b.trunk));
+            let trunk_json = trunk_dir.record();
             let trunk: RunRecord = serde_json::from_str(
                 &std::fs::read_to_string(&trunk_json)
                     .with_context(|| format!("branch.trunk: cannot read {} (has the trunk started?)", trunk_json.display()))?,
@@ -240,10 +237,10 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
             anyhow::ensure!(
                 diffs.is_empty(),
                 "this branch differs from its trunk {} in what a branch must share:\n  {}",
-                trunk_dir.display(),
+                trunk_dir.root().display(),
                 diffs.join("\n  ")
             );
-            let path = trunk_dir.join("checkpoints").join(checkpoint::checkpoint_name(b.from_tokens));
+            let path = trunk_dir.checkpoint(b.from_tokens);
             anyhow::ensure!(
                 path.exists(),
                 "branch.from_tokens = {}: the trunk has no checkpoint {} yet (its checkpoint_tokens must include {})",
@@ -277,7 +274,7 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
     };
 
     std::fs::create_dir_all(out).with_context(|| format!("cannot create run directory {}", out.display()))?;
-    let run_json = out.join("run.json");
+    let run_json = RunDir::new(out).record();
     if run_json.exists() {
         let existing: RunRecord = serde_json::from_str(&std::fs::read_to_string(&run_json)?).with_context(|| format!("{} is malformed", run_json.display()))?;
         anyhow::ensure!(
@@ -388,7 +385,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         let mut model = Transformer::<B>::new(&p.record.shape, &c.mup, c.training.seq_len, c.seed, &device);
         let mut optimizer = AdamW::new(c.optimizer.adamw(), &model, &c.mup);
         let (mut step, mut first_loss, mut wall_before, mut resumed_from) = (0, None, 0.0, None);
-        let ckpt_dir = p.out.join("checkpoints");
+        let ckpt_dir = RunDir::new(&p.out).checkpoints();
         let own = if options.resume || options.resume_before_tokens.is_some() {
             checkpoint::newest_valid(&ckpt_dir, options.resume_before_tokens, |w| crate::stderr_line!("warning: {w}"))
         } else {
@@ -461,7 +458,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
     fn save(&self, reason: &str, wall: f64) -> anyhow::Result<()> {
         let r = &self.p.record;
         let tokens = self.step * r.tokens_per_step;
-        let dir = self.p.out.join("checkpoints");
+        let dir = RunDir::new(&self.p.out).checkpoints();
         let header = CheckpointHeader {
             step: self.step,
             tokens,
@@ -599,7 +596,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         if matches!(outcome, Outcome::Done | Outcome::Diverged) {
             // A finished run keeps its named checkpoints (branch points, final); the periodic and
             // interrupt ones only served to resume it.
-            checkpoint::remove_periodic(&self.p.out.join("checkpoints"), None);
+            checkpoint::remove_periodic(&RunDir::new(&self.p.out).checkpoints(), None);
         }
         progress.finish();
         let trained = (self.step - start_step) * tps;

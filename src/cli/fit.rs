@@ -1,0 +1,209 @@
+//! `windtunnel fit law`, `fit lr` and `fit batch`. On a sweep directory each keeps its report in
+//! `DIR/fits/` (see `windtunnel::fit::saved`), where `plot`, `report` and `export` read it back.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::emit;
+use windtunnel::fit::commands::{fit_batch, fit_batch_sweep, fit_lr, LrColumns};
+use windtunnel::fit::report::{fit_law, LawDefinition};
+use windtunnel::fit::saved;
+use windtunnel::layout::{FitKind, SweepDir};
+
+#[derive(Subcommand)]
+pub enum FitCommand {
+    /// The data-model law L(N, D) = E + A/N^α + B/D^β (Chinchilla approach 3), with bootstrap
+    /// intervals and the compute-optimal tokens per parameter.
+    #[command(after_help = "Examples:\n  windtunnel fit law --config analysis/chinchilla.toml\n  \
+                            windtunnel fit law --input results.csv --n N --tokens D --loss loss --bootstrap 1000 --budgets 1e21,5.76e23\n  \
+                            windtunnel fit law --input analysis/data/chinchilla_svg_extracted_data.csv --n 'Model Size' \\\n    \
+                            --flops 'Training FLOP' --loss loss --drop-highest 5 --holdout largest --json")]
+    Law(FitLawArgs),
+    /// Learning-rate transfer: the optimal lr per width (parabola in log lr) and its drift with width.
+    #[command(after_help = "Examples:\n  windtunnel fit lr --input results/quickstart\n  \
+                            windtunnel fit lr --input scan.csv --lr lr --width width --loss final_eval_loss --group parameterization --json")]
+    Lr(FitLrArgs),
+    /// Batch size: MiniCPM's bs_opt = k / L^γ from training curves, and DeepSeek's η_opt(C), B_opt(C).
+    #[command(after_help = "Examples:\n  windtunnel fit batch --input results/batch-sweep/runs\n  \
+                            windtunnel fit batch --input curves.csv --runs-table results/batch-sweep/table.csv --json")]
+    Batch(FitBatchArgs),
+}
+
+#[derive(Args)]
+pub struct FitLrArgs {
+    /// A CSV or Parquet table, or a sweep directory (its results table, from its runs' files).
+    #[arg(long)]
+    input: std::path::PathBuf,
+    #[arg(long, default_value = "lr")]
+    lr: String,
+    #[arg(long, default_value = "width")]
+    width: String,
+    /// Depth column (used when present).
+    #[arg(long, default_value = "depth")]
+    depth: String,
+    #[arg(long, default_value = "final_eval_loss")]
+    loss: String,
+    /// Analyse each value of this column separately (when present).
+    #[arg(long, default_value = "parameterization")]
+    group: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct FitBatchArgs {
+    /// A folder of run directories (their metrics.jsonl), or a CSV with batch_size, tokens, loss.
+    #[arg(long)]
+    input: std::path::PathBuf,
+    /// Use training loss instead of eval loss for the curves.
+    #[arg(long)]
+    train_loss: bool,
+    /// A table of finished runs (flops, lr, batch_size, loss column) for DeepSeek's laws.
+    #[arg(long)]
+    runs_table: Option<std::path::PathBuf>,
+    #[arg(long, default_value = "final_eval_loss")]
+    loss: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct FitLawArgs {
+    /// A fit definition (TOML, e.g. analysis/chinchilla.toml); flags given too override it.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// A CSV or Parquet table, or a sweep directory (its results table, from its runs' files).
+    #[arg(long, required_unless_present = "config")]
+    input: Option<std::path::PathBuf>,
+    /// Column of N (non-embedding parameters) [default: non_embedding_params].
+    #[arg(long)]
+    n: Option<String>,
+    /// Column of D (training tokens) [default: tokens].
+    #[arg(long, conflicts_with = "flops")]
+    tokens: Option<String>,
+    /// Column of C (training FLOPs); D = C / (6N).
+    #[arg(long)]
+    flops: Option<String>,
+    /// Column of the final loss [default: final_eval_loss].
+    #[arg(long)]
+    loss: Option<String>,
+    /// Only rows of this sweep grid (a sweep table's `grid` column).
+    #[arg(long)]
+    grid: Option<String>,
+    /// Leave out the K highest-loss points.
+    #[arg(long)]
+    drop_highest: Option<usize>,
+    /// Huber δ.
+    #[arg(long)]
+    delta: Option<f64>,
+    /// Bootstrap resamples for intervals (0: none).
+    #[arg(long)]
+    bootstrap: Option<usize>,
+    /// Refit each resample from the full 4500-start grid instead of from the full fit.
+    #[arg(long)]
+    bootstrap_full_grid: bool,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Compute budgets in FLOPs for the compute-optimal N, D and D/N, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    budgets: Option<Vec<f64>>,
+    /// Fit without the largest model (`largest`) or budget (`largest-budget`) and predict it.
+    #[arg(long)]
+    holdout: Option<windtunnel::fit::report::Holdout>,
+    /// Predict the loss at N:D, comma-separated (e.g. 1e9:2e10).
+    #[arg(long, value_delimiter = ',', value_parser = parse_pair)]
+    predict: Option<Vec<[f64; 2]>>,
+    /// Also write the report as JSON to this file [default for a sweep directory: DIR/fits/law.json].
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_pair(s: &str) -> Result<[f64; 2], String> {
+    let (n, d) = s.split_once(':').ok_or_else(|| format!("`{s}`: write N:D, e.g. 1e9:2e10"))?;
+    let num = |x: &str| match x.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err(format!("`{x}`: N and D must be positive finite counts, e.g. 1e9:2e10")),
+        Err(_) => Err(format!("`{x}` is not a number")),
+    };
+    Ok([num(n)?, num(d)?])
+}
+
+impl FitLawArgs {
+    fn definition(&self) -> anyhow::Result<LawDefinition> {
+        let mut def = match &self.config {
+            Some(path) => LawDefinition::load(path)?,
+            // Without --config the defaults are the results table's columns.
+            None => LawDefinition::for_table(self.input.clone().context("--input is required")?),
+        };
+        if let Some(v) = &self.input {
+            def.input = v.clone();
+        }
+        if let Some(v) = &self.n {
+            def.n = v.clone();
+        }
+        if let Some(v) = &self.loss {
+            def.loss = v.clone();
+        }
+        if self.tokens.is_some() || self.flops.is_some() {
+            def.tokens = self.tokens.clone();
+            def.flops = self.flops.clone();
+        }
+        if let Some(v) = self.drop_highest {
+            def.drop_highest = v;
+        }
+        if self.grid.is_some() {
+            def.grid = self.grid.clone();
+        }
+        if let Some(v) = self.delta {
+            def.delta = v;
+        }
+        if let Some(v) = self.bootstrap {
+            def.bootstrap = v;
+        }
+        def.bootstrap_full_grid |= self.bootstrap_full_grid;
+        if let Some(v) = self.seed {
+            def.seed = v;
+        }
+        if let Some(v) = &self.budgets {
+            def.budgets = v.clone();
+        }
+        if self.holdout.is_some() {
+            def.holdout = self.holdout;
+        }
+        if let Some(v) = &self.predict {
+            def.predict = v.clone();
+        }
+        Ok(def)
+    }
+}
+
+pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
+    match command {
+        FitCommand::Law(args) => {
+            let definition = args.definition()?;
+            let report = fit_law(&definition)?;
+            saved::keep(&definition.input, FitKind::Law, &report, args.out.as_deref())?;
+            emit(&report, args.json)
+        }
+        FitCommand::Lr(args) => {
+            let columns = LrColumns { lr: args.lr, width: args.width, depth: Some(args.depth), loss: args.loss, group: Some(args.group) };
+            let report = fit_lr(&args.input, &columns, args.seed)?;
+            saved::keep(&args.input, FitKind::Lr, &report, None)?;
+            emit(&report, args.json)
+        }
+        FitCommand::Batch(args) => {
+            let runs = args.runs_table.as_deref().map(|t| (t, args.loss.as_str()));
+            // A sweep directory: its batch-size grid's curves, and the report kept in DIR/fits/.
+            if SweepDir::new(&args.input).exists() && runs.is_none() && !args.train_loss {
+                let report = fit_batch_sweep(&args.input)?;
+                saved::keep(&args.input, FitKind::Batch, &report, None)?;
+                return emit(&report, args.json);
+            }
+            emit(&fit_batch(&args.input, !args.train_loss, runs)?, args.json)
+        }
+    }
+}

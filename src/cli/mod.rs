@@ -1,0 +1,150 @@
+//! The `windtunnel` command line: the argument types of each command (one file per group of
+//! commands, beside the function that runs them), one dispatch line per command, and one helper
+//! that prints a report as text or `--json`. Every command returns its exit code; the library
+//! does the work, and saves what it makes next to the code that reads it back.
+
+mod data;
+mod fit;
+mod model;
+mod outputs;
+mod sweep;
+mod train;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use windtunnel::train::run::{CannotStart, EXIT_CANNOT_START, EXIT_FAILED};
+
+#[derive(Parser)]
+#[command(
+    name = "windtunnel",
+    version,
+    about = "Wind-tunnel scaling-law experiments on µP language models (the MiniCPM method)",
+    long_about = "Train small µP proxy models, branch WSD decays off their stable phases, fit scaling laws \
+                  to the losses and export the compute-optimal configuration for the full run."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a model shape's exact parameter counts, FLOPs per token, training memory and µP factors.
+    #[command(after_help = "Examples:\n  windtunnel model --preset minicpm-1.2b\n  windtunnel model --preset 9m --json\n  \
+                            windtunnel model --preset 9m --seq-len 512 --batch-size 8   (training memory at that batch)\n  \
+                            windtunnel model --width 256 --depth 8 --heads 4 --kv-heads 2 --vocab 256\n  windtunnel model --list")]
+    Model(model::ModelArgs),
+    /// Check µP: record mean |activation| per layer across widths for a few training steps.
+    #[command(after_help = "Examples:\n  windtunnel coord-check\n  windtunnel coord-check --parameterization sp\n  \
+                            windtunnel coord-check --widths 64,128,256,512,1024 --steps 5 --json > coord.json")]
+    CoordCheck(model::CoordCheckArgs),
+    /// Train one run from a run file; writes run.json, metrics.jsonl, status.json and checkpoints/ into --out.
+    #[command(after_help = "Examples:\n  windtunnel train sweeps/runs/quickstart.toml --out results/quickstart-run\n  \
+                            windtunnel train sweeps/runs/quickstart.toml --out results/quickstart-run --resume\n  \
+                            windtunnel train run.toml --out runs/a --device cuda:0 --json\n\n\
+                            Exit codes: 0 done, 1 failed while training (worth retrying), 2 cannot start (bad run file or data, \
+                            a model too big for memory, a run directory another process is writing), 3 diverged, \
+                            130/138/143 interrupted by SIGINT/SIGUSR1/SIGTERM (a checkpoint was written; SIGUSR1 is Slurm's time-limit warning).")]
+    Train(train::TrainArgs),
+    /// Expand a sweep file into its run graph (trunks, branches, plain runs) and its compute, without running it.
+    #[command(after_help = "Examples:\n  windtunnel plan sweeps/quickstart.toml\n  windtunnel plan sweeps/minicpm-data-model.toml --json")]
+    Plan(sweep::PlanArgs),
+    /// Run a sweep: every run a worker process (here, or as Slurm job arrays), resumable after any interruption.
+    #[command(after_help = "Examples:\n  windtunnel run sweeps/quickstart.toml\n  \
+                            windtunnel run sweeps/quickstart.toml --parallel 2\n  \
+                            windtunnel run sweeps/minicpm-lr-stability.toml --devices cuda:0,1,2,3 --runs-per-device 2\n  \
+                            windtunnel run sweeps/quickstart.toml --executor slurm --partition gpu --time 04:00:00 --gpus-per-task 1\n  \
+                            windtunnel run sweeps/quickstart.toml --executor slurm --dry-run   (write the sbatch scripts, submit nothing)\n\n\
+                            Rerunning the same command resumes: finished runs are kept, interrupted ones continue from their checkpoints.\n\
+                            With --executor slurm the sweep directory must be on a file system the compute nodes share.")]
+    Run(sweep::RunArgs),
+    /// A sweep's progress, from its files first; for a Slurm sweep, Slurm's view of the unfinished runs.
+    #[command(after_help = "Examples:\n  windtunnel status results/quickstart\n  windtunnel status results/quickstart --json")]
+    Status(sweep::DirArgs),
+    /// Stop a sweep: a local `run` stops its workers, a Slurm sweep's jobs are cancelled; runs keep their checkpoints.
+    #[command(after_help = "Examples:\n  windtunnel cancel results/quickstart\n\n\
+                            Running the sweep again resumes every interrupted run from its checkpoint.")]
+    Cancel(sweep::DirArgs),
+    /// Write the sweep's results table (table.csv and table.parquet: one row per finished run or branch).
+    #[command(after_help = "Examples:\n  windtunnel collect results/quickstart")]
+    Collect(sweep::DirArgs),
+    /// Fit scaling laws to a results table.
+    #[command(subcommand)]
+    Fit(fit::FitCommand),
+    /// Make and inspect data: the synthetic language as a token file, or what a data file holds.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Draw every chart a sweep's data supports into DIR/plots/ (or one coordinate check).
+    #[command(after_help = "Examples:\n  windtunnel plot results/quickstart\n  windtunnel plot results/quickstart --format png\n  \
+                            windtunnel coord-check --json > coord.json && windtunnel plot --coord-check coord.json\n\n\
+                            Charts: loss-curves, lr-transfer, law-tokens, law-compute, allocation, residuals, holdout, batch-size;\n\
+                            the data-model law is refitted from the definition `fit law` saved in DIR/fits/law.json.")]
+    Plot(outputs::PlotArgs),
+    /// Write DIR/report.html: one self-contained page with the sweep's summary, every chart and the fits.
+    #[command(after_help = "Examples:\n  windtunnel report results/quickstart\n  windtunnel report results/quickstart --out quickstart.html")]
+    Report(outputs::ReportArgs),
+    /// Choose the full run from the sweep's fits: shape, µP learning rates, batch size, WSD schedule, predicted loss.
+    #[command(after_help = "Examples:\n  windtunnel export results/quickstart --budget-flops 1e18\n  \
+                            windtunnel export results/quickstart --target-params 50e6 --vocab 73440 --seq-len 4096 --out export/\n\n\
+                            Writes config.json (Hugging Face MiniCPM format) and recipe.json (the training recipe and where each number came from).")]
+    Export(outputs::ExportArgs),
+}
+
+/// Parse the command line, run the command, and turn its result into the process's exit code.
+pub fn main() -> ExitCode {
+    // Output piped into `head` ends quietly, as with other Unix tools, instead of a panic on EPIPE.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    windtunnel::alloc::tune_for_training();
+    match dispatch(Cli::parse().command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            windtunnel::stderr_line!("error: {e:#}");
+            ExitCode::from(if e.downcast_ref::<CannotStart>().is_some() { EXIT_CANNOT_START } else { EXIT_FAILED })
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Model(args) => model::model(args),
+        Command::CoordCheck(args) => model::coord_check(args),
+        Command::Train(args) => train::train(args),
+        Command::Plan(args) => sweep::plan(args),
+        Command::Run(args) => sweep::run(args),
+        Command::Status(args) => sweep::status(args),
+        Command::Cancel(args) => sweep::cancel(args),
+        Command::Collect(args) => sweep::collect(args),
+        Command::Fit(command) => fit::fit(command),
+        Command::Data(command) => data::data(command),
+        Command::Plot(args) => outputs::plot(args),
+        Command::Report(args) => outputs::report(args),
+        Command::Export(args) => outputs::export(args),
+    }
+}
+
+/// Print `report` on stdout as text, or as JSON with `--json`; exit code 0. A closed or full
+/// stdout is an error, never a panic.
+fn emit<T: Serialize + std::fmt::Display>(report: &T, json: bool) -> anyhow::Result<u8> {
+    if json {
+        return emit_json(report);
+    }
+    writeln!(std::io::stdout(), "{}", report.to_string().trim_end()).context("cannot write to stdout")?;
+    Ok(0)
+}
+
+/// Print `value` on stdout as JSON; exit code 0.
+fn emit_json<T: Serialize>(value: &T) -> anyhow::Result<u8> {
+    writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(value)?).context("cannot write to stdout")?;
+    Ok(0)
+}
+
+/// The `windtunnel` binary itself, which executors start as their workers.
+fn this_binary() -> anyhow::Result<std::path::PathBuf> {
+    std::env::current_exe().context("cannot find the windtunnel binary")
+}

@@ -1,0 +1,110 @@
+//! `windtunnel plot`, `report` and `export`: what a sweep's data and fits become. Each reads the
+//! sweep directory and writes only its own output.
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{emit, emit_json};
+use windtunnel::export::{export as choose, ExportRequest, Target};
+use windtunnel::layout::SweepDir;
+
+#[derive(Args)]
+pub struct PlotArgs {
+    /// The sweep directory (results/NAME).
+    #[arg(required_unless_present = "coord_check")]
+    dir: Option<std::path::PathBuf>,
+    /// Draw this coordinate check (the JSON of `windtunnel coord-check --json`) instead of a sweep.
+    #[arg(long, conflicts_with = "dir")]
+    coord_check: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value = "svg")]
+    format: windtunnel::plot::ImageFormat,
+    /// Output file for --coord-check [default: beside the JSON file].
+    #[arg(long, requires = "coord_check")]
+    out: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The sweep directory.
+    dir: std::path::PathBuf,
+    /// Where to write the page [default: DIR/report.html].
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The sweep directory whose fits to use.
+    dir: std::path::PathBuf,
+    /// Training compute of the full run in FLOPs (C = 6ND): take the compute-optimal N and D.
+    #[arg(long, conflicts_with = "target_params", required_unless_present = "target_params")]
+    budget_flops: Option<f64>,
+    /// Non-embedding parameters of the full run: D from the law's compute-optimal tokens per parameter.
+    #[arg(long)]
+    target_params: Option<f64>,
+    /// Vocabulary of the full run [default: the sweep's].
+    #[arg(long)]
+    vocab: Option<usize>,
+    /// Sequence length of the full run [default: the sweep's].
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Key/value heads as a divisor of the query heads: 1 = multi-head attention, 3 = MiniCPM-1.2B's GQA.
+    #[arg(long, default_value_t = 1)]
+    gqa_group: usize,
+    /// Width / depth of the exported shape (MiniCPM-1.2B: 30, 2.4B: 58, its Table 8 proxies: 40-56).
+    #[arg(long, default_value_t = 40.0)]
+    aspect_ratio: f64,
+    /// Take the learning-rate optimum from this sweep instead (a µP learning-rate scan).
+    #[arg(long)]
+    lr_sweep: Option<std::path::PathBuf>,
+    /// Take the batch-size law from this sweep instead (runs at 3 or more batch sizes).
+    #[arg(long)]
+    batch_sweep: Option<std::path::PathBuf>,
+    /// Where to write config.json and recipe.json [default: DIR/export].
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn plot(args: PlotArgs) -> anyhow::Result<u8> {
+    let summary = match &args.coord_check {
+        Some(file) => windtunnel::plot::plot_coord_check(file, args.format, args.out.as_deref())?,
+        None => windtunnel::plot::plot_sweep(args.dir.as_deref().context("give a sweep directory or --coord-check FILE")?, args.format)?,
+    };
+    emit(&summary, args.json)
+}
+
+pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
+    let out = args.out.unwrap_or_else(|| SweepDir::new(&args.dir).report());
+    emit(&windtunnel::report::write_report(&args.dir, &out)?, args.json)
+}
+
+pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
+    let target = match (args.budget_flops, args.target_params) {
+        (Some(c), _) => Target::BudgetFlops(c),
+        (None, Some(n)) => Target::Params(n),
+        (None, None) => anyhow::bail!("give --budget-flops C or --target-params N"),
+    };
+    let request = ExportRequest {
+        dir: args.dir.clone(),
+        target,
+        vocab: args.vocab,
+        seq_len: args.seq_len,
+        gqa_group: args.gqa_group,
+        aspect_ratio: args.aspect_ratio,
+        lr_sweep: args.lr_sweep,
+        batch_sweep: args.batch_sweep,
+    };
+    let exported = choose(&request)?;
+    let out = args.out.unwrap_or_else(|| SweepDir::new(&args.dir).export());
+    let written = exported.write(&out)?;
+    if args.json {
+        return emit_json(&exported.recipe);
+    }
+    emit(&format!("{exported}wrote {}", written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")), false)
+}

@@ -1,0 +1,210 @@
+//! `windtunnel plan`, `run`, `status`, `cancel` and `collect`.
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{emit, this_binary};
+use windtunnel::device::DeviceSpec;
+use windtunnel::layout::SweepDir;
+use windtunnel::sweep::executor::{CancelReport, Executor};
+use windtunnel::sweep::local::{ExecOptions, LocalExecutor};
+use windtunnel::sweep::slurm::{SlurmExecutor, SlurmOptions};
+use windtunnel::sweep::spec::{SlurmSpec, SweepSpec};
+
+#[derive(Args)]
+pub struct PlanArgs {
+    sweep: std::path::PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    sweep: std::path::PathBuf,
+    /// Root folder; the sweep writes into OUT/<sweep name>.
+    #[arg(long, default_value = "results")]
+    out: std::path::PathBuf,
+    /// Workers at a time [default: devices × runs-per-device].
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// cpu, or GPUs as cuda:0,1,2 (each worker sees one GPU).
+    #[arg(long, default_value = "cpu")]
+    devices: String,
+    /// Concurrent runs per device.
+    #[arg(long, default_value_t = ExecOptions::DEFAULT_RUNS_PER_DEVICE)]
+    runs_per_device: usize,
+    /// Retries of a failed run [default: 2]; Slurm: requeues of a task after a failure, time limit
+    /// or preemption [default: the [slurm] block's max_requeues, else 3].
+    #[arg(long)]
+    max_retries: Option<usize>,
+    #[arg(long)]
+    quiet: bool,
+    /// Where the runs execute: here (local) or as Slurm job arrays (slurm).
+    #[arg(long, value_enum, default_value = "local")]
+    executor: ExecutorKind,
+    #[command(flatten)]
+    slurm: SlurmArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExecutorKind {
+    Local,
+    Slurm,
+}
+
+/// Overrides of the sweep file's [slurm] block (with --executor slurm).
+#[derive(Args)]
+#[command(next_help_heading = "Slurm (with --executor slurm; each overrides the sweep file's [slurm] key)")]
+struct SlurmArgs {
+    #[arg(long)]
+    partition: Option<String>,
+    #[arg(long)]
+    account: Option<String>,
+    #[arg(long)]
+    qos: Option<String>,
+    /// Time limit per task: "MM", "HH:MM:SS" or "D-HH:MM".
+    #[arg(long)]
+    time: Option<String>,
+    #[arg(long)]
+    gpus_per_task: Option<u32>,
+    #[arg(long)]
+    cpus_per_task: Option<u32>,
+    /// Memory per node, e.g. 16G.
+    #[arg(long)]
+    mem: Option<String>,
+    #[arg(long)]
+    constraint: Option<String>,
+    /// At most K tasks of an array at once.
+    #[arg(long)]
+    array_throttle: Option<u32>,
+    /// An extra #SBATCH option (repeatable), e.g. --sbatch=--exclusive.
+    #[arg(long = "sbatch", allow_hyphen_values = true)]
+    sbatch_lines: Vec<String>,
+    /// A shell line to run before the worker (repeatable), e.g. --setup "module load cuda".
+    #[arg(long)]
+    setup: Vec<String>,
+    /// Seconds before the time limit at which the task is told to checkpoint [default: 120].
+    #[arg(long)]
+    signal_seconds: Option<u32>,
+    /// Write the sbatch scripts into DIR/slurm/ without submitting them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stay until Slurm has finished the sweep, then collect its table.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Args)]
+pub struct DirArgs {
+    /// The sweep directory (results/<name>).
+    dir: std::path::PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_devices(s: &str) -> anyhow::Result<Vec<DeviceSpec>> {
+    if let Some(list) = s.strip_prefix("cuda:") {
+        return list
+            .split(',')
+            .map(|i| i.trim().parse().map(DeviceSpec::Cuda).map_err(|_| anyhow::anyhow!("--devices {s}: `{i}` is not a GPU index")))
+            .collect();
+    }
+    s.split(',').map(|d| d.parse::<DeviceSpec>().map_err(anyhow::Error::msg)).collect()
+}
+
+pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
+    let spec = SweepSpec::load(&args.sweep)?;
+    let plan = windtunnel::sweep::plan::plan(&spec).map_err(|e| e.context(format!("planning {}", args.sweep.display())))?;
+    emit(&plan, args.json)
+}
+
+/// The executor the command line asks for.
+fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
+    if args.executor == ExecutorKind::Local {
+        return Ok(Box::new(LocalExecutor::new(ExecOptions {
+            parallel: args.parallel,
+            devices: parse_devices(&args.devices)?,
+            runs_per_device: args.runs_per_device,
+            max_retries: args.max_retries.unwrap_or(ExecOptions::DEFAULT_MAX_RETRIES),
+            worker: this_binary()?,
+            quiet: args.quiet,
+        })));
+    }
+    let a = &args.slurm;
+    let spec = SlurmSpec {
+        partition: a.partition.clone(),
+        account: a.account.clone(),
+        qos: a.qos.clone(),
+        time: a.time.clone(),
+        gpus_per_task: a.gpus_per_task,
+        cpus_per_task: a.cpus_per_task,
+        mem: a.mem.clone(),
+        constraint: a.constraint.clone(),
+        array_throttle: a.array_throttle,
+        sbatch: a.sbatch_lines.clone(),
+        setup: a.setup.clone(),
+        signal_seconds: a.signal_seconds,
+        max_requeues: args.max_retries.map(|r| r as u32),
+        windtunnel: None,
+    };
+    Ok(Box::new(SlurmExecutor::new(SlurmOptions { spec, worker: this_binary()?, dry_run: a.dry_run, wait: a.wait, quiet: args.quiet })))
+}
+
+/// Exit code: 0, or 128 + the signal that stopped the sweep (`cancel` counts as SIGTERM); an
+/// error when runs failed.
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let out = windtunnel::sweep::run(&args.sweep, &args.out, &*executor(&args)?)?;
+    let (s, dir) = (&out.exec, out.dir.display());
+    match &out.table {
+        Some(t) => windtunnel::stderr_line!("{dir}: {s}; {} ({} rows)", t.table.display(), t.rows),
+        None => windtunnel::stderr_line!("{dir}: {s}"),
+    }
+    out.table.iter().flat_map(|t| &t.warnings).for_each(|w| windtunnel::stderr_line!("warning: {w}"));
+    if let Some(sig) = s.stopped_by_signal {
+        let why = if s.cancelled { "cancelled by `windtunnel cancel`".to_string() } else { format!("stopped by signal {sig}") };
+        windtunnel::stderr_line!("{why}; run the same command again to resume");
+        return Ok(windtunnel::train::run::exit_interrupted(sig));
+    }
+    if s.submitted.as_ref().is_some_and(|sub| !sub.dry_run) && !s.waited {
+        windtunnel::stderr_line!("watch it with `windtunnel status {dir}`; stop it with `windtunnel cancel {dir}`");
+    }
+    anyhow::ensure!(s.failed == 0, "{} run(s) failed; see their worker.log in {}", s.failed, SweepDir::new(&out.dir).runs().display());
+    Ok(0)
+}
+
+pub fn status(args: DirArgs) -> anyhow::Result<u8> {
+    emit(&windtunnel::sweep::status(&SweepDir::new(&args.dir))?, args.json)
+}
+
+/// What `cancel` stopped, one line per executor.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Cancelled(Vec<CancelReport>);
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|c| writeln!(f, "{}", c.message))
+    }
+}
+
+pub fn cancel(args: DirArgs) -> anyhow::Result<u8> {
+    emit(&Cancelled(windtunnel::sweep::cancel(&SweepDir::new(&args.dir))?), args.json)
+}
+
+/// `collect`'s summary line, and its warnings on stderr.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Collected(windtunnel::sweep::collect::CollectSummary);
+
+impl std::fmt::Display for Collected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.0;
+        write!(f, "wrote {} and {} ({} rows; {} runs not finished)", s.table.display(), s.parquet.display(), s.rows, s.unfinished)
+    }
+}
+
+pub fn collect(args: DirArgs) -> anyhow::Result<u8> {
+    let summary = windtunnel::sweep::collect::collect(&SweepDir::new(&args.dir))?;
+    summary.warnings.iter().for_each(|w| windtunnel::stderr_line!("warning: {w}"));
+    emit(&Collected(summary), args.json)
+}

@@ -1,0 +1,192 @@
+//! The on-disk layout: every path of a sweep directory and of a run directory, named here once.
+//!
+//! ```text
+//! OUT/<sweep name>/            SweepDir
+//!   sweep.toml                 the sweep file as run
+//!   plan.json                  the run graph (ids, kinds, configs)
+//!   sweep.lock                 held by the `windtunnel run` executing the sweep
+//!   cancel                     asks that `run` to stop its workers (`windtunnel cancel`)
+//!   table.csv, table.parquet   one row per finished run (`collect`)
+//!   fits/law.json, lr.json, batch.json
+//!   plots/                     charts (`plot`)
+//!   report.html                (`report`)
+//!   export/config.json, recipe.json
+//!   slurm/wave-N.sbatch, jobs.json, logs/, cancelled
+//!   runs/<id>/                 RunDir
+//!     config.json              the run file the worker trains
+//!     run.json                 the run as resolved and started (N, FLOPs per token, ...)
+//!     status.json              running | done | failed | diverged | interrupted
+//!     metrics.jsonl            one line per logged step, append-only
+//!     run.lock                 held by the process training the run
+//!     worker.log               the worker's stderr
+//!     checkpoints/tokens-<D>.ckpt, periodic-tokens-<D>.ckpt
+//! ```
+//!
+//! A branch names its trunk relative to its own directory (`../<trunk id>`), so a sweep
+//! directory can be moved or copied whole.
+
+use std::path::{Path, PathBuf};
+
+/// A sweep directory: `OUT/<sweep name>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepDir {
+    root: PathBuf,
+}
+
+/// The fits a sweep directory keeps, each in `fits/<name>.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FitKind {
+    Law,
+    Lr,
+    Batch,
+}
+
+impl SweepDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory of sweep `name` under the output root `out`.
+    pub fn for_sweep(out: &Path, name: &str) -> Self {
+        Self::new(out.join(name))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether this is a sweep directory (it has a plan).
+    pub fn exists(&self) -> bool {
+        self.plan().exists()
+    }
+
+    pub fn sweep_file(&self) -> PathBuf {
+        self.root.join("sweep.toml")
+    }
+
+    pub fn plan(&self) -> PathBuf {
+        self.root.join("plan.json")
+    }
+
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("sweep.lock")
+    }
+
+    /// Written by `windtunnel cancel`: the `run` executing the sweep stops its workers.
+    pub fn cancel_request(&self) -> PathBuf {
+        self.root.join("cancel")
+    }
+
+    pub fn table_csv(&self) -> PathBuf {
+        self.root.join("table.csv")
+    }
+
+    pub fn table_parquet(&self) -> PathBuf {
+        self.root.join("table.parquet")
+    }
+
+    pub fn runs(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    pub fn run(&self, id: &str) -> RunDir {
+        RunDir::new(self.runs().join(id))
+    }
+
+    pub fn fit(&self, kind: FitKind) -> PathBuf {
+        let name = match kind {
+            FitKind::Law => "law.json",
+            FitKind::Lr => "lr.json",
+            FitKind::Batch => "batch.json",
+        };
+        self.root.join("fits").join(name)
+    }
+
+    pub fn plots(&self) -> PathBuf {
+        self.root.join("plots")
+    }
+
+    pub fn report(&self) -> PathBuf {
+        self.root.join("report.html")
+    }
+
+    pub fn export(&self) -> PathBuf {
+        self.root.join("export")
+    }
+
+    pub fn slurm(&self) -> PathBuf {
+        self.root.join("slurm")
+    }
+
+    pub fn slurm_jobs(&self) -> PathBuf {
+        self.slurm().join("jobs.json")
+    }
+
+    pub fn slurm_logs(&self) -> PathBuf {
+        self.slurm().join("logs")
+    }
+
+    pub fn slurm_cancelled(&self) -> PathBuf {
+        self.slurm().join("cancelled")
+    }
+}
+
+/// A run directory: `runs/<id>/` in a sweep, or any `train --out DIR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+
+    /// `run.json`: the run as resolved and started.
+    pub fn record(&self) -> PathBuf {
+        self.root.join("run.json")
+    }
+
+    pub fn status(&self) -> PathBuf {
+        self.root.join("status.json")
+    }
+
+    pub fn metrics(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("run.lock")
+    }
+
+    pub fn worker_log(&self) -> PathBuf {
+        self.root.join("worker.log")
+    }
+
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+
+    /// The kept checkpoint at `tokens` (a branch point, or the end of the run).
+    pub fn checkpoint(&self, tokens: u64) -> PathBuf {
+        self.checkpoints().join(checkpoint_name(tokens))
+    }
+
+    /// How a branch's config names its trunk: relative to the branch's own directory.
+    pub fn trunk_reference(trunk_id: &str) -> PathBuf {
+        Path::new("..").join(trunk_id)
+    }
+}
+
+/// The file name of the kept checkpoint at `tokens` (zero-padded, so names sort by tokens).
+pub fn checkpoint_name(tokens: u64) -> String {
+    format!("tokens-{tokens:015}.ckpt")
+}

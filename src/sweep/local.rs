@@ -1,0 +1,547 @@
+//! The local executor: `windtunnel run SWEEP.toml` (progress bars in `progress.rs`).
+//!
+//! Each run is a worker subprocess — `windtunnel train runs/<id>/config.json --out runs/<id>` —
+//! so a crashing run cannot take the sweep down. Up to `parallel` workers run at once; CPU
+//! threads are split between them (RAYON_NUM_THREADS), GPUs are handed out by setting the
+//! worker's CUDA_VISIBLE_DEVICES, `runs_per_device` at a time. A branch starts as soon as its
+//! trunk's checkpoint at the branch point exists, not when the trunk finishes.
+//!
+//! Everything lives in files, so a sweep resumes after anything: done and diverged runs are
+//! kept, interrupted runs continue from their checkpoints (`--resume`), failed runs are retried
+//! up to `max_retries` times (not those that exit 2: they cannot start as configured). Ctrl-C,
+//! SIGTERM or `windtunnel cancel DIR` stops the workers gracefully (each checkpoints).
+//!
+//! One writer per directory: `sweep.lock` (flock) keeps a second `run` off the sweep, and each
+//! worker holds its run's `run.lock`, so a run still held by some other process (an orphan of a
+//! killed `run`, a `train` started by hand) waits here instead of getting a second writer.
+//! Workers die with their `run`: the kernel sends them SIGTERM when it dies (PR_SET_PDEATHSIG).
+//! A branch point lost from a finished trunk (deleted, or failing its checksum) is written again
+//! by training the trunk from its last good checkpoint before it (`--resume-before-tokens`).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::executor::{CancelReport, ExecReport, Executor};
+use super::plan::{Plan, PlannedRun};
+use super::progress::SweepBars;
+use super::status::{files_view, LiveState};
+use crate::device::DeviceSpec;
+use crate::fsutil::{atomic_write, FileLock};
+use crate::layout::{RunDir, SweepDir};
+use crate::train::checkpoint;
+use crate::train::log::{read_status, RunState};
+use crate::train::run::{exit_interrupted, EXIT_CANNOT_START, EXIT_DIVERGED};
+
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Concurrent workers [default: 1 per device slot; on CPU 1].
+    pub parallel: Option<usize>,
+    pub devices: Vec<DeviceSpec>,
+    pub runs_per_device: usize,
+    pub max_retries: usize,
+    /// The `windtunnel` binary the workers run.
+    pub worker: PathBuf,
+    pub quiet: bool,
+}
+
+impl ExecOptions {
+    /// Retries of a failed run unless `run --max-retries` says otherwise.
+    pub const DEFAULT_MAX_RETRIES: usize = 2;
+    /// Runs per GPU unless `run --runs-per-device` says otherwise.
+    pub const DEFAULT_RUNS_PER_DEVICE: usize = 1;
+}
+
+/// Worker processes on this machine.
+pub struct LocalExecutor {
+    options: ExecOptions,
+}
+
+impl LocalExecutor {
+    pub fn new(options: ExecOptions) -> Self {
+        Self { options }
+    }
+
+    /// An executor for `status` and `cancel`, which start nothing.
+    pub fn for_status() -> Self {
+        Self::new(ExecOptions {
+            parallel: None,
+            devices: Vec::new(),
+            runs_per_device: ExecOptions::DEFAULT_RUNS_PER_DEVICE,
+            max_retries: ExecOptions::DEFAULT_MAX_RETRIES,
+            worker: PathBuf::new(),
+            quiet: true,
+        })
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn execute(&self, sweep: &SweepDir, plan: &Plan) -> anyhow::Result<ExecReport> {
+        // A cancel request left from before is not for this run.
+        let _ = std::fs::remove_file(sweep.cancel_request());
+        Scheduler::new(sweep, plan, &self.options)?.run()
+    }
+
+    fn live_states(&self, _sweep: &SweepDir, _unfinished: &[String]) -> anyhow::Result<HashMap<String, LiveState>> {
+        // Its workers' liveness is in the files already: a run's lock is held while it trains.
+        Ok(HashMap::new())
+    }
+
+    /// Ask the `run` holding the sweep's lock to stop its workers, and wait until it has.
+    fn cancel(&self, sweep: &SweepDir) -> anyhow::Result<Option<CancelReport>> {
+        let Some(holder) = FileLock::holder(&sweep.lock()) else { return Ok(None) };
+        atomic_write(&sweep.cancel_request(), b"requested by `windtunnel cancel`\n")?;
+        let started = Instant::now();
+        while FileLock::holder(&sweep.lock()).is_some() {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "the `windtunnel run` on {} ({holder}) has not stopped within 10 minutes of the request; its workers may be writing large checkpoints — check again with `windtunnel status`",
+                sweep.root().display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = std::fs::remove_file(sweep.cancel_request());
+        Ok(Some(CancelReport {
+            executor: self.name(),
+            stopped: vec![holder.clone()],
+            message: format!("stopped the local `windtunnel run` ({holder}); its runs wrote checkpoints: run the same command again to resume"),
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    Running,
+    Finished(RunState),
+}
+
+/// What the scheduler tracks of one planned run.
+#[derive(Debug, Clone)]
+struct RunSlot {
+    phase: Phase,
+    attempts: usize,
+    /// A trunk to train again from a checkpoint before this many tokens (a branch point was lost).
+    regenerate: Option<u64>,
+    regenerated: bool,
+    /// A branch whose trunk checkpoint was read and verified.
+    verified: bool,
+    /// Said once that another process holds the run.
+    held_said: bool,
+}
+
+struct Slot {
+    device: DeviceSpec,
+    busy: usize,
+}
+
+struct Worker {
+    run: usize,
+    child: Child,
+    slot: usize,
+    started: Instant,
+}
+
+/// One execution of a plan: which runs wait, run and finished, and the workers.
+struct Scheduler<'a> {
+    sweep: &'a SweepDir,
+    plan: &'a Plan,
+    options: &'a ExecOptions,
+    index: HashMap<&'a str, usize>,
+    runs: Vec<RunSlot>,
+    slots: Vec<Slot>,
+    parallel: usize,
+    workers: Vec<Worker>,
+    report: ExecReport,
+    signal: Arc<AtomicUsize>,
+    bars: Option<SweepBars>,
+    last_progress: Instant,
+    started: Instant,
+    start_fraction: f64,
+}
+
+impl<'a> Scheduler<'a> {
+    fn new(sweep: &'a SweepDir, plan: &'a Plan, options: &'a ExecOptions) -> anyhow::Result<Self> {
+        let signal = Arc::new(AtomicUsize::new(0));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).context("cannot install signal handlers")?;
+        }
+        let devices = if options.devices.is_empty() { vec![DeviceSpec::Cpu] } else { options.devices.clone() };
+        let slots: Vec<Slot> = devices.iter().map(|&device| Slot { device, busy: 0 }).collect();
+        let parallel = options.parallel.unwrap_or(slots.len() * options.runs_per_device.max(1)).max(1);
+        let view = files_view(sweep).ok();
+        // On a terminal, live bars (finished runs are printed above them); otherwise plain lines.
+        let bars = if std::io::stderr().is_terminal() && !options.quiet { view.as_ref().map(SweepBars::new) } else { None };
+        let mut scheduler = Self {
+            sweep,
+            plan,
+            options,
+            index: plan.runs.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect(),
+            runs: Vec::new(),
+            slots,
+            parallel,
+            workers: Vec::new(),
+            report: ExecReport { executor: "local", waited: true, ..Default::default() },
+            signal,
+            bars,
+            last_progress: Instant::now(),
+            started: Instant::now(),
+            start_fraction: view.map_or(0.0, |s| s.flops_done / s.flops_total.max(1.0)),
+        };
+        scheduler.read_states();
+        Ok(scheduler)
+    }
+
+    /// Each run's state from its files: finished runs are kept; the rest wait.
+    fn read_states(&mut self) {
+        let mut notes = Vec::new();
+        for r in &self.plan.runs {
+            let phase = match read_status(self.sweep.run(&r.id).root()) {
+                Ok(Some(s)) if s.state.is_finished() => {
+                    self.report.skipped_already_done += 1;
+                    Phase::Finished(s.state)
+                }
+                Ok(_) => Phase::Waiting,
+                Err(e) => {
+                    // A torn status.json: training the run again from its newest checkpoint rewrites it.
+                    notes.push(format!("  {}: {e:#}; resuming the run from its newest checkpoint rewrites it", r.id));
+                    Phase::Waiting
+                }
+            };
+            self.runs.push(RunSlot { phase, attempts: 0, regenerate: None, regenerated: false, verified: false, held_said: false });
+        }
+        let devices: Vec<String> = self.slots.iter().map(|s| s.device.to_string()).collect();
+        self.say(format!(
+            "sweep {}: {} runs, {} already finished; {} at a time on {}",
+            self.sweep.root().display(),
+            self.plan.runs.len(),
+            self.report.skipped_already_done,
+            self.parallel,
+            devices.join(",")
+        ));
+        notes.into_iter().for_each(|n| self.say(n));
+    }
+
+    fn say(&self, line: String) {
+        match &self.bars {
+            Some(b) => b.println(&line),
+            None if !self.options.quiet => crate::stderr_line!("{line}"),
+            None => {}
+        }
+    }
+
+    fn run(mut self) -> anyhow::Result<ExecReport> {
+        loop {
+            self.check_stop();
+            self.reap()?;
+            if self.report.stopped_by_signal.is_some() {
+                if self.workers.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            self.recover_lost_branch_points()?;
+            let held_elsewhere = self.start_ready()?;
+            if self.runs.iter().all(|r| matches!(r.phase, Phase::Finished(_))) {
+                break;
+            }
+            if self.workers.is_empty() && held_elsewhere == 0 {
+                return Err(self.stuck());
+            }
+            self.show_progress();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(b) = &self.bars {
+            b.finish();
+        }
+        Ok(self.report)
+    }
+
+    /// A signal, or `windtunnel cancel`: every worker gets SIGTERM and writes a checkpoint.
+    fn check_stop(&mut self) {
+        if self.report.stopped_by_signal.is_some() {
+            return;
+        }
+        let mut stop = self.signal.load(Ordering::SeqCst) as i32;
+        if stop == 0 && self.sweep.cancel_request().exists() {
+            self.report.cancelled = true;
+            stop = libc::SIGTERM;
+        }
+        if stop == 0 {
+            return;
+        }
+        self.report.stopped_by_signal = Some(stop);
+        let why = if self.report.cancelled { "`windtunnel cancel`".to_string() } else { format!("signal {stop}") };
+        self.say(format!("{why}: stopping {} worker(s); each writes a checkpoint", self.workers.len()));
+        for w in &self.workers {
+            // SAFETY: sending a signal to our own child process.
+            unsafe { libc::kill(w.child.id() as i32, libc::SIGTERM) };
+        }
+    }
+
+    /// Collect the workers that have exited.
+    fn reap(&mut self) -> anyhow::Result<()> {
+        let mut i = 0;
+        while i < self.workers.len() {
+            match self.workers[i].child.try_wait()? {
+                None => i += 1,
+                Some(status) => {
+                    let w = self.workers.swap_remove(i);
+                    self.slots[w.slot].busy -= 1;
+                    self.finish_worker(&w, status);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What a worker's exit means for its run: finished, to retry, or interrupted.
+    fn finish_worker(&mut self, w: &Worker, status: ExitStatus) {
+        let r = &self.plan.runs[w.run];
+        let code = status.code();
+        let stopping = self.report.stopped_by_signal.is_some();
+        let interrupted = [libc::SIGINT, libc::SIGUSR1, libc::SIGTERM].map(|s| Some(exit_interrupted(s) as i32));
+        let state = match code {
+            Some(0) => RunState::Done,
+            Some(c) if c == EXIT_DIVERGED as i32 => RunState::Diverged,
+            c if interrupted.contains(&c) || stopping => RunState::Interrupted,
+            _ => RunState::Failed,
+        };
+        let slot = &mut self.runs[w.run];
+        let retry = state == RunState::Failed && code != Some(EXIT_CANNOT_START as i32) && slot.attempts <= self.options.max_retries && !stopping;
+        if retry {
+            slot.phase = Phase::Waiting;
+            let line = format!("  {} failed (exit {code:?}); retrying ({} of {})", r.id, slot.attempts, self.options.max_retries);
+            self.say(line);
+            return;
+        }
+        if state == RunState::Interrupted {
+            slot.phase = Phase::Waiting;
+            self.report.interrupted += 1;
+            return;
+        }
+        slot.phase = Phase::Finished(state);
+        *match state {
+            RunState::Done => &mut self.report.done,
+            RunState::Diverged => &mut self.report.diverged,
+            _ => &mut self.report.failed,
+        } += 1;
+        let why = if state == RunState::Failed { failure_reason(&self.sweep.run(&r.id)) } else { String::new() };
+        let secs = w.started.elapsed().as_secs_f64();
+        self.say(format!("  {} {} {} width {} D {} in {secs:.1}s: {state}{why}", r.id, r.kind, r.grid, r.width, crate::format::si(r.tokens as f64)));
+    }
+
+    /// The trunk checkpoint a branch starts from.
+    fn branch_point(&self, r: &PlannedRun) -> Option<PathBuf> {
+        Some(self.sweep.run(r.trunk.as_deref()?).checkpoint(r.from_tokens?))
+    }
+
+    /// Lost branch points: a finished trunk whose checkpoint at a branch point is gone or corrupt
+    /// trains again from its last good checkpoint before it.
+    fn recover_lost_branch_points(&mut self) -> anyhow::Result<()> {
+        for (k, r) in self.plan.runs.iter().enumerate() {
+            let (Some(trunk), Some(from), Some(path)) = (&r.trunk, r.from_tokens, self.branch_point(r)) else { continue };
+            if self.runs[k].phase != Phase::Waiting || self.runs[k].verified {
+                continue;
+            }
+            if path.exists() {
+                match checkpoint::read(&path) {
+                    Ok(_) => {
+                        self.runs[k].verified = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        let aside = path.with_extension("ckpt.corrupt");
+                        std::fs::rename(&path, &aside).with_context(|| format!("cannot move the corrupt checkpoint {} aside", path.display()))?;
+                        self.say(format!("  {e:#}; moved to {}", aside.display()));
+                    }
+                }
+            }
+            let t = self.index[trunk.as_str()];
+            if self.runs[t].phase == Phase::Finished(RunState::Done) {
+                anyhow::ensure!(
+                    !self.runs[t].regenerated,
+                    "run {} needs checkpoint {}, which its trunk {trunk} did not write even when trained again; delete {} and run again",
+                    r.id,
+                    path.display(),
+                    self.sweep.run(trunk).root().display()
+                );
+                self.say(format!(
+                    "  trunk {trunk}: its checkpoint at {from} tokens (for branch {}) is missing; training the trunk again from its last good checkpoint before it (same weights, bit for bit)",
+                    r.id
+                ));
+                self.runs[t].regenerate = Some(self.runs[t].regenerate.map_or(from, |f| f.min(from)));
+                self.runs[t].phase = Phase::Waiting;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether waiting run `k` can start now: a trunk or plain run, or a branch whose trunk
+    /// checkpoint exists. A branch whose trunk ended without it is marked failed.
+    fn check_ready(&mut self, k: usize) -> bool {
+        let r = &self.plan.runs[k];
+        let Some(path) = self.branch_point(r) else { return true };
+        if path.exists() {
+            return true;
+        }
+        let trunk = r.trunk.as_deref().unwrap_or_default();
+        if let Phase::Finished(s) = self.runs[self.index[trunk]].phase {
+            if s != RunState::Done {
+                self.runs[k].phase = Phase::Finished(RunState::Failed);
+                self.report.failed += 1;
+                self.say(format!("  {} skipped: its trunk {trunk} ended {s} before {} tokens", r.id, r.from_tokens.unwrap_or(0)));
+            }
+        }
+        false
+    }
+
+    /// Start what is ready, in plan order. Returns how many ready runs another process holds.
+    fn start_ready(&mut self) -> anyhow::Result<usize> {
+        let waiting: Vec<usize> = (0..self.runs.len()).filter(|&k| self.runs[k].phase == Phase::Waiting).collect();
+        let ready: Vec<usize> = waiting.into_iter().filter(|&k| self.check_ready(k)).collect();
+        // CPU threads per new worker: the cores split over the workers that can run now, so a last
+        // trunk running alone gets every core rather than 1/parallel of them.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores / self.parallel.min(self.workers.len() + ready.len()).max(1)).max(1);
+        let mut held_elsewhere = 0;
+        for k in ready {
+            if self.workers.len() >= self.parallel {
+                break;
+            }
+            let run = self.sweep.run(&self.plan.runs[k].id);
+            if let Some(holder) = FileLock::holder(&run.lock()) {
+                // An earlier worker (or a `train` started by hand) still writes this run: wait for it.
+                held_elsewhere += 1;
+                if !std::mem::replace(&mut self.runs[k].held_said, true) {
+                    self.say(format!("  {} is being trained by another process ({holder}); waiting for it to stop", self.plan.runs[k].id));
+                }
+                continue;
+            }
+            let per_gpu = self.options.runs_per_device.max(1);
+            let capacity = |d: DeviceSpec| if d == DeviceSpec::Cpu { self.parallel } else { per_gpu };
+            let Some(slot) = (0..self.slots.len()).find(|&s| self.slots[s].busy < capacity(self.slots[s].device)) else { break };
+            self.spawn_worker(k, &run, slot, threads)?;
+        }
+        Ok(held_elsewhere)
+    }
+
+    fn spawn_worker(&mut self, k: usize, run: &RunDir, slot: usize, threads: usize) -> anyhow::Result<()> {
+        let mut cmd = Command::new(&self.options.worker);
+        cmd.arg("train").arg(run.config()).arg("--out").arg(run.root()).arg("--quiet");
+        let state = &mut self.runs[k];
+        state.attempts += 1;
+        if let Some(before) = state.regenerate.take() {
+            state.regenerated = true;
+            cmd.arg("--resume-before-tokens").arg(before.to_string());
+        } else if run.record().exists() {
+            cmd.arg("--resume");
+        }
+        die_with_parent(&mut cmd);
+        match self.slots[slot].device {
+            DeviceSpec::Cpu => cmd.arg("--device").arg("cpu").env("RAYON_NUM_THREADS", threads.to_string()),
+            DeviceSpec::Cuda(gpu) => cmd.arg("--device").arg("cuda:0").env("CUDA_VISIBLE_DEVICES", gpu.to_string()),
+        };
+        let log = File::create(run.worker_log()).with_context(|| format!("cannot create {}", run.worker_log().display()))?;
+        cmd.stdout(Stdio::null()).stderr(log);
+        let child = cmd.spawn().with_context(|| format!("cannot start worker {}", self.options.worker.display()))?;
+        self.slots[slot].busy += 1;
+        state.phase = Phase::Running;
+        self.workers.push(Worker { run: k, child, slot, started: Instant::now() });
+        Ok(())
+    }
+
+    /// Nothing runs and nothing can start: branches whose trunks will never reach them.
+    fn stuck(&self) -> anyhow::Error {
+        let waiting: Vec<&PlannedRun> = self.plan.runs.iter().enumerate().filter(|&(k, _)| self.runs[k].phase == Phase::Waiting).map(|(_, r)| r).collect();
+        let stuck: Vec<String> =
+            waiting.iter().map(|r| format!("{} (needs {})", r.id, self.branch_point(r).map_or("?".into(), |p| p.display().to_string()))).collect();
+        anyhow::anyhow!(
+            "{} run(s) are waiting for trunk checkpoints that no trunk will write: {}; delete those trunks' directories under {} and run again",
+            waiting.len(),
+            stuck.join(", "),
+            self.sweep.runs().display()
+        )
+    }
+
+    /// The live bars every half second, or on a pipe a progress line every 15 s.
+    fn show_progress(&mut self) {
+        let every = if self.bars.is_some() { Duration::from_millis(500) } else { Duration::from_secs(15) };
+        if self.options.quiet || self.last_progress.elapsed() < every {
+            return;
+        }
+        self.last_progress = Instant::now();
+        // Counts and FLOPs from the runs' own files, the same view `windtunnel status` has.
+        let Ok(s) = files_view(self.sweep) else { return };
+        if let Some(b) = &self.bars {
+            let running: Vec<&PlannedRun> = self.workers.iter().map(|w| &self.plan.runs[w.run]).collect();
+            b.update(&s, &running);
+            return;
+        }
+        let fraction = s.flops_done / s.flops_total.max(1.0);
+        let done_now = (fraction - self.start_fraction).max(1e-9);
+        let eta = self.started.elapsed().as_secs_f64() / done_now * (1.0 - fraction);
+        crate::stderr_line!(
+            "[{} done, {} running, {} diverged, {} failed of {}] {:.1}% of {:.3e} FLOPs, ETA {eta:.0}s",
+            s.done,
+            s.running,
+            s.diverged,
+            s.failed,
+            s.runs,
+            100.0 * fraction,
+            s.flops_total
+        );
+        for w in &self.workers {
+            let r = &self.plan.runs[w.run];
+            let st = read_status(self.sweep.run(&r.id).root()).ok().flatten();
+            let (step, steps, eval) = st.map_or((0, 0, None), |s| (s.step, s.steps, s.eval_loss));
+            let eval = eval.map(|e| format!(" eval {e:.4}")).unwrap_or_default();
+            crate::stderr_line!("    {} {} width {} step {step}/{steps}{eval} ({:.0}s)", r.id, r.kind, r.width, w.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Workers do not outlive their `run`: on Linux the kernel sends a worker SIGTERM (it writes a
+/// checkpoint and stops) when the `run` that started it dies, even by SIGKILL; a worker whose
+/// parent died before it could ask for that stops at once.
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl and getppid are async-signal-safe, and nothing here allocates.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+/// " — reason" from a failed run's status, for the executor's line about it.
+fn failure_reason(run: &RunDir) -> String {
+    match read_status(run.root()) {
+        Ok(Some(s)) => s.reason.map(|r| format!(" — {}", r.lines().next().unwrap_or(""))).unwrap_or_default(),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,224 @@
+//! `windtunnel status DIR`: a sweep's progress read from its files alone — the plan and each
+//! run's `status.json` — so it works during a run, after a crash, and on a login node while a
+//! cluster trains. An executor adds what only it knows (Slurm's queue) as each run's `live` state
+//! (see [`super::executor::Executor::live_states`]).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::{Serialize, Serializer};
+
+use super::plan::{Plan, RunKind};
+use crate::fsutil::FileLock;
+use crate::layout::{RunDir, SweepDir};
+use crate::train::log::{read_status, RunState, Status};
+
+/// The sweep's plan (`plan.json`).
+pub fn read_plan(sweep: &SweepDir) -> anyhow::Result<Plan> {
+    let path = sweep.plan();
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{} is not a sweep directory (no plan.json); start it with `windtunnel run SWEEP.toml`", sweep.root().display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))
+}
+
+/// A run as its files show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunView {
+    /// Not started: no `status.json`.
+    Pending,
+    /// `status.json` cannot be read (torn by a crash): `run` trains the run again, which rewrites it.
+    Unknown,
+    /// What `status.json` says (a "running" run whose process is gone shows as interrupted).
+    Is(RunState),
+}
+
+impl RunView {
+    /// Done or diverged: a result that no executor runs again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Is(s) if s.is_finished())
+    }
+}
+
+impl std::fmt::Display for RunView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pending => f.write_str("pending"),
+            Self::Unknown => f.write_str("unknown"),
+            Self::Is(s) => s.fmt(f),
+        }
+    }
+}
+
+impl Serialize for RunView {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// What an executor knows of an unfinished run beyond its files (e.g. its Slurm task's state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveState {
+    /// The executor that reports it ("slurm").
+    pub executor: &'static str,
+    /// Its handle there (a Slurm task "<job>_<index>").
+    pub handle: String,
+    /// The executor's word for it (PENDING, RUNNING, … or UNKNOWN).
+    pub state: String,
+    pub reason: Option<String>,
+    /// Queued or running: the executor will still run it.
+    pub alive: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunProgress {
+    pub id: String,
+    pub kind: RunKind,
+    pub state: RunView,
+    pub step: u64,
+    pub steps: u64,
+    pub eval_loss: Option<f64>,
+    pub reason: Option<String>,
+    /// The executor's view, for runs the files do not show finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveState>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepStatus {
+    pub dir: PathBuf,
+    pub runs: usize,
+    pub pending: usize,
+    pub running: usize,
+    pub done: usize,
+    pub diverged: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+    pub tokens_done: u64,
+    pub tokens_total: u64,
+    /// Training FLOPs done and planned (each run's own: a branch counts its decay only). Progress
+    /// and ETAs use these: a token of a big model costs more than one of a small model.
+    pub flops_done: f64,
+    pub flops_total: f64,
+    pub detail: Vec<RunProgress>,
+    /// Executors whose view is missing, and why (e.g. no Slurm client on this machine).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub live_unavailable: Vec<String>,
+}
+
+/// Why a run whose status says "running" is not: no process holds its `run.lock` (the one that
+/// trained it was killed without a chance to say so). `None` when the status can be believed.
+fn dead_writer(run: &RunDir, status: &Status) -> Option<String> {
+    if status.state != RunState::Running || FileLock::holder(&run.lock()).is_some() {
+        return None;
+    }
+    Some(format!("the process that trained it (pid {}) is gone; `windtunnel run` resumes it from its newest checkpoint", status.pid))
+}
+
+/// One run's progress from its files.
+fn run_progress(sweep: &SweepDir, id: &str, kind: RunKind) -> RunProgress {
+    let run = sweep.run(id);
+    let progress = |state, reason| RunProgress { id: id.to_string(), kind, state, step: 0, steps: 0, eval_loss: None, reason, live: None };
+    match read_status(run.root()) {
+        Ok(None) => progress(RunView::Pending, None),
+        Err(e) => {
+            progress(RunView::Unknown, Some(format!("{e:#}; `windtunnel run` on the sweep trains the run again from its newest checkpoint, which rewrites it")))
+        }
+        Ok(Some(s)) => {
+            let (state, reason) = match dead_writer(&run, &s) {
+                Some(dead) => (RunState::Interrupted, Some(dead)),
+                None => (s.state, s.reason.clone()),
+            };
+            RunProgress { step: s.step, steps: s.steps, eval_loss: s.eval_loss, ..progress(RunView::Is(state), reason) }
+        }
+    }
+}
+
+/// The sweep's progress from its files alone.
+pub fn files_view(sweep: &SweepDir) -> anyhow::Result<SweepStatus> {
+    let plan = read_plan(sweep)?;
+    let mut s = SweepStatus {
+        dir: sweep.root().to_path_buf(),
+        runs: plan.runs.len(),
+        pending: 0,
+        running: 0,
+        done: 0,
+        diverged: 0,
+        failed: 0,
+        interrupted: 0,
+        tokens_done: 0,
+        tokens_total: 0,
+        flops_done: 0.0,
+        flops_total: 0.0,
+        detail: Vec::new(),
+        live_unavailable: Vec::new(),
+    };
+    for r in &plan.runs {
+        let own_tokens = r.tokens - r.from_tokens.unwrap_or(0);
+        let p = run_progress(sweep, &r.id, r.kind);
+        let tps = r.config.training.tokens_per_step();
+        let own_done = (p.step * tps).saturating_sub(r.from_tokens.unwrap_or(0)).min(own_tokens);
+        s.tokens_total += own_tokens;
+        s.tokens_done += own_done;
+        s.flops_total += r.own_flops;
+        s.flops_done += r.own_flops * own_done as f64 / own_tokens.max(1) as f64;
+        *match p.state {
+            RunView::Pending | RunView::Unknown => &mut s.pending,
+            RunView::Is(RunState::Running) => &mut s.running,
+            RunView::Is(RunState::Done) => &mut s.done,
+            RunView::Is(RunState::Diverged) => &mut s.diverged,
+            RunView::Is(RunState::Failed) => &mut s.failed,
+            RunView::Is(RunState::Interrupted) => &mut s.interrupted,
+        } += 1;
+        s.detail.push(p);
+    }
+    Ok(s)
+}
+
+impl SweepStatus {
+    /// The ids of the runs not finished yet.
+    pub fn unfinished(&self) -> Vec<String> {
+        self.detail.iter().filter(|r| !r.state.is_finished()).map(|r| r.id.clone()).collect()
+    }
+}
+
+impl std::fmt::Display for SweepStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{}: {} runs — {} done, {} diverged, {} running, {} interrupted, {} failed, {} pending; {:.1}% of {:.3e} FLOPs ({} tokens)",
+            self.dir.display(),
+            self.runs,
+            self.done,
+            self.diverged,
+            self.running,
+            self.interrupted,
+            self.failed,
+            self.pending,
+            100.0 * self.flops_done / self.flops_total.max(1.0),
+            self.flops_total,
+            crate::format::si(self.tokens_total as f64)
+        )?;
+        for r in self.detail.iter().filter(|r| r.state != RunView::Is(RunState::Done)) {
+            write!(f, "  {} {:<7} {:<11} step {}/{}", r.id, r.kind.to_string(), r.state.to_string(), r.step, r.steps)?;
+            if let Some(t) = &r.live {
+                write!(f, "  {} {} {}{}", t.executor, t.handle, t.state, t.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())?;
+                if r.state == RunView::Pending && !t.alive && t.state != "CANCELLED" {
+                    write!(
+                        f,
+                        "  (its {} task ended without writing here: is {} on a file system the workers share? see its logs)",
+                        t.executor,
+                        self.dir.display()
+                    )?;
+                }
+            }
+            if let Some(reason) = &r.reason {
+                write!(f, "  {}", reason.lines().next().unwrap_or(""))?;
+            }
+            writeln!(f)?;
+        }
+        for why in &self.live_unavailable {
+            writeln!(f, "({why}; the states above are from the files)")?;
+        }
+        Ok(())
+    }
+}
