@@ -25,6 +25,7 @@ use crate::fit::bootstrap::Interval;
 use crate::fit::commands::{fit_batch_sweep, fit_lr, LrColumns};
 use crate::fit::law::Law;
 use crate::format::{si, thousands};
+use crate::layout::SweepDir;
 use crate::model::mup::{MupConfig, ParamGroup, Parameterization};
 use crate::model::shape::ModelShape;
 use crate::model::transformer::{RMS_NORM_EPS, ROPE_THETA};
@@ -235,7 +236,7 @@ pub struct Exported {
 impl Exported {
     /// Write `config.json` and `recipe.json` into `out`; returns their paths.
     pub fn write(&self, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
-        let (config, recipe) = (out.join("config.json"), out.join("recipe.json"));
+        let [config, recipe] = crate::layout::export_files(out);
         crate::fsutil::atomic_write(&config, (serde_json::to_string_pretty(&self.config)? + "\n").as_bytes())?;
         crate::fsutil::atomic_write(&recipe, (serde_json::to_string_pretty(&self.recipe)? + "\n").as_bytes())?;
         Ok(vec![config, recipe])
@@ -280,7 +281,7 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
         .plan
         .runs
         .iter()
-        .find_map(|r| std::fs::read_to_string(dir.join("runs").join(&r.id).join("run.json")).ok())
+        .find_map(|r| std::fs::read_to_string(SweepDir::new(dir).run(&r.id).record()).ok())
         .and_then(|t| serde_json::from_str::<crate::train::run::RunRecord>(&t).ok())
         .map(|r| r.data_vocab);
     let vocab = request.vocab.or(sweep_vocab).context("the sweep's vocabulary is unknown (no run has started); give --vocab")?;

@@ -186,6 +186,11 @@ impl RunDir {
     }
 }
 
+/// The files `export` writes into its folder: the Hugging Face `config.json` and `recipe.json`.
+pub fn export_files(out: &Path) -> [PathBuf; 2] {
+    [out.join("config.json"), out.join("recipe.json")]
+}
+
 /// The file name of the kept checkpoint at `tokens` (zero-padded, so names sort by tokens).
 pub fn checkpoint_name(tokens: u64) -> String {
     format!("tokens-{tokens:015}.ckpt")

@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use super::emit;
 use windtunnel::device::DeviceSpec;
-use windtunnel::model::coord_check::{coord_check as run_coord_check, CoordCheckOptions};
 use windtunnel::model::mup::{MupConfig, Parameterization};
 use windtunnel::model::shape::{self, ModelShape, PRESETS};
 use windtunnel::model::ModelReport;
+use windtunnel::train::coord_check::{coord_check as run_coord_check, CoordCheckOptions};
 
 #[derive(Args)]
 pub struct ShapeArgs {

@@ -28,7 +28,7 @@ impl Table {
             return Ok(Self { path: path.to_path_buf(), columns: table.header, rows: table.rows });
         }
         let file = if path.is_dir() {
-            let t = path.join("table.csv");
+            let t = sweep.table_csv();
             anyhow::ensure!(t.exists(), "{} has no table.csv; run `windtunnel collect {}` first", path.display(), path.display());
             t
         } else {

@@ -1,7 +1,8 @@
 //! The µP MiniCPM proxy model: its shape and exact counts ([`shape`]), the µP rules ([`mup`]),
-//! the burn network ([`transformer`]) and the coordinate check that verifies µP ([`coord_check`]).
+//! the burn network ([`transformer`]), the fused kernels it uses ([`fused`]) and the training
+//! memory a shape needs ([`memory`]). The coordinate check that verifies µP trains, so it lives
+//! in `train::coord_check`.
 
-pub mod coord_check;
 pub mod fused;
 pub mod memory;
 pub mod mup;

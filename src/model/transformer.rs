@@ -354,7 +354,6 @@ pub fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::CpuBackend;
     use crate::model::mup::Parameterization;
     use burn::backend::Flex;
 
@@ -416,32 +415,5 @@ mod tests {
         let la = model.logits(a, None).narrow(1, 0, 7).into_data().to_vec::<f32>().unwrap();
         let lb = model.logits(b, None).narrow(1, 0, 7).into_data().to_vec::<f32>().unwrap();
         assert_eq!(la, lb);
-    }
-
-    #[test]
-    fn a_tiny_model_overfits_one_batch() {
-        use crate::train::optimizer::{AdamW, AdamWConfig};
-        let shape = ModelShape { width: 64, depth: 2, heads: 2, kv_heads: 1, ffn_width: 160, vocab: 32 };
-        let mup = MupConfig { base_width: 64, ..MupConfig::default() };
-        let device = Default::default();
-        let mut rng = Rng::new(11);
-        let tokens: Vec<i64> = (0..4 * 17).map(|_| rng.below(32) as i64).collect();
-        let all = Tensor::<CpuBackend, 2, Int>::from_data(TensorData::new(tokens, [4, 17]), &device);
-        let (inputs, targets) = (all.clone().narrow(1, 0, 16), all.narrow(1, 1, 16));
-        let mut model = Transformer::<CpuBackend>::new(&shape, &mup, 16, 0, &device);
-        let mut opt = AdamW::new(AdamWConfig { weight_decay: 0.0, ..Default::default() }, &model, &mup);
-        let mut first = None;
-        let mut last = f32::MAX;
-        for _ in 0..150 {
-            let loss = model.loss(inputs.clone(), targets.clone());
-            last = loss.clone().into_scalar();
-            first.get_or_insert(last);
-            model = opt.step(model, loss.backward(), 0.01).0;
-        }
-        let first = first.unwrap();
-        // With a tied embedding the residual stream starts as the current token's own embedding,
-        // so the untrained model favours repeating it: the initial loss is above ln 32.
-        assert!(first > 32f32.ln(), "initial loss {first}");
-        assert!(last < 0.3, "loss after 150 steps on one batch: {last} (started at {first})");
     }
 }

@@ -7,9 +7,9 @@ use super::figure::{category_color, ordered_color, Axis, Figure, LegendPosition,
 use super::SweepData;
 use crate::fit::law::{Law, Point};
 use crate::format::si3;
-use crate::model::coord_check::{layer_names, CoordCheckResult};
 use crate::model::mup::Parameterization;
 use crate::sweep::plan::RunKind;
+use crate::train::coord_check::{layer_names, CoordCheckResult};
 use crate::train::log::RunState;
 
 const PANEL: (u32, u32) = (620, 460);

@@ -19,10 +19,10 @@ use crate::fit::commands::{fit_batch_sweep, fit_lr, BatchReport, LrColumns, LrRe
 use crate::fit::report::{fit_law, LawReport};
 use crate::fit::saved;
 use crate::layout::SweepDir;
-use crate::model::coord_check::CoordCheckResult;
 use crate::sweep::collect::ResultsTable;
 use crate::sweep::plan::{Plan, PlannedRun};
 use crate::sweep::status::read_plan;
+use crate::train::coord_check::CoordCheckResult;
 use crate::train::log::{read_metrics, read_status, MetricsRecord, RunState};
 use figure::Figure;
 

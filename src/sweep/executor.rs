@@ -8,7 +8,7 @@
 //! Two executors implement it: [`super::local::LocalExecutor`] (worker processes on this
 //! machine's CPUs and GPUs) and [`super::slurm::SlurmExecutor`] (job arrays on a Slurm cluster).
 //! A new one (a pool of persistent GPU workers, another scheduler) is one file implementing this
-//! trait, and one line in [`executors_of`] so `status` and `cancel` consult it.
+//! trait, and one line in `sweep::executors_of` so `status` and `cancel` consult it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -96,14 +96,4 @@ impl std::fmt::Display for ExecReport {
         }
         write!(f, "{} done, {} diverged, {} failed, {} kept from before", self.done, self.diverged, self.failed, self.skipped_already_done)
     }
-}
-
-/// The executors that may hold state of the sweep in `sweep`: the local one always, Slurm when
-/// the sweep was submitted to it. `status` merges their live states; `cancel` asks each.
-pub fn executors_of(sweep: &SweepDir) -> Vec<Box<dyn Executor>> {
-    let mut executors: Vec<Box<dyn Executor>> = vec![Box::new(super::local::LocalExecutor::for_status())];
-    if sweep.slurm_jobs().exists() {
-        executors.push(Box::new(super::slurm::SlurmExecutor::for_status()));
-    }
-    executors
 }

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::fsutil::{atomic_write, FileLock};
 use crate::layout::SweepDir;
-use executor::{executors_of, CancelReport, ExecReport, Executor};
+use executor::{CancelReport, ExecReport, Executor};
 
 /// What `windtunnel run` did.
 #[derive(Debug, Serialize)]
@@ -76,6 +76,17 @@ pub fn run(sweep_file: &Path, out_root: &Path, executor: &dyn Executor) -> anyho
         None
     };
     Ok(SweepOutcome { dir: sweep.root().to_path_buf(), exec, table })
+}
+
+/// The executors that may hold state of the sweep in `sweep`: the local one always, Slurm when
+/// the sweep was submitted to it. `status` merges their live states; `cancel` asks each. A new
+/// executor adds its line here.
+pub fn executors_of(sweep: &SweepDir) -> Vec<Box<dyn Executor>> {
+    let mut executors: Vec<Box<dyn Executor>> = vec![Box::new(local::LocalExecutor::for_status())];
+    if sweep.slurm_jobs().exists() {
+        executors.push(Box::new(slurm::SlurmExecutor::for_status()));
+    }
+    executors
 }
 
 /// `windtunnel status`: the files' view, with what each executor that ran the sweep knows of

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::spec::{GridSpec, Method, ModelFamily, SweepSpec};
+use crate::layout::RunDir;
 use crate::model::memory::{self, MemoryEstimate};
 use crate::model::shape::{self, ModelShape};
 use crate::rng::Rng;
@@ -300,7 +301,7 @@ fn expand(grid: &GridSpec, base: RunConfig, shape: ModelShape, seed: u64, params
             half_life_tokens: None,
             final_lr_fraction: wsd.final_lr_fraction,
         };
-        branch.branch = Some(BranchConfig { trunk: format!("../{trunk_id}").into(), from_tokens: point, data: None });
+        branch.branch = Some(BranchConfig { trunk: RunDir::trunk_reference(&trunk_id), from_tokens: point, data: None });
         runs.push(make(branch, RunKind::Branch, Some(trunk_id.clone()), Some(point), Some(decay))?);
         if wsd.cosine_baseline {
             let mut cosine = base.clone();

@@ -3,16 +3,16 @@
 //! are flat in width (slope of log mean|x| against log width ≈ 0); under standard
 //! parameterization they grow with width once the optimizer has taken a step.
 
-use super::fused::TrainBackend;
+use crate::model::fused::TrainBackend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::mup::{MupConfig, Parameterization};
-use super::shape::ModelShape;
-use super::transformer::{cross_entropy, Trace, Transformer};
+use super::optimizer::{AdamW, AdamWConfig};
 use crate::device::{run_on, BackendJob, DeviceSpec};
+use crate::model::mup::{MupConfig, Parameterization};
+use crate::model::shape::ModelShape;
+use crate::model::transformer::{cross_entropy, Trace, Transformer};
 use crate::rng::Rng;
-use crate::train::optimizer::{AdamW, AdamWConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CoordCheckOptions {
