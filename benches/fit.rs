@@ -5,6 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use windtunnel::fit::bootstrap::resample_fits;
+use windtunnel::fit::form::Form;
 use windtunnel::fit::input::{points, Columns, Table};
 use windtunnel::fit::law::fit;
 
@@ -14,8 +15,8 @@ fn benches(c: &mut Criterion) {
     let pts = points(&table, &columns, 5).unwrap().points;
     let mut group = c.benchmark_group("fit");
     group.sample_size(10);
-    group.bench_function("chinchilla_4500_starts", |b| b.iter(|| fit(&pts, 1e-3).unwrap()));
-    let law = fit(&pts, 1e-3).unwrap().law;
+    group.bench_function("chinchilla_4500_starts", |b| b.iter(|| fit(Form::Chinchilla, &pts, 1e-3).unwrap()));
+    let law = fit(Form::Chinchilla, &pts, 1e-3).unwrap().law;
     group.bench_function("chinchilla_1000_bootstrap_refits", |b| b.iter(|| resample_fits(&pts, &law, 1e-3, 1000, 0, false)));
     group.finish();
 }

@@ -154,10 +154,9 @@ pub fn minicpm_shape(target_n: f64, vocab: usize, gqa_group: usize, aspect_ratio
 /// The most training tokens an export may ask for (10^18: a hundred times the largest corpora).
 const MAX_TOKENS: f64 = 1e18;
 
-/// The D at which N is compute-optimal under `law`: N = G·(C/6)^a ⇒ C/6 = (N/G)^(1/a), D = (C/6)/N.
+/// The D at which N is compute-optimal under `law` (its form inverts its allocation).
 pub fn optimal_tokens_for(law: &Law, n: f64) -> f64 {
-    let c6 = (n / law.g()).powf(1.0 / law.n_exponent());
-    c6 / n
+    law.optimal_tokens_for(n)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -255,13 +254,13 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
             dir.display()
         )
     })?;
-    let law = report.fit.law;
+    let law = report.fit.law.clone();
     let mut warnings = Vec::new();
     if !law.is_plausible() {
         warnings.push(format!(
-            "the fitted law (α = {:.3}, β = {:.3}, E = {:.3}) is outside any plausible range: its points do not constrain it, \
+            "the fitted law ({}) is outside any plausible range: its points do not constrain it, \
              and the exported N and D are not trustworthy; add model sizes and decay points to the data-model grid",
-            law.alpha, law.beta, law.e
+            law.summary()
         ));
     }
 
@@ -531,7 +530,7 @@ impl std::fmt::Display for Exported {
         if let Some(i) = &r.predicted_loss_interval {
             write!(f, " [{:.4}, {:.4}]", i.lower, i.upper)?;
         }
-        writeln!(f, " (law E = {:.4}, α = {:.3}, β = {:.3})", r.law.e, r.law.alpha, r.law.beta)?;
+        writeln!(f, " (law {})", r.law.summary())?;
         for w in &r.warnings {
             writeln!(f, "  warning: {w}")?;
         }
@@ -602,7 +601,7 @@ mod tests {
 
     #[test]
     fn tokens_for_a_given_n_invert_the_compute_optimal_allocation() {
-        let law = Law { e: 1.8, a: 480.0, b: 2100.0, alpha: 0.35, beta: 0.37 };
+        let law = Law::chinchilla(1.8, 480.0, 2100.0, 0.35, 0.37);
         let (n, d) = law.compute_optimal(1e22);
         assert!((optimal_tokens_for(&law, n) / d - 1.0).abs() < 1e-9);
     }

@@ -102,9 +102,10 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
             let b = r.bootstrap.as_ref();
             let _ = write!(
                 html,
-                "<h3>Data-model law L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup></h3>\
+                "<h3>Data-model law {}</h3>\
                  <p>{} points; Huber δ = {}; {} L-BFGS starts ({} in the best basin); rms log residual {:.4}{}</p>\
                  <table><tr><th>parameter</th><th>estimate</th><th>s.e.</th><th>{}% interval</th></tr>",
+                escape(l.form().law_form().formula()),
                 r.points,
                 r.fit.delta,
                 r.fit.starts,
@@ -113,16 +114,13 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
                 data.oracle_loss.map(|o| format!("; exact oracle loss of the synthetic language {o:.4}")).unwrap_or_default(),
                 b.map_or(95.0, |b| b.level * 100.0)
             );
-            for (name, v, i) in [
-                ("E (nats/token)", l.e, b.map(|b| &b.e)),
-                ("A", l.a, b.map(|b| &b.a)),
-                ("B", l.b, b.map(|b| &b.b)),
-                ("α", l.alpha, b.map(|b| &b.alpha)),
-                ("β", l.beta, b.map(|b| &b.beta)),
-                ("a: N_opt ∝ C^a", r.n_exponent, b.map(|b| &b.n_exponent)),
-                ("b: D_opt ∝ C^b", r.d_exponent, b.map(|b| &b.d_exponent)),
-            ] {
-                let _ = write!(html, "<tr><td>{name}</td>{}</tr>", interval_cells(v, i));
+            let parameters = l.named().into_iter().map(|(key, symbol, v)| (symbol.to_string(), v, b.and_then(|b| b.parameters.get(key))));
+            let allocation = [
+                ("a: N_opt ∝ C^a".to_string(), r.n_exponent, b.map(|b| &b.n_exponent)),
+                ("b: D_opt ∝ C^b".to_string(), r.d_exponent, b.map(|b| &b.d_exponent)),
+            ];
+            for (name, v, i) in parameters.chain(allocation) {
+                let _ = write!(html, "<tr><td>{}</td>{}</tr>", escape(&name), interval_cells(v, i));
             }
             html.push_str("</table>");
             if !l.is_plausible() {

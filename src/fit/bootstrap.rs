@@ -2,13 +2,13 @@
 //! every parameter and derived quantity by its standard error and percentile interval.
 //!
 //! Each refit starts from the full fit's optimum (fast, and the usual choice when the full fit's
-//! basin is well separated) or, with `full_grid`, from all 4500 starts. Samples are drawn from
+//! basin is well separated) or, with `full_grid`, from the form's whole start grid. Samples are drawn from
 //! windtunnel's own seeded generator, so the intervals are reproducible.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::law::{fit_from, minimise, start_grid, Law, Point};
+use super::law::{fit_from, minimise, Law, Point};
 use crate::rng::Rng;
 
 /// Standard error and a central percentile interval of one quantity.
@@ -47,16 +47,17 @@ impl Interval {
 
 /// The fitted laws of `samples` bootstrap resamples (those whose refit succeeded).
 pub fn resample_fits(points: &[Point], full: &Law, delta: f64, samples: usize, seed: u64, full_grid: bool) -> Vec<Law> {
-    let grid = if full_grid { start_grid() } else { Vec::new() };
+    let form = full.form();
+    let grid = if full_grid { form.law_form().start_grid() } else { Vec::new() };
     (0..samples)
         .into_par_iter()
         .filter_map(|k| {
             let mut rng = Rng::derive(seed, &[0xB007, k as u64]);
             let sample: Vec<Point> = (0..points.len()).map(|_| points[rng.below(points.len() as u64) as usize]).collect();
             if full_grid {
-                fit_from(&sample, delta, &grid).map(|f| f.law)
+                fit_from(form, &sample, delta, &grid).map(|f| f.law)
             } else {
-                minimise(&sample, delta, false, full.theta(), 1000).map(|(t, _, _)| Law::from_theta(&t))
+                minimise(form, &sample, delta, false, &full.theta(), 1000).map(|(t, _, _)| Law::from_theta(form, &t))
             }
         })
         .collect()
@@ -78,7 +79,7 @@ mod tests {
     /// repeated data sets the coverage is close to nominal.
     #[test]
     fn intervals_cover_the_truth_at_about_their_nominal_rate() {
-        let truth = Law { e: 1.8, a: 400.0, b: 1500.0, alpha: 0.34, beta: 0.30 };
+        let truth = Law::chinchilla(1.8, 400.0, 1500.0, 0.34, 0.30);
         let mut covered = 0;
         let trials = 20;
         for trial in 0..trials {
@@ -91,14 +92,20 @@ mod tests {
                     points.push(Point { n, d, loss: truth.loss(n, d) * (0.01 * rng.normal()).exp() });
                 }
             }
-            let full = crate::fit::law::fit_from(&points, 1e-3, &[[5.0, 5.0, 0.5, 0.5, 0.5], [6.0, 7.0, 0.6, 0.3, 0.3], [0.0, 10.0, 0.0, 0.5, 0.5]]).unwrap();
+            let full = crate::fit::law::fit_from(
+                crate::fit::form::Form::Chinchilla,
+                &points,
+                1e-3,
+                &[vec![5.0, 5.0, 0.5, 0.5, 0.5], vec![6.0, 7.0, 0.6, 0.3, 0.3], vec![0.0, 10.0, 0.0, 0.5, 0.5]],
+            )
+            .unwrap();
             let laws = resample_fits(&points, &full.law, 1e-3, 200, trial, false);
-            let alphas: Vec<f64> = laws.iter().map(|l| l.alpha).collect();
-            let interval = Interval::from_samples(full.law.alpha, &alphas, 0.95);
-            if interval.contains(truth.alpha) {
+            let alphas: Vec<f64> = laws.iter().map(|l| l.get("alpha").unwrap()).collect();
+            let interval = Interval::from_samples(full.law.get("alpha").unwrap(), &alphas, 0.95);
+            if interval.contains(truth.get("alpha").unwrap()) {
                 covered += 1;
             }
-            assert!((full.law.alpha - truth.alpha).abs() < 0.1, "trial {trial}: α = {}", full.law.alpha);
+            assert!((full.law.get("alpha").unwrap() - truth.get("alpha").unwrap()).abs() < 0.1, "trial {trial}: α = {}", full.law.get("alpha").unwrap());
         }
         assert!(covered >= 15, "95% intervals covered the truth in {covered} of {trials} data sets");
     }

@@ -8,6 +8,8 @@
 //!
 //! by L-BFGS (argmin, More–Thuente line search) from every point of the grid α, β ∈ {0, 0.5, …, 2},
 //! e ∈ {−1, −0.5, …, 1}, a, b ∈ {0, 5, …, 25} (4500 starts, run in parallel), keeping the best.
+//! The machinery here is the form's, not Chinchilla's: the objective sums the Huber loss of any
+//! [`LawForm`]'s log-space prediction, and starts from its grid.
 //! The objective is the **sum** over points, not the mean: a mean shrinks the gradient by the
 //! number of points and L-BFGS's tolerances then stop it early (Besiroglu et al. 2024 traced the
 //! original paper's estimates to that).
@@ -24,6 +26,8 @@ use argmin::solver::quasinewton::LBFGS;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::form::{Form, LawForm};
+
 /// One observation: non-embedding parameters, training tokens, final loss (nats).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Point {
@@ -32,64 +36,119 @@ pub struct Point {
     pub loss: f64,
 }
 
-/// The fitted law.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// A fitted law: its form and its parameters (in the form's order; see [`super::form`]). In JSON:
+/// `{"form": "chinchilla", "e": …, "a": …, "b": …, "alpha": …, "beta": …}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "LawRepr", into = "LawRepr")]
 pub struct Law {
-    pub e: f64,
-    pub a: f64,
-    pub b: f64,
-    pub alpha: f64,
-    pub beta: f64,
+    form: Form,
+    parameters: Vec<f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LawRepr {
+    #[serde(default)]
+    form: Form,
+    #[serde(flatten)]
+    values: std::collections::BTreeMap<String, f64>,
+}
+
+impl TryFrom<LawRepr> for Law {
+    type Error = String;
+    fn try_from(r: LawRepr) -> Result<Self, String> {
+        let names = r.form.law_form().parameters();
+        let parameters =
+            names.iter().map(|(key, _)| r.values.get(*key).copied().ok_or_else(|| format!("the {:?} law has no `{key}`", r.form))).collect::<Result<_, _>>()?;
+        Ok(Self { form: r.form, parameters })
+    }
+}
+
+impl From<Law> for LawRepr {
+    fn from(law: Law) -> Self {
+        let values = law.named().into_iter().map(|(key, _, v)| (key.to_string(), v)).collect();
+        Self { form: law.form, values }
+    }
 }
 
 impl Law {
+    /// Chinchilla's law E + A/N^α + B/D^β.
+    pub fn chinchilla(e: f64, a: f64, b: f64, alpha: f64, beta: f64) -> Self {
+        Self { form: Form::Chinchilla, parameters: vec![e, a, b, alpha, beta] }
+    }
+
+    /// From the fit's coordinates θ.
+    pub fn from_theta(form: Form, theta: &[f64]) -> Self {
+        Self { form, parameters: form.law_form().parameters_of(theta) }
+    }
+
+    pub fn theta(&self) -> Vec<f64> {
+        self.shape().theta(&self.parameters)
+    }
+
+    pub fn form(&self) -> Form {
+        self.form
+    }
+
+    fn shape(&self) -> &'static dyn LawForm {
+        self.form.law_form()
+    }
+
+    /// (key, symbol, value) of every parameter, in the form's order.
+    pub fn named(&self) -> Vec<(&'static str, &'static str, f64)> {
+        self.shape().parameters().iter().zip(&self.parameters).map(|(&(key, symbol), &v)| (key, symbol, v)).collect()
+    }
+
+    /// One parameter by its key ("alpha").
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.named().into_iter().find(|(k, _, _)| *k == key).map(|(_, _, v)| v)
+    }
+
     /// Predicted loss at (N, D).
-    /// Whether the exponents and E are in any plausible range (0.05 ≤ α, β ≤ 2, E ≥ 0.01). Outside
-    /// it, the points did not constrain the law (too few sizes or token counts, or too near the floor).
-    pub fn is_plausible(&self) -> bool {
-        (0.05..=2.0).contains(&self.alpha) && (0.05..=2.0).contains(&self.beta) && self.e >= 0.01
-    }
-
     pub fn loss(&self, n: f64, d: f64) -> f64 {
-        self.e + self.a / n.powf(self.alpha) + self.b / d.powf(self.beta)
+        self.shape().loss(&self.parameters, n, d)
     }
 
-    /// From the log-space parameters θ = (a, b, e, α, β).
-    pub fn from_theta(t: &[f64]) -> Self {
-        Self { a: t[0].exp(), b: t[1].exp(), e: t[2].exp(), alpha: t[3], beta: t[4] }
+    /// Whether the parameters are in a plausible range (see [`LawForm::is_plausible`]).
+    pub fn is_plausible(&self) -> bool {
+        self.shape().is_plausible(&self.parameters)
     }
 
-    pub fn theta(&self) -> [f64; 5] {
-        [self.a.ln(), self.b.ln(), self.e.ln(), self.alpha, self.beta]
-    }
-
-    /// `a = β/(α+β)`: N_opt ∝ C^a.
+    /// N_opt ∝ C^a.
     pub fn n_exponent(&self) -> f64 {
-        self.beta / (self.alpha + self.beta)
+        self.shape().allocation_exponents(&self.parameters).0
     }
 
-    /// `b = α/(α+β)`: D_opt ∝ C^b.
+    /// D_opt ∝ C^b.
     pub fn d_exponent(&self) -> f64 {
-        self.alpha / (self.alpha + self.beta)
-    }
-
-    /// `G = (αA/(βB))^(1/(α+β))`.
-    pub fn g(&self) -> f64 {
-        (self.alpha * self.a / (self.beta * self.b)).powf(1.0 / (self.alpha + self.beta))
+        self.shape().allocation_exponents(&self.parameters).1
     }
 
     /// The loss-minimising (N, D) for training compute C = 6ND.
     pub fn compute_optimal(&self, flops: f64) -> (f64, f64) {
-        let c6 = flops / 6.0;
-        (self.g() * c6.powf(self.n_exponent()), c6.powf(self.d_exponent()) / self.g())
+        self.shape().compute_optimal(&self.parameters, flops)
+    }
+
+    /// The D at which `n` is compute-optimal.
+    pub fn optimal_tokens_for(&self, n: f64) -> f64 {
+        self.shape().optimal_tokens_for(&self.parameters, n)
+    }
+
+    pub fn irreducible_loss(&self) -> Option<f64> {
+        self.shape().irreducible_loss(&self.parameters)
+    }
+
+    /// "E = 1.690, α = 0.340, β = 0.280".
+    pub fn summary(&self) -> String {
+        self.shape().summary(&self.parameters)
     }
 }
 
 /// One evaluation of the objective: (θ, cost, gradient).
-type CachedEvaluation = ([f64; 5], f64, [f64; 5]);
+type CachedEvaluation = (Vec<f64>, f64, Vec<f64>);
 
-/// The summed Huber objective in log space, with its analytic gradient.
+/// The summed Huber objective in log space, with its analytic gradient, for one law form.
 pub struct Objective {
+    form: &'static dyn LawForm,
     log_n: Vec<f64>,
     log_d: Vec<f64>,
     log_loss: Vec<f64>,
@@ -113,8 +172,9 @@ fn huber(r: f64, delta: f64) -> (f64, f64) {
 }
 
 impl Objective {
-    pub fn new(points: &[Point], delta: f64) -> Self {
+    pub fn new(form: Form, points: &[Point], delta: f64) -> Self {
         Self {
+            form: form.law_form(),
             log_n: points.iter().map(|p| p.n.ln()).collect(),
             log_d: points.iter().map(|p| p.d.ln()).collect(),
             log_loss: points.iter().map(|p| p.loss.ln()).collect(),
@@ -126,47 +186,34 @@ impl Objective {
         }
     }
 
-    /// Objective and gradient at θ = (a, b, e, α, β) in one pass.
-    pub fn evaluate(&self, t: &[f64]) -> (f64, [f64; 5]) {
-        let key: [f64; 5] = t.try_into().expect("five parameters");
-        if let Some((k, c, g)) = *self.cache.borrow() {
-            if k == key {
-                return (c, g);
+    /// Objective and gradient at θ in one pass.
+    pub fn evaluate(&self, t: &[f64]) -> (f64, Vec<f64>) {
+        if let Some((k, c, g)) = &*self.cache.borrow() {
+            if k.as_slice() == t {
+                return (*c, g.clone());
             }
         }
-        let [a, b, e, alpha, beta] = key;
         let mut cost = 0.0;
-        let mut grad = [0.0; 5];
+        let mut grad = vec![0.0; t.len()];
+        let mut point_grad = vec![0.0; t.len()];
         for i in 0..self.log_n.len() {
-            let t1 = a - alpha * self.log_n[i];
-            let t2 = b - beta * self.log_d[i];
-            // exp(t − max) is 1 for the largest term: two exponentials instead of three.
-            let m = t1.max(t2).max(e);
-            let ex = |t: f64| if t == m { 1.0 } else { (t - m).exp() };
-            let (x1, x2, x3) = (ex(t1), ex(t2), ex(e));
-            let s = x1 + x2 + x3;
-            let lse = m + s.ln();
-            let (h, dh) = huber(lse - self.log_loss[i], self.delta);
+            let log_loss = self.form.log_loss(t, self.log_n[i], self.log_d[i], &mut point_grad);
+            let (h, dh) = huber(log_loss - self.log_loss[i], self.delta);
             cost += h;
-            let (w1, w2, w3) = (dh * x1 / s, dh * x2 / s, dh * x3 / s);
-            grad[0] += w1;
-            grad[1] += w2;
-            grad[2] += w3;
-            grad[3] -= w1 * self.log_n[i];
-            grad[4] -= w2 * self.log_d[i];
+            grad.iter_mut().zip(&point_grad).for_each(|(g, p)| *g += dh * p);
         }
         if self.mean {
             let n = self.log_n.len() as f64;
             cost /= n;
             grad.iter_mut().for_each(|g| *g /= n);
         }
-        *self.cache.borrow_mut() = Some((key, cost, grad));
+        *self.cache.borrow_mut() = Some((t.to_vec(), cost, grad.clone()));
         (cost, grad)
     }
 }
 
 impl Objective {
-    fn counted(&self, t: &[f64]) -> Result<(f64, [f64; 5]), argmin::core::Error> {
+    fn counted(&self, t: &[f64]) -> Result<(f64, Vec<f64>), argmin::core::Error> {
         let n = self.evaluations.get() + 1;
         self.evaluations.set(n);
         if n > self.max_evaluations || t.iter().any(|x| !x.is_finite()) {
@@ -188,42 +235,21 @@ impl Gradient for Objective {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, t: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        Ok(self.counted(t)?.1.to_vec())
+        Ok(self.counted(t)?.1)
     }
 }
 
 /// One L-BFGS run from `start`; returns (θ, objective, iterations).
-pub fn minimise(points: &[Point], delta: f64, mean: bool, start: [f64; 5], max_iters: u64) -> Option<([f64; 5], f64, u64)> {
-    let mut objective = Objective::new(points, delta);
+pub fn minimise(form: Form, points: &[Point], delta: f64, mean: bool, start: &[f64], max_iters: u64) -> Option<(Vec<f64>, f64, u64)> {
+    let mut objective = Objective::new(form, points, delta);
     objective.mean = mean;
     let linesearch = MoreThuenteLineSearch::new();
     let solver = LBFGS::new(linesearch, 10).with_tolerance_grad(1e-9).ok()?.with_tolerance_cost(1e-12).ok()?;
     let result = Executor::new(objective, solver).configure(|s| s.param(start.to_vec()).max_iters(max_iters)).run().ok()?;
     let state = result.state();
-    let best = state.get_best_param()?.clone();
-    let theta: [f64; 5] = best.try_into().ok()?;
+    let theta = state.get_best_param()?.clone();
     let cost = state.get_best_cost();
     cost.is_finite().then_some((theta, cost, state.get_iter()))
-}
-
-/// The 4500 starting points of Hoffmann et al. / Besiroglu et al.
-pub fn start_grid() -> Vec<[f64; 5]> {
-    let mut starts = Vec::with_capacity(4500);
-    let ab: Vec<f64> = (0..=5).map(|i| 5.0 * i as f64).collect();
-    let e: Vec<f64> = (0..=4).map(|i| -1.0 + 0.5 * i as f64).collect();
-    let exps: Vec<f64> = (0..=4).map(|i| 0.5 * i as f64).collect();
-    for &a in &ab {
-        for &b in &ab {
-            for &e in &e {
-                for &alpha in &exps {
-                    for &beta in &exps {
-                        starts.push([a, b, e, alpha, beta]);
-                    }
-                }
-            }
-        }
-    }
-    starts
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -241,18 +267,19 @@ pub struct LawFit {
 }
 
 /// Fit from every start of `starts`, in parallel; keep the best.
-pub fn fit_from(points: &[Point], delta: f64, starts: &[[f64; 5]]) -> Option<LawFit> {
-    let results: Vec<([f64; 5], f64)> = starts.par_iter().filter_map(|s| minimise(points, delta, false, *s, 1000).map(|(t, c, _)| (t, c))).collect();
-    let (theta, objective) = results.iter().copied().filter(|(t, _)| t[3] > 0.0 && t[4] > 0.0).min_by(|x, y| x.1.total_cmp(&y.1))?;
+pub fn fit_from(form: Form, points: &[Point], delta: f64, starts: &[Vec<f64>]) -> Option<LawFit> {
+    let results: Vec<(Vec<f64>, f64)> = starts.par_iter().filter_map(|s| minimise(form, points, delta, false, s, 1000).map(|(t, c, _)| (t, c))).collect();
+    let (theta, objective) = results.iter().filter(|(t, _)| form.law_form().admissible(t)).min_by(|x, y| x.1.total_cmp(&y.1))?;
+    let objective = *objective;
     let in_basin = results.iter().filter(|(_, c)| (c - objective).abs() <= 1e-6 * objective.abs().max(1e-12)).count();
-    let law = Law::from_theta(&theta);
+    let law = Law::from_theta(form, theta);
     let log_residuals = points.iter().map(|p| p.loss.ln() - law.loss(p.n, p.d).ln()).collect();
     Some(LawFit { law, objective, starts: starts.len(), starts_in_best_basin: in_basin, points: points.len(), delta, log_residuals })
 }
 
-/// Fit from the full 4500-point grid.
-pub fn fit(points: &[Point], delta: f64) -> Option<LawFit> {
-    fit_from(points, delta, &start_grid())
+/// Fit from the form's full start grid.
+pub fn fit(form: Form, points: &[Point], delta: f64) -> Option<LawFit> {
+    fit_from(form, points, delta, &form.law_form().start_grid())
 }
 
 #[cfg(test)]
@@ -276,15 +303,13 @@ mod tests {
 
     #[test]
     fn recovers_known_laws_exactly_without_noise() {
-        for truth in [
-            Law { e: 1.69, a: 406.4, b: 410.7, alpha: 0.34, beta: 0.28 },
-            Law { e: 1.82, a: 482.0, b: 2085.4, alpha: 0.35, beta: 0.37 },
-            Law { e: 2.5, a: 50.0, b: 900.0, alpha: 0.25, beta: 0.45 },
-        ] {
+        for truth in
+            [Law::chinchilla(1.69, 406.4, 410.7, 0.34, 0.28), Law::chinchilla(1.82, 482.0, 2085.4, 0.35, 0.37), Law::chinchilla(2.5, 50.0, 900.0, 0.25, 0.45)]
+        {
             let points = synthetic(&truth, 0.0, 0);
-            let fit = fit(&points, 1e-3).unwrap();
+            let fit = fit(Form::Chinchilla, &points, 1e-3).unwrap();
             let l = fit.law;
-            for (got, want, name) in [(l.e, truth.e, "E"), (l.a, truth.a, "A"), (l.b, truth.b, "B"), (l.alpha, truth.alpha, "α"), (l.beta, truth.beta, "β")] {
+            for ((_, name, got), (_, _, want)) in l.named().into_iter().zip(truth.named()) {
                 assert!((got - want).abs() / want < 1e-3, "{name}: fitted {got}, true {want}");
             }
             assert!(fit.starts_in_best_basin > 1);
@@ -293,30 +318,30 @@ mod tests {
 
     #[test]
     fn the_summed_objective_converges_where_the_mean_stops_early() {
-        let truth = Law { e: 1.69, a: 406.4, b: 410.7, alpha: 0.34, beta: 0.28 };
+        let truth = Law::chinchilla(1.69, 406.4, 410.7, 0.34, 0.28);
         let points = synthetic(&truth, 0.0, 0);
         let start = [5.0, 5.0, 0.5, 0.5, 0.5];
-        let (sum_theta, _, _) = minimise(&points, 1e-3, false, start, 1000).unwrap();
-        let (mean_theta, _, _) = minimise(&points, 1e-3, true, start, 1000).unwrap();
-        let objective = Objective::new(&points, 1e-3);
+        let (sum_theta, _, _) = minimise(Form::Chinchilla, &points, 1e-3, false, &start, 1000).unwrap();
+        let (mean_theta, _, _) = minimise(Form::Chinchilla, &points, 1e-3, true, &start, 1000).unwrap();
+        let objective = Objective::new(Form::Chinchilla, &points, 1e-3);
         let (sum_cost, _) = objective.evaluate(&sum_theta);
         let (mean_cost, _) = objective.evaluate(&mean_theta);
         assert!(sum_cost < 1e-6, "summed objective should reach the exact law: {sum_cost}");
         assert!(mean_cost > 10.0 * sum_cost.max(1e-9), "mean-scaled fit should stop early: {mean_cost} vs {sum_cost}");
-        let alpha_err = |t: [f64; 5]| (t[3] - truth.alpha).abs();
-        assert!(alpha_err(sum_theta) < alpha_err(mean_theta));
+        let alpha_err = |t: &[f64]| (t[3] - truth.get("alpha").unwrap()).abs();
+        assert!(alpha_err(&sum_theta) < alpha_err(&mean_theta));
     }
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let truth = Law { e: 1.8, a: 400.0, b: 2000.0, alpha: 0.35, beta: 0.36 };
+        let truth = Law::chinchilla(1.8, 400.0, 2000.0, 0.35, 0.36);
         let points = synthetic(&truth, 0.05, 3);
-        let objective = Objective::new(&points, 0.05);
+        let objective = Objective::new(Form::Chinchilla, &points, 0.05);
         let t = [6.0, 7.5, 0.5, 0.33, 0.38];
         let (_, g) = objective.evaluate(&t);
         for k in 0..5 {
             let h = 1e-6;
-            let (mut up, mut down) = (t, t);
+            let (mut up, mut down) = (t.to_vec(), t.to_vec());
             up[k] += h;
             down[k] -= h;
             let fd = (objective.evaluate(&up).0 - objective.evaluate(&down).0) / (2.0 * h);
@@ -326,7 +351,7 @@ mod tests {
 
     #[test]
     fn compute_optimal_matches_brute_force_minimisation_at_fixed_compute() {
-        let law = Law { e: 1.82, a: 482.0, b: 2085.4, alpha: 0.348, beta: 0.366 };
+        let law = Law::chinchilla(1.82, 482.0, 2085.4, 0.348, 0.366);
         for flops in [1e21, 5.76e23] {
             let (n_opt, d_opt) = law.compute_optimal(flops);
             assert!((6.0 * n_opt * d_opt / flops - 1.0).abs() < 1e-9);

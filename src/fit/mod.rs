@@ -1,10 +1,11 @@
-//! Fitting the laws: reading points ([`input`]), the data-model law and compute-optimal
-//! allocation ([`law`]), bootstrap intervals ([`bootstrap`]), the `fit law` report ([`report`]),
+//! Fitting the laws: reading points ([`input`]), the shape of a data-model law ([`form`]: a new
+//! law form is one implementation there), fitting it and its compute-optimal allocation ([`law`]), bootstrap intervals ([`bootstrap`]), the `fit law` report ([`report`]),
 //! learning-rate transfer and batch-size laws ([`transfer`], [`commands`]), and the fits a sweep
 //! directory keeps ([`saved`]).
 
 pub mod bootstrap;
 pub mod commands;
+pub mod form;
 pub mod input;
 pub mod law;
 pub mod report;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{resample_fits, Interval};
+use super::form::Form;
 use super::input::{points, Columns, Table};
 use super::law::{fit, Law, LawFit, Point};
 use crate::format::si;
@@ -50,6 +51,9 @@ pub struct LawDefinition {
     pub flops: Option<String>,
     /// Column of the final loss.
     pub loss: String,
+    /// The law's form [default: chinchilla, L = E + A/N^α + B/D^β].
+    #[serde(default)]
+    pub form: Form,
     /// Only rows of this sweep grid.
     #[serde(default)]
     pub grid: Option<String>,
@@ -93,6 +97,7 @@ impl LawDefinition {
             tokens: Some("tokens".into()),
             flops: None,
             loss: "final_eval_loss".into(),
+            form: Form::default(),
             grid: None,
             drop_highest: 0,
             delta: default_delta(),
@@ -138,11 +143,9 @@ pub struct BootstrapSummary {
     pub seed: u64,
     pub level: f64,
     pub full_grid: bool,
-    pub e: Interval,
-    pub a: Interval,
-    pub b: Interval,
-    pub alpha: Interval,
-    pub beta: Interval,
+    /// Each parameter of the law, by its key ("alpha").
+    #[serde(flatten)]
+    pub parameters: std::collections::BTreeMap<String, Interval>,
     /// N_opt ∝ C^a.
     pub n_exponent: Interval,
     /// D_opt ∝ C^b.
@@ -176,10 +179,11 @@ pub struct LawReport {
     pub excluded_not_done: usize,
     pub dropped_highest: usize,
     pub fit: LawFit,
-    /// N_opt ∝ C^a, a = β/(α+β).
+    /// N_opt ∝ C^a (Chinchilla: a = β/(α+β)).
     pub n_exponent: f64,
-    /// D_opt ∝ C^b, b = α/(α+β).
+    /// D_opt ∝ C^b (Chinchilla: b = α/(α+β)).
     pub d_exponent: f64,
+    /// N_opt at C/6 = 1: N_opt = G·(C/6)^a.
     pub g: f64,
     pub residual_rms: f64,
     pub budgets: Vec<Budget>,
@@ -217,11 +221,13 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
     let columns = Columns { n: def.n.clone(), tokens: def.tokens.clone(), flops: def.flops.clone(), loss: def.loss.clone(), grid: def.grid.clone() };
     let read = points(&table, &columns, def.drop_highest)?;
     let pts = read.points;
+    let parameters = def.form.law_form().parameters().len();
     anyhow::ensure!(
-        pts.len() >= 6,
-        "{}: {} usable points; the law has 5 parameters and needs at least 6 (more, over several N and D, to mean anything)",
+        pts.len() > parameters,
+        "{}: {} usable points; the law has {parameters} parameters and needs at least {} (more, over several N and D, to mean anything)",
         table.path.display(),
-        pts.len()
+        pts.len(),
+        parameters + 1
     );
     let distinct = |f: fn(&Point) -> f64| {
         let mut v: Vec<f64> = pts.iter().map(f).collect();
@@ -236,8 +242,8 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
          (a WSD data-model grid gives several of both)",
         table.path.display()
     );
-    let full = fit(&pts, def.delta).context("no start of the fit converged to a finite law")?;
-    let law = full.law;
+    let full = fit(def.form, &pts, def.delta).context("no start of the fit converged to a finite law")?;
+    let law = full.law.clone();
     let residual_rms = (full.log_residuals.iter().map(|r| r * r).sum::<f64>() / pts.len() as f64).sqrt();
 
     let bootstrap_laws = (def.bootstrap > 0).then(|| resample_fits(&pts, &law, def.delta, def.bootstrap, def.seed, def.bootstrap_full_grid));
@@ -272,15 +278,11 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         seed: def.seed,
         level: def.level,
         full_grid: def.bootstrap_full_grid,
-        e: interval(law.e, &|l| l.e).unwrap(),
-        a: interval(law.a, &|l| l.a).unwrap(),
-        b: interval(law.b, &|l| l.b).unwrap(),
-        alpha: interval(law.alpha, &|l| l.alpha).unwrap(),
-        beta: interval(law.beta, &|l| l.beta).unwrap(),
+        parameters: law.named().into_iter().map(|(key, _, v)| (key.to_string(), interval(v, &|l| l.get(key).unwrap_or(f64::NAN)).unwrap())).collect(),
         n_exponent: interval(law.n_exponent(), &|l| l.n_exponent()).unwrap(),
         d_exponent: interval(law.d_exponent(), &|l| l.d_exponent()).unwrap(),
     });
-    let holdout = def.holdout.map(|h| holdout_check(&pts, h, def.delta)).transpose()?;
+    let holdout = def.holdout.map(|h| holdout_check(def.form, &pts, h, def.delta)).transpose()?;
     Ok(LawReport {
         input: table.path,
         points: pts.len(),
@@ -288,7 +290,7 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         dropped_highest: read.dropped_highest,
         n_exponent: law.n_exponent(),
         d_exponent: law.d_exponent(),
-        g: law.g(),
+        g: law.compute_optimal(6.0).0,
         residual_rms,
         fit: full,
         budgets,
@@ -303,7 +305,7 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
 }
 
 /// Fit without the held-out points and predict them: the honest test of a scaling law.
-pub fn holdout_check(points: &[Point], holdout: Holdout, delta: f64) -> anyhow::Result<HoldoutReport> {
+pub fn holdout_check(form: Form, points: &[Point], holdout: Holdout, delta: f64) -> anyhow::Result<HoldoutReport> {
     let held = |p: &Point| match holdout {
         Holdout::Largest => {
             let max_n = points.iter().map(|p| p.n).fold(0.0, f64::max);
@@ -316,7 +318,7 @@ pub fn holdout_check(points: &[Point], holdout: Holdout, delta: f64) -> anyhow::
     };
     let (test, train): (Vec<Point>, Vec<Point>) = points.iter().partition(|p| held(p));
     anyhow::ensure!(train.len() >= 6, "--holdout leaves {} points to fit; at least 6 are needed", train.len());
-    let law = fit(&train, delta).context("the held-out fit did not converge")?.law;
+    let law = fit(form, &train, delta).context("the held-out fit did not converge")?.law;
     let points: Vec<HeldOutPoint> = test
         .iter()
         .map(|p| {
@@ -331,7 +333,7 @@ pub fn holdout_check(points: &[Point], holdout: Holdout, delta: f64) -> anyhow::
 impl std::fmt::Display for LawReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let l = &self.fit.law;
-        writeln!(f, "data-model law  L(N, D) = E + A/N^α + B/D^β   ({})", self.input.display())?;
+        writeln!(f, "data-model law  {}   ({})", l.form().law_form().formula(), self.input.display())?;
         write!(f, "  points {}", self.points)?;
         if self.dropped_highest > 0 {
             write!(f, " ({} highest-loss dropped)", self.dropped_highest)?;
@@ -362,11 +364,9 @@ impl std::fmt::Display for LawReport {
             )?;
         }
         let b = self.bootstrap.as_ref();
-        row(f, "E", l.e, b.map(|b| &b.e))?;
-        row(f, "A", l.a, b.map(|b| &b.a))?;
-        row(f, "B", l.b, b.map(|b| &b.b))?;
-        row(f, "α", l.alpha, b.map(|b| &b.alpha))?;
-        row(f, "β", l.beta, b.map(|b| &b.beta))?;
+        for (key, symbol, value) in l.named() {
+            row(f, symbol, value, b.and_then(|b| b.parameters.get(key)))?;
+        }
         if !l.is_plausible() {
             writeln!(
                 f,
@@ -376,11 +376,7 @@ impl std::fmt::Display for LawReport {
         }
         writeln!(f, "compute-optimal (C = 6ND): N_opt ∝ C^{:.4}, D_opt ∝ C^{:.4}, G = {:.4}", self.n_exponent, self.d_exponent, self.g)?;
         if let Some(b) = b {
-            writeln!(
-                f,
-                "  a = β/(α+β) in [{:.4}, {:.4}], b = α/(α+β) in [{:.4}, {:.4}]",
-                b.n_exponent.lower, b.n_exponent.upper, b.d_exponent.lower, b.d_exponent.upper
-            )?;
+            writeln!(f, "  a in [{:.4}, {:.4}], b in [{:.4}, {:.4}]", b.n_exponent.lower, b.n_exponent.upper, b.d_exponent.lower, b.d_exponent.upper)?;
         }
         for c in &self.budgets {
             write!(f, "  C = {:.3e}: N_opt = {}, D_opt = {}, D/N = {:.1}", c.flops, si(c.n_opt), si(c.d_opt), c.tokens_per_param)?;

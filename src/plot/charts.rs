@@ -173,7 +173,7 @@ fn law_report(data: &SweepData) -> Result<&crate::fit::report::LawReport, String
 }
 
 fn law_title(law: &Law) -> String {
-    format!("E = {:.3}, α = {:.3}, β = {:.3}{}", law.e, law.alpha, law.beta, if !law.is_plausible() { " (unconstrained: too few points)" } else { "" })
+    format!("{}{}", law.summary(), if !law.is_plausible() { " (unconstrained: too few points)" } else { "" })
 }
 
 /// Loss against D for each N with the fitted law's curves.
@@ -193,8 +193,8 @@ pub fn law_tokens(data: &SweepData) -> Result<Figure, String> {
     }
     // E is drawn when it is a floor the data approach, not a degenerate 0 of an unconstrained fit.
     let lowest = points.iter().map(|p| p.loss).fold(f64::INFINITY, f64::min);
-    if law.e > 0.3 * lowest {
-        series.push(horizontal(format!("fitted E {:.3}", law.e), GREY, law.e, grid[0], grid[grid.len() - 1]));
+    if let Some(e) = law.irreducible_loss().filter(|&e| e > 0.3 * lowest) {
+        series.push(horizontal(format!("fitted E {e:.3}"), GREY, e, grid[0], grid[grid.len() - 1]));
     }
     if let Some(oracle) = data.oracle_loss {
         series.push(horizontal(format!("oracle loss {oracle:.3}"), BLACK, oracle, grid[0], grid[grid.len() - 1]));
