@@ -259,3 +259,33 @@ fn a_local_sweep_is_cancelled_gracefully_and_resumes() {
     let e = fails(&["cancel", sweep.to_str().unwrap()]);
     assert!(e.contains("nothing is running"), "{e}");
 }
+
+/// A sweep over a `schedule.*` key: every value is its own run; in a WSD grid the decays branch
+/// off one shared trunk.
+#[test]
+fn a_sweep_over_schedule_keys_trains_each_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = TINY.split("[[grid]]").next().unwrap().replace(
+        "schedule = { kind = \"cosine\", warmup_tokens = 256 }",
+        "schedule = { kind = \"wsd\", warmup_tokens = 256, decay = \"linear\", decay_tokens = 512 }",
+    );
+    let grids = "[[grid]]\nname = \"decays\"\nmodels = { widths = [16], depth = 1, head_dim = 16 }\n\
+                 wsd = { branch_tokens = [1280], decay_fraction = 0.4 }\n\
+                 parameters.\"schedule.decay\" = { values = [\"linear\", \"1-sqrt\", \"exponential\"] }\n\
+                 [[grid]]\nname = \"floors\"\nmodels = { widths = [16], depth = 1, head_dim = 16 }\n\
+                 parameters.\"schedule.final_lr_fraction\" = { values = [0.0, 0.5] }\n";
+    let p = write(dir.path(), "s.toml", &(base + grids));
+    let out = dir.path().join("out");
+    let o = windtunnel(&["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = std::fs::read_to_string(out.join("tiny").join("table.csv")).unwrap();
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    let count = |needle: &str| rows.iter().filter(|r| r.contains(needle)).count();
+    assert_eq!((count(",trunk,decays,"), count(",branch,decays,"), count(",plain,floors,")), (1, 3, 2), "{table}");
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+    let loss = header.iter().position(|h| *h == "final_eval_loss").unwrap();
+    let mut losses: Vec<&str> = rows.iter().filter(|r| r.contains(",branch,")).map(|r| r.split(',').nth(loss).unwrap()).collect();
+    losses.sort();
+    losses.dedup();
+    assert_eq!(losses.len(), 3, "each decay shape trains its own branch: {table}");
+}

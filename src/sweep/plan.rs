@@ -6,13 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::{GridSpec, Method, ModelFamily, SweepSpec};
+use super::spec::{GridSpec, Method, ModelFamily, SweepSpec, WsdSpec};
 use crate::layout::RunDir;
 use crate::model::memory::{self, MemoryEstimate};
 use crate::model::shape::{self, ModelShape};
 use crate::rng::Rng;
 use crate::train::config::{BranchConfig, RunConfig};
-use crate::train::schedule::ScheduleSpec;
+use crate::train::schedule::{DecayShape, ScheduleSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -209,6 +209,8 @@ fn deduplicate(runs: &mut Vec<PlannedRun>) -> Vec<String> {
     let mut first_grid: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let mut notes = Vec::new();
     runs.retain(|r| match first_grid.get(&r.id) {
+        // Branches that sweep only their decay share their grid's trunk: that is WSD's point.
+        Some(grid) if r.kind == RunKind::Trunk && *grid == r.grid => false,
         Some(grid) => {
             let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
             notes.push(format!(
@@ -278,6 +280,7 @@ fn expand(grid: &GridSpec, base: RunConfig, shape: ModelShape, seed: u64, params
     }
     points.sort_unstable();
     points.dedup();
+    let decay_rule = BranchDecay::new(grid, wsd, &base, &params)?;
     let warmup = base.schedule.warmup_tokens();
     anyhow::ensure!(points[0] > warmup, "the first branch point ({} tokens) is not past the warmup ({warmup} tokens); branch later or warm up less", points[0]);
     let largest = *points.last().unwrap();
@@ -294,24 +297,76 @@ fn expand(grid: &GridSpec, base: RunConfig, shape: ModelShape, seed: u64, params
         let mut branch = base.clone();
         branch.training.tokens = end;
         branch.training.checkpoint_tokens = Vec::new();
-        branch.schedule = ScheduleSpec::Wsd {
-            warmup_tokens: warmup,
-            decay: wsd.decay,
-            decay_tokens: decay,
-            half_life_tokens: None,
-            final_lr_fraction: wsd.final_lr_fraction,
-        };
+        branch.schedule = decay_rule.schedule(warmup, decay);
         branch.branch = Some(BranchConfig { trunk: RunDir::trunk_reference(&trunk_id), from_tokens: point, data: None });
         runs.push(make(branch, RunKind::Branch, Some(trunk_id.clone()), Some(point), Some(decay))?);
         if wsd.cosine_baseline {
             let mut cosine = base.clone();
             cosine.training.tokens = end;
             cosine.training.checkpoint_tokens = Vec::new();
-            cosine.schedule = ScheduleSpec::Cosine { warmup_tokens: warmup, final_lr_fraction: 0.1 };
+            cosine.schedule = ScheduleSpec::Cosine { warmup_tokens: warmup, final_lr_fraction: decay_rule.cosine_floor };
             runs.push(make(cosine, RunKind::Plain, None, None, None)?);
         }
     }
     Ok(())
+}
+
+/// How a WSD grid's branches decay: its `wsd` block, with the `schedule.*` keys the grid sweeps
+/// applied (a swept key is never dropped: one a WSD grid cannot apply is refused).
+struct BranchDecay {
+    shape: DecayShape,
+    final_lr_fraction: f64,
+    half_life_tokens: Option<u64>,
+    half_life_fraction: Option<f64>,
+    cosine_floor: f64,
+}
+
+impl BranchDecay {
+    fn new(grid: &GridSpec, wsd: &WsdSpec, base: &RunConfig, params: &[(String, String)]) -> anyhow::Result<Self> {
+        let mut rule = Self {
+            shape: wsd.decay,
+            final_lr_fraction: wsd.final_lr_fraction,
+            half_life_tokens: None,
+            half_life_fraction: wsd.half_life_fraction,
+            cosine_floor: wsd.cosine_final_lr_fraction.unwrap_or(ScheduleSpec::DEFAULT_COSINE_FLOOR),
+        };
+        // The swept values are in the base's schedule already (a grid point sets its keys there).
+        let swept = |key: &str| params.iter().any(|(k, _)| k == key);
+        for (key, _) in params.iter().filter(|(k, _)| k.starts_with("schedule.")) {
+            let applies = matches!(key.as_str(), "schedule.warmup_tokens" | "schedule.decay" | "schedule.final_lr_fraction" | "schedule.half_life_tokens");
+            anyhow::ensure!(
+                applies,
+                "grid `{}` sweeps `{key}`, which a WSD grid cannot apply: its trunks run at a constant rate and each branch decays over \
+                 `wsd.decay_fraction` of its tokens. Sweep schedule.decay, schedule.final_lr_fraction, schedule.half_life_tokens or \
+                 schedule.warmup_tokens, or drop the `wsd` block to sweep whole schedules",
+                grid.name
+            );
+        }
+        if let ScheduleSpec::Wsd { decay, half_life_tokens, final_lr_fraction, .. } = base.schedule {
+            if swept("schedule.decay") {
+                rule.shape = decay;
+            }
+            if swept("schedule.final_lr_fraction") {
+                rule.final_lr_fraction = final_lr_fraction;
+            }
+            if swept("schedule.half_life_tokens") {
+                rule.half_life_tokens = half_life_tokens;
+            }
+        }
+        Ok(rule)
+    }
+
+    /// The schedule of a branch whose decay takes `decay_tokens`.
+    fn schedule(&self, warmup_tokens: u64, decay_tokens: u64) -> ScheduleSpec {
+        let from_fraction = self.half_life_fraction.map(|f| ((decay_tokens as f64 * f).round() as u64).max(1));
+        ScheduleSpec::Wsd {
+            warmup_tokens,
+            decay: self.shape,
+            decay_tokens,
+            half_life_tokens: self.half_life_tokens.or(from_fraction),
+            final_lr_fraction: self.final_lr_fraction,
+        }
+    }
 }
 
 impl std::fmt::Display for Plan {
@@ -360,5 +415,117 @@ impl std::fmt::Display for Plan {
             self.from_scratch_flops,
             self.wsd_saving()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str = r#"
+name = "t"
+[base]
+mup = { base_width = 16 }
+optimizer = { lr = 0.01 }
+schedule = { kind = "wsd", warmup_tokens = 256, decay = "linear", decay_tokens = 256 }
+training = { tokens = 2560, batch_size = 4, seq_len = 32, eval_interval_tokens = 1280, eval_tokens = 256 }
+data = { kind = "synthetic", vocab = 64 }
+"#;
+
+    fn plan_of(grids: &str) -> anyhow::Result<Plan> {
+        plan(&SweepSpec::parse(&format!("{BASE}{grids}"), Path::new("t.toml"))?)
+    }
+
+    fn count(plan: &Plan, kind: RunKind) -> usize {
+        plan.runs.iter().filter(|r| r.kind == kind).count()
+    }
+
+    #[test]
+    fn a_wsd_grid_gives_one_trunk_per_model_and_a_branch_per_point() {
+        let p = plan_of(
+            "[[grid]]\nname = \"d\"\nmodels = { widths = [16, 32], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [1280, 2560], decay_fraction = 0.2 }\n",
+        )
+        .unwrap();
+        assert_eq!((count(&p, RunKind::Trunk), count(&p, RunKind::Branch)), (2, 4));
+        let trunk = p.runs.iter().find(|r| r.kind == RunKind::Trunk).unwrap();
+        assert_eq!(trunk.config.schedule, ScheduleSpec::Constant { warmup_tokens: 256 });
+        assert_eq!(trunk.config.training.checkpoint_tokens, vec![1280, 2560]);
+        let branch = p.runs.iter().find(|r| r.trunk.as_deref() == Some(trunk.id.as_str()) && r.from_tokens == Some(1280)).unwrap();
+        // 20% of 1280 = 256 tokens of decay, two steps of 128.
+        assert_eq!(branch.tokens, 1536);
+        assert_eq!(branch.own_flops * 1536.0, branch.flops * 256.0);
+        assert_eq!(branch.config.branch.as_ref().unwrap().trunk, RunDir::trunk_reference(&trunk.id));
+        // Branching saves the stable phases: one trunk instead of a run per point.
+        assert!(p.wsd_saving() > 1.0);
+    }
+
+    #[test]
+    fn a_swept_decay_applies_to_the_branches_which_share_their_trunk() {
+        let grid = "[[grid]]\nname = \"d\"\nmodels = { widths = [16], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [1280], decay_fraction = 0.2 }\n";
+        let p = plan_of(&format!("{grid}parameters.\"schedule.decay\" = {{ values = [\"linear\", \"1-sqrt\", \"exponential\"] }}\n")).unwrap();
+        assert_eq!((count(&p, RunKind::Trunk), count(&p, RunKind::Branch)), (1, 3), "{:?}", p.duplicates);
+        let mut shapes: Vec<String> = p
+            .runs
+            .iter()
+            .filter_map(|r| match r.config.schedule {
+                ScheduleSpec::Wsd { decay, .. } if r.kind == RunKind::Branch => Some(decay.to_string()),
+                _ => None,
+            })
+            .collect();
+        shapes.sort();
+        assert_eq!(shapes, ["1-sqrt", "exponential", "linear"]);
+        assert!(p.duplicates.is_empty(), "a shared trunk is no duplicate: {:?}", p.duplicates);
+        // Final fractions and half-lives apply too; keys a WSD grid cannot apply are refused.
+        let p = plan_of(&format!("{grid}parameters.\"schedule.final_lr_fraction\" = {{ values = [0.0, 0.1] }}\n")).unwrap();
+        let floors: Vec<f64> = p
+            .runs
+            .iter()
+            .filter_map(|r| if let ScheduleSpec::Wsd { final_lr_fraction, .. } = r.config.schedule { Some(final_lr_fraction) } else { None })
+            .collect();
+        assert_eq!(floors, [0.0, 0.1]);
+        let e = plan_of(&format!("{grid}parameters.\"schedule.decay_tokens\" = {{ values = [128, 256] }}\n")).unwrap_err();
+        assert!(format!("{e:#}").contains("sweeps `schedule.decay_tokens`, which a WSD grid cannot apply"), "{e:#}");
+    }
+
+    #[test]
+    fn wsd_half_life_and_cosine_floor_are_sweep_keys_with_todays_defaults() {
+        let grid = |wsd: &str| {
+            format!("[[grid]]\nname = \"d\"\nmodels = {{ widths = [16], depth = 1, head_dim = 16 }}\nwsd = {{ branch_tokens = [1280], decay_fraction = 0.2, decay = \"exponential\", cosine_baseline = true{wsd} }}\n")
+        };
+        let branch_and_cosine = |p: &Plan| {
+            let b = p.runs.iter().find(|r| r.kind == RunKind::Branch).unwrap().config.schedule.clone();
+            let c = p.runs.iter().find(|r| r.kind == RunKind::Plain).unwrap().config.schedule.clone();
+            (b, c)
+        };
+        let (b, c) = branch_and_cosine(&plan_of(&grid("")).unwrap());
+        assert!(matches!(b, ScheduleSpec::Wsd { half_life_tokens: None, .. }), "{b:?}");
+        assert_eq!(c, ScheduleSpec::Cosine { warmup_tokens: 256, final_lr_fraction: 0.1 });
+        let (b, c) = branch_and_cosine(&plan_of(&grid(", half_life_fraction = 0.5, cosine_final_lr_fraction = 0.0")).unwrap());
+        assert!(matches!(b, ScheduleSpec::Wsd { half_life_tokens: Some(128), decay_tokens: 256, .. }), "{b:?}");
+        assert_eq!(c, ScheduleSpec::Cosine { warmup_tokens: 256, final_lr_fraction: 0.0 });
+    }
+
+    #[test]
+    fn ids_hash_the_config_and_change_only_with_it() {
+        let lr = |values: &str| {
+            format!("[[grid]]\nname = \"lr\"\nmodels = {{ widths = [16, 32], depth = 1, head_dim = 16 }}\nparameters.\"optimizer.lr\" = {{ values = [{values}] }}\n")
+        };
+        let a = plan_of(&lr("0.01, 0.03")).unwrap();
+        let b = plan_of(&lr("0.01, 0.03, 0.1")).unwrap();
+        let ids = |p: &Plan| p.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        assert!(ids(&a).iter().all(|id| ids(&b).contains(id)), "adding a value keeps every existing id");
+        assert_eq!(ids(&b).len(), 6);
+        assert!(a.runs.iter().all(|r| r.id == r.config.hash()[..12]));
+    }
+
+    #[test]
+    fn relative_data_paths_become_absolute_against_the_sweep_file() {
+        let text = BASE.replace("data = { kind = \"synthetic\", vocab = 64 }", "data = { kind = \"tokens\", path = \"corpus/train.bin\", vocab = 64 }")
+            + "[[grid]]\nname = \"lr\"\nmodels = { widths = [16], depth = 1, head_dim = 16 }\n";
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(&SweepSpec::parse(&text, &dir.path().join("s.toml")).unwrap()).unwrap();
+        let crate::data::DataSpec::Tokens(t) = &p.runs[0].config.data else { panic!("tokens") };
+        assert_eq!(t.path, dir.path().canonicalize().unwrap().join("corpus/train.bin"));
     }
 }

@@ -160,6 +160,13 @@ pub struct WsdSpec {
     /// Linear and 1-sqrt decays end at this fraction of the peak rate.
     #[serde(default)]
     pub final_lr_fraction: f64,
+    /// Exponential decays halve the rate every this fraction of their length
+    /// [default: 0.25, `ScheduleSpec::DEFAULT_HALF_LIFE_FRACTION`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half_life_fraction: Option<f64>,
+    /// The cosine baseline ends at this fraction of the peak rate [default: 0.1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cosine_final_lr_fraction: Option<f64>,
     /// Also train a cosine run of each branch's full length, the baseline WSD is compared with.
     #[serde(default)]
     pub cosine_baseline: bool,
@@ -268,6 +275,15 @@ impl SweepSpec {
                 anyhow::ensure!(
                     w.decay_fraction >= 0.0 && w.decay_fraction <= 1.0,
                     "{}: grid `{}`: wsd.decay_fraction must be in [0, 1]",
+                    path.display(),
+                    g.name
+                );
+                for (key, value) in [("final_lr_fraction", Some(w.final_lr_fraction)), ("cosine_final_lr_fraction", w.cosine_final_lr_fraction)] {
+                    anyhow::ensure!(value.is_none_or(|v| (0.0..=1.0).contains(&v)), "{}: grid `{}`: wsd.{key} must be in [0, 1]", path.display(), g.name);
+                }
+                anyhow::ensure!(
+                    w.half_life_fraction.is_none_or(|f| f > 0.0 && f.is_finite()),
+                    "{}: grid `{}`: wsd.half_life_fraction must be a positive fraction of the decay",
                     path.display(),
                     g.name
                 );
@@ -467,5 +483,81 @@ fn number(x: f64, integer: bool) -> toml::Value {
     } else {
         // Round to 6 significant digits so ids do not depend on the last bits of a pow().
         toml::Value::Float(format!("{x:.6e}").parse().unwrap())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"name = "s"
+[base]
+optimizer = { lr = 0.01 }
+schedule = { kind = "cosine", warmup_tokens = 256 }
+training = { tokens = 2560, batch_size = 4, seq_len = 32, eval_interval_tokens = 1280, eval_tokens = 256 }
+
+[[grid]]
+name = "lr"
+models = { widths = [64, 128], depth = 2 }
+parameters."optimizer.lr" = { min = 1e-3, max = 1e-1, num = 3, log = true }
+
+[[grid]]
+name = "data"
+models = { presets = ["9m"] }
+wsd = { tokens_per_param = [10, 20] }
+"#;
+
+    fn parse(text: &str) -> anyhow::Result<SweepSpec> {
+        SweepSpec::parse(text, Path::new("sweep.toml"))
+    }
+
+    fn error(text: &str) -> String {
+        format!("{:#}", parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn a_good_file_parses_with_its_defaults() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.seeds, [0]);
+        assert_eq!(s.grids[0].models.head_dim, crate::model::shape::HEAD_DIM);
+        assert_eq!(s.grids[0].models.ffn_multiplier, crate::model::shape::FFN_MULTIPLIER);
+        assert_eq!(s.grids[0].parameters["optimizer.lr"].grid_values(), [toml::Value::Float(1e-3), toml::Value::Float(1e-2), toml::Value::Float(1e-1)]);
+        let wsd = s.grids[1].wsd.as_ref().unwrap();
+        assert_eq!((wsd.decay, wsd.decay_fraction, wsd.half_life_fraction), (DecayShape::Exponential, 0.1, None));
+        assert!(s.base_dir.is_absolute());
+    }
+
+    #[test]
+    fn every_bad_value_names_the_file_the_key_and_the_line() {
+        let e = error(&GOOD.replace("name = \"lr\"", "name = \"lr\"\nmethod = \"bayes\""));
+        assert!(e.contains("sweep.toml") && e.contains("bayes"), "{e}");
+        let e = error(&GOOD.replace("depth = 2 }", "depth = 2, heads = 4 }"));
+        assert!(e.contains("sweep.toml") && e.contains("heads"), "{e}");
+        let e = error(&GOOD.replace("name = \"s\"", "name = \"../escape\""));
+        assert!(e.contains("must be a folder name"), "{e}");
+        let e = error(&GOOD.replace("min = 1e-3", "min = 0.0"));
+        assert!(e.contains("a log range needs min > 0") && e.contains("line 10"), "{e}");
+        let e = error(&GOOD.replace("num = 3, ", ""));
+        assert!(e.contains("needs `num`"), "{e}");
+        let e = error(&GOOD.replace("tokens_per_param = [10, 20]", "tokens_per_param = [10], branch_tokens = [1000]"));
+        assert!(e.contains("exactly one of `branch_tokens` and `tokens_per_param`"), "{e}");
+        let e = error(&GOOD.replace("tokens_per_param = [10, 20]", "tokens_per_param = [10, -1]"));
+        assert!(e.contains("positive finite"), "{e}");
+        let e = error(&GOOD.replace("lr = 0.01 }", "lr = inf }"));
+        assert!(e.contains("base.optimizer.lr = inf") && e.contains("line 3"), "{e}");
+        let e = error(&GOOD.replace("widths = [64, 128], depth = 2", "widths = [48], depth = 2"));
+        assert!(e.contains("width 48 is not a multiple of models.head_dim"), "{e}");
+        let e = error(&GOOD.replace("wsd = { tokens_per_param = [10, 20] }", "wsd = { tokens_per_param = [10], half_life_fraction = 0.0 }"));
+        assert!(e.contains("wsd.half_life_fraction"), "{e}");
+        let e = error("name = \"s\"\n[base]\n");
+        assert!(e.contains("grid"), "{e}");
+    }
+
+    #[test]
+    fn slurm_values_that_could_escape_their_line_are_refused() {
+        let e = error(&format!("{GOOD}\n[slurm]\npartition = \"gpu\\n#SBATCH --wrap=x\"\n"));
+        assert!(e.contains("slurm.partition") && e.contains("control character"), "{e}");
+        let merged = SlurmSpec { partition: Some("cpu".into()), ..Default::default() }.merged(&SlurmSpec { time: Some("60".into()), ..Default::default() });
+        assert_eq!((merged.partition.as_deref(), merged.time.as_deref()), (Some("cpu"), Some("60")));
     }
 }

@@ -84,11 +84,6 @@ impl<B: AutodiffBackend> AdamW<B> {
         Self { config, step: 0, moments: HashMap::new(), rules }
     }
 
-    /// The learning rate a parameter gets when the schedule says `lr`.
-    pub fn param_lr(&self, id: ParamId, lr: f64) -> f64 {
-        lr * self.rules.get(&id).map_or(1.0, |r| r.lr_multiplier)
-    }
-
     /// One update of `model` from the gradients of a backward pass, at base learning rate `lr`.
     pub fn step(&mut self, model: Transformer<B>, grads: B::Gradients, lr: f64) -> (Transformer<B>, StepReport) {
         let grads = GradientsParams::from_grads(grads, &model);

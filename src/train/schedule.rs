@@ -54,7 +54,8 @@ pub enum ScheduleSpec {
         decay: DecayShape,
         /// Length of the decay; the stable phase is what remains.
         decay_tokens: u64,
-        /// Exponential decay only: tokens per halving [default: decay_tokens / 4].
+        /// Exponential decay only: tokens per halving [default: decay_tokens / 4, see
+        /// `DEFAULT_HALF_LIFE_FRACTION`].
         #[serde(default, skip_serializing_if = "Option::is_none")]
         half_life_tokens: Option<u64>,
         /// Linear and 1-sqrt: the fraction of η reached at the end.
@@ -70,10 +71,21 @@ pub enum ScheduleSpec {
 }
 
 fn default_cosine_floor() -> f64 {
-    0.1
+    ScheduleSpec::DEFAULT_COSINE_FLOOR
 }
 
 impl ScheduleSpec {
+    /// The fraction of η a cosine schedule ends at unless `final_lr_fraction` says otherwise.
+    pub const DEFAULT_COSINE_FLOOR: f64 = 0.1;
+    /// An exponential decay halves the rate every this fraction of its length unless
+    /// `half_life_tokens` says otherwise (so it ends at 0.5⁴ = 1/16 of η).
+    pub const DEFAULT_HALF_LIFE_FRACTION: f64 = 0.25;
+
+    /// The half-life of an exponential decay of `decay_tokens` without `half_life_tokens`.
+    pub fn default_half_life(decay_tokens: u64) -> u64 {
+        ((decay_tokens as f64 * Self::DEFAULT_HALF_LIFE_FRACTION) as u64).max(1)
+    }
+
     pub fn warmup_tokens(&self) -> u64 {
         match *self {
             Self::Constant { warmup_tokens } | Self::Wsd { warmup_tokens, .. } | Self::Cosine { warmup_tokens, .. } => warmup_tokens,
@@ -131,7 +143,7 @@ impl ScheduleSpec {
                 let progress = (x / decay_tokens.max(1) as f64).min(1.0);
                 match decay {
                     DecayShape::Exponential => {
-                        let half_life = half_life_tokens.unwrap_or((decay_tokens / 4).max(1)) as f64;
+                        let half_life = half_life_tokens.unwrap_or(Self::default_half_life(decay_tokens)) as f64;
                         0.5f64.powf(x / half_life)
                     }
                     DecayShape::Linear => 1.0 - (1.0 - final_lr_fraction) * progress,
@@ -142,15 +154,6 @@ impl ScheduleSpec {
                 let progress = ((tokens - warmup) as f64 / (total_tokens - warmup) as f64).min(1.0);
                 final_lr_fraction + (1.0 - final_lr_fraction) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
-        }
-    }
-
-    /// Tokens at which the decay starts (None when there is none).
-    pub fn decay_start(&self, total_tokens: u64) -> Option<u64> {
-        match *self {
-            Self::Wsd { decay_tokens, .. } => Some(total_tokens - decay_tokens),
-            Self::Cosine { warmup_tokens, .. } => Some(warmup_tokens),
-            Self::Constant { .. } => None,
         }
     }
 }
