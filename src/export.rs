@@ -340,11 +340,11 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
     // 3. Learning rate, transferred under µP.
     let lr_dir = request.lr_sweep.as_deref().unwrap_or(dir);
     let (base_lr, lr_source) = match fit_lr(lr_dir, &LrColumns::results_table(), 0) {
-        Ok(lr) => match lr.groups.iter().find(|(g, _)| g == "mup").or_else(|| (lr.groups.len() == 1).then(|| &lr.groups[0])) {
+        Ok(lr) => match lr.groups.iter().find(|(g, _)| g == "mup" || g.starts_with("mup, ")).or_else(|| (lr.groups.len() == 1).then(|| &lr.groups[0])) {
             Some((_, t)) if !t.optima.is_empty() => {
                 let widest = t.optima.iter().max_by(|a, b| a.width.total_cmp(&b.width)).unwrap();
-                if !widest.bracketed {
-                    warnings.push(format!("the learning-rate optimum at width {} is at the edge of its scan; widen the scan", widest.width));
+                if let Some(caveat) = widest.caveat() {
+                    warnings.push(format!("the learning-rate optimum at width {}: {caveat}", widest.width));
                 }
                 if let Some(d) = t.drift.as_ref().filter(|d| d.slope_lower > 0.0 || d.slope_upper < 0.0) {
                     warnings.push(format!(

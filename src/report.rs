@@ -160,7 +160,7 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
                         o.lr_lower,
                         o.lr_upper,
                         o.loss_at_opt,
-                        if o.bracketed { "" } else { " (edge of the scan)" }
+                        o.caveat().map(|c| format!(" ({c})")).unwrap_or_default()
                     );
                 }
                 if let Some(d) = &t.drift {

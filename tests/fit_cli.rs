@@ -1,7 +1,7 @@
 //! `windtunnel fit law` through the real binary, on the published Chinchilla data.
 
 mod common;
-use common::{fails, json};
+use common::{fails, json, ok};
 
 #[test]
 fn chinchilla_refit_reproduces_the_published_reanalysis() {
@@ -102,4 +102,71 @@ fn lr_transfer_from_a_table_separates_mup_and_sp() {
     let drift = |name: &str| groups.iter().find(|g| g[0] == name).unwrap()[1]["drift"]["slope"].as_f64().unwrap();
     assert!(drift("mup").abs() < 0.01, "µP drift {}", drift("mup"));
     assert!((drift("sp") + 1.0).abs() < 0.05, "SP drift {}", drift("sp"));
+}
+
+#[test]
+fn an_lr_scan_at_two_batch_sizes_is_fitted_per_batch_size_not_pooled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("parameterization,width,depth,lr,batch_size,final_eval_loss,status\n");
+    // The optimum moves with the batch size: pooled, one parabola would land between them.
+    for (batch, lr_opt) in [(8, 1e-3), (64, 8e-3)] {
+        for width in [64.0f64, 128.0] {
+            for k in 0..7 {
+                let lr = 1e-4 * 3f64.powi(k);
+                csv.push_str(&format!("mup,{width},4,{lr},{batch},{},done\n", 3.0 + 0.2 * (lr / lr_opt).ln().powi(2)));
+            }
+        }
+    }
+    let path = dir.path().join("scan.csv");
+    std::fs::write(&path, csv).unwrap();
+    let r = json(&["fit", "lr", "--input", path.to_str().unwrap(), "--json"]);
+    assert_eq!(r["grouped_by"], serde_json::json!(["batch_size"]));
+    let optimum = |key: &str| r["groups"].as_array().unwrap().iter().find(|g| g[0] == key).unwrap()[1]["optima"][0]["lr_opt"].as_f64().unwrap();
+    assert!((optimum("mup, batch_size=8") / 1e-3 - 1.0).abs() < 0.05, "{}", optimum("mup, batch_size=8"));
+    assert!((optimum("mup, batch_size=64") / 8e-3 - 1.0).abs() < 0.05, "{}", optimum("mup, batch_size=64"));
+    let text = ok(&["fit", "lr", "--input", path.to_str().unwrap()]);
+    assert!(text.contains("the scans also vary batch_size: each value is fitted on its own"), "{text}");
+}
+
+/// Training curves whose token-efficient batch size is bs_opt = k / L^γ (tokens to reach L at
+/// batch size bs = T(L) · (1 + (log bs − log bs_opt(L))²)), as a CSV with the given header.
+fn batch_curves(header: &str, k: f64, gamma: f64, noise: f64) -> String {
+    let mut csv = format!("{header}\n");
+    for i in 0..7 {
+        let bs = 1e4 * 2f64.powi(i);
+        for j in 0..400 {
+            let tokens = 1e6 * 1.02f64.powi(j);
+            let (mut lo, mut hi) = (2.0f64, 6.0f64);
+            for _ in 0..60 {
+                let l = 0.5 * (lo + hi);
+                let needed = 1e9 * (l - 2.0).powf(-2.0) * (1.0 + (bs.ln() - (k / l.powf(gamma)).ln()).powi(2));
+                if needed > tokens {
+                    lo = l
+                } else {
+                    hi = l
+                }
+            }
+            // Deterministic jitter standing in for evaluation noise.
+            let jitter = noise * (((i * 7919 + j * 104_729) % 1000) as f64 / 1000.0 - 0.5);
+            csv.push_str(&format!("{bs},{tokens},{}\n", 0.5 * (lo + hi) + jitter));
+        }
+    }
+    csv
+}
+
+#[test]
+fn fit_batch_reads_named_columns_and_warns_when_gamma_is_unconstrained() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("curves.csv");
+    std::fs::write(&path, batch_curves("bs_tokens,seen,val_loss", 1.3e7, 4.0, 0.0)).unwrap();
+    let args = ["fit", "batch", "--input", path.to_str().unwrap(), "--batch-size", "bs_tokens", "--tokens", "seen", "--curve-loss", "val_loss"];
+    let r = json(&[&args[..], &["--json"]].concat());
+    assert!((r["minicpm"]["gamma"].as_f64().unwrap() - 4.0).abs() < 0.3, "{}", r["minicpm"]);
+    assert!(!ok(&args).contains("warning"));
+    let e = fails(&["fit", "batch", "--input", path.to_str().unwrap()]);
+    assert!(e.contains("batch_size"), "the default column is named when missing: {e}");
+    // A noisy optimum that does not move with the loss: γ ≈ 0 and its interval spans zero.
+    std::fs::write(&path, batch_curves("batch_size,tokens,loss", 1.6e5, 0.0, 0.3)).unwrap();
+    let text = ok(&["fit", "batch", "--input", path.to_str().unwrap()]);
+    assert!(text.contains("warning: γ is not constrained"), "{text}");
 }

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::emit;
-use windtunnel::fit::commands::{fit_batch, fit_batch_sweep, fit_lr, LrColumns};
+use windtunnel::fit::commands::{fit_batch, fit_batch_sweep, fit_lr, BatchColumns, LrColumns};
 use windtunnel::fit::report::{fit_law, LawDefinition};
 use windtunnel::fit::saved;
 use windtunnel::layout::{FitKind, SweepDir};
@@ -60,11 +60,27 @@ pub struct FitBatchArgs {
     /// Use training loss instead of eval loss for the curves.
     #[arg(long)]
     train_loss: bool,
-    /// A table of finished runs (flops, lr, batch_size, loss column) for DeepSeek's laws.
+    /// A table of finished runs (FLOPs, learning rate, batch size and loss columns) for DeepSeek's laws.
     #[arg(long)]
     runs_table: Option<std::path::PathBuf>,
-    #[arg(long, default_value = "final_eval_loss")]
+    /// Runs table: the final-loss column that picks each budget's best run.
+    #[arg(long, default_value_t = BatchColumns::default().loss)]
     loss: String,
+    /// Runs table: the training-FLOPs column.
+    #[arg(long, default_value_t = BatchColumns::default().flops)]
+    flops: String,
+    /// Runs table: the learning-rate column.
+    #[arg(long, default_value_t = BatchColumns::default().lr)]
+    lr: String,
+    /// Curves CSV and runs table: the batch-size column.
+    #[arg(long, default_value_t = BatchColumns::default().batch_size)]
+    batch_size: String,
+    /// Curves CSV: the column of tokens trained so far.
+    #[arg(long, default_value_t = BatchColumns::default().tokens)]
+    tokens: String,
+    /// Curves CSV: the loss column.
+    #[arg(long, default_value_t = BatchColumns::default().curve_loss)]
+    curve_loss: String,
     #[arg(long)]
     json: bool,
 }
@@ -196,14 +212,15 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
             emit(&report, args.json)
         }
         FitCommand::Batch(args) => {
-            let runs = args.runs_table.as_deref().map(|t| (t, args.loss.as_str()));
             // A sweep directory: its batch-size grid's curves, and the report kept in DIR/fits/.
-            if SweepDir::new(&args.input).exists() && runs.is_none() && !args.train_loss {
+            if SweepDir::new(&args.input).exists() && args.runs_table.is_none() && !args.train_loss {
                 let report = fit_batch_sweep(&args.input)?;
                 saved::keep(&args.input, FitKind::Batch, &report, None)?;
                 return emit(&report, args.json);
             }
-            emit(&fit_batch(&args.input, !args.train_loss, runs)?, args.json)
+            let columns =
+                BatchColumns { batch_size: args.batch_size, tokens: args.tokens, curve_loss: args.curve_loss, flops: args.flops, lr: args.lr, loss: args.loss };
+            emit(&fit_batch(&args.input, !args.train_loss, args.runs_table.as_deref(), &columns)?, args.json)
         }
     }
 }

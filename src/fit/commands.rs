@@ -36,8 +36,12 @@ impl LrColumns {
 pub struct LrReport {
     pub input: PathBuf,
     pub excluded_not_done: usize,
-    /// One transfer analysis per group (e.g. per parameterization).
+    /// One transfer analysis per group (e.g. per parameterization, and per value of every other
+    /// hyperparameter the scan varies).
     pub groups: Vec<(String, LrTransfer)>,
+    /// The hyperparameters the scans differ in besides the learning rate, each a group of its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grouped_by: Vec<String>,
 }
 
 /// Learning-rate transfer from a table (rows whose `status` is not `done` are left out).
@@ -66,7 +70,7 @@ pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<Lr
         })
     };
     let mut excluded = 0;
-    let mut by_group: Vec<(String, Vec<LrPoint>)> = Vec::new();
+    let mut rows = Vec::new();
     for i in 0..lr.len() {
         if kind.is_some_and(|k| table.rows[i][k] != "plain") || !scans_lr(i) {
             continue;
@@ -76,7 +80,17 @@ pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<Lr
             continue;
         }
         anyhow::ensure!(lr[i] > 0.0 && width[i] > 0.0, "{} line {}: lr and width must be positive", table.path.display(), i + 2);
-        let key = group.map_or_else(|| "all".to_string(), |g| table.rows[i][g].clone());
+        rows.push(i);
+    }
+    // Runs that differ in another hyperparameter (batch size, tokens, a swept key) are scans of
+    // their own: pooling them would fit one parabola through different curves.
+    let varied = varied_hyperparameters(&table, &rows, columns);
+    let mut by_group: Vec<(String, Vec<LrPoint>)> = Vec::new();
+    for i in rows {
+        let mut key = group.map_or_else(|| "all".to_string(), |g| table.rows[i][g].clone());
+        for &c in &varied {
+            key.push_str(&format!(", {}={}", table.columns[c], table.rows[i][c]));
+        }
         let point = LrPoint { width: width[i], depth: depth[i], lr: lr[i], loss: loss[i] };
         match by_group.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(point),
@@ -107,12 +121,30 @@ pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<Lr
         );
         groups.push((key, transfer));
     }
-    Ok(LrReport { input: table.path, excluded_not_done: excluded, groups })
+    Ok(LrReport { input: table.path, excluded_not_done: excluded, groups, grouped_by: varied.iter().map(|&c| table.columns[c].clone()).collect() })
+}
+
+/// Columns other than the scan's own (lr, width, depth, group, seed) whose value differs
+/// between the `rows` of a learning-rate scan: the batch size, the tokens, a swept key.
+fn varied_hyperparameters(table: &Table, rows: &[usize], columns: &LrColumns) -> Vec<usize> {
+    const HYPERPARAMETERS: &[&str] = &["batch_size", "seq_len", "tokens"];
+    let own = [Some(&columns.lr), Some(&columns.width), columns.depth.as_ref(), columns.group.as_ref()];
+    (0..table.columns.len())
+        .filter(|&c| {
+            let name = &table.columns[c];
+            let candidate = HYPERPARAMETERS.contains(&name.as_str()) || (name.starts_with("param.") && name != "param.optimizer.lr");
+            candidate && !own.contains(&Some(name))
+        })
+        .filter(|&c| rows.iter().any(|&i| table.rows[i][c] != table.rows[rows[0]][c]))
+        .collect()
 }
 
 impl std::fmt::Display for LrReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "learning-rate transfer ({}; {} runs not done left out)", self.input.display(), self.excluded_not_done)?;
+        if !self.grouped_by.is_empty() {
+            writeln!(f, "  the scans also vary {}: each value is fitted on its own", self.grouped_by.join(", "))?;
+        }
         for (key, t) in &self.groups {
             writeln!(f, "{key}:")?;
             writeln!(f, "  {:>7} {:>6} {:>7} {:>11} {:>24} {:>10}", "width", "depth", "points", "lr_opt", "95% interval", "loss")?;
@@ -127,7 +159,7 @@ impl std::fmt::Display for LrReport {
                     o.lr_lower,
                     o.lr_upper,
                     o.loss_at_opt,
-                    if o.bracketed { "" } else { "  (at the edge of the scan: widen it)" }
+                    o.caveat().map(|c| format!("  ({c})")).unwrap_or_default()
                 )?;
             }
             if let Some(d) = &t.drift {
@@ -140,14 +172,14 @@ impl std::fmt::Display for LrReport {
 
 /// Training curves of every run directory under `dir` (any folder holding run.json and
 /// metrics.jsonl), or of a CSV table with batch size, tokens and loss columns.
-pub fn curves(input: &Path, eval: bool) -> anyhow::Result<Vec<CurvePoint>> {
+pub fn curves(input: &Path, eval: bool, columns: &BatchColumns) -> anyhow::Result<Vec<CurvePoint>> {
     if input.is_dir() {
         let points = curves_of_runs(&run_dirs(input), eval)?;
         anyhow::ensure!(!points.is_empty(), "{}: no run directories with metrics found", input.display());
         return Ok(points);
     }
     let table = Table::read(input)?;
-    let (bs, tokens, loss) = (table.numbers("batch_size")?, table.numbers("tokens")?, table.numbers("loss")?);
+    let (bs, tokens, loss) = (table.numbers(&columns.batch_size)?, table.numbers(&columns.tokens)?, table.numbers(&columns.curve_loss)?);
     Ok((0..bs.len()).map(|i| CurvePoint { batch_size: bs[i], tokens: tokens[i], loss: loss[i] }).collect())
 }
 
@@ -235,22 +267,48 @@ pub struct PowerLaw {
     pub line: Line,
 }
 
-/// MiniCPM's batch-size law from curves; DeepSeek's laws when a runs table with `flops`, `lr`,
-/// `batch_size` and a loss column is given.
-pub fn fit_batch(input: &Path, eval: bool, runs_table: Option<(&Path, &str)>) -> anyhow::Result<BatchReport> {
-    fit_batch_points(input, curves(input, eval)?, runs_table)
+/// Column names for `fit batch` (defaults: the results table's, and `loss` for a curves CSV).
+#[derive(Debug, Clone)]
+pub struct BatchColumns {
+    /// Curves CSV: batch size in tokens, training tokens so far, loss.
+    pub batch_size: String,
+    pub tokens: String,
+    pub curve_loss: String,
+    /// Runs table: training FLOPs, learning rate, and the final loss to pick each budget's best run.
+    pub flops: String,
+    pub lr: String,
+    pub loss: String,
 }
 
-fn fit_batch_points(input: &Path, points: Vec<CurvePoint>, runs_table: Option<(&Path, &str)>) -> anyhow::Result<BatchReport> {
+impl Default for BatchColumns {
+    fn default() -> Self {
+        Self {
+            batch_size: "batch_size".into(),
+            tokens: "tokens".into(),
+            curve_loss: "loss".into(),
+            flops: "flops".into(),
+            lr: "lr".into(),
+            loss: "final_eval_loss".into(),
+        }
+    }
+}
+
+/// MiniCPM's batch-size law from curves; DeepSeek's laws when a runs table (FLOPs, learning
+/// rate, batch size and loss columns) is given.
+pub fn fit_batch(input: &Path, eval: bool, runs_table: Option<&Path>, columns: &BatchColumns) -> anyhow::Result<BatchReport> {
+    fit_batch_points(input, curves(input, eval, columns)?, runs_table.map(|t| (t, columns)))
+}
+
+fn fit_batch_points(input: &Path, points: Vec<CurvePoint>, runs_table: Option<(&Path, &BatchColumns)>) -> anyhow::Result<BatchReport> {
     let mut sizes: Vec<f64> = points.iter().map(|p| p.batch_size).collect();
     sizes.sort_by(f64::total_cmp);
     sizes.dedup();
     anyhow::ensure!(sizes.len() >= 3, "{}: curves of {} batch sizes; the batch-size law needs at least 3", input.display(), sizes.len());
     let minicpm = batch_law(&points, 10);
     let (mut lr_in_compute, mut batch_in_compute) = (None, None);
-    if let Some((table_path, loss_col)) = runs_table {
+    if let Some((table_path, cols)) = runs_table {
         let table = Table::read(table_path)?;
-        let (c, lr, bs, loss) = (table.numbers("flops")?, table.numbers("lr")?, table.numbers("batch_size")?, table.numbers(loss_col)?);
+        let (c, lr, bs, loss) = (table.numbers(&cols.flops)?, table.numbers(&cols.lr)?, table.numbers(&cols.batch_size)?, table.numbers(&cols.loss)?);
         // Group runs by compute budget (within 5% in log10), take each group's best run.
         let mut budgets: Vec<(f64, f64, f64, f64)> = Vec::new();
         let mut order: Vec<usize> = (0..c.len()).filter(|&i| loss[i].is_finite()).collect();
@@ -273,27 +331,41 @@ fn fit_batch_points(input: &Path, points: Vec<CurvePoint>, runs_table: Option<(&
     Ok(BatchReport { input: input.to_path_buf(), batch_sizes: sizes.len(), minicpm, lr_in_compute, batch_in_compute })
 }
 
+/// Why an exponent's interval does not pin it down, if it does not: it spans zero (the sign is
+/// unknown), or it is wider than twice the estimate.
+fn unconstrained(estimate: f64, lower: f64, upper: f64) -> Option<String> {
+    if !(lower.is_finite() && upper.is_finite()) {
+        return Some("too few points for an interval".into());
+    }
+    if lower < 0.0 && upper > 0.0 {
+        return Some(format!("its interval [{lower:.3}, {upper:.3}] spans zero"));
+    }
+    (upper - lower > 2.0 * estimate.abs()).then(|| format!("its interval [{lower:.3}, {upper:.3}] is wider than twice the estimate {estimate:.3}"))
+}
+
 impl std::fmt::Display for BatchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "batch size ({}, {} batch sizes)", self.input.display(), self.batch_sizes)?;
         match &self.minicpm {
             Some(b) => {
-                writeln!(
-                    f,
-                    "  MiniCPM: bs_opt = {:.4e} / L^{:.3}  (γ 95% interval [{:.3}, {:.3}]), tokens per batch",
-                    b.k, b.gamma, -b.line.slope_upper, -b.line.slope_lower
-                )?;
+                let (lower, upper) = (-b.line.slope_upper, -b.line.slope_lower);
+                writeln!(f, "  MiniCPM: bs_opt = {:.4e} / L^{:.3}  (γ 95% interval [{lower:.3}, {upper:.3}]), tokens per batch", b.k, b.gamma)?;
                 for (l, bs) in &b.optima {
                     writeln!(f, "    loss {l:.4}: bs_opt {}", si(*bs))?;
+                }
+                if let Some(why) = unconstrained(b.gamma, lower, upper) {
+                    writeln!(f, "  warning: γ is not constrained ({why}): add batch sizes around the optimum, or train the curves to lower losses")?;
                 }
             }
             None => writeln!(f, "  MiniCPM: the curves do not bracket an optimal batch size at any loss level; widen the batch-size range")?,
         }
-        if let Some(p) = &self.lr_in_compute {
-            writeln!(f, "  DeepSeek: η_opt = {:.4} · C^{:.4}", p.coefficient, p.exponent)?;
-        }
-        if let Some(p) = &self.batch_in_compute {
-            writeln!(f, "  DeepSeek: B_opt = {:.4} · C^{:.4}", p.coefficient, p.exponent)?;
+        for (name, p) in [("η_opt", &self.lr_in_compute), ("B_opt", &self.batch_in_compute)] {
+            let Some(p) = p else { continue };
+            let (lower, upper) = (p.line.slope_lower, p.line.slope_upper);
+            writeln!(f, "  DeepSeek: {name} = {:.4} · C^{:.4}  (exponent 95% interval [{lower:.3}, {upper:.3}])", p.coefficient, p.exponent)?;
+            if let Some(why) = unconstrained(p.exponent, lower, upper) {
+                writeln!(f, "  warning: the {name} exponent is not constrained ({why}): add compute budgets")?;
+            }
         }
         Ok(())
     }

@@ -100,8 +100,9 @@ fn fit_parabola(points: &[(f64, f64)]) -> Option<[f64; 3]> {
 }
 
 /// The optimum of y over x from a parabola through the best point and up to two neighbours on
-/// each side. Returns (x_opt, y_opt, whether the vertex lies inside the sampled range).
-pub fn parabola_optimum(points: &[(f64, f64)]) -> Option<(f64, f64, bool)> {
+/// each side. Returns (x_opt, y_opt, whether the best point lies inside the sampled range,
+/// whether the parabola is convex: when it is not, the best sampled point is returned).
+pub fn parabola_optimum(points: &[(f64, f64)]) -> Option<(f64, f64, bool, bool)> {
     let mut p: Vec<(f64, f64)> = points.iter().copied().filter(|q| q.0.is_finite() && q.1.is_finite()).collect();
     p.sort_by(|a, b| a.0.total_cmp(&b.0));
     let best = (0..p.len()).min_by(|&a, &b| p[a].1.total_cmp(&p[b].1))?;
@@ -112,9 +113,9 @@ pub fn parabola_optimum(points: &[(f64, f64)]) -> Option<(f64, f64, bool)> {
     match fit_parabola(window) {
         Some([c0, c1, c2]) if c2 > 0.0 => {
             let x = (-c1 / (2.0 * c2)).clamp(window[0].0, window[window.len() - 1].0);
-            Some((x, c0 + c1 * x + c2 * x * x, inside))
+            Some((x, c0 + c1 * x + c2 * x * x, inside, true))
         }
-        _ => Some((p[best].0, p[best].1, false)),
+        _ => Some((p[best].0, p[best].1, inside, false)),
     }
 }
 
@@ -139,6 +140,20 @@ pub struct LrOptimum {
     pub lr_upper: f64,
     /// False when the best learning rate is at the edge of the scanned range (widen the scan).
     pub bracketed: bool,
+    /// False when the losses around the best learning rate are not convex in log lr (noise, or
+    /// a scan too coarse): `lr_opt` is then the best scanned rate, not a parabola's vertex.
+    pub convex: bool,
+}
+
+impl LrOptimum {
+    /// Why this optimum should not be trusted as it stands, if it should not.
+    pub fn caveat(&self) -> Option<&'static str> {
+        match (self.convex, self.bracketed) {
+            (_, false) => Some("at the edge of the scan: widen it"),
+            (false, true) => Some("losses not convex in log lr here: the best scanned rate, not a fitted vertex; scan more finely or add seeds"),
+            (true, true) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,7 +171,7 @@ pub fn lr_transfer(points: &[LrPoint], seed: u64) -> LrTransfer {
     let mut optima = Vec::new();
     for (width, depth) in groups {
         let curve: Vec<(f64, f64)> = points.iter().filter(|p| p.width == width && p.depth == depth).map(|p| (p.lr.ln(), p.loss)).collect();
-        let Some((x, y, bracketed)) = parabola_optimum(&curve) else { continue };
+        let Some((x, y, bracketed, convex)) = parabola_optimum(&curve) else { continue };
         // Residual bootstrap: perturb the losses by resampled residuals of the local parabola.
         let mut rng = Rng::derive(seed, &[0x1A, width.to_bits(), depth.to_bits()]);
         let residuals: Vec<f64> = match fit_parabola(&curve) {
@@ -180,6 +195,7 @@ pub fn lr_transfer(points: &[LrPoint], seed: u64) -> LrTransfer {
             lr_lower: q(0.025).exp(),
             lr_upper: q(0.975).exp(),
             bracketed,
+            convex,
         });
     }
     let drift = fit_line(&optima.iter().map(|o| (o.width.ln(), o.lr_opt.ln())).collect::<Vec<_>>());
@@ -254,7 +270,7 @@ pub fn batch_law(points: &[CurvePoint], levels: usize) -> Option<BatchLaw> {
         if needed.len() < 3 {
             continue;
         }
-        if let Some((x, _, _)) = parabola_optimum(&needed) {
+        if let Some((x, _, _, _)) = parabola_optimum(&needed) {
             optima.push((level, x.exp()));
         }
     }
@@ -288,8 +304,13 @@ mod tests {
     #[test]
     fn parabola_finds_the_vertex() {
         let pts: Vec<(f64, f64)> = (0..7).map(|i| (i as f64, (i as f64 - 3.3).powi(2) + 1.0)).collect();
-        let (x, y, inside) = parabola_optimum(&pts).unwrap();
-        assert!((x - 3.3).abs() < 1e-9 && (y - 1.0).abs() < 1e-9 && inside);
+        let (x, y, inside, convex) = parabola_optimum(&pts).unwrap();
+        assert!((x - 3.3).abs() < 1e-9 && (y - 1.0).abs() < 1e-9 && inside && convex);
+        // Noise that makes the neighbourhood of the best point concave: no vertex to trust, so the
+        // best scanned point is returned and marked not convex (bracketed all the same).
+        let noisy = [(0.0, 1.0), (1.0, 3.0), (2.0, 0.9), (3.0, 3.0), (4.0, 1.0)];
+        let (x, y, inside, convex) = parabola_optimum(&noisy).unwrap();
+        assert!(inside && !convex && (x, y) == (2.0, 0.9), "{x} {y}");
     }
 
     #[test]
