@@ -139,6 +139,26 @@ pub struct Block<B: Backend> {
     pub ffn: FeedForward<B>,
 }
 
+impl<B: FusedOps> Block<B> {
+    /// `x + r·Attention(RMSNorm(x))`, then `+ r·SwiGLU(RMSNorm(x))`, with r the µP residual
+    /// multiplier. `record` sees each branch's output before it is added (the coordinate check).
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &Rope<B>,
+        mask: &CausalMask<B>,
+        residual_multiplier: f64,
+        record: &mut dyn FnMut(&str, &Tensor<B, 3>),
+    ) -> Tensor<B, 3> {
+        let attention = self.attention.forward(self.attention_norm.forward(x.clone()), rope, mask);
+        record("attention", &attention);
+        let x = x + attention * residual_multiplier;
+        let ffn = self.ffn.forward(self.ffn_norm.forward(x.clone()));
+        record("ffn", &ffn);
+        x + ffn * residual_multiplier
+    }
+}
+
 /// Rotary position embedding (the "rotate half" layout of Llama and MiniCPM):
 /// `rope(x) = x ⊙ cos + rotate_half(x) ⊙ sin`, with `rotate_half(x₁, x₂) = (−x₂, x₁)` written as a
 /// product with a fixed ±1 permutation matrix, so no slicing or concatenation is needed. The
@@ -295,12 +315,7 @@ impl<B: FusedOps> Transformer<B> {
         let mut x = embedding(self.embedding.val(), tokens) * self.embedding_multiplier;
         record("embedding".into(), &x);
         for (i, block) in self.blocks.iter().enumerate() {
-            let attention_out = block.attention.forward(block.attention_norm.forward(x.clone()), &self.rope, &self.causal_mask);
-            record(format!("block{i}.attention"), &attention_out);
-            x = x + attention_out * self.residual_multiplier;
-            let ffn_out = block.ffn.forward(block.ffn_norm.forward(x.clone()));
-            record(format!("block{i}.ffn"), &ffn_out);
-            x = x + ffn_out * self.residual_multiplier;
+            x = block.forward(x, &self.rope, &self.causal_mask, self.residual_multiplier, &mut |branch, t| record(format!("block{i}.{branch}"), t));
         }
         let h = self.final_norm.forward(x);
         record("final_norm".into(), &h);
@@ -415,5 +430,88 @@ mod tests {
         let la = model.logits(a, None).narrow(1, 0, 7).into_data().to_vec::<f32>().unwrap();
         let lb = model.logits(b, None).narrow(1, 0, 7).into_data().to_vec::<f32>().unwrap();
         assert_eq!(la, lb);
+    }
+
+    fn random<const D: usize>(dims: [usize; D], seed: u64) -> Tensor<Flex, D> {
+        let n = dims.iter().product();
+        Tensor::from_data(TensorData::new(Rng::new(seed).normal_vec(n, 1.0), dims), &Default::default())
+    }
+
+    fn max_abs_diff<const D: usize>(a: Tensor<Flex, D>, b: Tensor<Flex, D>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// RoPE the way Llama's reference code writes it: slice each head in halves, concatenate
+    /// (−x₂, x₁), and combine with cos and sin computed here in f64.
+    fn sliced_rope(x: Tensor<Flex, 4>) -> Tensor<Flex, 4> {
+        let [batch, seq, heads, head_dim] = x.dims();
+        let half = head_dim / 2;
+        let table = |f: fn(f64) -> f64| {
+            let mut v = Vec::new();
+            for pos in 0..seq {
+                for _ in 0..heads {
+                    v.extend((0..head_dim).map(|i| f(pos as f64 / ROPE_THETA.powf((2 * (i % half)) as f64 / head_dim as f64)) as f32));
+                }
+            }
+            Tensor::<Flex, 3>::from_data(TensorData::new(v, [seq, heads, head_dim]), &Default::default()).unsqueeze::<4>().repeat_dim(0, batch)
+        };
+        let rotated = Tensor::cat(vec![x.clone().narrow(3, half, half).neg(), x.clone().narrow(3, 0, half)], 3);
+        x * table(f64::cos) + rotated * table(f64::sin)
+    }
+
+    #[test]
+    fn rope_as_a_matrix_product_equals_the_sliced_rotate_half() {
+        for (heads, head_dim) in [(4, 16), (2, 32), (3, 8)] {
+            let rope = Rope::<Flex>::new(head_dim, heads, 1, 24, &Default::default());
+            let x = random([2, 24, heads, head_dim], heads as u64);
+            let diff = max_abs_diff(rope.apply(x.clone()), sliced_rope(x.clone()));
+            assert!(diff < 1e-5, "heads {heads}, head dim {head_dim}: {diff}");
+            // Shorter sequences use the first rows of the tables.
+            let short = x.narrow(1, 0, 5);
+            assert!(max_abs_diff(rope.apply(short.clone()), sliced_rope(short)) < 1e-5);
+        }
+    }
+
+    /// Grouped-query attention the plain way: every key/value head repeated for the query heads
+    /// that share it (Hugging Face's `repeat_kv`: query head h reads key/value head h / groups),
+    /// then one causal softmax attention per head.
+    fn repeat_kv_attention(a: &Attention<Flex>, x: Tensor<Flex, 3>, rope: &Rope<Flex>) -> Tensor<Flex, 3> {
+        let [batch, seq, width] = x.dims();
+        let head_dim = width / a.heads;
+        let groups = a.heads / a.kv_heads;
+        let q = rope.apply(linear(x.clone(), a.wq.val(), None).reshape([batch, seq, a.heads, head_dim]));
+        let k = rope.apply(linear(x.clone(), a.wk.val(), None).reshape([batch, seq, a.kv_heads, head_dim]));
+        let v = linear(x, a.wv.val(), None).reshape([batch, seq, a.kv_heads, head_dim]);
+        let mask: Vec<f32> = (0..seq * seq).map(|i| if i % seq <= i / seq { 0.0 } else { f32::NEG_INFINITY }).collect();
+        let mask = Tensor::<Flex, 2>::from_data(TensorData::new(mask, [seq, seq]), &Default::default()).unsqueeze::<3>();
+        let head = |t: &Tensor<Flex, 4>, i: usize| t.clone().narrow(2, i, 1).reshape([batch, seq, head_dim]);
+        let outputs = (0..a.heads)
+            .map(|h| {
+                let scores = head(&q, h).matmul(head(&k, h / groups).swap_dims(1, 2)) / (head_dim as f64).sqrt() + mask.clone();
+                burn::tensor::activation::softmax(scores, 2).matmul(head(&v, h / groups))
+            })
+            .collect();
+        linear(Tensor::cat(outputs, 2), a.wo.val(), None)
+    }
+
+    #[test]
+    fn stacked_grouped_query_attention_equals_repeated_keys_and_values() {
+        for (heads, kv_heads) in [(4, 4), (4, 2), (6, 2), (8, 1)] {
+            let shape = ModelShape { width: 16 * heads, depth: 1, heads, kv_heads, ffn_width: 40 * heads, vocab: 32 };
+            let device = Default::default();
+            let model = Transformer::<Flex>::new(&shape, &MupConfig::default(), 12, heads as u64, &device);
+            let x = random([2, 12, shape.width], 7);
+            let stacked = model.blocks[0].attention.forward(x.clone(), &model.rope, &model.causal_mask);
+            let plain = repeat_kv_attention(&model.blocks[0].attention, x.clone(), &model.rope);
+            let diff = max_abs_diff(stacked, plain);
+            assert!(diff < 1e-5, "heads {heads}, kv heads {kv_heads}: {diff}");
+            // A sequence shorter than the mask tables is masked the same way.
+            let short = x.narrow(1, 0, 5);
+            let diff = max_abs_diff(
+                model.blocks[0].attention.forward(short.clone(), &model.rope, &model.causal_mask),
+                repeat_kv_attention(&model.blocks[0].attention, short, &model.rope),
+            );
+            assert!(diff < 1e-5, "heads {heads}, kv heads {kv_heads}, short: {diff}");
+        }
     }
 }
