@@ -31,6 +31,7 @@ use crate::model::shape::ModelShape;
 use crate::model::transformer::{RMS_NORM_EPS, ROPE_THETA};
 use crate::plot::SweepData;
 use crate::sweep::plan::RunKind;
+use crate::train::config::RunConfig;
 use crate::train::schedule::{DecayShape, ScheduleSpec};
 
 /// MiniCPM's head dimension.
@@ -263,17 +264,7 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
             law.summary()
         ));
     }
-
-    // The sweep's own settings: a µP run of the data-model grid, else any run.
-    let reference = data
-        .plan
-        .runs
-        .iter()
-        .find(|r| r.kind != RunKind::Plain && r.config.mup.parameterization == Parameterization::Mup)
-        .or_else(|| data.plan.runs.iter().find(|r| r.config.mup.parameterization == Parameterization::Mup))
-        .or_else(|| data.plan.runs.first())
-        .context("the sweep has no runs")?;
-    let config = &reference.config;
+    let config = &reference_run(&data)?.config;
     let mup = config.mup;
     anyhow::ensure!(mup.is_mup(), "{}: the sweep's runs use the standard parameterization; exporting transfers hyperparameters under µP", dir.display());
     let sweep_vocab = data
@@ -286,9 +277,65 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
     let vocab = request.vocab.or(sweep_vocab).context("the sweep's vocabulary is unknown (no run has started); give --vocab")?;
     let seq_len = request.seq_len.unwrap_or(config.training.seq_len);
     anyhow::ensure!(vocab > 0 && seq_len > 0, "--vocab and --seq-len must be positive");
+    anyhow::ensure!(
+        seq_len <= crate::train::config::MAX_BATCH_OR_SEQ,
+        "--seq-len {seq_len} is beyond the largest allowed ({})",
+        crate::train::config::MAX_BATCH_OR_SEQ
+    );
 
-    // 1. N, then the shape, then D for the shape's exact N: at a budget, D = C / 6N spends exactly
-    //    the budget; for a given N, the law's compute-optimal D of the shape's N.
+    let (target_n, shape, tokens) = size(request, &law, vocab, &mut warnings)?;
+    let n = shape.non_embedding_params();
+    let learning_rates = learning_rates(request, config, &shape, &mut warnings);
+    let batch = batch_size(request, config, law.loss(n as f64, tokens), seq_len, &mut warnings)?;
+    let schedule = schedule(&data, tokens, batch.tokens)?;
+    let tokens = schedule.total_tokens as f64;
+    let predicted = law.loss(n as f64, tokens);
+    let level = report.bootstrap.as_ref().map_or(0.95, |b| b.level);
+    let predicted_loss_interval = (report.bootstrap_laws.len() >= 20)
+        .then(|| Interval::from_samples(predicted, &report.bootstrap_laws.iter().map(|l| l.loss(n as f64, tokens)).collect::<Vec<_>>(), level));
+
+    let recipe = Recipe {
+        sweep: data.plan.name.clone(),
+        sweep_dir: dir.clone(),
+        windtunnel_version: env!("CARGO_PKG_VERSION").into(),
+        target: request.target,
+        target_non_embedding_params: target_n,
+        shape,
+        non_embedding_params: n,
+        total_params: shape.total_params(),
+        tokens: tokens as u64,
+        tokens_per_param: tokens / n as f64,
+        flops_6nd: 6.0 * n as f64 * tokens,
+        flops: shape.flops_per_token(seq_len).total as f64 * tokens,
+        seq_len,
+        mup,
+        learning_rates,
+        weight_decay: config.optimizer.weight_decay,
+        batch,
+        schedule,
+        predicted_loss: predicted,
+        predicted_loss_interval,
+        law,
+        law_definition: report.definition.clone(),
+        warnings,
+    };
+    Ok(Exported { config: hf_config(&shape, &mup, seq_len), recipe })
+}
+
+/// The run whose settings the export carries over: a µP run of the data-model grid, else any µP
+/// run, else any run.
+fn reference_run(data: &SweepData) -> anyhow::Result<&crate::sweep::plan::PlannedRun> {
+    let runs = &data.plan.runs;
+    runs.iter()
+        .find(|r| r.kind != RunKind::Plain && r.config.mup.parameterization == Parameterization::Mup)
+        .or_else(|| runs.iter().find(|r| r.config.mup.parameterization == Parameterization::Mup))
+        .or_else(|| runs.first())
+        .context("the sweep has no runs")
+}
+
+/// N, then the shape, then D for the shape's exact N: at a budget, D = C / 6N spends exactly the
+/// budget; for a given N, the law's compute-optimal D of the shape's N. Returns (target N, shape, D).
+fn size(request: &ExportRequest, law: &Law, vocab: usize, warnings: &mut Vec<String>) -> anyhow::Result<(f64, ModelShape, f64)> {
     let target_n = match request.target {
         Target::BudgetFlops(c) => {
             anyhow::ensure!(c.is_finite() && c > 0.0, "--budget-flops must be a positive FLOP count (got {c})");
@@ -308,41 +355,38 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
         },
         crate::model::shape::MAX_PARAMS
     );
-    anyhow::ensure!(
-        seq_len <= crate::train::config::MAX_BATCH_OR_SEQ,
-        "--seq-len {seq_len} is beyond the largest allowed ({})",
-        crate::train::config::MAX_BATCH_OR_SEQ
-    );
-    // 2. The shape.
     let shape = minicpm_shape(target_n, vocab, request.gqa_group, request.aspect_ratio)?;
-    let n = shape.non_embedding_params();
-    if (n as f64 / target_n - 1.0).abs() > 0.05 {
-        warnings.push(format!("no MiniCPM-style shape is within 5% of N = {}; the closest has {}", si(target_n), si(n as f64)));
+    let n = shape.non_embedding_params() as f64;
+    if (n / target_n - 1.0).abs() > 0.05 {
+        warnings.push(format!("no MiniCPM-style shape is within 5% of N = {}; the closest has {}", si(target_n), si(n)));
     }
-    let mut tokens = match request.target {
-        Target::BudgetFlops(c) => c / (6.0 * n as f64),
-        Target::Params(_) => optimal_tokens_for(&law, n as f64),
+    let tokens = match request.target {
+        Target::BudgetFlops(c) => c / (6.0 * n),
+        Target::Params(_) => optimal_tokens_for(law, n),
     };
     anyhow::ensure!(
         tokens.is_finite() && (1.0..=MAX_TOKENS).contains(&tokens),
         "the run would train on D = {tokens:.3e} tokens (N = {}), outside what a run can count (1 to {MAX_TOKENS:.0e}); \
          the law is extrapolating far beyond the sweep: ask for a smaller budget or N",
-        si(n as f64)
+        si(n)
     );
-    let ratio = tokens / n as f64;
+    let ratio = tokens / n;
     if !(1.0..=1000.0).contains(&ratio) {
         warnings.push(format!(
             "the law asks for {ratio:.3e} tokens per parameter, far outside the 10–100 of published LLM laws: \
              it is extrapolating beyond what the sweep's points constrain (see the allocation chart's band)"
         ));
     }
+    Ok((target_n, shape, tokens))
+}
 
-    // 3. Learning rate, transferred under µP.
-    let lr_dir = request.lr_sweep.as_deref().unwrap_or(dir);
+/// The learning rates of the full run: the widest width's µP optimum, transferred by the µP rules.
+fn learning_rates(request: &ExportRequest, config: &RunConfig, shape: &ModelShape, warnings: &mut Vec<String>) -> LearningRates {
+    let lr_dir = request.lr_sweep.as_deref().unwrap_or(&request.dir);
     let (base_lr, lr_source) = match fit_lr(lr_dir, &LrColumns::results_table(), 0) {
         Ok(lr) => match lr.groups.iter().find(|(g, _)| g == "mup" || g.starts_with("mup, ")).or_else(|| (lr.groups.len() == 1).then(|| &lr.groups[0])) {
             Some((_, t)) if !t.optima.is_empty() => {
-                let widest = t.optima.iter().max_by(|a, b| a.width.total_cmp(&b.width)).unwrap();
+                let widest = t.optima.iter().max_by(|a, b| a.width.total_cmp(&b.width)).expect("optima are not empty");
                 if let Some(caveat) = widest.caveat() {
                     warnings.push(format!("the learning-rate optimum at width {}: {caveat}", widest.width));
                 }
@@ -357,59 +401,62 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
                     format!("µP learning-rate optimum at width {} of {} ([{:.3e}, {:.3e}])", widest.width, lr_dir.display(), widest.lr_lower, widest.lr_upper),
                 )
             }
-            _ => fallback_lr(config.optimizer.lr, lr_dir, "it has no µP learning-rate scan", &mut warnings),
+            _ => fallback_lr(config.optimizer.lr, lr_dir, "it has no µP learning-rate scan", warnings),
         },
-        Err(e) => fallback_lr(config.optimizer.lr, lr_dir, &format!("{e:#}"), &mut warnings),
+        Err(e) => fallback_lr(config.optimizer.lr, lr_dir, &format!("{e:#}"), warnings),
     };
-    let m = mup.width_multiplier(shape.width);
-    let learning_rates = LearningRates {
+    let (mup, width) = (config.mup, shape.width);
+    LearningRates {
         base: base_lr,
-        hidden_matrices: base_lr * mup.lr_multiplier(ParamGroup::HiddenMatrix, shape.width),
-        embedding: base_lr * mup.lr_multiplier(ParamGroup::Embedding, shape.width),
-        norms: base_lr * mup.lr_multiplier(ParamGroup::Norm, shape.width),
-        width_multiplier: m,
-        hidden_init_std: mup.init_std(ParamGroup::HiddenMatrix, shape.width),
+        hidden_matrices: base_lr * mup.lr_multiplier(ParamGroup::HiddenMatrix, width),
+        embedding: base_lr * mup.lr_multiplier(ParamGroup::Embedding, width),
+        norms: base_lr * mup.lr_multiplier(ParamGroup::Norm, width),
+        width_multiplier: mup.width_multiplier(width),
+        hidden_init_std: mup.init_std(ParamGroup::HiddenMatrix, width),
         source: lr_source,
-    };
+    }
+}
 
-    // 4. The predicted loss, the batch size at that loss, and the schedule.
-    let predicted = law.loss(n as f64, tokens);
-    let batch_dir = request.batch_sweep.as_deref().unwrap_or(dir);
-    let batch = match fit_batch_sweep(batch_dir).ok().and_then(|b| b.minicpm) {
-        Some(b) => {
-            let law_tokens = b.k / predicted.powf(b.gamma);
-            anyhow::ensure!(
-                law_tokens.is_finite() && law_tokens <= crate::train::config::MAX_TOKENS_PER_STEP as f64,
-                "the batch-size law of {} asks for {law_tokens:.3e} tokens per step at L = {predicted:.4}, beyond any batch; check `fit batch` there or drop --batch-sweep",
-                batch_dir.display()
-            );
-            let sequences = ((law_tokens / seq_len as f64).round() as u64).max(1);
-            BatchChoice {
-                sequences,
-                tokens: sequences * seq_len as u64,
-                law_tokens: Some(law_tokens),
-                source: format!("batch-size law bs = {:.3e} / L^{:.3} of {} at L = {predicted:.4}", b.k, b.gamma, batch_dir.display()),
-            }
-        }
-        None => {
-            let tokens_per_step = (config.training.batch_size * config.training.seq_len) as u64;
-            let sequences = (tokens_per_step / seq_len as u64).max(1);
-            warnings.push(format!(
-                "no batch-size law in {}: the batch keeps the sweep's {} tokens per step, which is no optimum for the full run; \
-                 run a sweep over training.batch_size at 3 or more sizes (sweeps/minicpm-batch-size.toml) and pass --batch-sweep",
-                batch_dir.display(),
-                tokens_per_step
-            ));
-            BatchChoice {
-                sequences,
-                tokens: sequences * seq_len as u64,
-                law_tokens: None,
-                source: format!("the sweep's tokens per step ({tokens_per_step}); no batch-size law"),
-            }
-        }
+/// The batch: MiniCPM's batch-size law at the predicted loss when a sweep has one, else the
+/// sweep's own tokens per step (with a warning).
+fn batch_size(request: &ExportRequest, config: &RunConfig, predicted: f64, seq_len: usize, warnings: &mut Vec<String>) -> anyhow::Result<BatchChoice> {
+    let batch_dir = request.batch_sweep.as_deref().unwrap_or(&request.dir);
+    let Some(b) = fit_batch_sweep(batch_dir).ok().and_then(|b| b.minicpm) else {
+        let tokens_per_step = config.training.tokens_per_step();
+        let sequences = (tokens_per_step / seq_len as u64).max(1);
+        warnings.push(format!(
+            "no batch-size law in {}: the batch keeps the sweep's {} tokens per step, which is no optimum for the full run; \
+             run a sweep over training.batch_size at 3 or more sizes (sweeps/minicpm-batch-size.toml) and pass --batch-sweep",
+            batch_dir.display(),
+            tokens_per_step
+        ));
+        return Ok(BatchChoice {
+            sequences,
+            tokens: sequences * seq_len as u64,
+            law_tokens: None,
+            source: format!("the sweep's tokens per step ({tokens_per_step}); no batch-size law"),
+        });
     };
-    let total_steps = (tokens / batch.tokens as f64).ceil().max(1.0) as u64;
-    tokens = total_steps.checked_mul(batch.tokens).context("the run's tokens overflow; ask for a smaller budget or N")? as f64;
+    let law_tokens = b.k / predicted.powf(b.gamma);
+    anyhow::ensure!(
+        law_tokens.is_finite() && law_tokens <= crate::train::config::MAX_TOKENS_PER_STEP as f64,
+        "the batch-size law of {} asks for {law_tokens:.3e} tokens per step at L = {predicted:.4}, beyond any batch; check `fit batch` there or drop --batch-sweep",
+        batch_dir.display()
+    );
+    let sequences = ((law_tokens / seq_len as f64).round() as u64).max(1);
+    Ok(BatchChoice {
+        sequences,
+        tokens: sequences * seq_len as u64,
+        law_tokens: Some(law_tokens),
+        source: format!("batch-size law bs = {:.3e} / L^{:.3} of {} at L = {predicted:.4}", b.k, b.gamma, batch_dir.display()),
+    })
+}
+
+/// A WSD schedule of whole steps: `tokens` rounded up to a whole number of batches, 1% warmup,
+/// 10% decay in the sweep's decay shape.
+fn schedule(data: &SweepData, tokens: f64, batch_tokens: u64) -> anyhow::Result<ScheduleChoice> {
+    let total_steps = (tokens / batch_tokens as f64).ceil().max(1.0) as u64;
+    let total_tokens = total_steps.checked_mul(batch_tokens).context("the run's tokens overflow; ask for a smaller budget or N")?;
     let warmup_steps = (total_steps / 100).max(1).min(total_steps);
     let decay_steps = (total_steps / 10).max(1).min(total_steps - warmup_steps);
     let decay = data
@@ -421,52 +468,20 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
             _ => None,
         })
         .unwrap_or(DecayShape::Exponential);
-    let schedule = ScheduleChoice {
+    Ok(ScheduleChoice {
         schedule: ScheduleSpec::Wsd {
-            warmup_tokens: warmup_steps * batch.tokens,
+            warmup_tokens: warmup_steps * batch_tokens,
             decay,
-            decay_tokens: decay_steps * batch.tokens,
+            decay_tokens: decay_steps * batch_tokens,
             half_life_tokens: None,
             final_lr_fraction: 0.0,
         },
-        total_tokens: tokens as u64,
+        total_tokens,
         total_steps,
         warmup_steps,
-        stable_tokens: (total_steps - warmup_steps - decay_steps) * batch.tokens,
+        stable_tokens: (total_steps - warmup_steps - decay_steps) * batch_tokens,
         decay_steps,
-    };
-    let predicted = law.loss(n as f64, tokens);
-    let level = report.bootstrap.as_ref().map_or(0.95, |b| b.level);
-    let predicted_loss_interval = (report.bootstrap_laws.len() >= 20)
-        .then(|| Interval::from_samples(predicted, &report.bootstrap_laws.iter().map(|l| l.loss(n as f64, tokens)).collect::<Vec<_>>(), level));
-
-    let flops_per_token = shape.flops_per_token(seq_len);
-    let recipe = Recipe {
-        sweep: data.plan.name.clone(),
-        sweep_dir: dir.clone(),
-        windtunnel_version: env!("CARGO_PKG_VERSION").into(),
-        target: request.target,
-        target_non_embedding_params: target_n,
-        shape,
-        non_embedding_params: n,
-        total_params: shape.total_params(),
-        tokens: tokens as u64,
-        tokens_per_param: tokens / n as f64,
-        flops_6nd: 6.0 * n as f64 * tokens,
-        flops: flops_per_token.total as f64 * tokens,
-        seq_len,
-        mup,
-        learning_rates,
-        weight_decay: config.optimizer.weight_decay,
-        batch,
-        schedule,
-        predicted_loss: predicted,
-        predicted_loss_interval,
-        law,
-        law_definition: report.definition.clone(),
-        warnings,
-    };
-    Ok(Exported { config: hf_config(&shape, &mup, seq_len), recipe })
+    })
 }
 
 fn fallback_lr(lr: f64, dir: &Path, why: &str, warnings: &mut Vec<String>) -> (f64, String) {

@@ -10,7 +10,7 @@ use crate::fit::bootstrap::Interval;
 use crate::format::si;
 use crate::layout::SweepDir;
 use crate::plot::SweepData;
-use crate::sweep::status::files_view;
+use crate::sweep::status::{files_view, SweepStatus};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ReportSummary {
@@ -55,20 +55,38 @@ fn interval_cells(estimate: f64, i: Option<&Interval>) -> String {
 /// Build the page and write it to `out`.
 pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
     let data = SweepData::load(dir)?;
-    let st = files_view(&SweepDir::new(dir))?;
-    let plan = &data.plan;
-
+    let status = files_view(&SweepDir::new(dir))?;
     let mut html = String::new();
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>windtunnel: {name}</title><style>{STYLE}</style></head><body>\n\
          <h1>Wind tunnel <code>{name}</code></h1><p class=muted>{dir} · windtunnel {version}</p>\n",
-        name = escape(&plan.name),
+        name = escape(&data.plan.name),
         dir = escape(&dir.display().to_string()),
         version = env!("CARGO_PKG_VERSION"),
     );
+    summary_section(&mut html, &data, &status);
+    html.push_str("<h2>Fits</h2>");
+    law_section(&mut html, &data);
+    lr_section(&mut html, &data);
+    batch_section(&mut html, &data);
+    let (charts, not_drawn) = charts_section(&mut html, &data)?;
+    runs_section(&mut html, &data);
+    if !not_drawn.is_empty() {
+        html.push_str("<p class=muted>Not drawn:</p><ul class=muted>");
+        for (name, why) in &not_drawn {
+            let _ = write!(html, "<li>{name}: {}</li>", escape(why));
+        }
+        html.push_str("</ul>");
+    }
+    html.push_str("</body></html>\n");
+    crate::fsutil::atomic_write(out, html.as_bytes())?;
+    Ok(ReportSummary { path: out.to_path_buf(), charts, not_drawn })
+}
 
-    // Summary.
+/// Run counts and the compute planned, spent, and saved by WSD branching.
+fn summary_section(html: &mut String, data: &SweepData, st: &SweepStatus) {
+    let plan = &data.plan;
     let _ = writeln!(
         html,
         "<h2>Summary</h2><table><tr><th>runs</th><th>done</th><th>running</th><th>pending</th><th>interrupted</th><th>diverged</th><th>failed</th></tr>\
@@ -93,9 +111,10 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
         si(st.tokens_done as f64),
         si(st.tokens_total as f64)
     );
+}
 
-    // Fitted parameters.
-    html.push_str("<h2>Fits</h2>");
+/// The data-model law's parameters with their bootstrap intervals.
+fn law_section(html: &mut String, data: &SweepData) {
     match &data.law {
         Ok(r) => {
             let l = &r.fit.law;
@@ -143,6 +162,10 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
             let _ = write!(html, "<p class=muted>No data-model law: {}</p>", escape(e));
         }
     }
+}
+
+/// The learning-rate optimum per width and its drift.
+fn lr_section(html: &mut String, data: &SweepData) {
     match &data.lr {
         Ok(r) => {
             html.push_str(
@@ -180,6 +203,10 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
             let _ = write!(html, "<p class=muted>No learning-rate transfer fit: {}</p>", escape(e));
         }
     }
+}
+
+/// MiniCPM's batch-size law.
+fn batch_section(html: &mut String, data: &SweepData) {
     match data.batch.as_ref().map(|b| b.minicpm.as_ref()) {
         Ok(Some(b)) => {
             let _ = write!(
@@ -195,8 +222,13 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
             let _ = write!(html, "<p class=muted>No batch-size law: {}</p>", escape(e));
         }
     }
+}
 
-    // Charts.
+/// Charts left out, each with the reason.
+type NotDrawn = Vec<(String, String)>;
+
+/// Every chart the data supports, inline; returns those drawn and those not, with the reason.
+fn charts_section(html: &mut String, data: &SweepData) -> anyhow::Result<(Vec<String>, NotDrawn)> {
     html.push_str("<h2>Charts</h2>\n");
     let mut charts = Vec::new();
     let mut not_drawn = Vec::new();
@@ -210,7 +242,11 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
             Err(why) => not_drawn.push((name.to_string(), why)),
         }
     }
-    // Every run, folded away: what the charts are drawn from.
+    Ok((charts, not_drawn))
+}
+
+/// Every run, folded away: what the charts are drawn from.
+fn runs_section(html: &mut String, data: &SweepData) {
     let _ = write!(
         html,
         "<h2>Runs</h2><details><summary>{} runs (click to show)</summary><table>\
@@ -235,14 +271,4 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
         );
     }
     html.push_str("</table></details>\n");
-    if !not_drawn.is_empty() {
-        html.push_str("<p class=muted>Not drawn:</p><ul class=muted>");
-        for (name, why) in &not_drawn {
-            let _ = write!(html, "<li>{name}: {}</li>", escape(why));
-        }
-        html.push_str("</ul>");
-    }
-    html.push_str("</body></html>\n");
-    crate::fsutil::atomic_write(out, html.as_bytes())?;
-    Ok(ReportSummary { path: out.to_path_buf(), charts, not_drawn })
 }

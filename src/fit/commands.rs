@@ -2,6 +2,7 @@
 //! directories, fit, and report.
 
 use crate::layout::{RunDir, SweepDir};
+use crate::sweep::collect::column;
 use crate::sweep::status::read_plan;
 use std::path::{Path, PathBuf};
 
@@ -28,7 +29,13 @@ pub struct LrColumns {
 impl LrColumns {
     /// The results table's columns (what `fit lr` defaults to), µP and SP grouped apart.
     pub fn results_table() -> Self {
-        Self { lr: "lr".into(), width: "width".into(), depth: Some("depth".into()), loss: "final_eval_loss".into(), group: Some("parameterization".into()) }
+        Self {
+            lr: column::LR.into(),
+            width: column::WIDTH.into(),
+            depth: Some(column::DEPTH.into()),
+            loss: column::FINAL_EVAL_LOSS.into(),
+            group: Some(column::PARAMETERIZATION.into()),
+        }
     }
 }
 
@@ -54,13 +61,13 @@ pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<Lr
         _ => vec![0.0; lr.len()],
     };
     let loss = table.numbers(&columns.loss)?;
-    let status = table.columns.iter().position(|c| c == "status");
+    let status = table.columns.iter().position(|c| c == column::STATUS);
     // In a sweep's table the learning-rate scans are plain runs (trunks and branches are WSD grids).
-    let kind = table.columns.iter().position(|c| c == "kind");
+    let kind = table.columns.iter().position(|c| c == column::KIND);
     let group = columns.group.as_ref().and_then(|g| table.columns.iter().position(|c| c == g));
     // In a sweep's table, only grids that vary the learning rate are scans (a batch-size grid at
     // one learning rate is not).
-    let grid = table.columns.iter().position(|c| c == "grid");
+    let grid = table.columns.iter().position(|c| c == column::GRID);
     let scans_lr = |i: usize| {
         grid.is_none_or(|g| {
             let mut lrs: Vec<f64> = (0..lr.len()).filter(|&j| table.rows[j][g] == table.rows[i][g]).map(|j| lr[j]).collect();
@@ -127,7 +134,7 @@ pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<Lr
 /// Columns other than the scan's own (lr, width, depth, group, seed) whose value differs
 /// between the `rows` of a learning-rate scan: the batch size, the tokens, a swept key.
 fn varied_hyperparameters(table: &Table, rows: &[usize], columns: &LrColumns) -> Vec<usize> {
-    const HYPERPARAMETERS: &[&str] = &["batch_size", "seq_len", "tokens"];
+    const HYPERPARAMETERS: &[&str] = &[column::BATCH_SIZE, column::SEQ_LEN, column::TOKENS];
     let own = [Some(&columns.lr), Some(&columns.width), columns.depth.as_ref(), columns.group.as_ref()];
     (0..table.columns.len())
         .filter(|&c| {
@@ -283,12 +290,12 @@ pub struct BatchColumns {
 impl Default for BatchColumns {
     fn default() -> Self {
         Self {
-            batch_size: "batch_size".into(),
-            tokens: "tokens".into(),
+            batch_size: column::BATCH_SIZE.into(),
+            tokens: column::TOKENS.into(),
             curve_loss: "loss".into(),
-            flops: "flops".into(),
-            lr: "lr".into(),
-            loss: "final_eval_loss".into(),
+            flops: column::FLOPS.into(),
+            lr: column::LR.into(),
+            loss: column::FINAL_EVAL_LOSS.into(),
         }
     }
 }

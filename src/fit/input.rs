@@ -4,7 +4,7 @@
 //! left out and counted (diverged runs mark the edge of the stable range, not a point of the law).
 
 use crate::layout::SweepDir;
-use crate::sweep::collect::ResultsTable;
+use crate::sweep::collect::{column, ResultsTable};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -136,12 +136,12 @@ pub fn points(table: &Table, columns: &Columns, drop_highest: usize) -> anyhow::
         (None, Some(f)) => table.numbers(f)?.iter().zip(&n).map(|(c, n)| c / (6.0 * n)).collect(),
         _ => anyhow::bail!("give exactly one of --tokens COL and --flops COL (D = C / 6N)"),
     };
-    let status = table.columns.iter().position(|c| c == "status");
+    let status = table.columns.iter().position(|c| c == column::STATUS);
     // In a sweep's table the points of the law are the decayed WSD branches when there are any
     // (trunks are stable-phase runs, and plain runs belong to other grids); otherwise every run.
-    let kind = table.columns.iter().position(|c| c == "kind");
+    let kind = table.columns.iter().position(|c| c == column::KIND);
     let has_branches = kind.is_some_and(|k| table.rows.iter().any(|r| r[k] == "branch"));
-    let grid = table.columns.iter().position(|c| c == "grid");
+    let grid = table.columns.iter().position(|c| c == column::GRID);
     if let (None, Some(want)) = (grid, &columns.grid) {
         anyhow::bail!("--grid {want}: the table has no `grid` column to select by; drop --grid, or fit a sweep's table.csv");
     }

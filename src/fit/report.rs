@@ -11,6 +11,7 @@ use super::form::Form;
 use super::input::{points, Columns, Table};
 use super::law::{fit, Law, LawFit, Point};
 use crate::format::si;
+use crate::sweep::collect::column;
 
 /// Which points `--holdout` leaves out of the fit to test its predictions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,10 +94,10 @@ impl LawDefinition {
     pub fn for_table(input: PathBuf) -> Self {
         Self {
             input,
-            n: "non_embedding_params".into(),
-            tokens: Some("tokens".into()),
+            n: column::NON_EMBEDDING_PARAMS.into(),
+            tokens: Some(column::TOKENS.into()),
             flops: None,
-            loss: "final_eval_loss".into(),
+            loss: column::FINAL_EVAL_LOSS.into(),
             form: Form::default(),
             grid: None,
             drop_highest: 0,

@@ -12,28 +12,47 @@ use crate::layout::{RunDir, SweepDir};
 use crate::train::log::{read_metrics, read_status, MetricsRecord, RunState, Status};
 use crate::train::run::RunRecord;
 
+/// Names of the results table's columns that other stages read by name (the fits' defaults).
+pub mod column {
+    pub const KIND: &str = "kind";
+    pub const GRID: &str = "grid";
+    pub const STATUS: &str = "status";
+    pub const WIDTH: &str = "width";
+    pub const DEPTH: &str = "depth";
+    pub const PARAMETERIZATION: &str = "parameterization";
+    pub const LR: &str = "lr";
+    pub const BATCH_SIZE: &str = "batch_size";
+    pub const SEQ_LEN: &str = "seq_len";
+    /// N.
+    pub const NON_EMBEDDING_PARAMS: &str = "non_embedding_params";
+    /// D.
+    pub const TOKENS: &str = "tokens";
+    pub const FLOPS: &str = "flops";
+    pub const FINAL_EVAL_LOSS: &str = "final_eval_loss";
+}
+
 /// The fixed columns of `table.csv`, in order; swept parameters follow as `param.<key>`.
 pub const COLUMNS: &[&str] = &[
     "run_id",
     "trunk_id",
-    "kind",
-    "grid",
-    "status",
+    column::KIND,
+    column::GRID,
+    column::STATUS,
     "seed",
-    "width",
-    "depth",
+    column::WIDTH,
+    column::DEPTH,
     "heads",
     "kv_heads",
-    "parameterization",
-    "lr",
-    "batch_size",
-    "seq_len",
-    "non_embedding_params",
+    column::PARAMETERIZATION,
+    column::LR,
+    column::BATCH_SIZE,
+    column::SEQ_LEN,
+    column::NON_EMBEDDING_PARAMS,
     "total_params",
-    "tokens",
+    column::TOKENS,
     "flops_6nd",
-    "flops",
-    "final_eval_loss",
+    column::FLOPS,
+    column::FINAL_EVAL_LOSS,
     "best_eval_loss",
     "final_train_loss",
     "oracle_loss",
