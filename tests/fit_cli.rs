@@ -2,6 +2,7 @@
 
 mod common;
 use common::{fails, json, ok};
+use windtunnel::fit::transfer::known_batch_curves;
 
 #[test]
 fn chinchilla_refit_reproduces_the_published_reanalysis() {
@@ -128,30 +129,10 @@ fn an_lr_scan_at_two_batch_sizes_is_fitted_per_batch_size_not_pooled() {
     assert!(text.contains("the scans also vary batch_size: each value is fitted on its own"), "{text}");
 }
 
-/// Training curves whose token-efficient batch size is bs_opt = k / L^γ (tokens to reach L at
-/// batch size bs = T(L) · (1 + (log bs − log bs_opt(L))²)), as a CSV with the given header.
+/// `fit::transfer::known_batch_curves` as a CSV with the given header.
 fn batch_curves(header: &str, k: f64, gamma: f64, noise: f64) -> String {
-    let mut csv = format!("{header}\n");
-    for i in 0..7 {
-        let bs = 1e4 * 2f64.powi(i);
-        for j in 0..400 {
-            let tokens = 1e6 * 1.02f64.powi(j);
-            let (mut lo, mut hi) = (2.0f64, 6.0f64);
-            for _ in 0..60 {
-                let l = 0.5 * (lo + hi);
-                let needed = 1e9 * (l - 2.0).powf(-2.0) * (1.0 + (bs.ln() - (k / l.powf(gamma)).ln()).powi(2));
-                if needed > tokens {
-                    lo = l
-                } else {
-                    hi = l
-                }
-            }
-            // Deterministic jitter standing in for evaluation noise.
-            let jitter = noise * (((i * 7919 + j * 104_729) % 1000) as f64 / 1000.0 - 0.5);
-            csv.push_str(&format!("{bs},{tokens},{}\n", 0.5 * (lo + hi) + jitter));
-        }
-    }
-    csv
+    let rows: String = known_batch_curves(k, gamma, noise).iter().map(|p| format!("{},{},{}\n", p.batch_size, p.tokens, p.loss)).collect();
+    format!("{header}\n{rows}")
 }
 
 #[test]

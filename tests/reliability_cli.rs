@@ -5,7 +5,7 @@
 //! uninterrupted one.
 
 mod common;
-use common::{fails, json, ok, table_without_timings, windtunnel, TINY};
+use common::{fails, json, ok, run_file, table_without_timings, windtunnel, TINY};
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -54,39 +54,6 @@ fn workers_of(parent: u32) -> Vec<i32> {
         .collect()
 }
 
-/// A run of `steps` steps of 128 tokens on the synthetic language.
-fn run_file(dir: &Path, name: &str, steps: u64, extra_training: &str) -> PathBuf {
-    write(
-        dir,
-        name,
-        &format!(
-            r#"[model]
-width = 32
-depth = 2
-heads = 2
-[mup]
-base_width = 32
-[optimizer]
-lr = 0.01
-[schedule]
-kind = "constant"
-warmup_tokens = 1280
-[training]
-tokens = {}
-batch_size = 4
-seq_len = 32
-eval_interval_tokens = 1280
-eval_tokens = 256
-{extra_training}
-[data]
-kind = "synthetic"
-vocab = 64
-"#,
-            steps * 128
-        ),
-    )
-}
-
 fn status_of(run: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap()
 }
@@ -94,7 +61,7 @@ fn status_of(run: &Path) -> serde_json::Value {
 #[test]
 fn a_second_writer_on_a_run_directory_is_refused_whatever_started_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = run_file(tmp.path(), "r.toml", 100_000, "");
+    let file = run_file(tmp.path(), "r.toml", "", 100_000, &[]);
     let out = tmp.path().join("run");
     let mut first = spawn(&["train", "--quiet", s(&file), "--out", s(&out)]);
     wait_for("the first writer to start", Duration::from_secs(60), || out.join("metrics.jsonl").exists());
@@ -300,7 +267,7 @@ fn absurd_sizes_are_refused_with_the_key_and_never_panic() {
     let huge = TINY.replace("batch_size = 4, seq_len = 32", "batch_size = 4611686018427387904, seq_len = 4");
     let e = fails(&["plan", s(&write(tmp.path(), "huge.toml", &huge))]);
     assert!(e.contains("training.batch_size"), "{e}");
-    let file = run_file(tmp.path(), "r.toml", 10, "").to_string_lossy().to_string();
+    let file = run_file(tmp.path(), "r.toml", "", 10, &[]).to_string_lossy().to_string();
     let text = std::fs::read_to_string(&file).unwrap().replace("batch_size = 4", "batch_size = 4611686018427387904").replace("seq_len = 32", "seq_len = 4");
     let bad = write(tmp.path(), "huge-run.toml", &text);
     let o = windtunnel(&["train", s(&bad), "--out", s(&tmp.path().join("r"))]);
@@ -328,8 +295,8 @@ fn absurd_sizes_are_refused_with_the_key_and_never_panic() {
 #[test]
 fn a_model_too_big_for_memory_is_refused_before_it_allocates() {
     let tmp = tempfile::tempdir().unwrap();
-    // 16384 wide, 64 deep: ~2e11 parameters, terabytes to train.
-    let text = std::fs::read_to_string(run_file(tmp.path(), "r.toml", 10, ""))
+    // 131072 wide, 64 deep: ~1.3e13 parameters, hundreds of terabytes to train.
+    let text = std::fs::read_to_string(run_file(tmp.path(), "r.toml", "", 10, &[]))
         .unwrap()
         .replace("width = 32\ndepth = 2\nheads = 2", "width = 131072\ndepth = 64\nheads = 1024");
     let file = write(tmp.path(), "big.toml", &text);
@@ -350,7 +317,7 @@ fn a_model_too_big_for_memory_is_refused_before_it_allocates() {
 #[test]
 fn an_unwritable_stderr_never_turns_into_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = run_file(tmp.path(), "r.toml", 20, "");
+    let file = run_file(tmp.path(), "r.toml", "", 20, &[]);
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
         .args(["train", s(&file), "--out", s(&tmp.path().join("r"))])
@@ -406,7 +373,7 @@ fn a_lost_or_corrupt_trunk_checkpoint_is_written_again() {
 fn malformed_inputs_get_one_clear_message() {
     let tmp = tempfile::tempdir().unwrap();
     let with_data = |name: &str, data: &str| {
-        let text = std::fs::read_to_string(run_file(tmp.path(), "base.toml", 10, "")).unwrap().replace("kind = \"synthetic\"\nvocab = 64", data);
+        let text = std::fs::read_to_string(run_file(tmp.path(), "base.toml", "", 10, &[])).unwrap().replace("kind = \"synthetic\"\nvocab = 64", data);
         write(tmp.path(), name, &text)
     };
     // A directory as a data path.

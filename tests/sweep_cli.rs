@@ -60,29 +60,21 @@ fn planning_expands_grids_and_wsd_graphs_with_stable_ids() {
     assert_eq!(kept, ids(&a).len() - 2, "only the two lr = 0.003 runs change");
 }
 
+/// The learning rates the `lr` grid of a plan gives width 16.
+fn lrs_at_width_16(plan: &serde_json::Value) -> Vec<f64> {
+    let runs = plan["runs"].as_array().unwrap();
+    runs.iter().filter(|r| r["grid"] == "lr" && r["width"] == 16).map(|r| r["config"]["optimizer"]["lr"].as_f64().unwrap()).collect()
+}
+
 #[test]
 fn ranges_and_random_search_expand_to_the_right_values() {
     let dir = tempfile::tempdir().unwrap();
     let log = TINY.replace("{ values = [0.003, 0.01, 0.03, 1000.0] }", "{ min = 0.001, max = 0.1, num = 3, log = true }");
     let p = write(dir.path(), "log.toml", &log);
-    let lrs: Vec<f64> = plan(&p)["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["grid"] == "lr" && r["width"] == 16)
-        .map(|r| r["config"]["optimizer"]["lr"].as_f64().unwrap())
-        .collect();
-    assert_eq!(lrs, vec![0.001, 0.01, 0.1]);
+    assert_eq!(lrs_at_width_16(&plan(&p)), vec![0.001, 0.01, 0.1]);
     let random = log.replace("name = \"lr\"\n", "name = \"lr\"\nmethod = \"random\"\nsamples = 5\n");
     let p = write(dir.path(), "random.toml", &random);
-    let plan = plan(&p);
-    let lrs: Vec<f64> = plan["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["grid"] == "lr" && r["width"] == 16)
-        .map(|r| r["config"]["optimizer"]["lr"].as_f64().unwrap())
-        .collect();
+    let lrs = lrs_at_width_16(&plan(&p));
     assert_eq!(lrs.len(), 5);
     assert!(lrs.iter().all(|&x| (0.001..=0.1).contains(&x)));
 }

@@ -2,48 +2,11 @@
 //! divergence, corrupt checkpoints and malformed run files.
 
 mod common;
-use common::{fails, windtunnel};
+use common::{fails, run_file, windtunnel};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A tiny run: 128 tokens per step.
-fn run_file(dir: &Path, name: &str, extra: &str, steps: u64, checkpoint_steps: &[u64]) -> PathBuf {
-    let checkpoints: Vec<String> = checkpoint_steps.iter().map(|s| (s * 128).to_string()).collect();
-    let text = format!(
-        r#"seed = 1
-[model]
-width = 32
-depth = 2
-heads = 2
-kv_heads = 1
-[mup]
-base_width = 32
-[optimizer]
-lr = 0.01
-[schedule]
-kind = "constant"
-warmup_tokens = 1280
-[training]
-tokens = {tokens}
-batch_size = 4
-seq_len = 32
-eval_interval_tokens = 1280
-eval_tokens = 256
-checkpoint_tokens = [{checkpoints}]
-log_interval_steps = 1
-[data]
-kind = "synthetic"
-vocab = 64
-{extra}"#,
-        tokens = steps * 128,
-        checkpoints = checkpoints.join(", "),
-    );
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 fn metrics(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()

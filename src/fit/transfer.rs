@@ -202,6 +202,35 @@ pub fn lr_transfer(points: &[LrPoint], seed: u64) -> LrTransfer {
     LrTransfer { optima, drift }
 }
 
+/// Training curves with a known answer, for tests and for checking the fit by hand: seven batch
+/// sizes (1e4 … 6.4e5 tokens), each trained to 2.7e9 tokens, whose token-efficient batch size is
+/// bs_opt = k / L^γ. The tokens to reach L at batch size bs are
+/// T(L) · (1 + (log bs − log bs_opt(L))²), T(L) = 1e9 / (L − 2)²; `noise` adds a deterministic
+/// jitter of that amplitude to the losses.
+pub fn known_batch_curves(k: f64, gamma: f64, noise: f64) -> Vec<CurvePoint> {
+    let mut points = Vec::new();
+    for i in 0..7 {
+        let bs = 1e4 * 2f64.powi(i);
+        for j in 0..400 {
+            let tokens = 1e6 * 1.02f64.powi(j);
+            // The loss L at which `tokens` are exactly enough, by bisection.
+            let (mut lo, mut hi) = (2.0f64, 6.0f64);
+            for _ in 0..60 {
+                let l = 0.5 * (lo + hi);
+                let needed = 1e9 * (l - 2.0).powf(-2.0) * (1.0 + (bs.ln() - (k / l.powf(gamma)).ln()).powi(2));
+                if needed > tokens {
+                    lo = l
+                } else {
+                    hi = l
+                }
+            }
+            let jitter = noise * (((i * 7919 + j * 104_729) % 1000) as f64 / 1000.0 - 0.5);
+            points.push(CurvePoint { batch_size: bs, tokens, loss: 0.5 * (lo + hi) + jitter });
+        }
+    }
+    points
+}
+
 /// A point of a training curve, for the batch-size law.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {
@@ -331,28 +360,8 @@ mod tests {
 
     #[test]
     fn batch_law_recovers_k_and_gamma() {
-        // Curves whose token-efficient batch size follows bs_opt = k / L^γ with k = 1.3e7, γ = 4:
-        // tokens to reach L at batch size bs = T(L) · (1 + (log bs − log bs_opt(L))²).
         let (k, gamma) = (1.3e7, 4.0);
-        let mut points = Vec::new();
-        for i in 0..7 {
-            let bs = 1e4 * 2f64.powi(i);
-            for j in 0..400 {
-                let tokens = 1e6 * 1.02f64.powi(j);
-                // Invert: loss L such that tokens = T(L)·penalty; solve by bisection on L.
-                let (mut lo, mut hi) = (2.0f64, 6.0f64);
-                for _ in 0..60 {
-                    let l = 0.5 * (lo + hi);
-                    let t_needed = 1e9 * (l - 2.0).powf(-2.0) * (1.0 + (bs.ln() - (k / l.powf(gamma)).ln()).powi(2));
-                    if t_needed > tokens {
-                        lo = l
-                    } else {
-                        hi = l
-                    }
-                }
-                points.push(CurvePoint { batch_size: bs, tokens, loss: 0.5 * (lo + hi) });
-            }
-        }
+        let points = known_batch_curves(k, gamma, 0.0);
         let law = batch_law(&points, 8).unwrap();
         assert!((law.gamma - gamma).abs() < 0.3, "γ = {}", law.gamma);
         assert!((law.k.ln() - k.ln()).abs() < 0.5, "k = {}", law.k);

@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests that run the real `windtunnel` binary.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn windtunnel(args: &[&str]) -> Output {
@@ -61,4 +62,41 @@ pub fn table_without_timings(dir: &std::path::Path) -> Vec<String> {
         lines.map(|l| l.split(',').enumerate().filter(|(i, _)| !skip.contains(i)).map(|(_, v)| v).collect::<Vec<_>>().join(",")).collect();
     rows.sort();
     rows
+}
+
+/// A tiny run: 128 tokens per step.
+pub fn run_file(dir: &Path, name: &str, extra: &str, steps: u64, checkpoint_steps: &[u64]) -> PathBuf {
+    let checkpoints: Vec<String> = checkpoint_steps.iter().map(|s| (s * 128).to_string()).collect();
+    let text = format!(
+        r#"seed = 1
+[model]
+width = 32
+depth = 2
+heads = 2
+kv_heads = 1
+[mup]
+base_width = 32
+[optimizer]
+lr = 0.01
+[schedule]
+kind = "constant"
+warmup_tokens = 1280
+[training]
+tokens = {tokens}
+batch_size = 4
+seq_len = 32
+eval_interval_tokens = 1280
+eval_tokens = 256
+checkpoint_tokens = [{checkpoints}]
+log_interval_steps = 1
+[data]
+kind = "synthetic"
+vocab = 64
+{extra}"#,
+        tokens = steps * 128,
+        checkpoints = checkpoints.join(", "),
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
 }
