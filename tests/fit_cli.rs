@@ -68,6 +68,8 @@ fn bad_inputs_give_clear_errors() {
     assert!(e.contains("1 usable points") && e.contains("at least 6"), "{e}");
     let e = fails(&["fit", "law", "--input", &one, "--n", "params", "--tokens", "D", "--loss", "loss"]);
     assert!(e.contains("no column `params`"), "{e}");
+    let e = fails(&["fit", "law", "--input", &one, "--n", "N", "--tokens", "D", "--loss", "loss", "--grid", "data"]);
+    assert!(e.contains("--grid data") && e.contains("no `grid` column"), "{e}");
     let neg = write("neg.csv", "N,D,loss\n1e6,1e7,-3.0\n");
     let e = fails(&["fit", "law", "--input", &neg, "--n", "N", "--tokens", "D", "--loss", "loss"]);
     assert!(e.contains("loss = -3"), "{e}");

@@ -72,6 +72,10 @@ fn a_sweep_plots_reports_and_exports() {
     let root = tempfile::tempdir().unwrap();
     let sweep = run_sweep(root.path(), "plots", &plots_sweep());
     let s = sweep.to_str().unwrap();
+    // Reading writes nothing: plot, report and export build the results table in memory.
+    let table = std::fs::read(sweep.join("table.csv")).unwrap();
+    std::fs::remove_file(sweep.join("table.csv")).unwrap();
+    std::fs::remove_file(sweep.join("table.parquet")).unwrap();
     // Without a held-out fit there is no holdout chart, and the summary says how to get one.
     let summary = json(&["plot", s, "--json"]);
     let skipped: Vec<&serde_json::Value> = summary["charts"].as_array().unwrap().iter().filter(|c| c["path"].is_null()).collect();
@@ -159,6 +163,9 @@ fn a_sweep_plots_reports_and_exports() {
         assert!(e.contains("beyond") || e.contains("outside what a run can count"), "{args:?}: {e}");
     }
     assert!(!absurd.exists(), "a refused export writes nothing");
+    assert!(!sweep.join("table.csv").exists() && !sweep.join("table.parquet").exists(), "plot, report, fit and export wrote the results table");
+    ok(&["collect", s]);
+    assert_eq!(std::fs::read(sweep.join("table.csv")).unwrap(), table, "collect writes the table the runs give");
 
     // Runs never started still plot.
     let plan = json(&["plan", root.path().join("plots.toml").to_str().unwrap(), "--json"]);

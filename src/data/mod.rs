@@ -1,5 +1,7 @@
 //! Where tokens come from: the built-in synthetic language ([`synthetic`]), text and token files
-//! ([`files`]), and weighted mixtures of those.
+//! ([`files`]), and weighted mixtures of those; [`tools`] holds `windtunnel data synth` and
+//! `data inspect`. Relative paths in a spec resolve against the folder of the file that names
+//! them (a sweep's are made absolute when it is planned: [`DataSpec::resolve_paths`]).
 //!
 //! Every source is split into a training stream and a held-out evaluation split that training
 //! never touches (synthetic: independent sequences drawn under another tag; files: a fixed tail,

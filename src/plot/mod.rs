@@ -1,8 +1,8 @@
 //! Charts of a sweep (`windtunnel plot DIR`) and of a coordinate check
 //! (`windtunnel plot --coord-check FILE.json`).
 //!
-//! `SweepData::load` gathers what the charts are drawn from: the plan, every run's metrics, the
-//! results table, and the fits (the data-model law is refitted from the definition saved in
+//! `SweepData::load` gathers what the charts are drawn from — the plan, every run's metrics, the
+//! results table (built in memory: plotting writes nothing but the charts), and the fits (the data-model law is refitted from the definition saved in
 //! `DIR/fits/law.json` when there is one, else with `fit law`'s defaults and 200 bootstrap
 //! resamples, so the bands have their samples). `charts.rs` turns that into `Figure`s, and
 //! `figure.rs` draws them to SVG or PNG.
