@@ -144,7 +144,7 @@ fn law_section(html: &mut String, data: &SweepData) {
             html.push_str("</table>");
             if !l.is_plausible() {
                 html.push_str(
-                    "<p><strong>Warning:</strong> the exponents or E are outside any plausible range: these points do not \
+                    "<p><strong>Warning:</strong> the law's parameters are outside any plausible range: these points do not \
                      constrain the law. It needs several model sizes, each decayed at several token counts well above the loss floor.</p>",
                 );
             }

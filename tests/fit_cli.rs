@@ -153,3 +153,18 @@ fn fit_batch_reads_named_columns_and_warns_when_gamma_is_unconstrained() {
     let text = ok(&["fit", "batch", "--input", path.to_str().unwrap()]);
     assert!(text.contains("warning: γ is not constrained"), "{text}");
 }
+
+#[test]
+fn another_law_form_is_one_flag() {
+    let r = json(&["fit", "law", "--config", "analysis/chinchilla.toml", "--form", "kaplan", "--bootstrap", "0", "--json"]);
+    let law = &r["fit"]["law"];
+    assert_eq!(law["form"], "kaplan");
+    for key in ["n_c", "d_c", "alpha_n", "alpha_d"] {
+        assert!(law[key].as_f64().unwrap() > 0.0, "{law}");
+    }
+    // Without an irreducible loss the form fits Chinchilla's data worse than E + A/N^α + B/D^β.
+    let chinchilla = json(&["fit", "law", "--config", "analysis/chinchilla.toml", "--bootstrap", "0", "--json"]);
+    assert!(r["residual_rms"].as_f64().unwrap() > 1.5 * chinchilla["residual_rms"].as_f64().unwrap());
+    let e = fails(&["fit", "law", "--config", "analysis/chinchilla.toml", "--form", "hoffmann"]);
+    assert!(e.contains("unknown law form `hoffmann`") && e.contains("kaplan"), "{e}");
+}

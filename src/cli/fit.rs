@@ -105,6 +105,9 @@ pub struct FitLawArgs {
     /// Column of the final loss [default: final_eval_loss].
     #[arg(long)]
     loss: Option<String>,
+    /// The law's form: chinchilla (E + A/N^α + B/D^β) or kaplan ([(N_c/N)^(α_N/α_D) + D_c/D]^α_D).
+    #[arg(long)]
+    form: Option<windtunnel::fit::form::Form>,
     /// Only rows of this sweep grid (a sweep table's `grid` column).
     #[arg(long)]
     grid: Option<String>,
@@ -163,6 +166,9 @@ impl FitLawArgs {
         }
         if let Some(v) = &self.loss {
             def.loss = v.clone();
+        }
+        if let Some(v) = self.form {
+            def.form = v;
         }
         if self.tokens.is_some() || self.flops.is_some() {
             def.tokens = self.tokens.clone();

@@ -76,6 +76,12 @@ impl Law {
         Self { form: Form::Chinchilla, parameters: vec![e, a, b, alpha, beta] }
     }
 
+    /// A law of `form` from its parameters, in the form's order.
+    pub fn new(form: Form, parameters: Vec<f64>) -> Self {
+        assert_eq!(parameters.len(), form.law_form().parameters().len(), "the {form:?} law's parameters");
+        Self { form, parameters }
+    }
+
     /// From the fit's coordinates θ.
     pub fn from_theta(form: Form, theta: &[f64]) -> Self {
         Self { form, parameters: form.law_form().parameters_of(theta) }
@@ -362,5 +368,24 @@ mod tests {
                 .unwrap();
             assert!((best_n / n_opt - 1.0).abs() < 1e-3, "C = {flops:e}: scan {best_n:e}, formula {n_opt:e}");
         }
+    }
+
+    #[test]
+    fn recovers_a_kaplan_law_too() {
+        // Kaplan et al.'s published constants, on the same (N, D) grid.
+        let truth = Law::new(Form::Kaplan, vec![8.8e13, 5.4e13, 0.076, 0.095]);
+        let mut points = Vec::new();
+        for i in 0..8 {
+            let n = 1e7 * 2f64.powi(i);
+            for j in 0..6 {
+                let d = n * 5.0 * 2f64.powi(j);
+                points.push(Point { n, d, loss: truth.loss(n, d) });
+            }
+        }
+        let fit = fit(Form::Kaplan, &points, 1e-3).unwrap();
+        for ((_, name, got), (_, _, want)) in fit.law.named().into_iter().zip(truth.named()) {
+            assert!((got / want - 1.0).abs() < 0.02, "{name}: fitted {got}, true {want}");
+        }
+        assert!(fit.log_residuals.iter().all(|r| r.abs() < 1e-6));
     }
 }

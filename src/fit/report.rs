@@ -347,9 +347,11 @@ impl std::fmt::Display for LawReport {
             "; Huber δ = {}, summed; {} L-BFGS starts, {} in the best basin; objective {:.6}; rms log residual {:.4}",
             self.fit.delta, self.fit.starts, self.fit.starts_in_best_basin, self.fit.objective, self.residual_rms
         )?;
+        // Scales like Kaplan's N_c ≈ 10^13 in scientific notation, the rest as they were.
+        let num = |v: f64, width: usize| if v != 0.0 && !(1e-3..1e6).contains(&v.abs()) { format!("{v:>width$.4e}") } else { format!("{v:>width$.4}") };
         let row = |f: &mut std::fmt::Formatter<'_>, name: &str, v: f64, i: Option<&Interval>| match i {
-            Some(i) => writeln!(f, "  {name:<6} {v:>12.4}   ± {:<10.4} [{:.4}, {:.4}]", i.std_error, i.lower, i.upper),
-            None => writeln!(f, "  {name:<6} {v:>12.4}"),
+            Some(i) => writeln!(f, "  {name:<6} {}   ± {:<10} [{}, {}]", num(v, 12), num(i.std_error, 0), num(i.lower, 0), num(i.upper, 0)),
+            None => writeln!(f, "  {name:<6} {}", num(v, 12)),
         };
         if let Some(b) = &self.bootstrap {
             writeln!(
@@ -371,7 +373,7 @@ impl std::fmt::Display for LawReport {
         if !l.is_plausible() {
             writeln!(
                 f,
-                "  warning: the exponents or E are outside any plausible range: the points do not constrain the law \
+                "  warning: the law's parameters are outside any plausible range: the points do not constrain the law \
                  (it needs several model sizes, each at several token counts, well above the loss floor)"
             )?;
         }
