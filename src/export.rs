@@ -58,6 +58,9 @@ pub struct ExportRequest {
     pub aspect_ratio: f64,
     pub lr_sweep: Option<PathBuf>,
     pub batch_sweep: Option<PathBuf>,
+    /// Export even from an implausible law or without a learning-rate optimum (the warnings
+    /// stay in `recipe.json`); otherwise both are refused.
+    pub allow_implausible: bool,
 }
 
 /// `config.json` in the Hugging Face MiniCPM format (`modeling_minicpm.py`).
@@ -258,11 +261,13 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
     let law = report.fit.law.clone();
     let mut warnings = Vec::new();
     if !law.is_plausible() {
-        warnings.push(format!(
-            "the fitted law ({}) is outside any plausible range: its points do not constrain it, \
-             and the exported N and D are not trustworthy; add model sizes and decay points to the data-model grid",
-            law.summary()
-        ));
+        let why = format!("the fitted law ({}) is outside any plausible range: {}", law.summary(), what_the_points_lack(&report.data));
+        anyhow::ensure!(
+            request.allow_implausible,
+            "{}: {why}. Run a larger data-model grid, or pass --allow-implausible to export anyway (the warning stays in recipe.json)",
+            dir.display()
+        );
+        warnings.push(format!("{why}; the exported N and D are not trustworthy"));
     }
     let config = &reference_run(&data)?.config;
     let mup = config.mup;
@@ -285,7 +290,7 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
 
     let (target_n, shape, tokens) = size(request, &law, vocab, &mut warnings)?;
     let n = shape.non_embedding_params();
-    let learning_rates = learning_rates(request, config, &shape, &mut warnings);
+    let learning_rates = learning_rates(request, config, &shape, &mut warnings)?;
     let batch = batch_size(request, config, law.loss(n as f64, tokens), seq_len, &mut warnings)?;
     let schedule = schedule(&data, tokens, batch.tokens)?;
     let tokens = schedule.total_tokens as f64;
@@ -381,7 +386,7 @@ fn size(request: &ExportRequest, law: &Law, vocab: usize, warnings: &mut Vec<Str
 }
 
 /// The learning rates of the full run: the widest width's µP optimum, transferred by the µP rules.
-fn learning_rates(request: &ExportRequest, config: &RunConfig, shape: &ModelShape, warnings: &mut Vec<String>) -> LearningRates {
+fn learning_rates(request: &ExportRequest, config: &RunConfig, shape: &ModelShape, warnings: &mut Vec<String>) -> anyhow::Result<LearningRates> {
     let lr_dir = request.lr_sweep.as_deref().unwrap_or(&request.dir);
     let (base_lr, lr_source) = match fit_lr(lr_dir, &LrColumns::results_table(), 0) {
         Ok(lr) => match lr.groups.iter().find(|(g, _)| g == "mup" || g.starts_with("mup, ")).or_else(|| (lr.groups.len() == 1).then(|| &lr.groups[0])) {
@@ -401,12 +406,12 @@ fn learning_rates(request: &ExportRequest, config: &RunConfig, shape: &ModelShap
                     format!("µP learning-rate optimum at width {} of {} ([{:.3e}, {:.3e}])", widest.width, lr_dir.display(), widest.lr_lower, widest.lr_upper),
                 )
             }
-            _ => fallback_lr(config.optimizer.lr, lr_dir, "it has no µP learning-rate scan", warnings),
+            _ => fallback_lr(request, config.optimizer.lr, lr_dir, "it has no µP learning-rate scan", warnings)?,
         },
-        Err(e) => fallback_lr(config.optimizer.lr, lr_dir, &format!("{e:#}"), warnings),
+        Err(e) => fallback_lr(request, config.optimizer.lr, lr_dir, &format!("{e:#}"), warnings)?,
     };
     let (mup, width) = (config.mup, shape.width);
-    LearningRates {
+    Ok(LearningRates {
         base: base_lr,
         hidden_matrices: base_lr * mup.lr_multiplier(ParamGroup::HiddenMatrix, width),
         embedding: base_lr * mup.lr_multiplier(ParamGroup::Embedding, width),
@@ -414,7 +419,7 @@ fn learning_rates(request: &ExportRequest, config: &RunConfig, shape: &ModelShap
         width_multiplier: mup.width_multiplier(width),
         hidden_init_std: mup.init_std(ParamGroup::HiddenMatrix, width),
         source: lr_source,
-    }
+    })
 }
 
 /// The batch: MiniCPM's batch-size law at the predicted loss when a sweep has one, else the
@@ -484,14 +489,38 @@ fn schedule(data: &SweepData, tokens: f64, batch_tokens: u64) -> anyhow::Result<
     })
 }
 
-fn fallback_lr(lr: f64, dir: &Path, why: &str, warnings: &mut Vec<String>) -> (f64, String) {
-    warnings.push(format!(
-        "no learning-rate optimum from {} ({why}): η = {lr} is the sweep's base learning rate, not an optimum; \
-         run a µP scan over optimizer.lr at 3 or more widths (the lr-transfer grid of sweeps/quickstart.toml, \
-         or sweeps/minicpm-lr-stability.toml) and pass --lr-sweep",
+/// Without a learning-rate optimum: refused, or with `--allow-implausible` the sweep's base rate
+/// and a warning.
+fn fallback_lr(request: &ExportRequest, lr: f64, dir: &Path, why: &str, warnings: &mut Vec<String>) -> anyhow::Result<(f64, String)> {
+    let missing = format!(
+        "no learning-rate optimum from {} ({why}); run a µP scan over optimizer.lr at 3 or more widths (the lr-transfer grid of \
+         sweeps/quickstart.toml, or sweeps/minicpm-lr-stability.toml) and pass --lr-sweep",
         dir.display()
-    ));
-    (lr, format!("the sweep's base learning rate (no learning-rate scan in {})", dir.display()))
+    );
+    anyhow::ensure!(request.allow_implausible, "{missing}, or pass --allow-implausible to export with the sweep's base learning rate η = {lr}");
+    warnings.push(format!("{missing}: η = {lr} is the sweep's base learning rate, not an optimum"));
+    Ok((lr, format!("the sweep's base learning rate (no learning-rate scan in {})", dir.display())))
+}
+
+/// What a data-model grid whose law is implausible lacks, from its points.
+fn what_the_points_lack(points: &[crate::fit::law::Point]) -> String {
+    let distinct = |f: fn(&crate::fit::law::Point) -> f64| {
+        let mut v: Vec<f64> = points.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v
+    };
+    let (sizes, tokens) = (distinct(|p| p.n), distinct(|p| p.d));
+    let span = |v: &[f64]| v.last().zip(v.first()).map_or(1.0, |(hi, lo)| hi / lo);
+    format!(
+        "its {} points span {} model sizes ({:.1}× in N) and {} token counts ({:.1}× in D), which do not pin it down \
+         (it needs more sizes, more decay points per size, or a wider range of both)",
+        points.len(),
+        sizes.len(),
+        span(&sizes),
+        tokens.len(),
+        span(&tokens)
+    )
 }
 
 impl std::fmt::Display for Exported {

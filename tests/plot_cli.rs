@@ -217,6 +217,12 @@ fn one_run_plots_what_it_can_and_export_names_the_missing_fit() {
     );
     let recipe = json(&["export", quick.to_str().unwrap(), "--budget-flops", "1e13", "--json"]);
     assert!(recipe["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("minicpm-batch-size.toml")), "{}", recipe["warnings"]);
+    // No learning-rate optimum (the lr sweep has no µP scan): refused, unless asked for anyway.
+    let e = fails(&["export", quick.to_str().unwrap(), "--budget-flops", "1e13", "--lr-sweep", s]);
+    assert!(e.contains("no learning-rate optimum") && e.contains("--allow-implausible"), "{e}");
+    let recipe = json(&["export", quick.to_str().unwrap(), "--budget-flops", "1e13", "--lr-sweep", s, "--allow-implausible", "--json"]);
+    assert!(recipe["learning_rates"]["source"].as_str().unwrap().contains("base learning rate"), "{}", recipe["learning_rates"]);
+    assert!(recipe["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("no learning-rate optimum")));
 }
 
 #[test]

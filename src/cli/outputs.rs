@@ -64,6 +64,10 @@ pub struct ExportArgs {
     /// Take the batch-size law from this sweep instead (runs at 3 or more batch sizes).
     #[arg(long)]
     batch_sweep: Option<std::path::PathBuf>,
+    /// Export even when the law is implausible or there is no learning-rate optimum (both are
+    /// refused otherwise); the warnings stay in recipe.json.
+    #[arg(long)]
+    allow_implausible: bool,
     /// Where to write config.json and recipe.json [default: DIR/export].
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -99,6 +103,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
         aspect_ratio: args.aspect_ratio,
         lr_sweep: args.lr_sweep,
         batch_sweep: args.batch_sweep,
+        allow_implausible: args.allow_implausible,
     };
     let exported = choose(&request)?;
     let out = args.out.unwrap_or_else(|| SweepDir::new(&args.dir).export());
