@@ -168,3 +168,34 @@ fn another_law_form_is_one_flag() {
     let e = fails(&["fit", "law", "--config", "analysis/chinchilla.toml", "--form", "hoffmann"]);
     assert!(e.contains("unknown law form `hoffmann`") && e.contains("kaplan"), "{e}");
 }
+
+#[test]
+fn rollout_fits_the_smallest_sizes_and_predicts_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("N,D,loss\n");
+    for i in 0..5 {
+        let n = 1e7 * 3f64.powi(i);
+        for j in 0..4 {
+            let d = n * 5.0 * 2.5f64.powi(j);
+            csv.push_str(&format!("{n},{d},{}\n", 1.8 + 400.0 / n.powf(0.34) + 1500.0 / d.powf(0.3)));
+        }
+    }
+    let path = dir.path().join("law.csv");
+    std::fs::write(&path, csv).unwrap();
+    let args = ["fit", "law", "--input", path.to_str().unwrap(), "--n", "N", "--tokens", "D", "--loss", "loss", "--rollout"];
+    let r = json(&[&args[..], &["--json"]].concat());
+    let steps = r["rollout"].as_array().unwrap();
+    // k = 2 has 8 points for 5 parameters; k = 2, 3, 4 predict the 3rd, 4th and 5th sizes.
+    assert_eq!(steps.iter().map(|s| s["fitted_sizes"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 3, 4]);
+    for s in steps {
+        assert_eq!(s["points"].as_array().unwrap().len(), 4);
+        // Two sizes cannot separate E from A/N^α (a small error); from three on the law is exact.
+        let limit = if s["fitted_sizes"] == 2 { 1e-2 } else { 1e-3 };
+        assert!(s["mean_abs_relative_error"].as_f64().unwrap() < limit, "{s}");
+    }
+    assert!(ok(&args).contains("rollout: fit the smallest sizes, predict the next"));
+    let two = "N,D,loss\n1e7,1e8,3\n1e7,2e8,2.9\n1e7,4e8,2.8\n2e7,1e8,2.9\n2e7,2e8,2.8\n2e7,4e8,2.7\n2e7,8e8,2.6\n";
+    std::fs::write(&path, two).unwrap();
+    let e = fails(&args);
+    assert!(e.contains("--rollout needs at least 3 model sizes"), "{e}");
+}

@@ -131,6 +131,9 @@ pub struct FitLawArgs {
     /// Fit without the largest model (`largest`) or budget (`largest-budget`) and predict it.
     #[arg(long)]
     holdout: Option<windtunnel::fit::report::Holdout>,
+    /// Validate by rollout: for k = 2, 3, …, fit the k smallest model sizes and predict the next.
+    #[arg(long)]
+    rollout: bool,
     /// Predict the loss at N:D, comma-separated (e.g. 1e9:2e10).
     #[arg(long, value_delimiter = ',', value_parser = parse_pair)]
     predict: Option<Vec<[f64; 2]>>,
@@ -196,6 +199,7 @@ impl FitLawArgs {
         if self.holdout.is_some() {
             def.holdout = self.holdout;
         }
+        def.rollout |= self.rollout;
         if let Some(v) = &self.predict {
             def.predict = v.clone();
         }

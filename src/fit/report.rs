@@ -74,6 +74,9 @@ pub struct LawDefinition {
     pub budgets: Vec<f64>,
     #[serde(default)]
     pub holdout: Option<Holdout>,
+    /// Validate by rollout: fit the k smallest model sizes and predict the next, for every k.
+    #[serde(default)]
+    pub rollout: bool,
     /// (N, D) pairs whose loss to predict.
     #[serde(default)]
     pub predict: Vec<[f64; 2]>,
@@ -107,6 +110,7 @@ impl LawDefinition {
             seed: 0,
             budgets: Vec::new(),
             holdout: None,
+            rollout: false,
             predict: Vec::new(),
             level: default_level(),
         }
@@ -191,6 +195,9 @@ pub struct LawReport {
     pub predictions: Vec<Prediction>,
     pub bootstrap: Option<BootstrapSummary>,
     pub holdout: Option<HoldoutReport>,
+    /// `--rollout`: each step fits the smallest sizes and predicts the next one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollout: Vec<RolloutStep>,
     pub seconds: f64,
     /// The fitted points (for plots; the table holds them).
     #[serde(skip)]
@@ -284,6 +291,7 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         d_exponent: interval(law.d_exponent(), &|l| l.d_exponent()).unwrap(),
     });
     let holdout = def.holdout.map(|h| holdout_check(def.form, &pts, h, def.delta)).transpose()?;
+    let rollout = if def.rollout { rollout(def.form, &pts, def.delta)? } else { Vec::new() };
     Ok(LawReport {
         input: table.path,
         points: pts.len(),
@@ -298,11 +306,52 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         predictions,
         bootstrap,
         holdout,
+        rollout,
         seconds: started.elapsed().as_secs_f64(),
         definition: def.clone(),
         data: pts,
         bootstrap_laws: bootstrap_laws.unwrap_or_default(),
     })
+}
+
+/// One step of a rollout: fitted on every point of the `fitted_sizes` smallest N, predicting
+/// every point of the next N.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutStep {
+    pub fitted_sizes: usize,
+    pub fitted_points: usize,
+    /// The N predicted.
+    pub predicted_n: f64,
+    pub points: Vec<HeldOutPoint>,
+    pub mean_abs_relative_error: f64,
+}
+
+/// OLMo's validation of a ladder: for k = 2, 3, …, fit the k smallest model sizes and predict
+/// the next. Steps with too few points for the form's parameters are skipped.
+pub fn rollout(form: Form, points: &[Point], delta: f64) -> anyhow::Result<Vec<RolloutStep>> {
+    let mut sizes: Vec<f64> = points.iter().map(|p| p.n).collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    anyhow::ensure!(sizes.len() >= 3, "--rollout needs at least 3 model sizes (it fits 2 and predicts the third); the points have {}", sizes.len());
+    let parameters = form.law_form().parameters().len();
+    let mut steps = Vec::new();
+    for k in 2..sizes.len() {
+        let train: Vec<Point> = points.iter().copied().filter(|p| p.n <= sizes[k - 1]).collect();
+        if train.len() <= parameters {
+            continue;
+        }
+        let law = fit(form, &train, delta).with_context(|| format!("the rollout fit on the {k} smallest sizes did not converge"))?.law;
+        let held: Vec<HeldOutPoint> = points.iter().filter(|p| p.n == sizes[k]).map(|p| predict(&law, p)).collect();
+        let mean_abs_relative_error = held.iter().map(|p| p.relative_error.abs()).sum::<f64>() / held.len() as f64;
+        steps.push(RolloutStep { fitted_sizes: k, fitted_points: train.len(), predicted_n: sizes[k], points: held, mean_abs_relative_error });
+    }
+    anyhow::ensure!(!steps.is_empty(), "--rollout: no step has more points than the law's {parameters} parameters; add token counts per size");
+    Ok(steps)
+}
+
+fn predict(law: &Law, p: &Point) -> HeldOutPoint {
+    let predicted = law.loss(p.n, p.d);
+    HeldOutPoint { n: p.n, d: p.d, loss: p.loss, predicted, relative_error: (predicted - p.loss) / p.loss }
 }
 
 /// Fit without the held-out points and predict them: the honest test of a scaling law.
@@ -320,13 +369,7 @@ pub fn holdout_check(form: Form, points: &[Point], holdout: Holdout, delta: f64)
     let (test, train): (Vec<Point>, Vec<Point>) = points.iter().partition(|p| held(p));
     anyhow::ensure!(train.len() >= 6, "--holdout leaves {} points to fit; at least 6 are needed", train.len());
     let law = fit(form, &train, delta).context("the held-out fit did not converge")?.law;
-    let points: Vec<HeldOutPoint> = test
-        .iter()
-        .map(|p| {
-            let predicted = law.loss(p.n, p.d);
-            HeldOutPoint { n: p.n, d: p.d, loss: p.loss, predicted, relative_error: (predicted - p.loss) / p.loss }
-        })
-        .collect();
+    let points: Vec<HeldOutPoint> = test.iter().map(|p| predict(&law, p)).collect();
     let mean_abs_relative_error = points.iter().map(|p| p.relative_error.abs()).sum::<f64>() / points.len().max(1) as f64;
     Ok(HoldoutReport { holdout, fitted_points: train.len(), law, points, mean_abs_relative_error })
 }
@@ -406,6 +449,22 @@ impl std::fmt::Display for LawReport {
             )?;
             for p in &h.points {
                 writeln!(f, "  N {} D {}: loss {:.4}, predicted {:.4} ({:+.2}%)", si(p.n), si(p.d), p.loss, p.predicted, 100.0 * p.relative_error)?;
+            }
+        }
+        if !self.rollout.is_empty() {
+            writeln!(f, "rollout: fit the smallest sizes, predict the next")?;
+            writeln!(f, "  {:>6} {:>7} {:>12} {:>18} {:>16}", "sizes", "points", "predicted N", "mean |rel. error|", "worst")?;
+            for s in &self.rollout {
+                let worst = s.points.iter().map(|p| p.relative_error).max_by(|a, b| a.abs().total_cmp(&b.abs())).unwrap_or(0.0);
+                writeln!(
+                    f,
+                    "  {:>6} {:>7} {:>12} {:>17.2}% {:>+15.2}%",
+                    s.fitted_sizes,
+                    s.fitted_points,
+                    si(s.predicted_n),
+                    100.0 * s.mean_abs_relative_error,
+                    100.0 * worst
+                )?;
             }
         }
         write!(f, "fitted in {:.2}s", self.seconds)
