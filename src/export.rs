@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::fit::bootstrap::Interval;
+use crate::fit::bootstrap::{prediction_interval, Interval};
 use crate::fit::commands::{fit_batch_sweep, fit_lr, LrColumns};
 use crate::fit::law::Law;
 use crate::format::{si, thousands};
@@ -222,6 +222,7 @@ pub struct Recipe {
     pub batch: BatchChoice,
     pub schedule: ScheduleChoice,
     pub predicted_loss: f64,
+    /// The prediction interval of the run's final loss (the law's bootstrap and the runs' scatter).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predicted_loss_interval: Option<Interval>,
     /// The data-model law and the definition it was fitted with.
@@ -296,8 +297,9 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
     let tokens = schedule.total_tokens as f64;
     let predicted = law.loss(n as f64, tokens);
     let level = report.bootstrap.as_ref().map_or(0.95, |b| b.level);
-    let predicted_loss_interval = (report.bootstrap_laws.len() >= 20)
-        .then(|| Interval::from_samples(predicted, &report.bootstrap_laws.iter().map(|l| l.loss(n as f64, tokens)).collect::<Vec<_>>(), level));
+    // Where the full run's loss will lie: the law's uncertainty and one run's scatter about it.
+    let seed = report.definition.seed;
+    let predicted_loss_interval = prediction_interval(predicted, &report.bootstrap_laws, &report.fit.log_residuals, n as f64, tokens, level, seed);
 
     let recipe = Recipe {
         sweep: data.plan.name.clone(),
@@ -572,7 +574,7 @@ impl std::fmt::Display for Exported {
         )?;
         write!(f, "  loss     predicted {:.4} nats/token", r.predicted_loss)?;
         if let Some(i) = &r.predicted_loss_interval {
-            write!(f, " [{:.4}, {:.4}]", i.lower, i.upper)?;
+            write!(f, " [{:.4}, {:.4}] for the run", i.lower, i.upper)?;
         }
         writeln!(f, " (law {})", r.law.summary())?;
         for w in &r.warnings {

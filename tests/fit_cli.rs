@@ -46,13 +46,25 @@ fn holdout_and_prediction() {
         "largest",
         "--predict",
         "7e10:1.4e12",
+        "--bootstrap",
+        "200",
         "--json",
     ]);
     let h = &r["holdout"];
     assert!(!h["points"].as_array().unwrap().is_empty());
     assert!(h["mean_abs_relative_error"].as_f64().unwrap() < 0.05);
-    let p = r["predictions"][0]["loss"].as_f64().unwrap();
-    assert!((1.8..2.2).contains(&p), "predicted Chinchilla loss {p}");
+    let p = &r["predictions"][0];
+    let loss = p["loss"].as_f64().unwrap();
+    assert!((1.8..2.2).contains(&loss), "predicted Chinchilla loss {loss}");
+    // A new run scatters about the law: its interval contains the law's and is wider.
+    let (law, run) = (&p["interval"], &p["prediction_interval"]);
+    assert!(run["lower"].as_f64() < law["lower"].as_f64() && run["upper"].as_f64() > law["upper"].as_f64(), "{p}");
+    // The held-out model's loss lies inside the interval its own fit predicted for it.
+    let held = &h["points"][0];
+    assert!(
+        held["interval"]["lower"].as_f64().unwrap() <= held["loss"].as_f64().unwrap() && held["loss"].as_f64() <= held["interval"]["upper"].as_f64(),
+        "{held}"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::bootstrap::{resample_fits, Interval};
+use super::bootstrap::{prediction_interval, resample_fits, Interval};
 use super::form::Form;
 use super::input::{points, Columns, Table};
 use super::law::{fit, Law, LawFit, Point};
@@ -164,6 +164,9 @@ pub struct HeldOutPoint {
     pub loss: f64,
     pub predicted: f64,
     pub relative_error: f64,
+    /// The prediction interval (with `--bootstrap`), and whether the loss fell inside it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,8 +216,12 @@ pub struct Prediction {
     pub n: f64,
     pub d: f64,
     pub loss: f64,
+    /// Where the law itself lies (bootstrap of the fit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<Interval>,
+    /// Where one new run's loss lies: the law's uncertainty and the runs' scatter about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prediction_interval: Option<Interval>,
 }
 
 /// Run a fit definition.
@@ -278,8 +285,18 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
             }
         })
         .collect();
-    let predictions =
-        def.predict.iter().map(|&[n, d]| Prediction { n, d, loss: law.loss(n, d), interval: interval(law.loss(n, d), &|l| l.loss(n, d)) }).collect();
+    let laws = bootstrap_laws.as_deref().unwrap_or_default();
+    let predictions = def
+        .predict
+        .iter()
+        .map(|&[n, d]| Prediction {
+            n,
+            d,
+            loss: law.loss(n, d),
+            interval: interval(law.loss(n, d), &|l| l.loss(n, d)),
+            prediction_interval: prediction_interval(law.loss(n, d), laws, &full.log_residuals, n, d, def.level, def.seed),
+        })
+        .collect();
     let bootstrap = bootstrap_laws.as_ref().map(|ls| BootstrapSummary {
         samples: def.bootstrap,
         succeeded: ls.len(),
@@ -290,7 +307,7 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         n_exponent: interval(law.n_exponent(), &|l| l.n_exponent()).unwrap(),
         d_exponent: interval(law.d_exponent(), &|l| l.d_exponent()).unwrap(),
     });
-    let holdout = def.holdout.map(|h| holdout_check(def.form, &pts, h, def.delta)).transpose()?;
+    let holdout = def.holdout.map(|h| holdout_check(def, &pts, h)).transpose()?;
     let rollout = if def.rollout { rollout(def.form, &pts, def.delta)? } else { Vec::new() };
     Ok(LawReport {
         input: table.path,
@@ -351,11 +368,14 @@ pub fn rollout(form: Form, points: &[Point], delta: f64) -> anyhow::Result<Vec<R
 
 fn predict(law: &Law, p: &Point) -> HeldOutPoint {
     let predicted = law.loss(p.n, p.d);
-    HeldOutPoint { n: p.n, d: p.d, loss: p.loss, predicted, relative_error: (predicted - p.loss) / p.loss }
+    HeldOutPoint { n: p.n, d: p.d, loss: p.loss, predicted, relative_error: (predicted - p.loss) / p.loss, interval: None }
 }
 
 /// Fit without the held-out points and predict them: the honest test of a scaling law.
-pub fn holdout_check(form: Form, points: &[Point], holdout: Holdout, delta: f64) -> anyhow::Result<HoldoutReport> {
+/// With a bootstrap in `def`, each predicted point gets a prediction interval from the held-out
+/// fit's own bootstrap.
+pub fn holdout_check(def: &LawDefinition, points: &[Point], holdout: Holdout) -> anyhow::Result<HoldoutReport> {
+    let (form, delta) = (def.form, def.delta);
     let held = |p: &Point| match holdout {
         Holdout::Largest => {
             let max_n = points.iter().map(|p| p.n).fold(0.0, f64::max);
@@ -368,8 +388,16 @@ pub fn holdout_check(form: Form, points: &[Point], holdout: Holdout, delta: f64)
     };
     let (test, train): (Vec<Point>, Vec<Point>) = points.iter().partition(|p| held(p));
     anyhow::ensure!(train.len() >= 6, "--holdout leaves {} points to fit; at least 6 are needed", train.len());
-    let law = fit(form, &train, delta).context("the held-out fit did not converge")?.law;
-    let points: Vec<HeldOutPoint> = test.iter().map(|p| predict(&law, p)).collect();
+    let held_fit = fit(form, &train, delta).context("the held-out fit did not converge")?;
+    let law = held_fit.law.clone();
+    let laws = if def.bootstrap > 0 { resample_fits(&train, &law, delta, def.bootstrap, def.seed, def.bootstrap_full_grid) } else { Vec::new() };
+    let points: Vec<HeldOutPoint> = test
+        .iter()
+        .map(|p| HeldOutPoint {
+            interval: prediction_interval(law.loss(p.n, p.d), &laws, &held_fit.log_residuals, p.n, p.d, def.level, def.seed),
+            ..predict(&law, p)
+        })
+        .collect();
     let mean_abs_relative_error = points.iter().map(|p| p.relative_error.abs()).sum::<f64>() / points.len().max(1) as f64;
     Ok(HoldoutReport { holdout, fitted_points: train.len(), law, points, mean_abs_relative_error })
 }
@@ -434,7 +462,10 @@ impl std::fmt::Display for LawReport {
         for p in &self.predictions {
             write!(f, "  predicted loss at N = {}, D = {}: {:.4}", si(p.n), si(p.d), p.loss)?;
             if let Some(i) = &p.interval {
-                write!(f, " [{:.4}, {:.4}]", i.lower, i.upper)?;
+                write!(f, "; the law in [{:.4}, {:.4}]", i.lower, i.upper)?;
+            }
+            if let Some(i) = &p.prediction_interval {
+                write!(f, "; a new run in [{:.4}, {:.4}]", i.lower, i.upper)?;
             }
             writeln!(f)?;
         }
@@ -448,7 +479,11 @@ impl std::fmt::Display for LawReport {
                 100.0 * h.mean_abs_relative_error
             )?;
             for p in &h.points {
-                writeln!(f, "  N {} D {}: loss {:.4}, predicted {:.4} ({:+.2}%)", si(p.n), si(p.d), p.loss, p.predicted, 100.0 * p.relative_error)?;
+                write!(f, "  N {} D {}: loss {:.4}, predicted {:.4} ({:+.2}%)", si(p.n), si(p.d), p.loss, p.predicted, 100.0 * p.relative_error)?;
+                if let Some(i) = &p.interval {
+                    write!(f, " [{:.4}, {:.4}]{}", i.lower, i.upper, if i.contains(p.loss) { "" } else { " outside" })?;
+                }
+                writeln!(f)?;
             }
         }
         if !self.rollout.is_empty() {
