@@ -12,7 +12,7 @@ use windtunnel::fit::law::fit;
 fn benches(c: &mut Criterion) {
     let table = Table::read(std::path::Path::new("analysis/data/chinchilla_svg_extracted_data.csv")).unwrap();
     let columns = Columns { n: "Model Size".into(), tokens: None, flops: Some("Training FLOP".into()), loss: "loss".into(), grid: None };
-    let pts = points(&table, &columns, 5).unwrap().points;
+    let pts = points(&table, &columns, 5, None).unwrap().points;
     let mut group = c.benchmark_group("fit");
     group.sample_size(10);
     group.bench_function("chinchilla_4500_starts", |b| b.iter(|| fit(Form::Chinchilla, &pts, 1e-3).unwrap()));

@@ -211,3 +211,34 @@ fn rollout_fits_the_smallest_sizes_and_predicts_the_next() {
     let e = fails(&args);
     assert!(e.contains("--rollout needs at least 3 model sizes"), "{e}");
 }
+
+#[test]
+fn where_and_predict_where_choose_the_fit_set_and_the_predicted_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("N,D,loss,mixture\n");
+    for i in 0..5 {
+        let n = 1e7 * 3f64.powi(i);
+        for j in 0..4 {
+            let d = n * 5.0 * 2.5f64.powi(j);
+            csv.push_str(&format!("{n},{d},{},web\n", 1.8 + 400.0 / n.powf(0.34) + 1500.0 / d.powf(0.3)));
+            // Rows of another data mixture the fit must not see.
+            csv.push_str(&format!("{n},{d},{},code\n", 1.2 + 400.0 / n.powf(0.34) + 1500.0 / d.powf(0.3)));
+        }
+    }
+    let path = dir.path().join("law.csv");
+    std::fs::write(&path, csv).unwrap();
+    let base = ["fit", "law", "--input", path.to_str().unwrap(), "--n", "N", "--tokens", "D", "--loss", "loss", "--bootstrap", "100"];
+    let r = json(&[&base[..], &["--where", "mixture == web", "--predict-where", "N > 5e8 and mixture == web", "--json"]].concat());
+    // The 4 smaller sizes × 4 token counts of `web` are fitted; the largest size's 4 are predicted.
+    assert_eq!(r["points"], 16);
+    let predicted = &r["predicted"];
+    assert_eq!(predicted["expression"], "N > 5e8 and mixture == web");
+    let points = predicted["points"].as_array().unwrap();
+    assert_eq!(points.len(), 4);
+    assert!(predicted["mean_abs_relative_error"].as_f64().unwrap() < 1e-3, "{predicted}");
+    assert!(points.iter().all(|p| p["interval"]["lower"].as_f64().is_some()));
+    let e = fails(&[&base[..], &["--where", "mixture ~ web"]].concat());
+    assert!(e.contains("--where") && e.contains("COLUMN OP VALUE"), "{e}");
+    let e = fails(&[&base[..], &["--predict-where", "N > 1e20"]].concat());
+    assert!(e.contains("keeps no finished row"), "{e}");
+}

@@ -111,6 +111,12 @@ pub struct FitLawArgs {
     /// Only rows of this sweep grid (a sweep table's `grid` column).
     #[arg(long)]
     grid: Option<String>,
+    /// Fit only the rows this keeps: comparisons on columns joined by `and`, e.g. "non_embedding_params < 1e6".
+    #[arg(long = "where", value_name = "EXPR")]
+    where_: Option<String>,
+    /// Leave the rows this keeps out of the fit and predict them (errors and prediction intervals).
+    #[arg(long, value_name = "EXPR")]
+    predict_where: Option<String>,
     /// Leave out the K highest-loss points.
     #[arg(long)]
     drop_highest: Option<usize>,
@@ -182,6 +188,12 @@ impl FitLawArgs {
         }
         if self.grid.is_some() {
             def.grid = self.grid.clone();
+        }
+        if self.where_.is_some() {
+            def.where_ = self.where_.clone();
+        }
+        if self.predict_where.is_some() {
+            def.predict_where = self.predict_where.clone();
         }
         if let Some(v) = self.delta {
             def.delta = v;

@@ -128,7 +128,9 @@ pub struct Points {
     pub dropped_highest: usize,
 }
 
-pub fn points(table: &Table, columns: &Columns, drop_highest: usize) -> anyhow::Result<Points> {
+/// The law's points from `table`: the rows `keep` marks (all when `None`), less trunks, other
+/// kinds where there are branches, other grids, and runs not done.
+pub fn points(table: &Table, columns: &Columns, drop_highest: usize, keep: Option<&[bool]>) -> anyhow::Result<Points> {
     let n = table.numbers(&columns.n)?;
     let loss = table.numbers(&columns.loss)?;
     let d = match (&columns.tokens, &columns.flops) {
@@ -148,7 +150,7 @@ pub fn points(table: &Table, columns: &Columns, drop_highest: usize) -> anyhow::
     let mut points = Vec::new();
     let mut excluded = 0;
     for i in 0..table.rows.len() {
-        if kind.is_some_and(|k| table.rows[i][k] == "trunk" || (has_branches && table.rows[i][k] != "branch")) {
+        if kind.is_some_and(|k| table.rows[i][k] == "trunk" || (has_branches && table.rows[i][k] != "branch")) || keep.is_some_and(|k| !k[i]) {
             continue;
         }
         if let (Some(g), Some(want)) = (grid, &columns.grid) {
@@ -188,7 +190,7 @@ mod tests {
         let p = write(dir.path(), "N,C,loss,status\n1e6,6e12,3.0,done\n2e6,1.2e13,2.5,done\n1e6,6e12,9.0,diverged\n4e6,4.8e13,2.2,done\n");
         let t = Table::read(&p).unwrap();
         let cols = Columns { n: "N".into(), tokens: None, flops: Some("C".into()), loss: "loss".into(), grid: None };
-        let pts = points(&t, &cols, 1).unwrap();
+        let pts = points(&t, &cols, 1, None).unwrap();
         assert_eq!(pts.excluded_not_done, 1);
         assert_eq!(pts.dropped_highest, 1);
         assert_eq!(pts.points.len(), 2);
@@ -201,15 +203,15 @@ mod tests {
         let p = write(dir.path(), "N,D,loss\n1e6,1e7,-3\n");
         let t = Table::read(&p).unwrap();
         let cols = Columns { n: "N".into(), tokens: Some("D".into()), flops: None, loss: "loss".into(), grid: None };
-        let e = points(&t, &cols, 0).unwrap_err().to_string();
+        let e = points(&t, &cols, 0, None).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("loss = -3"), "{e}");
-        let e = points(&t, &Columns { loss: "Loss".into(), ..cols.clone() }, 0).unwrap_err().to_string();
+        let e = points(&t, &Columns { loss: "Loss".into(), ..cols.clone() }, 0, None).unwrap_err().to_string();
         assert!(e.contains("no column `Loss`") && e.contains("N, D, loss"), "{e}");
         let p = write(dir.path(), "N,D,loss\n1e6,1e7,NaN\n");
-        let e = points(&Table::read(&p).unwrap(), &cols, 0).unwrap_err().to_string();
+        let e = points(&Table::read(&p).unwrap(), &cols, 0, None).unwrap_err().to_string();
         assert!(e.contains("loss = NaN"), "{e}");
         let p = write(dir.path(), "N,D,loss\n1e6,abc,3\n");
-        let e = points(&Table::read(&p).unwrap(), &cols, 0).unwrap_err().to_string();
+        let e = points(&Table::read(&p).unwrap(), &cols, 0, None).unwrap_err().to_string();
         assert!(e.contains("`abc`"), "{e}");
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod bootstrap;
 pub mod commands;
+pub mod filter;
 pub mod form;
 pub mod input;
 pub mod law;

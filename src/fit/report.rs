@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{prediction_interval, resample_fits, Interval};
+use super::filter::Filter;
 use super::form::Form;
 use super::input::{points, Columns, Table};
 use super::law::{fit, Law, LawFit, Point};
@@ -58,6 +59,12 @@ pub struct LawDefinition {
     /// Only rows of this sweep grid.
     #[serde(default)]
     pub grid: Option<String>,
+    /// Fit only the rows this filter keeps (`N < 1e8 and grid == data`, see `fit::filter`).
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub where_: Option<String>,
+    /// Leave the rows this filter keeps out of the fit and predict them with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predict_where: Option<String>,
     #[serde(default)]
     pub drop_highest: usize,
     #[serde(default = "default_delta")]
@@ -103,6 +110,8 @@ impl LawDefinition {
             loss: column::FINAL_EVAL_LOSS.into(),
             form: Form::default(),
             grid: None,
+            where_: None,
+            predict_where: None,
             drop_highest: 0,
             delta: default_delta(),
             bootstrap: 0,
@@ -198,6 +207,9 @@ pub struct LawReport {
     pub predictions: Vec<Prediction>,
     pub bootstrap: Option<BootstrapSummary>,
     pub holdout: Option<HoldoutReport>,
+    /// `--predict-where`: the rows left out of the fit, predicted by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<PredictedSet>,
     /// `--rollout`: each step fits the smallest sizes and predicts the next one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollout: Vec<RolloutStep>,
@@ -234,7 +246,12 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
     }
     let table = Table::read(&def.input)?;
     let columns = Columns { n: def.n.clone(), tokens: def.tokens.clone(), flops: def.flops.clone(), loss: def.loss.clone(), grid: def.grid.clone() };
-    let read = points(&table, &columns, def.drop_highest)?;
+    let parse = |flag: &str, e: &Option<String>| e.as_deref().map(|e| e.parse::<Filter>().map_err(|m| anyhow::anyhow!("{flag}: {m}"))).transpose();
+    let (include, predict_set) = (parse("--where", &def.where_)?, parse("--predict-where", &def.predict_where)?);
+    let included = include.as_ref().map(|f| f.rows(&table)).transpose()?.unwrap_or_else(|| vec![true; table.rows.len()]);
+    let to_predict = predict_set.as_ref().map(|f| f.rows(&table)).transpose()?.unwrap_or_else(|| vec![false; table.rows.len()]);
+    let fitted: Vec<bool> = included.iter().zip(&to_predict).map(|(&i, &p)| i && !p).collect();
+    let read = points(&table, &columns, def.drop_highest, Some(&fitted))?;
     let pts = read.points;
     let parameters = def.form.law_form().parameters().len();
     anyhow::ensure!(
@@ -308,6 +325,22 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         d_exponent: interval(law.d_exponent(), &|l| l.d_exponent()).unwrap(),
     });
     let holdout = def.holdout.map(|h| holdout_check(def, &pts, h)).transpose()?;
+    let predicted = match &predict_set {
+        Some(filter) => {
+            let set = points(&table, &columns, 0, Some(&to_predict))?.points;
+            anyhow::ensure!(!set.is_empty(), "--predict-where `{}` keeps no finished row of {}", filter.expression, table.path.display());
+            let points: Vec<HeldOutPoint> = set
+                .iter()
+                .map(|p| HeldOutPoint {
+                    interval: prediction_interval(law.loss(p.n, p.d), laws, &full.log_residuals, p.n, p.d, def.level, def.seed),
+                    ..predict(&law, p)
+                })
+                .collect();
+            let mean_abs_relative_error = points.iter().map(|p| p.relative_error.abs()).sum::<f64>() / points.len() as f64;
+            Some(PredictedSet { expression: filter.expression.clone(), points, mean_abs_relative_error })
+        }
+        None => None,
+    };
     let rollout = if def.rollout { rollout(def.form, &pts, def.delta)? } else { Vec::new() };
     Ok(LawReport {
         input: table.path,
@@ -323,12 +356,21 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         predictions,
         bootstrap,
         holdout,
+        predicted,
         rollout,
         seconds: started.elapsed().as_secs_f64(),
         definition: def.clone(),
         data: pts,
         bootstrap_laws: bootstrap_laws.unwrap_or_default(),
     })
+}
+
+/// The rows `--predict-where` chose, predicted by the law fitted without them.
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictedSet {
+    pub expression: String,
+    pub points: Vec<HeldOutPoint>,
+    pub mean_abs_relative_error: f64,
 }
 
 /// One step of a rollout: fitted on every point of the `fitted_sizes` smallest N, predicting
@@ -479,6 +521,16 @@ impl std::fmt::Display for LawReport {
                 100.0 * h.mean_abs_relative_error
             )?;
             for p in &h.points {
+                write!(f, "  N {} D {}: loss {:.4}, predicted {:.4} ({:+.2}%)", si(p.n), si(p.d), p.loss, p.predicted, 100.0 * p.relative_error)?;
+                if let Some(i) = &p.interval {
+                    write!(f, " [{:.4}, {:.4}]{}", i.lower, i.upper, if i.contains(p.loss) { "" } else { " outside" })?;
+                }
+                writeln!(f)?;
+            }
+        }
+        if let Some(s) = &self.predicted {
+            writeln!(f, "predicted where {}: {} points, mean |relative error| {:.2}%", s.expression, s.points.len(), 100.0 * s.mean_abs_relative_error)?;
+            for p in &s.points {
                 write!(f, "  N {} D {}: loss {:.4}, predicted {:.4} ({:+.2}%)", si(p.n), si(p.d), p.loss, p.predicted, 100.0 * p.relative_error)?;
                 if let Some(i) = &p.interval {
                     write!(f, " [{:.4}, {:.4}]{}", i.lower, i.upper, if i.contains(p.loss) { "" } else { " outside" })?;
