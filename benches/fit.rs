@@ -17,7 +17,7 @@ fn benches(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("chinchilla_4500_starts", |b| b.iter(|| fit(Form::Chinchilla, &pts, 1e-3).unwrap()));
     let law = fit(Form::Chinchilla, &pts, 1e-3).unwrap().law;
-    group.bench_function("chinchilla_1000_bootstrap_refits", |b| b.iter(|| resample_fits(&pts, &law, 1e-3, 1000, 0, false)));
+    group.bench_function("chinchilla_1000_bootstrap_refits", |b| b.iter(|| resample_fits(&Form::Chinchilla.into(), &pts, &law, 1e-3, 1000, 0, false)));
     group.finish();
 }
 

@@ -242,3 +242,16 @@ fn where_and_predict_where_choose_the_fit_set_and_the_predicted_set() {
     let e = fails(&[&base[..], &["--predict-where", "N > 1e20"]].concat());
     assert!(e.contains("keeps no finished row"), "{e}");
 }
+
+#[test]
+fn fix_holds_a_parameter_at_a_known_value() {
+    let r = json(&["fit", "law", "--config", "analysis/chinchilla.toml", "--fix", "e=1.69", "--bootstrap", "20", "--json"]);
+    assert_eq!(r["fit"]["law"]["e"], 1.69);
+    assert_eq!(r["definition"]["fix"]["e"], 1.69);
+    assert!(r["bootstrap"]["e"]["std_error"].as_f64().unwrap() < 1e-12, "a fixed parameter does not vary across the bootstrap");
+    assert!(r["bootstrap"]["alpha"]["std_error"].as_f64().unwrap() > 0.0);
+    let e = fails(&["fit", "law", "--config", "analysis/chinchilla.toml", "--fix", "E=1.69"]);
+    assert!(e.contains("no parameter `E`"), "{e}");
+    let e = fails(&["fit", "law", "--config", "analysis/chinchilla.toml", "--fix", "e"]);
+    assert!(e.contains("KEY=VALUE"), "{e}");
+}

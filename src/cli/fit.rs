@@ -108,6 +108,10 @@ pub struct FitLawArgs {
     /// The law's form: chinchilla (E + A/N^α + B/D^β) or kaplan ([(N_c/N)^(α_N/α_D) + D_c/D]^α_D).
     #[arg(long)]
     form: Option<windtunnel::fit::form::Form>,
+    /// Hold parameters at a value instead of fitting them, comma-separated KEY=VALUE (e.g. e=2.485,
+    /// a synthetic language's exact loss floor). Keys as in the JSON: e, a, b, alpha, beta (chinchilla).
+    #[arg(long, value_delimiter = ',', value_parser = parse_fixed)]
+    fix: Option<Vec<(String, f64)>>,
     /// Only rows of this sweep grid (a sweep table's `grid` column).
     #[arg(long)]
     grid: Option<String>,
@@ -150,6 +154,15 @@ pub struct FitLawArgs {
     json: bool,
 }
 
+fn parse_fixed(s: &str) -> Result<(String, f64), String> {
+    let (key, value) = s.split_once('=').ok_or_else(|| format!("`{s}`: write KEY=VALUE, e.g. e=2.485"))?;
+    let value: f64 = value.trim().parse().map_err(|_| format!("`{s}`: `{value}` is not a number"))?;
+    if !value.is_finite() {
+        return Err(format!("`{s}`: the value must be finite"));
+    }
+    Ok((key.trim().to_string(), value))
+}
+
 fn parse_pair(s: &str) -> Result<[f64; 2], String> {
     let (n, d) = s.split_once(':').ok_or_else(|| format!("`{s}`: write N:D, e.g. 1e9:2e10"))?;
     let num = |x: &str| match x.trim().parse::<f64>() {
@@ -178,6 +191,9 @@ impl FitLawArgs {
         }
         if let Some(v) = self.form {
             def.form = v;
+        }
+        if let Some(v) = &self.fix {
+            def.fix.extend(v.iter().cloned());
         }
         if self.tokens.is_some() || self.flops.is_some() {
             def.tokens = self.tokens.clone();

@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::law::{fit_from, minimise, Law, Point};
+use super::law::{fit_from, minimise, FitSpec, Law, Point};
 use crate::rng::Rng;
 
 /// Standard error and a central percentile interval of one quantity.
@@ -46,8 +46,8 @@ impl Interval {
 }
 
 /// The fitted laws of `samples` bootstrap resamples (those whose refit succeeded).
-pub fn resample_fits(points: &[Point], full: &Law, delta: f64, samples: usize, seed: u64, full_grid: bool) -> Vec<Law> {
-    let form = full.form();
+pub fn resample_fits(spec: &FitSpec, points: &[Point], full: &Law, delta: f64, samples: usize, seed: u64, full_grid: bool) -> Vec<Law> {
+    let form = spec.form;
     let grid = if full_grid { form.law_form().start_grid() } else { Vec::new() };
     (0..samples)
         .into_par_iter()
@@ -55,9 +55,9 @@ pub fn resample_fits(points: &[Point], full: &Law, delta: f64, samples: usize, s
             let mut rng = Rng::derive(seed, &[0xB007, k as u64]);
             let sample: Vec<Point> = (0..points.len()).map(|_| points[rng.below(points.len() as u64) as usize]).collect();
             if full_grid {
-                fit_from(form, &sample, delta, &grid).map(|f| f.law)
+                fit_from(spec.clone(), &sample, delta, &grid).map(|f| f.law)
             } else {
-                minimise(form, &sample, delta, false, &full.theta(), 1000).map(|(t, _, _)| Law::from_theta(form, &t))
+                minimise(spec.clone(), &sample, delta, false, &full.theta(), 1000).map(|(t, _, _)| Law::from_theta(form, &t))
             }
         })
         .collect()
@@ -115,7 +115,7 @@ mod tests {
                 &[vec![5.0, 5.0, 0.5, 0.5, 0.5], vec![6.0, 7.0, 0.6, 0.3, 0.3], vec![0.0, 10.0, 0.0, 0.5, 0.5]],
             )
             .unwrap();
-            let laws = resample_fits(&points, &full.law, 1e-3, 200, trial, false);
+            let laws = resample_fits(&crate::fit::form::Form::Chinchilla.into(), &points, &full.law, 1e-3, 200, trial, false);
             let alphas: Vec<f64> = laws.iter().map(|l| l.get("alpha").unwrap()).collect();
             let interval = Interval::from_samples(full.law.get("alpha").unwrap(), &alphas, 0.95);
             if interval.contains(truth.get("alpha").unwrap()) {
@@ -147,7 +147,7 @@ mod tests {
             }
             let form = crate::fit::form::Form::Chinchilla;
             let full = fit_from(form, &points, 1e-3, &[vec![6.0, 7.3, 0.6, 0.34, 0.30], vec![5.0, 5.0, 0.5, 0.5, 0.5]]).unwrap();
-            let laws = resample_fits(&points, &full.law, 1e-3, 200, trial, false);
+            let laws = resample_fits(&crate::fit::form::Form::Chinchilla.into(), &points, &full.law, 1e-3, 200, trial, false);
             let (n, d) = (1.5e8, 1.5e8 * 12.0);
             let observed = truth.loss(n, d) * (noise * rng.normal()).exp();
             let estimate = full.law.loss(n, d);

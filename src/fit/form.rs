@@ -31,6 +31,10 @@ pub trait LawForm: Sync {
     fn formula(&self) -> &'static str;
     /// The reported parameters: (key in JSON, symbol in text), in order.
     fn parameters(&self) -> &'static [(&'static str, &'static str)];
+    /// The coordinate of θ that parameter `index` (in [`LawForm::parameters`]' order) maps to.
+    fn theta_index(&self, index: usize) -> usize {
+        index
+    }
     /// θ from the reported parameters, and back.
     fn theta(&self, p: &[f64]) -> Vec<f64>;
     fn parameters_of(&self, theta: &[f64]) -> Vec<f64>;
@@ -124,6 +128,11 @@ impl LawForm for Chinchilla {
     fn theta(&self, p: &[f64]) -> Vec<f64> {
         let (e, a, b, alpha, beta) = Self::unpack(p);
         vec![a.ln(), b.ln(), e.ln(), alpha, beta]
+    }
+
+    /// (E, A, B, α, β) ↦ θ = (log A, log B, log E, α, β).
+    fn theta_index(&self, index: usize) -> usize {
+        [2, 0, 1, 3, 4][index]
     }
 
     fn parameters_of(&self, t: &[f64]) -> Vec<f64> {

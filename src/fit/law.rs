@@ -149,12 +149,65 @@ impl Law {
     }
 }
 
+/// What to fit: a form, and the coordinates of θ held at given values (`--fix e=2.485`). The
+/// optimiser moves the free coordinates only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitSpec {
+    pub form: Form,
+    /// (θ index, value), sorted by index.
+    pub fixed: Vec<(usize, f64)>,
+}
+
+impl From<Form> for FitSpec {
+    fn from(form: Form) -> Self {
+        Self { form, fixed: Vec::new() }
+    }
+}
+
+impl FitSpec {
+    /// Hold the parameters `fixed` (keys as in the form's JSON, values in the law's own units).
+    pub fn new(form: Form, fixed: &std::collections::BTreeMap<String, f64>) -> anyhow::Result<Self> {
+        let f = form.law_form();
+        let keys: Vec<&str> = f.parameters().iter().map(|(k, _)| *k).collect();
+        let mut held = Vec::new();
+        for (key, &value) in fixed {
+            let Some(index) = keys.iter().position(|k| k == key) else {
+                anyhow::bail!("--fix {key}: the {} law has no parameter `{key}`; it has {}", f.name(), keys.join(", "))
+            };
+            let mut p = vec![1.0; keys.len()];
+            p[index] = value;
+            let theta_index = f.theta_index(index);
+            let theta = f.theta(&p)[theta_index];
+            anyhow::ensure!(theta.is_finite(), "--fix {key}={value}: not a value the {} law can take", f.name());
+            held.push((theta_index, theta));
+        }
+        held.sort_by_key(|h| h.0);
+        anyhow::ensure!(held.len() < keys.len(), "--fix holds every parameter of the law: nothing is left to fit");
+        Ok(Self { form, fixed: held })
+    }
+
+    /// θ from the free coordinates.
+    fn expand(&self, free: &[f64]) -> Vec<f64> {
+        let mut theta = free.to_vec();
+        for &(i, v) in &self.fixed {
+            theta.insert(i, v);
+        }
+        theta
+    }
+
+    /// The free coordinates of θ.
+    fn project(&self, theta: &[f64]) -> Vec<f64> {
+        theta.iter().enumerate().filter(|(i, _)| !self.fixed.iter().any(|f| f.0 == *i)).map(|(_, &v)| v).collect()
+    }
+}
+
 /// One evaluation of the objective: (θ, cost, gradient).
 type CachedEvaluation = (Vec<f64>, f64, Vec<f64>);
 
 /// The summed Huber objective in log space, with its analytic gradient, for one law form.
 pub struct Objective {
     form: &'static dyn LawForm,
+    spec: FitSpec,
     log_n: Vec<f64>,
     log_d: Vec<f64>,
     log_loss: Vec<f64>,
@@ -178,9 +231,11 @@ fn huber(r: f64, delta: f64) -> (f64, f64) {
 }
 
 impl Objective {
-    pub fn new(form: Form, points: &[Point], delta: f64) -> Self {
+    pub fn new(spec: impl Into<FitSpec>, points: &[Point], delta: f64) -> Self {
+        let spec = spec.into();
         Self {
-            form: form.law_form(),
+            form: spec.form.law_form(),
+            spec,
             log_n: points.iter().map(|p| p.n.ln()).collect(),
             log_d: points.iter().map(|p| p.d.ln()).collect(),
             log_loss: points.iter().map(|p| p.loss.ln()).collect(),
@@ -192,8 +247,14 @@ impl Objective {
         }
     }
 
+    /// Objective and gradient at the free coordinates of θ (all of θ when nothing is fixed).
+    pub fn evaluate(&self, free: &[f64]) -> (f64, Vec<f64>) {
+        let (cost, grad) = self.evaluate_theta(&self.spec.expand(free));
+        (cost, self.spec.project(&grad))
+    }
+
     /// Objective and gradient at θ in one pass.
-    pub fn evaluate(&self, t: &[f64]) -> (f64, Vec<f64>) {
+    fn evaluate_theta(&self, t: &[f64]) -> (f64, Vec<f64>) {
         if let Some((k, c, g)) = &*self.cache.borrow() {
             if k.as_slice() == t {
                 return (*c, g.clone());
@@ -245,15 +306,17 @@ impl Gradient for Objective {
     }
 }
 
-/// One L-BFGS run from `start`; returns (θ, objective, iterations).
-pub fn minimise(form: Form, points: &[Point], delta: f64, mean: bool, start: &[f64], max_iters: u64) -> Option<(Vec<f64>, f64, u64)> {
-    let mut objective = Objective::new(form, points, delta);
+/// One L-BFGS run from `start` (a full θ; its fixed coordinates are ignored); returns (θ,
+/// objective, iterations).
+pub fn minimise(spec: impl Into<FitSpec>, points: &[Point], delta: f64, mean: bool, start: &[f64], max_iters: u64) -> Option<(Vec<f64>, f64, u64)> {
+    let spec = spec.into();
+    let mut objective = Objective::new(spec.clone(), points, delta);
     objective.mean = mean;
     let linesearch = MoreThuenteLineSearch::new();
     let solver = LBFGS::new(linesearch, 10).with_tolerance_grad(1e-9).ok()?.with_tolerance_cost(1e-12).ok()?;
-    let result = Executor::new(objective, solver).configure(|s| s.param(start.to_vec()).max_iters(max_iters)).run().ok()?;
+    let result = Executor::new(objective, solver).configure(|s| s.param(spec.project(start)).max_iters(max_iters)).run().ok()?;
     let state = result.state();
-    let theta = state.get_best_param()?.clone();
+    let theta = spec.expand(state.get_best_param()?);
     let cost = state.get_best_cost();
     cost.is_finite().then_some((theta, cost, state.get_iter()))
 }
@@ -272,9 +335,19 @@ pub struct LawFit {
     pub log_residuals: Vec<f64>,
 }
 
-/// Fit from every start of `starts`, in parallel; keep the best.
-pub fn fit_from(form: Form, points: &[Point], delta: f64, starts: &[Vec<f64>]) -> Option<LawFit> {
-    let results: Vec<(Vec<f64>, f64)> = starts.par_iter().filter_map(|s| minimise(form, points, delta, false, s, 1000).map(|(t, c, _)| (t, c))).collect();
+/// Fit from every start of `starts` (full θ; with fixed coordinates, the distinct free parts), in
+/// parallel; keep the best.
+pub fn fit_from(spec: impl Into<FitSpec>, points: &[Point], delta: f64, starts: &[Vec<f64>]) -> Option<LawFit> {
+    let spec = spec.into();
+    let form = spec.form;
+    let mut starts: Vec<Vec<f64>> = starts.iter().map(|s| spec.expand(&spec.project(s))).collect();
+    if !spec.fixed.is_empty() {
+        // Starts that differed only in a fixed coordinate are one start now.
+        starts.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        starts.dedup();
+    }
+    let results: Vec<(Vec<f64>, f64)> =
+        starts.par_iter().filter_map(|s| minimise(spec.clone(), points, delta, false, s, 1000).map(|(t, c, _)| (t, c))).collect();
     let (theta, objective) = results.iter().filter(|(t, _)| form.law_form().admissible(t)).min_by(|x, y| x.1.total_cmp(&y.1))?;
     let objective = *objective;
     let in_basin = results.iter().filter(|(_, c)| (c - objective).abs() <= 1e-6 * objective.abs().max(1e-12)).count();
@@ -284,8 +357,10 @@ pub fn fit_from(form: Form, points: &[Point], delta: f64, starts: &[Vec<f64>]) -
 }
 
 /// Fit from the form's full start grid.
-pub fn fit(form: Form, points: &[Point], delta: f64) -> Option<LawFit> {
-    fit_from(form, points, delta, &form.law_form().start_grid())
+pub fn fit(spec: impl Into<FitSpec>, points: &[Point], delta: f64) -> Option<LawFit> {
+    let spec = spec.into();
+    let starts = spec.form.law_form().start_grid();
+    fit_from(spec, points, delta, &starts)
 }
 
 #[cfg(test)]
@@ -387,5 +462,30 @@ mod tests {
             assert!((got / want - 1.0).abs() < 0.02, "{name}: fitted {got}, true {want}");
         }
         assert!(fit.log_residuals.iter().all(|r| r.abs() < 1e-6));
+    }
+
+    #[test]
+    fn a_fixed_parameter_stays_fixed_and_the_rest_are_fitted() {
+        let truth = Law::chinchilla(2.485, 300.0, 900.0, 0.3, 0.4);
+        let points = synthetic(&truth, 0.0, 0);
+        // The exact floor: the other four are recovered.
+        let spec = FitSpec::new(Form::Chinchilla, &[("e".to_string(), 2.485)].into()).unwrap();
+        let fit = fit(spec, &points, 1e-3).unwrap();
+        assert_eq!(fit.law.get("e"), Some(2.485));
+        for key in ["a", "b", "alpha", "beta"] {
+            let (got, want) = (fit.law.get(key).unwrap(), truth.get(key).unwrap());
+            assert!((got / want - 1.0).abs() < 1e-3, "{key}: fitted {got}, true {want}");
+        }
+        assert_eq!(fit.starts, 900, "the 4500 starts differ in e in 5 ways");
+        // A wrong floor is held all the same, and the fit is worse.
+        let wrong = fit_law_with_e(&points, 1.5);
+        assert_eq!(wrong.law.get("e"), Some(1.5));
+        assert!(wrong.objective > 10.0 * fit.objective.max(1e-12));
+        let e = FitSpec::new(Form::Chinchilla, &[("E".to_string(), 1.0)].into()).unwrap_err().to_string();
+        assert!(e.contains("no parameter `E`") && e.contains("e, a, b, alpha, beta"), "{e}");
+    }
+
+    fn fit_law_with_e(points: &[Point], e: f64) -> LawFit {
+        fit(FitSpec::new(Form::Chinchilla, &[("e".to_string(), e)].into()).unwrap(), points, 1e-3).unwrap()
     }
 }

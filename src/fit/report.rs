@@ -10,7 +10,7 @@ use super::bootstrap::{prediction_interval, resample_fits, Interval};
 use super::filter::Filter;
 use super::form::Form;
 use super::input::{points, Columns, Table};
-use super::law::{fit, Law, LawFit, Point};
+use super::law::{fit, FitSpec, Law, LawFit, Point};
 use crate::format::si;
 use crate::sweep::collect::column;
 
@@ -56,6 +56,9 @@ pub struct LawDefinition {
     /// The law's form [default: chinchilla, L = E + A/N^α + B/D^β].
     #[serde(default)]
     pub form: Form,
+    /// Parameters held at a value instead of fitted (`fix = { e = 2.485 }`, e.g. a known loss floor).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub fix: std::collections::BTreeMap<String, f64>,
     /// Only rows of this sweep grid.
     #[serde(default)]
     pub grid: Option<String>,
@@ -109,6 +112,7 @@ impl LawDefinition {
             flops: None,
             loss: column::FINAL_EVAL_LOSS.into(),
             form: Form::default(),
+            fix: Default::default(),
             grid: None,
             where_: None,
             predict_where: None,
@@ -253,7 +257,7 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
     let fitted: Vec<bool> = included.iter().zip(&to_predict).map(|(&i, &p)| i && !p).collect();
     let read = points(&table, &columns, def.drop_highest, Some(&fitted))?;
     let pts = read.points;
-    let parameters = def.form.law_form().parameters().len();
+    let parameters = def.form.law_form().parameters().len() - def.fix.len().min(def.form.law_form().parameters().len());
     anyhow::ensure!(
         pts.len() > parameters,
         "{}: {} usable points; the law has {parameters} parameters and needs at least {} (more, over several N and D, to mean anything)",
@@ -274,11 +278,12 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
          (a WSD data-model grid gives several of both)",
         table.path.display()
     );
-    let full = fit(def.form, &pts, def.delta).context("no start of the fit converged to a finite law")?;
+    let spec = FitSpec::new(def.form, &def.fix)?;
+    let full = fit(spec.clone(), &pts, def.delta).context("no start of the fit converged to a finite law")?;
     let law = full.law.clone();
     let residual_rms = (full.log_residuals.iter().map(|r| r * r).sum::<f64>() / pts.len() as f64).sqrt();
 
-    let bootstrap_laws = (def.bootstrap > 0).then(|| resample_fits(&pts, &law, def.delta, def.bootstrap, def.seed, def.bootstrap_full_grid));
+    let bootstrap_laws = (def.bootstrap > 0).then(|| resample_fits(&spec, &pts, &law, def.delta, def.bootstrap, def.seed, def.bootstrap_full_grid));
     let interval = |estimate: f64, f: &dyn Fn(&Law) -> f64| {
         bootstrap_laws.as_ref().map(|ls| Interval::from_samples(estimate, &ls.iter().map(f).collect::<Vec<_>>(), def.level))
     };
@@ -341,7 +346,7 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         }
         None => None,
     };
-    let rollout = if def.rollout { rollout(def.form, &pts, def.delta)? } else { Vec::new() };
+    let rollout = if def.rollout { rollout(&spec, &pts, def.delta)? } else { Vec::new() };
     Ok(LawReport {
         input: table.path,
         points: pts.len(),
@@ -387,19 +392,19 @@ pub struct RolloutStep {
 
 /// OLMo's validation of a ladder: for k = 2, 3, …, fit the k smallest model sizes and predict
 /// the next. Steps with too few points for the form's parameters are skipped.
-pub fn rollout(form: Form, points: &[Point], delta: f64) -> anyhow::Result<Vec<RolloutStep>> {
+pub fn rollout(spec: &FitSpec, points: &[Point], delta: f64) -> anyhow::Result<Vec<RolloutStep>> {
     let mut sizes: Vec<f64> = points.iter().map(|p| p.n).collect();
     sizes.sort_by(f64::total_cmp);
     sizes.dedup();
     anyhow::ensure!(sizes.len() >= 3, "--rollout needs at least 3 model sizes (it fits 2 and predicts the third); the points have {}", sizes.len());
-    let parameters = form.law_form().parameters().len();
+    let parameters = spec.form.law_form().parameters().len() - spec.fixed.len();
     let mut steps = Vec::new();
     for k in 2..sizes.len() {
         let train: Vec<Point> = points.iter().copied().filter(|p| p.n <= sizes[k - 1]).collect();
         if train.len() <= parameters {
             continue;
         }
-        let law = fit(form, &train, delta).with_context(|| format!("the rollout fit on the {k} smallest sizes did not converge"))?.law;
+        let law = fit(spec.clone(), &train, delta).with_context(|| format!("the rollout fit on the {k} smallest sizes did not converge"))?.law;
         let held: Vec<HeldOutPoint> = points.iter().filter(|p| p.n == sizes[k]).map(|p| predict(&law, p)).collect();
         let mean_abs_relative_error = held.iter().map(|p| p.relative_error.abs()).sum::<f64>() / held.len() as f64;
         steps.push(RolloutStep { fitted_sizes: k, fitted_points: train.len(), predicted_n: sizes[k], points: held, mean_abs_relative_error });
@@ -417,7 +422,7 @@ fn predict(law: &Law, p: &Point) -> HeldOutPoint {
 /// With a bootstrap in `def`, each predicted point gets a prediction interval from the held-out
 /// fit's own bootstrap.
 pub fn holdout_check(def: &LawDefinition, points: &[Point], holdout: Holdout) -> anyhow::Result<HoldoutReport> {
-    let (form, delta) = (def.form, def.delta);
+    let (spec, delta) = (FitSpec::new(def.form, &def.fix)?, def.delta);
     let held = |p: &Point| match holdout {
         Holdout::Largest => {
             let max_n = points.iter().map(|p| p.n).fold(0.0, f64::max);
@@ -430,9 +435,9 @@ pub fn holdout_check(def: &LawDefinition, points: &[Point], holdout: Holdout) ->
     };
     let (test, train): (Vec<Point>, Vec<Point>) = points.iter().partition(|p| held(p));
     anyhow::ensure!(train.len() >= 6, "--holdout leaves {} points to fit; at least 6 are needed", train.len());
-    let held_fit = fit(form, &train, delta).context("the held-out fit did not converge")?;
+    let held_fit = fit(spec.clone(), &train, delta).context("the held-out fit did not converge")?;
     let law = held_fit.law.clone();
-    let laws = if def.bootstrap > 0 { resample_fits(&train, &law, delta, def.bootstrap, def.seed, def.bootstrap_full_grid) } else { Vec::new() };
+    let laws = if def.bootstrap > 0 { resample_fits(&spec, &train, &law, delta, def.bootstrap, def.seed, def.bootstrap_full_grid) } else { Vec::new() };
     let points: Vec<HeldOutPoint> = test
         .iter()
         .map(|p| HeldOutPoint {
@@ -481,7 +486,11 @@ impl std::fmt::Display for LawReport {
         }
         let b = self.bootstrap.as_ref();
         for (key, symbol, value) in l.named() {
-            row(f, symbol, value, b.and_then(|b| b.parameters.get(key)))?;
+            if self.definition.fix.contains_key(key) {
+                writeln!(f, "  {symbol:<6} {}   (fixed)", num(value, 12))?;
+            } else {
+                row(f, symbol, value, b.and_then(|b| b.parameters.get(key)))?;
+            }
         }
         if !l.is_plausible() {
             writeln!(
