@@ -390,6 +390,17 @@ fn malformed_inputs_get_one_clear_message() {
     // --predict at zero.
     let e = fails(&["fit", "law", "--input", "x.csv", "--predict=0:0"]);
     assert!(e.contains("positive finite"), "{e}");
+    // Sizes that would exhaust memory or disk are refused before anything is allocated.
+    let o = windtunnel(&["train", s(&with_data("huge-vocab.toml", "kind = \"synthetic\"\nvocab = 4000000000")), "--out", s(&tmp.path().join("c"))]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(2) && e.contains("`vocab` must be at most"), "{e}");
+    let e = fails(&["data", "synth", "--out", s(&tmp.path().join("x.bin")), "--tokens", "1e15"]);
+    assert!(e.contains("free") && e.contains("fewer --tokens"), "{e}");
+    let e = fails(&["data", "synth", "--out", s(&tmp.path().join("x.bin")), "--tokens", "100", "--document-tokens", "1000000000000"]);
+    assert!(e.contains("--document-tokens"), "{e}");
+    let random = TINY.replace("name = \"lr\"\n", "name = \"lr\"\nmethod = \"random\"\nsamples = 1000000000000\n");
+    let e = fails(&["plan", s(&write(tmp.path(), "random.toml", &random))]);
+    assert!(e.contains("beyond the 100000 one sweep may plan"), "{e}");
 }
 
 #[test]

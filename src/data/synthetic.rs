@@ -83,8 +83,18 @@ impl SyntheticConfig {
         if self.vocab < 2 {
             return Err(format!("`vocab` must be at least 2 (got {})", self.vocab));
         }
-        if self.vocab > u32::MAX as usize {
-            return Err(format!("`vocab` must fit in 32 bits (got {})", self.vocab));
+        // Bounds that keep the language's tables within a few hundred MB.
+        if self.vocab > MAX_VOCAB {
+            return Err(format!("`vocab` must be at most {MAX_VOCAB} (got {})", self.vocab));
+        }
+        if self.max_order > MAX_ORDER {
+            return Err(format!("`max_order` must be at most {MAX_ORDER} (got {})", self.max_order));
+        }
+        if (self.rules as u128) * (self.support as u128) > MAX_RULE_TOKENS as u128 {
+            return Err(format!(
+                "`rules` × `support` = {} × {} is beyond {MAX_RULE_TOKENS} rule tokens per order; lower one of them",
+                self.rules, self.support
+            ));
         }
         if self.order_weights.len() != self.max_order + 1 {
             return Err(format!(
@@ -119,6 +129,13 @@ impl SyntheticConfig {
         Ok(())
     }
 }
+
+/// The largest vocabulary the synthetic language takes (2^20; real tokenizers stay below 2^18).
+pub const MAX_VOCAB: usize = 1 << 20;
+/// The longest context a rule may look at.
+pub const MAX_ORDER: usize = 16;
+/// The most rule tokens (rules × support) one order may hold (2^26 u32: 256 MiB).
+pub const MAX_RULE_TOKENS: usize = 1 << 26;
 
 /// One order's rules: `support` tokens per rule, flattened.
 #[derive(Debug, Clone)]

@@ -30,11 +30,32 @@ pub struct SynthReport {
 
 /// Write `tokens` tokens of the synthetic language to `out` (documents of `document_tokens`),
 /// with a sidecar holding the vocabulary, the generating config and the exact oracle loss.
+/// Bytes free for an unprivileged writer on the file system that will hold `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a zeroed struct for statvfs to fill.
+    (unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } == 0).then(|| (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
 pub fn synth(config: &SyntheticConfig, seed: u64, tokens: u64, document_tokens: usize, out: &Path) -> anyhow::Result<SynthReport> {
     anyhow::ensure!(tokens > 0, "--tokens must be at least 1");
     anyhow::ensure!(document_tokens > 0, "--document-tokens must be at least 1");
+    anyhow::ensure!(document_tokens <= 1 << 30, "--document-tokens {document_tokens} is beyond the largest allowed (2^30)");
     let language = SyntheticLanguage::new(config.clone()).map_err(anyhow::Error::msg)?;
     let dtype = TokenDtype::for_vocab(config.vocab);
+    let bytes = tokens.saturating_mul(dtype.bytes());
+    if let Some(free) = free_bytes(out) {
+        anyhow::ensure!(
+            bytes < free,
+            "{} would hold {tokens} tokens = {} and the file system has {} free; ask for fewer --tokens",
+            out.display(),
+            crate::model::memory::bytes(bytes as f64),
+            crate::model::memory::bytes(free as f64)
+        );
+    }
     let mut nll_total = 0.0;
     let mut documents = 0u64;
     atomic_write_with(out, |file| {

@@ -130,6 +130,30 @@ fn shapes(family: &ModelFamily, vocab: Option<usize>) -> anyhow::Result<Vec<Mode
     Ok(out)
 }
 
+/// The most runs one sweep may plan (planning 10,000 takes well under a second; a million-run
+/// sweep is a typo, and its plan alone would not fit in memory long before that).
+pub const MAX_PLANNED_RUNS: u64 = 100_000;
+
+/// How many grid points a grid makes before WSD expansion: shapes × parameter combinations ×
+/// seeds, refused beyond [`MAX_PLANNED_RUNS`] before anything is allocated.
+fn check_grid_size(grid: &GridSpec, seeds: usize) -> anyhow::Result<()> {
+    let combos = match grid.method {
+        Method::Grid => grid.parameters.values().try_fold(1u64, |n, p| n.checked_mul(p.grid_len() as u64)),
+        Method::Random => Some(grid.samples.unwrap_or(0) as u64),
+    };
+    let shapes = (grid.models.widths.len() + grid.models.presets.len()) as u64;
+    let points = combos.and_then(|c| c.checked_mul(shapes)).and_then(|c| c.checked_mul(seeds as u64));
+    match points {
+        Some(n) if n <= MAX_PLANNED_RUNS => Ok(()),
+        _ => anyhow::bail!(
+            "grid `{}` makes {} runs (models × parameter values × seeds), beyond the {MAX_PLANNED_RUNS} one sweep may plan; \
+             check `samples` and the ranges' `num`",
+            grid.name,
+            points.map_or("more than 2^64".to_string(), |n| n.to_string())
+        ),
+    }
+}
+
 /// The parameter combinations of a grid (grid: the Cartesian product; random: `samples` draws).
 fn combinations(grid: &GridSpec) -> Vec<Vec<(String, toml::Value)>> {
     match grid.method {
@@ -163,6 +187,7 @@ pub fn plan(spec: &SweepSpec) -> anyhow::Result<Plan> {
     let base_json = serde_json::to_value(&spec.base)?;
     let mut runs: Vec<PlannedRun> = Vec::new();
     for grid in &spec.grids {
+        check_grid_size(grid, spec.seeds.len())?;
         let ctx = |e: anyhow::Error| e.context(format!("grid `{}`", grid.name));
         let vocab = base_json.pointer("/model/vocab").and_then(|v| v.as_u64()).map(|v| v as usize);
         let family = shapes(&grid.models, vocab).map_err(ctx)?;

@@ -436,6 +436,15 @@ pub fn line_of(text: &str, needle: &str) -> Option<usize> {
 }
 
 impl ParamSpec {
+    /// How many values a grid search takes.
+    pub fn grid_len(&self) -> usize {
+        match self {
+            Self::Value { .. } => 1,
+            Self::Values { values } => values.len(),
+            Self::Range { num, .. } => num.unwrap_or(1),
+        }
+    }
+
     /// Every value the spec names (a range: its bounds).
     fn values(&self) -> Vec<toml::Value> {
         match self {

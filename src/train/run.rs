@@ -142,6 +142,7 @@ fn cannot_start(e: anyhow::Error) -> anyhow::Error {
 /// Take the lock of run directory `out` (created if missing), waiting a moment for a holder
 /// that is about to let go; refused while another process trains the run.
 pub fn lock_run_dir(out: &Path) -> anyhow::Result<FileLock> {
+    anyhow::ensure!(!out.exists() || out.is_dir(), "--out {} is a file, not a run directory; give a directory", out.display());
     std::fs::create_dir_all(out).with_context(|| format!("cannot create run directory {}", out.display()))?;
     FileLock::acquire_within(&RunDir::new(out).lock(), std::time::Duration::from_secs(2))?.map_err(|holder| {
         anyhow::anyhow!(
