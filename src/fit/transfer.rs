@@ -143,15 +143,18 @@ pub struct LrOptimum {
     /// False when the losses around the best learning rate are not convex in log lr (noise, or
     /// a scan too coarse): `lr_opt` is then the best scanned rate, not a parabola's vertex.
     pub convex: bool,
+    /// True when the interval spans the whole scanned range: it says nothing the scan did not.
+    pub uninformative: bool,
 }
 
 impl LrOptimum {
     /// Why this optimum should not be trusted as it stands, if it should not.
     pub fn caveat(&self) -> Option<&'static str> {
-        match (self.convex, self.bracketed) {
-            (_, false) => Some("at the edge of the scan: widen it"),
-            (false, true) => Some("losses not convex in log lr here: the best scanned rate, not a fitted vertex; scan more finely or add seeds"),
-            (true, true) => None,
+        match (self.convex, self.bracketed, self.uninformative) {
+            (_, false, _) => Some("at the edge of the scan: widen it"),
+            (false, true, _) => Some("losses not convex in log lr here: the best scanned rate, not a fitted vertex; scan more finely or add seeds"),
+            (true, true, true) => Some("its interval spans the whole scan, so it is uninformative: scan more finely or add seeds"),
+            (true, true, false) => None,
         }
     }
 }
@@ -196,6 +199,10 @@ pub fn lr_transfer(points: &[LrPoint], seed: u64) -> LrTransfer {
             lr_upper: q(0.975).exp(),
             bracketed,
             convex,
+            uninformative: {
+                let (lo, hi) = curve.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+                q(0.025) <= lo + 1e-9 && q(0.975) >= hi - 1e-9
+            },
         });
     }
     let drift = fit_line(&optima.iter().map(|o| (o.width.ln(), o.lr_opt.ln())).collect::<Vec<_>>());
@@ -347,7 +354,11 @@ mod tests {
         let mup = lr_transfer(&scan(|_| 3e-3, 0.0), 0);
         for o in &mup.optima {
             assert!((o.lr_opt / 3e-3 - 1.0).abs() < 1e-6, "{o:?}");
+            assert_eq!(o.caveat(), None, "{o:?}");
         }
+        // Noise far above the curvature: the interval covers the whole scan, and says so.
+        let noisy = lr_transfer(&scan(|_| 3e-3, 5.0), 0);
+        assert!(noisy.optima.iter().any(|o| o.uninformative), "{:?}", noisy.optima);
         assert!(mup.drift.unwrap().slope.abs() < 1e-6);
         let sp = lr_transfer(&scan(|w| 0.2 / w, 0.01), 0);
         let d = sp.drift.unwrap();
