@@ -177,6 +177,13 @@ fn another_law_form_is_one_flag() {
     // Without an irreducible loss the form fits Chinchilla's data worse than E + A/N^α + B/D^β.
     let chinchilla = json(&["fit", "law", "--config", "analysis/chinchilla.toml", "--bootstrap", "0", "--json"]);
     assert!(r["residual_rms"].as_f64().unwrap() > 1.5 * chinchilla["residual_rms"].as_f64().unwrap());
+    // Both at once: compared on the same points, the reported (first) form listed first.
+    let both = json(&["fit", "law", "--config", "analysis/chinchilla.toml", "--form", "chinchilla,kaplan", "--bootstrap", "0", "--json"]);
+    let forms: Vec<&str> = both["comparison"].as_array().unwrap().iter().map(|c| c["form"].as_str().unwrap()).collect();
+    assert_eq!(forms, ["chinchilla", "kaplan"]);
+    let aic = |i: usize| both["comparison"][i]["aic"].as_f64().unwrap();
+    assert!(aic(0) + 10.0 < aic(1), "Chinchilla's form is decisively better on its own data: {} vs {}", aic(0), aic(1));
+    assert_eq!(both["fit"]["law"]["form"], "chinchilla");
     let e = fails(&["fit", "law", "--config", "analysis/chinchilla.toml", "--form", "hoffmann"]);
     assert!(e.contains("unknown law form `hoffmann`") && e.contains("kaplan"), "{e}");
 }

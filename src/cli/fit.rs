@@ -18,7 +18,7 @@ pub enum FitCommand {
                             windtunnel fit law --input results.csv --n N --tokens D --loss loss --bootstrap 1000 --budgets 1e21,5.76e23\n  \
                             windtunnel fit law --input analysis/data/chinchilla_svg_extracted_data.csv --n 'Model Size' \\\n    \
                             --flops 'Training FLOP' --loss loss --drop-highest 5 --holdout largest --json")]
-    Law(FitLawArgs),
+    Law(Box<FitLawArgs>),
     /// Learning-rate transfer: the optimal lr per width (parabola in log lr) and its drift with width.
     #[command(after_help = "Examples:\n  windtunnel fit lr --input results/quickstart\n  \
                             windtunnel fit lr --input scan.csv --lr lr --width width --loss final_eval_loss --group parameterization --json")]
@@ -106,8 +106,9 @@ pub struct FitLawArgs {
     #[arg(long)]
     loss: Option<String>,
     /// The law's form: chinchilla (E + A/N^α + B/D^β) or kaplan ([(N_c/N)^(α_N/α_D) + D_c/D]^α_D).
-    #[arg(long)]
-    form: Option<windtunnel::fit::form::Form>,
+    /// Several, comma-separated, are compared (AIC, held-out error); the first is the one reported.
+    #[arg(long, value_delimiter = ',')]
+    form: Option<Vec<windtunnel::fit::form::Form>>,
     /// Hold parameters at a value instead of fitting them, comma-separated KEY=VALUE (e.g. e=2.485,
     /// a synthetic language's exact loss floor). Keys as in the JSON: e, a, b, alpha, beta (chinchilla).
     #[arg(long, value_delimiter = ',', value_parser = parse_fixed)]
@@ -189,8 +190,9 @@ impl FitLawArgs {
         if let Some(v) = &self.loss {
             def.loss = v.clone();
         }
-        if let Some(v) = self.form {
-            def.form = v;
+        if let Some((first, rest)) = self.form.as_deref().and_then(|f| f.split_first()) {
+            def.form = *first;
+            def.compare = rest.to_vec();
         }
         if let Some(v) = &self.fix {
             def.fix.extend(v.iter().cloned());

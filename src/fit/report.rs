@@ -56,6 +56,9 @@ pub struct LawDefinition {
     /// The law's form [default: chinchilla, L = E + A/N^α + B/D^β].
     #[serde(default)]
     pub form: Form,
+    /// Other forms to fit and compare with `form` (AIC, residuals, held-out error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compare: Vec<Form>,
     /// Parameters held at a value instead of fitted (`fix = { e = 2.485 }`, e.g. a known loss floor).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub fix: std::collections::BTreeMap<String, f64>,
@@ -112,6 +115,7 @@ impl LawDefinition {
             flops: None,
             loss: column::FINAL_EVAL_LOSS.into(),
             form: Form::default(),
+            compare: Vec::new(),
             fix: Default::default(),
             grid: None,
             where_: None,
@@ -214,6 +218,9 @@ pub struct LawReport {
     /// `--predict-where`: the rows left out of the fit, predicted by it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predicted: Option<PredictedSet>,
+    /// `--form A,B,…`: every form fitted to the same points, the reported one first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub comparison: Vec<FormFit>,
     /// `--rollout`: each step fits the smallest sizes and predicts the next one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollout: Vec<RolloutStep>,
@@ -347,6 +354,7 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         None => None,
     };
     let rollout = if def.rollout { rollout(&spec, &pts, def.delta)? } else { Vec::new() };
+    let comparison = compare_forms(def, &spec, &full, &pts, holdout.as_ref())?;
     Ok(LawReport {
         input: table.path,
         points: pts.len(),
@@ -362,12 +370,61 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
         bootstrap,
         holdout,
         predicted,
+        comparison,
         rollout,
         seconds: started.elapsed().as_secs_f64(),
         definition: def.clone(),
         data: pts,
         bootstrap_laws: bootstrap_laws.unwrap_or_default(),
     })
+}
+
+/// One form fitted to the points, for comparing forms.
+#[derive(Debug, Clone, Serialize)]
+pub struct FormFit {
+    pub form: Form,
+    /// Fitted (free) parameters.
+    pub parameters: usize,
+    pub objective: f64,
+    pub residual_rms: f64,
+    /// Akaike's criterion on the log residuals, n·ln(RSS/n) + 2k: lower is better; differences
+    /// above ~10 are decisive.
+    pub aic: f64,
+    /// Mean |relative error| on the `--holdout` points, when there is a holdout.
+    pub holdout_error: Option<f64>,
+    pub law: Law,
+}
+
+impl FormFit {
+    fn of(spec: &FitSpec, fit: &LawFit, holdout_error: Option<f64>) -> Self {
+        let n = fit.log_residuals.len() as f64;
+        let rss: f64 = fit.log_residuals.iter().map(|r| r * r).sum();
+        let parameters = spec.form.law_form().parameters().len() - spec.fixed.len();
+        Self {
+            form: spec.form,
+            parameters,
+            objective: fit.objective,
+            residual_rms: (rss / n).sqrt(),
+            aic: n * (rss / n).max(f64::MIN_POSITIVE).ln() + 2.0 * parameters as f64,
+            holdout_error,
+            law: fit.law.clone(),
+        }
+    }
+}
+
+/// The reported fit and every `compare` form, fitted to the same points.
+fn compare_forms(def: &LawDefinition, spec: &FitSpec, full: &LawFit, points: &[Point], holdout: Option<&HoldoutReport>) -> anyhow::Result<Vec<FormFit>> {
+    if def.compare.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut fits = vec![FormFit::of(spec, full, holdout.map(|h| h.mean_abs_relative_error))];
+    for &form in &def.compare {
+        let other = FitSpec::from(form);
+        let fitted = fit(other.clone(), points, def.delta).with_context(|| format!("the {} form did not converge on these points", form.law_form().name()))?;
+        let held = def.holdout.map(|h| holdout_check(&LawDefinition { form, fix: Default::default(), bootstrap: 0, ..def.clone() }, points, h)).transpose()?;
+        fits.push(FormFit::of(&other, &fitted, held.map(|h| h.mean_abs_relative_error)));
+    }
+    Ok(fits)
 }
 
 /// The rows `--predict-where` chose, predicted by the law fitted without them.
@@ -545,6 +602,24 @@ impl std::fmt::Display for LawReport {
                     write!(f, " [{:.4}, {:.4}]{}", i.lower, i.upper, if i.contains(p.loss) { "" } else { " outside" })?;
                 }
                 writeln!(f)?;
+            }
+        }
+        if !self.comparison.is_empty() {
+            let best = self.comparison.iter().map(|c| c.aic).fold(f64::INFINITY, f64::min);
+            writeln!(f, "forms compared on the same {} points (lower AIC is better):", self.points)?;
+            writeln!(f, "  {:<11} {:>6} {:>12} {:>10} {:>8} {:>10}", "form", "params", "rms log res.", "AIC", "ΔAIC", "held out")?;
+            for c in &self.comparison {
+                let held = c.holdout_error.map(|e| format!("{:.2}%", 100.0 * e)).unwrap_or_else(|| "–".into());
+                writeln!(
+                    f,
+                    "  {:<11} {:>6} {:>12.4} {:>10.1} {:>8.1} {:>10}",
+                    c.form.law_form().name(),
+                    c.parameters,
+                    c.residual_rms,
+                    c.aic,
+                    c.aic - best,
+                    held
+                )?;
             }
         }
         if !self.rollout.is_empty() {
