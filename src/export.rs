@@ -291,8 +291,8 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
 
     let (target_n, shape, tokens) = size(request, &law, vocab, &mut warnings)?;
     let n = shape.non_embedding_params();
-    let learning_rates = learning_rates(request, config, &shape, &mut warnings)?;
-    let batch = batch_size(request, config, law.loss(n as f64, tokens), seq_len, &mut warnings)?;
+    let learning_rates = learning_rates(request, &data, config, &shape, &mut warnings)?;
+    let batch = batch_size(request, &data, config, law.loss(n as f64, tokens), seq_len, &mut warnings)?;
     let schedule = schedule(&data, tokens, batch.tokens)?;
     let tokens = schedule.total_tokens as f64;
     let predicted = law.loss(n as f64, tokens);
@@ -388,9 +388,20 @@ fn size(request: &ExportRequest, law: &Law, vocab: usize, warnings: &mut Vec<Str
 }
 
 /// The learning rates of the full run: the widest width's µP optimum, transferred by the µP rules.
-fn learning_rates(request: &ExportRequest, config: &RunConfig, shape: &ModelShape, warnings: &mut Vec<String>) -> anyhow::Result<LearningRates> {
+/// The sweep's own learning-rate fit is `data.lr`; `--lr-sweep` fits another sweep's.
+fn learning_rates(
+    request: &ExportRequest,
+    data: &SweepData,
+    config: &RunConfig,
+    shape: &ModelShape,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<LearningRates> {
     let lr_dir = request.lr_sweep.as_deref().unwrap_or(&request.dir);
-    let (base_lr, lr_source) = match fit_lr(lr_dir, &LrColumns::results_table(), 0) {
+    let fitted = match &request.lr_sweep {
+        Some(other) => fit_lr(other, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}")),
+        None => data.lr.clone(),
+    };
+    let (base_lr, lr_source) = match fitted {
         Ok(lr) => match lr.groups.iter().find(|(g, _)| g == "mup" || g.starts_with("mup, ")).or_else(|| (lr.groups.len() == 1).then(|| &lr.groups[0])) {
             Some((_, t)) if !t.optima.is_empty() => {
                 let widest = t.optima.iter().max_by(|a, b| a.width.total_cmp(&b.width)).expect("optima are not empty");
@@ -410,7 +421,7 @@ fn learning_rates(request: &ExportRequest, config: &RunConfig, shape: &ModelShap
             }
             _ => fallback_lr(request, config.optimizer.lr, lr_dir, "it has no µP learning-rate scan", warnings)?,
         },
-        Err(e) => fallback_lr(request, config.optimizer.lr, lr_dir, &format!("{e:#}"), warnings)?,
+        Err(e) => fallback_lr(request, config.optimizer.lr, lr_dir, &e, warnings)?,
     };
     let (mup, width) = (config.mup, shape.width);
     Ok(LearningRates {
@@ -426,9 +437,20 @@ fn learning_rates(request: &ExportRequest, config: &RunConfig, shape: &ModelShap
 
 /// The batch: MiniCPM's batch-size law at the predicted loss when a sweep has one, else the
 /// sweep's own tokens per step (with a warning).
-fn batch_size(request: &ExportRequest, config: &RunConfig, predicted: f64, seq_len: usize, warnings: &mut Vec<String>) -> anyhow::Result<BatchChoice> {
+fn batch_size(
+    request: &ExportRequest,
+    data: &SweepData,
+    config: &RunConfig,
+    predicted: f64,
+    seq_len: usize,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<BatchChoice> {
     let batch_dir = request.batch_sweep.as_deref().unwrap_or(&request.dir);
-    let Some(b) = fit_batch_sweep(batch_dir).ok().and_then(|b| b.minicpm) else {
+    let fitted = match &request.batch_sweep {
+        Some(other) => fit_batch_sweep(other).ok(),
+        None => data.batch.as_ref().ok().cloned(),
+    };
+    let Some(b) = fitted.and_then(|b| b.minicpm) else {
         let tokens_per_step = config.training.tokens_per_step();
         let sequences = (tokens_per_step / seq_len as u64).max(1);
         warnings.push(format!(

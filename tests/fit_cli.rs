@@ -188,17 +188,24 @@ fn another_law_form_is_one_flag() {
     assert!(e.contains("unknown law form `hoffmann`") && e.contains("kaplan"), "{e}");
 }
 
-#[test]
-fn rollout_fits_the_smallest_sizes_and_predicts_the_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut csv = String::from("N,D,loss\n");
+/// CSV rows `N,D,loss{suffix}` of the exact law E + 400/N^0.34 + 1500/D^0.3: five sizes, 3× apart,
+/// each at four token counts.
+fn exact_law_rows(e: f64, suffix: &str) -> String {
+    let mut rows = String::new();
     for i in 0..5 {
         let n = 1e7 * 3f64.powi(i);
         for j in 0..4 {
             let d = n * 5.0 * 2.5f64.powi(j);
-            csv.push_str(&format!("{n},{d},{}\n", 1.8 + 400.0 / n.powf(0.34) + 1500.0 / d.powf(0.3)));
+            rows.push_str(&format!("{n},{d},{}{suffix}\n", e + 400.0 / n.powf(0.34) + 1500.0 / d.powf(0.3)));
         }
     }
+    rows
+}
+
+#[test]
+fn rollout_fits_the_smallest_sizes_and_predicts_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = format!("N,D,loss\n{}", exact_law_rows(1.8, ""));
     let path = dir.path().join("law.csv");
     std::fs::write(&path, csv).unwrap();
     let args = ["fit", "law", "--input", path.to_str().unwrap(), "--n", "N", "--tokens", "D", "--loss", "loss", "--rollout"];
@@ -222,16 +229,8 @@ fn rollout_fits_the_smallest_sizes_and_predicts_the_next() {
 #[test]
 fn where_and_predict_where_choose_the_fit_set_and_the_predicted_set() {
     let dir = tempfile::tempdir().unwrap();
-    let mut csv = String::from("N,D,loss,mixture\n");
-    for i in 0..5 {
-        let n = 1e7 * 3f64.powi(i);
-        for j in 0..4 {
-            let d = n * 5.0 * 2.5f64.powi(j);
-            csv.push_str(&format!("{n},{d},{},web\n", 1.8 + 400.0 / n.powf(0.34) + 1500.0 / d.powf(0.3)));
-            // Rows of another data mixture the fit must not see.
-            csv.push_str(&format!("{n},{d},{},code\n", 1.2 + 400.0 / n.powf(0.34) + 1500.0 / d.powf(0.3)));
-        }
-    }
+    // Rows of another data mixture (a lower floor) the fit must not see.
+    let csv = format!("N,D,loss,mixture\n{}{}", exact_law_rows(1.8, ",web"), exact_law_rows(1.2, ",code"));
     let path = dir.path().join("law.csv");
     std::fs::write(&path, csv).unwrap();
     let base = ["fit", "law", "--input", path.to_str().unwrap(), "--n", "N", "--tokens", "D", "--loss", "loss", "--bootstrap", "100"];

@@ -91,6 +91,19 @@ mod tests {
         assert!((i.std_error - 29.3).abs() < 0.1);
     }
 
+    /// Six sizes 2.5× apart, each at six token counts, the losses of `truth` with log-normal noise.
+    fn noisy_points(truth: &Law, noise: f64, rng: &mut Rng) -> Vec<Point> {
+        let mut points = Vec::new();
+        for i in 0..6 {
+            let n = 2e7 * 2.5f64.powi(i);
+            for j in 0..6 {
+                let d = n * 4.0 * 2.2f64.powi(j);
+                points.push(Point { n, d, loss: truth.loss(n, d) * (noise * rng.normal()).exp() });
+            }
+        }
+        points
+    }
+
     /// With noise, the fit lands near the truth, the 95% interval usually covers it, and over
     /// repeated data sets the coverage is close to nominal.
     #[test]
@@ -100,14 +113,7 @@ mod tests {
         let trials = 20;
         for trial in 0..trials {
             let mut rng = Rng::new(100 + trial);
-            let mut points = Vec::new();
-            for i in 0..6 {
-                let n = 2e7 * 2.5f64.powi(i);
-                for j in 0..6 {
-                    let d = n * 4.0 * 2.2f64.powi(j);
-                    points.push(Point { n, d, loss: truth.loss(n, d) * (0.01 * rng.normal()).exp() });
-                }
-            }
+            let points = noisy_points(&truth, 0.01, &mut rng);
             let full = crate::fit::law::fit_from(
                 crate::fit::form::Form::Chinchilla,
                 &points,
@@ -137,14 +143,7 @@ mod tests {
         let mut mean_only = 0;
         for trial in 0..trials {
             let mut rng = Rng::new(500 + trial);
-            let mut points = Vec::new();
-            for i in 0..6 {
-                let n = 2e7 * 2.5f64.powi(i);
-                for j in 0..6 {
-                    let d = n * 4.0 * 2.2f64.powi(j);
-                    points.push(Point { n, d, loss: truth.loss(n, d) * (noise * rng.normal()).exp() });
-                }
-            }
+            let points = noisy_points(&truth, noise, &mut rng);
             let form = crate::fit::form::Form::Chinchilla;
             let full = fit_from(form, &points, 1e-3, &[vec![6.0, 7.3, 0.6, 0.34, 0.30], vec![5.0, 5.0, 0.5, 0.5, 0.5]]).unwrap();
             let laws = resample_fits(&crate::fit::form::Form::Chinchilla.into(), &points, &full.law, 1e-3, 200, trial, false);

@@ -53,7 +53,11 @@ pub struct LrReport {
 
 /// Learning-rate transfer from a table (rows whose `status` is not `done` are left out).
 pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<LrReport> {
-    let table = Table::read(input)?;
+    fit_lr_on(&Table::read(input)?, columns, seed)
+}
+
+/// Learning-rate transfer from a table already read.
+pub fn fit_lr_on(table: &Table, columns: &LrColumns, seed: u64) -> anyhow::Result<LrReport> {
     let lr = table.numbers(&columns.lr)?;
     let width = table.numbers(&columns.width)?;
     let depth = match &columns.depth {
@@ -91,7 +95,7 @@ pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<Lr
     }
     // Runs that differ in another hyperparameter (batch size, tokens, a swept key) are scans of
     // their own: pooling them would fit one parabola through different curves.
-    let varied = varied_hyperparameters(&table, &rows, columns);
+    let varied = varied_hyperparameters(table, &rows, columns);
     let mut by_group: Vec<(String, Vec<LrPoint>)> = Vec::new();
     for i in rows {
         let mut key = group.map_or_else(|| "all".to_string(), |g| table.rows[i][g].clone());
@@ -128,7 +132,7 @@ pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<Lr
         );
         groups.push((key, transfer));
     }
-    Ok(LrReport { input: table.path, excluded_not_done: excluded, groups, grouped_by: varied.iter().map(|&c| table.columns[c].clone()).collect() })
+    Ok(LrReport { input: table.path.clone(), excluded_not_done: excluded, groups, grouped_by: varied.iter().map(|&c| table.columns[c].clone()).collect() })
 }
 
 /// Columns other than the scan's own (lr, width, depth, group, seed) whose value differs

@@ -24,8 +24,7 @@ impl Table {
     pub fn read(path: &Path) -> anyhow::Result<Self> {
         let sweep = SweepDir::new(path);
         if sweep.exists() {
-            let table = ResultsTable::read(&sweep)?;
-            return Ok(Self { path: path.to_path_buf(), columns: table.header, rows: table.rows });
+            return Self::of_sweep(&sweep);
         }
         let file = if path.is_dir() {
             let t = sweep.table_csv();
@@ -46,6 +45,12 @@ impl Table {
             rows.push(record.iter().map(str::to_string).collect());
         }
         Ok(Self { path: file, columns, rows })
+    }
+
+    /// A sweep's results table, built in memory from its runs' files.
+    pub fn of_sweep(sweep: &SweepDir) -> anyhow::Result<Self> {
+        let table = ResultsTable::read(sweep)?;
+        Ok(Self { path: sweep.root().to_path_buf(), columns: table.header, rows: table.rows })
     }
 
     /// A flat Parquet table; nulls become empty cells.

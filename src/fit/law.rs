@@ -249,6 +249,9 @@ impl Objective {
 
     /// Objective and gradient at the free coordinates of θ (all of θ when nothing is fixed).
     pub fn evaluate(&self, free: &[f64]) -> (f64, Vec<f64>) {
+        if self.spec.fixed.is_empty() {
+            return self.evaluate_theta(free);
+        }
         let (cost, grad) = self.evaluate_theta(&self.spec.expand(free));
         (cost, self.spec.project(&grad))
     }

@@ -249,20 +249,24 @@ pub struct Prediction {
 
 /// Run a fit definition.
 pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
+    fit_law_on(def, &Table::read(&def.input)?)
+}
+
+/// Run a fit definition on a table already read from `def.input`.
+pub fn fit_law_on(def: &LawDefinition, table: &Table) -> anyhow::Result<LawReport> {
     let started = std::time::Instant::now();
     anyhow::ensure!(def.delta > 0.0, "delta must be positive (got {})", def.delta);
     anyhow::ensure!(def.level > 0.0 && def.level < 1.0, "level must be in (0, 1)");
     for &c in &def.budgets {
         anyhow::ensure!(c.is_finite() && c > 0.0, "budgets must be positive FLOP counts (got {c})");
     }
-    let table = Table::read(&def.input)?;
     let columns = Columns { n: def.n.clone(), tokens: def.tokens.clone(), flops: def.flops.clone(), loss: def.loss.clone(), grid: def.grid.clone() };
     let parse = |flag: &str, e: &Option<String>| e.as_deref().map(|e| e.parse::<Filter>().map_err(|m| anyhow::anyhow!("{flag}: {m}"))).transpose();
     let (include, predict_set) = (parse("--where", &def.where_)?, parse("--predict-where", &def.predict_where)?);
-    let included = include.as_ref().map(|f| f.rows(&table)).transpose()?.unwrap_or_else(|| vec![true; table.rows.len()]);
-    let to_predict = predict_set.as_ref().map(|f| f.rows(&table)).transpose()?.unwrap_or_else(|| vec![false; table.rows.len()]);
+    let included = include.as_ref().map(|f| f.rows(table)).transpose()?.unwrap_or_else(|| vec![true; table.rows.len()]);
+    let to_predict = predict_set.as_ref().map(|f| f.rows(table)).transpose()?.unwrap_or_else(|| vec![false; table.rows.len()]);
     let fitted: Vec<bool> = included.iter().zip(&to_predict).map(|(&i, &p)| i && !p).collect();
-    let read = points(&table, &columns, def.drop_highest, Some(&fitted))?;
+    let read = points(table, &columns, def.drop_highest, Some(&fitted))?;
     let pts = read.points;
     let parameters = def.form.law_form().parameters().len() - def.fix.len().min(def.form.law_form().parameters().len());
     anyhow::ensure!(
@@ -339,16 +343,9 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
     let holdout = def.holdout.map(|h| holdout_check(def, &pts, h)).transpose()?;
     let predicted = match &predict_set {
         Some(filter) => {
-            let set = points(&table, &columns, 0, Some(&to_predict))?.points;
+            let set = points(table, &columns, 0, Some(&to_predict))?.points;
             anyhow::ensure!(!set.is_empty(), "--predict-where `{}` keeps no finished row of {}", filter.expression, table.path.display());
-            let points: Vec<HeldOutPoint> = set
-                .iter()
-                .map(|p| HeldOutPoint {
-                    interval: prediction_interval(law.loss(p.n, p.d), laws, &full.log_residuals, p.n, p.d, def.level, def.seed),
-                    ..predict(&law, p)
-                })
-                .collect();
-            let mean_abs_relative_error = points.iter().map(|p| p.relative_error.abs()).sum::<f64>() / points.len() as f64;
+            let (points, mean_abs_relative_error) = predict_all(&full, laws, &set, def.level, def.seed);
             Some(PredictedSet { expression: filter.expression.clone(), points, mean_abs_relative_error })
         }
         None => None,
@@ -356,7 +353,7 @@ pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
     let rollout = if def.rollout { rollout(&spec, &pts, def.delta)? } else { Vec::new() };
     let comparison = compare_forms(def, &spec, &full, &pts, holdout.as_ref())?;
     Ok(LawReport {
-        input: table.path,
+        input: table.path.clone(),
         points: pts.len(),
         excluded_not_done: read.excluded_not_done,
         dropped_highest: read.dropped_highest,
@@ -461,18 +458,44 @@ pub fn rollout(spec: &FitSpec, points: &[Point], delta: f64) -> anyhow::Result<V
         if train.len() <= parameters {
             continue;
         }
-        let law = fit(spec.clone(), &train, delta).with_context(|| format!("the rollout fit on the {k} smallest sizes did not converge"))?.law;
-        let held: Vec<HeldOutPoint> = points.iter().filter(|p| p.n == sizes[k]).map(|p| predict(&law, p)).collect();
-        let mean_abs_relative_error = held.iter().map(|p| p.relative_error.abs()).sum::<f64>() / held.len() as f64;
+        let fitted = fit(spec.clone(), &train, delta).with_context(|| format!("the rollout fit on the {k} smallest sizes did not converge"))?;
+        let next: Vec<Point> = points.iter().copied().filter(|p| p.n == sizes[k]).collect();
+        let (held, mean_abs_relative_error) = predict_all(&fitted, &[], &next, 0.95, 0);
         steps.push(RolloutStep { fitted_sizes: k, fitted_points: train.len(), predicted_n: sizes[k], points: held, mean_abs_relative_error });
     }
     anyhow::ensure!(!steps.is_empty(), "--rollout: no step has more points than the law's {parameters} parameters; add token counts per size");
     Ok(steps)
 }
 
-fn predict(law: &Law, p: &Point) -> HeldOutPoint {
-    let predicted = law.loss(p.n, p.d);
-    HeldOutPoint { n: p.n, d: p.d, loss: p.loss, predicted, relative_error: (predicted - p.loss) / p.loss, interval: None }
+/// `fit`'s predictions of `points`, each with its prediction interval when `laws` (the fit's
+/// bootstrap) has enough laws, and their mean |relative error|.
+fn predict_all(fit: &LawFit, laws: &[Law], points: &[Point], level: f64, seed: u64) -> (Vec<HeldOutPoint>, f64) {
+    let predicted: Vec<HeldOutPoint> = points
+        .iter()
+        .map(|p| {
+            let predicted = fit.law.loss(p.n, p.d);
+            HeldOutPoint {
+                n: p.n,
+                d: p.d,
+                loss: p.loss,
+                predicted,
+                relative_error: (predicted - p.loss) / p.loss,
+                interval: prediction_interval(predicted, laws, &fit.log_residuals, p.n, p.d, level, seed),
+            }
+        })
+        .collect();
+    let mean_abs_relative_error = predicted.iter().map(|p| p.relative_error.abs()).sum::<f64>() / predicted.len().max(1) as f64;
+    (predicted, mean_abs_relative_error)
+}
+
+impl std::fmt::Display for HeldOutPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "N {} D {}: loss {:.4}, predicted {:.4} ({:+.2}%)", si(self.n), si(self.d), self.loss, self.predicted, 100.0 * self.relative_error)?;
+        if let Some(i) = &self.interval {
+            write!(f, " [{:.4}, {:.4}]{}", i.lower, i.upper, if i.contains(self.loss) { "" } else { " outside" })?;
+        }
+        Ok(())
+    }
 }
 
 /// Fit without the held-out points and predict them: the honest test of a scaling law.
@@ -493,17 +516,10 @@ pub fn holdout_check(def: &LawDefinition, points: &[Point], holdout: Holdout) ->
     let (test, train): (Vec<Point>, Vec<Point>) = points.iter().partition(|p| held(p));
     anyhow::ensure!(train.len() >= 6, "--holdout leaves {} points to fit; at least 6 are needed", train.len());
     let held_fit = fit(spec.clone(), &train, delta).context("the held-out fit did not converge")?;
-    let law = held_fit.law.clone();
-    let laws = if def.bootstrap > 0 { resample_fits(&spec, &train, &law, delta, def.bootstrap, def.seed, def.bootstrap_full_grid) } else { Vec::new() };
-    let points: Vec<HeldOutPoint> = test
-        .iter()
-        .map(|p| HeldOutPoint {
-            interval: prediction_interval(law.loss(p.n, p.d), &laws, &held_fit.log_residuals, p.n, p.d, def.level, def.seed),
-            ..predict(&law, p)
-        })
-        .collect();
-    let mean_abs_relative_error = points.iter().map(|p| p.relative_error.abs()).sum::<f64>() / points.len().max(1) as f64;
-    Ok(HoldoutReport { holdout, fitted_points: train.len(), law, points, mean_abs_relative_error })
+    let laws =
+        if def.bootstrap > 0 { resample_fits(&spec, &train, &held_fit.law, delta, def.bootstrap, def.seed, def.bootstrap_full_grid) } else { Vec::new() };
+    let (points, mean_abs_relative_error) = predict_all(&held_fit, &laws, &test, def.level, def.seed);
+    Ok(HoldoutReport { holdout, fitted_points: train.len(), law: held_fit.law, points, mean_abs_relative_error })
 }
 
 impl std::fmt::Display for LawReport {
@@ -587,21 +603,13 @@ impl std::fmt::Display for LawReport {
                 100.0 * h.mean_abs_relative_error
             )?;
             for p in &h.points {
-                write!(f, "  N {} D {}: loss {:.4}, predicted {:.4} ({:+.2}%)", si(p.n), si(p.d), p.loss, p.predicted, 100.0 * p.relative_error)?;
-                if let Some(i) = &p.interval {
-                    write!(f, " [{:.4}, {:.4}]{}", i.lower, i.upper, if i.contains(p.loss) { "" } else { " outside" })?;
-                }
-                writeln!(f)?;
+                writeln!(f, "  {p}")?;
             }
         }
         if let Some(s) = &self.predicted {
             writeln!(f, "predicted where {}: {} points, mean |relative error| {:.2}%", s.expression, s.points.len(), 100.0 * s.mean_abs_relative_error)?;
             for p in &s.points {
-                write!(f, "  N {} D {}: loss {:.4}, predicted {:.4} ({:+.2}%)", si(p.n), si(p.d), p.loss, p.predicted, 100.0 * p.relative_error)?;
-                if let Some(i) = &p.interval {
-                    write!(f, " [{:.4}, {:.4}]{}", i.lower, i.upper, if i.contains(p.loss) { "" } else { " outside" })?;
-                }
-                writeln!(f)?;
+                writeln!(f, "  {p}")?;
             }
         }
         if !self.comparison.is_empty() {

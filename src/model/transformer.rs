@@ -307,18 +307,19 @@ impl<B: FusedOps> Transformer<B> {
     /// Final hidden states `[batch, seq, width]` (after the last norm). When `trace` is given,
     /// every layer output is pushed into it under a stable name.
     pub fn hidden(&self, tokens: Tensor<B, 2, Int>, mut trace: Option<&mut Trace<B>>) -> Tensor<B, 3> {
-        let mut record = |name: String, t: &Tensor<B, 3>| {
+        // Names are built only when tracing: the training step records nothing and allocates nothing.
+        let mut record = |name: &dyn Fn() -> String, t: &Tensor<B, 3>| {
             if let Some(trace) = trace.as_deref_mut() {
-                trace.push((name, t.clone()));
+                trace.push((name(), t.clone()));
             }
         };
         let mut x = embedding(self.embedding.val(), tokens) * self.embedding_multiplier;
-        record("embedding".into(), &x);
+        record(&|| "embedding".into(), &x);
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, &self.rope, &self.causal_mask, self.residual_multiplier, &mut |branch, t| record(format!("block{i}.{branch}"), t));
+            x = block.forward(x, &self.rope, &self.causal_mask, self.residual_multiplier, &mut |branch, t| record(&|| format!("block{i}.{branch}"), t));
         }
         let h = self.final_norm.forward(x);
-        record("final_norm".into(), &h);
+        record(&|| "final_norm".into(), &h);
         h
     }
 

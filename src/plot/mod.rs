@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::fit::commands::{fit_batch_sweep, fit_lr, BatchReport, LrColumns, LrReport};
-use crate::fit::report::{fit_law, LawReport};
+use crate::fit::commands::{fit_batch_sweep, fit_lr_on, BatchReport, LrColumns, LrReport};
+use crate::fit::input::Table;
+use crate::fit::report::{fit_law_on, LawReport};
 use crate::fit::saved;
 use crate::layout::SweepDir;
-use crate::sweep::collect::ResultsTable;
 use crate::sweep::plan::{Plan, PlannedRun};
 use crate::sweep::status::read_plan;
 use crate::train::coord_check::CoordCheckResult;
@@ -74,9 +74,9 @@ impl SweepData {
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let sweep = SweepDir::new(dir);
         let plan = read_plan(&sweep)?;
-        // Every finished run must be whole (its metrics end in its final evaluation) before any
-        // chart is drawn from it.
-        ResultsTable::read(&sweep)?;
+        // The results table, once: every finished run must be whole (its metrics end in its final
+        // evaluation) before any chart is drawn, and the fits read the same rows.
+        let table = Table::of_sweep(&sweep)?;
         let mut runs = Vec::new();
         for run in &plan.runs {
             let run_dir = sweep.run(&run.id);
@@ -86,8 +86,8 @@ impl SweepData {
             runs.push(RunCurve { run: run.clone(), state, metrics });
         }
         let oracle_loss = runs.iter().flat_map(|r| r.metrics.iter()).find_map(|m| m.oracle_loss);
-        let law = saved::law_definition(&sweep).and_then(|def| fit_law(&def)).map_err(|e| format!("{e:#}"));
-        let lr = fit_lr(dir, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}"));
+        let law = saved::law_definition(&sweep).and_then(|def| fit_law_on(&def, &table)).map_err(|e| format!("{e:#}"));
+        let lr = fit_lr_on(&table, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}"));
         let batch = fit_batch_sweep(dir).map_err(|e| format!("{e:#}"));
         Ok(Self { dir: dir.to_path_buf(), plan, runs, oracle_loss, law, lr, batch })
     }

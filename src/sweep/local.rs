@@ -430,12 +430,17 @@ impl<'a> Scheduler<'a> {
                 }
                 continue;
             }
-            let per_gpu = self.options.runs_per_device.max(1);
-            let capacity = |d: DeviceSpec| if d == DeviceSpec::Cpu { self.parallel } else { per_gpu };
-            let Some(slot) = (0..self.slots.len()).find(|&s| self.slots[s].busy < capacity(self.slots[s].device)) else { break };
+            let Some(slot) = self.free_slot() else { break };
             self.spawn_worker(k, &run, slot, threads)?;
         }
         Ok(held_elsewhere)
+    }
+
+    /// A device with room for one more worker: the CPU is shared by every worker, a GPU takes
+    /// `runs_per_device`.
+    fn free_slot(&self) -> Option<usize> {
+        let capacity = |d: DeviceSpec| if d == DeviceSpec::Cpu { self.parallel } else { self.options.runs_per_device.max(1) };
+        (0..self.slots.len()).find(|&s| self.slots[s].busy < capacity(self.slots[s].device))
     }
 
     fn spawn_worker(&mut self, k: usize, run: &RunDir, slot: usize, threads: usize) -> anyhow::Result<()> {
