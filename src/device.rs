@@ -79,6 +79,8 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
         DeviceSpec::Cpu => Ok(job.run::<CpuBackend>(Default::default())),
         #[cfg(feature = "cuda")]
         DeviceSpec::Cuda(index) => {
+            // Compiled kernels and autotune results persist across processes (checked before any work).
+            crate::kernel_cache::install_for_gpu()?;
             // burn's CUDA runtime panics when no driver or device is found; turn that into an error.
             let run = std::panic::AssertUnwindSafe(|| job.run::<CudaBackend>(burn::backend::cuda::CudaDevice::new(index)));
             std::panic::catch_unwind(run).map_err(|payload| {

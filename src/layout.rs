@@ -12,13 +12,14 @@
 //!   report.html                (`report`)
 //!   export/config.json, recipe.json
 //!   slurm/wave-N.sbatch, jobs.json, logs/, cancelled
+//!   workers/worker-N.log       a persistent worker's own stderr (between its runs)
 //!   runs/<id>/                 RunDir
 //!     config.json              the run file the worker trains
 //!     run.json                 the run as resolved and started (N, FLOPs per token, ...)
 //!     status.json              running | done | failed | diverged | interrupted
 //!     metrics.jsonl            one line per logged step, append-only
 //!     run.lock                 held by the process training the run
-//!     worker.log               the worker's stderr
+//!     worker.log               the worker's stderr while it trained this run
 //!     checkpoints/tokens-<D>.ckpt, periodic-tokens-<D>.ckpt
 //! ```
 //!
@@ -128,6 +129,12 @@ impl SweepDir {
 
     pub fn slurm_cancelled(&self) -> PathBuf {
         self.slurm().join("cancelled")
+    }
+
+    /// The stderr of persistent worker `n` outside its runs (each run's own lines go to the
+    /// run's `worker.log`).
+    pub fn worker_log(&self, n: usize) -> PathBuf {
+        self.root.join("workers").join(format!("worker-{n}.log"))
     }
 }
 

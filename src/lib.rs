@@ -19,6 +19,7 @@ pub mod export;
 pub mod fit;
 pub mod format;
 pub mod fsutil;
+pub mod kernel_cache;
 pub mod layout;
 pub mod model;
 pub mod plot;

@@ -51,6 +51,13 @@ enum Command {
                             a model too big for memory, a run directory another process is writing), 3 diverged, \
                             130/138/143 interrupted by SIGINT/SIGUSR1/SIGTERM (a checkpoint was written; SIGUSR1 is Slurm's time-limit warning).")]
     Train(train::TrainArgs),
+    /// A persistent worker, started by `run` (one per device slot): trains the runs it is sent on stdin, one after another.
+    #[command(after_help = "Started by `windtunnel run` with persistent workers (the default on GPUs; `run --workers persistent`).\n\
+                            Protocol: one JSON request per line on stdin, {\"run_file\", \"out\", \"resume\", \"resume_before_tokens\", \"log\"};\n\
+                            one JSON reply per line on stdout, {\"out\", \"exit_code\"} (the exit code `train` would have had).\n\
+                            It ends when stdin closes. Example (by hand):\n  \
+                            echo '{\"run_file\":\"run.toml\",\"out\":\"runs/a\",\"resume\":false,\"resume_before_tokens\":null,\"log\":\"a.log\"}' | windtunnel worker --device cpu")]
+    Worker(train::WorkerArgs),
     /// Expand a sweep file into its run graph (trunks, branches, plain runs) and its compute, without running it.
     #[command(after_help = "Examples:\n  windtunnel plan sweeps/quickstart.toml\n  windtunnel plan sweeps/minicpm-data-model.toml --json")]
     Plan(sweep::PlanArgs),
@@ -58,6 +65,7 @@ enum Command {
     #[command(after_help = "Examples:\n  windtunnel run sweeps/quickstart.toml\n  \
                             windtunnel run sweeps/quickstart.toml --parallel 2\n  \
                             windtunnel run sweeps/minicpm-lr-stability.toml --devices cuda:0,1,2,3 --runs-per-device 2\n  \
+                            windtunnel run sweeps/quickstart.toml --workers persistent --kernel-cache /tmp/windtunnel-kernels\n  \
                             windtunnel run sweeps/quickstart.toml --executor slurm --partition gpu --time 04:00:00 --gpus-per-task 1\n  \
                             windtunnel run sweeps/quickstart.toml --executor slurm --dry-run   (write the sbatch scripts, submit nothing)\n\n\
                             Rerunning the same command resumes: finished runs are kept, interrupted ones continue from their checkpoints.\n\
@@ -101,6 +109,7 @@ pub fn main() -> ExitCode {
     // Output piped into `head` ends quietly, as with other Unix tools, instead of a panic on EPIPE.
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    windtunnel::train::run::process_start();
     windtunnel::alloc::tune_for_training();
     match dispatch(Cli::parse().command) {
         Ok(code) => ExitCode::from(code),
@@ -116,6 +125,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Model(args) => model::model(args),
         Command::CoordCheck(args) => model::coord_check(args),
         Command::Train(args) => train::train(args),
+        Command::Worker(args) => train::worker(args),
         Command::Plan(args) => sweep::plan(args),
         Command::Run(args) => sweep::run(args),
         Command::Status(args) => sweep::status(args),

@@ -33,6 +33,15 @@ pub struct RunArgs {
     /// Concurrent runs per device.
     #[arg(long, default_value_t = ExecOptions::DEFAULT_RUNS_PER_DEVICE)]
     runs_per_device: usize,
+    /// How runs are trained: `persistent` (a `windtunnel worker` per device slot trains run after
+    /// run: GPU kernels compiled and the CUDA context created once) or `per-run` (a `train`
+    /// process each) [default: persistent on GPUs, per-run on the CPU].
+    #[arg(long, value_enum)]
+    workers: Option<WorkerMode>,
+    /// Where workers keep compiled GPU kernels and autotune results [default:
+    /// $WINDTUNNEL_KERNEL_CACHE, else the sweep file's [gpu] kernel_cache, else ~/.cache/windtunnel/kernels].
+    #[arg(long, value_name = "DIR")]
+    kernel_cache: Option<std::path::PathBuf>,
     /// Retries of a failed run [default: 2]; Slurm: requeues of a task after a failure, time limit
     /// or preemption [default: the [slurm] block's max_requeues, else 3].
     #[arg(long)]
@@ -44,6 +53,12 @@ pub struct RunArgs {
     executor: ExecutorKind,
     #[command(flatten)]
     slurm: SlurmArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WorkerMode {
+    Persistent,
+    PerRun,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -121,12 +136,16 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
 /// The executor the command line asks for.
 fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
     if args.executor == ExecutorKind::Local {
+        let devices = parse_devices(&args.devices)?;
+        let on_gpus = devices.iter().any(|&d| d != DeviceSpec::Cpu);
         return Ok(Box::new(LocalExecutor::new(ExecOptions {
             parallel: args.parallel,
-            devices: parse_devices(&args.devices)?,
             runs_per_device: args.runs_per_device,
             max_retries: args.max_retries.unwrap_or(ExecOptions::DEFAULT_MAX_RETRIES),
             worker: this_binary()?,
+            persistent_workers: args.workers.map_or(on_gpus, |w| w == WorkerMode::Persistent),
+            kernel_cache: args.kernel_cache.clone(),
+            devices,
             quiet: args.quiet,
         })));
     }
@@ -147,7 +166,14 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
         max_requeues: args.max_retries.map(|r| r as u32),
         windtunnel: None,
     };
-    Ok(Box::new(SlurmExecutor::new(SlurmOptions { spec, worker: this_binary()?, dry_run: a.dry_run, wait: a.wait, quiet: args.quiet })))
+    Ok(Box::new(SlurmExecutor::new(SlurmOptions {
+        spec,
+        worker: this_binary()?,
+        dry_run: a.dry_run,
+        wait: a.wait,
+        kernel_cache: args.kernel_cache.clone(),
+        quiet: args.quiet,
+    })))
 }
 
 /// Exit code: 0, or 128 + the signal that stopped the sweep (`cancel` counts as SIGTERM); an

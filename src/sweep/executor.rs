@@ -7,7 +7,7 @@
 //!
 //! Two executors implement it: [`super::local::LocalExecutor`] (worker processes on this
 //! machine's CPUs and GPUs) and [`super::slurm::SlurmExecutor`] (job arrays on a Slurm cluster).
-//! A new one (a pool of persistent GPU workers, another scheduler) is one file implementing this
+//! A new one (another scheduler, a cloud batch service) is one file implementing this
 //! trait, and one line in `sweep::executors_of` so `status` and `cancel` consult it.
 
 use std::collections::HashMap;

@@ -1,10 +1,14 @@
 //! The local executor: `windtunnel run SWEEP.toml` (progress bars in `progress.rs`).
 //!
-//! Each run is a worker subprocess — `windtunnel train runs/<id>/config.json --out runs/<id>` —
-//! so a crashing run cannot take the sweep down. Up to `parallel` workers run at once; CPU
-//! threads are split between them (RAYON_NUM_THREADS), GPUs are handed out by setting the
-//! worker's CUDA_VISIBLE_DEVICES, `runs_per_device` at a time. A branch starts as soon as its
-//! trunk's checkpoint at the branch point exists, not when the trunk finishes.
+//! Each run is trained in a worker subprocess, so a crashing run cannot take the sweep down:
+//! either its own `windtunnel train runs/<id>/config.json --out runs/<id>` process, or (with
+//! persistent workers, the default on GPUs) a long-lived `windtunnel worker` of its device slot
+//! that trains run after run and so compiles GPU kernels and creates the CUDA context once
+//! (see [`super::worker`]); both write the same files and give the same losses bit for bit.
+//! Up to `parallel` runs train at once; CPU threads are split between them (RAYON_NUM_THREADS),
+//! GPUs are handed out by setting the worker's CUDA_VISIBLE_DEVICES, `runs_per_device` at a
+//! time. A branch starts as soon as its trunk's checkpoint at the branch point exists, not when
+//! the trunk finishes.
 //!
 //! Everything lives in files, so a sweep resumes after anything: done and diverged runs are
 //! kept, interrupted runs continue from their checkpoints (`--resume`), failed runs are retried
@@ -21,8 +25,9 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::IsTerminal;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,8 +38,10 @@ use super::executor::{CancelReport, ExecReport, Executor};
 use super::plan::{Plan, PlannedRun};
 use super::progress::SweepBars;
 use super::status::{files_view, LiveState};
+use super::worker::{Event, Request, WorkerProcess};
 use crate::device::DeviceSpec;
 use crate::fsutil::{atomic_write, FileLock};
+use crate::kernel_cache::KernelCache;
 use crate::layout::{RunDir, SweepDir};
 use crate::train::checkpoint;
 use crate::train::log::{read_status, RunState};
@@ -49,6 +56,12 @@ pub struct ExecOptions {
     pub max_retries: usize,
     /// The `windtunnel` binary the workers run.
     pub worker: PathBuf,
+    /// Persistent workers (`windtunnel worker`, one per slot, training run after run) instead
+    /// of a `windtunnel train` process per run.
+    pub persistent_workers: bool,
+    /// `run --kernel-cache`: the kernel cache the workers use, over `WINDTUNNEL_KERNEL_CACHE`
+    /// and the sweep file's `[gpu] kernel_cache`.
+    pub kernel_cache: Option<PathBuf>,
     pub quiet: bool,
 }
 
@@ -77,6 +90,8 @@ impl LocalExecutor {
             runs_per_device: ExecOptions::DEFAULT_RUNS_PER_DEVICE,
             max_retries: ExecOptions::DEFAULT_MAX_RETRIES,
             worker: PathBuf::new(),
+            persistent_workers: false,
+            kernel_cache: None,
             quiet: true,
         })
     }
@@ -146,11 +161,19 @@ struct Slot {
     busy: usize,
 }
 
+/// A run being trained, and by what.
 struct Worker {
     run: usize,
-    child: Child,
+    process: Process,
     slot: usize,
     started: Instant,
+}
+
+enum Process {
+    /// A `windtunnel train` process of its own.
+    PerRun(Child),
+    /// Persistent worker `n` of the pool.
+    Pooled(usize),
 }
 
 /// One execution of a plan: which runs wait, run and finished, and the workers.
@@ -163,12 +186,16 @@ struct Scheduler<'a> {
     slots: Vec<Slot>,
     parallel: usize,
     workers: Vec<Worker>,
+    /// Persistent workers, busy or idle; `None` once one has ended.
+    pool: Vec<Option<WorkerProcess>>,
     report: ExecReport,
     signal: Arc<AtomicUsize>,
     bars: Option<SweepBars>,
     last_progress: Instant,
     started: Instant,
     start_fraction: f64,
+    /// The kernel cache passed to the workers (`WINDTUNNEL_KERNEL_CACHE`), checked before any starts.
+    kernel_cache: Option<PathBuf>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -180,6 +207,7 @@ impl<'a> Scheduler<'a> {
         let devices = if options.devices.is_empty() { vec![DeviceSpec::Cpu] } else { options.devices.clone() };
         let slots: Vec<Slot> = devices.iter().map(|&device| Slot { device, busy: 0 }).collect();
         let parallel = options.parallel.unwrap_or(slots.len() * options.runs_per_device.max(1)).max(1);
+        let kernel_cache = workers_kernel_cache(options, plan, &devices)?;
         let view = files_view(sweep).ok();
         // On a terminal, live bars (finished runs are printed above them); otherwise plain lines.
         let bars = if std::io::stderr().is_terminal() && !options.quiet { view.as_ref().map(SweepBars::new) } else { None };
@@ -192,12 +220,14 @@ impl<'a> Scheduler<'a> {
             slots,
             parallel,
             workers: Vec::new(),
+            pool: Vec::new(),
             report: ExecReport { executor: "local", waited: true, ..Default::default() },
             signal,
             bars,
             last_progress: Instant::now(),
             started: Instant::now(),
             start_fraction: view.map_or(0.0, |s| s.flops_done / s.flops_total.max(1.0)),
+            kernel_cache,
         };
         scheduler.read_states();
         Ok(scheduler)
@@ -266,6 +296,7 @@ impl<'a> Scheduler<'a> {
         if let Some(b) = &self.bars {
             b.finish();
         }
+        self.pool.drain(..).flatten().for_each(WorkerProcess::finish);
         Ok(self.report)
     }
 
@@ -286,31 +317,60 @@ impl<'a> Scheduler<'a> {
         let why = if self.report.cancelled { "`windtunnel cancel`".to_string() } else { format!("signal {stop}") };
         self.say(format!("{why}: stopping {} worker(s); each writes a checkpoint", self.workers.len()));
         for w in &self.workers {
-            // SAFETY: sending a signal to our own child process.
-            unsafe { libc::kill(w.child.id() as i32, libc::SIGTERM) };
+            if let Process::PerRun(child) = &w.process {
+                // SAFETY: sending a signal to our own child process.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            }
         }
+        self.pool.iter_mut().flatten().for_each(WorkerProcess::stop);
     }
 
-    /// Collect the workers that have exited.
+    /// Collect the runs whose workers have exited or answered, and the persistent workers that
+    /// have ended.
     fn reap(&mut self) -> anyhow::Result<()> {
         let mut i = 0;
         while i < self.workers.len() {
-            match self.workers[i].child.try_wait()? {
+            let code = match &mut self.workers[i].process {
+                Process::PerRun(child) => child.try_wait()?.map(|status| status.code()),
+                Process::Pooled(n) => {
+                    let n = *n;
+                    let worker = self.pool[n].as_mut().expect("a busy worker is in the pool");
+                    match worker.poll()? {
+                        Event::Nothing => None,
+                        Event::Finished(code) => Some(Some(code as i32)),
+                        Event::Exited(status) => {
+                            self.pool[n] = None;
+                            let why = status.code().map_or_else(|| format!("signal {}", status.signal().unwrap_or(0)), |c| format!("exit {c}"));
+                            self.say(format!("  persistent worker {n} ended ({why}) while training {}", self.plan.runs[self.workers[i].run].id));
+                            Some(None)
+                        }
+                    }
+                }
+            };
+            match code {
                 None => i += 1,
-                Some(status) => {
+                Some(code) => {
                     let w = self.workers.swap_remove(i);
                     self.slots[w.slot].busy -= 1;
-                    self.finish_worker(&w, status);
+                    self.finish_worker(&w, code);
+                }
+            }
+        }
+        // Idle workers that ended (killed while waiting, or stopped).
+        for entry in &mut self.pool {
+            if let Some(w) = entry.as_mut().filter(|w| w.run.is_none()) {
+                if let Event::Exited(_) = w.poll()? {
+                    *entry = None;
                 }
             }
         }
         Ok(())
     }
 
-    /// What a worker's exit means for its run: finished, to retry, or interrupted.
-    fn finish_worker(&mut self, w: &Worker, status: ExitStatus) {
+    /// What a worker's exit code (`None`: killed by a signal) means for its run: finished, to
+    /// retry, or interrupted.
+    fn finish_worker(&mut self, w: &Worker, code: Option<i32>) {
         let r = &self.plan.runs[w.run];
-        let code = status.code();
         let stopping = self.report.stopped_by_signal.is_some();
         let interrupted = [libc::SIGINT, libc::SIGUSR1, libc::SIGTERM].map(|s| Some(exit_interrupted(s) as i32));
         let state = match code {
@@ -444,28 +504,69 @@ impl<'a> Scheduler<'a> {
     }
 
     fn spawn_worker(&mut self, k: usize, run: &RunDir, slot: usize, threads: usize) -> anyhow::Result<()> {
-        let mut cmd = Command::new(&self.options.worker);
-        cmd.arg("train").arg(run.config()).arg("--out").arg(run.root()).arg("--quiet");
         let state = &mut self.runs[k];
         state.attempts += 1;
-        if let Some(before) = state.regenerate.take() {
-            state.regenerated = true;
-            cmd.arg("--resume-before-tokens").arg(before.to_string());
-        } else if run.record().exists() {
-            cmd.arg("--resume");
-        }
+        let resume_before_tokens = state.regenerate.take();
+        state.regenerated |= resume_before_tokens.is_some();
+        let resume = resume_before_tokens.is_none() && run.record().exists();
+        let log = File::create(run.worker_log()).with_context(|| format!("cannot create {}", run.worker_log().display()))?;
+        let process = if self.options.persistent_workers {
+            let request = Request { run_file: run.config(), out: run.root().to_path_buf(), resume, resume_before_tokens, log: run.worker_log() };
+            Process::Pooled(self.send_to_pool(k, slot, threads, &request)?)
+        } else {
+            let mut cmd = self.worker_command("train", slot, threads);
+            cmd.arg(run.config()).arg("--out").arg(run.root()).arg("--quiet");
+            if let Some(before) = resume_before_tokens {
+                cmd.arg("--resume-before-tokens").arg(before.to_string());
+            } else if resume {
+                cmd.arg("--resume");
+            }
+            cmd.stdout(Stdio::null()).stderr(log);
+            Process::PerRun(cmd.spawn().with_context(|| format!("cannot start worker {}", self.options.worker.display()))?)
+        };
+        self.slots[slot].busy += 1;
+        self.runs[k].phase = Phase::Running;
+        self.workers.push(Worker { run: k, process, slot, started: Instant::now() });
+        Ok(())
+    }
+
+    /// `windtunnel SUBCOMMAND --device …` for a worker on `slot`, with its threads or GPU, the
+    /// kernel cache, and death with this process.
+    fn worker_command(&self, subcommand: &str, slot: usize, threads: usize) -> Command {
+        let mut cmd = Command::new(&self.options.worker);
+        cmd.arg(subcommand);
         die_with_parent(&mut cmd);
         match self.slots[slot].device {
             DeviceSpec::Cpu => cmd.arg("--device").arg("cpu").env("RAYON_NUM_THREADS", threads.to_string()),
             DeviceSpec::Cuda(gpu) => cmd.arg("--device").arg("cuda:0").env("CUDA_VISIBLE_DEVICES", gpu.to_string()),
         };
-        let log = File::create(run.worker_log()).with_context(|| format!("cannot create {}", run.worker_log().display()))?;
-        cmd.stdout(Stdio::null()).stderr(log);
-        let child = cmd.spawn().with_context(|| format!("cannot start worker {}", self.options.worker.display()))?;
-        self.slots[slot].busy += 1;
-        state.phase = Phase::Running;
-        self.workers.push(Worker { run: k, child, slot, started: Instant::now() });
-        Ok(())
+        if let Some(dir) = &self.kernel_cache {
+            cmd.env(crate::kernel_cache::ENV, dir);
+        }
+        cmd
+    }
+
+    /// Hand `request` (run `k`) to an idle persistent worker of `slot`, starting one if none is
+    /// idle; a worker found gone on sending is replaced. Returns the worker's pool index.
+    fn send_to_pool(&mut self, k: usize, slot: usize, threads: usize, request: &Request) -> anyhow::Result<usize> {
+        if let Some(n) = (0..self.pool.len()).find(|&n| self.pool[n].as_ref().is_some_and(|w| w.slot == slot && w.run.is_none())) {
+            let worker = self.pool[n].as_mut().expect("found above");
+            match worker.send(k, request) {
+                Ok(()) => return Ok(n),
+                Err(e) => {
+                    self.say(format!("  persistent worker {n} is gone ({e:#}); starting another"));
+                    self.pool[n] = None;
+                }
+            }
+        }
+        let n = self.pool.len();
+        // A persistent CPU worker keeps its thread pool: its share of the cores for the whole sweep.
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let threads = if self.slots[slot].device == DeviceSpec::Cpu { (cores / self.parallel).max(1) } else { threads };
+        let mut worker = WorkerProcess::start(self.worker_command("worker", slot, threads), slot, &self.sweep.worker_log(n))?;
+        worker.send(k, request)?;
+        self.pool.push(Some(worker));
+        Ok(n)
     }
 
     /// Nothing runs and nothing can start: branches whose trunks will never reach them.
@@ -516,6 +617,18 @@ impl<'a> Scheduler<'a> {
             crate::stderr_line!("    {} {} width {} step {step}/{steps}{eval} ({:.0}s)", r.id, r.kind, r.width, w.started.elapsed().as_secs_f64());
         }
     }
+}
+
+/// The kernel cache for the workers: `run --kernel-cache`, `WINDTUNNEL_KERNEL_CACHE`, the sweep
+/// file's `[gpu] kernel_cache`, or the default. Checked here, before any worker starts, when it
+/// was chosen explicitly or a GPU will use it.
+fn workers_kernel_cache(options: &ExecOptions, plan: &Plan, devices: &[DeviceSpec]) -> anyhow::Result<Option<PathBuf>> {
+    let from_file = plan.kernel_cache.clone().map(|dir| KernelCache { dir, source: "the sweep file's [gpu] kernel_cache".into() });
+    let Some(cache) = KernelCache::resolve(options.kernel_cache.as_deref(), from_file) else { return Ok(None) };
+    if cache.is_explicit() || devices.iter().any(|&d| d != DeviceSpec::Cpu) {
+        cache.check()?;
+    }
+    Ok(cache.is_explicit().then_some(cache.dir))
 }
 
 /// Workers do not outlive their `run`: on Linux the kernel sends a worker SIGTERM (it writes a

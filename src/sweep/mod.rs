@@ -14,6 +14,7 @@ pub mod progress;
 pub mod slurm;
 pub mod spec;
 pub mod status;
+pub mod worker;
 
 use std::path::Path;
 

@@ -4,6 +4,8 @@
 //! config. Re-planning after adding a width keeps every existing id; changing one hyperparameter
 //! changes the ids of exactly the runs it touches.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::spec::{GridSpec, Method, ModelFamily, SweepSpec, WsdSpec};
@@ -71,6 +73,9 @@ pub struct Plan {
     /// Grid points that resolved to a run planned already (each run is planned once).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub duplicates: Vec<String>,
+    /// The sweep file's `[gpu] kernel_cache`, made absolute against the sweep file's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_cache: Option<PathBuf>,
 }
 
 impl Plan {
@@ -224,7 +229,8 @@ pub fn plan(spec: &SweepSpec) -> anyhow::Result<Plan> {
     let total_flops = runs.iter().map(|r| r.own_flops).sum();
     // What one from-scratch run per (N, D) point would cost: every run but the trunks.
     let from_scratch_flops = runs.iter().filter(|r| r.kind != RunKind::Trunk).map(|r| r.flops).sum();
-    Ok(Plan { name: spec.name.clone(), runs, total_flops, from_scratch_flops, duplicates })
+    let kernel_cache = spec.gpu.kernel_cache.as_ref().map(|dir| spec.base_dir.join(dir));
+    Ok(Plan { name: spec.name.clone(), runs, total_flops, from_scratch_flops, duplicates, kernel_cache })
 }
 
 /// Keep the first of runs with one id (two grid points that resolve to the same run config, e.g.

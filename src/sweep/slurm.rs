@@ -38,6 +38,7 @@ use super::plan::{Plan, PlannedRun, RunKind};
 use super::spec::{SlurmSpec, SweepSpec};
 use super::status::{files_view, LiveState, SweepStatus};
 use crate::fsutil::atomic_write;
+use crate::kernel_cache::KernelCache;
 use crate::layout::SweepDir;
 use crate::train::log::{read_status, RunState};
 use crate::train::run::{EXIT_CANNOT_START, EXIT_DIVERGED};
@@ -62,6 +63,9 @@ pub struct SlurmOptions {
     pub dry_run: bool,
     /// Stay until every run has finished (or left Slurm), printing progress.
     pub wait: bool,
+    /// `run --kernel-cache`: exported to the tasks as `WINDTUNNEL_KERNEL_CACHE` (over the
+    /// submitting shell's variable and the sweep file's `[gpu] kernel_cache`).
+    pub kernel_cache: Option<PathBuf>,
     pub quiet: bool,
 }
 
@@ -524,7 +528,7 @@ impl SlurmExecutor {
 
     /// An executor for `status` and `cancel`, which submit nothing.
     pub fn for_status() -> Self {
-        Self::new(SlurmOptions { spec: SlurmSpec::default(), worker: PathBuf::new(), dry_run: false, wait: false, quiet: true })
+        Self::new(SlurmOptions { spec: SlurmSpec::default(), worker: PathBuf::new(), dry_run: false, wait: false, kernel_cache: None, quiet: true })
     }
 }
 
@@ -537,7 +541,12 @@ impl Executor for SlurmExecutor {
     /// `wait` stay until Slurm has nothing left of the sweep.
     fn execute(&self, sweep: &SweepDir, plan: &Plan) -> anyhow::Result<ExecReport> {
         let file = SweepSpec::load(&sweep.sweep_file())?;
-        let options = SlurmOptions { spec: file.slurm.unwrap_or_default().merged(&self.options.spec), ..self.options.clone() };
+        let mut options = SlurmOptions { spec: file.slurm.unwrap_or_default().merged(&self.options.spec), ..self.options.clone() };
+        // A kernel cache chosen explicitly reaches every task; otherwise each node uses its default.
+        let from_file = plan.kernel_cache.clone().map(|dir| KernelCache { dir, source: "[gpu] kernel_cache".into() });
+        if let Some(cache) = KernelCache::resolve(self.options.kernel_cache.as_deref(), from_file).filter(KernelCache::is_explicit) {
+            options.spec.setup.push(format!("export {}={}", crate::kernel_cache::ENV, shell_quote(&cache.dir.display().to_string())));
+        }
         let (submitted, already_finished) = submit(sweep.root(), plan, &options)?;
         let waited = options.wait && !options.dry_run;
         if waited {

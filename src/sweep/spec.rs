@@ -50,6 +50,9 @@ pub struct SweepSpec {
     /// How to submit the sweep to Slurm (`windtunnel run --executor slurm`); ignored locally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm: Option<SlurmSpec>,
+    /// Settings of the GPU workers (`[gpu]`).
+    #[serde(default, skip_serializing_if = "GpuSpec::is_empty")]
+    pub gpu: GpuSpec,
     /// The sweep file's folder (absolute): relative data paths in it resolve against it.
     #[serde(skip)]
     pub base_dir: std::path::PathBuf,
@@ -297,6 +300,23 @@ impl SweepSpec {
             }
         }
         Ok(spec)
+    }
+}
+
+/// The `[gpu]` block of a sweep file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSpec {
+    /// Where the workers keep compiled GPU kernels and autotune results (relative to the sweep
+    /// file's folder); `run --kernel-cache` and `WINDTUNNEL_KERNEL_CACHE` override it. On a
+    /// cluster, a node-local path (see the `kernel_cache` module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_cache: Option<PathBuf>,
+}
+
+impl GpuSpec {
+    fn is_empty(&self) -> bool {
+        self.kernel_cache.is_none()
     }
 }
 

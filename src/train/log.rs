@@ -41,6 +41,11 @@ pub struct MetricsRecord {
     pub tokens_per_s: f64,
     /// Training wall seconds so far, summed over resumes.
     pub wall_s: f64,
+    /// On the first line logged after each start or resume: seconds from the process start (a
+    /// persistent worker: from its taking the run) to the end of the first step — start-up cost,
+    /// GPU kernel compilation included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_step_s: Option<f64>,
 }
 
 /// Append-only `metrics.jsonl`.
@@ -192,6 +197,7 @@ mod tests {
             eval_bits_per_byte: None,
             oracle_loss: None,
             grad_norm: 1.0,
+            first_step_s: None,
             tokens_per_s: 5.0,
             wall_s: 1.0,
         }

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::model::fused::{FusedOps, TrainBackend};
@@ -60,6 +60,37 @@ pub struct TrainOptions {
     pub resume_before_tokens: Option<u64>,
     /// No progress bar or progress lines.
     pub quiet: bool,
+    /// When the run was asked for: the process start for `train`, the request for a persistent
+    /// worker's run. `first_step_s` counts from here [default: the process start].
+    pub requested_at: Option<Instant>,
+}
+
+static PROCESS_START: OnceLock<Instant> = OnceLock::new();
+
+/// The moment this process started (as near as `main` can tell: call it first thing there).
+pub fn process_start() -> Instant {
+    *PROCESS_START.get_or_init(Instant::now)
+}
+
+/// The process's stop flag: the number of the last SIGINT, SIGTERM or SIGUSR1 received (SIGUSR1
+/// is Slurm's warning before a time limit), 0 while none has come. Installed once per process,
+/// so a persistent worker's runs share it.
+fn stop_signal() -> anyhow::Result<Arc<AtomicUsize>> {
+    static FLAG: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+    if let Some(flag) = FLAG.get() {
+        return Ok(flag.clone());
+    }
+    let flag = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
+        signal_hook::flag::register_usize(sig, flag.clone(), sig as usize).context("cannot install signal handlers")?;
+    }
+    Ok(FLAG.get_or_init(|| flag).clone())
+}
+
+/// The signal that asked this process to stop, if one has (see [`stop_signal`]).
+pub fn stop_requested() -> Option<i32> {
+    let sig = stop_signal().ok()?.load(Ordering::SeqCst);
+    (sig != 0).then_some(sig as i32)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +150,9 @@ pub struct TrainSummary {
     pub wall_s: f64,
     pub tokens_per_s: f64,
     pub resumed_from_step: Option<u64>,
+    /// Seconds from the process start (a persistent worker: from the request) to the end of the
+    /// first training step: start-up, data, model init and, on a GPU, kernel compilation.
+    pub first_step_s: Option<f64>,
 }
 
 /// Train the run described by `run_file` into `out`.
@@ -293,11 +327,7 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
     }
     atomic_write(&run_json, serde_json::to_string_pretty(&record)?.as_bytes())?;
 
-    let signal = Arc::new(AtomicUsize::new(0));
-    // SIGUSR1 is Slurm's warning before a time limit (`--signal`): checkpoint and stop like SIGTERM.
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
-        signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).context("cannot install signal handlers")?;
-    }
+    let signal = stop_signal()?;
     Ok(Prepared { record, out: out.to_path_buf(), data, decay_data, trunk_checkpoint, signal })
 }
 
@@ -510,6 +540,9 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         // Training time and steps since the last metrics line (evaluation and checkpoints excluded).
         let (mut interval_seconds, mut interval_steps) = (0.0f64, 0u64);
         let mut outcome = Outcome::Done;
+        let requested_at = self.options.requested_at.unwrap_or_else(process_start);
+        let mut first_step_s = None;
+        let mut first_step_logged = false;
 
         while self.step < r.steps {
             let sig = self.p.signal.load(Ordering::SeqCst);
@@ -534,6 +567,8 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             let (model, report) = self.optimizer.step(model, grads, lr);
             self.model = Some(model);
             self.step += 1;
+            // The loss was read back, so the step's work is done (a GPU has synchronised).
+            first_step_s.get_or_insert_with(|| requested_at.elapsed().as_secs_f64());
             interval_seconds += step_started.elapsed().as_secs_f64();
             interval_steps += 1;
             let first = *self.first_loss.get_or_insert(loss_value);
@@ -560,6 +595,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
                     grad_norm: report.grad_norm,
                     tokens_per_s,
                     wall_s: wall,
+                    first_step_s: if std::mem::replace(&mut first_step_logged, true) { None } else { first_step_s },
                 };
                 self.metrics.append(&record)?;
                 progress.update(&record);
@@ -614,6 +650,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             wall_s: wall,
             tokens_per_s: trained as f64 / start.elapsed().as_secs_f64().max(1e-9),
             resumed_from_step: self.resumed_from,
+            first_step_s,
         })
     }
 }
@@ -647,6 +684,10 @@ impl std::fmt::Display for TrainSummary {
             }
             writeln!(f)?;
         }
-        write!(f, "  wall {:.1}s  {:.0} tokens/s", self.wall_s, self.tokens_per_s)
+        write!(f, "  wall {:.1}s  {:.0} tokens/s", self.wall_s, self.tokens_per_s)?;
+        if let Some(s) = self.first_step_s {
+            write!(f, "  first step done {s:.1}s after start")?;
+        }
+        Ok(())
     }
 }

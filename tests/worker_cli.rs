@@ -1,0 +1,157 @@
+//! Persistent workers (`run --workers persistent`, the default on GPUs) and the GPU kernel cache,
+//! tested on the CPU backend where results are bit-exact.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{fails, table_without_timings, windtunnel, TINY};
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn run_sweep(sweep: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec!["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap(), "--parallel", "2", "--quiet"];
+    args.extend_from_slice(extra);
+    let o = windtunnel(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn status_json(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap()
+}
+
+/// The metrics lines of a run that begin a training session (each start or resume has one).
+fn session_starts(run: &Path) -> Vec<u64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("first_step_s").is_some())
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn persistent_workers_give_the_per_run_table_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "s.toml", TINY);
+    let (per_run, persistent) = (dir.path().join("per-run"), dir.path().join("persistent"));
+    run_sweep(&p, &per_run, &["--workers", "per-run"]);
+    run_sweep(&p, &persistent, &["--workers", "persistent"]);
+    let table = table_without_timings(&persistent.join("tiny"));
+    assert_eq!(table.len(), 14);
+    assert_eq!(table, table_without_timings(&per_run.join("tiny")), "same losses, bit for bit, whichever process trained them");
+
+    // Fourteen runs, two processes: each worker trained run after run.
+    let runs = persistent.join("tiny").join("runs");
+    let pids: HashSet<u64> = std::fs::read_dir(&runs).unwrap().flatten().map(|e| status_json(&e.path())["pid"].as_u64().unwrap()).collect();
+    assert!(pids.len() <= 2, "{} worker processes for 14 runs", pids.len());
+    assert!(persistent.join("tiny").join("workers").join("worker-0.log").exists());
+    // Every run logged its start-up cost on its first metrics line, and wrote its own worker.log.
+    for e in std::fs::read_dir(&runs).unwrap().flatten() {
+        assert_eq!(session_starts(&e.path()).len(), 1, "{}", e.path().display());
+        assert!(e.path().join("worker.log").exists());
+    }
+}
+
+#[test]
+fn a_killed_worker_fails_only_its_run_which_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two runs of 4000 steps, each with a checkpoint at step 100.
+    let long = TINY.split("[[grid]]\nname = \"data\"").next().unwrap().replace(", 1000.0]", "]").replace("0.003, ", "").replace(
+        "training = { tokens = 2560, batch_size = 4, seq_len = 32, eval_interval_tokens = 1280,",
+        "training = { tokens = 512000, batch_size = 4, seq_len = 32, eval_interval_tokens = 128000, checkpoint_tokens = [12800],",
+    );
+    let long = long.replace("widths = [16, 32]", "widths = [16]");
+    let p = write(dir.path(), "long.toml", &long);
+    let reference = dir.path().join("reference");
+    run_sweep(&p, &reference, &["--workers", "per-run"]);
+
+    let out = dir.path().join("out");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
+        .args(["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--parallel", "2", "--quiet", "--workers", "persistent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs = out.join("tiny").join("runs");
+    let started = Instant::now();
+    // Wait until one run is past its checkpoint, then kill its worker.
+    let victim = loop {
+        assert!(started.elapsed() < Duration::from_secs(120), "no run reached its checkpoint");
+        let past = std::fs::read_dir(&runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|r| has_checkpoint_at_12800(r) && std::fs::read_to_string(r.join("status.json")).is_ok_and(|s| s.contains("\"running\"")));
+        if let Some(r) = past {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let pid = status_json(&victim)["pid"].as_i64().unwrap() as i32;
+    assert_ne!(pid as u32, run.id(), "runs are trained by workers, not by `run` itself");
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(run.wait().unwrap().success(), "the sweep recovers from a killed worker");
+
+    assert_eq!(table_without_timings(&out.join("tiny")), table_without_timings(&reference.join("tiny")), "the same table as without the kill");
+    let mut starts: Vec<(String, Vec<u64>)> =
+        std::fs::read_dir(&runs).unwrap().flatten().map(|e| (e.file_name().to_string_lossy().to_string(), session_starts(&e.path()))).collect();
+    starts.sort();
+    let victim_id = victim.file_name().unwrap().to_string_lossy().to_string();
+    for (id, s) in starts {
+        if id == victim_id {
+            // Started at step 1, and again right after its checkpoint at step 100 — not from scratch.
+            assert_eq!(s, vec![1, 101], "{id}");
+        } else {
+            assert_eq!(s, vec![1], "{id} was touched by the other worker's death");
+        }
+    }
+}
+
+fn has_checkpoint_at_12800(run: &Path) -> bool {
+    std::fs::read_dir(run.join("checkpoints")).is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy() == windtunnel::layout::checkpoint_name(12800)))
+}
+
+#[test]
+fn an_unusable_kernel_cache_is_one_clear_error_before_any_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "not-a-dir", "x");
+    let run_file = common::run_file(dir.path(), "run.toml", "", 4, &[]);
+    let below_file = file.join("kernels");
+
+    let e = fails(&["train", run_file.to_str().unwrap(), "--out", dir.path().join("a").to_str().unwrap(), "--kernel-cache", file.to_str().unwrap()]);
+    assert!(e.contains("kernel cache") && e.contains("not-a-dir") && e.contains("is not a directory") && e.contains("--kernel-cache DIR"), "{e}");
+    assert!(!dir.path().join("a").join("metrics.jsonl").exists(), "nothing trained");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
+        .args(["train", run_file.to_str().unwrap(), "--out", dir.path().join("b").to_str().unwrap()])
+        .env("WINDTUNNEL_KERNEL_CACHE", &below_file)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("WINDTUNNEL_KERNEL_CACHE") && e.contains("cannot be created"), "{e}");
+
+    // A sweep's [gpu] kernel_cache, relative to the sweep file, is checked before any worker starts.
+    let sweep = write(dir.path(), "s.toml", &TINY.replace("seeds = [0]\n", "seeds = [0]\n\n[gpu]\nkernel_cache = \"not-a-dir/kernels\"\n"));
+    let out = dir.path().join("out");
+    let e = fails(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
+    assert!(e.contains("[gpu] kernel_cache") && e.contains("not-a-dir/kernels"), "{e}");
+    let trained = std::fs::read_dir(out.join("tiny").join("runs")).unwrap().flatten().filter(|r| r.path().join("metrics.jsonl").exists()).count();
+    assert_eq!(trained, 0);
+
+    // A good one is created and used.
+    let cache = dir.path().join("cache").join("kernels");
+    let o = windtunnel(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet", "--kernel-cache", cache.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(cache.is_dir());
+}
