@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""The GPU check: windtunnel's CUDA backend next to PyTorch on the same GPU, in one bounded run.
+
+    benches/gpu-check.sh target/release/windtunnel OUTDIR [SECONDS]
+
+Every step has a time limit and the whole check a deadline (default 450 s), so a short device
+window still brings back what finished; results are rewritten to OUTDIR/gpu-check.json after each
+step, with logs beside it. Steps, in order of what they tell:
+
+1. PyTorch eager (fp32 and bf16-mixed) on the four shapes — the reference (benches/torch_reference.py);
+2. windtunnel w128 with an empty kernel cache (cold) and again with the cache it wrote (warm):
+   process start → first step done, steady tokens/s;
+3. windtunnel 9m, w256, 36m (warm where the kernels are shared, cold for what is new), each run
+   twice so the second start is warm;
+4. concurrent 9m runs on the one GPU (1, 2, 4): aggregate tokens/s;
+5. a 4-run learning-rate sweep of the 9m proxy with persistent workers vs a process per run;
+6. PyTorch torch.compile on w128, when time remains.
+
+JSON fields are plain: first_step_s_cold, first_step_s_warm, tokens_per_s, torch_eager_tokens_per_s,
+ratio_vs_torch_eager, mfu (model FLOPs per token from `windtunnel model` × tokens/s ÷ the GPU's dense
+peak for the precision), and per step a status ("ok", "timeout", "failed").
+"""
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# GPU_CHECK_DEVICE=cpu runs the same steps on the CPU: a dry run of this script without a GPU.
+DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda:0")
+TORCH_DEVICE = "cuda" if DEVICE.startswith("cuda") else "cpu"
+# GPU_CHECK_GROUPS=windtunnel,sweep runs only those groups (torch, windtunnel, concurrent, sweep, compile).
+GROUPS = os.environ.get("GPU_CHECK_GROUPS", "torch,windtunnel,concurrent,sweep,compile").split(",")
+# name, width, depth, heads, kv_heads, batch, seq, vocab
+SHAPES = {
+    "w128": (128, 4, 4, 2, 16, 256, 256),
+    "w256": (256, 8, 8, 4, 16, 256, 256),
+    "9m": (320, 8, 5, 5, 32, 512, 256),
+    "36m": (512, 12, 8, 8, 32, 512, 256),
+}
+# Dense peak FLOP/s by GPU and precision (vendor data sheets, SXM parts, without sparsity).
+PEAKS = {
+    "H200": {"fp32": 67e12, "tf32": 494.7e12, "bf16-mixed": 989.4e12},
+    "H100": {"fp32": 67e12, "tf32": 494.7e12, "bf16-mixed": 989.4e12},
+    "A100": {"fp32": 19.5e12, "tf32": 156e12, "bf16-mixed": 312e12},
+}
+
+
+class Check:
+    def __init__(self, binary, out, budget_s):
+        self.bin, self.out = os.path.abspath(binary), os.path.abspath(out)
+        self.deadline = time.monotonic() + budget_s
+        self.work = tempfile.mkdtemp(prefix="gpu-check-")
+        self.cache = os.path.join(self.work, "kernel-cache")
+        os.makedirs(self.out, exist_ok=True)
+        self.results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": os.environ.get("COMMIT", "unknown"), "steps": {}}
+        self.results.update(gpu_facts())
+        self.peaks = next((p for k, p in PEAKS.items() if k in self.results.get("gpu", "")), None)
+        self.save()
+
+    def left(self):
+        return self.deadline - time.monotonic()
+
+    def save(self):
+        with open(os.path.join(self.out, "gpu-check.json"), "w") as f:
+            json.dump(self.results, f, indent=2)
+
+    def record(self, key, value):
+        self.results["steps"][key] = value
+        self.save()
+        print(f"== {key}: {json.dumps(value)[:400]}", flush=True)
+
+    def run(self, key, cmd, limit_s, env=None, reserve_s=10):
+        """Run cmd with a limit cut to the deadline; returns (status, stdout, seconds)."""
+        limit = min(limit_s, self.left() - reserve_s)
+        if limit < 5:
+            return "skipped: no time left", "", 0.0
+        log = open(os.path.join(self.out, f"{key}.log"), "w")
+        started = time.monotonic()
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, timeout=limit, env={**os.environ, **(env or {})})
+            status = "ok" if p.returncode == 0 else f"failed: exit {p.returncode}"
+            return status, p.stdout, time.monotonic() - started
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            return f"timeout after {limit:.0f}s", out, time.monotonic() - started
+
+    def model(self, name):
+        w, d, h, kv, b, s, v = SHAPES[name]
+        p = subprocess.run([self.bin, "model", "--width", str(w), "--depth", str(d), "--heads", str(h), "--kv-heads", str(kv), "--vocab", str(v), "--seq-len", str(s), "--json"], capture_output=True, text=True)
+        return json.loads(p.stdout)
+
+    def mfu(self, name, tokens_per_s, precision):
+        if not self.peaks or not tokens_per_s:
+            return None
+        return self.model(name)["flops_per_token"] * tokens_per_s / self.peaks[precision]
+
+    def torch(self, name, precision, compile_=False, limit_s=60):
+        w, d, h, kv, b, s, v = SHAPES[name]
+        ffn = self.model(name)["ffn_width"]
+        cmd = [sys.executable, os.path.join(HERE, "torch_reference.py"), "--device", TORCH_DEVICE, "--precision", precision, "--steps", "30", "--warmup-steps", "5"]
+        cmd += ["--width", str(w), "--depth", str(d), "--heads", str(h), "--kv-heads", str(kv), "--ffn-width", str(ffn), "--vocab", str(v), "--batch-size", str(b), "--seq-len", str(s)]
+        if compile_:
+            cmd.append("--compile")
+        key = f"torch_{'compile' if compile_ else 'eager'}_{precision}_{name}"
+        status, out, secs = self.run(key, cmd, limit_s)
+        result = {"status": status, "wall_s": secs}
+        if status == "ok":
+            r = json.loads(out)
+            result.update(tokens_per_s=r["tokens_per_s"], first_step_s=r["first_step_s"], losses=r["losses"], torch=r["torch"], mfu=self.mfu(name, r["tokens_per_s"], precision))
+        self.record(key, result)
+        return result
+
+    def run_file(self, name, steps, lr=0.01):
+        w, d, h, kv, b, s, v = SHAPES[name]
+        tokens = steps * b * s
+        path = os.path.join(self.work, f"{name}-{lr}.toml")
+        with open(path, "w") as f:
+            f.write(
+                f"[model]\nwidth = {w}\ndepth = {d}\nheads = {h}\nkv_heads = {kv}\nvocab = {v}\n[mup]\nbase_width = {w}\n"
+                f"[optimizer]\nlr = {lr}\n[schedule]\nkind = \"constant\"\nwarmup_tokens = 0\n"
+                f"[training]\ntokens = {tokens}\nbatch_size = {b}\nseq_len = {s}\neval_interval_tokens = {tokens}\neval_tokens = {b * s}\n"
+                f"log_interval_steps = 1\ncheckpoint_every_minutes = 0\n[data]\nkind = \"synthetic\"\nvocab = {v}\n"
+            )
+        return path
+
+    def windtunnel(self, key, name, limit_s, steps=40):
+        run_dir = os.path.join(self.work, key)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        cmd = [self.bin, "train", self.run_file(name, steps), "--out", run_dir, "--device", DEVICE, "--quiet", "--json", "--kernel-cache", self.cache]
+        status, out, secs = self.run(key, cmd, limit_s)
+        result = {"status": status, "wall_s": secs}
+        metrics = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+        if metrics:
+            result["first_step_s"] = metrics[0].get("first_step_s")
+            result["steps_done"] = metrics[-1]["step"]
+            result["losses"] = [m["train_loss"] for m in metrics[:5]]
+            result["tokens_per_s"] = steady_tokens_per_s(metrics)
+            result["mfu"] = self.mfu(name, result["tokens_per_s"], "fp32")
+        self.record(key, result)
+        return result
+
+    def concurrent(self, n, limit_s):
+        """n `train` processes of the 9m proxy at once on the GPU: aggregate steady tokens/s."""
+        procs, dirs = [], []
+        limit = min(limit_s, self.left() - 10)
+        if limit < 20:
+            self.record(f"concurrent_9m_x{n}", {"status": "skipped: no time left"})
+            return
+        for i in range(n):
+            d = os.path.join(self.work, f"conc{n}-{i}")
+            shutil.rmtree(d, ignore_errors=True)
+            dirs.append(d)
+            log = open(os.path.join(self.out, f"concurrent_9m_x{n}_{i}.log"), "w")
+            cmd = [self.bin, "train", self.run_file("9m", 60), "--out", d, "--device", DEVICE, "--quiet", "--kernel-cache", self.cache]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log))
+        started, status = time.monotonic(), "ok"
+        for p in procs:
+            try:
+                p.wait(timeout=max(1, limit - (time.monotonic() - started)))
+            except subprocess.TimeoutExpired:
+                status = f"timeout after {limit:.0f}s"
+                p.kill()
+        rates = [steady_tokens_per_s(read_metrics(os.path.join(d, "metrics.jsonl"))) for d in dirs]
+        self.record(f"concurrent_9m_x{n}", {"status": status, "runs": n, "tokens_per_s_each": rates, "aggregate_tokens_per_s": sum(r or 0 for r in rates)})
+
+    def sweep(self, workers, limit_s):
+        """A 4-run learning-rate grid of the 9m proxy: wall time of `windtunnel run`."""
+        sweep = os.path.join(self.work, f"sweep-{workers}.toml")
+        w, d, h, kv, b, s, v = SHAPES["9m"]
+        tokens = 40 * b * s
+        with open(sweep, "w") as f:
+            f.write(
+                f'name = "lr-{workers}"\n[base]\nmup = {{ base_width = {w} }}\noptimizer = {{ lr = 0.01 }}\n'
+                f'schedule = {{ kind = "constant", warmup_tokens = 0 }}\n'
+                f"training = {{ tokens = {tokens}, batch_size = {b}, seq_len = {s}, eval_interval_tokens = {tokens}, eval_tokens = {b * s}, checkpoint_every_minutes = 0 }}\n"
+                f'data = {{ kind = "synthetic", vocab = {v} }}\n[[grid]]\nname = "lr"\nmodels = {{ presets = ["9m"] }}\n'
+                f'parameters."optimizer.lr" = {{ values = [0.003, 0.01, 0.03, 0.1] }}\n'
+            )
+        cmd = [self.bin, "run", sweep, "--out", os.path.join(self.work, "sweeps"), "--devices", DEVICE, "--workers", workers, "--kernel-cache", self.cache, "--quiet"]
+        status, _, secs = self.run(f"sweep_9m_lr4_{workers}", cmd, limit_s)
+        self.record(f"sweep_9m_lr4_{workers}", {"status": status, "wall_s": secs})
+
+
+def read_metrics(path):
+    try:
+        return [json.loads(line) for line in open(path) if line.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+def steady_tokens_per_s(metrics):
+    """Tokens over training seconds of the steps after the third (one metrics line per step)."""
+    rows = metrics[3:]
+    if len(rows) < 2:
+        return None
+    tokens = sum(r["tokens"] - p["tokens"] for p, r in zip(rows, rows[1:]))
+    seconds = sum((r["tokens"] - p["tokens"]) / r["tokens_per_s"] for p, r in zip(rows, rows[1:]))
+    return tokens / seconds
+
+
+def gpu_facts():
+    facts = {}
+    try:
+        q = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"], capture_output=True, text=True, timeout=30).stdout
+        name, driver, memory = [x.strip() for x in q.splitlines()[0].split(",")]
+        facts.update(gpu=name, driver=driver, gpu_memory=memory)
+    except Exception as e:  # noqa: BLE001 - any failure is reported, not fatal
+        facts["gpu_error"] = str(e)
+    try:
+        facts["nvcc"] = subprocess.run(["nvcc", "--version"], capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[-1]
+    except Exception:  # noqa: BLE001
+        pass
+    return facts
+
+
+def windtunnel_starts_and_speed(c):
+    """First step with a cold and a warm kernel cache, steady tokens/s next to PyTorch, MFU."""
+    cold = c.windtunnel("windtunnel_w128_cold", "w128", limit_s=200)
+    warm = c.windtunnel("windtunnel_w128_warm", "w128", limit_s=60)
+    summary = {"w128": {"first_step_s_cold": cold.get("first_step_s"), "first_step_s_warm": warm.get("first_step_s")}}
+    for name in ["9m", "w256", "36m"]:
+        first = c.windtunnel(f"windtunnel_{name}_first", name, limit_s=120)
+        second = c.windtunnel(f"windtunnel_{name}_second", name, limit_s=60)
+        summary[name] = {"first_step_s_first_start": first.get("first_step_s"), "first_step_s_warm": second.get("first_step_s")}
+    for name, s in summary.items():
+        runs = [c.results["steps"].get(k, {}) for k in (f"windtunnel_{name}_warm", f"windtunnel_{name}_second")]
+        tps = next((r.get("tokens_per_s") for r in runs if r.get("tokens_per_s")), None)
+        torch_tps = c.results["steps"].get(f"torch_eager_fp32_{name}", {}).get("tokens_per_s")
+        s.update(tokens_per_s=tps, torch_eager_tokens_per_s=torch_tps, ratio_vs_torch_eager=(tps / torch_tps) if tps and torch_tps else None, mfu=c.mfu(name, tps, "fp32"))
+    c.results["summary"] = summary
+    c.save()
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit("usage: gpu_check.py WINDTUNNEL_BINARY OUTDIR [SECONDS]")
+    c = Check(sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 450)
+    if "torch" in GROUPS:
+        for name in SHAPES:
+            for precision in ["fp32", "bf16-mixed"]:
+                c.torch(name, precision, limit_s=45)
+    if "windtunnel" in GROUPS:
+        windtunnel_starts_and_speed(c)
+    if "concurrent" in GROUPS:
+        for n in [1, 2, 4]:
+            c.concurrent(n, limit_s=60)
+    if "sweep" in GROUPS:
+        c.sweep("persistent", limit_s=90)
+        c.sweep("per-run", limit_s=90)
+    if "compile" in GROUPS:
+        c.torch("w128", "fp32", compile_=True, limit_s=90)
+    c.save()
+    print(f"== done with {c.left():.0f}s to spare; {os.path.join(c.out, 'gpu-check.json')}")
+
+
+if __name__ == "__main__":
+    main()

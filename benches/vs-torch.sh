@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# windtunnel's training step against PyTorch eager on the same model, shapes and threads, on the
+# CPU: the two alternate, ROUNDS times per shape, so a noisy machine slows both alike; the ratio
+# of each round is what to read.
+#
+#   benches/vs-torch.sh [ROUNDS] [THREADS]        (defaults: 3 rounds, 2 threads)
+#
+# Shapes (batch 16 × seq 256, vocab 256): w128 = width 128 × 4 layers, 4 heads (2 kv);
+# w256 = width 256 × 8 layers, 8 heads (4 kv). tokens/s is the steady rate: the steps after the
+# first three (windtunnel: from its per-step metrics lines; PyTorch: benches/torch_reference.py).
+# PyTorch comes from a venv in target/torch-venv (made here with pip if missing; PyPI's wheel is
+# large) or from $TORCH_PYTHON. Results: a table on stdout, JSON in benches/results/cpu-vs-torch.json
+# (or $OUT_JSON).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+THREADS=${2:-2}
+STEPS=${STEPS:-30}
+OUT_JSON=${OUT_JSON:-benches/results/cpu-vs-torch.json}
+PY=${TORCH_PYTHON:-target/torch-venv/bin/python}
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  echo "== making target/torch-venv with PyTorch (pip install torch; once)" >&2
+  python3 -m venv target/torch-venv
+  target/torch-venv/bin/pip install --quiet --progress-bar off torch numpy
+  PY=target/torch-venv/bin/python
+fi
+cargo build --release --quiet
+BIN=target/release/windtunnel
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# windtunnel: a run of STEPS + 3 steps, one metrics line per step, evaluated only at the end.
+windtunnel_tps() { # width depth heads kv_heads
+  local steps=$((STEPS + 3)) tokens_per_step=$((16 * 256))
+  cat > "$WORK/run.toml" <<TOML
+[model]
+width = $1
+depth = $2
+heads = $3
+kv_heads = $4
+vocab = 256
+[mup]
+base_width = $1
+[optimizer]
+lr = 0.01
+[schedule]
+kind = "constant"
+warmup_tokens = 0
+[training]
+tokens = $((steps * tokens_per_step))
+batch_size = 16
+seq_len = 256
+eval_interval_tokens = $((steps * tokens_per_step))
+eval_tokens = 4096
+log_interval_steps = 1
+checkpoint_every_minutes = 0
+[data]
+kind = "synthetic"
+vocab = 256
+TOML
+  rm -rf "$WORK/run"
+  RAYON_NUM_THREADS=$THREADS "$BIN" train "$WORK/run.toml" --out "$WORK/run" --quiet > /dev/null
+  # Steady rate: tokens over seconds of the steps after the third.
+  python3 - "$WORK/run/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])][3:]
+tokens = sum(r["tokens"] - p["tokens"] for p, r in zip(rows, rows[1:]))
+seconds = sum((r["tokens"] - p["tokens"]) / r["tokens_per_s"] for p, r in zip(rows, rows[1:]))
+print(f"{tokens / seconds:.1f}")
+PY
+}
+
+torch_tps() { # width depth heads kv_heads ffn_width
+  "$PY" benches/torch_reference.py --width "$1" --depth "$2" --heads "$3" --kv-heads "$4" --ffn-width "$5" --vocab 256 \
+    --batch-size 16 --seq-len 256 --steps "$STEPS" --threads "$THREADS" | python3 -c "import json,sys; print(f\"{json.load(sys.stdin)['tokens_per_s']:.1f}\")"
+}
+
+ffn_width() { "$BIN" model --width "$1" --depth "$2" --heads "$3" --kv-heads "$4" --vocab 256 --json | python3 -c "import json,sys; print(json.load(sys.stdin)['ffn_width'])"; }
+
+TORCH_VERSION=$("$PY" -c "import torch; print(torch.__version__)")
+echo "windtunnel $(git rev-parse --short HEAD) vs PyTorch $TORCH_VERSION eager, $THREADS threads, $ROUNDS rounds, $STEPS timed steps"
+printf "%-6s %5s %18s %18s %7s\n" shape round windtunnel_tok/s torch_tok/s ratio
+RESULTS="[]"
+for shape in "w128 128 4 4 2" "w256 256 8 8 4"; do
+  set -- $shape
+  name=$1; shift
+  ffn=$(ffn_width "$@")
+  for round in $(seq 1 "$ROUNDS"); do
+    wt=$(windtunnel_tps "$@")
+    pt=$(torch_tps "$@" "$ffn")
+    ratio=$(python3 -c "print(f'{$wt / $pt:.3f}')")
+    printf "%-6s %5d %18.0f %18.0f %6.3fx\n" "$name" "$round" "$wt" "$pt" "$ratio"
+    RESULTS=$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); r.append(dict(shape='$name', round=$round, windtunnel_tokens_per_s=$wt, torch_eager_tokens_per_s=$pt, ratio_vs_torch_eager=$ratio)); print(json.dumps(r))" "$RESULTS")
+  done
+done
+mkdir -p "$(dirname "$OUT_JSON")"
+python3 - "$RESULTS" "$OUT_JSON" "$TORCH_VERSION" "$THREADS" "$STEPS" <<'PY'
+import json, statistics, subprocess, sys, datetime, platform
+rounds = json.loads(sys.argv[1])
+summary = {}
+for shape in sorted({r["shape"] for r in rounds}):
+    ratios = [r["ratio_vs_torch_eager"] for r in rounds if r["shape"] == shape]
+    summary[shape] = {"median_ratio_vs_torch_eager": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+    print(f"{shape}: median ratio {summary[shape]['median_ratio_vs_torch_eager']:.3f}x (range {min(ratios):.3f}-{max(ratios):.3f})")
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+out = {
+    "date": datetime.date.today().isoformat(),
+    "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    "cpu": cpu,
+    "threads": int(sys.argv[4]),
+    "timed_steps": int(sys.argv[5]),
+    "torch": sys.argv[3],
+    "rounds": rounds,
+    "summary": summary,
+}
+json.dump(out, open(sys.argv[2], "w"), indent=2)
+print(f"wrote {sys.argv[2]}")
+PY
