@@ -247,3 +247,25 @@ fn losses_do_not_depend_on_the_cpu_thread_count() {
     }
     assert_eq!(outs[0], outs[1]);
 }
+
+/// `precision` is a GPU setting: on the CPU a bf16-mixed run trains in fp32 (the same losses,
+/// bit for bit) and says so; an unknown precision names the choices.
+#[test]
+fn the_cpu_trains_in_fp32_whatever_the_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let fp32 = run_file(dir.path(), "fp32.toml", "", 12, &[]);
+    let text = std::fs::read_to_string(&fp32).unwrap();
+    let bf16 = dir.path().join("bf16.toml");
+    std::fs::write(&bf16, text.replace("log_interval_steps = 1", "log_interval_steps = 1\nprecision = \"bf16-mixed\"")).unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    assert!(train(&[fp32.to_str().unwrap(), "--out", a.to_str().unwrap()]).status.success());
+    let o = train(&[bf16.to_str().unwrap(), "--out", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("note: precision = \"bf16-mixed\" applies on GPUs; the CPU backend trains in fp32"));
+    assert_eq!(losses(&a), losses(&b));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text.replace("log_interval_steps = 1", "log_interval_steps = 1\nprecision = \"fp8\"")).unwrap();
+    let e = fails(&["train", bad.to_str().unwrap(), "--out", dir.path().join("c").to_str().unwrap()]);
+    assert!(e.contains("bad.toml") && e.contains("fp8") && e.contains("bf16-mixed"), "{e}");
+}

@@ -155,3 +155,17 @@ fn an_unusable_kernel_cache_is_one_clear_error_before_any_training() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(cache.is_dir());
 }
+
+#[test]
+fn gpus_without_cuda_are_refused_before_any_worker_starts() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "s.toml", TINY);
+    let out = dir.path().join("out");
+    let e = fails(&["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--devices", "cuda:0", "--quiet"]);
+    assert!(e.contains("--devices cuda:0: this windtunnel was built without CUDA support"), "{e}");
+    let run_dir = std::fs::read_dir(out.join("tiny").join("runs")).unwrap().flatten().next().unwrap().path();
+    assert!(!run_dir.join("worker.log").exists(), "no worker started");
+}

@@ -1,11 +1,12 @@
 //! The µP MiniCPM proxy model: its shape and exact counts ([`shape`]), the µP rules ([`mup`]),
-//! the burn network ([`transformer`]), the fused kernels it uses ([`fused`]) and the training
-//! memory a shape needs ([`memory`]). The coordinate check that verifies µP trains, so it lives
+//! the burn network ([`transformer`]), the fused kernels it uses ([`fused`]), the arithmetic of its
+//! matrix products ([`precision`]) and the training memory a shape needs ([`memory`]). The coordinate check that verifies µP trains, so it lives
 //! in `train::coord_check`.
 
 pub mod fused;
 pub mod memory;
 pub mod mup;
+pub mod precision;
 pub mod shape;
 pub mod transformer;
 

@@ -13,11 +13,12 @@
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{log_softmax, silu};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::{embedding, linear};
+use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::fused::{softmax_last, FusedOps};
 use super::mup::{MupConfig, ParamGroup};
+use super::precision::Precision;
 use super::shape::ModelShape;
 use crate::rng::Rng;
 
@@ -48,6 +49,8 @@ pub struct Attention<B: Backend> {
     pub wo: Param<Tensor<B, 2>>,
     pub heads: usize,
     pub kv_heads: usize,
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl<B: FusedOps> Attention<B> {
@@ -56,9 +59,10 @@ impl<B: FusedOps> Attention<B> {
         let head_dim = width / self.heads;
         let groups = self.heads / self.kv_heads;
 
-        let q = rope.apply(linear(x.clone(), self.wq.val(), None).reshape([batch, seq, self.heads, head_dim]));
-        let k = rope.apply(linear(x.clone(), self.wk.val(), None).reshape([batch, seq, self.kv_heads, head_dim]));
-        let v = linear(x, self.wv.val(), None).reshape([batch, seq, self.kv_heads, head_dim]);
+        let p = self.precision;
+        let q = rope.apply(p.linear(x.clone(), self.wq.val()).reshape([batch, seq, self.heads, head_dim]));
+        let k = rope.apply(p.linear(x.clone(), self.wk.val()).reshape([batch, seq, self.kv_heads, head_dim]));
+        let v = p.linear(x, self.wv.val()).reshape([batch, seq, self.kv_heads, head_dim]);
 
         // Grouped-query attention without copying keys and values: the `groups` query heads that
         // share a key/value head are stacked along the query axis, [b, kv, groups·seq, d], and the
@@ -66,11 +70,11 @@ impl<B: FusedOps> Attention<B> {
         let q = q.swap_dims(1, 2).reshape([batch, self.kv_heads, groups * seq, head_dim]);
         let k = k.swap_dims(1, 2); // [b, kv, seq, d]
         let v = v.swap_dims(1, 2);
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (head_dim as f64).sqrt());
+        let scores = p.matmul(q, k.swap_dims(2, 3)) * (1.0 / (head_dim as f64).sqrt());
         let scores = mask.apply(scores, groups); // −∞ above the diagonal
-        let context = softmax_last(scores).matmul(v); // [b, kv, groups·seq, d]
+        let context = p.matmul(softmax_last(scores), v); // [b, kv, groups·seq, d]
         let context = context.reshape([batch, self.heads, seq, head_dim]).swap_dims(1, 2).reshape([batch, seq, width]);
-        linear(context, self.wo.val(), None)
+        p.linear(context, self.wo.val())
     }
 }
 
@@ -120,13 +124,16 @@ pub struct FeedForward<B: Backend> {
     pub w_gate: Param<Tensor<B, 2>>,
     pub w_up: Param<Tensor<B, 2>>,
     pub w_down: Param<Tensor<B, 2>>,
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl<B: Backend> FeedForward<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(linear(x.clone(), self.w_gate.val(), None));
-        let up = linear(x, self.w_up.val(), None);
-        linear(gate * up, self.w_down.val(), None)
+        let p = self.precision;
+        let gate = silu(p.linear(x.clone(), self.w_gate.val()));
+        let up = p.linear(x, self.w_up.val());
+        p.linear(gate * up, self.w_down.val())
     }
 }
 
@@ -232,6 +239,9 @@ pub struct Transformer<B: Backend> {
     pub logit_multiplier: f64,
     /// Longest sequence the rotary tables cover.
     pub max_seq_len: usize,
+    /// The arithmetic of the matrix products (`[training] precision`).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 /// A named activation recorded during a forward pass (for the coordinate check).
@@ -271,11 +281,13 @@ impl<B: Backend> Transformer<B> {
                 wo: matrix(width, width, ParamGroup::HiddenMatrix),
                 heads: shape.heads,
                 kv_heads: shape.kv_heads,
+                precision: Precision::Fp32,
             };
             let ffn = FeedForward {
                 w_gate: matrix(width, shape.ffn_width, ParamGroup::HiddenMatrix),
                 w_up: matrix(width, shape.ffn_width, ParamGroup::HiddenMatrix),
                 w_down: matrix(shape.ffn_width, width, ParamGroup::HiddenMatrix),
+                precision: Precision::Fp32,
             };
             blocks.push((attention, ffn));
         }
@@ -299,7 +311,18 @@ impl<B: Backend> Transformer<B> {
             residual_multiplier: mup.residual_multiplier(shape.depth),
             logit_multiplier: mup.logit_multiplier(width),
             max_seq_len,
+            precision: Precision::Fp32,
         }
+    }
+
+    /// The same model computing its matrix products at `precision` (see [`Precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        for block in &mut self.blocks {
+            block.attention.precision = precision;
+            block.ffn.precision = precision;
+        }
+        self
     }
 }
 
@@ -326,7 +349,7 @@ impl<B: FusedOps> Transformer<B> {
     /// Logits `[batch, seq, vocab]`: the tied embedding applied to the µP-scaled hidden states.
     pub fn logits(&self, tokens: Tensor<B, 2, Int>, mut trace: Option<&mut Trace<B>>) -> Tensor<B, 3> {
         let h = self.hidden(tokens, trace.as_deref_mut());
-        let logits = linear(h * self.logit_multiplier, self.embedding.val().transpose(), None);
+        let logits = self.precision.linear(h * self.logit_multiplier, self.embedding.val().transpose());
         if let Some(trace) = trace {
             trace.push(("logits".into(), logits.clone()));
         }
@@ -372,6 +395,7 @@ mod tests {
     use super::*;
     use crate::model::mup::Parameterization;
     use burn::backend::Flex;
+    use burn::tensor::module::linear;
 
     fn small_shapes() -> Vec<ModelShape> {
         vec![

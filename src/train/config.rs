@@ -33,6 +33,7 @@
 //! eval_interval_tokens = 200_000
 //! eval_tokens = 65_536
 //! checkpoint_tokens = [1_000_000]
+//! # precision = "bf16-mixed"    # GPUs; default "fp32" (or "tf32"); the CPU trains in fp32
 //!
 //! [data]                        # see crate::data; default: the synthetic language
 //! kind = "synthetic"
@@ -51,6 +52,7 @@ use super::optimizer::AdamWConfig;
 use super::schedule::ScheduleSpec;
 use crate::data::DataSpec;
 use crate::model::mup::MupConfig;
+use crate::model::precision::Precision;
 use crate::model::shape::{self, ModelShape};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,6 +196,11 @@ pub struct TrainingConfig {
     /// A loss above this multiple of the first step's loss (or NaN/inf) marks the run diverged.
     #[serde(default = "d_divergence")]
     pub divergence_factor: f64,
+    /// The arithmetic of the matrix products on a GPU: "fp32" (the default), "tf32" or
+    /// "bf16-mixed" (bf16 products, fp32 master weights and optimizer state); see
+    /// `model::precision`. The CPU trains in fp32.
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
 }
 
 fn d_checkpoint_minutes() -> f64 {

@@ -28,6 +28,7 @@ use crate::device::{run_on, BackendJob, DeviceSpec};
 use crate::fsutil::{atomic_write, FileLock};
 use crate::layout::RunDir;
 use crate::model::memory::{self, machine_memory_bytes, MemoryEstimate};
+use crate::model::precision::Precision;
 use crate::model::shape::{FlopsPerToken, ModelShape};
 use crate::model::transformer::Transformer;
 
@@ -191,7 +192,7 @@ pub fn lock_run_dir(out: &Path) -> anyhow::Result<FileLock> {
 pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOptions) -> anyhow::Result<TrainSummary> {
     // Exactly one writer per run directory, held until this function returns (or the process dies).
     let _lock = lock_run_dir(out).map_err(cannot_start)?;
-    let prepared = match prepare(config, base_dir, out, options) {
+    let prepared = match check_device(options.device).and_then(|()| prepare(config, base_dir, out, options)) {
         Ok(p) => p,
         Err(e) => {
             // A run that never started (missing data, bad shape) still says so in its directory, so
@@ -228,6 +229,21 @@ pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &Tr
         write_status(out, &status).ok();
     }
     result
+}
+
+/// What makes a device unusable whatever the run (no CUDA in this build, an unusable kernel
+/// cache) is a [`CannotStart`]: retrying the run cannot help.
+fn check_device(device: DeviceSpec) -> anyhow::Result<()> {
+    if device == DeviceSpec::Cpu {
+        return Ok(());
+    }
+    if !crate::device::CUDA_COMPILED {
+        return Err(CannotStart(anyhow::anyhow!(
+            "--device {device}: this windtunnel was built without CUDA support; rebuild with `cargo build --release --features cuda`, or use --device cpu"
+        ))
+        .into());
+    }
+    crate::kernel_cache::install_for_gpu().map(|_| ()).map_err(|e| CannotStart(e).into())
 }
 
 /// Everything resolved before the backend is chosen.
@@ -413,7 +429,11 @@ struct Trainer<'a, B: TrainBackend> {
 impl<'a, B: TrainBackend> Trainer<'a, B> {
     fn start(p: &'a Prepared, options: &'a TrainOptions, device: B::Device) -> anyhow::Result<Self> {
         let c = &p.record.config;
-        let mut model = Transformer::<B>::new(&p.record.shape, &c.mup, c.training.seq_len, c.seed, &device);
+        let precision = if options.device == DeviceSpec::Cpu { Precision::Fp32 } else { c.training.precision };
+        if precision != c.training.precision {
+            crate::stderr_line!("note: precision = \"{}\" applies on GPUs; the CPU backend trains in fp32", c.training.precision);
+        }
+        let mut model = Transformer::<B>::new(&p.record.shape, &c.mup, c.training.seq_len, c.seed, &device).with_precision(precision);
         let mut optimizer = AdamW::new(c.optimizer.adamw(), &model, &c.mup);
         let (mut step, mut first_loss, mut wall_before, mut resumed_from) = (0, None, 0.0, None);
         let ckpt_dir = RunDir::new(&p.out).checkpoints();
