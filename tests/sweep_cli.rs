@@ -200,6 +200,8 @@ fn slurm_dry_run_writes_readable_scripts_of_at_most_1000_tasks() {
         "01:00:00",
         "--setup",
         "echo setting up",
+        "--kernel-cache",
+        "/tmp/wt kernels",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let slurm = out.join("tiny").join("slurm");
@@ -213,6 +215,8 @@ fn slurm_dry_run_writes_readable_scripts_of_at_most_1000_tasks() {
     let (second, _) = ids("wave-1-2.sbatch");
     assert_eq!((first, second), (1000, 202));
     assert!(text.contains("#SBATCH --partition=gpu") && text.contains("#SBATCH --time=01:00:00") && text.contains("\necho setting up\n"), "{text}");
+    // An explicit kernel cache reaches every task, quoted.
+    assert!(text.contains("\nexport WINDTUNNEL_KERNEL_CACHE='/tmp/wt kernels'\n"), "{text}");
     // The sweep directory's path reaches the script single-quoted, its quote escaped.
     assert!(text.contains(r"SWEEP_DIR='") && text.contains(r"it'\''s here/tiny'"), "{text}");
     let (branches, wave2) = ids("wave-2.sbatch");
