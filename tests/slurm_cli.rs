@@ -350,3 +350,38 @@ fn a_cancelled_sweep_resumes_from_its_checkpoints() {
     assert_eq!(log.matches(" start=").count(), 2, "{log}");
     assert!(!log.contains("requeue"), "a cancelled task requeued itself:\n{log}");
 }
+
+/// `--runs-per-task K`: an array task trains up to K short runs one after another (trunks keep a
+/// task each, so their branches wait on them alone); the table is the local one.
+#[test]
+fn queued_runs_per_task_give_the_local_table() {
+    if !slurm_enabled("queued_runs_per_task_give_the_local_table") {
+        return;
+    }
+    let _serial = SLURM.lock().unwrap_or_else(|e| e.into_inner());
+    let root = tempfile::tempdir().unwrap();
+    let sweep_file = write(root.path(), "tiny.toml", TINY);
+    let s = sweep_file.to_str().unwrap();
+    let local = root.path().join("local");
+    let o = windtunnel(&["run", s, "--out", local.to_str().unwrap(), "--parallel", "2", "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let remote = root.path().join("slurm");
+    let o = run_slurm_wait(&["run", s, "--out", remote.to_str().unwrap(), "--executor", "slurm", "--runs-per-task", "4", "--wait"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let sweep = remote.join("tiny");
+    assert_eq!(table_without_timings(&sweep), table_without_timings(&local.join("tiny")));
+
+    // 8 plain runs in 2 tasks, 2 trunks in one task each, 4 branches in one task per trunk.
+    let jobs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sweep.join("slurm").join("jobs.json")).unwrap()).unwrap();
+    let tasks = jobs["tasks"].as_object().unwrap();
+    assert_eq!(tasks.len(), 14);
+    let distinct: std::collections::HashSet<&str> = tasks.values().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(distinct.len(), 6, "{tasks:?}");
+    let plan = json(&["plan", s, "--json"]);
+    for trunk in plan["runs"].as_array().unwrap().iter().filter(|r| r["kind"] == "trunk") {
+        let task = &tasks[trunk["id"].as_str().unwrap()];
+        assert_eq!(tasks.values().filter(|t| *t == task).count(), 1, "a trunk shares its task");
+    }
+}

@@ -101,6 +101,10 @@ struct SlurmArgs {
     /// Seconds before the time limit at which the task is told to checkpoint [default: 120].
     #[arg(long)]
     signal_seconds: Option<u32>,
+    /// Runs per array task, trained one after another (short proxies share a scheduler slot;
+    /// trunks keep a task each) [default: 1].
+    #[arg(long)]
+    runs_per_task: Option<u32>,
     /// Write the sbatch scripts into DIR/slurm/ without submitting them.
     #[arg(long)]
     dry_run: bool,
@@ -165,6 +169,7 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
         signal_seconds: a.signal_seconds,
         max_requeues: args.max_retries.map(|r| r as u32),
         windtunnel: None,
+        runs_per_task: a.runs_per_task,
     };
     Ok(Box::new(SlurmExecutor::new(SlurmOptions {
         spec,

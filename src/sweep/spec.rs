@@ -360,6 +360,10 @@ pub struct SlurmSpec {
     /// The windtunnel binary as the nodes see it [default: this binary].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windtunnel: Option<PathBuf>,
+    /// Runs one array task trains one after another [default: 1], so short proxies (plain runs,
+    /// decay branches) do not each wait for a scheduler slot; trunks keep a task each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_per_task: Option<u32>,
 }
 
 impl SlurmSpec {
@@ -381,7 +385,12 @@ impl SlurmSpec {
             signal_seconds: overrides.signal_seconds.or(self.signal_seconds),
             max_requeues: overrides.max_requeues.or(self.max_requeues),
             windtunnel: overrides.windtunnel.clone().or_else(|| self.windtunnel.clone()),
+            runs_per_task: overrides.runs_per_task.or(self.runs_per_task),
         }
+    }
+
+    pub fn runs_per_task(&self) -> usize {
+        self.runs_per_task.unwrap_or(1).max(1) as usize
     }
 
     pub fn signal_seconds(&self) -> u32 {
@@ -423,6 +432,7 @@ impl SlurmSpec {
         }
         anyhow::ensure!(self.array_throttle != Some(0), "slurm.array_throttle must be at least 1");
         anyhow::ensure!(self.cpus_per_task != Some(0), "slurm.cpus_per_task must be at least 1");
+        anyhow::ensure!(self.runs_per_task != Some(0), "slurm.runs_per_task must be at least 1");
         if let Some(w) = &self.windtunnel {
             anyhow::ensure!(w.is_absolute(), "slurm.windtunnel = {}: give an absolute path the nodes can run", w.display());
         }
