@@ -86,7 +86,7 @@ fn a_sweep_plots_reports_and_exports() {
     ok(&["fit", "law", "--input", s, "--holdout", "largest", "--bootstrap", "50"]);
 
     let summary = json(&["plot", s, "--json"]);
-    let expected = ["allocation", "batch-size", "holdout", "law-compute", "law-tokens", "loss-curves", "lr-transfer", "residuals"];
+    let expected = ["allocation", "allocation-approaches", "batch-size", "holdout", "law-compute", "law-tokens", "loss-curves", "lr-transfer", "residuals"];
     assert_eq!(charts_in(&sweep, ".svg"), expected);
     for name in expected {
         assert_svg(&sweep.join("plots").join(format!("{name}.svg")));
@@ -101,7 +101,7 @@ fn a_sweep_plots_reports_and_exports() {
 
     // The report: one self-contained page holding every chart.
     let printed = ok(&["report", s]);
-    assert!(printed.contains("8 charts"), "{printed}");
+    assert!(printed.contains("9 charts"), "{printed}");
     let html = std::fs::read_to_string(sweep.join("report.html")).unwrap();
     assert!(!html.contains("http://") && !html.contains("https://"), "the report references the network");
     assert!(!html.contains("<script") && !html.contains("<link") && !html.contains("<img"), "the report loads something");
@@ -110,6 +110,19 @@ fn a_sweep_plots_reports_and_exports() {
         assert!(html.contains(&format!("<figure id=\"{name}\">")), "{name} missing from the report");
     }
     assert!(html.contains("diverged") && html.contains("WSD saving") && html.contains("Data-model law"));
+
+    // Chinchilla's three approaches, kept apart in the JSON, with their chart.
+    let allocation = json(&["fit", "allocation", "--input", s, "--budgets", "1e12", "--bootstrap", "50", "--json"]);
+    for k in ["approach_1", "approach_2", "approach_3"] {
+        let a = &allocation[k];
+        assert!(a["n_exponent"].as_f64().is_some() || a["unavailable"].as_str().is_some(), "{k}: {a}");
+    }
+    let three = &allocation["approach_3"];
+    assert!((three["n_exponent"].as_f64().unwrap() + three["d_exponent"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{three}");
+    assert_eq!(three["budgets"][0]["flops"].as_f64(), Some(1e12));
+    assert_svg(Path::new(allocation["chart"].as_str().unwrap()));
+    let e = fails(&["fit", "allocation", "--input", sweep.join("table.csv").to_str().unwrap()]);
+    assert!(e.contains("not a sweep directory"), "{e}");
 
     // The export: the printed N is the model's own count of the exported shape, and the learning
     // rates follow µP for the target width.

@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::emit;
+use windtunnel::fit::allocation::AllocationOptions;
 use windtunnel::fit::commands::{fit_batch, fit_batch_sweep, fit_lr, BatchColumns, LrColumns};
 use windtunnel::fit::report::{fit_law, LawDefinition};
 use windtunnel::fit::saved;
@@ -27,6 +28,35 @@ pub enum FitCommand {
     #[command(after_help = "Examples:\n  windtunnel fit batch --input results/batch-sweep/runs\n  \
                             windtunnel fit batch --input curves.csv --runs-table results/batch-sweep/table.csv --json")]
     Batch(FitBatchArgs),
+    /// The compute-optimal allocation by Chinchilla's three approaches: the envelope of training
+    /// curves, IsoFLOP profiles and the fitted law, with bootstrap intervals and one chart.
+    #[command(after_help = "Examples:\n  windtunnel fit allocation --input results/quickstart\n  \
+                            windtunnel fit allocation --input results/synthetic-law --budgets 1e15,1e18 --bootstrap 500 --json\n\n\
+                            Writes DIR/plots/allocation-approaches.svg (N_opt against compute, the three frontiers).")]
+    Allocation(FitAllocationArgs),
+}
+
+#[derive(Args)]
+pub struct FitAllocationArgs {
+    /// A sweep directory (its runs' evaluation curves and final losses).
+    #[arg(long)]
+    input: std::path::PathBuf,
+    /// Only the runs of this sweep grid [default: the grid of the sweep's `fit law`, else all].
+    #[arg(long)]
+    grid: Option<String>,
+    /// Compute budgets in FLOPs for N_opt, D_opt and D/N, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    budgets: Vec<f64>,
+    /// Bootstrap resamples of the runs for the intervals on a and b (approaches 1 and 2).
+    #[arg(long, default_value_t = 200)]
+    bootstrap: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Chart format.
+    #[arg(long, value_enum, default_value = "svg")]
+    format: windtunnel::plot::ImageFormat,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -244,6 +274,13 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
             let report = fit_law(&definition)?;
             saved::keep(&definition.input, FitKind::Law, &report, args.out.as_deref())?;
             emit(&report, args.json)
+        }
+        FitCommand::Allocation(args) => {
+            for &c in &args.budgets {
+                anyhow::ensure!(c.is_finite() && c > 0.0, "--budgets: {c} is not a positive FLOP count");
+            }
+            let options = AllocationOptions { budgets: args.budgets, bootstrap: args.bootstrap, level: 0.95, seed: args.seed };
+            emit(&windtunnel::plot::allocation_sweep(&args.input, &options, args.grid.as_deref(), args.format)?, args.json)
         }
         FitCommand::Lr(args) => {
             let columns = LrColumns { lr: args.lr, width: args.width, depth: Some(args.depth), loss: args.loss, group: Some(args.group) };

@@ -3,6 +3,7 @@
 //! learning-rate transfer and batch-size laws ([`transfer`], [`commands`]), and the fits a sweep
 //! directory keeps ([`saved`]).
 
+pub mod allocation;
 pub mod bootstrap;
 pub mod commands;
 pub mod filter;

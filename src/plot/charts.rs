@@ -5,6 +5,7 @@ use plotters::style::RGBColor;
 
 use super::figure::{category_color, ordered_color, Axis, Figure, LegendPosition, Panel, Series, Style, GREY};
 use super::SweepData;
+use crate::fit::allocation::{AllocationReport, Frontier, Outcome};
 use crate::fit::law::{Law, Point};
 use crate::format::si3;
 use crate::model::mup::Parameterization;
@@ -297,6 +298,44 @@ pub fn allocation(data: &SweepData) -> Result<Figure, String> {
         },
     ];
     Ok(figure(&format!("{}: compute-optimal N and D", data.plan.name), panels))
+}
+
+/// N_opt against compute by Chinchilla's three approaches: the envelope's and the IsoFLOP
+/// profiles' optima with their power laws, and the fitted law's closed form.
+pub fn allocation_approaches(sweep: &str, report: &AllocationReport) -> Result<Figure, String> {
+    let outcomes = [(1, &report.approach_1), (2, &report.approach_2), (3, &report.approach_3)];
+    let fitted: Vec<(usize, &Frontier)> = outcomes.iter().filter_map(|&(k, o)| o.frontier().map(|f| (k, f))).collect();
+    if fitted.is_empty() {
+        let why: Vec<String> = outcomes
+            .iter()
+            .filter_map(|(k, o)| match o {
+                Outcome::Unavailable { unavailable } => Some(format!("approach {k}: {unavailable}")),
+                Outcome::Fitted(_) => None,
+            })
+            .collect();
+        return Err(format!("no approach gave an allocation ({})", why.join("; ")));
+    }
+    let observed: Vec<f64> = fitted.iter().flat_map(|(_, f)| f.optima.iter().chain(&f.budgets).map(|o| o.flops)).collect();
+    let (c0, c1) = if observed.is_empty() { (1e12, 1e18) } else { span(observed.into_iter()) };
+    let grid = log_space(c0, c1.max(c0 * 10.0), 40);
+    let mut series = Vec::new();
+    for (i, (k, f)) in fitted.iter().enumerate() {
+        let color = category_color(i);
+        let interval = f.n_interval.map(|iv| format!(" [{:.2}, {:.2}]", iv.lower, iv.upper)).unwrap_or_default();
+        let label = format!("{k}: {}, a = {:.3}{interval}", f.method, f.n_exponent);
+        series.push(Series::new(Some(label), color, Style::Line { width: 2 }, grid.iter().map(|&c| (c, f.n_opt(c))).collect()));
+        if !f.optima.is_empty() {
+            series.push(Series::new(None, color, Style::Markers { size: 4 }, f.optima.iter().map(|o| (o.flops, o.n)).collect()));
+        }
+    }
+    let panel = Panel {
+        title: "N_opt ∝ C^a by Chinchilla's three approaches".into(),
+        x: Axis::log("compute C (FLOPs)"),
+        y: Axis::log("N_opt (parameters)"),
+        series,
+        legend: LegendPosition::UpperLeft,
+    };
+    Ok(figure(&format!("{sweep}: compute-optimal model size, three ways"), vec![panel]))
 }
 
 /// Log residuals of the fit against compute, coloured by N.

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::fit::allocation::{self, AllocationOptions, AllocationReport, Curve};
 use crate::fit::commands::{fit_batch_sweep, fit_lr_on, BatchReport, LrColumns, LrReport};
 use crate::fit::input::Table;
 use crate::fit::report::{fit_law_on, LawReport};
@@ -67,6 +68,8 @@ pub struct SweepData {
     pub law: Result<LawReport, String>,
     pub lr: Result<LrReport, String>,
     pub batch: Result<BatchReport, String>,
+    /// Chinchilla's three approaches to the compute-optimal allocation (`fit allocation`).
+    pub allocation: AllocationReport,
 }
 
 impl SweepData {
@@ -89,7 +92,17 @@ impl SweepData {
         let law = saved::law_definition(&sweep).and_then(|def| fit_law_on(&def, &table)).map_err(|e| format!("{e:#}"));
         let lr = fit_lr_on(&table, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}"));
         let batch = fit_batch_sweep(dir).map_err(|e| format!("{e:#}"));
-        Ok(Self { dir: dir.to_path_buf(), plan, runs, oracle_loss, law, lr, batch })
+        let grid = law.as_ref().ok().and_then(|l| l.definition.grid.clone());
+        let allocation =
+            allocation::allocation(dir.to_path_buf(), &curves(&runs, grid.as_deref()), law.as_ref().map_err(Clone::clone), &AllocationOptions::default());
+        Ok(Self { dir: dir.to_path_buf(), plan, runs, oracle_loss, law, lr, batch, allocation })
+    }
+
+    /// `fit allocation` with these options, on the runs of `grid` (default: the law's grid, else all).
+    pub fn allocation_with(&self, options: &AllocationOptions, grid: Option<&str>) -> AllocationReport {
+        let law_grid = self.law.as_ref().ok().and_then(|l| l.definition.grid.clone());
+        let curves = curves(&self.runs, grid.or(law_grid.as_deref()));
+        allocation::allocation(self.dir.clone(), &curves, self.law.as_ref().map_err(Clone::clone), options)
     }
 
     /// Every chart the data supports, by file stem; charts it cannot support give the reason.
@@ -100,11 +113,21 @@ impl SweepData {
             ("law-tokens", charts::law_tokens(self)),
             ("law-compute", charts::law_compute(self)),
             ("allocation", charts::allocation(self)),
+            ("allocation-approaches", charts::allocation_approaches(&self.plan.name, &self.allocation)),
             ("residuals", charts::residuals(self)),
             ("holdout", charts::holdout(self)),
             ("batch-size", charts::batch_size(self)),
         ]
     }
+}
+
+/// The evaluation curves of the finished (done) runs, of one grid when given.
+fn curves(runs: &[RunCurve], grid: Option<&str>) -> Vec<Curve> {
+    runs.iter()
+        .filter(|r| r.state == Some(RunState::Done) && grid.is_none_or(|g| r.run.grid == g))
+        .map(|r| Curve { run: r.run.id.clone(), n: r.run.n as f64, points: r.eval_points() })
+        .filter(|c| !c.points.is_empty())
+        .collect()
 }
 
 /// A chart written, or left out with the reason.
@@ -172,6 +195,20 @@ pub fn plot_sweep(dir: &Path, format: ImageFormat) -> anyhow::Result<PlotSummary
         }
     }
     Ok(PlotSummary { dir: dir.to_path_buf(), charts })
+}
+
+/// `windtunnel fit allocation --input DIR`: Chinchilla's three approaches on a sweep, with their
+/// chart in `DIR/plots/allocation-approaches.<format>`.
+pub fn allocation_sweep(dir: &Path, options: &AllocationOptions, grid: Option<&str>, format: ImageFormat) -> anyhow::Result<AllocationReport> {
+    anyhow::ensure!(SweepDir::new(dir).exists(), "{}: not a sweep directory; `fit allocation` reads a sweep's runs (their evaluation curves)", dir.display());
+    let data = SweepData::load(dir)?;
+    let mut report = data.allocation_with(options, grid);
+    if let Ok(figure) = charts::allocation_approaches(&data.plan.name, &report) {
+        let path = SweepDir::new(dir).plots().join(format!("allocation-approaches.{}", format.extension()));
+        write_figure(&figure, &path, format)?;
+        report.chart = Some(path);
+    }
+    Ok(report)
 }
 
 /// `windtunnel plot --coord-check FILE.json`: the coordinate check, beside the file unless `out`.

@@ -1,0 +1,496 @@
+//! The compute-optimal allocation by Chinchilla's three approaches (Hoffmann et al. 2022, §3),
+//! from one sweep: `windtunnel fit allocation`.
+//!
+//! Each approach estimates N_opt(C) ∝ C^a and D_opt(C) ∝ C^b for training compute C = 6·N·D
+//! (N non-embedding parameters, D tokens):
+//!
+//! 1. **Envelope of training curves.** Every run's logged evaluations give loss against compute;
+//!    at each C (a log-spaced grid), the run with the lowest loss there (interpolated in log C
+//!    between its evaluations) is optimal; a and b are the slopes of log N and log D of those
+//!    winners against log C.
+//! 2. **IsoFLOP profiles.** At each budget C, every model size's loss at D = C/(6N) — its final
+//!    losses across D (WSD branches give several per size), interpolated in log D between them —
+//!    and a parabola in log N through them; its minimum is N_opt(C). Budgets where fewer than
+//!    three sizes reach C, or whose minimum lies outside the sizes, are left out and said so.
+//! 3. **The fitted law** L(N, D) (`fit law`): its closed-form allocation.
+//!
+//! Intervals on a and b come from the bootstrap: runs resampled with replacement for 1 and 2,
+//! the law's own bootstrap refits for 3. When two approaches' intervals on a do not overlap, the
+//! report warns: the sweep does not pin the allocation down (too few sizes, too short curves, or
+//! the law form is wrong).
+
+use serde::Serialize;
+
+use super::bootstrap::Interval;
+use super::law::Law;
+use super::report::LawReport;
+use crate::rng::Rng;
+
+/// One run's evaluation curve: (tokens, loss), ascending in tokens; the last is its final loss.
+#[derive(Debug, Clone)]
+pub struct Curve {
+    pub run: String,
+    /// Non-embedding parameters.
+    pub n: f64,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A compute-optimal point an approach found (or, for approach 3, predicts at a budget).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Optimum {
+    pub flops: f64,
+    pub n: f64,
+    pub tokens: f64,
+    pub tokens_per_param: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+}
+
+impl Optimum {
+    fn new(flops: f64, n: f64, loss: Option<f64>) -> Self {
+        let tokens = flops / (6.0 * n);
+        Self { flops, n, tokens, tokens_per_param: tokens / n, loss }
+    }
+}
+
+/// What one approach estimates.
+#[derive(Debug, Clone, Serialize)]
+pub struct Frontier {
+    pub method: &'static str,
+    /// N_opt ∝ C^a.
+    pub n_exponent: f64,
+    pub n_interval: Option<Interval>,
+    /// D_opt ∝ C^b.
+    pub d_exponent: f64,
+    pub d_interval: Option<Interval>,
+    /// The optima the power laws were fitted through (approach 3: none, it is closed-form).
+    pub optima: Vec<Optimum>,
+    /// The allocation at the requested budgets.
+    pub budgets: Vec<Optimum>,
+    pub notes: Vec<String>,
+    /// N_opt = n_coefficient · C^a (approaches 1 and 2).
+    #[serde(skip)]
+    n_coefficient: f64,
+    /// The law of approach 3.
+    #[serde(skip)]
+    law: Option<Law>,
+}
+
+impl Frontier {
+    /// N_opt at compute C.
+    pub fn n_opt(&self, flops: f64) -> f64 {
+        match &self.law {
+            Some(law) => law.compute_optimal(flops).0,
+            None => self.n_coefficient * flops.powf(self.n_exponent),
+        }
+    }
+}
+
+/// An approach's estimate, or why it could not be made.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    Fitted(Box<Frontier>),
+    Unavailable { unavailable: String },
+}
+
+impl Outcome {
+    pub fn frontier(&self) -> Option<&Frontier> {
+        match self {
+            Self::Fitted(f) => Some(f),
+            Self::Unavailable { .. } => None,
+        }
+    }
+}
+
+/// `fit allocation`: the three approaches side by side.
+#[derive(Debug, Clone, Serialize)]
+pub struct AllocationReport {
+    pub input: std::path::PathBuf,
+    pub runs: usize,
+    pub approach_1: Outcome,
+    pub approach_2: Outcome,
+    pub approach_3: Outcome,
+    pub warnings: Vec<String>,
+    /// The chart written, when one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart: Option<std::path::PathBuf>,
+}
+
+/// The settings shared by the approaches.
+#[derive(Debug, Clone)]
+pub struct AllocationOptions {
+    pub budgets: Vec<f64>,
+    pub bootstrap: usize,
+    pub level: f64,
+    pub seed: u64,
+}
+
+impl Default for AllocationOptions {
+    fn default() -> Self {
+        Self { budgets: Vec::new(), bootstrap: 200, level: 0.95, seed: 0 }
+    }
+}
+
+/// Every approach on `curves` (approach 3 from `law`, the sweep's `fit law`).
+pub fn allocation(input: std::path::PathBuf, curves: &[Curve], law: Result<&LawReport, String>, options: &AllocationOptions) -> AllocationReport {
+    let outcome = |r: Result<Frontier, String>| match r {
+        Ok(f) => Outcome::Fitted(Box::new(f)),
+        Err(unavailable) => Outcome::Unavailable { unavailable },
+    };
+    let approach_1 = outcome(with_bootstrap(curves, options, "envelope of training curves", envelope_optima));
+    let approach_2 = outcome(with_bootstrap(curves, options, "IsoFLOP profiles", isoflop_optima));
+    let approach_3 = outcome(law.map(|l| from_law(l, options)));
+    let warnings = disagreements(&[("1", &approach_1), ("2", &approach_2), ("3", &approach_3)]);
+    AllocationReport { input, runs: curves.len(), approach_1, approach_2, approach_3, warnings, chart: None }
+}
+
+/// The optima an approach finds on a set of curves, with its notes.
+type Optima = Result<(Vec<Optimum>, Vec<String>), String>;
+
+/// Approach 1 or 2 with power laws through its optima and bootstrap intervals over runs.
+fn with_bootstrap(curves: &[Curve], options: &AllocationOptions, method: &'static str, optima_of: fn(&[Curve]) -> Optima) -> Result<Frontier, String> {
+    let (optima, notes) = optima_of(curves)?;
+    let (a, g) = power_law(&optima, |o| o.n).ok_or("the optima do not span a range of compute")?;
+    let (b, _) = power_law(&optima, |o| o.tokens).ok_or("the optima do not span a range of compute")?;
+    let mut rng = Rng::new(options.seed);
+    let (mut a_samples, mut b_samples) = (Vec::new(), Vec::new());
+    for _ in 0..options.bootstrap {
+        let resampled: Vec<Curve> = (0..curves.len()).map(|_| curves[rng.below(curves.len() as u64) as usize].clone()).collect();
+        let Ok((o, _)) = optima_of(&resampled) else { continue };
+        if let (Some((a, _)), Some((b, _))) = (power_law(&o, |o| o.n), power_law(&o, |o| o.tokens)) {
+            a_samples.push(a);
+            b_samples.push(b);
+        }
+    }
+    let enough = a_samples.len() * 2 >= options.bootstrap && options.bootstrap > 0;
+    let mut notes = notes;
+    if options.bootstrap > 0 && !enough {
+        notes.push(format!("only {} of {} bootstrap resamples gave optima: no interval", a_samples.len(), options.bootstrap));
+    }
+    let interval = |est: f64, s: &[f64]| enough.then(|| Interval::from_samples(est, s, options.level));
+    let budgets = options.budgets.iter().map(|&c| Optimum::new(c, g * c.powf(a), None)).collect();
+    Ok(Frontier {
+        method,
+        n_exponent: a,
+        n_interval: interval(a, &a_samples),
+        d_exponent: b,
+        d_interval: interval(b, &b_samples),
+        optima,
+        budgets,
+        notes,
+        n_coefficient: g,
+        law: None,
+    })
+}
+
+/// Approach 1: the lowest loss at each compute on a log grid, and which model reached it.
+fn envelope_optima(curves: &[Curve]) -> Optima {
+    let compute: Vec<Vec<(f64, f64)>> = curves.iter().map(|c| c.points.iter().map(|&(d, l)| (6.0 * c.n * d, l)).collect()).collect();
+    let lo = compute.iter().filter_map(|p| p.first()).map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let hi = compute.iter().filter_map(|p| p.last()).map(|p| p.0).fold(0.0, f64::max);
+    if !(lo > 0.0 && hi > lo) {
+        return Err("no evaluation curves to take an envelope of".into());
+    }
+    let mut optima = Vec::new();
+    for c in log_space(lo, hi, 40) {
+        let at_c: Vec<(usize, f64)> = compute.iter().enumerate().filter_map(|(i, p)| interpolate_log(p, c).map(|l| (i, l))).collect();
+        if at_c.len() < 2 {
+            continue;
+        }
+        let (best, loss) = at_c.into_iter().min_by(|a, b| a.1.total_cmp(&b.1)).expect("two candidates");
+        optima.push(Optimum::new(c, curves[best].n, Some(loss)));
+    }
+    let sizes = distinct(optima.iter().map(|o| o.n));
+    if sizes < 3 {
+        return Err(format!("the envelope is won by {sizes} model size(s); approach 1 needs 3 or more (longer curves of more sizes)"));
+    }
+    Ok((optima, Vec::new()))
+}
+
+/// Approach 2: at each budget, a parabola in log N through every size's loss at D = C/(6N).
+fn isoflop_optima(curves: &[Curve]) -> Optima {
+    let sizes = final_losses_by_size(curves);
+    let reach = |&(n, ref points): &(f64, Vec<(f64, f64)>)| (6.0 * n * points[0].0, 6.0 * n * points[points.len() - 1].0);
+    let spans: Vec<(f64, f64)> = sizes.iter().map(reach).collect();
+    let lo = spans.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
+    let hi = spans.iter().map(|s| s.1).fold(0.0, f64::max);
+    let (mut optima, mut outside, mut interpolated) = (Vec::new(), 0, 0);
+    for c in log_space(lo, hi, 12) {
+        let profile: Vec<(f64, f64)> = sizes
+            .iter()
+            .filter_map(|(n, points)| {
+                let d = c / (6.0 * n);
+                let exact = points.iter().any(|p| (p.0 / d - 1.0).abs() < 1e-9);
+                let loss = interpolate_log(points, d)?;
+                interpolated += usize::from(!exact);
+                Some((n.ln(), loss))
+            })
+            .collect();
+        if profile.len() < 3 {
+            continue;
+        }
+        match parabola_minimum(&profile) {
+            Some((x, loss)) => optima.push(Optimum::new(c, x.exp(), Some(loss))),
+            None => outside += 1,
+        }
+    }
+    if optima.len() < 3 {
+        return Err(format!(
+            "{} budget(s) have three or more sizes with a minimum inside them; approach 2 needs 3 (more sizes, and decays at more token counts per size)",
+            optima.len()
+        ));
+    }
+    let mut notes = Vec::new();
+    if interpolated > 0 {
+        notes.push(format!("{interpolated} loss(es) at D = C/(6N) interpolated in log D between a size's decay points"));
+    }
+    if outside > 0 {
+        notes.push(format!("{outside} budget(s) left out: the parabola's minimum lies outside the sizes (or curves downward)"));
+    }
+    Ok((optima, notes))
+}
+
+/// Each size's final losses as (D, loss), ascending in D (the lowest loss where D repeats);
+/// sizes with a single D cannot be interpolated and are left out.
+fn final_losses_by_size(curves: &[Curve]) -> Vec<(f64, Vec<(f64, f64)>)> {
+    let mut sizes: Vec<(f64, Vec<(f64, f64)>)> = Vec::new();
+    for c in curves {
+        let Some(&last) = c.points.last() else { continue };
+        match sizes.iter_mut().find(|(n, _)| *n == c.n) {
+            Some((_, points)) => points.push(last),
+            None => sizes.push((c.n, vec![last])),
+        }
+    }
+    for (_, points) in &mut sizes {
+        points.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        points.dedup_by(|later, earlier| later.0 == earlier.0);
+    }
+    sizes.retain(|(_, p)| p.len() >= 2);
+    sizes
+}
+
+/// Approach 3: the law's closed form, with intervals from its bootstrap refits.
+fn from_law(report: &LawReport, options: &AllocationOptions) -> Frontier {
+    let law = report.fit.law.clone();
+    let level = report.bootstrap.as_ref().map_or(options.level, |b| b.level);
+    let samples = |f: fn(&Law) -> f64| -> Option<Vec<f64>> { (report.bootstrap_laws.len() >= 20).then(|| report.bootstrap_laws.iter().map(f).collect()) };
+    let n_interval = samples(Law::n_exponent).map(|s| Interval::from_samples(report.n_exponent, &s, level));
+    let d_interval = samples(Law::d_exponent).map(|s| Interval::from_samples(report.d_exponent, &s, level));
+    let budgets = options
+        .budgets
+        .iter()
+        .map(|&c| Optimum::new(c, law.compute_optimal(c).0, Some(law.loss(law.compute_optimal(c).0, law.compute_optimal(c).1))))
+        .collect();
+    Frontier {
+        method: "fitted law (fit law)",
+        n_exponent: report.n_exponent,
+        n_interval,
+        d_exponent: report.d_exponent,
+        d_interval,
+        optima: Vec::new(),
+        budgets,
+        notes: vec![format!("the law: {}", report.fit.law.summary())],
+        n_coefficient: 0.0,
+        law: Some(law),
+    }
+}
+
+/// Warnings for pairs of approaches whose intervals on a do not overlap.
+fn disagreements(outcomes: &[(&str, &Outcome)]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, (x, a)) in outcomes.iter().enumerate() {
+        for (y, b) in &outcomes[i + 1..] {
+            let (Some(fa), Some(fb)) = (a.frontier(), b.frontier()) else { continue };
+            let (Some(ia), Some(ib)) = (fa.n_interval, fb.n_interval) else { continue };
+            if ia.upper < ib.lower || ib.upper < ia.lower {
+                warnings.push(format!(
+                    "approaches {x} and {y} disagree: a = {:.3} [{:.3}, {:.3}] vs {:.3} [{:.3}, {:.3}]; the sweep does not pin the allocation down",
+                    fa.n_exponent, ia.lower, ia.upper, fb.n_exponent, ib.lower, ib.upper
+                ));
+            }
+        }
+    }
+    warnings
+}
+
+/// Least squares of ln y on ln C through the optima: (slope, coefficient) with y = coefficient · C^slope.
+fn power_law(optima: &[Optimum], y: impl Fn(&Optimum) -> f64) -> Option<(f64, f64)> {
+    let xs: Vec<f64> = optima.iter().map(|o| o.flops.ln()).collect();
+    let ys: Vec<f64> = optima.iter().map(|o| y(o).ln()).collect();
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    if n < 2.0 || sxx <= 0.0 {
+        return None;
+    }
+    let slope = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum::<f64>() / sxx;
+    Some((slope, (my - slope * mx).exp()))
+}
+
+/// The vertex (x, y) of the least-squares parabola through `points`, when it opens upward and
+/// lies within their x range.
+fn parabola_minimum(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    // Normal equations of y = p0 + p1·x + p2·x², x centred for conditioning.
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / points.len() as f64;
+    let mut m = [[0.0f64; 4]; 3];
+    for &(x, y) in points {
+        let x = x - mx;
+        let powers = [1.0, x, x * x];
+        for r in 0..3 {
+            for c in 0..3 {
+                m[r][c] += powers[r] * powers[c];
+            }
+            m[r][3] += powers[r] * y;
+        }
+    }
+    let [p0, p1, p2] = solve3(m)?;
+    let vertex = -p1 / (2.0 * p2);
+    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0 - mx), hi.max(p.0 - mx)));
+    (p2 > 0.0 && vertex >= lo && vertex <= hi).then_some((vertex + mx, p0 + p1 * vertex + p2 * vertex * vertex))
+}
+
+/// Gaussian elimination with partial pivoting of a 3×3 augmented system.
+fn solve3(mut m: [[f64; 4]; 3]) -> Option<[f64; 3]> {
+    for col in 0..3 {
+        let pivot = (col..3).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
+        m.swap(col, pivot);
+        if m[col][col].abs() < 1e-12 {
+            return None;
+        }
+        let pivot_row = m[col];
+        for (r, row) in m.iter_mut().enumerate() {
+            if r != col {
+                let f = row[col] / pivot_row[col];
+                row.iter_mut().zip(pivot_row).skip(col).for_each(|(x, p)| *x -= f * p);
+            }
+        }
+    }
+    Some([m[0][3] / m[0][0], m[1][3] / m[1][1], m[2][3] / m[2][2]])
+}
+
+/// y at x, linear in ln x between the two points around it; `None` outside the points.
+fn interpolate_log(points: &[(f64, f64)], x: f64) -> Option<f64> {
+    let i = points.iter().position(|p| p.0 >= x)?;
+    if (points[i].0 / x - 1.0).abs() < 1e-9 {
+        return Some(points[i].1);
+    }
+    let (a, b) = (points.get(i.checked_sub(1)?)?, points[i]);
+    let t = (x.ln() - a.0.ln()) / (b.0.ln() - a.0.ln());
+    Some(a.1 + t * (b.1 - a.1))
+}
+
+fn log_space(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    (0..n).map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n - 1) as f64).exp()).collect()
+}
+
+fn distinct(values: impl Iterator<Item = f64>) -> usize {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    v.len()
+}
+
+impl std::fmt::Display for AllocationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "compute-optimal allocation of {} ({} runs), N_opt ∝ C^a, D_opt ∝ C^b:", self.input.display(), self.runs)?;
+        for (k, outcome) in [(1, &self.approach_1), (2, &self.approach_2), (3, &self.approach_3)] {
+            match outcome {
+                Outcome::Unavailable { unavailable } => writeln!(f, "  approach {k}: not available — {unavailable}")?,
+                Outcome::Fitted(fr) => {
+                    let iv = |i: &Option<Interval>| i.map(|i| format!(" [{:.3}, {:.3}]", i.lower, i.upper)).unwrap_or_default();
+                    writeln!(
+                        f,
+                        "  approach {k} ({}): a = {:.3}{}  b = {:.3}{}",
+                        fr.method,
+                        fr.n_exponent,
+                        iv(&fr.n_interval),
+                        fr.d_exponent,
+                        iv(&fr.d_interval)
+                    )?;
+                    if !fr.optima.is_empty() {
+                        writeln!(
+                            f,
+                            "    from {} optima over C = {:.2e} … {:.2e} FLOPs",
+                            fr.optima.len(),
+                            fr.optima[0].flops,
+                            fr.optima[fr.optima.len() - 1].flops
+                        )?;
+                    }
+                    for b in &fr.budgets {
+                        writeln!(f, "    C = {:.2e}: N_opt {:.3e}, D_opt {:.3e}, D/N {:.1}", b.flops, b.n, b.tokens, b.tokens_per_param)?;
+                    }
+                    for n in &fr.notes {
+                        writeln!(f, "    note: {n}")?;
+                    }
+                }
+            }
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        if let Some(c) = &self.chart {
+            writeln!(f, "chart: {}", c.display())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Curves from an exact Chinchilla law: every approach recovers a = β/(α+β).
+    fn chinchilla_curves(law: &Law) -> Vec<Curve> {
+        let mut curves = Vec::new();
+        for i in 0..8 {
+            let n = 1e6 * 1.5f64.powi(i);
+            // Decays at 8 token counts per size (WSD branches), each a short curve ending there.
+            for k in 0..8 {
+                let end = n * 2.5 * 2f64.powi(k);
+                let points = (1..=4).map(|j| end * j as f64 / 4.0).map(|d| (d, law.loss(n, d) + if d < end { 0.05 } else { 0.0 })).collect();
+                curves.push(Curve { run: format!("{i}-{k}"), n, points });
+            }
+        }
+        curves
+    }
+
+    #[test]
+    fn approaches_1_and_2_recover_the_allocation_of_an_exact_law() {
+        let law = Law::chinchilla(1.7, 400.0, 410.0, 0.34, 0.28);
+        let expected_a = 0.28 / (0.34 + 0.28);
+        let curves = chinchilla_curves(&law);
+        let options = AllocationOptions { budgets: vec![1e17], bootstrap: 50, level: 0.95, seed: 1 };
+        let report = allocation("synthetic".into(), &curves, Err("no law".into()), &options);
+        let two = report.approach_2.frontier().unwrap_or_else(|| panic!("approach 2: {:?}", report.approach_2));
+        assert!((two.n_exponent - expected_a).abs() < 0.03, "approach 2: a = {} vs {expected_a}", two.n_exponent);
+        assert!((two.n_exponent + two.d_exponent - 1.0).abs() < 1e-9, "C = 6ND makes a + b = 1");
+        let one = report.approach_1.frontier().unwrap_or_else(|| panic!("approach 1: {:?}", report.approach_1));
+        assert!((one.n_exponent - expected_a).abs() < 0.1, "approach 1: a = {} vs {expected_a}", one.n_exponent);
+        assert!(two.n_interval.is_some() && one.n_interval.is_some());
+        let (n_true, _) = law.compute_optimal(1e17);
+        assert!((two.budgets[0].n / n_true - 1.0).abs() < 0.3, "N_opt(1e17) {} vs {n_true}", two.budgets[0].n);
+        assert!(matches!(report.approach_3, Outcome::Unavailable { .. }));
+    }
+
+    #[test]
+    fn too_few_sizes_is_a_reason_not_a_number() {
+        let law = Law::chinchilla(1.7, 400.0, 410.0, 0.34, 0.28);
+        let curves: Vec<Curve> = chinchilla_curves(&law).into_iter().filter(|c| c.n < 1.6e6).collect();
+        let options = AllocationOptions { budgets: vec![], bootstrap: 0, level: 0.95, seed: 1 };
+        let report = allocation("x".into(), &curves, Err("no law".into()), &options);
+        let Outcome::Unavailable { unavailable } = &report.approach_2 else { panic!("two sizes cannot give an IsoFLOP minimum") };
+        assert!(unavailable.contains("approach 2 needs 3"), "{unavailable}");
+    }
+
+    #[test]
+    fn parabola_and_interpolation_helpers() {
+        let pts: Vec<(f64, f64)> = [-2.0, -1.0, 0.0, 1.0, 2.0].iter().map(|&x: &f64| (x, 3.0 + (x - 0.5).powi(2))).collect();
+        let (x, y) = parabola_minimum(&pts).unwrap();
+        assert!((x - 0.5).abs() < 1e-9 && (y - 3.0).abs() < 1e-9);
+        let falling: Vec<(f64, f64)> = pts.iter().map(|&(x, _)| (x, -x)).collect();
+        assert!(parabola_minimum(&falling).is_none(), "a line has no minimum inside");
+        assert_eq!(interpolate_log(&[(1.0, 1.0), (100.0, 3.0)], 10.0), Some(2.0));
+        assert_eq!(interpolate_log(&[(1.0, 1.0), (100.0, 3.0)], 1000.0), None);
+    }
+}
