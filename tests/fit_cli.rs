@@ -261,3 +261,36 @@ fn fix_holds_a_parameter_at_a_known_value() {
     let e = fails(&["fit", "law", "--config", "analysis/chinchilla.toml", "--fix", "e"]);
     assert!(e.contains("KEY=VALUE"), "{e}");
 }
+
+/// `fit hparams` on a table made from known laws, lr* = 0.3·N^−0.25·D^0.1 and B* = 0.02·D^0.5:
+/// the Step Law exponents come back, and `--json` names them plainly.
+#[test]
+fn fit_hparams_recovers_known_exponents_from_a_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("N,D,lr,bsz,loss\n");
+    for n in [1e6f64, 4e6, 16e6] {
+        for d in [1e8f64, 4e8, 16e8] {
+            let (lr_star, b_star) = (0.3 * n.powf(-0.25) * d.powf(0.1), 0.02 * d.powf(0.5));
+            for i in -2..=2 {
+                for j in -2..=2 {
+                    let (lr, b) = (lr_star * 1.7f64.powi(i) * 1.1, b_star * 1.6f64.powi(j) * 0.9);
+                    let loss = 2.0 + 40.0 / n.powf(0.3) + 0.05 * (lr / lr_star).ln().powi(2) + 0.03 * (b / b_star).ln().powi(2);
+                    csv.push_str(&format!("{n},{d},{lr},{b},{loss}\n"));
+                }
+            }
+        }
+    }
+    let path = dir.path().join("scan.csv");
+    std::fs::write(&path, csv).unwrap();
+    let args = ["fit", "hparams", "--input", path.to_str().unwrap(), "--n", "N", "--tokens", "D", "--batch", "bsz", "--loss", "loss"];
+    let report = json(&[&args[..], &["--json"]].concat());
+    let exp = |v: &serde_json::Value| v.as_f64().unwrap();
+    assert!((exp(&report["lr"]["n_exponent"]) + 0.25).abs() < 0.01, "{}", report["lr"]);
+    assert!((exp(&report["lr"]["d_exponent"]) - 0.1).abs() < 0.01, "{}", report["lr"]);
+    assert!((exp(&report["batch"]["d_exponent"]) - 0.5).abs() < 0.01, "{}", report["batch"]);
+    assert!(report["lr_compute"]["c_exponent"].as_f64().is_some() && report["batch_compute"]["c_exponent"].as_f64().is_some());
+    let text = ok(&args);
+    assert!(text.contains("Step Law:  lr_opt = ") && text.contains("DeepSeek:"), "{text}");
+    let e = fails(&["fit", "hparams", "--input", path.to_str().unwrap(), "--n", "params"]);
+    assert!(e.contains("params"), "{e}");
+}

@@ -285,3 +285,16 @@ fn a_sweep_over_schedule_keys_trains_each_value() {
     losses.dedup();
     assert_eq!(losses.len(), 3, "each decay shape trains its own branch: {table}");
 }
+
+/// Every sweep file shipped in sweeps/ plans: a user's first `plan` of one never meets an error.
+#[test]
+fn every_shipped_sweep_file_plans() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps");
+    let mut planned = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "toml")) {
+        let plan = plan(&entry.path());
+        assert!(!plan["runs"].as_array().unwrap().is_empty(), "{}", entry.path().display());
+        planned += 1;
+    }
+    assert!(planned >= 8, "{planned} sweep files");
+}

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use super::emit;
 use windtunnel::fit::allocation::AllocationOptions;
 use windtunnel::fit::commands::{fit_batch, fit_batch_sweep, fit_lr, BatchColumns, LrColumns};
+use windtunnel::fit::hparams::{fit_hparams, HparamColumns};
 use windtunnel::fit::report::{fit_law, LawDefinition};
 use windtunnel::fit::saved;
 use windtunnel::layout::{FitKind, SweepDir};
@@ -34,6 +35,35 @@ pub enum FitCommand {
                             windtunnel fit allocation --input results/synthetic-law --budgets 1e15,1e18 --bootstrap 500 --json\n\n\
                             Writes DIR/plots/allocation-approaches.svg (N_opt against compute, the three frontiers).")]
     Allocation(FitAllocationArgs),
+    /// Learning-rate and batch-size laws in N and D: per (N, D) cell the optimal lr and batch size,
+    /// then lr_opt = c·N^a·D^b and B_opt = c·D^b (Step Law) and DeepSeek's forms in C.
+    #[command(after_help = "Examples:\n  windtunnel fit hparams --input results/step-law-hparams\n  \
+                            windtunnel fit hparams --input runs.csv --n N --tokens D --lr lr --batch bsz --loss loss --json")]
+    Hparams(FitHparamsArgs),
+}
+
+#[derive(Args)]
+pub struct FitHparamsArgs {
+    /// A CSV or Parquet table, or a sweep directory.
+    #[arg(long)]
+    input: std::path::PathBuf,
+    #[arg(long, default_value_t = HparamColumns::default().n)]
+    n: String,
+    #[arg(long, default_value_t = HparamColumns::default().tokens)]
+    tokens: String,
+    #[arg(long, default_value_t = HparamColumns::default().lr)]
+    lr: String,
+    #[arg(long, default_value_t = HparamColumns::default().batch)]
+    batch: String,
+    #[arg(long, default_value_t = HparamColumns::default().loss)]
+    loss: String,
+    /// Bootstrap resamples of the cells for the exponents' intervals.
+    #[arg(long, default_value_t = 500)]
+    bootstrap: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -281,6 +311,11 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
             }
             let options = AllocationOptions { budgets: args.budgets, bootstrap: args.bootstrap, level: 0.95, seed: args.seed };
             emit(&windtunnel::plot::allocation_sweep(&args.input, &options, args.grid.as_deref(), args.format)?, args.json)
+        }
+        FitCommand::Hparams(args) => {
+            let columns = HparamColumns { n: args.n, tokens: args.tokens, lr: args.lr, batch: args.batch, loss: args.loss };
+            let table = windtunnel::fit::input::Table::read(&args.input)?;
+            emit(&fit_hparams(&table, &columns, args.bootstrap, args.seed)?, args.json)
         }
         FitCommand::Lr(args) => {
             let columns = LrColumns { lr: args.lr, width: args.width, depth: Some(args.depth), loss: args.loss, group: Some(args.group) };

@@ -24,6 +24,7 @@ use serde::Serialize;
 use super::bootstrap::Interval;
 use super::law::Law;
 use super::report::LawReport;
+use super::transfer::{fit_line, fit_parabola};
 use crate::rng::Rng;
 
 /// One run's evaluation curve: (tokens, loss), ascending in tokens; the last is its final loss.
@@ -316,57 +317,17 @@ fn disagreements(outcomes: &[(&str, &Outcome)]) -> Vec<String> {
 
 /// Least squares of ln y on ln C through the optima: (slope, coefficient) with y = coefficient · C^slope.
 fn power_law(optima: &[Optimum], y: impl Fn(&Optimum) -> f64) -> Option<(f64, f64)> {
-    let xs: Vec<f64> = optima.iter().map(|o| o.flops.ln()).collect();
-    let ys: Vec<f64> = optima.iter().map(|o| y(o).ln()).collect();
-    let n = xs.len() as f64;
-    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
-    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
-    if n < 2.0 || sxx <= 0.0 {
-        return None;
-    }
-    let slope = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum::<f64>() / sxx;
-    Some((slope, (my - slope * mx).exp()))
+    let line = fit_line(&optima.iter().map(|o| (o.flops.ln(), y(o).ln())).collect::<Vec<_>>())?;
+    Some((line.slope, line.intercept.exp()))
 }
 
 /// The vertex (x, y) of the least-squares parabola through `points`, when it opens upward and
 /// lies within their x range.
 fn parabola_minimum(points: &[(f64, f64)]) -> Option<(f64, f64)> {
-    // Normal equations of y = p0 + p1·x + p2·x², x centred for conditioning.
-    let mx = points.iter().map(|p| p.0).sum::<f64>() / points.len() as f64;
-    let mut m = [[0.0f64; 4]; 3];
-    for &(x, y) in points {
-        let x = x - mx;
-        let powers = [1.0, x, x * x];
-        for r in 0..3 {
-            for c in 0..3 {
-                m[r][c] += powers[r] * powers[c];
-            }
-            m[r][3] += powers[r] * y;
-        }
-    }
-    let [p0, p1, p2] = solve3(m)?;
-    let vertex = -p1 / (2.0 * p2);
-    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0 - mx), hi.max(p.0 - mx)));
-    (p2 > 0.0 && vertex >= lo && vertex <= hi).then_some((vertex + mx, p0 + p1 * vertex + p2 * vertex * vertex))
-}
-
-/// Gaussian elimination with partial pivoting of a 3×3 augmented system.
-fn solve3(mut m: [[f64; 4]; 3]) -> Option<[f64; 3]> {
-    for col in 0..3 {
-        let pivot = (col..3).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
-        m.swap(col, pivot);
-        if m[col][col].abs() < 1e-12 {
-            return None;
-        }
-        let pivot_row = m[col];
-        for (r, row) in m.iter_mut().enumerate() {
-            if r != col {
-                let f = row[col] / pivot_row[col];
-                row.iter_mut().zip(pivot_row).skip(col).for_each(|(x, p)| *x -= f * p);
-            }
-        }
-    }
-    Some([m[0][3] / m[0][0], m[1][3] / m[1][1], m[2][3] / m[2][2]])
+    let [c0, c1, c2] = fit_parabola(points)?;
+    let x = -c1 / (2.0 * c2);
+    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+    (c2 > 0.0 && x >= lo && x <= hi).then_some((x, c0 + c1 * x + c2 * x * x))
 }
 
 /// y at x, linear in ln x between the two points around it; `None` outside the points.

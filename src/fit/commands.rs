@@ -86,7 +86,7 @@ pub fn fit_lr_on(table: &Table, columns: &LrColumns, seed: u64) -> anyhow::Resul
         if kind.is_some_and(|k| table.rows[i][k] != "plain") || !scans_lr(i) {
             continue;
         }
-        if status.is_some_and(|s| table.rows[i][s] != "done") || !loss[i].is_finite() {
+        if status.is_some_and(|s| table.rows[i][s] != super::input::STATUS_DONE) || !loss[i].is_finite() {
             excluded += 1;
             continue;
         }

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+/// The `status` of a run whose loss is a point of a law.
+pub const STATUS_DONE: &str = "done";
+
 /// A table read whole: column names and rows of strings.
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -163,7 +166,7 @@ pub fn points(table: &Table, columns: &Columns, drop_highest: usize, keep: Optio
                 continue;
             }
         }
-        if status.is_some_and(|s| table.rows[i][s] != "done") {
+        if status.is_some_and(|s| table.rows[i][s] != STATUS_DONE) {
             excluded += 1;
             continue;
         }

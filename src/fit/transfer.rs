@@ -60,24 +60,35 @@ fn student_t_975(dof: usize) -> f64 {
 }
 
 /// y = c0 + c1 x + c2 x², least squares.
-fn fit_parabola(points: &[(f64, f64)]) -> Option<[f64; 3]> {
+pub fn fit_parabola(points: &[(f64, f64)]) -> Option<[f64; 3]> {
     if points.len() < 3 {
         return None;
     }
-    // Normal equations, centred for conditioning.
+    // Centred for conditioning.
     let mx = points.iter().map(|p| p.0).sum::<f64>() / points.len() as f64;
+    let rows: Vec<([f64; 3], f64)> = points.iter().map(|&(x, y)| ([1.0, x - mx, (x - mx) * (x - mx)], y)).collect();
+    let [c0, c1, c2] = least_squares3(&rows)?;
+    // Undo the centring: y = c0 + c1 (x − mx) + c2 (x − mx)².
+    Some([c0 - c1 * mx + c2 * mx * mx, c1 - 2.0 * c2 * mx, c2])
+}
+
+/// Least squares of y on three regressors (each row: the regressors and y), by the normal equations.
+pub fn least_squares3(rows: &[([f64; 3], f64)]) -> Option<[f64; 3]> {
     let mut m = [[0.0f64; 4]; 3];
-    for &(x, y) in points {
-        let x = x - mx;
-        let row = [1.0, x, x * x];
+    for (x, y) in rows {
         for i in 0..3 {
             for j in 0..3 {
-                m[i][j] += row[i] * row[j];
+                m[i][j] += x[i] * x[j];
             }
-            m[i][3] += row[i] * y;
+            m[i][3] += x[i] * y;
         }
     }
-    // Gaussian elimination with partial pivoting.
+    solve3(m)
+}
+
+/// The solution of a 3×3 linear system given as an augmented matrix (normal equations), by
+/// Gaussian elimination with partial pivoting; `None` when it is singular.
+fn solve3(mut m: [[f64; 4]; 3]) -> Option<[f64; 3]> {
     for col in 0..3 {
         let pivot = (col..3).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
         if m[pivot][col].abs() < 1e-300 {
@@ -94,9 +105,7 @@ fn fit_parabola(points: &[(f64, f64)]) -> Option<[f64; 3]> {
             }
         }
     }
-    let (c0, c1, c2) = (m[0][3] / m[0][0], m[1][3] / m[1][1], m[2][3] / m[2][2]);
-    // Undo the centring: y = c0 + c1 (x − mx) + c2 (x − mx)².
-    Some([c0 - c1 * mx + c2 * mx * mx, c1 - 2.0 * c2 * mx, c2])
+    Some([m[0][3] / m[0][0], m[1][3] / m[1][1], m[2][3] / m[2][2]])
 }
 
 /// The optimum of y over x from a parabola through the best point and up to two neighbours on

@@ -1,0 +1,394 @@
+//! Hyperparameter laws in N and D: `windtunnel fit hparams`.
+//!
+//! From a table of runs that scan the learning rate and the batch size at several model sizes N
+//! and data sizes D (the Step Law study's design, Li et al. 2025), per (N, D) cell:
+//!
+//! - the optimal learning rate: a parabola in log lr through the losses at the cell's best batch
+//!   size (the batch size of its lowest loss);
+//! - the optimal batch size: a parabola in log batch through the losses at the cell's best
+//!   learning rate (when the cell scans three or more batch sizes there).
+//!
+//! Cells never pool over anything else the table varies: every other swept column (`param.*`)
+//! splits cells further; seeds are pooled (they are replicates). Then the laws, by least squares in
+//! log space: the Step Law forms `lr_opt = c·N^a·D^b` and `B_opt = c·D^b`, and DeepSeek's forms in
+//! compute C = 6ND, `lr_opt = c·C^p` and `B_opt = c·C^q`; intervals by the bootstrap over cells.
+
+use serde::Serialize;
+
+use super::bootstrap::Interval;
+use super::input::{Table, STATUS_DONE};
+use super::transfer::{fit_line, least_squares3, parabola_optimum};
+use crate::rng::Rng;
+use crate::sweep::collect::column;
+
+/// Which columns hold what.
+#[derive(Debug, Clone)]
+pub struct HparamColumns {
+    pub n: String,
+    pub tokens: String,
+    pub lr: String,
+    pub batch: String,
+    pub loss: String,
+}
+
+impl Default for HparamColumns {
+    fn default() -> Self {
+        Self {
+            n: column::NON_EMBEDDING_PARAMS.into(),
+            tokens: column::TOKENS.into(),
+            lr: column::LR.into(),
+            batch: column::BATCH_SIZE.into(),
+            loss: column::FINAL_EVAL_LOSS.into(),
+        }
+    }
+}
+
+/// The optima of one cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub n: f64,
+    pub tokens: f64,
+    /// The other swept columns that split the cell (`param.x = value`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub split_by: Vec<String>,
+    pub lr_opt: f64,
+    /// The batch size the lr scan was read at.
+    pub at_batch: f64,
+    pub batch_opt: Option<f64>,
+    /// The learning rate the batch scan was read at.
+    pub at_lr: f64,
+    pub notes: Vec<String>,
+}
+
+/// `y = c · x1^e1 · x2^e2` (or one factor), with bootstrap intervals on the exponents.
+#[derive(Debug, Clone, Serialize)]
+pub struct PowerLaw {
+    pub coefficient: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_exponent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_interval: Option<Interval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d_exponent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d_interval: Option<Interval>,
+    /// DeepSeek's form: the exponent of C.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub c_exponent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub c_interval: Option<Interval>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HparamsReport {
+    pub input: std::path::PathBuf,
+    pub runs: usize,
+    pub cells: Vec<Cell>,
+    /// Step Law: lr_opt = c·N^a·D^b.
+    pub lr: PowerLaw,
+    /// Step Law: B_opt = c·D^b (None without batch scans).
+    pub batch: Option<PowerLaw>,
+    /// DeepSeek: lr_opt = c·C^p.
+    pub lr_compute: PowerLaw,
+    /// DeepSeek: B_opt = c·C^q.
+    pub batch_compute: Option<PowerLaw>,
+    pub warnings: Vec<String>,
+}
+
+/// One usable row.
+#[derive(Debug, Clone)]
+struct Run {
+    key: Vec<String>,
+    n: f64,
+    tokens: f64,
+    lr: f64,
+    batch: f64,
+    loss: f64,
+}
+
+/// Fit the hyperparameter laws of `table`.
+pub fn fit_hparams(table: &Table, columns: &HparamColumns, bootstrap: usize, seed: u64) -> anyhow::Result<HparamsReport> {
+    let runs = usable_runs(table, columns)?;
+    let cells = cells_of(&runs, columns)?;
+    anyhow::ensure!(
+        cells.len() >= 3,
+        "{}: {} (N, D) cell(s); the laws need 3 or more (scan lr and batch size at more model and data sizes)",
+        table.path.display(),
+        cells.len()
+    );
+    let batch_cells: Vec<&Cell> = cells.iter().filter(|c| c.batch_opt.is_some()).collect();
+    let mut warnings = Vec::new();
+    let lr = laws_with_bootstrap(&cells.iter().collect::<Vec<_>>(), |c| Some(c.lr_opt), true, bootstrap, seed)
+        .ok_or_else(|| anyhow::anyhow!("{}: the cells do not span N or D, so no law in them can be fitted", table.path.display()))?;
+    let lr_compute = compute_law(&cells.iter().collect::<Vec<_>>(), |c| Some(c.lr_opt), bootstrap, seed).expect("cells span N or D");
+    let (batch, batch_compute) = if batch_cells.len() >= 3 {
+        (laws_with_bootstrap(&batch_cells, |c| c.batch_opt, false, bootstrap, seed), compute_law(&batch_cells, |c| c.batch_opt, bootstrap, seed))
+    } else {
+        warnings.push(format!("{} cell(s) scan 3 or more batch sizes at their best learning rate: no batch-size law", batch_cells.len()));
+        (None, None)
+    };
+    for (name, law) in [("lr", Some(&lr)), ("batch", batch.as_ref())] {
+        for (what, iv) in [("N", law.and_then(|l| l.n_interval)), ("D", law.and_then(|l| l.d_interval))] {
+            if iv.is_some_and(|i| i.lower < 0.0 && i.upper > 0.0) {
+                warnings.push(format!("the {what} exponent of {name}_opt is not constrained: its interval spans zero"));
+            }
+        }
+    }
+    Ok(HparamsReport { input: table.path.clone(), runs: runs.len(), cells, lr, batch, lr_compute, batch_compute, warnings })
+}
+
+/// Finished rows with finite, positive values, each with its cell key (the other swept columns).
+fn usable_runs(table: &Table, columns: &HparamColumns) -> anyhow::Result<Vec<Run>> {
+    let get = |name: &str| table.numbers(name);
+    let (n, tokens, lr, batch, loss) = (get(&columns.n)?, get(&columns.tokens)?, get(&columns.lr)?, get(&columns.batch)?, get(&columns.loss)?);
+    let status = table.column(column::STATUS).ok();
+    let named = [&columns.n, &columns.tokens, &columns.lr, &columns.batch, &columns.loss];
+    let splitting: Vec<usize> = (0..table.columns.len())
+        .filter(|&i| {
+            let c = &table.columns[i];
+            let swept_lr_or_batch = c.ends_with(".lr") || c.ends_with(".batch_size") || c.ends_with(".tokens");
+            c.starts_with("param.") && !swept_lr_or_batch && !named.contains(&c)
+        })
+        .collect();
+    let mut runs = Vec::new();
+    for (i, row) in table.rows.iter().enumerate() {
+        if status.is_some_and(|s| row[s] != STATUS_DONE) {
+            continue;
+        }
+        let values = [n[i], tokens[i], lr[i], batch[i], loss[i]];
+        if values.iter().all(|v| v.is_finite() && *v > 0.0) {
+            let key = splitting.iter().map(|&c| format!("{} = {}", table.columns[c], row[c])).collect();
+            runs.push(Run { key, n: n[i], tokens: tokens[i], lr: lr[i], batch: batch[i], loss: loss[i] });
+        }
+    }
+    anyhow::ensure!(
+        !runs.is_empty(),
+        "{}: no finished runs with positive {}, {}, {}, {} and {}",
+        table.path.display(),
+        named[0],
+        named[1],
+        named[2],
+        named[3],
+        named[4]
+    );
+    Ok(runs)
+}
+
+/// The optima of every (N, D, other swept values) cell.
+fn cells_of(runs: &[Run], columns: &HparamColumns) -> anyhow::Result<Vec<Cell>> {
+    let mut keys: Vec<(f64, f64, Vec<String>)> = Vec::new();
+    for r in runs {
+        if !keys.iter().any(|k| k.0 == r.n && k.1 == r.tokens && k.2 == r.key) {
+            keys.push((r.n, r.tokens, r.key.clone()));
+        }
+    }
+    keys.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    keys.iter()
+        .map(|(n, d, key)| {
+            let members: Vec<&Run> = runs.iter().filter(|r| r.n == *n && r.tokens == *d && r.key == *key).collect();
+            cell(&members, *n, *d, key, columns)
+        })
+        .collect()
+}
+
+fn cell(members: &[&Run], n: f64, tokens: f64, key: &[String], columns: &HparamColumns) -> anyhow::Result<Cell> {
+    let best = members.iter().min_by(|a, b| a.loss.total_cmp(&b.loss)).expect("a cell has runs");
+    let name = format!("cell {} = {n}, {} = {tokens}{}", columns.n, columns.tokens, key.iter().map(|k| format!(", {k}")).collect::<String>());
+    let lr_scan: Vec<(f64, f64)> = members.iter().filter(|r| r.batch == best.batch).map(|r| (r.lr.ln(), r.loss)).collect();
+    let lrs = distinct_count(lr_scan.iter().map(|p| p.0));
+    anyhow::ensure!(
+        lrs >= 3,
+        "{name}: {lrs} learning rate(s) at its best batch size {}; a parabola needs 3 or more (scan more rates, or leave the cell out with --where)",
+        best.batch
+    );
+    let mut notes = Vec::new();
+    let lr_opt = optimum(&lr_scan, "learning rate", &mut notes);
+    let batch_scan: Vec<(f64, f64)> = members.iter().filter(|r| r.lr == best.lr).map(|r| (r.batch.ln(), r.loss)).collect();
+    let batch_opt = (distinct_count(batch_scan.iter().map(|p| p.0)) >= 3).then(|| optimum(&batch_scan, "batch size", &mut notes));
+    Ok(Cell { n, tokens, split_by: key.to_vec(), lr_opt, at_batch: best.batch, batch_opt, at_lr: best.lr, notes })
+}
+
+/// exp of the parabola's vertex in log x, with a note when it is at the scan's edge or not convex.
+fn optimum(scan: &[(f64, f64)], what: &str, notes: &mut Vec<String>) -> f64 {
+    let (x, _, inside, convex) = parabola_optimum(scan).expect("three finite points");
+    if !inside {
+        notes.push(format!("the best {what} is at the edge of the scan"));
+    }
+    if !convex {
+        notes.push(format!("losses not convex in log {what}: the best scanned value, not a vertex"));
+    }
+    x.exp()
+}
+
+/// The Step Law form (`with_n`: c·N^a·D^b, else c·D^b) with bootstrap intervals over cells.
+fn laws_with_bootstrap(cells: &[&Cell], y: fn(&Cell) -> Option<f64>, with_n: bool, bootstrap: usize, seed: u64) -> Option<PowerLaw> {
+    let fit = |cells: &[&Cell]| step_law(cells, y, with_n);
+    let full = fit(cells)?;
+    let samples = resample(cells, bootstrap, seed, fit);
+    let interval = |est: Option<f64>, pick: fn(&PowerLaw) -> Option<f64>| {
+        est.filter(|_| samples.len() >= bootstrap / 2 && bootstrap > 0)
+            .map(|e| Interval::from_samples(e, &samples.iter().filter_map(pick).collect::<Vec<_>>(), 0.95))
+    };
+    Some(PowerLaw { n_interval: interval(full.n_exponent, |l| l.n_exponent), d_interval: interval(full.d_exponent, |l| l.d_exponent), ..full })
+}
+
+/// ln y = ln c + a ln N + b ln D by least squares; a factor that does not vary is left out.
+fn step_law(cells: &[&Cell], y: fn(&Cell) -> Option<f64>, with_n: bool) -> Option<PowerLaw> {
+    let pts: Vec<(f64, f64, f64)> = cells.iter().filter_map(|c| Some((c.n.ln(), c.tokens.ln(), y(c)?.ln()))).collect();
+    let varies = |f: fn(&(f64, f64, f64)) -> f64| distinct_count(pts.iter().map(f)) >= 2;
+    let (n_varies, d_varies) = (with_n && varies(|p| p.0), varies(|p| p.1));
+    let law = |c: f64, a: Option<f64>, b: Option<f64>| PowerLaw {
+        coefficient: c.exp(),
+        n_exponent: a,
+        n_interval: None,
+        d_exponent: b,
+        d_interval: None,
+        c_exponent: None,
+        c_interval: None,
+    };
+    match (n_varies, d_varies) {
+        (true, true) => {
+            let rows: Vec<([f64; 3], f64)> = pts.iter().map(|&(n, d, y)| ([1.0, n, d], y)).collect();
+            let [c, a, b] = least_squares3(&rows)?;
+            Some(law(c, Some(a), Some(b)))
+        }
+        (true, false) => fit_line(&pts.iter().map(|p| (p.0, p.2)).collect::<Vec<_>>()).map(|l| law(l.intercept, Some(l.slope), None)),
+        (false, true) => fit_line(&pts.iter().map(|p| (p.1, p.2)).collect::<Vec<_>>()).map(|l| law(l.intercept, None, Some(l.slope))),
+        (false, false) => None,
+    }
+}
+
+/// DeepSeek's y = c·C^p with C = 6ND, and its bootstrap interval.
+fn compute_law(cells: &[&Cell], y: fn(&Cell) -> Option<f64>, bootstrap: usize, seed: u64) -> Option<PowerLaw> {
+    let fit = |cells: &[&Cell]| {
+        let line = fit_line(&cells.iter().filter_map(|c| Some(((6.0 * c.n * c.tokens).ln(), y(c)?.ln()))).collect::<Vec<_>>())?;
+        Some(PowerLaw {
+            coefficient: line.intercept.exp(),
+            n_exponent: None,
+            n_interval: None,
+            d_exponent: None,
+            d_interval: None,
+            c_exponent: Some(line.slope),
+            c_interval: None,
+        })
+    };
+    let full = fit(cells)?;
+    let samples: Vec<f64> = resample(cells, bootstrap, seed, fit).iter().filter_map(|l| l.c_exponent).collect();
+    let c_interval = (bootstrap > 0 && samples.len() >= bootstrap / 2).then(|| Interval::from_samples(full.c_exponent.unwrap_or(f64::NAN), &samples, 0.95));
+    Some(PowerLaw { c_interval, ..full })
+}
+
+/// `fit` on `bootstrap` resamples of the cells (with replacement); the fits that succeeded.
+fn resample(cells: &[&Cell], bootstrap: usize, seed: u64, fit: impl Fn(&[&Cell]) -> Option<PowerLaw>) -> Vec<PowerLaw> {
+    let mut rng = Rng::new(seed);
+    (0..bootstrap)
+        .filter_map(|_| {
+            let sample: Vec<&Cell> = (0..cells.len()).map(|_| cells[rng.below(cells.len() as u64) as usize]).collect();
+            fit(&sample)
+        })
+        .collect()
+}
+
+fn distinct_count(values: impl Iterator<Item = f64>) -> usize {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    v.len()
+}
+
+impl std::fmt::Display for HparamsReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "hyperparameter laws of {} ({} runs, {} cells)", self.input.display(), self.runs, self.cells.len())?;
+        writeln!(f, "{:>12} {:>12} {:>12} {:>10} {:>12} {:>10}", "N", "D", "lr_opt", "at batch", "batch_opt", "at lr")?;
+        for c in &self.cells {
+            let b = c.batch_opt.map_or("-".to_string(), |b| format!("{b:.1}"));
+            write!(f, "{:>12.4e} {:>12.4e} {:>12.4e} {:>10} {:>12} {:>10.3e}", c.n, c.tokens, c.lr_opt, c.at_batch, b, c.at_lr)?;
+            let extra: Vec<&str> = c.split_by.iter().chain(&c.notes).map(String::as_str).collect();
+            writeln!(f, "{}", if extra.is_empty() { String::new() } else { format!("  ({})", extra.join("; ")) })?;
+        }
+        let exp = |name: &str, e: Option<f64>, iv: Option<Interval>| {
+            e.map(|e| format!(" · {name}^{e:.3}{}", iv.map(|i| format!(" [{:.3}, {:.3}]", i.lower, i.upper)).unwrap_or_default())).unwrap_or_default()
+        };
+        let law = |l: &PowerLaw| {
+            format!(
+                "{:.4e}{}{}{}",
+                l.coefficient,
+                exp("N", l.n_exponent, l.n_interval),
+                exp("D", l.d_exponent, l.d_interval),
+                exp("C", l.c_exponent, l.c_interval)
+            )
+        };
+        writeln!(f, "Step Law:  lr_opt = {}", law(&self.lr))?;
+        if let Some(b) = &self.batch {
+            writeln!(f, "           B_opt  = {}", law(b))?;
+        }
+        writeln!(f, "DeepSeek:  lr_opt = {}", law(&self.lr_compute))?;
+        if let Some(b) = &self.batch_compute {
+            writeln!(f, "           B_opt  = {}", law(b))?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table from known laws: loss = L(N, D) + k·(ln lr − ln lr*)² + k·(ln B − ln B*)², with
+    /// lr* = 0.3·N^−0.25·D^0.1 and B* = 0.02·D^0.5, scanned on a grid around the optima.
+    fn known_table(noise: f64) -> Table {
+        let mut rng = Rng::new(3);
+        let columns = ["status", "non_embedding_params", "tokens", "lr", "batch_size", "final_eval_loss"].map(String::from).to_vec();
+        let mut rows = Vec::new();
+        for n in [1e6f64, 4e6, 16e6] {
+            for d in [1e8f64, 4e8, 16e8] {
+                let (lr_star, b_star) = (0.3 * n.powf(-0.25) * d.powf(0.1), 0.02 * d.powf(0.5));
+                for i in -3..=3 {
+                    for j in -3..=3 {
+                        let (lr, b) = (lr_star * 1.6f64.powi(i) * 1.13, (b_star * 1.5f64.powi(j) * 0.93).round());
+                        let loss = 2.0
+                            + 50.0 / n.powf(0.3)
+                            + 80.0 / d.powf(0.3)
+                            + 0.05 * (lr / lr_star).ln().powi(2)
+                            + 0.03 * (b / b_star).ln().powi(2)
+                            + noise * rng.normal();
+                        rows.push(["done".to_string(), n.to_string(), d.to_string(), lr.to_string(), b.to_string(), loss.to_string()].to_vec());
+                    }
+                }
+            }
+        }
+        Table { path: "known.csv".into(), columns, rows }
+    }
+
+    #[test]
+    fn recovers_known_exponents_of_lr_and_batch() {
+        for (noise, tolerance) in [(0.0, 0.01), (0.003, 0.06)] {
+            let report = fit_hparams(&known_table(noise), &HparamColumns::default(), 200, 1).unwrap();
+            assert_eq!(report.cells.len(), 9);
+            let (a, b) = (report.lr.n_exponent.unwrap(), report.lr.d_exponent.unwrap());
+            assert!((a + 0.25).abs() < tolerance && (b - 0.1).abs() < tolerance, "noise {noise}: lr ∝ N^{a} D^{b}");
+            let batch = report.batch.as_ref().unwrap();
+            assert!((batch.d_exponent.unwrap() - 0.5).abs() < tolerance, "noise {noise}: B ∝ D^{:?}", batch.d_exponent);
+            assert!(batch.n_exponent.is_none(), "the Step Law batch form has no N");
+            if noise > 0.0 {
+                let iv = report.lr.n_interval.unwrap();
+                assert!(iv.lower < iv.upper && iv.contains(-0.25), "{iv:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cell_with_two_learning_rates_is_one_clear_error() {
+        let mut table = known_table(0.0);
+        let lr = table.column("lr").unwrap();
+        // Keep two learning rates in the first cell.
+        let first: Vec<String> = table.rows.iter().take(49).map(|r| r[lr].clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let keep: Vec<String> = first[..2].to_vec();
+        table.rows = table.rows.into_iter().enumerate().filter(|(i, r)| *i >= 49 || keep.contains(&r[lr])).map(|(_, r)| r).collect();
+        let e = format!("{:#}", fit_hparams(&table, &HparamColumns::default(), 0, 0).unwrap_err());
+        assert!(e.contains("cell non_embedding_params = 1000000") && e.contains("2 learning rate(s)") && e.contains("--where"), "{e}");
+    }
+}
