@@ -123,9 +123,14 @@ fn a_sweep_plots_reports_and_exports() {
     assert_svg(Path::new(allocation["chart"].as_str().unwrap()));
     let e = fails(&["fit", "allocation", "--input", sweep.join("table.csv").to_str().unwrap()]);
     assert!(e.contains("not a sweep directory"), "{e}");
-    // Its lr grid scans two (N, D) cells: too few for hyperparameter laws, and it says so.
+    // Its data-model runs do not scan the learning rate: a cell of one rate is named; its lr grid
+    // scans two (N, D) cells: too few for hyperparameter laws, and it says so.
     let e = fails(&["fit", "hparams", "--input", s]);
+    assert!(e.contains("1 learning rate(s) at its best batch size") && e.contains("--where"), "{e}");
+    let e = fails(&["fit", "hparams", "--input", s, "--where", "grid == lr"]);
     assert!(e.contains("2 (N, D) cell(s); the laws need 3 or more"), "{e}");
+    let e = fails(&["fit", "hparams", "--input", s, "--where", "grid ==="]);
+    assert!(e.contains("--where"), "{e}");
 
     // The export: the printed N is the model's own count of the exported shape, and the learning
     // rates follow µP for the target width.

@@ -57,6 +57,10 @@ pub struct FitHparamsArgs {
     batch: String,
     #[arg(long, default_value_t = HparamColumns::default().loss)]
     loss: String,
+    /// Only the rows this filter keeps, e.g. `grid == lr-batch and N < 1e8` (comparisons on
+    /// columns joined by `and`).
+    #[arg(long = "where", value_name = "EXPR")]
+    where_: Option<String>,
     /// Bootstrap resamples of the cells for the exponents' intervals.
     #[arg(long, default_value_t = 500)]
     bootstrap: usize,
@@ -314,7 +318,13 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
         }
         FitCommand::Hparams(args) => {
             let columns = HparamColumns { n: args.n, tokens: args.tokens, lr: args.lr, batch: args.batch, loss: args.loss };
-            let table = windtunnel::fit::input::Table::read(&args.input)?;
+            let mut table = windtunnel::fit::input::Table::read(&args.input)?;
+            if let Some(expr) = &args.where_ {
+                let filter: windtunnel::fit::filter::Filter = expr.parse().map_err(|m| anyhow::anyhow!("--where: {m}"))?;
+                let keep = filter.rows(&table)?;
+                anyhow::ensure!(keep.iter().any(|&k| k), "--where `{expr}`: no row of {} matches", table.path.display());
+                table.rows = table.rows.into_iter().zip(keep).filter_map(|(row, k)| k.then_some(row)).collect();
+            }
             emit(&fit_hparams(&table, &columns, args.bootstrap, args.seed)?, args.json)
         }
         FitCommand::Lr(args) => {

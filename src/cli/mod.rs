@@ -90,7 +90,7 @@ enum Command {
     /// Draw every chart a sweep's data supports into DIR/plots/ (or one coordinate check).
     #[command(after_help = "Examples:\n  windtunnel plot results/quickstart\n  windtunnel plot results/quickstart --format png\n  \
                             windtunnel coord-check --json > coord.json && windtunnel plot --coord-check coord.json\n\n\
-                            Charts: loss-curves, lr-transfer, law-tokens, law-compute, allocation, residuals, holdout, batch-size;\n\
+                            Charts: loss-curves, lr-transfer, law-tokens, law-compute, allocation, allocation-approaches, residuals, holdout, batch-size;\n\
                             the data-model law is refitted from the definition `fit law` saved in DIR/fits/law.json.")]
     Plot(outputs::PlotArgs),
     /// Write DIR/report.html: one self-contained page with the sweep's summary, every chart and the fits.

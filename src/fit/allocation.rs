@@ -113,6 +113,8 @@ pub struct AllocationReport {
     pub approach_2: Outcome,
     pub approach_3: Outcome,
     pub warnings: Vec<String>,
+    /// The training compute the runs' evaluations span (FLOPs, C = 6ND).
+    pub compute_range: (f64, f64),
     /// The chart written, when one was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chart: Option<std::path::PathBuf>,
@@ -143,7 +145,9 @@ pub fn allocation(input: std::path::PathBuf, curves: &[Curve], law: Result<&LawR
     let approach_2 = outcome(with_bootstrap(curves, options, "IsoFLOP profiles", isoflop_optima));
     let approach_3 = outcome(law.map(|l| from_law(l, options)));
     let warnings = disagreements(&[("1", &approach_1), ("2", &approach_2), ("3", &approach_3)]);
-    AllocationReport { input, runs: curves.len(), approach_1, approach_2, approach_3, warnings, chart: None }
+    let compute = curves.iter().flat_map(|c| c.points.iter().map(move |p| 6.0 * c.n * p.0));
+    let compute_range = compute.fold((f64::INFINITY, 0.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    AllocationReport { input, runs: curves.len(), approach_1, approach_2, approach_3, warnings, compute_range, chart: None }
 }
 
 /// The optima an approach finds on a set of curves, with its notes.

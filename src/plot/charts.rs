@@ -315,8 +315,12 @@ pub fn allocation_approaches(sweep: &str, report: &AllocationReport) -> Result<F
             .collect();
         return Err(format!("no approach gave an allocation ({})", why.join("; ")));
     }
-    let observed: Vec<f64> = fitted.iter().flat_map(|(_, f)| f.optima.iter().chain(&f.budgets).map(|o| o.flops)).collect();
-    let (c0, c1) = if observed.is_empty() { (1e12, 1e18) } else { span(observed.into_iter()) };
+    let (lo, hi) = report.compute_range;
+    let around = fitted.iter().flat_map(|(_, f)| f.optima.iter().chain(&f.budgets).map(|o| o.flops));
+    let (c0, c1) = span(around.chain([lo, hi]).filter(|c| c.is_finite() && *c > 0.0));
+    if !(c0 > 0.0 && c1.is_finite()) {
+        return Err("no compute range to draw".into());
+    }
     let grid = log_space(c0, c1.max(c0 * 10.0), 40);
     let mut series = Vec::new();
     for (i, (k, f)) in fitted.iter().enumerate() {
