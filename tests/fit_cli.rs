@@ -294,3 +294,30 @@ fn fit_hparams_recovers_known_exponents_from_a_csv() {
     let e = fails(&["fit", "hparams", "--input", path.to_str().unwrap(), "--n", "params"]);
     assert!(e.contains("params"), "{e}");
 }
+
+/// `fit law --group-e COLUMN`: two data mixtures with their own loss floors and shared exponents.
+#[test]
+fn fit_law_group_e_fits_one_floor_per_mixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("mix,N,D,loss\n");
+    for (mix, e) in [("web", 1.8), ("code", 2.3)] {
+        for i in 0..5 {
+            for j in 0..4 {
+                let n = 1e6 * 3f64.powi(i);
+                let d = n * 4.0 * 3f64.powi(j);
+                csv.push_str(&format!("{mix},{n},{d},{}\n", e + 400.0 / n.powf(0.34) + 900.0 / d.powf(0.30)));
+            }
+        }
+    }
+    let path = dir.path().join("mixtures.csv");
+    std::fs::write(&path, csv).unwrap();
+    let p = path.to_str().unwrap();
+    let report = json(&["fit", "law", "--input", p, "--n", "N", "--tokens", "D", "--loss", "loss", "--group-e", "mix", "--bootstrap", "20", "--json"]);
+    let e: Vec<f64> = report["law"]["e"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!((e[0] - 1.8).abs() < 1e-3 && (e[1] - 2.3).abs() < 1e-3, "{report}");
+    assert!((report["law"]["alpha"].as_f64().unwrap() - 0.34).abs() < 1e-3, "{report}");
+    let text = ok(&["fit", "law", "--input", p, "--n", "N", "--tokens", "D", "--loss", "loss", "--group-e", "mix", "--bootstrap", "20"]);
+    assert!(text.contains("E[web] = 1.8000") && text.contains("E[code] = 2.3000"), "{text}");
+    let e = fails(&["fit", "law", "--input", p, "--n", "N", "--tokens", "D", "--loss", "loss", "--group-e", "mixture"]);
+    assert!(e.contains("mixture"), "{e}");
+}

@@ -154,6 +154,10 @@ pub struct FitLawArgs {
     /// A fit definition (TOML, e.g. analysis/chinchilla.toml); flags given too override it.
     #[arg(long)]
     config: Option<std::path::PathBuf>,
+    /// One loss floor E per value of this column (a data mixture, a tokenizer), A, B, α and β
+    /// shared: L = E_g + A/N^α + B/D^β (the chinchilla form; uses --where, --bootstrap, --seed, --delta).
+    #[arg(long, value_name = "COLUMN")]
+    group_e: Option<String>,
     /// A CSV or Parquet table, or a sweep directory (its results table, from its runs' files).
     #[arg(long, required_unless_present = "config")]
     input: Option<std::path::PathBuf>,
@@ -305,6 +309,9 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
     match command {
         FitCommand::Law(args) => {
             let definition = args.definition()?;
+            if let Some(column) = &args.group_e {
+                return emit(&fit_law_grouped(&definition, column)?, args.json);
+            }
             let report = fit_law(&definition)?;
             saved::keep(&definition.input, FitKind::Law, &report, args.out.as_deref())?;
             emit(&report, args.json)
@@ -345,4 +352,22 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
             emit(&fit_batch(&args.input, !args.train_loss, args.runs_table.as_deref(), &columns)?, args.json)
         }
     }
+}
+
+/// `fit law --group-e COLUMN`: one E per group, the rest shared.
+fn fit_law_grouped(def: &LawDefinition, column: &str) -> anyhow::Result<windtunnel::fit::grouped::GroupedReport> {
+    let table = windtunnel::fit::input::Table::read(&def.input)?;
+    let keep = match &def.where_ {
+        Some(expr) => Some(expr.parse::<windtunnel::fit::filter::Filter>().map_err(|m| anyhow::anyhow!("--where: {m}"))?.rows(&table)?),
+        None => None,
+    };
+    let columns = windtunnel::fit::input::Columns {
+        n: def.n.clone(),
+        tokens: def.tokens.clone(),
+        flops: def.flops.clone(),
+        loss: def.loss.clone(),
+        grid: def.grid.clone(),
+    };
+    let bootstrap = if def.bootstrap == 0 { 200 } else { def.bootstrap };
+    windtunnel::fit::grouped::fit_grouped_table(&table, &columns, column, keep.as_deref(), bootstrap, def.seed, def.delta)
 }

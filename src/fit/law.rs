@@ -202,7 +202,7 @@ impl FitSpec {
 }
 
 /// One evaluation of the objective: (θ, cost, gradient).
-type CachedEvaluation = (Vec<f64>, f64, Vec<f64>);
+pub(crate) type CachedEvaluation = (Vec<f64>, f64, Vec<f64>);
 
 /// The summed Huber objective in log space, with its analytic gradient, for one law form.
 pub struct Objective {
@@ -222,7 +222,7 @@ pub struct Objective {
     pub max_evaluations: u64,
 }
 
-fn huber(r: f64, delta: f64) -> (f64, f64) {
+pub(crate) fn huber(r: f64, delta: f64) -> (f64, f64) {
     if r.abs() <= delta {
         (0.5 * r * r, r)
     } else {

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod commands;
 pub mod filter;
 pub mod form;
+pub mod grouped;
 pub mod hparams;
 pub mod input;
 pub mod law;
