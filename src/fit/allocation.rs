@@ -407,13 +407,23 @@ mod tests {
 
     /// Curves from an exact Chinchilla law: every approach recovers a = β/(α+β).
     fn chinchilla_curves(law: &Law) -> Vec<Curve> {
+        curves_of(law, 1e6, 0.0)
+    }
+
+    /// Eight sizes from `n0` (×1.5 each) with decays at eight token counts, from `law`, with
+    /// multiplicative noise of relative size `noise`.
+    fn curves_of(law: &Law, n0: f64, noise: f64) -> Vec<Curve> {
+        let mut rng = Rng::new(9);
         let mut curves = Vec::new();
         for i in 0..8 {
-            let n = 1e6 * 1.5f64.powi(i);
+            let n = n0 * 1.5f64.powi(i);
             // Decays at 8 token counts per size (WSD branches), each a short curve ending there.
             for k in 0..8 {
                 let end = n * 2.5 * 2f64.powi(k);
-                let points = (1..=4).map(|j| end * j as f64 / 4.0).map(|d| (d, law.loss(n, d) + if d < end { 0.05 } else { 0.0 })).collect();
+                let points = (1..=4)
+                    .map(|j| end * j as f64 / 4.0)
+                    .map(|d| (d, (law.loss(n, d) + if d < end { 0.05 } else { 0.0 }) * (1.0 + noise * rng.normal())))
+                    .collect();
                 curves.push(Curve { run: format!("{i}-{k}"), n, points });
             }
         }
@@ -436,6 +446,24 @@ mod tests {
         let (n_true, _) = law.compute_optimal(1e17);
         assert!((two.budgets[0].n / n_true - 1.0).abs() < 0.3, "N_opt(1e17) {} vs {n_true}", two.budgets[0].n);
         assert!(matches!(report.approach_3, Outcome::Unavailable { .. }));
+    }
+
+    /// With 0.2% noise on every loss the IsoFLOP estimate stays near the truth and its interval
+    /// covers it; on a Kaplan-form law (no loss floor) approach 2 recovers that law's exponent.
+    #[test]
+    fn approach_2_under_noise_and_on_a_kaplan_law() {
+        let law = Law::chinchilla(1.7, 400.0, 410.0, 0.34, 0.28);
+        let options = AllocationOptions { budgets: vec![], bootstrap: 100, level: 0.95, seed: 2 };
+        let noisy = allocation("noisy".into(), &curves_of(&law, 1e6, 0.002), Err("no law".into()), &options);
+        let two = noisy.approach_2.frontier().unwrap_or_else(|| panic!("{:?}", noisy.approach_2));
+        let truth = law.n_exponent();
+        assert!((two.n_exponent - truth).abs() < 0.1, "noisy: a = {} vs {truth}", two.n_exponent);
+        assert!(two.n_interval.unwrap().contains(truth), "{:?} vs {truth}", two.n_interval);
+
+        let kaplan = Law::new(super::super::form::Form::Kaplan, vec![8.8e13, 5.4e13, 0.076, 0.095]);
+        let report = allocation("kaplan".into(), &curves_of(&kaplan, 1e6, 0.0), Err("no law".into()), &options);
+        let two = report.approach_2.frontier().unwrap_or_else(|| panic!("{:?}", report.approach_2));
+        assert!((two.n_exponent - kaplan.n_exponent()).abs() < 0.05, "kaplan: a = {} vs {}", two.n_exponent, kaplan.n_exponent());
     }
 
     #[test]
