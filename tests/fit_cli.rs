@@ -321,3 +321,38 @@ fn fit_law_group_e_fits_one_floor_per_mixture() {
     let e = fails(&["fit", "law", "--input", p, "--n", "N", "--tokens", "D", "--loss", "loss", "--group-e", "mixture"]);
     assert!(e.contains("mixture"), "{e}");
 }
+
+/// `fit allocation` on a long-format CSV of evaluation curves from an exact Chinchilla law
+/// (eight sizes, each with decays at eight token counts): the IsoFLOP and fitted-law estimates of
+/// a recover β/(α+β), and the chart is drawn where asked.
+#[test]
+fn fit_allocation_reads_a_table_of_curves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, a, b, alpha, beta) = (1.7, 400.0, 410.0, 0.34, 0.28);
+    let loss = |n: f64, d: f64| e + a / n.powf(alpha) + b / d.powf(beta);
+    let mut csv = String::from("run,N,D,loss\n");
+    for i in 0..8 {
+        let n = 1e6 * 1.5f64.powi(i);
+        for k in 0..8 {
+            let end = n * 2.5 * 2f64.powi(k);
+            for j in 1..=4 {
+                let d = end * j as f64 / 4.0;
+                csv.push_str(&format!("r{i}-{k},{n},{d},{}\n", loss(n, d) + if j < 4 { 0.05 } else { 0.0 }));
+            }
+        }
+    }
+    let path = dir.path().join("curves.csv");
+    std::fs::write(&path, csv).unwrap();
+    let chart = dir.path().join("approaches.svg");
+    let args = ["fit", "allocation", "--input", path.to_str().unwrap(), "--run", "run", "--n", "N", "--tokens", "D", "--loss", "loss", "--bootstrap", "30"];
+    let report = json(&[&args[..], &["--chart", chart.to_str().unwrap(), "--json"]].concat());
+    let truth = beta / (alpha + beta);
+    for k in ["approach_2", "approach_3"] {
+        let got = report[k]["n_exponent"].as_f64().unwrap_or_else(|| panic!("{k}: {}", report[k]));
+        assert!((got - truth).abs() < 0.03, "{k}: a = {got} vs {truth}");
+    }
+    assert!(report["approach_1"]["n_exponent"].as_f64().is_some(), "{}", report["approach_1"]);
+    assert!(std::fs::read_to_string(&chart).unwrap().contains("<svg"));
+    let e = fails(&[&args[..], &["--grid", "data"]].concat());
+    assert!(e.contains("--grid selects runs of a sweep directory"), "{e}");
+}

@@ -121,8 +121,11 @@ fn a_sweep_plots_reports_and_exports() {
     assert!((three["n_exponent"].as_f64().unwrap() + three["d_exponent"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{three}");
     assert_eq!(three["budgets"][0]["flops"].as_f64(), Some(1e12));
     assert_svg(Path::new(allocation["chart"].as_str().unwrap()));
-    let e = fails(&["fit", "allocation", "--input", sweep.join("table.csv").to_str().unwrap()]);
-    assert!(e.contains("not a sweep directory"), "{e}");
+    // The results table is not a table of curves: the missing column is named.
+    let results_table = root.path().join("results-table.csv");
+    std::fs::write(&results_table, &table).unwrap();
+    let e = fails(&["fit", "allocation", "--input", results_table.to_str().unwrap()]);
+    assert!(e.contains("eval_loss"), "{e}");
     // Its data-model runs do not scan the learning rate: a cell of one rate is named; its lr grid
     // scans two (N, D) cells: too few for hyperparameter laws, and it says so.
     let e = fails(&["fit", "hparams", "--input", s]);

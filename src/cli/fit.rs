@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::emit;
-use windtunnel::fit::allocation::AllocationOptions;
+use windtunnel::fit::allocation::{AllocationOptions, CurveColumns};
 use windtunnel::fit::commands::{fit_batch, fit_batch_sweep, fit_lr, BatchColumns, LrColumns};
 use windtunnel::fit::hparams::{fit_hparams, HparamColumns};
 use windtunnel::fit::report::{fit_law, LawDefinition};
@@ -72,9 +72,25 @@ pub struct FitHparamsArgs {
 
 #[derive(Args)]
 pub struct FitAllocationArgs {
-    /// A sweep directory (its runs' evaluation curves and final losses).
+    /// A sweep directory (its runs' evaluation curves and final losses), or a CSV/Parquet table of
+    /// curves: one row per evaluation, with --run, --n, --tokens and --loss columns.
     #[arg(long)]
     input: std::path::PathBuf,
+    /// Table input: the column naming each run.
+    #[arg(long, default_value_t = CurveColumns::default().run)]
+    run: String,
+    /// Table input: the column of N.
+    #[arg(long, default_value_t = CurveColumns::default().n)]
+    n: String,
+    /// Table input: the column of tokens trained at the evaluation.
+    #[arg(long, default_value_t = CurveColumns::default().tokens)]
+    tokens: String,
+    /// Table input: the column of the evaluation loss.
+    #[arg(long, default_value_t = CurveColumns::default().loss)]
+    loss: String,
+    /// Table input: where to draw the chart (a sweep's goes to DIR/plots/).
+    #[arg(long)]
+    chart: Option<std::path::PathBuf>,
     /// Only the runs of this sweep grid [default: the grid of the sweep's `fit law`, else all].
     #[arg(long)]
     grid: Option<String>,
@@ -321,7 +337,12 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
                 anyhow::ensure!(c.is_finite() && c > 0.0, "--budgets: {c} is not a positive FLOP count");
             }
             let options = AllocationOptions { budgets: args.budgets, bootstrap: args.bootstrap, level: 0.95, seed: args.seed };
-            emit(&windtunnel::plot::allocation_sweep(&args.input, &options, args.grid.as_deref(), args.format)?, args.json)
+            if SweepDir::new(&args.input).exists() {
+                return emit(&windtunnel::plot::allocation_sweep(&args.input, &options, args.grid.as_deref(), args.format)?, args.json);
+            }
+            anyhow::ensure!(args.grid.is_none(), "--grid selects runs of a sweep directory; {} is a table", args.input.display());
+            let columns = CurveColumns { run: args.run, n: args.n, tokens: args.tokens, loss: args.loss };
+            emit(&windtunnel::plot::allocation_table(&args.input, &columns, &options, args.chart.as_deref(), args.format)?, args.json)
         }
         FitCommand::Hparams(args) => {
             let columns = HparamColumns { n: args.n, tokens: args.tokens, lr: args.lr, batch: args.batch, loss: args.loss };

@@ -22,6 +22,7 @@
 use serde::Serialize;
 
 use super::bootstrap::Interval;
+use super::input::Table;
 use super::law::Law;
 use super::report::LawReport;
 use super::transfer::{fit_line, fit_parabola};
@@ -148,6 +149,54 @@ pub fn allocation(input: std::path::PathBuf, curves: &[Curve], law: Result<&LawR
     let compute = curves.iter().flat_map(|c| c.points.iter().map(move |p| 6.0 * c.n * p.0));
     let compute_range = compute.fold((f64::INFINITY, 0.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
     AllocationReport { input, runs: curves.len(), approach_1, approach_2, approach_3, warnings, compute_range, chart: None }
+}
+
+/// The columns of a long-format table of evaluation curves: one row per logged evaluation.
+#[derive(Debug, Clone)]
+pub struct CurveColumns {
+    pub run: String,
+    pub n: String,
+    pub tokens: String,
+    pub loss: String,
+}
+
+impl Default for CurveColumns {
+    fn default() -> Self {
+        Self { run: "run_id".into(), n: "non_embedding_params".into(), tokens: "tokens".into(), loss: "eval_loss".into() }
+    }
+}
+
+/// The curves of a long-format table (rows with a non-positive or missing loss are skipped).
+pub fn curves_of_table(table: &Table, columns: &CurveColumns) -> anyhow::Result<Vec<Curve>> {
+    let run = table.column(&columns.run)?;
+    let (n, tokens, loss) = (table.numbers(&columns.n)?, table.numbers(&columns.tokens)?, table.numbers(&columns.loss)?);
+    let mut curves: Vec<Curve> = Vec::new();
+    for (i, row) in table.rows.iter().enumerate() {
+        if !(n[i] > 0.0 && tokens[i] > 0.0 && loss[i] > 0.0 && loss[i].is_finite()) {
+            continue;
+        }
+        match curves.iter_mut().find(|c| c.run == row[run]) {
+            Some(c) => {
+                anyhow::ensure!(c.n == n[i], "{} line {}: run {} has two values of {}", table.path.display(), i + 2, row[run], columns.n);
+                c.points.push((tokens[i], loss[i]));
+            }
+            None => curves.push(Curve { run: row[run].clone(), n: n[i], points: vec![(tokens[i], loss[i])] }),
+        }
+    }
+    anyhow::ensure!(!curves.is_empty(), "{}: no rows with positive {}, {} and {}", table.path.display(), columns.n, columns.tokens, columns.loss);
+    for c in &mut curves {
+        c.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    Ok(curves)
+}
+
+/// Approach 3 on curves that come without a sweep: the law fitted to each run's final point.
+pub fn law_of_finals(curves: &[Curve], input: &std::path::Path, bootstrap: usize, seed: u64) -> anyhow::Result<LawReport> {
+    let rows = curves.iter().filter_map(|c| c.points.last().map(|&(d, l)| vec![c.n.to_string(), d.to_string(), l.to_string()])).collect();
+    let table = Table { path: input.to_path_buf(), columns: vec!["n".into(), "tokens".into(), "loss".into()], rows };
+    let mut def = super::report::LawDefinition::for_table(input.to_path_buf());
+    (def.n, def.tokens, def.loss, def.bootstrap, def.seed) = ("n".into(), Some("tokens".into()), "loss".into(), bootstrap, seed);
+    super::report::fit_law_on(&def, &table)
 }
 
 /// The optima an approach finds on a set of curves, with its notes.

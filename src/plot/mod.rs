@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::fit::allocation::{self, AllocationOptions, AllocationReport, Curve};
+use crate::fit::allocation::{self, AllocationOptions, AllocationReport, Curve, CurveColumns};
 use crate::fit::commands::{fit_batch_sweep, fit_lr_on, BatchReport, LrColumns, LrReport};
 use crate::fit::input::Table;
 use crate::fit::report::{fit_law_on, LawReport};
@@ -207,6 +207,28 @@ pub fn allocation_sweep(dir: &Path, options: &AllocationOptions, grid: Option<&s
         let path = SweepDir::new(dir).plots().join(format!("allocation-approaches.{}", format.extension()));
         write_figure(&figure, &path, format)?;
         report.chart = Some(path);
+    }
+    Ok(report)
+}
+
+/// `windtunnel fit allocation --input TABLE`: the three approaches on a long-format table of
+/// evaluation curves (approach 3 fitted to each run's last row), the chart at `chart` if given.
+pub fn allocation_table(
+    path: &Path,
+    columns: &CurveColumns,
+    options: &AllocationOptions,
+    chart: Option<&Path>,
+    format: ImageFormat,
+) -> anyhow::Result<AllocationReport> {
+    let table = Table::read(path)?;
+    let curves = allocation::curves_of_table(&table, columns)?;
+    let law = allocation::law_of_finals(&curves, path, options.bootstrap, options.seed).map_err(|e| format!("{e:#}"));
+    let mut report = allocation::allocation(path.to_path_buf(), &curves, law.as_ref().map_err(Clone::clone), options);
+    if let Some(out) = chart {
+        let name = path.file_stem().map_or("curves".into(), |s| s.to_string_lossy().to_string());
+        let figure = charts::allocation_approaches(&name, &report).map_err(anyhow::Error::msg)?;
+        write_figure(&figure, out, format)?;
+        report.chart = Some(out.to_path_buf());
     }
     Ok(report)
 }
