@@ -3,6 +3,7 @@
 //! matrix products ([`precision`]) and the training memory a shape needs ([`memory`]). The coordinate check that verifies µP trains, so it lives
 //! in `train::coord_check`.
 
+pub mod attention;
 pub mod fused;
 pub mod memory;
 pub mod mup;

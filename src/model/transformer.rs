@@ -16,7 +16,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::fused::{softmax_last, FusedOps};
+use super::fused::{causal_attention, softmax_last, FusedOps};
 use super::mup::{MupConfig, ParamGroup};
 use super::precision::Precision;
 use super::shape::ModelShape;
@@ -63,6 +63,15 @@ impl<B: FusedOps> Attention<B> {
         let q = rope.apply(p.linear(x.clone(), self.wq.val()).reshape([batch, seq, self.heads, head_dim]));
         let k = rope.apply(p.linear(x.clone(), self.wk.val()).reshape([batch, seq, self.kv_heads, head_dim]));
         let v = p.linear(x, self.wv.val()).reshape([batch, seq, self.kv_heads, head_dim]);
+        let scale = 1.0 / (head_dim as f64).sqrt();
+
+        // The backend's fused causal attention where it has one (the CPU backend: one pass per
+        // head, the masked half never computed), in f32.
+        if p.is_fp32() && B::has_fused_attention() {
+            if let Some(context) = causal_attention(q.clone(), k.clone(), v.clone(), scale as f32) {
+                return p.linear(context.reshape([batch, seq, width]), self.wo.val());
+            }
+        }
 
         // Grouped-query attention without copying keys and values: the `groups` query heads that
         // share a key/value head are stacked along the query axis, [b, kv, groups·seq, d], and the
@@ -70,7 +79,7 @@ impl<B: FusedOps> Attention<B> {
         let q = q.swap_dims(1, 2).reshape([batch, self.kv_heads, groups * seq, head_dim]);
         let k = k.swap_dims(1, 2); // [b, kv, seq, d]
         let v = v.swap_dims(1, 2);
-        let scores = p.matmul(q, k.swap_dims(2, 3)) * (1.0 / (head_dim as f64).sqrt());
+        let scores = p.matmul(q, k.swap_dims(2, 3)) * scale;
         let scores = mask.apply(scores, groups); // −∞ above the diagonal
         let context = p.matmul(softmax_last(scores), v); // [b, kv, groups·seq, d]
         let context = context.reshape([batch, self.heads, seq, head_dim]).swap_dims(1, 2).reshape([batch, seq, width]);
