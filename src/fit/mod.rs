@@ -1,7 +1,9 @@
 //! Fitting the laws: reading points ([`input`]), the shape of a data-model law ([`form`]: a new
-//! law form is one implementation there), fitting it and its compute-optimal allocation ([`law`]), bootstrap intervals ([`bootstrap`]), the `fit law` report ([`report`]),
-//! learning-rate transfer and batch-size laws ([`transfer`], [`commands`]), and the fits a sweep
-//! directory keeps ([`saved`]).
+//! law form is one implementation there), fitting it and its compute-optimal allocation ([`law`]),
+//! bootstrap intervals ([`bootstrap`]), the `fit law` report ([`report`]), one loss floor per
+//! group ([`grouped`]), Chinchilla's three approaches to the allocation ([`allocation`]),
+//! learning-rate transfer and batch-size laws ([`transfer`], [`commands`]), hyperparameter laws
+//! in N and D ([`hparams`]), and the fits a sweep directory keeps ([`saved`]).
 
 pub mod allocation;
 pub mod bootstrap;

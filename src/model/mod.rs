@@ -1,7 +1,8 @@
 //! The µP MiniCPM proxy model: its shape and exact counts ([`shape`]), the µP rules ([`mup`]),
-//! the burn network ([`transformer`]), the fused kernels it uses ([`fused`]), the arithmetic of its
-//! matrix products ([`precision`]) and the training memory a shape needs ([`memory`]). The coordinate check that verifies µP trains, so it lives
-//! in `train::coord_check`.
+//! the burn network ([`transformer`]), the fused kernels it uses ([`fused`]; on the CPU, causal
+//! attention in one pass per head: [`attention`]), the arithmetic of its matrix products
+//! ([`precision`]) and the training memory a shape needs ([`memory`]). The coordinate check
+//! trains, so it lives in `train::coord_check`.
 
 pub mod attention;
 pub mod fused;
