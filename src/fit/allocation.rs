@@ -22,6 +22,7 @@
 use serde::Serialize;
 
 use super::bootstrap::Interval;
+use super::distinct_count;
 use super::input::Table;
 use super::law::Law;
 use super::report::LawReport;
@@ -255,7 +256,7 @@ fn envelope_optima(curves: &[Curve]) -> Optima {
         let (best, loss) = at_c.into_iter().min_by(|a, b| a.1.total_cmp(&b.1)).expect("two candidates");
         optima.push(Optimum::new(c, curves[best].n, Some(loss)));
     }
-    let sizes = distinct(optima.iter().map(|o| o.n));
+    let sizes = distinct_count(optima.iter().map(|o| o.n));
     if sizes < 3 {
         return Err(format!("the envelope is won by {sizes} model size(s); approach 1 needs 3 or more (longer curves of more sizes)"));
     }
@@ -396,13 +397,6 @@ fn interpolate_log(points: &[(f64, f64)], x: f64) -> Option<f64> {
 
 fn log_space(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     (0..n).map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n - 1) as f64).exp()).collect()
-}
-
-fn distinct(values: impl Iterator<Item = f64>) -> usize {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    v.dedup();
-    v.len()
 }
 
 impl std::fmt::Display for AllocationReport {

@@ -16,6 +16,7 @@
 use serde::Serialize;
 
 use super::bootstrap::Interval;
+use super::distinct_count;
 use super::input::{Table, STATUS_DONE};
 use super::transfer::{fit_line, least_squares3, parabola_optimum};
 use crate::rng::Rng;
@@ -287,13 +288,6 @@ fn resample(cells: &[&Cell], bootstrap: usize, seed: u64, fit: impl Fn(&[&Cell])
             fit(&sample)
         })
         .collect()
-}
-
-fn distinct_count(values: impl Iterator<Item = f64>) -> usize {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    v.dedup();
-    v.len()
 }
 
 impl std::fmt::Display for HparamsReport {

@@ -17,3 +17,11 @@ pub mod law;
 pub mod report;
 pub mod saved;
 pub mod transfer;
+
+/// How many distinct values there are (exact comparison: values read from one table).
+pub(crate) fn distinct_count(values: impl Iterator<Item = f64>) -> usize {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    v.len()
+}
