@@ -61,16 +61,63 @@ fn persistent_workers_give_the_per_run_table_bit_for_bit() {
     }
 }
 
+/// Two runs of 4000 steps (a few seconds each), each with a checkpoint at step 100.
+fn two_long_runs() -> String {
+    TINY.split("[[grid]]\nname = \"data\"")
+        .next()
+        .unwrap()
+        .replace(", 1000.0]", "]")
+        .replace("0.003, ", "")
+        .replace(
+            "training = { tokens = 2560, batch_size = 4, seq_len = 32, eval_interval_tokens = 1280,",
+            "training = { tokens = 512000, batch_size = 4, seq_len = 32, eval_interval_tokens = 128000, checkpoint_tokens = [12800],",
+        )
+        .replace("widths = [16, 32]", "widths = [16]")
+}
+
+/// `windtunnel cancel` (SIGTERM, as Ctrl-C) stops a sweep of persistent workers: every running
+/// run writes a checkpoint, the workers end, and running the sweep again finishes it with the
+/// losses of an uninterrupted sweep.
+#[test]
+fn cancelling_persistent_workers_checkpoints_every_running_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "long.toml", &two_long_runs());
+    let reference = dir.path().join("reference");
+    run_sweep(&p, &reference, &["--workers", "per-run"]);
+    let out = dir.path().join("out");
+    let sweep = out.join("tiny");
+    let args = ["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--parallel", "2", "--quiet", "--workers", "persistent"];
+    let mut run = Command::new(env!("CARGO_BIN_EXE_windtunnel")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    let running = || {
+        std::fs::read_dir(sweep.join("runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| std::fs::read_to_string(e.path().join("status.json")).is_ok_and(|s| s.contains("\"running\"")))
+            .count()
+    };
+    while running() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the sweep never had two running runs");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let o = windtunnel(&["cancel", sweep.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(run.wait().unwrap().code(), Some(143));
+    for e in std::fs::read_dir(sweep.join("runs")).unwrap().flatten() {
+        let status = status_json(&e.path());
+        assert_eq!(status["state"], "interrupted", "{status}");
+        assert!(status["reason"].as_str().unwrap().contains("checkpoint at step"), "{status}");
+    }
+    let o = windtunnel(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(table_without_timings(&sweep), table_without_timings(&reference.join("tiny")));
+}
+
 #[test]
 fn a_killed_worker_fails_only_its_run_which_resumes_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    // Two runs of 4000 steps, each with a checkpoint at step 100.
-    let long = TINY.split("[[grid]]\nname = \"data\"").next().unwrap().replace(", 1000.0]", "]").replace("0.003, ", "").replace(
-        "training = { tokens = 2560, batch_size = 4, seq_len = 32, eval_interval_tokens = 1280,",
-        "training = { tokens = 512000, batch_size = 4, seq_len = 32, eval_interval_tokens = 128000, checkpoint_tokens = [12800],",
-    );
-    let long = long.replace("widths = [16, 32]", "widths = [16]");
-    let p = write(dir.path(), "long.toml", &long);
+    let p = write(dir.path(), "long.toml", &two_long_runs());
     let reference = dir.path().join("reference");
     run_sweep(&p, &reference, &["--workers", "per-run"]);
 
