@@ -58,6 +58,7 @@ class Check:
         self.work = tempfile.mkdtemp(prefix="gpu-check-")
         self.cache = os.path.join(self.work, "kernel-cache")
         os.makedirs(self.out, exist_ok=True)
+        self.models = {}
         self.results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": os.environ.get("COMMIT", "unknown"), "steps": {}}
         self.results.update(gpu_facts())
         self.peaks = next((p for k, p in PEAKS.items() if k in self.results.get("gpu", "")), None)
@@ -91,6 +92,12 @@ class Check:
             return f"timeout after {limit:.0f}s", out, time.monotonic() - started
 
     def model(self, name):
+        """`windtunnel model --json` of a shape at its sequence length (asked once per shape)."""
+        if name not in self.models:
+            self.models[name] = self.ask_model(name)
+        return self.models[name]
+
+    def ask_model(self, name):
         w, d, h, kv, b, s, v = SHAPES[name]
         p = subprocess.run([self.bin, "model", "--width", str(w), "--depth", str(d), "--heads", str(h), "--kv-heads", str(kv), "--vocab", str(v), "--seq-len", str(s), "--json"], capture_output=True, text=True)
         return json.loads(p.stdout)

@@ -96,11 +96,19 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
             })
         }
         #[cfg(not(feature = "cuda"))]
-        DeviceSpec::Cuda(_) => anyhow::bail!(
-            "--device {spec}: this windtunnel was built without CUDA support; rebuild with \
-             `cargo build --release --features cuda` (needs the CUDA toolkit at run time), or use --device cpu"
-        ),
+        DeviceSpec::Cuda(_) => Err(require_built(spec, "--device").err().unwrap_or_else(|| anyhow::anyhow!("--device {spec}: no CUDA backend in this build"))),
     }
+}
+
+/// An error unless this binary can run on `spec` (a GPU needs the `cuda` feature); `flag` is the
+/// option that named the device, for the message.
+pub fn require_built(spec: DeviceSpec, flag: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        spec == DeviceSpec::Cpu || CUDA_COMPILED,
+        "{flag} {spec}: this windtunnel was built without CUDA support; rebuild with `cargo build --release --features cuda` \
+         (needs the CUDA toolkit at run time), or use the CPU ({flag} cpu)"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -327,7 +327,7 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
         FitCommand::Law(args) => {
             let definition = args.definition()?;
             if let Some(column) = &args.group_e {
-                return emit(&fit_law_grouped(&definition, column)?, args.json);
+                return emit(&windtunnel::fit::grouped::fit_grouped(&definition, column)?, args.json);
             }
             let report = fit_law(&definition)?;
             saved::keep(&definition.input, FitKind::Law, &report, args.out.as_deref())?;
@@ -347,14 +347,8 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
         }
         FitCommand::Hparams(args) => {
             let columns = HparamColumns { n: args.n, tokens: args.tokens, lr: args.lr, batch: args.batch, loss: args.loss };
-            let mut table = windtunnel::fit::input::Table::read(&args.input)?;
-            if let Some(expr) = &args.where_ {
-                let filter: windtunnel::fit::filter::Filter = expr.parse().map_err(|m| anyhow::anyhow!("--where: {m}"))?;
-                let keep = filter.rows(&table)?;
-                anyhow::ensure!(keep.iter().any(|&k| k), "--where `{expr}`: no row of {} matches", table.path.display());
-                table.rows = table.rows.into_iter().zip(keep).filter_map(|(row, k)| k.then_some(row)).collect();
-            }
-            emit(&fit_hparams(&table, &columns, args.bootstrap, args.seed)?, args.json)
+            let table = windtunnel::fit::input::Table::read(&args.input)?;
+            emit(&fit_hparams(&table, &columns, args.where_.as_deref(), args.bootstrap, args.seed)?, args.json)
         }
         FitCommand::Lr(args) => {
             let columns = LrColumns { lr: args.lr, width: args.width, depth: Some(args.depth), loss: args.loss, group: Some(args.group) };
@@ -374,22 +368,4 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
             emit(&fit_batch(&args.input, !args.train_loss, args.runs_table.as_deref(), &columns)?, args.json)
         }
     }
-}
-
-/// `fit law --group-e COLUMN`: one E per group, the rest shared.
-fn fit_law_grouped(def: &LawDefinition, column: &str) -> anyhow::Result<windtunnel::fit::grouped::GroupedReport> {
-    let table = windtunnel::fit::input::Table::read(&def.input)?;
-    let keep = match &def.where_ {
-        Some(expr) => Some(expr.parse::<windtunnel::fit::filter::Filter>().map_err(|m| anyhow::anyhow!("--where: {m}"))?.rows(&table)?),
-        None => None,
-    };
-    let columns = windtunnel::fit::input::Columns {
-        n: def.n.clone(),
-        tokens: def.tokens.clone(),
-        flops: def.flops.clone(),
-        loss: def.loss.clone(),
-        grid: def.grid.clone(),
-    };
-    let bootstrap = if def.bootstrap == 0 { 200 } else { def.bootstrap };
-    windtunnel::fit::grouped::fit_grouped_table(&table, &columns, column, keep.as_deref(), bootstrap, def.seed, def.delta)
 }

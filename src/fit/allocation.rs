@@ -22,11 +22,11 @@
 use serde::Serialize;
 
 use super::bootstrap::Interval;
-use super::distinct_count;
 use super::input::Table;
 use super::law::Law;
 use super::report::LawReport;
 use super::transfer::{fit_line, fit_parabola};
+use super::{distinct_count, log_space};
 use crate::rng::Rng;
 
 /// One run's evaluation curve: (tokens, loss), ascending in tokens; the last is its final loss.
@@ -335,7 +335,10 @@ fn from_law(report: &LawReport, options: &AllocationOptions) -> Frontier {
     let budgets = options
         .budgets
         .iter()
-        .map(|&c| Optimum::new(c, law.compute_optimal(c).0, Some(law.loss(law.compute_optimal(c).0, law.compute_optimal(c).1))))
+        .map(|&c| {
+            let (n, d) = law.compute_optimal(c);
+            Optimum::new(c, n, Some(law.loss(n, d)))
+        })
         .collect();
     Frontier {
         method: "fitted law (fit law)",
@@ -393,10 +396,6 @@ fn interpolate_log(points: &[(f64, f64)], x: f64) -> Option<f64> {
     let (a, b) = (points.get(i.checked_sub(1)?)?, points[i]);
     let t = (x.ln() - a.0.ln()) / (b.0.ln() - a.0.ln());
     Some(a.1 + t * (b.1 - a.1))
-}
-
-fn log_space(lo: f64, hi: f64, n: usize) -> Vec<f64> {
-    (0..n).map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n - 1) as f64).exp()).collect()
 }
 
 impl std::fmt::Display for AllocationReport {

@@ -62,6 +62,20 @@ impl std::str::FromStr for Filter {
 }
 
 impl Filter {
+    /// `expr` as given with `flag` (`--where`, `--predict-where`), its parse error naming the flag.
+    pub fn parse_flag(flag: &str, expr: &str) -> anyhow::Result<Self> {
+        expr.parse().map_err(|m| anyhow::anyhow!("{flag}: {m}"))
+    }
+
+    /// The rows of `table` that `expr` (given with `flag`) keeps, `None` without a filter; a filter
+    /// that keeps no row is an error.
+    pub fn rows_where(flag: &str, expr: Option<&str>, table: &Table) -> anyhow::Result<Option<Vec<bool>>> {
+        let Some(expr) = expr else { return Ok(None) };
+        let keep = Self::parse_flag(flag, expr)?.rows(table)?;
+        anyhow::ensure!(keep.iter().any(|&k| k), "{flag} `{expr}`: no row of {} matches", table.path.display());
+        Ok(Some(keep))
+    }
+
     /// The rows of `table` the filter keeps; an unknown column is an error naming the columns.
     pub fn rows(&self, table: &Table) -> anyhow::Result<Vec<bool>> {
         let mut keep = vec![true; table.rows.len()];

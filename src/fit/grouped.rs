@@ -16,9 +16,11 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::bootstrap::Interval;
+use super::filter::Filter;
 use super::form::{Chinchilla, LawForm};
 use super::input::{points, Columns, Table};
 use super::law::{huber, CachedEvaluation, Point};
+use super::report::LawDefinition;
 use crate::rng::Rng;
 
 /// The fitted law: E per group, the rest shared.
@@ -59,6 +61,15 @@ pub struct GroupedReport {
     pub alpha_interval: Option<Interval>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub beta_interval: Option<Interval>,
+}
+
+/// `fit law --group-e COLUMN`: the definition's points (its columns, grid and `--where`), one E
+/// per value of `column`; the bootstrap defaults to 200 resamples.
+pub fn fit_grouped(def: &LawDefinition, column: &str) -> anyhow::Result<GroupedReport> {
+    let table = Table::read(&def.input)?;
+    let keep = Filter::rows_where("--where", def.where_.as_deref(), &table)?;
+    let bootstrap = if def.bootstrap == 0 { 200 } else { def.bootstrap };
+    fit_grouped_table(&table, &def.columns(), column, keep.as_deref(), bootstrap, def.seed, def.delta)
 }
 
 /// Fit the grouped law to `table`'s points (as `fit law` selects them), grouped by `group_column`.

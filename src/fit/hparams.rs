@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::bootstrap::Interval;
 use super::distinct_count;
+use super::filter::Filter;
 use super::input::{Table, STATUS_DONE};
 use super::transfer::{fit_line, least_squares3, parabola_optimum};
 use crate::rng::Rng;
@@ -107,9 +108,10 @@ struct Run {
     loss: f64,
 }
 
-/// Fit the hyperparameter laws of `table`.
-pub fn fit_hparams(table: &Table, columns: &HparamColumns, bootstrap: usize, seed: u64) -> anyhow::Result<HparamsReport> {
-    let runs = usable_runs(table, columns)?;
+/// Fit the hyperparameter laws of `table`'s rows that `where_` (a `--where` filter) keeps.
+pub fn fit_hparams(table: &Table, columns: &HparamColumns, where_: Option<&str>, bootstrap: usize, seed: u64) -> anyhow::Result<HparamsReport> {
+    let keep = Filter::rows_where("--where", where_, table)?;
+    let runs = usable_runs(table, columns, keep.as_deref())?;
     let cells = cells_of(&runs, columns)?;
     anyhow::ensure!(
         cells.len() >= 3,
@@ -139,7 +141,7 @@ pub fn fit_hparams(table: &Table, columns: &HparamColumns, bootstrap: usize, see
 }
 
 /// Finished rows with finite, positive values, each with its cell key (the other swept columns).
-fn usable_runs(table: &Table, columns: &HparamColumns) -> anyhow::Result<Vec<Run>> {
+fn usable_runs(table: &Table, columns: &HparamColumns, keep: Option<&[bool]>) -> anyhow::Result<Vec<Run>> {
     let get = |name: &str| table.numbers(name);
     let (n, tokens, lr, batch, loss) = (get(&columns.n)?, get(&columns.tokens)?, get(&columns.lr)?, get(&columns.batch)?, get(&columns.loss)?);
     let status = table.column(column::STATUS).ok();
@@ -153,7 +155,7 @@ fn usable_runs(table: &Table, columns: &HparamColumns) -> anyhow::Result<Vec<Run
         .collect();
     let mut runs = Vec::new();
     for (i, row) in table.rows.iter().enumerate() {
-        if status.is_some_and(|s| row[s] != STATUS_DONE) {
+        if status.is_some_and(|s| row[s] != STATUS_DONE) || keep.is_some_and(|k| !k[i]) {
             continue;
         }
         let values = [n[i], tokens[i], lr[i], batch[i], loss[i]];
@@ -360,7 +362,7 @@ mod tests {
     #[test]
     fn recovers_known_exponents_of_lr_and_batch() {
         for (noise, tolerance) in [(0.0, 0.01), (0.003, 0.06)] {
-            let report = fit_hparams(&known_table(noise), &HparamColumns::default(), 200, 1).unwrap();
+            let report = fit_hparams(&known_table(noise), &HparamColumns::default(), None, 200, 1).unwrap();
             assert_eq!(report.cells.len(), 9);
             let (a, b) = (report.lr.n_exponent.unwrap(), report.lr.d_exponent.unwrap());
             assert!((a + 0.25).abs() < tolerance && (b - 0.1).abs() < tolerance, "noise {noise}: lr ∝ N^{a} D^{b}");
@@ -382,7 +384,7 @@ mod tests {
         let first: Vec<String> = table.rows.iter().take(49).map(|r| r[lr].clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
         let keep: Vec<String> = first[..2].to_vec();
         table.rows = table.rows.into_iter().enumerate().filter(|(i, r)| *i >= 49 || keep.contains(&r[lr])).map(|(_, r)| r).collect();
-        let e = format!("{:#}", fit_hparams(&table, &HparamColumns::default(), 0, 0).unwrap_err());
+        let e = format!("{:#}", fit_hparams(&table, &HparamColumns::default(), None, 0, 0).unwrap_err());
         assert!(e.contains("cell non_embedding_params = 1000000") && e.contains("2 learning rate(s)") && e.contains("--where"), "{e}");
     }
 }

@@ -25,3 +25,9 @@ pub(crate) fn distinct_count(values: impl Iterator<Item = f64>) -> usize {
     v.dedup();
     v.len()
 }
+
+/// `count` values from `lo` to `hi`, evenly spaced in log.
+pub(crate) fn log_space(lo: f64, hi: f64, count: usize) -> Vec<f64> {
+    let (a, b) = (lo.ln(), hi.ln());
+    (0..count).map(|i| (a + (b - a) * i as f64 / (count - 1).max(1) as f64).exp()).collect()
+}

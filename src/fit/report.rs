@@ -107,6 +107,11 @@ fn default_level() -> f64 {
 
 impl LawDefinition {
     /// `fit law --input TABLE` with no other flags: the results table's columns, no bootstrap.
+    /// The table's columns this definition reads.
+    pub fn columns(&self) -> Columns {
+        Columns { n: self.n.clone(), tokens: self.tokens.clone(), flops: self.flops.clone(), loss: self.loss.clone(), grid: self.grid.clone() }
+    }
+
     pub fn for_table(input: PathBuf) -> Self {
         Self {
             input,
@@ -260,8 +265,8 @@ pub fn fit_law_on(def: &LawDefinition, table: &Table) -> anyhow::Result<LawRepor
     for &c in &def.budgets {
         anyhow::ensure!(c.is_finite() && c > 0.0, "budgets must be positive FLOP counts (got {c})");
     }
-    let columns = Columns { n: def.n.clone(), tokens: def.tokens.clone(), flops: def.flops.clone(), loss: def.loss.clone(), grid: def.grid.clone() };
-    let parse = |flag: &str, e: &Option<String>| e.as_deref().map(|e| e.parse::<Filter>().map_err(|m| anyhow::anyhow!("{flag}: {m}"))).transpose();
+    let columns = def.columns();
+    let parse = |flag: &str, e: &Option<String>| e.as_deref().map(|e| Filter::parse_flag(flag, e)).transpose();
     let (include, predict_set) = (parse("--where", &def.where_)?, parse("--predict-where", &def.predict_where)?);
     let included = include.as_ref().map(|f| f.rows(table)).transpose()?.unwrap_or_else(|| vec![true; table.rows.len()]);
     let to_predict = predict_set.as_ref().map(|f| f.rows(table)).transpose()?.unwrap_or_else(|| vec![false; table.rows.len()]);

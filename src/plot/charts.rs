@@ -7,6 +7,7 @@ use super::figure::{category_color, ordered_color, Axis, Figure, LegendPosition,
 use super::SweepData;
 use crate::fit::allocation::{AllocationReport, Frontier, Outcome};
 use crate::fit::law::{Law, Point};
+use crate::fit::log_space;
 use crate::format::si3;
 use crate::model::mup::Parameterization;
 use crate::sweep::plan::RunKind;
@@ -16,12 +17,6 @@ use crate::train::log::RunState;
 const PANEL: (u32, u32) = (620, 460);
 const BLACK: RGBColor = RGBColor(0, 0, 0);
 const RED: RGBColor = RGBColor(214, 39, 40);
-
-/// `count` values from `lo` to `hi`, evenly spaced in log.
-fn log_space(lo: f64, hi: f64, count: usize) -> Vec<f64> {
-    let (a, b) = (lo.ln(), hi.ln());
-    (0..count).map(|i| (a + (b - a) * i as f64 / (count - 1).max(1) as f64).exp()).collect()
-}
 
 /// The q-quantile of `values` (sorted in place; nearest rank).
 fn quantile(values: &mut [f64], q: f64) -> f64 {

@@ -68,8 +68,6 @@ pub struct SweepData {
     pub law: Result<LawReport, String>,
     pub lr: Result<LrReport, String>,
     pub batch: Result<BatchReport, String>,
-    /// Chinchilla's three approaches to the compute-optimal allocation (`fit allocation`).
-    pub allocation: AllocationReport,
 }
 
 impl SweepData {
@@ -92,10 +90,7 @@ impl SweepData {
         let law = saved::law_definition(&sweep).and_then(|def| fit_law_on(&def, &table)).map_err(|e| format!("{e:#}"));
         let lr = fit_lr_on(&table, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}"));
         let batch = fit_batch_sweep(dir).map_err(|e| format!("{e:#}"));
-        let grid = law.as_ref().ok().and_then(|l| l.definition.grid.clone());
-        let allocation =
-            allocation::allocation(dir.to_path_buf(), &curves(&runs, grid.as_deref()), law.as_ref().map_err(Clone::clone), &AllocationOptions::default());
-        Ok(Self { dir: dir.to_path_buf(), plan, runs, oracle_loss, law, lr, batch, allocation })
+        Ok(Self { dir: dir.to_path_buf(), plan, runs, oracle_loss, law, lr, batch })
     }
 
     /// `fit allocation` with these options, on the runs of `grid` (default: the law's grid, else all).
@@ -113,7 +108,7 @@ impl SweepData {
             ("law-tokens", charts::law_tokens(self)),
             ("law-compute", charts::law_compute(self)),
             ("allocation", charts::allocation(self)),
-            ("allocation-approaches", charts::allocation_approaches(&self.plan.name, &self.allocation)),
+            ("allocation-approaches", charts::allocation_approaches(&self.plan.name, &self.allocation_with(&AllocationOptions::default(), None))),
             ("residuals", charts::residuals(self)),
             ("holdout", charts::holdout(self)),
             ("batch-size", charts::batch_size(self)),

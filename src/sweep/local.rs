@@ -207,11 +207,7 @@ impl<'a> Scheduler<'a> {
         let devices = if options.devices.is_empty() { vec![DeviceSpec::Cpu] } else { options.devices.clone() };
         let slots: Vec<Slot> = devices.iter().map(|&device| Slot { device, busy: 0 }).collect();
         let parallel = options.parallel.unwrap_or(slots.len() * options.runs_per_device.max(1)).max(1);
-        if let Some(gpu) = devices.iter().find(|&&d| d != DeviceSpec::Cpu).filter(|_| !crate::device::CUDA_COMPILED) {
-            anyhow::bail!(
-                "--devices {gpu}: this windtunnel was built without CUDA support; rebuild with `cargo build --release --features cuda`, or run on the CPU (--devices cpu)"
-            );
-        }
+        devices.iter().try_for_each(|&d| crate::device::require_built(d, "--devices"))?;
         let kernel_cache = workers_kernel_cache(options, plan, &devices)?;
         let view = files_view(sweep).ok();
         // On a terminal, live bars (finished runs are printed above them); otherwise plain lines.

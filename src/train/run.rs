@@ -237,12 +237,7 @@ fn check_device(device: DeviceSpec) -> anyhow::Result<()> {
     if device == DeviceSpec::Cpu {
         return Ok(());
     }
-    if !crate::device::CUDA_COMPILED {
-        return Err(CannotStart(anyhow::anyhow!(
-            "--device {device}: this windtunnel was built without CUDA support; rebuild with `cargo build --release --features cuda`, or use --device cpu"
-        ))
-        .into());
-    }
+    crate::device::require_built(device, "--device").map_err(CannotStart)?;
     crate::kernel_cache::install_for_gpu().map(|_| ()).map_err(|e| CannotStart(e).into())
 }
 
