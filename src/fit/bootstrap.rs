@@ -27,7 +27,7 @@ impl Interval {
         s.sort_by(f64::total_cmp);
         let n = s.len().max(1) as f64;
         let mean = s.iter().sum::<f64>() / n;
-        let std_error = (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+        let std_error = if s.is_empty() { f64::NAN } else { (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt() };
         let q = |p: f64| {
             if s.is_empty() {
                 return f64::NAN;

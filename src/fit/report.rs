@@ -216,6 +216,9 @@ pub struct LawReport {
     /// N_opt at C/6 = 1: N_opt = G·(C/6)^a.
     pub g: f64,
     pub residual_rms: f64,
+    /// Whether the fitted parameters are in a plausible range ([`crate::fit::form::LawForm::is_plausible`]); when
+    /// false the points did not constrain the law and `export` refuses it.
+    pub plausible: bool,
     pub budgets: Vec<Budget>,
     pub predictions: Vec<Prediction>,
     pub bootstrap: Option<BootstrapSummary>,
@@ -366,6 +369,7 @@ pub fn fit_law_on(def: &LawDefinition, table: &Table) -> anyhow::Result<LawRepor
         d_exponent: law.d_exponent(),
         g: law.compute_optimal(6.0).0,
         residual_rms,
+        plausible: law.is_plausible(),
         fit: full,
         budgets,
         predictions,
@@ -546,6 +550,7 @@ impl std::fmt::Display for LawReport {
         // Scales like Kaplan's N_c ≈ 10^13 in scientific notation, the rest as they were.
         let num = |v: f64, width: usize| if v != 0.0 && !(1e-3..1e6).contains(&v.abs()) { format!("{v:>width$.4e}") } else { format!("{v:>width$.4}") };
         let row = |f: &mut std::fmt::Formatter<'_>, name: &str, v: f64, i: Option<&Interval>| match i {
+            Some(i) if i.lower.is_nan() => writeln!(f, "  {name:<6} {}   (no bootstrap fit gave a finite value)", num(v, 12)),
             Some(i) => writeln!(f, "  {name:<6} {}   ± {:<10} [{}, {}]", num(v, 12), num(i.std_error, 0), num(i.lower, 0), num(i.upper, 0)),
             None => writeln!(f, "  {name:<6} {}", num(v, 12)),
         };
@@ -570,7 +575,7 @@ impl std::fmt::Display for LawReport {
                 row(f, symbol, value, b.and_then(|b| b.parameters.get(key)))?;
             }
         }
-        if !l.is_plausible() {
+        if !self.plausible {
             writeln!(
                 f,
                 "  warning: the law's parameters are outside any plausible range: the points do not constrain the law \
