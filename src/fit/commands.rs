@@ -136,17 +136,23 @@ pub fn fit_lr_on(table: &Table, columns: &LrColumns, seed: u64) -> anyhow::Resul
 }
 
 /// Columns other than the scan's own (lr, width, depth, group, seed) whose value differs
-/// between the `rows` of a learning-rate scan: the batch size, the tokens, a swept key.
+/// between `rows` of the same group of a learning-rate scan: the batch size, the tokens, a swept key.
 fn varied_hyperparameters(table: &Table, rows: &[usize], columns: &LrColumns) -> Vec<usize> {
     const HYPERPARAMETERS: &[&str] = &[column::BATCH_SIZE, column::SEQ_LEN, column::TOKENS];
     let own = [Some(&columns.lr), Some(&columns.width), columns.depth.as_ref(), columns.group.as_ref()];
+    let group = columns.group.as_ref().and_then(|g| table.columns.iter().position(|h| h == g));
     (0..table.columns.len())
         .filter(|&c| {
             let name = &table.columns[c];
             let candidate = HYPERPARAMETERS.contains(&name.as_str()) || (name.starts_with("param.") && name != "param.optimizer.lr");
             candidate && !own.contains(&Some(name))
         })
-        .filter(|&c| rows.iter().any(|&i| table.rows[i][c] != table.rows[rows[0]][c]))
+        .filter(|&c| {
+            // Varied within a group (µP or SP): a column that only follows the group (a swept
+            // `mup.parameterization`) is the group itself.
+            let group_of = |i: usize| group.map(|g| &table.rows[i][g]);
+            rows.iter().any(|&i| rows.iter().any(|&j| group_of(i) == group_of(j) && table.rows[i][c] != table.rows[j][c]))
+        })
         .collect()
 }
 

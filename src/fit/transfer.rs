@@ -4,7 +4,8 @@
 //!
 //! **Learning-rate transfer.** For each width (and depth), the optimum of final loss against
 //! log lr is the vertex of a parabola through the best points (the minimum and up to two
-//! neighbours on each side); its uncertainty comes from a residual bootstrap of that parabola.
+//! neighbours on each side) of the mean loss over seeds; its uncertainty comes from resampling
+//! the seeds at every rate (two or more seeds), or from a residual bootstrap of that parabola (one).
 //! The drift of the optimum with width is the least-squares slope of log lr_opt on log width,
 //! with a 95% interval. Under µP it should be near 0; under SP clearly negative (lr_opt ∝ 1/width).
 //!
@@ -175,33 +176,68 @@ pub struct LrTransfer {
     pub drift: Option<Line>,
 }
 
-/// Learning-rate optima per (width, depth) and their drift with width.
+/// The finite losses of each scanned learning rate (log lr, ascending): one per seed.
+fn replicates_by_lr(runs: &[&LrPoint]) -> Vec<(f64, Vec<f64>)> {
+    let mut by_lr: Vec<(f64, Vec<f64>)> = Vec::new();
+    let mut sorted: Vec<&&LrPoint> = runs.iter().filter(|p| p.lr > 0.0 && p.loss.is_finite()).collect();
+    sorted.sort_by(|a, b| a.lr.total_cmp(&b.lr));
+    for p in sorted {
+        match by_lr.last_mut() {
+            Some((x, ys)) if *x == p.lr.ln() => ys.push(p.loss),
+            _ => by_lr.push((p.lr.ln(), vec![p.loss])),
+        }
+    }
+    by_lr
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// Learning-rate optima per (width, depth) and their drift with width. Seeds are replicates:
+/// the optimum is that of the mean loss per learning rate, and with two or more seeds at every
+/// rate its interval comes from resampling the seeds.
 pub fn lr_transfer(points: &[LrPoint], seed: u64) -> LrTransfer {
     let mut groups: Vec<(f64, f64)> = points.iter().map(|p| (p.width, p.depth)).collect();
     groups.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     groups.dedup();
     let mut optima = Vec::new();
     for (width, depth) in groups {
-        let curve: Vec<(f64, f64)> = points.iter().filter(|p| p.width == width && p.depth == depth).map(|p| (p.lr.ln(), p.loss)).collect();
+        let runs: Vec<&LrPoint> = points.iter().filter(|p| p.width == width && p.depth == depth).collect();
+        let replicates = replicates_by_lr(&runs);
+        let curve: Vec<(f64, f64)> = replicates.iter().map(|(x, ys)| (*x, mean(ys))).collect();
         let Some((x, y, bracketed, convex)) = parabola_optimum(&curve) else { continue };
-        // Residual bootstrap: perturb the losses by resampled residuals of the local parabola.
         let mut rng = Rng::derive(seed, &[0x1A, width.to_bits(), depth.to_bits()]);
-        let residuals: Vec<f64> = match fit_parabola(&curve) {
-            Some([c0, c1, c2]) if curve.len() > 3 => curve.iter().map(|&(x, y)| y - (c0 + c1 * x + c2 * x * x)).collect(),
-            _ => vec![0.0],
+        let mut xs: Vec<f64> = if replicates.iter().all(|(_, ys)| ys.len() >= 2) {
+            // Seeds are replicates: resample them at every learning rate and refit the mean curve.
+            (0..200)
+                .filter_map(|_| {
+                    let resampled: Vec<(f64, f64)> = replicates
+                        .iter()
+                        .map(|(x, ys)| (*x, mean(&(0..ys.len()).map(|_| ys[rng.below(ys.len() as u64) as usize]).collect::<Vec<_>>())))
+                        .collect();
+                    parabola_optimum(&resampled).map(|o| o.0)
+                })
+                .collect()
+        } else {
+            // One run per rate: perturb the losses by resampled residuals of a parabola.
+            let residuals: Vec<f64> = match fit_parabola(&curve) {
+                Some([c0, c1, c2]) if curve.len() > 3 => curve.iter().map(|&(x, y)| y - (c0 + c1 * x + c2 * x * x)).collect(),
+                _ => vec![0.0],
+            };
+            (0..200)
+                .filter_map(|_| {
+                    let noisy: Vec<(f64, f64)> = curve.iter().map(|&(x, y)| (x, y + residuals[rng.below(residuals.len() as u64) as usize])).collect();
+                    parabola_optimum(&noisy).map(|o| o.0)
+                })
+                .collect()
         };
-        let mut xs: Vec<f64> = (0..200)
-            .filter_map(|_| {
-                let noisy: Vec<(f64, f64)> = curve.iter().map(|&(x, y)| (x, y + residuals[rng.below(residuals.len() as u64) as usize])).collect();
-                parabola_optimum(&noisy).map(|o| o.0)
-            })
-            .collect();
         xs.sort_by(f64::total_cmp);
         let q = |p: f64| xs[((xs.len() - 1) as f64 * p).round() as usize];
         optima.push(LrOptimum {
             width,
             depth,
-            points: curve.len(),
+            points: runs.len(),
             lr_opt: x.exp(),
             loss_at_opt: y,
             lr_lower: q(0.025).exp(),
@@ -376,6 +412,35 @@ mod tests {
         for o in &sp.optima {
             assert!(o.lr_lower <= o.lr_opt && o.lr_opt <= o.lr_upper);
         }
+    }
+
+    /// Three seeds that shift the whole curve (a seed's offset) and add noise: the optimum is that
+    /// of the mean curve, and the seed resampling gives an interval around the true optimum. Fitted
+    /// as one pool of points, the offsets would read as noise in the parabola's window.
+    #[test]
+    fn seeds_are_averaged_and_resampled() {
+        let mut rng = Rng::new(9);
+        let mut points = Vec::new();
+        for seed in 0..3 {
+            let offset = 0.05 * seed as f64;
+            for width in [64.0, 128.0, 256.0] {
+                for k in 0..9 {
+                    let lr = 1e-3 * 2f64.powi(k);
+                    let loss = 3.0 + offset + 0.2 * (lr / 0.02).ln().powi(2) + 0.005 * rng.normal();
+                    points.push(LrPoint { width, depth: 2.0, lr, loss });
+                }
+            }
+        }
+        let t = lr_transfer(&points, 0);
+        for o in &t.optima {
+            assert_eq!(o.points, 27);
+            assert!((o.lr_opt / 0.02 - 1.0).abs() < 0.05, "{o:?}");
+            assert!(o.lr_lower <= 0.02 && 0.02 <= o.lr_upper, "{o:?}");
+            assert!(o.lr_upper / o.lr_lower < 1.3, "the seeds pin it: {o:?}");
+            assert!((o.loss_at_opt - 3.05).abs() < 0.01, "the mean curve's minimum: {o:?}");
+        }
+        let d = t.drift.unwrap();
+        assert!(d.slope_lower < 0.0 && 0.0 < d.slope_upper && d.slope.abs() < 0.05, "{d:?}");
     }
 
     #[test]

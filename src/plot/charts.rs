@@ -136,7 +136,16 @@ pub fn lr_transfer(data: &SweepData) -> Result<Figure, String> {
             let color = ordered_color(i, widths.len());
             let mut points: Vec<(f64, f64)> = runs.iter().filter(|r| r.0 == w).map(|r| (r.1, r.2)).collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            series.push(Series::new(Some(format!("width {w}")), color, Style::LineMarkers { width: 2, size: 3 }, points));
+            // Seeds are replicates: the line is their mean loss at each rate, each seed a dot.
+            let mut means: Vec<(f64, f64)> = Vec::new();
+            for lr in distinct(points.iter().map(|p| p.0)) {
+                let at: Vec<f64> = points.iter().filter(|p| p.0 == lr).map(|p| p.1).collect();
+                means.push((lr, at.iter().sum::<f64>() / at.len() as f64));
+            }
+            if means.len() < points.len() {
+                series.push(Series::new(None, color, Style::Markers { size: 2 }, points));
+            }
+            series.push(Series::new(Some(format!("width {w}")), color, Style::LineMarkers { width: 2, size: 3 }, means));
         }
         for o in &transfer.optima {
             let color = ordered_color(index_of(&widths, o.width), widths.len());
