@@ -8,6 +8,8 @@
 //! backward; on the CPU backend it runs `model::attention`'s kernels (only the lower triangle of
 //! the scores is computed, no mask tensor exists, heads run in parallel); other backends compose
 //! attention from matrix products, a mask and a softmax (see `transformer.rs`).
+//! [`FusedOps::rms_norm`] and [`FusedOps::swiglu`] (SwiGLU's gating) are one pass each way on the
+//! CPU backend (`model::pointwise`'s kernels, rows in parallel); elsewhere they are composed.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -19,7 +21,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use burn_flex::FlexTensor;
 
-use super::attention;
+use super::{attention, pointwise};
 
 /// A backend with windtunnel's fused operations. Every backend has them (the defaults use the
 /// backend's own kernels); autodiff overrides them with hand-written backward passes.
@@ -65,6 +67,42 @@ pub trait FusedOps: Backend {
     ) -> Option<(FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>)> {
         None
     }
+
+    /// Whether [`FusedOps::rms_norm`] and [`FusedOps::swiglu`] are fused here; where they are not,
+    /// the model composes them from tensor ops.
+    fn has_fused_pointwise() -> bool {
+        false
+    }
+
+    /// RMSNorm over the last dimension of `x` with gain `weight` (`[d]`).
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> Option<FloatTensor<Self>> {
+        Self::rms_norm_with_inv_rms(x, weight, eps).map(|(y, _)| y)
+    }
+
+    /// The same, with the 1/rms of every row (`[rows]`) the backward pass needs.
+    fn rms_norm_with_inv_rms(_x: FloatTensor<Self>, _weight: FloatTensor<Self>, _eps: f32) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        None
+    }
+
+    /// (dx, dweight) of [`FusedOps::rms_norm`] from the saved 1/rms and the output's gradient.
+    fn rms_norm_backward(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _inv_rms: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        None
+    }
+
+    /// SwiGLU's gating `silu(gate) ⊙ up`, elementwise.
+    fn swiglu(_gate: FloatTensor<Self>, _up: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        None
+    }
+
+    /// (dgate, dup) of [`FusedOps::swiglu`] from the output's gradient.
+    fn swiglu_backward(_gate: FloatTensor<Self>, _up: FloatTensor<Self>, _grad: FloatTensor<Self>) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        None
+    }
 }
 
 /// The CPU backend: attention by `model::attention`'s kernels on the tensors' f32 data.
@@ -94,6 +132,53 @@ impl FusedOps for burn::backend::Flex {
         let kv_shape = [d.batch, d.seq, d.kv_heads, d.head_dim];
         Some((flex(dq, [d.batch, d.seq, d.heads, d.head_dim]), flex(dk, kv_shape), flex(dv, kv_shape)))
     }
+
+    fn has_fused_pointwise() -> bool {
+        true
+    }
+
+    fn rms_norm_with_inv_rms(x: FlexTensor, weight: FlexTensor, eps: f32) -> Option<(FlexTensor, FlexTensor)> {
+        let rows = norm_rows(&x, &weight)?;
+        let shape = x.shape();
+        let [x, w] = [x, weight].map(contiguous);
+        let (y, inv_rms) = pointwise::rms_norm_forward(f32s(&x), f32s(&w), eps);
+        Some((flex(y, shape), flex(inv_rms, [rows])))
+    }
+
+    fn rms_norm_backward(x: FlexTensor, weight: FlexTensor, inv_rms: FlexTensor, grad: FlexTensor) -> Option<(FlexTensor, FlexTensor)> {
+        norm_rows(&x, &weight)?;
+        let (shape, d) = (x.shape(), weight.shape());
+        let [x, w, r, g] = [x, weight, inv_rms, grad].map(contiguous);
+        let (dx, dw) = pointwise::rms_norm_backward(f32s(&x), f32s(&w), f32s(&r), f32s(&g));
+        Some((flex(dx, shape), flex(dw, d)))
+    }
+
+    fn swiglu(gate: FlexTensor, up: FlexTensor) -> Option<FlexTensor> {
+        let shape = same_f32_shape(&gate, &up)?;
+        let [a, u] = [gate, up].map(contiguous);
+        Some(flex(pointwise::swiglu_forward(f32s(&a), f32s(&u)), shape))
+    }
+
+    fn swiglu_backward(gate: FlexTensor, up: FlexTensor, grad: FlexTensor) -> Option<(FlexTensor, FlexTensor)> {
+        let shape = same_f32_shape(&gate, &up)?;
+        let [a, u, g] = [gate, up, grad].map(contiguous);
+        let (da, du) = pointwise::swiglu_backward(f32s(&a), f32s(&u), f32s(&g));
+        Some((flex(da, shape.clone()), flex(du, shape)))
+    }
+}
+
+/// The rows of an RMSNorm call on f32 tensors: `x` `[…, d]` and `weight` `[d]`.
+fn norm_rows(x: &FlexTensor, weight: &FlexTensor) -> Option<usize> {
+    let f32s = [x, weight].iter().all(|t| t.dtype() == burn::tensor::DType::F32);
+    let (xs, ws) = (x.shape(), weight.shape());
+    let d = ws.num_elements();
+    (f32s && ws.num_dims() == 1 && d > 0 && xs[xs.num_dims() - 1] == d).then(|| xs.num_elements() / d)
+}
+
+/// The shape two f32 tensors share, if they do.
+fn same_f32_shape(a: &FlexTensor, b: &FlexTensor) -> Option<burn::tensor::Shape> {
+    let f32s = [a, b].iter().all(|t| t.dtype() == burn::tensor::DType::F32);
+    (f32s && a.shape() == b.shape()).then(|| a.shape())
 }
 
 /// The sizes of an attention call on f32 tensors of consistent shapes (`[batch, seq, heads, head_dim]`).
@@ -122,7 +207,7 @@ fn f32s(t: &FlexTensor) -> &[f32] {
     &t.storage::<f32>()[..t.shape().num_elements()]
 }
 
-fn flex(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+fn flex(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
@@ -194,12 +279,92 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             OpsKind::UnTracked(prep) => Some(prep.finish(B::causal_attention(q.primitive, k.primitive, v.primitive, scale)?)),
         }
     }
+
+    fn has_fused_pointwise() -> bool {
+        B::has_fused_pointwise()
+    }
+
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> Option<FloatTensor<Self>> {
+        #[derive(Debug)]
+        struct RmsNormBackward;
+
+        impl<B: FusedOps> Backward<B, 2> for RmsNormBackward {
+            /// x, the gain and the 1/rms of every row.
+            type State = [B::FloatTensorPrimitive; 3];
+
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let [x, weight, inv_rms] = ops.state;
+                let grad = grads.consume::<B>(&ops.node);
+                let (dx, dw) = B::rms_norm_backward(x, weight, inv_rms, grad).expect("the backend that ran the fused forward runs its backward");
+                for (parent, g) in ops.parents.into_iter().zip([dx, dw]) {
+                    if let Some(node) = parent {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        if !B::has_fused_pointwise() {
+            return None;
+        }
+        match RmsNormBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (y, inv_rms) = B::rms_norm_with_inv_rms(x.primitive.clone(), weight.primitive.clone(), eps)?;
+                Some(prep.finish([x.primitive, weight.primitive, inv_rms], y))
+            }
+            OpsKind::UnTracked(prep) => Some(prep.finish(B::rms_norm(x.primitive, weight.primitive, eps)?)),
+        }
+    }
+
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        #[derive(Debug)]
+        struct SwigluBackward;
+
+        impl<B: FusedOps> Backward<B, 2> for SwigluBackward {
+            /// The gate and up projections.
+            type State = [B::FloatTensorPrimitive; 2];
+
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let [gate, up] = ops.state;
+                let grad = grads.consume::<B>(&ops.node);
+                let (da, du) = B::swiglu_backward(gate, up, grad).expect("the backend that ran the fused forward runs its backward");
+                for (parent, g) in ops.parents.into_iter().zip([da, du]) {
+                    if let Some(node) = parent {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        if !B::has_fused_pointwise() {
+            return None;
+        }
+        match SwigluBackward.prepare::<C>([gate.node.clone(), up.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let h = B::swiglu(gate.primitive.clone(), up.primitive.clone())?;
+                Some(prep.finish([gate.primitive, up.primitive], h))
+            }
+            OpsKind::UnTracked(prep) => Some(prep.finish(B::swiglu(gate.primitive, up.primitive)?)),
+        }
+    }
 }
 
 /// Causal attention through the backend's fused op, or `None` where it has none.
 pub fn causal_attention<B: FusedOps>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, scale: f32) -> Option<Tensor<B, 4>> {
     let [q, k, v] = [q, k, v].map(|t| t.into_primitive().tensor());
     B::causal_attention(q, k, v, scale).map(|o| Tensor::from_primitive(TensorPrimitive::Float(o)))
+}
+
+/// RMSNorm over the last dimension through the backend's fused op, or `None` where it has none.
+pub fn rms_norm<B: FusedOps, const D: usize>(x: Tensor<B, D>, weight: Tensor<B, 1>, eps: f32) -> Option<Tensor<B, D>> {
+    let [x, w] = [x.into_primitive().tensor(), weight.into_primitive().tensor()];
+    B::rms_norm(x, w, eps).map(|y| Tensor::from_primitive(TensorPrimitive::Float(y)))
+}
+
+/// `silu(gate) ⊙ up` through the backend's fused op, or `None` where it has none.
+pub fn swiglu<B: FusedOps, const D: usize>(gate: Tensor<B, D>, up: Tensor<B, D>) -> Option<Tensor<B, D>> {
+    let [a, u] = [gate, up].map(|t| t.into_primitive().tensor());
+    B::swiglu(a, u).map(|h| Tensor::from_primitive(TensorPrimitive::Float(h)))
 }
 
 /// Softmax over the last dimension of a tensor.
@@ -258,6 +423,39 @@ mod tests {
         for (name, t) in [("q", &q), ("k", &k), ("v", &v)] {
             let diff = (t.grad(&g_fused).unwrap() - t.grad(&g_ref).unwrap()).abs().max().into_scalar();
             assert!(diff < 1e-4, "d{name}: {diff}");
+        }
+    }
+
+    /// The fused RMSNorm and SwiGLU gating through autodiff equal their composition from burn's
+    /// ops (as the model writes them where nothing is fused), in value and in every gradient, on
+    /// odd shapes.
+    #[test]
+    fn fused_norm_and_gating_match_the_composition_in_value_and_gradient() {
+        let device = Default::default();
+        let normal = Distribution::Normal(0.0, 1.5);
+        for [b, s, d] in [[2, 13, 7], [1, 3, 33], [3, 65, 16]] {
+            let x = Tensor::<CpuBackend, 3>::random([b, s, d], normal, &device).require_grad();
+            let w = Tensor::<CpuBackend, 1>::random([d], normal, &device).require_grad();
+            let u = Tensor::<CpuBackend, 3>::random([b, s, d], normal, &device).require_grad();
+            let probe = Tensor::<CpuBackend, 3>::random([b, s, d], normal, &device);
+            let eps = 1e-5;
+            let fused_norm = rms_norm(x.clone(), w.clone(), eps as f32).expect("the CPU backend fuses RMSNorm");
+            let composed_norm = x.clone() * x.clone().square().mean_dim(2).add_scalar(eps).sqrt().recip() * w.clone().unsqueeze::<3>();
+            let fused_gate = swiglu(x.clone(), u.clone()).expect("the CPU backend fuses SwiGLU");
+            let composed_gate = burn::tensor::activation::silu(x.clone()) * u.clone();
+            let max_diff = |a: Tensor<CpuBackend, 3>, b: Tensor<CpuBackend, 3>| (a - b).abs().max().into_scalar();
+            assert!(max_diff(fused_norm.clone(), composed_norm.clone()) < 1e-5);
+            assert!(max_diff(fused_gate.clone(), composed_gate.clone()) < 1e-5);
+            let loss = |norm: Tensor<CpuBackend, 3>, gate: Tensor<CpuBackend, 3>| (norm * probe.clone()).sum() + (gate * probe.clone()).sum();
+            let g_fused = loss(fused_norm, fused_gate).backward();
+            let g_composed = loss(composed_norm, composed_gate).backward();
+            for (name, diff) in [
+                ("x", (x.grad(&g_fused).unwrap() - x.grad(&g_composed).unwrap()).abs().max().into_scalar()),
+                ("u", (u.grad(&g_fused).unwrap() - u.grad(&g_composed).unwrap()).abs().max().into_scalar()),
+                ("w", (w.grad(&g_fused).unwrap() - w.grad(&g_composed).unwrap()).abs().max().into_scalar()),
+            ] {
+                assert!(diff < 1e-4, "[{b}, {s}, {d}] d{name}: {diff}");
+            }
         }
     }
 }

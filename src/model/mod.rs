@@ -8,6 +8,7 @@ pub mod attention;
 pub mod fused;
 pub mod memory;
 pub mod mup;
+pub mod pointwise;
 pub mod precision;
 pub mod shape;
 pub mod transformer;

@@ -16,7 +16,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::fused::{causal_attention, softmax_last, FusedOps};
+use super::fused::{self, causal_attention, softmax_last, FusedOps};
 use super::mup::{MupConfig, ParamGroup};
 use super::precision::Precision;
 use super::shape::ModelShape;
@@ -33,8 +33,14 @@ pub struct RmsNorm<B: Backend> {
     pub weight: Param<Tensor<B, 1>>,
 }
 
-impl<B: Backend> RmsNorm<B> {
+impl<B: FusedOps> RmsNorm<B> {
+    /// `x / √(mean(x²) + ε) ⊙ weight` over the last dimension (one fused op where the backend has it).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        if B::has_fused_pointwise() {
+            if let Some(y) = fused::rms_norm(x.clone(), self.weight.val(), RMS_NORM_EPS as f32) {
+                return y;
+            }
+        }
         let inv_rms = x.clone().square().mean_dim(2).add_scalar(RMS_NORM_EPS).sqrt().recip();
         x * inv_rms * self.weight.val().unsqueeze::<3>()
     }
@@ -137,12 +143,16 @@ pub struct FeedForward<B: Backend> {
     pub precision: Precision,
 }
 
-impl<B: Backend> FeedForward<B> {
+impl<B: FusedOps> FeedForward<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let p = self.precision;
-        let gate = silu(p.linear(x.clone(), self.w_gate.val()));
+        let gate = p.linear(x.clone(), self.w_gate.val());
         let up = p.linear(x, self.w_up.val());
-        p.linear(gate * up, self.w_down.val())
+        let gated = match B::has_fused_pointwise() {
+            true => fused::swiglu(gate.clone(), up.clone()),
+            false => None,
+        };
+        p.linear(gated.unwrap_or_else(|| silu(gate) * up), self.w_down.val())
     }
 }
 

@@ -1,0 +1,173 @@
+//! RMSNorm and SwiGLU's gating on the CPU, forward and backward, on plain `f32` slices (the CPU
+//! backend's fused ops besides attention; see `fused.rs`).
+//!
+//! Composed from burn's tensor ops, RMSNorm is seven passes forward (square, mean, add, sqrt,
+//! reciprocal, two products) and about twice that backward, and SwiGLU's `silu(g) ⊙ u` four
+//! passes plus six backward, each allocating its output and each single-threaded on the CPU
+//! backend. Here each is one pass forward and one backward, over rows in parallel:
+//!
+//! ```text
+//! RMSNorm   y = x·r·w,  r = 1/√(mean(x²) + ε)          (per row of width d; r is saved)
+//!           dx = r·(g⊙w) − x·r³·Σ(g⊙w⊙x)/d            dw = Σ_rows g⊙x·r
+//! SwiGLU    h = silu(a)⊙u,  silu(a) = a·σ(a)
+//!           da = g⊙u⊙σ(a)·(1 + a·(1 − σ(a)))          du = g⊙silu(a)
+//! ```
+//!
+//! Every output element is computed by the same arithmetic whatever the number of threads, and
+//! the one sum across rows (dw) adds fixed blocks of [`ROWS`] rows in order, so the results do
+//! not depend on the thread count.
+
+use rayon::prelude::*;
+
+/// Rows per parallel task; dw's partial sums are over blocks of this many rows.
+pub const ROWS: usize = 64;
+/// Elements per parallel task of the elementwise kernels.
+const CHUNK: usize = 16 * 1024;
+
+/// RMSNorm of the rows of `x` (each of `w.len()` values): (y, 1/rms per row).
+pub fn rms_norm_forward(x: &[f32], w: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
+    let d = w.len();
+    let mut y = vec![0.0; x.len()];
+    let mut inv_rms = vec![0.0; x.len() / d];
+    y.par_chunks_mut(ROWS * d).zip(inv_rms.par_chunks_mut(ROWS)).zip(x.par_chunks(ROWS * d)).for_each(|((y, r), x)| {
+        for ((y, r), x) in y.chunks_mut(d).zip(r.iter_mut()).zip(x.chunks(d)) {
+            let mean_square = x.iter().map(|v| v * v).sum::<f32>() / d as f32;
+            *r = 1.0 / (mean_square + eps).sqrt();
+            for ((y, x), w) in y.iter_mut().zip(x).zip(w) {
+                *y = x * *r * w;
+            }
+        }
+    });
+    (y, inv_rms)
+}
+
+/// (dx, dw) of [`rms_norm_forward`] from its saved 1/rms and the output's gradient `g`.
+pub fn rms_norm_backward(x: &[f32], w: &[f32], inv_rms: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let d = w.len();
+    let mut dx = vec![0.0; x.len()];
+    let partial_dw: Vec<Vec<f32>> = dx
+        .par_chunks_mut(ROWS * d)
+        .zip(x.par_chunks(ROWS * d))
+        .zip(g.par_chunks(ROWS * d))
+        .zip(inv_rms.par_chunks(ROWS))
+        .map(|(((dx, x), g), r)| {
+            let mut dw = vec![0.0f32; d];
+            for (((dx, x), g), &r) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)).zip(r) {
+                let dot: f32 = g.iter().zip(w).zip(x).map(|((g, w), x)| g * w * x).sum();
+                let c = r * r * r * dot / d as f32;
+                for j in 0..d {
+                    dx[j] = r * g[j] * w[j] - x[j] * c;
+                    dw[j] += g[j] * x[j] * r;
+                }
+            }
+            dw
+        })
+        .collect();
+    let mut dw = vec![0.0f32; d];
+    for part in &partial_dw {
+        for (total, p) in dw.iter_mut().zip(part) {
+            *total += p;
+        }
+    }
+    (dx, dw)
+}
+
+fn sigmoid(a: f32) -> f32 {
+    1.0 / (1.0 + (-a).exp())
+}
+
+/// `silu(a) ⊙ u`, elementwise.
+pub fn swiglu_forward(a: &[f32], u: &[f32]) -> Vec<f32> {
+    let mut h = vec![0.0; a.len()];
+    h.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((h, a), u)| {
+        for ((h, &a), &u) in h.iter_mut().zip(a).zip(u) {
+            *h = a * sigmoid(a) * u;
+        }
+    });
+    h
+}
+
+/// (da, du) of [`swiglu_forward`] from the output's gradient `g`.
+pub fn swiglu_backward(a: &[f32], u: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut da = vec![0.0; a.len()];
+    let mut du = vec![0.0; a.len()];
+    da.par_chunks_mut(CHUNK).zip(du.par_chunks_mut(CHUNK)).zip(a.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(
+        |(((da, du), a), (u, g))| {
+            for i in 0..a.len() {
+                let s = sigmoid(a[i]);
+                da[i] = g[i] * u[i] * s * (1.0 + a[i] * (1.0 - s));
+                du[i] = g[i] * a[i] * s;
+            }
+        },
+    );
+    (da, du)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        (0..n).map(|_| rng.normal() as f32).collect()
+    }
+
+    /// Central differences of a scalar function of one input.
+    fn numeric_gradient(f: &dyn Fn(&[f32]) -> f64, x: &[f32]) -> Vec<f64> {
+        let h = 1e-2f32;
+        (0..x.len())
+            .map(|i| {
+                let (mut plus, mut minus) = (x.to_vec(), x.to_vec());
+                plus[i] += h;
+                minus[i] -= h;
+                (f(&plus) - f(&minus)) / (2.0 * h as f64)
+            })
+            .collect()
+    }
+
+    fn close(analytic: &[f32], numeric: &[f64], what: &str) {
+        for (i, (a, n)) in analytic.iter().zip(numeric).enumerate() {
+            assert!((*a as f64 - n).abs() < 2e-2 * (1.0 + n.abs()), "{what}[{i}]: analytic {a}, numeric {n}");
+        }
+    }
+
+    /// Loss = Σ y ⊙ probe, so the output's gradient is `probe`.
+    #[test]
+    fn rms_norm_gradients_match_finite_differences_on_odd_sizes() {
+        for (rows, d) in [(3, 5), (70, 7), (1, 1)] {
+            let (x, w, probe) = (random(rows * d, 1), random(d, 2), random(rows * d, 3));
+            let loss = |x: &[f32], w: &[f32]| rms_norm_forward(x, w, 1e-5).0.iter().zip(&probe).map(|(y, p)| (y * p) as f64).sum::<f64>();
+            let (_, r) = rms_norm_forward(&x, &w, 1e-5);
+            let (dx, dw) = rms_norm_backward(&x, &w, &r, &probe);
+            close(&dx, &numeric_gradient(&|x| loss(x, &w), &x), "dx");
+            close(&dw, &numeric_gradient(&|w| loss(&x, w), &w), "dw");
+        }
+    }
+
+    #[test]
+    fn swiglu_gradients_match_finite_differences() {
+        let (a, u, probe) = (random(37, 4), random(37, 5), random(37, 6));
+        let loss = |a: &[f32], u: &[f32]| swiglu_forward(a, u).iter().zip(&probe).map(|(h, p)| (h * p) as f64).sum::<f64>();
+        let (da, du) = swiglu_backward(&a, &u, &probe);
+        close(&da, &numeric_gradient(&|a| loss(a, &u), &a), "da");
+        close(&du, &numeric_gradient(&|u| loss(&a, u), &u), "du");
+    }
+
+    /// The same bits on one thread as on several: dw's sums run over fixed blocks in order.
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let (rows, d) = (300, 24);
+        let (x, w, g) = (random(rows * d, 7), random(d, 8), random(rows * d, 9));
+        let run = || {
+            let (y, r) = rms_norm_forward(&x, &w, 1e-5);
+            let (dx, dw) = rms_norm_backward(&x, &w, &r, &g);
+            let h = swiglu_forward(&x, &g);
+            let (da, du) = swiglu_backward(&x, &g, &y);
+            [y, dx, dw, h, da, du]
+        };
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(run);
+        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(run);
+        assert_eq!(one, three);
+    }
+}
