@@ -19,6 +19,8 @@
 
 use rayon::prelude::*;
 
+use super::{gemm, pointwise};
+
 /// Rows per block.
 pub const BLOCK: usize = 64;
 
@@ -67,41 +69,10 @@ impl<'a> Head<'a> {
     }
 }
 
-/// `c[m×n] = (read ? c : 0) + beta · a[m×k] · b[k×n]`, row-major `c` with row stride `ldc`;
-/// `a` and `b` given by (row stride, column stride).
+/// One head's product, single-threaded (heads run in parallel): see [`gemm::matmul`].
 #[allow(clippy::too_many_arguments)]
 fn matmul(m: usize, n: usize, k: usize, c: &mut [f32], ldc: usize, read: bool, a: (&[f32], (usize, usize)), b: (&[f32], (usize, usize)), beta: f32) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let ((a, a_strides), (b, b_strides)) = (a, b);
-    let last = |rows: usize, cols: usize, (rs, cs): (usize, usize)| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(c.len() > last(m, n, (ldc, 1)) && (k == 0 || (a.len() > last(m, k, a_strides) && b.len() > last(k, n, b_strides))), "matmul out of bounds");
-    // SAFETY: every index gemm reads or writes is within the slices (checked above), and `c`
-    // does not alias `a` or `b` (a `&mut` and two `&`).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            ldc as isize,
-            read,
-            a.as_ptr(),
-            a_strides.1 as isize,
-            a_strides.0 as isize,
-            b.as_ptr(),
-            b_strides.1 as isize,
-            b_strides.0 as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
+    gemm::matmul(m, n, k, (c, ldc), read, a, b, beta, false);
 }
 
 /// Copy per-head `[seq, head_dim]` blocks (in (batch, head) order) into `[batch, seq, heads, head_dim]`.
@@ -151,11 +122,9 @@ fn head_forward(d: Dims, q: Head, k: Head, v: Head, scale: f32, o: &mut [f32], p
 /// Softmax of a row in place.
 fn softmax_prefix(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
+    // Exponentials first (a loop that vectorises), then their sum in order.
+    row.iter_mut().for_each(|x| *x = pointwise::exp(*x - max));
+    let sum: f32 = row.iter().sum();
     let inv = 1.0 / sum;
     row.iter_mut().for_each(|x| *x *= inv);
 }

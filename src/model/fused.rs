@@ -10,6 +10,8 @@
 //! attention from matrix products, a mask and a softmax (see `transformer.rs`).
 //! [`FusedOps::rms_norm`] and [`FusedOps::swiglu`] (SwiGLU's gating) are one pass each way on the
 //! CPU backend (`model::pointwise`'s kernels, rows in parallel); elsewhere they are composed.
+//! [`FusedOps::linear_layer`] on the CPU backend writes its products straight into fresh buffers
+//! (`model::gemm`), where burn's would zero-fill and copy each output first.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -21,7 +23,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use burn_flex::FlexTensor;
 
-use super::{attention, pointwise};
+use super::{attention, gemm, pointwise};
 
 /// A backend with windtunnel's fused operations. Every backend has them (the defaults use the
 /// backend's own kernels); autodiff overrides them with hand-written backward passes.
@@ -65,6 +67,27 @@ pub trait FusedOps: Backend {
         _grad: FloatTensor<Self>,
         _scale: f32,
     ) -> Option<(FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>)> {
+        None
+    }
+
+    /// Whether [`FusedOps::linear_layer`] is fused here; where it is not, the model uses burn's linear.
+    fn has_fused_linear() -> bool {
+        false
+    }
+
+    /// `x · weight` over the last dimension of `x` (`weight` is `[in, out]`).
+    fn linear_layer(_x: FloatTensor<Self>, _weight: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        None
+    }
+
+    /// (dx, dweight) of [`FusedOps::linear_layer`] from the output's gradient; each only when asked for.
+    #[allow(clippy::type_complexity)]
+    fn linear_layer_backward(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _want: [bool; 2],
+    ) -> Option<(Option<FloatTensor<Self>>, Option<FloatTensor<Self>>)> {
         None
     }
 
@@ -133,6 +156,29 @@ impl FusedOps for burn::backend::Flex {
         Some((flex(dq, [d.batch, d.seq, d.heads, d.head_dim]), flex(dk, kv_shape), flex(dv, kv_shape)))
     }
 
+    fn has_fused_linear() -> bool {
+        true
+    }
+
+    fn linear_layer(x: FlexTensor, weight: FlexTensor) -> Option<FlexTensor> {
+        let (k, n) = linear_dims(&x, &weight)?;
+        let mut shape = x.shape();
+        let [x, w] = [x, weight].map(contiguous);
+        let y = gemm::linear_forward(f32s(&x), f32s(&w), k, n);
+        let last = shape.num_dims() - 1;
+        shape[last] = n;
+        Some(flex(y, shape))
+    }
+
+    fn linear_layer_backward(x: FlexTensor, weight: FlexTensor, grad: FlexTensor, want: [bool; 2]) -> Option<(Option<FlexTensor>, Option<FlexTensor>)> {
+        let (k, n) = linear_dims(&x, &weight)?;
+        let (x_shape, w_shape) = (x.shape(), weight.shape());
+        let [x, w, g] = [x, weight, grad].map(contiguous);
+        let dx = want[0].then(|| flex(gemm::linear_backward_x(f32s(&g), f32s(&w), k, n), x_shape));
+        let dw = want[1].then(|| flex(gemm::linear_backward_w(f32s(&x), f32s(&g), k, n), w_shape));
+        Some((dx, dw))
+    }
+
     fn has_fused_pointwise() -> bool {
         true
     }
@@ -165,6 +211,13 @@ impl FusedOps for burn::backend::Flex {
         let (da, du) = pointwise::swiglu_backward(f32s(&a), f32s(&u), f32s(&g));
         Some((flex(da, shape.clone()), flex(du, shape)))
     }
+}
+
+/// (in, out) of a linear layer on f32 tensors: `x` `[…, in]` and `weight` `[in, out]`.
+fn linear_dims(x: &FlexTensor, weight: &FlexTensor) -> Option<(usize, usize)> {
+    let f32s = [x, weight].iter().all(|t| t.dtype() == burn::tensor::DType::F32);
+    let (xs, ws) = (x.shape(), weight.shape());
+    (f32s && ws.num_dims() == 2 && xs.num_dims() >= 1 && ws[0] > 0 && xs[xs.num_dims() - 1] == ws[0]).then(|| (ws[0], ws[1]))
 }
 
 /// The rows of an RMSNorm call on f32 tensors: `x` `[…, d]` and `weight` `[d]`.
@@ -280,6 +333,43 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         }
     }
 
+    fn has_fused_linear() -> bool {
+        B::has_fused_linear()
+    }
+
+    fn linear_layer(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        #[derive(Debug)]
+        struct LinearBackward;
+
+        impl<B: FusedOps> Backward<B, 2> for LinearBackward {
+            /// x and the weight.
+            type State = [B::FloatTensorPrimitive; 2];
+
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let [x, weight] = ops.state;
+                let grad = grads.consume::<B>(&ops.node);
+                let want = [ops.parents[0].is_some(), ops.parents[1].is_some()];
+                let (dx, dw) = B::linear_layer_backward(x, weight, grad, want).expect("the backend that ran the fused forward runs its backward");
+                for (parent, g) in ops.parents.into_iter().zip([dx, dw]) {
+                    if let (Some(node), Some(g)) = (parent, g) {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        if !B::has_fused_linear() {
+            return None;
+        }
+        match LinearBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::linear_layer(x.primitive.clone(), weight.primitive.clone())?;
+                Some(prep.finish([x.primitive, weight.primitive], y))
+            }
+            OpsKind::UnTracked(prep) => Some(prep.finish(B::linear_layer(x.primitive, weight.primitive)?)),
+        }
+    }
+
     fn has_fused_pointwise() -> bool {
         B::has_fused_pointwise()
     }
@@ -353,6 +443,12 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
 pub fn causal_attention<B: FusedOps>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, scale: f32) -> Option<Tensor<B, 4>> {
     let [q, k, v] = [q, k, v].map(|t| t.into_primitive().tensor());
     B::causal_attention(q, k, v, scale).map(|o| Tensor::from_primitive(TensorPrimitive::Float(o)))
+}
+
+/// `x · weight` (`weight` `[in, out]`) through the backend's fused op, or `None` where it has none.
+pub fn linear<B: FusedOps, const D: usize>(x: Tensor<B, D>, weight: Tensor<B, 2>) -> Option<Tensor<B, D>> {
+    let [x, w] = [x.into_primitive().tensor(), weight.into_primitive().tensor()];
+    B::linear_layer(x, w).map(|y| Tensor::from_primitive(TensorPrimitive::Float(y)))
 }
 
 /// RMSNorm over the last dimension through the backend's fused op, or `None` where it has none.

@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod fused;
+pub mod gemm;
 pub mod memory;
 pub mod mup;
 pub mod pointwise;

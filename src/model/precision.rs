@@ -19,6 +19,8 @@ use burn::tensor::module::linear;
 use burn::tensor::{FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::fused::{self, FusedOps};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Precision {
@@ -46,9 +48,11 @@ impl Precision {
     }
 
     /// `x · weight` (weight `[in, out]`) at this precision.
-    pub fn linear<B: Backend, const D: usize>(&self, x: Tensor<B, D>, weight: Tensor<B, 2>) -> Tensor<B, D> {
+    pub fn linear<B: FusedOps, const D: usize>(&self, x: Tensor<B, D>, weight: Tensor<B, 2>) -> Tensor<B, D> {
         if self.low() {
             Self::up(linear(Self::down(x), Self::down(weight), None))
+        } else if let Some(y) = B::has_fused_linear().then(|| fused::linear(x.clone(), weight.clone())).flatten() {
+            y
         } else {
             linear(x, weight, None)
         }

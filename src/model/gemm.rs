@@ -1,0 +1,147 @@
+//! Matrix products on `f32` slices through the `gemm` crate (the kernels burn's CPU backend
+//! uses), and the linear layer `y = x·W` forward and backward on them (the CPU backend's fused
+//! linear; see `fused.rs`).
+//!
+//! burn's CPU backend makes every matrix product's output by zero-filling a byte buffer and then
+//! copying it into an aligned one, two passes over memory on the main thread before the product
+//! starts; the linear layer here writes its products into one fresh buffer each. `gemm` splits a
+//! large product over rayon's threads by blocks of the output, each output element summed by one
+//! thread in one order, so the result does not depend on the thread count.
+
+/// Products with at least this many multiply-adds run on all of rayon's threads.
+const PARALLEL_FLOPS: usize = 192 * 192 * 192;
+
+/// `c[m×n] = (read ? c : 0) + beta · a[m×k] · b[k×n]`; `c` row-major with row stride `c.1`,
+/// `a` and `b` given by (row stride, column stride); `parallel` lets a large product use every thread.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: (&mut [f32], usize),
+    read: bool,
+    a: (&[f32], (usize, usize)),
+    b: (&[f32], (usize, usize)),
+    beta: f32,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (c, ldc) = c;
+    assert!(c.len() > (m - 1) * ldc + n - 1, "matmul out of bounds");
+    // SAFETY: `c` holds the m×n output (checked above) and does not alias `a` or `b` (a `&mut`
+    // and two `&`).
+    unsafe { product(m, n, k, (c.as_mut_ptr(), ldc), read, a, b, beta, parallel) }
+}
+
+/// `a[m×k] · b[k×n]` into a new row-major `m×n` buffer, written once (never zero-filled first).
+fn fresh_product(m: usize, n: usize, k: usize, a: (&[f32], (usize, usize)), b: (&[f32], (usize, usize))) -> Vec<f32> {
+    let mut c: Vec<f32> = Vec::with_capacity(m * n);
+    if m > 0 && n > 0 {
+        // SAFETY: the buffer has room for m×n values and aliases nothing; gemm with `read` false
+        // writes every element of the m×n output without reading any (with k = 0 it writes zeros),
+        // so all m×n are initialised before `set_len`.
+        unsafe {
+            product(m, n, k, (c.as_mut_ptr(), n), false, a, b, 1.0, true);
+            c.set_len(m * n);
+        }
+    }
+    c
+}
+
+/// The product itself; `a` and `b` are bounds-checked here.
+///
+/// # Safety
+/// `c.0` must point to an m×n row-major output with row stride `c.1` that aliases neither input.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: (*mut f32, usize),
+    read: bool,
+    a: (&[f32], (usize, usize)),
+    b: (&[f32], (usize, usize)),
+    beta: f32,
+    parallel: bool,
+) {
+    let ((c, ldc), (a, a_strides), (b, b_strides)) = (c, a, b);
+    let last = |rows: usize, cols: usize, (rs, cs): (usize, usize)| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(k == 0 || (a.len() > last(m, k, a_strides) && b.len() > last(k, n, b_strides)), "matmul out of bounds");
+    let parallelism = if parallel && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_FLOPS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the inputs are within their slices (checked above), the output is the caller's promise.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            1,
+            ldc as isize,
+            read,
+            a.as_ptr(),
+            a_strides.1 as isize,
+            a_strides.0 as isize,
+            b.as_ptr(),
+            b_strides.1 as isize,
+            b_strides.0 as isize,
+            1.0,
+            beta,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// `y[m×n] = x[m×k] · w[k×n]`, all row-major.
+pub fn linear_forward(x: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32> {
+    fresh_product(x.len() / k, n, k, (x, (k, 1)), (w, (n, 1)))
+}
+
+/// `dx = dy · wᵀ` (`[m×k]`).
+pub fn linear_backward_x(dy: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32> {
+    fresh_product(dy.len() / n, k, n, (dy, (n, 1)), (w, (1, n)))
+}
+
+/// `dw = xᵀ · dy` (`[k×n]`), summed over all m rows.
+pub fn linear_backward_w(x: &[f32], dy: &[f32], k: usize, n: usize) -> Vec<f32> {
+    fresh_product(k, n, x.len() / k, (x, (1, k)), (dy, (n, 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        (0..n).map(|_| rng.normal() as f32).collect()
+    }
+
+    /// The three products against plain triple loops, on odd sizes and one large enough to run
+    /// in parallel, with the same bits on one thread as on three.
+    #[test]
+    fn linear_products_match_loops_and_not_the_thread_count() {
+        for (m, k, n) in [(5, 3, 7), (1, 1, 1), (301, 67, 250)] {
+            let (x, w, dy) = (random(m * k, 1), random(k * n, 2), random(m * n, 3));
+            let run = || (linear_forward(&x, &w, k, n), linear_backward_x(&dy, &w, k, n), linear_backward_w(&x, &dy, k, n));
+            let (y, dx, dw) = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(run);
+            let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(run);
+            assert_eq!((&y, &dx, &dw), (&three.0, &three.1, &three.2));
+            let dot = |len: usize, f: &dyn Fn(usize) -> f64| (0..len).map(f).sum::<f64>();
+            let close = |got: f32, want: f64| assert!((got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()), "{got} vs {want}");
+            for (i, j) in [(0, 0), (m - 1, n - 1), (m / 2, n / 3)] {
+                close(y[i * n + j], dot(k, &|l| (x[i * k + l] * w[l * n + j]) as f64));
+            }
+            for (i, l) in [(0, 0), (m - 1, k - 1)] {
+                close(dx[i * k + l], dot(n, &|j| (dy[i * n + j] * w[l * n + j]) as f64));
+            }
+            for (l, j) in [(0, 0), (k - 1, n - 1)] {
+                close(dw[l * n + j], dot(m, &|i| (x[i * k + l] * dy[i * n + j]) as f64));
+            }
+        }
+    }
+}
