@@ -8,8 +8,8 @@
 //! backward; on the CPU backend it runs `model::attention`'s kernels (only the lower triangle of
 //! the scores is computed, no mask tensor exists, heads run in parallel); other backends compose
 //! attention from matrix products, a mask and a softmax (see `transformer.rs`).
-//! [`FusedOps::rms_norm`] and [`FusedOps::swiglu`] (SwiGLU's gating) are one pass each way on the
-//! CPU backend (`model::pointwise`'s kernels, rows in parallel); elsewhere they are composed.
+//! [`FusedOps::rms_norm`], [`FusedOps::swiglu`] (SwiGLU's gating) and [`FusedOps::cross_entropy`]
+//! are one pass each way on the CPU backend (`model::pointwise`'s kernels, rows in parallel); elsewhere they are composed.
 //! [`FusedOps::linear_layer`] on the CPU backend writes its products straight into fresh buffers
 //! (`model::gemm`), where burn's would zero-fill and copy each output first.
 
@@ -19,7 +19,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::ops::FloatTensor;
+use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use burn_flex::FlexTensor;
 
@@ -126,6 +126,21 @@ pub trait FusedOps: Backend {
     fn swiglu_backward(_gate: FloatTensor<Self>, _up: FloatTensor<Self>, _grad: FloatTensor<Self>) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
         None
     }
+
+    /// The mean cross-entropy (`[1]`) of logits `[…, vocab]` against integer targets `[…]`.
+    fn cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> Option<FloatTensor<Self>> {
+        Self::cross_entropy_with_probs(logits, targets).map(|(loss, _)| loss)
+    }
+
+    /// The same, with the softmax of the logits the backward pass needs.
+    fn cross_entropy_with_probs(_logits: FloatTensor<Self>, _targets: IntTensor<Self>) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        None
+    }
+
+    /// d(loss)/d(logits) of [`FusedOps::cross_entropy`] from the saved softmax and the loss's gradient.
+    fn cross_entropy_backward(_probs: FloatTensor<Self>, _targets: IntTensor<Self>, _grad: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        None
+    }
 }
 
 /// The CPU backend: attention by `model::attention`'s kernels on the tensors' f32 data.
@@ -210,6 +225,40 @@ impl FusedOps for burn::backend::Flex {
         let [a, u, g] = [gate, up, grad].map(contiguous);
         let (da, du) = pointwise::swiglu_backward(f32s(&a), f32s(&u), f32s(&g));
         Some((flex(da, shape.clone()), flex(du, shape)))
+    }
+
+    fn cross_entropy_with_probs(logits: FlexTensor, targets: FlexTensor) -> Option<(FlexTensor, FlexTensor)> {
+        let vocab = vocab_of(&logits, &targets)?;
+        let shape = logits.shape();
+        let [x, t] = [logits, targets].map(contiguous);
+        let (loss, probs) = pointwise::cross_entropy_forward(f32s(&x), &targets_of(&t)?, vocab)?;
+        Some((flex(vec![loss], [1]), flex(probs, shape)))
+    }
+
+    fn cross_entropy_backward(probs: FlexTensor, targets: FlexTensor, grad: FlexTensor) -> Option<FlexTensor> {
+        let vocab = vocab_of(&probs, &targets)?;
+        let shape = probs.shape();
+        let [p, t, g] = [probs, targets, grad].map(contiguous);
+        let g = *f32s(&g).first()?;
+        Some(flex(pointwise::cross_entropy_backward(f32s(&p), &targets_of(&t)?, vocab, g), shape))
+    }
+}
+
+/// The vocabulary of a cross-entropy call: f32 logits `[…, vocab]` and integer targets `[…]` of as many rows.
+fn vocab_of(logits: &FlexTensor, targets: &FlexTensor) -> Option<usize> {
+    let (ls, ts) = (logits.shape(), targets.shape());
+    let vocab = ls[ls.num_dims() - 1];
+    let types = logits.dtype() == burn::tensor::DType::F32 && matches!(targets.dtype(), burn::tensor::DType::I32 | burn::tensor::DType::I64);
+    (types && vocab > 0 && ts.num_dims() + 1 == ls.num_dims() && ts.num_elements() * vocab == ls.num_elements()).then_some(vocab)
+}
+
+/// The elements of a contiguous integer tensor (i32, the CPU backend's default, or i64) as i64.
+fn targets_of(t: &FlexTensor) -> Option<Vec<i64>> {
+    let n = t.shape().num_elements();
+    match t.dtype() {
+        burn::tensor::DType::I64 => Some(t.storage::<i64>()[..n].to_vec()),
+        burn::tensor::DType::I32 => Some(t.storage::<i32>()[..n].iter().map(|&v| v as i64).collect()),
+        _ => None,
     }
 }
 
@@ -374,6 +423,34 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         B::has_fused_pointwise()
     }
 
+    fn cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> Option<FloatTensor<Self>> {
+        #[derive(Debug)]
+        struct CrossEntropyBackward<B: Backend>(std::marker::PhantomData<B>);
+
+        impl<B: FusedOps> Backward<B, 1> for CrossEntropyBackward<B> {
+            /// The softmax of the logits and the targets.
+            type State = (B::FloatTensorPrimitive, B::IntTensorPrimitive);
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let (probs, targets) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| {
+                    B::cross_entropy_backward(probs, targets, g).expect("the backend that ran the fused forward runs its backward")
+                });
+            }
+        }
+
+        if !B::has_fused_pointwise() {
+            return None;
+        }
+        match CrossEntropyBackward::<B>(std::marker::PhantomData).prepare::<C>([logits.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (loss, probs) = B::cross_entropy_with_probs(logits.primitive, targets.clone())?;
+                Some(prep.finish((probs, targets), loss))
+            }
+            OpsKind::UnTracked(prep) => Some(prep.finish(B::cross_entropy(logits.primitive, targets)?)),
+        }
+    }
+
     fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> Option<FloatTensor<Self>> {
         #[derive(Debug)]
         struct RmsNormBackward;
@@ -449,6 +526,11 @@ pub fn causal_attention<B: FusedOps>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor
 pub fn linear<B: FusedOps, const D: usize>(x: Tensor<B, D>, weight: Tensor<B, 2>) -> Option<Tensor<B, D>> {
     let [x, w] = [x.into_primitive().tensor(), weight.into_primitive().tensor()];
     B::linear_layer(x, w).map(|y| Tensor::from_primitive(TensorPrimitive::Float(y)))
+}
+
+/// The mean cross-entropy of `logits` against `targets` through the backend's fused op, or `None`.
+pub fn cross_entropy<B: FusedOps>(logits: Tensor<B, 3>, targets: Tensor<B, 2, burn::tensor::Int>) -> Option<Tensor<B, 1>> {
+    B::cross_entropy(logits.into_primitive().tensor(), targets.into_primitive()).map(|l| Tensor::from_primitive(TensorPrimitive::Float(l)))
 }
 
 /// RMSNorm over the last dimension through the backend's fused op, or `None` where it has none.
@@ -553,5 +635,25 @@ mod tests {
                 assert!(diff < 1e-4, "[{b}, {s}, {d}] d{name}: {diff}");
             }
         }
+    }
+
+    /// The fused cross-entropy equals log-softmax, gather and mean, in value and gradient, with
+    /// targets read through a view (the model narrows one token tensor into inputs and targets).
+    #[test]
+    fn fused_cross_entropy_matches_the_composition_in_value_and_gradient() {
+        let device = Default::default();
+        let (b, s, vocab) = (3, 11, 37);
+        let logits = Tensor::<CpuBackend, 3>::random([b, s, vocab], Distribution::Normal(0.0, 3.0), &device).require_grad();
+        let tokens: Vec<i64> = (0..b * (s + 1)).map(|i| (i * 7 % vocab) as i64).collect();
+        let all = Tensor::<CpuBackend, 2, burn::tensor::Int>::from_data(TensorData::new(tokens, [b, s + 1]), &device);
+        let targets = all.narrow(1, 1, s);
+        let fused = cross_entropy(logits.clone(), targets.clone()).expect("the CPU backend fuses cross-entropy");
+        let log_probs = burn::tensor::activation::log_softmax(logits.clone(), 2);
+        let composed = log_probs.gather(2, targets.unsqueeze_dim::<3>(2)).neg().mean();
+        let (f, c): (f32, f32) = (fused.clone().into_scalar(), composed.clone().into_scalar());
+        assert!((f - c).abs() < 1e-5, "{f} vs {c}");
+        let (g_fused, g_composed) = ((fused * 2.5).backward(), (composed * 2.5).backward());
+        let diff = (logits.grad(&g_fused).unwrap() - logits.grad(&g_composed).unwrap()).abs().max().into_scalar();
+        assert!(diff < 1e-6, "dlogits: {diff}");
     }
 }

@@ -1,4 +1,4 @@
-//! RMSNorm and SwiGLU's gating on the CPU, forward and backward, on plain `f32` slices (the CPU
+//! RMSNorm, SwiGLU's gating and the cross-entropy loss on the CPU, forward and backward, on plain `f32` slices (the CPU
 //! backend's fused ops besides attention; see `fused.rs`).
 //!
 //! Composed from burn's tensor ops, RMSNorm is seven passes forward (square, mean, add, sqrt,
@@ -11,6 +11,8 @@
 //!           dx = r·(g⊙w) − x·r³·Σ(g⊙w⊙x)/d            dw = Σ_rows g⊙x·r
 //! SwiGLU    h = silu(a)⊙u,  silu(a) = a·σ(a)
 //!           da = g⊙u⊙σ(a)·(1 + a·(1 − σ(a)))          du = g⊙silu(a)
+//! CE        L = mean_rows(logsumexp(x) − x[t]),  p = softmax(x)   (p is saved)
+//!           dx = g/rows·(p − onehot(t))
 //! ```
 //!
 //! Every output element is computed by the same arithmetic whatever the number of threads, and
@@ -125,6 +127,45 @@ pub fn swiglu_backward(a: &[f32], u: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) 
     (da, du)
 }
 
+/// Cross-entropy of rows of `vocab` logits against `targets`: the mean over rows of
+/// `logsumexp(row) − row[target]` (summed in f64 in row order), and the softmax of every row
+/// (what the backward pass needs). `None` when a target is outside the vocabulary.
+pub fn cross_entropy_forward(logits: &[f32], targets: &[i64], vocab: usize) -> Option<(f32, Vec<f32>)> {
+    if targets.iter().any(|&t| t < 0 || t as usize >= vocab) || logits.len() != targets.len() * vocab {
+        return None;
+    }
+    let mut probs = vec![0.0; logits.len()];
+    let mut row_losses = vec![0.0f32; targets.len()];
+    probs.par_chunks_mut(ROWS * vocab).zip(row_losses.par_chunks_mut(ROWS)).zip(logits.par_chunks(ROWS * vocab)).zip(targets.par_chunks(ROWS)).for_each(
+        |(((p, losses), x), t)| {
+            for (((p, loss), x), &t) in p.chunks_mut(vocab).zip(losses).zip(x.chunks(vocab)).zip(t) {
+                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                p.iter_mut().zip(x).for_each(|(p, x)| *p = exp(x - max));
+                let log_sum = p.iter().sum::<f32>().ln();
+                *loss = log_sum - (x[t as usize] - max);
+                let inv = (-log_sum).exp();
+                p.iter_mut().for_each(|p| *p *= inv);
+            }
+        },
+    );
+    let mean = row_losses.iter().map(|&l| l as f64).sum::<f64>() / targets.len().max(1) as f64;
+    Some((mean as f32, probs))
+}
+
+/// d(loss)/d(logits) of [`cross_entropy_forward`] for an upstream gradient `g` of the mean:
+/// `g/rows · (softmax − onehot(target))`.
+pub fn cross_entropy_backward(probs: &[f32], targets: &[i64], vocab: usize, g: f32) -> Vec<f32> {
+    let scale = g / targets.len().max(1) as f32;
+    let mut d = vec![0.0; probs.len()];
+    d.par_chunks_mut(ROWS * vocab).zip(probs.par_chunks(ROWS * vocab)).zip(targets.par_chunks(ROWS)).for_each(|((d, p), t)| {
+        for ((d, p), &t) in d.chunks_mut(vocab).zip(p.chunks(vocab)).zip(t) {
+            d.iter_mut().zip(p).for_each(|(d, p)| *d = scale * p);
+            d[t as usize] -= scale;
+        }
+    });
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +228,26 @@ mod tests {
         let (da, du) = swiglu_backward(&a, &u, &probe);
         close(&da, &numeric_gradient(&|a| loss(a, &u), &a), "da");
         close(&du, &numeric_gradient(&|u| loss(&a, u), &u), "du");
+    }
+
+    #[test]
+    fn cross_entropy_gradient_matches_finite_differences() {
+        let (rows, vocab) = (5, 7);
+        let logits = random(rows * vocab, 10);
+        let targets: Vec<i64> = vec![0, 6, 3, 3, 1];
+        let loss = |x: &[f32]| cross_entropy_forward(x, &targets, vocab).unwrap().0 as f64;
+        let (value, probs) = cross_entropy_forward(&logits, &targets, vocab).unwrap();
+        // Against the definition, row by row in f64.
+        let reference: f64 = (0..rows)
+            .map(|r| {
+                let row = &logits[r * vocab..(r + 1) * vocab];
+                row.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln() - row[targets[r] as usize] as f64
+            })
+            .sum::<f64>()
+            / rows as f64;
+        assert!((value as f64 - reference).abs() < 1e-5, "{value} vs {reference}");
+        close(&cross_entropy_backward(&probs, &targets, vocab, 1.0), &numeric_gradient(&loss, &logits), "dlogits");
+        assert!(cross_entropy_forward(&logits, &[0, 7, 0, 0, 0], vocab).is_none(), "a target outside the vocabulary");
     }
 
     /// The same bits on one thread as on several: dw's sums run over fixed blocks in order.

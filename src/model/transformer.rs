@@ -403,7 +403,12 @@ impl<B: Backend> Transformer<B> {
 }
 
 /// Mean cross-entropy in nats of `logits [batch, seq, vocab]` against `targets [batch, seq]`.
-pub fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+pub fn cross_entropy<B: FusedOps>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+    if B::has_fused_pointwise() {
+        if let Some(loss) = fused::cross_entropy(logits.clone(), targets.clone()) {
+            return loss;
+        }
+    }
     let log_probs = log_softmax(logits, 2);
     let picked = log_probs.gather(2, targets.unsqueeze_dim::<3>(2));
     picked.neg().mean()
