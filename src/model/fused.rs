@@ -8,8 +8,8 @@
 //! backward; on the CPU backend it runs `model::attention`'s kernels (only the lower triangle of
 //! the scores is computed, no mask tensor exists, heads run in parallel); other backends compose
 //! attention from matrix products, a mask and a softmax (see `transformer.rs`).
-//! [`FusedOps::rms_norm`], [`FusedOps::swiglu`] (SwiGLU's gating) and [`FusedOps::cross_entropy`]
-//! are one pass each way on the CPU backend (`model::pointwise`'s kernels, rows in parallel); elsewhere they are composed.
+//! [`FusedOps::rms_norm`], [`FusedOps::swiglu`] (SwiGLU's gating), [`FusedOps::rope`] and
+//! [`FusedOps::cross_entropy`] are one pass each way on the CPU backend (`model::pointwise`'s kernels, rows in parallel); elsewhere they are composed.
 //! [`FusedOps::linear_layer`] on the CPU backend writes its products straight into fresh buffers
 //! (`model::gemm`), where burn's would zero-fill and copy each output first.
 
@@ -127,6 +127,17 @@ pub trait FusedOps: Backend {
         None
     }
 
+    /// Rotary embedding of `x` `[batch, seq, heads, head_dim]` with tables `cos` and `sin`
+    /// `[seq, heads, head_dim]` (constants: they get no gradient).
+    fn rope(_x: FloatTensor<Self>, _cos: FloatTensor<Self>, _sin: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        None
+    }
+
+    /// dx of [`FusedOps::rope`] from the output's gradient.
+    fn rope_backward(_cos: FloatTensor<Self>, _sin: FloatTensor<Self>, _grad: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        None
+    }
+
     /// The mean cross-entropy (`[1]`) of logits `[…, vocab]` against integer targets `[…]`.
     fn cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> Option<FloatTensor<Self>> {
         Self::cross_entropy_with_probs(logits, targets).map(|(loss, _)| loss)
@@ -227,6 +238,20 @@ impl FusedOps for burn::backend::Flex {
         Some((flex(da, shape.clone()), flex(du, shape)))
     }
 
+    fn rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> Option<FlexTensor> {
+        let head_dim = rope_head_dim(&x, &cos, &sin)?;
+        let shape = x.shape();
+        let [x, c, s] = [x, cos, sin].map(contiguous);
+        Some(flex(pointwise::rope_forward(f32s(&x), f32s(&c), f32s(&s), head_dim), shape))
+    }
+
+    fn rope_backward(cos: FlexTensor, sin: FlexTensor, grad: FlexTensor) -> Option<FlexTensor> {
+        let head_dim = rope_head_dim(&grad, &cos, &sin)?;
+        let shape = grad.shape();
+        let [g, c, s] = [grad, cos, sin].map(contiguous);
+        Some(flex(pointwise::rope_backward(f32s(&g), f32s(&c), f32s(&s), head_dim), shape))
+    }
+
     fn cross_entropy_with_probs(logits: FlexTensor, targets: FlexTensor) -> Option<(FlexTensor, FlexTensor)> {
         let vocab = vocab_of(&logits, &targets)?;
         let shape = logits.shape();
@@ -242,6 +267,15 @@ impl FusedOps for burn::backend::Flex {
         let g = *f32s(&g).first()?;
         Some(flex(pointwise::cross_entropy_backward(f32s(&p), &targets_of(&t)?, vocab, g), shape))
     }
+}
+
+/// The head dimension of a RoPE call on f32 tensors: `x` `[batch, seq, heads, head_dim]` (even
+/// head_dim) and tables `[seq, heads, head_dim]`.
+fn rope_head_dim(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor) -> Option<usize> {
+    let f32s = [x, cos, sin].iter().all(|t| t.dtype() == burn::tensor::DType::F32);
+    let (xs, cs) = (x.shape(), cos.shape());
+    let ok = f32s && xs.num_dims() == 4 && cs.num_dims() == 3 && cs == sin.shape() && xs[1..] == cs[..] && xs[3] % 2 == 0 && xs[3] > 0;
+    ok.then(|| xs[3])
 }
 
 /// The vocabulary of a cross-entropy call: f32 logits `[…, vocab]` and integer targets `[…]` of as many rows.
@@ -423,6 +457,34 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         B::has_fused_pointwise()
     }
 
+    fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        #[derive(Debug)]
+        struct RopeBackward;
+
+        impl<B: FusedOps> Backward<B, 1> for RopeBackward {
+            /// The cos and sin tables.
+            type State = [B::FloatTensorPrimitive; 2];
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let [cos, sin] = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| {
+                    B::rope_backward(cos, sin, g).expect("the backend that ran the fused forward runs its backward")
+                });
+            }
+        }
+
+        if !B::has_fused_pointwise() {
+            return None;
+        }
+        match RopeBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::rope(x.primitive, cos.primitive.clone(), sin.primitive.clone())?;
+                Some(prep.finish([cos.primitive, sin.primitive], y))
+            }
+            OpsKind::UnTracked(prep) => Some(prep.finish(B::rope(x.primitive, cos.primitive, sin.primitive)?)),
+        }
+    }
+
     fn cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> Option<FloatTensor<Self>> {
         #[derive(Debug)]
         struct CrossEntropyBackward<B: Backend>(std::marker::PhantomData<B>);
@@ -526,6 +588,13 @@ pub fn causal_attention<B: FusedOps>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor
 pub fn linear<B: FusedOps, const D: usize>(x: Tensor<B, D>, weight: Tensor<B, 2>) -> Option<Tensor<B, D>> {
     let [x, w] = [x.into_primitive().tensor(), weight.into_primitive().tensor()];
     B::linear_layer(x, w).map(|y| Tensor::from_primitive(TensorPrimitive::Float(y)))
+}
+
+/// Rotary embedding of `x` `[batch, seq, heads, head_dim]` with `[seq, heads, head_dim]` tables
+/// through the backend's fused op, or `None` where it has none.
+pub fn rope<B: FusedOps>(x: Tensor<B, 4>, cos: Tensor<B, 3>, sin: Tensor<B, 3>) -> Option<Tensor<B, 4>> {
+    B::rope(x.into_primitive().tensor(), cos.into_primitive().tensor(), sin.into_primitive().tensor())
+        .map(|y| Tensor::from_primitive(TensorPrimitive::Float(y)))
 }
 
 /// The mean cross-entropy of `logits` against `targets` through the backend's fused op, or `None`.
@@ -655,5 +724,26 @@ mod tests {
         let (g_fused, g_composed) = ((fused * 2.5).backward(), (composed * 2.5).backward());
         let diff = (logits.grad(&g_fused).unwrap() - logits.grad(&g_composed).unwrap()).abs().max().into_scalar();
         assert!(diff < 1e-6, "dlogits: {diff}");
+    }
+
+    /// The fused rotary embedding equals the composition `x⊙cos + rotate_half(x)⊙sin` (halves
+    /// sliced and concatenated) in value and gradient, with tables narrowed to the sequence.
+    #[test]
+    fn fused_rope_matches_the_composition_in_value_and_gradient() {
+        let device = Default::default();
+        let (b, s, h, d) = (2, 5, 3, 6);
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<CpuBackend, 4>::random([b, s, h, d], normal, &device).require_grad();
+        let angles = Tensor::<CpuBackend, 3>::random([s + 2, h, d], normal, &device);
+        let (cos, sin) = (angles.clone().cos().narrow(0, 0, s), angles.sin().narrow(0, 0, s));
+        let probe = Tensor::<CpuBackend, 4>::random([b, s, h, d], normal, &device);
+        let fused = rope(x.clone(), cos.clone(), sin.clone()).expect("the CPU backend fuses RoPE");
+        let (x1, x2) = (x.clone().narrow(3, 0, d / 2), x.clone().narrow(3, d / 2, d / 2));
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        let composed = x.clone() * cos.unsqueeze::<4>() + rotated * sin.unsqueeze::<4>();
+        assert!((fused.clone() - composed.clone()).abs().max().into_scalar() < 1e-6);
+        let (g_fused, g_composed) = ((fused * probe.clone()).sum().backward(), (composed * probe).sum().backward());
+        let diff = (x.grad(&g_fused).unwrap() - x.grad(&g_composed).unwrap()).abs().max().into_scalar();
+        assert!(diff < 1e-6, "dx: {diff}");
     }
 }

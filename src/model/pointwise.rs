@@ -1,4 +1,4 @@
-//! RMSNorm, SwiGLU's gating and the cross-entropy loss on the CPU, forward and backward, on plain `f32` slices (the CPU
+//! RMSNorm, SwiGLU's gating, the rotary embedding and the cross-entropy loss on the CPU, forward and backward, on plain `f32` slices (the CPU
 //! backend's fused ops besides attention; see `fused.rs`).
 //!
 //! Composed from burn's tensor ops, RMSNorm is seven passes forward (square, mean, add, sqrt,
@@ -11,6 +11,8 @@
 //!           dx = r·(g⊙w) − x·r³·Σ(g⊙w⊙x)/d            dw = Σ_rows g⊙x·r
 //! SwiGLU    h = silu(a)⊙u,  silu(a) = a·σ(a)
 //!           da = g⊙u⊙σ(a)·(1 + a·(1 − σ(a)))          du = g⊙silu(a)
+//! RoPE      y = x⊙cos + rotate_half(x)⊙sin,  rotate_half(x₁, x₂) = (−x₂, x₁)
+//!           dx = g⊙cos + rotate_halfᵀ(g⊙sin)
 //! CE        L = mean_rows(logsumexp(x) − x[t]),  p = softmax(x)   (p is saved)
 //!           dx = g/rows·(p − onehot(t))
 //! ```
@@ -127,6 +129,39 @@ pub fn swiglu_backward(a: &[f32], u: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) 
     (da, du)
 }
 
+/// Rotary embedding of `x` (`[batch, seq, heads, head_dim]`, flattened) with the tables `cos` and
+/// `sin` of one batch element (`[seq, heads, head_dim]`): `y = x⊙cos + rotate_half(x)⊙sin`,
+/// `rotate_half(x₁, x₂) = (−x₂, x₁)` on each head's two halves.
+pub fn rope_forward(x: &[f32], cos: &[f32], sin: &[f32], head_dim: usize) -> Vec<f32> {
+    per_head(x, cos, sin, head_dim, |x, c, s, y, i, h| {
+        y[i] = x[i] * c[i] - x[i + h] * s[i];
+        y[i + h] = x[i + h] * c[i + h] + x[i] * s[i + h];
+    })
+}
+
+/// dx of [`rope_forward`] from the output's gradient: `g⊙cos + rotate_halfᵀ(g⊙sin)`,
+/// `rotate_halfᵀ(z₁, z₂) = (z₂, −z₁)`.
+pub fn rope_backward(g: &[f32], cos: &[f32], sin: &[f32], head_dim: usize) -> Vec<f32> {
+    per_head(g, cos, sin, head_dim, |g, c, s, dx, i, h| {
+        dx[i] = g[i] * c[i] + g[i + h] * s[i + h];
+        dx[i + h] = g[i + h] * c[i + h] - g[i] * s[i];
+    })
+}
+
+/// `pair(x, cos, sin, out, i, half)` for every pair (i, i + half) of every head, batch elements in parallel.
+fn per_head(x: &[f32], cos: &[f32], sin: &[f32], head_dim: usize, pair: impl Fn(&[f32], &[f32], &[f32], &mut [f32], usize, usize) + Sync) -> Vec<f32> {
+    let half = head_dim / 2;
+    let mut out = vec![0.0; x.len()];
+    out.par_chunks_mut(cos.len()).zip(x.par_chunks(cos.len())).for_each(|(out, x)| {
+        for (((out, x), c), s) in out.chunks_mut(head_dim).zip(x.chunks(head_dim)).zip(cos.chunks(head_dim)).zip(sin.chunks(head_dim)) {
+            for i in 0..half {
+                pair(x, c, s, out, i, half);
+            }
+        }
+    });
+    out
+}
+
 /// Cross-entropy of rows of `vocab` logits against `targets`: the mean over rows of
 /// `logsumexp(row) − row[target]` (summed in f64 in row order), and the softmax of every row
 /// (what the backward pass needs). `None` when a target is outside the vocabulary.
@@ -228,6 +263,21 @@ mod tests {
         let (da, du) = swiglu_backward(&a, &u, &probe);
         close(&da, &numeric_gradient(&|a| loss(a, &u), &a), "da");
         close(&du, &numeric_gradient(&|u| loss(&a, u), &u), "du");
+    }
+
+    #[test]
+    fn rope_gradient_matches_finite_differences() {
+        let (batch, seq, heads, head_dim) = (2, 3, 2, 6);
+        let n = batch * seq * heads * head_dim;
+        let (x, probe) = (random(n, 11), random(n, 12));
+        let angles = random(seq * heads * head_dim, 13);
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+        let y = rope_forward(&x, &cos, &sin, head_dim);
+        // The first pair of the first head by hand: (x₀, x₃) rotated.
+        assert!((y[0] - (x[0] * cos[0] - x[3] * sin[0])).abs() < 1e-6 && (y[3] - (x[3] * cos[3] + x[0] * sin[3])).abs() < 1e-6);
+        let loss = |x: &[f32]| rope_forward(x, &cos, &sin, head_dim).iter().zip(&probe).map(|(y, p)| (y * p) as f64).sum::<f64>();
+        close(&rope_backward(&probe, &cos, &sin, head_dim), &numeric_gradient(&loss, &x), "dx");
     }
 
     #[test]

@@ -228,11 +228,18 @@ impl<B: Backend> Rope<B> {
             rotate_half: Tensor::from_data(TensorData::new(rotate, [head_dim, head_dim]), device),
         }
     }
+}
 
+impl<B: FusedOps> Rope<B> {
     /// Rotate `[batch, seq, heads, head_dim]` by position (heads: the query or the key head count).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [batch, seq, heads, head_dim] = x.dims();
         let (cos, sin) = if heads == self.cos_q.dims()[1] { (&self.cos_q, &self.sin_q) } else { (&self.cos_k, &self.sin_k) };
+        if B::has_fused_pointwise() {
+            if let Some(y) = fused::rope(x.clone(), cos.clone().narrow(0, 0, seq), sin.clone().narrow(0, 0, seq)) {
+                return y;
+            }
+        }
         let row = seq * heads * head_dim;
         let cos = cos.clone().narrow(0, 0, seq).reshape([1, row]);
         let sin = sin.clone().narrow(0, 0, seq).reshape([1, row]);
