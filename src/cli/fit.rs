@@ -32,7 +32,7 @@ pub enum FitCommand {
     /// The compute-optimal allocation by Chinchilla's three approaches: the envelope of training
     /// curves, IsoFLOP profiles and the fitted law, with bootstrap intervals and one chart.
     #[command(after_help = "Examples:\n  windtunnel fit allocation --input results/quickstart\n  \
-                            windtunnel fit allocation --input results/synthetic-scaling-100x --budgets 1e15,1e18 --bootstrap 500 --json\n  \
+                            windtunnel fit allocation --input results/synthetic-allocation --budgets 1e10,1e11 --bootstrap 500 --json\n  \
                             windtunnel fit allocation --input curves.csv --run run --n N --tokens D --loss loss --chart approaches.svg\n\n\
                             Writes DIR/plots/allocation-approaches.svg (N_opt against compute, the three frontiers).")]
     Allocation(FitAllocationArgs),
