@@ -98,7 +98,7 @@ enum Command {
     Report(outputs::ReportArgs),
     /// Choose the full run from the sweep's fits: shape, µP learning rates, batch size, WSD schedule, predicted loss.
     #[command(after_help = "Examples:\n  windtunnel export results/quickstart --budget-flops 1e18\n  \
-                            windtunnel export results/quickstart --budget-flops 1e13 --allow-implausible   (a law too loose to trust, exported anyway)\n  \
+                            windtunnel export results/my-sweep --budget-flops 1e13 --allow-implausible   (a law too loose to trust, exported anyway; its warnings stay in recipe.json)\n  \
                             windtunnel export results/quickstart --target-params 50e6 --vocab 73440 --seq-len 4096 --out export/\n\n\
                             Writes config.json (Hugging Face MiniCPM format) and recipe.json (the training recipe and where each number came from).")]
     Export(outputs::ExportArgs),
