@@ -201,8 +201,9 @@ fn a_task_past_its_time_limit_is_requeued_and_resumes() {
     loop {
         assert!(
             started.elapsed() < Duration::from_secs(300),
-            "no requeue and resume within 5 minutes:\n{}",
-            std::fs::read_to_string(run.join("slurm.log")).unwrap_or_default()
+            "no requeue and resume within 5 minutes:\n{}\nthe queue:\n{}",
+            std::fs::read_to_string(run.join("slurm.log")).unwrap_or_default(),
+            Command::new("squeue").args(["-h", "-r", "-o", "%i %T %r %S"]).output().map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default()
         );
         release_requeued();
         let log = std::fs::read_to_string(run.join("slurm.log")).unwrap_or_default();

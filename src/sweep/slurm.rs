@@ -14,8 +14,8 @@
 //! Time limits and preemption. Each script asks for `--signal=B:USR1@<signal_seconds>`; the batch
 //! shell traps USR1 (and TERM, which preemption and `scancel` send) and forwards it to the
 //! worker, which writes a checkpoint and exits 138 (143). The script then requeues its own task
-//! (`scontrol requeue`), at most `max_requeues` times (SLURM_RESTART_COUNT), and the requeued
-//! task resumes from the checkpoint. A failed worker is requeued within the same bound.
+//! (`scontrol requeue`, retried and logged if the controller refuses it), at most `max_requeues`
+//! times (SLURM_RESTART_COUNT), and the requeued task resumes from the checkpoint. A failed worker is requeued within the same bound.
 //! `windtunnel cancel` marks the sweep cancelled first, so cancelled tasks do not requeue.
 //!
 //! Safety. Everything from the sweep file or the command line that reaches a script is data:
@@ -298,8 +298,14 @@ esac
 # unless the sweep was cancelled.
 if [ ! -e "$SWEEP_DIR/slurm/cancelled" ] && [ "$RESTARTS" -lt "$MAX_REQUEUES" ]; then
     echo "$TASK requeue after exit $code ($((RESTARTS + 1)) of $MAX_REQUEUES)" >> "$RUN_DIR/slurm.log"
-    scontrol requeue "$TASK"
-    exit 0
+    # A refused requeue (the controller busy, say) is logged and tried again, within the warning time.
+    for attempt in 1 2 3 4 5; do
+        if answer=$(scontrol requeue "$TASK" 2>&1); then
+            exit 0
+        fi
+        echo "$TASK requeue refused (attempt $attempt of 5): $answer" >> "$RUN_DIR/slurm.log"
+        sleep 4
+    done
 fi
 exit "$code"
 "#,
