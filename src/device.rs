@@ -96,7 +96,8 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
             })
         }
         #[cfg(not(feature = "cuda"))]
-        DeviceSpec::Cuda(_) => Err(require_built(spec, "--device").err().unwrap_or_else(|| anyhow::anyhow!("--device {spec}: no CUDA backend in this build"))),
+        // Without the `cuda` feature `require_built` always refuses a GPU with the rebuild message.
+        DeviceSpec::Cuda(_) => require_built(spec, "--device").and_then(|()| Err(anyhow::anyhow!("--device {spec}: no CUDA backend in this build"))),
     }
 }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,17 @@ fn persistent_workers_give_the_per_run_table_bit_for_bit() {
     }
 }
 
+/// The run directories under `runs` whose status says running (none while `runs` does not exist).
+fn running_runs(runs: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(runs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|r| std::fs::read_to_string(r.join("status.json")).is_ok_and(|s| s.contains("\"running\"")))
+        .collect()
+}
+
 /// Two runs of 4000 steps (a few seconds each), each with a checkpoint at step 100.
 fn two_long_runs() -> String {
     TINY.split("[[grid]]\nname = \"data\"")
@@ -89,15 +100,7 @@ fn cancelling_persistent_workers_checkpoints_every_running_run() {
     let args = ["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--parallel", "2", "--quiet", "--workers", "persistent"];
     let mut run = Command::new(env!("CARGO_BIN_EXE_windtunnel")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let started = Instant::now();
-    let running = || {
-        std::fs::read_dir(sweep.join("runs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| std::fs::read_to_string(e.path().join("status.json")).is_ok_and(|s| s.contains("\"running\"")))
-            .count()
-    };
-    while running() < 2 {
+    while running_runs(&sweep.join("runs")).len() < 2 {
         assert!(started.elapsed() < Duration::from_secs(60), "the sweep never had two running runs");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -133,13 +136,7 @@ fn a_killed_worker_fails_only_its_run_which_resumes_from_its_checkpoint() {
     // Wait until one run is past its checkpoint, then kill its worker.
     let victim = loop {
         assert!(started.elapsed() < Duration::from_secs(120), "no run reached its checkpoint");
-        let past = std::fs::read_dir(&runs)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .find(|r| has_checkpoint_at_12800(r) && std::fs::read_to_string(r.join("status.json")).is_ok_and(|s| s.contains("\"running\"")));
-        if let Some(r) = past {
+        if let Some(r) = running_runs(&runs).into_iter().find(|r| has_checkpoint_at_12800(r)) {
             break r;
         }
         std::thread::sleep(Duration::from_millis(5));

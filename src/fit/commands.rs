@@ -4,9 +4,11 @@
 use crate::layout::{RunDir, SweepDir};
 use crate::sweep::collect::column;
 use crate::sweep::status::read_plan;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
 use serde::Serialize;
 
 use super::input::Table;
@@ -149,9 +151,12 @@ fn varied_hyperparameters(table: &Table, rows: &[usize], columns: &LrColumns) ->
         })
         .filter(|&c| {
             // Varied within a group (µP or SP): a column that only follows the group (a swept
-            // `mup.parameterization`) is the group itself.
-            let group_of = |i: usize| group.map(|g| &table.rows[i][g]);
-            rows.iter().any(|&i| rows.iter().any(|&j| group_of(i) == group_of(j) && table.rows[i][c] != table.rows[j][c]))
+            // `mup.parameterization`) is the group itself. Each row against its group's first.
+            let mut first: HashMap<Option<&String>, usize> = HashMap::new();
+            rows.iter().any(|&i| {
+                let j = *first.entry(group.map(|g| &table.rows[i][g])).or_insert(i);
+                table.rows[i][c] != table.rows[j][c]
+            })
         })
         .collect()
 }

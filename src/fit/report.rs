@@ -106,12 +106,12 @@ fn default_level() -> f64 {
 }
 
 impl LawDefinition {
-    /// `fit law --input TABLE` with no other flags: the results table's columns, no bootstrap.
     /// The table's columns this definition reads.
     pub fn columns(&self) -> Columns {
         Columns { n: self.n.clone(), tokens: self.tokens.clone(), flops: self.flops.clone(), loss: self.loss.clone(), grid: self.grid.clone() }
     }
 
+    /// `fit law --input TABLE` with no other flags: the results table's columns, no bootstrap.
     pub fn for_table(input: PathBuf) -> Self {
         Self {
             input,

@@ -176,18 +176,24 @@ pub struct LrTransfer {
     pub drift: Option<Line>,
 }
 
-/// The finite losses of each scanned learning rate (log lr, ascending): one per seed.
-fn replicates_by_lr(runs: &[&LrPoint]) -> Vec<(f64, Vec<f64>)> {
+/// The finite losses at each scanned learning rate (ascending): one per seed.
+fn replicates_by_lr(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, Vec<f64>)> {
+    let mut sorted: Vec<(f64, f64)> = points.filter(|&(lr, loss)| lr > 0.0 && loss.is_finite()).collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut by_lr: Vec<(f64, Vec<f64>)> = Vec::new();
-    let mut sorted: Vec<&&LrPoint> = runs.iter().filter(|p| p.lr > 0.0 && p.loss.is_finite()).collect();
-    sorted.sort_by(|a, b| a.lr.total_cmp(&b.lr));
-    for p in sorted {
+    for (lr, loss) in sorted {
         match by_lr.last_mut() {
-            Some((x, ys)) if *x == p.lr.ln() => ys.push(p.loss),
-            _ => by_lr.push((p.lr.ln(), vec![p.loss])),
+            Some((x, ys)) if *x == lr => ys.push(loss),
+            _ => by_lr.push((lr, vec![loss])),
         }
     }
     by_lr
+}
+
+/// The mean loss over seeds at each scanned learning rate of (lr, loss) points, ascending in lr:
+/// the curve whose optimum [`lr_transfer`] fits.
+pub fn mean_loss_by_lr(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    replicates_by_lr(points).into_iter().map(|(lr, ys)| (lr, mean(&ys))).collect()
 }
 
 fn mean(values: &[f64]) -> f64 {
@@ -204,7 +210,7 @@ pub fn lr_transfer(points: &[LrPoint], seed: u64) -> LrTransfer {
     let mut optima = Vec::new();
     for (width, depth) in groups {
         let runs: Vec<&LrPoint> = points.iter().filter(|p| p.width == width && p.depth == depth).collect();
-        let replicates = replicates_by_lr(&runs);
+        let replicates: Vec<(f64, Vec<f64>)> = replicates_by_lr(runs.iter().map(|p| (p.lr, p.loss))).into_iter().map(|(lr, ys)| (lr.ln(), ys)).collect();
         let curve: Vec<(f64, f64)> = replicates.iter().map(|(x, ys)| (*x, mean(ys))).collect();
         let Some((x, y, bracketed, convex)) = parabola_optimum(&curve) else { continue };
         let mut rng = Rng::derive(seed, &[0x1A, width.to_bits(), depth.to_bits()]);

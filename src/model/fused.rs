@@ -9,7 +9,8 @@
 //! the scores is computed, no mask tensor exists, heads run in parallel); other backends compose
 //! attention from matrix products, a mask and a softmax (see `transformer.rs`).
 //! [`FusedOps::rms_norm`], [`FusedOps::swiglu`] (SwiGLU's gating), [`FusedOps::rope`] and
-//! [`FusedOps::cross_entropy`] are one pass each way on the CPU backend (`model::pointwise`'s kernels, rows in parallel); elsewhere they are composed.
+//! [`FusedOps::cross_entropy`] are one pass each way on the CPU backend (`model::pointwise`'s
+//! kernels, rows in parallel); elsewhere they are composed.
 //! [`FusedOps::linear_layer`] on the CPU backend writes its products straight into fresh buffers
 //! (`model::gemm`), where burn's would zero-fill and copy each output first.
 
@@ -34,9 +35,10 @@ pub trait FusedOps: Backend {
         Self::softmax(x, last)
     }
 
-    /// Whether [`FusedOps::causal_attention`] is fused here; where it is not, the model composes
-    /// attention from matrix products, a mask and a softmax.
-    fn has_fused_attention() -> bool {
+    /// Whether this backend has its own kernels for the fused ops below (attention, linear layers,
+    /// RMSNorm, SwiGLU, RoPE, cross-entropy); where it does not, each returns `None` and the model
+    /// composes the op from tensor ops.
+    fn has_fused_kernels() -> bool {
         false
     }
 
@@ -70,11 +72,6 @@ pub trait FusedOps: Backend {
         None
     }
 
-    /// Whether [`FusedOps::linear_layer`] is fused here; where it is not, the model uses burn's linear.
-    fn has_fused_linear() -> bool {
-        false
-    }
-
     /// `x · weight` over the last dimension of `x` (`weight` is `[in, out]`).
     fn linear_layer(_x: FloatTensor<Self>, _weight: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
         None
@@ -89,12 +86,6 @@ pub trait FusedOps: Backend {
         _want: [bool; 2],
     ) -> Option<(Option<FloatTensor<Self>>, Option<FloatTensor<Self>>)> {
         None
-    }
-
-    /// Whether [`FusedOps::rms_norm`] and [`FusedOps::swiglu`] are fused here; where they are not,
-    /// the model composes them from tensor ops.
-    fn has_fused_pointwise() -> bool {
-        false
     }
 
     /// RMSNorm over the last dimension of `x` with gain `weight` (`[d]`).
@@ -154,9 +145,9 @@ pub trait FusedOps: Backend {
     }
 }
 
-/// The CPU backend: attention by `model::attention`'s kernels on the tensors' f32 data.
+/// The CPU backend: `model::attention`'s, `model::gemm`'s and `model::pointwise`'s kernels on the tensors' f32 data.
 impl FusedOps for burn::backend::Flex {
-    fn has_fused_attention() -> bool {
+    fn has_fused_kernels() -> bool {
         true
     }
 
@@ -182,10 +173,6 @@ impl FusedOps for burn::backend::Flex {
         Some((flex(dq, [d.batch, d.seq, d.heads, d.head_dim]), flex(dk, kv_shape), flex(dv, kv_shape)))
     }
 
-    fn has_fused_linear() -> bool {
-        true
-    }
-
     fn linear_layer(x: FlexTensor, weight: FlexTensor) -> Option<FlexTensor> {
         let (k, n) = linear_dims(&x, &weight)?;
         let mut shape = x.shape();
@@ -203,10 +190,6 @@ impl FusedOps for burn::backend::Flex {
         let dx = want[0].then(|| flex(gemm::linear_backward_x(f32s(&g), f32s(&w), k, n), x_shape));
         let dw = want[1].then(|| flex(gemm::linear_backward_w(f32s(&x), f32s(&g), k, n), w_shape));
         Some((dx, dw))
-    }
-
-    fn has_fused_pointwise() -> bool {
-        true
     }
 
     fn rms_norm_with_inv_rms(x: FlexTensor, weight: FlexTensor, eps: f32) -> Option<(FlexTensor, FlexTensor)> {
@@ -272,9 +255,8 @@ impl FusedOps for burn::backend::Flex {
 /// The head dimension of a RoPE call on f32 tensors: `x` `[batch, seq, heads, head_dim]` (even
 /// head_dim) and tables `[seq, heads, head_dim]`.
 fn rope_head_dim(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor) -> Option<usize> {
-    let f32s = [x, cos, sin].iter().all(|t| t.dtype() == burn::tensor::DType::F32);
     let (xs, cs) = (x.shape(), cos.shape());
-    let ok = f32s && xs.num_dims() == 4 && cs.num_dims() == 3 && cs == sin.shape() && xs[1..] == cs[..] && xs[3] % 2 == 0 && xs[3] > 0;
+    let ok = all_f32(&[x, cos, sin]) && xs.num_dims() == 4 && cs.num_dims() == 3 && cs == sin.shape() && xs[1..] == cs[..] && xs[3] % 2 == 0 && xs[3] > 0;
     ok.then(|| xs[3])
 }
 
@@ -298,35 +280,36 @@ fn targets_of(t: &FlexTensor) -> Option<Vec<i64>> {
 
 /// (in, out) of a linear layer on f32 tensors: `x` `[…, in]` and `weight` `[in, out]`.
 fn linear_dims(x: &FlexTensor, weight: &FlexTensor) -> Option<(usize, usize)> {
-    let f32s = [x, weight].iter().all(|t| t.dtype() == burn::tensor::DType::F32);
     let (xs, ws) = (x.shape(), weight.shape());
-    (f32s && ws.num_dims() == 2 && xs.num_dims() >= 1 && ws[0] > 0 && xs[xs.num_dims() - 1] == ws[0]).then(|| (ws[0], ws[1]))
+    (all_f32(&[x, weight]) && ws.num_dims() == 2 && xs.num_dims() >= 1 && ws[0] > 0 && xs[xs.num_dims() - 1] == ws[0]).then(|| (ws[0], ws[1]))
 }
 
 /// The rows of an RMSNorm call on f32 tensors: `x` `[…, d]` and `weight` `[d]`.
 fn norm_rows(x: &FlexTensor, weight: &FlexTensor) -> Option<usize> {
-    let f32s = [x, weight].iter().all(|t| t.dtype() == burn::tensor::DType::F32);
     let (xs, ws) = (x.shape(), weight.shape());
     let d = ws.num_elements();
-    (f32s && ws.num_dims() == 1 && d > 0 && xs[xs.num_dims() - 1] == d).then(|| xs.num_elements() / d)
+    (all_f32(&[x, weight]) && ws.num_dims() == 1 && d > 0 && xs[xs.num_dims() - 1] == d).then(|| xs.num_elements() / d)
 }
 
 /// The shape two f32 tensors share, if they do.
 fn same_f32_shape(a: &FlexTensor, b: &FlexTensor) -> Option<burn::tensor::Shape> {
-    let f32s = [a, b].iter().all(|t| t.dtype() == burn::tensor::DType::F32);
-    (f32s && a.shape() == b.shape()).then(|| a.shape())
+    (all_f32(&[a, b]) && a.shape() == b.shape()).then(|| a.shape())
 }
 
 /// The sizes of an attention call on f32 tensors of consistent shapes (`[batch, seq, heads, head_dim]`).
 fn attention_dims(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> Option<attention::Dims> {
-    let f32s = [q, k, v].iter().all(|t| t.dtype() == burn::tensor::DType::F32);
     let (qs, ks) = (q.shape(), k.shape());
-    if !f32s || qs.num_dims() != 4 || ks.num_dims() != 4 || ks != v.shape() {
+    if !all_f32(&[q, k, v]) || qs.num_dims() != 4 || ks.num_dims() != 4 || ks != v.shape() {
         return None;
     }
     let d = attention::Dims { batch: qs[0], seq: qs[1], heads: qs[2], kv_heads: ks[2], head_dim: qs[3] };
     let consistent = ks[0] == d.batch && ks[1] == d.seq && ks[3] == d.head_dim && d.kv_heads > 0 && d.heads.is_multiple_of(d.kv_heads);
     consistent.then_some(d)
+}
+
+/// Whether every tensor holds f32 (the kernels' element type).
+fn all_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == burn::tensor::DType::F32)
 }
 
 /// The tensor itself when its elements are its buffer from the start, in order; else a copy that is.
@@ -349,6 +332,17 @@ fn flex(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
 
 #[cfg(feature = "cuda")]
 impl FusedOps for burn::backend::Cuda {}
+
+/// Hands each parent that needs one its gradient (`None`: the backward did not compute it).
+macro_rules! register_grads {
+    ($grads:expr, $parents:expr, $values:expr) => {
+        for (parent, g) in $parents.into_iter().zip($values) {
+            if let (Some(node), Some(g)) = (parent, g) {
+                $grads.register::<B>(node.id, g);
+            }
+        }
+    };
+}
 
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn softmax_last_dim(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -379,8 +373,8 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         }
     }
 
-    fn has_fused_attention() -> bool {
-        B::has_fused_attention()
+    fn has_fused_kernels() -> bool {
+        B::has_fused_kernels()
     }
 
     fn causal_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, scale: f32) -> Option<FloatTensor<Self>> {
@@ -396,15 +390,11 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                 let grad = grads.consume::<B>(&ops.node);
                 let (dq, dk, dv) =
                     B::causal_attention_backward(q, k, v, weights, grad, scale).expect("the backend that ran the fused forward runs its backward");
-                for (parent, g) in ops.parents.into_iter().zip([dq, dk, dv]) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
+                register_grads!(grads, ops.parents, [Some(dq), Some(dk), Some(dv)]);
             }
         }
 
-        if !B::has_fused_attention() {
+        if !B::has_fused_kernels() {
             return None;
         }
         match AttentionBackward.prepare::<C>([q.node.clone(), k.node.clone(), v.node.clone()]).compute_bound().stateful() {
@@ -414,10 +404,6 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             }
             OpsKind::UnTracked(prep) => Some(prep.finish(B::causal_attention(q.primitive, k.primitive, v.primitive, scale)?)),
         }
-    }
-
-    fn has_fused_linear() -> bool {
-        B::has_fused_linear()
     }
 
     fn linear_layer(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
@@ -433,15 +419,11 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                 let grad = grads.consume::<B>(&ops.node);
                 let want = [ops.parents[0].is_some(), ops.parents[1].is_some()];
                 let (dx, dw) = B::linear_layer_backward(x, weight, grad, want).expect("the backend that ran the fused forward runs its backward");
-                for (parent, g) in ops.parents.into_iter().zip([dx, dw]) {
-                    if let (Some(node), Some(g)) = (parent, g) {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
+                register_grads!(grads, ops.parents, [dx, dw]);
             }
         }
 
-        if !B::has_fused_linear() {
+        if !B::has_fused_kernels() {
             return None;
         }
         match LinearBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
@@ -451,10 +433,6 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             }
             OpsKind::UnTracked(prep) => Some(prep.finish(B::linear_layer(x.primitive, weight.primitive)?)),
         }
-    }
-
-    fn has_fused_pointwise() -> bool {
-        B::has_fused_pointwise()
     }
 
     fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
@@ -473,7 +451,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             }
         }
 
-        if !B::has_fused_pointwise() {
+        if !B::has_fused_kernels() {
             return None;
         }
         match RopeBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
@@ -501,7 +479,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             }
         }
 
-        if !B::has_fused_pointwise() {
+        if !B::has_fused_kernels() {
             return None;
         }
         match CrossEntropyBackward::<B>(std::marker::PhantomData).prepare::<C>([logits.node.clone()]).compute_bound().stateful() {
@@ -525,15 +503,11 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                 let [x, weight, inv_rms] = ops.state;
                 let grad = grads.consume::<B>(&ops.node);
                 let (dx, dw) = B::rms_norm_backward(x, weight, inv_rms, grad).expect("the backend that ran the fused forward runs its backward");
-                for (parent, g) in ops.parents.into_iter().zip([dx, dw]) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
+                register_grads!(grads, ops.parents, [Some(dx), Some(dw)]);
             }
         }
 
-        if !B::has_fused_pointwise() {
+        if !B::has_fused_kernels() {
             return None;
         }
         match RmsNormBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
@@ -557,15 +531,11 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                 let [gate, up] = ops.state;
                 let grad = grads.consume::<B>(&ops.node);
                 let (da, du) = B::swiglu_backward(gate, up, grad).expect("the backend that ran the fused forward runs its backward");
-                for (parent, g) in ops.parents.into_iter().zip([da, du]) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
+                register_grads!(grads, ops.parents, [Some(da), Some(du)]);
             }
         }
 
-        if !B::has_fused_pointwise() {
+        if !B::has_fused_kernels() {
             return None;
         }
         match SwigluBackward.prepare::<C>([gate.node.clone(), up.node.clone()]).compute_bound().stateful() {
@@ -578,45 +548,49 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     }
 }
 
+/// A float tensor from its primitive.
+fn float<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
 /// Causal attention through the backend's fused op, or `None` where it has none.
 pub fn causal_attention<B: FusedOps>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, scale: f32) -> Option<Tensor<B, 4>> {
     let [q, k, v] = [q, k, v].map(|t| t.into_primitive().tensor());
-    B::causal_attention(q, k, v, scale).map(|o| Tensor::from_primitive(TensorPrimitive::Float(o)))
+    B::causal_attention(q, k, v, scale).map(float)
 }
 
 /// `x · weight` (`weight` `[in, out]`) through the backend's fused op, or `None` where it has none.
 pub fn linear<B: FusedOps, const D: usize>(x: Tensor<B, D>, weight: Tensor<B, 2>) -> Option<Tensor<B, D>> {
     let [x, w] = [x.into_primitive().tensor(), weight.into_primitive().tensor()];
-    B::linear_layer(x, w).map(|y| Tensor::from_primitive(TensorPrimitive::Float(y)))
+    B::linear_layer(x, w).map(float)
 }
 
 /// Rotary embedding of `x` `[batch, seq, heads, head_dim]` with `[seq, heads, head_dim]` tables
 /// through the backend's fused op, or `None` where it has none.
 pub fn rope<B: FusedOps>(x: Tensor<B, 4>, cos: Tensor<B, 3>, sin: Tensor<B, 3>) -> Option<Tensor<B, 4>> {
-    B::rope(x.into_primitive().tensor(), cos.into_primitive().tensor(), sin.into_primitive().tensor())
-        .map(|y| Tensor::from_primitive(TensorPrimitive::Float(y)))
+    B::rope(x.into_primitive().tensor(), cos.into_primitive().tensor(), sin.into_primitive().tensor()).map(float)
 }
 
 /// The mean cross-entropy of `logits` against `targets` through the backend's fused op, or `None`.
 pub fn cross_entropy<B: FusedOps>(logits: Tensor<B, 3>, targets: Tensor<B, 2, burn::tensor::Int>) -> Option<Tensor<B, 1>> {
-    B::cross_entropy(logits.into_primitive().tensor(), targets.into_primitive()).map(|l| Tensor::from_primitive(TensorPrimitive::Float(l)))
+    B::cross_entropy(logits.into_primitive().tensor(), targets.into_primitive()).map(float)
 }
 
 /// RMSNorm over the last dimension through the backend's fused op, or `None` where it has none.
 pub fn rms_norm<B: FusedOps, const D: usize>(x: Tensor<B, D>, weight: Tensor<B, 1>, eps: f32) -> Option<Tensor<B, D>> {
     let [x, w] = [x.into_primitive().tensor(), weight.into_primitive().tensor()];
-    B::rms_norm(x, w, eps).map(|y| Tensor::from_primitive(TensorPrimitive::Float(y)))
+    B::rms_norm(x, w, eps).map(float)
 }
 
 /// `silu(gate) ⊙ up` through the backend's fused op, or `None` where it has none.
 pub fn swiglu<B: FusedOps, const D: usize>(gate: Tensor<B, D>, up: Tensor<B, D>) -> Option<Tensor<B, D>> {
     let [a, u] = [gate, up].map(|t| t.into_primitive().tensor());
-    B::swiglu(a, u).map(|h| Tensor::from_primitive(TensorPrimitive::Float(h)))
+    B::swiglu(a, u).map(float)
 }
 
 /// Softmax over the last dimension of a tensor.
 pub fn softmax_last<B: FusedOps, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(B::softmax_last_dim(x.into_primitive().tensor())))
+    float(B::softmax_last_dim(x.into_primitive().tensor()))
 }
 
 /// What training needs of a backend: autodiff with fused operations on both levels.
@@ -745,5 +719,27 @@ mod tests {
         let (g_fused, g_composed) = ((fused * probe.clone()).sum().backward(), (composed * probe).sum().backward());
         let diff = (x.grad(&g_fused).unwrap() - x.grad(&g_composed).unwrap()).abs().max().into_scalar();
         assert!(diff < 1e-6, "dx: {diff}");
+    }
+
+    /// The fused linear layer equals burn's `linear` in value and in the gradients of x and the
+    /// weight, also through a transposed weight view (the tied embedding's logits).
+    #[test]
+    fn fused_linear_matches_burns_in_value_and_gradient() {
+        let device = Default::default();
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<CpuBackend, 3>::random([2, 7, 5], normal, &device).require_grad();
+        let embedding = Tensor::<CpuBackend, 2>::random([11, 5], normal, &device).require_grad();
+        let probe = Tensor::<CpuBackend, 3>::random([2, 7, 11], normal, &device);
+        let fused = linear(x.clone(), embedding.clone().transpose()).expect("the CPU backend fuses linear layers");
+        let reference = burn::tensor::module::linear(x.clone(), embedding.clone().transpose(), None);
+        assert!((fused.clone() - reference.clone()).abs().max().into_scalar() < 1e-5);
+        let g_ref = (reference * probe.clone()).sum().backward();
+        let g_fused = (fused * probe).sum().backward();
+        for (name, diff) in [
+            ("x", (x.grad(&g_fused).unwrap() - x.grad(&g_ref).unwrap()).abs().max().into_scalar()),
+            ("w", (embedding.grad(&g_fused).unwrap() - embedding.grad(&g_ref).unwrap()).abs().max().into_scalar()),
+        ] {
+            assert!(diff < 1e-4, "d{name}: {diff}");
+        }
     }
 }

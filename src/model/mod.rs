@@ -1,9 +1,9 @@
 //! The µP MiniCPM proxy model: its shape and exact counts ([`shape`]), the µP rules ([`mup`]),
 //! the burn network ([`transformer`]), the fused kernels it uses ([`fused`]; on the CPU, causal
-//! attention in one pass per head: [`attention`]; RMSNorm, SwiGLU's gating and the cross-entropy
-//! in one pass each way: [`pointwise`]; linear layers: [`gemm`]), the arithmetic of its matrix products
-//! ([`precision`]) and the training memory a shape needs ([`memory`]). The coordinate check
-//! trains, so it lives in `train::coord_check`.
+//! attention in one pass per head: [`attention`]; RMSNorm, SwiGLU's gating, RoPE and the
+//! cross-entropy in one pass each way: [`pointwise`]; linear layers: [`gemm`]), the arithmetic of
+//! its matrix products ([`precision`]) and the training memory a shape needs ([`memory`]). The
+//! coordinate check trains, so it lives in `train::coord_check`.
 
 pub mod attention;
 pub mod fused;

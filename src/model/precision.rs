@@ -51,10 +51,8 @@ impl Precision {
     pub fn linear<B: FusedOps, const D: usize>(&self, x: Tensor<B, D>, weight: Tensor<B, 2>) -> Tensor<B, D> {
         if self.low() {
             Self::up(linear(Self::down(x), Self::down(weight), None))
-        } else if let Some(y) = B::has_fused_linear().then(|| fused::linear(x.clone(), weight.clone())).flatten() {
-            y
         } else {
-            linear(x, weight, None)
+            fused::linear(x.clone(), weight.clone()).unwrap_or_else(|| linear(x, weight, None))
         }
     }
 

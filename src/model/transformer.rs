@@ -36,10 +36,8 @@ pub struct RmsNorm<B: Backend> {
 impl<B: FusedOps> RmsNorm<B> {
     /// `x / √(mean(x²) + ε) ⊙ weight` over the last dimension (one fused op where the backend has it).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        if B::has_fused_pointwise() {
-            if let Some(y) = fused::rms_norm(x.clone(), self.weight.val(), RMS_NORM_EPS as f32) {
-                return y;
-            }
+        if let Some(y) = fused::rms_norm(x.clone(), self.weight.val(), RMS_NORM_EPS as f32) {
+            return y;
         }
         let inv_rms = x.clone().square().mean_dim(2).add_scalar(RMS_NORM_EPS).sqrt().recip();
         x * inv_rms * self.weight.val().unsqueeze::<3>()
@@ -73,10 +71,8 @@ impl<B: FusedOps> Attention<B> {
 
         // The backend's fused causal attention where it has one (the CPU backend: one pass per
         // head, the masked half never computed), in f32.
-        if p.is_fp32() && B::has_fused_attention() {
-            if let Some(context) = causal_attention(q.clone(), k.clone(), v.clone(), scale as f32) {
-                return p.linear(context.reshape([batch, seq, width]), self.wo.val());
-            }
+        if let Some(context) = p.is_fp32().then(|| causal_attention(q.clone(), k.clone(), v.clone(), scale as f32)).flatten() {
+            return p.linear(context.reshape([batch, seq, width]), self.wo.val());
         }
 
         // Grouped-query attention without copying keys and values: the `groups` query heads that
@@ -148,11 +144,8 @@ impl<B: FusedOps> FeedForward<B> {
         let p = self.precision;
         let gate = p.linear(x.clone(), self.w_gate.val());
         let up = p.linear(x, self.w_up.val());
-        let gated = match B::has_fused_pointwise() {
-            true => fused::swiglu(gate.clone(), up.clone()),
-            false => None,
-        };
-        p.linear(gated.unwrap_or_else(|| silu(gate) * up), self.w_down.val())
+        let gated = fused::swiglu(gate.clone(), up.clone()).unwrap_or_else(|| silu(gate) * up);
+        p.linear(gated, self.w_down.val())
     }
 }
 
@@ -235,10 +228,8 @@ impl<B: FusedOps> Rope<B> {
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [batch, seq, heads, head_dim] = x.dims();
         let (cos, sin) = if heads == self.cos_q.dims()[1] { (&self.cos_q, &self.sin_q) } else { (&self.cos_k, &self.sin_k) };
-        if B::has_fused_pointwise() {
-            if let Some(y) = fused::rope(x.clone(), cos.clone().narrow(0, 0, seq), sin.clone().narrow(0, 0, seq)) {
-                return y;
-            }
+        if let Some(y) = fused::rope(x.clone(), cos.clone().narrow(0, 0, seq), sin.clone().narrow(0, 0, seq)) {
+            return y;
         }
         let row = seq * heads * head_dim;
         let cos = cos.clone().narrow(0, 0, seq).reshape([1, row]);
@@ -411,10 +402,8 @@ impl<B: Backend> Transformer<B> {
 
 /// Mean cross-entropy in nats of `logits [batch, seq, vocab]` against `targets [batch, seq]`.
 pub fn cross_entropy<B: FusedOps>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
-    if B::has_fused_pointwise() {
-        if let Some(loss) = fused::cross_entropy(logits.clone(), targets.clone()) {
-            return loss;
-        }
+    if let Some(loss) = fused::cross_entropy(logits.clone(), targets.clone()) {
+        return loss;
     }
     let log_probs = log_softmax(logits, 2);
     let picked = log_probs.gather(2, targets.unsqueeze_dim::<3>(2));

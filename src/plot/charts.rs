@@ -8,6 +8,7 @@ use super::SweepData;
 use crate::fit::allocation::{AllocationReport, Frontier, Outcome};
 use crate::fit::law::{Law, Point};
 use crate::fit::log_space;
+use crate::fit::transfer::mean_loss_by_lr;
 use crate::format::si3;
 use crate::model::mup::Parameterization;
 use crate::sweep::plan::RunKind;
@@ -134,14 +135,10 @@ pub fn lr_transfer(data: &SweepData) -> Result<Figure, String> {
         let mut series = Vec::new();
         for (i, &w) in widths.iter().enumerate() {
             let color = ordered_color(i, widths.len());
-            let mut points: Vec<(f64, f64)> = runs.iter().filter(|r| r.0 == w).map(|r| (r.1, r.2)).collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            // Seeds are replicates: the line is their mean loss at each rate, each seed a dot.
-            let mut means: Vec<(f64, f64)> = Vec::new();
-            for lr in distinct(points.iter().map(|p| p.0)) {
-                let at: Vec<f64> = points.iter().filter(|p| p.0 == lr).map(|p| p.1).collect();
-                means.push((lr, at.iter().sum::<f64>() / at.len() as f64));
-            }
+            let points: Vec<(f64, f64)> = runs.iter().filter(|r| r.0 == w).map(|r| (r.1, r.2)).collect();
+            // Seeds are replicates: the line is their mean loss at each rate (what `fit lr` fits),
+            // each seed a dot.
+            let means = mean_loss_by_lr(points.iter().copied());
             if means.len() < points.len() {
                 series.push(Series::new(None, color, Style::Markers { size: 2 }, points));
             }
