@@ -5,7 +5,7 @@
 //! uninterrupted one.
 
 mod common;
-use common::{fails, json, ok, run_file, table_without_timings, windtunnel, TINY};
+use common::{fails, json, ok, run_file, table_without_timings, windtunnel, Tmpfs, TINY};
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -439,34 +439,6 @@ fn cut_metrics_and_torn_status_files_are_named_with_their_repair() {
     ok(&["run", s(&sweep), "--out", s(&out), "--quiet"]);
     let st = json(&["status", s(&dir), "--json"]);
     assert_eq!(st["done"], st["runs"], "{st}");
-}
-
-/// A tmpfs of `size` mounted on a fresh folder; unmounted when dropped. `None` where this process
-/// may not mount (not root): the test then says it did not run.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", s(dir.path())])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|st| st.success());
-        ok.then_some(Self { dir })
-    }
-
-    fn resize(&self, size: &str) {
-        assert!(Command::new("mount").args(["-o", &format!("remount,size={size}"), s(self.dir.path())]).status().unwrap().success());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
 }
 
 #[test]

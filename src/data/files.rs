@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
+use super::corpus::CorpusFile;
 use super::DataError;
 
 /// Files up to this size are scanned for out-of-range tokens when opened.
@@ -83,6 +84,54 @@ pub struct Sidecar {
     /// The generating process, for synthetic files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthetic: Option<super::synthetic::SyntheticConfig>,
+    /// Mean UTF-8 bytes of text per token, for bits per byte (`data prepare` writes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_token: Option<f64>,
+    /// How `data prepare` made the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared: Option<PreparedInfo>,
+}
+
+/// Which split of a prepared set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PreparedSplit {
+    Train,
+    Val,
+}
+
+impl PreparedSplit {
+    pub const BOTH: [Self; 2] = [Self::Train, Self::Val];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::Train => "train.bin",
+            Self::Val => "val.bin",
+        }
+    }
+}
+
+/// How a prepared split was made: the `prepared` field of its sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreparedInfo {
+    pub split: PreparedSplit,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    pub tokenizer: PathBuf,
+    pub tokenizer_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eod_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eod_id: Option<u32>,
+    pub documents: u64,
+    pub tokens: u64,
+    /// UTF-8 bytes of the documents' text (separators not counted).
+    pub text_bytes: u64,
+    pub eval_fraction: f64,
+    pub seed: u64,
+    pub sources: Vec<CorpusFile>,
+    /// SHA-256 of everything that decides the output; equal fingerprints, equal files.
+    pub fingerprint: String,
 }
 
 pub fn sidecar_path(path: &Path) -> PathBuf {
@@ -107,6 +156,8 @@ pub struct TokenFile {
     map: Mmap,
     dtype: TokenDtype,
     vocab: usize,
+    /// Bytes of text per token: 1 for text, the sidecar's for prepared token files.
+    bytes_per_token: Option<f64>,
 }
 
 impl TokenFile {
@@ -134,7 +185,7 @@ impl TokenFile {
         // SAFETY: the map is read-only; a corpus being rewritten while a run reads it is outside
         // what any trainer can defend against, and every token read is still range-checked.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| DataError::Io { path: path.to_path_buf(), message: e.to_string() })?;
-        let file = Self { path: path.to_path_buf(), map, dtype, vocab };
+        let file = Self { path: path.to_path_buf(), map, dtype, vocab, bytes_per_token: (dtype == TokenDtype::U8).then_some(1.0) };
         if bytes <= FULL_SCAN_BYTES {
             file.check_range(0, file.len())?;
         }
@@ -149,7 +200,9 @@ impl TokenFile {
         let sidecar = read_sidecar(path)?;
         let vocab = vocab.or(sidecar.as_ref().map(|s| s.vocab)).ok_or_else(|| DataError::NoVocab { path: path.to_path_buf() })?;
         let dtype = dtype.or(sidecar.as_ref().map(|s| s.dtype)).unwrap_or(TokenDtype::for_vocab(vocab));
-        Self::open(path, dtype, vocab)
+        let mut file = Self::open(path, dtype, vocab)?;
+        file.bytes_per_token = sidecar.and_then(|s| s.bytes_per_token);
+        Ok(file)
     }
 
     /// Open a text file as bytes (vocab 256).
@@ -167,6 +220,10 @@ impl TokenFile {
 
     pub fn dtype(&self) -> TokenDtype {
         self.dtype
+    }
+
+    pub fn bytes_per_token(&self) -> Option<f64> {
+        self.bytes_per_token
     }
 
     /// Number of tokens.

@@ -18,12 +18,17 @@
 //! vocab = 256                 # ...the synthetic language's parameters
 //!
 //! # kind = "tokens", path = "train.bin", dtype = "u16", vocab = 50257, eval_path = "val.bin"
+//! # kind = "prepared", path = "data/web"       # a `data prepare` output: train.bin + val.bin
+//! # kind = "prepared", path = "data/corpus", domain = "books"   # one made with --domain books
 //! # kind = "mixture", components = [ { weight = 0.9, source = { kind = "text", path = "web.txt" } },
 //! #                                  { weight = 0.1, source = { kind = "text", path = "books.txt" } } ]
 //! ```
 
+pub mod corpus;
 pub mod files;
+pub mod prepare;
 pub mod synthetic;
+pub mod tokenizer;
 pub mod tools;
 
 use std::path::{Path, PathBuf};
@@ -31,7 +36,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
-use files::{TokenDtype, TokenFile};
+use files::{PreparedSplit, TokenDtype, TokenFile};
 use synthetic::{SyntheticConfig, SyntheticLanguage};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -85,6 +90,8 @@ pub enum DataSpec {
     Text(TextSpec),
     /// A file of u16/u32 little-endian tokens.
     Tokens(TokensSpec),
+    /// A set made by `windtunnel data prepare`: its `train.bin`, held out by its `val.bin`.
+    Prepared(PreparedSpec),
     /// A weighted mixture of the above.
     Mixture(MixtureSpec),
 }
@@ -98,6 +105,7 @@ impl DataSpec {
                 let eval = eval_path.as_ref().map(|e| format!(" (held-out: {})", e.display())).unwrap_or_default();
                 format!("{}{eval}", path.display())
             }
+            Self::Prepared(p) => format!("the prepared set {}", p.folder().display()),
             Self::Mixture(m) => m.components.iter().map(|c| c.source.describe()).collect::<Vec<_>>().join(", "),
         }
     }
@@ -120,6 +128,7 @@ impl DataSpec {
                 resolve(&mut t.path);
                 t.eval_path.as_mut().map(resolve);
             }
+            Self::Prepared(p) => resolve(&mut p.path),
             Self::Mixture(m) => m.components.iter_mut().for_each(|c| c.source.resolve_paths(base_dir)),
         }
     }
@@ -160,6 +169,26 @@ pub struct TokensSpec {
     pub eval_path: Option<PathBuf>,
     #[serde(default = "default_eval_fraction")]
     pub eval_fraction: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreparedSpec {
+    /// The folder `data prepare --out` wrote.
+    pub path: PathBuf,
+    /// The `--domain` it was prepared under (a subfolder of `path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+}
+
+impl PreparedSpec {
+    /// The folder holding `train.bin` and `val.bin`.
+    pub fn folder(&self) -> PathBuf {
+        match &self.domain {
+            Some(d) => self.path.join(d),
+            None => self.path.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,12 +235,33 @@ pub fn open(spec: &DataSpec, seed: u64, base_dir: &Path) -> Result<Box<dyn Token
         DataSpec::Text(t) => {
             let train = TokenFile::open_text(&base_dir.join(&t.path))?;
             let eval = t.eval_path.as_ref().map(|p| TokenFile::open_text(&base_dir.join(p))).transpose()?;
-            Box::new(FileSource::new(train, eval, t.eval_fraction, seed, Some(1.0))?)
+            Box::new(FileSource::new(train, eval, t.eval_fraction, seed)?)
         }
         DataSpec::Tokens(t) => {
             let train = TokenFile::open_tokens(&base_dir.join(&t.path), t.dtype, t.vocab)?;
             let eval = t.eval_path.as_ref().map(|p| TokenFile::open_tokens(&base_dir.join(p), t.dtype, Some(train.vocab()))).transpose()?;
-            Box::new(FileSource::new(train, eval, t.eval_fraction, seed, None)?)
+            Box::new(FileSource::new(train, eval, t.eval_fraction, seed)?)
+        }
+        DataSpec::Prepared(p) => {
+            let folder = base_dir.join(p.folder());
+            if !folder.join(PreparedSplit::Train.file_name()).exists() && folder.is_dir() && p.domain.is_none() {
+                let domains: Vec<String> = std::fs::read_dir(&folder)
+                    .map(|d| {
+                        d.filter_map(|e| e.ok())
+                            .filter(|e| e.path().join(PreparedSplit::Train.file_name()).exists())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !domains.is_empty() {
+                    return Err(DataError::Config {
+                        message: format!("{} holds the prepared domains {}; name one with `domain`", folder.display(), domains.join(", ")),
+                    });
+                }
+            }
+            let train = TokenFile::open_tokens(&folder.join(PreparedSplit::Train.file_name()), None, None)?;
+            let eval = TokenFile::open_tokens(&folder.join(PreparedSplit::Val.file_name()), None, Some(train.vocab()))?;
+            Box::new(FileSource::new(train, Some(eval), 0.0, seed)?)
         }
         DataSpec::Mixture(m) => Box::new(Mixture::new(m, seed, base_dir)?),
     })
@@ -261,7 +311,9 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    fn new(train: TokenFile, eval: Option<TokenFile>, eval_fraction: f64, seed: u64, bytes_per_token: Option<f64>) -> Result<Self, DataError> {
+    /// Bits per byte use the held-out file's bytes per token (the eval loss is measured on it).
+    fn new(train: TokenFile, eval: Option<TokenFile>, eval_fraction: f64, seed: u64) -> Result<Self, DataError> {
+        let bytes_per_token = eval.as_ref().unwrap_or(&train).bytes_per_token();
         if let Some(e) = &eval {
             if e.vocab() != train.vocab() {
                 return Err(DataError::Config {

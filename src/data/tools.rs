@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::files::{read_sidecar, sidecar_path, Sidecar, TokenDtype, TokenFile};
+use super::files::{read_sidecar, sidecar_path, PreparedInfo, PreparedSplit, Sidecar, TokenDtype, TokenFile};
 use super::synthetic::{SyntheticConfig, SyntheticLanguage};
 use crate::format::{si, thousands};
 use crate::fsutil::{atomic_write, atomic_write_with};
@@ -87,6 +87,8 @@ pub fn synth(config: &SyntheticConfig, seed: u64, tokens: u64, document_tokens: 
         oracle_loss_nats: Some(oracle_loss_nats),
         document_tokens: Some(document_tokens),
         synthetic: Some(config.clone()),
+        bytes_per_token: None,
+        prepared: None,
     };
     let side = sidecar_path(out);
     atomic_write(&side, serde_json::to_string_pretty(&sidecar)?.as_bytes())?;
@@ -126,6 +128,9 @@ pub struct TokenCount {
     pub token: u32,
     pub count: u64,
     pub share: f64,
+    /// What the token reads as, when the tokenizer a prepared set names is at hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -149,6 +154,49 @@ pub struct InspectReport {
     pub oracle_loss_nats: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub synthetic: Option<SyntheticConfig>,
+    /// Bytes of text per token (text: 1; prepared sets: from the sidecar).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_token: Option<f64>,
+    /// How `data prepare` made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prepared: Option<PreparedInfo>,
+}
+
+/// `data inspect` of a `data prepare` folder: both splits.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreparedSetReport {
+    pub folder: PathBuf,
+    pub train: InspectReport,
+    pub val: InspectReport,
+}
+
+/// Inspect the `train.bin` and `val.bin` of a prepared folder.
+pub fn inspect_prepared(folder: &Path) -> anyhow::Result<PreparedSetReport> {
+    let path = |split: PreparedSplit| folder.join(split.file_name());
+    if !path(PreparedSplit::Train).exists() {
+        anyhow::bail!("{} has no train.bin: it is not a `data prepare` output (give a file to inspect a single file)", folder.display());
+    }
+    Ok(PreparedSetReport {
+        folder: folder.to_path_buf(),
+        train: inspect(&path(PreparedSplit::Train), false, None, None)?,
+        val: inspect(&path(PreparedSplit::Val), false, None, None)?,
+    })
+}
+
+impl std::fmt::Display for PreparedSetReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = &self.train.prepared {
+            let domain = p.domain.as_ref().map(|d| format!(" (domain {d})")).unwrap_or_default();
+            writeln!(f, "{}{domain}: prepared with {}", self.folder.display(), p.tokenizer.display())?;
+            writeln!(f, "  tokenizer sha256 {}", p.tokenizer_sha256)?;
+            let eod = p.eod_token.as_ref().map(|t| format!("{t} (id {})", p.eod_id.unwrap_or(0))).unwrap_or_else(|| "none".into());
+            writeln!(f, "  end of document  {eod}; split seed {}, eval fraction {}", p.seed, p.eval_fraction)?;
+            let sources = p.sources.iter().map(|s| s.bytes).sum::<u64>();
+            writeln!(f, "  sources          {} files, {} bytes", p.sources.len(), thousands(sources))?;
+        }
+        writeln!(f, "{}", self.train)?;
+        write!(f, "{}", self.val)
+    }
 }
 
 /// Read a whole data file and summarise it. Text unless a sidecar, `vocab` or `dtype` says tokens.
@@ -178,6 +226,11 @@ pub fn inspect(path: &Path, text: bool, dtype: Option<TokenDtype>, vocab: Option
         })
         .sum();
     let mut order: Vec<usize> = (0..counts.len()).filter(|&t| counts[t] > 0).collect();
+    // The tokenizer a prepared set was made with, if it is still where it was and unchanged.
+    let decoder = sidecar.as_ref().and_then(|s| s.prepared.as_ref()).and_then(|p| {
+        let t = super::tokenizer::load(&p.tokenizer).ok()?;
+        (t.sha256 == p.tokenizer_sha256).then_some(t.tokenizer)
+    });
     order.sort_by_key(|&t| std::cmp::Reverse(counts[t]));
     Ok(InspectReport {
         path: path.to_path_buf(),
@@ -189,10 +242,21 @@ pub fn inspect(path: &Path, text: bool, dtype: Option<TokenDtype>, vocab: Option
         distinct_tokens: order.len(),
         max_token: order.iter().copied().max().unwrap_or(0) as u32,
         unigram_entropy_nats: entropy,
-        unigram_bits_per_byte: (!as_tokens).then(|| entropy / std::f64::consts::LN_2),
-        top_tokens: order.iter().take(10).map(|&t| TokenCount { token: t as u32, count: counts[t], share: counts[t] as f64 / total }).collect(),
+        unigram_bits_per_byte: file.bytes_per_token().map(|b| entropy / b / std::f64::consts::LN_2),
+        top_tokens: order
+            .iter()
+            .take(10)
+            .map(|&t| TokenCount {
+                token: t as u32,
+                count: counts[t],
+                share: counts[t] as f64 / total,
+                text: decoder.as_ref().and_then(|d| d.decode(&[t as u32], false).ok()),
+            })
+            .collect(),
         oracle_loss_nats: sidecar.as_ref().and_then(|s| s.oracle_loss_nats),
-        synthetic: sidecar.and_then(|s| s.synthetic),
+        bytes_per_token: file.bytes_per_token(),
+        synthetic: sidecar.as_ref().and_then(|s| s.synthetic.clone()),
+        prepared: sidecar.and_then(|s| s.prepared),
     })
 }
 
@@ -200,6 +264,10 @@ impl std::fmt::Display for InspectReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{} ({})", self.path.display(), self.kind)?;
         writeln!(f, "  size          {} bytes, {} tokens as {}", thousands(self.bytes), thousands(self.tokens), self.dtype)?;
+        if let Some(p) = &self.prepared {
+            let bpt = self.bytes_per_token.map(|b| format!(", {b:.3} bytes of text per token")).unwrap_or_default();
+            writeln!(f, "  documents     {} ({} bytes of text{bpt})", thousands(p.documents), thousands(p.text_bytes))?;
+        }
         writeln!(
             f,
             "  vocab         {} ({} used, {:.1}%; largest token {})",
@@ -218,7 +286,9 @@ impl std::fmt::Display for InspectReport {
         }
         write!(f, "  top tokens   ")?;
         for t in &self.top_tokens {
-            if self.kind == "text" && (0x20..0x7f).contains(&t.token) {
+            if let Some(text) = &t.text {
+                write!(f, " {text:?} {:.1}%", 100.0 * t.share)?;
+            } else if self.kind == "text" && (0x20..0x7f).contains(&t.token) {
                 write!(f, " {:?} {:.1}%", t.token as u8 as char, 100.0 * t.share)?;
             } else {
                 write!(f, " {} {:.1}%", t.token, 100.0 * t.share)?;

@@ -329,7 +329,7 @@ fn expand(grid: &GridSpec, base: RunConfig, shape: ModelShape, seed: u64, params
         branch.training.tokens = end;
         branch.training.checkpoint_tokens = Vec::new();
         branch.schedule = decay_rule.schedule(warmup, decay);
-        branch.branch = Some(BranchConfig { trunk: RunDir::trunk_reference(&trunk_id), from_tokens: point, data: None });
+        branch.branch = Some(BranchConfig { trunk: RunDir::trunk_reference(&trunk_id), from_tokens: point, data: wsd.decay_data.clone() });
         runs.push(make(branch, RunKind::Branch, Some(trunk_id.clone()), Some(point), Some(decay))?);
         if wsd.cosine_baseline {
             let mut cosine = base.clone();

@@ -173,6 +173,10 @@ pub struct WsdSpec {
     /// Also train a cosine run of each branch's full length, the baseline WSD is compared with.
     #[serde(default)]
     pub cosine_baseline: bool,
+    /// Data the decays train on, when it differs from the trunk's (MiniCPM's second stage: a
+    /// higher-quality mixture during the decay); evaluation stays on the base's data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay_data: Option<crate::data::DataSpec>,
 }
 
 fn default_decay() -> DecayShape {
@@ -195,6 +199,9 @@ impl SweepSpec {
         spec.base_dir = std::fs::canonicalize(folder)
             .or_else(|_| std::path::absolute(folder))
             .with_context(|| format!("cannot resolve the folder of {}", path.display()))?;
+        for data in spec.grids.iter_mut().filter_map(|g| g.wsd.as_mut()).filter_map(|w| w.decay_data.as_mut()) {
+            data.resolve_paths(&spec.base_dir);
+        }
         let at = |needle: &str| line_of(text, needle).map(|l| format!(" (line {l})")).unwrap_or_default();
         // TOML has nan and inf; no run parameter can take them (JSON cannot even carry them).
         let base = spec.base.iter().map(|(k, v)| (format!("base.{k}"), v.clone()));

@@ -100,3 +100,35 @@ vocab = 64
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// A tmpfs of `size` mounted on a fresh folder; unmounted when dropped. `None` where this process
+/// may not mount (not root): the test then says it did not run.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.path().to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|st| st.success());
+        ok.then_some(Self { dir })
+    }
+
+    pub fn resize(&self, size: &str) {
+        assert!(std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}"), self.dir.path().to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
