@@ -174,6 +174,22 @@ fn law_report(data: &SweepData) -> Result<&crate::fit::report::LawReport, String
     data.law.as_ref().map_err(|e| format!("no data-model law ({e})"))
 }
 
+/// The loss axis of a law chart: what the fitted column measures, in its unit.
+fn law_loss_axis(report: &crate::fit::report::LawReport) -> String {
+    match report.definition.loss.as_str() {
+        "final_eval_loss" => "final eval loss (nats/token)".to_string(),
+        "best_eval_loss" => "best eval loss (nats/token)".to_string(),
+        "final_train_loss" => "final train loss (nats/token)".to_string(),
+        "eval_bits_per_byte" => "final eval loss (bits/byte)".to_string(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// The oracle line, drawn only when the law is fitted in its unit (nats per token).
+fn oracle_for(data: &SweepData, report: &crate::fit::report::LawReport) -> Option<f64> {
+    data.oracle_loss.filter(|_| law_loss_axis(report).contains("nats/token"))
+}
+
 fn law_title(law: &Law) -> String {
     format!("{}{}", law.summary(), if !law.is_plausible() { " (unconstrained: too few points)" } else { "" })
 }
@@ -198,12 +214,11 @@ pub fn law_tokens(data: &SweepData) -> Result<Figure, String> {
     if let Some(e) = law.irreducible_loss().filter(|&e| e > 0.3 * lowest) {
         series.push(horizontal(format!("fitted E {e:.3}"), GREY, e, grid[0], grid[grid.len() - 1]));
     }
-    if let Some(oracle) = data.oracle_loss {
+    if let Some(oracle) = oracle_for(data, report) {
         series.push(horizontal(format!("oracle loss {oracle:.3}"), BLACK, oracle, grid[0], grid[grid.len() - 1]));
     }
-    let panel =
-        Panel { title: law_title(law), x: Axis::log("tokens D"), y: Axis::log("final eval loss (nats/token)"), series, legend: LegendPosition::UpperRight };
-    Ok(figure(&format!("{}: data-model law L(N, D) = E + A/N^α + B/D^β", data.plan.name), vec![panel]))
+    let panel = Panel { title: law_title(law), x: Axis::log("tokens D"), y: Axis::log(&law_loss_axis(report)), series, legend: LegendPosition::UpperRight };
+    Ok(figure(&format!("{}: data-model law {}", data.plan.name, law.form().law_form().formula()), vec![panel]))
 }
 
 /// Loss against compute C = 6ND: iso-N curves of the law, the observed points and the
@@ -230,13 +245,13 @@ pub fn law_compute(data: &SweepData) -> Result<Figure, String> {
         })
         .collect();
     series.push(Series::new(Some("compute-optimal frontier".into()), BLACK, Style::Line { width: 3 }, frontier));
-    if let Some(oracle) = data.oracle_loss {
+    if let Some(oracle) = oracle_for(data, report) {
         series.push(horizontal(format!("oracle loss {oracle:.3}"), GREY, oracle, grid[0], grid[grid.len() - 1]));
     }
     let panel = Panel {
         title: format!("N_opt ∝ C^{:.3}, D_opt ∝ C^{:.3}", report.n_exponent, report.d_exponent),
         x: Axis::log("training compute C = 6ND (FLOPs)"),
-        y: Axis::log("final eval loss (nats/token)"),
+        y: Axis::log(&law_loss_axis(report)),
         series,
         legend: LegendPosition::UpperRight,
     };
@@ -380,7 +395,7 @@ pub fn holdout(data: &SweepData) -> Result<Figure, String> {
     ];
     let panel = Panel {
         title: format!("held-out mean |relative error| {:.2}%", h.mean_abs_relative_error * 100.0),
-        x: Axis::linear("observed final loss (nats/token)"),
+        x: Axis::linear(&format!("observed {}", law_loss_axis(report))),
         y: Axis::linear("predicted by the law fitted without them"),
         series,
         legend: LegendPosition::UpperLeft,
