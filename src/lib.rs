@@ -25,5 +25,6 @@ pub mod model;
 pub mod plot;
 pub mod report;
 pub mod rng;
+pub mod serve;
 pub mod sweep;
 pub mod train;

@@ -84,6 +84,33 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
     Ok(ReportSummary { path: out.to_path_buf(), charts, not_drawn })
 }
 
+/// The fits as the report shows them (parameters, intervals, held-out errors) with their charts:
+/// what `windtunnel serve` shows live, so the page and the report never disagree.
+pub fn fits_html(data: &SweepData) -> String {
+    let mut html = String::new();
+    law_section(&mut html, data);
+    lr_section(&mut html, data);
+    batch_section(&mut html, data);
+    let fit_charts = ["law-tokens", "law-compute", "allocation", "allocation-approaches", "lr-transfer", "holdout", "batch-size"];
+    match draw_charts(&mut html, data, |name| fit_charts.contains(&name)) {
+        Ok((_, not_drawn)) if !not_drawn.is_empty() => {
+            html.push_str("<ul class=muted>");
+            for (name, why) in &not_drawn {
+                let _ = write!(html, "<li>no {name} chart: {}</li>", escape(why));
+            }
+            html.push_str("</ul>");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let _ = write!(html, "<p class=muted>charts not drawn: {}</p>", escape(&format!("{e:#}")));
+        }
+    }
+    html
+}
+
+/// The report's style sheet, shared with `windtunnel serve`'s pages.
+pub const STYLE_SHEET: &str = STYLE;
+
 /// Run counts and the compute planned, spent, and saved by WSD branching.
 fn summary_section(html: &mut String, data: &SweepData, st: &SweepStatus) {
     let plan = &data.plan;
@@ -230,9 +257,14 @@ type NotDrawn = Vec<(String, String)>;
 /// Every chart the data supports, inline; returns those drawn and those not, with the reason.
 fn charts_section(html: &mut String, data: &SweepData) -> anyhow::Result<(Vec<String>, NotDrawn)> {
     html.push_str("<h2>Charts</h2>\n");
+    draw_charts(html, data, |_| true)
+}
+
+/// The charts `wanted` keeps, as inline SVG figures; those the data cannot support, with why.
+fn draw_charts(html: &mut String, data: &SweepData, wanted: impl Fn(&str) -> bool) -> anyhow::Result<(Vec<String>, NotDrawn)> {
     let mut charts = Vec::new();
     let mut not_drawn = Vec::new();
-    for (name, figure) in data.charts() {
+    for (name, figure) in data.charts().into_iter().filter(|(name, _)| wanted(name)) {
         match figure {
             Ok(figure) => {
                 let svg = figure.to_svg()?;

@@ -102,6 +102,13 @@ enum Command {
                             windtunnel export results/quickstart --target-params 50e6 --vocab 73440 --seq-len 4096 --out export/\n\n\
                             Writes config.json (Hugging Face MiniCPM format) and recipe.json (the training recipe and where each number came from).")]
     Export(outputs::ExportArgs),
+    /// Watch sweeps live in a browser: progress, loss curves, fits as runs finish, every run (read-only, local).
+    #[command(after_help = "Examples:\n  windtunnel serve results/quickstart            (then open http://127.0.0.1:8080/)\n  \
+                            windtunnel serve results/                      (every sweep in the folder, new ones as they start)\n  \
+                            windtunnel serve results/ --bind 127.0.0.1:9000\n  \
+                            windtunnel serve /shared/results --bind 0.0.0.0:8080   (other machines may connect: read-only, no login)\n\n\
+                            On a cluster: serve on the login node and tunnel: ssh -L 8080:localhost:8080 LOGIN-NODE.")]
+    Serve(outputs::ServeArgs),
 }
 
 /// Parse the command line, run the command, and turn its result into the process's exit code.
@@ -136,6 +143,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Plot(args) => outputs::plot(args),
         Command::Report(args) => outputs::report(args),
         Command::Export(args) => outputs::export(args),
+        Command::Serve(args) => outputs::serve(args),
     }
 }
 

@@ -37,6 +37,25 @@ pub struct ReportArgs {
 }
 
 #[derive(Args)]
+pub struct ServeArgs {
+    /// Sweep directories (results/NAME), or folders of them (results/).
+    #[arg(required = true)]
+    dirs: Vec<std::path::PathBuf>,
+    /// Address and port to listen on; loopback unless you say otherwise (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: std::net::SocketAddr,
+    /// Flag a running run as stalled after this many seconds without new metrics.
+    #[arg(long, default_value_t = 300.0)]
+    stall_after_s: f64,
+}
+
+pub fn serve(a: ServeArgs) -> anyhow::Result<u8> {
+    anyhow::ensure!(a.stall_after_s.is_finite() && a.stall_after_s > 0.0, "--stall-after-s must be a positive number of seconds");
+    windtunnel::serve::serve(windtunnel::serve::ServeOptions { dirs: a.dirs, bind: a.bind, stall_after: std::time::Duration::from_secs_f64(a.stall_after_s) })?;
+    Ok(0)
+}
+
+#[derive(Args)]
 pub struct ExportArgs {
     /// The sweep directory whose fits to use.
     dir: std::path::PathBuf,
