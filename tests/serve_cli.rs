@@ -231,7 +231,9 @@ models = { widths = [16, 32], depth = 1, head_dim = 16 }
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("the sweep to appear", Duration::from_secs(30), || server.json("/api/sweeps").as_array().unwrap().len() == 1);
+    // Its page is found by name as soon as the sweep has a plan (no visit to the index needed).
+    wait_for("the sweep's page", Duration::from_secs(30), || server.get("/sweep/long").0 == 200);
+    assert_eq!(server.json("/api/sweeps").as_array().unwrap().len(), 1);
     let total = |c: &serde_json::Value| c["runs"].as_array().unwrap().iter().map(|r| r["points"].as_array().unwrap().len()).sum::<usize>();
     let mut first = 0;
     wait_for("the first metrics", Duration::from_secs(60), || {

@@ -262,9 +262,13 @@ impl LiveSweep {
                 })
             })
             .collect();
-        let eta_s = st.first_seen.and_then(|(t0, f0)| {
-            let rate = (s.flops_done - f0) / t0.elapsed().as_secs_f64().max(1e-9);
-            (rate > 0.0).then(|| (s.flops_total - s.flops_done).max(0.0) / rate)
+        // The rate seen by this server once it has watched a while; before that, the sweep's own
+        // since its plan was written (its start, or its latest restart).
+        let watched = st.first_seen.filter(|(t0, _)| t0.elapsed() >= Duration::from_secs(20)).map(|(t0, f0)| (s.flops_done - f0, t0.elapsed()));
+        let since_start = st.plan.as_ref().and_then(|(_, m)| *m).and_then(|m| now.duration_since(m).ok()).map(|d| (s.flops_done, d));
+        let eta_s = watched.or(since_start).and_then(|(flops, elapsed)| {
+            let rate = flops / elapsed.as_secs_f64().max(1e-9);
+            (rate > 0.0 && s.flops_done < s.flops_total).then(|| (s.flops_total - s.flops_done) / rate)
         });
         Progress {
             runs: s.runs,
@@ -331,7 +335,7 @@ impl LiveSweep {
                     lr: r.config.optimizer.lr,
                     batch_size: r.config.training.batch_size,
                     seed: r.seed,
-                    step: s.map_or(0, |s| s.step),
+                    step: s.map_or(0, |s| s.step).max(st.tails.get(&r.id).and_then(|t| t.latest).map_or(0, |l| l.step)),
                     steps: s.map_or(0, |s| s.steps),
                     eval_loss: s.and_then(|s| s.eval_loss).or_else(|| st.tails.get(&r.id).and_then(|t| t.last_eval)),
                     params: r.params.clone(),

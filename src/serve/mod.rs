@@ -165,9 +165,19 @@ fn not_found(what: &str) -> Response {
     (StatusCode::NOT_FOUND, format!("{what}\n")).into_response()
 }
 
+/// The sweep named `name`, looking for new sweeps under the roots when it is not known yet.
+async fn find(app: &Arc<App>, name: &str) -> Option<Arc<LiveSweep>> {
+    if let Some(s) = app.sweep(name) {
+        return Some(s);
+    }
+    let a = app.clone();
+    tokio::task::spawn_blocking(move || a.discover()).await.ok()?;
+    app.sweep(name)
+}
+
 /// The sweep, refreshed from its files (at most every 0.75 s; blocking reads off the async threads).
-async fn fresh(app: &App, name: &str) -> Option<Arc<LiveSweep>> {
-    let sweep = app.sweep(name)?;
+async fn fresh(app: &Arc<App>, name: &str) -> Option<Arc<LiveSweep>> {
+    let sweep = find(app, name).await?;
     let s = sweep.clone();
     tokio::task::spawn_blocking(move || s.refresh()).await.ok()?;
     Some(sweep)
@@ -180,7 +190,7 @@ async fn index(State(app): State<Arc<App>>) -> Html<String> {
 }
 
 async fn sweep_page(State(app): State<Arc<App>>, UrlPath(name): UrlPath<String>) -> Response {
-    match app.sweep(&name) {
+    match find(&app, &name).await {
         Some(s) => Html(page::sweep(&s)).into_response(),
         None => not_found(&format!("no sweep named {name}")),
     }
