@@ -52,21 +52,14 @@ pub struct Fits {
     key: Option<String>,
 }
 
-/// Progress of a sweep, for the page's header and the index.
+/// Progress of a sweep, for the page's header and the index: `windtunnel status`'s counts and
+/// FLOPs (its per-run detail left out: `active` lists the running runs) and what only a watcher knows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Progress {
     pub name: String,
-    pub dir: PathBuf,
-    pub runs: usize,
-    pub pending: usize,
-    pub running: usize,
-    pub done: usize,
-    pub diverged: usize,
-    pub failed: usize,
-    pub interrupted: usize,
-    pub flops_done: f64,
-    pub flops_total: f64,
-    /// Seconds left at the rate seen since the server started (None until it has seen progress).
+    #[serde(flatten)]
+    pub status: Option<SweepStatus>,
+    /// Seconds left at the rate seen (None until there is one).
     pub eta_s: Option<f64>,
     pub active: Vec<ActiveRun>,
     pub stalled: usize,
@@ -217,24 +210,7 @@ impl LiveSweep {
 
     pub fn progress(&self, stall_after: Duration) -> Progress {
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let empty = Progress {
-            name: self.name.clone(),
-            dir: self.dir.clone(),
-            runs: 0,
-            pending: 0,
-            running: 0,
-            done: 0,
-            diverged: 0,
-            failed: 0,
-            interrupted: 0,
-            flops_done: 0.0,
-            flops_total: 0.0,
-            eta_s: None,
-            active: Vec::new(),
-            stalled: 0,
-            oracle_loss: None,
-            error: st.error.clone(),
-        };
+        let empty = Progress { name: self.name.clone(), status: None, eta_s: None, active: Vec::new(), stalled: 0, oracle_loss: None, error: st.error.clone() };
         let (Some(s), Some((plan, _))) = (&st.status, &st.plan) else { return empty };
         let by_id: HashMap<&str, &crate::sweep::plan::PlannedRun> = plan.runs.iter().map(|r| (r.id.as_str(), r)).collect();
         let now = SystemTime::now();
@@ -271,15 +247,7 @@ impl LiveSweep {
             (rate > 0.0 && s.flops_done < s.flops_total).then(|| (s.flops_total - s.flops_done) / rate)
         });
         Progress {
-            runs: s.runs,
-            pending: s.pending,
-            running: s.running,
-            done: s.done,
-            diverged: s.diverged,
-            failed: s.failed,
-            interrupted: s.interrupted,
-            flops_done: s.flops_done,
-            flops_total: s.flops_total,
+            status: Some(SweepStatus { detail: Vec::new(), ..s.clone() }),
             eta_s,
             stalled: active.iter().filter(|a| a.stalled).count(),
             active,

@@ -37,6 +37,10 @@ function sizeColors(ns) {
 
 async function refreshProgress() {
   const p = await api("progress");
+  if (p.runs === undefined) {
+    document.getElementById("progress").innerHTML = `<p class=bad>${esc(p.error || "no plan.json yet")}</p>`;
+    return;
+  }
   const pct = p.flops_total > 0 ? (100 * p.flops_done) / p.flops_total : 0;
   const stalled = p.stalled > 0 ? ` · <span class=bad>${p.stalled} stalled</span>` : "";
   document.getElementById("progress").innerHTML =

@@ -99,6 +99,7 @@ pub struct SweepStatus {
     /// and ETAs use these: a token of a big model costs more than one of a small model.
     pub flops_done: f64,
     pub flops_total: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub detail: Vec<RunProgress>,
     /// Executors whose view is missing, and why (e.g. no Slurm client on this machine).
     #[serde(skip_serializing_if = "Vec::is_empty")]
