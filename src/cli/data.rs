@@ -186,8 +186,10 @@ pub struct PrepareArgs {
     /// Bytes of text tokenized and committed at a time.
     #[arg(long, default_value_t = prepare::DEFAULT_CHUNK_BYTES, hide = true)]
     chunk_bytes: usize,
+    /// No progress bar or progress lines.
     #[arg(long)]
     quiet: bool,
+    /// The report as JSON on stdout (implies --quiet).
     #[arg(long)]
     json: bool,
 }

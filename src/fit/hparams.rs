@@ -9,7 +9,8 @@
 //!   learning rate (when the cell scans three or more batch sizes there).
 //!
 //! Cells never pool over anything else the table varies: every other swept column (`param.*`)
-//! splits cells further; seeds are pooled (they are replicates). Then the laws, by least squares in
+//! splits cells further. Seeds are replicates: each (learning rate, batch size) point of a cell is
+//! the mean loss of its seeds, so the parabolas see one point per scanned value. Then the laws, by least squares in
 //! log space: the Step Law forms `lr_opt = c·N^a·D^b` and `B_opt = c·D^b`, and DeepSeek's forms in
 //! compute C = 6ND, `lr_opt = c·C^p` and `B_opt = c·C^q`; intervals by the bootstrap over cells.
 
@@ -194,21 +195,34 @@ fn cells_of(runs: &[Run], columns: &HparamColumns) -> anyhow::Result<Vec<Cell>> 
         .collect()
 }
 
+/// The cell's (lr, batch, mean loss over seeds) points.
+fn seed_means(members: &[&Run]) -> Vec<(f64, f64, f64)> {
+    let mut points: Vec<(f64, f64, Vec<f64>)> = Vec::new();
+    for r in members {
+        match points.iter_mut().find(|p| p.0 == r.lr && p.1 == r.batch) {
+            Some(p) => p.2.push(r.loss),
+            None => points.push((r.lr, r.batch, vec![r.loss])),
+        }
+    }
+    points.into_iter().map(|(lr, batch, losses)| (lr, batch, losses.iter().sum::<f64>() / losses.len() as f64)).collect()
+}
+
 fn cell(members: &[&Run], n: f64, tokens: f64, key: &[String], columns: &HparamColumns) -> anyhow::Result<Cell> {
-    let best = members.iter().min_by(|a, b| a.loss.total_cmp(&b.loss)).expect("a cell has runs");
+    let points = seed_means(members);
+    let &(best_lr, best_batch, _) = points.iter().min_by(|a, b| a.2.total_cmp(&b.2)).expect("a cell has runs");
     let name = format!("cell {} = {n}, {} = {tokens}{}", columns.n, columns.tokens, key.iter().map(|k| format!(", {k}")).collect::<String>());
-    let lr_scan: Vec<(f64, f64)> = members.iter().filter(|r| r.batch == best.batch).map(|r| (r.lr.ln(), r.loss)).collect();
+    let lr_scan: Vec<(f64, f64)> = points.iter().filter(|p| p.1 == best_batch).map(|p| (p.0.ln(), p.2)).collect();
     let lrs = distinct_count(lr_scan.iter().map(|p| p.0));
     anyhow::ensure!(
         lrs >= 3,
         "{name}: {lrs} learning rate(s) at its best batch size {}; a parabola needs 3 or more (scan more rates, or leave the cell out with --where)",
-        best.batch
+        best_batch
     );
     let mut notes = Vec::new();
     let lr_opt = optimum(&lr_scan, "learning rate", &mut notes);
-    let batch_scan: Vec<(f64, f64)> = members.iter().filter(|r| r.lr == best.lr).map(|r| (r.batch.ln(), r.loss)).collect();
+    let batch_scan: Vec<(f64, f64)> = points.iter().filter(|p| p.0 == best_lr).map(|p| (p.1.ln(), p.2)).collect();
     let batch_opt = (distinct_count(batch_scan.iter().map(|p| p.0)) >= 3).then(|| optimum(&batch_scan, "batch size", &mut notes));
-    Ok(Cell { n, tokens, split_by: key.to_vec(), lr_opt, at_batch: best.batch, batch_opt, at_lr: best.lr, notes })
+    Ok(Cell { n, tokens, split_by: key.to_vec(), lr_opt, at_batch: best_batch, batch_opt, at_lr: best_lr, notes })
 }
 
 /// exp of the parabola's vertex in log x, with a note when it is at the scan's edge or not convex.
@@ -373,6 +387,34 @@ mod tests {
                 let iv = report.lr.n_interval.unwrap();
                 assert!(iv.lower < iv.upper && iv.contains(-0.25), "{iv:?}");
             }
+        }
+    }
+
+    #[test]
+    fn seeds_are_averaged_not_pooled() {
+        // Three seeds per point, offset by a seed effect bigger than the curvature between
+        // neighbouring rates: pooled, the best point's window would hold one or two rates.
+        let clean = known_table(0.0);
+        let mut table = clean.clone();
+        let loss = table.column("final_eval_loss").unwrap();
+        table.columns.push("seed".into());
+        table.rows = clean
+            .rows
+            .iter()
+            .flat_map(|r| {
+                [-0.02, 0.0, 0.02].into_iter().enumerate().map(move |(seed, offset)| {
+                    let mut r = r.clone();
+                    r[loss] = (r[loss].parse::<f64>().unwrap() + offset).to_string();
+                    r.push(seed.to_string());
+                    r
+                })
+            })
+            .collect();
+        let (seeded, once) =
+            (fit_hparams(&table, &HparamColumns::default(), None, 0, 1).unwrap(), fit_hparams(&clean, &HparamColumns::default(), None, 0, 1).unwrap());
+        for (a, b) in seeded.cells.iter().zip(&once.cells) {
+            assert!((a.lr_opt / b.lr_opt - 1.0).abs() < 1e-9, "{} vs {}", a.lr_opt, b.lr_opt);
+            assert!((a.batch_opt.unwrap() / b.batch_opt.unwrap() - 1.0).abs() < 1e-9);
         }
     }
 
