@@ -115,6 +115,14 @@ fn jsonl_decodes_back_to_its_documents_split_whole_and_seeded() {
     let inspected = json(&["data", "inspect", s(&out), "--json"]);
     assert_eq!(inspected["val"]["prepared"]["documents"], expected_split(&docs, 8, 0.2).1.len() as u64);
     assert!(inspected["train"]["bytes_per_token"].as_f64().unwrap() > 1.0);
+    // --show decodes the first documents of each split with the set's own tokenizer.
+    let shown = json(&["data", "inspect", s(&out), "--show", "2", "--json"]);
+    let samples: Vec<(String, String)> =
+        shown["samples"].as_array().unwrap().iter().map(|d| (d["split"].as_str().unwrap().to_string(), d["text"].as_str().unwrap().to_string())).collect();
+    let (train8, val8) = expected_split(&docs, 8, 0.2);
+    let wanted: Vec<(String, String)> =
+        train8[..2].iter().map(|d| ("train".to_string(), d.clone())).chain(val8[..2].iter().map(|d| ("val".to_string(), d.clone()))).collect();
+    assert_eq!(samples, wanted);
     let text = ok(&["data", "inspect", s(&out)]);
     assert!(text.contains(&sha) && text.contains("bytes of text per token") && text.contains("val.bin"), "{text}");
 }

@@ -33,6 +33,7 @@ pub enum DataCommand {
     Synth(SynthArgs),
     /// Summarise a prepared set, a text or a token file: size, vocabulary use, histogram, oracle loss when known.
     #[command(after_help = "Examples:\n  windtunnel data inspect data/web            (a `data prepare` folder: both splits)\n  \
+                            windtunnel data inspect data/web --show 2   (and its first 2 documents of each split, decoded)\n  \
                             windtunnel data inspect data/synth.bin\n  windtunnel data inspect corpus.txt --json\n  \
                             windtunnel data inspect train.bin --dtype u16 --vocab 50257")]
     Inspect(InspectArgs),
@@ -122,6 +123,9 @@ pub struct InspectArgs {
     /// Vocabulary size [default: the sidecar's].
     #[arg(long)]
     vocab: Option<usize>,
+    /// For a prepared folder: decode and print its first N documents of each split.
+    #[arg(long, default_value_t = 0)]
+    show: usize,
     #[arg(long)]
     json: bool,
 }
@@ -248,7 +252,7 @@ pub fn data(command: DataCommand) -> anyhow::Result<u8> {
             emit(&tokenizer::train_bpe(&files, &a.corpus.options(), a.vocab, a.max_text_bytes, &a.out)?, a.json)
         }
         DataCommand::Synth(a) => emit(&tools::synth(&a.language.config()?, a.seed, a.tokens, a.document_tokens, &a.out)?, a.json),
-        DataCommand::Inspect(a) if a.file.is_dir() => emit(&tools::inspect_prepared(&a.file)?, a.json),
+        DataCommand::Inspect(a) if a.file.is_dir() => emit(&tools::inspect_prepared(&a.file, a.show)?, a.json),
         DataCommand::Inspect(a) => emit(&tools::inspect(&a.file, a.text, a.dtype, a.vocab)?, a.json),
     }
 }

@@ -162,25 +162,83 @@ pub struct InspectReport {
     pub prepared: Option<PreparedInfo>,
 }
 
-/// `data inspect` of a `data prepare` folder: both splits.
+/// `data inspect` of a `data prepare` folder: both splits, and the first documents decoded.
 #[derive(Debug, Clone, Serialize)]
 pub struct PreparedSetReport {
     pub folder: PathBuf,
     pub train: InspectReport,
     pub val: InspectReport,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<DecodedDocument>,
 }
 
-/// Inspect the `train.bin` and `val.bin` of a prepared folder.
-pub fn inspect_prepared(folder: &Path) -> anyhow::Result<PreparedSetReport> {
+/// A document of a prepared split, decoded back to text.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecodedDocument {
+    pub split: PreparedSplit,
+    /// Its place in the split, from 0.
+    pub index: usize,
+    pub tokens: usize,
+    pub text: String,
+}
+
+/// Inspect the `train.bin` and `val.bin` of a prepared folder; decode the first `show` documents
+/// of each with the tokenizer the set names (which must still be there, unchanged).
+pub fn inspect_prepared(folder: &Path, show: usize) -> anyhow::Result<PreparedSetReport> {
     let path = |split: PreparedSplit| folder.join(split.file_name());
     if !path(PreparedSplit::Train).exists() {
         anyhow::bail!("{} has no train.bin: it is not a `data prepare` output (give a file to inspect a single file)", folder.display());
+    }
+    let mut samples = Vec::new();
+    if show > 0 {
+        for split in PreparedSplit::BOTH {
+            samples.extend(decode_documents(&path(split), show)?);
+        }
     }
     Ok(PreparedSetReport {
         folder: folder.to_path_buf(),
         train: inspect(&path(PreparedSplit::Train), false, None, None)?,
         val: inspect(&path(PreparedSplit::Val), false, None, None)?,
+        samples,
     })
+}
+
+/// The first `count` documents of a prepared split, split at its end-of-document token.
+fn decode_documents(bin: &Path, count: usize) -> anyhow::Result<Vec<DecodedDocument>> {
+    let sidecar = read_sidecar(bin)?.with_context(|| format!("{} has no sidecar", bin.display()))?;
+    let prepared = sidecar.prepared.with_context(|| format!("{} was not made by `data prepare`", bin.display()))?;
+    let loaded = super::tokenizer::load(&prepared.tokenizer).with_context(|| format!("cannot decode {}: its tokenizer is gone", bin.display()))?;
+    anyhow::ensure!(
+        loaded.sha256 == prepared.tokenizer_sha256,
+        "cannot decode {}: {} changed since the set was prepared (SHA-256 {} then, {} now)",
+        bin.display(),
+        prepared.tokenizer.display(),
+        &prepared.tokenizer_sha256[..16],
+        &loaded.sha256[..16]
+    );
+    let eod = prepared.eod_id.context("the set has no end-of-document token to split documents at")?;
+    let file = TokenFile::open_tokens(bin, None, None)?;
+    let (mut documents, mut current, mut at) = (Vec::new(), Vec::new(), 0u64);
+    let mut chunk = Vec::new();
+    while documents.len() < count && at < file.len() {
+        let n = (file.len() - at).min(1 << 16) as usize;
+        chunk.clear();
+        file.read(at, n, &mut chunk)?;
+        at += n as u64;
+        for &t in &chunk {
+            if t != eod {
+                current.push(t);
+                continue;
+            }
+            let text = loaded.tokenizer.decode(&current, false).map_err(|e| anyhow::anyhow!("cannot decode {}: {e}", bin.display()))?;
+            documents.push(DecodedDocument { split: prepared.split, index: documents.len(), tokens: current.len(), text });
+            current.clear();
+            if documents.len() == count {
+                break;
+            }
+        }
+    }
+    Ok(documents)
 }
 
 impl std::fmt::Display for PreparedSetReport {
@@ -195,7 +253,11 @@ impl std::fmt::Display for PreparedSetReport {
             writeln!(f, "  sources          {} files, {} bytes", p.sources.len(), thousands(sources))?;
         }
         writeln!(f, "{}", self.train)?;
-        write!(f, "{}", self.val)
+        write!(f, "{}", self.val)?;
+        for d in &self.samples {
+            write!(f, "\n--- {:?} document {} ({} tokens) ---\n{}", d.split, d.index, d.tokens, d.text)?;
+        }
+        Ok(())
     }
 }
 
