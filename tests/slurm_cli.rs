@@ -75,13 +75,27 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-/// Slurm delays a requeued task by two minutes (BeginTime); the tests take that delay away so
-/// the requeue-and-resume path runs in seconds. Nothing else about the task changes.
+/// Slurm delays a requeued task by two minutes (BeginTime); the tests cut that delay to a few
+/// seconds so the requeue-and-resume path runs quickly. Not to zero: slurmd refuses to launch a
+/// task whose new credential is stamped in the same second as the one the requeue revoked ("Job
+/// credential revoked", and the task is gone), which once failed the time-limit test in CI.
 fn release_requeued() {
+    static SEEN: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
     let Ok(out) = Command::new("squeue").args(["-h", "-r", "-t", "PD", "-o", "%i %r"]).output() else { return };
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         if let Some((id, "BeginTime")) = line.trim().split_once(' ') {
-            let _ = Command::new("scontrol").args(["update", &format!("JobId={id}"), "StartTime=now"]).status();
+            let since = match seen.iter().find(|(s, _)| s == id) {
+                Some((_, t)) => *t,
+                None => {
+                    seen.push((id.to_string(), Instant::now()));
+                    continue;
+                }
+            };
+            if since.elapsed() >= Duration::from_secs(3) {
+                let _ = Command::new("scontrol").args(["update", &format!("JobId={id}"), "StartTime=now"]).status();
+                seen.retain(|(s, _)| s != id);
+            }
         }
     }
 }
