@@ -90,8 +90,16 @@ function drawChart(canvas, xIndex, xLabel) {
   const yIndex = which === "eval" ? 3 : 2;
   const runs = [...curves.values()];
   const colors = sizeColors(runs.map((r) => r.n));
+  const usable = (p) => p[yIndex] !== null && p[yIndex] > 0 && p[xIndex] > 0;
+  // A branch is drawn from its trunk's point at the branch point (its last logged one there).
+  const start = (r) => {
+    const trunk = r.trunk && curves.get(r.trunk);
+    if (!trunk || r.from_tokens === null) return [];
+    const before = trunk.points.filter((p) => p[0] <= r.from_tokens && usable(p));
+    return before.length ? [before[before.length - 1]] : [];
+  };
   const series = runs
-    .map((r) => ({ run: r, pts: r.points.filter((p) => p[yIndex] !== null && p[yIndex] > 0 && p[xIndex] > 0).map((p) => [p[xIndex], p[yIndex]]) }))
+    .map((r) => ({ run: r, pts: start(r).concat(r.points.filter(usable)).map((p) => [p[xIndex], p[yIndex]]) }))
     .filter((s) => s.pts.length > 0);
   const ctx = canvas.getContext("2d");
   const ratio = window.devicePixelRatio || 1;
