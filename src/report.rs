@@ -39,7 +39,8 @@ fn inline_svg(svg: &str) -> String {
     svg[start..].replacen(" xmlns=\"http://www.w3.org/2000/svg\"", "", 1)
 }
 
-const STYLE: &str = "body{font-family:'DejaVu Sans',Verdana,sans-serif;max-width:1900px;margin:24px auto;padding:0 24px;color:#222}\
+/// The report's style sheet, shared with `windtunnel serve`'s pages.
+pub const STYLE: &str = "body{font-family:'DejaVu Sans',Verdana,sans-serif;max-width:1900px;margin:24px auto;padding:0 24px;color:#222}\
 h1{font-size:26px;margin-bottom:4px}h2{font-size:20px;margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}\
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}\
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.muted{color:#777}\
@@ -107,9 +108,6 @@ pub fn fits_html(data: &SweepData) -> String {
     }
     html
 }
-
-/// The report's style sheet, shared with `windtunnel serve`'s pages.
-pub const STYLE_SHEET: &str = STYLE;
 
 /// Run counts and the compute planned, spent, and saved by WSD branching.
 fn summary_section(html: &mut String, data: &SweepData, st: &SweepStatus) {

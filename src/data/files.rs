@@ -123,15 +123,28 @@ pub struct PreparedInfo {
     pub eod_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eod_id: Option<u32>,
-    pub documents: u64,
-    pub tokens: u64,
-    /// UTF-8 bytes of the documents' text (separators not counted).
-    pub text_bytes: u64,
+    #[serde(flatten)]
+    pub counts: SplitCounts,
     pub eval_fraction: f64,
     pub seed: u64,
     pub sources: Vec<CorpusFile>,
     /// SHA-256 of everything that decides the output; equal fingerprints, equal files.
     pub fingerprint: String,
+}
+
+/// Documents, tokens and text of a prepared split (while preparing: so far).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SplitCounts {
+    pub documents: u64,
+    pub tokens: u64,
+    /// UTF-8 bytes of the documents' text (separators not counted).
+    pub text_bytes: u64,
+}
+
+impl SplitCounts {
+    pub fn bytes_per_token(&self) -> Option<f64> {
+        (self.tokens > 0).then(|| self.text_bytes as f64 / self.tokens as f64)
+    }
 }
 
 pub fn sidecar_path(path: &Path) -> PathBuf {

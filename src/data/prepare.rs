@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::corpus::{self, CorpusFile, ReadOptions};
-use super::files::{read_sidecar, sidecar_path, PreparedInfo, PreparedSplit, Sidecar, TokenDtype};
+use super::files::{read_sidecar, sidecar_path, PreparedInfo, PreparedSplit, Sidecar, SplitCounts, TokenDtype};
 use super::tokenizer::{self, LoadedTokenizer};
 use crate::format::{si, thousands};
 use crate::fsutil::{atomic_write, FileLock};
@@ -55,20 +55,6 @@ pub struct PrepareOptions {
     pub quiet: bool,
 }
 
-/// Counts of one split so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct SplitCounts {
-    pub documents: u64,
-    pub tokens: u64,
-    pub text_bytes: u64,
-}
-
-impl SplitCounts {
-    pub fn bytes_per_token(&self) -> Option<f64> {
-        (self.tokens > 0).then(|| self.text_bytes as f64 / self.tokens as f64)
-    }
-}
-
 /// `OUT/.prepare/state.json`: what the partial files hold, committed after every chunk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct State {
@@ -80,11 +66,23 @@ struct State {
 }
 
 impl State {
-    fn counts(&mut self, split: PreparedSplit) -> &mut SplitCounts {
+    fn counts(&self, split: PreparedSplit) -> SplitCounts {
+        match split {
+            PreparedSplit::Train => self.train,
+            PreparedSplit::Val => self.val,
+        }
+    }
+
+    fn counts_mut(&mut self, split: PreparedSplit) -> &mut SplitCounts {
         match split {
             PreparedSplit::Train => &mut self.train,
             PreparedSplit::Val => &mut self.val,
         }
+    }
+
+    /// Text bytes and tokens over both splits.
+    fn totals(&self) -> (u64, u64) {
+        (self.train.text_bytes + self.val.text_bytes, self.train.tokens + self.val.tokens)
     }
 }
 
@@ -135,21 +133,20 @@ pub fn prepare(options: &PrepareOptions) -> anyhow::Result<PrepareReport> {
         return Ok(report);
     }
     let mut state = job.start_or_resume()?;
-    let resumed_after = state.documents_read;
+    let (resumed_after, (text_before, tokens_before)) = (state.documents_read, state.totals());
     if resumed_after > 0 && !options.quiet {
         crate::stderr_line!("resuming {}: {} documents already prepared", job.out.display(), resumed_after);
     }
     job.tokenize_all(&mut state)?;
     job.finish(&state)?;
+    // Rates of this invocation: what an interrupted one committed is not counted again.
     let seconds = started.elapsed().as_secs_f64();
-    let text = (state.train.text_bytes + state.val.text_bytes) as f64;
-    let tokens = (state.train.tokens + state.val.tokens) as f64;
+    let (text, tokens) = state.totals();
     Ok(PrepareReport {
         resumed_after_documents: resumed_after,
-        up_to_date: false,
         seconds,
-        text_mb_per_s: text / 1e6 / seconds.max(1e-9),
-        tokens_per_s: tokens / seconds.max(1e-9),
+        text_mb_per_s: (text - text_before) as f64 / 1e6 / seconds.max(1e-9),
+        tokens_per_s: (tokens - tokens_before) as f64 / seconds.max(1e-9),
         ..job.report(&state)
     })
 }
@@ -202,8 +199,7 @@ impl Job {
         let made_from = sidecar.prepared.as_ref();
         if made_from.is_some_and(|p| p.fingerprint == self.fingerprint) && self.out.join(PreparedSplit::Val.file_name()).exists() {
             let val = read_sidecar(&self.out.join(PreparedSplit::Val.file_name()))?.and_then(|s| s.prepared);
-            let count =
-                |p: Option<&PreparedInfo>| p.map(|p| SplitCounts { documents: p.documents, tokens: p.tokens, text_bytes: p.text_bytes }).unwrap_or_default();
+            let count = |p: Option<&PreparedInfo>| p.map(|p| p.counts).unwrap_or_default();
             let state = State { fingerprint: self.fingerprint.clone(), documents_read: 0, train: count(made_from), val: count(val.as_ref()) };
             return Ok(Some(PrepareReport { up_to_date: true, ..self.report(&state) }));
         }
@@ -241,12 +237,7 @@ impl Job {
         std::fs::create_dir_all(&self.work).with_context(|| format!("cannot create {}", self.work.display()))?;
         // Cut the partial files back to what the state committed (a killed run may have appended more).
         for split in PreparedSplit::BOTH {
-            let committed = match split {
-                PreparedSplit::Train => state.train.tokens,
-                PreparedSplit::Val => state.val.tokens,
-            }
-            .checked_mul(self.dtype.bytes())
-            .context("token count overflows")?;
+            let committed = state.counts(split).tokens.checked_mul(self.dtype.bytes()).context("token count overflows")?;
             let path = self.partial(split);
             let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
             let length = file.metadata().with_context(|| format!("cannot read {}", path.display()))?.len();
@@ -314,7 +305,7 @@ impl Job {
                     _ => out.extend_from_slice(&id.to_le_bytes()),
                 }
             }
-            let counts = state.counts(split);
+            let counts = state.counts_mut(split);
             counts.documents += 1;
             counts.tokens += ids.len() as u64 + u64::from(eod.is_some());
             counts.text_bytes += text.len() as u64;
@@ -346,10 +337,7 @@ impl Job {
             self.options.eval_fraction
         );
         for split in PreparedSplit::BOTH {
-            let counts = match split {
-                PreparedSplit::Train => state.train,
-                PreparedSplit::Val => state.val,
-            };
+            let counts = state.counts(split);
             let sidecar = Sidecar {
                 vocab: self.tokenizer.vocab,
                 dtype: self.dtype,
@@ -383,9 +371,7 @@ impl Job {
             tokenizer_sha256: self.tokenizer.sha256.clone(),
             eod_token: self.eod.as_ref().map(|(t, _)| t.clone()),
             eod_id: self.eod.as_ref().map(|(_, id)| *id),
-            documents: counts.documents,
-            tokens: counts.tokens,
-            text_bytes: counts.text_bytes,
+            counts,
             eval_fraction: self.options.eval_fraction,
             seed: self.options.seed,
             sources: self.files.clone(),

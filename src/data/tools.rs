@@ -189,24 +189,32 @@ pub fn inspect_prepared(folder: &Path, show: usize) -> anyhow::Result<PreparedSe
     if !path(PreparedSplit::Train).exists() {
         anyhow::bail!("{} has no train.bin: it is not a `data prepare` output (give a file to inspect a single file)", folder.display());
     }
+    // One tokenizer for both splits (they are made together): loaded once, for the top tokens and
+    // the decoded documents.
+    let prepared = read_sidecar(&path(PreparedSplit::Train))?.and_then(|s| s.prepared);
+    let tokenizer = prepared.as_ref().map(|p| tokenizer_of(&path(PreparedSplit::Train), p));
     let mut samples = Vec::new();
     if show > 0 {
+        let tokenizer = match &tokenizer {
+            Some(Ok(t)) => t,
+            Some(Err(e)) => anyhow::bail!("{e:#}"),
+            None => anyhow::bail!("{} was not made by `data prepare`: nothing to decode with", folder.display()),
+        };
         for split in PreparedSplit::BOTH {
-            samples.extend(decode_documents(&path(split), show)?);
+            samples.extend(decode_documents(&path(split), show, tokenizer)?);
         }
     }
+    let known = tokenizer.as_ref().and_then(|t| t.as_ref().ok());
     Ok(PreparedSetReport {
         folder: folder.to_path_buf(),
-        train: inspect(&path(PreparedSplit::Train), false, None, None)?,
-        val: inspect(&path(PreparedSplit::Val), false, None, None)?,
+        train: inspect_with(&path(PreparedSplit::Train), false, None, None, known)?,
+        val: inspect_with(&path(PreparedSplit::Val), false, None, None, known)?,
         samples,
     })
 }
 
-/// The first `count` documents of a prepared split, split at its end-of-document token.
-fn decode_documents(bin: &Path, count: usize) -> anyhow::Result<Vec<DecodedDocument>> {
-    let sidecar = read_sidecar(bin)?.with_context(|| format!("{} has no sidecar", bin.display()))?;
-    let prepared = sidecar.prepared.with_context(|| format!("{} was not made by `data prepare`", bin.display()))?;
+/// The tokenizer a prepared file names, if it is still where it was and unchanged.
+fn tokenizer_of(bin: &Path, prepared: &PreparedInfo) -> anyhow::Result<tokenizers::Tokenizer> {
     let loaded = super::tokenizer::load(&prepared.tokenizer).with_context(|| format!("cannot decode {}: its tokenizer is gone", bin.display()))?;
     anyhow::ensure!(
         loaded.sha256 == prepared.tokenizer_sha256,
@@ -216,6 +224,13 @@ fn decode_documents(bin: &Path, count: usize) -> anyhow::Result<Vec<DecodedDocum
         &prepared.tokenizer_sha256[..16],
         &loaded.sha256[..16]
     );
+    Ok(loaded.tokenizer)
+}
+
+/// The first `count` documents of a prepared split, split at its end-of-document token.
+fn decode_documents(bin: &Path, count: usize, tokenizer: &tokenizers::Tokenizer) -> anyhow::Result<Vec<DecodedDocument>> {
+    let sidecar = read_sidecar(bin)?.with_context(|| format!("{} has no sidecar", bin.display()))?;
+    let prepared = sidecar.prepared.with_context(|| format!("{} was not made by `data prepare`", bin.display()))?;
     let eod = prepared.eod_id.context("the set has no end-of-document token to split documents at")?;
     let file = TokenFile::open_tokens(bin, None, None)?;
     let (mut documents, mut current, mut at) = (Vec::new(), Vec::new(), 0u64);
@@ -230,7 +245,7 @@ fn decode_documents(bin: &Path, count: usize) -> anyhow::Result<Vec<DecodedDocum
                 current.push(t);
                 continue;
             }
-            let text = loaded.tokenizer.decode(&current, false).map_err(|e| anyhow::anyhow!("cannot decode {}: {e}", bin.display()))?;
+            let text = tokenizer.decode(&current, false).map_err(|e| anyhow::anyhow!("cannot decode {}: {e}", bin.display()))?;
             documents.push(DecodedDocument { split: prepared.split, index: documents.len(), tokens: current.len(), text });
             current.clear();
             if documents.len() == count {
@@ -263,6 +278,17 @@ impl std::fmt::Display for PreparedSetReport {
 
 /// Read a whole data file and summarise it. Text unless a sidecar, `vocab` or `dtype` says tokens.
 pub fn inspect(path: &Path, text: bool, dtype: Option<TokenDtype>, vocab: Option<usize>) -> anyhow::Result<InspectReport> {
+    inspect_with(path, text, dtype, vocab, None)
+}
+
+/// [`inspect`], with the prepared set's tokenizer when the caller has it loaded already.
+fn inspect_with(
+    path: &Path,
+    text: bool,
+    dtype: Option<TokenDtype>,
+    vocab: Option<usize>,
+    known: Option<&tokenizers::Tokenizer>,
+) -> anyhow::Result<InspectReport> {
     let sidecar = read_sidecar(path)?;
     let as_tokens = !text && (sidecar.is_some() || vocab.is_some() || dtype.is_some() || path.extension().is_some_and(|e| e == "bin"));
     let file = if as_tokens { TokenFile::open_tokens(path, dtype, vocab)? } else { TokenFile::open_text(path)? };
@@ -288,11 +314,12 @@ pub fn inspect(path: &Path, text: bool, dtype: Option<TokenDtype>, vocab: Option
         })
         .sum();
     let mut order: Vec<usize> = (0..counts.len()).filter(|&t| counts[t] > 0).collect();
-    // The tokenizer a prepared set was made with, if it is still where it was and unchanged.
-    let decoder = sidecar.as_ref().and_then(|s| s.prepared.as_ref()).and_then(|p| {
-        let t = super::tokenizer::load(&p.tokenizer).ok()?;
-        (t.sha256 == p.tokenizer_sha256).then_some(t.tokenizer)
-    });
+    // Top tokens read as text with the tokenizer the set was made with, when it is at hand.
+    let loaded = match known {
+        Some(_) => None,
+        None => sidecar.as_ref().and_then(|s| s.prepared.as_ref()).and_then(|p| tokenizer_of(path, p).ok()),
+    };
+    let decoder = known.or(loaded.as_ref());
     order.sort_by_key(|&t| std::cmp::Reverse(counts[t]));
     Ok(InspectReport {
         path: path.to_path_buf(),
@@ -312,7 +339,7 @@ pub fn inspect(path: &Path, text: bool, dtype: Option<TokenDtype>, vocab: Option
                 token: t as u32,
                 count: counts[t],
                 share: counts[t] as f64 / total,
-                text: decoder.as_ref().and_then(|d| d.decode(&[t as u32], false).ok()),
+                text: decoder.and_then(|d| d.decode(&[t as u32], false).ok()),
             })
             .collect(),
         oracle_loss_nats: sidecar.as_ref().and_then(|s| s.oracle_loss_nats),
@@ -328,7 +355,7 @@ impl std::fmt::Display for InspectReport {
         writeln!(f, "  size          {} bytes, {} tokens as {}", thousands(self.bytes), thousands(self.tokens), self.dtype)?;
         if let Some(p) = &self.prepared {
             let bpt = self.bytes_per_token.map(|b| format!(", {b:.3} bytes of text per token")).unwrap_or_default();
-            writeln!(f, "  documents     {} ({} bytes of text{bpt})", thousands(p.documents), thousands(p.text_bytes))?;
+            writeln!(f, "  documents     {} ({} bytes of text{bpt})", thousands(p.counts.documents), thousands(p.counts.text_bytes))?;
         }
         writeln!(
             f,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::tail::{CurvePoint, Latest, Tail};
 use crate::layout::SweepDir;
 use crate::sweep::plan::{Plan, RunKind};
-use crate::sweep::status::{files_view, read_plan, RunView, SweepStatus};
+use crate::sweep::status::{files_view_of, read_plan, RunView, SweepStatus};
 use crate::train::log::RunState;
 
 /// Files are looked at again at most this often, however many requests come.
@@ -153,13 +153,11 @@ impl LiveSweep {
                 }
             }
         }
-        match files_view(&sweep) {
-            Ok(status) => {
-                st.first_seen.get_or_insert((Instant::now(), status.flops_done));
-                st.status = Some(status);
-                st.error = None;
-            }
-            Err(e) => st.error = Some(format!("{e:#}")),
+        if let Some((plan, _)) = &st.plan {
+            let status = files_view_of(&sweep, plan);
+            st.first_seen.get_or_insert((Instant::now(), status.flops_done));
+            st.status = Some(status);
+            st.error = None;
         }
         st.version += 1;
         let version = st.version;
@@ -246,14 +244,7 @@ impl LiveSweep {
             let rate = flops / elapsed.as_secs_f64().max(1e-9);
             (rate > 0.0 && s.flops_done < s.flops_total).then(|| (s.flops_total - s.flops_done) / rate)
         });
-        Progress {
-            status: Some(SweepStatus { detail: Vec::new(), ..s.clone() }),
-            eta_s,
-            stalled: active.iter().filter(|a| a.stalled).count(),
-            active,
-            oracle_loss: st.oracle(),
-            ..empty
-        }
+        Progress { status: Some(s.summary()), eta_s, stalled: active.iter().filter(|a| a.stalled).count(), active, oracle_loss: st.oracle(), ..empty }
     }
 
     /// The curves that changed after version `since` (all with `since` = 0).

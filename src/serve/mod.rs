@@ -288,7 +288,7 @@ mod page {
         format!(
             "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{}</title><style>{}{EXTRA_STYLE}</style></head>",
             escape(title),
-            crate::report::STYLE_SHEET
+            crate::report::STYLE
         )
     }
 

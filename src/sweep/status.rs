@@ -136,7 +136,11 @@ fn run_progress(sweep: &SweepDir, id: &str, kind: RunKind) -> RunProgress {
 
 /// The sweep's progress from its files alone.
 pub fn files_view(sweep: &SweepDir) -> anyhow::Result<SweepStatus> {
-    let plan = read_plan(sweep)?;
+    Ok(files_view_of(sweep, &read_plan(sweep)?))
+}
+
+/// [`files_view`] with the plan already read (a watcher that keeps it reads only the runs' files).
+pub fn files_view_of(sweep: &SweepDir, plan: &Plan) -> SweepStatus {
     let mut s = SweepStatus {
         dir: sweep.root().to_path_buf(),
         runs: plan.runs.len(),
@@ -172,10 +176,15 @@ pub fn files_view(sweep: &SweepDir) -> anyhow::Result<SweepStatus> {
         } += 1;
         s.detail.push(p);
     }
-    Ok(s)
+    s
 }
 
 impl SweepStatus {
+    /// The counts and FLOPs without the per-run detail.
+    pub fn summary(&self) -> SweepStatus {
+        SweepStatus { dir: self.dir.clone(), detail: Vec::new(), live_unavailable: self.live_unavailable.clone(), ..*self }
+    }
+
     /// The ids of the runs not finished yet.
     pub fn unfinished(&self) -> Vec<String> {
         self.detail.iter().filter(|r| !r.state.is_finished()).map(|r| r.id.clone()).collect()
