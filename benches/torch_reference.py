@@ -19,7 +19,8 @@ It times training steps on random tokens and prints one JSON object:
     python benches/torch_reference.py ... --device cuda --precision bf16-mixed --compile
 
 Fields: tokens_per_s (steady: the steps after --warmup-steps), first_step_s (interpreter start to
-the end of the first step), step_ms, losses (the first five), torch, device, precision, compiled.
+the end of the first step), step_ms, losses (the first five), torch, device, precision, compiled,
+flush_denormal.
 """
 
 import time
@@ -142,10 +143,17 @@ def main():
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16-mixed"], default="fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--flush-denormal",
+        action="store_true",
+        help="torch.set_flush_denormal(True): denormal floats become zero, as windtunnel's CPU training does",
+    )
     a = p.parse_args()
     a.base_width = a.base_width or a.width
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.flush_denormal and not torch.set_flush_denormal(True):
+        raise SystemExit("--flush-denormal: this CPU has no flush-to-zero mode")
     torch.manual_seed(a.seed)
     cuda = a.device.startswith("cuda")
     torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
@@ -188,6 +196,7 @@ def main():
                 "threads": torch.get_num_threads(),
                 "precision": a.precision,
                 "compiled": a.compile,
+                "flush_denormal": a.flush_denormal,
                 "shape": {k: getattr(a, k) for k in ["width", "depth", "heads", "kv_heads", "ffn_width", "vocab", "batch_size", "seq_len"]},
             }
         )

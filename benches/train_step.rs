@@ -43,7 +43,7 @@ fn bench_shape(c: &mut Criterion, name: &str, shape: ModelShape) {
 }
 
 fn benches(c: &mut Criterion) {
-    windtunnel::alloc::tune_for_training();
+    windtunnel::cpu::tune_for_training();
     bench_shape(c, "w128_l4_h4_kv2", ModelShape { width: 128, depth: 4, heads: 4, kv_heads: 2, ffn_width: 320, vocab: 256 });
     bench_shape(c, "w256_l8_h8_kv4", ModelShape { width: 256, depth: 8, heads: 8, kv_heads: 4, ffn_width: 640, vocab: 256 });
 }

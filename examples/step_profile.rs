@@ -1,5 +1,5 @@
 //! Where a training step's time goes: forward, backward, optimizer, for one bench shape.
-//! `cargo run --release --example step_profile -- 128 4 4 2`
+//! `cargo run --release --example step_profile -- 128 4 4 2` (`STEPS=20` for more than 6 steps)
 use std::time::Instant;
 use windtunnel::data::{self, DataSpec};
 use windtunnel::device::CpuBackend;
@@ -10,7 +10,7 @@ use windtunnel::train::optimizer::{AdamW, AdamWConfig};
 use windtunnel::train::run::batch_tensors;
 
 fn main() {
-    windtunnel::alloc::tune_for_training();
+    windtunnel::cpu::tune_for_training();
     let a: Vec<usize> = std::env::args().skip(1).map(|s| s.parse().unwrap()).collect();
     let (width, depth, heads, kv) =
         (a.first().copied().unwrap_or(128), a.get(1).copied().unwrap_or(4), a.get(2).copied().unwrap_or(4), a.get(3).copied().unwrap_or(2));
@@ -22,7 +22,7 @@ fn main() {
     let mut model = Transformer::<CpuBackend>::new(&shape, &mup, seq, 0, &device);
     let mut opt = AdamW::new(AdamWConfig::default(), &model, &mup);
     let (mut tf, mut tb, mut to) = (0.0, 0.0, 0.0);
-    let steps = 6;
+    let steps: u64 = std::env::var("STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(6).max(2);
     for step in 0..steps {
         let b = data::train_batch(&*source, step, batch, seq).unwrap();
         let (i, t) = batch_tensors::<CpuBackend>(&b, &device);

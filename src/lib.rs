@@ -12,7 +12,7 @@ macro_rules! stderr_line {
     }};
 }
 
-pub mod alloc;
+pub mod cpu;
 pub mod data;
 pub mod device;
 pub mod export;

@@ -117,7 +117,7 @@ pub fn main() -> ExitCode {
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     windtunnel::train::run::process_start();
-    windtunnel::alloc::tune_for_training();
+    windtunnel::cpu::tune_for_training();
     match dispatch(Cli::parse().command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

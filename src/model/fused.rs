@@ -13,6 +13,9 @@
 //! kernels, rows in parallel); elsewhere they are composed.
 //! [`FusedOps::linear_layer`] on the CPU backend writes its products straight into fresh buffers
 //! (`model::gemm`), where burn's would zero-fill and copy each output first.
+//! [`FusedOps::residual`] (`x + r·branch`, the µP residual) and [`FusedOps::adamw`] (the whole
+//! optimizer update of one parameter) are one pass each on the CPU backend where burn's ops are
+//! two and eight single-threaded passes; both give the composed ops' bits exactly.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -49,7 +52,8 @@ pub trait FusedOps: Backend {
         Self::causal_attention_with_weights(q, k, v, scale).map(|(o, _)| o)
     }
 
-    /// The same, with the attention weights `[batch, heads, seq, seq]` the backward pass needs.
+    /// The same, with what the backward pass needs of the attention weights (the CPU backend: the
+    /// lower-triangular blocks of each head, packed; see `model::attention`).
     fn causal_attention_with_weights(
         _q: FloatTensor<Self>,
         _k: FloatTensor<Self>,
@@ -118,6 +122,29 @@ pub trait FusedOps: Backend {
         None
     }
 
+    /// One AdamW update of a flattened parameter: (p, m, v) after the step (see
+    /// [`pointwise::adamw`]; all four `[n]`).
+    #[allow(clippy::type_complexity)]
+    fn adamw(
+        _p: FloatTensor<Self>,
+        _g: FloatTensor<Self>,
+        _m: FloatTensor<Self>,
+        _v: FloatTensor<Self>,
+        _step: pointwise::AdamWStep,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>)> {
+        None
+    }
+
+    /// A residual connection `x + scale·branch` (same shapes).
+    fn residual(_x: FloatTensor<Self>, _branch: FloatTensor<Self>, _scale: f32) -> Option<FloatTensor<Self>> {
+        None
+    }
+
+    /// `scale·g`, the branch's gradient of [`FusedOps::residual`].
+    fn scaled(_g: FloatTensor<Self>, _scale: f32) -> Option<FloatTensor<Self>> {
+        None
+    }
+
     /// Rotary embedding of `x` `[batch, seq, heads, head_dim]` with tables `cos` and `sin`
     /// `[seq, heads, head_dim]` (constants: they get no gradient).
     fn rope(_x: FloatTensor<Self>, _cos: FloatTensor<Self>, _sin: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
@@ -155,7 +182,7 @@ impl FusedOps for burn::backend::Flex {
         let d = attention_dims(&q, &k, &v)?;
         let [q, k, v] = [q, k, v].map(contiguous);
         let (o, p) = attention::forward(d, f32s(&q), f32s(&k), f32s(&v), scale);
-        Some((flex(o, [d.batch, d.seq, d.heads, d.head_dim]), flex(p, [d.batch, d.heads, d.seq, d.seq])))
+        Some((flex(o, [d.batch, d.seq, d.heads, d.head_dim]), flex(p, [d.batch, d.heads, attention::weights_len(d.seq)])))
     }
 
     fn causal_attention_backward(
@@ -219,6 +246,27 @@ impl FusedOps for burn::backend::Flex {
         let [a, u, g] = [gate, up, grad].map(contiguous);
         let (da, du) = pointwise::swiglu_backward(f32s(&a), f32s(&u), f32s(&g));
         Some((flex(da, shape.clone()), flex(du, shape)))
+    }
+
+    fn adamw(p: FlexTensor, g: FlexTensor, m: FlexTensor, v: FlexTensor, step: pointwise::AdamWStep) -> Option<(FlexTensor, FlexTensor, FlexTensor)> {
+        let n = p.shape().num_elements();
+        let flat = [&p, &g, &m, &v].iter().all(|t| t.shape().num_dims() == 1 && t.shape().num_elements() == n);
+        (flat && all_f32(&[&p, &g, &m, &v])).then_some(())?;
+        let [p, g, m, v] = [p, g, m, v].map(contiguous);
+        let (p, m, v) = pointwise::adamw(f32s(&p), f32s(&g), f32s(&m), f32s(&v), step);
+        Some((flex(p, [n]), flex(m, [n]), flex(v, [n])))
+    }
+
+    fn residual(x: FlexTensor, branch: FlexTensor, scale: f32) -> Option<FlexTensor> {
+        let shape = same_f32_shape(&x, &branch)?;
+        let [x, f] = [x, branch].map(contiguous);
+        Some(flex(pointwise::residual(f32s(&x), f32s(&f), scale), shape))
+    }
+
+    fn scaled(g: FlexTensor, scale: f32) -> Option<FlexTensor> {
+        all_f32(&[&g]).then_some(())?;
+        let (shape, g) = (g.shape(), contiguous(g));
+        Some(flex(pointwise::scaled(f32s(&g), scale), shape))
     }
 
     fn rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> Option<FlexTensor> {
@@ -519,6 +567,31 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         }
     }
 
+    fn residual(x: FloatTensor<Self>, branch: FloatTensor<Self>, scale: f32) -> Option<FloatTensor<Self>> {
+        #[derive(Debug)]
+        struct ResidualBackward;
+
+        impl<B: FusedOps> Backward<B, 2> for ResidualBackward {
+            /// The branch multiplier.
+            type State = f32;
+
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let grad = grads.consume::<B>(&ops.node);
+                let [_, branch] = &ops.parents;
+                let d_branch = branch.as_ref().map(|_| B::scaled(grad.clone(), ops.state).expect("the backend that ran the fused forward runs its backward"));
+                register_grads!(grads, ops.parents, [Some(grad), d_branch]);
+            }
+        }
+
+        if !B::has_fused_kernels() {
+            return None;
+        }
+        match ResidualBackward.prepare::<C>([x.node.clone(), branch.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => Some(prep.finish(scale, B::residual(x.primitive, branch.primitive, scale)?)),
+            OpsKind::UnTracked(prep) => Some(prep.finish(B::residual(x.primitive, branch.primitive, scale)?)),
+        }
+    }
+
     fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> Option<FloatTensor<Self>> {
         #[derive(Debug)]
         struct SwigluBackward;
@@ -586,6 +659,12 @@ pub fn rms_norm<B: FusedOps, const D: usize>(x: Tensor<B, D>, weight: Tensor<B, 
 pub fn swiglu<B: FusedOps, const D: usize>(gate: Tensor<B, D>, up: Tensor<B, D>) -> Option<Tensor<B, D>> {
     let [a, u] = [gate, up].map(|t| t.into_primitive().tensor());
     B::swiglu(a, u).map(float)
+}
+
+/// `x + scale·branch` through the backend's fused op, or `None` where it has none.
+pub fn residual<B: FusedOps, const D: usize>(x: Tensor<B, D>, branch: Tensor<B, D>, scale: f32) -> Option<Tensor<B, D>> {
+    let [x, f] = [x, branch].map(|t| t.into_primitive().tensor());
+    B::residual(x, f, scale).map(float)
 }
 
 /// Softmax over the last dimension of a tensor.
@@ -740,6 +819,27 @@ mod tests {
             ("w", (embedding.grad(&g_fused).unwrap() - embedding.grad(&g_ref).unwrap()).abs().max().into_scalar()),
         ] {
             assert!(diff < 1e-4, "d{name}: {diff}");
+        }
+    }
+
+    /// The fused residual `x + r·f` equals the composition bit for bit, in value and in both
+    /// gradients.
+    #[test]
+    fn fused_residual_equals_the_composition_bit_for_bit() {
+        let device = Default::default();
+        let normal = Distribution::Normal(0.0, 1.0);
+        for [b, s, d] in [[2, 13, 7], [3, 129, 64]] {
+            let x = Tensor::<CpuBackend, 3>::random([b, s, d], normal, &device).require_grad();
+            let f = Tensor::<CpuBackend, 3>::random([b, s, d], normal, &device).require_grad();
+            let probe = Tensor::<CpuBackend, 3>::random([b, s, d], normal, &device);
+            let r = 1.4 / 3.0f64.sqrt();
+            let fused = residual(x.clone(), f.clone(), r as f32).expect("the CPU backend fuses residuals");
+            let composed = x.clone() + f.clone() * r;
+            assert_eq!(fused.to_data(), composed.to_data());
+            let loss = |y: Tensor<CpuBackend, 3>| (y * probe.clone()).sum();
+            let (g_fused, g_composed) = (loss(fused).backward(), loss(composed).backward());
+            assert_eq!(x.grad(&g_fused).unwrap().to_data(), x.grad(&g_composed).unwrap().to_data());
+            assert_eq!(f.grad(&g_fused).unwrap().to_data(), f.grad(&g_composed).unwrap().to_data());
         }
     }
 }

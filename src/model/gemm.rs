@@ -8,6 +8,8 @@
 //! large product over rayon's threads by blocks of the output, each output element summed by one
 //! thread in one order, so the result does not depend on the thread count.
 
+use rayon::prelude::*;
+
 /// Products with at least this many multiply-adds run on all of rayon's threads.
 const PARALLEL_FLOPS: usize = 192 * 192 * 192;
 
@@ -55,7 +57,7 @@ fn fresh_product(m: usize, n: usize, k: usize, a: (&[f32], (usize, usize)), b: (
 /// # Safety
 /// `c.0` must point to an m×n row-major output with row stride `c.1` that aliases neither input.
 #[allow(clippy::too_many_arguments)]
-unsafe fn product(
+pub(super) unsafe fn product(
     m: usize,
     n: usize,
     k: usize,
@@ -106,10 +108,38 @@ pub fn linear_backward_x(dy: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32> 
     fresh_product(dy.len() / n, k, n, (dy, (n, 1)), (w, (1, n)))
 }
 
+/// Rows (tokens) per partial product of a weight gradient; see [`linear_backward_w`].
+const WEIGHT_GRAD_ROWS: usize = 2048;
+
 /// `dw = xᵀ · dy` (`[k×n]`), summed over all m rows.
+///
+/// The sum over thousands of rows is split into pieces of [`WEIGHT_GRAD_ROWS`] rows computed in
+/// parallel and added in order: `gemm` parallelises over the output only, and on a `k×n` output of
+/// a few hundred columns the pieces run 1.2–1.6× faster on two cores than one product
+/// (`examples/gemm_probe.rs`). The pieces depend on m alone, so the bits do not depend on the
+/// thread count.
 pub fn linear_backward_w(x: &[f32], dy: &[f32], k: usize, n: usize) -> Vec<f32> {
-    fresh_product(k, n, x.len() / k, (x, (1, k)), (dy, (n, 1)))
+    let m = x.len() / k;
+    let piece = |r0: usize| {
+        let r1 = (r0 + WEIGHT_GRAD_ROWS).min(m);
+        fresh_product(k, n, r1 - r0, (&x[r0 * k..], (1, k)), (&dy[r0 * n..], (n, 1)))
+    };
+    if m <= WEIGHT_GRAD_ROWS {
+        return piece(0);
+    }
+    let pieces: Vec<Vec<f32>> = (0..m).into_par_iter().step_by(WEIGHT_GRAD_ROWS).map(piece).collect();
+    let mut pieces = pieces.into_iter();
+    let mut dw = pieces.next().unwrap_or_default();
+    for part in pieces {
+        dw.par_chunks_mut(PIECE_SUM_CHUNK)
+            .zip(part.par_chunks(PIECE_SUM_CHUNK))
+            .for_each(|(total, part)| total.iter_mut().zip(part).for_each(|(t, p)| *t += p));
+    }
+    dw
 }
+
+/// Elements per task when adding partial weight gradients.
+const PIECE_SUM_CHUNK: usize = 16 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -125,7 +155,8 @@ mod tests {
     /// in parallel, with the same bits on one thread as on three.
     #[test]
     fn linear_products_match_loops_and_not_the_thread_count() {
-        for (m, k, n) in [(5, 3, 7), (1, 1, 1), (301, 67, 250)] {
+        // The last is a weight gradient summed in pieces (more rows than WEIGHT_GRAD_ROWS).
+        for (m, k, n) in [(5, 3, 7), (1, 1, 1), (301, 67, 250), (2 * WEIGHT_GRAD_ROWS + 3, 5, 9)] {
             let (x, w, dy) = (random(m * k, 1), random(k * n, 2), random(m * n, 3));
             let run = || (linear_forward(&x, &w, k, n), linear_backward_x(&dy, &w, k, n), linear_backward_w(&x, &dy, k, n));
             let (y, dx, dw) = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(run);

@@ -1,5 +1,6 @@
-//! RMSNorm, SwiGLU's gating, the rotary embedding and the cross-entropy loss on the CPU, forward and backward, on plain `f32` slices (the CPU
-//! backend's fused ops besides attention; see `fused.rs`).
+//! RMSNorm, SwiGLU's gating, the rotary embedding, the cross-entropy loss, the residual connection
+//! and the AdamW update on the CPU, forward and backward, on plain `f32` slices (the CPU backend's
+//! fused ops besides attention and the linear layers; see `fused.rs`).
 //!
 //! Composed from burn's tensor ops, RMSNorm is seven passes forward (square, mean, add, sqrt,
 //! reciprocal, two products) and about twice that backward, and SwiGLU's `silu(g) ⊙ u` four
@@ -15,12 +16,21 @@
 //!           dx = g⊙cos + rotate_halfᵀ(g⊙sin)
 //! CE        L = mean_rows(logsumexp(x) − x[t]),  p = softmax(x)   (p is saved)
 //!           dx = g/rows·(p − onehot(t))
+//! Residual  y = x + r·f                                    dx = g,  df = r·g
+//! AdamW     the update of `train::optimizer`, op for op
 //! ```
+//!
+//! The row kernels are compiled for AVX-512 and AVX2 as well as baseline x86-64 and chosen at run
+//! time (`multiversion`); sums along a row keep `LANES` partial sums so they vectorise, in a
+//! fixed order. Outputs are never zero-filled before they are written (`Fresh`).
 //!
 //! Every output element is computed by the same arithmetic whatever the number of threads, and
 //! the one sum across rows (dw) adds fixed blocks of [`ROWS`] rows in order, so the results do
 //! not depend on the thread count.
 
+use std::mem::MaybeUninit;
+
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 /// Rows per parallel task; dw's partial sums are over blocks of this many rows.
@@ -28,44 +38,124 @@ pub const ROWS: usize = 64;
 /// Elements per parallel task of the elementwise kernels.
 const CHUNK: usize = 16 * 1024;
 
+/// Independent partial sums kept by the reductions below ([`sum`], [`dot`], [`max`]): element
+/// `i` goes to partial `i % LANES`, the partials are added in a fixed order at the end, so the
+/// loops vectorise (one chain per row would wait on every addition) and the result is the same
+/// bits on every machine and thread count.
+const LANES: usize = 16;
+
+/// The partial sums added pairwise in a fixed order.
+#[inline(always)]
+fn combine(mut acc: [f32; LANES]) -> f32 {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            acc[l] += acc[l + width];
+        }
+    }
+    acc[0]
+}
+
+/// Σ a⊙b (in [`LANES`] partial sums).
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (a, b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a.remainder().iter().zip(b.remainder()).map(|(x, y)| x * y).sum();
+    for (a, b) in a.zip(b) {
+        for l in 0..LANES {
+            acc[l] += a[l] * b[l];
+        }
+    }
+    combine(acc) + tail
+}
+
+/// Σ x (in [`LANES`] partial sums).
+#[inline(always)]
+pub fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    combine(acc) + tail
+}
+
+/// The largest element (−∞ for none).
+#[inline(always)]
+pub fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] = acc[l].max(c[l]);
+        }
+    }
+    acc.into_iter().fold(tail, f32::max)
+}
+
+/// A fresh output that is never zero-filled (that would be one more pass over memory, on the
+/// calling thread): the kernels write each of its elements once, in parallel, through
+/// [`Fresh::slots`].
+pub(super) struct Fresh {
+    values: Vec<f32>,
+    len: usize,
+}
+
+impl Fresh {
+    pub(super) fn new(len: usize) -> Self {
+        Self { values: Vec::with_capacity(len), len }
+    }
+    pub(super) fn slots(&mut self) -> &mut [MaybeUninit<f32>] {
+        &mut self.values.spare_capacity_mut()[..self.len]
+    }
+    /// # Safety
+    /// Every element of [`Fresh::slots`] has been written.
+    pub(super) unsafe fn done(mut self) -> Vec<f32> {
+        // SAFETY: the capacity is at least `len` and the caller promises all `len` are initialised.
+        unsafe { self.values.set_len(self.len) };
+        self.values
+    }
+}
+
 /// RMSNorm of the rows of `x` (each of `w.len()` values): (y, 1/rms per row).
 pub fn rms_norm_forward(x: &[f32], w: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
     let d = w.len();
-    let mut y = vec![0.0; x.len()];
+    let mut y = Fresh::new(x.len());
     let mut inv_rms = vec![0.0; x.len() / d];
-    y.par_chunks_mut(ROWS * d).zip(inv_rms.par_chunks_mut(ROWS)).zip(x.par_chunks(ROWS * d)).for_each(|((y, r), x)| {
-        for ((y, r), x) in y.chunks_mut(d).zip(r.iter_mut()).zip(x.chunks(d)) {
-            let mean_square = x.iter().map(|v| v * v).sum::<f32>() / d as f32;
-            *r = 1.0 / (mean_square + eps).sqrt();
-            for ((y, x), w) in y.iter_mut().zip(x).zip(w) {
-                *y = x * *r * w;
-            }
+    y.slots().par_chunks_mut(ROWS * d).zip(inv_rms.par_chunks_mut(ROWS)).zip(x.par_chunks(ROWS * d)).for_each(|((y, r), x)| rms_norm_rows(y, r, x, w, eps));
+    // SAFETY: every row of y was written (the chunks of y and x are the same rows).
+    (unsafe { y.done() }, inv_rms)
+}
+
+#[multiversion(targets = "simd")]
+fn rms_norm_rows(y: &mut [MaybeUninit<f32>], inv_rms: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    for ((y, r), x) in y.chunks_mut(d).zip(inv_rms.iter_mut()).zip(x.chunks(d)) {
+        let mean_square = dot(x, x) / d as f32;
+        *r = 1.0 / (mean_square + eps).sqrt();
+        for ((y, x), w) in y.iter_mut().zip(x).zip(w) {
+            y.write(x * *r * w);
         }
-    });
-    (y, inv_rms)
+    }
 }
 
 /// (dx, dw) of [`rms_norm_forward`] from its saved 1/rms and the output's gradient `g`.
 pub fn rms_norm_backward(x: &[f32], w: &[f32], inv_rms: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let d = w.len();
-    let mut dx = vec![0.0; x.len()];
+    let mut dx = Fresh::new(x.len());
     let partial_dw: Vec<Vec<f32>> = dx
+        .slots()
         .par_chunks_mut(ROWS * d)
         .zip(x.par_chunks(ROWS * d))
         .zip(g.par_chunks(ROWS * d))
         .zip(inv_rms.par_chunks(ROWS))
-        .map(|(((dx, x), g), r)| {
-            let mut dw = vec![0.0f32; d];
-            for (((dx, x), g), &r) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)).zip(r) {
-                let dot: f32 = g.iter().zip(w).zip(x).map(|((g, w), x)| g * w * x).sum();
-                let c = r * r * r * dot / d as f32;
-                for j in 0..d {
-                    dx[j] = r * g[j] * w[j] - x[j] * c;
-                    dw[j] += g[j] * x[j] * r;
-                }
-            }
-            dw
-        })
+        .map(|(((dx, x), g), r)| rms_norm_backward_rows(dx, x, g, r, w))
         .collect();
     let mut dw = vec![0.0f32; d];
     for part in &partial_dw {
@@ -73,9 +163,28 @@ pub fn rms_norm_backward(x: &[f32], w: &[f32], inv_rms: &[f32], g: &[f32]) -> (V
             *total += p;
         }
     }
-    (dx, dw)
+    // SAFETY: every row of dx was written (its chunks are x's rows).
+    (unsafe { dx.done() }, dw)
 }
 
+/// dx of a block of rows, and their part of dw.
+#[multiversion(targets = "simd")]
+fn rms_norm_backward_rows(dx: &mut [MaybeUninit<f32>], x: &[f32], g: &[f32], inv_rms: &[f32], w: &[f32]) -> Vec<f32> {
+    let d = w.len();
+    let mut dw = vec![0.0f32; d];
+    let mut gw = vec![0.0f32; d];
+    for (((dx, x), g), &r) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)).zip(inv_rms) {
+        gw.iter_mut().zip(g).zip(w).for_each(|((gw, g), w)| *gw = g * w);
+        let c = r * r * r * dot(&gw, x) / d as f32;
+        for j in 0..d {
+            dx[j].write(r * gw[j] - x[j] * c);
+            dw[j] += g[j] * x[j] * r;
+        }
+    }
+    dw
+}
+
+#[inline(always)]
 fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + exp(-a))
 }
@@ -85,7 +194,7 @@ fn sigmoid(a: f32) -> f32 {
 /// libm's `expf` is a call per element. Relative error below 3e-7 on the range it keeps; x is
 /// clamped to [−87, 88] (e^−87 ≈ 1.6e−38 stands for anything smaller, e^88 ≈ 1.7e38 for larger;
 /// NaN stays NaN).
-#[inline]
+#[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
@@ -104,29 +213,111 @@ pub fn exp(x: f32) -> f32 {
 
 /// `silu(a) ⊙ u`, elementwise.
 pub fn swiglu_forward(a: &[f32], u: &[f32]) -> Vec<f32> {
-    let mut h = vec![0.0; a.len()];
-    h.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((h, a), u)| {
-        for ((h, &a), &u) in h.iter_mut().zip(a).zip(u) {
-            *h = a * sigmoid(a) * u;
-        }
-    });
-    h
+    let mut h = Fresh::new(a.len());
+    h.slots().par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((h, a), u)| swiglu_chunk(h, a, u));
+    // SAFETY: every chunk of h was written (a's chunks are as long).
+    unsafe { h.done() }
+}
+
+#[multiversion(targets = "simd")]
+fn swiglu_chunk(h: &mut [MaybeUninit<f32>], a: &[f32], u: &[f32]) {
+    for ((h, &a), &u) in h.iter_mut().zip(a).zip(u) {
+        h.write(a * sigmoid(a) * u);
+    }
 }
 
 /// (da, du) of [`swiglu_forward`] from the output's gradient `g`.
 pub fn swiglu_backward(a: &[f32], u: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let mut da = vec![0.0; a.len()];
-    let mut du = vec![0.0; a.len()];
-    da.par_chunks_mut(CHUNK).zip(du.par_chunks_mut(CHUNK)).zip(a.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(
-        |(((da, du), a), (u, g))| {
-            for i in 0..a.len() {
-                let s = sigmoid(a[i]);
-                da[i] = g[i] * u[i] * s * (1.0 + a[i] * (1.0 - s));
-                du[i] = g[i] * a[i] * s;
-            }
-        },
-    );
-    (da, du)
+    let mut da = Fresh::new(a.len());
+    let mut du = Fresh::new(a.len());
+    da.slots()
+        .par_chunks_mut(CHUNK)
+        .zip(du.slots().par_chunks_mut(CHUNK))
+        .zip(a.par_chunks(CHUNK))
+        .zip(u.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+        .for_each(|(((da, du), a), (u, g))| swiglu_backward_chunk(da, du, a, u, g));
+    // SAFETY: every chunk of da and du was written (a's chunks are as long).
+    unsafe { (da.done(), du.done()) }
+}
+
+#[multiversion(targets = "simd")]
+fn swiglu_backward_chunk(da: &mut [MaybeUninit<f32>], du: &mut [MaybeUninit<f32>], a: &[f32], u: &[f32], g: &[f32]) {
+    for ((((da, du), &a), &u), &g) in da.iter_mut().zip(du.iter_mut()).zip(a).zip(u).zip(g) {
+        let s = sigmoid(a);
+        da.write(g * u * s * (1.0 + a * (1.0 - s)));
+        du.write(g * a * s);
+    }
+}
+
+/// `x + scale·f`, elementwise (a residual connection with its branch multiplier).
+pub fn residual(x: &[f32], f: &[f32], scale: f32) -> Vec<f32> {
+    let mut y = Fresh::new(x.len());
+    y.slots().par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(f.par_chunks(CHUNK)).for_each(|((y, x), f)| residual_chunk(y, x, f, scale));
+    // SAFETY: every chunk of y was written (x's chunks are as long).
+    unsafe { y.done() }
+}
+
+#[multiversion(targets = "simd")]
+fn residual_chunk(y: &mut [MaybeUninit<f32>], x: &[f32], f: &[f32], scale: f32) {
+    for ((y, x), f) in y.iter_mut().zip(x).zip(f) {
+        y.write(x + f * scale);
+    }
+}
+
+/// `scale·g`, elementwise.
+pub fn scaled(g: &[f32], scale: f32) -> Vec<f32> {
+    let mut y = Fresh::new(g.len());
+    y.slots().par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(y, g)| y.iter_mut().zip(g).for_each(|(y, g)| _ = y.write(g * scale)));
+    // SAFETY: every chunk of y was written (g's chunks are as long).
+    unsafe { y.done() }
+}
+
+/// The constants of one AdamW update of one parameter, as f32 (see `train::optimizer`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWStep {
+    /// The gradient's clipping factor (1 when not clipped).
+    pub clip_scale: f32,
+    pub beta1: f32,
+    pub one_minus_beta1: f32,
+    pub beta2: f32,
+    pub one_minus_beta2: f32,
+    /// The bias corrections 1/(1 − β₁ᵗ) and 1/(1 − β₂ᵗ).
+    pub m_hat_scale: f32,
+    pub v_hat_scale: f32,
+    pub eps: f32,
+    /// The weight-decay factor 1 − lr·λ (1: no decay).
+    pub decay: f32,
+    pub lr: f32,
+}
+
+/// One AdamW update of a flattened parameter `p` with gradient `g` and moments `m`, `v`, all in
+/// one pass: (p, m, v) after the step. The arithmetic is the composed update's, op for op:
+/// `g·c`, `m·β₁ + g·(1−β₁)`, `v·β₂ + g²·(1−β₂)`, `(m·m̂)/(√(v·v̂) + ε)`, `p·decay − update·lr`.
+pub fn adamw(p: &[f32], g: &[f32], m: &[f32], v: &[f32], s: AdamWStep) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (mut p2, mut m2, mut v2) = (Fresh::new(p.len()), Fresh::new(p.len()), Fresh::new(p.len()));
+    p2.slots()
+        .par_chunks_mut(CHUNK)
+        .zip(m2.slots().par_chunks_mut(CHUNK))
+        .zip(v2.slots().par_chunks_mut(CHUNK))
+        .zip(p.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+        .zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK)))
+        .for_each(|((((p2, m2), v2), (p, g)), (m, v))| adamw_chunk([p2, m2, v2], [p, g, m, v], s));
+    // SAFETY: every chunk of the three outputs was written (p's chunks are as long).
+    unsafe { (p2.done(), m2.done(), v2.done()) }
+}
+
+#[multiversion(targets = "simd")]
+fn adamw_chunk(out: [&mut [MaybeUninit<f32>]; 3], inputs: [&[f32]; 4], s: AdamWStep) {
+    let ([p2, m2, v2], [p, g, m, v]) = (out, inputs);
+    for i in 0..p.len() {
+        let g = g[i] * s.clip_scale;
+        let m = m[i] * s.beta1 + g * s.one_minus_beta1;
+        let v = v[i] * s.beta2 + (g * g) * s.one_minus_beta2;
+        let update = (m * s.m_hat_scale) / ((v * s.v_hat_scale).sqrt() + s.eps);
+        p2[i].write(p[i] * s.decay - update * s.lr);
+        m2[i].write(m);
+        v2[i].write(v);
+    }
 }
 
 /// Rotary embedding of `x` (`[batch, seq, heads, head_dim]`, flattened) with the tables `cos` and
@@ -134,8 +325,8 @@ pub fn swiglu_backward(a: &[f32], u: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) 
 /// `rotate_half(x₁, x₂) = (−x₂, x₁)` on each head's two halves.
 pub fn rope_forward(x: &[f32], cos: &[f32], sin: &[f32], head_dim: usize) -> Vec<f32> {
     per_head(x, cos, sin, head_dim, |x, c, s, y, i, h| {
-        y[i] = x[i] * c[i] - x[i + h] * s[i];
-        y[i + h] = x[i + h] * c[i + h] + x[i] * s[i + h];
+        y[i].write(x[i] * c[i] - x[i + h] * s[i]);
+        y[i + h].write(x[i + h] * c[i + h] + x[i] * s[i + h]);
     })
 }
 
@@ -143,23 +334,30 @@ pub fn rope_forward(x: &[f32], cos: &[f32], sin: &[f32], head_dim: usize) -> Vec
 /// `rotate_halfᵀ(z₁, z₂) = (z₂, −z₁)`.
 pub fn rope_backward(g: &[f32], cos: &[f32], sin: &[f32], head_dim: usize) -> Vec<f32> {
     per_head(g, cos, sin, head_dim, |g, c, s, dx, i, h| {
-        dx[i] = g[i] * c[i] + g[i + h] * s[i + h];
-        dx[i + h] = g[i + h] * c[i + h] - g[i] * s[i];
+        dx[i].write(g[i] * c[i] + g[i + h] * s[i + h]);
+        dx[i + h].write(g[i + h] * c[i + h] - g[i] * s[i]);
     })
 }
 
 /// `pair(x, cos, sin, out, i, half)` for every pair (i, i + half) of every head, batch elements in parallel.
-fn per_head(x: &[f32], cos: &[f32], sin: &[f32], head_dim: usize, pair: impl Fn(&[f32], &[f32], &[f32], &mut [f32], usize, usize) + Sync) -> Vec<f32> {
+fn per_head(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    head_dim: usize,
+    pair: impl Fn(&[f32], &[f32], &[f32], &mut [MaybeUninit<f32>], usize, usize) + Sync,
+) -> Vec<f32> {
     let half = head_dim / 2;
-    let mut out = vec![0.0; x.len()];
-    out.par_chunks_mut(cos.len()).zip(x.par_chunks(cos.len())).for_each(|(out, x)| {
+    let mut out = Fresh::new(x.len());
+    out.slots().par_chunks_mut(cos.len()).zip(x.par_chunks(cos.len())).for_each(|(out, x)| {
         for (((out, x), c), s) in out.chunks_mut(head_dim).zip(x.chunks(head_dim)).zip(cos.chunks(head_dim)).zip(sin.chunks(head_dim)) {
             for i in 0..half {
                 pair(x, c, s, out, i, half);
             }
         }
     });
-    out
+    // SAFETY: every pair (i, i + half) of every head was written (x's chunks are as long; head_dim is even).
+    unsafe { out.done() }
 }
 
 /// Cross-entropy of rows of `vocab` logits against `targets`: the mean over rows of
@@ -240,6 +438,19 @@ mod tests {
             let (dx, dw) = rms_norm_backward(&x, &w, &r, &probe);
             close(&dx, &numeric_gradient(&|x| loss(x, &w), &x), "dx");
             close(&dw, &numeric_gradient(&|w| loss(&x, w), &w), "dw");
+        }
+    }
+
+    /// The lane-wise reductions against plain loops in f64, on lengths around the lane count.
+    #[test]
+    fn lane_reductions_match_plain_loops() {
+        for len in [0, 1, 15, 16, 17, 33, 250] {
+            let (a, b) = (random(len, 7), random(len, 8));
+            let want_dot: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let want_sum: f64 = a.iter().map(|&x| x as f64).sum();
+            assert!((dot(&a, &b) as f64 - want_dot).abs() < 1e-4, "dot of {len}");
+            assert!((sum(&a) as f64 - want_sum).abs() < 1e-4, "sum of {len}");
+            assert_eq!(max(&a), a.iter().copied().fold(f32::NEG_INFINITY, f32::max), "max of {len}");
         }
     }
 

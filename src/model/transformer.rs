@@ -171,10 +171,18 @@ impl<B: FusedOps> Block<B> {
     ) -> Tensor<B, 3> {
         let attention = self.attention.forward(self.attention_norm.forward(x.clone()), rope, mask);
         record("attention", &attention);
-        let x = x + attention * residual_multiplier;
+        let x = residual(x, attention, residual_multiplier);
         let ffn = self.ffn.forward(self.ffn_norm.forward(x.clone()));
         record("ffn", &ffn);
-        x + ffn * residual_multiplier
+        residual(x, ffn, residual_multiplier)
+    }
+}
+
+/// `x + r·branch` (one fused op where the backend has it).
+fn residual<B: FusedOps>(x: Tensor<B, 3>, branch: Tensor<B, 3>, r: f64) -> Tensor<B, 3> {
+    match fused::residual(x.clone(), branch.clone(), r as f32) {
+        Some(y) => y,
+        None => x + branch * r,
     }
 }
 
