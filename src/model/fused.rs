@@ -214,9 +214,12 @@ impl FusedOps for burn::backend::Flex {
         let (k, n) = linear_dims(&x, &weight)?;
         let (x_shape, w_shape) = (x.shape(), weight.shape());
         let [x, w, g] = [x, weight, grad].map(contiguous);
-        let dx = want[0].then(|| flex(gemm::linear_backward_x(f32s(&g), f32s(&w), k, n), x_shape));
-        let dw = want[1].then(|| flex(gemm::linear_backward_w(f32s(&x), f32s(&g), k, n), w_shape));
-        Some((dx, dw))
+        // The two products are independent: run together, either one's idle thread takes the other's work.
+        let (dx, dw) = rayon::join(
+            || want[0].then(|| gemm::linear_backward_x(f32s(&g), f32s(&w), k, n)),
+            || want[1].then(|| gemm::linear_backward_w(f32s(&x), f32s(&g), k, n)),
+        );
+        Some((dx.map(|dx| flex(dx, x_shape)), dw.map(|dw| flex(dw, w_shape))))
     }
 
     fn rms_norm_with_inv_rms(x: FlexTensor, weight: FlexTensor, eps: f32) -> Option<(FlexTensor, FlexTensor)> {
