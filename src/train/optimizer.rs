@@ -148,7 +148,8 @@ impl<B: AutodiffBackend<InnerBackend: FusedOps>> ModuleMapper<B> for UpdateMappe
         let moments = opt.moments.remove(&id).unwrap_or_else(|| Moments { m: Tensor::zeros([n], &device), v: Tensor::zeros([n], &device) });
         let t = opt.step as i32;
         let decays = rule.decays && c.weight_decay > 0.0;
-        // The scalars as the composed ops below use them: computed in f64, applied in f32.
+        // The scalars as burn's scalar ops apply them (computed in f64, used as f32), so the fused
+        // kernel and the composed ops (`composed_adamw`) give the same bits.
         let step = AdamWStep {
             clip_scale: self.clip_scale as f32,
             beta1: c.beta1 as f32,
