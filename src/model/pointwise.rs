@@ -22,7 +22,8 @@
 //!
 //! The row kernels are compiled for AVX-512 and AVX2 as well as baseline x86-64 and chosen at run
 //! time (`multiversion`); sums along a row keep `LANES` partial sums so they vectorise, in a
-//! fixed order. Outputs are never zero-filled before they are written (`Fresh`).
+//! fixed order. Outputs are never zero-filled before they are written (`Fresh`), except the
+//! cross-entropy's, whose rows are read back while they are written (one step's logits, once).
 //!
 //! Every output element is computed by the same arithmetic whatever the number of threads, and
 //! the one sum across rows (dw) adds fixed blocks of [`ROWS`] rows in order, so the results do
