@@ -37,15 +37,16 @@ pub fn matmul(
     unsafe { product(m, n, k, (c.as_mut_ptr(), ldc), read, a, b, beta, parallel) }
 }
 
-/// `a[m×k] · b[k×n]` into a new row-major `m×n` buffer, written once (never zero-filled first).
-fn fresh_product(m: usize, n: usize, k: usize, a: (&[f32], (usize, usize)), b: (&[f32], (usize, usize))) -> Vec<f32> {
+/// `a[m×k] · b[k×n]` into a new row-major `m×n` buffer, written once (never zero-filled first);
+/// `parallel` lets a large product use every thread.
+fn fresh_product(m: usize, n: usize, k: usize, a: (&[f32], (usize, usize)), b: (&[f32], (usize, usize)), parallel: bool) -> Vec<f32> {
     let mut c: Vec<f32> = Vec::with_capacity(m * n);
     if m > 0 && n > 0 {
         // SAFETY: the buffer has room for m×n values and aliases nothing; gemm with `read` false
         // writes every element of the m×n output without reading any (with k = 0 it writes zeros),
         // so all m×n are initialised before `set_len`.
         unsafe {
-            product(m, n, k, (c.as_mut_ptr(), n), false, a, b, 1.0, true);
+            product(m, n, k, (c.as_mut_ptr(), n), false, a, b, 1.0, parallel);
             c.set_len(m * n);
         }
     }
@@ -100,12 +101,32 @@ pub(super) unsafe fn product(
 
 /// `y[m×n] = x[m×k] · w[k×n]`, all row-major.
 pub fn linear_forward(x: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32> {
-    fresh_product(x.len() / k, n, k, (x, (k, 1)), (w, (n, 1)))
+    fresh_product(x.len() / k, n, k, (x, (k, 1)), (w, (n, 1)), true)
 }
 
 /// `dx = dy · wᵀ` (`[m×k]`).
 pub fn linear_backward_x(dy: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32> {
-    fresh_product(dy.len() / n, k, n, (dy, (n, 1)), (w, (1, n)))
+    fresh_product(dy.len() / n, k, n, (dy, (n, 1)), (w, (1, n)), true)
+}
+
+/// `dx = Σᵢ dyᵢ · wᵢᵀ` (`[m×k]`) for linear layers `yᵢ = x·wᵢ` that share their input x, each
+/// part given as (dyᵢ `[m×nᵢ]`, wᵢ `[k×nᵢ]`, nᵢ): the products add into one buffer in order (the
+/// first writes it), so no gradient is summed in a separate pass.
+pub fn linear_backward_x_sum(parts: &[(&[f32], &[f32], usize)], k: usize) -> Vec<f32> {
+    let Some(&(dy, _, n)) = parts.first() else { return Vec::new() };
+    let m = dy.len() / n.max(1);
+    let mut dx: Vec<f32> = Vec::with_capacity(m * k);
+    if m > 0 && k > 0 {
+        for (i, &(dy, w, n)) in parts.iter().enumerate() {
+            assert_eq!(dy.len(), m * n, "linear_backward_x_sum: gradients of different rows");
+            // SAFETY: the buffer has room for m×k values and aliases nothing; the first product
+            // (`read` false) writes all m×k of them (zeros when n = 0) before any later one reads them.
+            unsafe { product(m, k, n, (dx.as_mut_ptr(), k), i > 0, (dy, (n, 1)), (w, (1, n)), 1.0, true) };
+        }
+        // SAFETY: all m×k values were written by the first product.
+        unsafe { dx.set_len(m * k) };
+    }
+    dx
 }
 
 /// Rows (tokens) per partial product of a weight gradient; see [`linear_backward_w`].
@@ -115,16 +136,20 @@ const WEIGHT_GRAD_ROWS: usize = 2048;
 ///
 /// The sum over thousands of rows is split into pieces of [`WEIGHT_GRAD_ROWS`] rows computed in
 /// parallel and added in order: `gemm` parallelises over the output only, and on a `k×n` output of
-/// a few hundred columns the pieces run 1.2–1.6× faster on two cores than one product
-/// (`examples/gemm_probe.rs`). The pieces depend on m alone, so the bits do not depend on the
-/// thread count.
+/// a few hundred columns the pieces, each one single-threaded product, run 1.3–1.8× faster on two
+/// cores than one product over every thread (`examples/gemm_probe.rs`). Only when the pieces do
+/// not divide evenly among the threads does each piece also spread over them. The pieces depend on
+/// m alone, and `gemm` sums each output element in one order on any number of threads, so the bits
+/// do not depend on the thread count.
 pub fn linear_backward_w(x: &[f32], dy: &[f32], k: usize, n: usize) -> Vec<f32> {
     let m = x.len() / k;
+    let pieces = m.div_ceil(WEIGHT_GRAD_ROWS).max(1);
+    let nested = !pieces.is_multiple_of(rayon::current_num_threads());
     let piece = |r0: usize| {
         let r1 = (r0 + WEIGHT_GRAD_ROWS).min(m);
-        fresh_product(k, n, r1 - r0, (&x[r0 * k..], (1, k)), (&dy[r0 * n..], (n, 1)))
+        fresh_product(k, n, r1 - r0, (&x[r0 * k..], (1, k)), (&dy[r0 * n..], (n, 1)), nested)
     };
-    if m <= WEIGHT_GRAD_ROWS {
+    if pieces == 1 {
         return piece(0);
     }
     let pieces: Vec<Vec<f32>> = (0..m).into_par_iter().step_by(WEIGHT_GRAD_ROWS).map(piece).collect();
@@ -149,6 +174,24 @@ mod tests {
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = Rng::new(seed);
         (0..n).map(|_| rng.normal() as f32).collect()
+    }
+
+    /// The summed input gradient of layers sharing x equals the sum of each layer's, to rounding,
+    /// and does not depend on the thread count.
+    #[test]
+    fn summed_input_gradient_matches_the_layers_added() {
+        let (m, k) = (203, 19);
+        let parts: Vec<(Vec<f32>, Vec<f32>, usize)> =
+            [13, 1, 40].iter().enumerate().map(|(i, &n)| (random(m * n, i as u64), random(k * n, 10 + i as u64), n)).collect();
+        let views: Vec<(&[f32], &[f32], usize)> = parts.iter().map(|(dy, w, n)| (&dy[..], &w[..], *n)).collect();
+        let summed = linear_backward_x_sum(&views, k);
+        let mut want = vec![0.0f32; m * k];
+        for (dy, w, n) in &views {
+            want.iter_mut().zip(linear_backward_x(dy, w, k, *n)).for_each(|(t, p)| *t += p);
+        }
+        assert!(summed.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4 * (1.0 + b.abs())));
+        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| linear_backward_x_sum(&views, k));
+        assert_eq!(summed, three);
     }
 
     /// The three products against plain triple loops, on odd sizes and one large enough to run

@@ -321,44 +321,38 @@ fn adamw_chunk(out: [&mut [MaybeUninit<f32>]; 3], inputs: [&[f32]; 4], s: AdamWS
     }
 }
 
-/// Rotary embedding of `x` (`[batch, seq, heads, head_dim]`, flattened) with the tables `cos` and
-/// `sin` of one batch element (`[seq, heads, head_dim]`): `y = x⊙cos + rotate_half(x)⊙sin`,
+/// Rotary embedding of `x` (`[batch, seq, heads, head_dim]`, flattened) in place, with the tables
+/// `cos` and `sin` of one batch element (`[seq, heads, head_dim]`): `x ← x⊙cos + rotate_half(x)⊙sin`,
 /// `rotate_half(x₁, x₂) = (−x₂, x₁)` on each head's two halves.
-pub fn rope_forward(x: &[f32], cos: &[f32], sin: &[f32], head_dim: usize) -> Vec<f32> {
-    per_head(x, cos, sin, head_dim, |x, c, s, y, i, h| {
-        y[i].write(x[i] * c[i] - x[i + h] * s[i]);
-        y[i + h].write(x[i + h] * c[i + h] + x[i] * s[i + h]);
-    })
+pub fn rope_forward(x: &mut [f32], cos: &[f32], sin: &[f32], head_dim: usize) {
+    x.par_chunks_mut(cos.len().max(1)).for_each(|x| rope_rows(x, cos, sin, head_dim, false));
 }
 
-/// dx of [`rope_forward`] from the output's gradient: `g⊙cos + rotate_halfᵀ(g⊙sin)`,
+/// dx of [`rope_forward`] in place of the output's gradient: `g⊙cos + rotate_halfᵀ(g⊙sin)`,
 /// `rotate_halfᵀ(z₁, z₂) = (z₂, −z₁)`.
-pub fn rope_backward(g: &[f32], cos: &[f32], sin: &[f32], head_dim: usize) -> Vec<f32> {
-    per_head(g, cos, sin, head_dim, |g, c, s, dx, i, h| {
-        dx[i].write(g[i] * c[i] + g[i + h] * s[i + h]);
-        dx[i + h].write(g[i + h] * c[i + h] - g[i] * s[i]);
-    })
+pub fn rope_backward(g: &mut [f32], cos: &[f32], sin: &[f32], head_dim: usize) {
+    g.par_chunks_mut(cos.len().max(1)).for_each(|g| rope_rows(g, cos, sin, head_dim, true));
 }
 
-/// `pair(x, cos, sin, out, i, half)` for every pair (i, i + half) of every head, batch elements in parallel.
-fn per_head(
-    x: &[f32],
-    cos: &[f32],
-    sin: &[f32],
-    head_dim: usize,
-    pair: impl Fn(&[f32], &[f32], &[f32], &mut [MaybeUninit<f32>], usize, usize) + Sync,
-) -> Vec<f32> {
+/// One batch element's heads rotated in place (`transpose`: by the transposed rotation, the
+/// backward pass).
+#[multiversion(targets = "simd")]
+fn rope_rows(x: &mut [f32], cos: &[f32], sin: &[f32], head_dim: usize, transpose: bool) {
     let half = head_dim / 2;
-    let mut out = Fresh::new(x.len());
-    out.slots().par_chunks_mut(cos.len()).zip(x.par_chunks(cos.len())).for_each(|(out, x)| {
-        for (((out, x), c), s) in out.chunks_mut(head_dim).zip(x.chunks(head_dim)).zip(cos.chunks(head_dim)).zip(sin.chunks(head_dim)) {
-            for i in 0..half {
-                pair(x, c, s, out, i, half);
+    for ((x, c), s) in x.chunks_exact_mut(head_dim).zip(cos.chunks_exact(head_dim)).zip(sin.chunks_exact(head_dim)) {
+        let (x1, x2) = x.split_at_mut(half);
+        let ((c1, c2), (s1, s2)) = (c.split_at(half), s.split_at(half));
+        for i in 0..half {
+            let (a, b) = (x1[i], x2[i]);
+            if transpose {
+                x1[i] = a * c1[i] + b * s2[i];
+                x2[i] = b * c2[i] - a * s1[i];
+            } else {
+                x1[i] = a * c1[i] - b * s1[i];
+                x2[i] = b * c2[i] + a * s2[i];
             }
         }
-    });
-    // SAFETY: every pair (i, i + half) of every head was written (x's chunks are as long; head_dim is even).
-    unsafe { out.done() }
+    }
 }
 
 /// Cross-entropy of rows of `vocab` logits against `targets`: the mean over rows of
@@ -485,11 +479,18 @@ mod tests {
         let angles = random(seq * heads * head_dim, 13);
         let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
         let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
-        let y = rope_forward(&x, &cos, &sin, head_dim);
+        let rotated = |x: &[f32]| {
+            let mut y = x.to_vec();
+            rope_forward(&mut y, &cos, &sin, head_dim);
+            y
+        };
+        let y = rotated(&x);
         // The first pair of the first head by hand: (x₀, x₃) rotated.
         assert!((y[0] - (x[0] * cos[0] - x[3] * sin[0])).abs() < 1e-6 && (y[3] - (x[3] * cos[3] + x[0] * sin[3])).abs() < 1e-6);
-        let loss = |x: &[f32]| rope_forward(x, &cos, &sin, head_dim).iter().zip(&probe).map(|(y, p)| (y * p) as f64).sum::<f64>();
-        close(&rope_backward(&probe, &cos, &sin, head_dim), &numeric_gradient(&loss, &x), "dx");
+        let loss = |x: &[f32]| rotated(x).iter().zip(&probe).map(|(y, p)| (y * p) as f64).sum::<f64>();
+        let mut dx = probe.clone();
+        rope_backward(&mut dx, &cos, &sin, head_dim);
+        close(&dx, &numeric_gradient(&loss, &x), "dx");
     }
 
     #[test]

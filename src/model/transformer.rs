@@ -16,7 +16,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::fused::{self, causal_attention, softmax_last, FusedOps};
+use super::fused::{self, softmax_last, FusedOps};
 use super::mup::{MupConfig, ParamGroup};
 use super::precision::Precision;
 use super::shape::ModelShape;
@@ -62,18 +62,20 @@ impl<B: FusedOps> Attention<B> {
         let [batch, seq, width] = x.dims();
         let head_dim = width / self.heads;
         let groups = self.heads / self.kv_heads;
-
+        let scale = 1.0 / (head_dim as f64).sqrt();
         let p = self.precision;
+
+        // The backend's fused self-attention where it has one, in f32 (the CPU backend: the three
+        // projections, RoPE and causal attention in one op whose backward sums x's gradient inside
+        // the products; the masked half is never computed).
+        let weights = || [self.wq.val(), self.wk.val(), self.wv.val()];
+        if let Some(context) = p.is_fp32().then(|| fused::self_attention(x.clone(), weights(), rope.tables(seq), self.heads, scale as f32)).flatten() {
+            return p.linear(context.reshape([batch, seq, width]), self.wo.val());
+        }
+
         let q = rope.apply(p.linear(x.clone(), self.wq.val()).reshape([batch, seq, self.heads, head_dim]));
         let k = rope.apply(p.linear(x.clone(), self.wk.val()).reshape([batch, seq, self.kv_heads, head_dim]));
         let v = p.linear(x, self.wv.val()).reshape([batch, seq, self.kv_heads, head_dim]);
-        let scale = 1.0 / (head_dim as f64).sqrt();
-
-        // The backend's fused causal attention where it has one (the CPU backend: one pass per
-        // head, the masked half never computed), in f32.
-        if let Some(context) = p.is_fp32().then(|| causal_attention(q.clone(), k.clone(), v.clone(), scale as f32)).flatten() {
-            return p.linear(context.reshape([batch, seq, width]), self.wo.val());
-        }
 
         // Grouped-query attention without copying keys and values: the `groups` query heads that
         // share a key/value head are stacked along the query axis, [b, kv, groups·seq, d], and the
@@ -142,9 +144,10 @@ pub struct FeedForward<B: Backend> {
 impl<B: FusedOps> FeedForward<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let p = self.precision;
-        let gate = p.linear(x.clone(), self.w_gate.val());
-        let up = p.linear(x, self.w_up.val());
-        let gated = fused::swiglu(gate.clone(), up.clone()).unwrap_or_else(|| silu(gate) * up);
+        // One fused op where the backend has one, in f32 (the CPU backend: both projections and the
+        // gating, x's gradient summed inside the products).
+        let fused = p.is_fp32().then(|| fused::swiglu_projection(x.clone(), [self.w_gate.val(), self.w_up.val()])).flatten();
+        let gated = fused.unwrap_or_else(|| silu(p.linear(x.clone(), self.w_gate.val())) * p.linear(x, self.w_up.val()));
         p.linear(gated, self.w_down.val())
     }
 }
@@ -231,14 +234,17 @@ impl<B: Backend> Rope<B> {
     }
 }
 
-impl<B: FusedOps> Rope<B> {
-    /// Rotate `[batch, seq, heads, head_dim]` by position (heads: the query or the key head count).
+impl<B: Backend> Rope<B> {
+    /// The tables for `seq` positions: cos and sin of the query heads, then of the key heads.
+    pub fn tables(&self, seq: usize) -> [Tensor<B, 3>; 4] {
+        [&self.cos_q, &self.sin_q, &self.cos_k, &self.sin_k].map(|t| t.clone().narrow(0, 0, seq))
+    }
+
+    /// Rotate `[batch, seq, heads, head_dim]` by position (heads: the query or the key head count),
+    /// composed from tensor ops (the CPU backend rotates inside its fused self-attention).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [batch, seq, heads, head_dim] = x.dims();
         let (cos, sin) = if heads == self.cos_q.dims()[1] { (&self.cos_q, &self.sin_q) } else { (&self.cos_k, &self.sin_k) };
-        if let Some(y) = fused::rope(x.clone(), cos.clone().narrow(0, 0, seq), sin.clone().narrow(0, 0, seq)) {
-            return y;
-        }
         let row = seq * heads * head_dim;
         let cos = cos.clone().narrow(0, 0, seq).reshape([1, row]);
         let sin = sin.clone().narrow(0, 0, seq).reshape([1, row]);
