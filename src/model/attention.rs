@@ -153,8 +153,7 @@ fn causal_softmax(rows: &mut [f32], r0: usize, r1: usize) {
     for (i, row) in rows.chunks_mut(r1).enumerate() {
         let (keep, masked) = row.split_at_mut(r0 + i + 1);
         let max = pointwise::max(keep);
-        keep.iter_mut().for_each(|x| *x = pointwise::exp(*x - max));
-        let inv = 1.0 / pointwise::sum(keep);
+        let inv = 1.0 / pointwise::exp_shifted_sum(keep, max);
         keep.iter_mut().for_each(|x| *x *= inv);
         masked.fill(0.0);
     }

@@ -86,6 +86,33 @@ pub fn sum(x: &[f32]) -> f32 {
     combine(acc) + tail
 }
 
+/// `x ← e^(x − shift)` in place, returning Σ e^(x − shift) in [`LANES`] partial sums: element `i`
+/// goes to partial `i % LANES`, the last partial chunk too (computed 16 wide with its missing
+/// lanes counted as zero), so the whole row vectorises.
+#[inline(always)]
+pub fn exp_shifted_sum(x: &mut [f32], shift: f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            c[l] = exp(c[l] - shift);
+            acc[l] += c[l];
+        }
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let mut lanes = [0.0f32; LANES];
+        lanes[..tail.len()].copy_from_slice(tail);
+        for l in 0..LANES {
+            let e = exp(lanes[l] - shift);
+            lanes[l] = if l < tail.len() { e } else { 0.0 };
+            acc[l] += lanes[l];
+        }
+        tail.copy_from_slice(&lanes[..tail.len()]);
+    }
+    combine(acc)
+}
+
 /// The largest element (−∞ for none).
 #[inline(always)]
 pub fn max(x: &[f32]) -> f32 {
@@ -446,6 +473,11 @@ mod tests {
             assert!((dot(&a, &b) as f64 - want_dot).abs() < 1e-4, "dot of {len}");
             assert!((sum(&a) as f64 - want_sum).abs() < 1e-4, "sum of {len}");
             assert_eq!(max(&a), a.iter().copied().fold(f32::NEG_INFINITY, f32::max), "max of {len}");
+            let mut e = a.clone();
+            let total = exp_shifted_sum(&mut e, 0.5);
+            let want_e: Vec<f64> = a.iter().map(|&x| (x as f64 - 0.5).exp()).collect();
+            assert!(e.iter().zip(&want_e).all(|(got, want)| (*got as f64 - want).abs() < 1e-6 * want), "exp of {len}");
+            assert!((total as f64 - want_e.iter().sum::<f64>()).abs() < 1e-5 * (1.0 + total as f64), "exp sum of {len}");
         }
     }
 
