@@ -124,26 +124,51 @@ pub fn forward(d: Dims, q: &[f32], k: &[f32], v: &[f32], scale: f32) -> (Vec<f32
     let mut p = Fresh::new(d.batch * d.heads * per_head);
     let (o_ptr, p_ptr) = (OutputPtr::of(&mut o), OutputPtr::of(&mut p));
     (0..d.batch * d.heads).into_par_iter().for_each(|bh| {
-        let (b, h) = (bh / d.heads, bh % d.heads);
-        let kv = h / d.groups();
-        let (qh, kvh) = (Head::of(b, h, d.heads, d), Head::of(b, kv, d.kv_heads, d));
-        // SAFETY: this task writes head h of batch b: its rows of O and its packed weights.
-        unsafe {
-            let o = o_ptr.at(qh.start);
-            let p = p_ptr.at(bh * per_head);
-            for (r0, r1, at) in blocks(d.seq) {
-                let (n, p) = (r1 - r0, p.add(at));
-                // S = c·Q[r0..r1]·K[0..r1]ᵀ into the block's weights, then the masked row softmax.
-                matmul(n, r1, d.head_dim, p, r1, false, qh.rows_from(q, r0), kvh.transposed_from(k, 0), scale);
-                let rows = std::slice::from_raw_parts_mut(p, n * r1);
-                causal_softmax(rows, r0, r1);
-                // O[r0..r1] = P·V[0..r1]
-                matmul(n, d.head_dim, r1, o.add(r0 * qh.row_stride), qh.row_stride, false, (rows, (r1, 1)), kvh.rows_from(v, 0), 1.0);
-            }
-        }
+        // SAFETY: this task writes head bh's rows of O and its own packed weights.
+        unsafe { head_forward(d, bh, (q, k, v), scale, o_ptr, p_ptr.at(bh * per_head)) }
     });
     // SAFETY: the tasks wrote every head's rows of O and its packed weights.
     unsafe { (o.done(), p.done()) }
+}
+
+/// Forward without keeping the weights (evaluation and inference): O alone, each thread reusing
+/// one head's worth of scratch for them. The same bits as [`forward`]'s O.
+pub fn forward_context(d: Dims, q: &[f32], k: &[f32], v: &[f32], scale: f32) -> Vec<f32> {
+    let per_head = weights_len(d.seq);
+    let mut o = Fresh::new(d.batch * d.seq * d.heads * d.head_dim);
+    let o_ptr = OutputPtr::of(&mut o);
+    (0..d.batch * d.heads).into_par_iter().for_each_init(
+        || vec![0.0f32; per_head],
+        |scratch, bh| {
+            // SAFETY: this task writes head bh's rows of O, and its weights into its own scratch.
+            unsafe { head_forward(d, bh, (q, k, v), scale, o_ptr, scratch.as_mut_ptr()) }
+        },
+    );
+    // SAFETY: the tasks wrote every head's rows of O.
+    unsafe { o.done() }
+}
+
+/// Head `bh` (batch · heads + head) forward: its rows of O, and its packed weights into `p`.
+///
+/// # Safety
+/// The caller owns head bh's rows of the buffer behind `o` and the `weights_len(seq)` values at `p`.
+unsafe fn head_forward(d: Dims, bh: usize, (q, k, v): (&[f32], &[f32], &[f32]), scale: f32, o: OutputPtr, p: *mut f32) {
+    let (b, h) = (bh / d.heads, bh % d.heads);
+    let kv = h / d.groups();
+    let (qh, kvh) = (Head::of(b, h, d.heads, d), Head::of(b, kv, d.kv_heads, d));
+    // SAFETY: the caller's promise; every product writes inside head bh's rows or its weights.
+    unsafe {
+        let o = o.at(qh.start);
+        for (r0, r1, at) in blocks(d.seq) {
+            let (n, p) = (r1 - r0, p.add(at));
+            // S = c·Q[r0..r1]·K[0..r1]ᵀ into the block's weights, then the masked row softmax.
+            matmul(n, r1, d.head_dim, p, r1, false, qh.rows_from(q, r0), kvh.transposed_from(k, 0), scale);
+            let rows = std::slice::from_raw_parts_mut(p, n * r1);
+            causal_softmax(rows, r0, r1);
+            // O[r0..r1] = P·V[0..r1]
+            matmul(n, d.head_dim, r1, o.add(r0 * qh.row_stride), qh.row_stride, false, (rows, (r1, 1)), kvh.rows_from(v, 0), 1.0);
+        }
+    }
 }
 
 /// The causal softmax of a block's scores in place, rows of `r1` keys: row i of the block (query
@@ -298,6 +323,7 @@ mod tests {
             let grad_o = random(q.len(), &mut rng);
             let scale = 1.0 / (d.head_dim as f32).sqrt();
             let (o, p) = forward(d, &q, &k, &v, scale);
+            assert_eq!(forward_context(d, &q, &k, &v, scale), o, "O without the weights");
             let (dq, dk, dv) = backward(d, &q, &k, &v, &p, &grad_o, scale);
             let want = naive(d, &q, &k, &v, scale as f64, &grad_o);
             for (name, got, want) in [("O", &o, &want[0]), ("dQ", &dq, &want[1]), ("dK", &dk, &want[2]), ("dV", &dv, &want[3])] {

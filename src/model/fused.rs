@@ -205,6 +205,13 @@ impl FusedOps for burn::backend::Flex {
         true
     }
 
+    fn self_attention(x: FlexTensor, weights: [FlexTensor; 3], rope: [FlexTensor; 4], heads: usize, scale: f32) -> Option<FlexTensor> {
+        let (d, width) = self_attention_dims(&x, &weights, &rope, heads)?;
+        let (x, weights, rope) = (contiguous(x), weights.map(contiguous), rope.map(contiguous));
+        let [q, k, v] = rotated_projections(d, width, &x, &weights, &rope);
+        Some(flex(attention::forward_context(d, &q, &k, &v, scale), [d.batch, d.seq, d.heads, d.head_dim]))
+    }
+
     fn self_attention_saving(
         x: FlexTensor,
         weights: [FlexTensor; 3],
@@ -214,9 +221,7 @@ impl FusedOps for burn::backend::Flex {
     ) -> Option<(FlexTensor, AttentionSaved<Self>)> {
         let (d, width) = self_attention_dims(&x, &weights, &rope, heads)?;
         let (x, weights, rope) = (contiguous(x), weights.map(contiguous), rope.map(contiguous));
-        let [mut q, mut k, v] = [0, 1, 2].map(|i| gemm::linear_forward(f32s(&x), f32s(&weights[i]), width, weights[i].shape()[1]));
-        pointwise::rope_forward(&mut q, f32s(&rope[0]), f32s(&rope[1]), d.head_dim);
-        pointwise::rope_forward(&mut k, f32s(&rope[2]), f32s(&rope[3]), d.head_dim);
+        let [q, k, v] = rotated_projections(d, width, &x, &weights, &rope);
         let (context, p) = attention::forward(d, &q, &k, &v, scale);
         let kv_shape = [d.batch, d.seq, d.kv_heads, d.head_dim];
         let qkv = [flex(q, [d.batch, d.seq, d.heads, d.head_dim]), flex(k, kv_shape), flex(v, kv_shape)];
@@ -395,6 +400,15 @@ fn self_attention_dims(x: &FlexTensor, weights: &[FlexTensor; 3], rope: &[FlexTe
         && rope[..2].iter().all(|t| t.shape().num_dims() == 3 && tables_fit(t, heads))
         && rope[2..].iter().all(|t| t.shape().num_dims() == 3 && tables_fit(t, kv_heads));
     consistent.then_some((d, width))
+}
+
+/// Q = rope(x·Wq), K = rope(x·Wk), V = x·Wv on contiguous tensors of the sizes
+/// [`self_attention_dims`] checked.
+fn rotated_projections(d: attention::Dims, width: usize, x: &FlexTensor, weights: &[FlexTensor; 3], rope: &[FlexTensor; 4]) -> [Vec<f32>; 3] {
+    let [mut q, mut k, v] = [0, 1, 2].map(|i| gemm::linear_forward(f32s(x), f32s(&weights[i]), width, weights[i].shape()[1]));
+    pointwise::rope_forward(&mut q, f32s(&rope[0]), f32s(&rope[1]), d.head_dim);
+    pointwise::rope_forward(&mut k, f32s(&rope[2]), f32s(&rope[3]), d.head_dim);
+    [q, k, v]
 }
 
 /// (dx, [dw₁, dw₂, …]) of linear layers `yᵢ = x·wᵢ` that share x, from the gradients of the yᵢ;
@@ -765,7 +779,11 @@ mod tests {
         let probe = Tensor::<CpuBackend, 4>::random([b, s, h, d], normal, &device);
         let scale = 0.35;
         let rope = [cos_q.clone(), sin_q.clone(), cos_k.clone(), sin_k.clone()];
-        let fused = self_attention(x.clone(), [wq.clone(), wk.clone(), wv.clone()], rope, h, scale).expect("the CPU backend fuses self-attention");
+        let fused = self_attention(x.clone(), [wq.clone(), wk.clone(), wv.clone()], rope.clone(), h, scale).expect("the CPU backend fuses self-attention");
+        // Without autodiff (evaluation) the op keeps no attention weights, and gives the same bits.
+        let weights = [&wq, &wk, &wv].map(|w| w.clone().inner());
+        let untracked = self_attention(x.clone().inner(), weights, rope.map(|t| t.inner()), h, scale).expect("the CPU backend fuses self-attention");
+        assert_eq!(untracked.to_data(), fused.clone().inner().to_data());
         // Reference: keys and values repeated per query head, [b, h, s, d].
         let project = |w: &Tensor<CpuBackend, 2>, heads: usize| burn::tensor::module::linear(x.clone(), w.clone(), None).reshape([b, s, heads, d]);
         let (q, k, v) = (composed_rope(project(&wq, h), cos_q, sin_q), composed_rope(project(&wk, kv), cos_k, sin_k), project(&wv, kv));
