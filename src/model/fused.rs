@@ -426,7 +426,7 @@ fn shared_input_backward<const N: usize>(
         || {
             want_x.then(|| {
                 let parts: Vec<(&[f32], &[f32], usize)> = weights.iter().zip(grads).map(|(w, g)| (g, f32s(w), w.shape()[1])).collect();
-                flex(gemm::linear_backward_x_sum(&parts, k), x.shape())
+                flex(gemm::linear_backward_x_sum(&parts, x.shape().num_elements() / k.max(1), k), x.shape())
             })
         },
         || std::array::from_fn(|i| want_weights[i].then(|| flex(gemm::linear_backward_w(f32s(x), grads[i], k, weights[i].shape()[1]), weights[i].shape()))),

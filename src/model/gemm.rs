@@ -109,12 +109,13 @@ pub fn linear_backward_x(dy: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32> 
     fresh_product(dy.len() / n, k, n, (dy, (n, 1)), (w, (1, n)), true)
 }
 
-/// `dx = Σᵢ dyᵢ · wᵢᵀ` (`[m×k]`) for linear layers `yᵢ = x·wᵢ` that share their input x, each
-/// part given as (dyᵢ `[m×nᵢ]`, wᵢ `[k×nᵢ]`, nᵢ): the products add into one buffer in order (the
-/// first writes it), so no gradient is summed in a separate pass.
-pub fn linear_backward_x_sum(parts: &[(&[f32], &[f32], usize)], k: usize) -> Vec<f32> {
-    let Some(&(dy, _, n)) = parts.first() else { return Vec::new() };
-    let m = dy.len() / n.max(1);
+/// `dx = Σᵢ dyᵢ · wᵢᵀ` (`[m×k]`) for linear layers `yᵢ = x·wᵢ` that share their input x `[m×k]`,
+/// each part given as (dyᵢ `[m×nᵢ]`, wᵢ `[k×nᵢ]`, nᵢ): the products add into one buffer in order
+/// (the first writes it), so no gradient is summed in a separate pass.
+pub fn linear_backward_x_sum(parts: &[(&[f32], &[f32], usize)], m: usize, k: usize) -> Vec<f32> {
+    if parts.is_empty() {
+        return vec![0.0; m * k];
+    }
     let mut dx: Vec<f32> = Vec::with_capacity(m * k);
     if m > 0 && k > 0 {
         for (i, &(dy, w, n)) in parts.iter().enumerate() {
@@ -184,13 +185,13 @@ mod tests {
         let parts: Vec<(Vec<f32>, Vec<f32>, usize)> =
             [13, 1, 40].iter().enumerate().map(|(i, &n)| (random(m * n, i as u64), random(k * n, 10 + i as u64), n)).collect();
         let views: Vec<(&[f32], &[f32], usize)> = parts.iter().map(|(dy, w, n)| (&dy[..], &w[..], *n)).collect();
-        let summed = linear_backward_x_sum(&views, k);
+        let summed = linear_backward_x_sum(&views, m, k);
         let mut want = vec![0.0f32; m * k];
         for (dy, w, n) in &views {
             want.iter_mut().zip(linear_backward_x(dy, w, k, *n)).for_each(|(t, p)| *t += p);
         }
         assert!(summed.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4 * (1.0 + b.abs())));
-        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| linear_backward_x_sum(&views, k));
+        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| linear_backward_x_sum(&views, m, k));
         assert_eq!(summed, three);
     }
 
