@@ -137,8 +137,9 @@ const WEIGHT_GRAD_ROWS: usize = 2048;
 ///
 /// The sum over thousands of rows is split into pieces of [`WEIGHT_GRAD_ROWS`] rows computed in
 /// parallel and added in order: `gemm` parallelises over the output only, and on a `k×n` output of
-/// a few hundred columns the pieces, each one single-threaded product, run 1.3–1.8× faster on two
-/// cores than one product over every thread (`examples/gemm_probe.rs`). Only when the pieces do
+/// a few hundred columns the pieces, each one single-threaded product, run 1.1–2.1× (mostly
+/// 1.2–1.6×) faster on two cores than one product over every thread (`examples/gemm_probe.rs`,
+/// on a noisy machine). Only when the pieces do
 /// not divide evenly among the threads does each piece also spread over them. The pieces depend on
 /// m alone, and `gemm` sums each output element in one order on any number of threads, so the bits
 /// do not depend on the thread count.
