@@ -90,3 +90,27 @@ fn coordinate_check_is_flat_under_mup_and_grows_under_sp() {
     let records = mup["records"].as_array().unwrap().len();
     assert_eq!(records, 3 * 4 * (1 + 2 * 2 + 2)); // widths × steps+1 × (embedding, 2 blocks × 2, final norm, logits)
 }
+
+/// `--precision bf16-mixed` (honoured by the coordinate check on the CPU too) moves every mean |x|
+/// by well under 1% and every slope by under 0.02: bf16 products do not change what µP shows.
+#[test]
+fn coordinate_check_under_bf16_mixed_agrees_with_fp32() {
+    let args = ["coord-check", "--widths", "64,128", "--steps", "2", "--seq-len", "32", "--batch-size", "4", "--json"];
+    let fp32 = json(&args);
+    let bf16 = json(&[&args[..], &["--precision", "bf16-mixed"]].concat());
+    assert_eq!(bf16["options"]["precision"], "bf16-mixed");
+    let (a, b) = (fp32["records"].as_array().unwrap(), bf16["records"].as_array().unwrap());
+    assert_eq!(a.len(), b.len());
+    assert_ne!(a, b, "bf16-mixed computes its products in bf16");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!((&x["width"], &x["step"], &x["layer"]), (&y["width"], &y["step"], &y["layer"]));
+        let (x, y) = (x["mean_abs"].as_f64().unwrap(), y["mean_abs"].as_f64().unwrap());
+        assert!((x - y).abs() / x < 0.01, "mean |x| {x} (fp32) vs {y} (bf16-mixed)");
+    }
+    for (x, y) in fp32["slopes"].as_array().unwrap().iter().zip(bf16["slopes"].as_array().unwrap()) {
+        let (x, y) = (x["slope"].as_f64().unwrap(), y["slope"].as_f64().unwrap());
+        assert!((x - y).abs() < 0.02, "slope {x} (fp32) vs {y} (bf16-mixed)");
+    }
+    let e = fails(&["coord-check", "--precision", "bf16"]);
+    assert!(e.contains("unknown precision `bf16`; use fp32, tf32 or bf16-mixed"), "{e}");
+}

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::emit;
 use windtunnel::device::DeviceSpec;
 use windtunnel::model::mup::{MupConfig, Parameterization};
+use windtunnel::model::precision::Precision;
 use windtunnel::model::shape::{self, ModelShape, PRESETS};
 use windtunnel::model::ModelReport;
 use windtunnel::train::coord_check::{coord_check as run_coord_check, CoordCheckOptions};
@@ -161,6 +162,9 @@ pub struct CoordCheckArgs {
     lr: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Matrix-product arithmetic: fp32, tf32 or bf16-mixed (honoured on the CPU too, to compare).
+    #[arg(long, default_value = "fp32")]
+    precision: Precision,
     #[command(flatten)]
     mup: MupArgs,
     /// cpu or cuda:N.
@@ -184,6 +188,7 @@ pub fn coord_check(args: CoordCheckArgs) -> anyhow::Result<u8> {
         batch_size: args.batch_size,
         lr: args.lr,
         seed: args.seed,
+        precision: args.precision,
     };
     emit(&run_coord_check(&options, args.device)?, args.json)
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::optimizer::{AdamW, AdamWConfig};
 use crate::device::{run_on, BackendJob, DeviceSpec};
 use crate::model::mup::{MupConfig, Parameterization};
+use crate::model::precision::Precision;
 use crate::model::shape::ModelShape;
 use crate::model::transformer::{cross_entropy, Trace, Transformer};
 use crate::rng::Rng;
@@ -29,6 +30,10 @@ pub struct CoordCheckOptions {
     /// Base learning rate (hidden matrices get lr/m under µP).
     pub lr: f64,
     pub seed: u64,
+    /// The arithmetic of the matrix products. Unlike training, the coordinate check honours
+    /// `bf16-mixed` on the CPU backend too, so the two can be compared anywhere.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for CoordCheckOptions {
@@ -44,6 +49,7 @@ impl Default for CoordCheckOptions {
             batch_size: 8,
             lr: 0.01,
             seed: 0,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -123,7 +129,7 @@ impl BackendJob for Job<'_> {
         let mut losses = Vec::new();
         for &width in &o.widths {
             let shape = o.shape(width);
-            let mut model = Transformer::<B>::new(&shape, &o.mup, o.seq_len, o.seed, &device);
+            let mut model = Transformer::<B>::new(&shape, &o.mup, o.seq_len, o.seed, &device).with_precision(o.precision);
             let adam = AdamWConfig { weight_decay: 0.0, grad_clip: 0.0, ..Default::default() };
             let mut optimizer = AdamW::new(adam, &model, &o.mup);
             let mut width_losses = Vec::new();
@@ -209,8 +215,8 @@ impl std::fmt::Display for CoordCheckResult {
         let o = &self.options;
         writeln!(
             f,
-            "coordinate check ({}): depth {}, head dim {}, vocab {}, batch {}×{}, lr {}, base width {}",
-            self.parameterization, o.depth, o.head_dim, o.vocab, o.batch_size, o.seq_len, o.lr, o.mup.base_width
+            "coordinate check ({}, {}): depth {}, head dim {}, vocab {}, batch {}×{}, lr {}, base width {}",
+            self.parameterization, o.precision, o.depth, o.head_dim, o.vocab, o.batch_size, o.seq_len, o.lr, o.mup.base_width
         )?;
         writeln!(f, "mean |x| per layer output; slope = d log mean|x| / d log width (µP: ≈ 0)")?;
         let layers = layer_names(&self.records);
