@@ -82,13 +82,7 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
             // Compiled kernels and autotune results persist across processes (checked before any work).
             crate::kernel_cache::install_for_gpu()?;
             // burn's CUDA runtime panics when no driver or device is found; turn that into an error.
-            let run = std::panic::AssertUnwindSafe(|| job.run::<CudaBackend>(burn::backend::cuda::CudaDevice::new(index)));
-            std::panic::catch_unwind(run).map_err(|payload| {
-                let message = payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown error".into());
+            catch_panic(|| job.run::<CudaBackend>(burn::backend::cuda::CudaDevice::new(index))).map_err(|message| {
                 anyhow::anyhow!(
                     "--device {spec}: the CUDA backend failed ({message}); check that the NVIDIA driver and the CUDA \
                      toolkit's NVRTC library are installed and that GPU {index} exists (nvidia-smi -L)"
@@ -99,6 +93,17 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
         // Without the `cuda` feature `require_built` always refuses a GPU with the rebuild message.
         DeviceSpec::Cuda(_) => require_built(spec, "--device").and_then(|()| Err(anyhow::anyhow!("--device {spec}: no CUDA backend in this build"))),
     }
+}
+
+/// `f()`, or the message of the panic it raised (burn and cubecl panic where we want errors).
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown error".into())
+    })
 }
 
 /// An error unless this binary can run on `spec` (a GPU needs the `cuda` feature); `flag` is the

@@ -100,29 +100,35 @@ pub fn install_for_gpu() -> anyhow::Result<Option<PathBuf>> {
     }
     let Some(cache) = selected() else { return Ok(None) };
     cache.check()?;
-    configure_cubecl(&cache.dir);
+    configure_cubecl(&cache.dir)?;
     let _ = INSTALLED.set(cache.dir.clone());
     Ok(Some(cache.dir))
 }
 
 #[cfg(feature = "cuda")]
-fn configure_cubecl(dir: &Path) {
+fn configure_cubecl(dir: &Path) -> anyhow::Result<()> {
     use burn::cubecl::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
     if CubeClRuntimeConfig::storage().lock().is_some() {
         // Something read cubecl's configuration already; it cannot change now (not expected:
         // this runs before the first device is created).
         crate::stderr_line!("warning: cubecl was configured before the kernel cache; kernels are not cached in {}", dir.display());
-        return;
+        return Ok(());
     }
-    // Start from what a cubecl.toml / burn.toml and CUBECL_* variables say, then set the caches.
-    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    // Start from what a cubecl.toml / burn.toml and CUBECL_* variables say (cubecl panics on a
+    // malformed file; that is an error here), then set the caches.
+    let mut config = crate::device::catch_panic(|| CubeClRuntimeConfig::from_current_dir().override_from_env()).map_err(|message| {
+        anyhow::anyhow!("a cubecl.toml or burn.toml in the current directory or a folder above it cannot be read ({message}); fix or remove it")
+    })?;
     config.compilation.cache = Some(CacheConfig::File(dir.to_path_buf()));
     config.autotune.cache = CacheConfig::File(dir.to_path_buf());
     CubeClRuntimeConfig::set(config);
+    Ok(())
 }
 
 #[cfg(not(feature = "cuda"))]
-fn configure_cubecl(_dir: &Path) {}
+fn configure_cubecl(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {
