@@ -12,13 +12,24 @@ step, with logs beside it. Steps, in order of what they tell:
    process start → first step done, steady tokens/s;
 3. windtunnel 9m, w256, 36m (warm where the kernels are shared, cold for what is new), each run
    twice so the second start is warm;
-4. concurrent 9m runs on the one GPU (1, 2, 4): aggregate tokens/s;
-5. a 4-run learning-rate sweep of the 9m proxy with persistent workers vs a process per run;
-6. PyTorch torch.compile on w128, when time remains.
+4. precision: windtunnel w128 under bf16-mixed against its fp32 run (the same 50 batches: every
+   loss's relative difference, tokens/s of both), then PyTorch bf16-mixed on the four shapes;
+5. concurrent 9m runs on the one GPU (1, 2, 4, 8): aggregate tokens/s and the runs per GPU
+   that reach 90% of the best aggregate (the measured default for --runs-per-device);
+6. a 4-run learning-rate sweep of the 9m proxy with persistent workers vs a process per run;
+7. the coordinate check on the GPU in fp32 and bf16-mixed (every mean |x| and slope compared);
+8. PyTorch torch.compile on w128, when time remains.
+
+Every windtunnel step also records what it added to the kernel cache (`kernel_cache_added`: new
+entries per cache file — cubecl's PTX table of contents counts kernels compiled, the autotune
+files count tuned operations), which says where a slow first step went. At the end the cache is
+packed into OUTDIR/kernel-cache.tar.gz; GPU_CHECK_SEED_CACHE=that file starts a later check from
+it (its first steps are then marked "seeded", not cold).
 
 JSON fields are plain: first_step_s_cold, first_step_s_warm, tokens_per_s, torch_eager_tokens_per_s,
 ratio_vs_torch_eager, mfu (model FLOPs per token from `windtunnel model` × tokens/s ÷ the GPU's dense
-peak for the precision), and per step a status ("ok", "timeout", "failed").
+peak for the precision), bf16_vs_fp32_max_rel_loss_diff, runs_per_device_suggested, and per step a
+status ("ok", "timeout", "failed").
 """
 
 import datetime
@@ -27,6 +38,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -34,8 +46,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # GPU_CHECK_DEVICE=cpu runs the same steps on the CPU: a dry run of this script without a GPU.
 DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda:0")
 TORCH_DEVICE = "cuda" if DEVICE.startswith("cuda") else "cpu"
-# GPU_CHECK_GROUPS=windtunnel,sweep runs only those groups (torch, windtunnel, concurrent, sweep, compile).
-GROUPS = os.environ.get("GPU_CHECK_GROUPS", "torch,windtunnel,concurrent,sweep,compile").split(",")
+# GPU_CHECK_GROUPS=windtunnel,sweep runs only those groups (torch, windtunnel, precision, concurrent,
+# sweep, coord, compile).
+GROUPS = os.environ.get("GPU_CHECK_GROUPS", "torch,windtunnel,precision,concurrent,sweep,coord,compile").split(",")
+# A kernel cache packed by an earlier check (OUTDIR/kernel-cache.tar.gz) to start from.
+SEED_CACHE = os.environ.get("GPU_CHECK_SEED_CACHE")
 # name, width, depth, heads, kv_heads, batch, seq, vocab
 SHAPES = {
     "w128": (128, 4, 4, 2, 16, 256, 256),
@@ -58,8 +73,15 @@ class Check:
         self.work = tempfile.mkdtemp(prefix="gpu-check-")
         self.cache = os.path.join(self.work, "kernel-cache")
         os.makedirs(self.out, exist_ok=True)
+        os.makedirs(self.cache, exist_ok=True)
+        if SEED_CACHE:
+            with tarfile.open(SEED_CACHE) as tar:
+                try:
+                    tar.extractall(self.cache, filter="data")
+                except TypeError:  # Python before 3.11.4 has no extraction filters
+                    tar.extractall(self.cache)
         self.models = {}
-        self.results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": os.environ.get("COMMIT", "unknown"), "steps": {}}
+        self.results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": os.environ.get("COMMIT", "unknown"), "seeded_cache": bool(SEED_CACHE), "steps": {}}
         self.results.update(gpu_facts())
         self.peaks = next((p for k, p in PEAKS.items() if k in self.results.get("gpu", "")), None)
         self.save()
@@ -123,32 +145,33 @@ class Check:
         self.record(key, result)
         return result
 
-    def run_file(self, name, steps, lr=0.01):
+    def run_file(self, name, steps, lr=0.01, precision="fp32"):
         w, d, h, kv, b, s, v = SHAPES[name]
         tokens = steps * b * s
-        path = os.path.join(self.work, f"{name}-{lr}.toml")
+        path = os.path.join(self.work, f"{name}-{lr}-{precision}.toml")
         with open(path, "w") as f:
             f.write(
                 f"[model]\nwidth = {w}\ndepth = {d}\nheads = {h}\nkv_heads = {kv}\nvocab = {v}\n[mup]\nbase_width = {w}\n"
                 f"[optimizer]\nlr = {lr}\n[schedule]\nkind = \"constant\"\nwarmup_tokens = 0\n"
                 f"[training]\ntokens = {tokens}\nbatch_size = {b}\nseq_len = {s}\neval_interval_tokens = {tokens}\neval_tokens = {b * s}\n"
-                f"log_interval_steps = 1\ncheckpoint_every_minutes = 0\n[data]\nkind = \"synthetic\"\nvocab = {v}\n"
+                f"log_interval_steps = 1\ncheckpoint_every_minutes = 0\ndivergence_factor = 100\nprecision = \"{precision}\"\n[data]\nkind = \"synthetic\"\nvocab = {v}\n"
             )
         return path
 
-    def windtunnel(self, key, name, limit_s, steps=40):
+    def windtunnel(self, key, name, limit_s, steps=50, precision="fp32"):
         run_dir = os.path.join(self.work, key)
         shutil.rmtree(run_dir, ignore_errors=True)
-        cmd = [self.bin, "train", self.run_file(name, steps), "--out", run_dir, "--device", DEVICE, "--quiet", "--json", "--kernel-cache", self.cache]
+        cmd = [self.bin, "train", self.run_file(name, steps, precision=precision), "--out", run_dir, "--device", DEVICE, "--quiet", "--json", "--kernel-cache", self.cache]
+        before = cache_entries(self.cache)
         status, out, secs = self.run(key, cmd, limit_s)
-        result = {"status": status, "wall_s": secs}
+        result = {"status": status, "wall_s": secs, "precision": precision, "kernel_cache_added": cache_added(before, cache_entries(self.cache))}
         metrics = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
         if metrics:
             result["first_step_s"] = metrics[0].get("first_step_s")
             result["steps_done"] = metrics[-1]["step"]
-            result["losses"] = [m["train_loss"] for m in metrics[:5]]
+            result["losses"] = [m["train_loss"] for m in metrics]
             result["tokens_per_s"] = steady_tokens_per_s(metrics)
-            result["mfu"] = self.mfu(name, result["tokens_per_s"], "fp32")
+            result["mfu"] = self.mfu(name, result["tokens_per_s"], precision)
         self.record(key, result)
         return result
 
@@ -185,13 +208,46 @@ class Check:
             f.write(
                 f'name = "lr-{workers}"\n[base]\nmup = {{ base_width = {w} }}\noptimizer = {{ lr = 0.01 }}\n'
                 f'schedule = {{ kind = "constant", warmup_tokens = 0 }}\n'
-                f"training = {{ tokens = {tokens}, batch_size = {b}, seq_len = {s}, eval_interval_tokens = {tokens}, eval_tokens = {b * s}, checkpoint_every_minutes = 0 }}\n"
+                f"training = {{ tokens = {tokens}, batch_size = {b}, seq_len = {s}, eval_interval_tokens = {tokens}, eval_tokens = {b * s}, checkpoint_every_minutes = 0, divergence_factor = 100 }}\n"
                 f'data = {{ kind = "synthetic", vocab = {v} }}\n[[grid]]\nname = "lr"\nmodels = {{ presets = ["9m"] }}\n'
                 f'parameters."optimizer.lr" = {{ values = [0.003, 0.01, 0.03, 0.1] }}\n'
             )
         cmd = [self.bin, "run", sweep, "--out", os.path.join(self.work, "sweeps"), "--devices", DEVICE, "--workers", workers, "--kernel-cache", self.cache, "--quiet"]
         status, _, secs = self.run(f"sweep_9m_lr4_{workers}", cmd, limit_s)
         self.record(f"sweep_9m_lr4_{workers}", {"status": status, "wall_s": secs})
+
+
+    def coord_check(self, precision, limit_s):
+        """`windtunnel coord-check` on the GPU (µP, widths 64..512, 3 steps) at one precision."""
+        key = f"coord_check_{precision}"
+        cmd = [self.bin, "coord-check", "--device", DEVICE, "--precision", precision, "--json", "--kernel-cache", self.cache]
+        status, out, secs = self.run(key, cmd, limit_s)
+        result = {"status": status, "wall_s": secs}
+        if status == "ok":
+            r = json.loads(out)
+            result.update(records=r["records"], slopes=r["slopes"], losses=r["losses"])
+        self.record(key, result)
+        return result
+
+
+def cache_entries(cache):
+    """Entries per file of a kernel cache: lines of cubecl's table-of-contents and autotune logs."""
+    entries = {}
+    for root, _, files in os.walk(cache):
+        for name in files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, cache)
+            try:
+                with open(path, "rb") as f:
+                    entries[rel] = f.read().count(b"\n") if name.endswith(".json.log") else os.path.getsize(path)
+            except OSError:
+                pass
+    return entries
+
+
+def cache_added(before, after):
+    """What a step added: new lines per .json.log file, new bytes per other file."""
+    return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v != before.get(k, 0)}
 
 
 def read_metrics(path):
@@ -228,9 +284,10 @@ def gpu_facts():
 
 def windtunnel_starts_and_speed(c):
     """First step with a cold and a warm kernel cache, steady tokens/s next to PyTorch, MFU."""
-    cold = c.windtunnel("windtunnel_w128_cold", "w128", limit_s=200)
+    start = "seeded" if SEED_CACHE else "cold"
+    cold = c.windtunnel(f"windtunnel_w128_{start}", "w128", limit_s=200)
     warm = c.windtunnel("windtunnel_w128_warm", "w128", limit_s=60)
-    summary = {"w128": {"first_step_s_cold": cold.get("first_step_s"), "first_step_s_warm": warm.get("first_step_s")}}
+    summary = {"w128": {f"first_step_s_{start}": cold.get("first_step_s"), "first_step_s_warm": warm.get("first_step_s")}}
     for name in ["9m", "w256", "36m"]:
         first = c.windtunnel(f"windtunnel_{name}_first", name, limit_s=120)
         second = c.windtunnel(f"windtunnel_{name}_second", name, limit_s=60)
@@ -244,24 +301,91 @@ def windtunnel_starts_and_speed(c):
     c.save()
 
 
+def precision(c):
+    """bf16-mixed against fp32 on w128: the same 50 batches, every loss compared, both speeds."""
+    fp32 = c.results["steps"].get("windtunnel_w128_warm") or c.windtunnel("windtunnel_w128_warm", "w128", limit_s=60)
+    bf16 = c.windtunnel("windtunnel_w128_bf16_mixed", "w128", limit_s=150, precision="bf16-mixed")
+    a, b = fp32.get("losses") or [], bf16.get("losses") or []
+    diffs = [abs(x - y) / abs(x) for x, y in zip(a, b)]
+    torch_bf16 = c.torch("w128", "bf16-mixed", limit_s=45)
+    c.results["precision"] = {
+        "shape": "w128",
+        "steps_compared": len(diffs),
+        "bf16_vs_fp32_max_rel_loss_diff": max(diffs) if diffs else None,
+        "tolerance": 0.02,
+        "tokens_per_s_fp32": fp32.get("tokens_per_s"),
+        "tokens_per_s_bf16_mixed": bf16.get("tokens_per_s"),
+        "torch_eager_tokens_per_s_bf16_mixed": torch_bf16.get("tokens_per_s"),
+    }
+    c.save()
+    for name in ["9m", "w256", "36m"]:
+        c.torch(name, "bf16-mixed", limit_s=45)
+
+
+def concurrency(c):
+    """Aggregate tokens/s of 1, 2, 4, 8 concurrent 9m runs; the fewest reaching 90% of the best."""
+    for n in [1, 2, 4, 8]:
+        c.concurrent(n, limit_s=75)
+    steps = {n: c.results["steps"].get(f"concurrent_9m_x{n}", {}) for n in [1, 2, 4, 8]}
+    # Only counts that finished with every run measured are compared.
+    rates = {n: s["aggregate_tokens_per_s"] for n, s in steps.items() if s.get("status") == "ok" and None not in s.get("tokens_per_s_each", [None])}
+    best = max(rates.values(), default=0)
+    c.results["concurrency"] = {
+        "aggregate_tokens_per_s": {str(n): r for n, r in rates.items()},
+        "speedup_x4_vs_x1": rates[4] / rates[1] if rates.get(4) and rates.get(1) else None,
+        "runs_per_device_suggested": min(n for n, r in rates.items() if r >= 0.9 * best) if len(rates) >= 2 else None,
+    }
+    c.save()
+
+
+def coordinate_checks(c):
+    """The coordinate check in fp32 and bf16-mixed: largest relative mean |x| and slope differences."""
+    fp32, bf16 = c.coord_check("fp32", limit_s=120), c.coord_check("bf16-mixed", limit_s=90)
+    if fp32["status"] != "ok" or bf16["status"] != "ok":
+        return
+    rel = [abs(x["mean_abs"] - y["mean_abs"]) / x["mean_abs"] for x, y in zip(fp32["records"], bf16["records"])]
+    slope = [abs(x["slope"] - y["slope"]) for x, y in zip(fp32["slopes"], bf16["slopes"])]
+    hidden = lambda r: max(abs(x["slope"]) for x in r["slopes"] if x["step"] >= 1 and x["layer"].endswith((".attention", ".ffn")))  # noqa: E731
+    c.results["coord_check"] = {
+        "max_rel_mean_abs_diff": max(rel),
+        "max_slope_diff": max(slope),
+        "max_hidden_slope_fp32": hidden(fp32),
+        "max_hidden_slope_bf16_mixed": hidden(bf16),
+        "tolerance": {"rel_mean_abs": 0.02, "slope": 0.05},
+    }
+    c.save()
+
+
+def pack_cache(c):
+    """The kernel cache as OUTDIR/kernel-cache.tar.gz (for GPU_CHECK_SEED_CACHE), when under 40 MB."""
+    size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(c.cache) for f in fs)
+    c.results["kernel_cache_bytes"] = size
+    if 0 < size < 40e6:
+        with tarfile.open(os.path.join(c.out, "kernel-cache.tar.gz"), "w:gz") as tar:
+            tar.add(c.cache, arcname=".")
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit("usage: gpu_check.py WINDTUNNEL_BINARY OUTDIR [SECONDS]")
     c = Check(sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 450)
     if "torch" in GROUPS:
         for name in SHAPES:
-            for precision in ["fp32", "bf16-mixed"]:
-                c.torch(name, precision, limit_s=45)
+            c.torch(name, "fp32", limit_s=45)
     if "windtunnel" in GROUPS:
         windtunnel_starts_and_speed(c)
+    if "precision" in GROUPS:
+        precision(c)
     if "concurrent" in GROUPS:
-        for n in [1, 2, 4]:
-            c.concurrent(n, limit_s=60)
+        concurrency(c)
     if "sweep" in GROUPS:
         c.sweep("persistent", limit_s=90)
         c.sweep("per-run", limit_s=90)
+    if "coord" in GROUPS:
+        coordinate_checks(c)
     if "compile" in GROUPS:
         c.torch("w128", "fp32", compile_=True, limit_s=90)
+    pack_cache(c)
     c.save()
     print(f"== done with {c.left():.0f}s to spare; {os.path.join(c.out, 'gpu-check.json')}")
 

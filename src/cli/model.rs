@@ -170,12 +170,16 @@ pub struct CoordCheckArgs {
     /// cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// As for `train`: where compiled GPU kernels and autotune results are kept.
+    #[arg(long, value_name = "DIR")]
+    kernel_cache: Option<std::path::PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 pub fn coord_check(args: CoordCheckArgs) -> anyhow::Result<u8> {
+    super::train::select_kernel_cache(args.kernel_cache.as_deref())?;
     let smallest = args.widths.iter().copied().min().context("--widths is empty")?;
     let options = CoordCheckOptions {
         mup: args.mup.config(smallest)?,

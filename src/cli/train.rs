@@ -49,7 +49,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<u8> {
 
 /// The kernel cache of this process: `--kernel-cache`, else `WINDTUNNEL_KERNEL_CACHE`, else the
 /// default; one chosen explicitly is checked now, before any training (exit 2 when unusable).
-fn select_kernel_cache(flag: Option<&std::path::Path>) -> anyhow::Result<()> {
+pub(super) fn select_kernel_cache(flag: Option<&std::path::Path>) -> anyhow::Result<()> {
     match KernelCache::resolve(flag, None) {
         Some(cache) => kernel_cache::select(cache).map_err(|e| CannotStart(e).into()),
         None => Ok(()),
