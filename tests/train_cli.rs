@@ -269,3 +269,52 @@ fn the_cpu_trains_in_fp32_whatever_the_precision() {
     let e = fails(&["train", bad.to_str().unwrap(), "--out", dir.path().join("c").to_str().unwrap()]);
     assert!(e.contains("bad.toml") && e.contains("fp8") && e.contains("bf16-mixed"), "{e}");
 }
+
+/// `micro_batch_size` accumulates gradients: the batch of 4 trained 2 or 1 sequences per pass
+/// follows the whole-batch run (the same mean loss and gradients, summed in another order), is
+/// deterministic and resumes bit for bit; a micro-batch of the batch or more changes nothing, and
+/// one that does not divide the batch is refused naming a divisor.
+#[test]
+fn gradient_accumulation_trains_the_same_batch_in_micro_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |name: &str, extra: &str| {
+        let text = std::fs::read_to_string(run_file(dir.path(), name, "", 12, &[6])).unwrap();
+        std::fs::write(dir.path().join(name), text.replace("log_interval_steps = 1", &format!("log_interval_steps = 1\n{extra}"))).unwrap();
+        dir.path().join(name)
+    };
+    let trained = |file: &Path, out: &str| {
+        let out = dir.path().join(out);
+        let o = train(&[file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    let whole = trained(&with("whole.toml", ""), "whole");
+    let capped = trained(&with("capped.toml", "micro_batch_size = 8"), "capped");
+    assert_eq!(losses(&capped), losses(&whole), "a micro-batch of the whole batch is the plain step");
+
+    let values = |dir: &Path, key: &str| metrics(dir).iter().filter_map(|m| m[key].as_f64()).collect::<Vec<f64>>();
+    for micro in [2, 1] {
+        let file = with(&format!("micro{micro}.toml"), &format!("micro_batch_size = {micro}"));
+        let a = trained(&file, &format!("m{micro}a"));
+        for key in ["train_loss", "eval_loss"] {
+            let (x, y) = (values(&whole, key), values(&a, key));
+            assert_eq!(x.len(), y.len());
+            for (step, (x, y)) in x.iter().zip(&y).enumerate() {
+                assert!((x - y).abs() / x < 1e-5, "micro-batch {micro}, {key} {step}: whole batch {x}, accumulated {y}");
+            }
+        }
+        assert_ne!(losses(&a), losses(&whole), "micro-batches sum the gradients in another order");
+        let b = trained(&file, &format!("m{micro}b"));
+        assert_eq!(losses(&a), losses(&b), "accumulation is deterministic");
+        // Write the end again from the step-6 checkpoint: the same losses, bit for bit.
+        let o = train(&[file.to_str().unwrap(), "--out", b.to_str().unwrap(), "--resume-before-tokens", &(12 * 128).to_string(), "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["resumed_from_step"], 6);
+        assert_eq!(losses(&b), losses(&a), "resumed accumulation reproduces the run");
+    }
+
+    let e = fails(&["train", with("bad.toml", "micro_batch_size = 3").to_str().unwrap(), "--out", dir.path().join("bad").to_str().unwrap()]);
+    assert!(e.contains("bad.toml") && e.contains("training.micro_batch_size (3) must divide training.batch_size (4)") && e.contains("such as 2"), "{e}");
+    let e = fails(&["train", with("zero.toml", "micro_batch_size = 0").to_str().unwrap(), "--out", dir.path().join("zero").to_str().unwrap()]);
+    assert!(e.contains("training.micro_batch_size must be at least 1"), "{e}");
+}

@@ -285,7 +285,7 @@ fn expand(grid: &GridSpec, base: RunConfig, shape: ModelShape, seed: u64, params
             tokens,
             flops: tokens as f64 * flops_per_token,
             own_flops: own_tokens as f64 * flops_per_token,
-            memory_bytes: MemoryEstimate::training(&shape, config.training.batch_size, config.training.seq_len).total_bytes,
+            memory_bytes: MemoryEstimate::training(&shape, config.training.micro_batch(), config.training.seq_len).total_bytes,
             trunk,
             from_tokens: from,
             config,

@@ -34,6 +34,7 @@
 //! eval_tokens = 65_536
 //! checkpoint_tokens = [1_000_000]
 //! # precision = "bf16-mixed"    # GPUs; default "fp32" (or "tf32"); the CPU trains in fp32
+//! # micro_batch_size = 4        # gradient accumulation: sequences per forward/backward pass
 //!
 //! [data]                        # see crate::data; default: the synthetic language
 //! kind = "synthetic"
@@ -201,6 +202,13 @@ pub struct TrainingConfig {
     /// `model::precision`. The CPU trains in fp32.
     #[serde(default, skip_serializing_if = "Precision::is_fp32")]
     pub precision: Precision,
+    /// Sequences per forward and backward pass (gradient accumulation): a step's batch is split
+    /// into batch_size / micro_batch_size micro-batches whose gradients are summed before the
+    /// optimizer step, so a GPU that cannot hold the whole batch still trains it. Evaluation
+    /// runs micro-batches of this size too. Default: the whole batch; a value of batch_size or
+    /// more means no accumulation, a smaller one must divide batch_size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_batch_size: Option<usize>,
 }
 
 fn d_checkpoint_minutes() -> f64 {
@@ -235,6 +243,11 @@ impl TrainingConfig {
     /// Tokens per optimizer step: batch_size × seq_len (saturating; `check_sizes` bounds it).
     pub fn tokens_per_step(&self) -> u64 {
         (self.batch_size as u64).saturating_mul(self.seq_len as u64).max(1)
+    }
+
+    /// Sequences per forward and backward pass: `micro_batch_size`, at most the batch.
+    pub fn micro_batch(&self) -> usize {
+        self.micro_batch_size.map_or(self.batch_size, |m| m.min(self.batch_size))
     }
 
     /// The sizes every other count is derived from, in range (checked before any arithmetic on them).
@@ -292,6 +305,16 @@ impl RunConfig {
         let t = &self.training;
         anyhow::ensure!(t.batch_size > 0, "training.batch_size must be at least 1");
         anyhow::ensure!(t.seq_len >= 2, "training.seq_len must be at least 2");
+        if let Some(micro) = t.micro_batch_size {
+            anyhow::ensure!(micro > 0, "training.micro_batch_size must be at least 1 (or left out: the whole batch at once)");
+            anyhow::ensure!(
+                micro >= t.batch_size || t.batch_size.is_multiple_of(micro),
+                "training.micro_batch_size ({micro}) must divide training.batch_size ({}), so that every micro-batch is the same size; \
+                 use a divisor such as {}",
+                t.batch_size,
+                largest_divisor_at_most(t.batch_size, micro)
+            );
+        }
         t.check_sizes()?;
         anyhow::ensure!(
             t.tokens >= t.tokens_per_step(),
@@ -355,6 +378,11 @@ impl RunConfig {
         check("data", j(&self.data), j(&trunk.data));
         diffs
     }
+}
+
+/// The largest divisor of `n` that is at most `limit` (1 at worst).
+fn largest_divisor_at_most(n: usize, limit: usize) -> usize {
+    (1..=limit.min(n)).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
 }
 
 fn j<T: Serialize>(value: &T) -> String {

@@ -92,6 +92,14 @@ impl<B: AutodiffBackend> AdamW<B> {
         B::InnerBackend: FusedOps,
     {
         let grads = GradientsParams::from_grads(grads, &model);
+        self.step_with(model, grads, lr)
+    }
+
+    /// [`AdamW::step`] from gradients already collected per parameter (summed over micro-batches).
+    pub fn step_with(&mut self, model: Transformer<B>, grads: GradientsParams, lr: f64) -> (Transformer<B>, StepReport)
+    where
+        B::InnerBackend: FusedOps,
+    {
         let grad_norm = global_norm::<B>(&model, &grads);
         let clip_scale = if self.config.grad_clip > 0.0 && grad_norm > self.config.grad_clip { self.config.grad_clip / grad_norm } else { 1.0 };
         self.step += 1;

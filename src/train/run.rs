@@ -15,6 +15,7 @@ use std::time::Instant;
 use crate::model::fused::{FusedOps, TrainBackend};
 use anyhow::Context;
 use burn::module::AutodiffModule;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -267,7 +268,7 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
         config.data.describe(),
         t.seq_len + 1
     );
-    check_memory(&shape, t.batch_size, t.seq_len, options.device)?;
+    check_memory(&shape, t.micro_batch(), t.seq_len, options.device)?;
     let oracle_eval_loss = data::oracle_eval_loss(&*data, eval_sequences, t.seq_len)?;
 
     let trunk_checkpoint = match &config.branch {
@@ -343,17 +344,18 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
 }
 
 /// Refuse a run whose estimated memory exceeds what this machine can give a process, before
-/// anything is allocated. (GPU memory is not queried here; the estimate applies there too.)
-fn check_memory(shape: &ModelShape, batch_size: usize, seq_len: usize, device: DeviceSpec) -> anyhow::Result<()> {
-    let need = MemoryEstimate::training(shape, batch_size, seq_len);
+/// anything is allocated; activations are those of one micro-batch. (GPU memory is not queried
+/// here; the estimate applies there too.)
+fn check_memory(shape: &ModelShape, micro_batch: usize, seq_len: usize, device: DeviceSpec) -> anyhow::Result<()> {
+    let need = MemoryEstimate::training(shape, micro_batch, seq_len);
     if device != DeviceSpec::Cpu {
         return Ok(());
     }
     if let Some(have) = machine_memory_bytes() {
         anyhow::ensure!(
             need.total_bytes <= have,
-            "model: training width {} × depth {} (N = {:.3e}) at batch_size {batch_size} × seq_len {seq_len} needs {need}, more than the {} this machine has; \
-             use a smaller model, batch_size or seq_len",
+            "model: training width {} × depth {} (N = {:.3e}) at {micro_batch} sequences per pass × seq_len {seq_len} needs {need}, more than the {} this machine has; \
+             use a smaller model or seq_len, or a smaller training.micro_batch_size (gradient accumulation keeps the batch)",
             shape.width,
             shape.depth,
             shape.non_embedding_params() as f64,
@@ -526,10 +528,37 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         }
     }
 
+    /// The mean loss of a step's batch and its gradients, `micro_batch` sequences per forward and
+    /// backward pass: each micro-batch's mean loss is divided by their number, so the summed
+    /// gradients are those of the whole batch's mean loss (gradient accumulation). The whole batch
+    /// at once is the plain forward and backward pass, bit for bit.
+    fn loss_and_gradients(&self, batch: &Batch, micro_batch: usize) -> (f64, GradientsParams) {
+        let model = self.model();
+        let (inputs, targets) = batch_tensors::<B>(batch, &self.device);
+        let micro_batches = batch.batch_size / micro_batch;
+        if micro_batches <= 1 {
+            let loss = model.loss(inputs, targets);
+            let value = loss.clone().into_scalar().elem();
+            return (value, GradientsParams::from_grads(loss.backward(), model));
+        }
+        let mut accumulated = GradientsAccumulator::new();
+        let mut total: Option<Tensor<B::InnerBackend, 1>> = None;
+        for i in 0..micro_batches {
+            let rows = |t: &Tensor<B, 2, Int>| t.clone().narrow(0, i * micro_batch, micro_batch);
+            let loss = model.loss(rows(&inputs), rows(&targets)).div_scalar(micro_batches as f64);
+            let value = loss.clone().inner();
+            total = Some(total.map_or(value.clone(), |t| t + value));
+            accumulated.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
+        }
+        // One read of the summed losses per step (a GPU synchronises once).
+        let value = total.expect("at least two micro-batches").into_scalar().elem();
+        (value, accumulated.grads())
+    }
+
     fn eval(&mut self) -> anyhow::Result<f64> {
         let c = &self.p.record.config.training;
         let valid = self.model().valid();
-        let loss = evaluate(&valid, &*self.p.data, self.p.record.eval_sequences, c.batch_size, c.seq_len, &self.device)?;
+        let loss = evaluate(&valid, &*self.p.data, self.p.record.eval_sequences, c.micro_batch(), c.seq_len, &self.device)?;
         self.last_eval = Some(loss);
         self.best_eval = Some(self.best_eval.map_or(loss, |b| b.min(loss)));
         Ok(loss)
@@ -574,12 +603,9 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             // trains (lr > 0) and the last one runs at the end of the decay.
             let lr = c.optimizer.lr * c.schedule.factor(tokens_before + tps, total_tokens);
             let batch = data::train_batch(train_data, self.step, t.batch_size, t.seq_len)?;
-            let (inputs, targets) = batch_tensors::<B>(&batch, &self.device);
-            let loss = self.model().loss(inputs, targets);
-            let loss_value: f64 = loss.clone().into_scalar().elem();
-            let grads = loss.backward();
+            let (loss_value, grads) = self.loss_and_gradients(&batch, t.micro_batch());
             let model = self.model.take().expect("model present between steps");
-            let (model, report) = self.optimizer.step(model, grads, lr);
+            let (model, report) = self.optimizer.step_with(model, grads, lr);
             self.model = Some(model);
             self.step += 1;
             // The loss was read back, so the step's work is done (a GPU has synchronised).
