@@ -7,7 +7,7 @@ Every step has a time limit and the whole check a deadline (default 450 s), so a
 window still brings back what finished; results are rewritten to OUTDIR/gpu-check.json after each
 step, with logs beside it. Steps, in order of what they tell:
 
-1. PyTorch eager (fp32 and bf16-mixed) on the four shapes — the reference (benches/torch_reference.py);
+1. PyTorch eager on the four shapes, strict fp32 and TF32 — the reference (benches/torch_reference.py);
 2. windtunnel w128 with an empty kernel cache (cold) and again with the cache it wrote (warm):
    process start → first step done, steady tokens/s;
 3. windtunnel 9m, w256, 36m (warm where the kernels are shared, cold for what is new), each run
@@ -296,7 +296,16 @@ def windtunnel_starts_and_speed(c):
         runs = [c.results["steps"].get(k, {}) for k in (f"windtunnel_{name}_warm", f"windtunnel_{name}_second")]
         tps = next((r.get("tokens_per_s") for r in runs if r.get("tokens_per_s")), None)
         torch_tps = c.results["steps"].get(f"torch_eager_fp32_{name}", {}).get("tokens_per_s")
-        s.update(tokens_per_s=tps, torch_eager_tokens_per_s=torch_tps, ratio_vs_torch_eager=(tps / torch_tps) if tps and torch_tps else None, mfu=c.mfu(name, tps, "fp32"))
+        torch_tf32 = c.results["steps"].get(f"torch_eager_tf32_{name}", {}).get("tokens_per_s")
+        s.update(
+            tokens_per_s=tps,
+            torch_eager_tokens_per_s=torch_tps,
+            ratio_vs_torch_eager=(tps / torch_tps) if tps and torch_tps else None,
+            torch_eager_tf32_tokens_per_s=torch_tf32,
+            ratio_vs_torch_eager_tf32=(tps / torch_tf32) if tps and torch_tf32 else None,
+            mfu=c.mfu(name, tps, "fp32"),
+            mfu_vs_tf32_peak=c.mfu(name, tps, "tf32"),
+        )
     c.results["summary"] = summary
     c.save()
 
@@ -370,8 +379,11 @@ def main():
         sys.exit("usage: gpu_check.py WINDTUNNEL_BINARY OUTDIR [SECONDS]")
     c = Check(sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 450)
     if "torch" in GROUPS:
+        # fp32 is strict f32 in PyTorch (allow_tf32 off, its default); burn's CUDA matmuls may
+        # read f32 as TF32, so tf32 (nanoGPT's setting) is the like-for-like reference.
         for name in SHAPES:
-            c.torch(name, "fp32", limit_s=45)
+            for precision in ["fp32", "tf32"]:
+                c.torch(name, precision, limit_s=45)
     if "windtunnel" in GROUPS:
         windtunnel_starts_and_speed(c)
     if "precision" in GROUPS:
