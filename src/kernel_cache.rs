@@ -3,7 +3,7 @@
 //! starts training in seconds instead of compiling for minutes.
 //!
 //! One directory serves every worker of every sweep. It is chosen, first match wins, by
-//! `--kernel-cache DIR` (`train`, `run`, `worker`), the `WINDTUNNEL_KERNEL_CACHE` environment
+//! `--kernel-cache DIR` (`train`, `run`, `worker`, `coord-check`), the `WINDTUNNEL_KERNEL_CACHE` environment
 //! variable, a sweep file's `[gpu] kernel_cache`, or the default `$XDG_CACHE_HOME/windtunnel/kernels`
 //! (`~/.cache/windtunnel/kernels`). It is checked before any training: a path that is a file, or a
 //! directory this process cannot write, is one clear error.
@@ -11,7 +11,8 @@
 //! cubecl (under burn) versions its entries (`cuda/<cubecl version>/…`) and keys each kernel by a
 //! stable hash of its definition; concurrent processes are safe on a local file system (its table
 //! of contents is written under a file lock, kernels are appended whole to an `O_APPEND` file, and
-//! a torn entry is skipped when read). On a cluster, prefer a node-local path (`/tmp/…`, a local
+//! a torn entry is skipped when read; a test here writes into one cache from eight processes at
+//! once through those very types). On a cluster, prefer a node-local path (`/tmp/…`, a local
 //! scratch disk) over a network file system, whose appends are not atomic.
 
 use std::path::{Path, PathBuf};
@@ -133,6 +134,8 @@ fn configure_cubecl(_dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cubecl_common::cache::{Cache, CacheOption};
+    use cubecl_common::compilation_cache::CompilationCache;
 
     #[test]
     fn a_file_or_an_unwritable_directory_is_one_clear_error() {
@@ -151,6 +154,80 @@ mod tests {
         fresh.check().unwrap();
         assert!(fresh.dir.is_dir());
         assert_eq!(std::fs::read_dir(&fresh.dir).unwrap().count(), 0, "the probe file is removed");
+    }
+
+    /// What one writer process does (`cache_writer_process`): what burn's CUDA backend does
+    /// when it compiles a kernel or tunes an operation — look it up, and insert it when missing.
+    const WRITER_ENV: &str = "WINDTUNNEL_TEST_CACHE_WRITER";
+    const KERNELS: u128 = 400;
+
+    /// The shape of cubecl-cuda's PTX entry (its fields are private there).
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq, Clone, Debug)]
+    struct PtxEntry {
+        entrypoint_name: String,
+        shared_mem_bytes: usize,
+        ptx: Vec<i8>,
+    }
+
+    fn ptx_of(key: u128) -> PtxEntry {
+        let len = 1_000 + (key as usize * 37) % 20_000;
+        PtxEntry { entrypoint_name: format!("kernel_{key}"), shared_mem_bytes: key as usize, ptx: (0..len).map(|i| (i as u128 ^ key) as i8).collect() }
+    }
+
+    /// The kernels writer `id` of a test compiles: 300 of the 400, overlapping every other writer's.
+    fn kernels_of(id: u128) -> impl Iterator<Item = u128> {
+        (0..300).map(move |i| (i * 7 + id * 13) % KERNELS)
+    }
+
+    /// cubecl's two caches under `root`, named and versioned as the CUDA backend names them.
+    fn caches(root: &Path) -> (CompilationCache<u128, PtxEntry>, Cache<String, String>) {
+        let ptx = CompilationCache::new("ptx", CacheOption::default().name("cuda").root(root));
+        let tune = Cache::new("autotune/device/matmul", CacheOption::default().name("autotune").root(root));
+        (ptx, tune)
+    }
+
+    /// The body of the writer processes of the next test; does nothing when run as a test itself.
+    #[test]
+    fn cache_writer_process() {
+        let Some(spec) = std::env::var_os(WRITER_ENV) else { return };
+        let (root, id) = spec.to_str().unwrap().rsplit_once(',').unwrap();
+        let (mut ptx, mut tune) = caches(Path::new(root));
+        for key in kernels_of(id.parse().unwrap()) {
+            if ptx.get(&key).is_none() {
+                ptx.insert(key, ptx_of(key)).unwrap();
+            }
+            if tune.get(&key.to_string()).is_none() {
+                tune.insert(key.to_string(), format!("tile-{key}")).unwrap();
+            }
+        }
+    }
+
+    /// A sweep's GPU workers share one kernel cache: eight processes compiling overlapping
+    /// kernels into an empty cache at once, through cubecl's own cache types, leave every kernel
+    /// and autotune result whole for the next process to read.
+    #[test]
+    fn concurrent_workers_neither_lose_nor_corrupt_cache_entries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let writers: Vec<_> = (0..8u128)
+            .map(|id| {
+                std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["kernel_cache::tests::cache_writer_process", "--exact", "--test-threads=1"])
+                    .env(WRITER_ENV, format!("{},{id}", tmp.path().display()))
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut writer in writers {
+            assert!(writer.wait().unwrap().success(), "a writer failed");
+        }
+        let (ptx, tune) = caches(tmp.path());
+        let written: std::collections::BTreeSet<u128> = (0..8).flat_map(kernels_of).collect();
+        assert_eq!(written.len(), KERNELS as usize);
+        for key in written {
+            assert_eq!(ptx.get(&key), Some(&ptx_of(key)), "kernel {key}");
+            assert_eq!(tune.get(&key.to_string()), Some(&format!("tile-{key}")), "autotune result {key}");
+        }
     }
 
     #[test]
