@@ -198,29 +198,28 @@ fn parquet_text_folders_and_compressed_inputs_give_the_same_tokens() {
     assert_eq!(decoded(&tokenizer, &out.join("train.bin")), train);
 }
 
+/// `data prepare` of `inputs` into `out`, run from `dir` with 1,500-byte chunks; killed (SIGKILL)
+/// when it commits chunk `kill_at` of this invocation.
+fn prepare_killed_at(dir: &Path, inputs: &[&str], out: &str, kill_at: Option<u64>) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_windtunnel"));
+    cmd.current_dir(dir).args(["data", "prepare", "--tokenizer", "tokenizer.json", "--out", out, "--chunk-bytes", "1500", "--input"]).args(inputs);
+    if let Some(n) = kill_at {
+        cmd.env("WINDTUNNEL_TEST_KILL_PREPARE_AT_CHUNK", n.to_string());
+    }
+    cmd.output().unwrap()
+}
+
+fn assert_same_set(dir: &Path, a: &str, b: &str, what: &str) {
+    for f in ["train.bin", "val.bin", "train.bin.json", "val.bin.json"] {
+        assert_eq!(std::fs::read(dir.join(a).join(f)).unwrap(), std::fs::read(dir.join(b).join(f)).unwrap(), "{f} {what}");
+    }
+}
+
 #[test]
 fn a_killed_prepare_resumes_to_the_same_bytes() {
     let (dir, _, _, _) = setup(400);
     // Relative paths, run from the corpus folder: the sidecars record them as given.
-    let run = |out: &str, kill_at: Option<u64>| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_windtunnel"));
-        cmd.current_dir(dir.path()).args([
-            "data",
-            "prepare",
-            "--tokenizer",
-            "tokenizer.json",
-            "--input",
-            "corpus.jsonl",
-            "--out",
-            out,
-            "--chunk-bytes",
-            "1500",
-        ]);
-        if let Some(n) = kill_at {
-            cmd.env("WINDTUNNEL_TEST_KILL_PREPARE_AT_CHUNK", n.to_string());
-        }
-        cmd.output().unwrap()
-    };
+    let run = |out: &str, kill_at| prepare_killed_at(dir.path(), &["corpus.jsonl"], out, kill_at);
     assert!(run("whole", None).status.success());
     for kill_at in [1, 7] {
         let out = format!("killed-{kill_at}");
@@ -233,14 +232,32 @@ fn a_killed_prepare_resumes_to_the_same_bytes() {
         let finished = run(&out, None);
         assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
         assert!(String::from_utf8_lossy(&finished.stderr).contains("resuming"));
-        for f in ["train.bin", "val.bin", "train.bin.json", "val.bin.json"] {
-            assert_eq!(
-                std::fs::read(dir.path().join("whole").join(f)).unwrap(),
-                std::fs::read(dir.path().join(&out).join(f)).unwrap(),
-                "{f} after a kill at chunk {kill_at}"
-            );
-        }
+        assert_same_set(dir.path(), "whole", &out, &format!("after a kill at chunk {kill_at}"));
     }
+}
+
+/// A corpus of several files: a resumed prepare skips the files it committed whole without
+/// reading them, and still writes the same bytes.
+#[test]
+fn a_resumed_prepare_skips_the_input_files_it_finished() {
+    let (dir, docs, _, _) = setup(400);
+    let parts: Vec<String> = (0..4).map(|i| format!("part{i}.jsonl")).collect();
+    for (part, docs) in parts.iter().zip(docs.chunks(100)) {
+        std::fs::write(dir.path().join(part), jsonl(docs)).unwrap();
+    }
+    let inputs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    assert!(prepare_killed_at(dir.path(), &inputs, "whole", None).status.success());
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(prepare_killed_at(dir.path(), &inputs, "cut", Some(20)).status.signal(), Some(9));
+    let resumed = prepare_killed_at(dir.path(), &inputs, "cut", Some(12));
+    assert_eq!(resumed.status.signal(), Some(9));
+    let said = String::from_utf8_lossy(&resumed.stderr);
+    assert!(said.contains("of 4 input files skipped unread") && !said.contains("(0 of 4"), "{said}");
+    let finished = prepare_killed_at(dir.path(), &inputs, "cut", None);
+    assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
+    let said = String::from_utf8_lossy(&finished.stderr);
+    assert!(said.contains("of 4 input files skipped unread") && !said.contains("(0 of 4") && !said.contains("(1 of 4"), "{said}");
+    assert_same_set(dir.path(), "whole", "cut", "after two kills");
 }
 
 #[test]

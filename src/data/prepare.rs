@@ -11,7 +11,8 @@
 //! - Work in progress lives in `OUT/.prepare/`: the partial token files and `state.json`, written
 //!   atomically after each chunk is appended and synced. A prepare that is killed resumes from
 //!   the last committed chunk (the partial files are cut back to the committed length), so the
-//!   result is byte-identical to an uninterrupted run. The finished files are renamed into `OUT`
+//!   result is byte-identical to an uninterrupted run. Input files committed whole are skipped
+//!   unread; the file it stopped in is parsed again up to the last committed document. The finished files are renamed into `OUT`
 //!   only when complete; one process at a time holds `OUT/.prepare.lock`.
 
 use std::fs::{File, OpenOptions};
@@ -63,9 +64,18 @@ struct State {
     documents_read: u64,
     train: SplitCounts,
     val: SplitCounts,
+    /// Documents of each input file read to its end, in input order: a resumed prepare skips
+    /// these files unread and parses only the one it stopped in.
+    #[serde(default)]
+    file_documents: Vec<u64>,
 }
 
 impl State {
+    /// Nothing prepared yet.
+    fn fresh(fingerprint: &str) -> Self {
+        Self { fingerprint: fingerprint.into(), documents_read: 0, train: SplitCounts::default(), val: SplitCounts::default(), file_documents: Vec::new() }
+    }
+
     fn counts(&self, split: PreparedSplit) -> SplitCounts {
         match split {
             PreparedSplit::Train => self.train,
@@ -78,6 +88,18 @@ impl State {
             PreparedSplit::Train => &mut self.train,
             PreparedSplit::Val => &mut self.val,
         }
+    }
+
+    /// How many leading input files are committed whole, and their documents.
+    fn files_committed(&self) -> (usize, u64) {
+        let mut documents = 0u64;
+        for (files, &n) in self.file_documents.iter().enumerate() {
+            match documents.checked_add(n) {
+                Some(total) if total <= self.documents_read => documents = total,
+                _ => return (files, documents),
+            }
+        }
+        (self.file_documents.len(), documents)
     }
 
     /// Text bytes and tokens over both splits.
@@ -135,7 +157,13 @@ pub fn prepare(options: &PrepareOptions) -> anyhow::Result<PrepareReport> {
     let mut state = job.start_or_resume()?;
     let (resumed_after, (text_before, tokens_before)) = (state.documents_read, state.totals());
     if resumed_after > 0 && !options.quiet {
-        crate::stderr_line!("resuming {}: {} documents already prepared", job.out.display(), resumed_after);
+        let files = state.files_committed().0;
+        crate::stderr_line!(
+            "resuming {}: {} documents already prepared ({files} of {} input files skipped unread)",
+            job.out.display(),
+            resumed_after,
+            job.files.len()
+        );
     }
     job.tokenize_all(&mut state)?;
     job.finish(&state)?;
@@ -200,7 +228,7 @@ impl Job {
         if made_from.is_some_and(|p| p.fingerprint == self.fingerprint) && self.out.join(PreparedSplit::Val.file_name()).exists() {
             let val = read_sidecar(&self.out.join(PreparedSplit::Val.file_name()))?.and_then(|s| s.prepared);
             let count = |p: Option<&PreparedInfo>| p.map(|p| p.counts).unwrap_or_default();
-            let state = State { fingerprint: self.fingerprint.clone(), documents_read: 0, train: count(made_from), val: count(val.as_ref()) };
+            let state = State { train: count(made_from), val: count(val.as_ref()), ..State::fresh(&self.fingerprint) };
             return Ok(Some(PrepareReport { up_to_date: true, ..self.report(&state) }));
         }
         if self.options.force {
@@ -214,7 +242,7 @@ impl Job {
 
     fn start_or_resume(&self) -> anyhow::Result<State> {
         let state_path = self.work.join("state.json");
-        let fresh = State { fingerprint: self.fingerprint.clone(), documents_read: 0, train: SplitCounts::default(), val: SplitCounts::default() };
+        let fresh = State::fresh(&self.fingerprint);
         let state = match std::fs::read_to_string(&state_path) {
             Ok(text) => {
                 let state: State = serde_json::from_str(&text)
@@ -261,23 +289,32 @@ impl Job {
         let consumed = Arc::new(AtomicU64::new(0));
         let progress = Progress::new(&self.files, self.options.quiet);
         let (mut chunk, mut chunk_text) = (Vec::<String>::new(), 0usize);
-        let (mut index, mut chunks) = (0u64, 0u64);
-        let skip = state.documents_read;
-        corpus::for_each_document(&self.files, &self.options.read, &consumed, |text, _| {
-            index += 1;
-            if index <= skip {
-                return Ok(());
-            }
-            chunk_text += text.len();
-            chunk.push(text);
-            if chunk_text >= self.options.chunk_bytes {
-                chunks += 1;
-                self.commit_chunk(std::mem::take(&mut chunk), state, &mut writers, chunks)?;
-                chunk_text = 0;
-                progress.update(consumed.load(Ordering::Relaxed), state);
-            }
-            Ok(())
-        })?;
+        // Files committed whole are skipped unread; documents of the next one up to the last
+        // committed are read again (to find where it stopped) but not tokenized.
+        let (first_file, mut index) = state.files_committed();
+        state.file_documents.truncate(first_file);
+        consumed.store(self.files[..first_file].iter().map(|f| f.bytes).sum(), Ordering::Relaxed);
+        let (skip, mut chunks) = (state.documents_read, 0u64);
+        for file in &self.files[first_file..] {
+            let before = index;
+            corpus::for_each_document(std::slice::from_ref(file), &self.options.read, &consumed, |text, _| {
+                index += 1;
+                if index <= skip {
+                    return Ok(());
+                }
+                chunk_text += text.len();
+                chunk.push(text);
+                if chunk_text >= self.options.chunk_bytes {
+                    chunks += 1;
+                    self.commit_chunk(std::mem::take(&mut chunk), state, &mut writers, chunks)?;
+                    chunk_text = 0;
+                    progress.update(consumed.load(Ordering::Relaxed), state);
+                }
+                Ok(())
+            })?;
+            // Recorded with the next commit, when every document of this file is committed.
+            state.file_documents.push(index - before);
+        }
         if !chunk.is_empty() {
             self.commit_chunk(chunk, state, &mut writers, chunks + 1)?;
         }
