@@ -547,7 +547,10 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             let rows = |t: &Tensor<B, 2, Int>| t.clone().narrow(0, i * micro_batch, micro_batch);
             let loss = model.loss(rows(&inputs), rows(&targets)).div_scalar(micro_batches as f64);
             let value = loss.clone().inner();
-            total = Some(total.map_or(value.clone(), |t| t + value));
+            total = Some(match total {
+                Some(sum) => sum + value,
+                None => value,
+            });
             accumulated.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
         }
         // One read of the summed losses per step (a GPU synchronises once).
