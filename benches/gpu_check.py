@@ -12,13 +12,15 @@ step, with logs beside it. Steps, in order of what they tell:
    process start → first step done, steady tokens/s;
 3. windtunnel 9m, w256, 36m (warm where the kernels are shared, cold for what is new), each run
    twice so the second start is warm;
-4. precision: windtunnel w128 under bf16-mixed against its fp32 run (the same 50 batches: every
+4. where a 9m step goes: kernel launches and GPU time per step, windtunnel (cubecl's profiling
+   log) next to PyTorch (torch.profiler), and the share of the step the GPU is busy;
+5. precision: windtunnel w128 under bf16-mixed against its fp32 run (the same 50 batches: every
    loss's relative difference, tokens/s of both), then PyTorch bf16-mixed on the four shapes;
-5. concurrent 9m runs on the one GPU (1, 2, 4, 8): aggregate tokens/s and the runs per GPU
+6. concurrent 9m runs on the one GPU (1, 2, 4, 8): aggregate tokens/s and the runs per GPU
    that reach 90% of the best aggregate (the measured default for --runs-per-device);
-6. a 4-run learning-rate sweep of the 9m proxy with persistent workers vs a process per run;
-7. the coordinate check on the GPU in fp32 and bf16-mixed (every mean |x| and slope compared);
-8. PyTorch torch.compile on w128, when time remains.
+7. a 4-run learning-rate sweep of the 9m proxy with persistent workers vs a process per run;
+8. the coordinate check on the GPU in fp32 and bf16-mixed (every mean |x| and slope compared);
+9. PyTorch torch.compile on w128, when time remains.
 
 Every windtunnel step also records what it added to the kernel cache (`kernel_cache_added`: new
 entries per cache file — cubecl's PTX table of contents counts kernels compiled, the autotune
@@ -46,9 +48,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # GPU_CHECK_DEVICE=cpu runs the same steps on the CPU: a dry run of this script without a GPU.
 DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda:0")
 TORCH_DEVICE = "cuda" if DEVICE.startswith("cuda") else "cpu"
-# GPU_CHECK_GROUPS=windtunnel,sweep runs only those groups (torch, windtunnel, precision, concurrent,
-# sweep, coord, compile).
-GROUPS = os.environ.get("GPU_CHECK_GROUPS", "torch,windtunnel,precision,concurrent,sweep,coord,compile").split(",")
+# GPU_CHECK_GROUPS=windtunnel,sweep runs only those groups (torch, windtunnel, profile, precision,
+# concurrent, sweep, coord, compile).
+GROUPS = os.environ.get("GPU_CHECK_GROUPS", "torch,windtunnel,profile,precision,concurrent,sweep,coord,compile").split(",")
 # A kernel cache packed by an earlier check (OUTDIR/kernel-cache.tar.gz) to start from.
 SEED_CACHE = os.environ.get("GPU_CHECK_SEED_CACHE")
 # name, width, depth, heads, kv_heads, batch, seq, vocab
@@ -98,7 +100,7 @@ class Check:
         self.save()
         print(f"== {key}: {json.dumps(value)[:400]}", flush=True)
 
-    def run(self, key, cmd, limit_s, env=None, reserve_s=10):
+    def run(self, key, cmd, limit_s, env=None, reserve_s=10, cwd=None):
         """Run cmd with a limit cut to the deadline; returns (status, stdout, seconds)."""
         limit = min(limit_s, self.left() - reserve_s)
         if limit < 5:
@@ -106,7 +108,7 @@ class Check:
         log = open(os.path.join(self.out, f"{key}.log"), "w")
         started = time.monotonic()
         try:
-            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, timeout=limit, env={**os.environ, **(env or {})})
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, timeout=limit, env={**os.environ, **(env or {})}, cwd=cwd)
             status = "ok" if p.returncode == 0 else f"failed: exit {p.returncode}"
             return status, p.stdout, time.monotonic() - started
         except subprocess.TimeoutExpired as e:
@@ -129,19 +131,23 @@ class Check:
             return None
         return self.model(name)["flops_per_token"] * tokens_per_s / self.peaks[precision]
 
-    def torch(self, name, precision, compile_=False, limit_s=60):
+    def torch(self, name, precision, compile_=False, limit_s=60, profile_steps=0):
         w, d, h, kv, b, s, v = SHAPES[name]
         ffn = self.model(name)["ffn_width"]
         cmd = [sys.executable, os.path.join(HERE, "torch_reference.py"), "--device", TORCH_DEVICE, "--precision", precision, "--steps", "30", "--warmup-steps", "5"]
         cmd += ["--width", str(w), "--depth", str(d), "--heads", str(h), "--kv-heads", str(kv), "--ffn-width", str(ffn), "--vocab", str(v), "--batch-size", str(b), "--seq-len", str(s)]
         if compile_:
             cmd.append("--compile")
-        key = f"torch_{'compile' if compile_ else 'eager'}_{precision}_{name}"
+        if profile_steps:
+            cmd += ["--profile-steps", str(profile_steps)]
+        key = f"torch_{'compile' if compile_ else 'eager'}_{precision}_{name}" + ("_profiled" if profile_steps else "")
         status, out, secs = self.run(key, cmd, limit_s)
         result = {"status": status, "wall_s": secs}
         if status == "ok":
             r = json.loads(out)
             result.update(tokens_per_s=r["tokens_per_s"], first_step_s=r["first_step_s"], losses=r["losses"], torch=r["torch"], mfu=self.mfu(name, r["tokens_per_s"], precision))
+            if r.get("profile"):
+                result["profile"] = r["profile"]
         self.record(key, result)
         return result
 
@@ -217,6 +223,23 @@ class Check:
         self.record(f"sweep_9m_lr4_{workers}", {"status": status, "wall_s": secs})
 
 
+    def kernel_profile(self, name, steps, limit_s):
+        """`steps` warm training steps with every kernel timed one at a time (cubecl's profiling
+        log, set by a cubecl.toml in the run's folder): launches and GPU time by kernel."""
+        key = f"kernel_profile_{name}_{steps}"
+        cwd = os.path.join(self.work, key)
+        shutil.rmtree(cwd, ignore_errors=True)
+        os.makedirs(cwd)
+        log = os.path.join(self.out, f"{key}.kernels.log")
+        with open(os.path.join(cwd, "cubecl.toml"), "w") as f:
+            f.write(f'[profiling.logger]\nlevel = "medium"\nfile = "{log}"\nappend = false\n')
+        cmd = [self.bin, "train", self.run_file(name, steps), "--out", os.path.join(cwd, "run"), "--device", DEVICE, "--quiet", "--kernel-cache", self.cache]
+        status, _, secs = self.run(key, cmd, limit_s, cwd=cwd)
+        kernels = read_kernel_log(log)
+        result = {"status": status, "wall_s": secs, "steps": steps, "launches": sum(c for c, _ in kernels.values()), "gpu_ms": sum(ms for _, ms in kernels.values())}
+        self.record(key, result)
+        return result, kernels
+
     def coord_check(self, precision, limit_s):
         """`windtunnel coord-check` on the GPU (µP, widths 64..512, 3 steps) at one precision."""
         key = f"coord_check_{precision}"
@@ -248,6 +271,31 @@ def cache_entries(cache):
 def cache_added(before, after):
     """What a step added: new lines per .json.log file, new bytes per other file."""
     return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v != before.get(k, 0)}
+
+
+DURATION_UNITS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def read_kernel_log(path):
+    """cubecl's profiling lines `| 1.234ms | name`: {name: (launches, milliseconds)}."""
+    kernels = {}
+    try:
+        lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+    except OSError:
+        return kernels
+    for line in lines:
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) < 3 or not parts[1]:
+            continue
+        number = parts[1].rstrip("nµums")
+        unit = parts[1][len(number):]
+        try:
+            ms = float(number) * DURATION_UNITS[unit]
+        except (ValueError, KeyError):
+            continue
+        count, total = kernels.get(parts[2], (0, 0.0))
+        kernels[parts[2]] = (count + 1, total + ms)
+    return kernels
 
 
 def read_metrics(path):
@@ -307,6 +355,32 @@ def windtunnel_starts_and_speed(c):
             mfu_vs_tf32_peak=c.mfu(name, tps, "tf32"),
         )
     c.results["summary"] = summary
+    c.save()
+
+
+def where_the_step_goes(c):
+    """Launches and GPU time per training step of the 9m proxy, windtunnel (cubecl's profiling
+    log; the difference of 8 and 3 steps, so start-up and evaluation cancel) next to PyTorch
+    eager (torch.profiler), and the share of the unprofiled step the GPU is busy."""
+    (short, _), (long, kernels) = c.kernel_profile("9m", 3, limit_s=60), c.kernel_profile("9m", 8, limit_s=60)
+    steps = long["steps"] - short["steps"]
+    step_ms = None
+    tps = c.results["steps"].get("windtunnel_9m_second", {}).get("tokens_per_s")
+    if tps:
+        w, d, h, kv, b, s, v = SHAPES["9m"]
+        step_ms = 1000 * b * s / tps
+    per_step = lambda key: (long[key] - short[key]) / steps if long["status"] == "ok" and short["status"] == "ok" else None  # noqa: E731
+    gpu_ms = per_step("gpu_ms")
+    top = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:15]
+    torch = c.torch("9m", "tf32", limit_s=60, profile_steps=5)
+    c.results["step_profile_9m"] = {
+        "windtunnel_launches_per_step": per_step("launches"),
+        "windtunnel_gpu_ms_per_step": gpu_ms,
+        "windtunnel_step_ms_unprofiled": step_ms,
+        "windtunnel_gpu_busy_fraction": gpu_ms / step_ms if gpu_ms and step_ms else None,
+        "windtunnel_top_kernels_8_steps": [{"name": n[:160], "launches": cnt, "ms": ms} for n, (cnt, ms) in top],
+        "torch_tf32": (torch.get("profile") if torch else None),
+    }
     c.save()
 
 
@@ -386,6 +460,8 @@ def main():
                 c.torch(name, precision, limit_s=45)
     if "windtunnel" in GROUPS:
         windtunnel_starts_and_speed(c)
+    if "profile" in GROUPS:
+        where_the_step_goes(c)
     if "precision" in GROUPS:
         precision(c)
     if "concurrent" in GROUPS:

@@ -20,7 +20,8 @@ It times training steps on random tokens and prints one JSON object:
 
 Fields: tokens_per_s (steady: the steps after --warmup-steps), first_step_s (interpreter start to
 the end of the first step), step_ms, losses (the first five), torch, device, precision, compiled,
-flush_denormal.
+flush_denormal; with --profile-steps N, profile: kernels_per_step, device_ms_per_step and the ten
+costliest kernels (torch.profiler).
 """
 
 import time
@@ -143,6 +144,7 @@ def main():
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16-mixed"], default="fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile-steps", type=int, default=0, help="after timing, profile this many steps: kernels and device time per step")
     p.add_argument(
         "--flush-denormal",
         action="store_true",
@@ -183,10 +185,12 @@ def main():
     for _ in range(a.steps):
         losses.append(step())
     seconds = time.perf_counter() - t0
+    profile = profile_steps(step, a.profile_steps, cuda) if a.profile_steps else None
     print(
         json.dumps(
             {
                 "tokens_per_s": a.steps * a.batch_size * a.seq_len / seconds,
+                "profile": profile,
                 "step_ms": 1000 * seconds / a.steps,
                 "first_step_s": first_step_s,
                 "losses": losses[:5],
@@ -201,6 +205,29 @@ def main():
             }
         )
     )
+
+
+def profile_steps(step, steps, cuda):
+    """Kernels launched and device time per training step, by torch.profiler (device kernels on
+    a GPU, operators on the CPU), with the ten costliest by total time."""
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+    kind = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
+    kernels = [e for e in prof.events() if e.device_type == kind]
+    time_of = (lambda e: getattr(e, "device_time", getattr(e, "cuda_time", 0))) if cuda else (lambda e: e.cpu_time)  # noqa: E731
+    totals = {}
+    for e in kernels:
+        count, us = totals.get(e.name, (0, 0.0))
+        totals[e.name] = (count + 1, us + time_of(e))
+    top = sorted(totals.items(), key=lambda kv: -kv[1][1])[:10]
+    return {
+        "steps": steps,
+        "kernels_per_step": len(kernels) / steps,
+        "device_ms_per_step": sum(time_of(e) for e in kernels) / 1000 / steps,
+        "top": [{"name": n[:120], "count_per_step": c / steps, "ms_per_step": us / 1000 / steps} for n, (c, us) in top],
+    }
 
 
 if __name__ == "__main__":
