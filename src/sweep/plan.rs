@@ -428,11 +428,14 @@ impl std::fmt::Display for Plan {
         }
         if let Some(big) = self.runs.iter().max_by(|a, b| a.memory_bytes.total_cmp(&b.memory_bytes)) {
             let have = memory::machine_memory_bytes();
-            write!(f, "largest run in memory: {} needs ~{} to train", big.id, memory::bytes(big.memory_bytes))?;
+            let micro = big.config.training.micro_batch();
+            let per_pass = if micro == 1 { "1 sequence".to_string() } else { format!("{micro} sequences") };
+            write!(f, "largest run in memory: {} needs ~{} to train, at {per_pass} per pass", big.id, memory::bytes(big.memory_bytes))?;
             match have {
                 Some(have) if big.memory_bytes > have => writeln!(
                     f,
-                    "\nwarning: that is more than the {} this machine has; it will be refused here (a bigger node, or a smaller width, batch_size or seq_len)",
+                    "\nwarning: that is more than the {} this machine has; it will be refused here (a bigger node, a smaller model or seq_len, \
+                     or a smaller training.micro_batch_size: gradient accumulation keeps the batch)",
                     memory::bytes(have)
                 )?,
                 Some(have) => writeln!(f, " (this machine has {})", memory::bytes(have))?,
