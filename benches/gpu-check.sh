@@ -7,7 +7,8 @@
 #   cargo build --release --features cuda
 #   COMMIT=$(git rev-parse HEAD) benches/gpu-check.sh target/release/windtunnel /tmp/gpu-check [SECONDS]
 #
-# Results: OUTDIR/gpu-check.json (rewritten after every step) and one log per step.
+# Results: OUTDIR/gpu-check.json (rewritten after every step), OUTDIR/logs.tar.gz (every step's log) and
+# OUTDIR/kernel-cache.tar.gz (the cache it compiled): three files, as a device window returns few.
 set -uo pipefail
 BIN=${1:?usage: gpu-check.sh WINDTUNNEL_BINARY OUTDIR [SECONDS]}
 OUT=${2:?usage: gpu-check.sh WINDTUNNEL_BINARY OUTDIR [SECONDS]}

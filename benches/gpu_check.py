@@ -5,7 +5,7 @@
 
 Every step has a time limit and the whole check a deadline (default 450 s), so a short device
 window still brings back what finished; results are rewritten to OUTDIR/gpu-check.json after each
-step, with logs beside it. Steps, in order of what they tell:
+step; every step's log comes back packed in OUTDIR/logs.tar.gz. Steps, in order of what they tell:
 
 1. PyTorch eager on the four shapes, strict fp32 and TF32 — the reference (benches/torch_reference.py);
 2. windtunnel w128 with an empty kernel cache (cold) and again with the cache it wrote (warm):
@@ -25,7 +25,7 @@ step, with logs beside it. Steps, in order of what they tell:
 Every windtunnel step also records what it added to the kernel cache (`kernel_cache_added`: new
 entries per cache file — cubecl's PTX table of contents counts kernels compiled, the autotune
 files count tuned operations), which says where a slow first step went. At the end the cache is
-packed into OUTDIR/kernel-cache.tar.gz; GPU_CHECK_SEED_CACHE=that file starts a later check from
+packed into OUTDIR/kernel-cache.tar.gz (under 15 MB); GPU_CHECK_SEED_CACHE=that file starts a later check from
 it (its first steps are then marked "seeded", not cold).
 
 JSON fields are plain: first_step_s_cold, first_step_s_warm, tokens_per_s, torch_eager_tokens_per_s,
@@ -74,8 +74,12 @@ class Check:
         self.deadline = time.monotonic() + budget_s
         self.work = tempfile.mkdtemp(prefix="gpu-check-")
         self.cache = os.path.join(self.work, "kernel-cache")
+        # Logs gather in the work folder and come back packed (logs.tar.gz): a device window may
+        # return only a few files, so OUTDIR holds three.
+        self.logs = os.path.join(self.work, "logs")
         os.makedirs(self.out, exist_ok=True)
         os.makedirs(self.cache, exist_ok=True)
+        os.makedirs(self.logs, exist_ok=True)
         if SEED_CACHE:
             with tarfile.open(SEED_CACHE) as tar:
                 try:
@@ -105,7 +109,7 @@ class Check:
         limit = min(limit_s, self.left() - reserve_s)
         if limit < 5:
             return "skipped: no time left", "", 0.0
-        log = open(os.path.join(self.out, f"{key}.log"), "w")
+        log = open(os.path.join(self.logs, f"{key}.log"), "w")
         started = time.monotonic()
         try:
             p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, timeout=limit, env={**os.environ, **(env or {})}, cwd=cwd)
@@ -192,7 +196,7 @@ class Check:
             d = os.path.join(self.work, f"conc{n}-{i}")
             shutil.rmtree(d, ignore_errors=True)
             dirs.append(d)
-            log = open(os.path.join(self.out, f"concurrent_9m_x{n}_{i}.log"), "w")
+            log = open(os.path.join(self.logs, f"concurrent_9m_x{n}_{i}.log"), "w")
             cmd = [self.bin, "train", self.run_file("9m", 60), "--out", d, "--device", DEVICE, "--quiet", "--kernel-cache", self.cache]
             procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log))
         started, status = time.monotonic(), "ok"
@@ -230,7 +234,7 @@ class Check:
         cwd = os.path.join(self.work, key)
         shutil.rmtree(cwd, ignore_errors=True)
         os.makedirs(cwd)
-        log = os.path.join(self.out, f"{key}.kernels.log")
+        log = os.path.join(self.logs, f"{key}.kernels.log")
         with open(os.path.join(cwd, "cubecl.toml"), "w") as f:
             f.write(f'[profiling.logger]\nlevel = "medium"\nfile = "{log}"\nappend = false\n')
         cmd = [self.bin, "train", self.run_file(name, steps), "--out", os.path.join(cwd, "run"), "--device", DEVICE, "--quiet", "--kernel-cache", self.cache]
@@ -439,19 +443,31 @@ def coordinate_checks(c):
     c.save()
 
 
-def pack_cache(c):
-    """The kernel cache as OUTDIR/kernel-cache.tar.gz (for GPU_CHECK_SEED_CACHE), when under 40 MB."""
+def pack(c):
+    """OUTDIR/logs.tar.gz (every step's log), and the kernel cache as OUTDIR/kernel-cache.tar.gz
+    (for GPU_CHECK_SEED_CACHE) when under 15 MB, as a device window returns files of 16 MiB."""
+    with tarfile.open(os.path.join(c.out, "logs.tar.gz"), "w:gz") as tar:
+        tar.add(c.logs, arcname="logs")
     size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(c.cache) for f in fs)
     c.results["kernel_cache_bytes"] = size
-    if 0 < size < 40e6:
+    if 0 < size < 15e6:
         with tarfile.open(os.path.join(c.out, "kernel-cache.tar.gz"), "w:gz") as tar:
             tar.add(c.cache, arcname=".")
+    c.save()
 
 
 def main():
     if len(sys.argv) < 3:
         sys.exit("usage: gpu_check.py WINDTUNNEL_BINARY OUTDIR [SECONDS]")
     c = Check(sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 450)
+    try:
+        run_groups(c)
+    finally:
+        pack(c)
+    print(f"== done with {c.left():.0f}s to spare; {os.path.join(c.out, 'gpu-check.json')}")
+
+
+def run_groups(c):
     if "torch" in GROUPS:
         # fp32 is strict f32 in PyTorch (allow_tf32 off, its default); burn's CUDA matmuls may
         # read f32 as TF32, so tf32 (nanoGPT's setting) is the like-for-like reference.
@@ -473,9 +489,6 @@ def main():
         coordinate_checks(c)
     if "compile" in GROUPS:
         c.torch("w128", "fp32", compile_=True, limit_s=90)
-    pack_cache(c)
-    c.save()
-    print(f"== done with {c.left():.0f}s to spare; {os.path.join(c.out, 'gpu-check.json')}")
 
 
 if __name__ == "__main__":
