@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use crate::model::fused::TrainBackend;
 use serde::{Deserialize, Serialize};
@@ -95,11 +96,48 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
     }
 }
 
-/// `f()`, or the message of the panic it raised (burn and cubecl panic where we want errors).
+/// Start the backend `spec` names and run one tiny operation on it, so that a GPU whose driver,
+/// NVRTC library or device is missing fails before any work, with the backend's own reason.
+pub fn probe(spec: DeviceSpec) -> anyhow::Result<()> {
+    struct Probe;
+    impl BackendJob for Probe {
+        type Output = f32;
+        fn run<B: TrainBackend>(self, device: B::Device) -> f32 {
+            use burn::tensor::{ElementConversion, Tensor};
+            (Tensor::<B, 1>::from_floats([1.0], &device) + 1.0).into_scalar().elem()
+        }
+    }
+    run_on(spec, Probe).map(|_| ())
+}
+
+/// `f()`, or the message of the first panic raised while it ran, on any thread: burn and cubecl
+/// panic where we want errors, and burn's CUDA runtime panics on its own server thread (no
+/// driver, say), leaving the caller only a closed channel. Panics are not printed while `f` runs;
+/// the first becomes the error, or, when `f` survived it, a warning afterwards.
 pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
-        payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown error".into())
-    })
+    static FIRST: Mutex<Option<String>> = Mutex::new(None);
+    let first = || FIRST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    first().take();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        first().get_or_insert_with(|| panic_message(info.payload()));
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    let recorded = first().take();
+    match result {
+        Ok(value) => {
+            if let Some(message) = recorded {
+                crate::stderr_line!("warning: a background thread failed and was survived: {message}");
+            }
+            Ok(value)
+        }
+        Err(payload) => Err(recorded.unwrap_or_else(|| panic_message(&*payload))),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown error".into())
 }
 
 /// An error unless this binary can run on `spec` (a GPU needs the `cuda` feature); `flag` is the
@@ -116,6 +154,26 @@ pub fn require_built(spec: DeviceSpec, flag: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// burn's CUDA runtime fails on its own thread; the caller sees a closed channel. The error
+    /// must carry the first panic's message, wherever it happened.
+    #[test]
+    fn a_panic_on_any_thread_becomes_the_error_message() {
+        let failed = catch_panic(|| {
+            let server = std::thread::spawn(|| panic!("Unable to dynamically load the \"cuda\" shared library"));
+            server.join().expect("the server answered")
+        });
+        assert_eq!(failed.unwrap_err(), "Unable to dynamically load the \"cuda\" shared library");
+        assert_eq!(catch_panic(|| panic!("on the caller's thread {}", 7)).unwrap_err(), "on the caller's thread 7");
+        let survived = catch_panic(|| std::thread::spawn(|| panic!("a logger thread")).join().is_err());
+        assert_eq!(survived, Ok(true), "a panic the caller survives is a warning, not an error");
+        assert_eq!(catch_panic(|| 3), Ok(3));
+    }
+
+    #[test]
+    fn the_cpu_backend_passes_the_probe() {
+        probe(DeviceSpec::Cpu).unwrap();
+    }
 
     #[test]
     fn parses_devices_and_rejects_nonsense() {

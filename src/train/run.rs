@@ -233,13 +233,14 @@ pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &Tr
 }
 
 /// What makes a device unusable whatever the run (no CUDA in this build, an unusable kernel
-/// cache) is a [`CannotStart`]: retrying the run cannot help.
+/// cache, a GPU the backend cannot start) is a [`CannotStart`]: retrying the run cannot help.
 fn check_device(device: DeviceSpec) -> anyhow::Result<()> {
     if device == DeviceSpec::Cpu {
         return Ok(());
     }
     crate::device::require_built(device, "--device").map_err(CannotStart)?;
-    crate::kernel_cache::install_for_gpu().map(|_| ()).map_err(|e| CannotStart(e).into())
+    crate::kernel_cache::install_for_gpu().map_err(CannotStart)?;
+    crate::device::probe(device).map_err(|e| CannotStart(e).into())
 }
 
 /// Everything resolved before the backend is chosen.
