@@ -41,7 +41,8 @@ enum Command {
     Model(model::ModelArgs),
     /// Check µP: record mean |activation| per layer across widths for a few training steps.
     #[command(after_help = "Examples:\n  windtunnel coord-check\n  windtunnel coord-check --parameterization sp\n  \
-                            windtunnel coord-check --widths 64,128,256,512,1024 --steps 5 --json > coord.json")]
+                            windtunnel coord-check --widths 64,128,256,512,1024 --steps 5 --json > coord.json\n  \
+                            windtunnel coord-check --device cuda:0 --precision bf16-mixed --kernel-cache /tmp/windtunnel-kernels")]
     CoordCheck(model::CoordCheckArgs),
     /// Train one run from a run file; writes run.json, metrics.jsonl, status.json and checkpoints/ into --out.
     #[command(after_help = "Examples:\n  windtunnel train sweeps/runs/quickstart.toml --out results/quickstart-run\n  \
