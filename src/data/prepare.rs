@@ -12,8 +12,9 @@
 //!   atomically after each chunk is appended and synced. A prepare that is killed resumes from
 //!   the last committed chunk (the partial files are cut back to the committed length), so the
 //!   result is byte-identical to an uninterrupted run. Input files committed whole are skipped
-//!   unread; the file it stopped in is parsed again up to the last committed document. The finished files are renamed into `OUT`
-//!   only when complete; one process at a time holds `OUT/.prepare.lock`.
+//!   unread; the file it stopped in is parsed again up to the last committed document. The
+//!   finished files are renamed into `OUT` only when complete; one process at a time holds
+//!   `OUT/.prepare.lock`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};

@@ -68,13 +68,12 @@ impl Precision {
 
 impl std::str::FromStr for Precision {
     type Err = String;
+    /// The names `Display` writes (and run files use).
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fp32" => Ok(Self::Fp32),
-            "tf32" => Ok(Self::Tf32),
-            "bf16-mixed" => Ok(Self::Bf16Mixed),
-            _ => Err(format!("unknown precision `{s}`; use fp32, tf32 or bf16-mixed")),
-        }
+        [Self::Fp32, Self::Tf32, Self::Bf16Mixed]
+            .into_iter()
+            .find(|p| p.to_string() == s)
+            .ok_or_else(|| format!("unknown precision `{s}`; use fp32, tf32 or bf16-mixed"))
     }
 }
 
