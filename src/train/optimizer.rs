@@ -12,13 +12,17 @@
 //! ([`crate::model::mup::MupConfig::lr_multiplier`]). Weight decay applies to 2-D tensors (the
 //! matrices and the embedding), never to norm gains. Clipping rescales all gradients by
 //! `min(1, max_norm / ‖g‖₂)` with ‖g‖₂ over every parameter together.
+//!
+//! A step reads nothing back from the device: ‖g‖₂² and the clipping factor are tensors on it, so
+//! a GPU runs the update straight after the backward pass, and the trainer reads ‖g‖₂ with the
+//! step's loss in one transfer once the whole step is queued ([`read_to_host`]).
 
 use std::collections::HashMap;
 
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor, TensorPrimitive};
+use burn::tensor::{DType, FloatDType, Tensor, TensorCreationOptions, TensorData, TensorPrimitive};
 use serde::{Deserialize, Serialize};
 
 use crate::model::fused::FusedOps;
@@ -66,13 +70,30 @@ pub struct AdamW<B: AutodiffBackend> {
     rules: HashMap<ParamId, ParamRule>,
 }
 
-/// What one step did, for the logs.
-#[derive(Debug, Clone, Copy)]
-pub struct StepReport {
-    /// ‖g‖₂ before clipping.
-    pub grad_norm: f64,
-    /// The factor the gradients were multiplied by (1 when not clipped).
-    pub clip_scale: f64,
+/// What one step did, for the logs. Both values stay on the device: the step never waits for the
+/// device, and the caller reads them with the step's loss in one read ([`read_to_host`]).
+#[derive(Debug, Clone)]
+pub struct StepReport<B: Backend> {
+    /// ‖g‖₂² before clipping, summed over every parameter (`[1]`).
+    pub grad_norm_squared: Tensor<B, 1>,
+    /// The factor the gradients were multiplied by, `min(1, max_norm / ‖g‖₂)` (`[1]`); `None`
+    /// when clipping is off.
+    pub clip_scale: Option<Tensor<B, 1>>,
+}
+
+impl<B: Backend> StepReport<B> {
+    /// ‖g‖₂ before clipping (a read from the device).
+    pub fn grad_norm(&self) -> f64 {
+        let [squared] = read_to_host([self.grad_norm_squared.clone()]);
+        squared.sqrt()
+    }
+}
+
+/// One-element tensors read to the host in one transfer (a GPU synchronises once).
+pub fn read_to_host<B: Backend, const N: usize>(scalars: [Tensor<B, 1>; N]) -> [f64; N] {
+    let data = Tensor::cat(scalars.to_vec(), 0).into_data();
+    let mut values = data.iter::<f64>();
+    std::array::from_fn(|_| values.next().expect("one value per one-element tensor"))
 }
 
 impl<B: AutodiffBackend> AdamW<B> {
@@ -87,7 +108,7 @@ impl<B: AutodiffBackend> AdamW<B> {
     }
 
     /// One update of `model` from the gradients of a backward pass, at base learning rate `lr`.
-    pub fn step(&mut self, model: Transformer<B>, grads: B::Gradients, lr: f64) -> (Transformer<B>, StepReport)
+    pub fn step(&mut self, model: Transformer<B>, grads: B::Gradients, lr: f64) -> (Transformer<B>, StepReport<B::InnerBackend>)
     where
         B::InnerBackend: FusedOps,
     {
@@ -96,21 +117,37 @@ impl<B: AutodiffBackend> AdamW<B> {
     }
 
     /// [`AdamW::step`] from gradients already collected per parameter (summed over micro-batches).
-    pub fn step_with(&mut self, model: Transformer<B>, grads: GradientsParams, lr: f64) -> (Transformer<B>, StepReport)
+    /// Nothing is read from the device: the clipping factor is computed there.
+    pub fn step_with(&mut self, model: Transformer<B>, grads: GradientsParams, lr: f64) -> (Transformer<B>, StepReport<B::InnerBackend>)
     where
         B::InnerBackend: FusedOps,
     {
-        let grad_norm = global_norm::<B>(&model, &grads);
-        let clip_scale = if self.config.grad_clip > 0.0 && grad_norm > self.config.grad_clip { self.config.grad_clip / grad_norm } else { 1.0 };
+        // A backend with its own update kernel (the CPU) takes the clipping factor as a number,
+        // which costs nothing to read there; elsewhere the gradients are multiplied by it on the
+        // device.
+        self.update(model, grads, lr, !B::InnerBackend::has_fused_kernels())
+    }
+
+    fn update(&mut self, model: Transformer<B>, grads: GradientsParams, lr: f64, clip_on_device: bool) -> (Transformer<B>, StepReport<B::InnerBackend>)
+    where
+        B::InnerBackend: FusedOps,
+    {
+        let grad_norm_squared = sum_of_squares::<B>(&model, &grads);
+        let clip_scale = (self.config.grad_clip > 0.0).then(|| clip_scale(grad_norm_squared.clone(), self.config.grad_clip));
+        let clip = match &clip_scale {
+            Some(scale) if clip_on_device => Clip::Tensor(scale.clone()),
+            Some(scale) => Clip::Number(read_to_host([scale.clone()])[0] as f32),
+            None => Clip::Number(1.0),
+        };
         self.step += 1;
-        let mut mapper = UpdateMapper { optimizer: self, grads, lr, clip_scale };
+        let mut mapper = UpdateMapper { optimizer: self, grads, lr, clip };
         let model = model.map(&mut mapper);
-        (model, StepReport { grad_norm, clip_scale })
+        (model, StepReport { grad_norm_squared, clip_scale })
     }
 }
 
-/// ‖g‖₂ over every parameter of the model (one host read per step).
-fn global_norm<B: AutodiffBackend>(model: &Transformer<B>, grads: &GradientsParams) -> f64 {
+/// Σ g² over every parameter of the model (`[1]`, on the device).
+fn sum_of_squares<B: AutodiffBackend>(model: &Transformer<B>, grads: &GradientsParams) -> Tensor<B::InnerBackend, 1> {
     struct SumSquares<'a, B: AutodiffBackend> {
         grads: &'a GradientsParams,
         total: Option<Tensor<B::InnerBackend, 1>>,
@@ -128,14 +165,38 @@ fn global_norm<B: AutodiffBackend>(model: &Transformer<B>, grads: &GradientsPara
     }
     let mut visitor = SumSquares::<B> { grads, total: None };
     model.visit(&mut visitor);
-    visitor.total.map_or(0.0, |t| t.into_scalar().elem::<f64>().sqrt())
+    visitor.total.unwrap_or_else(|| Tensor::zeros([1], &model.embedding.val().device()))
+}
+
+/// `min(1, max_norm / ‖g‖₂)` from ‖g‖₂² (`[1]`), on the device: 1 when the norm is within the
+/// limit (or zero), the factor that brings it down to `max_norm` when it is above. Computed in f64
+/// where the backend has it (the CPU: the factor is the f64 quotient rounded once to f32), else
+/// in f32 (cubecl 0.10's CUDA backend registers no f64).
+fn clip_scale<B: Backend>(grad_norm_squared: Tensor<B, 1>, max_norm: f64) -> Tensor<B, 1> {
+    let wide = B::supports_dtype(&grad_norm_squared.device(), DType::F64);
+    clip_scale_in(grad_norm_squared, max_norm, if wide { FloatDType::F64 } else { FloatDType::F32 })
+}
+
+fn clip_scale_in<B: Backend>(grad_norm_squared: Tensor<B, 1>, max_norm: f64, dtype: FloatDType) -> Tensor<B, 1> {
+    let device = grad_norm_squared.device();
+    let norm = grad_norm_squared.cast(dtype).sqrt();
+    let limit = Tensor::<B, 1>::from_data(TensorData::new(vec![max_norm], [1]), TensorCreationOptions::new(device).with_dtype(dtype.into()));
+    (limit / norm).clamp_max(1.0).cast(FloatDType::F32)
+}
+
+/// How the update applies the clipping factor.
+enum Clip<B: Backend> {
+    /// As the fused kernel's scalar (also 1 when clipping is off).
+    Number(f32),
+    /// As a one-element tensor the gradient is multiplied by, on the device.
+    Tensor(Tensor<B, 1>),
 }
 
 struct UpdateMapper<'a, B: AutodiffBackend> {
     optimizer: &'a mut AdamW<B>,
     grads: GradientsParams,
     lr: f64,
-    clip_scale: f64,
+    clip: Clip<B::InnerBackend>,
 }
 
 impl<B: AutodiffBackend<InnerBackend: FusedOps>> ModuleMapper<B> for UpdateMapper<'_, B> {
@@ -158,8 +219,12 @@ impl<B: AutodiffBackend<InnerBackend: FusedOps>> ModuleMapper<B> for UpdateMappe
         let decays = rule.decays && c.weight_decay > 0.0;
         // The scalars as burn's scalar ops apply them (computed in f64, used as f32), so the fused
         // kernel and the composed ops (`composed_adamw`) give the same bits.
+        let (grad, clip_scale) = match &self.clip {
+            Clip::Number(scale) => (grad.reshape([n]), *scale),
+            Clip::Tensor(scale) => (grad.reshape([n]) * scale.clone(), 1.0),
+        };
         let step = AdamWStep {
-            clip_scale: self.clip_scale as f32,
+            clip_scale,
             beta1: c.beta1 as f32,
             one_minus_beta1: (1.0 - c.beta1) as f32,
             beta2: c.beta2 as f32,
@@ -170,7 +235,7 @@ impl<B: AutodiffBackend<InnerBackend: FusedOps>> ModuleMapper<B> for UpdateMappe
             decay: if decays { (1.0 - lr * c.weight_decay) as f32 } else { 1.0 },
             lr: lr as f32,
         };
-        let (p, m, v) = adamw_update(p, grad.reshape([n]), moments, step);
+        let (p, m, v) = adamw_update(p, grad, moments, step);
         opt.moments.insert(id, Moments { m, v });
         let p = Tensor::<B, D>::from_inner(p.reshape(dims)).require_grad();
         Param::from_mapped_value(id, p, mapper)
@@ -258,7 +323,7 @@ mod tests {
         let config = AdamWConfig { weight_decay: 0.0, grad_clip: 0.0, eps: 1e-12, ..Default::default() };
         let mut opt = AdamW::new(config, &model, &mup);
         let (after, report) = opt.step(model, loss.backward(), 0.01);
-        assert!(report.grad_norm > 0.0);
+        assert!(report.grad_norm() > 0.0);
         let max_change = |a: Tensor<CpuBackend, 2>, b: Tensor<CpuBackend, 2>| (a - b).abs().max().into_scalar() as f64;
         let hidden = max_change(after.blocks[0].ffn.w_up.val(), before.blocks[0].ffn.w_up.val());
         let norm = max_change(after.blocks[0].ffn_norm.weight.val().unsqueeze::<2>(), before.blocks[0].ffn_norm.weight.val().unsqueeze::<2>());
@@ -279,8 +344,58 @@ mod tests {
         let loss = model.loss(tokens.clone().narrow(1, 0, 8), tokens.narrow(1, 1, 8));
         let mut opt = AdamW::new(AdamWConfig { grad_clip: 1e-3, ..Default::default() }, &model, &mup);
         let (_, report) = opt.step(model, loss.backward(), 0.01);
-        assert!(report.grad_norm > 1e-3);
-        assert!((report.clip_scale - 1e-3 / report.grad_norm).abs() < 1e-12);
+        let grad_norm = report.grad_norm();
+        assert!(grad_norm > 1e-3);
+        let [clip_scale] = read_to_host([report.clip_scale.expect("clipping is on")]);
+        assert!((clip_scale / (1e-3 / grad_norm) - 1.0).abs() < 1e-6, "{clip_scale} for a norm of {grad_norm}");
+    }
+
+    /// The factor computed in f32 (a GPU without f64) is the f64 one within float rounding, and
+    /// exactly 1 at or under the limit and for a zero gradient.
+    #[test]
+    fn clip_scale_in_f32_and_f64() {
+        use burn::backend::Flex;
+        let device = Default::default();
+        let scale = |norm: f64, max_norm: f64, dtype| {
+            let squared = Tensor::<Flex, 1>::from_data(TensorData::new(vec![(norm * norm) as f32], [1]), &device);
+            read_to_host([clip_scale_in(squared, max_norm, dtype)])[0]
+        };
+        for dtype in [FloatDType::F32, FloatDType::F64] {
+            for (norm, max_norm) in [(3.7, 1.0), (1.0001, 1.0), (250.0, 0.3), (1e-3, 1e-4)] {
+                let s = scale(norm, max_norm, dtype);
+                assert!((s / (max_norm / norm) - 1.0).abs() < 1e-6, "{dtype:?}: {s} for norm {norm}, limit {max_norm}");
+            }
+            for (norm, max_norm) in [(0.5, 1.0), (1.0, 1.0), (0.0, 1.0)] {
+                assert_eq!(scale(norm, max_norm, dtype), 1.0, "{dtype:?}: norm {norm}, limit {max_norm}");
+            }
+        }
+    }
+
+    /// Clipping by a tensor on the device (how a GPU, which has no fused update, applies it) gives
+    /// the bits of the fused kernel's scalar factor, over steps that clip and steps that do not.
+    #[test]
+    fn clipping_on_the_device_equals_the_scalar_factor_bit_for_bit() {
+        let shape = ModelShape { width: 32, depth: 2, heads: 2, kv_heads: 1, ffn_width: 80, vocab: 16 };
+        let mup = MupConfig::default();
+        let device = Default::default();
+        let train = |clip_on_device: bool| {
+            let mut model = Transformer::<CpuBackend>::new(&shape, &mup, 8, 4, &device);
+            let mut opt = AdamW::new(AdamWConfig { grad_clip: 0.05, ..Default::default() }, &model, &mup);
+            let mut scales = Vec::new();
+            for step in 0..6 {
+                let tokens = (0..18).map(|i| (i * 5 + step) % 16).collect::<Vec<i64>>();
+                let all = Tensor::<CpuBackend, 2, Int>::from_data(TensorData::new(tokens, [2, 9]), &device);
+                let loss = model.loss(all.clone().narrow(1, 0, 8), all.narrow(1, 1, 8));
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let (next, report) = opt.update(model, grads, 0.01, clip_on_device);
+                scales.push(read_to_host([report.clip_scale.expect("clipping is on")])[0]);
+                model = next;
+            }
+            (model.embedding.val().into_data(), model.blocks[1].ffn.w_down.val().into_data(), scales)
+        };
+        let (on_device, as_number) = (train(true), train(false));
+        assert!(as_number.2.iter().any(|&s| s < 1.0), "some steps clip: {:?}", as_number.2);
+        assert_eq!(on_device, as_number);
     }
 
     #[test]

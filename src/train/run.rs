@@ -17,13 +17,13 @@ use anyhow::Context;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, CheckpointHeader};
 use super::config::RunConfig;
 use super::log::{now_seconds, write_status, MetricsLog, MetricsRecord, RunState, Status};
-use super::optimizer::AdamW;
+use super::optimizer::{read_to_host, AdamW};
 use crate::data::{self, Batch, TokenSource};
 use crate::device::{run_on, BackendJob, DeviceSpec};
 use crate::fsutil::{atomic_write, FileLock};
@@ -394,16 +394,23 @@ pub fn evaluate<B: FusedOps>(
     seq_len: usize,
     device: &B::Device,
 ) -> anyhow::Result<f64> {
-    let mut total = 0.0;
+    // Every batch's mean loss stays on the device until all are queued, then one read.
+    let mut losses = Vec::new();
+    let mut batch_rows = Vec::new();
     let mut first = 0u64;
     while first < sequences {
         let rows = (sequences - first).min(batch_size as u64) as usize;
         let batch = data::eval_batch(data, first, rows, seq_len)?;
         let (inputs, targets) = batch_tensors::<B>(&batch, device);
-        let loss: f64 = model.loss(inputs, targets).into_scalar().elem();
-        total += loss * rows as f64;
+        losses.push(model.loss(inputs, targets));
+        batch_rows.push(rows);
         first += rows as u64;
     }
+    if losses.is_empty() {
+        return Ok(f64::NAN);
+    }
+    let values = Tensor::cat(losses, 0).into_data();
+    let total: f64 = values.iter::<f64>().zip(batch_rows).map(|(loss, rows)| loss * rows as f64).sum();
     Ok(total / sequences as f64)
 }
 
@@ -529,18 +536,17 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         }
     }
 
-    /// The mean loss of a step's batch and its gradients, `micro_batch` sequences per forward and
-    /// backward pass: each micro-batch's mean loss is divided by their number, so the summed
-    /// gradients are those of the whole batch's mean loss (gradient accumulation). The whole batch
-    /// at once is the plain forward and backward pass, bit for bit.
-    fn loss_and_gradients(&self, batch: &Batch, micro_batch: usize) -> (f64, GradientsParams) {
+    /// The mean loss of a step's batch (`[1]`, on the device) and its gradients, `micro_batch`
+    /// sequences per forward and backward pass: each micro-batch's mean loss is divided by their
+    /// number, so the summed gradients are those of the whole batch's mean loss (gradient
+    /// accumulation). The whole batch at once is the plain forward and backward pass, bit for bit.
+    fn loss_and_gradients(&self, batch: &Batch, micro_batch: usize) -> (Tensor<B::InnerBackend, 1>, GradientsParams) {
         let model = self.model();
         let (inputs, targets) = batch_tensors::<B>(batch, &self.device);
         let micro_batches = batch.batch_size / micro_batch;
         if micro_batches <= 1 {
             let loss = model.loss(inputs, targets);
-            let value = loss.clone().into_scalar().elem();
-            return (value, GradientsParams::from_grads(loss.backward(), model));
+            return (loss.clone().inner(), GradientsParams::from_grads(loss.backward(), model));
         }
         let mut accumulated = GradientsAccumulator::new();
         let mut total: Option<Tensor<B::InnerBackend, 1>> = None;
@@ -554,9 +560,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             });
             accumulated.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
         }
-        // One read of the summed losses per step (a GPU synchronises once).
-        let value = total.expect("at least two micro-batches").into_scalar().elem();
-        (value, accumulated.grads())
+        (total.expect("at least two micro-batches"), accumulated.grads())
     }
 
     fn eval(&mut self) -> anyhow::Result<f64> {
@@ -607,11 +611,14 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             // trains (lr > 0) and the last one runs at the end of the decay.
             let lr = c.optimizer.lr * c.schedule.factor(tokens_before + tps, total_tokens);
             let batch = data::train_batch(train_data, self.step, t.batch_size, t.seq_len)?;
-            let (loss_value, grads) = self.loss_and_gradients(&batch, t.micro_batch());
+            let (loss, grads) = self.loss_and_gradients(&batch, t.micro_batch());
             let model = self.model.take().expect("model present between steps");
             let (model, report) = self.optimizer.step_with(model, grads, lr);
             self.model = Some(model);
             self.step += 1;
+            // The step's one read from the device, after all of its work was queued: a GPU runs
+            // the forward pass, backward pass, clipping and update without waiting for the host.
+            let [loss_value, grad_norm_squared] = read_to_host([loss, report.grad_norm_squared]);
             // The loss was read back, so the step's work is done (a GPU has synchronised).
             first_step_s.get_or_insert_with(|| requested_at.elapsed().as_secs_f64());
             interval_seconds += step_started.elapsed().as_secs_f64();
@@ -637,7 +644,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
                     eval_loss,
                     eval_bits_per_byte: eval_loss.zip(r.bytes_per_token).map(|(l, b)| l / b / std::f64::consts::LN_2),
                     oracle_loss: eval_loss.and(r.oracle_eval_loss),
-                    grad_norm: report.grad_norm,
+                    grad_norm: grad_norm_squared.sqrt(),
                     tokens_per_s,
                     wall_s: wall,
                     first_step_s: if std::mem::replace(&mut first_step_logged, true) { None } else { first_step_s },
