@@ -595,6 +595,8 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         let requested_at = self.options.requested_at.unwrap_or_else(process_start);
         let mut first_step_s = None;
         let mut first_step_logged = false;
+        // The next step's batch, made on the host while the device works through this step.
+        let mut next_batch = None;
 
         while self.step < r.steps {
             let sig = self.p.signal.load(Ordering::SeqCst);
@@ -610,12 +612,15 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             // The schedule is read at the tokens seen once this step is done: the first step
             // trains (lr > 0) and the last one runs at the end of the decay.
             let lr = c.optimizer.lr * c.schedule.factor(tokens_before + tps, total_tokens);
-            let batch = data::train_batch(train_data, self.step, t.batch_size, t.seq_len)?;
+            let batch = next_batch.take().unwrap_or_else(|| data::train_batch(train_data, self.step, t.batch_size, t.seq_len))?;
             let (loss, grads) = self.loss_and_gradients(&batch, t.micro_batch());
             let model = self.model.take().expect("model present between steps");
             let (model, report) = self.optimizer.step_with(model, grads, lr);
             self.model = Some(model);
             self.step += 1;
+            if self.step < r.steps {
+                next_batch = Some(data::train_batch(train_data, self.step, t.batch_size, t.seq_len));
+            }
             // The step's one read from the device, after all of its work was queued: a GPU runs
             // the forward pass, backward pass, clipping and update without waiting for the host.
             let [loss_value, grad_norm_squared] = read_to_host([loss, report.grad_norm_squared]);
