@@ -220,6 +220,8 @@ fn malformed_run_files_name_the_key() {
     assert!(e.contains("type.toml") && e.contains("batch_size"), "{e}");
     let e = fails(&["train", &write("ck.toml", text.replace("checkpoint_tokens = []", "checkpoint_tokens = [999999]")), "--out", out]);
     assert!(e.contains("checkpoint_tokens") && e.contains("999999"), "{e}");
+    let e = fails(&["train", &write("huge.toml", text.replace("eval_tokens = 256", "eval_tokens = 18446744073709551615")), "--out", out]);
+    assert!(e.contains("huge.toml") && e.contains("training.eval_tokens = 18446744073709551615 is beyond the largest allowed (1e15)"), "{e}");
     let e = fails(&["train", &write("heads.toml", text.replace("heads = 2", "heads = 3")), "--out", out]);
     assert!(e.contains("`heads` (3) must divide `width` (32)"), "{e}");
     let e = fails(&["train", tmp.path().join("none.toml").to_str().unwrap(), "--out", out]);

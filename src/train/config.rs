@@ -238,6 +238,8 @@ pub struct BranchConfig {
 /// overflows.
 pub const MAX_BATCH_OR_SEQ: usize = 1 << 24;
 pub const MAX_TOKENS_PER_STEP: u64 = 1 << 40;
+/// The most tokens a run may train or evaluate on: 10^15, some 60× the largest published runs.
+pub const MAX_RUN_TOKENS: u64 = 1_000_000_000_000_000;
 
 impl TrainingConfig {
     /// Tokens per optimizer step: batch_size × seq_len (saturating; `check_sizes` bounds it).
@@ -254,6 +256,9 @@ impl TrainingConfig {
     pub fn check_sizes(&self) -> anyhow::Result<()> {
         for (key, value) in [("batch_size", self.batch_size), ("seq_len", self.seq_len)] {
             anyhow::ensure!(value <= MAX_BATCH_OR_SEQ, "training.{key} = {value} is beyond the largest allowed ({MAX_BATCH_OR_SEQ}); is it a typo?");
+        }
+        for (key, value) in [("tokens", self.tokens), ("eval_tokens", self.eval_tokens)] {
+            anyhow::ensure!(value <= MAX_RUN_TOKENS, "training.{key} = {value} is beyond the largest allowed ({MAX_RUN_TOKENS:.0e}); is it a typo?");
         }
         let per_step = (self.batch_size as u64) * (self.seq_len as u64);
         anyhow::ensure!(
