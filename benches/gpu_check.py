@@ -388,7 +388,7 @@ def where_the_step_goes(c):
     c.save()
 
 
-def precision(c):
+def bf16_mixed_against_fp32(c):
     """bf16-mixed against fp32 on w128: the same 50 batches, every loss compared, both speeds."""
     fp32 = c.results["steps"].get("windtunnel_w128_warm") or c.windtunnel("windtunnel_w128_warm", "w128", limit_s=60)
     bf16 = c.windtunnel("windtunnel_w128_bf16_mixed", "w128", limit_s=150, precision="bf16-mixed")
@@ -472,14 +472,14 @@ def run_groups(c):
         # fp32 is strict f32 in PyTorch (allow_tf32 off, its default); burn's CUDA matmuls may
         # read f32 as TF32, so tf32 (nanoGPT's setting) is the like-for-like reference.
         for name in SHAPES:
-            for precision in ["fp32", "tf32"]:
-                c.torch(name, precision, limit_s=45)
+            for torch_precision in ["fp32", "tf32"]:
+                c.torch(name, torch_precision, limit_s=45)
     if "windtunnel" in GROUPS:
         windtunnel_starts_and_speed(c)
     if "profile" in GROUPS:
         where_the_step_goes(c)
     if "precision" in GROUPS:
-        precision(c)
+        bf16_mixed_against_fp32(c)
     if "concurrent" in GROUPS:
         concurrency(c)
     if "sweep" in GROUPS:
