@@ -13,7 +13,7 @@
 //! matrices and the embedding), never to norm gains. Clipping rescales all gradients by
 //! `min(1, max_norm / ‖g‖₂)` with ‖g‖₂ over every parameter together.
 //!
-//! A step reads nothing back from the device: ‖g‖₂² and the clipping factor are tensors on it, so
+//! A step reads nothing back from a GPU: ‖g‖₂² and the clipping factor are tensors on it, so
 //! a GPU runs the update straight after the backward pass, and the trainer reads ‖g‖₂ with the
 //! step's loss in one transfer once the whole step is queued ([`read_to_host`]).
 
@@ -70,8 +70,8 @@ pub struct AdamW<B: AutodiffBackend> {
     rules: HashMap<ParamId, ParamRule>,
 }
 
-/// What one step did, for the logs. Both values stay on the device: the step never waits for the
-/// device, and the caller reads them with the step's loss in one read ([`read_to_host`]).
+/// What one step did, for the logs. Both values stay on the device, so a GPU step never waits for
+/// the host; the caller reads them with the step's loss in one transfer ([`read_to_host`]).
 #[derive(Debug, Clone)]
 pub struct StepReport<B: Backend> {
     /// ‖g‖₂² before clipping, summed over every parameter (`[1]`).
@@ -117,7 +117,7 @@ impl<B: AutodiffBackend> AdamW<B> {
     }
 
     /// [`AdamW::step`] from gradients already collected per parameter (summed over micro-batches).
-    /// Nothing is read from the device: the clipping factor is computed there.
+    /// Nothing is read back from a GPU: the clipping factor is computed on the device.
     pub fn step_with(&mut self, model: Transformer<B>, grads: GradientsParams, lr: f64) -> (Transformer<B>, StepReport<B::InnerBackend>)
     where
         B::InnerBackend: FusedOps,
