@@ -6,6 +6,9 @@
 //! `metrics.jsonl`; checkpoints at the configured token counts, every few minutes, on SIGINT or
 //! SIGTERM, and at the end; and keeps `status.json` current. `--resume` continues from the newest
 //! checkpoint that verifies. A branch (`[branch]`) starts from its trunk's checkpoint.
+//!
+//! A step makes one read from the device, its loss and gradient norm, once all of its work is
+//! queued; the next step's batch is made on the host before that read, while a GPU computes.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
