@@ -12,15 +12,17 @@ step; every step's log comes back packed in OUTDIR/logs.tar.gz. Steps, in order 
    process start → first step done, steady tokens/s;
 3. windtunnel 9m, w256, 36m (warm where the kernels are shared, cold for what is new), each run
    twice so the second start is warm;
-4. where a 9m step goes: kernel launches and GPU time per step, windtunnel (cubecl's profiling
+4. burn's kernel fusion on against off (WINDTUNNEL_CUDA_FUSION=off, a kernel cache of its own):
+   w128's first step cold and warm, kernels compiled, steady tokens/s of w128 and 9m;
+5. where a 9m step goes: kernel launches and GPU time per step, windtunnel (cubecl's profiling
    log) next to PyTorch (torch.profiler), and the share of the step the GPU is busy;
-5. precision: windtunnel w128 under bf16-mixed against its fp32 run (the same 50 batches: every
+6. precision: windtunnel w128 under bf16-mixed against its fp32 run (the same 50 batches: every
    loss's relative difference, tokens/s of both), then PyTorch bf16-mixed on the four shapes;
-6. concurrent 9m runs on the one GPU (1, 2, 4, 8): aggregate tokens/s and the runs per GPU
+7. concurrent 9m runs on the one GPU (1, 2, 4, 8): aggregate tokens/s and the runs per GPU
    that reach 90% of the best aggregate (the measured default for --runs-per-device);
-7. a 4-run learning-rate sweep of the 9m proxy with persistent workers vs a process per run;
-8. the coordinate check on the GPU in fp32 and bf16-mixed (every mean |x| and slope compared);
-9. PyTorch torch.compile on w128, when time remains.
+8. a 4-run learning-rate sweep of the 9m proxy with persistent workers vs a process per run;
+9. the coordinate check on the GPU in fp32 and bf16-mixed (every mean |x| and slope compared);
+10. PyTorch torch.compile on w128, when time remains.
 
 Every windtunnel step also records what it added to the kernel cache (`kernel_cache_added`: new
 entries per cache file — cubecl's PTX table of contents counts kernels compiled, the autotune
@@ -48,9 +50,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # GPU_CHECK_DEVICE=cpu runs the same steps on the CPU: a dry run of this script without a GPU.
 DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda:0")
 TORCH_DEVICE = "cuda" if DEVICE.startswith("cuda") else "cpu"
-# GPU_CHECK_GROUPS=windtunnel,sweep runs only those groups (torch, windtunnel, profile, precision,
-# concurrent, sweep, coord, compile).
-GROUPS = os.environ.get("GPU_CHECK_GROUPS", "torch,windtunnel,profile,precision,concurrent,sweep,coord,compile").split(",")
+# GPU_CHECK_GROUPS=windtunnel,sweep runs only those groups (torch, windtunnel, fusion, profile,
+# precision, concurrent, sweep, coord, compile).
+GROUPS = os.environ.get("GPU_CHECK_GROUPS", "torch,windtunnel,fusion,profile,precision,concurrent,sweep,coord,compile").split(",")
 # A kernel cache packed by an earlier check (OUTDIR/kernel-cache.tar.gz) to start from.
 SEED_CACHE = os.environ.get("GPU_CHECK_SEED_CACHE")
 # name, width, depth, heads, kv_heads, batch, seq, vocab
@@ -74,6 +76,7 @@ class Check:
         self.deadline = time.monotonic() + budget_s
         self.work = tempfile.mkdtemp(prefix="gpu-check-")
         self.cache = os.path.join(self.work, "kernel-cache")
+        self.cache_unfused = os.path.join(self.work, "kernel-cache-unfused")
         # Logs gather in the work folder and come back packed (logs.tar.gz): a device window may
         # return only a few files, so OUTDIR holds three.
         self.logs = os.path.join(self.work, "logs")
@@ -168,13 +171,16 @@ class Check:
             )
         return path
 
-    def windtunnel(self, key, name, limit_s, steps=50, precision="fp32"):
+    def windtunnel(self, key, name, limit_s, steps=50, precision="fp32", fusion=True):
+        """One `windtunnel train` of a shape; unfused (WINDTUNNEL_CUDA_FUSION=off) runs keep their
+        own kernel cache, so their first start is cold too."""
         run_dir = os.path.join(self.work, key)
         shutil.rmtree(run_dir, ignore_errors=True)
-        cmd = [self.bin, "train", self.run_file(name, steps, precision=precision), "--out", run_dir, "--device", DEVICE, "--quiet", "--json", "--kernel-cache", self.cache]
-        before = cache_entries(self.cache)
-        status, out, secs = self.run(key, cmd, limit_s)
-        result = {"status": status, "wall_s": secs, "precision": precision, "kernel_cache_added": cache_added(before, cache_entries(self.cache))}
+        cache = self.cache if fusion else self.cache_unfused
+        cmd = [self.bin, "train", self.run_file(name, steps, precision=precision), "--out", run_dir, "--device", DEVICE, "--quiet", "--json", "--kernel-cache", cache]
+        before = cache_entries(cache)
+        status, out, secs = self.run(key, cmd, limit_s, env=None if fusion else {"WINDTUNNEL_CUDA_FUSION": "off"})
+        result = {"status": status, "wall_s": secs, "precision": precision, "fusion": fusion, "kernel_cache_added": cache_added(before, cache_entries(cache))}
         metrics = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
         if metrics:
             result["first_step_s"] = metrics[0].get("first_step_s")
@@ -362,6 +368,26 @@ def windtunnel_starts_and_speed(c):
     c.save()
 
 
+def fusion_against_unfused(c):
+    """burn's kernel fusion on (the default) against off (WINDTUNNEL_CUDA_FUSION=off): first step
+    with a cold and a warm cache of its own, kernels compiled, steady tokens/s on w128 and 9m."""
+    cold = c.windtunnel("windtunnel_w128_unfused_cold", "w128", limit_s=120, fusion=False)
+    warm = c.windtunnel("windtunnel_w128_unfused_warm", "w128", limit_s=45, fusion=False)
+    nine = c.windtunnel("windtunnel_9m_unfused", "9m", limit_s=60, fusion=False)
+    steps = c.results["steps"]
+    fused_cold = next((steps[k] for k in ("windtunnel_w128_cold", "windtunnel_w128_seeded") if k in steps), {})
+    fused_warm, fused_9m = steps.get("windtunnel_w128_warm", {}), steps.get("windtunnel_9m_second", {})
+    c.results["fusion"] = {
+        "w128_first_step_s_cold": {"fused": fused_cold.get("first_step_s"), "unfused": cold.get("first_step_s")},
+        "w128_first_step_s_warm": {"fused": fused_warm.get("first_step_s"), "unfused": warm.get("first_step_s")},
+        "w128_kernel_cache_added_cold": {"fused": fused_cold.get("kernel_cache_added"), "unfused": cold.get("kernel_cache_added")},
+        "w128_tokens_per_s": {"fused": fused_warm.get("tokens_per_s"), "unfused": warm.get("tokens_per_s")},
+        "9m_tokens_per_s": {"fused": fused_9m.get("tokens_per_s"), "unfused": nine.get("tokens_per_s")},
+        "fused_cold_start_seeded": "windtunnel_w128_seeded" in steps,
+    }
+    c.save()
+
+
 def where_the_step_goes(c):
     """Launches and GPU time per training step of the 9m proxy, windtunnel (cubecl's profiling
     log; the difference of 8 and 3 steps, so start-up and evaluation cancel) next to PyTorch
@@ -476,6 +502,8 @@ def run_groups(c):
                 c.torch(name, torch_precision, limit_s=45)
     if "windtunnel" in GROUPS:
         windtunnel_starts_and_speed(c)
+    if "fusion" in GROUPS:
+        fusion_against_unfused(c)
     if "profile" in GROUPS:
         where_the_step_goes(c)
     if "precision" in GROUPS:

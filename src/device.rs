@@ -3,6 +3,10 @@
 //!
 //! Work that needs a backend implements [`BackendJob`]; [`run_on`] picks the backend at run time
 //! and calls it with the concrete autodiff backend type and device.
+//!
+//! On a GPU, `WINDTUNNEL_CUDA_FUSION=off` trains on burn's CubeCL backend without its fusion
+//! layer ([`CudaUnfused`]): fusion compiles a kernel for every chain of operations it fuses (each
+//! shape its own), unfused every operation runs its own kernel. The GPU check measures both.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,6 +21,23 @@ pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
 /// The CUDA backend, with autodiff.
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
+
+/// burn's CUDA backend without its fusion layer (`WINDTUNNEL_CUDA_FUSION=off`).
+#[cfg(feature = "cuda")]
+pub type CudaUnfused = burn_cubecl::CubeBackend<burn::cubecl::cuda::CudaRuntime, f32, i32, u8>;
+
+/// The environment variable that turns burn's kernel fusion off on GPUs.
+pub const CUDA_FUSION_VAR: &str = "WINDTUNNEL_CUDA_FUSION";
+
+/// Whether GPU work runs through burn's fusion layer: `on` (the default) or `off`, from
+/// `WINDTUNNEL_CUDA_FUSION` (`value`: its value, when set).
+pub fn cuda_fusion(value: Option<&str>) -> anyhow::Result<bool> {
+    match value.map(str::trim) {
+        None | Some("") | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => anyhow::bail!("{CUDA_FUSION_VAR}={other}: expected `on` (the default: burn's kernel fusion) or `off` (every operation its own kernel)"),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(try_from = "String", into = "String")]
@@ -83,7 +104,13 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
             // Compiled kernels and autotune results persist across processes (checked before any work).
             crate::kernel_cache::install_for_gpu()?;
             // burn's CUDA runtime panics when no driver or device is found; turn that into an error.
-            catch_panic(|| job.run::<CudaBackend>(burn::backend::cuda::CudaDevice::new(index))).map_err(|message| {
+            let fusion = cuda_fusion(std::env::var(CUDA_FUSION_VAR).ok().as_deref())?;
+            let device = burn::backend::cuda::CudaDevice::new(index);
+            let run = || match fusion {
+                true => job.run::<CudaBackend>(device),
+                false => job.run::<burn::backend::Autodiff<CudaUnfused>>(device),
+            };
+            catch_panic(run).map_err(|message| {
                 anyhow::anyhow!(
                     "--device {spec}: the CUDA backend failed ({message}); check that the NVIDIA driver and the CUDA \
                      toolkit's NVRTC library are installed and that GPU {index} exists (nvidia-smi -L)"
@@ -168,6 +195,15 @@ mod tests {
         let survived = catch_panic(|| std::thread::spawn(|| panic!("a logger thread")).join().is_err());
         assert_eq!(survived, Ok(true), "a panic the caller survives is a warning, not an error");
         assert_eq!(catch_panic(|| 3), Ok(3));
+    }
+
+    #[test]
+    fn fusion_is_on_unless_turned_off_by_name() {
+        assert!(cuda_fusion(None).unwrap());
+        assert!(cuda_fusion(Some("on")).unwrap());
+        assert!(!cuda_fusion(Some("off")).unwrap());
+        let e = cuda_fusion(Some("no")).unwrap_err().to_string();
+        assert!(e.contains("WINDTUNNEL_CUDA_FUSION=no") && e.contains("`off`"), "{e}");
     }
 
     #[test]

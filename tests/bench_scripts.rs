@@ -23,7 +23,7 @@ fn the_gpu_check_runs_through_every_group_without_a_gpu() {
     assert!(o.status.success(), "{log}");
     let text = std::fs::read_to_string(out.path().join("gpu-check.json")).unwrap();
     let report: serde_json::Value = serde_json::from_str(&text).unwrap();
-    for section in ["summary", "step_profile_9m", "precision", "concurrency"] {
+    for section in ["summary", "fusion", "step_profile_9m", "precision", "concurrency"] {
         assert!(report.get(section).is_some(), "no `{section}` in {text}");
     }
     let steps = report["steps"].as_object().unwrap();
@@ -31,6 +31,7 @@ fn the_gpu_check_runs_through_every_group_without_a_gpu() {
         "torch_eager_tf32_36m",
         "windtunnel_w128_cold",
         "windtunnel_36m_second",
+        "windtunnel_9m_unfused",
         "kernel_profile_9m_8",
         "windtunnel_w128_bf16_mixed",
         "concurrent_9m_x8",

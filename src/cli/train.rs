@@ -21,7 +21,7 @@ pub struct TrainArgs {
     /// point again; the rest of the run is reproduced bit for bit). Implies --resume.
     #[arg(long, value_name = "TOKENS")]
     resume_before_tokens: Option<u64>,
-    /// cpu or cuda:N.
+    /// cpu or cuda:N (on a GPU, WINDTUNNEL_CUDA_FUSION=off turns burn's kernel fusion off).
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Where compiled GPU kernels and autotune results are kept between processes

@@ -459,6 +459,9 @@ fn flex(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
 #[cfg(feature = "cuda")]
 impl FusedOps for burn::backend::Cuda {}
 
+#[cfg(feature = "cuda")]
+impl FusedOps for crate::device::CudaUnfused {}
+
 /// Hands each parent that needs one its gradient (`None`: the backward did not compute it).
 macro_rules! register_grads {
     ($grads:expr, $parents:expr, $values:expr) => {
