@@ -7,6 +7,11 @@
 #   cargo build --release --features cuda
 #   COMMIT=$(git rev-parse HEAD) benches/gpu-check.sh target/release/windtunnel /tmp/gpu-check [SECONDS]
 #
+# On a GPU machine without a Rust toolchain, build elsewhere and take the stripped binary along
+# (about 50 MiB; compiling needs no CUDA toolkit):
+#   CARGO_TARGET_DIR=target/cuda cargo build --release --features cuda
+#   strip -o target/cuda/windtunnel-gpu target/cuda/release/windtunnel
+#
 # Results: OUTDIR/gpu-check.json (rewritten after every step), OUTDIR/logs.tar.gz (every step's log) and
 # OUTDIR/kernel-cache.tar.gz (the cache it compiled): three files, as a device window returns few.
 set -uo pipefail
