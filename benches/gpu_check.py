@@ -10,10 +10,10 @@ step; every step's log comes back packed in OUTDIR/logs.tar.gz. Steps, in order 
 1. PyTorch eager on the four shapes, strict fp32 and TF32 — the reference (benches/torch_reference.py);
 2. windtunnel w128 with an empty kernel cache (cold) and again with the cache it wrote (warm):
    process start → first step done, steady tokens/s;
-3. windtunnel 9m, w256, 36m (warm where the kernels are shared, cold for what is new), each run
-   twice so the second start is warm;
-4. burn's kernel fusion on against off (WINDTUNNEL_CUDA_FUSION=off, a kernel cache of its own):
+3. burn's kernel fusion on against off (WINDTUNNEL_CUDA_FUSION=off, a kernel cache of its own):
    w128's first step cold and warm, kernels compiled, steady tokens/s of w128 and 9m;
+4. windtunnel 9m, w256, 36m (warm where the kernels are shared, cold for what is new), each run
+   twice so the second start is warm;
 5. where a 9m step goes: kernel launches and GPU time per step, windtunnel (cubecl's profiling
    log) next to PyTorch (torch.profiler), and the share of the step the GPU is busy;
 6. precision: windtunnel w128 under bf16-mixed against its fp32 run (the same 50 batches: every
@@ -340,50 +340,67 @@ def gpu_facts():
     return facts
 
 
-def windtunnel_starts_and_speed(c):
-    """First step with a cold and a warm kernel cache, steady tokens/s next to PyTorch, MFU."""
-    start = "seeded" if SEED_CACHE else "cold"
-    cold = c.windtunnel(f"windtunnel_w128_{start}", "w128", limit_s=200)
-    warm = c.windtunnel("windtunnel_w128_warm", "w128", limit_s=60)
-    summary = {"w128": {f"first_step_s_{start}": cold.get("first_step_s"), "first_step_s_warm": warm.get("first_step_s")}}
-    for name in ["9m", "w256", "36m"]:
-        first = c.windtunnel(f"windtunnel_{name}_first", name, limit_s=120)
-        second = c.windtunnel(f"windtunnel_{name}_second", name, limit_s=60)
-        summary[name] = {"first_step_s_first_start": first.get("first_step_s"), "first_step_s_warm": second.get("first_step_s")}
-    for name, s in summary.items():
-        runs = [c.results["steps"].get(k, {}) for k in (f"windtunnel_{name}_warm", f"windtunnel_{name}_second")]
-        tps = next((r.get("tokens_per_s") for r in runs if r.get("tokens_per_s")), None)
-        torch_tps = c.results["steps"].get(f"torch_eager_fp32_{name}", {}).get("tokens_per_s")
-        torch_tf32 = c.results["steps"].get(f"torch_eager_tf32_{name}", {}).get("tokens_per_s")
-        s.update(
-            tokens_per_s=tps,
-            torch_eager_tokens_per_s=torch_tps,
-            ratio_vs_torch_eager=(tps / torch_tps) if tps and torch_tps else None,
-            torch_eager_tf32_tokens_per_s=torch_tf32,
-            ratio_vs_torch_eager_tf32=(tps / torch_tf32) if tps and torch_tf32 else None,
-            mfu=c.mfu(name, tps, "fp32"),
-            mfu_vs_tf32_peak=c.mfu(name, tps, "tf32"),
-        )
-    c.results["summary"] = summary
-    c.save()
+def windtunnel_w128_starts(c):
+    """w128's first step with a cold (or seeded) and a warm kernel cache."""
+    c.windtunnel(f"windtunnel_w128_{cold_start()}", "w128", limit_s=200)
+    c.windtunnel("windtunnel_w128_warm", "w128", limit_s=60)
+    summarize(c)
 
 
 def fusion_against_unfused(c):
-    """burn's kernel fusion on (the default) against off (WINDTUNNEL_CUDA_FUSION=off): first step
-    with a cold and a warm cache of its own, kernels compiled, steady tokens/s on w128 and 9m."""
-    cold = c.windtunnel("windtunnel_w128_unfused_cold", "w128", limit_s=120, fusion=False)
-    warm = c.windtunnel("windtunnel_w128_unfused_warm", "w128", limit_s=45, fusion=False)
-    nine = c.windtunnel("windtunnel_9m_unfused", "9m", limit_s=60, fusion=False)
+    """burn's kernel fusion off (WINDTUNNEL_CUDA_FUSION=off), with a kernel cache of its own: w128's
+    first step cold and warm, kernels compiled, steady tokens/s of w128 and 9m. Runs right after
+    w128's fused starts, before the other shapes: when compiling is what takes the time, this is
+    the comparison that says whether fusion is why."""
+    c.windtunnel("windtunnel_w128_unfused_cold", "w128", limit_s=120, fusion=False)
+    c.windtunnel("windtunnel_w128_unfused_warm", "w128", limit_s=45, fusion=False)
+    c.windtunnel("windtunnel_9m_unfused", "9m", limit_s=60, fusion=False)
+    summarize(c)
+
+
+def windtunnel_other_shapes(c):
+    """9m, w256 and 36m, each started twice (the second start warm)."""
+    for name in ["9m", "w256", "36m"]:
+        c.windtunnel(f"windtunnel_{name}_first", name, limit_s=120)
+        c.windtunnel(f"windtunnel_{name}_second", name, limit_s=60)
+    summarize(c)
+
+
+def cold_start():
+    return "seeded" if SEED_CACHE else "cold"
+
+
+def summarize(c):
+    """`summary` (per shape: first steps, steady tokens/s next to PyTorch, MFU) and `fusion` (fused
+    against unfused), from the steps recorded so far."""
     steps = c.results["steps"]
-    fused_cold = next((steps[k] for k in ("windtunnel_w128_cold", "windtunnel_w128_seeded") if k in steps), {})
-    fused_warm, fused_9m = steps.get("windtunnel_w128_warm", {}), steps.get("windtunnel_9m_second", {})
+    get = lambda key, field: steps.get(key, {}).get(field)
+    starts = {"w128": (f"windtunnel_w128_{cold_start()}", "windtunnel_w128_warm")}
+    starts.update({name: (f"windtunnel_{name}_first", f"windtunnel_{name}_second") for name in ["9m", "w256", "36m"]})
+    summary = {}
+    for name, (first, second) in starts.items():
+        tps = get(second, "tokens_per_s")
+        torch_tps, torch_tf32 = get(f"torch_eager_fp32_{name}", "tokens_per_s"), get(f"torch_eager_tf32_{name}", "tokens_per_s")
+        summary[name] = {
+            f"first_step_s_{cold_start()}" if name == "w128" else "first_step_s_first_start": get(first, "first_step_s"),
+            "first_step_s_warm": get(second, "first_step_s"),
+            "tokens_per_s": tps,
+            "torch_eager_tokens_per_s": torch_tps,
+            "ratio_vs_torch_eager": (tps / torch_tps) if tps and torch_tps else None,
+            "torch_eager_tf32_tokens_per_s": torch_tf32,
+            "ratio_vs_torch_eager_tf32": (tps / torch_tf32) if tps and torch_tf32 else None,
+            "mfu": c.mfu(name, tps, "fp32"),
+            "mfu_vs_tf32_peak": c.mfu(name, tps, "tf32"),
+        }
+    c.results["summary"] = summary
+    cold = f"windtunnel_w128_{cold_start()}"
     c.results["fusion"] = {
-        "w128_first_step_s_cold": {"fused": fused_cold.get("first_step_s"), "unfused": cold.get("first_step_s")},
-        "w128_first_step_s_warm": {"fused": fused_warm.get("first_step_s"), "unfused": warm.get("first_step_s")},
-        "w128_kernel_cache_added_cold": {"fused": fused_cold.get("kernel_cache_added"), "unfused": cold.get("kernel_cache_added")},
-        "w128_tokens_per_s": {"fused": fused_warm.get("tokens_per_s"), "unfused": warm.get("tokens_per_s")},
-        "9m_tokens_per_s": {"fused": fused_9m.get("tokens_per_s"), "unfused": nine.get("tokens_per_s")},
-        "fused_cold_start_seeded": "windtunnel_w128_seeded" in steps,
+        "w128_first_step_s_cold": {"fused": get(cold, "first_step_s"), "unfused": get("windtunnel_w128_unfused_cold", "first_step_s")},
+        "w128_first_step_s_warm": {"fused": get("windtunnel_w128_warm", "first_step_s"), "unfused": get("windtunnel_w128_unfused_warm", "first_step_s")},
+        "w128_kernel_cache_added_cold": {"fused": get(cold, "kernel_cache_added"), "unfused": get("windtunnel_w128_unfused_cold", "kernel_cache_added")},
+        "w128_tokens_per_s": {"fused": get("windtunnel_w128_warm", "tokens_per_s"), "unfused": get("windtunnel_w128_unfused_warm", "tokens_per_s")},
+        "9m_tokens_per_s": {"fused": get("windtunnel_9m_second", "tokens_per_s"), "unfused": get("windtunnel_9m_unfused", "tokens_per_s")},
+        "fused_cold_start_seeded": bool(SEED_CACHE),
     }
     c.save()
 
@@ -489,7 +506,10 @@ def main():
     try:
         run_groups(c)
     finally:
-        pack(c)
+        try:
+            summarize(c)
+        finally:
+            pack(c)
     print(f"== done with {c.left():.0f}s to spare; {os.path.join(c.out, 'gpu-check.json')}")
 
 
@@ -501,9 +521,11 @@ def run_groups(c):
             for torch_precision in ["fp32", "tf32"]:
                 c.torch(name, torch_precision, limit_s=45)
     if "windtunnel" in GROUPS:
-        windtunnel_starts_and_speed(c)
+        windtunnel_w128_starts(c)
     if "fusion" in GROUPS:
         fusion_against_unfused(c)
+    if "windtunnel" in GROUPS:
+        windtunnel_other_shapes(c)
     if "profile" in GROUPS:
         where_the_step_goes(c)
     if "precision" in GROUPS:
