@@ -110,16 +110,25 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
                 true => job.run::<CudaBackend>(device),
                 false => job.run::<burn::backend::Autodiff<CudaUnfused>>(device),
             };
-            catch_panic(run).map_err(|message| {
-                anyhow::anyhow!(
-                    "--device {spec}: the CUDA backend failed ({message}); check that the NVIDIA driver and the CUDA \
-                     toolkit's NVRTC library are installed and that GPU {index} exists (nvidia-smi -L)"
-                )
-            })
+            catch_panic(run).map_err(|message| anyhow::anyhow!("--device {spec}: the CUDA backend failed ({message}); {}", gpu_failure_hint(&message, index)))
         }
         #[cfg(not(feature = "cuda"))]
         // Without the `cuda` feature `require_built` always refuses a GPU with the rebuild message.
         DeviceSpec::Cuda(_) => require_built(spec, "--device").and_then(|()| Err(anyhow::anyhow!("--device {spec}: no CUDA backend in this build"))),
+    }
+}
+
+/// What to do about a failure of the CUDA backend, from its message: running out of GPU memory
+/// (cubecl 0.10 says "can't allocate buffer" or "out-of-memory"), or anything else, which at start
+/// is most often a missing driver, NVRTC library or device.
+pub fn gpu_failure_hint(message: &str, index: usize) -> String {
+    let message = message.to_lowercase().replace(['-', '_'], " ");
+    if message.contains("out of memory") || message.contains("can't allocate buffer") {
+        "GPU memory ran out: lower `training.micro_batch_size` in the run file (gradient accumulation keeps the batch; \
+         `windtunnel plan` estimates each run's memory), or run fewer runs per GPU (`run --runs-per-device`)"
+            .into()
+    } else {
+        format!("check that the NVIDIA driver and the CUDA toolkit's NVRTC library are installed and that GPU {index} exists (nvidia-smi -L)")
     }
 }
 
@@ -195,6 +204,21 @@ mod tests {
         let survived = catch_panic(|| std::thread::spawn(|| panic!("a logger thread")).join().is_err());
         assert_eq!(survived, Ok(true), "a panic the caller survives is a warning, not an error");
         assert_eq!(catch_panic(|| 3), Ok(3));
+    }
+
+    /// The messages cubecl 0.10 and the CUDA driver give for exhausted GPU memory point at the
+    /// micro-batch; anything else at the installation.
+    #[test]
+    fn a_gpu_out_of_memory_points_at_the_micro_batch() {
+        for message in [
+            "can't allocate buffer of size: 34359738368",
+            "An out-of-memory error happened during launch",
+            "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
+        ] {
+            assert!(gpu_failure_hint(message, 0).contains("micro_batch_size"), "{message}");
+        }
+        let hint = gpu_failure_hint("Unable to dynamically load the \"cuda\" shared library", 3);
+        assert!(hint.contains("NVIDIA driver") && hint.contains("GPU 3"), "{hint}");
     }
 
     #[test]
