@@ -50,9 +50,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # GPU_CHECK_DEVICE=cpu runs the same steps on the CPU: a dry run of this script without a GPU.
 DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda:0")
 TORCH_DEVICE = "cuda" if DEVICE.startswith("cuda") else "cpu"
-# GPU_CHECK_GROUPS=windtunnel,sweep runs only those groups (torch, windtunnel, fusion, profile,
-# precision, concurrent, sweep, coord, compile).
-GROUPS = os.environ.get("GPU_CHECK_GROUPS", "torch,windtunnel,fusion,profile,precision,concurrent,sweep,coord,compile").split(",")
+# GPU_CHECK_GROUPS=windtunnel,sweep runs only those groups (the names in STAGES, at the end).
+GROUPS = os.environ.get("GPU_CHECK_GROUPS")
 # A kernel cache packed by an earlier check (OUTDIR/kernel-cache.tar.gz) to start from.
 SEED_CACHE = os.environ.get("GPU_CHECK_SEED_CACHE")
 # name, width, depth, heads, kv_heads, batch, seq, vocab
@@ -513,32 +512,45 @@ def main():
     print(f"== done with {c.left():.0f}s to spare; {os.path.join(c.out, 'gpu-check.json')}")
 
 
+def torch_references(c):
+    """PyTorch eager on every shape, strict fp32 (allow_tf32 off, PyTorch's default) and TF32:
+    burn's CUDA matmuls may read f32 as TF32, so tf32 (nanoGPT's setting) is the like-for-like
+    reference."""
+    for name in SHAPES:
+        for precision in ["fp32", "tf32"]:
+            c.torch(name, precision, limit_s=45)
+
+
+def persistent_against_per_run(c):
+    c.sweep("persistent", limit_s=90)
+    c.sweep("per-run", limit_s=90)
+
+
+def torch_compiled(c):
+    c.torch("w128", "fp32", compile_=True, limit_s=90)
+
+
+# (group, stage) in the order they run: fusion off runs between w128's fused starts and the
+# other shapes, so a window that compiling eats still compares the two.
+STAGES = [
+    ("torch", torch_references),
+    ("windtunnel", windtunnel_w128_starts),
+    ("fusion", fusion_against_unfused),
+    ("windtunnel", windtunnel_other_shapes),
+    ("profile", where_the_step_goes),
+    ("precision", bf16_mixed_against_fp32),
+    ("concurrent", concurrency),
+    ("sweep", persistent_against_per_run),
+    ("coord", coordinate_checks),
+    ("compile", torch_compiled),
+]
+
+
 def run_groups(c):
-    if "torch" in GROUPS:
-        # fp32 is strict f32 in PyTorch (allow_tf32 off, its default); burn's CUDA matmuls may
-        # read f32 as TF32, so tf32 (nanoGPT's setting) is the like-for-like reference.
-        for name in SHAPES:
-            for torch_precision in ["fp32", "tf32"]:
-                c.torch(name, torch_precision, limit_s=45)
-    if "windtunnel" in GROUPS:
-        windtunnel_w128_starts(c)
-    if "fusion" in GROUPS:
-        fusion_against_unfused(c)
-    if "windtunnel" in GROUPS:
-        windtunnel_other_shapes(c)
-    if "profile" in GROUPS:
-        where_the_step_goes(c)
-    if "precision" in GROUPS:
-        bf16_mixed_against_fp32(c)
-    if "concurrent" in GROUPS:
-        concurrency(c)
-    if "sweep" in GROUPS:
-        c.sweep("persistent", limit_s=90)
-        c.sweep("per-run", limit_s=90)
-    if "coord" in GROUPS:
-        coordinate_checks(c)
-    if "compile" in GROUPS:
-        c.torch("w128", "fp32", compile_=True, limit_s=90)
+    chosen = GROUPS.split(",") if GROUPS else [group for group, _ in STAGES]
+    for group, stage in STAGES:
+        if group in chosen:
+            stage(c)
 
 
 if __name__ == "__main__":

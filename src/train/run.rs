@@ -242,7 +242,7 @@ fn check_device(device: DeviceSpec) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::device::require_built(device, "--device").map_err(CannotStart)?;
-    crate::kernel_cache::install_for_gpu().map_err(CannotStart)?;
+    // The probe goes through `run_on`, which installs the kernel cache first.
     crate::device::probe(device).map_err(|e| CannotStart(e).into())
 }
 
