@@ -132,6 +132,27 @@ pub fn gpu_failure_hint(message: &str, index: usize) -> String {
     }
 }
 
+/// The `CUDA_VISIBLE_DEVICES` a sweep worker for `cuda:N` gets. `cuda:N` counts the GPUs this
+/// process can see, as CUDA and PyTorch do: all of the machine's when `visible` (this process's
+/// own `CUDA_VISIBLE_DEVICES`) is unset, else the N-th entry of that list (an index or a UUID),
+/// which is how Slurm (`--gpus`, `--gres=gpu:K`) and containers hand a job its GPUs. Passing N
+/// itself there would give the worker the machine's GPU N, which may belong to another job.
+pub fn worker_visible_gpu(index: usize, visible: Option<&str>) -> anyhow::Result<String> {
+    let Some(visible) = visible else { return Ok(index.to_string()) };
+    let entries: Vec<&str> = visible.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    entries.get(index).map(|e| e.to_string()).ok_or_else(|| {
+        let seen = match entries.len() {
+            0 => "no GPU".to_string(),
+            1 => "one GPU, cuda:0".to_string(),
+            n => format!("{n} GPUs, cuda:0 to cuda:{}", n - 1),
+        };
+        anyhow::anyhow!(
+            "--devices cuda:{index}: CUDA_VISIBLE_DEVICES={visible:?} (set by Slurm, a container or you) lets this process see {seen}, \
+             and cuda:N counts those; name only those, or unset CUDA_VISIBLE_DEVICES to count all of the machine's"
+        )
+    })
+}
+
 /// Start the backend `spec` names and run one tiny operation on it, so that a GPU whose driver,
 /// NVRTC library or device is missing fails before any work, with the backend's own reason.
 pub fn probe(spec: DeviceSpec) -> anyhow::Result<()> {
@@ -233,6 +254,18 @@ mod tests {
     #[test]
     fn the_cpu_backend_passes_the_probe() {
         probe(DeviceSpec::Cpu).unwrap();
+    }
+
+    /// Inside a Slurm job given GPUs 2 and 5, `cuda:1` must be the machine's GPU 5, not GPU 1.
+    #[test]
+    fn a_worker_gets_the_nth_gpu_this_process_can_see() {
+        assert_eq!(worker_visible_gpu(3, None).unwrap(), "3");
+        assert_eq!(worker_visible_gpu(1, Some("2,5")).unwrap(), "5");
+        assert_eq!(worker_visible_gpu(0, Some(" GPU-8f2a1c3e-aaaa ,GPU-77")).unwrap(), "GPU-8f2a1c3e-aaaa");
+        let e = worker_visible_gpu(2, Some("2,5")).unwrap_err().to_string();
+        assert!(e.contains("cuda:2") && e.contains("\"2,5\"") && e.contains("2 GPUs, cuda:0 to cuda:1"), "{e}");
+        let e = worker_visible_gpu(0, Some("")).unwrap_err().to_string();
+        assert!(e.contains("no GPU") && e.contains("unset CUDA_VISIBLE_DEVICES"), "{e}");
     }
 
     #[test]

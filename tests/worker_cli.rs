@@ -213,3 +213,14 @@ fn gpus_without_cuda_are_refused_before_any_worker_starts() {
     let run_dir = std::fs::read_dir(out.join("tiny").join("runs")).unwrap().flatten().next().unwrap().path();
     assert!(!run_dir.join("worker.log").exists(), "no worker started");
 }
+
+#[test]
+fn a_device_named_twice_is_refused_with_the_flag_that_means_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "s.toml", TINY);
+    let out = dir.path().join("out");
+    for (devices, named) in [("cpu,cpu", "cpu"), ("cuda:0,1,0", "cuda:0")] {
+        let e = fails(&["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--devices", devices, "--quiet"]);
+        assert!(e.contains(&format!("--devices {devices} names {named} twice")) && e.contains("--runs-per-device"), "{e}");
+    }
+}

@@ -27,7 +27,8 @@ pub struct RunArgs {
     /// Workers at a time [default: devices × runs-per-device].
     #[arg(long)]
     parallel: Option<usize>,
-    /// cpu, or GPUs as cuda:0,1,2 (each worker sees one GPU).
+    /// cpu, or GPUs as cuda:0,1,2 (each worker sees one GPU; N counts the GPUs in
+    /// CUDA_VISIBLE_DEVICES when it is set, as inside a Slurm job).
     #[arg(long, default_value = "cpu")]
     devices: String,
     /// Concurrent runs per device.
@@ -122,13 +123,17 @@ pub struct DirArgs {
 }
 
 fn parse_devices(s: &str) -> anyhow::Result<Vec<DeviceSpec>> {
-    if let Some(list) = s.strip_prefix("cuda:") {
-        return list
+    let devices: Vec<DeviceSpec> = match s.strip_prefix("cuda:") {
+        Some(list) => list
             .split(',')
             .map(|i| i.trim().parse().map(DeviceSpec::Cuda).map_err(|_| anyhow::anyhow!("--devices {s}: `{i}` is not a GPU index")))
-            .collect();
+            .collect::<anyhow::Result<_>>()?,
+        None => s.split(',').map(|d| d.parse::<DeviceSpec>().map_err(anyhow::Error::msg)).collect::<anyhow::Result<_>>()?,
+    };
+    if let Some(twice) = devices.iter().enumerate().find_map(|(i, d)| devices[..i].contains(d).then_some(d)) {
+        anyhow::bail!("--devices {s} names {twice} twice; to train several runs on one device at once, use --runs-per-device (or --parallel on the CPU)");
     }
-    s.split(',').map(|d| d.parse::<DeviceSpec>().map_err(anyhow::Error::msg)).collect()
+    Ok(devices)
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {

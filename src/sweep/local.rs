@@ -7,8 +7,9 @@
 //! (see [`super::worker`]); both write the same files and give the same losses bit for bit.
 //! Up to `parallel` runs train at once; CPU threads are split between them (RAYON_NUM_THREADS),
 //! GPUs are handed out by setting the worker's CUDA_VISIBLE_DEVICES, `runs_per_device` at a
-//! time. A branch starts as soon as its trunk's checkpoint at the branch point exists, not when
-//! the trunk finishes.
+//! time (`cuda:N` is the N-th GPU this process sees: inside a Slurm job, the N-th it was given).
+//! A branch starts as soon as its trunk's checkpoint at the branch point exists, not when the
+//! trunk finishes.
 //!
 //! Everything lives in files, so a sweep resumes after anything: done and diverged runs are
 //! kept, interrupted runs continue from their checkpoints (`--resume`), failed runs are retried
@@ -158,6 +159,8 @@ struct RunSlot {
 
 struct Slot {
     device: DeviceSpec,
+    /// A GPU slot's `CUDA_VISIBLE_DEVICES` for its workers ([`crate::device::worker_visible_gpu`]).
+    visible_gpu: Option<String>,
     busy: usize,
 }
 
@@ -205,9 +208,17 @@ impl<'a> Scheduler<'a> {
             signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).context("cannot install signal handlers")?;
         }
         let devices = if options.devices.is_empty() { vec![DeviceSpec::Cpu] } else { options.devices.clone() };
-        let slots: Vec<Slot> = devices.iter().map(|&device| Slot { device, busy: 0 }).collect();
-        let parallel = options.parallel.unwrap_or(slots.len() * options.runs_per_device.max(1)).max(1);
         devices.iter().try_for_each(|&d| crate::device::require_built(d, "--devices"))?;
+        let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+        let slot = |device: DeviceSpec| -> anyhow::Result<Slot> {
+            let visible_gpu = match device {
+                DeviceSpec::Cpu => None,
+                DeviceSpec::Cuda(index) => Some(crate::device::worker_visible_gpu(index, visible.as_deref())?),
+            };
+            Ok(Slot { device, visible_gpu, busy: 0 })
+        };
+        let slots: Vec<Slot> = devices.iter().map(|&d| slot(d)).collect::<anyhow::Result<_>>()?;
+        let parallel = options.parallel.unwrap_or(slots.len() * options.runs_per_device.max(1)).max(1);
         let kernel_cache = workers_kernel_cache(options, plan, &devices)?;
         let view = files_view(sweep).ok();
         // On a terminal, live bars (finished runs are printed above them); otherwise plain lines.
@@ -537,9 +548,9 @@ impl<'a> Scheduler<'a> {
         let mut cmd = Command::new(&self.options.worker);
         cmd.arg(subcommand);
         die_with_parent(&mut cmd);
-        match self.slots[slot].device {
-            DeviceSpec::Cpu => cmd.arg("--device").arg("cpu").env("RAYON_NUM_THREADS", threads.to_string()),
-            DeviceSpec::Cuda(gpu) => cmd.arg("--device").arg("cuda:0").env("CUDA_VISIBLE_DEVICES", gpu.to_string()),
+        match &self.slots[slot].visible_gpu {
+            None => cmd.arg("--device").arg("cpu").env("RAYON_NUM_THREADS", threads.to_string()),
+            Some(gpu) => cmd.arg("--device").arg("cuda:0").env("CUDA_VISIBLE_DEVICES", gpu),
         };
         if let Some(dir) = &self.kernel_cache {
             cmd.env(crate::kernel_cache::ENV, dir);
