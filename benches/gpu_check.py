@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -89,6 +90,7 @@ class Check:
                 except TypeError:  # Python before 3.11.4 has no extraction filters
                     tar.extractall(self.cache)
         self.models = {}
+        self.gpu_memory_peak_mib = None
         self.results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": os.environ.get("COMMIT", "unknown"), "seeded_cache": bool(SEED_CACHE), "steps": {}}
         self.results.update(gpu_facts())
         self.peaks = next((p for k, p in PEAKS.items() if k in self.results.get("gpu", "")), None)
@@ -112,7 +114,7 @@ class Check:
         if limit < 5:
             return "skipped: no time left", "", 0.0
         log = open(os.path.join(self.logs, f"{key}.log"), "w")
-        started = time.monotonic()
+        started, memory = time.monotonic(), GpuMemorySampler()
         try:
             p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, timeout=limit, env={**os.environ, **(env or {})}, cwd=cwd)
             status = "ok" if p.returncode == 0 else f"failed: exit {p.returncode}"
@@ -120,6 +122,8 @@ class Check:
         except subprocess.TimeoutExpired as e:
             out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
             return f"timeout after {limit:.0f}s", out, time.monotonic() - started
+        finally:
+            self.gpu_memory_peak_mib = memory.stop()
 
     def model(self, name):
         """`windtunnel model --json` of a shape at its sequence length (asked once per shape)."""
@@ -129,7 +133,8 @@ class Check:
 
     def ask_model(self, name):
         w, d, h, kv, b, s, v = SHAPES[name]
-        p = subprocess.run([self.bin, "model", "--width", str(w), "--depth", str(d), "--heads", str(h), "--kv-heads", str(kv), "--vocab", str(v), "--seq-len", str(s), "--json"], capture_output=True, text=True)
+        cmd = [self.bin, "model", "--width", str(w), "--depth", str(d), "--heads", str(h), "--kv-heads", str(kv), "--vocab", str(v), "--seq-len", str(s)]
+        p = subprocess.run(cmd + ["--batch-size", str(b), "--json"], capture_output=True, text=True)
         return json.loads(p.stdout)
 
     def mfu(self, name, tokens_per_s, precision):
@@ -148,7 +153,7 @@ class Check:
             cmd += ["--profile-steps", str(profile_steps)]
         key = f"torch_{'compile' if compile_ else 'eager'}_{precision}_{name}" + ("_profiled" if profile_steps else "")
         status, out, secs = self.run(key, cmd, limit_s)
-        result = {"status": status, "wall_s": secs}
+        result = {"status": status, "wall_s": secs, "gpu_memory_peak_mib": self.gpu_memory_peak_mib}
         if status == "ok":
             r = json.loads(out)
             result.update(tokens_per_s=r["tokens_per_s"], first_step_s=r["first_step_s"], losses=r["losses"], torch=r["torch"], mfu=self.mfu(name, r["tokens_per_s"], precision))
@@ -180,6 +185,10 @@ class Check:
         before = cache_entries(cache)
         status, out, secs = self.run(key, cmd, limit_s, env=None if fusion else {"WINDTUNNEL_CUDA_FUSION": "off"})
         result = {"status": status, "wall_s": secs, "precision": precision, "fusion": fusion, "kernel_cache_added": cache_added(before, cache_entries(cache))}
+        # GPU memory the run took (nvidia-smi, CUDA context included) next to windtunnel's estimate
+        # (fitted to CPU peaks), to calibrate `run`'s runs-per-GPU warning.
+        result["gpu_memory_peak_mib"] = self.gpu_memory_peak_mib
+        result["memory_estimate_mib"] = self.model(name)["training_memory"]["total_bytes"] / 2**20
         metrics = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
         if metrics:
             result["first_step_s"] = metrics[0].get("first_step_s")
@@ -204,7 +213,7 @@ class Check:
             log = open(os.path.join(self.logs, f"concurrent_9m_x{n}_{i}.log"), "w")
             cmd = [self.bin, "train", self.run_file("9m", 60), "--out", d, "--device", DEVICE, "--quiet", "--kernel-cache", self.cache]
             procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log))
-        started, status = time.monotonic(), "ok"
+        started, status, memory = time.monotonic(), "ok", GpuMemorySampler()
         for p in procs:
             try:
                 p.wait(timeout=max(1, limit - (time.monotonic() - started)))
@@ -212,7 +221,9 @@ class Check:
                 status = f"timeout after {limit:.0f}s"
                 p.kill()
         rates = [steady_tokens_per_s(read_metrics(os.path.join(d, "metrics.jsonl"))) for d in dirs]
-        self.record(f"concurrent_9m_x{n}", {"status": status, "runs": n, "tokens_per_s_each": rates, "aggregate_tokens_per_s": sum(r or 0 for r in rates)})
+        result = {"status": status, "runs": n, "tokens_per_s_each": rates, "aggregate_tokens_per_s": sum(r or 0 for r in rates)}
+        result["gpu_memory_peak_mib"] = memory.stop()
+        self.record(f"concurrent_9m_x{n}", result)
 
     def sweep(self, workers, limit_s):
         """A 4-run learning-rate grid of the 9m proxy: wall time of `windtunnel run`."""
@@ -254,12 +265,45 @@ class Check:
         key = f"coord_check_{precision}"
         cmd = [self.bin, "coord-check", "--device", DEVICE, "--precision", precision, "--json", "--kernel-cache", self.cache]
         status, out, secs = self.run(key, cmd, limit_s)
-        result = {"status": status, "wall_s": secs}
+        result = {"status": status, "wall_s": secs, "gpu_memory_peak_mib": self.gpu_memory_peak_mib}
         if status == "ok":
             r = json.loads(out)
             result.update(records=r["records"], slopes=r["slopes"], losses=r["losses"])
         self.record(key, result)
         return result
+
+
+class GpuMemorySampler:
+    """Peak GPU memory in use while a step runs, above what was in use before it (MiB; nvidia-smi
+    every 200 ms). Inert (peak None) off the GPU or without nvidia-smi."""
+
+    def __init__(self):
+        self.peak, self.proc, self.thread = None, None, None
+        if TORCH_DEVICE != "cuda" or not shutil.which("nvidia-smi"):
+            return
+        query = ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", DEVICE.split(":")[-1]]
+        try:
+            self.base = float(subprocess.run(query, capture_output=True, text=True, timeout=10).stdout.split()[0])
+            self.proc = subprocess.Popen(query + ["-lms", "200"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except Exception:  # noqa: BLE001 - no number, no harm
+            return
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def read(self):
+        for line in self.proc.stdout:
+            try:
+                used = float(line.strip())
+            except ValueError:
+                continue
+            self.peak = max(self.peak or 0.0, used - self.base)
+
+    def stop(self):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.thread.join(timeout=5)
+        return self.peak
 
 
 def cache_entries(cache):
@@ -390,6 +434,8 @@ def summarize(c):
             "ratio_vs_torch_eager_tf32": (tps / torch_tf32) if tps and torch_tf32 else None,
             "mfu": c.mfu(name, tps, "fp32"),
             "mfu_vs_tf32_peak": c.mfu(name, tps, "tf32"),
+            "gpu_memory_peak_mib": get(second, "gpu_memory_peak_mib"),
+            "memory_estimate_mib": get(second, "memory_estimate_mib"),
         }
     c.results["summary"] = summary
     cold = f"windtunnel_w128_{cold_start()}"
