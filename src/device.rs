@@ -110,7 +110,9 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
                 true => job.run::<CudaBackend>(device),
                 false => job.run::<burn::backend::Autodiff<CudaUnfused>>(device),
             };
-            catch_panic(run).map_err(|message| anyhow::anyhow!("--device {spec}: the CUDA backend failed ({message}); {}", gpu_failure_hint(&message, index)))
+            // The hint names the GPU as nvidia-smi does (a sweep's worker sees its GPU as cuda:0).
+            let gpu = machine_gpu_id(index, std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref()).unwrap_or_else(|_| index.to_string());
+            catch_panic(run).map_err(|message| anyhow::anyhow!("--device {spec}: the CUDA backend failed ({message}); {}", gpu_failure_hint(&message, &gpu)))
         }
         #[cfg(not(feature = "cuda"))]
         // Without the `cuda` feature `require_built` always refuses a GPU with the rebuild message.
@@ -120,24 +122,25 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
 
 /// What to do about a failure of the CUDA backend, from its message: running out of GPU memory
 /// (cubecl 0.10 says "can't allocate buffer" or "out-of-memory"), or anything else, which at start
-/// is most often a missing driver, NVRTC library or device.
-pub fn gpu_failure_hint(message: &str, index: usize) -> String {
+/// is most often a missing driver, NVRTC library or device (`gpu`: the machine's name for it).
+pub fn gpu_failure_hint(message: &str, gpu: &str) -> String {
     let message = message.to_lowercase().replace(['-', '_'], " ");
     if message.contains("out of memory") || message.contains("can't allocate buffer") {
         "GPU memory ran out: lower `training.micro_batch_size` in the run file (gradient accumulation keeps the batch; \
          `windtunnel plan` estimates each run's memory), or run fewer runs per GPU (`run --runs-per-device`)"
             .into()
     } else {
-        format!("check that the NVIDIA driver and the CUDA toolkit's NVRTC library are installed and that GPU {index} exists (nvidia-smi -L)")
+        format!("check that the NVIDIA driver and the CUDA toolkit's NVRTC library are installed and that GPU {gpu} exists (nvidia-smi -L)")
     }
 }
 
-/// The `CUDA_VISIBLE_DEVICES` a sweep worker for `cuda:N` gets. `cuda:N` counts the GPUs this
-/// process can see, as CUDA and PyTorch do: all of the machine's when `visible` (this process's
-/// own `CUDA_VISIBLE_DEVICES`) is unset, else the N-th entry of that list (an index or a UUID),
-/// which is how Slurm (`--gpus`, `--gres=gpu:K`) and containers hand a job its GPUs. Passing N
-/// itself there would give the worker the machine's GPU N, which may belong to another job.
-pub fn worker_visible_gpu(index: usize, visible: Option<&str>) -> anyhow::Result<String> {
+/// The machine's name for `cuda:N` (an index or a UUID, as `CUDA_VISIBLE_DEVICES` and
+/// `nvidia-smi -i` take it), which a sweep worker for `cuda:N` gets as its `CUDA_VISIBLE_DEVICES`.
+/// `cuda:N` counts the GPUs this process can see, as CUDA and PyTorch do: all of the machine's
+/// when `visible` (this process's own `CUDA_VISIBLE_DEVICES`) is unset, else the N-th entry of
+/// that list, which is how Slurm (`--gpus`, `--gres=gpu:K`) and containers hand a job its GPUs.
+/// Passing N itself to a worker would give it the machine's GPU N, which may be another job's.
+pub fn machine_gpu_id(index: usize, visible: Option<&str>) -> anyhow::Result<String> {
     let Some(visible) = visible else { return Ok(index.to_string()) };
     let entries: Vec<&str> = visible.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
     entries.get(index).map(|e| e.to_string()).ok_or_else(|| {
@@ -147,8 +150,8 @@ pub fn worker_visible_gpu(index: usize, visible: Option<&str>) -> anyhow::Result
             n => format!("{n} GPUs, cuda:0 to cuda:{}", n - 1),
         };
         anyhow::anyhow!(
-            "--devices cuda:{index}: CUDA_VISIBLE_DEVICES={visible:?} (set by Slurm, a container or you) lets this process see {seen}, \
-             and cuda:N counts those; name only those, or unset CUDA_VISIBLE_DEVICES to count all of the machine's"
+            "cuda:{index} is not a GPU this process can see: CUDA_VISIBLE_DEVICES={visible:?} (set by Slurm, a container or you) \
+             leaves it {seen}, and cuda:N counts those; name only those, or unset CUDA_VISIBLE_DEVICES to count all of the machine's"
         )
     })
 }
@@ -236,9 +239,9 @@ mod tests {
             "An out-of-memory error happened during launch",
             "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
         ] {
-            assert!(gpu_failure_hint(message, 0).contains("micro_batch_size"), "{message}");
+            assert!(gpu_failure_hint(message, "0").contains("micro_batch_size"), "{message}");
         }
-        let hint = gpu_failure_hint("Unable to dynamically load the \"cuda\" shared library", 3);
+        let hint = gpu_failure_hint("Unable to dynamically load the \"cuda\" shared library", "3");
         assert!(hint.contains("NVIDIA driver") && hint.contains("GPU 3"), "{hint}");
     }
 
@@ -259,12 +262,12 @@ mod tests {
     /// Inside a Slurm job given GPUs 2 and 5, `cuda:1` must be the machine's GPU 5, not GPU 1.
     #[test]
     fn a_worker_gets_the_nth_gpu_this_process_can_see() {
-        assert_eq!(worker_visible_gpu(3, None).unwrap(), "3");
-        assert_eq!(worker_visible_gpu(1, Some("2,5")).unwrap(), "5");
-        assert_eq!(worker_visible_gpu(0, Some(" GPU-8f2a1c3e-aaaa ,GPU-77")).unwrap(), "GPU-8f2a1c3e-aaaa");
-        let e = worker_visible_gpu(2, Some("2,5")).unwrap_err().to_string();
+        assert_eq!(machine_gpu_id(3, None).unwrap(), "3");
+        assert_eq!(machine_gpu_id(1, Some("2,5")).unwrap(), "5");
+        assert_eq!(machine_gpu_id(0, Some(" GPU-8f2a1c3e-aaaa ,GPU-77")).unwrap(), "GPU-8f2a1c3e-aaaa");
+        let e = machine_gpu_id(2, Some("2,5")).unwrap_err().to_string();
         assert!(e.contains("cuda:2") && e.contains("\"2,5\"") && e.contains("2 GPUs, cuda:0 to cuda:1"), "{e}");
-        let e = worker_visible_gpu(0, Some("")).unwrap_err().to_string();
+        let e = machine_gpu_id(0, Some("")).unwrap_err().to_string();
         assert!(e.contains("no GPU") && e.contains("unset CUDA_VISIBLE_DEVICES"), "{e}");
     }
 

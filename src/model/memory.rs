@@ -19,6 +19,11 @@
 //! `windtunnel train` on seven shapes (width 64–768, seq_len 64–1024, vocab 256–32,000); the
 //! estimate is within about ±40% of them, which is enough to refuse a shape that cannot fit, not
 //! to pack a machine to the last gigabyte.
+//!
+//! On a GPU the same estimate is compared with the GPU's memory as `nvidia-smi` reports it
+//! ([`GpuMemory`]): `train` refuses a run larger than the whole GPU, and `run` warns when its
+//! runs per GPU may not fit in what is free. It has not been fitted to GPU peaks yet (the GPU
+//! check records them beside it), so on a GPU it warns rather than packs.
 
 use serde::Serialize;
 
@@ -88,6 +93,46 @@ pub fn machine_memory_bytes() -> Option<f64> {
     Some(total)
 }
 
+/// What a CUDA context costs on its GPU besides a run's tensors (driver state, loaded kernels),
+/// per process: a few hundred MiB on current drivers; counted once per run sharing a GPU.
+pub const CUDA_CONTEXT_BYTES: f64 = 512.0 * 1024.0 * 1024.0;
+
+/// A GPU's memory, as `nvidia-smi` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuMemory {
+    pub name: String,
+    pub total_bytes: f64,
+    /// In use by every process on the GPU (this job's and others').
+    pub used_bytes: f64,
+}
+
+impl GpuMemory {
+    /// The GPU the machine calls `id` (an index or a UUID: [`crate::device::machine_gpu_id`]), or
+    /// `None` where `nvidia-smi` is missing or does not know it; the checks that use this then
+    /// leave it to the run to fail with the backend's out-of-memory message.
+    pub fn query(id: &str) -> Option<Self> {
+        let out = std::process::Command::new("nvidia-smi")
+            .args(["--query-gpu=name,memory.total,memory.used", "--format=csv,noheader,nounits", "-i", id])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status.success().then(|| Self::parse(&String::from_utf8_lossy(&out.stdout))).flatten()
+    }
+
+    /// `NAME, TOTAL_MIB, USED_MIB`, the first line of nvidia-smi's answer.
+    fn parse(text: &str) -> Option<Self> {
+        let mut fields = text.lines().next()?.rsplitn(3, ',').map(str::trim);
+        let mib = |f: Option<&str>| f?.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).map(|v| v * 1024.0 * 1024.0);
+        let (used_bytes, total_bytes) = (mib(fields.next())?, mib(fields.next())?);
+        let name = fields.next()?.to_string();
+        Some(Self { name, total_bytes, used_bytes })
+    }
+
+    pub fn free_bytes(&self) -> f64 {
+        (self.total_bytes - self.used_bytes).max(0.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +152,17 @@ mod tests {
         assert!(e.total_bytes.is_finite() && e.total_bytes > 1e30);
         assert!(bytes(e.total_bytes).ends_with(" B"), "{}", bytes(e.total_bytes));
         assert_eq!(bytes(1536.0 * 1024.0 * 1024.0), "1.5 GiB");
+    }
+
+    #[test]
+    fn reads_nvidia_smis_memory_line() {
+        let g = GpuMemory::parse("NVIDIA H200, 143771, 1024\n").unwrap();
+        assert_eq!(g.name, "NVIDIA H200");
+        assert_eq!(g.total_bytes, 143771.0 * 1048576.0);
+        assert_eq!(g.free_bytes(), (143771.0 - 1024.0) * 1048576.0);
+        assert_eq!(GpuMemory::parse("Tesla V100-SXM2-16GB, 16384, 0").unwrap().name, "Tesla V100-SXM2-16GB");
+        assert_eq!(GpuMemory::parse("No devices were found"), None);
+        assert_eq!(GpuMemory::parse("A100, [N/A], 3"), None);
+        assert_eq!(GpuMemory::parse(""), None);
     }
 }

@@ -44,6 +44,7 @@ use crate::device::DeviceSpec;
 use crate::fsutil::{atomic_write, FileLock};
 use crate::kernel_cache::KernelCache;
 use crate::layout::{RunDir, SweepDir};
+use crate::model::memory::{self, GpuMemory};
 use crate::train::checkpoint;
 use crate::train::log::{read_status, RunState};
 use crate::train::run::{exit_interrupted, EXIT_CANNOT_START, EXIT_DIVERGED};
@@ -159,7 +160,7 @@ struct RunSlot {
 
 struct Slot {
     device: DeviceSpec,
-    /// A GPU slot's `CUDA_VISIBLE_DEVICES` for its workers ([`crate::device::worker_visible_gpu`]).
+    /// A GPU slot's `CUDA_VISIBLE_DEVICES` for its workers ([`crate::device::machine_gpu_id`]).
     visible_gpu: Option<String>,
     busy: usize,
 }
@@ -180,6 +181,29 @@ enum Process {
 }
 
 /// One execution of a plan: which runs wait, run and finished, and the workers.
+/// The warning for `device` when `at_once` runs as large as `largest` (its id and estimated
+/// bytes), plus a CUDA context each, may not fit in `gpu`'s free memory, with the runs-per-device
+/// that would.
+fn gpu_memory_warning(device: DeviceSpec, gpu: &GpuMemory, at_once: usize, largest: (&str, f64)) -> Option<String> {
+    let per_run = largest.1 + memory::CUDA_CONTEXT_BYTES;
+    let fit = (gpu.free_bytes() / per_run).floor() as usize;
+    if fit >= at_once {
+        return None;
+    }
+    let advice = match fit {
+        0 => "even one may not fit: lower training.micro_batch_size in the sweep file (gradient accumulation keeps the batch)".to_string(),
+        n => format!("--runs-per-device {n} would fit"),
+    };
+    Some(format!(
+        "warning: {device} ({}, {} free of {}) may not hold {at_once} runs at once of up to ~{} each ({}, the largest, plus a CUDA context); {advice}",
+        gpu.name,
+        memory::bytes(gpu.free_bytes()),
+        memory::bytes(gpu.total_bytes),
+        memory::bytes(per_run),
+        largest.0
+    ))
+}
+
 struct Scheduler<'a> {
     sweep: &'a SweepDir,
     plan: &'a Plan,
@@ -213,7 +237,7 @@ impl<'a> Scheduler<'a> {
         let slot = |device: DeviceSpec| -> anyhow::Result<Slot> {
             let visible_gpu = match device {
                 DeviceSpec::Cpu => None,
-                DeviceSpec::Cuda(index) => Some(crate::device::worker_visible_gpu(index, visible.as_deref())?),
+                DeviceSpec::Cuda(index) => Some(crate::device::machine_gpu_id(index, visible.as_deref())?),
             };
             Ok(Slot { device, visible_gpu, busy: 0 })
         };
@@ -273,6 +297,24 @@ impl<'a> Scheduler<'a> {
             devices.join(",")
         ));
         notes.into_iter().for_each(|n| self.say(n));
+        self.warn_gpu_memory();
+    }
+
+    /// Say, before any GPU worker starts, when `runs_per_device` runs of the sweep's largest run
+    /// may not fit in a GPU's free memory (nvidia-smi's; the estimate is `plan`'s, plus a CUDA
+    /// context per run). A warning, not a refusal: the estimate is a rough one on a GPU.
+    fn warn_gpu_memory(&self) {
+        let Some(big) = self.plan.runs.iter().max_by(|a, b| a.memory_bytes.total_cmp(&b.memory_bytes)) else { return };
+        let at_once = self.options.runs_per_device.max(1).min(self.parallel);
+        for slot in &self.slots {
+            let Some(gpu) = slot.visible_gpu.as_deref().and_then(GpuMemory::query) else { continue };
+            if let Some(warning) = gpu_memory_warning(slot.device, &gpu, at_once, (&big.id, big.memory_bytes)) {
+                match &self.bars {
+                    Some(b) => b.println(&warning),
+                    None => crate::stderr_line!("{warning}"),
+                }
+            }
+        }
     }
 
     fn say(&self, line: String) {
@@ -673,5 +715,27 @@ fn failure_reason(run: &RunDir) -> String {
     match read_status(run.root()) {
         Ok(Some(s)) => s.reason.map(|r| format!(" — {}", r.lines().next().unwrap_or(""))).unwrap_or_default(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 4 runs of ~9.5 GiB (9 + a CUDA context) in 30 GiB free: three fit, and the warning says so.
+    #[test]
+    fn warns_when_the_runs_per_gpu_may_not_fit_and_names_what_would() {
+        const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+        let gpu = GpuMemory { name: "NVIDIA A100-SXM4-40GB".into(), total_bytes: 40.0 * GIB, used_bytes: 10.0 * GIB };
+        let largest = ("m36-lr0.01", 9.0 * GIB);
+        assert_eq!(gpu_memory_warning(DeviceSpec::Cuda(1), &gpu, 3, largest), None);
+        let w = gpu_memory_warning(DeviceSpec::Cuda(1), &gpu, 4, largest).unwrap();
+        assert_eq!(
+            w,
+            "warning: cuda:1 (NVIDIA A100-SXM4-40GB, 30.0 GiB free of 40.0 GiB) may not hold 4 runs at once of up to ~9.5 GiB each \
+             (m36-lr0.01, the largest, plus a CUDA context); --runs-per-device 3 would fit"
+        );
+        let w = gpu_memory_warning(DeviceSpec::Cuda(0), &gpu, 1, ("big", 40.0 * GIB)).unwrap();
+        assert!(w.contains("even one may not fit: lower training.micro_batch_size"), "{w}");
     }
 }

@@ -31,7 +31,7 @@ use crate::data::{self, Batch, TokenSource};
 use crate::device::{run_on, BackendJob, DeviceSpec};
 use crate::fsutil::{atomic_write, FileLock};
 use crate::layout::RunDir;
-use crate::model::memory::{self, machine_memory_bytes, MemoryEstimate};
+use crate::model::memory::{self, machine_memory_bytes, GpuMemory, MemoryEstimate};
 use crate::model::precision::Precision;
 use crate::model::shape::{FlopsPerToken, ModelShape};
 use crate::model::transformer::Transformer;
@@ -347,18 +347,23 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
     Ok(Prepared { record, out: out.to_path_buf(), data, decay_data, trunk_checkpoint, signal })
 }
 
-/// Refuse a run whose estimated memory exceeds what this machine can give a process, before
-/// anything is allocated; activations are those of one micro-batch. (GPU memory is not queried
-/// here; the estimate applies there too.)
+/// Refuse a run whose estimated memory exceeds what its device has, before anything is
+/// allocated: the machine's memory (or its cgroup's limit) on the CPU, the GPU's whole memory as
+/// `nvidia-smi` reports it on a GPU (what other processes hold is theirs to give back, so it is
+/// not counted). Activations are those of one micro-batch.
 fn check_memory(shape: &ModelShape, micro_batch: usize, seq_len: usize, device: DeviceSpec) -> anyhow::Result<()> {
     let need = MemoryEstimate::training(shape, micro_batch, seq_len);
-    if device != DeviceSpec::Cpu {
-        return Ok(());
-    }
-    if let Some(have) = machine_memory_bytes() {
+    let have = match device {
+        DeviceSpec::Cpu => machine_memory_bytes().map(|b| (b, "this machine has".to_string())),
+        DeviceSpec::Cuda(index) => {
+            let id = crate::device::machine_gpu_id(index, std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref())?;
+            GpuMemory::query(&id).map(|g| (g.total_bytes - memory::CUDA_CONTEXT_BYTES, format!("{device} ({}) has", g.name)))
+        }
+    };
+    if let Some((have, what)) = have {
         anyhow::ensure!(
             need.total_bytes <= have,
-            "model: training width {} × depth {} (N = {:.3e}) at {micro_batch} sequences per pass × seq_len {seq_len} needs {need}, more than the {} this machine has; \
+            "model: training width {} × depth {} (N = {:.3e}) at {micro_batch} sequences per pass × seq_len {seq_len} needs {need}, more than the {} {what}; \
              use a smaller model or seq_len, or a smaller training.micro_batch_size (gradient accumulation keeps the batch)",
             shape.width,
             shape.depth,
