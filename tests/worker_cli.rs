@@ -224,3 +224,22 @@ fn a_device_named_twice_is_refused_with_the_flag_that_means_it() {
         assert!(e.contains(&format!("--devices {devices} names {named} twice")) && e.contains("--runs-per-device"), "{e}");
     }
 }
+
+/// A run trains on its share of the cores when it starts, whichever worker trains it: a sweep's
+/// only run gets every core, even with room for four (a persistent CPU worker used to keep the
+/// 1/parallel share it was started with). The first metrics line says how many it had.
+#[test]
+fn a_run_gets_its_share_of_the_cores_in_either_kind_of_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let one_run = TINY.split("[[grid]]\nname = \"data\"").next().unwrap().replace("[0.003, 0.01, 0.03, 1000.0]", "[0.01]").replace("[16, 32]", "[16]");
+    let p = write(dir.path(), "one.toml", &one_run);
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    for mode in ["per-run", "persistent"] {
+        let out = dir.path().join(mode);
+        let o = windtunnel(&["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--parallel", "4", "--quiet", "--workers", mode]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let run = std::fs::read_dir(out.join("tiny").join("runs")).unwrap().flatten().next().unwrap().path();
+        let first: serde_json::Value = serde_json::from_str(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+        assert_eq!(first["cpu_threads"].as_u64(), Some(cores), "{mode}: {first}");
+    }
+}

@@ -5,7 +5,8 @@
 //! persistent workers, the default on GPUs) a long-lived `windtunnel worker` of its device slot
 //! that trains run after run and so compiles GPU kernels and creates the CUDA context once
 //! (see [`super::worker`]); both write the same files and give the same losses bit for bit.
-//! Up to `parallel` runs train at once; CPU threads are split between them (RAYON_NUM_THREADS),
+//! Up to `parallel` runs train at once; CPU threads are split between the runs that can start
+//! (a `train` process's RAYON_NUM_THREADS, a persistent worker's request's `threads`), and
 //! GPUs are handed out by setting the worker's CUDA_VISIBLE_DEVICES, `runs_per_device` at a
 //! time (`cuda:N` is the N-th GPU this process sees: inside a Slurm job, the N-th it was given).
 //! A branch starts as soon as its trunk's checkpoint at the branch point exists, not when the
@@ -565,8 +566,9 @@ impl<'a> Scheduler<'a> {
         let resume = resume_before_tokens.is_none() && run.record().exists();
         let log = File::create(run.worker_log()).with_context(|| format!("cannot create {}", run.worker_log().display()))?;
         let process = if self.options.persistent_workers {
-            let request = Request { run_file: run.config(), out: run.root().to_path_buf(), resume, resume_before_tokens, log: run.worker_log() };
-            Process::Pooled(self.send_to_pool(k, slot, threads, &request)?)
+            let threads = (self.slots[slot].device == DeviceSpec::Cpu).then_some(threads);
+            let request = Request { run_file: run.config(), out: run.root().to_path_buf(), resume, resume_before_tokens, log: run.worker_log(), threads };
+            Process::Pooled(self.send_to_pool(k, slot, &request)?)
         } else {
             let mut cmd = self.worker_command("train", slot, threads);
             cmd.arg(run.config()).arg("--out").arg(run.root()).arg("--quiet");
@@ -602,7 +604,7 @@ impl<'a> Scheduler<'a> {
 
     /// Hand `request` (run `k`) to an idle persistent worker of `slot`, starting one if none is
     /// idle; a worker found gone on sending is replaced. Returns the worker's pool index.
-    fn send_to_pool(&mut self, k: usize, slot: usize, threads: usize, request: &Request) -> anyhow::Result<usize> {
+    fn send_to_pool(&mut self, k: usize, slot: usize, request: &Request) -> anyhow::Result<usize> {
         if let Some(n) = (0..self.pool.len()).find(|&n| self.pool[n].as_ref().is_some_and(|w| w.slot == slot && w.run.is_none())) {
             let worker = self.pool[n].as_mut().expect("found above");
             match worker.send(k, request) {
@@ -614,10 +616,9 @@ impl<'a> Scheduler<'a> {
             }
         }
         let n = self.pool.len();
-        // A persistent CPU worker keeps its thread pool: its share of the cores for the whole sweep.
-        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-        let threads = if self.slots[slot].device == DeviceSpec::Cpu { (cores / self.parallel).max(1) } else { threads };
-        let mut worker = WorkerProcess::start(self.worker_command("worker", slot, threads), slot, &self.sweep.worker_log(n))?;
+        // A CPU worker trains each run on a pool of the run's own share of the cores (its request's
+        // `threads`); the worker's global pool stays at one thread.
+        let mut worker = WorkerProcess::start(self.worker_command("worker", slot, 1), slot, &self.sweep.worker_log(n))?;
         worker.send(k, request)?;
         self.pool.push(Some(worker));
         Ok(n)

@@ -34,6 +34,10 @@ pub struct Request {
     pub resume_before_tokens: Option<u64>,
     /// Where the run's stderr goes (appended).
     pub log: PathBuf,
+    /// CPU threads for this run (its share of the cores when it starts, as a `train` process
+    /// would get in RAYON_NUM_THREADS); absent: the worker's own pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 /// How a requested run ended: the exit code `windtunnel train` would have had.
@@ -73,7 +77,11 @@ pub fn serve(device: DeviceSpec) -> anyhow::Result<u8> {
 fn train_one(request: &Request, device: DeviceSpec, requested_at: Instant) -> u8 {
     let options =
         TrainOptions { device, resume: request.resume, resume_before_tokens: request.resume_before_tokens, quiet: true, requested_at: Some(requested_at) };
-    let outcome = std::panic::catch_unwind(|| run::train(&request.run_file, &request.out, &options));
+    let train = || run::train(&request.run_file, &request.out, &options);
+    let outcome = std::panic::catch_unwind(|| match (device, request.threads) {
+        (DeviceSpec::Cpu, Some(threads)) => in_thread_pool(threads, train),
+        _ => train(),
+    });
     match outcome {
         Ok(Ok(summary)) => summary.outcome.exit_code(),
         Ok(Err(e)) => {
@@ -86,6 +94,18 @@ fn train_one(request: &Request, device: DeviceSpec, requested_at: Instant) -> u8
         }
         Err(_) => EXIT_PANICKED,
     }
+}
+
+/// `f` on a rayon pool of `threads` threads that flush denormals like the global one
+/// ([`crate::cpu`]), so a run gets the share of the cores it was given, not the worker's first.
+/// Losses do not depend on the thread count.
+fn in_thread_pool<T: Send>(threads: usize, f: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .start_handler(|_| crate::cpu::flush_denormals())
+        .build()
+        .context("worker: cannot start the run's CPU threads")?;
+    pool.install(f)
 }
 
 /// Run `f` with this process's stderr (fd 2) appended to `log`, then restore it.

@@ -46,6 +46,10 @@ pub struct MetricsRecord {
     /// GPU kernel compilation included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_step_s: Option<f64>,
+    /// On the same line, on the CPU: the threads training used (RAYON_NUM_THREADS, or a sweep's
+    /// share of the cores), which `tokens_per_s` depends on and the losses do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_threads: Option<usize>,
 }
 
 /// Append-only `metrics.jsonl`.
@@ -198,6 +202,7 @@ mod tests {
             oracle_loss: None,
             grad_norm: 1.0,
             first_step_s: None,
+            cpu_threads: None,
             tokens_per_s: 5.0,
             wall_s: 1.0,
         }

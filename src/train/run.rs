@@ -660,8 +660,10 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
                     grad_norm: grad_norm_squared.sqrt(),
                     tokens_per_s,
                     wall_s: wall,
-                    first_step_s: if std::mem::replace(&mut first_step_logged, true) { None } else { first_step_s },
+                    first_step_s: if first_step_logged { None } else { first_step_s },
+                    cpu_threads: (!first_step_logged && self.options.device == DeviceSpec::Cpu).then(rayon::current_num_threads),
                 };
+                first_step_logged = true;
                 self.metrics.append(&record)?;
                 progress.update(&record);
             }
