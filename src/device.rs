@@ -156,6 +156,31 @@ pub fn machine_gpu_id(index: usize, visible: Option<&str>) -> anyhow::Result<Str
     })
 }
 
+/// How many GPUs this process can see, for `run --devices cuda:all`: the entries of
+/// `CUDA_VISIBLE_DEVICES` (`visible`) when it is set, else the GPUs `nvidia-smi -L` lists
+/// (`listing`: its output, `None` when it cannot run). MIG slices are not counted.
+pub fn visible_gpu_count(visible: Option<&str>, listing: impl FnOnce() -> Option<String>) -> anyhow::Result<usize> {
+    let count = match visible {
+        Some(v) => v.split(',').filter(|e| !e.trim().is_empty()).count(),
+        None => {
+            let listing =
+                listing().ok_or_else(|| anyhow::anyhow!("cuda:all: cannot count the GPUs (`nvidia-smi -L` did not run); name them, as in cuda:0,1,2,3"))?;
+            listing.lines().filter(|l| l.starts_with("GPU ")).count()
+        }
+    };
+    if count == 0 {
+        let why = visible.map_or("`nvidia-smi -L` lists none".to_string(), |v| format!("CUDA_VISIBLE_DEVICES={v:?} names none"));
+        anyhow::bail!("cuda:all: this process sees no GPU ({why}); use cpu");
+    }
+    Ok(count)
+}
+
+/// `nvidia-smi -L`'s output, or `None` where it cannot run.
+pub fn nvidia_smi_listing() -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi").arg("-L").stderr(std::process::Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Start the backend `spec` names and run one tiny operation on it, so that a GPU whose driver,
 /// NVRTC library or device is missing fails before any work, with the backend's own reason.
 pub fn probe(spec: DeviceSpec) -> anyhow::Result<()> {
@@ -269,6 +294,16 @@ mod tests {
         assert!(e.contains("cuda:2") && e.contains("\"2,5\"") && e.contains("2 GPUs, cuda:0 to cuda:1"), "{e}");
         let e = machine_gpu_id(0, Some("")).unwrap_err().to_string();
         assert!(e.contains("no GPU") && e.contains("unset CUDA_VISIBLE_DEVICES"), "{e}");
+    }
+
+    #[test]
+    fn all_gpus_are_those_this_process_can_see() {
+        let listing = || Some("GPU 0: NVIDIA H200 (UUID: GPU-1)\nGPU 1: NVIDIA H200 (UUID: GPU-2)\n  MIG 1g.18gb Device 0: (UUID: MIG-3)\n".to_string());
+        assert_eq!(visible_gpu_count(None, listing).unwrap(), 2);
+        assert_eq!(visible_gpu_count(Some("4,7,5"), || unreachable!("CUDA_VISIBLE_DEVICES decides")).unwrap(), 3);
+        assert!(visible_gpu_count(Some(""), listing).unwrap_err().to_string().contains("sees no GPU (CUDA_VISIBLE_DEVICES=\"\" names none)"));
+        assert!(visible_gpu_count(None, || Some(String::new())).unwrap_err().to_string().contains("`nvidia-smi -L` lists none"));
+        assert!(visible_gpu_count(None, || None).unwrap_err().to_string().contains("name them"));
     }
 
     #[test]

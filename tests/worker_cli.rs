@@ -243,3 +243,24 @@ fn a_run_gets_its_share_of_the_cores_in_either_kind_of_worker() {
         assert_eq!(first["cpu_threads"].as_u64(), Some(cores), "{mode}: {first}");
     }
 }
+
+/// `--devices cuda:all` is every GPU this process can see: inside a job given GPUs 4 and 7, two
+/// devices, cuda:0 and cuda:1 (a build without CUDA then refuses the first); none is an error.
+#[test]
+fn cuda_all_counts_the_gpus_this_process_can_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "s.toml", TINY);
+    let out = dir.path().join("out");
+    let run_with = |visible: &str| {
+        let args = ["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--devices", "cuda:all", "--quiet"];
+        let o = Command::new(env!("CARGO_BIN_EXE_windtunnel")).args(args).env("CUDA_VISIBLE_DEVICES", visible).output().unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    if !cfg!(feature = "cuda") {
+        let e = run_with("4,7");
+        assert!(e.contains("--devices cuda:0: this windtunnel was built without CUDA support"), "{e}");
+    }
+    let e = run_with("");
+    assert!(e.contains("--devices cuda:all: this process sees no GPU (CUDA_VISIBLE_DEVICES=\"\" names none); use cpu"), "{e}");
+}

@@ -66,6 +66,7 @@ enum Command {
     #[command(after_help = "Examples:\n  windtunnel run sweeps/quickstart.toml\n  \
                             windtunnel run sweeps/quickstart.toml --parallel 2\n  \
                             windtunnel run sweeps/minicpm-lr-stability.toml --devices cuda:0,1,2,3 --runs-per-device 2\n  \
+                            windtunnel run sweeps/minicpm-mup-search.toml --devices cuda:all   (every GPU this process sees)\n  \
                             windtunnel run sweeps/quickstart.toml --workers persistent --kernel-cache /tmp/windtunnel-kernels\n  \
                             windtunnel run sweeps/quickstart.toml --executor slurm --partition gpu --time 04:00:00 --gpus-per-task 1\n  \
                             windtunnel run sweeps/quickstart.toml --executor slurm --dry-run   (write the sbatch scripts, submit nothing)\n\n\

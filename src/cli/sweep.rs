@@ -27,7 +27,7 @@ pub struct RunArgs {
     /// Workers at a time [default: devices × runs-per-device].
     #[arg(long)]
     parallel: Option<usize>,
-    /// cpu, or GPUs as cuda:0,1,2 (each worker sees one GPU; N counts the GPUs in
+    /// cpu, or GPUs as cuda:0,1,2 or cuda:all (each worker sees one GPU; N counts the GPUs in
     /// CUDA_VISIBLE_DEVICES when it is set, as inside a Slurm job).
     #[arg(long, default_value = "cpu")]
     devices: String,
@@ -123,6 +123,12 @@ pub struct DirArgs {
 }
 
 fn parse_devices(s: &str) -> anyhow::Result<Vec<DeviceSpec>> {
+    if s.trim() == "cuda:all" {
+        let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+        let count =
+            windtunnel::device::visible_gpu_count(visible.as_deref(), windtunnel::device::nvidia_smi_listing).map_err(|e| anyhow::anyhow!("--devices {e}"))?;
+        return Ok((0..count).map(DeviceSpec::Cuda).collect());
+    }
     let devices: Vec<DeviceSpec> = match s.strip_prefix("cuda:") {
         Some(list) => list
             .split(',')
