@@ -453,7 +453,12 @@ impl<'a> Scheduler<'a> {
             RunState::Diverged => &mut self.report.diverged,
             _ => &mut self.report.failed,
         } += 1;
-        let why = if state == RunState::Failed { failure_reason(&self.sweep.run(&r.id)) } else { String::new() };
+        // A failure on a GPU names the GPU (its worker calls every GPU cuda:0): one bad GPU shows.
+        let why = match (state, self.slots[w.slot].device) {
+            (RunState::Failed, DeviceSpec::Cuda(_)) => format!(" on {}{}", self.slots[w.slot].device, failure_reason(&self.sweep.run(&r.id))),
+            (RunState::Failed, DeviceSpec::Cpu) => failure_reason(&self.sweep.run(&r.id)),
+            _ => String::new(),
+        };
         let secs = w.started.elapsed().as_secs_f64();
         self.say(format!("  {} {} {} width {} D {} in {secs:.1}s: {state}{why}", r.id, r.kind, r.grid, r.width, crate::format::si(r.tokens as f64)));
     }
