@@ -30,7 +30,8 @@ pub enum FitCommand {
                             windtunnel fit batch --input curves.csv --runs-table results/batch-sweep/table.csv --json")]
     Batch(FitBatchArgs),
     /// The compute-optimal allocation by Chinchilla's three approaches: the envelope of training
-    /// curves, IsoFLOP profiles and the fitted law, with bootstrap intervals and one chart.
+    /// curves (on a WSD sweep, of each size's decay ends), IsoFLOP profiles and the fitted law,
+    /// with bootstrap intervals and one chart.
     #[command(after_help = "Examples:\n  windtunnel fit allocation --input results/quickstart\n  \
                             windtunnel fit allocation --input results/synthetic-allocation --budgets 1e10,1e11 --bootstrap 500 --json\n  \
                             windtunnel fit allocation --input curves.csv --run run --n N --tokens D --loss loss --chart approaches.svg\n\n\

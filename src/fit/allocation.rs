@@ -7,7 +7,9 @@
 //! 1. **Envelope of training curves.** Every run's logged evaluations give loss against compute;
 //!    at each C (a log-spaced grid), the run with the lowest loss there (interpolated in log C
 //!    between its evaluations) is optimal; a and b are the slopes of log N and log D of those
-//!    winners against log C.
+//!    winners against log C. On a WSD sweep the curves are each size's decay ends (its loss fully
+//!    annealed at every D it was decayed at), not the runs' own evaluations: a trunk's are at a
+//!    constant learning rate and a decay's only annealed at its end ([`CurveKind`]).
 //! 2. **IsoFLOP profiles.** At each budget C, every model size's loss at D = C/(6N) — its final
 //!    losses across D (WSD branches give several per size), interpolated in log D between them —
 //!    and a parabola in log N through them; its minimum is N_opt(C). Budgets where fewer than
@@ -28,6 +30,19 @@ use super::report::LawReport;
 use super::transfer::{fit_line, fit_parabola};
 use super::{distinct_count, log_space};
 use crate::rng::Rng;
+
+/// What a set of evaluation curves is, which decides what approach 1 takes the envelope of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CurveKind {
+    /// Whole training runs, each annealed to its own length (a table of cosine runs, say):
+    /// approach 1 takes the envelope of the curves themselves, as Chinchilla did.
+    TrainingRuns,
+    /// WSD decays (a sweep's branches): only a decay's final loss is annealed, its earlier
+    /// evaluations are mid-decay, and the trunks' curves are at a constant learning rate. So
+    /// approach 1 takes the envelope of each size's curve through its decays' final losses —
+    /// the loss of a fully annealed run at every D, which is what WSD branching buys.
+    WsdDecays,
+}
 
 /// One run's evaluation curve: (tokens, loss), ascending in tokens; the last is its final loss.
 #[derive(Debug, Clone)]
@@ -137,13 +152,22 @@ impl Default for AllocationOptions {
     }
 }
 
-/// Every approach on `curves` (approach 3 from `law`, the sweep's `fit law`).
-pub fn allocation(input: std::path::PathBuf, curves: &[Curve], law: Result<&LawReport, String>, options: &AllocationOptions) -> AllocationReport {
+/// Every approach on `curves` of `kind` (approach 3 from `law`, the sweep's `fit law`).
+pub fn allocation(
+    input: std::path::PathBuf,
+    curves: &[Curve],
+    kind: CurveKind,
+    law: Result<&LawReport, String>,
+    options: &AllocationOptions,
+) -> AllocationReport {
     let outcome = |r: Result<Frontier, String>| match r {
         Ok(f) => Outcome::Fitted(Box::new(f)),
         Err(unavailable) => Outcome::Unavailable { unavailable },
     };
-    let approach_1 = outcome(with_bootstrap(curves, options, "envelope of training curves", envelope_optima));
+    let approach_1 = outcome(match kind {
+        CurveKind::TrainingRuns => with_bootstrap(curves, options, "envelope of training curves", envelope_optima),
+        CurveKind::WsdDecays => with_bootstrap(curves, options, "envelope of annealed curves: each size's decay ends", annealed_envelope_optima),
+    });
     let approach_2 = outcome(with_bootstrap(curves, options, "IsoFLOP profiles", isoflop_optima));
     let approach_3 = outcome(law.map(|l| from_law(l, options)));
     let warnings = disagreements(&[("1", &approach_1), ("2", &approach_2), ("3", &approach_3)]);
@@ -247,20 +271,42 @@ fn envelope_optima(curves: &[Curve]) -> Optima {
     if !(lo > 0.0 && hi > lo) {
         return Err("no evaluation curves to take an envelope of".into());
     }
-    let mut optima = Vec::new();
+    let (mut optima, mut at_an_edge) = (Vec::new(), 0);
     for c in log_space(lo, hi, 40) {
         let at_c: Vec<(usize, f64)> = compute.iter().enumerate().filter_map(|(i, p)| interpolate_log(p, c).map(|l| (i, l))).collect();
         if at_c.len() < 2 {
             continue;
         }
-        let (best, loss) = at_c.into_iter().min_by(|a, b| a.1.total_cmp(&b.1)).expect("two candidates");
-        optima.push(Optimum::new(c, curves[best].n, Some(loss)));
+        let (best, loss) = at_c.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)).expect("two candidates");
+        // Won by the largest or the smallest size that reaches C: the optimum may lie beyond the
+        // sizes, so C says only "at least" or "at most" (as a parabola's minimum outside them).
+        let n = curves[best].n;
+        let sizes_here = at_c.iter().map(|&(i, _)| curves[i].n);
+        if n >= sizes_here.clone().fold(0.0, f64::max) || n <= sizes_here.fold(f64::INFINITY, f64::min) {
+            at_an_edge += 1;
+            continue;
+        }
+        optima.push(Optimum::new(c, n, Some(loss)));
     }
     let sizes = distinct_count(optima.iter().map(|o| o.n));
     if sizes < 3 {
-        return Err(format!("the envelope is won by {sizes} model size(s); approach 1 needs 3 or more (longer curves of more sizes)"));
+        return Err(format!(
+            "the envelope is won by {sizes} model size(s) between larger and smaller ones; approach 1 needs 3 or more (longer curves of more sizes)"
+        ));
     }
-    Ok((optima, Vec::new()))
+    let notes = if at_an_edge > 0 {
+        vec![format!("{at_an_edge} compute(s) left out: won by the largest or smallest size reaching them (the optimum may lie beyond)")]
+    } else {
+        Vec::new()
+    };
+    Ok((optima, notes))
+}
+
+/// Approach 1 on WSD decays: the envelope of each size's curve through its decays' final losses
+/// (interpolated in log C between them, as a run's evaluations are).
+fn annealed_envelope_optima(curves: &[Curve]) -> Optima {
+    let sizes: Vec<Curve> = final_losses_by_size(curves).into_iter().map(|(n, points)| Curve { run: format!("N = {n}"), n, points }).collect();
+    envelope_optima(&sizes)
 }
 
 /// Approach 2: at each budget, a parabola in log N through every size's loss at D = C/(6N).
@@ -478,12 +524,19 @@ mod tests {
         let expected_a = 0.28 / (0.34 + 0.28);
         let curves = chinchilla_curves(&law);
         let options = AllocationOptions { budgets: vec![1e17], bootstrap: 50, level: 0.95, seed: 1 };
-        let report = allocation("synthetic".into(), &curves, Err("no law".into()), &options);
+        let report = allocation("synthetic".into(), &curves, CurveKind::WsdDecays, Err("no law".into()), &options);
         let two = report.approach_2.frontier().unwrap_or_else(|| panic!("approach 2: {:?}", report.approach_2));
         assert!((two.n_exponent - expected_a).abs() < 0.03, "approach 2: a = {} vs {expected_a}", two.n_exponent);
         assert!((two.n_exponent + two.d_exponent - 1.0).abs() < 1e-9, "C = 6ND makes a + b = 1");
+        // Approach 1 on the decays' annealed ends, leaving out computes won by the largest or
+        // smallest size there (censored), is within 0.001 here; over the decays' own evaluations
+        // as if they were training curves (mid-decay losses 0.05 above the annealed) within 0.01.
         let one = report.approach_1.frontier().unwrap_or_else(|| panic!("approach 1: {:?}", report.approach_1));
-        assert!((one.n_exponent - expected_a).abs() < 0.1, "approach 1: a = {} vs {expected_a}", one.n_exponent);
+        assert!((one.n_exponent - expected_a).abs() < 0.005, "approach 1: a = {} vs {expected_a}", one.n_exponent);
+        assert!(one.method.contains("annealed") && one.notes.iter().any(|n| n.contains("largest or smallest size")), "{one:?}");
+        let as_runs = allocation("synthetic".into(), &curves, CurveKind::TrainingRuns, Err("no law".into()), &options);
+        let raw = as_runs.approach_1.frontier().unwrap_or_else(|| panic!("approach 1: {:?}", as_runs.approach_1));
+        assert!((raw.n_exponent - expected_a).abs() < 0.03, "approach 1 on raw curves: a = {} vs {expected_a}", raw.n_exponent);
         assert!(two.n_interval.is_some() && one.n_interval.is_some());
         let (n_true, _) = law.compute_optimal(1e17);
         assert!((two.budgets[0].n / n_true - 1.0).abs() < 0.3, "N_opt(1e17) {} vs {n_true}", two.budgets[0].n);
@@ -496,14 +549,14 @@ mod tests {
     fn approach_2_under_noise_and_on_a_kaplan_law() {
         let law = Law::chinchilla(1.7, 400.0, 410.0, 0.34, 0.28);
         let options = AllocationOptions { budgets: vec![], bootstrap: 100, level: 0.95, seed: 2 };
-        let noisy = allocation("noisy".into(), &curves_of(&law, 1e6, 0.002), Err("no law".into()), &options);
+        let noisy = allocation("noisy".into(), &curves_of(&law, 1e6, 0.002), CurveKind::WsdDecays, Err("no law".into()), &options);
         let two = noisy.approach_2.frontier().unwrap_or_else(|| panic!("{:?}", noisy.approach_2));
         let truth = law.n_exponent();
         assert!((two.n_exponent - truth).abs() < 0.1, "noisy: a = {} vs {truth}", two.n_exponent);
         assert!(two.n_interval.unwrap().contains(truth), "{:?} vs {truth}", two.n_interval);
 
         let kaplan = Law::new(super::super::form::Form::Kaplan, vec![8.8e13, 5.4e13, 0.076, 0.095]);
-        let report = allocation("kaplan".into(), &curves_of(&kaplan, 1e6, 0.0), Err("no law".into()), &options);
+        let report = allocation("kaplan".into(), &curves_of(&kaplan, 1e6, 0.0), CurveKind::WsdDecays, Err("no law".into()), &options);
         let two = report.approach_2.frontier().unwrap_or_else(|| panic!("{:?}", report.approach_2));
         assert!((two.n_exponent - kaplan.n_exponent()).abs() < 0.05, "kaplan: a = {} vs {}", two.n_exponent, kaplan.n_exponent());
     }
@@ -513,7 +566,7 @@ mod tests {
         let law = Law::chinchilla(1.7, 400.0, 410.0, 0.34, 0.28);
         let curves: Vec<Curve> = chinchilla_curves(&law).into_iter().filter(|c| c.n < 1.6e6).collect();
         let options = AllocationOptions { budgets: vec![], bootstrap: 0, level: 0.95, seed: 1 };
-        let report = allocation("x".into(), &curves, Err("no law".into()), &options);
+        let report = allocation("x".into(), &curves, CurveKind::WsdDecays, Err("no law".into()), &options);
         let Outcome::Unavailable { unavailable } = &report.approach_2 else { panic!("two sizes cannot give an IsoFLOP minimum") };
         assert!(unavailable.contains("approach 2 needs 3"), "{unavailable}");
     }

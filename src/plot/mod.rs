@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::fit::allocation::{self, AllocationOptions, AllocationReport, Curve, CurveColumns};
+use crate::fit::allocation::{self, AllocationOptions, AllocationReport, Curve, CurveColumns, CurveKind};
 use crate::fit::commands::{fit_batch_sweep, fit_lr_on, BatchReport, LrColumns, LrReport};
 use crate::fit::input::Table;
 use crate::fit::report::{fit_law_on, LawReport};
 use crate::fit::saved;
 use crate::layout::SweepDir;
-use crate::sweep::plan::{Plan, PlannedRun};
+use crate::sweep::plan::{Plan, PlannedRun, RunKind};
 use crate::sweep::status::read_plan;
 use crate::train::coord_check::CoordCheckResult;
 use crate::train::log::{read_metrics, read_status, MetricsRecord, RunState};
@@ -96,8 +96,8 @@ impl SweepData {
     /// `fit allocation` with these options, on the runs of `grid` (default: the law's grid, else all).
     pub fn allocation_with(&self, options: &AllocationOptions, grid: Option<&str>) -> AllocationReport {
         let law_grid = self.law.as_ref().ok().and_then(|l| l.definition.grid.clone());
-        let curves = curves(&self.runs, grid.or(law_grid.as_deref()));
-        allocation::allocation(self.dir.clone(), &curves, self.law.as_ref().map_err(Clone::clone), options)
+        let (curves, kind) = curves(&self.runs, grid.or(law_grid.as_deref()));
+        allocation::allocation(self.dir.clone(), &curves, kind, self.law.as_ref().map_err(Clone::clone), options)
     }
 
     /// Every chart the data supports, by file stem; charts it cannot support give the reason.
@@ -117,12 +117,19 @@ impl SweepData {
 }
 
 /// The evaluation curves of the finished (done) runs, of one grid when given.
-fn curves(runs: &[RunCurve], grid: Option<&str>) -> Vec<Curve> {
-    runs.iter()
-        .filter(|r| r.state == Some(RunState::Done) && grid.is_none_or(|g| r.run.grid == g))
+/// The finished runs' evaluation curves of `grid` (all grids when `None`): where there are WSD
+/// branches, the branches alone (as the law's points are: a trunk's final loss is at a constant
+/// learning rate, not annealed), else every run.
+fn curves(runs: &[RunCurve], grid: Option<&str>) -> (Vec<Curve>, CurveKind) {
+    let done: Vec<&RunCurve> = runs.iter().filter(|r| r.state == Some(RunState::Done) && grid.is_none_or(|g| r.run.grid == g)).collect();
+    let wsd = done.iter().any(|r| r.run.kind == RunKind::Branch);
+    let curves = done
+        .into_iter()
+        .filter(|r| !wsd || r.run.kind == RunKind::Branch)
         .map(|r| Curve { run: r.run.id.clone(), n: r.run.n as f64, points: r.eval_points() })
         .filter(|c| !c.points.is_empty())
-        .collect()
+        .collect();
+    (curves, if wsd { CurveKind::WsdDecays } else { CurveKind::TrainingRuns })
 }
 
 /// A chart written, or left out with the reason.
@@ -218,7 +225,7 @@ pub fn allocation_table(
     let table = Table::read(path)?;
     let curves = allocation::curves_of_table(&table, columns)?;
     let law = allocation::law_of_finals(&curves, path, options.bootstrap, options.seed).map_err(|e| format!("{e:#}"));
-    let mut report = allocation::allocation(path.to_path_buf(), &curves, law.as_ref().map_err(Clone::clone), options);
+    let mut report = allocation::allocation(path.to_path_buf(), &curves, CurveKind::TrainingRuns, law.as_ref().map_err(Clone::clone), options);
     if let Some(out) = chart {
         let name = path.file_stem().map_or("curves".into(), |s| s.to_string_lossy().to_string());
         let figure = charts::allocation_approaches(&name, &report).map_err(anyhow::Error::msg)?;
