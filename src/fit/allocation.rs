@@ -530,7 +530,7 @@ mod tests {
         assert!((two.n_exponent + two.d_exponent - 1.0).abs() < 1e-9, "C = 6ND makes a + b = 1");
         // Approach 1 on the decays' annealed ends, leaving out computes won by the largest or
         // smallest size there (censored), is within 0.001 here; over the decays' own evaluations
-        // as if they were training curves (mid-decay losses 0.05 above the annealed) within 0.01.
+        // as if they were training curves (mid-decay losses 0.05 above the annealed) about 0.01 off.
         let one = report.approach_1.frontier().unwrap_or_else(|| panic!("approach 1: {:?}", report.approach_1));
         assert!((one.n_exponent - expected_a).abs() < 0.005, "approach 1: a = {} vs {expected_a}", one.n_exponent);
         assert!(one.method.contains("annealed") && one.notes.iter().any(|n| n.contains("largest or smallest size")), "{one:?}");

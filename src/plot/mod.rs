@@ -116,7 +116,6 @@ impl SweepData {
     }
 }
 
-/// The evaluation curves of the finished (done) runs, of one grid when given.
 /// The finished runs' evaluation curves of `grid` (all grids when `None`): where there are WSD
 /// branches, the branches alone (as the law's points are: a trunk's final loss is at a constant
 /// learning rate, not annealed), else every run.

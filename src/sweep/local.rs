@@ -181,7 +181,6 @@ enum Process {
     Pooled(usize),
 }
 
-/// One execution of a plan: which runs wait, run and finished, and the workers.
 /// The warning for `device` when `at_once` runs as large as `largest` (its id and estimated
 /// bytes), plus a CUDA context each, may not fit in `gpu`'s free memory, with the runs-per-device
 /// that would.
@@ -205,6 +204,7 @@ fn gpu_memory_warning(device: DeviceSpec, gpu: &GpuMemory, at_once: usize, large
     ))
 }
 
+/// One execution of a plan: which runs wait, run and finished, and the workers.
 struct Scheduler<'a> {
     sweep: &'a SweepDir,
     plan: &'a Plan,
