@@ -175,10 +175,9 @@ pub fn visible_gpu_count(visible: Option<&str>, listing: impl FnOnce() -> Option
     Ok(count)
 }
 
-/// `nvidia-smi -L`'s output, or `None` where it cannot run.
+/// `nvidia-smi -L`'s output, or `None` where it cannot run or answer in time.
 pub fn nvidia_smi_listing() -> Option<String> {
-    let out = std::process::Command::new("nvidia-smi").arg("-L").stderr(std::process::Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::nvidia_smi::ask(&["-L"], crate::nvidia_smi::TIMEOUT)
 }
 
 /// Start the backend `spec` names and run one tiny operation on it, so that a GPU whose driver,

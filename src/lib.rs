@@ -22,6 +22,7 @@ pub mod fsutil;
 pub mod kernel_cache;
 pub mod layout;
 pub mod model;
+pub mod nvidia_smi;
 pub mod plot;
 pub mod report;
 pub mod rng;

@@ -108,15 +108,13 @@ pub struct GpuMemory {
 
 impl GpuMemory {
     /// The GPU the machine calls `id` (an index or a UUID: [`crate::device::machine_gpu_id`]), or
-    /// `None` where `nvidia-smi` is missing or does not know it; the checks that use this then
-    /// leave it to the run to fail with the backend's out-of-memory message.
+    /// `None` where `nvidia-smi` is missing, does not know it or does not answer in time; the
+    /// checks that use this then leave it to the run to fail with the backend's out-of-memory
+    /// message.
     pub fn query(id: &str) -> Option<Self> {
-        let out = std::process::Command::new("nvidia-smi")
-            .args(["--query-gpu=name,memory.total,memory.used", "--format=csv,noheader,nounits", "-i", id])
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
-        out.status.success().then(|| Self::parse(&String::from_utf8_lossy(&out.stdout))).flatten()
+        let answer =
+            crate::nvidia_smi::ask(&["--query-gpu=name,memory.total,memory.used", "--format=csv,noheader,nounits", "-i", id], crate::nvidia_smi::TIMEOUT)?;
+        Self::parse(&answer)
     }
 
     /// `NAME, TOTAL_MIB, USED_MIB`, the first line of nvidia-smi's answer.
