@@ -163,8 +163,11 @@ pub fn visible_gpu_count(visible: Option<&str>, listing: impl FnOnce() -> Option
     let count = match visible {
         Some(v) => v.split(',').filter(|e| !e.trim().is_empty()).count(),
         None => {
-            let listing =
-                listing().ok_or_else(|| anyhow::anyhow!("cuda:all: cannot count the GPUs (`nvidia-smi -L` did not run); name them, as in cuda:0,1,2,3"))?;
+            let listing = listing().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "cuda:all: cannot count the GPUs (`nvidia-smi -L` is missing, failed or did not answer within 10 s); name them, as in cuda:0,1,2,3"
+                )
+            })?;
             listing.lines().filter(|l| l.starts_with("GPU ")).count()
         }
     };
