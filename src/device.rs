@@ -111,7 +111,7 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
                 false => job.run::<burn::backend::Autodiff<CudaUnfused>>(device),
             };
             // The hint names the GPU as nvidia-smi does (a sweep's worker sees its GPU as cuda:0).
-            let gpu = machine_gpu_id(index, std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref()).unwrap_or_else(|_| index.to_string());
+            let gpu = machine_gpu_id(index, cuda_visible_devices().as_deref()).unwrap_or_else(|_| index.to_string());
             catch_panic(run).map_err(|message| anyhow::anyhow!("--device {spec}: the CUDA backend failed ({message}); {}", gpu_failure_hint(&message, &gpu)))
         }
         #[cfg(not(feature = "cuda"))]
@@ -142,7 +142,7 @@ pub fn gpu_failure_hint(message: &str, gpu: &str) -> String {
 /// Passing N itself to a worker would give it the machine's GPU N, which may be another job's.
 pub fn machine_gpu_id(index: usize, visible: Option<&str>) -> anyhow::Result<String> {
     let Some(visible) = visible else { return Ok(index.to_string()) };
-    let entries: Vec<&str> = visible.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    let entries = visible_entries(visible);
     entries.get(index).map(|e| e.to_string()).ok_or_else(|| {
         let seen = match entries.len() {
             0 => "no GPU".to_string(),
@@ -161,7 +161,7 @@ pub fn machine_gpu_id(index: usize, visible: Option<&str>) -> anyhow::Result<Str
 /// (`listing`: its output, `None` when it cannot run). MIG slices are not counted.
 pub fn visible_gpu_count(visible: Option<&str>, listing: impl FnOnce() -> Option<String>) -> anyhow::Result<usize> {
     let count = match visible {
-        Some(v) => v.split(',').filter(|e| !e.trim().is_empty()).count(),
+        Some(v) => visible_entries(v).len(),
         None => {
             let listing = listing().ok_or_else(|| {
                 anyhow::anyhow!(
@@ -176,6 +176,17 @@ pub fn visible_gpu_count(visible: Option<&str>, listing: impl FnOnce() -> Option
         anyhow::bail!("cuda:all: this process sees no GPU ({why}); use cpu");
     }
     Ok(count)
+}
+
+/// This process's `CUDA_VISIBLE_DEVICES`, when set: the `visible` of [`machine_gpu_id`] and
+/// [`visible_gpu_count`].
+pub fn cuda_visible_devices() -> Option<String> {
+    std::env::var("CUDA_VISIBLE_DEVICES").ok()
+}
+
+/// The GPUs a `CUDA_VISIBLE_DEVICES` value names, in order.
+fn visible_entries(visible: &str) -> Vec<&str> {
+    visible.split(',').map(str::trim).filter(|e| !e.is_empty()).collect()
 }
 
 /// `nvidia-smi -L`'s output, or `None` where it cannot run or answer in time.

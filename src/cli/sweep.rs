@@ -124,7 +124,7 @@ pub struct DirArgs {
 
 fn parse_devices(s: &str) -> anyhow::Result<Vec<DeviceSpec>> {
     if s.trim() == "cuda:all" {
-        let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+        let visible = windtunnel::device::cuda_visible_devices();
         let count =
             windtunnel::device::visible_gpu_count(visible.as_deref(), windtunnel::device::nvidia_smi_listing).map_err(|e| anyhow::anyhow!("--devices {e}"))?;
         return Ok((0..count).map(DeviceSpec::Cuda).collect());

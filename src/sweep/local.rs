@@ -234,7 +234,7 @@ impl<'a> Scheduler<'a> {
         }
         let devices = if options.devices.is_empty() { vec![DeviceSpec::Cpu] } else { options.devices.clone() };
         devices.iter().try_for_each(|&d| crate::device::require_built(d, "--devices"))?;
-        let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+        let visible = crate::device::cuda_visible_devices();
         let slot = |device: DeviceSpec| -> anyhow::Result<Slot> {
             let visible_gpu = match device {
                 DeviceSpec::Cpu => None,
@@ -455,8 +455,10 @@ impl<'a> Scheduler<'a> {
         } += 1;
         // A failure on a GPU names the GPU (its worker calls every GPU cuda:0): one bad GPU shows.
         let why = match (state, self.slots[w.slot].device) {
-            (RunState::Failed, DeviceSpec::Cuda(_)) => format!(" on {}{}", self.slots[w.slot].device, failure_reason(&self.sweep.run(&r.id))),
-            (RunState::Failed, DeviceSpec::Cpu) => failure_reason(&self.sweep.run(&r.id)),
+            (RunState::Failed, device) => {
+                let on = if device == DeviceSpec::Cpu { String::new() } else { format!(" on {device}") };
+                format!("{on}{}", failure_reason(&self.sweep.run(&r.id)))
+            }
             _ => String::new(),
         };
         let secs = w.started.elapsed().as_secs_f64();

@@ -356,7 +356,7 @@ fn check_memory(shape: &ModelShape, micro_batch: usize, seq_len: usize, device: 
     let have = match device {
         DeviceSpec::Cpu => machine_memory_bytes().map(|b| (b, "this machine has".to_string())),
         DeviceSpec::Cuda(index) => {
-            let id = crate::device::machine_gpu_id(index, std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref())?;
+            let id = crate::device::machine_gpu_id(index, crate::device::cuda_visible_devices().as_deref())?;
             GpuMemory::query(&id).map(|g| (g.total_bytes - memory::CUDA_CONTEXT_BYTES, format!("{device} ({}) has", g.name)))
         }
     };
