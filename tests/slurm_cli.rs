@@ -275,7 +275,8 @@ fn hostile_strings_in_a_sweep_file_do_not_execute() {
     assert!(text.contains("pwned1") && text.contains("pwned4"));
     let sweep_file = write(root.path(), "hostile.toml", &text);
     let out = root.path().join("results");
-    let o = run_slurm_wait(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--wait"]);
+    // Through persistent workers, whose requests carry the sweep directory's path as JSON text.
+    let o = run_slurm_wait(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--workers", "persistent", "--wait"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let sweep = out.join(hostile);
     assert_eq!(table_without_timings(&sweep).len(), 14, "the sweep with hostile names ran to its table");
@@ -323,7 +324,9 @@ fn a_cancelled_sweep_resumes_from_its_checkpoints() {
     let root = tempfile::tempdir().unwrap();
     let sweep_file = write(root.path(), "c.toml", &long_sweep("cancel-me", 15, "time = \"10\""));
     let out = root.path().join("results");
-    let o = windtunnel(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm"]);
+    // Trained by a persistent worker (the resume below is a `train` process): scancel's TERM
+    // reaches a worker through the batch shell as it reaches a `train`.
+    let o = windtunnel(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--workers", "persistent"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let sweep = out.join("cancel-me");
     // Wait until it has trained a while, then cancel.
@@ -367,7 +370,8 @@ fn a_cancelled_sweep_resumes_from_its_checkpoints() {
 }
 
 /// `--runs-per-task K`: an array task trains up to K short runs one after another (trunks keep a
-/// task each, so their branches wait on them alone); the table is the local one.
+/// task each, so their branches wait on them alone); the table is the local one, with a `train`
+/// process per run and with one persistent worker per task (which trains all of its task's runs).
 #[test]
 fn queued_runs_per_task_give_the_local_table() {
     if !slurm_enabled("queued_runs_per_task_give_the_local_table") {
@@ -380,23 +384,39 @@ fn queued_runs_per_task_give_the_local_table() {
     let local = root.path().join("local");
     let o = windtunnel(&["run", s, "--out", local.to_str().unwrap(), "--parallel", "2", "--quiet"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-
-    let remote = root.path().join("slurm");
-    let o = run_slurm_wait(&["run", s, "--out", remote.to_str().unwrap(), "--executor", "slurm", "--runs-per-task", "4", "--wait"]);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
-    let sweep = remote.join("tiny");
-    assert_eq!(table_without_timings(&sweep), table_without_timings(&local.join("tiny")));
-
-    // 8 plain runs in 2 tasks, 2 trunks in one task each, 4 branches in one task per trunk.
-    let jobs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sweep.join("slurm").join("jobs.json")).unwrap()).unwrap();
-    let tasks = jobs["tasks"].as_object().unwrap();
-    assert_eq!(tasks.len(), 14);
-    let distinct: std::collections::HashSet<&str> = tasks.values().map(|t| t.as_str().unwrap()).collect();
-    assert_eq!(distinct.len(), 6, "{tasks:?}");
     let plan = json(&["plan", s, "--json"]);
-    for trunk in plan["runs"].as_array().unwrap().iter().filter(|r| r["kind"] == "trunk") {
-        let task = &tasks[trunk["id"].as_str().unwrap()];
-        assert_eq!(tasks.values().filter(|t| *t == task).count(), 1, "a trunk shares its task");
+
+    for workers in ["per-run", "persistent"] {
+        let remote = root.path().join(workers);
+        let o = run_slurm_wait(&["run", s, "--out", remote.to_str().unwrap(), "--executor", "slurm", "--runs-per-task", "4", "--workers", workers, "--wait"]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{workers}: {stderr}");
+        let sweep = remote.join("tiny");
+        assert_eq!(table_without_timings(&sweep), table_without_timings(&local.join("tiny")), "{workers}");
+        let script = std::fs::read_to_string(sweep.join("slurm").join("wave-1.sbatch")).unwrap();
+        assert!(script.contains(&format!("\nWORKERS={workers}\n")), "{workers}");
+
+        // 8 plain runs in 2 tasks, 2 trunks in one task each, 4 branches in one task per trunk.
+        let jobs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sweep.join("slurm").join("jobs.json")).unwrap()).unwrap();
+        let tasks = jobs["tasks"].as_object().unwrap();
+        assert_eq!(tasks.len(), 14);
+        let distinct: std::collections::HashSet<&str> = tasks.values().map(|t| t.as_str().unwrap()).collect();
+        assert_eq!(distinct.len(), 6, "{tasks:?}");
+        for trunk in plan["runs"].as_array().unwrap().iter().filter(|r| r["kind"] == "trunk") {
+            let task = &tasks[trunk["id"].as_str().unwrap()];
+            assert_eq!(tasks.values().filter(|t| *t == task).count(), 1, "a trunk shares its task");
+        }
+        // Which process trained each run (status.json's pid): a task's runs share one persistent
+        // worker, and each has a `train` of its own per run.
+        let pid = |id: &str| {
+            let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sweep.join("runs").join(id).join("status.json")).unwrap()).unwrap();
+            status["pid"].as_u64().unwrap()
+        };
+        for task in &distinct {
+            let pids: std::collections::HashSet<u64> = tasks.iter().filter(|(_, t)| t.as_str() == Some(*task)).map(|(id, _)| pid(id)).collect();
+            let runs = tasks.values().filter(|t| t.as_str() == Some(*task)).count();
+            let expected = if workers == "persistent" { 1 } else { runs };
+            assert_eq!(pids.len(), expected, "{workers}: task {task} trained {runs} run(s) in {} process(es)", pids.len());
+        }
     }
 }

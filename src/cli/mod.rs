@@ -53,8 +53,10 @@ enum Command {
                             130/138/143 interrupted by SIGINT/SIGUSR1/SIGTERM (a checkpoint was written; SIGUSR1 is Slurm's time-limit warning).")]
     Train(train::TrainArgs),
     /// A persistent worker, started by `run` (one per device slot): trains the runs it is sent on stdin, one after another.
-    #[command(after_help = "Started by `windtunnel run` with persistent workers (the default on GPUs; `run --workers persistent`).\n\
-                            Protocol: one JSON request per line on stdin, {\"run_file\", \"out\", \"resume\", \"resume_before_tokens\", \"log\"};\n\
+    #[command(after_help = "Started by `windtunnel run` with persistent workers (the default on GPUs; `run --workers persistent`),\n\
+                            by the local executor (one per device slot) and by each Slurm task (fed through FIFOs by its batch script).\n\
+                            Protocol: one JSON request per line on stdin, {\"run_file\", \"out\", \"resume\", \"resume_before_tokens\", \"log\", \"threads\"}\n\
+                            (threads: optional, the run's CPU threads);\n\
                             one JSON reply per line on stdout, {\"out\", \"exit_code\"} (the exit code `train` would have had).\n\
                             It ends when stdin closes. Example (by hand):\n  \
                             echo '{\"run_file\":\"run.toml\",\"out\":\"runs/a\",\"resume\":false,\"resume_before_tokens\":null,\"log\":\"a.log\"}' | windtunnel worker --device cpu")]

@@ -34,9 +34,9 @@ pub struct RunArgs {
     /// Concurrent runs per device.
     #[arg(long, default_value_t = ExecOptions::DEFAULT_RUNS_PER_DEVICE)]
     runs_per_device: usize,
-    /// How runs are trained: `persistent` (a `windtunnel worker` per device slot trains run after
-    /// run: GPU kernels compiled and the CUDA context created once) or `per-run` (a `train`
-    /// process each) [default: persistent on GPUs, per-run on the CPU].
+    /// How runs are trained: `persistent` (a `windtunnel worker` per device slot, or per Slurm
+    /// task, trains run after run: GPU kernels compiled and the CUDA context created once) or
+    /// `per-run` (a `train` process each) [default: persistent on GPUs, per-run on the CPU].
     #[arg(long, value_enum)]
     workers: Option<WorkerMode>,
     /// Where workers keep compiled GPU kernels and autotune results [default:
@@ -188,6 +188,7 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
         dry_run: a.dry_run,
         wait: a.wait,
         kernel_cache: args.kernel_cache.clone(),
+        workers_persistent: args.workers.map(|w| w == WorkerMode::Persistent),
         quiet: args.quiet,
     })))
 }

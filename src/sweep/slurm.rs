@@ -1,8 +1,15 @@
 //! The Slurm executor: `windtunnel run SWEEP.toml --executor slurm`.
 //!
 //! The sweep directory must be on a file system the compute nodes share: the nodes run the same
-//! `windtunnel train runs/<id>/config.json --out runs/<id>` worker as the local executor, and
-//! every result is a file there. Slurm only starts the workers.
+//! workers as the local executor, and every result is a file there. Slurm only starts them.
+//!
+//! Workers. Each array task trains its runs (one, or a queue of `runs_per_task`) either with a
+//! `windtunnel train runs/<id>/config.json --out runs/<id>` process per run (`--workers per-run`,
+//! the default on CPUs) or through one persistent `windtunnel worker` (`--workers persistent`,
+//! the default when tasks get GPUs), which keeps its CUDA context and compiled kernels from run to
+//! run. The batch shell feeds that worker the same JSON requests the local executor sends
+//! ([`super::worker`]), through a pair of FIFOs; a worker that dies fails only the run it held,
+//! and the task's next run starts a fresh one.
 //!
 //! Waves. Trunks and plain runs form wave 1, one job array (`slurm/wave-1.sbatch`). Branches form
 //! wave 2 (`slurm/wave-2.sbatch`), submitted once per trunk as the array of that trunk's branches
@@ -66,7 +73,23 @@ pub struct SlurmOptions {
     /// `run --kernel-cache`: exported to the tasks as `WINDTUNNEL_KERNEL_CACHE` (over the
     /// submitting shell's variable and the sweep file's `[gpu] kernel_cache`).
     pub kernel_cache: Option<PathBuf>,
+    /// `run --workers`: each task trains its runs in one persistent `windtunnel worker` (true) or
+    /// a `train` process per run (false) [default: persistent when tasks get GPUs].
+    pub workers_persistent: Option<bool>,
     pub quiet: bool,
+}
+
+impl SlurmOptions {
+    /// Whether the tasks train through a persistent worker: as asked, else on GPUs.
+    pub fn persistent_workers(&self) -> bool {
+        self.workers_persistent.unwrap_or(self.spec.gpus_per_task.unwrap_or(0) > 0)
+    }
+}
+
+/// `s` as the text inside a JSON string (quotes, backslashes and control characters escaped).
+fn json_string_text(s: &str) -> String {
+    let quoted = serde_json::Value::String(s.to_string()).to_string();
+    quoted[1..quoted.len() - 1].to_string()
 }
 
 /// One `sbatch` call: a script, the array indices it starts, and the dependency.
@@ -183,7 +206,8 @@ pub fn query_tasks(tasks: &[String]) -> anyhow::Result<HashMap<String, TaskState
 }
 
 /// The batch script of a wave: which runs its array indices start, and how.
-fn wave_script(dir: &Path, plan_name: &str, wave: usize, tasks: &[Vec<&PlannedRun>], spec: &SlurmSpec, worker: &Path, submit_lines: &[String]) -> String {
+fn wave_script(dir: &Path, plan_name: &str, wave: usize, tasks: &[Vec<&PlannedRun>], options: &SlurmOptions, worker: &Path, submit_lines: &[String]) -> String {
+    let (spec, persistent) = (&options.spec, options.persistent_workers());
     let mut s = String::new();
     s.push_str("#!/bin/bash\n");
     let runs: usize = tasks.iter().map(Vec::len).sum();
@@ -238,7 +262,11 @@ fn wave_script(dir: &Path, plan_name: &str, wave: usize, tasks: &[Vec<&PlannedRu
     s.push_str(&format!(
         r#"
 SWEEP_DIR={dir}
+# The same path as the text of a JSON string, for the worker's requests.
+SWEEP_DIR_JSON={dir_json}
 WINDTUNNEL={worker}
+# How the runs are trained (`run --workers`): persistent (one `windtunnel worker`) or per-run.
+WORKERS={workers}
 MAX_REQUEUES={max_requeues}
 # Each array task trains the runs of its entry, one after another.
 RUN_IDS=({ids})
@@ -248,15 +276,94 @@ TASK="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
 RESTARTS=${{SLURM_RESTART_COUNT:-0}}
 
 # Slurm's warning before the time limit (USR1) and preemption or scancel (TERM) go to this shell;
-# pass them on to the worker, which writes a checkpoint and exits.
+# pass them on to the worker, which writes a checkpoint and exits; a signal between two runs of a
+# queue stops it before the next.
 worker=
-forward() {{ if [ -n "$worker" ]; then kill -s "$1" "$worker" 2>/dev/null; fi; }}
-trap 'forward USR1' USR1
-trap 'forward TERM' TERM
+stopped=
+forward() {{ stopped=$2; if [ -n "$worker" ]; then kill -s "$1" "$worker" 2>/dev/null; fi; }}
+trap 'forward USR1 138' USR1
+trap 'forward TERM 143' TERM
+# A persistent worker that died is a write error on its pipe, not the end of this script.
+trap '' PIPE
 export RAYON_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}}
+
+# Wait until the worker has exited (a trapped signal ends `wait` early): its code in worker_code.
+wait_for_worker() {{
+    while :; do
+        wait "$worker"
+        worker_code=$?
+        if ! kill -0 "$worker" 2>/dev/null; then break; fi
+    done
+    worker=
+}}
+
+# --workers per-run: a `windtunnel train` process for the run.
+train_process() {{
+    "$WINDTUNNEL" train "$RUN_DIR/config.json" --out "$RUN_DIR" --device {device} --quiet $resume >> "$RUN_DIR/worker.log" 2>&1 &
+    worker=$!
+    wait_for_worker
+    code=$worker_code
+}}
+
+# --workers persistent: one `windtunnel worker` trains the task's runs one after another (the CUDA
+# context and the kernels it compiled are kept), fed one JSON request per run through a FIFO and
+# answering on another (`windtunnel worker --help`). A worker that dies fails only the run it
+# held; the next run starts a fresh one.
+PIPES=
+start_worker() {{
+    if ! PIPES=$(mktemp -d "${{TMPDIR:-/tmp}}/windtunnel-worker.XXXXXX") || ! mkfifo "$PIPES/requests" "$PIPES/replies"; then
+        echo "windtunnel: cannot make the worker's FIFOs in ${{TMPDIR:-/tmp}} on $(hostname), so $RUN_ID trains in a process of its own; set TMPDIR (a [slurm] setup line) to a writable local directory" >&2
+        return 1
+    fi
+    "$WINDTUNNEL" worker --device {device} < "$PIPES/requests" > "$PIPES/replies" &
+    worker=$!
+    exec 3> "$PIPES/requests" 4< "$PIPES/replies"
+}}
+# Close its requests (it ends when they do) and wait for it.
+stop_worker() {{
+    exec 3>&- 4<&-
+    if [ -n "$worker" ]; then wait_for_worker; fi
+    if [ -n "$PIPES" ]; then rm -rf "$PIPES"; PIPES=; fi
+}}
+send_request() {{
+    local dir="$SWEEP_DIR_JSON/runs/$RUN_ID" resume_json=false
+    if [ -n "$resume" ]; then resume_json=true; fi
+    printf '{{"run_file":"%s/config.json","out":"%s","resume":%s,"resume_before_tokens":null,"log":"%s/worker.log","threads":%s}}\n' \
+        "$dir" "$dir" "$resume_json" "$dir" "$RAYON_NUM_THREADS" >&3
+}}
+train_in_worker() {{
+    if [ -z "$worker" ] || ! kill -0 "$worker" 2>/dev/null; then
+        stop_worker
+        if ! start_worker; then train_process; return; fi
+    fi
+    # A worker that died since its last run (not yet noticed) gets one replacement.
+    if ! send_request 2>/dev/null; then
+        stop_worker
+        if ! start_worker; then train_process; return; fi
+        send_request
+    fi
+    local reply= status
+    while :; do
+        read -r -u 4 reply
+        status=$?
+        if [ "$status" -le 128 ]; then break; fi  # > 128: interrupted by a signal, which was passed on
+    done
+    if [[ $reply =~ \"exit_code\":([0-9]+) ]]; then
+        code=${{BASH_REMATCH[1]}}
+        # After a panic or a stop signal the worker ends by itself.
+        case $code in 101|130|138|143) stop_worker ;; esac
+    else
+        # No answer: the worker died with the run (killed, out of memory).
+        worker_code=1
+        stop_worker
+        code=$worker_code
+        if [ "$code" -eq 0 ]; then code=1; fi
+    fi
+}}
 
 task_code=0
 for RUN_ID in "$@"; do
+    if [ -n "$stopped" ]; then task_code=$stopped; break; fi
     RUN_DIR="$SWEEP_DIR/runs/$RUN_ID"
     if [ ! -f "$RUN_DIR/config.json" ]; then
         echo "windtunnel: $RUN_DIR/config.json is not visible on $(hostname): the sweep directory must be on a file system shared with the compute nodes" >&2
@@ -267,15 +374,7 @@ for RUN_ID in "$@"; do
     echo "$TASK host=$(hostname) start=$(date +%s) restarts=$RESTARTS" >> "$RUN_DIR/slurm.log"
     resume=
     if [ -f "$RUN_DIR/run.json" ]; then resume=--resume; fi
-    "$WINDTUNNEL" train "$RUN_DIR/config.json" --out "$RUN_DIR" --device {device} --quiet $resume >> "$RUN_DIR/worker.log" 2>&1 &
-    worker=$!
-    # A trapped signal ends `wait` early: wait again until the worker itself has exited.
-    while :; do
-        wait "$worker"
-        code=$?
-        if ! kill -0 "$worker" 2>/dev/null; then break; fi
-    done
-    worker=
+    if [ "$WORKERS" = persistent ]; then train_in_worker; else train_process; fi
     echo "$TASK end=$(date +%s) exit=$code" >> "$RUN_DIR/slurm.log"
     case $code in
         # Done, diverged (a result) or cannot start (see worker.log): the task's code when it
@@ -287,6 +386,7 @@ for RUN_ID in "$@"; do
         *) task_code=$code ;;
     esac
 done
+if [ "$WORKERS" = persistent ]; then stop_worker; fi
 code=$task_code
 
 case $code in
@@ -310,6 +410,8 @@ fi
 exit "$code"
 "#,
         dir = shell_quote(&dir.display().to_string()),
+        dir_json = shell_quote(&json_string_text(&dir.display().to_string())),
+        workers = if persistent { "persistent" } else { "per-run" },
         worker = shell_quote(&worker.display().to_string()),
         max_requeues = spec.max_requeues(),
         diverged = EXIT_DIVERGED,
@@ -461,7 +563,7 @@ fn submit_wave(
         let lines: Vec<String> = args.iter().map(|a| format!("sbatch {}", a.join(" "))).collect();
         let script_runs: Vec<Vec<&PlannedRun>> = chunk.iter().map(|(group, _)| group.clone()).collect();
         let script_path = SweepDir::new(dir).slurm().join(&name);
-        atomic_write(&script_path, wave_script(dir, plan_name, wave, &script_runs, &options.spec, worker, &lines).as_bytes())?;
+        atomic_write(&script_path, wave_script(dir, plan_name, wave, &script_runs, options, worker, &lines).as_bytes())?;
         summary.scripts.push(script_path.clone());
         for ((after, indices), a) in calls.iter().zip(&args) {
             let job = if options.dry_run { None } else { Some(sbatch(dir, a)?) };
@@ -574,7 +676,15 @@ impl SlurmExecutor {
 
     /// An executor for `status` and `cancel`, which submit nothing.
     pub fn for_status() -> Self {
-        Self::new(SlurmOptions { spec: SlurmSpec::default(), worker: PathBuf::new(), dry_run: false, wait: false, kernel_cache: None, quiet: true })
+        Self::new(SlurmOptions {
+            spec: SlurmSpec::default(),
+            worker: PathBuf::new(),
+            dry_run: false,
+            wait: false,
+            kernel_cache: None,
+            workers_persistent: None,
+            quiet: true,
+        })
     }
 }
 
@@ -636,6 +746,27 @@ mod tests {
         assert!(spec.validate().unwrap_err().to_string().contains("--exclusive"));
         let spec = SlurmSpec { time: Some("1 hour".into()), ..Default::default() };
         assert!(spec.validate().is_err());
+    }
+
+    #[test]
+    fn gpu_tasks_train_through_a_persistent_worker_unless_told_otherwise() {
+        let options = |gpus: Option<u32>, persistent: Option<bool>| SlurmOptions {
+            spec: SlurmSpec { gpus_per_task: gpus, ..Default::default() },
+            worker: PathBuf::from("/opt/windtunnel"),
+            dry_run: true,
+            wait: false,
+            kernel_cache: None,
+            workers_persistent: persistent,
+            quiet: true,
+        };
+        assert!(options(Some(1), None).persistent_workers());
+        assert!(!options(Some(0), None).persistent_workers() && !options(None, None).persistent_workers());
+        assert!(!options(Some(1), Some(false)).persistent_workers() && options(None, Some(true)).persistent_workers());
+        let script = wave_script(Path::new("/s/it's \"q\""), "q", 1, &[], &options(Some(1), None), Path::new("/opt/windtunnel"), &[]);
+        assert!(script.contains("\nWORKERS=persistent\n") && script.contains("worker --device cuda:0"), "{script}");
+        // The directory as JSON text, single-quoted for the shell.
+        assert!(script.contains(r#"SWEEP_DIR_JSON='/s/it'\''s \"q\"'"#), "{script}");
+        assert_eq!(json_string_text("a\"b\\c\n"), r#"a\"b\\c\n"#);
     }
 
     #[test]
