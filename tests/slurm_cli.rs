@@ -322,51 +322,64 @@ fn a_cancelled_sweep_resumes_from_its_checkpoints() {
     }
     let _serial = SLURM.lock().unwrap_or_else(|e| e.into_inner());
     let root = tempfile::tempdir().unwrap();
-    let sweep_file = write(root.path(), "c.toml", &long_sweep("cancel-me", 15, "time = \"10\""));
+    // Two runs in one task, trained at once by two persistent workers (`--runs-per-device 2`; the
+    // resume below trains them one after another, a `train` process each): scancel's TERM reaches
+    // both workers through the batch shell and its two lanes.
+    let text = long_sweep("cancel-me", 15, "time = \"10\"").replace("widths = [32]", "widths = [32, 48]");
+    let sweep_file = write(root.path(), "c.toml", &text);
     let out = root.path().join("results");
-    // Trained by a persistent worker (the resume below is a `train` process): scancel's TERM
-    // reaches a worker through the batch shell as it reaches a `train`.
-    let o = windtunnel(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--workers", "persistent"]);
+    let first = ["--executor", "slurm", "--workers", "persistent", "--runs-per-device", "2"];
+    let o = windtunnel(&[&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap()][..], &first].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let sweep = out.join("cancel-me");
-    // Wait until it has trained a while, then cancel.
+    let jobs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sweep.join("slurm").join("jobs.json")).unwrap()).unwrap();
+    let tasks: std::collections::HashSet<&str> = jobs["tasks"].as_object().unwrap().values().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(tasks.len(), 1, "two runs, one task: {jobs}");
+    // Wait until both have trained a while, then cancel.
     let started = Instant::now();
     loop {
         let status = json(&["status", sweep.to_str().unwrap(), "--json"]);
-        if status["detail"][0]["step"].as_u64().unwrap_or(0) > 1000 {
+        if status["detail"].as_array().unwrap().iter().all(|d| d["step"].as_u64().unwrap_or(0) > 500) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "the task never started: {status}");
+        assert!(started.elapsed() < Duration::from_secs(120), "the runs never started together: {status}");
         std::thread::sleep(Duration::from_millis(300));
     }
     let printed = String::from_utf8(windtunnel(&["cancel", sweep.to_str().unwrap()]).stdout).unwrap();
     assert!(printed.contains("cancelled Slurm job"), "{printed}");
-    // The worker checkpoints on the TERM scancel sends, and the task does not requeue itself.
-    let run = only_run(&sweep);
+    // The workers checkpoint on the TERM scancel sends, and the task does not requeue itself.
     let started = Instant::now();
     loop {
         let status = json(&["status", sweep.to_str().unwrap(), "--json"]);
-        let detail = &status["detail"][0];
-        if detail["state"] != "running" && !detail["live"]["state"].as_str().is_some_and(|s| s == "RUNNING" || s == "PENDING" || s == "COMPLETING") {
-            assert_eq!(detail["state"], "interrupted", "{status}");
+        let details = status["detail"].as_array().unwrap();
+        let live = |d: &serde_json::Value| d["live"]["state"].as_str().is_some_and(|s| s == "RUNNING" || s == "PENDING" || s == "COMPLETING");
+        if details.iter().all(|d| d["state"] != "running" && !live(d)) {
+            assert!(details.iter().all(|d| d["state"] == "interrupted"), "{status}");
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "the cancelled task still runs: {status}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    let interrupted_at = *metrics_steps(&run).last().unwrap();
-    assert!(interrupted_at < 1_000_000);
+    let runs: Vec<PathBuf> = std::fs::read_dir(sweep.join("runs")).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(runs.len(), 2);
+    let pid = |run: &Path| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap()["pid"].clone();
+    assert_ne!(pid(&runs[0]), pid(&runs[1]), "the two runs were not trained by two workers");
+    for run in &runs {
+        assert!(*metrics_steps(run).last().unwrap() < 1_000_000);
+    }
 
-    // Resuming: submit again; the run continues from its checkpoint.
+    // Resuming: submit again; the runs continue from their checkpoints.
     let o = run_slurm_wait(&["run", sweep_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--executor", "slurm", "--wait"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
-    assert_eq!(status["state"], "done");
-    let steps = metrics_steps(&run);
-    assert!(steps.windows(2).all(|w| w[0] < w[1]), "steps repeat: the resumed run restarted from zero");
-    let log = std::fs::read_to_string(run.join("slurm.log")).unwrap();
-    assert_eq!(log.matches(" start=").count(), 2, "{log}");
-    assert!(!log.contains("requeue"), "a cancelled task requeued itself:\n{log}");
+    for run in &runs {
+        let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+        assert_eq!(status["state"], "done");
+        let steps = metrics_steps(run);
+        assert!(steps.windows(2).all(|w| w[0] < w[1]), "steps repeat: the resumed run restarted from zero");
+        let log = std::fs::read_to_string(run.join("slurm.log")).unwrap();
+        assert_eq!(log.matches(" start=").count(), 2, "{log}");
+        assert!(!log.contains("requeue"), "a cancelled task requeued itself:\n{log}");
+    }
 }
 
 /// `--runs-per-task K`: an array task trains up to K short runs one after another (trunks keep a
@@ -386,9 +399,25 @@ fn queued_runs_per_task_give_the_local_table() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let plan = json(&["plan", s, "--json"]);
 
-    for workers in ["per-run", "persistent"] {
-        let remote = root.path().join(workers);
-        let o = run_slurm_wait(&["run", s, "--out", remote.to_str().unwrap(), "--executor", "slurm", "--runs-per-task", "4", "--workers", workers, "--wait"]);
+    // (workers, runs trained at once in a task)
+    for (workers, lanes) in [("per-run", 1), ("persistent", 1), ("persistent", 2)] {
+        let remote = root.path().join(format!("{workers}-{lanes}"));
+        let at_once = lanes.to_string();
+        let o = run_slurm_wait(&[
+            "run",
+            s,
+            "--out",
+            remote.to_str().unwrap(),
+            "--executor",
+            "slurm",
+            "--runs-per-task",
+            "4",
+            "--runs-per-device",
+            &at_once,
+            "--workers",
+            workers,
+            "--wait",
+        ]);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{workers}: {stderr}");
         let sweep = remote.join("tiny");
@@ -406,8 +435,8 @@ fn queued_runs_per_task_give_the_local_table() {
             let task = &tasks[trunk["id"].as_str().unwrap()];
             assert_eq!(tasks.values().filter(|t| *t == task).count(), 1, "a trunk shares its task");
         }
-        // Which process trained each run (status.json's pid): a task's runs share one persistent
-        // worker, and each has a `train` of its own per run.
+        // Which process trained each run (status.json's pid): a task's runs share its persistent
+        // workers (one per run trained at once), and each has a `train` of its own per run.
         let pid = |id: &str| {
             let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sweep.join("runs").join(id).join("status.json")).unwrap()).unwrap();
             status["pid"].as_u64().unwrap()
@@ -415,7 +444,7 @@ fn queued_runs_per_task_give_the_local_table() {
         for task in &distinct {
             let pids: std::collections::HashSet<u64> = tasks.iter().filter(|(_, t)| t.as_str() == Some(*task)).map(|(id, _)| pid(id)).collect();
             let runs = tasks.values().filter(|t| t.as_str() == Some(*task)).count();
-            let expected = if workers == "persistent" { 1 } else { runs };
+            let expected = if workers == "persistent" { runs.min(lanes) } else { runs };
             assert_eq!(pids.len(), expected, "{workers}: task {task} trained {runs} run(s) in {} process(es)", pids.len());
         }
     }

@@ -71,6 +71,7 @@ enum Command {
                             windtunnel run sweeps/minicpm-mup-search.toml --devices cuda:all   (every GPU this process sees)\n  \
                             windtunnel run sweeps/quickstart.toml --workers persistent --kernel-cache /tmp/windtunnel-kernels\n  \
                             windtunnel run sweeps/quickstart.toml --executor slurm --partition gpu --time 04:00:00 --gpus-per-task 1\n  \
+                            windtunnel run sweeps/minicpm-mup-search.toml --executor slurm --gpus-per-task 1 --runs-per-device 4 --runs-per-task 16\n  \
                             windtunnel run sweeps/quickstart.toml --executor slurm --dry-run   (write the sbatch scripts, submit nothing)\n\n\
                             Rerunning the same command resumes: finished runs are kept, interrupted ones continue from their checkpoints.\n\
                             With --executor slurm the sweep directory must be on a file system the compute nodes share.")]

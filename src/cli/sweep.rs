@@ -31,9 +31,10 @@ pub struct RunArgs {
     /// CUDA_VISIBLE_DEVICES when it is set, as inside a Slurm job).
     #[arg(long, default_value = "cpu")]
     devices: String,
-    /// Concurrent runs per device.
-    #[arg(long, default_value_t = ExecOptions::DEFAULT_RUNS_PER_DEVICE)]
-    runs_per_device: usize,
+    /// Concurrent runs per device; with --executor slurm, per GPU of a task (or per CPU task),
+    /// overriding [slurm] runs_per_device [default: 1].
+    #[arg(long)]
+    runs_per_device: Option<usize>,
     /// How runs are trained: `persistent` (a `windtunnel worker` per device slot, or per Slurm
     /// task, trains run after run: GPU kernels compiled and the CUDA context created once) or
     /// `per-run` (a `train` process each) [default: persistent on GPUs, per-run on the CPU].
@@ -102,8 +103,9 @@ struct SlurmArgs {
     /// Seconds before the time limit at which the task is told to checkpoint [default: 120].
     #[arg(long)]
     signal_seconds: Option<u32>,
-    /// Runs per array task, trained one after another (short proxies share a scheduler slot;
-    /// trunks keep a task each) [default: 1].
+    /// Runs per array task, trained one after another, or --runs-per-device at a time (short
+    /// proxies share a scheduler slot; trunks keep a task each) [default: GPUs per task ×
+    /// runs-per-device, else 1].
     #[arg(long)]
     runs_per_task: Option<u32>,
     /// Write the sbatch scripts into DIR/slurm/ without submitting them.
@@ -155,7 +157,7 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
         let on_gpus = devices.iter().any(|&d| d != DeviceSpec::Cpu);
         return Ok(Box::new(LocalExecutor::new(ExecOptions {
             parallel: args.parallel,
-            runs_per_device: args.runs_per_device,
+            runs_per_device: args.runs_per_device.unwrap_or(ExecOptions::DEFAULT_RUNS_PER_DEVICE),
             max_retries: args.max_retries.unwrap_or(ExecOptions::DEFAULT_MAX_RETRIES),
             worker: this_binary()?,
             persistent_workers: args.workers.map_or(on_gpus, |w| w == WorkerMode::Persistent),
@@ -181,6 +183,7 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
         max_requeues: args.max_retries.map(|r| r as u32),
         windtunnel: None,
         runs_per_task: a.runs_per_task,
+        runs_per_device: args.runs_per_device.map(|k| u32::try_from(k).unwrap_or(u32::MAX)),
     };
     Ok(Box::new(SlurmExecutor::new(SlurmOptions {
         spec,

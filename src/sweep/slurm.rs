@@ -11,6 +11,11 @@
 //! ([`super::worker`]), through a pair of FIFOs; a worker that dies fails only the run it held,
 //! and the task's next run starts a fresh one.
 //!
+//! Lanes. With `runs_per_device` M above 1 a task trains M runs at once on each of its G GPUs
+//! (on a CPU task, M sharing its CPUs): its queue is dealt into G × M lanes (lane j takes runs j,
+//! j + lanes, … on GPU j mod G), each a subshell with its own worker. The batch shell passes
+//! signals to every lane, and the task's code is the worst of theirs (interrupted, then failed).
+//!
 //! Waves. Trunks and plain runs form wave 1, one job array (`slurm/wave-1.sbatch`). Branches form
 //! wave 2 (`slurm/wave-2.sbatch`), submitted once per trunk as the array of that trunk's branches
 //! with `--dependency=afterok:<trunk job>_<task>`: a branch starts when its trunk has finished
@@ -230,7 +235,7 @@ fn wave_script(dir: &Path, plan_name: &str, wave: usize, tasks: &[Vec<&PlannedRu
     directive("--requeue".into());
     directive(format!("--signal=B:USR1@{}", spec.signal_seconds()));
     directive("--ntasks=1".into());
-    directive(format!("--cpus-per-task={}", spec.cpus_per_task.unwrap_or(1)));
+    directive(format!("--cpus-per-task={}", spec.cpus_per_task()));
     for (flag, value) in [
         ("partition", &spec.partition),
         ("account", &spec.account),
@@ -267,8 +272,13 @@ SWEEP_DIR_JSON={dir_json}
 WINDTUNNEL={worker}
 # How the runs are trained (`run --workers`): persistent (one `windtunnel worker`) or per-run.
 WORKERS={workers}
+# The device of a run (lanes on a task with several GPUs use one each), GPUs of the task, and runs
+# at once on each (`run --runs-per-device`).
+DEVICE={device}
+GPUS={gpus}
+RUNS_PER_DEVICE={runs_per_device}
 MAX_REQUEUES={max_requeues}
-# Each array task trains the runs of its entry, one after another.
+# Each array task trains the runs of its entry.
 RUN_IDS=({ids})
 set -- ${{RUN_IDS[$SLURM_ARRAY_TASK_ID]}}
 RUNS=$#
@@ -279,27 +289,31 @@ RESTARTS=${{SLURM_RESTART_COUNT:-0}}
 # pass them on to the worker, which writes a checkpoint and exits; a signal between two runs of a
 # queue stops it before the next.
 worker=
+lanes=
 stopped=
-forward() {{ stopped=$2; if [ -n "$worker" ]; then kill -s "$1" "$worker" 2>/dev/null; fi; }}
+forward() {{ stopped=$2; for p in $worker $lanes; do kill -s "$1" "$p" 2>/dev/null; done; }}
 trap 'forward USR1 138' USR1
 trap 'forward TERM 143' TERM
 # A persistent worker that died is a write error on its pipe, not the end of this script.
 trap '' PIPE
-export RAYON_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}}
 
-# Wait until the worker has exited (a trapped signal ends `wait` early): its code in worker_code.
-wait_for_worker() {{
+# Wait until process $1 has exited (a trapped signal ends `wait` early): its code in exit_code.
+wait_for() {{
     while :; do
-        wait "$worker"
-        worker_code=$?
-        if ! kill -0 "$worker" 2>/dev/null; then break; fi
+        wait "$1"
+        exit_code=$?
+        if ! kill -0 "$1" 2>/dev/null; then break; fi
     done
+}}
+wait_for_worker() {{
+    wait_for "$worker"
+    worker_code=$exit_code
     worker=
 }}
 
 # --workers per-run: a `windtunnel train` process for the run.
 train_process() {{
-    "$WINDTUNNEL" train "$RUN_DIR/config.json" --out "$RUN_DIR" --device {device} --quiet $resume >> "$RUN_DIR/worker.log" 2>&1 &
+    "$WINDTUNNEL" train "$RUN_DIR/config.json" --out "$RUN_DIR" --device "$DEVICE" --quiet $resume >> "$RUN_DIR/worker.log" 2>&1 &
     worker=$!
     wait_for_worker
     code=$worker_code
@@ -315,7 +329,7 @@ start_worker() {{
         echo "windtunnel: cannot make the worker's FIFOs in ${{TMPDIR:-/tmp}} on $(hostname), so $RUN_ID trains in a process of its own; set TMPDIR (a [slurm] setup line) to a writable local directory" >&2
         return 1
     fi
-    "$WINDTUNNEL" worker --device {device} < "$PIPES/requests" > "$PIPES/replies" &
+    "$WINDTUNNEL" worker --device "$DEVICE" < "$PIPES/requests" > "$PIPES/replies" &
     worker=$!
     exec 3> "$PIPES/requests" 4< "$PIPES/replies"
 }}
@@ -361,32 +375,65 @@ train_in_worker() {{
     fi
 }}
 
-task_code=0
-for RUN_ID in "$@"; do
-    if [ -n "$stopped" ]; then task_code=$stopped; break; fi
-    RUN_DIR="$SWEEP_DIR/runs/$RUN_ID"
-    if [ ! -f "$RUN_DIR/config.json" ]; then
-        echo "windtunnel: $RUN_DIR/config.json is not visible on $(hostname): the sweep directory must be on a file system shared with the compute nodes" >&2
-        exit {cannot_start}
-    fi
-    # A queue resumed after a requeue skips the runs it finished.
-    if [ "$RUNS" -gt 1 ] && grep -Eq '"state": *"(done|diverged)"' "$RUN_DIR/status.json" 2>/dev/null; then continue; fi
-    echo "$TASK host=$(hostname) start=$(date +%s) restarts=$RESTARTS" >> "$RUN_DIR/slurm.log"
-    resume=
-    if [ -f "$RUN_DIR/run.json" ]; then resume=--resume; fi
-    if [ "$WORKERS" = persistent ]; then train_in_worker; else train_process; fi
-    echo "$TASK end=$(date +%s) exit=$code" >> "$RUN_DIR/slurm.log"
-    case $code in
-        # Done, diverged (a result) or cannot start (see worker.log): the task's code when it
-        # trains one run (a trunk's branches start only after it is done: afterok); in a queue, the next run.
-        0|{diverged}|{cannot_start}) if [ "$RUNS" -eq 1 ]; then task_code=$code; fi ;;
-        # Interrupted (a checkpoint was written): stop here and requeue.
-        130|138|143) task_code=$code; break ;;
-        # Failed: go on with the queue, requeue at the end.
-        *) task_code=$code ;;
-    esac
-done
-if [ "$WORKERS" = persistent ]; then stop_worker; fi
+# Train the runs given, one after another, in this shell's worker(s); the task's code in task_code.
+train_queue() {{
+    task_code=0
+    for RUN_ID in "$@"; do
+        if [ -n "$stopped" ]; then task_code=$stopped; break; fi
+        RUN_DIR="$SWEEP_DIR/runs/$RUN_ID"
+        if [ ! -f "$RUN_DIR/config.json" ]; then
+            echo "windtunnel: $RUN_DIR/config.json is not visible on $(hostname): the sweep directory must be on a file system shared with the compute nodes" >&2
+            exit {cannot_start}
+        fi
+        # A queue resumed after a requeue skips the runs it finished.
+        if [ "$RUNS" -gt 1 ] && grep -Eq '"state": *"(done|diverged)"' "$RUN_DIR/status.json" 2>/dev/null; then continue; fi
+        echo "$TASK host=$(hostname) device=$DEVICE start=$(date +%s) restarts=$RESTARTS" >> "$RUN_DIR/slurm.log"
+        resume=
+        if [ -f "$RUN_DIR/run.json" ]; then resume=--resume; fi
+        if [ "$WORKERS" = persistent ]; then train_in_worker; else train_process; fi
+        echo "$TASK end=$(date +%s) exit=$code" >> "$RUN_DIR/slurm.log"
+        case $code in
+            # Done, diverged (a result) or cannot start (see worker.log): the task's code when it
+            # trains one run (a trunk's branches start only after it is done: afterok); in a queue, the next run.
+            0|{diverged}|{cannot_start}) if [ "$RUNS" -eq 1 ]; then task_code=$code; fi ;;
+            # Interrupted (a checkpoint was written): stop here and requeue.
+            130|138|143) task_code=$code; break ;;
+            # Failed: go on with the queue, requeue at the end.
+            *) task_code=$code ;;
+        esac
+    done
+    if [ "$WORKERS" = persistent ]; then stop_worker; fi
+}}
+
+# Runs at once (`runs_per_device` on each of the task's GPUs): lane j trains runs j, j + LANES, …
+# on GPU j mod GPUS, a queue of its own in a subshell with its own worker. Signals reach every lane.
+LANES=$(( RUNS < GPUS * RUNS_PER_DEVICE ? RUNS : GPUS * RUNS_PER_DEVICE ))
+if [ "$LANES" -lt 1 ]; then LANES=1; fi
+threads=$(( ${{SLURM_CPUS_PER_TASK:-1}} / LANES ))
+export RAYON_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
+if [ "$LANES" -eq 1 ]; then
+    train_queue "$@"
+else
+    for ((j = 0; j < LANES; j++)); do
+        queue=()
+        for ((k = j + 1; k <= RUNS; k += LANES)); do queue+=("${{!k}}"); done
+        if [ "$DEVICE" != cpu ]; then DEVICE=cuda:$(( j % GPUS )); fi
+        ( lanes=; trap 'forward USR1 138' USR1; trap 'forward TERM 143' TERM; train_queue "${{queue[@]}}"; exit "$task_code" ) &
+        lanes="$lanes $!"
+    done
+    # The task's code: interrupted if a lane was, else cannot start or failed if one did, else 0.
+    task_code=0
+    for lane in $lanes; do
+        wait_for "$lane"
+        case $exit_code in
+            0) ;;
+            130|138|143) task_code=$exit_code ;;
+            *) case $task_code in 130|138|143) ;; *) task_code=$exit_code ;; esac ;;
+        esac
+    done
+    lanes=
+    RUN_DIR="$SWEEP_DIR/runs/$1"
+fi
 code=$task_code
 
 case $code in
@@ -412,6 +459,8 @@ exit "$code"
         dir = shell_quote(&dir.display().to_string()),
         dir_json = shell_quote(&json_string_text(&dir.display().to_string())),
         workers = if persistent { "persistent" } else { "per-run" },
+        gpus = spec.gpus(),
+        runs_per_device = spec.runs_per_device(),
         worker = shell_quote(&worker.display().to_string()),
         max_requeues = spec.max_requeues(),
         diverged = EXIT_DIVERGED,
@@ -763,10 +812,34 @@ mod tests {
         assert!(!options(Some(0), None).persistent_workers() && !options(None, None).persistent_workers());
         assert!(!options(Some(1), Some(false)).persistent_workers() && options(None, Some(true)).persistent_workers());
         let script = wave_script(Path::new("/s/it's \"q\""), "q", 1, &[], &options(Some(1), None), Path::new("/opt/windtunnel"), &[]);
-        assert!(script.contains("\nWORKERS=persistent\n") && script.contains("worker --device cuda:0"), "{script}");
+        assert!(script.contains("\nWORKERS=persistent\n") && script.contains("\nDEVICE=cuda:0\nGPUS=1\nRUNS_PER_DEVICE=1\n"), "{script}");
         // The directory as JSON text, single-quoted for the shell.
         assert!(script.contains(r#"SWEEP_DIR_JSON='/s/it'\''s \"q\"'"#), "{script}");
         assert_eq!(json_string_text("a\"b\\c\n"), r#"a\"b\\c\n"#);
+    }
+
+    #[test]
+    fn runs_per_device_sets_the_lanes_and_fills_a_task() {
+        let spec = SlurmSpec { gpus_per_task: Some(4), runs_per_device: Some(2), ..Default::default() };
+        assert_eq!((spec.runs_per_device(), spec.runs_per_task(), spec.lanes()), (2, 8, 8));
+        assert_eq!(SlurmSpec { runs_per_task: Some(16), ..spec.clone() }.runs_per_task(), 16);
+        assert_eq!((SlurmSpec::default().runs_per_device(), SlurmSpec::default().runs_per_task()), (1, 1));
+        let options = SlurmOptions {
+            spec: spec.clone(),
+            worker: PathBuf::from("/opt/windtunnel"),
+            dry_run: true,
+            wait: false,
+            kernel_cache: None,
+            workers_persistent: None,
+            quiet: true,
+        };
+        let script = wave_script(Path::new("/s"), "q", 1, &[], &options, Path::new("/opt/windtunnel"), &[]);
+        assert!(script.contains("\nGPUS=4\nRUNS_PER_DEVICE=2\n") && script.contains("#SBATCH --gpus-per-task=4\n"), "{script}");
+        // A CPU core per lane unless told otherwise.
+        assert!(script.contains("#SBATCH --cpus-per-task=8\n"), "{script}");
+        assert_eq!(SlurmSpec { cpus_per_task: Some(2), ..spec.clone() }.cpus_per_task(), 2);
+        let e = SlurmSpec { runs_per_device: Some(0), ..Default::default() }.validate().unwrap_err().to_string();
+        assert!(e.contains("slurm.runs_per_device must be at least 1"), "{e}");
     }
 
     #[test]

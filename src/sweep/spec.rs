@@ -342,6 +342,7 @@ pub struct SlurmSpec {
     pub time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus_per_task: Option<u32>,
+    /// CPUs per task [default: one per run it trains at once, gpus × runs_per_device, else 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus_per_task: Option<u32>,
     /// Memory per node, e.g. "16G".
@@ -367,10 +368,15 @@ pub struct SlurmSpec {
     /// The windtunnel binary as the nodes see it [default: this binary].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windtunnel: Option<PathBuf>,
-    /// Runs one array task trains one after another [default: 1], so short proxies (plain runs,
-    /// decay branches) do not each wait for a scheduler slot; trunks keep a task each.
+    /// Runs one array task trains [default: one per run it trains at once, gpus × runs_per_device,
+    /// else 1], so short proxies (plain runs, decay branches) do not each wait for a scheduler
+    /// slot; trunks keep a task each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs_per_task: Option<u32>,
+    /// Runs a task trains at once on each of its GPUs (on a CPU task: at once, sharing its CPUs),
+    /// each in a worker of its own [default: 1, one after another].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_per_device: Option<u32>,
 }
 
 impl SlurmSpec {
@@ -393,11 +399,32 @@ impl SlurmSpec {
             max_requeues: overrides.max_requeues.or(self.max_requeues),
             windtunnel: overrides.windtunnel.clone().or_else(|| self.windtunnel.clone()),
             runs_per_task: overrides.runs_per_task.or(self.runs_per_task),
+            runs_per_device: overrides.runs_per_device.or(self.runs_per_device),
         }
     }
 
+    /// Runs per task: as set, else one per lane (gpus × runs_per_device).
     pub fn runs_per_task(&self) -> usize {
-        self.runs_per_task.unwrap_or(1).max(1) as usize
+        self.runs_per_task.unwrap_or_else(|| self.lanes()).max(1) as usize
+    }
+
+    /// Runs a task trains at once: runs_per_device on each of its GPUs.
+    pub fn lanes(&self) -> u32 {
+        self.gpus().saturating_mul(self.runs_per_device.unwrap_or(1).max(1))
+    }
+
+    pub fn runs_per_device(&self) -> usize {
+        self.runs_per_device.unwrap_or(1).max(1) as usize
+    }
+
+    /// GPUs a task's lanes are dealt over (1 on a CPU task).
+    pub fn gpus(&self) -> u32 {
+        self.gpus_per_task.unwrap_or(0).max(1)
+    }
+
+    /// CPUs per task: as set, else one per run it trains at once.
+    pub fn cpus_per_task(&self) -> u32 {
+        self.cpus_per_task.unwrap_or_else(|| self.lanes())
     }
 
     pub fn signal_seconds(&self) -> u32 {
@@ -440,6 +467,7 @@ impl SlurmSpec {
         anyhow::ensure!(self.array_throttle != Some(0), "slurm.array_throttle must be at least 1");
         anyhow::ensure!(self.cpus_per_task != Some(0), "slurm.cpus_per_task must be at least 1");
         anyhow::ensure!(self.runs_per_task != Some(0), "slurm.runs_per_task must be at least 1");
+        anyhow::ensure!(self.runs_per_device != Some(0), "slurm.runs_per_device must be at least 1");
         if let Some(w) = &self.windtunnel {
             anyhow::ensure!(w.is_absolute(), "slurm.windtunnel = {}: give an absolute path the nodes can run", w.display());
         }
