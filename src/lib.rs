@@ -3,13 +3,13 @@
 //! describes: data → model → train → sweep → fit → plot/report/export.
 
 /// `eprintln!` that never panics: when stderr is a full disk or a closed file the line is lost,
-/// not the run (std's `eprintln!` panics, which would turn a finished run into exit 101).
+/// not the run (std's `eprintln!` panics, which would turn a finished run into exit 101). On a
+/// thread training a persistent worker's run, the line goes to that run's log ([`stderr`]).
 #[macro_export]
 macro_rules! stderr_line {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        $crate::stderr::line(format_args!($($arg)*))
+    };
 }
 
 pub mod cpu;
@@ -27,5 +27,6 @@ pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod serve;
+pub mod stderr;
 pub mod sweep;
 pub mod train;

@@ -264,3 +264,59 @@ fn cuda_all_counts_the_gpus_this_process_can_see() {
     let e = run_with("");
     assert!(e.contains("--devices cuda:all: this process sees no GPU (CUDA_VISIBLE_DEVICES=\"\" names none); use cpu"), "{e}");
 }
+
+/// The training losses of a run, as its metrics log wrote them.
+fn train_losses(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| v.get("train_loss").map(|l| format!("{} {l}", v["step"])))
+        .collect()
+}
+
+/// A worker sent a second run before its first has ended trains both at once, in one process
+/// (the way several runs share a GPU's context and kernels): the short one answers first, each
+/// run's losses are those of a `train` process of its own, bit for bit, and each log holds its
+/// own run's lines only.
+#[test]
+fn a_worker_trains_runs_it_is_sent_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = common::run_file(dir.path(), "long.toml", "", 1500, &[]);
+    let short = common::run_file(dir.path(), "short.toml", "", 30, &[]);
+    std::fs::write(&short, std::fs::read_to_string(&short).unwrap().replace("seed = 1", "seed = 2")).unwrap();
+    let request = |run_file: &Path, out: &Path| {
+        serde_json::json!({"run_file": run_file, "out": out, "resume": false, "resume_before_tokens": null, "log": out.with_extension("log"), "threads": 1})
+            .to_string()
+    };
+    let (long_out, short_out) = (dir.path().join("long"), dir.path().join("short"));
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
+        .args(["worker", "--device", "cpu"])
+        .env("RAYON_NUM_THREADS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = worker.stdin.take().unwrap();
+    use std::io::Write as _;
+    writeln!(stdin, "{}\n{}", request(&long, &long_out), request(&short, &short_out)).unwrap();
+    drop(stdin);
+    let o = worker.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let replies: Vec<serde_json::Value> = String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    assert_eq!((replies[0]["out"].as_str().unwrap(), replies[0]["exit_code"].as_u64()), (short_out.to_str().unwrap(), Some(0)), "the short run answers first");
+    assert_eq!((replies[1]["out"].as_str().unwrap(), replies[1]["exit_code"].as_u64()), (long_out.to_str().unwrap(), Some(0)));
+
+    for (run_file, out) in [(&long, &long_out), (&short, &short_out)] {
+        let alone = out.with_extension("alone");
+        let o = windtunnel(&["train", run_file.to_str().unwrap(), "--out", alone.to_str().unwrap(), "--quiet"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(train_losses(out), train_losses(&alone), "{}: same losses, bit for bit", out.display());
+        let log = std::fs::read_to_string(out.with_extension("log")).unwrap();
+        assert!(log.contains(&format!("{}: done", out.display())), "{log}");
+        let other = if out == &long_out { &short_out } else { &long_out };
+        assert!(!log.contains(&format!("{}:", other.display())), "{log}");
+    }
+}

@@ -58,7 +58,9 @@ enum Command {
                             Protocol: one JSON request per line on stdin, {\"run_file\", \"out\", \"resume\", \"resume_before_tokens\", \"log\", \"threads\"}\n\
                             (threads: optional, the run's CPU threads);\n\
                             one JSON reply per line on stdout, {\"out\", \"exit_code\"} (the exit code `train` would have had).\n\
-                            It ends when stdin closes. Example (by hand):\n  \
+                            A request sent before the last one's reply trains at once with it, on a thread of its own (runs share the process,\n\
+                            its CUDA context and compiled kernels); replies come as runs end. A run's lines go to its log.\n\
+                            It ends when stdin closes and its runs have ended. Example (by hand):\n  \
                             echo '{\"run_file\":\"run.toml\",\"out\":\"runs/a\",\"resume\":false,\"resume_before_tokens\":null,\"log\":\"a.log\"}' | windtunnel worker --device cpu")]
     Worker(train::WorkerArgs),
     /// Expand a sweep file into its run graph (trunks, branches, plain runs) and its compute, without running it.

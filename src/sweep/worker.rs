@@ -4,9 +4,13 @@
 //!
 //! The protocol is one JSON object per line. The executor writes a [`Request`] on the worker's
 //! stdin; the worker trains that run exactly as `windtunnel train` would (same code, same files,
-//! same exit codes), with its stderr redirected into the run's `worker.log`, and answers with a
-//! [`Reply`] on stdout. The worker ends when its stdin closes (the executor is done, or died), or
-//! after a run a stop signal interrupted.
+//! same exit codes, the same summary), its lines going to the run's `worker.log`
+//! ([`crate::stderr`]), and answers with a [`Reply`] on stdout. Each run trains on a thread of its
+//! own, so a request sent before the last reply trains at once with the runs in progress: several
+//! runs share one process, its CUDA context and its compiled kernels (on a GPU, cubecl gives each
+//! thread its own stream). Replies come as runs end and name their run. The worker ends when its
+//! stdin closes (the executor is done, or died) and its runs have ended, or when the runs a stop
+//! signal interrupted have.
 //!
 //! Failure stays per run: a run that fails or diverges is an exit code in its reply and the
 //! worker takes the next request; a worker that dies (killed, out of memory, a panic) fails only
@@ -50,40 +54,103 @@ pub struct Reply {
 /// Exit code reported for a run whose training panicked (the worker stops after it).
 const EXIT_PANICKED: u8 = 101;
 
-/// The worker side: answer requests from stdin until it closes. Returns the worker's exit code.
-pub fn serve(device: DeviceSpec) -> anyhow::Result<u8> {
-    let mut stdout = std::io::stdout();
-    for line in std::io::stdin().lock().lines() {
-        let line = line.context("worker: cannot read the next request from stdin")?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let request: Request = serde_json::from_str(&line).with_context(|| format!("worker: malformed request {line:?}"))?;
-        let requested_at = Instant::now();
-        let exit_code = with_stderr_to(&request.log, || train_one(&request, device, requested_at))?;
-        let reply = serde_json::to_string(&Reply { out: request.out.clone(), exit_code })?;
-        writeln!(stdout, "{reply}").and_then(|_| stdout.flush()).context("worker: cannot answer on stdout (the executor is gone)")?;
-        if exit_code == EXIT_PANICKED {
-            anyhow::bail!("worker: the run {} panicked; stopping this worker (its state may be inconsistent)", request.out.display());
-        }
-        if let Some(sig) = run::stop_requested() {
-            return Ok(run::exit_interrupted(sig));
-        }
-    }
-    Ok(0)
+/// What the worker's main loop waits for.
+enum Inbox {
+    /// A request line from stdin.
+    Request(String),
+    /// stdin closed (or failed): no more requests.
+    Closed,
+    /// A run ended; its reply.
+    Ended(Reply),
 }
 
-/// One run, its errors and panics turned into `train`'s exit codes and written to its log.
-fn train_one(request: &Request, device: DeviceSpec, requested_at: Instant) -> u8 {
+/// Stack of a run's thread (training ran on the main thread's 8 MiB before runs had threads).
+const RUN_STACK_BYTES: usize = 64 << 20;
+
+/// The worker side: answer requests from stdin until it closes. Each request trains on a thread
+/// of its own, so the executor may send the next before the last has ended (runs at once share
+/// the process: its CUDA context and compiled kernels); each reply names its run (`out`). After a
+/// stop signal or a panic the worker takes no new runs and ends when its runs have. Returns the
+/// worker's exit code.
+pub fn serve(device: DeviceSpec) -> anyhow::Result<u8> {
+    let (events, next) = mpsc::channel();
+    let requests = events.clone();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if requests.send(Inbox::Request(line)).is_err() {
+                return;
+            }
+        }
+        let _ = requests.send(Inbox::Closed);
+    });
+    let (mut running, mut accepting, mut panicked) = (0usize, true, None);
+    let mut stdout = std::io::stdout();
+    while let Ok(event) = next.recv() {
+        match event {
+            Inbox::Request(line) if line.trim().is_empty() => continue,
+            Inbox::Request(line) => {
+                let request: Request = serde_json::from_str(&line).with_context(|| format!("worker: malformed request {line:?}"))?;
+                // After a stop signal or a panic, a new run is left to the executor's next worker.
+                if accepting {
+                    start_run(request, device, events.clone())?;
+                    running += 1;
+                }
+            }
+            Inbox::Closed => accepting = false,
+            Inbox::Ended(reply) => {
+                running -= 1;
+                let line = serde_json::to_string(&reply)?;
+                writeln!(stdout, "{line}").and_then(|_| stdout.flush()).context("worker: cannot answer on stdout (the executor is gone)")?;
+                if reply.exit_code == EXIT_PANICKED {
+                    panicked = Some(reply.out);
+                    accepting = false;
+                }
+                accepting &= run::stop_requested().is_none();
+            }
+        }
+        if !accepting && running == 0 {
+            break;
+        }
+    }
+    if let Some(out) = panicked {
+        anyhow::bail!("worker: the run {} panicked; stopping this worker (its state may be inconsistent)", out.display());
+    }
+    Ok(run::stop_requested().map_or(0, run::exit_interrupted))
+}
+
+/// Train `request` on a thread of its own, which sends its reply to `ended`.
+fn start_run(request: Request, device: DeviceSpec, ended: mpsc::Sender<Inbox>) -> anyhow::Result<()> {
+    let requested_at = Instant::now();
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(&request.log).with_context(|| format!("worker: cannot open {}", request.log.display()))?;
+    std::thread::Builder::new()
+        .name(format!("run {}", request.out.display()))
+        .stack_size(RUN_STACK_BYTES)
+        .spawn(move || {
+            let exit_code = crate::stderr::to_file(&log, || train_one(&request, &log, device, requested_at));
+            let _ = ended.send(Inbox::Ended(Reply { out: request.out, exit_code }));
+        })
+        .context("worker: cannot start a thread for the run")?;
+    Ok(())
+}
+
+/// One run, its errors and panics turned into `train`'s exit codes; its lines (the summary
+/// `train` prints, or the error) go to its log.
+fn train_one(request: &Request, log: &std::fs::File, device: DeviceSpec, requested_at: Instant) -> u8 {
     let options =
         TrainOptions { device, resume: request.resume, resume_before_tokens: request.resume_before_tokens, quiet: true, requested_at: Some(requested_at) };
-    let train = || run::train(&request.run_file, &request.out, &options);
-    let outcome = std::panic::catch_unwind(|| match (device, request.threads) {
+    // On a CPU run's own thread pool the lines still go to the run's log.
+    let train = || crate::stderr::to_file(log, || run::train(&request.run_file, &request.out, &options));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (device, request.threads) {
         (DeviceSpec::Cpu, Some(threads)) => in_thread_pool(threads, train),
         _ => train(),
-    });
+    }));
     match outcome {
-        Ok(Ok(summary)) => summary.outcome.exit_code(),
+        Ok(Ok(summary)) => {
+            crate::stderr_line!("{summary}");
+            summary.outcome.exit_code()
+        }
         Ok(Err(e)) => {
             crate::stderr_line!("error: {e:#}");
             if e.downcast_ref::<CannotStart>().is_some() {
@@ -106,25 +173,6 @@ fn in_thread_pool<T: Send>(threads: usize, f: impl FnOnce() -> anyhow::Result<T>
         .build()
         .context("worker: cannot start the run's CPU threads")?;
     pool.install(f)
-}
-
-/// Run `f` with this process's stderr (fd 2) appended to `log`, then restore it.
-fn with_stderr_to<T>(log: &Path, f: impl FnOnce() -> T) -> anyhow::Result<T> {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("worker: cannot open {}", log.display()))?;
-    let _ = std::io::stderr().flush();
-    // SAFETY: dup/dup2/close on file descriptors this function owns; fd 2 is restored before
-    // returning, and nothing else in the process swaps it.
-    let saved = unsafe { libc::dup(2) };
-    anyhow::ensure!(saved >= 0, "worker: cannot duplicate stderr: {}", std::io::Error::last_os_error());
-    unsafe { libc::dup2(file.as_raw_fd(), 2) };
-    let result = f();
-    let _ = std::io::stderr().flush();
-    unsafe {
-        libc::dup2(saved, 2);
-        libc::close(saved);
-    }
-    Ok(result)
 }
 
 /// The executor side: a started `windtunnel worker` and the run it is training.
