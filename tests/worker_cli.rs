@@ -42,22 +42,27 @@ fn session_starts(run: &Path) -> Vec<u64> {
 fn persistent_workers_give_the_per_run_table_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "s.toml", TINY);
-    let (per_run, persistent) = (dir.path().join("per-run"), dir.path().join("persistent"));
+    let per_run = dir.path().join("per-run");
     run_sweep(&p, &per_run, &["--workers", "per-run"]);
-    run_sweep(&p, &persistent, &["--workers", "persistent"]);
-    let table = table_without_timings(&persistent.join("tiny"));
-    assert_eq!(table.len(), 14);
-    assert_eq!(table, table_without_timings(&per_run.join("tiny")), "same losses, bit for bit, whichever process trained them");
+    // persistent: two workers (--parallel 2), run after run; shared: one worker, two runs at once.
+    for (workers, processes) in [("persistent", 2), ("shared", 1)] {
+        let out = dir.path().join(workers);
+        run_sweep(&p, &out, &["--workers", workers]);
+        let table = table_without_timings(&out.join("tiny"));
+        assert_eq!(table.len(), 14);
+        assert_eq!(table, table_without_timings(&per_run.join("tiny")), "{workers}: same losses, bit for bit, whichever process trained them");
 
-    // Fourteen runs, two processes: each worker trained run after run.
-    let runs = persistent.join("tiny").join("runs");
-    let pids: HashSet<u64> = std::fs::read_dir(&runs).unwrap().flatten().map(|e| status_json(&e.path())["pid"].as_u64().unwrap()).collect();
-    assert!(pids.len() <= 2, "{} worker processes for 14 runs", pids.len());
-    assert!(persistent.join("tiny").join("workers").join("worker-0.log").exists());
-    // Every run logged its start-up cost on its first metrics line, and wrote its own worker.log.
-    for e in std::fs::read_dir(&runs).unwrap().flatten() {
-        assert_eq!(session_starts(&e.path()).len(), 1, "{}", e.path().display());
-        assert!(e.path().join("worker.log").exists());
+        let runs = out.join("tiny").join("runs");
+        let pids: HashSet<u64> = std::fs::read_dir(&runs).unwrap().flatten().map(|e| status_json(&e.path())["pid"].as_u64().unwrap()).collect();
+        assert!(pids.len() <= processes, "{workers}: {} worker processes for 14 runs", pids.len());
+        assert!(out.join("tiny").join("workers").join("worker-0.log").exists());
+        // Every run logged its start-up cost on its first metrics line, and wrote its own
+        // worker.log with its own summary.
+        for e in std::fs::read_dir(&runs).unwrap().flatten() {
+            assert_eq!(session_starts(&e.path()).len(), 1, "{}", e.path().display());
+            let log = std::fs::read_to_string(e.path().join("worker.log")).unwrap();
+            assert!(log.starts_with(&format!("{}: ", e.path().display())) && log.contains("  steps "), "{workers}: {log}");
+        }
     }
 }
 
@@ -86,35 +91,74 @@ fn two_long_runs() -> String {
         .replace("widths = [16, 32]", "widths = [16]")
 }
 
-/// `windtunnel cancel` (SIGTERM, as Ctrl-C) stops a sweep of persistent workers: every running
-/// run writes a checkpoint, the workers end, and running the sweep again finishes it with the
-/// losses of an uninterrupted sweep.
+/// `windtunnel cancel` (SIGTERM, as Ctrl-C) stops a sweep of persistent workers, or of one shared
+/// worker training both runs at once: every running run writes a checkpoint, the workers end,
+/// and running the sweep again finishes it with the losses of an uninterrupted sweep.
 #[test]
 fn cancelling_persistent_workers_checkpoints_every_running_run() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "long.toml", &two_long_runs());
     let reference = dir.path().join("reference");
     run_sweep(&p, &reference, &["--workers", "per-run"]);
+    for workers in ["persistent", "shared"] {
+        let out = dir.path().join(workers);
+        let sweep = out.join("tiny");
+        let args = ["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--parallel", "2", "--quiet", "--workers", workers];
+        let mut run = Command::new(env!("CARGO_BIN_EXE_windtunnel")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let started = Instant::now();
+        while running_runs(&sweep.join("runs")).len() < 2 {
+            assert!(started.elapsed() < Duration::from_secs(60), "{workers}: the sweep never had two running runs");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let o = windtunnel(&["cancel", sweep.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(run.wait().unwrap().code(), Some(143));
+        for e in std::fs::read_dir(sweep.join("runs")).unwrap().flatten() {
+            let status = status_json(&e.path());
+            assert_eq!(status["state"], "interrupted", "{workers}: {status}");
+            assert!(status["reason"].as_str().unwrap().contains("checkpoint at step"), "{workers}: {status}");
+        }
+        let o = windtunnel(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(table_without_timings(&sweep), table_without_timings(&reference.join("tiny")), "{workers}");
+    }
+}
+
+/// Killing a shared worker fails every run it held; each is retried from its own checkpoint, and
+/// the sweep ends with the uninterrupted table.
+#[test]
+fn a_killed_shared_worker_retries_its_runs_from_their_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "long.toml", &two_long_runs());
+    let reference = dir.path().join("reference");
+    run_sweep(&p, &reference, &["--workers", "per-run"]);
     let out = dir.path().join("out");
-    let sweep = out.join("tiny");
-    let args = ["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--parallel", "2", "--quiet", "--workers", "persistent"];
-    let mut run = Command::new(env!("CARGO_BIN_EXE_windtunnel")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
+        .args(["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--parallel", "2", "--quiet", "--workers", "shared"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs = out.join("tiny").join("runs");
     let started = Instant::now();
-    while running_runs(&sweep.join("runs")).len() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the sweep never had two running runs");
+    // Wait until both runs are past their checkpoint, then kill the one worker training them.
+    let pid = loop {
+        assert!(started.elapsed() < Duration::from_secs(120), "the runs never reached their checkpoints together");
+        let running = running_runs(&runs);
+        if running.len() == 2 && running.iter().all(|r| has_checkpoint_at_12800(r)) {
+            let pids: HashSet<i64> = running.iter().map(|r| status_json(r)["pid"].as_i64().unwrap()).collect();
+            assert_eq!(pids.len(), 1, "two runs at once in one shared worker");
+            break *pids.iter().next().unwrap() as i32;
+        }
         std::thread::sleep(Duration::from_millis(5));
+    };
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(run.wait().unwrap().success(), "the sweep recovers from a killed worker");
+    assert_eq!(table_without_timings(&out.join("tiny")), table_without_timings(&reference.join("tiny")), "the same table as without the kill");
+    for e in std::fs::read_dir(&runs).unwrap().flatten() {
+        // Started at step 1, and again right after its checkpoint at step 100 — not from scratch.
+        assert_eq!(session_starts(&e.path()), vec![1, 101], "{}", e.path().display());
     }
-    let o = windtunnel(&["cancel", sweep.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(run.wait().unwrap().code(), Some(143));
-    for e in std::fs::read_dir(sweep.join("runs")).unwrap().flatten() {
-        let status = status_json(&e.path());
-        assert_eq!(status["state"], "interrupted", "{status}");
-        assert!(status["reason"].as_str().unwrap().contains("checkpoint at step"), "{status}");
-    }
-    let o = windtunnel(&args);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(table_without_timings(&sweep), table_without_timings(&reference.join("tiny")));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use super::{emit, this_binary};
 use windtunnel::device::DeviceSpec;
 use windtunnel::layout::SweepDir;
 use windtunnel::sweep::executor::{CancelReport, Executor};
-use windtunnel::sweep::local::{ExecOptions, LocalExecutor};
+use windtunnel::sweep::local::{ExecOptions, LocalExecutor, Workers};
 use windtunnel::sweep::slurm::{SlurmExecutor, SlurmOptions};
 use windtunnel::sweep::spec::{SlurmSpec, SweepSpec};
 
@@ -36,8 +36,10 @@ pub struct RunArgs {
     #[arg(long)]
     runs_per_device: Option<usize>,
     /// How runs are trained: `persistent` (a `windtunnel worker` per device slot, or per Slurm
-    /// task, trains run after run: GPU kernels compiled and the CUDA context created once) or
-    /// `per-run` (a `train` process each) [default: persistent on GPUs, per-run on the CPU].
+    /// lane, trains run after run: GPU kernels compiled and the CUDA context created once),
+    /// `shared` (one worker per device trains its --runs-per-device runs at once, on threads of
+    /// one process; on Slurm the same as persistent) or `per-run` (a `train` process each)
+    /// [default: persistent on GPUs, per-run on the CPU].
     #[arg(long, value_enum)]
     workers: Option<WorkerMode>,
     /// Where workers keep compiled GPU kernels and autotune results [default:
@@ -61,6 +63,7 @@ pub struct RunArgs {
 enum WorkerMode {
     Persistent,
     PerRun,
+    Shared,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -160,7 +163,13 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
             runs_per_device: args.runs_per_device.unwrap_or(ExecOptions::DEFAULT_RUNS_PER_DEVICE),
             max_retries: args.max_retries.unwrap_or(ExecOptions::DEFAULT_MAX_RETRIES),
             worker: this_binary()?,
-            persistent_workers: args.workers.map_or(on_gpus, |w| w == WorkerMode::Persistent),
+            workers: match args.workers {
+                Some(WorkerMode::PerRun) => Workers::PerRun,
+                Some(WorkerMode::Persistent) => Workers::Persistent,
+                Some(WorkerMode::Shared) => Workers::Shared,
+                None if on_gpus => Workers::Persistent,
+                None => Workers::PerRun,
+            },
             kernel_cache: args.kernel_cache.clone(),
             devices,
             quiet: args.quiet,
@@ -191,7 +200,7 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
         dry_run: a.dry_run,
         wait: a.wait,
         kernel_cache: args.kernel_cache.clone(),
-        workers_persistent: args.workers.map(|w| w == WorkerMode::Persistent),
+        workers_persistent: args.workers.map(|w| w != WorkerMode::PerRun),
         quiet: args.quiet,
     })))
 }

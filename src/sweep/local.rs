@@ -4,7 +4,9 @@
 //! either its own `windtunnel train runs/<id>/config.json --out runs/<id>` process, or (with
 //! persistent workers, the default on GPUs) a long-lived `windtunnel worker` of its device slot
 //! that trains run after run and so compiles GPU kernels and creates the CUDA context once
-//! (see [`super::worker`]); both write the same files and give the same losses bit for bit.
+//! (see [`super::worker`]), or (`shared`) one worker per device that trains all of the device's
+//! runs at once on threads of its own; all write the same files and give the same losses bit
+//! for bit.
 //! Up to `parallel` runs train at once; CPU threads are split between the runs that can start
 //! (a `train` process's RAYON_NUM_THREADS, a persistent worker's request's `threads`), and
 //! GPUs are handed out by setting the worker's CUDA_VISIBLE_DEVICES, `runs_per_device` at a
@@ -59,13 +61,25 @@ pub struct ExecOptions {
     pub max_retries: usize,
     /// The `windtunnel` binary the workers run.
     pub worker: PathBuf,
-    /// Persistent workers (`windtunnel worker`, one per slot, training run after run) instead
-    /// of a `windtunnel train` process per run.
-    pub persistent_workers: bool,
+    /// What trains the runs.
+    pub workers: Workers,
     /// `run --kernel-cache`: the kernel cache the workers use, over `WINDTUNNEL_KERNEL_CACHE`
     /// and the sweep file's `[gpu] kernel_cache`.
     pub kernel_cache: Option<PathBuf>,
     pub quiet: bool,
+}
+
+/// What trains a sweep's runs (`run --workers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// A `windtunnel train` process per run.
+    PerRun,
+    /// Persistent `windtunnel worker`s, one per run at a time of a device, each training run
+    /// after run (the CUDA context and compiled kernels made once per worker).
+    Persistent,
+    /// One persistent worker per device, training all of the device's runs at a time at once,
+    /// each on a thread of its own (one CUDA context and kernel cache for all of them).
+    Shared,
 }
 
 impl ExecOptions {
@@ -93,7 +107,7 @@ impl LocalExecutor {
             runs_per_device: ExecOptions::DEFAULT_RUNS_PER_DEVICE,
             max_retries: ExecOptions::DEFAULT_MAX_RETRIES,
             worker: PathBuf::new(),
-            persistent_workers: false,
+            workers: Workers::PerRun,
             kernel_cache: None,
             quiet: true,
         })
@@ -389,12 +403,14 @@ impl<'a> Scheduler<'a> {
                 Process::PerRun(child) => child.try_wait()?.map(|status| status.code()),
                 Process::Pooled(n) => {
                     let n = *n;
-                    let worker = self.pool[n].as_mut().expect("a busy worker is in the pool");
-                    match worker.poll()? {
+                    let worker = self.pool[n].as_mut().expect("a worker stays in the pool until its runs have reported");
+                    match worker.poll(self.workers[i].run)? {
                         Event::Nothing => None,
                         Event::Finished(code) => Some(Some(code as i32)),
                         Event::Exited(status) => {
-                            self.pool[n] = None;
+                            if worker.gone() {
+                                self.pool[n] = None;
+                            }
                             let why = status.code().map_or_else(|| format!("signal {}", status.signal().unwrap_or(0)), |c| format!("exit {c}"));
                             self.say(format!("  persistent worker {n} ended ({why}) while training {}", self.plan.runs[self.workers[i].run].id));
                             Some(None)
@@ -413,10 +429,8 @@ impl<'a> Scheduler<'a> {
         }
         // Idle workers that ended (killed while waiting, or stopped).
         for entry in &mut self.pool {
-            if let Some(w) = entry.as_mut().filter(|w| w.run.is_none()) {
-                if let Event::Exited(_) = w.poll()? {
-                    *entry = None;
-                }
+            if entry.as_mut().is_some_and(WorkerProcess::gone) {
+                *entry = None;
             }
         }
         Ok(())
@@ -572,7 +586,7 @@ impl<'a> Scheduler<'a> {
         state.regenerated |= resume_before_tokens.is_some();
         let resume = resume_before_tokens.is_none() && run.record().exists();
         let log = File::create(run.worker_log()).with_context(|| format!("cannot create {}", run.worker_log().display()))?;
-        let process = if self.options.persistent_workers {
+        let process = if self.options.workers != Workers::PerRun {
             let threads = (self.slots[slot].device == DeviceSpec::Cpu).then_some(threads);
             let request = Request { run_file: run.config(), out: run.root().to_path_buf(), resume, resume_before_tokens, log: run.worker_log(), threads };
             Process::Pooled(self.send_to_pool(k, slot, &request)?)
@@ -609,10 +623,12 @@ impl<'a> Scheduler<'a> {
         cmd
     }
 
-    /// Hand `request` (run `k`) to an idle persistent worker of `slot`, starting one if none is
-    /// idle; a worker found gone on sending is replaced. Returns the worker's pool index.
+    /// Hand `request` (run `k`) to a persistent worker of `slot` with room for it (idle; with
+    /// shared workers, training fewer than the slot's runs at once), starting one if there is
+    /// none; a worker found gone on sending is replaced. Returns the worker's pool index.
     fn send_to_pool(&mut self, k: usize, slot: usize, request: &Request) -> anyhow::Result<usize> {
-        if let Some(n) = (0..self.pool.len()).find(|&n| self.pool[n].as_ref().is_some_and(|w| w.slot == slot && w.run.is_none())) {
+        let room = if self.options.workers == Workers::Shared { usize::MAX } else { 1 };
+        if let Some(n) = (0..self.pool.len()).find(|&n| self.pool[n].as_ref().is_some_and(|w| w.slot == slot && w.busy() < room)) {
             let worker = self.pool[n].as_mut().expect("found above");
             match worker.send(k, request) {
                 Ok(()) => return Ok(n),

@@ -20,7 +20,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::mpsc::{self, Receiver};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -175,24 +175,28 @@ fn in_thread_pool<T: Send>(threads: usize, f: impl FnOnce() -> anyhow::Result<T>
     pool.install(f)
 }
 
-/// The executor side: a started `windtunnel worker` and the run it is training.
+/// The executor side: a started `windtunnel worker` and the runs it is training.
 pub struct WorkerProcess {
     child: Child,
     stdin: Option<ChildStdin>,
     replies: Receiver<Reply>,
     /// The device slot it was started for.
     pub slot: usize,
-    /// The planned run it trains now (an index into the plan), or `None` while idle.
-    pub run: Option<usize>,
+    /// The planned runs it trains now (indices into the plan) and their directories.
+    running: Vec<(usize, PathBuf)>,
+    /// Runs that ended, with their exit codes, not yet collected by [`Self::poll`].
+    ended: Vec<(usize, u8)>,
+    /// How the process ended, once it has.
+    exited: Option<ExitStatus>,
 }
 
-/// What a worker did since it was last asked.
+/// What became of a run since it was last asked about.
 pub enum Event {
-    /// Still training its run, or idle.
+    /// Still training.
     Nothing,
-    /// Its run ended with this exit code; it is idle now.
+    /// It ended with this exit code.
     Finished(u8),
-    /// The process ended (a crash, a kill, a stop): its run, if any, did not report.
+    /// The worker process ended (a crash, a kill, a stop) before the run reported.
     Exited(ExitStatus),
 }
 
@@ -217,11 +221,16 @@ impl WorkerProcess {
                 }
             }
         });
-        Ok(Self { stdin: child.stdin.take(), child, replies, slot, run: None })
+        Ok(Self { stdin: child.stdin.take(), child, replies, slot, running: Vec::new(), ended: Vec::new(), exited: None })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Runs it trains now.
+    pub fn busy(&self) -> usize {
+        self.running.len()
     }
 
     /// Hand it run `run` to train. An error means the worker is gone (its stdin is closed).
@@ -229,36 +238,53 @@ impl WorkerProcess {
         let stdin = self.stdin.as_mut().context("the worker's stdin is closed")?;
         let line = serde_json::to_string(request)?;
         writeln!(stdin, "{line}").and_then(|_| stdin.flush()).with_context(|| format!("cannot send a run to worker pid {}", self.child.id()))?;
-        self.run = Some(run);
+        self.running.push((run, request.out.clone()));
         Ok(())
     }
 
-    pub fn poll(&mut self) -> anyhow::Result<Event> {
-        match self.replies.try_recv() {
-            Ok(reply) => {
-                self.run = None;
-                return Ok(Event::Finished(reply.exit_code));
-            }
-            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
-        }
-        match self.child.try_wait()? {
-            None => Ok(Event::Nothing),
+    /// What became of `run`, one of its runs.
+    pub fn poll(&mut self, run: usize) -> anyhow::Result<Event> {
+        self.collect_replies();
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait()?;
             // A reply may have arrived between the two reads: it wins over the exit.
-            Some(status) => Ok(match self.replies.try_recv() {
-                Ok(reply) => {
-                    self.run = None;
-                    Event::Finished(reply.exit_code)
-                }
-                Err(_) => Event::Exited(status),
-            }),
+            self.collect_replies();
+        }
+        if let Some(i) = self.ended.iter().position(|&(r, _)| r == run) {
+            return Ok(Event::Finished(self.ended.swap_remove(i).1));
+        }
+        match self.exited {
+            Some(status) if self.running.iter().any(|&(r, _)| r == run) => {
+                self.running.retain(|&(r, _)| r != run);
+                Ok(Event::Exited(status))
+            }
+            _ => Ok(Event::Nothing),
         }
     }
 
-    /// Ask it to stop: a running run writes a checkpoint (SIGTERM), an idle worker sees its stdin
+    /// Whether the process has ended and every run it had was reported: it can be forgotten.
+    pub fn gone(&mut self) -> bool {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited.is_some() && self.running.is_empty() && self.ended.is_empty()
+    }
+
+    /// Move the replies that arrived into `ended`.
+    fn collect_replies(&mut self) {
+        while let Ok(reply) = self.replies.try_recv() {
+            if let Some(i) = self.running.iter().position(|(_, out)| *out == reply.out) {
+                let (run, _) = self.running.swap_remove(i);
+                self.ended.push((run, reply.exit_code));
+            }
+        }
+    }
+
+    /// Ask it to stop: running runs write a checkpoint (SIGTERM), an idle worker sees its stdin
     /// close and ends.
     pub fn stop(&mut self) {
         self.stdin = None;
-        if self.run.is_some() {
+        if !self.running.is_empty() {
             // SAFETY: sending a signal to our own child process.
             unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         }
