@@ -18,9 +18,11 @@ step; every step's log comes back packed in OUTDIR/logs.tar.gz. Steps, in order 
    log) next to PyTorch (torch.profiler), and the share of the step the GPU is busy;
 6. precision: windtunnel w128 under bf16-mixed against its fp32 run (the same 50 batches: every
    loss's relative difference, tokens/s of both), then PyTorch bf16-mixed on the four shapes;
-7. concurrent 9m runs on the one GPU (1, 2, 4, 8): aggregate tokens/s and the runs per GPU
-   that reach 90% of the best aggregate (the measured default for --runs-per-device);
-8. a 4-run learning-rate sweep of the 9m proxy with persistent workers vs a process per run;
+7. concurrent 9m runs on the one GPU (1, 2, 4, 8 processes; 4 and 8 as threads of one worker,
+   `--workers shared`): aggregate tokens/s, which kind is faster at 4, and the runs per GPU that
+   reach 90% of the best aggregate (the measured default for --runs-per-device);
+8. a 4-run learning-rate sweep of the 9m proxy with persistent workers vs a process per run, and
+   with its four runs at once in one shared worker;
 9. the coordinate check on the GPU in fp32 and bf16-mixed (every mean |x| and slope compared);
 10. PyTorch torch.compile on w128, when time remains.
 
@@ -228,7 +230,37 @@ class Check:
         result["gpu_memory_peak_mib"] = memory.stop()
         self.record(f"concurrent_9m_x{n}", result)
 
-    def sweep(self, workers, limit_s):
+    def concurrent_shared(self, n, limit_s):
+        """n 9m runs at once in one `windtunnel worker` (threads of one process, one CUDA context,
+        a stream each): aggregate steady tokens/s, to set against n processes."""
+        key = f"concurrent_shared_9m_x{n}"
+        limit = min(limit_s, self.left() - 10)
+        if limit < 20:
+            self.record(key, {"status": "skipped: no time left"})
+            return
+        dirs = [os.path.join(self.work, f"shared{n}-{i}") for i in range(n)]
+        requests = []
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+            log = os.path.join(self.logs, f"{key}_{os.path.basename(d)}.log")
+            requests.append(json.dumps({"run_file": self.run_file("9m", 60), "out": d, "resume": False, "resume_before_tokens": None, "log": log}))
+        cmd = [self.bin, "worker", "--device", DEVICE, "--kernel-cache", self.cache]
+        with open(os.path.join(self.logs, f"{key}.log"), "w") as log:
+            worker = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, text=True)
+            memory, status = GpuMemorySampler(), "ok"
+            worker.stdin.write("\n".join(requests) + "\n")
+            worker.stdin.close()
+            try:
+                worker.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                status = f"timeout after {limit:.0f}s"
+                worker.kill()
+        rates = [steady_tokens_per_s(read_metrics(os.path.join(d, "metrics.jsonl"))) for d in dirs]
+        result = {"status": status, "runs": n, "tokens_per_s_each": rates, "aggregate_tokens_per_s": sum(r or 0 for r in rates)}
+        result["gpu_memory_peak_mib"] = memory.stop()
+        self.record(key, result)
+
+    def sweep(self, workers, limit_s, runs_per_device=1):
         """A 4-run learning-rate grid of the 9m proxy: wall time of `windtunnel run`."""
         sweep = os.path.join(self.work, f"sweep-{workers}.toml")
         w, d, h, kv, b, s, v = SHAPES["9m"]
@@ -242,8 +274,10 @@ class Check:
                 f'parameters."optimizer.lr" = {{ values = [0.003, 0.01, 0.03, 0.1] }}\n'
             )
         cmd = [self.bin, "run", sweep, "--out", os.path.join(self.work, "sweeps"), "--devices", DEVICE, "--workers", workers, "--kernel-cache", self.cache, "--quiet"]
-        status, _, secs = self.run(f"sweep_9m_lr4_{workers}", cmd, limit_s)
-        self.record(f"sweep_9m_lr4_{workers}", {"status": status, "wall_s": secs})
+        cmd += ["--runs-per-device", str(runs_per_device)]
+        key = f"sweep_9m_lr4_{workers}" + (f"_x{runs_per_device}" if runs_per_device > 1 else "")
+        status, _, secs = self.run(key, cmd, limit_s)
+        self.record(key, {"status": status, "wall_s": secs, "runs_per_device": runs_per_device})
 
 
     def kernel_profile(self, name, steps, limit_s):
@@ -501,17 +535,33 @@ def bf16_mixed_against_fp32(c):
 
 
 def concurrency(c):
-    """Aggregate tokens/s of 1, 2, 4, 8 concurrent 9m runs; the fewest reaching 90% of the best."""
-    for n in [1, 2, 4, 8]:
+    """Aggregate tokens/s of 1, 2, 4, 8 concurrent 9m runs as processes (`--workers persistent`)
+    and of 4 and 8 as threads of one worker (`--workers shared`); the fewest runs per GPU reaching
+    90% of the best, and which kind of worker is faster at 4."""
+    for n in [1, 4]:
         c.concurrent(n, limit_s=75)
-    steps = {n: c.results["steps"].get(f"concurrent_9m_x{n}", {}) for n in [1, 2, 4, 8]}
-    # Only counts that finished with every run measured are compared.
-    rates = {n: s["aggregate_tokens_per_s"] for n, s in steps.items() if s.get("status") == "ok" and None not in s.get("tokens_per_s_each", [None])}
-    best = max(rates.values(), default=0)
+    c.concurrent_shared(4, limit_s=75)
+    for n in [2, 8]:
+        c.concurrent(n, limit_s=75)
+    c.concurrent_shared(8, limit_s=75)
+
+    def measured(prefix, counts):
+        # Only counts that finished with every run measured are compared.
+        steps = {n: c.results["steps"].get(f"{prefix}_9m_x{n}", {}) for n in counts}
+        return {n: s["aggregate_tokens_per_s"] for n, s in steps.items() if s.get("status") == "ok" and None not in s.get("tokens_per_s_each", [None])}
+
+    rates, shared = measured("concurrent", [1, 2, 4, 8]), measured("concurrent_shared", [4, 8])
+    if 1 in rates:
+        shared[1] = rates[1]
+    best = max([*rates.values(), *shared.values()], default=0)
+    suggested = [n for n, r in [*rates.items(), *shared.items()] if r >= 0.9 * best]
     c.results["concurrency"] = {
         "aggregate_tokens_per_s": {str(n): r for n, r in rates.items()},
+        "aggregate_tokens_per_s_shared": {str(n): r for n, r in shared.items() if n > 1},
         "speedup_x4_vs_x1": rates[4] / rates[1] if rates.get(4) and rates.get(1) else None,
-        "runs_per_device_suggested": min(n for n, r in rates.items() if r >= 0.9 * best) if len(rates) >= 2 else None,
+        "speedup_x4_vs_x1_shared": shared[4] / rates[1] if shared.get(4) and rates.get(1) else None,
+        "faster_at_x4": None if not (rates.get(4) and shared.get(4)) else ("shared" if shared[4] > rates[4] else "persistent"),
+        "runs_per_device_suggested": min(suggested) if len(rates) + len(shared) >= 3 and suggested else None,
     }
     c.save()
 
@@ -573,6 +623,8 @@ def torch_references(c):
 def persistent_against_per_run(c):
     c.sweep("persistent", limit_s=90)
     c.sweep("per-run", limit_s=90)
+    # The same four runs at once, in one shared worker.
+    c.sweep("shared", limit_s=90, runs_per_device=4)
 
 
 def torch_compiled(c):

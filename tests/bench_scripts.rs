@@ -35,7 +35,9 @@ fn the_gpu_check_runs_through_every_group_without_a_gpu() {
         "kernel_profile_9m_8",
         "windtunnel_w128_bf16_mixed",
         "concurrent_9m_x8",
+        "concurrent_shared_9m_x8",
         "sweep_9m_lr4_per-run",
+        "sweep_9m_lr4_shared_x4",
         "coord_check_bf16-mixed",
         "torch_compile_fp32_w128",
     ] {
