@@ -384,7 +384,7 @@ fn a_cancelled_sweep_resumes_from_its_checkpoints() {
 
 /// `--runs-per-task K`: an array task trains up to K short runs one after another (trunks keep a
 /// task each, so their branches wait on them alone); the table is the local one, with a `train`
-/// process per run and with one persistent worker per task (which trains all of its task's runs).
+/// process per run, with persistent workers per task, and with one shared worker per task.
 #[test]
 fn queued_runs_per_task_give_the_local_table() {
     if !slurm_enabled("queued_runs_per_task_give_the_local_table") {
@@ -400,7 +400,7 @@ fn queued_runs_per_task_give_the_local_table() {
     let plan = json(&["plan", s, "--json"]);
 
     // (workers, runs trained at once in a task)
-    for (workers, lanes) in [("per-run", 1), ("persistent", 1), ("persistent", 2)] {
+    for (workers, lanes) in [("per-run", 1), ("persistent", 1), ("persistent", 2), ("shared", 2)] {
         let remote = root.path().join(format!("{workers}-{lanes}"));
         let at_once = lanes.to_string();
         let o = run_slurm_wait(&[
@@ -436,7 +436,8 @@ fn queued_runs_per_task_give_the_local_table() {
             assert_eq!(tasks.values().filter(|t| *t == task).count(), 1, "a trunk shares its task");
         }
         // Which process trained each run (status.json's pid): a task's runs share its persistent
-        // workers (one per run trained at once), and each has a `train` of its own per run.
+        // workers (one per run trained at once) or its one shared worker (two runs at once on
+        // threads), and each has a `train` of its own per run.
         let pid = |id: &str| {
             let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sweep.join("runs").join(id).join("status.json")).unwrap()).unwrap();
             status["pid"].as_u64().unwrap()
@@ -444,7 +445,11 @@ fn queued_runs_per_task_give_the_local_table() {
         for task in &distinct {
             let pids: std::collections::HashSet<u64> = tasks.iter().filter(|(_, t)| t.as_str() == Some(*task)).map(|(id, _)| pid(id)).collect();
             let runs = tasks.values().filter(|t| t.as_str() == Some(*task)).count();
-            let expected = if workers == "persistent" { runs.min(lanes) } else { runs };
+            let expected = match workers {
+                "persistent" => runs.min(lanes),
+                "shared" => 1,
+                _ => runs,
+            };
             assert_eq!(pids.len(), expected, "{workers}: task {task} trained {runs} run(s) in {} process(es)", pids.len());
         }
     }

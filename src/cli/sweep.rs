@@ -7,9 +7,10 @@ use super::{emit, this_binary};
 use windtunnel::device::DeviceSpec;
 use windtunnel::layout::SweepDir;
 use windtunnel::sweep::executor::{CancelReport, Executor};
-use windtunnel::sweep::local::{ExecOptions, LocalExecutor, Workers};
+use windtunnel::sweep::local::{ExecOptions, LocalExecutor};
 use windtunnel::sweep::slurm::{SlurmExecutor, SlurmOptions};
 use windtunnel::sweep::spec::{SlurmSpec, SweepSpec};
+use windtunnel::sweep::worker::Workers;
 
 #[derive(Args)]
 pub struct PlanArgs {
@@ -37,8 +38,8 @@ pub struct RunArgs {
     runs_per_device: Option<usize>,
     /// How runs are trained: `persistent` (a `windtunnel worker` per device slot, or per Slurm
     /// lane, trains run after run: GPU kernels compiled and the CUDA context created once),
-    /// `shared` (one worker per device trains its --runs-per-device runs at once, on threads of
-    /// one process; on Slurm the same as persistent) or `per-run` (a `train` process each)
+    /// `shared` (one worker per device, or per GPU of a Slurm task, trains its --runs-per-device
+    /// runs at once, on threads of one process) or `per-run` (a `train` process each)
     /// [default: persistent on GPUs, per-run on the CPU].
     #[arg(long, value_enum)]
     workers: Option<WorkerMode>,
@@ -64,6 +65,16 @@ enum WorkerMode {
     Persistent,
     PerRun,
     Shared,
+}
+
+impl WorkerMode {
+    fn workers(self) -> Workers {
+        match self {
+            Self::Persistent => Workers::Persistent,
+            Self::PerRun => Workers::PerRun,
+            Self::Shared => Workers::Shared,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -163,13 +174,7 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
             runs_per_device: args.runs_per_device.unwrap_or(ExecOptions::DEFAULT_RUNS_PER_DEVICE),
             max_retries: args.max_retries.unwrap_or(ExecOptions::DEFAULT_MAX_RETRIES),
             worker: this_binary()?,
-            workers: match args.workers {
-                Some(WorkerMode::PerRun) => Workers::PerRun,
-                Some(WorkerMode::Persistent) => Workers::Persistent,
-                Some(WorkerMode::Shared) => Workers::Shared,
-                None if on_gpus => Workers::Persistent,
-                None => Workers::PerRun,
-            },
+            workers: args.workers.map_or(if on_gpus { Workers::Persistent } else { Workers::PerRun }, WorkerMode::workers),
             kernel_cache: args.kernel_cache.clone(),
             devices,
             quiet: args.quiet,
@@ -200,7 +205,7 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
         dry_run: a.dry_run,
         wait: a.wait,
         kernel_cache: args.kernel_cache.clone(),
-        workers_persistent: args.workers.map(|w| w != WorkerMode::PerRun),
+        workers: args.workers.map(WorkerMode::workers),
         quiet: args.quiet,
     })))
 }

@@ -42,7 +42,7 @@ use super::executor::{CancelReport, ExecReport, Executor};
 use super::plan::{Plan, PlannedRun};
 use super::progress::SweepBars;
 use super::status::{files_view, LiveState};
-use super::worker::{Event, Request, WorkerProcess};
+use super::worker::{Event, Request, WorkerProcess, Workers};
 use crate::device::DeviceSpec;
 use crate::fsutil::{atomic_write, FileLock};
 use crate::kernel_cache::KernelCache;
@@ -67,19 +67,6 @@ pub struct ExecOptions {
     /// and the sweep file's `[gpu] kernel_cache`.
     pub kernel_cache: Option<PathBuf>,
     pub quiet: bool,
-}
-
-/// What trains a sweep's runs (`run --workers`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Workers {
-    /// A `windtunnel train` process per run.
-    PerRun,
-    /// Persistent `windtunnel worker`s, one per run at a time of a device, each training run
-    /// after run (the CUDA context and compiled kernels made once per worker).
-    Persistent,
-    /// One persistent worker per device, training all of the device's runs at a time at once,
-    /// each on a thread of its own (one CUDA context and kernel cache for all of them).
-    Shared,
 }
 
 impl ExecOptions {

@@ -13,8 +13,10 @@
 //!
 //! Lanes. With `runs_per_device` M above 1 a task trains M runs at once on each of its G GPUs
 //! (on a CPU task, M sharing its CPUs): its queue is dealt into G × M lanes (lane j takes runs j,
-//! j + lanes, … on GPU j mod G), each a subshell with its own worker. The batch shell passes
-//! signals to every lane, and the task's code is the worst of theirs (interrupted, then failed).
+//! j + lanes, … on GPU j mod G), each a subshell with its own worker. With `--workers shared` a
+//! lane is a GPU (G lanes), whose one worker trains M of the lane's runs at once on threads, the
+//! next sent as a reply names the run that ended. The batch shell passes signals to every lane,
+//! and the task's code is the worst of theirs (interrupted, then failed).
 //!
 //! Waves. Trunks and plain runs form wave 1, one job array (`slurm/wave-1.sbatch`). Branches form
 //! wave 2 (`slurm/wave-2.sbatch`), submitted once per trunk as the array of that trunk's branches
@@ -49,6 +51,7 @@ use super::executor::{CancelReport, ExecReport, Executor, Submitted};
 use super::plan::{Plan, PlannedRun, RunKind};
 use super::spec::{SlurmSpec, SweepSpec};
 use super::status::{files_view, LiveState, SweepStatus};
+use super::worker::Workers;
 use crate::fsutil::atomic_write;
 use crate::kernel_cache::KernelCache;
 use crate::layout::SweepDir;
@@ -78,16 +81,16 @@ pub struct SlurmOptions {
     /// `run --kernel-cache`: exported to the tasks as `WINDTUNNEL_KERNEL_CACHE` (over the
     /// submitting shell's variable and the sweep file's `[gpu] kernel_cache`).
     pub kernel_cache: Option<PathBuf>,
-    /// `run --workers`: each task trains its runs in one persistent `windtunnel worker` (true) or
-    /// a `train` process per run (false) [default: persistent when tasks get GPUs].
-    pub workers_persistent: Option<bool>,
+    /// `run --workers`: what trains a task's runs [default: persistent workers when tasks get
+    /// GPUs, else a `train` process per run].
+    pub workers: Option<Workers>,
     pub quiet: bool,
 }
 
 impl SlurmOptions {
-    /// Whether the tasks train through a persistent worker: as asked, else on GPUs.
-    pub fn persistent_workers(&self) -> bool {
-        self.workers_persistent.unwrap_or(self.spec.gpus_per_task.unwrap_or(0) > 0)
+    /// What trains the tasks' runs: as asked, else persistent workers on GPUs.
+    pub fn workers(&self) -> Workers {
+        self.workers.unwrap_or(if self.spec.gpus_per_task.unwrap_or(0) > 0 { Workers::Persistent } else { Workers::PerRun })
     }
 }
 
@@ -212,7 +215,7 @@ pub fn query_tasks(tasks: &[String]) -> anyhow::Result<HashMap<String, TaskState
 
 /// The batch script of a wave: which runs its array indices start, and how.
 fn wave_script(dir: &Path, plan_name: &str, wave: usize, tasks: &[Vec<&PlannedRun>], options: &SlurmOptions, worker: &Path, submit_lines: &[String]) -> String {
-    let (spec, persistent) = (&options.spec, options.persistent_workers());
+    let (spec, workers) = (&options.spec, options.workers());
     let mut s = String::new();
     s.push_str("#!/bin/bash\n");
     let runs: usize = tasks.iter().map(Vec::len).sum();
@@ -270,7 +273,8 @@ SWEEP_DIR={dir}
 # The same path as the text of a JSON string, for the worker's requests.
 SWEEP_DIR_JSON={dir_json}
 WINDTUNNEL={worker}
-# How the runs are trained (`run --workers`): persistent (one `windtunnel worker`) or per-run.
+# How the runs are trained (`run --workers`): persistent (a `windtunnel worker` per lane), shared
+# (one per GPU, its runs at once on threads) or per-run (a `train` process each).
 WORKERS={workers}
 # The device of a run (lanes on a task with several GPUs use one each), GPUs of the task, and runs
 # at once on each (`run --runs-per-device`).
@@ -375,50 +379,108 @@ train_in_worker() {{
     fi
 }}
 
+# Check run $RUN_ID and log its start; returns 1 when the queue skips it (finished before a requeue).
+begin_run() {{
+    RUN_DIR="$SWEEP_DIR/runs/$RUN_ID"
+    if [ ! -f "$RUN_DIR/config.json" ]; then
+        echo "windtunnel: $RUN_DIR/config.json is not visible on $(hostname): the sweep directory must be on a file system shared with the compute nodes" >&2
+        exit {cannot_start}
+    fi
+    # A queue resumed after a requeue skips the runs it finished.
+    if [ "$RUNS" -gt 1 ] && grep -Eq '"state": *"(done|diverged)"' "$RUN_DIR/status.json" 2>/dev/null; then return 1; fi
+    echo "$TASK host=$(hostname) device=$DEVICE start=$(date +%s) restarts=$RESTARTS" >> "$RUN_DIR/slurm.log"
+    resume=
+    if [ -f "$RUN_DIR/run.json" ]; then resume=--resume; fi
+}}
+
+# Log run $RUN_ID's exit code $code and fold it into task_code; returns 1 when it was interrupted
+# (the queue stops there and requeues).
+end_run() {{
+    echo "$TASK end=$(date +%s) exit=$code" >> "$SWEEP_DIR/runs/$RUN_ID/slurm.log"
+    case $code in
+        # Done, diverged (a result) or cannot start (see worker.log): the task's code when it
+        # trains one run (a trunk's branches start only after it is done: afterok); in a queue, the next run.
+        0|{diverged}|{cannot_start}) if [ "$RUNS" -eq 1 ]; then task_code=$code; fi ;;
+        # Interrupted (a checkpoint was written): stop here and requeue.
+        130|138|143) task_code=$code; return 1 ;;
+        # Failed: go on with the queue, requeue at the end.
+        *) task_code=$code ;;
+    esac
+}}
+
 # Train the runs given, one after another, in this shell's worker(s); the task's code in task_code.
 train_queue() {{
     task_code=0
     for RUN_ID in "$@"; do
         if [ -n "$stopped" ]; then task_code=$stopped; break; fi
-        RUN_DIR="$SWEEP_DIR/runs/$RUN_ID"
-        if [ ! -f "$RUN_DIR/config.json" ]; then
-            echo "windtunnel: $RUN_DIR/config.json is not visible on $(hostname): the sweep directory must be on a file system shared with the compute nodes" >&2
-            exit {cannot_start}
-        fi
-        # A queue resumed after a requeue skips the runs it finished.
-        if [ "$RUNS" -gt 1 ] && grep -Eq '"state": *"(done|diverged)"' "$RUN_DIR/status.json" 2>/dev/null; then continue; fi
-        echo "$TASK host=$(hostname) device=$DEVICE start=$(date +%s) restarts=$RESTARTS" >> "$RUN_DIR/slurm.log"
-        resume=
-        if [ -f "$RUN_DIR/run.json" ]; then resume=--resume; fi
-        if [ "$WORKERS" = persistent ]; then train_in_worker; else train_process; fi
-        echo "$TASK end=$(date +%s) exit=$code" >> "$RUN_DIR/slurm.log"
-        case $code in
-            # Done, diverged (a result) or cannot start (see worker.log): the task's code when it
-            # trains one run (a trunk's branches start only after it is done: afterok); in a queue, the next run.
-            0|{diverged}|{cannot_start}) if [ "$RUNS" -eq 1 ]; then task_code=$code; fi ;;
-            # Interrupted (a checkpoint was written): stop here and requeue.
-            130|138|143) task_code=$code; break ;;
-            # Failed: go on with the queue, requeue at the end.
-            *) task_code=$code ;;
-        esac
+        begin_run || continue
+        if [ "$WORKERS" = per-run ]; then train_process; else train_in_worker; fi
+        end_run || break
     done
-    if [ "$WORKERS" = persistent ]; then stop_worker; fi
+    if [ "$WORKERS" != per-run ]; then stop_worker; fi
+}}
+
+# --workers shared: the runs given, RUNS_PER_DEVICE at once in one worker (threads of one process
+# on this lane's GPU); the next starts as a reply names the run that ended. A worker that dies fails
+# the runs it held, and the rest of the queue gets a fresh one.
+train_shared() {{
+    task_code=0
+    if ! start_worker; then WORKERS=per-run train_queue "$@"; return; fi
+    local inflight=" " n_inflight=0 halted= reply status
+    while :; do
+        while [ "$n_inflight" -lt "$RUNS_PER_DEVICE" ] && [ "$#" -gt 0 ] && [ -z "$stopped$halted" ]; do
+            RUN_ID=$1
+            shift
+            begin_run || continue
+            send_request 2>/dev/null || true  # a worker gone shows as no reply below
+            inflight="$inflight$RUN_ID "
+            n_inflight=$((n_inflight + 1))
+        done
+        if [ "$n_inflight" -eq 0 ]; then break; fi
+        while :; do
+            read -r -u 4 reply
+            status=$?
+            if [ "$status" -le 128 ]; then break; fi  # > 128: interrupted by a signal, which was passed on
+        done
+        if [[ $reply =~ /runs/([^/\"]+)\",\"exit_code\":([0-9]+) ]]; then
+            RUN_ID=${{BASH_REMATCH[1]}}
+            code=${{BASH_REMATCH[2]}}
+            inflight=${{inflight/ $RUN_ID / }}
+            n_inflight=$((n_inflight - 1))
+            end_run || halted=1
+            if [ "$code" -eq 101 ]; then halted=1; fi  # a panic: the worker takes no more runs
+        else
+            # No answer: the worker died with its runs (killed, out of memory).
+            worker_code=1
+            stop_worker
+            code=$worker_code
+            if [ "$code" -eq 0 ]; then code=1; fi
+            for RUN_ID in $inflight; do end_run || halted=1; done
+            inflight=" "
+            n_inflight=0
+            if [ -z "$stopped$halted" ] && [ "$#" -gt 0 ] && ! start_worker; then WORKERS=per-run train_queue "$@"; return; fi
+        fi
+    done
+    if [ -n "$stopped" ] && [ "$task_code" -eq 0 ]; then task_code=$stopped; fi
+    stop_worker
 }}
 
 # Runs at once (`runs_per_device` on each of the task's GPUs): lane j trains runs j, j + LANES, …
 # on GPU j mod GPUS, a queue of its own in a subshell with its own worker. Signals reach every lane.
-LANES=$(( RUNS < GPUS * RUNS_PER_DEVICE ? RUNS : GPUS * RUNS_PER_DEVICE ))
+# With --workers shared a lane is a GPU's one worker, training RUNS_PER_DEVICE runs at once.
+if [ "$WORKERS" = shared ]; then LANE=train_shared; AT_ONCE=$GPUS; else LANE=train_queue; AT_ONCE=$(( GPUS * RUNS_PER_DEVICE )); fi
+LANES=$(( RUNS < AT_ONCE ? RUNS : AT_ONCE ))
 if [ "$LANES" -lt 1 ]; then LANES=1; fi
-threads=$(( ${{SLURM_CPUS_PER_TASK:-1}} / LANES ))
+threads=$(( ${{SLURM_CPUS_PER_TASK:-1}} / (GPUS * RUNS_PER_DEVICE) ))
 export RAYON_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
 if [ "$LANES" -eq 1 ]; then
-    train_queue "$@"
+    $LANE "$@"
 else
     for ((j = 0; j < LANES; j++)); do
         queue=()
         for ((k = j + 1; k <= RUNS; k += LANES)); do queue+=("${{!k}}"); done
         if [ "$DEVICE" != cpu ]; then DEVICE=cuda:$(( j % GPUS )); fi
-        ( lanes=; trap 'forward USR1 138' USR1; trap 'forward TERM 143' TERM; train_queue "${{queue[@]}}"; exit "$task_code" ) &
+        ( lanes=; trap 'forward USR1 138' USR1; trap 'forward TERM 143' TERM; $LANE "${{queue[@]}}"; exit "$task_code" ) &
         lanes="$lanes $!"
     done
     # The task's code: interrupted if a lane was, else cannot start or failed if one did, else 0.
@@ -458,7 +520,7 @@ exit "$code"
 "#,
         dir = shell_quote(&dir.display().to_string()),
         dir_json = shell_quote(&json_string_text(&dir.display().to_string())),
-        workers = if persistent { "persistent" } else { "per-run" },
+        workers = workers.as_str(),
         gpus = spec.gpus(),
         runs_per_device = spec.runs_per_device(),
         worker = shell_quote(&worker.display().to_string()),
@@ -731,7 +793,7 @@ impl SlurmExecutor {
             dry_run: false,
             wait: false,
             kernel_cache: None,
-            workers_persistent: None,
+            workers: None,
             quiet: true,
         })
     }
@@ -799,18 +861,21 @@ mod tests {
 
     #[test]
     fn gpu_tasks_train_through_a_persistent_worker_unless_told_otherwise() {
-        let options = |gpus: Option<u32>, persistent: Option<bool>| SlurmOptions {
+        let options = |gpus: Option<u32>, workers: Option<Workers>| SlurmOptions {
             spec: SlurmSpec { gpus_per_task: gpus, ..Default::default() },
             worker: PathBuf::from("/opt/windtunnel"),
             dry_run: true,
             wait: false,
             kernel_cache: None,
-            workers_persistent: persistent,
+            workers,
             quiet: true,
         };
-        assert!(options(Some(1), None).persistent_workers());
-        assert!(!options(Some(0), None).persistent_workers() && !options(None, None).persistent_workers());
-        assert!(!options(Some(1), Some(false)).persistent_workers() && options(None, Some(true)).persistent_workers());
+        assert_eq!(options(Some(1), None).workers(), Workers::Persistent);
+        assert_eq!((options(Some(0), None).workers(), options(None, None).workers()), (Workers::PerRun, Workers::PerRun));
+        assert_eq!(options(Some(1), Some(Workers::PerRun)).workers(), Workers::PerRun);
+        assert_eq!(options(None, Some(Workers::Shared)).workers(), Workers::Shared);
+        let shared = wave_script(Path::new("/s"), "q", 1, &[], &options(Some(1), Some(Workers::Shared)), Path::new("/opt/windtunnel"), &[]);
+        assert!(shared.contains("\nWORKERS=shared\n") && shared.contains("LANE=train_shared"), "{shared}");
         let script = wave_script(Path::new("/s/it's \"q\""), "q", 1, &[], &options(Some(1), None), Path::new("/opt/windtunnel"), &[]);
         assert!(script.contains("\nWORKERS=persistent\n") && script.contains("\nDEVICE=cuda:0\nGPUS=1\nRUNS_PER_DEVICE=1\n"), "{script}");
         // The directory as JSON text, single-quoted for the shell.
@@ -830,7 +895,7 @@ mod tests {
             dry_run: true,
             wait: false,
             kernel_cache: None,
-            workers_persistent: None,
+            workers: None,
             quiet: true,
         };
         let script = wave_script(Path::new("/s"), "q", 1, &[], &options, Path::new("/opt/windtunnel"), &[]);

@@ -29,6 +29,30 @@ use serde::{Deserialize, Serialize};
 use crate::device::DeviceSpec;
 use crate::train::run::{self, CannotStart, TrainOptions, EXIT_CANNOT_START, EXIT_FAILED};
 
+/// What trains a sweep's runs (`run --workers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// A `windtunnel train` process per run.
+    PerRun,
+    /// Persistent `windtunnel worker`s, one per run at a time of a device, each training run
+    /// after run (the CUDA context and compiled kernels made once per worker).
+    Persistent,
+    /// One persistent worker per device, training all of the device's runs at a time at once,
+    /// each on a thread of its own (one CUDA context and kernel cache for all of them).
+    Shared,
+}
+
+impl Workers {
+    /// The `run --workers` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PerRun => "per-run",
+            Self::Persistent => "persistent",
+            Self::Shared => "shared",
+        }
+    }
+}
+
 /// Train one run: what `windtunnel train RUN_FILE --out OUT [--resume]` would do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
