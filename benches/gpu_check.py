@@ -225,10 +225,14 @@ class Check:
             except subprocess.TimeoutExpired:
                 status = f"timeout after {limit:.0f}s"
                 p.kill()
+        self.record_concurrent(f"concurrent_9m_x{n}", dirs, status, memory)
+
+    def record_concurrent(self, key, dirs, status, memory):
+        """The steady tokens/s of runs trained at once (each and together) and their GPU memory."""
         rates = [steady_tokens_per_s(read_metrics(os.path.join(d, "metrics.jsonl"))) for d in dirs]
-        result = {"status": status, "runs": n, "tokens_per_s_each": rates, "aggregate_tokens_per_s": sum(r or 0 for r in rates)}
+        result = {"status": status, "runs": len(dirs), "tokens_per_s_each": rates, "aggregate_tokens_per_s": sum(r or 0 for r in rates)}
         result["gpu_memory_peak_mib"] = memory.stop()
-        self.record(f"concurrent_9m_x{n}", result)
+        self.record(key, result)
 
     def concurrent_shared(self, n, limit_s):
         """n 9m runs at once in one `windtunnel worker` (threads of one process, one CUDA context,
@@ -255,10 +259,7 @@ class Check:
             except subprocess.TimeoutExpired:
                 status = f"timeout after {limit:.0f}s"
                 worker.kill()
-        rates = [steady_tokens_per_s(read_metrics(os.path.join(d, "metrics.jsonl"))) for d in dirs]
-        result = {"status": status, "runs": n, "tokens_per_s_each": rates, "aggregate_tokens_per_s": sum(r or 0 for r in rates)}
-        result["gpu_memory_peak_mib"] = memory.stop()
-        self.record(key, result)
+        self.record_concurrent(key, dirs, status, memory)
 
     def sweep(self, workers, limit_s, runs_per_device=1):
         """A 4-run learning-rate grid of the 9m proxy: wall time of `windtunnel run`."""

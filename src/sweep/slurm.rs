@@ -360,23 +360,33 @@ train_in_worker() {{
         if ! start_worker; then train_process; return; fi
         send_request
     fi
-    local reply= status
-    while :; do
-        read -r -u 4 reply
-        status=$?
-        if [ "$status" -le 128 ]; then break; fi  # > 128: interrupted by a signal, which was passed on
-    done
+    read_reply
     if [[ $reply =~ \"exit_code\":([0-9]+) ]]; then
         code=${{BASH_REMATCH[1]}}
         # After a panic or a stop signal the worker ends by itself.
         case $code in 101|130|138|143) stop_worker ;; esac
     else
-        # No answer: the worker died with the run (killed, out of memory).
-        worker_code=1
-        stop_worker
-        code=$worker_code
-        if [ "$code" -eq 0 ]; then code=1; fi
+        worker_died
     fi
+}}
+
+# The worker's next reply in $reply; empty when it ended without one.
+read_reply() {{
+    local status
+    reply=
+    while :; do
+        read -r -u 4 reply
+        status=$?
+        if [ "$status" -le 128 ]; then break; fi  # > 128: interrupted by a signal, which was passed on
+    done
+}}
+
+# The worker died with its run(s) (killed, out of memory): stop it; its exit code in code.
+worker_died() {{
+    worker_code=1
+    stop_worker
+    code=$worker_code
+    if [ "$code" -eq 0 ]; then code=1; fi
 }}
 
 # Check run $RUN_ID and log its start; returns 1 when the queue skips it (finished before a requeue).
@@ -426,7 +436,7 @@ train_queue() {{
 train_shared() {{
     task_code=0
     if ! start_worker; then WORKERS=per-run train_queue "$@"; return; fi
-    local inflight=" " n_inflight=0 halted= reply status
+    local inflight=" " n_inflight=0 halted=
     while :; do
         while [ "$n_inflight" -lt "$RUNS_PER_DEVICE" ] && [ "$#" -gt 0 ] && [ -z "$stopped$halted" ]; do
             RUN_ID=$1
@@ -437,11 +447,7 @@ train_shared() {{
             n_inflight=$((n_inflight + 1))
         done
         if [ "$n_inflight" -eq 0 ]; then break; fi
-        while :; do
-            read -r -u 4 reply
-            status=$?
-            if [ "$status" -le 128 ]; then break; fi  # > 128: interrupted by a signal, which was passed on
-        done
+        read_reply
         if [[ $reply =~ /runs/([^/\"]+)\",\"exit_code\":([0-9]+) ]]; then
             RUN_ID=${{BASH_REMATCH[1]}}
             code=${{BASH_REMATCH[2]}}
@@ -450,11 +456,7 @@ train_shared() {{
             end_run || halted=1
             if [ "$code" -eq 101 ]; then halted=1; fi  # a panic: the worker takes no more runs
         else
-            # No answer: the worker died with its runs (killed, out of memory).
-            worker_code=1
-            stop_worker
-            code=$worker_code
-            if [ "$code" -eq 0 ]; then code=1; fi
+            worker_died
             for RUN_ID in $inflight; do end_run || halted=1; done
             inflight=" "
             n_inflight=0
