@@ -615,13 +615,16 @@ impl<'a> Scheduler<'a> {
     /// none; a worker found gone on sending is replaced. Returns the worker's pool index.
     fn send_to_pool(&mut self, k: usize, slot: usize, request: &Request) -> anyhow::Result<usize> {
         let room = if self.options.workers == Workers::Shared { usize::MAX } else { 1 };
-        if let Some(n) = (0..self.pool.len()).find(|&n| self.pool[n].as_ref().is_some_and(|w| w.slot == slot && w.busy() < room)) {
+        if let Some(n) = (0..self.pool.len()).find(|&n| self.pool[n].as_ref().is_some_and(|w| w.slot == slot && w.open() && w.busy() < room)) {
             let worker = self.pool[n].as_mut().expect("found above");
             match worker.send(k, request) {
                 Ok(()) => return Ok(n),
                 Err(e) => {
+                    // Runs it still has report as it ends (`reap`); an idle one is forgotten now.
+                    if worker.busy() == 0 {
+                        self.pool[n] = None;
+                    }
                     self.say(format!("  persistent worker {n} is gone ({e:#}); starting another"));
-                    self.pool[n] = None;
                 }
             }
         }

@@ -14,8 +14,8 @@
 //!
 //! Failure stays per run: a run that fails or diverges is an exit code in its reply and the
 //! worker takes the next request; a worker that dies (killed, out of memory, a panic) fails only
-//! the run it held, which the executor retries from its checkpoint in a fresh worker. SIGTERM or
-//! SIGINT makes the current run write a checkpoint, as for `train`.
+//! the runs it held, which the executor retries from their checkpoints in a fresh worker. SIGTERM or
+//! SIGINT makes every running run write a checkpoint, as for `train`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -116,16 +116,22 @@ pub fn serve(device: DeviceSpec) -> anyhow::Result<u8> {
             Inbox::Request(line) => {
                 let request: Request = serde_json::from_str(&line).with_context(|| format!("worker: malformed request {line:?}"))?;
                 // After a stop signal or a panic, a new run is left to the executor's next worker.
-                if accepting {
-                    start_run(request, device, events.clone())?;
-                    running += 1;
+                if !accepting {
+                    continue;
+                }
+                let out = request.out.clone();
+                match start_run(request, device, events.clone()) {
+                    Ok(()) => running += 1,
+                    Err(e) => {
+                        crate::stderr_line!("error: {e:#}");
+                        answer(&mut stdout, &Reply { out, exit_code: EXIT_FAILED })?;
+                    }
                 }
             }
             Inbox::Closed => accepting = false,
             Inbox::Ended(reply) => {
                 running -= 1;
-                let line = serde_json::to_string(&reply)?;
-                writeln!(stdout, "{line}").and_then(|_| stdout.flush()).context("worker: cannot answer on stdout (the executor is gone)")?;
+                answer(&mut stdout, &reply)?;
                 if reply.exit_code == EXIT_PANICKED {
                     panicked = Some(reply.out);
                     accepting = false;
@@ -141,6 +147,11 @@ pub fn serve(device: DeviceSpec) -> anyhow::Result<u8> {
         anyhow::bail!("worker: the run {} panicked; stopping this worker (its state may be inconsistent)", out.display());
     }
     Ok(run::stop_requested().map_or(0, run::exit_interrupted))
+}
+
+fn answer(stdout: &mut std::io::Stdout, reply: &Reply) -> anyhow::Result<()> {
+    let line = serde_json::to_string(reply)?;
+    writeln!(stdout, "{line}").and_then(|_| stdout.flush()).context("worker: cannot answer on stdout (the executor is gone)")
 }
 
 /// Train `request` on a thread of its own, which sends its reply to `ended`.
@@ -257,11 +268,20 @@ impl WorkerProcess {
         self.running.len()
     }
 
-    /// Hand it run `run` to train. An error means the worker is gone (its stdin is closed).
+    /// Whether it takes runs (not stopped, and not found gone when last sent one).
+    pub fn open(&self) -> bool {
+        self.stdin.is_some()
+    }
+
+    /// Hand it run `run` to train. An error means the worker is gone (its stdin is closed): it
+    /// takes no more runs, and those it has report as it ends.
     pub fn send(&mut self, run: usize, request: &Request) -> anyhow::Result<()> {
         let stdin = self.stdin.as_mut().context("the worker's stdin is closed")?;
         let line = serde_json::to_string(request)?;
-        writeln!(stdin, "{line}").and_then(|_| stdin.flush()).with_context(|| format!("cannot send a run to worker pid {}", self.child.id()))?;
+        if let Err(e) = writeln!(stdin, "{line}").and_then(|_| stdin.flush()) {
+            self.stdin = None;
+            return Err(e).with_context(|| format!("cannot send a run to worker pid {}", self.child.id()));
+        }
         self.running.push((run, request.out.clone()));
         Ok(())
     }
