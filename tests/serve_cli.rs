@@ -217,7 +217,7 @@ seeds = [0]
 mup = { base_width = 16 }
 optimizer = { lr = 0.01 }
 schedule = { kind = "cosine", warmup_tokens = 256 }
-training = { tokens = 409600, batch_size = 4, seq_len = 32, eval_interval_tokens = 12800, eval_tokens = 256, log_interval_steps = 1 }
+training = { tokens = 40960000, batch_size = 4, seq_len = 32, eval_interval_tokens = 12800, eval_tokens = 256, log_interval_steps = 1 }
 data = { kind = "synthetic", vocab = 64 }
 [[grid]]
 name = "lr"
@@ -225,6 +225,7 @@ models = { widths = [16, 32], depth = 1, head_dim = 16 }
 "#,
     )
     .unwrap();
+    // Long enough (minutes) to be still training when the progress is read; killed below.
     let mut run = Command::new(env!("CARGO_BIN_EXE_windtunnel"))
         .args(["run", s(&sweep), "--out", s(&results), "--parallel", "2", "--quiet"])
         .stdout(Stdio::null())
