@@ -1,8 +1,9 @@
 //! The Slurm executor against a real Slurm: a sweep through Slurm gives the local table, a task
 //! past its time limit is requeued and resumes from its checkpoint, a failed task is reported,
-//! hostile strings in a sweep file do not execute, and a cancelled sweep resumes.
+//! hostile strings in a sweep file do not execute, and a cancelled sweep resumes. One test runs a
+//! task's script by hand, without Slurm.
 //!
-//! These tests need a running Slurm whose jobs can see this machine's files (.ci/slurm-up.sh
+//! The others need a running Slurm whose jobs can see this machine's files (.ci/slurm-up.sh
 //! starts a one-node one). They run when WINDTUNNEL_SLURM=1, as .ci/run sets it after starting
 //! Slurm; then a Slurm that does not answer fails them. Without the variable they say so and
 //! return (a developer machine without Slurm).
@@ -452,5 +453,49 @@ fn queued_runs_per_task_give_the_local_table() {
             };
             assert_eq!(pids.len(), expected, "{workers}: task {task} trained {runs} run(s) in {} process(es)", pids.len());
         }
+    }
+}
+
+/// A task script run by hand, as Slurm would run array task 0 (no Slurm needed): where the worker's
+/// FIFOs cannot be made (`$TMPDIR` unwritable) the runs train in a `train` process each, with one
+/// clear line saying so, in each kind of worker.
+#[test]
+fn a_task_without_fifos_trains_its_runs_in_processes() {
+    let root = tempfile::tempdir().unwrap();
+    let sweep_file = write(root.path(), "tiny.toml", TINY);
+    for workers in ["persistent", "shared"] {
+        let out = root.path().join(workers);
+        let o = windtunnel(&[
+            "run",
+            sweep_file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--executor",
+            "slurm",
+            "--dry-run",
+            "--workers",
+            workers,
+            "--runs-per-task",
+            "4",
+            "--runs-per-device",
+            "2",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let sweep = out.join("tiny");
+        let o = Command::new("bash")
+            .arg("slurm/wave-1.sbatch")
+            .current_dir(&sweep)
+            .env("SLURM_ARRAY_JOB_ID", "7")
+            .env("SLURM_ARRAY_TASK_ID", "0")
+            .env("TMPDIR", root.path().join("missing"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{workers}: {stderr}");
+        assert!(stderr.contains("cannot make the worker's FIFOs") && stderr.contains("set TMPDIR"), "{workers}: {stderr}");
+        let logs: Vec<String> =
+            std::fs::read_dir(sweep.join("runs")).unwrap().flatten().filter_map(|e| std::fs::read_to_string(e.path().join("slurm.log")).ok()).collect();
+        assert_eq!(logs.len(), 4, "{workers}: task 0 trains four runs");
+        assert!(logs.iter().all(|l| l.contains("7_0 end=") && !l.contains("exit=1")), "{workers}: {logs:?}");
     }
 }

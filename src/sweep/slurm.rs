@@ -351,7 +351,7 @@ train_process() {
 PIPES=
 start_worker() {
     if ! PIPES=$(mktemp -d "${TMPDIR:-/tmp}/windtunnel-worker.XXXXXX") || ! mkfifo "$PIPES/requests" "$PIPES/replies"; then
-        echo "windtunnel: cannot make the worker's FIFOs in ${TMPDIR:-/tmp} on $(hostname), so $RUN_ID trains in a process of its own; set TMPDIR (a [slurm] setup line) to a writable local directory" >&2
+        echo "windtunnel: cannot make the worker's FIFOs in ${TMPDIR:-/tmp} on $(hostname), so runs train in a process each; set TMPDIR (a [slurm] setup line) to a writable local directory" >&2
         return 1
     fi
     "$WINDTUNNEL" worker --device "$DEVICE" < "$PIPES/requests" > "$PIPES/replies" &
