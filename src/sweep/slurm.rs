@@ -496,6 +496,8 @@ LANES=$(( RUNS < AT_ONCE ? RUNS : AT_ONCE ))
 if [ "$LANES" -lt 1 ]; then LANES=1; fi
 threads=$(( ${SLURM_CPUS_PER_TASK:-1} / (GPUS * RUNS_PER_DEVICE) ))
 export RAYON_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
+# The run whose slurm.log records a requeue: the last one started (with lanes, the first).
+RUN_DIR="$SWEEP_DIR/runs/$1"
 if [ "$LANES" -eq 1 ]; then
     $LANE "$@"
 else
@@ -517,7 +519,6 @@ else
         esac
     done
     lanes=
-    RUN_DIR="$SWEEP_DIR/runs/$1"
 fi
 code=$task_code
 
