@@ -90,7 +90,7 @@ pub struct SlurmOptions {
 impl SlurmOptions {
     /// What trains the tasks' runs: as asked, else persistent workers on GPUs.
     pub fn workers(&self) -> Workers {
-        self.workers.unwrap_or(if self.spec.gpus_per_task.unwrap_or(0) > 0 { Workers::Persistent } else { Workers::PerRun })
+        self.workers.unwrap_or(if self.spec.on_gpus() { Workers::Persistent } else { Workers::PerRun })
     }
 }
 
@@ -266,7 +266,7 @@ fn wave_script(dir: &Path, plan_name: &str, wave: usize, tasks: &[Vec<&PlannedRu
             s.push('\n');
         }
     }
-    let device = if spec.gpus_per_task.unwrap_or(0) > 0 { "cuda:0" } else { "cpu" };
+    let device = if spec.on_gpus() { "cuda:0" } else { "cpu" };
     s.push_str(&format!(
         r#"
 SWEEP_DIR={dir}
@@ -371,12 +371,8 @@ send_request() {
         "$dir" "$dir" "$resume_json" "$dir" "$RAYON_NUM_THREADS" >&3
 }
 train_in_worker() {
-    if [ -z "$worker" ] || ! kill -0 "$worker" 2>/dev/null; then
-        stop_worker
-        if ! start_worker; then train_process; return; fi
-    fi
-    # A worker that died since its last run (not yet noticed) gets one replacement.
-    if ! send_request 2>/dev/null; then
+    # No worker yet, or one that died since its last run (found so on sending): a fresh one.
+    if [ -z "$worker" ] || ! kill -0 "$worker" 2>/dev/null || ! send_request 2>/dev/null; then
         stop_worker
         if ! start_worker; then train_process; return; fi
         send_request

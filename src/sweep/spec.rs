@@ -417,6 +417,11 @@ impl SlurmSpec {
         self.runs_per_device.unwrap_or(1).max(1) as usize
     }
 
+    /// Whether the tasks get GPUs.
+    pub fn on_gpus(&self) -> bool {
+        self.gpus_per_task.unwrap_or(0) > 0
+    }
+
     /// GPUs a task's lanes are dealt over (1 on a CPU task).
     pub fn gpus(&self) -> u32 {
         self.gpus_per_task.unwrap_or(0).max(1)

@@ -175,10 +175,10 @@ fn start_run(request: Request, device: DeviceSpec, ended: mpsc::Sender<Inbox>) -
 fn train_one(request: &Request, log: &std::fs::File, device: DeviceSpec, requested_at: Instant) -> u8 {
     let options =
         TrainOptions { device, resume: request.resume, resume_before_tokens: request.resume_before_tokens, quiet: true, requested_at: Some(requested_at) };
-    // On a CPU run's own thread pool the lines still go to the run's log.
-    let train = || crate::stderr::to_file(log, || run::train(&request.run_file, &request.out, &options));
+    let train = || run::train(&request.run_file, &request.out, &options);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (device, request.threads) {
-        (DeviceSpec::Cpu, Some(threads)) => in_thread_pool(threads, train),
+        // This thread's lines already go to the run's log; on the run's own pool they must too.
+        (DeviceSpec::Cpu, Some(threads)) => in_thread_pool(threads, || crate::stderr::to_file(log, train)),
         _ => train(),
     }));
     match outcome {
