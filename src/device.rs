@@ -8,12 +8,11 @@
 //! layer ([`CudaUnfused`]): fusion compiles a kernel for every chain of operations it fuses (each
 //! shape its own), unfused every operation runs its own kernel. The GPU check measures both.
 
+use crate::model::fused::FusedOps;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
-
-use crate::model::fused::TrainBackend;
-use serde::{Deserialize, Serialize};
 
 /// The CPU backend, with autodiff.
 pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
@@ -25,6 +24,11 @@ pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
 /// burn's CUDA backend without its fusion layer (`WINDTUNNEL_CUDA_FUSION=off`).
 #[cfg(feature = "cuda")]
 pub type CudaUnfused = burn_cubecl::CubeBackend<burn::cubecl::cuda::CudaRuntime, f32, i32, u8>;
+
+/// What training needs of a backend: autodiff with windtunnel's fused operations
+/// ([`crate::model::fused`]) on both levels. Every backend above has it.
+pub trait TrainBackend: AutodiffBackend<InnerBackend: FusedOps> + FusedOps {}
+impl<T: AutodiffBackend<InnerBackend: FusedOps> + FusedOps> TrainBackend for T {}
 
 /// The environment variable that turns burn's kernel fusion off on GPUs.
 pub const CUDA_FUSION_VAR: &str = "WINDTUNNEL_CUDA_FUSION";
@@ -112,7 +116,8 @@ pub fn run_on<J: BackendJob>(spec: DeviceSpec, job: J) -> anyhow::Result<J::Outp
             };
             // The hint names the GPU as nvidia-smi does (a sweep's worker sees its GPU as cuda:0).
             let gpu = machine_gpu_id(index, cuda_visible_devices().as_deref()).unwrap_or_else(|_| index.to_string());
-            catch_panic(run).map_err(|message| anyhow::anyhow!("--device {spec}: the CUDA backend failed ({message}); {}", gpu_failure_hint(&message, &gpu)))
+            crate::panic::catch_panic(run)
+                .map_err(|message| anyhow::anyhow!("--device {spec}: the CUDA backend failed ({message}); {}", gpu_failure_hint(&message, &gpu)))
         }
         #[cfg(not(feature = "cuda"))]
         // Without the `cuda` feature `require_built` always refuses a GPU with the rebuild message.
@@ -208,98 +213,6 @@ pub fn probe(spec: DeviceSpec) -> anyhow::Result<()> {
     run_on(spec, Probe).map(|_| ())
 }
 
-/// `f()`, or the message of the first panic raised while it ran: burn and cubecl panic where we
-/// want errors, and burn's CUDA runtime panics on its own server thread (no driver, say), leaving
-/// the caller only a closed channel. Panics are not printed while any `f` runs; the first of those
-/// on `f`'s own thread or on a thread of no `f` (the runtime's) becomes the error, or, when `f`
-/// survived it, a warning afterwards. Several threads may each run an `f` at once (a worker
-/// training several runs): each gets its own thread's panic.
-pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    let scope = PanicScope::enter();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    let recorded = scope.exit();
-    match result {
-        Ok(value) => {
-            if let Some(message) = recorded {
-                crate::stderr_line!("warning: a background thread failed and was survived: {message}");
-            }
-            Ok(value)
-        }
-        Err(payload) => Err(recorded.unwrap_or_else(|| panic_message(&*payload))),
-    }
-}
-
-thread_local! {
-    /// The first panic on this thread while it runs a [`catch_panic`] (`Some` while it does).
-    static THREAD_PANIC: std::cell::RefCell<Option<Option<Panic>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Scopes open anywhere, and the panics of threads outside every scope while one was open.
-static BACKGROUND: Mutex<(usize, Vec<Panic>)> = Mutex::new((0, Vec::new()));
-
-/// A panic's message, numbered in the order panics happened.
-type Panic = (u64, String);
-
-fn numbered(message: String) -> Panic {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    (NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst), message)
-}
-
-/// One [`catch_panic`] in progress on this thread.
-struct PanicScope {
-    /// Background panics already recorded when it began (not its own).
-    background_from: usize,
-    /// The thread's state in an enclosing scope, restored when this one ends.
-    enclosing: Option<Option<Panic>>,
-}
-
-impl PanicScope {
-    fn enter() -> Self {
-        static HOOK: std::sync::Once = std::sync::Once::new();
-        HOOK.call_once(|| {
-            let previous = std::panic::take_hook();
-            std::panic::set_hook(Box::new(move |info| {
-                let message = || numbered(panic_message(info.payload()));
-                if THREAD_PANIC.with(|p| p.borrow_mut().as_mut().map(|first| *first = first.take().or_else(|| Some(message())))).is_some() {
-                    return;
-                }
-                let mut background = background();
-                if background.0 > 0 {
-                    background.1.push(message());
-                } else {
-                    drop(background);
-                    previous(info);
-                }
-            }));
-        });
-        let enclosing = THREAD_PANIC.with(|p| p.borrow_mut().replace(None));
-        let mut background = background();
-        background.0 += 1;
-        Self { background_from: background.1.len(), enclosing }
-    }
-
-    /// The panic this scope reports: the first of its thread's and the background ones since it began.
-    fn exit(self) -> Option<String> {
-        let own = THREAD_PANIC.with(|p| std::mem::replace(&mut *p.borrow_mut(), self.enclosing)).flatten();
-        let mut background = background();
-        let other = background.1.get(self.background_from..).and_then(|b| b.first().cloned());
-        let first = own.into_iter().chain(other).min_by_key(|(number, _)| *number).map(|(_, message)| message);
-        background.0 -= 1;
-        if background.0 == 0 {
-            background.1.clear();
-        }
-        first
-    }
-}
-
-fn background() -> std::sync::MutexGuard<'static, (usize, Vec<Panic>)> {
-    BACKGROUND.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown error".into())
-}
-
 /// An error unless this binary can run on `spec` (a GPU needs the `cuda` feature); `flag` is the
 /// option that named the device, for the message.
 pub fn require_built(spec: DeviceSpec, flag: &str) -> anyhow::Result<()> {
@@ -314,49 +227,6 @@ pub fn require_built(spec: DeviceSpec, flag: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// burn's CUDA runtime fails on its own thread; the caller sees a closed channel. The error
-    /// must carry the first panic's message, wherever it happened.
-    #[test]
-    fn a_panic_on_any_thread_becomes_the_error_message() {
-        let failed = catch_panic(|| {
-            let server = std::thread::spawn(|| panic!("Unable to dynamically load the \"cuda\" shared library"));
-            server.join().expect("the server answered")
-        });
-        assert_eq!(failed.unwrap_err(), "Unable to dynamically load the \"cuda\" shared library");
-        assert_eq!(catch_panic(|| panic!("on the caller's thread {}", 7)).unwrap_err(), "on the caller's thread 7");
-        let survived = catch_panic(|| std::thread::spawn(|| panic!("a logger thread")).join().is_err());
-        assert_eq!(survived, Ok(true), "a panic the caller survives is a warning, not an error");
-        assert_eq!(catch_panic(|| 3), Ok(3));
-    }
-
-    /// A worker training several GPU runs at once: each run's thread gets its own panic, and an
-    /// enclosing scope keeps its own across an inner one.
-    #[test]
-    fn concurrent_scopes_each_get_their_own_panic() {
-        let barrier = std::sync::Barrier::new(4);
-        let messages: Vec<String> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..4)
-                .map(|i| {
-                    let barrier = &barrier;
-                    s.spawn(move || {
-                        catch_panic(|| {
-                            barrier.wait();
-                            panic!("run {i} failed")
-                        })
-                        .unwrap_err()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        assert_eq!(messages, (0..4).map(|i| format!("run {i} failed")).collect::<Vec<_>>());
-        let outer = catch_panic(|| {
-            assert_eq!(catch_panic(|| panic!("inner")).unwrap_err(), "inner");
-            panic!("outer")
-        });
-        assert_eq!(outer.unwrap_err(), "outer");
-    }
 
     /// The messages cubecl 0.10 and the CUDA driver give for exhausted GPU memory point at the
     /// micro-batch; anything else at the installation.

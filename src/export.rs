@@ -22,14 +22,14 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::fit::bootstrap::{prediction_interval, Interval};
-use crate::fit::commands::{fit_batch_sweep, fit_lr, LrColumns};
+use crate::fit::commands::{fit_lr, LrColumns};
 use crate::fit::law::Law;
 use crate::format::{si, thousands};
 use crate::layout::SweepDir;
 use crate::model::mup::{MupConfig, ParamGroup, Parameterization};
 use crate::model::shape::ModelShape;
 use crate::model::transformer::{RMS_NORM_EPS, ROPE_THETA};
-use crate::plot::SweepData;
+use crate::results::SweepResults;
 use crate::sweep::plan::RunKind;
 use crate::train::config::RunConfig;
 use crate::train::schedule::{DecayShape, ScheduleSpec};
@@ -250,8 +250,8 @@ impl Exported {
 /// Build the export from the sweep's fits.
 pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
     let dir = &request.dir;
-    let data = SweepData::load(dir)?;
-    let report = data.law.as_ref().map_err(|e| {
+    let data = SweepResults::load(dir)?;
+    let report = data.law().as_ref().map_err(|e| {
         anyhow::anyhow!(
             "{}: the export needs the data-model law and it cannot be fitted: {e}\n\
              A WSD data-model grid (several widths, each decayed at several token counts) produces it: \
@@ -331,7 +331,7 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
 
 /// The run whose settings the export carries over: a µP run of the data-model grid, else any µP
 /// run, else any run.
-fn reference_run(data: &SweepData) -> anyhow::Result<&crate::sweep::plan::PlannedRun> {
+fn reference_run(data: &SweepResults) -> anyhow::Result<&crate::sweep::plan::PlannedRun> {
     let runs = &data.plan.runs;
     runs.iter()
         .find(|r| r.kind != RunKind::Plain && r.config.mup.parameterization == Parameterization::Mup)
@@ -388,10 +388,10 @@ fn size(request: &ExportRequest, law: &Law, vocab: usize, warnings: &mut Vec<Str
 }
 
 /// The learning rates of the full run: the widest width's µP optimum, transferred by the µP rules.
-/// The sweep's own learning-rate fit is `data.lr`; `--lr-sweep` fits another sweep's.
+/// The sweep's own learning-rate fit is `data.lr()`; `--lr-sweep` fits another sweep's.
 fn learning_rates(
     request: &ExportRequest,
-    data: &SweepData,
+    data: &SweepResults,
     config: &RunConfig,
     shape: &ModelShape,
     warnings: &mut Vec<String>,
@@ -399,7 +399,7 @@ fn learning_rates(
     let lr_dir = request.lr_sweep.as_deref().unwrap_or(&request.dir);
     let fitted = match &request.lr_sweep {
         Some(other) => fit_lr(other, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}")),
-        None => data.lr.clone(),
+        None => data.lr().clone(),
     };
     let (base_lr, lr_source) = match fitted {
         Ok(lr) => match lr.groups.iter().find(|(g, _)| g == "mup" || g.starts_with("mup, ")).or_else(|| (lr.groups.len() == 1).then(|| &lr.groups[0])) {
@@ -439,7 +439,7 @@ fn learning_rates(
 /// sweep's own tokens per step (with a warning).
 fn batch_size(
     request: &ExportRequest,
-    data: &SweepData,
+    data: &SweepResults,
     config: &RunConfig,
     predicted: f64,
     seq_len: usize,
@@ -447,8 +447,8 @@ fn batch_size(
 ) -> anyhow::Result<BatchChoice> {
     let batch_dir = request.batch_sweep.as_deref().unwrap_or(&request.dir);
     let fitted = match &request.batch_sweep {
-        Some(other) => fit_batch_sweep(other).ok(),
-        None => data.batch.as_ref().ok().cloned(),
+        Some(other) => SweepResults::load(other).ok().and_then(|other| other.batch().as_ref().ok().cloned()),
+        None => data.batch().as_ref().ok().cloned(),
     };
     let Some(b) = fitted.and_then(|b| b.minicpm) else {
         let tokens_per_step = config.training.tokens_per_step();
@@ -483,7 +483,7 @@ fn batch_size(
 
 /// A WSD schedule of whole steps: `tokens` rounded up to a whole number of batches, 1% warmup,
 /// 10% decay in the sweep's decay shape.
-fn schedule(data: &SweepData, tokens: f64, batch_tokens: u64) -> anyhow::Result<ScheduleChoice> {
+fn schedule(data: &SweepResults, tokens: f64, batch_tokens: u64) -> anyhow::Result<ScheduleChoice> {
     let total_steps = (tokens / batch_tokens as f64).ceil().max(1.0) as u64;
     let total_tokens = total_steps.checked_mul(batch_tokens).context("the run's tokens overflow; ask for a smaller budget or N")?;
     let warmup_steps = (total_steps / 100).max(1).min(total_steps);

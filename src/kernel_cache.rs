@@ -117,7 +117,7 @@ fn configure_cubecl(dir: &Path) -> anyhow::Result<()> {
     }
     // Start from what a cubecl.toml / burn.toml and CUBECL_* variables say (cubecl panics on a
     // malformed file; that is an error here), then set the caches.
-    let mut config = crate::device::catch_panic(|| CubeClRuntimeConfig::from_current_dir().override_from_env()).map_err(|message| {
+    let mut config = crate::panic::catch_panic(|| CubeClRuntimeConfig::from_current_dir().override_from_env()).map_err(|message| {
         anyhow::anyhow!("a cubecl.toml or burn.toml in the current directory or a folder above it cannot be read ({message}); fix or remove it")
     })?;
     config.compilation.cache = Some(CacheConfig::File(dir.to_path_buf()));

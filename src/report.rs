@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::fit::bootstrap::Interval;
 use crate::format::si;
 use crate::layout::SweepDir;
-use crate::plot::SweepData;
+use crate::results::SweepResults;
 use crate::sweep::status::{files_view, SweepStatus};
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,7 +55,7 @@ fn interval_cells(estimate: f64, i: Option<&Interval>) -> String {
 
 /// Build the page and write it to `out`.
 pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
-    let data = SweepData::load(dir)?;
+    let data = SweepResults::load(dir)?;
     let status = files_view(&SweepDir::new(dir))?;
     let mut html = String::new();
     let _ = write!(
@@ -87,7 +87,7 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
 
 /// The fits as the report shows them (parameters, intervals, held-out errors) with their charts:
 /// what `windtunnel serve` shows live, so the page and the report never disagree.
-pub fn fits_html(data: &SweepData) -> String {
+pub fn fits_html(data: &SweepResults) -> String {
     let mut html = String::new();
     law_section(&mut html, data);
     lr_section(&mut html, data);
@@ -110,7 +110,7 @@ pub fn fits_html(data: &SweepData) -> String {
 }
 
 /// Run counts and the compute planned, spent, and saved by WSD branching.
-fn summary_section(html: &mut String, data: &SweepData, st: &SweepStatus) {
+fn summary_section(html: &mut String, data: &SweepResults, st: &SweepStatus) {
     let plan = &data.plan;
     let _ = writeln!(
         html,
@@ -139,8 +139,8 @@ fn summary_section(html: &mut String, data: &SweepData, st: &SweepStatus) {
 }
 
 /// The data-model law's parameters with their bootstrap intervals.
-fn law_section(html: &mut String, data: &SweepData) {
-    match &data.law {
+fn law_section(html: &mut String, data: &SweepResults) {
+    match data.law() {
         Ok(r) => {
             let l = &r.fit.law;
             let b = r.bootstrap.as_ref();
@@ -190,8 +190,8 @@ fn law_section(html: &mut String, data: &SweepData) {
 }
 
 /// The learning-rate optimum per width and its drift.
-fn lr_section(html: &mut String, data: &SweepData) {
-    match &data.lr {
+fn lr_section(html: &mut String, data: &SweepResults) {
+    match data.lr() {
         Ok(r) => {
             html.push_str(
                 "<h3>Learning-rate transfer</h3><table><tr><th>group</th><th>width</th><th>runs</th><th>η*</th><th>95% interval</th><th>loss at η*</th></tr>",
@@ -231,8 +231,8 @@ fn lr_section(html: &mut String, data: &SweepData) {
 }
 
 /// MiniCPM's batch-size law.
-fn batch_section(html: &mut String, data: &SweepData) {
-    match data.batch.as_ref().map(|b| b.minicpm.as_ref()) {
+fn batch_section(html: &mut String, data: &SweepResults) {
+    match data.batch().as_ref().map(|b| b.minicpm.as_ref()) {
         Ok(Some(b)) => {
             let _ = write!(
                 html,
@@ -253,16 +253,16 @@ fn batch_section(html: &mut String, data: &SweepData) {
 type NotDrawn = Vec<(String, String)>;
 
 /// Every chart the data supports, inline; returns those drawn and those not, with the reason.
-fn charts_section(html: &mut String, data: &SweepData) -> anyhow::Result<(Vec<String>, NotDrawn)> {
+fn charts_section(html: &mut String, data: &SweepResults) -> anyhow::Result<(Vec<String>, NotDrawn)> {
     html.push_str("<h2>Charts</h2>\n");
     draw_charts(html, data, |_| true)
 }
 
 /// The charts `wanted` keeps, as inline SVG figures; those the data cannot support, with why.
-fn draw_charts(html: &mut String, data: &SweepData, wanted: impl Fn(&str) -> bool) -> anyhow::Result<(Vec<String>, NotDrawn)> {
+fn draw_charts(html: &mut String, data: &SweepResults, wanted: impl Fn(&str) -> bool) -> anyhow::Result<(Vec<String>, NotDrawn)> {
     let mut charts = Vec::new();
     let mut not_drawn = Vec::new();
-    for (name, figure) in data.charts().into_iter().filter(|(name, _)| wanted(name)) {
+    for (name, figure) in crate::plot::sweep_charts(data).into_iter().filter(|(name, _)| wanted(name)) {
         match figure {
             Ok(figure) => {
                 let svg = figure.to_svg()?;
@@ -276,7 +276,7 @@ fn draw_charts(html: &mut String, data: &SweepData, wanted: impl Fn(&str) -> boo
 }
 
 /// Every run, folded away: what the charts are drawn from.
-fn runs_section(html: &mut String, data: &SweepData) {
+fn runs_section(html: &mut String, data: &SweepResults) {
     let _ = write!(
         html,
         "<h2>Runs</h2><details><summary>{} runs (click to show)</summary><table>\

@@ -175,6 +175,18 @@ fn a_sweep_plots_reports_and_exports() {
     assert!(recipe["batch"]["law_tokens"].as_f64().unwrap() > 0.0);
     let steps = recipe["schedule"]["total_steps"].as_u64().unwrap();
     assert_eq!(recipe["tokens"].as_u64().unwrap(), steps * recipe["batch"]["tokens"].as_u64().unwrap());
+    // Every output reads one results layer: the export's law is the fit `fit law` kept, its
+    // batch law the one `fit batch` reports, and its predicted loss that law's, to the bit.
+    let kept: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sweep.join("fits/law.json")).unwrap()).unwrap();
+    assert_eq!(recipe["law"], kept["fit"]["law"], "export and fit law disagree");
+    let batch = json(&["fit", "batch", "--input", s, "--json"]);
+    let (k, gamma) = (batch["minicpm"]["k"].as_f64().unwrap(), batch["minicpm"]["gamma"].as_f64().unwrap());
+    assert!(recipe["batch"]["source"].as_str().unwrap().contains(&format!("bs = {k:.3e} / L^{gamma:.3}")), "{} vs k {k} γ {gamma}", recipe["batch"]);
+    let predicted = recipe["predicted_loss"].as_f64().unwrap();
+    let law = &kept["fit"]["law"];
+    let [e, a, b, alpha, beta] = ["e", "a", "b", "alpha", "beta"].map(|p| law[p].as_f64().unwrap());
+    let (n, d) = (recipe["non_embedding_params"].as_f64().unwrap(), recipe["tokens"].as_f64().unwrap());
+    assert_eq!(predicted, e + a / n.powf(alpha) + b / d.powf(beta));
     // A given N takes its D from the law.
     let by_n = json(&["export", s, "--target-params", "2e5", "--out", out.to_str().unwrap(), "--json"]);
     assert!(by_n["tokens"].as_u64().unwrap() > 0);

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::emit;
 use windtunnel::fit::allocation::{AllocationOptions, CurveColumns};
-use windtunnel::fit::commands::{fit_batch, fit_batch_sweep, fit_lr, BatchColumns, LrColumns};
+use windtunnel::fit::commands::{fit_batch, fit_lr, BatchColumns, LrColumns};
 use windtunnel::fit::hparams::{fit_hparams, HparamColumns};
 use windtunnel::fit::report::{fit_law, LawDefinition};
 use windtunnel::fit::saved;
@@ -360,7 +360,8 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
         FitCommand::Batch(args) => {
             // A sweep directory: its batch-size grid's curves, and the report kept in DIR/fits/.
             if SweepDir::new(&args.input).exists() && args.runs_table.is_none() && !args.train_loss {
-                let report = fit_batch_sweep(&args.input)?;
+                let results = windtunnel::results::SweepResults::load(&args.input)?;
+                let report = results.batch().clone().map_err(anyhow::Error::msg)?;
                 saved::keep(&args.input, FitKind::Batch, &report, None)?;
                 return emit(&report, args.json);
             }

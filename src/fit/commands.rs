@@ -1,9 +1,8 @@
 //! `windtunnel fit lr` and `windtunnel fit batch`: read their points from a table or from run
 //! directories, fit, and report.
 
-use crate::layout::{RunDir, SweepDir};
+use crate::layout::RunDir;
 use crate::sweep::collect::column;
-use crate::sweep::status::read_plan;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -229,25 +228,6 @@ pub fn curves_of_runs(runs: &[PathBuf], eval: bool) -> anyhow::Result<Vec<CurveP
     Ok(points)
 }
 
-/// The batch-size law of a sweep directory: the curves of its first grid whose runs span three or
-/// more batch sizes (other grids vary other things and would mix models).
-pub fn fit_batch_sweep(dir: &Path) -> anyhow::Result<BatchReport> {
-    let sweep = SweepDir::new(dir);
-    let plan = read_plan(&sweep)?;
-    for grid in plan.grids() {
-        let runs: Vec<_> = plan.runs.iter().filter(|r| r.grid == grid).collect();
-        let mut sizes: Vec<usize> = runs.iter().map(|r| r.config.training.batch_size * r.config.training.seq_len).collect();
-        sizes.sort();
-        sizes.dedup();
-        if sizes.len() >= 3 {
-            let dirs: Vec<PathBuf> = runs.iter().map(|r| sweep.run(&r.id).root().to_path_buf()).collect();
-            let points = curves_of_runs(&dirs, true)?;
-            return fit_batch_points(&sweep.runs(), points, None);
-        }
-    }
-    anyhow::bail!("{}: no grid varies training.batch_size over 3 or more values (see sweeps/minicpm-batch-size.toml)", dir.display())
-}
-
 /// Folders under `dir` (to two levels) that hold a run.
 pub fn run_dirs(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -321,7 +301,8 @@ pub fn fit_batch(input: &Path, eval: bool, runs_table: Option<&Path>, columns: &
     fit_batch_points(input, curves(input, eval, columns)?, runs_table.map(|t| (t, columns)))
 }
 
-fn fit_batch_points(input: &Path, points: Vec<CurvePoint>, runs_table: Option<(&Path, &BatchColumns)>) -> anyhow::Result<BatchReport> {
+/// MiniCPM's batch-size law from curve points (and DeepSeek's from a runs table), reported as read from `input`.
+pub fn fit_batch_points(input: &Path, points: Vec<CurvePoint>, runs_table: Option<(&Path, &BatchColumns)>) -> anyhow::Result<BatchReport> {
     let mut sizes: Vec<f64> = points.iter().map(|p| p.batch_size).collect();
     sizes.sort_by(f64::total_cmp);
     sizes.dedup();

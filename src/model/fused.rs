@@ -25,7 +25,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use burn_flex::FlexTensor;
@@ -459,8 +459,10 @@ fn flex(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
 #[cfg(feature = "cuda")]
 impl FusedOps for burn::backend::Cuda {}
 
+/// burn's CubeCL backend without fusion (`device::CudaUnfused`, named here by its burn type so
+/// the model does not depend on the device module that chooses backends).
 #[cfg(feature = "cuda")]
-impl FusedOps for crate::device::CudaUnfused {}
+impl FusedOps for burn_cubecl::CubeBackend<burn::cubecl::cuda::CudaRuntime, f32, i32, u8> {}
 
 /// Hands each parent that needs one its gradient (`None`: the backward did not compute it).
 macro_rules! register_grads {
@@ -729,14 +731,10 @@ pub fn softmax_last<B: FusedOps, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D
     float(B::softmax_last_dim(x.into_primitive().tensor()))
 }
 
-/// What training needs of a backend: autodiff with fused operations on both levels.
-pub trait TrainBackend: AutodiffBackend<InnerBackend: FusedOps> + FusedOps {}
-impl<T: AutodiffBackend<InnerBackend: FusedOps> + FusedOps> TrainBackend for T {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::CpuBackend;
+    type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
     use burn::tensor::{activation::softmax, Distribution};
 
     #[test]

@@ -4,13 +4,13 @@
 use plotters::style::RGBColor;
 
 use super::figure::{category_color, ordered_color, Axis, Figure, LegendPosition, Panel, Series, Style, GREY};
-use super::SweepData;
 use crate::fit::allocation::{AllocationReport, Frontier, Outcome};
 use crate::fit::law::{Law, Point};
 use crate::fit::log_space;
 use crate::fit::transfer::mean_loss_by_lr;
 use crate::format::si3;
 use crate::model::mup::Parameterization;
+use crate::results::SweepResults;
 use crate::sweep::plan::RunKind;
 use crate::train::coord_check::{layer_names, CoordCheckResult};
 use crate::train::log::RunState;
@@ -62,7 +62,7 @@ fn n_label(n: f64) -> String {
 
 /// Eval loss against tokens for every run, one panel per sweep grid, coloured by model size;
 /// decay branches are drawn from their branch point on their trunk's curve.
-pub fn loss_curves(data: &SweepData) -> Result<Figure, String> {
+pub fn loss_curves(data: &SweepResults) -> Result<Figure, String> {
     let mut panels = Vec::new();
     for grid in data.plan.grids() {
         let runs: Vec<_> = data.runs.iter().filter(|r| r.run.grid == grid && !r.eval_points().is_empty()).collect();
@@ -120,8 +120,8 @@ pub fn loss_curves(data: &SweepData) -> Result<Figure, String> {
 
 /// Final loss against learning rate, one curve per width and its parabola optimum; one panel per
 /// parameterization (µP and SP side by side when the sweep has both).
-pub fn lr_transfer(data: &SweepData) -> Result<Figure, String> {
-    let report = data.lr.as_ref().map_err(|e| format!("no learning-rate scan to draw ({e})"))?;
+pub fn lr_transfer(data: &SweepResults) -> Result<Figure, String> {
+    let report = data.lr().as_ref().map_err(|e| format!("no learning-rate scan to draw ({e})"))?;
     let mut panels = Vec::new();
     for (group, transfer) in &report.groups {
         let runs: Vec<_> = data
@@ -170,8 +170,8 @@ pub fn lr_transfer(data: &SweepData) -> Result<Figure, String> {
     Ok(Figure { share_y: true, ..figure(&format!("{}: learning-rate transfer", data.plan.name), panels) })
 }
 
-fn law_report(data: &SweepData) -> Result<&crate::fit::report::LawReport, String> {
-    data.law.as_ref().map_err(|e| format!("no data-model law ({e})"))
+fn law_report(data: &SweepResults) -> Result<&crate::fit::report::LawReport, String> {
+    data.law().as_ref().map_err(|e| format!("no data-model law ({e})"))
 }
 
 /// The loss axis of a law chart: what the fitted column measures, in its unit.
@@ -186,7 +186,7 @@ fn law_loss_axis(report: &crate::fit::report::LawReport) -> String {
 }
 
 /// The oracle line, drawn only when the law is fitted in its unit (nats per token).
-fn oracle_for(data: &SweepData, report: &crate::fit::report::LawReport) -> Option<f64> {
+fn oracle_for(data: &SweepResults, report: &crate::fit::report::LawReport) -> Option<f64> {
     data.oracle_loss.filter(|_| law_loss_axis(report).contains("nats/token"))
 }
 
@@ -195,7 +195,7 @@ fn law_title(law: &Law) -> String {
 }
 
 /// Loss against D for each N with the fitted law's curves.
-pub fn law_tokens(data: &SweepData) -> Result<Figure, String> {
+pub fn law_tokens(data: &SweepResults) -> Result<Figure, String> {
     let report = law_report(data)?;
     let law = &report.fit.law;
     let points = &report.data;
@@ -223,7 +223,7 @@ pub fn law_tokens(data: &SweepData) -> Result<Figure, String> {
 
 /// Loss against compute C = 6ND: iso-N curves of the law, the observed points and the
 /// compute-optimal frontier L(N_opt(C), D_opt(C)).
-pub fn law_compute(data: &SweepData) -> Result<Figure, String> {
+pub fn law_compute(data: &SweepResults) -> Result<Figure, String> {
     let report = law_report(data)?;
     let law = &report.fit.law;
     let points = &report.data;
@@ -259,7 +259,7 @@ pub fn law_compute(data: &SweepData) -> Result<Figure, String> {
 }
 
 /// N_opt, D_opt and D_opt/N_opt against compute, with the bootstrap's 95% band.
-pub fn allocation(data: &SweepData) -> Result<Figure, String> {
+pub fn allocation(data: &SweepResults) -> Result<Figure, String> {
     let report = law_report(data)?;
     let law = &report.fit.law;
     let (c0, c1) = span(report.data.iter().map(compute));
@@ -359,7 +359,7 @@ pub fn allocation_approaches(sweep: &str, report: &AllocationReport) -> Result<F
 }
 
 /// Log residuals of the fit against compute, coloured by N.
-pub fn residuals(data: &SweepData) -> Result<Figure, String> {
+pub fn residuals(data: &SweepResults) -> Result<Figure, String> {
     let report = law_report(data)?;
     let sizes = distinct(report.data.iter().map(|p| p.n));
     let mut series = Vec::new();
@@ -380,7 +380,7 @@ pub fn residuals(data: &SweepData) -> Result<Figure, String> {
 }
 
 /// Predicted against observed loss for a fit without the held-out points.
-pub fn holdout(data: &SweepData) -> Result<Figure, String> {
+pub fn holdout(data: &SweepResults) -> Result<Figure, String> {
     let report = law_report(data)?;
     let h = report.holdout.as_ref().ok_or_else(|| format!("no held-out check; run `windtunnel fit law --input {} --holdout largest`", data.dir.display()))?;
     let held = |p: &Point| h.points.iter().any(|q| q.n == p.n && q.d == p.d);
@@ -404,8 +404,8 @@ pub fn holdout(data: &SweepData) -> Result<Figure, String> {
 }
 
 /// MiniCPM's batch-size law: the optimal batch size against the loss it reaches, bs = k / L^γ.
-pub fn batch_size(data: &SweepData) -> Result<Figure, String> {
-    let report = data.batch.as_ref().map_err(|e| format!("no batch-size law ({e})"))?;
+pub fn batch_size(data: &SweepResults) -> Result<Figure, String> {
+    let report = data.batch().as_ref().map_err(|e| format!("no batch-size law ({e})"))?;
     let law = report.minicpm.as_ref().ok_or("the batch-size curves do not cross enough common loss levels for the law")?;
     let levels: Vec<f64> = law.optima.iter().map(|o| o.0).collect();
     let (l0, l1) = span(levels.into_iter());

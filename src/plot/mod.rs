@@ -1,11 +1,9 @@
 //! Charts of a sweep (`windtunnel plot DIR`) and of a coordinate check
 //! (`windtunnel plot --coord-check FILE.json`).
 //!
-//! `SweepData::load` gathers what the charts are drawn from — the plan, every run's metrics, the
-//! results table (built in memory: plotting writes nothing but the charts), and the fits (the data-model law is refitted from the definition saved in
-//! `DIR/fits/law.json` when there is one, else with `fit law`'s defaults and 200 bootstrap
-//! resamples, so the bands have their samples). `charts.rs` turns that into `Figure`s, and
-//! `figure.rs` draws them to SVG or PNG.
+//! The charts of a sweep are drawn from its [`SweepResults`] (plan, curves, table and fits, read
+//! once; plotting writes nothing but the charts). `charts.rs` turns them into `Figure`s, and
+//! `figure.rs` draws those to SVG or PNG.
 
 pub mod charts;
 pub mod figure;
@@ -15,16 +13,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::fit::allocation::{self, AllocationOptions, AllocationReport, Curve, CurveColumns, CurveKind};
-use crate::fit::commands::{fit_batch_sweep, fit_lr_on, BatchReport, LrColumns, LrReport};
+use crate::fit::allocation::{self, AllocationOptions, AllocationReport, CurveColumns, CurveKind};
 use crate::fit::input::Table;
-use crate::fit::report::{fit_law_on, LawReport};
-use crate::fit::saved;
 use crate::layout::SweepDir;
-use crate::sweep::plan::{Plan, PlannedRun, RunKind};
-use crate::sweep::status::read_plan;
+use crate::results::SweepResults;
 use crate::train::coord_check::CoordCheckResult;
-use crate::train::log::{read_metrics, read_status, MetricsRecord, RunState};
 use figure::Figure;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -43,92 +36,19 @@ impl ImageFormat {
     }
 }
 
-/// One run of the sweep with its logged metrics.
-#[derive(Debug, Clone)]
-pub struct RunCurve {
-    pub run: PlannedRun,
-    pub state: Option<RunState>,
-    pub metrics: Vec<MetricsRecord>,
-}
-
-impl RunCurve {
-    /// (tokens, eval loss) of every finite evaluation.
-    pub fn eval_points(&self) -> Vec<(f64, f64)> {
-        self.metrics.iter().filter_map(|m| m.eval_loss.filter(|l| l.is_finite()).map(|l| (m.tokens as f64, l))).collect()
-    }
-}
-
-/// Everything the charts and the report of a sweep are drawn from. Each fit is either its report
-/// or the reason it could not be made (too few points, no learning-rate scan, one batch size).
-pub struct SweepData {
-    pub dir: PathBuf,
-    pub plan: Plan,
-    pub runs: Vec<RunCurve>,
-    pub oracle_loss: Option<f64>,
-    pub law: Result<LawReport, String>,
-    pub lr: Result<LrReport, String>,
-    pub batch: Result<BatchReport, String>,
-}
-
-impl SweepData {
-    /// Read a sweep directory (writing nothing: the results table is built in memory).
-    pub fn load(dir: &Path) -> anyhow::Result<Self> {
-        let sweep = SweepDir::new(dir);
-        let plan = read_plan(&sweep)?;
-        // The results table, once: every finished run must be whole (its metrics end in its final
-        // evaluation) before any chart is drawn, and the fits read the same rows.
-        let table = Table::of_sweep(&sweep)?;
-        let mut runs = Vec::new();
-        for run in &plan.runs {
-            let run_dir = sweep.run(&run.id);
-            let metrics_path = run_dir.metrics();
-            let metrics = if metrics_path.exists() { read_metrics(&metrics_path)? } else { Vec::new() };
-            let state = read_status(run_dir.root())?.map(|s| s.state);
-            runs.push(RunCurve { run: run.clone(), state, metrics });
-        }
-        let oracle_loss = runs.iter().flat_map(|r| r.metrics.iter()).find_map(|m| m.oracle_loss);
-        let law = saved::law_definition(&sweep).and_then(|def| fit_law_on(&def, &table)).map_err(|e| format!("{e:#}"));
-        let lr = fit_lr_on(&table, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}"));
-        let batch = fit_batch_sweep(dir).map_err(|e| format!("{e:#}"));
-        Ok(Self { dir: dir.to_path_buf(), plan, runs, oracle_loss, law, lr, batch })
-    }
-
-    /// `fit allocation` with these options, on the runs of `grid` (default: the law's grid, else all).
-    pub fn allocation_with(&self, options: &AllocationOptions, grid: Option<&str>) -> AllocationReport {
-        let law_grid = self.law.as_ref().ok().and_then(|l| l.definition.grid.clone());
-        let (curves, kind) = curves(&self.runs, grid.or(law_grid.as_deref()));
-        allocation::allocation(self.dir.clone(), &curves, kind, self.law.as_ref().map_err(Clone::clone), options)
-    }
-
-    /// Every chart the data supports, by file stem; charts it cannot support give the reason.
-    pub fn charts(&self) -> Vec<(&'static str, Result<Figure, String>)> {
-        vec![
-            ("loss-curves", charts::loss_curves(self)),
-            ("lr-transfer", charts::lr_transfer(self)),
-            ("law-tokens", charts::law_tokens(self)),
-            ("law-compute", charts::law_compute(self)),
-            ("allocation", charts::allocation(self)),
-            ("allocation-approaches", charts::allocation_approaches(&self.plan.name, &self.allocation_with(&AllocationOptions::default(), None))),
-            ("residuals", charts::residuals(self)),
-            ("holdout", charts::holdout(self)),
-            ("batch-size", charts::batch_size(self)),
-        ]
-    }
-}
-
-/// The finished runs' evaluation curves of `grid` (all grids when `None`): where there are WSD
-/// branches, the branches alone (as the law's points are: a trunk's final loss is at a constant
-/// learning rate, not annealed), else every run.
-fn curves(runs: &[RunCurve], grid: Option<&str>) -> (Vec<Curve>, CurveKind) {
-    let done: Vec<&RunCurve> = runs.iter().filter(|r| r.state == Some(RunState::Done) && grid.is_none_or(|g| r.run.grid == g)).collect();
-    let wsd = done.iter().any(|r| r.run.kind == RunKind::Branch);
-    let curves = done
-        .into_iter()
-        .filter(|r| !wsd || r.run.kind == RunKind::Branch)
-        .map(|r| Curve { run: r.run.id.clone(), n: r.run.n as f64, points: r.eval_points() })
-        .filter(|c| !c.points.is_empty())
-        .collect();
-    (curves, if wsd { CurveKind::WsdDecays } else { CurveKind::TrainingRuns })
+/// Every chart a sweep's results support, by file stem; charts it cannot support give the reason.
+pub fn sweep_charts(data: &SweepResults) -> Vec<(&'static str, Result<Figure, String>)> {
+    vec![
+        ("loss-curves", charts::loss_curves(data)),
+        ("lr-transfer", charts::lr_transfer(data)),
+        ("law-tokens", charts::law_tokens(data)),
+        ("law-compute", charts::law_compute(data)),
+        ("allocation", charts::allocation(data)),
+        ("allocation-approaches", charts::allocation_approaches(&data.plan.name, &data.allocation_with(&AllocationOptions::default(), None))),
+        ("residuals", charts::residuals(data)),
+        ("holdout", charts::holdout(data)),
+        ("batch-size", charts::batch_size(data)),
+    ]
 }
 
 /// A chart written, or left out with the reason.
@@ -182,10 +102,10 @@ fn write_figure(figure: &Figure, path: &Path, format: ImageFormat) -> anyhow::Re
 
 /// `windtunnel plot DIR`: every chart the sweep's data supports, into `DIR/plots/`.
 pub fn plot_sweep(dir: &Path, format: ImageFormat) -> anyhow::Result<PlotSummary> {
-    let data = SweepData::load(dir)?;
+    let data = SweepResults::load(dir)?;
     let out = SweepDir::new(dir).plots();
     let mut charts = Vec::new();
-    for (name, figure) in data.charts() {
+    for (name, figure) in sweep_charts(&data) {
         match figure {
             Ok(figure) => {
                 let path = out.join(format!("{name}.{}", format.extension()));
@@ -202,7 +122,7 @@ pub fn plot_sweep(dir: &Path, format: ImageFormat) -> anyhow::Result<PlotSummary
 /// chart in `DIR/plots/allocation-approaches.<format>`.
 pub fn allocation_sweep(dir: &Path, options: &AllocationOptions, grid: Option<&str>, format: ImageFormat) -> anyhow::Result<AllocationReport> {
     anyhow::ensure!(SweepDir::new(dir).exists(), "{}: not a sweep directory; `fit allocation` reads a sweep's runs (their evaluation curves)", dir.display());
-    let data = SweepData::load(dir)?;
+    let data = SweepResults::load(dir)?;
     let mut report = data.allocation_with(options, grid);
     if let Ok(figure) = charts::allocation_approaches(&data.plan.name, &report) {
         let path = SweepDir::new(dir).plots().join(format!("allocation-approaches.{}", format.extension()));

@@ -319,6 +319,6 @@ impl State {
 
 /// The report's fit sections, from the sweep's files (as `windtunnel report` computes them).
 fn compute_fits(dir: &Path) -> Result<String, String> {
-    let data = crate::plot::SweepData::load(dir).map_err(|e| format!("{e:#}"))?;
+    let data = crate::results::SweepResults::load(dir).map_err(|e| format!("{e:#}"))?;
     Ok(crate::report::fits_html(&data))
 }

@@ -3,7 +3,7 @@
 //! are flat in width (slope of log mean|x| against log width ≈ 0); under standard
 //! parameterization they grow with width once the optimizer has taken a step.
 
-use crate::model::fused::TrainBackend;
+use crate::device::TrainBackend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 

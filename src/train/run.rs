@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crate::model::fused::{FusedOps, TrainBackend};
+use crate::device::TrainBackend;
+use crate::model::fused::FusedOps;
 use anyhow::Context;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};

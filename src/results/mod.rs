@@ -1,0 +1,146 @@
+//! A sweep's results, in one place: its plan, every run's logged curve, the results table, and the
+//! fits made from them. [`SweepResults::load`] reads the files once (writing nothing); each fit is
+//! computed the first time it is asked for and kept, so the charts, the report, `serve` and
+//! `export` read the same fits without refitting, and an analysis that needs none of them pays for
+//! none. The mathematics lives in [`crate::fit`]; this layer only knows where a sweep keeps its
+//! points and which fit definition the user saved.
+//!
+//! The fits of a sweep:
+//! - the data-model law, from the definition `fit law` kept in `DIR/fits/law.json` when there is
+//!   one (so every output shows the fit the user made, with its `--holdout` or `--drop-highest`),
+//!   else `fit law`'s defaults, with 200 bootstrap resamples so the charts have their bands;
+//! - learning-rate transfer, over the table's learning-rate scans;
+//! - the batch-size law, over the curves of the first grid that spans three or more batch sizes;
+//! - Chinchilla's three approaches to the allocation ([`SweepResults::allocation_with`]).
+//!
+//! Each fit is its report or the reason it could not be made (too few points, no learning-rate
+//! scan, one batch size).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::fit::allocation::{self, AllocationOptions, AllocationReport, Curve, CurveKind};
+use crate::fit::commands::{fit_batch_points, fit_lr_on, BatchReport, LrColumns, LrReport};
+use crate::fit::input::Table;
+use crate::fit::report::{fit_law_on, LawReport};
+use crate::fit::saved;
+use crate::fit::transfer::CurvePoint;
+use crate::layout::SweepDir;
+use crate::sweep::plan::{Plan, PlannedRun, RunKind};
+use crate::sweep::status::read_plan;
+use crate::train::log::{read_metrics, read_status, MetricsRecord, RunState};
+
+/// One run of the sweep with its logged metrics.
+#[derive(Debug, Clone)]
+pub struct RunCurve {
+    pub run: PlannedRun,
+    pub state: Option<RunState>,
+    pub metrics: Vec<MetricsRecord>,
+}
+
+impl RunCurve {
+    /// (tokens, eval loss) of every finite evaluation.
+    pub fn eval_points(&self) -> Vec<(f64, f64)> {
+        self.metrics.iter().filter_map(|m| m.eval_loss.filter(|l| l.is_finite()).map(|l| (m.tokens as f64, l))).collect()
+    }
+}
+
+/// A fit, or why it could not be made.
+pub type Fitted<T> = Result<T, String>;
+
+/// Everything a sweep's outputs are made from.
+pub struct SweepResults {
+    pub dir: PathBuf,
+    pub plan: Plan,
+    /// Every planned run, in the plan's order, with what it has logged so far.
+    pub runs: Vec<RunCurve>,
+    /// The results table (one row per finished run), built in memory from the runs' files.
+    pub table: Table,
+    /// The synthetic language's exact loss floor, when the sweep trains on it.
+    pub oracle_loss: Option<f64>,
+    law: OnceLock<Fitted<LawReport>>,
+    lr: OnceLock<Fitted<LrReport>>,
+    batch: OnceLock<Fitted<BatchReport>>,
+}
+
+impl SweepResults {
+    /// Read a sweep directory (writing nothing). Every finished run must be whole (its metrics end
+    /// in its final evaluation), or this says which file to repair.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let sweep = SweepDir::new(dir);
+        let plan = read_plan(&sweep)?;
+        let table = Table::of_sweep(&sweep)?;
+        let mut runs = Vec::new();
+        for run in &plan.runs {
+            let run_dir = sweep.run(&run.id);
+            let metrics_path = run_dir.metrics();
+            let metrics = if metrics_path.exists() { read_metrics(&metrics_path)? } else { Vec::new() };
+            let state = read_status(run_dir.root())?.map(|s| s.state);
+            runs.push(RunCurve { run: run.clone(), state, metrics });
+        }
+        let oracle_loss = runs.iter().flat_map(|r| r.metrics.iter()).find_map(|m| m.oracle_loss);
+        Ok(Self { dir: dir.to_path_buf(), plan, runs, table, oracle_loss, law: OnceLock::new(), lr: OnceLock::new(), batch: OnceLock::new() })
+    }
+
+    /// The data-model law (see the module doc for which definition).
+    pub fn law(&self) -> &Fitted<LawReport> {
+        self.law.get_or_init(|| {
+            let sweep = SweepDir::new(&self.dir);
+            saved::law_definition(&sweep).and_then(|def| fit_law_on(&def, &self.table)).map_err(|e| format!("{e:#}"))
+        })
+    }
+
+    /// Learning-rate transfer over the sweep's learning-rate scans.
+    pub fn lr(&self) -> &Fitted<LrReport> {
+        self.lr.get_or_init(|| fit_lr_on(&self.table, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}")))
+    }
+
+    /// The batch-size law: the evaluation curves of the first grid whose runs span three or more
+    /// batch sizes (other grids vary other things and would mix models); diverged runs left out.
+    pub fn batch(&self) -> &Fitted<BatchReport> {
+        self.batch.get_or_init(|| self.fit_batch().map_err(|e| format!("{e:#}")))
+    }
+
+    fn fit_batch(&self) -> anyhow::Result<BatchReport> {
+        for grid in self.plan.grids() {
+            let runs: Vec<&RunCurve> = self.runs.iter().filter(|r| r.run.grid == grid).collect();
+            let mut sizes: Vec<u64> = runs.iter().map(|r| r.run.config.training.tokens_per_step()).collect();
+            sizes.sort();
+            sizes.dedup();
+            if sizes.len() >= 3 {
+                let points = runs
+                    .iter()
+                    .filter(|r| r.state != Some(RunState::Diverged))
+                    .flat_map(|r| {
+                        let batch_tokens = r.run.config.training.tokens_per_step() as f64;
+                        r.eval_points().into_iter().map(move |(tokens, loss)| CurvePoint { batch_size: batch_tokens, tokens, loss })
+                    })
+                    .collect();
+                return fit_batch_points(&SweepDir::new(&self.dir).runs(), points, None);
+            }
+        }
+        anyhow::bail!("{}: no grid varies training.batch_size over 3 or more values (see sweeps/minicpm-batch-size.toml)", self.dir.display())
+    }
+
+    /// `fit allocation` with these options, on the runs of `grid` (default: the law's grid, else all).
+    pub fn allocation_with(&self, options: &AllocationOptions, grid: Option<&str>) -> AllocationReport {
+        let law_grid = self.law().as_ref().ok().and_then(|l| l.definition.grid.clone());
+        let (curves, kind) = self.allocation_curves(grid.or(law_grid.as_deref()));
+        allocation::allocation(self.dir.clone(), &curves, kind, self.law().as_ref().map_err(Clone::clone), options)
+    }
+
+    /// The finished runs' evaluation curves of `grid` (all grids when `None`): where there are WSD
+    /// branches, the branches alone (as the law's points are: a trunk's final loss is at a constant
+    /// learning rate, not annealed), else every run.
+    pub fn allocation_curves(&self, grid: Option<&str>) -> (Vec<Curve>, CurveKind) {
+        let done: Vec<&RunCurve> = self.runs.iter().filter(|r| r.state == Some(RunState::Done) && grid.is_none_or(|g| r.run.grid == g)).collect();
+        let wsd = done.iter().any(|r| r.run.kind == RunKind::Branch);
+        let curves = done
+            .into_iter()
+            .filter(|r| !wsd || r.run.kind == RunKind::Branch)
+            .map(|r| Curve { run: r.run.id.clone(), n: r.run.n as f64, points: r.eval_points() })
+            .filter(|c| !c.points.is_empty())
+            .collect();
+        (curves, if wsd { CurveKind::WsdDecays } else { CurveKind::TrainingRuns })
+    }
+}
