@@ -12,6 +12,7 @@ macro_rules! stderr_line {
     };
 }
 
+pub mod adaptive;
 pub mod cpu;
 pub mod data;
 pub mod device;

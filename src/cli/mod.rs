@@ -3,6 +3,7 @@
 //! that prints a report as text or `--json`. Every command returns its exit code; the library
 //! does the work, and saves what it makes next to the code that reads it back.
 
+mod adapt;
 mod data;
 mod fit;
 mod model;
@@ -91,6 +92,14 @@ enum Command {
     /// Fit scaling laws to a results table.
     #[command(subcommand)]
     Fit(fit::FitCommand),
+    /// The adaptive wind tunnel's loop replayed over runs already made: which runs it would have
+    /// chosen, and how few FLOPs it needs to pin the target.
+    #[command(after_help = "Examples:\n  windtunnel adapt --replay analysis/data/chinchilla_svg_extracted_data.csv --n 'Model Size' \\\n    \
+                            --flops 'Training FLOP' --loss loss --drop-highest 5 --target allocation:1e24 --relative-interval 0.2\n  \
+                            windtunnel adapt --replay runs.csv --n N --tokens D --loss loss --target loss:1e9,2e10 --max-flops-fraction 0.1 --strategy random --json\n\n\
+                            Each round refits the law with a bootstrap and chooses the rows that most reduce the target's variance per FLOP\n\
+                            (--strategy random and cheapest are the baselines); `final` is the loop's answer, `full` the same target fitted on every row.")]
+    Adapt(adapt::AdaptArgs),
     /// Make and inspect data: the synthetic language as a token file, or what a data file holds.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -146,6 +155,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Cancel(args) => sweep::cancel(args),
         Command::Collect(args) => sweep::collect(args),
         Command::Fit(command) => fit::fit(command),
+        Command::Adapt(args) => adapt::adapt(args),
         Command::Data(command) => data::data(command),
         Command::Plot(args) => outputs::plot(args),
         Command::Report(args) => outputs::report(args),

@@ -1,0 +1,13 @@
+//! The adaptive wind tunnel: choose the next runs by what they teach about the answer per FLOP,
+//! and stop when the answer is good enough.
+//!
+//! A hand-made grid spends its runs evenly; most of them move the answer little. Here the user
+//! names the answer (a [`target::Target`]: D/N at a compute budget, or the loss of a planned run),
+//! a budget and a precision; [`design`] runs a small seed design, then rounds of fit → choose →
+//! run, choosing by the criterion of [`criterion`] (expected reduction of the target's variance
+//! per FLOP, derived there); [`replay`] runs the same loop over a table of runs already made.
+
+pub mod criterion;
+pub mod design;
+pub mod replay;
+pub mod target;

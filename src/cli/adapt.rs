@@ -1,0 +1,94 @@
+//! `windtunnel adapt --replay TABLE`: the adaptive wind tunnel's loop over runs already made.
+
+use clap::Args;
+
+use super::emit;
+use windtunnel::adaptive::design::{Settings, Strategy};
+use windtunnel::adaptive::replay::{replay, ReplayColumns};
+use windtunnel::adaptive::target::Target;
+use windtunnel::fit::form::Form;
+use windtunnel::fit::input::Table;
+
+#[derive(Args)]
+pub struct AdaptArgs {
+    /// A CSV or Parquet table of runs already made (one row per run): each row is a candidate,
+    /// and choosing it reveals its loss.
+    #[arg(long, value_name = "TABLE")]
+    replay: std::path::PathBuf,
+    /// Column of N (non-embedding parameters).
+    #[arg(long, default_value = "non_embedding_params")]
+    n: String,
+    /// Column of D (training tokens); without it, D = C / 6N from --flops.
+    #[arg(long)]
+    tokens: Option<String>,
+    /// Column of a row's cost in FLOPs [default: 6·N·D].
+    #[arg(long)]
+    flops: Option<String>,
+    /// Column of the final loss.
+    #[arg(long, default_value = "final_eval_loss")]
+    loss: String,
+    /// What to learn: `allocation:C` (D/N at C FLOPs) or `loss:N,D` (a planned run's loss).
+    #[arg(long)]
+    target: Target,
+    /// The loop's budget in FLOPs.
+    #[arg(long, conflicts_with = "max_flops_fraction")]
+    max_flops: Option<f64>,
+    /// The loop's budget as a fraction of all rows' FLOPs [default: 1, every row].
+    #[arg(long)]
+    max_flops_fraction: Option<f64>,
+    /// Stop when the target's 95% interval is within ± this fraction of its estimate.
+    #[arg(long)]
+    relative_interval: Option<f64>,
+    /// How the next rows are chosen (random and cheapest are baselines).
+    #[arg(long, value_enum, default_value_t = Strategy::Adaptive)]
+    strategy: Strategy,
+    /// Rows chosen per round.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Bootstrap resamples per round (the intervals and the criterion's covariances).
+    #[arg(long, default_value_t = 200)]
+    bootstrap: usize,
+    /// Leave out the highest-loss rows (as `fit law --drop-highest`).
+    #[arg(long, default_value_t = 0)]
+    drop_highest: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn adapt(args: AdaptArgs) -> anyhow::Result<u8> {
+    anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
+    anyhow::ensure!(args.bootstrap >= 20, "--bootstrap {}: the criterion needs at least 20 resamples", args.bootstrap);
+    if let Some(r) = args.relative_interval {
+        anyhow::ensure!(r.is_finite() && r > 0.0, "--relative-interval {r}: give a positive fraction, e.g. 0.1 for ±10%");
+    }
+    let table = Table::read(&args.replay)?;
+    let columns = ReplayColumns { n: args.n, tokens: args.tokens, flops: args.flops, loss: args.loss };
+    let max_flops = match (args.max_flops, args.max_flops_fraction) {
+        (Some(f), _) => {
+            anyhow::ensure!(f.is_finite() && f > 0.0, "--max-flops {f}: give a positive FLOP count");
+            f
+        }
+        (None, Some(x)) => {
+            anyhow::ensure!(x.is_finite() && x > 0.0, "--max-flops-fraction {x}: give a positive fraction of all rows' FLOPs");
+            let total = windtunnel::adaptive::replay::TableLab::read(&table, &columns, args.drop_highest)?.total_flops();
+            x * total * (1.0 + 1e-12)
+        }
+        (None, None) => f64::INFINITY,
+    };
+    let settings = Settings {
+        target: args.target,
+        strategy: args.strategy,
+        max_flops,
+        relative_interval: args.relative_interval,
+        batch: args.batch,
+        bootstrap: args.bootstrap,
+        level: 0.95,
+        seed: args.seed,
+        spec: Form::Chinchilla.into(),
+        delta: 1e-3,
+        history: Vec::new(),
+    };
+    emit(&replay(&table, &columns, args.drop_highest, &settings)?, args.json)
+}
