@@ -13,10 +13,12 @@
 //!   export/config.json, recipe.json
 //!   slurm/wave-N.sbatch, jobs.json, logs/, cancelled
 //!   workers/worker-N.log       a persistent worker's own stderr (between its runs)
+//!   adaptive.json              the rounds of `run --adaptive`: runs chosen, FLOPs, the target's interval
 //!   runs/<id>/                 RunDir
 //!     config.json              the run file the worker trains
 //!     run.json                 the run as resolved and started (N, FLOPs per token, ...)
-//!     status.json              running | done | failed | diverged | interrupted
+//!     status.json              running | done | failed | diverged | interrupted | paused
+//!     pause.json               stop at this many tokens (a trunk an adaptive sweep needs only so far)
 //!     metrics.jsonl            one line per logged step, append-only
 //!     run.lock                 held by the process training the run
 //!     worker.log               the worker's stderr while it trained this run
@@ -131,6 +133,11 @@ impl SweepDir {
         self.slurm().join("cancelled")
     }
 
+    /// The rounds of an adaptive sweep (`run --adaptive`).
+    pub fn adaptive(&self) -> PathBuf {
+        self.root.join("adaptive.json")
+    }
+
     /// The stderr of persistent worker `n` outside its runs (each run's own lines go to the
     /// run's `worker.log`).
     pub fn worker_log(&self, n: usize) -> PathBuf {
@@ -172,6 +179,12 @@ impl RunDir {
 
     pub fn lock(&self) -> PathBuf {
         self.root.join("run.lock")
+    }
+
+    /// `pause.json`: `{"tokens": T}` stops the run once it has trained T tokens (status `paused`,
+    /// exit 0); training it again without the file, or with a later T, continues it from there.
+    pub fn pause(&self) -> PathBuf {
+        self.root.join("pause.json")
     }
 
     pub fn worker_log(&self) -> PathBuf {

@@ -43,6 +43,9 @@ pub struct ExecReport {
     pub diverged: usize,
     pub failed: usize,
     pub interrupted: usize,
+    /// Runs that stopped where their `pause.json` asked (trunks an adaptive sweep needs so far).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub paused: usize,
     /// Runs finished before it started (kept, not retrained).
     pub skipped_already_done: usize,
     /// The signal that stopped it (Ctrl-C, SIGTERM), if one did.
@@ -54,6 +57,10 @@ pub struct ExecReport {
     /// What was handed to a scheduler, when it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub submitted: Option<Submitted>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Runs handed to a scheduler.

@@ -429,7 +429,9 @@ impl<'a> Scheduler<'a> {
         let r = &self.plan.runs[w.run];
         let stopping = self.report.stopped_by_signal.is_some();
         let interrupted = [libc::SIGINT, libc::SIGUSR1, libc::SIGTERM].map(|s| Some(exit_interrupted(s) as i32));
+        let paused = || read_status(self.sweep.run(&r.id).root()).ok().flatten().is_some_and(|s| s.state == RunState::Paused);
         let state = match code {
+            Some(0) if paused() => RunState::Paused,
             Some(0) => RunState::Done,
             Some(c) if c == EXIT_DIVERGED as i32 => RunState::Diverged,
             c if interrupted.contains(&c) || stopping => RunState::Interrupted,
@@ -451,6 +453,7 @@ impl<'a> Scheduler<'a> {
         slot.phase = Phase::Finished(state);
         *match state {
             RunState::Done => &mut self.report.done,
+            RunState::Paused => &mut self.report.paused,
             RunState::Diverged => &mut self.report.diverged,
             _ => &mut self.report.failed,
         } += 1;

@@ -47,14 +47,26 @@ pub fn lock(sweep: &SweepDir) -> anyhow::Result<FileLock> {
     })
 }
 
-/// Write the sweep as run, the plan, and each run's config into the sweep directory.
+/// Write the sweep as run, the plan, and each run's config into the sweep directory; a run the
+/// plan trains only so far gets its `pause.json`, every other loses the one it had (a sweep run
+/// in full after an adaptive one trains its paused trunks to the end).
 pub fn materialise(sweep: &SweepDir, sweep_text: &str, plan: &plan::Plan) -> anyhow::Result<()> {
     atomic_write(&sweep.sweep_file(), sweep_text.as_bytes())?;
     atomic_write(&sweep.plan(), serde_json::to_string_pretty(plan)?.as_bytes())?;
     for run in &plan.runs {
-        let config = sweep.run(&run.id).config();
+        let dir = sweep.run(&run.id);
+        let config = dir.config();
         if !config.exists() {
             atomic_write(&config, serde_json::to_string_pretty(&run.config)?.as_bytes())?;
+        }
+        match run.pause_at_tokens {
+            Some(tokens) => atomic_write(&dir.pause(), serde_json::json!({ "tokens": tokens }).to_string().as_bytes())?,
+            None => match std::fs::remove_file(dir.pause()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(anyhow::Error::new(e).context(format!("cannot remove {}", dir.pause().display())))
+                }
+                _ => {}
+            },
         }
     }
     Ok(())

@@ -59,6 +59,10 @@ pub struct PlannedRun {
     pub memory_bytes: f64,
     pub trunk: Option<String>,
     pub from_tokens: Option<u64>,
+    /// Train only this far (a trunk an adaptive sweep needs only so far): `materialise` writes it
+    /// into the run's `pause.json`. Not part of the run's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_at_tokens: Option<u64>,
     pub config: RunConfig,
 }
 
@@ -288,6 +292,7 @@ fn expand(grid: &GridSpec, base: RunConfig, shape: ModelShape, seed: u64, params
             memory_bytes: MemoryEstimate::training(&shape, config.training.micro_batch(), config.training.seq_len).total_bytes,
             trunk,
             from_tokens: from,
+            pause_at_tokens: None,
             config,
         })
     };

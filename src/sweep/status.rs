@@ -93,6 +93,8 @@ pub struct SweepStatus {
     pub diverged: usize,
     pub failed: usize,
     pub interrupted: usize,
+    /// Trunks an adaptive sweep has trained only as far as its chosen branches need.
+    pub paused: usize,
     pub tokens_done: u64,
     pub tokens_total: u64,
     /// Training FLOPs done and planned (each run's own: a branch counts its decay only). Progress
@@ -150,6 +152,7 @@ pub fn files_view_of(sweep: &SweepDir, plan: &Plan) -> SweepStatus {
         diverged: 0,
         failed: 0,
         interrupted: 0,
+        paused: 0,
         tokens_done: 0,
         tokens_total: 0,
         flops_done: 0.0,
@@ -158,7 +161,8 @@ pub fn files_view_of(sweep: &SweepDir, plan: &Plan) -> SweepStatus {
         live_unavailable: Vec::new(),
     };
     for r in &plan.runs {
-        let own_tokens = r.tokens - r.from_tokens.unwrap_or(0);
+        // A trunk an adaptive sweep trains only so far counts only so far.
+        let own_tokens = r.pause_at_tokens.unwrap_or(r.tokens).min(r.tokens) - r.from_tokens.unwrap_or(0);
         let p = run_progress(sweep, &r.id, r.kind);
         let tps = r.config.training.tokens_per_step();
         let own_done = (p.step * tps).saturating_sub(r.from_tokens.unwrap_or(0)).min(own_tokens);
@@ -173,6 +177,7 @@ pub fn files_view_of(sweep: &SweepDir, plan: &Plan) -> SweepStatus {
             RunView::Is(RunState::Diverged) => &mut s.diverged,
             RunView::Is(RunState::Failed) => &mut s.failed,
             RunView::Is(RunState::Interrupted) => &mut s.interrupted,
+            RunView::Is(RunState::Paused) => &mut s.paused,
         } += 1;
         s.detail.push(p);
     }
@@ -195,7 +200,7 @@ impl std::fmt::Display for SweepStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{}: {} runs — {} done, {} diverged, {} running, {} interrupted, {} failed, {} pending; {:.1}% of {:.3e} FLOPs ({} tokens)",
+            "{}: {} runs — {} done, {} diverged, {} running, {} interrupted, {} failed, {} pending{}; {:.1}% of {:.3e} FLOPs ({} tokens)",
             self.dir.display(),
             self.runs,
             self.done,
@@ -204,6 +209,7 @@ impl std::fmt::Display for SweepStatus {
             self.interrupted,
             self.failed,
             self.pending,
+            if self.paused > 0 { format!(", {} paused", self.paused) } else { String::new() },
             100.0 * self.flops_done / self.flops_total.max(1.0),
             self.flops_total,
             crate::format::si(self.tokens_total as f64)

@@ -131,6 +131,9 @@ pub enum RunState {
     Failed,
     Diverged,
     Interrupted,
+    /// Stopped where its `pause.json` asked (a trunk an adaptive sweep needs only so far); more
+    /// of it can be trained later, from there.
+    Paused,
 }
 
 impl RunState {
@@ -148,6 +151,7 @@ impl std::fmt::Display for RunState {
             Self::Failed => "failed",
             Self::Diverged => "diverged",
             Self::Interrupted => "interrupted",
+            Self::Paused => "paused",
         })
     }
 }

@@ -106,13 +106,16 @@ pub enum Outcome {
     Diverged,
     /// Stopped by a signal (its number), after writing a checkpoint.
     Interrupted(i32),
+    /// Stopped where its `pause.json` asked, at this many tokens, after writing a checkpoint.
+    Paused(u64),
 }
 
 impl Outcome {
-    /// The process exit code: 0 done, 3 diverged, 128 + signal when interrupted.
+    /// The process exit code: 0 done (or paused where asked), 3 diverged, 128 + signal when
+    /// interrupted.
     pub fn exit_code(self) -> u8 {
         match self {
-            Self::Done => 0,
+            Self::Done | Self::Paused(_) => 0,
             Self::Diverged => EXIT_DIVERGED,
             Self::Interrupted(sig) => exit_interrupted(sig),
         }
@@ -255,6 +258,27 @@ struct Prepared {
     decay_data: Option<Box<dyn TokenSource>>,
     trunk_checkpoint: Option<PathBuf>,
     signal: Arc<AtomicUsize>,
+    /// Stop once this many tokens are trained (`pause.json`), when fewer than the run's.
+    pause_at_tokens: Option<u64>,
+}
+
+/// The run directory's `pause.json`, if it has one: `{"tokens": T}`.
+fn pause_at_tokens(out: &Path) -> anyhow::Result<Option<u64>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Pause {
+        tokens: u64,
+    }
+    let path = RunDir::new(out).pause();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let pause: Pause = serde_json::from_str(&text)
+                .with_context(|| format!("{} is malformed: it must be {{\"tokens\": T}}; delete it to train the run to its end", path.display()))?;
+            Ok(Some(pause.tokens))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display()))),
+    }
 }
 
 fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOptions) -> anyhow::Result<Prepared> {
@@ -345,7 +369,8 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
     atomic_write(&run_json, serde_json::to_string_pretty(&record)?.as_bytes())?;
 
     let signal = stop_signal()?;
-    Ok(Prepared { record, out: out.to_path_buf(), data, decay_data, trunk_checkpoint, signal })
+    let pause_at_tokens = pause_at_tokens(out)?.filter(|&t| t < record.tokens);
+    Ok(Prepared { record, out: out.to_path_buf(), data, decay_data, trunk_checkpoint, signal, pause_at_tokens })
 }
 
 /// Refuse a run whose estimated memory exceeds what its device has, before anything is
@@ -581,6 +606,17 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         Ok(loss)
     }
 
+    /// Stop at `pause` tokens, as `pause.json` asks: keep a checkpoint there (a branch point has
+    /// one already) and say so in the status.
+    fn pause(&mut self, pause: u64, wall: f64) -> anyhow::Result<Outcome> {
+        if self.checkpoint_steps.binary_search(&self.step).is_err() {
+            self.save("tokens", wall)?;
+        }
+        let tokens = self.step * self.p.record.tokens_per_step;
+        self.status(RunState::Paused, Some(format!("paused at {tokens} tokens as its pause.json asks ({pause}); training it again continues from there")))?;
+        Ok(Outcome::Paused(tokens))
+    }
+
     fn run(mut self) -> anyhow::Result<TrainSummary> {
         let r = &self.p.record;
         let c = &r.config;
@@ -608,6 +644,10 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         let mut next_batch = None;
 
         while self.step < r.steps {
+            if let Some(pause) = self.p.pause_at_tokens.filter(|&p| self.step * tps >= p) {
+                outcome = self.pause(pause, self.wall_before + start.elapsed().as_secs_f64())?;
+                break;
+            }
             let sig = self.p.signal.load(Ordering::SeqCst);
             if sig != 0 {
                 let wall = self.wall_before + start.elapsed().as_secs_f64();
@@ -729,6 +769,7 @@ impl std::fmt::Display for TrainSummary {
             Outcome::Done => "done".to_string(),
             Outcome::Diverged => "diverged".to_string(),
             Outcome::Interrupted(sig) => format!("interrupted by signal {sig} (checkpoint written; resume with --resume)"),
+            Outcome::Paused(tokens) => format!("paused at {tokens} tokens as its pause.json asks (checkpoint written; resume with --resume)"),
         };
         writeln!(f, "{}: {state}", self.out_dir.display())?;
         if let Some(step) = self.resumed_from_step {
