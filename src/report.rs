@@ -68,6 +68,7 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
     );
     summary_section(&mut html, &data, &status);
     html.push_str("<h2>Fits</h2>");
+    adaptive_section(&mut html, &data);
     law_section(&mut html, &data);
     lr_section(&mut html, &data);
     batch_section(&mut html, &data);
@@ -89,10 +90,11 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
 /// what `windtunnel serve` shows live, so the page and the report never disagree.
 pub fn fits_html(data: &SweepResults) -> String {
     let mut html = String::new();
+    adaptive_section(&mut html, data);
     law_section(&mut html, data);
     lr_section(&mut html, data);
     batch_section(&mut html, data);
-    let fit_charts = ["law-tokens", "law-compute", "allocation", "allocation-approaches", "lr-transfer", "holdout", "batch-size"];
+    let fit_charts = ["adaptive", "law-tokens", "law-compute", "allocation", "allocation-approaches", "lr-transfer", "holdout", "batch-size"];
     match draw_charts(&mut html, data, |name| fit_charts.contains(&name)) {
         Ok((_, not_drawn)) if !not_drawn.is_empty() => {
             html.push_str("<ul class=muted>");
@@ -139,6 +141,44 @@ fn summary_section(html: &mut String, data: &SweepResults, st: &SweepStatus) {
 }
 
 /// The data-model law's parameters with their bootstrap intervals.
+/// An adaptive sweep's rounds: what each fit said, what it chose, and the FLOPs spent.
+fn adaptive_section(html: &mut String, data: &SweepResults) {
+    let Some(record) = &data.adaptive else { return };
+    let _ = write!(
+        html,
+        "<h3>Adaptive rounds: {}</h3><p>Grid <code>{}</code>, at most {:.3e} FLOPs ({:.1}% of the whole grid's {:.3e}){}.</p>\
+         <table><tr><th>round</th><th>runs fitted</th><th>FLOPs spent</th><th>estimate</th><th>95% interval</th><th>chosen next</th></tr>",
+        escape(&record.target.describe()),
+        escape(&record.grid),
+        record.max_flops,
+        100.0 * record.max_flops / record.grid_flops.max(1.0),
+        record.grid_flops,
+        record.relative_interval.map(|r| format!("; stops within ±{:.0}%", 100.0 * r)).unwrap_or_default()
+    );
+    for r in &record.rounds {
+        let (estimate, interval) = match &r.fit {
+            Some(e) => (format!("{:.4}", e.estimate), format!("[{:.4}, {:.4}] (±{:.1}%)", e.lower, e.upper, 100.0 * e.relative_half_width)),
+            None => ("seed design".into(), String::new()),
+        };
+        let next = match &r.stopped {
+            Some(why) => format!("stopped: {why}"),
+            None => format!("{} run(s), {:.3e} FLOPs", r.chosen.len(), r.chosen.iter().map(|c| c.cost_flops).sum::<f64>()),
+        };
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{:.3e}</td><td>{estimate}</td><td>{interval}</td><td>{}</td></tr>",
+            r.round,
+            r.points,
+            r.flops_spent,
+            escape(&next)
+        );
+    }
+    html.push_str("</table>");
+    if let Some(full) = data.full_grid_target() {
+        let _ = write!(html, "<p>The whole grid, every run trained: {:.4} [{:.4}, {:.4}].</p>", full.estimate, full.lower, full.upper);
+    }
+}
+
 fn law_section(html: &mut String, data: &SweepResults) {
     match data.law() {
         Ok(r) => {

@@ -5,9 +5,11 @@
 //! names the answer (a [`target::Target`]: D/N at a compute budget, or the loss of a planned run),
 //! a budget and a precision; [`design`] runs a small seed design, then rounds of fit → choose →
 //! run, choosing by the criterion of [`criterion`] (expected reduction of the target's variance
-//! per FLOP, derived there); [`replay`] runs the same loop over a table of runs already made.
+//! per FLOP, derived there); [`sweep`] runs it on a sweep's own runs (`run --adaptive`), and
+//! [`replay`] over a table of runs already made (`adapt --replay`).
 
 pub mod criterion;
 pub mod design;
 pub mod replay;
+pub mod sweep;
 pub mod target;

@@ -53,6 +53,13 @@ pub struct RunArgs {
     max_retries: Option<usize>,
     #[arg(long)]
     quiet: bool,
+    /// Print what was done as JSON on stdout (--adaptive: the rounds and the answer).
+    #[arg(long)]
+    json: bool,
+    /// Train only the runs of the sweep file's [adaptive] grid that teach most about its target
+    /// per FLOP, round by round, until the target is known well enough or max_flops are spent.
+    #[arg(long)]
+    adaptive: bool,
     /// Where the runs execute: here (local) or as Slurm job arrays (slurm).
     #[arg(long, value_enum, default_value = "local")]
     executor: ExecutorKind,
@@ -213,6 +220,9 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
 /// Exit code: 0, or 128 + the signal that stopped the sweep (`cancel` counts as SIGTERM); an
 /// error when runs failed.
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    if args.adaptive {
+        return run_adaptive(&args);
+    }
     let out = windtunnel::sweep::run(&args.sweep, &args.out, &*executor(&args)?)?;
     let (s, dir) = (&out.exec, out.dir.display());
     match &out.table {
@@ -229,11 +239,57 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         windtunnel::stderr_line!("watch it with `windtunnel status {dir}`; stop it with `windtunnel cancel {dir}`");
     }
     anyhow::ensure!(s.failed == 0, "{} run(s) failed; see their worker.log in {}", s.failed, SweepDir::new(&out.dir).runs().display());
+    if args.json {
+        return super::emit_json(&out);
+    }
     Ok(0)
 }
 
+/// `run --adaptive`: rounds of runs chosen by what they teach per FLOP; exit codes as `run`'s.
+fn run_adaptive(args: &RunArgs) -> anyhow::Result<u8> {
+    anyhow::ensure!(
+        args.executor == ExecutorKind::Local || (args.slurm.wait && !args.slurm.dry_run),
+        "--adaptive with --executor slurm needs --wait (each round's choice needs the last round's losses), and cannot be a --dry-run"
+    );
+    let slots = match args.executor {
+        ExecutorKind::Local => args.parallel.unwrap_or(parse_devices(&args.devices)?.len() * args.runs_per_device.unwrap_or(1)),
+        ExecutorKind::Slurm => args.parallel.unwrap_or(4),
+    };
+    let out = windtunnel::adaptive::sweep::run(&args.sweep, &args.out, &*executor(args)?, slots, args.quiet)?;
+    let s = &out.exec;
+    if let Some(sig) = s.stopped_by_signal {
+        let why = if s.cancelled { "cancelled by `windtunnel cancel`".to_string() } else { format!("stopped by signal {sig}") };
+        windtunnel::stderr_line!("{}: {why}; run the same command again to resume the rounds", out.dir.display());
+        return Ok(windtunnel::train::run::exit_interrupted(sig));
+    }
+    anyhow::ensure!(s.failed == 0, "{} run(s) failed; see their worker.log in {}", s.failed, SweepDir::new(&out.dir).runs().display());
+    emit(&out, args.json)
+}
+
+/// A sweep's status: the files' view, and an adaptive sweep's rounds.
+#[derive(Serialize)]
+struct StatusView {
+    #[serde(flatten)]
+    status: windtunnel::sweep::status::SweepStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adaptive: Option<windtunnel::adaptive::sweep::AdaptiveRecord>,
+}
+
+impl std::fmt::Display for StatusView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.status)?;
+        match &self.adaptive {
+            Some(a) => write!(f, "{a}"),
+            None => Ok(()),
+        }
+    }
+}
+
 pub fn status(args: DirArgs) -> anyhow::Result<u8> {
-    emit(&windtunnel::sweep::status(&SweepDir::new(&args.dir))?, args.json)
+    let sweep = SweepDir::new(&args.dir);
+    let status = windtunnel::sweep::status(&sweep)?;
+    let adaptive = windtunnel::adaptive::sweep::AdaptiveRecord::read(&sweep)?;
+    emit(&StatusView { status, adaptive }, args.json)
 }
 
 /// What `cancel` stopped, one line per executor.

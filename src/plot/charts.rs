@@ -60,6 +60,46 @@ fn n_label(n: f64) -> String {
     format!("N = {}", si3(n))
 }
 
+/// An adaptive sweep's target against the FLOPs spent, round by round: the estimate and its 95%
+/// interval, and the whole grid's interval once the grid has been trained too.
+pub fn adaptive(data: &SweepResults) -> Result<Figure, String> {
+    let record = data.adaptive.as_ref().ok_or("not an adaptive sweep (run it with `windtunnel run SWEEP --adaptive`)")?;
+    let fitted: Vec<(f64, &crate::adaptive::design::Estimate)> = record.rounds.iter().filter_map(|r| Some((r.flops_spent, r.fit.as_ref()?))).collect();
+    if fitted.is_empty() {
+        return Err("no round has been fitted yet".into());
+    }
+    let x: Vec<f64> = fitted.iter().map(|(f, _)| *f).collect();
+    let lower: Vec<f64> = fitted.iter().map(|(_, e)| e.lower).collect();
+    let upper: Vec<f64> = fitted.iter().map(|(_, e)| e.upper).collect();
+    let color = category_color(0);
+    let mut series = vec![
+        Series::band(Some("95% interval, adaptive".into()), color, &x, &lower, &upper),
+        Series::new(Some("estimate, adaptive".into()), color, Style::LineMarkers { width: 2, size: 4 }, fitted.iter().map(|(f, e)| (*f, e.estimate)).collect()),
+    ];
+    let (x0, x1) = (x[0], record.grid_flops.max(x[x.len() - 1]));
+    if let Some(full) = data.full_grid_target() {
+        let grid = [x0, x1];
+        series.push(Series::band(Some("95% interval, whole grid".into()), GREY, &grid, &[full.lower; 2], &[full.upper; 2]));
+        series.push(Series::new(
+            Some(format!("whole grid ({:.3e} FLOPs)", record.grid_flops)),
+            GREY,
+            Style::Markers { size: 6 },
+            vec![(record.grid_flops, full.estimate)],
+        ));
+    }
+    let panel = Panel {
+        title: format!("{}; {} rounds", record.target.describe(), record.rounds.len()),
+        x: Axis::log("FLOPs spent by the adaptive sweep"),
+        y: match record.target {
+            crate::adaptive::target::Target::Allocation { .. } => Axis::log("compute-optimal D/N"),
+            crate::adaptive::target::Target::Loss { .. } => Axis::linear("predicted loss (nats/token)"),
+        },
+        series,
+        legend: LegendPosition::UpperRight,
+    };
+    Ok(figure(&format!("{}: adaptive wind tunnel", data.plan.name), vec![panel]))
+}
+
 /// Eval loss against tokens for every run, one panel per sweep grid, coloured by model size;
 /// decay branches are drawn from their branch point on their trunk's curve.
 pub fn loss_curves(data: &SweepResults) -> Result<Figure, String> {

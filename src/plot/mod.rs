@@ -36,9 +36,11 @@ impl ImageFormat {
     }
 }
 
-/// Every chart a sweep's results support, by file stem; charts it cannot support give the reason.
+/// Every chart a sweep's results support, by file stem; charts it cannot support give the reason
+/// (an adaptive sweep's rounds only for an adaptive sweep).
 pub fn sweep_charts(data: &SweepResults) -> Vec<(&'static str, Result<Figure, String>)> {
-    vec![
+    let adaptive = data.adaptive.is_some().then(|| ("adaptive", charts::adaptive(data)));
+    let all = vec![
         ("loss-curves", charts::loss_curves(data)),
         ("lr-transfer", charts::lr_transfer(data)),
         ("law-tokens", charts::law_tokens(data)),
@@ -48,7 +50,8 @@ pub fn sweep_charts(data: &SweepResults) -> Vec<(&'static str, Result<Figure, St
         ("residuals", charts::residuals(data)),
         ("holdout", charts::holdout(data)),
         ("batch-size", charts::batch_size(data)),
-    ]
+    ];
+    all.into_iter().chain(adaptive).collect()
 }
 
 /// A chart written, or left out with the reason.

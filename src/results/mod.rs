@@ -11,7 +11,9 @@
 //!   else `fit law`'s defaults, with 200 bootstrap resamples so the charts have their bands;
 //! - learning-rate transfer, over the table's learning-rate scans;
 //! - the batch-size law, over the curves of the first grid that spans three or more batch sizes;
-//! - Chinchilla's three approaches to the allocation ([`SweepResults::allocation_with`]).
+//! - Chinchilla's three approaches to the allocation ([`SweepResults::allocation_with`]);
+//! - an adaptive sweep's rounds (`adaptive.json`), and the same target fitted on the whole grid
+//!   once the whole grid has been trained ([`SweepResults::full_grid_target`]).
 //!
 //! Each fit is its report or the reason it could not be made (too few points, no learning-rate
 //! scan, one batch size).
@@ -19,6 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::adaptive::sweep::AdaptiveRecord;
 use crate::fit::allocation::{self, AllocationOptions, AllocationReport, Curve, CurveKind};
 use crate::fit::commands::{fit_batch_points, fit_lr_on, BatchReport, LrColumns, LrReport};
 use crate::fit::input::Table;
@@ -58,6 +61,8 @@ pub struct SweepResults {
     pub table: Table,
     /// The synthetic language's exact loss floor, when the sweep trains on it.
     pub oracle_loss: Option<f64>,
+    /// The rounds of an adaptive sweep (`run --adaptive`).
+    pub adaptive: Option<AdaptiveRecord>,
     law: OnceLock<Fitted<LawReport>>,
     lr: OnceLock<Fitted<LrReport>>,
     batch: OnceLock<Fitted<BatchReport>>,
@@ -79,7 +84,8 @@ impl SweepResults {
             runs.push(RunCurve { run: run.clone(), state, metrics });
         }
         let oracle_loss = runs.iter().flat_map(|r| r.metrics.iter()).find_map(|m| m.oracle_loss);
-        Ok(Self { dir: dir.to_path_buf(), plan, runs, table, oracle_loss, law: OnceLock::new(), lr: OnceLock::new(), batch: OnceLock::new() })
+        let adaptive = AdaptiveRecord::read(&sweep)?;
+        Ok(Self { dir: dir.to_path_buf(), plan, runs, table, oracle_loss, adaptive, law: OnceLock::new(), lr: OnceLock::new(), batch: OnceLock::new() })
     }
 
     /// The data-model law (see the module doc for which definition).
@@ -120,6 +126,20 @@ impl SweepResults {
             }
         }
         anyhow::bail!("{}: no grid varies training.batch_size over 3 or more values (see sweeps/minicpm-batch-size.toml)", self.dir.display())
+    }
+
+    /// An adaptive sweep's target fitted on every run of its grid, with the law's bootstrap
+    /// interval, once the whole grid has been trained (`run` without `--adaptive` into the same
+    /// folder): what the rounds are measured against. `None` before that.
+    pub fn full_grid_target(&self) -> Option<crate::fit::bootstrap::Interval> {
+        let record = self.adaptive.as_ref()?;
+        let done = self.runs.iter().filter(|r| r.run.grid == record.grid && r.run.kind != RunKind::Trunk && r.state == Some(RunState::Done)).count();
+        if record.candidates == 0 || done < record.candidates {
+            return None;
+        }
+        let law = self.law().as_ref().ok()?;
+        let values: Vec<f64> = law.bootstrap_laws.iter().map(|l| record.target.value(l)).collect();
+        (values.len() >= 20).then(|| crate::fit::bootstrap::Interval::from_samples(record.target.value(&law.fit.law), &values, 0.95))
     }
 
     /// `fit allocation` with these options, on the runs of `grid` (default: the law's grid, else all).

@@ -14,6 +14,7 @@ use crate::train::run::RunRecord;
 
 /// Names of the results table's columns that other stages read by name (the fits' defaults).
 pub mod column {
+    pub const RUN_ID: &str = "run_id";
     pub const KIND: &str = "kind";
     pub const GRID: &str = "grid";
     pub const STATUS: &str = "status";
