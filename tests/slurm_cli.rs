@@ -499,3 +499,35 @@ fn a_task_without_fifos_trains_its_runs_in_processes() {
         assert!(logs.iter().all(|l| l.contains("7_0 end=") && !l.contains("exit=1")), "{workers}: {logs:?}");
     }
 }
+
+/// `run --adaptive` through Slurm (each round a wave of tasks, `--wait`ed for) with persistent
+/// workers makes the local adaptive sweep's decisions and gives its table: the rounds depend on
+/// the losses alone, and a trunk paused in one task resumes in another.
+#[test]
+fn an_adaptive_sweep_through_slurm_makes_the_local_decisions() {
+    if !slurm_enabled("an_adaptive_sweep_through_slurm_makes_the_local_decisions") {
+        return;
+    }
+    let _serial = SLURM.lock().unwrap_or_else(|e| e.into_inner());
+    let root = tempfile::tempdir().unwrap();
+    let adaptive = TINY.replace("[[grid]]\nname = \"lr\"", "[[grid]]\nname = \"lr-unused\"").replace(
+        "widths = [16, 32], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [1280, 2560]",
+        "widths = [16, 32, 48], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [640, 1280, 2560]",
+    ) + "\n[adaptive]\ntarget = \"allocation\"\nbudget_flops = 1e8\nmax_flops = 2e8\nruns_per_round = 2\nbootstrap = 30\ngrid = \"data\"\n";
+    let sweep_file = write(root.path(), "adaptive.toml", &adaptive);
+    let s = sweep_file.to_str().unwrap();
+    let local = root.path().join("local");
+    let o = windtunnel(&["run", s, "--adaptive", "--out", local.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let remote = root.path().join("slurm");
+    let o = run_slurm_wait(&["run", s, "--adaptive", "--out", remote.to_str().unwrap(), "--executor", "slurm", "--workers", "persistent", "--wait", "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rounds = |dir: &Path| {
+        let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("tiny").join("adaptive.json")).unwrap()).unwrap();
+        record["rounds"].as_array().unwrap().iter().map(|r| r["chosen"].clone()).collect::<Vec<_>>()
+    };
+    let want = rounds(&local);
+    assert!(want.len() >= 2, "{want:?}");
+    assert_eq!(rounds(&remote), want, "Slurm's rounds chose differently");
+    assert_eq!(table_without_timings(&remote.join("tiny")), table_without_timings(&local.join("tiny")));
+}

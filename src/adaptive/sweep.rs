@@ -335,8 +335,9 @@ fn resumable(before: AdaptiveRecord, now: &AdaptiveRecord, sweep: &SweepDir) -> 
     let same = |a: &AdaptiveRecord| (a.grid.clone(), a.target, a.seed, a.bootstrap, a.runs_per_round);
     anyhow::ensure!(
         same(&before) == same(now),
-        "{} holds adaptive rounds chosen for grid `{}`, target {}, seed {}, bootstrap {}, {} runs per round; the sweep file now asks for \
-         grid `{}`, target {}, seed {}, bootstrap {}, {} runs per round. Ask the same question again to continue them, or run into another --out",
+        "{} holds adaptive rounds chosen for grid `{}`, target {}, seed {}, bootstrap {}, {} runs per round; this run asks for \
+         grid `{}`, target {}, seed {}, bootstrap {}, {} runs per round (runs_per_round is --parallel's slots unless [adaptive] sets it). \
+         Ask the same question again to continue them, or run into another --out",
         sweep.adaptive().display(),
         before.grid,
         before.target.describe(),
@@ -394,8 +395,19 @@ impl std::fmt::Display for AdaptiveRecord {
 }
 
 impl std::fmt::Display for AdaptiveOutcome {
+    /// The answer (the rounds were shown as they went, and `status` shows them again).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.record)?;
+        let last = self.record.rounds.last();
+        let spent = last.map_or(0.0, |r| r.flops_spent);
+        writeln!(
+            f,
+            "{} rounds, {:.3e} FLOPs ({:.1}% of the whole grid's {:.3e}){}",
+            self.record.rounds.len(),
+            spent,
+            100.0 * spent / self.record.grid_flops.max(1.0),
+            self.record.grid_flops,
+            last.and_then(|r| r.stopped.as_ref()).map(|why| format!("; stopped: {why}")).unwrap_or_default()
+        )?;
         if let Some(e) = self.record.last_fit() {
             write!(f, "{}: {} = {:.4} [{:.4}, {:.4}]", self.dir.display(), self.record.target.describe(), e.estimate, e.lower, e.upper)?;
             if let (Some(n), Some(d)) = (&e.n_opt, &e.d_opt) {

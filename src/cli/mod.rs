@@ -75,7 +75,8 @@ enum Command {
                             windtunnel run sweeps/quickstart.toml --workers persistent --kernel-cache /tmp/windtunnel-kernels\n  \
                             windtunnel run sweeps/quickstart.toml --executor slurm --partition gpu --time 04:00:00 --gpus-per-task 1\n  \
                             windtunnel run sweeps/minicpm-mup-search.toml --executor slurm --gpus-per-task 1 --runs-per-device 4 --runs-per-task 16\n  \
-                            windtunnel run sweeps/quickstart.toml --executor slurm --dry-run   (write the sbatch scripts, submit nothing)\n\n\
+                            windtunnel run sweeps/quickstart.toml --executor slurm --dry-run   (write the sbatch scripts, submit nothing)\n  \
+                            windtunnel run sweeps/adaptive-allocation.toml --adaptive --parallel 2   (only the runs that teach most per FLOP)\n\n\
                             Rerunning the same command resumes: finished runs are kept, interrupted ones continue from their checkpoints.\n\
                             With --executor slurm the sweep directory must be on a file system the compute nodes share.")]
     Run(sweep::RunArgs),

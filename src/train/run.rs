@@ -613,7 +613,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             self.save("tokens", wall)?;
         }
         let tokens = self.step * self.p.record.tokens_per_step;
-        self.status(RunState::Paused, Some(format!("paused at {tokens} tokens as its pause.json asks ({pause}); training it again continues from there")))?;
+        self.status(RunState::Paused, Some(format!("paused at {tokens} tokens, where its pause.json asks ({pause}); training it again continues from there")))?;
         Ok(Outcome::Paused(tokens))
     }
 
