@@ -52,7 +52,6 @@ PY
 du -sh "$WORK/results/load" >&2
 "$BIN" serve "$WORK/results" --bind 127.0.0.1:0 > "$WORK/serve.out" 2>&1 &
 SERVER=$!
-start=$(date +%s.%N)
 until grep -q "serving http" "$WORK/serve.out"; do sleep 0.05; done
 PORT=$(sed -n 's|.*127.0.0.1:\([0-9]*\)/.*|\1|p' "$WORK/serve.out" | head -1)
 t() { local s; s=$(date +%s.%N); curl -sf -o "$2" "http://127.0.0.1:$PORT$1"; python3 -c "print(round($(date +%s.%N) - $s, 3))"; }
