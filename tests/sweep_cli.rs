@@ -298,3 +298,24 @@ fn every_shipped_sweep_file_plans() {
     }
     assert!(planned >= 8, "{planned} sweep files");
 }
+
+/// `run --dry-run` on the local executor trains nothing and writes nothing: it says what would
+/// train and what it would cost, and after a real run, that nothing is left.
+#[test]
+fn a_local_dry_run_never_trains() {
+    let root = tempfile::tempdir().unwrap();
+    let file = write(root.path(), "tiny.toml", TINY);
+    let out = root.path().join("out");
+    let (f, o) = (file.to_str().unwrap(), out.to_str().unwrap());
+    let dry = json(&["run", f, "--out", o, "--dry-run", "--json"]);
+    let planned = plan(&file);
+    assert_eq!(dry["would_train"].as_array().unwrap().len(), planned["runs"].as_array().unwrap().len());
+    assert!((dry["flops"].as_f64().unwrap() / planned["total_flops"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{dry}");
+    assert!(!out.exists(), "a dry run wrote {}", out.display());
+    let text = common::ok(&["run", f, "--out", o, "--dry-run"]);
+    assert!(text.contains("dry run: nothing trained") && text.contains("would train"), "{text}");
+    common::ok(&["run", f, "--out", o, "--parallel", "2", "--quiet"]);
+    let after = json(&["run", f, "--out", o, "--dry-run", "--json"]);
+    assert_eq!(after["would_train"].as_array().unwrap().len(), 0, "{after}");
+    assert_eq!(after["already_finished"], planned["runs"].as_array().unwrap().len());
+}

@@ -129,7 +129,8 @@ struct SlurmArgs {
     /// runs-per-device, else 1].
     #[arg(long)]
     runs_per_task: Option<u32>,
-    /// Write the sbatch scripts into DIR/slurm/ without submitting them.
+    /// Train nothing: with the local executor, print what would run and what it would cost; with
+    /// --executor slurm, also write the sbatch scripts into DIR/slurm/ without submitting them.
     #[arg(long)]
     dry_run: bool,
     /// Stay until Slurm has finished the sweep, then collect its table.
@@ -222,6 +223,9 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if args.adaptive {
         return run_adaptive(&args);
+    }
+    if args.slurm.dry_run && args.executor == ExecutorKind::Local {
+        return emit(&windtunnel::sweep::dry_run(&args.sweep, &args.out)?, args.json);
     }
     let out = windtunnel::sweep::run(&args.sweep, &args.out, &*executor(&args)?)?;
     let (s, dir) = (&out.exec, out.dir.display());

@@ -91,6 +91,39 @@ pub fn run(sweep_file: &Path, out_root: &Path, executor: &dyn Executor) -> anyho
     Ok(SweepOutcome { dir: sweep.root().to_path_buf(), exec, table })
 }
 
+/// What `windtunnel run --dry-run` would train here: the plan's runs not finished in the sweep
+/// directory (which may not exist yet), and their FLOPs. Nothing is written.
+#[derive(Debug, Serialize)]
+pub struct DryRun {
+    pub dir: std::path::PathBuf,
+    pub runs: usize,
+    pub already_finished: usize,
+    /// The runs that would train: (id, kind, width, tokens, own FLOPs).
+    pub would_train: Vec<(String, plan::RunKind, usize, u64, f64)>,
+    pub flops: f64,
+}
+
+pub fn dry_run(sweep_file: &Path, out_root: &Path) -> anyhow::Result<DryRun> {
+    let text = std::fs::read_to_string(sweep_file).with_context(|| format!("cannot read sweep file {}", sweep_file.display()))?;
+    let spec = spec::SweepSpec::parse(&text, sweep_file)?;
+    let plan = plan::plan(&spec).with_context(|| format!("planning {}", sweep_file.display()))?;
+    let sweep = SweepDir::for_sweep(out_root, &spec.name);
+    let finished = |id: &str| crate::train::log::read_status(sweep.run(id).root()).ok().flatten().is_some_and(|s| s.state.is_finished());
+    let would_train: Vec<_> = plan.runs.iter().filter(|r| !finished(&r.id)).map(|r| (r.id.clone(), r.kind, r.width, r.tokens, r.own_flops)).collect();
+    let flops = would_train.iter().map(|r| r.4).sum();
+    Ok(DryRun { dir: sweep.root().to_path_buf(), runs: plan.runs.len(), already_finished: plan.runs.len() - would_train.len(), would_train, flops })
+}
+
+impl std::fmt::Display for DryRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "dry run: nothing trained. {}: {} runs, {} already finished", self.dir.display(), self.runs, self.already_finished)?;
+        for (id, kind, width, tokens, flops) in &self.would_train {
+            writeln!(f, "  would train {id} {kind:<6} width {width:>5} D {:>9} {flops:.3e} FLOPs", crate::format::si(*tokens as f64))?;
+        }
+        write!(f, "{} run(s) would train, {:.3e} FLOPs; run without --dry-run to train them", self.would_train.len(), self.flops)
+    }
+}
+
 /// The executors that may hold state of the sweep in `sweep`: the local one always, Slurm when
 /// the sweep was submitted to it. `status` merges their live states; `cancel` asks each. A new
 /// executor adds its line here.
