@@ -147,7 +147,7 @@ fn adaptive_section(html: &mut String, data: &SweepResults) {
     let _ = write!(
         html,
         "<h3>Adaptive rounds: {}</h3><p>Grid <code>{}</code>, at most {:.3e} FLOPs ({:.1}% of the whole grid's {:.3e}){}.</p>\
-         <table><tr><th>round</th><th>runs fitted</th><th>FLOPs spent</th><th>estimate</th><th>95% interval</th><th>chosen next</th></tr>",
+         <table><tr><th>round</th><th>runs fitted</th><th>FLOPs spent</th><th>estimate</th><th>95% interval</th><th>decided</th></tr>",
         escape(&record.target.describe()),
         escape(&record.grid),
         record.max_flops,
@@ -160,17 +160,13 @@ fn adaptive_section(html: &mut String, data: &SweepResults) {
             Some(e) => (format!("{:.4}", e.estimate), format!("[{:.4}, {:.4}] (±{:.1}%)", e.lower, e.upper, 100.0 * e.relative_half_width)),
             None => ("seed design".into(), String::new()),
         };
-        let next = match &r.stopped {
-            Some(why) => format!("stopped: {why}"),
-            None => format!("{} run(s), {:.3e} FLOPs", r.chosen.len(), r.chosen.iter().map(|c| c.cost_flops).sum::<f64>()),
-        };
         let _ = write!(
             html,
             "<tr><td>{}</td><td>{}</td><td>{:.3e}</td><td>{estimate}</td><td>{interval}</td><td>{}</td></tr>",
             r.round,
             r.points,
             r.flops_spent,
-            escape(&next)
+            escape(&r.decision())
         );
     }
     html.push_str("</table>");

@@ -148,6 +148,16 @@ pub struct Round {
     pub stopped: Option<String>,
 }
 
+impl Round {
+    /// What the round decided: "next 2 run(s), 3.277e10 FLOPs", or "stopped: why".
+    pub fn decision(&self) -> String {
+        match &self.stopped {
+            Some(why) => format!("stopped: {why}"),
+            None => format!("next {} run(s), {:.3e} FLOPs", self.chosen.len(), self.chosen.iter().map(|c| c.cost_flops).sum::<f64>()),
+        }
+    }
+}
+
 /// The whole loop's record.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -157,10 +167,18 @@ pub struct Outcome {
     pub last: Option<Estimate>,
 }
 
+/// One round's fit: the target's estimate, the bootstrap laws behind its interval (the
+/// criterion's ensemble), and the fit's log residuals (the runs' scatter about the law).
+pub struct Fitted {
+    pub estimate: Estimate,
+    pub laws: Vec<Law>,
+    pub log_residuals: Vec<f64>,
+}
+
 /// Fit the law to `points` (from the full start grid, or `warm`: from the last optimum and a
 /// lattice of the grid) and summarise the target with a bootstrap; `None` when the law cannot be
 /// fitted.
-pub fn estimate(settings: &Settings, points: &[Point], round: usize, warm: Option<&Law>) -> Option<(Estimate, Vec<Law>, Vec<f64>)> {
+pub fn estimate(settings: &Settings, points: &[Point], round: usize, warm: Option<&Law>) -> Option<Fitted> {
     let full = match warm {
         Some(previous) => warm_fit(settings, points, previous)?,
         None => fit(settings.spec.clone(), points, settings.delta)?,
@@ -181,8 +199,8 @@ pub fn estimate(settings: &Settings, points: &[Point], round: usize, warm: Optio
     };
     let relative_half_width = (interval.upper - interval.lower) / (2.0 * value);
     let drift = scale_drift(settings, points, &full.law);
-    let e = Estimate { estimate: value, lower: interval.lower, upper: interval.upper, relative_half_width, n_opt, d_opt, drift, law: full.law };
-    Some((e, laws, full.log_residuals))
+    let estimate = Estimate { estimate: value, lower: interval.lower, upper: interval.upper, relative_half_width, n_opt, d_opt, drift, law: full.law };
+    Some(Fitted { estimate, laws, log_residuals: full.log_residuals })
 }
 
 /// Between rounds the optimum moves little: the last one and a lattice of 1 in 30 of the form's
@@ -234,7 +252,7 @@ pub fn run(lab: &mut dyn Lab, settings: &Settings, on_round: &mut dyn FnMut(&Rou
     for round in 0.. {
         let points: Vec<Point> =
             observed.iter().enumerate().filter_map(|(j, o)| o.flatten().map(|loss| Point { n: candidates[j].n, d: candidates[j].tokens, loss })).collect();
-        let precise = |fitted: &Option<(Estimate, Vec<Law>, Vec<f64>)>| fitted.as_ref().zip(settings.relative_interval).is_some_and(|(f, r)| f.0.is_precise(r));
+        let precise = |fitted: &Option<Fitted>| fitted.as_ref().zip(settings.relative_interval).is_some_and(|(f, r)| f.estimate.is_precise(r));
         let mut fitted = if round == 0 { None } else { estimate(settings, &points, round, last.as_ref().map(|e: &Estimate| &e.law)) };
         if precise(&fitted) {
             // The answer the loop stops on comes from the full start grid.
@@ -243,14 +261,14 @@ pub fn run(lab: &mut dyn Lab, settings: &Settings, on_round: &mut dyn FnMut(&Rou
         let picks = match settings.history.get(round) {
             Some(decided) => decided.chosen.iter().map(|c| Ok((index_of(&candidates, &c.id)?, c.cost_flops, c.score))).collect::<anyhow::Result<Vec<_>>>()?,
             None if precise(&fitted) => Vec::new(),
-            None => choose(lab, settings, &observed, spent, round, parameters, fitted.as_ref().map(|f| (&f.1, f.2.as_slice(), f.0.drift.as_ref()))),
+            None => choose(lab, settings, &observed, spent, round, parameters, fitted.as_ref()),
         };
         if picks.is_empty() && round > 0 && !precise(&fitted) {
             // Out of budget or candidates: the last answer, too, from the full start grid.
             fitted = estimate(settings, &points, round, None);
         }
         let precise = precise(&fitted);
-        let record_fit = fitted.as_ref().map(|f| f.0.clone());
+        let record_fit = fitted.map(|f| f.estimate);
         let mut record = Round { round, flops_spent: spent, points: points.len(), fit: record_fit, chosen: Vec::new(), stopped: None };
         if let Some(e) = &record.fit {
             last = Some(e.clone());
@@ -297,7 +315,7 @@ fn choose(
     spent: f64,
     round: usize,
     parameters: usize,
-    fit: Option<(&Vec<Law>, &[f64], Option<&Drift>)>,
+    fit: Option<&Fitted>,
 ) -> Vec<(usize, f64, Option<f64>)> {
     let budget_left = settings.max_flops - spent;
     // What candidate j adds given the batch so far, if it is new and still affordable.
@@ -315,14 +333,14 @@ fn choose(
     }
     match settings.strategy {
         Strategy::Adaptive => {
-            let ensemble = fit.and_then(|(laws, residuals, drift)| {
+            let ensemble = fit.and_then(|fit| {
                 let at: Vec<(f64, f64)> = candidates.iter().map(|c| (c.n, c.tokens)).collect();
-                let sigma2 = noise_variance(residuals, parameters);
+                let sigma2 = noise_variance(&fit.log_residuals, parameters);
                 // The law's misfit between a run's scale and the target's (a random walk in log FLOPs).
-                let tau2 = drift.map_or(0.0, |d| d.variance_per_log_flops);
+                let tau2 = fit.estimate.drift.as_ref().map_or(0.0, |d| d.variance_per_log_flops);
                 let target_scale = settings.target.scale_flops().ln();
                 let noise: Vec<f64> = at.iter().map(|&(n, d)| sigma2 + tau2 * (target_scale - (6.0 * n * d).ln()).abs()).collect();
-                Some((Ensemble::new(laws, |l| settings.target.value(l), &at)?, noise))
+                Some((Ensemble::new(&fit.laws, |l| settings.target.value(l), &at)?, noise))
             });
             match ensemble {
                 Some((ensemble, noise)) => {

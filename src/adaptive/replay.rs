@@ -142,9 +142,21 @@ pub struct ReplayReport {
     pub full: Answer,
 }
 
-/// Replay the loop over `table`.
-pub fn replay(table: &Table, columns: &ReplayColumns, drop_highest: usize, settings: &Settings) -> anyhow::Result<ReplayReport> {
+/// Replay the loop over `table`; `max_flops_fraction`, when given, sets the budget as that fraction
+/// of every row's FLOPs (over `settings.max_flops`).
+pub fn replay(
+    table: &Table,
+    columns: &ReplayColumns,
+    drop_highest: usize,
+    settings: &Settings,
+    max_flops_fraction: Option<f64>,
+) -> anyhow::Result<ReplayReport> {
     let mut lab = TableLab::read(table, columns, drop_highest)?;
+    let mut settings = settings.clone();
+    if let Some(x) = max_flops_fraction {
+        settings.max_flops = x * lab.total_flops() * (1.0 + 1e-12);
+    }
+    let settings = &settings;
     let at: Vec<(f64, f64)> = lab.candidates.iter().map(|c| (c.n, c.tokens)).collect();
     settings.target.check_reachable(&at, &table.path.display().to_string())?;
     let total = lab.total_flops();
@@ -152,7 +164,7 @@ pub fn replay(table: &Table, columns: &ReplayColumns, drop_highest: usize, setti
         .ok_or_else(|| {
             anyhow::anyhow!("{}: the law cannot be fitted to all {} rows, so there is nothing to measure the replay against", table.path.display(), at.len())
         })?
-        .0;
+        .estimate;
     let outcome: Outcome = design::run(&mut lab, settings, &mut |_| Ok(()))?;
     let last =
         outcome.last.as_ref().ok_or_else(|| anyhow::anyhow!("{}: the law could not be fitted to the seed design; raise --max-flops", table.path.display()))?;

@@ -119,6 +119,8 @@ struct SweepLab<'a> {
     candidates: Vec<Candidate>,
     /// Each candidate's run in `full.runs`.
     run_of: Vec<usize>,
+    /// Each candidate's trunk in `full.runs` (a branch's), found once.
+    trunk_of: Vec<Option<usize>>,
     /// Each trunk (its index in `full.runs`) and the tokens it is trained to, or will be.
     reach: BTreeMap<usize, u64>,
     /// Candidates chosen so far, in order.
@@ -133,11 +135,6 @@ struct SweepLab<'a> {
 struct Stopped;
 
 impl SweepLab<'_> {
-    fn trunk_of(&self, run: usize) -> Option<usize> {
-        let id = self.full.runs[run].trunk.as_deref()?;
-        self.full.runs.iter().position(|r| r.id == id)
-    }
-
     /// The plan of the runs chosen so far: their trunks (paused where they are needed no further)
     /// and themselves.
     fn round_plan(&self) -> Plan {
@@ -178,11 +175,11 @@ impl Lab for SweepLab<'_> {
 
     fn cost(&self, j: usize, batch: &[usize]) -> f64 {
         let run = &self.full.runs[self.run_of[j]];
-        let Some(trunk) = self.trunk_of(self.run_of[j]) else { return run.own_flops };
+        let Some(trunk) = self.trunk_of[j] else { return run.own_flops };
         let from = run.from_tokens.unwrap_or(0);
         let reach = batch
             .iter()
-            .filter(|&&b| self.trunk_of(self.run_of[b]) == Some(trunk))
+            .filter(|&&b| self.trunk_of[b] == Some(trunk))
             .filter_map(|&b| self.full.runs[self.run_of[b]].from_tokens)
             .chain(self.reach.get(&trunk).copied())
             .max()
@@ -197,7 +194,7 @@ impl Lab for SweepLab<'_> {
             if !self.chosen.contains(&j) {
                 self.chosen.push(j);
             }
-            if let Some(t) = self.trunk_of(self.run_of[j]) {
+            if let Some(t) = self.trunk_of[j] {
                 let from = self.full.runs[self.run_of[j]].from_tokens.unwrap_or(0);
                 let reach = self.reach.entry(t).or_insert(0);
                 *reach = (*reach).max(from);
@@ -214,7 +211,7 @@ impl Lab for SweepLab<'_> {
             crate::stderr_line!("round {round}: training {} run(s)", batch.len());
         }
         let exec = self.executor.execute(&self.sweep, &plan)?;
-        add(&mut self.exec, &exec);
+        self.exec.absorb(&exec);
         if exec.stopped_by_signal.is_some() {
             return Err(Stopped.into());
         }
@@ -228,18 +225,6 @@ impl Lab for SweepLab<'_> {
         let ids: Vec<&str> = batch.iter().map(|&j| self.candidates[j].id.as_str()).collect();
         self.losses(&ids)
     }
-}
-
-fn add(total: &mut ExecReport, one: &ExecReport) {
-    total.executor = one.executor;
-    total.done += one.done;
-    total.diverged += one.diverged;
-    total.failed += one.failed;
-    total.interrupted += one.interrupted;
-    total.paused += one.paused;
-    total.stopped_by_signal = one.stopped_by_signal.or(total.stopped_by_signal);
-    total.cancelled |= one.cancelled;
-    total.waited = one.waited;
 }
 
 /// `windtunnel run SWEEP --adaptive`; `runs_per_round` is the executor's parallel slots unless
@@ -297,6 +282,7 @@ pub fn run(sweep_file: &Path, out_root: &Path, executor: &dyn Executor, slots: u
         delta: 1e-3,
         history,
     };
+    let trunk_of = run_of.iter().map(|&i| full.runs[i].trunk.as_deref().and_then(|id| full.runs.iter().position(|r| r.id == id))).collect();
     let mut lab = SweepLab {
         sweep: sweep.clone(),
         text,
@@ -304,6 +290,7 @@ pub fn run(sweep_file: &Path, out_root: &Path, executor: &dyn Executor, slots: u
         executor,
         candidates,
         run_of,
+        trunk_of,
         reach: BTreeMap::new(),
         chosen: Vec::new(),
         exec: ExecReport::default(),
@@ -370,11 +357,7 @@ pub fn round_line(round: &Round, record: &AdaptiveRecord) -> String {
         None => "seed design".to_string(),
     };
     let spent = format!("{:.3e} FLOPs ({:.1}% of the grid)", round.flops_spent, 100.0 * round.flops_spent / record.grid_flops.max(1.0));
-    let next = match (&round.stopped, round.chosen.len()) {
-        (Some(why), _) => format!("stopped: {why}"),
-        (None, k) => format!("next {k} run(s), {:.3e} FLOPs", round.chosen.iter().map(|c| c.cost_flops).sum::<f64>()),
-    };
-    format!("round {:>2}: {} runs, {spent}: {fit}; {next}", round.round, round.points)
+    format!("round {:>2}: {} runs, {spent}: {fit}; {}", round.round, round.points, round.decision())
 }
 
 fn short(target: &Target) -> &'static str {

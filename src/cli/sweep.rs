@@ -234,15 +234,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         None => windtunnel::stderr_line!("{dir}: {s}"),
     }
     out.table.iter().flat_map(|t| &t.warnings).for_each(|w| windtunnel::stderr_line!("warning: {w}"));
-    if let Some(sig) = s.stopped_by_signal {
-        let why = if s.cancelled { "cancelled by `windtunnel cancel`".to_string() } else { format!("stopped by signal {sig}") };
-        windtunnel::stderr_line!("{why}; run the same command again to resume");
-        return Ok(windtunnel::train::run::exit_interrupted(sig));
+    if let Some(code) = stopped(s, &out.dir)? {
+        return Ok(code);
     }
     if s.submitted.as_ref().is_some_and(|sub| !sub.dry_run) && !s.waited {
         windtunnel::stderr_line!("watch it with `windtunnel status {dir}`; stop it with `windtunnel cancel {dir}`");
     }
-    anyhow::ensure!(s.failed == 0, "{} run(s) failed; see their worker.log in {}", s.failed, SweepDir::new(&out.dir).runs().display());
     if args.json {
         return super::emit_json(&out);
     }
@@ -260,14 +257,22 @@ fn run_adaptive(args: &RunArgs) -> anyhow::Result<u8> {
         ExecutorKind::Slurm => args.parallel.unwrap_or(4),
     };
     let out = windtunnel::adaptive::sweep::run(&args.sweep, &args.out, &*executor(args)?, slots, args.quiet)?;
-    let s = &out.exec;
+    if let Some(code) = stopped(&out.exec, &out.dir)? {
+        return Ok(code);
+    }
+    emit(&out, args.json)
+}
+
+/// How `run` ends when it did not finish cleanly: 128 + the signal that stopped it (`cancel`
+/// counts as SIGTERM), or an error when runs failed; `None` otherwise.
+fn stopped(s: &windtunnel::sweep::executor::ExecReport, dir: &std::path::Path) -> anyhow::Result<Option<u8>> {
     if let Some(sig) = s.stopped_by_signal {
         let why = if s.cancelled { "cancelled by `windtunnel cancel`".to_string() } else { format!("stopped by signal {sig}") };
-        windtunnel::stderr_line!("{}: {why}; run the same command again to resume the rounds", out.dir.display());
-        return Ok(windtunnel::train::run::exit_interrupted(sig));
+        windtunnel::stderr_line!("{}: {why}; run the same command again to resume", dir.display());
+        return Ok(Some(windtunnel::train::run::exit_interrupted(sig)));
     }
-    anyhow::ensure!(s.failed == 0, "{} run(s) failed; see their worker.log in {}", s.failed, SweepDir::new(&out.dir).runs().display());
-    emit(&out, args.json)
+    anyhow::ensure!(s.failed == 0, "{} run(s) failed; see their worker.log in {}", s.failed, SweepDir::new(dir).runs().display());
+    Ok(None)
 }
 
 /// A sweep's status: the files' view, and an adaptive sweep's rounds.

@@ -85,6 +85,21 @@ pub struct CancelReport {
     pub message: String,
 }
 
+impl ExecReport {
+    /// Add what a later execution of the same sweep did (an adaptive sweep's next round).
+    pub fn absorb(&mut self, later: &ExecReport) {
+        self.executor = later.executor;
+        self.done += later.done;
+        self.diverged += later.diverged;
+        self.failed += later.failed;
+        self.interrupted += later.interrupted;
+        self.paused += later.paused;
+        self.stopped_by_signal = later.stopped_by_signal.or(self.stopped_by_signal);
+        self.cancelled |= later.cancelled;
+        self.waited = later.waited;
+    }
+}
+
 impl std::fmt::Display for ExecReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(s) = &self.submitted {
