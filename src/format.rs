@@ -45,6 +45,19 @@ pub fn si3(x: f64) -> String {
     format!("{value:.digits$}{suffix}")
 }
 
+/// Four significant digits: 0.04312, 2.151, 1.234e-5, 6.700e31.
+pub fn sig(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let exponent = x.abs().log10().floor();
+    if (-3.0..5.0).contains(&exponent) {
+        format!("{:.*}", (3.0 - exponent).max(0.0) as usize, x)
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,138 @@ pub enum FitCommand {
     #[command(after_help = "Examples:\n  windtunnel fit hparams --input results/step-law-hparams\n  \
                             windtunnel fit hparams --input runs.csv --n N --tokens D --lr lr --batch bsz --loss loss --json")]
     Hparams(FitHparamsArgs),
+    /// The schedule-aware curve law (multi-power, or annealing): every evaluation of every run,
+    /// each run's learning rate at every step; predicts held-out runs, schedules never run, and
+    /// the best decay.
+    #[command(after_help = "Examples:\n  windtunnel fit curve --input results/curve-law\n  \
+                            windtunnel fit curve --input results/curve-law --fit-runs 'trunk|exp-10/branch@(98304|393216)' --predict-runs 'branch|cosine'\n  \
+                            windtunnel fit curve --input results/curve-law --predict-schedule 'wsd:tokens=786432,decay_fraction=0.2,decay=1-sqrt'\n  \
+                            windtunnel fit curve --input results/curve-law --optimize-decay --tokens 786432\n  \
+                            windtunnel fit curve --input wandb.csv --run name --step _step --lr lr --loss val_loss --form annealing --chart curves.svg --json\n\n\
+                            A sweep's runs are named `ID wWIDTH GRID/KIND@TOKENS` (a branch: @ its branch point); --fit-runs and \
+                            --predict-runs match those names. On a sweep the chart goes to DIR/plots/curve-law.svg.")]
+    Curve(Box<FitCurveArgs>),
+}
+
+#[derive(Args)]
+pub struct FitCurveArgs {
+    /// A sweep directory, or a long CSV or Parquet table with one row per logged step.
+    #[arg(long)]
+    input: std::path::PathBuf,
+    /// The law: multi-power (Luo et al. 2025) or annealing (Tissue et al. 2024).
+    #[arg(long, default_value = "multi-power")]
+    form: windtunnel::fit::curve::form::CurveFormKind,
+    /// One law over all model sizes: L0, A and α per size, the response to the decay (K, φ) shared.
+    #[arg(long)]
+    joint: bool,
+    /// Fit only the runs whose name this regular expression matches [default: every finished run
+    /// not predicted].
+    #[arg(long, value_name = "REGEX")]
+    fit_runs: Option<regex::Regex>,
+    /// Predict the runs this matches (and that are not fitted) from the others, and compare.
+    #[arg(long, value_name = "REGEX")]
+    predict_runs: Option<regex::Regex>,
+    /// A schedule to predict for every group, e.g. 'wsd:tokens=786432,decay_fraction=0.1,decay=1-sqrt',
+    /// 'cosine:tokens=786432,final_lr_fraction=0.1' or 'constant:steps=800' (repeatable; decay_fraction
+    /// is the share of the whole run).
+    #[arg(long = "predict-schedule", value_name = "SPEC")]
+    predict_schedule: Vec<windtunnel::fit::curve::schedules::ScheduleRequest>,
+    /// Find the decay shape and length that minimise the final loss at --tokens T (on a sweep) or
+    /// --at-tokens T, with the gain over the sweep's own decay.
+    #[arg(long)]
+    optimize_decay: bool,
+    /// The run length --optimize-decay optimises for (tokens; steps where the runs logged none).
+    #[arg(long, value_name = "T")]
+    at_tokens: Option<f64>,
+    /// Table: the column naming each run.
+    #[arg(long, default_value = "run")]
+    run: String,
+    /// Table: the step column.
+    #[arg(long, default_value = "step")]
+    step: String,
+    /// Table: the learning rate at each step (linear between rows).
+    #[arg(long, default_value = "lr")]
+    lr: String,
+    /// Table: the evaluated loss (empty where a step was not evaluated).
+    #[arg(long, default_value = "loss")]
+    loss: String,
+    /// Table: the column of tokens seen (gives tokens per step). On a sweep: the run length for
+    /// --optimize-decay.
+    #[arg(long, value_name = "COL|T")]
+    tokens: Option<String>,
+    /// Table: fit each value of this column separately [default: one law over every run].
+    #[arg(long)]
+    group: Option<String>,
+    /// Bootstrap refits over runs, for the intervals of --predict-schedule and --optimize-decay.
+    #[arg(long, default_value_t = 100)]
+    bootstrap: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to draw the chart [default on a sweep: DIR/plots/curve-law.svg; on a table: none].
+    #[arg(long)]
+    chart: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value = "svg")]
+    format: windtunnel::plot::ImageFormat,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `fit curve` on a sweep directory or a long table.
+fn fit_curve(args: &FitCurveArgs) -> anyhow::Result<u8> {
+    use windtunnel::fit::curve::{data, report};
+    let sweep = SweepDir::new(&args.input);
+    let mut options = report::CurveOptions {
+        form: args.form,
+        joint: args.joint,
+        fit_runs: args.fit_runs.clone(),
+        predict_runs: args.predict_runs.clone(),
+        bootstrap: args.bootstrap,
+        seed: args.seed,
+        schedules: args.predict_schedule.clone(),
+        optimize_decay_tokens: None,
+        reference_decay: None,
+    };
+    let positive = |flag: &str, t: f64| if t.is_finite() && t >= 1.0 { Ok(t) } else { Err(anyhow::anyhow!("{flag} {t}: give a run length of at least 1")) };
+    let (curves, name, chart) = if sweep.exists() {
+        let results = windtunnel::results::SweepResults::load(&args.input)?;
+        let tokens = match &args.tokens {
+            Some(t) => Some(
+                t.parse::<f64>()
+                    .ok()
+                    .with_context(|| format!("--tokens {t}: on a sweep, --tokens is the run length for --optimize-decay (a number of tokens)"))?,
+            ),
+            None => None,
+        };
+        options.reference_decay = results.branch_decay();
+        options.optimize_decay_tokens = args.at_tokens.or(tokens).map(|t| positive("--tokens", t)).transpose()?;
+        let chart = args.chart.clone().unwrap_or_else(|| sweep.plots().join(format!("curve-law.{}", args.format.extension())));
+        (results.loss_curves(), results.plan.name.clone(), Some(chart))
+    } else {
+        let columns = data::LongColumns {
+            run: args.run.clone(),
+            step: args.step.clone(),
+            lr: args.lr.clone(),
+            loss: args.loss.clone(),
+            tokens: args.tokens.clone(),
+            group: args.group.clone(),
+        };
+        options.optimize_decay_tokens = args.at_tokens.map(|t| positive("--at-tokens", t)).transpose()?;
+        let name = args.input.file_stem().map_or("curves".into(), |s| s.to_string_lossy().to_string());
+        (data::read_long_table(&args.input, &columns)?, name, args.chart.clone())
+    };
+    anyhow::ensure!(
+        !args.optimize_decay || options.optimize_decay_tokens.is_some(),
+        "--optimize-decay needs the run length: --tokens T on a sweep, --at-tokens T on a table"
+    );
+    if !args.optimize_decay {
+        options.optimize_decay_tokens = None;
+    }
+    let mut report = report::fit_curves(&curves, &options)?;
+    if let Some(path) = chart {
+        windtunnel::plot::write_curve_chart(&name, &report, &path, args.format)?;
+        report.chart = Some(path);
+    }
+    emit(&report, args.json)
 }
 
 #[derive(Args)]
@@ -325,6 +457,7 @@ impl FitLawArgs {
 
 pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
     match command {
+        FitCommand::Curve(args) => fit_curve(&args),
         FitCommand::Law(args) => {
             let definition = args.definition()?;
             if let Some(column) = &args.group_e {

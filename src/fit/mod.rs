@@ -8,6 +8,7 @@
 pub mod allocation;
 pub mod bootstrap;
 pub mod commands;
+pub mod curve;
 pub mod filter;
 pub mod form;
 pub mod grouped;

@@ -5,6 +5,7 @@ use plotters::style::RGBColor;
 
 use super::figure::{category_color, ordered_color, Axis, Figure, LegendPosition, Panel, Series, Style, GREY};
 use crate::fit::allocation::{AllocationReport, Frontier, Outcome};
+use crate::fit::curve::report::CurveReport;
 use crate::fit::law::{Law, Point};
 use crate::fit::log_space;
 use crate::fit::transfer::mean_loss_by_lr;
@@ -496,4 +497,50 @@ pub fn coord_check(result: &CoordCheckResult) -> Result<Figure, String> {
         Parameterization::Sp => "SP",
     };
     Ok(Figure { share_y: true, ..figure(&format!("coordinate check ({name}): flat lines = width-stable activations"), panels) })
+}
+
+/// The curve law (`fit curve`): per group, the evaluations of every run with the law's curve
+/// through the fitted runs (solid) and its predictions for the held-out runs and the requested
+/// schedules (dashed), and a last panel of the relative residuals at every evaluation.
+pub fn curve_law(name: &str, report: &CurveReport) -> Result<Figure, String> {
+    const BLUE: RGBColor = RGBColor(31, 119, 180);
+    let mut panels = Vec::new();
+    let mut residuals: Vec<Series> = Vec::new();
+    for g in &report.groups {
+        let mut series = Vec::new();
+        let mut labelled = [false; 4];
+        let mut label = |i: usize, text: &str| (!std::mem::replace(&mut labelled[i], true)).then(|| text.to_string());
+        let runs = report.fitted.iter().chain(&report.runs).filter(|r| r.group == g.group);
+        for r in runs {
+            let observed: Vec<(f64, f64)> = r.curve.iter().filter_map(|p| p.actual.map(|a| (p.tokens, a))).collect();
+            let predicted: Vec<(f64, f64)> = r.curve.iter().map(|p| (p.tokens, p.predicted)).collect();
+            let (color, style, text) =
+                if r.held_out { (RED, Style::Dashed { width: 1 }, "predicted (held out)") } else { (BLUE, Style::Line { width: 1 }, "fitted law") };
+            series.push(Series::new(label(if r.held_out { 0 } else { 1 }, text), color, style, predicted));
+            series.push(Series::new(label(2, "evaluations"), BLACK, Style::Markers { size: 2 }, observed));
+            let rel: Vec<(f64, f64)> = r.curve.iter().filter_map(|p| p.actual.map(|a| (p.tokens, 100.0 * (p.predicted - a) / a))).collect();
+            residuals.push(Series::new(None, if r.held_out { RED } else { BLUE }, Style::Markers { size: 2 }, rel));
+        }
+        for s in report.schedules.iter().filter(|s| s.group == g.group) {
+            let points = s.curve.iter().map(|p| (p.tokens, p.predicted)).collect();
+            series.push(Series::new(label(3, "schedules not run"), GREY, Style::Dashed { width: 1 }, points));
+        }
+        if series.is_empty() {
+            continue;
+        }
+        panels.push(Panel { title: g.group.clone(), x: Axis::log("tokens"), y: Axis::linear("eval loss (nats)"), series, legend: LegendPosition::UpperRight });
+    }
+    if panels.is_empty() {
+        return Err("no run to draw".into());
+    }
+    if !residuals.is_empty() {
+        let (x0, x1) = span(residuals.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
+        residuals.push(Series::new(None, GREY, Style::Dashed { width: 1 }, vec![(x0, 0.0), (x1, 0.0)]));
+        let title = match (report.median_relative_error, report.max_relative_error) {
+            (Some(m), Some(x)) => format!("every evaluation; held-out finals: median |error| {:.2}%, largest {:.2}%", 100.0 * m, 100.0 * x),
+            _ => "residuals".to_string(),
+        };
+        panels.push(Panel { title, x: Axis::log("tokens"), y: Axis::linear("(L̂ − L) / L  (%)"), series: residuals, legend: LegendPosition::None });
+    }
+    Ok(figure(&format!("{name}: the {} curve law", report.form), panels))
 }

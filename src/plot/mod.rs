@@ -157,6 +157,12 @@ pub fn allocation_table(
     Ok(report)
 }
 
+/// `windtunnel fit curve`: the curve law's chart (see [`charts::curve_law`]) into `path`.
+pub fn write_curve_chart(name: &str, report: &crate::fit::curve::report::CurveReport, path: &Path, format: ImageFormat) -> anyhow::Result<()> {
+    let figure = charts::curve_law(name, report).map_err(anyhow::Error::msg)?;
+    write_figure(&figure, path, format)
+}
+
 /// `windtunnel plot --coord-check FILE.json`: the coordinate check, beside the file unless `out`.
 pub fn plot_coord_check(file: &Path, format: ImageFormat, out: Option<&Path>) -> anyhow::Result<PlotSummary> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;

@@ -18,6 +18,8 @@
 //! Each fit is its report or the reason it could not be made (too few points, no learning-rate
 //! scan, one batch size).
 
+pub mod curves;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

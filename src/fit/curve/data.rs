@@ -1,0 +1,303 @@
+//! Loss curves with their learning-rate schedules: what a curve law is fitted to and predicts.
+//!
+//! A [`Curve`] is one run: the learning rate of every step (1 to T) and the losses evaluated at
+//! some of them. A sweep's curves are rebuilt from its runs' configs (`results::curves`); other
+//! trainers' come from a long table, one row per logged step ([`read_long_table`]).
+//!
+//! For the fit, each evaluation after the warmup becomes a [`Point`]: the area under the schedule
+//! up to it and the decrements of the rate before it ([`Decrement`]), with rates taken relative to
+//! the fit's reference rate (the largest peak among its curves), so S₁ counts steps at the peak.
+
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::form::Decrement;
+use crate::fit::input::Table;
+
+/// One run's loss curve and the learning rate of each of its steps.
+#[derive(Debug, Clone, Serialize)]
+pub struct Curve {
+    /// The run's name: what `--fit-runs` and `--predict-runs` match.
+    pub run: String,
+    /// The fit the run belongs to (one model size and peak rate; every run, for a table without
+    /// `--group`).
+    pub group: String,
+    /// η at steps 1..=T.
+    #[serde(skip)]
+    pub lr: Vec<f64>,
+    /// Tokens per step, when known.
+    pub tokens_per_step: Option<f64>,
+    /// (step, loss) of every evaluation, steps rising.
+    pub evals: Vec<(u64, f64)>,
+    /// Whether the run has ended (its last evaluation is its final loss).
+    pub finished: bool,
+}
+
+impl Curve {
+    /// T: the run's last step.
+    pub fn steps(&self) -> u64 {
+        self.lr.len() as u64
+    }
+
+    /// The peak learning rate.
+    pub fn peak_lr(&self) -> f64 {
+        self.lr.iter().copied().fold(0.0, f64::max)
+    }
+
+    /// Steps 1..=W of the warmup: up to the first step at the peak rate.
+    pub fn warmup_steps(&self) -> usize {
+        let peak = self.peak_lr();
+        self.lr.iter().position(|&x| x == peak).map_or(0, |i| i + 1)
+    }
+
+    /// The loss evaluated at the run's last step, when the run has ended.
+    pub fn final_loss(&self) -> Option<f64> {
+        self.evals.last().filter(|(s, _)| self.finished && *s == self.steps()).map(|e| e.1)
+    }
+
+    /// The last step still at the peak rate: where a WSD run's decay starts (its end for a run
+    /// that never decays).
+    pub fn decay_start(&self) -> u64 {
+        let peak = self.peak_lr();
+        self.lr.iter().rposition(|&x| x == peak).map_or(0, |i| i as u64 + 1)
+    }
+
+    /// Tokens after `step`, or the step itself when tokens per step are unknown.
+    pub fn tokens_at(&self, step: u64) -> f64 {
+        step as f64 * self.tokens_per_step.unwrap_or(1.0)
+    }
+}
+
+/// The area up to step `t` (1-based) of `lr` and the decrements after the warmup before it, rates
+/// divided by `lr_ref`. `prefix[k]` is Σ_{τ≤k} η_τ / lr_ref.
+pub(crate) fn schedule_at(lr: &[f64], prefix: &[f64], warmup: usize, lr_ref: f64, t: usize, out: &mut Vec<Decrement>) -> f64 {
+    for k in (warmup + 1).max(2)..=t {
+        let (before, now) = (lr[k - 2] / lr_ref, lr[k - 1] / lr_ref);
+        let drop = before - now;
+        if drop != 0.0 {
+            out.push(Decrement { drop, ln_lr: now.ln(), area_since: prefix[t] - prefix[k - 1], steps_since: (t - k + 1) as f64 });
+        }
+    }
+    prefix[t]
+}
+
+/// Σ_{τ≤k} η_τ / lr_ref for k = 0..=T.
+pub(crate) fn prefix_area(lr: &[f64], lr_ref: f64) -> Vec<f64> {
+    let mut prefix = Vec::with_capacity(lr.len() + 1);
+    prefix.push(0.0);
+    let mut sum = 0.0;
+    for &x in lr {
+        sum += x / lr_ref;
+        prefix.push(sum);
+    }
+    prefix
+}
+
+/// One evaluation as a fit sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Point {
+    /// Index of the point's group among the fit's groups.
+    pub group: usize,
+    /// Index of its curve among the fit's curves.
+    pub curve: usize,
+    /// S₁ at the point.
+    pub area: f64,
+    pub loss: f64,
+    /// Its decrements in [`Points::decrements`].
+    pub range: Range<usize>,
+}
+
+/// The points of a set of curves, with their decrements in one array.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Points {
+    pub points: Vec<Point>,
+    pub decrements: Vec<Decrement>,
+}
+
+impl Points {
+    /// Every evaluation after its curve's warmup; `group_of[c]` is curve c's group index.
+    pub fn of(curves: &[&Curve], group_of: &[usize], lr_ref: f64) -> Self {
+        let mut out = Self::default();
+        for (c, curve) in curves.iter().enumerate() {
+            let prefix = prefix_area(&curve.lr, lr_ref);
+            let warmup = curve.warmup_steps();
+            for &(step, loss) in &curve.evals {
+                let t = step as usize;
+                if t <= warmup || t > curve.lr.len() {
+                    continue;
+                }
+                let start = out.decrements.len();
+                let area = schedule_at(&curve.lr, &prefix, warmup, lr_ref, t, &mut out.decrements);
+                out.points.push(Point { group: group_of[c], curve: c, area, loss, range: start..out.decrements.len() });
+            }
+        }
+        out
+    }
+
+    pub fn decrements(&self, p: &Point) -> &[Decrement] {
+        &self.decrements[p.range.clone()]
+    }
+}
+
+/// Which columns of a long table hold the curves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LongColumns {
+    pub run: String,
+    pub step: String,
+    pub lr: String,
+    pub loss: String,
+    pub tokens: Option<String>,
+    pub group: Option<String>,
+}
+
+/// Curves from a long CSV or Parquet table: one row per logged step, `lr` the rate at that step
+/// (linear between rows; before a run's first row, the first row's rate), `loss` empty where the
+/// step was not evaluated. Every run must have its rows in rising steps, finite non-negative
+/// rates and at least one loss; errors name the file, the row and the fix.
+pub fn read_long_table(path: &Path, columns: &LongColumns) -> anyhow::Result<Vec<Curve>> {
+    let table = Table::read(path)?;
+    let file = table.path.display().to_string();
+    let run = table.column(&columns.run)?;
+    let step = table.numbers(&columns.step)?;
+    let lr = table.numbers(&columns.lr)?;
+    let loss = table.numbers(&columns.loss)?;
+    let loss_column = table.column(&columns.loss)?;
+    let tokens = columns.tokens.as_deref().map(|c| table.numbers(c)).transpose()?;
+    let group = columns.group.as_deref().map(|c| table.column(c)).transpose()?;
+    let mut order: Vec<String> = Vec::new();
+    let mut rows: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+    for (i, r) in table.rows.iter().enumerate() {
+        let name = r[run].clone();
+        if !rows.contains_key(&name) {
+            order.push(name.clone());
+        }
+        rows.entry(name).or_default().push(i);
+    }
+    let mut curves = Vec::new();
+    for name in order {
+        let rows = &rows[&name];
+        let line = |i: usize| i + 2;
+        let mut last_step = -1.0;
+        for &i in rows {
+            let s = step[i];
+            anyhow::ensure!(
+                s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s < 1e9,
+                "{file} line {}: `{}` = {s} is not a step count (a whole number from 0); fix the row or choose the step column with --step",
+                line(i),
+                columns.step
+            );
+            anyhow::ensure!(
+                s > last_step,
+                "{file} line {}: run `{name}` goes from step {last_step} back to {s}; a run's rows must have rising steps (sort the file by run and step, and drop repeated rows)",
+                line(i)
+            );
+            last_step = s;
+            anyhow::ensure!(
+                lr[i].is_finite() && lr[i] >= 0.0,
+                "{file} line {}: run `{name}` has learning rate {} at step {s}; every row needs a finite, non-negative `{}`",
+                line(i),
+                lr[i],
+                columns.lr
+            );
+            let cell = table.rows[i][loss_column].trim();
+            anyhow::ensure!(
+                cell.is_empty() || loss[i].is_finite() && loss[i] > 0.0,
+                "{file} line {}: run `{name}` has loss `{cell}` at step {s}; a loss is positive and finite, or left empty where the step was not evaluated",
+                line(i)
+            );
+        }
+        let last = step[*rows.last().unwrap()] as usize;
+        anyhow::ensure!(last >= 1, "{file}: run `{name}` has no step after 0; a curve needs steps to fit");
+        // The rate of every step: linear between the logged rows.
+        let mut schedule = Vec::with_capacity(last);
+        let mut j = 0;
+        for k in 1..=last {
+            while j + 1 < rows.len() && step[rows[j + 1]] < k as f64 {
+                j += 1;
+            }
+            let (a, b) = (rows[j], rows[(j + 1).min(rows.len() - 1)]);
+            let x = if step[b] > step[a] { ((k as f64 - step[a]) / (step[b] - step[a])).clamp(0.0, 1.0) } else { 0.0 };
+            schedule.push(if (k as f64) <= step[a] { lr[a] } else { lr[a] + (lr[b] - lr[a]) * x });
+        }
+        let evals: Vec<(u64, f64)> = rows.iter().filter(|&&i| loss[i].is_finite() && step[i] >= 1.0).map(|&i| (step[i] as u64, loss[i])).collect();
+        anyhow::ensure!(
+            !evals.is_empty(),
+            "{file}: run `{name}` has no loss at any step after 0; give its evaluated losses in `{}`, or leave the run out",
+            columns.loss
+        );
+        anyhow::ensure!(schedule.iter().any(|&x| x > 0.0), "{file}: run `{name}` has a learning rate of 0 at every step; check the `{}` column", columns.lr);
+        let last_row = *rows.last().unwrap();
+        let tokens_per_step = tokens.as_ref().map(|t| t[last_row] / step[last_row]).filter(|t| t.is_finite() && *t > 0.0);
+        let group = group.map_or_else(|| "all".to_string(), |g| table.rows[rows[0]][g].clone());
+        curves.push(Curve { run: name, group, lr: schedule, tokens_per_step, evals, finished: true });
+    }
+    anyhow::ensure!(!curves.is_empty(), "{file} has no rows; a curve table has one row per logged step");
+    Ok(curves)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> std::path::PathBuf {
+        let p = dir.join("curves.csv");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn columns() -> LongColumns {
+        LongColumns { run: "run".into(), step: "step".into(), lr: "lr".into(), loss: "loss".into(), tokens: Some("tokens".into()), group: None }
+    }
+
+    #[test]
+    fn rates_are_interpolated_between_rows_and_losses_kept_where_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "run,step,tokens,lr,loss\na,1,100,0.5,\na,3,300,1.0,4.0\na,5,500,0.0,3.0\n");
+        let c = &read_long_table(&p, &columns()).unwrap()[0];
+        assert_eq!(c.lr, vec![0.5, 0.75, 1.0, 0.5, 0.0]);
+        assert_eq!(c.evals, vec![(3, 4.0), (5, 3.0)]);
+        assert_eq!(c.tokens_per_step, Some(100.0));
+        assert_eq!((c.warmup_steps(), c.decay_start(), c.final_loss()), (3, 3, Some(3.0)));
+    }
+
+    #[test]
+    fn bad_curve_files_are_refused_with_the_row_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("run,step,tokens,lr\na,1,1,1\n", "no column `loss`"),
+            ("run,step,tokens,lr,loss\na,2,1,1,3\na,1,1,1,3\n", "line 3: run `a` goes from step 2 back to 1"),
+            ("run,step,tokens,lr,loss\na,1,1,-1,3\n", "line 2: run `a` has learning rate -1"),
+            ("run,step,tokens,lr,loss\na,1,1,NaN,3\n", "line 2: run `a` has learning rate NaN"),
+            ("run,step,tokens,lr,loss\na,1,1,1,\na,2,1,1,\n", "run `a` has no loss"),
+            ("run,step,tokens,lr,loss\na,1,1,1,-2\n", "line 2: run `a` has loss `-2`"),
+            ("run,step,tokens,lr,loss\na,1.5,1,1,2\n", "line 2: `step` = 1.5"),
+        ];
+        for (text, want) in cases {
+            let p = write(dir.path(), text);
+            let e = format!("{:#}", read_long_table(&p, &columns()).unwrap_err());
+            assert!(e.contains(want) && e.contains("curves.csv"), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn points_carry_the_area_and_the_decrements_after_the_warmup() {
+        let curve = Curve {
+            run: "a".into(),
+            group: "g".into(),
+            lr: vec![0.5, 1.0, 1.0, 0.5, 0.25],
+            tokens_per_step: None,
+            evals: vec![(1, 9.0), (3, 5.0), (5, 4.0)],
+            finished: true,
+        };
+        let pts = Points::of(&[&curve], &[0], 1.0);
+        assert_eq!(pts.points.len(), 2, "the evaluation in the warmup is left out");
+        let last = &pts.points[1];
+        assert_eq!(last.area, 3.25);
+        let d = pts.decrements(last);
+        assert_eq!(d.len(), 2);
+        assert_eq!((d[0].drop, d[0].area_since, d[0].steps_since), (0.5, 0.75, 2.0));
+        assert_eq!((d[1].drop, d[1].area_since, d[1].steps_since), (0.25, 0.25, 1.0));
+    }
+}

@@ -1,0 +1,471 @@
+//! `fit curve`: fit the curve law on some runs, predict the others and schedules never run, and
+//! say how well it did, against a naive baseline.
+//!
+//! **The baseline** a reader would otherwise use: in each group, take the curve that never decays
+//! (the WSD trunk, the group's run with the most evaluations among those), and the mean drop of the
+//! fitted decays (the trunk's loss where each decay starts, less the decay's final loss); a run is
+//! predicted as the trunk's loss where its decay starts, less that mean drop. A run whose rate is
+//! at the peak for less than half of it (a cosine) is measured from its end instead. The trunk is
+//! read between evaluations linearly, and as flat past its last.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use serde::Serialize;
+
+use super::data::Curve;
+use super::fit::{bootstrap, fit_theta, laws_of, CurveLaw, FitData};
+use super::form::CurveFormKind;
+use super::schedules::{decay_fractions, GroupFrame, ScheduleRequest, DECAY_SHAPES};
+use crate::fit::bootstrap::Interval;
+use crate::train::schedule::DecayShape;
+
+/// What to fit and predict.
+#[derive(Debug, Clone)]
+pub struct CurveOptions {
+    pub form: CurveFormKind,
+    /// One law over all groups, sharing the schedule response (see `fit.rs`).
+    pub joint: bool,
+    /// Runs the law is fitted on (default: every run not predicted).
+    pub fit_runs: Option<Regex>,
+    /// Runs predicted without their data (default: none).
+    pub predict_runs: Option<Regex>,
+    pub bootstrap: usize,
+    pub seed: u64,
+    pub schedules: Vec<ScheduleRequest>,
+    /// `--optimize-decay`: the run length, in tokens (or steps where runs logged no tokens).
+    pub optimize_decay_tokens: Option<f64>,
+    /// The decay the sweep used (shape and share of the run), for `--optimize-decay`'s gain.
+    pub reference_decay: Option<(DecayShape, f64)>,
+}
+
+/// One group's fit.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupFit {
+    pub group: String,
+    /// The runs fitted.
+    pub runs: Vec<String>,
+    pub points: usize,
+    pub params: BTreeMap<String, f64>,
+    /// Over the fitted evaluations: the median and largest |L̂ − L| / L.
+    pub fit_median_relative_error: f64,
+    pub fit_max_relative_error: f64,
+    /// Bootstrap replicates that refitted.
+    pub bootstrap: usize,
+    #[serde(skip)]
+    pub law: CurveLaw,
+    #[serde(skip)]
+    pub replicates: Vec<CurveLaw>,
+}
+
+/// One point of a predicted curve.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CurvePoint {
+    pub step: u64,
+    pub tokens: f64,
+    pub lr: f64,
+    pub predicted: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual: Option<f64>,
+}
+
+/// A run's final loss, predicted and actual.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunPrediction {
+    pub run: String,
+    pub group: String,
+    /// Predicted without its own data (`--predict-runs`), or fitted.
+    pub held_out: bool,
+    pub predicted_final: f64,
+    /// `None` while the run has not ended: the prediction is where it is heading.
+    pub actual_final: Option<f64>,
+    pub relative_error: Option<f64>,
+    pub baseline_final: Option<f64>,
+    pub baseline_relative_error: Option<f64>,
+    pub curve: Vec<CurvePoint>,
+}
+
+/// A schedule that was not run, predicted for one group.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchedulePrediction {
+    pub schedule: String,
+    pub group: String,
+    pub steps: u64,
+    pub predicted_final: f64,
+    /// 95% bootstrap interval over runs.
+    pub interval: Option<Interval>,
+    pub curve: Vec<CurvePoint>,
+}
+
+/// `--optimize-decay` for one group.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecayOptimum {
+    pub group: String,
+    pub tokens: f64,
+    /// The best of each shape: (shape, decay fraction of the run, predicted final loss).
+    pub best_per_shape: Vec<(String, f64, f64)>,
+    pub best_shape: String,
+    pub best_fraction: f64,
+    pub best_final: f64,
+    /// The sweep's own decay at this length, and what the best gains over it (95% interval).
+    pub reference: Option<(String, f64, f64)>,
+    pub gain: Option<Interval>,
+}
+
+/// Everything `fit curve` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurveReport {
+    pub form: CurveFormKind,
+    pub formula: &'static str,
+    pub joint: bool,
+    pub groups: Vec<GroupFit>,
+    /// The predicted runs (`--predict-runs`), else every fitted run.
+    pub runs: Vec<RunPrediction>,
+    /// With `--predict-runs`: the fitted runs, in-sample.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fitted: Vec<RunPrediction>,
+    /// Over `runs` with an actual final loss: median and largest |relative error|.
+    pub median_relative_error: Option<f64>,
+    pub max_relative_error: Option<f64>,
+    pub baseline_median_relative_error: Option<f64>,
+    pub baseline_max_relative_error: Option<f64>,
+    pub schedules: Vec<SchedulePrediction>,
+    pub decay_optima: Vec<DecayOptimum>,
+    pub notes: Vec<String>,
+    /// Where the chart was written.
+    pub chart: Option<std::path::PathBuf>,
+}
+
+/// Fit, predict, and compare (see the module doc).
+pub fn fit_curves(curves: &[Curve], options: &CurveOptions) -> anyhow::Result<CurveReport> {
+    let predicted = |c: &Curve| options.predict_runs.as_ref().is_some_and(|r| r.is_match(&c.run));
+    let fitted = |c: &Curve| c.finished && options.fit_runs.as_ref().map_or(!predicted(c), |r| r.is_match(&c.run));
+    let fit: Vec<&Curve> = curves.iter().filter(|c| fitted(c)).collect();
+    anyhow::ensure!(!fit.is_empty(), "no finished run matches --fit-runs; the runs are:\n  {}", names(curves));
+    let mut groups: Vec<String> = Vec::new();
+    for c in &fit {
+        if !groups.contains(&c.group) {
+            groups.push(c.group.clone());
+        }
+    }
+    let mut notes = Vec::new();
+    let fits = fit_groups(&fit, &groups, options, &mut notes)?;
+    let held_out: Vec<&Curve> = curves.iter().filter(|c| predicted(c) && !fitted(c)).collect();
+    let shown: Vec<&Curve> = if options.predict_runs.is_some() { held_out } else { fit.clone() };
+    let mut runs = Vec::new();
+    for c in shown {
+        match fits.iter().find(|g| g.group == c.group) {
+            Some(g) => runs.push(predict_run(c, g, &fit, options.predict_runs.is_some())),
+            None => notes.push(format!("{}: no law for its group `{}` (none of its runs were fitted)", c.run, c.group)),
+        }
+    }
+    let fitted_runs: Vec<RunPrediction> = if options.predict_runs.is_some() {
+        fit.iter().filter_map(|c| fits.iter().find(|g| g.group == c.group).map(|g| predict_run(c, g, &fit, false))).collect()
+    } else {
+        Vec::new()
+    };
+    let errors: Vec<f64> = runs.iter().filter_map(|r| r.relative_error.map(f64::abs)).collect();
+    let baseline: Vec<f64> = runs.iter().filter_map(|r| r.baseline_relative_error.map(f64::abs)).collect();
+    let mut schedules = Vec::new();
+    let mut decay_optima = Vec::new();
+    for g in &fits {
+        let members: Vec<&Curve> = fit.iter().copied().filter(|c| c.group == g.group).collect();
+        let frame = GroupFrame::of(&members);
+        for request in &options.schedules {
+            schedules.push(predict_schedule(request, g, &frame).map_err(|e| anyhow::anyhow!("--predict-schedule {e}"))?);
+        }
+        if let Some(tokens) = options.optimize_decay_tokens {
+            decay_optima.push(optimize_decay(tokens, g, &frame, options.reference_decay).map_err(|e| anyhow::anyhow!("--optimize-decay: {e}"))?);
+        }
+    }
+    Ok(CurveReport {
+        form: options.form,
+        formula: options.form.form().formula(),
+        joint: options.joint,
+        groups: fits,
+        runs,
+        fitted: fitted_runs,
+        median_relative_error: median(&errors),
+        max_relative_error: errors.iter().copied().reduce(f64::max),
+        baseline_median_relative_error: median(&baseline),
+        baseline_max_relative_error: baseline.iter().copied().reduce(f64::max),
+        schedules,
+        decay_optima,
+        notes,
+        chart: None,
+    })
+}
+
+fn names(curves: &[Curve]) -> String {
+    curves.iter().map(|c| c.run.as_str()).collect::<Vec<_>>().join("\n  ")
+}
+
+pub(crate) fn median(v: &[f64]) -> Option<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(s[n / 2]),
+        n => Some(0.5 * (s[n / 2 - 1] + s[n / 2])),
+    }
+}
+
+/// The law of every group (jointly or one by one), with bootstrap replicates.
+fn fit_groups(fit: &[&Curve], groups: &[String], options: &CurveOptions, notes: &mut Vec<String>) -> anyhow::Result<Vec<GroupFit>> {
+    let parameters = 4 + options.form.form().shape_parameters().len();
+    let sets: Vec<Vec<&String>> = if options.joint { vec![groups.iter().collect()] } else { groups.iter().map(|g| vec![g]).collect() };
+    let mut out = Vec::new();
+    for set in sets {
+        let members: Vec<&Curve> = fit.iter().copied().filter(|c| set.contains(&&c.group)).collect();
+        let group_of: Vec<usize> = members.iter().map(|c| set.iter().position(|g| **g == c.group).unwrap_or(0)).collect();
+        let data = FitData::new(&members, &group_of, set.len());
+        let needed = parameters + 3 * (set.len() - 1);
+        if data.points.points.len() <= needed {
+            notes.push(format!(
+                "{}: {} evaluations after the warmup, too few for the law's {needed} parameters; not fitted",
+                set.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                data.points.points.len()
+            ));
+            continue;
+        }
+        let weight = vec![1.0; members.len()];
+        let Some((theta, _)) = fit_theta(options.form, &data, &weight) else {
+            notes.push(format!("{}: the fit did not converge", set.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+            continue;
+        };
+        let laws = laws_of(options.form, &data, &theta);
+        let replicates: Vec<Vec<CurveLaw>> =
+            bootstrap(options.form, &data, &theta, members.len(), options.bootstrap, options.seed).iter().map(|t| laws_of(options.form, &data, t)).collect();
+        for (g, (name, law)) in set.iter().zip(laws).enumerate() {
+            let group_curves: Vec<&Curve> = members.iter().copied().filter(|c| &c.group == *name).collect();
+            let residuals: Vec<f64> = group_curves
+                .iter()
+                .flat_map(|c| {
+                    let steps: Vec<u64> = c.evals.iter().filter(|e| e.0 as usize > c.warmup_steps()).map(|e| e.0).collect();
+                    let predicted = law.predict(&c.lr, &steps);
+                    c.evals.iter().filter(|e| e.0 as usize > c.warmup_steps()).zip(predicted).map(|((_, l), p)| ((p - l) / l).abs()).collect::<Vec<_>>()
+                })
+                .collect();
+            out.push(GroupFit {
+                group: (*name).clone(),
+                runs: group_curves.iter().map(|c| c.run.clone()).collect(),
+                points: residuals.len(),
+                params: law.named().into_iter().map(|(k, _, v)| (k.to_string(), v)).collect(),
+                fit_median_relative_error: median(&residuals).unwrap_or(f64::NAN),
+                fit_max_relative_error: residuals.iter().copied().fold(0.0, f64::max),
+                bootstrap: replicates.len(),
+                law,
+                replicates: replicates.iter().map(|r| r[g].clone()).collect(),
+            });
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "no group could be fitted:\n  {}", notes.join("\n  "));
+    Ok(out)
+}
+
+/// Every evaluation step, and about 150 steps between, from the end of the warmup to the last.
+fn drawn_steps(last: u64, warmup: usize, evals: &[(u64, f64)]) -> Vec<u64> {
+    let stride = (last / 150).max(1);
+    let after_warmup = |s: &u64| *s as usize > warmup;
+    let mut steps: Vec<u64> = (1..=last).filter(|s| s % stride == 0).chain(evals.iter().map(|e| e.0)).chain([last]).filter(after_warmup).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    steps
+}
+
+fn curve_points(law: &CurveLaw, lr: &[f64], tokens_per_step: Option<f64>, evals: &[(u64, f64)]) -> Vec<CurvePoint> {
+    let steps = drawn_steps(lr.len() as u64, super::fit::warmup_steps(lr), evals);
+    let predicted = law.predict(lr, &steps);
+    steps
+        .iter()
+        .zip(predicted)
+        .map(|(&step, predicted)| CurvePoint {
+            step,
+            tokens: step as f64 * tokens_per_step.unwrap_or(1.0),
+            lr: lr[step as usize - 1],
+            predicted,
+            actual: evals.iter().find(|e| e.0 == step).map(|e| e.1),
+        })
+        .collect()
+}
+
+fn predict_run(c: &Curve, g: &GroupFit, fit: &[&Curve], held_out: bool) -> RunPrediction {
+    let predicted_final = g.law.predict_final(&c.lr);
+    let actual_final = c.final_loss();
+    let baseline_final = baseline(c, fit.iter().copied().filter(|f| f.group == c.group && f.run != c.run));
+    let rel = |p: f64| actual_final.map(|a| (p - a) / a);
+    RunPrediction {
+        run: c.run.clone(),
+        group: c.group.clone(),
+        held_out,
+        predicted_final,
+        actual_final,
+        relative_error: rel(predicted_final),
+        baseline_final,
+        baseline_relative_error: baseline_final.and_then(rel),
+        curve: curve_points(&g.law, &c.lr, c.tokens_per_step, &c.evals),
+    }
+}
+
+/// The naive prediction of the module doc, from the group's other fitted runs.
+fn baseline<'a>(c: &Curve, others: impl Iterator<Item = &'a Curve>) -> Option<f64> {
+    let others: Vec<&Curve> = others.collect();
+    let trunk = others.iter().filter(|o| o.decay_start() == o.steps()).max_by_key(|o| o.evals.len())?;
+    let drops: Vec<f64> =
+        others.iter().filter(|o| o.decay_start() < o.steps()).filter_map(|o| Some(loss_along(trunk, o.decay_start()) - o.final_loss()?)).collect();
+    if drops.is_empty() {
+        return None;
+    }
+    let mean_drop = drops.iter().sum::<f64>() / drops.len() as f64;
+    let from = if c.decay_start() * 2 >= c.steps() { c.decay_start() } else { c.steps() };
+    Some(loss_along(trunk, from) - mean_drop)
+}
+
+/// A curve's loss at `step`: linear between evaluations, flat beyond them.
+fn loss_along(c: &Curve, step: u64) -> f64 {
+    let e = &c.evals;
+    match e.iter().position(|x| x.0 >= step) {
+        None => e[e.len() - 1].1,
+        Some(0) => e[0].1,
+        Some(i) => {
+            let (a, b) = (e[i - 1], e[i]);
+            a.1 + (b.1 - a.1) * (step - a.0) as f64 / (b.0 - a.0) as f64
+        }
+    }
+}
+
+fn predict_schedule(request: &ScheduleRequest, g: &GroupFit, frame: &GroupFrame) -> Result<SchedulePrediction, String> {
+    let lr = request.rates(frame)?;
+    let predicted_final = g.law.predict_final(&lr);
+    let samples: Vec<f64> = g.replicates.iter().map(|l| l.predict_final(&lr)).collect();
+    Ok(SchedulePrediction {
+        schedule: request.text.clone(),
+        group: g.group.clone(),
+        steps: lr.len() as u64,
+        predicted_final,
+        interval: (samples.len() >= 20).then(|| Interval::from_samples(predicted_final, &samples, 0.95)),
+        curve: curve_points(&g.law, &lr, frame.tokens_per_step, &[]),
+    })
+}
+
+fn optimize_decay(tokens: f64, g: &GroupFit, frame: &GroupFrame, reference: Option<(DecayShape, f64)>) -> Result<DecayOptimum, String> {
+    let length = |shape, fraction| {
+        let r = ScheduleRequest::wsd(tokens, shape, fraction);
+        if frame.tokens_per_step.is_none() {
+            format!("wsd:steps={tokens},decay_fraction={fraction},decay={shape}").parse()
+        } else {
+            Ok(r)
+        }
+    };
+    let mut best_per_shape = Vec::new();
+    let mut best: Option<(DecayShape, f64, f64)> = None;
+    for shape in DECAY_SHAPES {
+        let mut shape_best: Option<(f64, f64)> = None;
+        for fraction in decay_fractions() {
+            let loss = g.law.predict_final(&length(shape, fraction)?.rates(frame)?);
+            if shape_best.is_none_or(|b| loss < b.1) {
+                shape_best = Some((fraction, loss));
+            }
+        }
+        let (fraction, loss) = shape_best.ok_or("no decay fraction to try")?;
+        best_per_shape.push((shape.to_string(), fraction, loss));
+        if best.is_none_or(|b| loss < b.2) {
+            best = Some((shape, fraction, loss));
+        }
+    }
+    let (shape, fraction, loss) = best.ok_or("no decay shape to try")?;
+    let (reference, gain) = match reference {
+        Some((ref_shape, ref_fraction)) => {
+            let best_lr = length(shape, fraction)?.rates(frame)?;
+            let ref_lr = length(ref_shape, ref_fraction)?.rates(frame)?;
+            let ref_loss = g.law.predict_final(&ref_lr);
+            let gains: Vec<f64> = g.replicates.iter().map(|l| l.predict_final(&ref_lr) - l.predict_final(&best_lr)).collect();
+            let gain = (gains.len() >= 20).then(|| Interval::from_samples(ref_loss - loss, &gains, 0.95));
+            (Some((ref_shape.to_string(), ref_fraction, ref_loss)), gain)
+        }
+        None => (None, None),
+    };
+    Ok(DecayOptimum {
+        group: g.group.clone(),
+        tokens,
+        best_per_shape,
+        best_shape: shape.to_string(),
+        best_fraction: fraction,
+        best_final: loss,
+        reference,
+        gain,
+    })
+}
+
+impl std::fmt::Display for CurveReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pct = |x: f64| format!("{:+.2}%", 100.0 * x);
+        writeln!(
+            f,
+            "{} law{}: {}",
+            self.form,
+            if self.joint { " (joint over sizes: L0, A, α per size; the decay response shared)" } else { "" },
+            self.formula
+        )?;
+        for g in &self.groups {
+            let params: Vec<String> = g.law.named().iter().map(|(_, s, v)| format!("{s} = {}", crate::format::sig(*v))).collect();
+            writeln!(f, "\n{}: {} runs, {} evaluations; {}", g.group, g.runs.len(), g.points, params.join(", "))?;
+            writeln!(
+                f,
+                "  fit: median |error| {:.3}%, largest {:.3}%{}",
+                100.0 * g.fit_median_relative_error,
+                100.0 * g.fit_max_relative_error,
+                if g.bootstrap > 0 { format!("; {} bootstrap refits over runs", g.bootstrap) } else { String::new() }
+            )?;
+        }
+        if !self.runs.is_empty() {
+            let held_out = self.runs.iter().any(|r| r.held_out);
+            writeln!(f, "\n{} final losses:", if held_out { "predicted (held out)" } else { "fitted" })?;
+            writeln!(f, "  {:<44} {:>9} {:>9} {:>9}   {:>9} {:>9}", "run", "predicted", "actual", "error", "baseline", "error")?;
+            for r in &self.runs {
+                let actual = r.actual_final.map_or("running".to_string(), |a| format!("{a:.4}"));
+                let err = r.relative_error.map_or(String::new(), pct);
+                let base = r.baseline_final.map_or("-".to_string(), |b| format!("{b:.4}"));
+                let base_err = r.baseline_relative_error.map_or(String::new(), pct);
+                writeln!(f, "  {:<44} {:>9.4} {:>9} {:>9}   {:>9} {:>9}", r.run, r.predicted_final, actual, err, base, base_err)?;
+            }
+            if let (Some(m), Some(x)) = (self.median_relative_error, self.max_relative_error) {
+                write!(f, "  median |error| {:.3}%, largest {:.3}%", 100.0 * m, 100.0 * x)?;
+                match (self.baseline_median_relative_error, self.baseline_max_relative_error) {
+                    (Some(bm), Some(bx)) => {
+                        writeln!(f, "; baseline (trunk at the decay start − mean drop): median {:.3}%, largest {:.3}%", 100.0 * bm, 100.0 * bx)?
+                    }
+                    _ => writeln!(f)?,
+                }
+            }
+        }
+        if !self.schedules.is_empty() {
+            writeln!(f, "\nschedules not run (95% interval: bootstrap over runs):")?;
+            for s in &self.schedules {
+                let interval = s.interval.map_or(String::new(), |i| format!(" [{:.4}, {:.4}]", i.lower, i.upper));
+                writeln!(f, "  {:<22} {:<56} {} steps: final loss {:.4}{interval}", s.group, s.schedule, s.steps, s.predicted_final)?;
+            }
+        }
+        for d in &self.decay_optima {
+            writeln!(f, "\nbest decay for {} at {} tokens:", d.group, crate::format::si(d.tokens))?;
+            for (shape, fraction, loss) in &d.best_per_shape {
+                writeln!(f, "  {shape:<12} over {:>3.0}% of the run: {loss:.4}", 100.0 * fraction)?;
+            }
+            write!(f, "  best: {} over {:.0}% ({:.4})", d.best_shape, 100.0 * d.best_fraction, d.best_final)?;
+            match (&d.reference, &d.gain) {
+                (Some((shape, fraction, loss)), gain) => {
+                    let interval = gain.map_or(String::new(), |g| format!(" [{:.4}, {:.4}]", g.lower, g.upper));
+                    writeln!(f, "; the sweep's {shape} over {:.0}%: {loss:.4}, so the best gains {:.4} nats{interval}", 100.0 * fraction, loss - d.best_final)?
+                }
+                (None, _) => writeln!(f)?,
+            }
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        if let Some(chart) = &self.chart {
+            writeln!(f, "\nchart: {}", chart.display())?;
+        }
+        Ok(())
+    }
+}

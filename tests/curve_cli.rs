@@ -1,0 +1,182 @@
+//! `fit curve` through the real binary: on a tiny sweep with trunks, branches of two decay shapes
+//! and cosine runs; on the same curves exported as a long CSV (as a W&B export would be); and on
+//! bad curve files.
+
+mod common;
+use common::{fails, json, ok, windtunnel};
+
+use std::path::{Path, PathBuf};
+
+use windtunnel::results::curves::planned_rates;
+use windtunnel::results::SweepResults;
+
+/// Trunks of two widths evaluated often, exponential and 1-sqrt decays at two branch points
+/// (sharing the trunks), and a cosine run of each exponential branch's length.
+const CURVES: &str = r#"
+name = "curves"
+seeds = [0]
+
+[base]
+mup = { base_width = 16 }
+optimizer = { lr = 0.02 }
+schedule = { kind = "constant", warmup_tokens = 256 }
+training = { tokens = 6144, batch_size = 4, seq_len = 32, eval_interval_tokens = 256, eval_tokens = 256 }
+data = { kind = "synthetic", vocab = 64 }
+
+[[grid]]
+name = "exp"
+models = { widths = [16, 32], depth = 1, head_dim = 16 }
+wsd = { branch_tokens = [2048, 4096], decay = "exponential", decay_fraction = 0.25, cosine_baseline = true }
+
+[[grid]]
+name = "sqrt"
+models = { widths = [16, 32], depth = 1, head_dim = 16 }
+wsd = { branch_tokens = [2048, 4096], decay = "1-sqrt", decay_fraction = 0.5 }
+"#;
+
+fn sweep(root: &Path) -> PathBuf {
+    let file = root.join("curves.toml");
+    std::fs::write(&file, CURVES).unwrap();
+    let out = root.join("results");
+    ok(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--parallel", "2", "--quiet"]);
+    out.join("curves")
+}
+
+#[test]
+fn fit_curve_on_a_sweep_and_on_its_curves_as_a_table() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = sweep(root.path());
+    let d = dir.to_str().unwrap();
+
+    // The schedule rebuilt from each run's config is the learning rate its trainer logged, for
+    // every kind of run (trunk, branches of both shapes, cosine), to the bit.
+    let results = SweepResults::load(&dir).unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    for r in &results.runs {
+        let rates = planned_rates(&r.run);
+        assert!(!r.metrics.is_empty(), "{} logged nothing", r.run.id);
+        for m in &r.metrics {
+            assert_eq!(
+                rates[m.step as usize - 1].to_bits(),
+                m.lr.to_bits(),
+                "{} step {}: rebuilt {} logged {}",
+                r.run.id,
+                m.step,
+                rates[m.step as usize - 1],
+                m.lr
+            );
+        }
+        kinds.insert(windtunnel::results::curves::run_name(&r.run).split('@').next().unwrap().split(' ').next_back().unwrap().to_string());
+    }
+    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["exp/branch", "exp/cosine", "exp/trunk", "sqrt/branch"]);
+
+    // Fit on each size's trunk and the two exponential branches; predict the rest.
+    let args = ["fit", "curve", "--input", d, "--fit-runs", "trunk|exp/branch", "--predict-runs", "branch|cosine", "--bootstrap", "30", "--json"];
+    let report = json(&args);
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2 * (2 + 2), "1-sqrt branches and cosines of two sizes: {report:#}");
+    for r in runs {
+        let name = r["run"].as_str().unwrap();
+        assert!(name.contains("sqrt/branch") || name.contains("exp/cosine"), "{name}");
+        let (p, a, e) = (r["predicted_final"].as_f64().unwrap(), r["actual_final"].as_f64().unwrap(), r["relative_error"].as_f64().unwrap());
+        assert!((e - (p - a) / a).abs() < 1e-12);
+        assert!(e.abs() < 0.2, "{name}: a prediction {p} for {a} is no prediction at all");
+        assert!(r["held_out"].as_bool().unwrap());
+        assert!(!r["curve"].as_array().unwrap().is_empty());
+    }
+    for key in ["median_relative_error", "max_relative_error"] {
+        assert!(report[key].as_f64().unwrap() >= 0.0, "{key}");
+    }
+    let groups = report["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    for key in ["l0", "a", "alpha", "b", "c", "beta", "gamma"] {
+        assert!(groups[0]["params"][key].as_f64().unwrap().is_finite(), "{key}");
+    }
+    assert!(dir.join("plots/curve-law.svg").exists());
+    // Deterministic: the same fit twice.
+    assert_eq!(json(&args), report);
+
+    // Schedules never run, with their bootstrap interval, and the best decay.
+    let text = ok(&[
+        "fit",
+        "curve",
+        "--input",
+        d,
+        "--predict-schedule",
+        "wsd:tokens=6144,decay_fraction=0.2,decay=linear",
+        "--optimize-decay",
+        "--tokens",
+        "6144",
+        "--bootstrap",
+        "30",
+    ]);
+    assert!(text.contains("wsd:tokens=6144,decay_fraction=0.2,decay=linear") && text.contains("best decay for"), "{text}");
+    assert!(text.contains("the sweep's exponential"), "{text}");
+    let e = fails(&["fit", "curve", "--input", d, "--optimize-decay"]);
+    assert!(e.contains("--optimize-decay needs the run length"), "{e}");
+    let e = fails(&["fit", "curve", "--input", d, "--fit-runs", "nothing-matches"]);
+    assert!(e.contains("no finished run matches --fit-runs") && e.contains("exp/trunk"), "{e}");
+
+    // The same curves as a long table (one row per logged step, loss empty where not evaluated):
+    // the same law, read from a file as another trainer would write it.
+    let mut csv = String::from("name,_step,tokens,lr,val_loss,size\n");
+    for r in &results.runs {
+        let from = r.run.from_tokens.map_or(0, |t| t / 128);
+        for m in r.metrics.iter().filter(|m| m.step > from || r.run.trunk.is_none()) {
+            let loss = m.eval_loss.map_or(String::new(), |l| l.to_string());
+            csv.push_str(&format!("{},{},{},{},{loss},{}\n", r.run.id, m.step, m.tokens, m.lr, r.run.width));
+        }
+    }
+    let table = root.path().join("curves.csv");
+    std::fs::write(&table, csv).unwrap();
+    let t = table.to_str().unwrap();
+    let chart = root.path().join("table.svg");
+    let c = chart.to_str().unwrap();
+    let from_table = json(&[
+        "fit",
+        "curve",
+        "--input",
+        t,
+        "--run",
+        "name",
+        "--step",
+        "_step",
+        "--lr",
+        "lr",
+        "--loss",
+        "val_loss",
+        "--tokens",
+        "tokens",
+        "--group",
+        "size",
+        "--bootstrap",
+        "0",
+        "--json",
+        "--chart",
+        c,
+    ]);
+    assert_eq!(from_table["groups"].as_array().unwrap().len(), 2);
+    assert!(chart.exists());
+}
+
+#[test]
+fn bad_curve_files_are_refused_naming_the_file_the_row_and_the_fix() {
+    let root = tempfile::tempdir().unwrap();
+    let cases = [
+        ("run,step,lr\na,1,0.1\n", "no column `loss`"),
+        ("run,step,lr,loss\na,5,0.1,3\na,4,0.1,3\n", "line 3: run `a` goes from step 5 back to 4"),
+        ("run,step,lr,loss\na,1,-0.1,3\n", "learning rate -0.1"),
+        ("run,step,lr,loss\na,1,NaN,3\n", "learning rate NaN"),
+        ("run,step,lr,loss\na,1,0.1,\na,2,0.1,\n", "run `a` has no loss"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let file = root.path().join(format!("bad{i}.csv"));
+        std::fs::write(&file, text).unwrap();
+        let e = fails(&["fit", "curve", "--input", file.to_str().unwrap()]);
+        assert!(e.contains(want) && e.contains(&format!("bad{i}.csv")), "{text:?}: {e}");
+    }
+    let o = windtunnel(&["fit", "curve", "--input", "/nonexistent.csv"]);
+    assert!(!o.status.success());
+    let e = fails(&["fit", "curve", "--input", "x.csv", "--predict-schedule", "wsd:tokens=10,decay=cubic"]);
+    assert!(e.contains("decay `cubic`"), "{e}");
+}
