@@ -72,6 +72,7 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
     law_section(&mut html, &data);
     lr_section(&mut html, &data);
     batch_section(&mut html, &data);
+    curve_section(&mut html, &data);
     let (charts, not_drawn) = charts_section(&mut html, &data)?;
     runs_section(&mut html, &data);
     if !not_drawn.is_empty() {
@@ -94,7 +95,8 @@ pub fn fits_html(data: &SweepResults) -> String {
     law_section(&mut html, data);
     lr_section(&mut html, data);
     batch_section(&mut html, data);
-    let fit_charts = ["adaptive", "law-tokens", "law-compute", "allocation", "allocation-approaches", "lr-transfer", "holdout", "batch-size"];
+    curve_section(&mut html, data);
+    let fit_charts = ["adaptive", "law-tokens", "law-compute", "allocation", "allocation-approaches", "lr-transfer", "holdout", "batch-size", "curve-law"];
     match draw_charts(&mut html, data, |name| fit_charts.contains(&name)) {
         Ok((_, not_drawn)) if !not_drawn.is_empty() => {
             html.push_str("<ul class=muted>");
@@ -262,6 +264,41 @@ fn lr_section(html: &mut String, data: &SweepResults) {
         }
         Err(e) => {
             let _ = write!(html, "<p class=muted>No learning-rate transfer fit: {}</p>", escape(e));
+        }
+    }
+}
+
+/// The curve law: each group's parameters and fit, and where every run still training is heading.
+fn curve_section(html: &mut String, data: &SweepResults) {
+    match data.curve() {
+        Ok(c) => {
+            let _ = write!(html, "<h3>Curve law</h3><p>The {} law, <code>{}</code>, on every evaluation:</p><table><tr><th>group</th><th>runs</th><th>parameters</th><th>median |error|</th><th>largest</th></tr>", c.form, escape(c.formula));
+            for g in &c.groups {
+                let params: Vec<String> = g.law.named().iter().map(|(_, s, v)| format!("{s} = {}", crate::format::sig(*v))).collect();
+                let _ = write!(
+                    html,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}%</td><td>{:.3}%</td></tr>",
+                    escape(&g.group),
+                    g.runs.len(),
+                    escape(&params.join(", ")),
+                    100.0 * g.fit_median_relative_error,
+                    100.0 * g.fit_max_relative_error
+                );
+            }
+            html.push_str("</table>");
+            let heading: Vec<_> = c.runs.iter().filter(|r| r.actual_final.is_none()).collect();
+            if !heading.is_empty() {
+                html.push_str(
+                    "<p>Runs still training, and the final loss the curve law says each is heading for:</p><table><tr><th>run</th><th>final loss</th></tr>",
+                );
+                for r in heading {
+                    let _ = write!(html, "<tr><td>{}</td><td>{:.4}</td></tr>", escape(&r.run), r.predicted_final);
+                }
+                html.push_str("</table>");
+            }
+        }
+        Err(e) => {
+            let _ = write!(html, "<p class=muted>No curve law: {}</p>", escape(e));
         }
     }
 }

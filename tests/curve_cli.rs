@@ -117,6 +117,15 @@ fn fit_curve_on_a_sweep_and_on_its_curves_as_a_table() {
     let e = fails(&["fit", "curve", "--input", d, "--fit-runs", "nothing-matches"]);
     assert!(e.contains("no finished run matches --fit-runs") && e.contains("exp/trunk"), "{e}");
 
+    // The data-model law on the trunks' predicted decays, beside the law on the real branches.
+    let law = json(&["fit", "law", "--input", d, "--from-curves", "--curve-runs", "trunk|exp/branch@2048", "--bootstrap", "30", "--json"]);
+    let points = law["points"].as_array().unwrap();
+    // Two trunks of 4096 tokens evaluated every 256: 2048, 2304, …, 4096 each.
+    assert_eq!(points.len(), 2 * 9, "a point per trunk evaluation from the first branch point");
+    assert!(law["law"]["fit"]["law"]["alpha"].as_f64().is_some(), "{law:#}");
+    assert!(law["budgets"][0]["tokens_per_param"]["estimate"].as_f64().unwrap() > 0.0);
+    assert!(law["flops"].as_f64().unwrap() < law["branches_flops"].as_f64().unwrap());
+
     // The same curves as a long table (one row per logged step, loss empty where not evaluated):
     // the same law, read from a file as another trainer would write it.
     let mut csv = String::from("name,_step,tokens,lr,val_loss,size\n");

@@ -86,7 +86,8 @@ fn a_sweep_plots_reports_and_exports() {
     ok(&["fit", "law", "--input", s, "--holdout", "largest", "--bootstrap", "50"]);
 
     let summary = json(&["plot", s, "--json"]);
-    let expected = ["allocation", "allocation-approaches", "batch-size", "holdout", "law-compute", "law-tokens", "loss-curves", "lr-transfer", "residuals"];
+    let expected =
+        ["allocation", "allocation-approaches", "batch-size", "curve-law", "holdout", "law-compute", "law-tokens", "loss-curves", "lr-transfer", "residuals"];
     assert_eq!(charts_in(&sweep, ".svg"), expected);
     for name in expected {
         assert_svg(&sweep.join("plots").join(format!("{name}.svg")));
@@ -101,7 +102,8 @@ fn a_sweep_plots_reports_and_exports() {
 
     // The report: one self-contained page holding every chart.
     let printed = ok(&["report", s]);
-    assert!(printed.contains("9 charts"), "{printed}");
+    assert!(printed.contains("10 charts"), "{printed}");
+    assert!(std::fs::read_to_string(sweep.join("report.html")).unwrap().contains("<h3>Curve law</h3>"));
     let html = std::fs::read_to_string(sweep.join("report.html")).unwrap();
     assert!(!html.contains("http://") && !html.contains("https://"), "the report references the network");
     assert!(!html.contains("<script") && !html.contains("<link") && !html.contains("<img"), "the report loads something");

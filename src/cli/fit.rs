@@ -366,6 +366,15 @@ pub struct FitLawArgs {
     /// Predict the loss at N:D, comma-separated (e.g. 1e9:2e10).
     #[arg(long, value_delimiter = ',', value_parser = parse_pair)]
     predict: Option<Vec<[f64; 2]>>,
+    /// On a sweep: fit the law to the decays the curve law predicts from every trunk evaluation
+    /// (see `fit curve`), with the curve law's bootstrap in the intervals, beside the law on the
+    /// real branches.
+    #[arg(long)]
+    from_curves: bool,
+    /// With --from-curves: the runs the curve law is fitted on, e.g. 'trunk|branch@(98304|393216)'
+    /// [default: every finished run].
+    #[arg(long, value_name = "REGEX", requires = "from_curves")]
+    curve_runs: Option<regex::Regex>,
     /// Also write the report as JSON to this file [default for a sweep directory: DIR/fits/law.json].
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -460,6 +469,24 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
         FitCommand::Curve(args) => fit_curve(&args),
         FitCommand::Law(args) => {
             let definition = args.definition()?;
+            if args.from_curves {
+                anyhow::ensure!(
+                    SweepDir::new(&definition.input).exists(),
+                    "--from-curves reads a sweep directory's runs; {} is not one",
+                    definition.input.display()
+                );
+                let results = windtunnel::results::SweepResults::load(&definition.input)?;
+                let budgets = if definition.budgets.is_empty() { vec![1e10] } else { definition.budgets.clone() };
+                let options = windtunnel::results::curves::FromCurvesOptions {
+                    curve_runs: args.curve_runs.clone(),
+                    form: Default::default(),
+                    joint: false,
+                    bootstrap: definition.bootstrap.min(200),
+                    seed: definition.seed,
+                    budgets,
+                };
+                return emit(&results.law_from_curves(&options)?, args.json);
+            }
             if let Some(column) = &args.group_e {
                 return emit(&windtunnel::fit::grouped::fit_grouped(&definition, column)?, args.json);
             }

@@ -50,6 +50,7 @@ pub fn sweep_charts(data: &SweepResults) -> Vec<(&'static str, Result<Figure, St
         ("residuals", charts::residuals(data)),
         ("holdout", charts::holdout(data)),
         ("batch-size", charts::batch_size(data)),
+        ("curve-law", data.curve().as_ref().map_err(Clone::clone).and_then(|c| charts::curve_law(&data.plan.name, c))),
     ];
     all.into_iter().chain(adaptive).collect()
 }

@@ -9,8 +9,17 @@
 //! `ID wWIDTH GRID/KIND@TOKENS` (a branch: `@` its branch point; a plain run: its schedule's kind
 //! and its tokens), which is what `--fit-runs` and `--predict-runs` match.
 
+use serde::Serialize;
+
 use super::{RunCurve, SweepResults};
+use crate::fit::bootstrap::Interval;
 use crate::fit::curve::data::Curve;
+use crate::fit::curve::fit::CurveLaw;
+use crate::fit::curve::form::CurveFormKind;
+use crate::fit::curve::report::{fit_curves, CurveOptions, CurveReport, GroupFit};
+use crate::fit::input::Table;
+use crate::fit::law::{Law, Point};
+use crate::fit::report::LawReport;
 use crate::format::si;
 use crate::sweep::plan::{PlannedRun, RunKind};
 use crate::train::log::RunState;
@@ -75,4 +84,190 @@ fn curve_of(r: &RunCurve, name_batch: bool) -> Option<Curve> {
         evals,
         finished: r.state == Some(RunState::Done),
     })
+}
+
+/// `fit law --from-curves`: what the curve law is fitted on, and the budgets to report.
+#[derive(Debug, Clone)]
+pub struct FromCurvesOptions {
+    /// The runs the curve law is fitted on [default: every finished trunk and branch].
+    pub curve_runs: Option<regex::Regex>,
+    pub form: CurveFormKind,
+    pub joint: bool,
+    pub bootstrap: usize,
+    pub seed: u64,
+    pub budgets: Vec<f64>,
+}
+
+/// D/N at one budget, from the law on predicted points and from the law on real branches.
+#[derive(Debug, Clone, Serialize)]
+pub struct RatioAtBudget {
+    pub flops: f64,
+    pub tokens_per_param: Interval,
+    /// The same from `fit law` on the real branches, when it could be fitted.
+    pub branches_tokens_per_param: Option<Interval>,
+    /// Whether the curves' estimate lies in the branches' 95% interval.
+    pub inside_branches_interval: Option<bool>,
+}
+
+/// The data-model law from trunks' curves (see [`SweepResults::law_from_curves`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct FromCurvesReport {
+    pub curve: CurveReport,
+    /// The points the law was fitted to: each trunk evaluation's predicted decay.
+    pub points: Vec<Point>,
+    pub law: LawReport,
+    pub budgets: Vec<RatioAtBudget>,
+    /// The law on the real branches (`fit law`'s), for comparison.
+    pub branches_law: Option<Law>,
+    /// Training FLOPs of the runs the curve law used, and of the trunks and the branches the law
+    /// on branches used.
+    pub flops: f64,
+    pub branches_flops: f64,
+}
+
+impl SweepResults {
+    /// `fit law --from-curves`: fit the curve law on the trunks and the runs `curve_runs` picks;
+    /// predict, for every trunk evaluation from its first branch point on, the loss a decay from
+    /// there would reach (the sweep's own decay: its shape, and its length as a share of the
+    /// branch point); fit the data-model law to those points. Its interval carries the curve law's
+    /// uncertainty: each bootstrap replicate of the curve law gives its own points and its own law.
+    pub fn law_from_curves(&self, options: &FromCurvesOptions) -> anyhow::Result<FromCurvesReport> {
+        let curves = self.loss_curves();
+        let curve_options = CurveOptions {
+            form: options.form,
+            joint: options.joint,
+            fit_runs: options.curve_runs.clone(),
+            predict_runs: None,
+            bootstrap: options.bootstrap,
+            seed: options.seed,
+            schedules: Vec::new(),
+            optimize_decay_tokens: None,
+            reference_decay: None,
+        };
+        let curve = fit_curves(&curves, &curve_options)?;
+        let predicted = |pick: &dyn Fn(&GroupFit) -> Option<&CurveLaw>| -> Vec<Point> {
+            self.runs.iter().filter(|r| r.run.kind == RunKind::Trunk).flat_map(|trunk| self.decays_of(trunk, &curve, pick)).collect()
+        };
+        let points = predicted(&|g: &GroupFit| Some(&g.law));
+        anyhow::ensure!(
+            points.len() >= 6,
+            "{}: {} predicted points from the trunks; the law needs trunks with branches and evaluations past their first branch point",
+            self.dir.display(),
+            points.len()
+        );
+        let mut def = crate::fit::report::LawDefinition::for_table(self.dir.clone());
+        (def.n, def.tokens, def.loss, def.bootstrap, def.seed, def.budgets) =
+            ("n".into(), Some("tokens".into()), "loss".into(), 0, options.seed, options.budgets.clone());
+        let rows = points.iter().map(|p| vec![p.n.to_string(), p.d.to_string(), p.loss.to_string()]).collect();
+        let table = Table { path: self.dir.clone(), columns: vec!["n".into(), "tokens".into(), "loss".into()], rows };
+        let law = crate::fit::report::fit_law_on(&def, &table)?;
+        let theta = law.fit.law.theta();
+        let replicate_laws: Vec<Law> = (0..curve.groups.first().map_or(0, |g| g.replicates.len()))
+            .filter_map(|b| {
+                let pts = predicted(&|g: &GroupFit| g.replicates.get(b));
+                crate::fit::law::minimise(def.form, &pts, def.delta, false, &theta, 1000).map(|(t, _, _)| Law::from_theta(def.form, &t))
+            })
+            .collect();
+        let branches = self.law().as_ref().ok();
+        let ratio = |l: &Law, c: f64| {
+            let (n, d) = l.compute_optimal(c);
+            d / n
+        };
+        let budgets = options
+            .budgets
+            .iter()
+            .map(|&c| {
+                let estimate = ratio(&law.fit.law, c);
+                let tokens_per_param = Interval::from_samples(estimate, &replicate_laws.iter().map(|l| ratio(l, c)).collect::<Vec<_>>(), 0.95);
+                let branches_tokens_per_param = branches
+                    .filter(|b| b.bootstrap_laws.len() >= 20)
+                    .map(|b| Interval::from_samples(ratio(&b.fit.law, c), &b.bootstrap_laws.iter().map(|l| ratio(l, c)).collect::<Vec<_>>(), 0.95));
+                RatioAtBudget {
+                    flops: c,
+                    tokens_per_param,
+                    inside_branches_interval: branches_tokens_per_param.map(|i| i.contains(estimate)),
+                    branches_tokens_per_param,
+                }
+            })
+            .collect();
+        let used: Vec<&str> = curve.groups.iter().flat_map(|g| g.runs.iter().map(|r| r.split(' ').next().unwrap_or(""))).collect();
+        let flops = self.runs.iter().filter(|r| used.contains(&r.run.id.as_str())).map(|r| r.run.own_flops).sum();
+        // The trunks, and the branches of the grid the law on branches was fitted to.
+        let grid = branches.and_then(|b| b.definition.grid.clone());
+        let counted = |r: &&RunCurve| r.run.kind == RunKind::Trunk || r.run.kind == RunKind::Branch && grid.as_ref().is_none_or(|g| *g == r.run.grid);
+        let branches_flops = self.runs.iter().filter(|r| r.state == Some(RunState::Done)).filter(counted).map(|r| r.run.own_flops).sum();
+        Ok(FromCurvesReport { curve, points, law, budgets, branches_law: branches.map(|b| b.fit.law.clone()), flops, branches_flops })
+    }
+
+    /// A trunk's predicted decays: a point per evaluation from its first branch point on, with the
+    /// curve law `pick` gives its group.
+    fn decays_of(&self, trunk: &RunCurve, curve: &CurveReport, pick: &dyn Fn(&GroupFit) -> Option<&CurveLaw>) -> Vec<Point> {
+        let branches: Vec<&RunCurve> = self.runs.iter().filter(|r| r.run.trunk.as_deref() == Some(&trunk.run.id)).collect();
+        let (Some(template), Some(first)) = (branches.first(), branches.iter().filter_map(|b| b.run.from_tokens).min()) else {
+            return Vec::new();
+        };
+        let Some(c) = curve_of(trunk, false) else { return Vec::new() };
+        let Some(law) = curve.groups.iter().find(|g| g.group == c.group).and_then(pick) else { return Vec::new() };
+        let tps = trunk.run.config.training.tokens_per_step();
+        c.evals
+            .iter()
+            .filter(|(step, _)| step * tps >= first)
+            .filter_map(|&(step, _)| {
+                let (tokens, lr) = decay_from(&template.run, step * tps)?;
+                Some(Point { n: trunk.run.n as f64, d: tokens as f64, loss: law.predict_final(&lr) })
+            })
+            .collect()
+    }
+}
+
+/// The learning rates of a branch like `template` (its decay's shape and its length as a share
+/// of the branch point) branched at `point` tokens, as the plan would make it; with its tokens.
+fn decay_from(template: &PlannedRun, point: u64) -> Option<(u64, Vec<f64>)> {
+    let ScheduleSpec::Wsd { warmup_tokens, decay, decay_tokens, half_life_tokens, final_lr_fraction } = template.config.schedule else { return None };
+    let tps = template.config.training.tokens_per_step();
+    let fraction = decay_tokens as f64 / template.from_tokens? as f64;
+    let new_decay = ((point as f64 * fraction).round() as u64).div_ceil(tps) * tps;
+    let mut run = template.clone();
+    run.config.training.tokens = point + new_decay;
+    let half_life_tokens = half_life_tokens.map(|h| ((h as f64 * new_decay as f64 / decay_tokens as f64).round() as u64).max(1));
+    run.config.schedule = ScheduleSpec::Wsd { warmup_tokens, decay, decay_tokens: new_decay, half_life_tokens, final_lr_fraction };
+    Some((point + new_decay, planned_rates(&run)))
+}
+
+impl std::fmt::Display for FromCurvesReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let runs: usize = self.curve.groups.iter().map(|g| g.runs.len()).sum();
+        writeln!(
+            f,
+            "the data-model law from trunk curves: the {} curve law on {runs} runs predicts the decay from {} trunk evaluations",
+            self.curve.form,
+            self.points.len()
+        )?;
+        writeln!(f, "  law: {}", self.law.fit.law.summary())?;
+        if let Some(b) = &self.branches_law {
+            writeln!(f, "  on the real branches (fit law): {}", b.summary())?;
+        }
+        for b in &self.budgets {
+            let i = &b.tokens_per_param;
+            write!(f, "  D/N at {:.1e} FLOPs: {:.2} [{:.2}, {:.2}]", b.flops, i.estimate, i.lower, i.upper)?;
+            match &b.branches_tokens_per_param {
+                Some(r) => writeln!(
+                    f,
+                    "; on the real branches {:.2} [{:.2}, {:.2}]: {} its interval",
+                    r.estimate,
+                    r.lower,
+                    r.upper,
+                    if r.contains(i.estimate) { "inside" } else { "outside" }
+                )?,
+                None => writeln!(f)?,
+            }
+        }
+        writeln!(
+            f,
+            "  training FLOPs: {:.3e} for the runs the curve law used, {:.3e} for the trunks and the branches of the law on branches ({:.0}% fewer)",
+            self.flops,
+            self.branches_flops,
+            100.0 * (1.0 - self.flops / self.branches_flops)
+        )
+    }
 }

@@ -11,6 +11,8 @@
 //!   else `fit law`'s defaults, with 200 bootstrap resamples so the charts have their bands;
 //! - learning-rate transfer, over the table's learning-rate scans;
 //! - the batch-size law, over the curves of the first grid that spans three or more batch sizes;
+//! - the curve law over every evaluation of every run ([`curves`]), and from it the data-model
+//!   law on trunks' predicted decays ([`SweepResults::law_from_curves`]);
 //! - Chinchilla's three approaches to the allocation ([`SweepResults::allocation_with`]);
 //! - an adaptive sweep's rounds (`adaptive.json`), and the same target fitted on the whole grid
 //!   once the whole grid has been trained ([`SweepResults::full_grid_target`]).
@@ -68,6 +70,7 @@ pub struct SweepResults {
     law: OnceLock<Fitted<LawReport>>,
     lr: OnceLock<Fitted<LrReport>>,
     batch: OnceLock<Fitted<BatchReport>>,
+    curve: OnceLock<Fitted<crate::fit::curve::report::CurveReport>>,
 }
 
 impl SweepResults {
@@ -87,7 +90,18 @@ impl SweepResults {
         }
         let oracle_loss = runs.iter().flat_map(|r| r.metrics.iter()).find_map(|m| m.oracle_loss);
         let adaptive = AdaptiveRecord::read(&sweep)?;
-        Ok(Self { dir: dir.to_path_buf(), plan, runs, table, oracle_loss, adaptive, law: OnceLock::new(), lr: OnceLock::new(), batch: OnceLock::new() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            plan,
+            runs,
+            table,
+            oracle_loss,
+            adaptive,
+            law: OnceLock::new(),
+            lr: OnceLock::new(),
+            batch: OnceLock::new(),
+            curve: OnceLock::new(),
+        })
     }
 
     /// The data-model law (see the module doc for which definition).
@@ -95,6 +109,15 @@ impl SweepResults {
         self.law.get_or_init(|| {
             let sweep = SweepDir::new(&self.dir);
             saved::law_definition(&sweep).and_then(|def| fit_law_on(&def, &self.table)).map_err(|e| format!("{e:#}"))
+        })
+    }
+
+    /// The curve law (`fit curve`'s defaults, without the bootstrap) over every finished run;
+    /// each run still training is predicted to its end: the final loss it is heading for.
+    pub fn curve(&self) -> &Fitted<crate::fit::curve::report::CurveReport> {
+        self.curve.get_or_init(|| {
+            let options = crate::fit::curve::report::CurveOptions { bootstrap: 0, ..Default::default() };
+            crate::fit::curve::report::fit_curves(&self.loss_curves(), &options).map_err(|e| format!("{e:#}"))
         })
     }
 

@@ -383,7 +383,15 @@ mod tests {
     #[test]
     fn parameters_of_curves_drawn_from_the_law_are_recovered() {
         let truths = [
-            CurveLaw { form: CurveFormKind::MultiPower, lr_ref: 0.02, l0: 2.2, a: 1.3, alpha: 0.45, k: 0.35, phi: vec![(0.3f64).ln(), (0.6f64).ln(), logit(0.4 / MultiPower::GAMMA_MAX)] },
+            CurveLaw {
+                form: CurveFormKind::MultiPower,
+                lr_ref: 0.02,
+                l0: 2.2,
+                a: 1.3,
+                alpha: 0.45,
+                k: 0.35,
+                phi: vec![(0.3f64).ln(), (0.6f64).ln(), logit(0.4 / MultiPower::GAMMA_MAX)],
+            },
             CurveLaw { form: CurveFormKind::Annealing, lr_ref: 0.02, l0: 2.2, a: 1.3, alpha: 0.45, k: 0.004, phi: vec![(30.0f64).ln()] },
         ];
         for truth in truths {

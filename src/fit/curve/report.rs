@@ -39,6 +39,23 @@ pub struct CurveOptions {
     pub reference_decay: Option<(DecayShape, f64)>,
 }
 
+impl Default for CurveOptions {
+    /// Every finished run fitted, one law per group, 100 bootstrap refits, nothing predicted.
+    fn default() -> Self {
+        Self {
+            form: CurveFormKind::default(),
+            joint: false,
+            fit_runs: None,
+            predict_runs: None,
+            bootstrap: 100,
+            seed: 0,
+            schedules: Vec::new(),
+            optimize_decay_tokens: None,
+            reference_decay: None,
+        }
+    }
+}
+
 /// One group's fit.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupFit {
@@ -151,7 +168,9 @@ pub fn fit_curves(curves: &[Curve], options: &CurveOptions) -> anyhow::Result<Cu
     let mut notes = Vec::new();
     let fits = fit_groups(&fit, &groups, options, &mut notes)?;
     let held_out: Vec<&Curve> = curves.iter().filter(|c| predicted(c) && !fitted(c)).collect();
-    let shown: Vec<&Curve> = if options.predict_runs.is_some() { held_out } else { fit.clone() };
+    // Without --predict-runs: the fitted runs, and every run still training (where it is heading).
+    let running = curves.iter().filter(|c| !c.finished && options.fit_runs.as_ref().is_none_or(|r| r.is_match(&c.run)));
+    let shown: Vec<&Curve> = if options.predict_runs.is_some() { held_out } else { fit.iter().copied().chain(running).collect() };
     let mut runs = Vec::new();
     for c in shown {
         match fits.iter().find(|g| g.group == c.group) {
