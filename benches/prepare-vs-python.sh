@@ -7,7 +7,7 @@
 #   benches/prepare-vs-python.sh [ROUNDS] [THREADS] [COPIES]   (defaults: 3 rounds, 2 threads, 8 copies)
 #
 # Corpus: COPIES copies of data/kjv/chapters.jsonl.gz (sweeps/kjv-corpus.sh makes it; 4.1 MB of
-# text each) under data/kjv/tokenizer.json (the README's `data tokenizer` command makes it).
+# text each) under data/kjv/tokenizer.json (the `data tokenizer` command of the user guide's corpus chapter makes it).
 # `tokenizers` comes from a venv in target/tokenizers-venv (made here with pip if missing) or from
 # $TOKENIZERS_PYTHON. Results: a table on stdout, JSON in benches/results/prepare-vs-python.json
 # (or $OUT_JSON).

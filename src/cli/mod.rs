@@ -8,6 +8,7 @@ mod data;
 mod fit;
 mod model;
 mod outputs;
+mod reference;
 mod sweep;
 mod train;
 
@@ -107,7 +108,7 @@ enum Command {
     /// Draw every chart a sweep's data supports into DIR/plots/ (or one coordinate check).
     #[command(after_help = "Examples:\n  windtunnel plot results/quickstart\n  windtunnel plot results/quickstart --format png\n  \
                             windtunnel coord-check --json > coord.json && windtunnel plot --coord-check coord.json\n\n\
-                            Charts: loss-curves, lr-transfer, law-tokens, law-compute, allocation, allocation-approaches, residuals, holdout, batch-size;\n\
+                            Charts: loss-curves, lr-transfer, law-tokens, law-compute, allocation, allocation-approaches, residuals, holdout, batch-size, curve-law (and adaptive);\n\
                             the data-model law is refitted from the definition `fit law` saved in DIR/fits/law.json.")]
     Plot(outputs::PlotArgs),
     /// Write DIR/report.html: one self-contained page with the sweep's summary, every chart and the fits.
@@ -126,6 +127,9 @@ enum Command {
                             windtunnel serve /shared/results --bind 0.0.0.0:8080   (other machines may connect: read-only, no login)\n\n\
                             On a cluster: serve on the login node and tunnel: ssh -L 8080:localhost:8080 LOGIN-NODE.")]
     Serve(outputs::ServeArgs),
+    /// Print the command reference of the user guide (every command's help, as Markdown).
+    #[command(hide = true)]
+    Reference,
 }
 
 /// Parse the command line, run the command, and turn its result into the process's exit code.
@@ -162,6 +166,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Report(args) => outputs::report(args),
         Command::Export(args) => outputs::export(args),
         Command::Serve(args) => outputs::serve(args),
+        Command::Reference => reference::reference(),
     }
 }
 
