@@ -28,6 +28,7 @@ pub mod model;
 pub mod nvidia_smi;
 pub mod panic;
 pub mod plot;
+pub mod process;
 pub mod report;
 pub mod results;
 pub mod rng;

@@ -201,7 +201,7 @@ impl Lab for SweepLab<'_> {
             }
         }
         // A signal between rounds (while the law was fitted) stops the sweep before the next.
-        if let Some(sig) = crate::train::run::stop_requested() {
+        if let Some(sig) = crate::process::stop_requested() {
             self.exec.stopped_by_signal = Some(sig);
             return Err(Stopped.into());
         }
@@ -249,7 +249,7 @@ pub fn run(sweep_file: &Path, out_root: &Path, executor: &dyn Executor, slots: u
     let sweep = SweepDir::for_sweep(out_root, &spec.name);
     let _lock = crate::sweep::lock(&sweep)?;
     // Ctrl-C, SIGTERM or `cancel` between rounds must stop the loop too: the flag is the process's.
-    crate::train::run::stop_requested();
+    crate::process::stop_requested();
     let runs_per_round = adaptive.runs_per_round.unwrap_or(slots.max(1));
     let grid_flops: f64 = full.runs.iter().filter(|r| r.grid == grid).map(|r| r.own_flops).sum();
     let mut record = AdaptiveRecord {

@@ -19,7 +19,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use windtunnel::train::run::{CannotStart, EXIT_CANNOT_START, EXIT_FAILED};
+use windtunnel::process::{CannotStart, EXIT_CANNOT_START, EXIT_FAILED};
 
 #[derive(Parser)]
 #[command(
@@ -137,7 +137,7 @@ pub fn main() -> ExitCode {
     // Output piped into `head` ends quietly, as with other Unix tools, instead of a panic on EPIPE.
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    windtunnel::train::run::process_start();
+    windtunnel::process::process_start();
     windtunnel::cpu::tune_for_training();
     match dispatch(Cli::parse().command) {
         Ok(code) => ExitCode::from(code),

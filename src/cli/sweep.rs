@@ -269,7 +269,7 @@ fn stopped(s: &windtunnel::sweep::executor::ExecReport, dir: &std::path::Path) -
     if let Some(sig) = s.stopped_by_signal {
         let why = if s.cancelled { "cancelled by `windtunnel cancel`".to_string() } else { format!("stopped by signal {sig}") };
         windtunnel::stderr_line!("{}: {why}; run the same command again to resume", dir.display());
-        return Ok(Some(windtunnel::train::run::exit_interrupted(sig)));
+        return Ok(Some(windtunnel::process::exit_interrupted(sig)));
     }
     anyhow::ensure!(s.failed == 0, "{} run(s) failed; see their worker.log in {}", s.failed, SweepDir::new(dir).runs().display());
     Ok(None)

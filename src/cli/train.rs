@@ -5,7 +5,8 @@ use clap::Args;
 use super::emit;
 use windtunnel::device::DeviceSpec;
 use windtunnel::kernel_cache::{self, KernelCache};
-use windtunnel::train::run::{CannotStart, TrainOptions};
+use windtunnel::process::CannotStart;
+use windtunnel::train::run::TrainOptions;
 
 #[derive(Args)]
 pub struct TrainArgs {

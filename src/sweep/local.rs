@@ -48,9 +48,9 @@ use crate::fsutil::{atomic_write, FileLock};
 use crate::kernel_cache::KernelCache;
 use crate::layout::{RunDir, SweepDir};
 use crate::model::memory::{self, GpuMemory};
+use crate::process::{exit_interrupted, EXIT_CANNOT_START, EXIT_DIVERGED};
 use crate::train::checkpoint;
 use crate::train::log::{read_status, RunState};
-use crate::train::run::{exit_interrupted, EXIT_CANNOT_START, EXIT_DIVERGED};
 
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
@@ -229,10 +229,8 @@ struct Scheduler<'a> {
 
 impl<'a> Scheduler<'a> {
     fn new(sweep: &'a SweepDir, plan: &'a Plan, options: &'a ExecOptions) -> anyhow::Result<Self> {
-        let signal = Arc::new(AtomicUsize::new(0));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).context("cannot install signal handlers")?;
-        }
+        // The process's one stop flag (SIGINT, SIGTERM, SIGUSR1), which the adaptive driver reads too.
+        let signal = crate::process::stop_signal()?;
         let devices = if options.devices.is_empty() { vec![DeviceSpec::Cpu] } else { options.devices.clone() };
         devices.iter().try_for_each(|&d| crate::device::require_built(d, "--devices"))?;
         let visible = crate::device::cuda_visible_devices();

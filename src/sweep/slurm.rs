@@ -55,8 +55,8 @@ use super::worker::Workers;
 use crate::fsutil::atomic_write;
 use crate::kernel_cache::KernelCache;
 use crate::layout::SweepDir;
+use crate::process::{EXIT_CANNOT_START, EXIT_DIVERGED};
 use crate::train::log::{read_status, RunState};
-use crate::train::run::{EXIT_CANNOT_START, EXIT_DIVERGED};
 
 /// A string as one single-quoted shell word: nothing inside is expanded or executed.
 pub fn shell_quote(s: &str) -> String {

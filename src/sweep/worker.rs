@@ -27,7 +27,8 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::device::DeviceSpec;
-use crate::train::run::{self, CannotStart, TrainOptions, EXIT_CANNOT_START, EXIT_FAILED};
+use crate::process::{self, CannotStart, EXIT_CANNOT_START, EXIT_FAILED};
+use crate::train::run::{self, TrainOptions};
 
 /// What trains a sweep's runs (`run --workers`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +137,7 @@ pub fn serve(device: DeviceSpec) -> anyhow::Result<u8> {
                     panicked = Some(reply.out);
                     accepting = false;
                 }
-                accepting &= run::stop_requested().is_none();
+                accepting &= process::stop_requested().is_none();
             }
         }
         if !accepting && running == 0 {
@@ -146,7 +147,7 @@ pub fn serve(device: DeviceSpec) -> anyhow::Result<u8> {
     if let Some(out) = panicked {
         anyhow::bail!("worker: the run {} panicked; stopping this worker (its state may be inconsistent)", out.display());
     }
-    Ok(run::stop_requested().map_or(0, run::exit_interrupted))
+    Ok(process::stop_requested().map_or(0, process::exit_interrupted))
 }
 
 fn answer(stdout: &mut std::io::Stdout, reply: &Reply) -> anyhow::Result<()> {
