@@ -181,6 +181,12 @@ pub struct CoordCheckArgs {
 pub fn coord_check(args: CoordCheckArgs) -> anyhow::Result<u8> {
     super::train::select_kernel_cache(args.kernel_cache.as_deref())?;
     let smallest = args.widths.iter().copied().min().context("--widths is empty")?;
+    anyhow::ensure!(smallest > 0, "--widths: a width must be at least 1 (got 0)");
+    anyhow::ensure!(
+        windtunnel::fit::distinct_count(args.widths.iter().map(|&w| w as f64)) >= 2,
+        "--widths {}: give at least two different widths; the check fits how activations grow across widths",
+        args.widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(",")
+    );
     let options = CoordCheckOptions {
         mup: args.mup.config(smallest)?,
         widths: args.widths,

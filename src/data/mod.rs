@@ -97,6 +97,16 @@ pub enum DataSpec {
 }
 
 impl DataSpec {
+    /// The synthetic language's settings, wherever the spec uses it (a mixture's components too):
+    /// checked when a run file is validated, so `plan` refuses what `train` would.
+    pub fn check_synthetic(&self) -> Result<(), String> {
+        match self {
+            Self::Synthetic(config) => config.validate(),
+            Self::Mixture(m) => m.components.iter().try_for_each(|c| c.source.check_synthetic()),
+            _ => Ok(()),
+        }
+    }
+
     /// The files the spec reads ("synthetic" for the built-in language), for messages.
     pub fn describe(&self) -> String {
         match self {

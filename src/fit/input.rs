@@ -41,7 +41,8 @@ impl Table {
             return Self::read_parquet(&file);
         }
         let mut reader = csv::ReaderBuilder::new().flexible(false).from_path(&file).with_context(|| format!("cannot read {}", file.display()))?;
-        let columns = reader.headers().with_context(|| format!("{}: no header row", file.display()))?.iter().map(str::to_string).collect();
+        let columns: Vec<String> = reader.headers().with_context(|| format!("{}: no header row", file.display()))?.iter().map(str::to_string).collect();
+        refuse_repeated_columns(&file, &columns)?;
         let mut rows = Vec::new();
         for (i, record) in reader.records().enumerate() {
             let record = record.with_context(|| format!("{} row {}", file.display(), i + 2))?;
@@ -64,6 +65,7 @@ impl Table {
         let reader = SerializedFileReader::new(open).with_context(|| format!("{} is not a Parquet file", file.display()))?;
         let schema = reader.metadata().file_metadata().schema_descr();
         let columns: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).name().to_string()).collect();
+        refuse_repeated_columns(file, &columns)?;
         let mut rows = Vec::new();
         for row in reader.get_row_iter(None)? {
             let row = row.with_context(|| format!("{}: unreadable row", file.display()))?;
@@ -106,6 +108,16 @@ impl Table {
             })
             .collect()
     }
+}
+
+/// A column named twice would be read from its first place silently: refused, naming both.
+fn refuse_repeated_columns(file: &Path, columns: &[String]) -> anyhow::Result<()> {
+    for (i, c) in columns.iter().enumerate() {
+        if let Some(j) = columns[..i].iter().position(|d| d == c) {
+            anyhow::bail!("{}: column `{c}` appears twice (columns {} and {}); rename one so that each name says one thing", file.display(), j + 1, i + 1);
+        }
+    }
+    Ok(())
 }
 
 /// Which columns hold N, D (or C) and the loss.

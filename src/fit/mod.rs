@@ -20,7 +20,7 @@ pub mod saved;
 pub mod transfer;
 
 /// How many distinct values there are (exact comparison: values read from one table).
-pub(crate) fn distinct_count(values: impl Iterator<Item = f64>) -> usize {
+pub fn distinct_count(values: impl Iterator<Item = f64>) -> usize {
     let mut v: Vec<f64> = values.collect();
     v.sort_by(f64::total_cmp);
     v.dedup();

@@ -295,7 +295,14 @@ mod page {
     pub fn index(sweeps: &[Arc<LiveSweep>]) -> String {
         let items: String = sweeps
             .iter()
-            .map(|s| format!("<li><a href=\"/sweep/{0}\">{0}</a> <span class=muted>{1}</span></li>", escape(&s.name), escape(&s.dir.display().to_string())))
+            .map(|s| {
+                format!(
+                    "<li><a href=\"/sweep/{}\">{}</a> <span class=muted>{}</span></li>",
+                    crate::serve::percent_encode(&s.name),
+                    escape(&s.name),
+                    escape(&s.dir.display().to_string())
+                )
+            })
             .collect();
         let list = if items.is_empty() {
             "<p class=muted>No sweep here yet; they appear when `windtunnel run` starts one.</p>".to_string()
@@ -323,5 +330,22 @@ mod page {
             name = escape(&s.name),
             dir = escape(&s.dir.display().to_string()),
         )
+    }
+}
+
+/// A path segment with everything but unreserved characters (RFC 3986) percent-encoded, so a
+/// sweep named `lr#1 50%?x` links to itself.
+fn percent_encode(segment: &str) -> String {
+    segment.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The index links a sweep with any name to its own page (axum decodes the segment back).
+    #[test]
+    fn sweep_names_are_percent_encoded_in_links() {
+        assert_eq!(super::percent_encode("lr#1 50%?x"), "lr%231%2050%25%3Fx");
+        assert_eq!(super::percent_encode("quickstart-2.v1_a~"), "quickstart-2.v1_a~");
+        assert_eq!(super::percent_encode("µP"), "%C2%B5P");
     }
 }

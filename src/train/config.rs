@@ -307,6 +307,7 @@ impl RunConfig {
 
     /// Checks that need no data or model: the numbers must describe a possible run.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.data.check_synthetic().map_err(|e| anyhow::anyhow!("data: {e}"))?;
         let t = &self.training;
         anyhow::ensure!(t.batch_size > 0, "training.batch_size must be at least 1");
         anyhow::ensure!(t.seq_len >= 2, "training.seq_len must be at least 2");

@@ -1,0 +1,43 @@
+//! Trust at the edges: inputs that used to be accepted with exit 0, or read without limit, are
+//! refused with one message that names the file or flag and the fix.
+
+mod common;
+use common::fails;
+
+#[test]
+fn a_sweep_whose_synthetic_language_is_empty_is_refused_at_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sweeps/quickstart.toml")).unwrap().replace("vocab = 128,", "vocab = 0,");
+    let file = dir.path().join("v0.toml");
+    std::fs::write(&file, text).unwrap();
+    let e = fails(&["plan", file.to_str().unwrap()]);
+    assert!(e.contains("v0.toml") && e.contains("data: `vocab` must be at least 2 (got 0)"), "{e}");
+}
+
+#[test]
+fn a_sweep_file_that_never_ends_is_refused_at_once() {
+    let e = fails(&["plan", "/dev/zero"]);
+    assert!(e.contains("/dev/zero is over 4 MiB"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("binary.toml");
+    std::fs::write(&file, [0xffu8, 0xfe, 0x00]).unwrap();
+    let e = fails(&["plan", file.to_str().unwrap()]);
+    assert!(e.contains("is not UTF-8 text"), "{e}");
+}
+
+#[test]
+fn a_coordinate_check_needs_two_different_positive_widths() {
+    let e = fails(&["coord-check", "--widths", "64,64"]);
+    assert!(e.contains("--widths 64,64: give at least two different widths"), "{e}");
+    let e = fails(&["coord-check", "--widths", "0,8"]);
+    assert!(e.contains("--widths: a width must be at least 1"), "{e}");
+}
+
+#[test]
+fn a_table_naming_a_column_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dup.csv");
+    std::fs::write(&file, "N,D,N,loss\n1e6,1e7,2e6,3\n").unwrap();
+    let e = fails(&["fit", "law", "--input", file.to_str().unwrap(), "--n", "N", "--tokens", "D", "--loss", "loss"]);
+    assert!(e.contains("dup.csv: column `N` appears twice (columns 1 and 3)"), "{e}");
+}
