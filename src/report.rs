@@ -48,6 +48,9 @@ figure{margin:16px 0}figure svg{max-width:100%;height:auto}figcaption{color:#555
 
 fn interval_cells(estimate: f64, i: Option<&Interval>) -> String {
     match i {
+        Some(i) if !i.is_identified() => {
+            format!("<td>{estimate:.4}</td><td class=muted>not identified</td><td>[{:.4}, {:.4}]</td>", i.lower, i.upper)
+        }
         Some(i) => format!("<td>{estimate:.4}</td><td>{:.4}</td><td>[{:.4}, {:.4}]</td>", i.std_error, i.lower, i.upper),
         None => format!("<td>{estimate:.4}</td><td class=muted>–</td><td class=muted>no bootstrap</td>"),
     }

@@ -40,6 +40,13 @@ impl Interval {
         Self { estimate, std_error, lower: q(tail), upper: q(1.0 - tail) }
     }
 
+    /// Whether the resamples pin the quantity at all: a standard error more than ten times the
+    /// estimate (the quickstart's A: 134 ± 6.7e31) means the points leave it free, traded against
+    /// another parameter; its number then says nothing and is not printed.
+    pub fn is_identified(&self) -> bool {
+        self.std_error.is_finite() && self.std_error <= 10.0 * self.estimate.abs()
+    }
+
     pub fn contains(&self, x: f64) -> bool {
         self.lower <= x && x <= self.upper
     }
@@ -81,6 +88,14 @@ pub fn prediction_interval(estimate: f64, laws: &[Law], log_residuals: &[f64], n
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_parameter_the_resamples_leave_free_is_not_identified() {
+        let free = Interval { estimate: 134.1, std_error: 6.7e31, lower: 8.3, upper: 2221.8 };
+        let pinned = Interval { estimate: 2.162, std_error: 0.0615, lower: 2.052, upper: 2.177 };
+        assert!(!free.is_identified() && pinned.is_identified());
+        assert!(!Interval { std_error: f64::NAN, ..pinned }.is_identified());
+    }
     use super::*;
 
     #[test]

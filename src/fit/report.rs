@@ -551,6 +551,9 @@ impl std::fmt::Display for LawReport {
         let num = |v: f64, width: usize| if v != 0.0 && !(1e-3..1e6).contains(&v.abs()) { format!("{v:>width$.4e}") } else { format!("{v:>width$.4}") };
         let row = |f: &mut std::fmt::Formatter<'_>, name: &str, v: f64, i: Option<&Interval>| match i {
             Some(i) if i.lower.is_nan() => writeln!(f, "  {name:<6} {}   (no bootstrap fit gave a finite value)", num(v, 12)),
+            Some(i) if !i.is_identified() => {
+                writeln!(f, "  {name:<6} {}   ± {:<10} [{}, {}]  not identified: these points leave it free", num(v, 12), "—", num(i.lower, 0), num(i.upper, 0))
+            }
             Some(i) => writeln!(f, "  {name:<6} {}   ± {:<10} [{}, {}]", num(v, 12), num(i.std_error, 0), num(i.lower, 0), num(i.upper, 0)),
             None => writeln!(f, "  {name:<6} {}", num(v, 12)),
         };
