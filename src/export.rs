@@ -176,6 +176,22 @@ pub struct LearningRates {
     /// Init std of the hidden matrices: init_std / √m (the embedding: init_std).
     pub hidden_init_std: f64,
     pub source: String,
+    /// The depth rule at the exported depth: what multiplies each residual branch, AdamW's ε and
+    /// the hidden matrices' weight decay (see `model::mup`).
+    pub depth: DepthMultipliers,
+}
+
+/// A depth rule's multipliers at one depth.
+#[derive(Debug, Clone, Serialize)]
+pub struct DepthMultipliers {
+    pub rule: crate::model::mup::DepthRule,
+    pub base_depth: Option<usize>,
+    pub depth: usize,
+    pub residual_multiplier: f64,
+    /// Factors on AdamW's ε: hidden matrices and blocks' norms; embedding and final norm.
+    pub hidden_eps_multiplier: f64,
+    pub embedding_eps_multiplier: f64,
+    pub hidden_weight_decay_multiplier: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -401,8 +417,36 @@ fn learning_rates(
         Some(other) => fit_lr(other, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}")),
         None => data.lr().clone(),
     };
+    let rule = config.mup.depth_rule.to_string();
     let (base_lr, lr_source) = match fitted {
-        Ok(lr) => match lr.groups.iter().find(|(g, _)| g == "mup" || g.starts_with("mup, ")).or_else(|| (lr.groups.len() == 1).then(|| &lr.groups[0])) {
+        Ok(lr) => match lr
+            .groups
+            .iter()
+            .filter(|(g, _)| g == "mup" || g.starts_with("mup, "))
+            .max_by_key(|(g, _)| g.contains(&rule))
+            .or_else(|| (lr.groups.len() == 1).then(|| &lr.groups[0]))
+        {
+            Some((_, t)) if t.depth_drift.is_some() && !t.optima.is_empty() => {
+                // Scans across depth at one width: the optimum at the exported depth from the
+                // fitted drift, ln lr* = a + b·ln L.
+                let d = t.depth_drift.as_ref().expect("checked");
+                let lr = (d.intercept + d.slope * (shape.depth as f64).ln()).exp();
+                let (shallow, deep) = t.optima.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), o| (lo.min(o.depth), hi.max(o.depth)));
+                if (shape.depth as f64) > deep * 1.5 {
+                    warnings.push(format!("the learning rate is extrapolated in depth: scans went to depth {deep}, the export has {}", shape.depth));
+                }
+                (
+                    lr,
+                    format!(
+                        "the learning-rate optimum's drift in depth ({:+.3} [{:+.3}, {:+.3}] per ln depth, scans at depths {shallow} to {deep} of {}), applied at depth {}",
+                        d.slope,
+                        d.slope_lower,
+                        d.slope_upper,
+                        lr_dir.display(),
+                        shape.depth
+                    ),
+                )
+            }
             Some((_, t)) if !t.optima.is_empty() => {
                 let widest = t.optima.iter().max_by(|a, b| a.width.total_cmp(&b.width)).expect("optima are not empty");
                 if let Some(caveat) = widest.caveat() {
@@ -432,6 +476,15 @@ fn learning_rates(
         width_multiplier: mup.width_multiplier(width),
         hidden_init_std: mup.init_std(ParamGroup::HiddenMatrix, width),
         source: lr_source,
+        depth: DepthMultipliers {
+            rule: mup.depth_rule,
+            base_depth: mup.base_depth,
+            depth: shape.depth,
+            residual_multiplier: mup.residual_multiplier(shape.depth),
+            hidden_eps_multiplier: mup.eps_multiplier(ParamGroup::HiddenMatrix, width, shape.depth, false),
+            embedding_eps_multiplier: mup.eps_multiplier(ParamGroup::Embedding, width, shape.depth, false),
+            hidden_weight_decay_multiplier: mup.weight_decay_multiplier(ParamGroup::HiddenMatrix, width),
+        },
     })
 }
 
@@ -579,6 +632,19 @@ impl std::fmt::Display for Exported {
             "  µP       base_width {}, m = {:.2}, scale_emb {}, scale_depth {}, init_std {} (hidden {:.4})",
             r.mup.base_width, lr.width_multiplier, r.mup.scale_emb, r.mup.scale_depth, r.mup.init_std, lr.hidden_init_std
         )?;
+        let d = &lr.depth;
+        if !d.rule.is_default() {
+            writeln!(
+                f,
+                "  depth    rule {} (base depth {}): residual × {:.4}, AdamW ε × {:.4} (hidden) / {:.4} (embedding), hidden weight decay × {:.4}",
+                d.rule,
+                d.base_depth.map_or("-".into(), |b| b.to_string()),
+                d.residual_multiplier,
+                d.hidden_eps_multiplier,
+                d.embedding_eps_multiplier,
+                d.hidden_weight_decay_multiplier
+            )?;
+        }
         writeln!(f, "  lr       η = {:.4e} (embedding, norms); hidden matrices η/m = {:.4e}; from {}", lr.base, lr.hidden_matrices, lr.source)?;
         writeln!(f, "  batch    {} sequences × {} = {} tokens; from {}", r.batch.sequences, r.seq_len, r.batch.tokens, r.batch.source)?;
         let sc = &r.schedule;

@@ -88,7 +88,7 @@ fn coordinate_check_is_flat_under_mup_and_grows_under_sp() {
     assert!(slopes.iter().all(|&s| s > 0.5), "SP hidden activations should grow with width: {slopes:?}");
     // Every layer is recorded for every width and step.
     let records = mup["records"].as_array().unwrap().len();
-    assert_eq!(records, 3 * 4 * (1 + 2 * 2 + 2)); // widths × steps+1 × (embedding, 2 blocks × 2, final norm, logits)
+    assert_eq!(records, 3 * 4 * (1 + 2 * 2 + 3)); // widths × steps+1 × (embedding, 2 blocks × 2, residual stream, final norm, logits)
 }
 
 /// `--precision bf16-mixed` (honoured by the coordinate check on the CPU too) moves every mean |x|

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::emit;
 use windtunnel::device::DeviceSpec;
-use windtunnel::model::mup::{MupConfig, Parameterization};
+use windtunnel::model::mup::{DepthRule, MupConfig, Parameterization};
 use windtunnel::model::precision::Precision;
 use windtunnel::model::shape::{self, ModelShape, PRESETS};
 use windtunnel::model::ModelReport;
@@ -74,16 +74,30 @@ pub struct MupArgs {
     scale_depth: f64,
     #[arg(long, default_value_t = MupConfig::default().init_std)]
     init_std: f64,
+    /// How hyperparameters follow depth: minicpm (residual × scale_depth/√depth), completep
+    /// (CompleteP, α = 1: residual × 1/depth, AdamW ε and weight decay scaled) or none.
+    #[arg(long, default_value_t = MupConfig::default().depth_rule)]
+    depth_rule: DepthRule,
+    /// The depth the hyperparameters were tuned at (completep and none need it) [coord-check
+    /// --depths: the smallest depth].
+    #[arg(long)]
+    base_depth: Option<usize>,
 }
 
 impl MupArgs {
     fn config(&self, default_base_width: usize) -> anyhow::Result<MupConfig> {
+        self.config_at(default_base_width, None)
+    }
+
+    fn config_at(&self, default_base_width: usize, default_base_depth: Option<usize>) -> anyhow::Result<MupConfig> {
         let config = MupConfig {
             parameterization: self.parameterization,
             base_width: self.base_width.unwrap_or(default_base_width),
             scale_emb: self.scale_emb,
             scale_depth: self.scale_depth,
             init_std: self.init_std,
+            depth_rule: self.depth_rule,
+            base_depth: self.base_depth.or(default_base_depth),
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
@@ -148,6 +162,10 @@ pub struct CoordCheckArgs {
     steps: usize,
     #[arg(long, default_value_t = 2)]
     depth: usize,
+    /// Depths to compare, comma-separated (e.g. 2,4,8,16,32): the check in depth, at each of
+    /// --widths (one width is enough); the base depth defaults to the smallest.
+    #[arg(long, value_delimiter = ',')]
+    depths: Vec<usize>,
     /// Head dimension, fixed across widths.
     #[arg(long, default_value_t = 32)]
     head_dim: usize,
@@ -182,13 +200,25 @@ pub fn coord_check(args: CoordCheckArgs) -> anyhow::Result<u8> {
     super::train::select_kernel_cache(args.kernel_cache.as_deref())?;
     let smallest = args.widths.iter().copied().min().context("--widths is empty")?;
     anyhow::ensure!(smallest > 0, "--widths: a width must be at least 1 (got 0)");
-    anyhow::ensure!(
-        windtunnel::fit::distinct_count(args.widths.iter().map(|&w| w as f64)) >= 2,
-        "--widths {}: give at least two different widths; the check fits how activations grow across widths",
-        args.widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(",")
-    );
+    let list = |v: &[usize]| v.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(",");
+    if args.depths.is_empty() {
+        anyhow::ensure!(
+            windtunnel::fit::distinct_count(args.widths.iter().map(|&w| w as f64)) >= 2,
+            "--widths {}: give at least two different widths; the check fits how activations grow across widths",
+            list(&args.widths)
+        );
+    } else {
+        anyhow::ensure!(args.depths.iter().all(|&d| d > 0), "--depths: a depth must be at least 1");
+        anyhow::ensure!(
+            windtunnel::fit::distinct_count(args.depths.iter().map(|&d| d as f64)) >= 2,
+            "--depths {}: give at least two different depths; the check fits how activations grow across depths",
+            list(&args.depths)
+        );
+    }
+    let shallowest = args.depths.iter().copied().min();
     let options = CoordCheckOptions {
-        mup: args.mup.config(smallest)?,
+        mup: args.mup.config_at(smallest, shallowest)?,
+        depths: args.depths,
         widths: args.widths,
         steps: args.steps,
         depth: args.depth,

@@ -186,6 +186,9 @@ impl std::fmt::Display for LrReport {
             if let Some(d) = &t.drift {
                 writeln!(f, "  drift: d log lr_opt / d log width = {:+.3} [{:+.3}, {:+.3}] (µP: ≈ 0; SP: ≈ −1)", d.slope, d.slope_lower, d.slope_upper)?;
             }
+            if let Some(d) = &t.depth_drift {
+                writeln!(f, "  drift in depth: d log lr_opt / d log depth = {:+.3} [{:+.3}, {:+.3}] (transfers: ≈ 0)", d.slope, d.slope_lower, d.slope_upper)?;
+            }
         }
         Ok(())
     }

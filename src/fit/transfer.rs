@@ -8,6 +8,8 @@
 //! the seeds at every rate (two or more seeds), or from a residual bootstrap of that parabola (one).
 //! The drift of the optimum with width is the least-squares slope of log lr_opt on log width,
 //! with a 95% interval. Under µP it should be near 0; under SP clearly negative (lr_opt ∝ 1/width).
+//! Scans at one width and several depths get the same slope on log depth: the drift in depth a
+//! depth rule (`mup.depth_rule`) is judged by.
 //!
 //! **Batch size (MiniCPM §4.2).** For loss levels L between the curves' ends, the tokens each
 //! batch size needs to first reach L are read off its (running-minimum) loss curve; the batch
@@ -174,6 +176,10 @@ pub struct LrTransfer {
     pub optima: Vec<LrOptimum>,
     /// Slope of log lr_opt on log width (µP: ≈ 0; SP: ≈ −1).
     pub drift: Option<Line>,
+    /// Slope of log lr_opt on log depth, when the scans are at one width and several depths
+    /// (a depth rule that transfers: ≈ 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth_drift: Option<Line>,
 }
 
 /// The finite losses at each scanned learning rate (ascending): one per seed.
@@ -257,7 +263,9 @@ pub fn lr_transfer(points: &[LrPoint], seed: u64) -> LrTransfer {
         });
     }
     let drift = fit_line(&optima.iter().map(|o| (o.width.ln(), o.lr_opt.ln())).collect::<Vec<_>>());
-    LrTransfer { optima, drift }
+    let one_width = optima.windows(2).all(|w| w[0].width == w[1].width);
+    let depth_drift = one_width.then(|| fit_line(&optima.iter().map(|o| (o.depth.ln(), o.lr_opt.ln())).collect::<Vec<_>>())).flatten();
+    LrTransfer { optima, drift, depth_drift }
 }
 
 /// Training curves with a known answer, for tests and for checking the fit by hand: seven batch

@@ -372,6 +372,7 @@ impl<B: FusedOps> Transformer<B> {
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x, &self.rope, &self.causal_mask, self.residual_multiplier, &mut |branch, t| record(&|| format!("block{i}.{branch}"), t));
         }
+        record(&|| "residual".into(), &x);
         let h = self.final_norm.forward(x);
         record(&|| "final_norm".into(), &h);
         h

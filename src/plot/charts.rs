@@ -165,41 +165,51 @@ pub fn lr_transfer(data: &SweepResults) -> Result<Figure, String> {
     let report = data.lr().as_ref().map_err(|e| format!("no learning-rate scan to draw ({e})"))?;
     let mut panels = Vec::new();
     for (group, transfer) in &report.groups {
+        // A run is in a group named by its parameterization, and by its depth rule where the
+        // scans vary it ("mup, param.mup.depth_rule=completep").
+        let in_group = |c: &crate::train::config::RunConfig| {
+            let p = c.mup.parameterization.to_string();
+            let rule = format!("depth_rule={}", c.mup.depth_rule);
+            report.groups.len() == 1 || *group == p || group.starts_with(&format!("{p}, ")) && (!group.contains("depth_rule=") || group.contains(&rule))
+        };
+        // Curves per depth when the scans are at one width and several depths, else per width.
+        let by_depth = transfer.depth_drift.is_some();
+        let key = |width: f64, depth: f64| if by_depth { depth } else { width };
         let runs: Vec<_> = data
             .runs
             .iter()
-            .filter(|r| r.run.kind == RunKind::Plain && r.state == Some(RunState::Done))
-            .filter(|r| report.groups.len() == 1 || r.run.config.mup.parameterization.to_string() == *group)
-            .filter_map(|r| r.eval_points().last().map(|p| (r.run.width as f64, r.run.config.optimizer.lr, p.1)))
+            .filter(|r| r.run.kind == RunKind::Plain && r.state == Some(RunState::Done) && in_group(&r.run.config))
+            .filter_map(|r| r.eval_points().last().map(|p| (key(r.run.width as f64, r.run.depth as f64), r.run.config.optimizer.lr, p.1)))
             .collect();
-        let widths = distinct(transfer.optima.iter().map(|o| o.width));
+        let keys = distinct(transfer.optima.iter().map(|o| key(o.width, o.depth)));
         let mut series = Vec::new();
-        for (i, &w) in widths.iter().enumerate() {
-            let color = ordered_color(i, widths.len());
-            let points: Vec<(f64, f64)> = runs.iter().filter(|r| r.0 == w).map(|r| (r.1, r.2)).collect();
+        for (i, &k) in keys.iter().enumerate() {
+            let color = ordered_color(i, keys.len());
+            let points: Vec<(f64, f64)> = runs.iter().filter(|r| r.0 == k).map(|r| (r.1, r.2)).collect();
             // Seeds are replicates: the line is their mean loss at each rate (what `fit lr` fits),
             // each seed a dot.
             let means = mean_loss_by_lr(points.iter().copied());
             if means.len() < points.len() {
                 series.push(Series::new(None, color, Style::Markers { size: 2 }, points));
             }
-            series.push(Series::new(Some(format!("width {w}")), color, Style::LineMarkers { width: 2, size: 3 }, means));
+            series.push(Series::new(Some(format!("{} {k}", if by_depth { "depth" } else { "width" })), color, Style::LineMarkers { width: 2, size: 3 }, means));
         }
         for o in &transfer.optima {
-            let color = ordered_color(index_of(&widths, o.width), widths.len());
-            let label = (o.width == widths[0]).then(|| "parabola optimum".to_string());
+            let k = key(o.width, o.depth);
+            let color = ordered_color(index_of(&keys, k), keys.len());
+            let label = (k == keys[0]).then(|| "parabola optimum".to_string());
             series.push(Series::new(label, color, Style::Highlight { size: 6 }, vec![(o.lr_opt, o.loss_at_opt)]));
         }
         let name = match group.parse::<Parameterization>() {
             Ok(Parameterization::Mup) => "µP".to_string(),
             Ok(Parameterization::Sp) => "SP".to_string(),
-            Err(_) => group.clone(),
+            Err(_) => group.replace("param.mup.", "").replace("mup, ", "µP, "),
         };
-        let drift = transfer
-            .drift
-            .as_ref()
-            .map(|d| format!(": d ln η*/d ln width = {:+.2} [{:+.2}, {:+.2}]", d.slope, d.slope_lower, d.slope_upper))
-            .unwrap_or_default();
+        let drift = match (&transfer.depth_drift, &transfer.drift) {
+            (Some(d), _) => format!(": d ln η*/d ln depth = {:+.2} [{:+.2}, {:+.2}]", d.slope, d.slope_lower, d.slope_upper),
+            (None, Some(d)) => format!(": d ln η*/d ln width = {:+.2} [{:+.2}, {:+.2}]", d.slope, d.slope_lower, d.slope_upper),
+            (None, None) => String::new(),
+        };
         panels.push(Panel {
             title: format!("{name}{drift}"),
             x: Axis::log("base learning rate η"),

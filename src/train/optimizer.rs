@@ -59,6 +59,9 @@ pub struct Moments<B: Backend> {
 struct ParamRule {
     lr_multiplier: f64,
     decays: bool,
+    /// Factors on AdamW's ε and weight decay (CompleteP's depth rule; 1 otherwise).
+    eps_multiplier: f64,
+    weight_decay_multiplier: f64,
 }
 
 /// AdamW over a [`Transformer`], with its state (moments and step count).
@@ -99,10 +102,19 @@ pub fn read_to_host<B: Backend, const N: usize>(scalars: [Tensor<B, 1>; N]) -> [
 impl<B: AutodiffBackend> AdamW<B> {
     pub fn new(config: AdamWConfig, model: &Transformer<B>, mup: &MupConfig) -> Self {
         let width = model.embedding.val().dims()[1];
+        let depth = model.blocks.len();
         let rules = model
             .param_infos()
             .into_iter()
-            .map(|p| (p.id, ParamRule { lr_multiplier: mup.lr_multiplier(p.group, width), decays: p.group != ParamGroup::Norm }))
+            .map(|p| {
+                let rule = ParamRule {
+                    lr_multiplier: mup.lr_multiplier(p.group, width),
+                    decays: p.group != ParamGroup::Norm,
+                    eps_multiplier: mup.eps_multiplier(p.group, width, depth, p.name == "final_norm"),
+                    weight_decay_multiplier: mup.weight_decay_multiplier(p.group, width),
+                };
+                (p.id, rule)
+            })
             .collect();
         Self { config, step: 0, moments: HashMap::new(), rules }
     }
@@ -207,7 +219,7 @@ impl<B: AutodiffBackend<InnerBackend: FusedOps>> ModuleMapper<B> for UpdateMappe
         };
         let opt = &mut *self.optimizer;
         let c = opt.config;
-        let rule = opt.rules.get(&id).copied().unwrap_or(ParamRule { lr_multiplier: 1.0, decays: D >= 2 });
+        let rule = opt.rules.get(&id).copied().unwrap_or(ParamRule { lr_multiplier: 1.0, decays: D >= 2, eps_multiplier: 1.0, weight_decay_multiplier: 1.0 });
         let lr = self.lr * rule.lr_multiplier;
         let dims = tensor.dims();
         let n = tensor.shape().num_elements();
@@ -231,8 +243,8 @@ impl<B: AutodiffBackend<InnerBackend: FusedOps>> ModuleMapper<B> for UpdateMappe
             one_minus_beta2: (1.0 - c.beta2) as f32,
             m_hat_scale: (1.0 / (1.0 - c.beta1.powi(t))) as f32,
             v_hat_scale: (1.0 / (1.0 - c.beta2.powi(t))) as f32,
-            eps: c.eps as f32,
-            decay: if decays { (1.0 - lr * c.weight_decay) as f32 } else { 1.0 },
+            eps: (c.eps * rule.eps_multiplier) as f32,
+            decay: if decays { (1.0 - lr * (c.weight_decay * rule.weight_decay_multiplier)) as f32 } else { 1.0 },
             lr: lr as f32,
         };
         let (p, m, v) = adamw_update(p, grad, moments, step);
