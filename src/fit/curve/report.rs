@@ -253,6 +253,15 @@ fn fit_groups(fit: &[&Curve], groups: &[String], options: &CurveOptions, notes: 
             continue;
         };
         let laws = laws_of(options.form, &data, &theta);
+        if let Some(gamma) = laws.first().filter(|l| l.form == CurveFormKind::MultiPower).map(|l| l.named()[6].2) {
+            if gamma > 0.98 * super::form::MultiPower::GAMMA_MAX {
+                notes.push(format!(
+                    "{}: γ = {gamma:.3} is at its bound ({}): the decays fitted do not pin it, and predictions for other decay shapes lean on the bound",
+                    set.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    super::form::MultiPower::GAMMA_MAX
+                ));
+            }
+        }
         let replicates: Vec<Vec<CurveLaw>> =
             bootstrap(options.form, &data, &theta, members.len(), options.bootstrap, options.seed).iter().map(|t| laws_of(options.form, &data, t)).collect();
         for (g, (name, law)) in set.iter().zip(laws).enumerate() {
