@@ -41,3 +41,15 @@ fn a_table_naming_a_column_twice_is_refused() {
     let e = fails(&["fit", "law", "--input", file.to_str().unwrap(), "--n", "N", "--tokens", "D", "--loss", "loss"]);
     assert!(e.contains("dup.csv: column `N` appears twice (columns 1 and 3)"), "{e}");
 }
+
+#[test]
+fn an_allocation_no_approach_could_make_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one-run.csv");
+    std::fs::write(&file, "run,N,D,loss\na,1e6,1e7,3.0\na,1e6,2e7,2.9\n").unwrap();
+    let out = common::windtunnel(&["fit", "allocation", "--input", file.to_str().unwrap(), "--run", "run", "--n", "N", "--tokens", "D", "--loss", "loss"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exit 0 with no allocation:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("none of the three approaches gave an allocation"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).is_empty(), "the reasons are printed");
+}

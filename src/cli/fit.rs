@@ -499,12 +499,18 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
                 anyhow::ensure!(c.is_finite() && c > 0.0, "--budgets: {c} is not a positive FLOP count");
             }
             let options = AllocationOptions { budgets: args.budgets, bootstrap: args.bootstrap, level: 0.95, seed: args.seed };
-            if SweepDir::new(&args.input).exists() {
-                return emit(&windtunnel::plot::allocation_sweep(&args.input, &options, args.grid.as_deref(), args.format)?, args.json);
-            }
-            anyhow::ensure!(args.grid.is_none(), "--grid selects runs of a sweep directory; {} is a table", args.input.display());
-            let columns = CurveColumns { run: args.run, n: args.n, tokens: args.tokens, loss: args.loss };
-            emit(&windtunnel::plot::allocation_table(&args.input, &columns, &options, args.chart.as_deref(), args.format)?, args.json)
+            let report = if SweepDir::new(&args.input).exists() {
+                windtunnel::plot::allocation_sweep(&args.input, &options, args.grid.as_deref(), args.format)?
+            } else {
+                anyhow::ensure!(args.grid.is_none(), "--grid selects runs of a sweep directory; {} is a table", args.input.display());
+                let columns = CurveColumns { run: args.run, n: args.n, tokens: args.tokens, loss: args.loss };
+                windtunnel::plot::allocation_table(&args.input, &columns, &options, args.chart.as_deref(), args.format)?
+            };
+            emit(&report, args.json)?;
+            // Printed first, so the reasons are there; then a failure a script can see.
+            let none = [&report.approach_1, &report.approach_2, &report.approach_3].iter().all(|o| o.frontier().is_none());
+            anyhow::ensure!(!none, "{}: none of the three approaches gave an allocation (each says why above)", args.input.display());
+            Ok(0)
         }
         FitCommand::Hparams(args) => {
             let columns = HparamColumns { n: args.n, tokens: args.tokens, lr: args.lr, batch: args.batch, loss: args.loss };
