@@ -53,3 +53,18 @@ fn an_allocation_no_approach_could_make_fails() {
     assert!(stderr.contains("none of the three approaches gave an allocation"), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).is_empty(), "the reasons are printed");
 }
+
+#[test]
+fn flat_losses_give_no_learning_rate_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flat.csv");
+    let mut text = String::from("width,depth,lr,final_eval_loss,parameterization\n");
+    for w in [32, 64, 128] {
+        for lr in [0.001, 0.01, 0.1] {
+            text.push_str(&format!("{w},2,{lr},3.0,mup\n"));
+        }
+    }
+    std::fs::write(&file, text).unwrap();
+    let out = common::ok(&["fit", "lr", "--input", file.to_str().unwrap()]);
+    assert!(out.contains("drift: not measured") && !out.contains("+0.000 [+0.000, +0.000]"), "{out}");
+}

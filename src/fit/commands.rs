@@ -186,6 +186,9 @@ impl std::fmt::Display for LrReport {
             if let Some(d) = &t.drift {
                 writeln!(f, "  drift: d log lr_opt / d log width = {:+.3} [{:+.3}, {:+.3}] (µP: ≈ 0; SP: ≈ −1)", d.slope, d.slope_lower, d.slope_upper)?;
             }
+            if t.drift.is_none() && t.depth_drift.is_none() && t.optima.len() >= 2 && t.optima.iter().filter(|o| o.bracketed).count() < 2 {
+                writeln!(f, "  drift: not measured: fewer than two optima lie inside their scans (flat losses, or scans to widen)")?;
+            }
             if let Some(d) = &t.depth_drift {
                 writeln!(f, "  drift in depth: d log lr_opt / d log depth = {:+.3} [{:+.3}, {:+.3}] (transfers: ≈ 0)", d.slope, d.slope_lower, d.slope_upper)?;
             }

@@ -262,9 +262,12 @@ pub fn lr_transfer(points: &[LrPoint], seed: u64) -> LrTransfer {
             },
         });
     }
-    let drift = fit_line(&optima.iter().map(|o| (o.width.ln(), o.lr_opt.ln())).collect::<Vec<_>>());
+    // A drift needs optima that mean something: with fewer than two inside their scans (flat
+    // losses put every "optimum" at the scan's edge) a slope of 0 ± 0 would be a false answer.
+    let measured = optima.iter().filter(|o| o.bracketed).count() >= 2;
+    let drift = measured.then(|| fit_line(&optima.iter().map(|o| (o.width.ln(), o.lr_opt.ln())).collect::<Vec<_>>())).flatten();
     let one_width = optima.windows(2).all(|w| w[0].width == w[1].width);
-    let depth_drift = one_width.then(|| fit_line(&optima.iter().map(|o| (o.depth.ln(), o.lr_opt.ln())).collect::<Vec<_>>())).flatten();
+    let depth_drift = (measured && one_width).then(|| fit_line(&optima.iter().map(|o| (o.depth.ln(), o.lr_opt.ln())).collect::<Vec<_>>())).flatten();
     LrTransfer { optima, drift, depth_drift }
 }
 
