@@ -68,3 +68,32 @@ fn flat_losses_give_no_learning_rate_drift() {
     let out = common::ok(&["fit", "lr", "--input", file.to_str().unwrap()]);
     assert!(out.contains("drift: not measured") && !out.contains("+0.000 [+0.000, +0.000]"), "{out}");
 }
+
+#[test]
+fn a_batch_curve_with_negative_tokens_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("curves.csv");
+    std::fs::write(&file, "batch_size,tokens,loss\n64,1000,3.0\n64,-2000,2.9\n").unwrap();
+    let e = fails(&["fit", "batch", "--input", file.to_str().unwrap(), "--batch-size", "batch_size", "--tokens", "tokens", "--curve-loss", "loss"]);
+    assert!(e.contains("curves.csv line 3: tokens `tokens` = -2000"), "{e}");
+}
+
+#[test]
+fn preparing_data_with_nothing_held_out_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    std::fs::write(&corpus, "some text\n").unwrap();
+    let e = fails(&[
+        "data",
+        "prepare",
+        "--tokenizer",
+        "missing.json",
+        "--input",
+        corpus.to_str().unwrap(),
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+        "--eval-fraction",
+        "0",
+    ]);
+    assert!(e.contains("--eval-fraction 0 must be above 0"), "{e}");
+}

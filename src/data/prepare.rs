@@ -183,8 +183,8 @@ pub fn prepare(options: &PrepareOptions) -> anyhow::Result<PrepareReport> {
 impl Job {
     fn new(options: &PrepareOptions) -> anyhow::Result<Self> {
         anyhow::ensure!(
-            (0.0..1.0).contains(&options.eval_fraction),
-            "--eval-fraction {} must be at least 0 and below 1 (0.01 holds out 1% of documents)",
+            options.eval_fraction > 0.0 && options.eval_fraction < 1.0,
+            "--eval-fraction {} must be above 0 and below 1 (0.01 holds out 1% of documents; 0 would leave val.bin empty, and no run could evaluate on it)",
             options.eval_fraction
         );
         anyhow::ensure!(options.chunk_bytes > 0, "--chunk-bytes must be at least 1");

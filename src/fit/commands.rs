@@ -207,6 +207,16 @@ pub fn curves(input: &Path, eval: bool, columns: &BatchColumns) -> anyhow::Resul
     }
     let table = Table::read(input)?;
     let (bs, tokens, loss) = (table.numbers(&columns.batch_size)?, table.numbers(&columns.tokens)?, table.numbers(&columns.curve_loss)?);
+    for i in 0..bs.len() {
+        for (name, column, v) in [("batch size", &columns.batch_size, bs[i]), ("tokens", &columns.tokens, tokens[i])] {
+            anyhow::ensure!(
+                v.is_finite() && v > 0.0,
+                "{} line {}: {name} `{column}` = {v}; batch sizes and token counts are positive (fix the row or leave it out)",
+                table.path.display(),
+                i + 2
+            );
+        }
+    }
     Ok((0..bs.len()).map(|i| CurvePoint { batch_size: bs[i], tokens: tokens[i], loss: loss[i] }).collect())
 }
 
