@@ -122,7 +122,10 @@ pub fn hf_config(shape: &ModelShape, mup: &MupConfig, max_position_embeddings: u
 pub fn minicpm_shape(target_n: f64, vocab: usize, gqa_group: usize, aspect_ratio: f64) -> anyhow::Result<ModelShape> {
     anyhow::ensure!(target_n.is_finite() && target_n > 0.0, "the target N must be a positive number (got {target_n})");
     anyhow::ensure!(gqa_group >= 1, "--gqa-group must be at least 1");
-    anyhow::ensure!(aspect_ratio.is_finite() && aspect_ratio > 0.0, "--aspect-ratio must be positive (got {aspect_ratio})");
+    anyhow::ensure!(
+        aspect_ratio.is_finite() && (1.0..=1e4).contains(&aspect_ratio),
+        "--aspect-ratio {aspect_ratio}: width / depth must be between 1 and 10000 (MiniCPM-1.2B has 29.5, MiniCPM-2.4B 57.6)"
+    );
     let shape = |width: usize, depth: usize| {
         let heads = width / HEAD_DIM;
         ModelShape { width, depth, heads, kv_heads: heads / gqa_group, ffn_width: crate::model::shape::default_ffn_width(width), vocab }
@@ -143,6 +146,13 @@ pub fn minicpm_shape(target_n: f64, vocab: usize, gqa_group: usize, aspect_ratio
     }
     anyhow::ensure!(!candidates.is_empty(), "no width divisible into heads of {HEAD_DIM} has {gqa_group} query heads per key/value head");
     let closest = candidates.iter().map(|c| c.1).fold(f64::INFINITY, f64::min);
+    // Export refuses what it cannot honour: a shape far from the law's N is another model.
+    anyhow::ensure!(
+        closest <= 0.5,
+        "no MiniCPM-style shape with --gqa-group {gqa_group} comes within 50% of N = {} (the nearest is {:+.0}% off); lower --gqa-group",
+        crate::format::si(target_n),
+        100.0 * candidates.iter().map(|c| c.0.non_embedding_params() as f64 / target_n - 1.0).min_by(|a, b| a.abs().total_cmp(&b.abs())).unwrap_or(f64::NAN)
+    );
     let tolerance = closest.max(0.05);
     let off_aspect = |s: &ModelShape| (s.width as f64 / s.depth as f64 / aspect_ratio).ln().abs();
     let best = candidates
@@ -298,7 +308,8 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
         .map(|r| r.data_vocab);
     let vocab = request.vocab.or(sweep_vocab).context("the sweep's vocabulary is unknown (no run has started); give --vocab")?;
     let seq_len = request.seq_len.unwrap_or(config.training.seq_len);
-    anyhow::ensure!(vocab > 0 && seq_len > 0, "--vocab and --seq-len must be positive");
+    anyhow::ensure!(vocab >= 2, "--vocab {vocab}: a vocabulary needs at least 2 tokens");
+    anyhow::ensure!(seq_len >= 2, "--seq-len {seq_len}: a training sequence needs at least 2 tokens (train refuses fewer)");
     anyhow::ensure!(
         seq_len <= crate::train::config::MAX_BATCH_OR_SEQ,
         "--seq-len {seq_len} is beyond the largest allowed ({})",

@@ -200,6 +200,18 @@ fn a_sweep_plots_reports_and_exports() {
         let e = fails(&["export", s, args[0], args[1], "--out", absurd.to_str().unwrap()]);
         assert!(e.contains("beyond") || e.contains("outside what a run can count"), "{args:?}: {e}");
     }
+    // Flags it cannot honour are refused too (they used to export a 38.9B model for a 401.6K
+    // target, a recipe train refuses, or be silently ignored).
+    for (flag, value, want) in [
+        ("--gqa-group", "1000", "comes within 50% of N"),
+        ("--seq-len", "1", "--seq-len 1"),
+        ("--vocab", "1", "--vocab 1"),
+        ("--aspect-ratio", "1e9", "between 1 and 10000"),
+        ("--aspect-ratio", "1e-9", "between 1 and 10000"),
+    ] {
+        let e = fails(&["export", s, "--budget-flops", "1e13", flag, value, "--out", absurd.to_str().unwrap()]);
+        assert!(e.contains(want), "{flag} {value}: {e}");
+    }
     assert!(!absurd.exists(), "a refused export writes nothing");
     assert!(!sweep.join("table.csv").exists() && !sweep.join("table.parquet").exists(), "plot, report, fit and export wrote the results table");
     ok(&["collect", s]);
