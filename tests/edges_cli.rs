@@ -97,3 +97,16 @@ fn preparing_data_with_nothing_held_out_is_refused() {
     ]);
     assert!(e.contains("--eval-fraction 0 must be above 0"), "{e}");
 }
+
+#[test]
+fn a_law_on_sizes_beyond_any_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("huge.csv");
+    let mut text = String::from("N,D,loss\n");
+    for (i, n) in [1e300, 2e300, 4e300, 1e301, 2e301, 4e301, 1e302].iter().enumerate() {
+        text.push_str(&format!("{n:e},{:e},{}\n", 1e9 * (i + 1) as f64, 3.0 - 0.1 * i as f64));
+    }
+    std::fs::write(&file, text).unwrap();
+    let e = fails(&["fit", "law", "--input", file.to_str().unwrap(), "--n", "N", "--tokens", "D", "--loss", "loss"]);
+    assert!(e.contains("huge.csv line 2: N = 1e300 is beyond any model or corpus"), "{e}");
+}

@@ -10,6 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+/// The most parameters and training tokens a point of a law may have (10^16 and 10^19: far past
+/// any model or corpus, near enough that a column in the wrong unit is caught).
+pub const MAX_PARAMS: f64 = 1e16;
+pub const MAX_TOKENS: f64 = 1e19;
+
 /// The `status` of a run whose loss is a point of a law.
 pub const STATUS_DONE: &str = "done";
 
@@ -185,6 +190,14 @@ pub fn points(table: &Table, columns: &Columns, drop_highest: usize, keep: Optio
         let line = i + 2;
         for (name, v) in [("N", n[i]), ("D", d[i]), ("loss", loss[i])] {
             anyhow::ensure!(v.is_finite() && v > 0.0, "{} line {line}: {name} = {v}; the law needs positive, finite N, D and loss", table.path.display());
+        }
+        // Beyond any model or corpus: a column in the wrong unit, or a wrong column.
+        for (name, v, most) in [("N", n[i], MAX_PARAMS), ("D", d[i], MAX_TOKENS)] {
+            anyhow::ensure!(
+                v <= most,
+                "{} line {line}: {name} = {v:e} is beyond any model or corpus (at most {most:e}); check the column and its unit",
+                table.path.display()
+            );
         }
         points.push(super::law::Point { n: n[i], d: d[i], loss: loss[i] });
     }
