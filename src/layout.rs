@@ -63,6 +63,14 @@ impl SweepDir {
         self.plan().exists()
     }
 
+    /// The sweep directories directly inside `parent` (what `run --out PARENT` makes), sorted.
+    pub fn children(parent: &Path) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> =
+            std::fs::read_dir(parent).map(|d| d.flatten().map(|e| e.path()).filter(|p| SweepDir::new(p).exists()).collect()).unwrap_or_default();
+        found.sort();
+        found
+    }
+
     pub fn sweep_file(&self) -> PathBuf {
         self.root.join("sweep.toml")
     }

@@ -213,6 +213,10 @@ fn a_sweep_plots_reports_and_exports() {
         assert!(e.contains(want), "{flag} {value}: {e}");
     }
     assert!(!absurd.exists(), "a refused export writes nothing");
+    // `run --out OUT` writes OUT/<name>: fits given OUT take its one sweep.
+    let parent = sweep.parent().unwrap().to_str().unwrap();
+    let from_parent = ok(&["fit", "lr", "--input", parent]);
+    assert!(from_parent.contains(s), "{from_parent}");
     assert!(!sweep.join("table.csv").exists() && !sweep.join("table.parquet").exists(), "plot, report, fit and export wrote the results table");
     ok(&["collect", s]);
     assert_eq!(std::fs::read(sweep.join("table.csv")).unwrap(), table, "collect writes the table the runs give");

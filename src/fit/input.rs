@@ -36,7 +36,16 @@ impl Table {
         }
         let file = if path.is_dir() {
             let t = sweep.table_csv();
-            anyhow::ensure!(t.exists(), "{} has no table.csv; run `windtunnel collect {}` first", path.display(), path.display());
+            if !t.exists() {
+                // `run --out OUT` writes OUT/<name>: the parent of one sweep means that sweep.
+                let children = SweepDir::children(path);
+                if let [only] = children.as_slice() {
+                    return Self::of_sweep(&SweepDir::new(only));
+                }
+                let names: Vec<String> = children.iter().map(|c| c.display().to_string()).collect();
+                anyhow::ensure!(names.is_empty(), "{} holds several sweeps; give one of them: {}", path.display(), names.join(", "));
+                anyhow::bail!("{} is neither a sweep directory nor holds a table.csv (a sweep is the folder `run` names: OUT/<sweep name>)", path.display());
+            }
             t
         } else {
             path.to_path_buf()
