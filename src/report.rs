@@ -21,7 +21,10 @@ pub struct ReportSummary {
 
 impl std::fmt::Display for ReportSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "wrote {} ({} charts: {})", self.path.display(), self.charts.len(), self.charts.join(", "))?;
+        match self.charts.len() {
+            0 => write!(f, "wrote {} (no charts)", self.path.display())?,
+            n => write!(f, "wrote {} ({n} chart{}: {})", self.path.display(), if n == 1 { "" } else { "s" }, self.charts.join(", "))?,
+        }
         for line in crate::plot::skipped_lines(self.not_drawn.iter().map(|(c, w)| (c.as_str(), w.as_str()))) {
             write!(f, "\n  {line}")?;
         }
@@ -377,4 +380,20 @@ fn runs_section(html: &mut String, data: &SweepResults) {
         );
     }
     html.push_str("</table></details>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// "(0 charts: )" is "(no charts)", and one chart is not "1 charts".
+    #[test]
+    fn the_summary_counts_charts_in_words() {
+        let summary = |charts: &[&str]| {
+            ReportSummary { path: "r.html".into(), charts: charts.iter().map(|c| c.to_string()).collect(), not_drawn: Vec::new() }.to_string()
+        };
+        assert!(summary(&[]).starts_with("wrote r.html (no charts)"), "{}", summary(&[]));
+        assert!(summary(&["loss-curves"]).starts_with("wrote r.html (1 chart: loss-curves)"));
+        assert!(summary(&["a", "b"]).starts_with("wrote r.html (2 charts: a, b)"));
+    }
 }

@@ -439,7 +439,8 @@ impl<'a> Scheduler<'a> {
         let retry = state == RunState::Failed && code != Some(EXIT_CANNOT_START as i32) && slot.attempts <= self.options.max_retries && !stopping;
         if retry {
             slot.phase = Phase::Waiting;
-            let line = format!("  {} failed (exit {code:?}); retrying ({} of {})", r.id, slot.attempts, self.options.max_retries);
+            let how = code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}"));
+            let line = format!("  {} failed ({how}); retrying ({} of {})", r.id, slot.attempts, self.options.max_retries);
             self.say(line);
             return;
         }
