@@ -317,8 +317,12 @@ fn bad_corpora_and_options_give_one_clear_error_and_no_complete_looking_output()
 
     // Skipping empty documents works where stopping was the default.
     let skipped = dir.path().join("skipped");
-    let r = prepare(&tokenizer, &[&dir.path().join("empty.jsonl")], &skipped, &["--skip-empty", "--eval-fraction", "0"]);
-    assert_eq!(r["train"]["documents"], 1);
+    let some_empty = write("some-empty.jsonl", b"{\"text\": \"a\"}\n{\"text\": \"\"}\n{\"text\": \"b c\"}\n{\"text\": \"d\"}\n{\"text\": \"e f\"}\n");
+    let r = prepare(&tokenizer, &[&some_empty], &skipped, &["--skip-empty", "--eval-fraction", "0.5"]);
+    assert_eq!(r["train"]["documents"].as_u64().unwrap() + r["val"]["documents"].as_u64().unwrap(), 4, "{r}");
+    // Holding out nothing is refused: val.bin would be empty and no run could evaluate on it.
+    let e = fails(&["data", "prepare", "--tokenizer", s(&tokenizer), "--input", s(&some_empty), "--out", s(&skipped), "--eval-fraction", "0"]);
+    assert!(e.contains("--eval-fraction 0 must be above 0"), "{e}");
 
     // A tokenizer that does not parse.
     let broken = write("broken.json", b"{\"model\": 3}");
