@@ -79,26 +79,6 @@ fn a_batch_curve_with_negative_tokens_is_refused() {
 }
 
 #[test]
-fn preparing_data_with_nothing_held_out_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("c.txt");
-    std::fs::write(&corpus, "some text\n").unwrap();
-    let e = fails(&[
-        "data",
-        "prepare",
-        "--tokenizer",
-        "missing.json",
-        "--input",
-        corpus.to_str().unwrap(),
-        "--out",
-        dir.path().join("out").to_str().unwrap(),
-        "--eval-fraction",
-        "0",
-    ]);
-    assert!(e.contains("--eval-fraction 0 must be above 0"), "{e}");
-}
-
-#[test]
 fn a_law_on_sizes_beyond_any_model_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("huge.csv");

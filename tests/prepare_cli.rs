@@ -320,9 +320,23 @@ fn bad_corpora_and_options_give_one_clear_error_and_no_complete_looking_output()
     let some_empty = write("some-empty.jsonl", b"{\"text\": \"a\"}\n{\"text\": \"\"}\n{\"text\": \"b c\"}\n{\"text\": \"d\"}\n{\"text\": \"e f\"}\n");
     let r = prepare(&tokenizer, &[&some_empty], &skipped, &["--skip-empty", "--eval-fraction", "0.5"]);
     assert_eq!(r["train"]["documents"].as_u64().unwrap() + r["val"]["documents"].as_u64().unwrap(), 4, "{r}");
-    // Holding out nothing is refused: val.bin would be empty and no run could evaluate on it.
-    let e = fails(&["data", "prepare", "--tokenizer", s(&tokenizer), "--input", s(&some_empty), "--out", s(&skipped), "--eval-fraction", "0"]);
-    assert!(e.contains("--eval-fraction 0 must be above 0"), "{e}");
+    // Holding out nothing is allowed (every token in train.bin), but never silently.
+    let nothing_held = dir.path().join("nothing-held");
+    let o = common::windtunnel(&[
+        "data",
+        "prepare",
+        "--tokenizer",
+        s(&tokenizer),
+        "--input",
+        s(&some_empty),
+        "--out",
+        s(&nothing_held),
+        "--skip-empty",
+        "--eval-fraction",
+        "0",
+    ]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning: --eval-fraction 0 holds nothing out: val.bin is empty"));
 
     // A tokenizer that does not parse.
     let broken = write("broken.json", b"{\"model\": 3}");

@@ -183,10 +183,18 @@ pub fn prepare(options: &PrepareOptions) -> anyhow::Result<PrepareReport> {
 impl Job {
     fn new(options: &PrepareOptions) -> anyhow::Result<Self> {
         anyhow::ensure!(
-            options.eval_fraction > 0.0 && options.eval_fraction < 1.0,
-            "--eval-fraction {} must be above 0 and below 1 (0.01 holds out 1% of documents; 0 would leave val.bin empty, and no run could evaluate on it)",
+            (0.0..1.0).contains(&options.eval_fraction),
+            "--eval-fraction {} must be at least 0 and below 1 (0.01 holds out 1% of documents)",
             options.eval_fraction
         );
+        if options.eval_fraction == 0.0 {
+            // Deliberate (every token in train.bin, e.g. to compare with another tokenizer run),
+            // but never silent: a run on this set alone has nothing to evaluate on.
+            crate::stderr_line!(
+                "warning: --eval-fraction 0 holds nothing out: val.bin is empty, and a run on this set has no held-out loss; \
+                 give 0.01 (1% of documents) unless you evaluate elsewhere"
+            );
+        }
         anyhow::ensure!(options.chunk_bytes > 0, "--chunk-bytes must be at least 1");
         if let Some(domain) = &options.domain {
             let plain = !domain.is_empty() && domain.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !domain.starts_with('.');
