@@ -90,3 +90,15 @@ fn a_law_on_sizes_beyond_any_model_is_refused() {
     let e = fails(&["fit", "law", "--input", file.to_str().unwrap(), "--n", "N", "--tokens", "D", "--loss", "loss"]);
     assert!(e.contains("huge.csv line 2: N = 1e300 is beyond any model or corpus"), "{e}");
 }
+
+#[test]
+fn a_grid_point_that_is_no_run_config_is_named_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sweeps/quickstart.toml"))
+        .unwrap()
+        .replace(r#"parameters."optimizer.lr" = { min = 0.01, max = 0.16, num = 5, log = true }"#, r#"parameters."optimizer.lr" = { values = ["fast"] }"#);
+    let file = dir.path().join("words.toml");
+    std::fs::write(&file, text).unwrap();
+    let e = fails(&["plan", file.to_str().unwrap()]);
+    assert!(e.contains("the base with optimizer.lr = fast") && !e.contains("[(\""), "{e}");
+}

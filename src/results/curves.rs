@@ -262,6 +262,9 @@ impl std::fmt::Display for FromCurvesReport {
                 None => writeln!(f)?,
             }
         }
+        for note in &self.curve.notes {
+            writeln!(f, "  note: {note}")?;
+        }
         writeln!(
             f,
             "  training FLOPs: {:.3e} for the runs the curve law used, {:.3e} for the trunks and the branches of the law on branches ({:.0}% fewer)",

@@ -220,8 +220,10 @@ pub fn plan(spec: &SweepSpec) -> anyhow::Result<Plan> {
                         set_path(&mut config, key, serde_json::to_value(value)?).map_err(ctx)?;
                     }
                     let params: Vec<(String, String)> = combo.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
-                    let mut resolved: RunConfig = serde_json::from_value(config.clone())
-                        .map_err(|e| anyhow::anyhow!("grid `{}`: the base with {params:?} is not a valid run config: {e}", grid.name))?;
+                    let mut resolved: RunConfig = serde_json::from_value(config.clone()).map_err(|e| {
+                        let set: Vec<String> = params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                        anyhow::anyhow!("grid `{}`: the base with {} is not a valid run config: {e}", grid.name, set.join(", "))
+                    })?;
                     // Workers run in OUT/<name>/runs/<id>/: data paths are made absolute here.
                     resolved.data.resolve_paths(&spec.base_dir);
                     expand(grid, resolved, shape, seed, params, &mut runs).map_err(ctx)?;
