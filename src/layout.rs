@@ -66,7 +66,7 @@ impl SweepDir {
     /// The sweep directories directly inside `parent` (what `run --out PARENT` makes), sorted.
     pub fn children(parent: &Path) -> Vec<PathBuf> {
         let mut found: Vec<PathBuf> =
-            std::fs::read_dir(parent).map(|d| d.flatten().map(|e| e.path()).filter(|p| SweepDir::new(p).exists()).collect()).unwrap_or_default();
+            std::fs::read_dir(parent).map(|d| d.flatten().map(|e| e.path()).filter(|p| SweepDir::new(p).plan().is_file()).collect()).unwrap_or_default();
         found.sort();
         found
     }

@@ -145,8 +145,16 @@ impl SweepResults {
             reference_decay: None,
         };
         let curve = fit_curves(&curves, &curve_options)?;
+        // The decays are the same for every law: build their schedules once, predict per law.
+        let decays: Vec<Decay> = self.runs.iter().filter(|r| r.run.kind == RunKind::Trunk).flat_map(|trunk| self.decays_of(trunk)).collect();
         let predicted = |pick: &dyn Fn(&GroupFit) -> Option<&CurveLaw>| -> Vec<Point> {
-            self.runs.iter().filter(|r| r.run.kind == RunKind::Trunk).flat_map(|trunk| self.decays_of(trunk, &curve, pick)).collect()
+            decays
+                .iter()
+                .filter_map(|d| {
+                    let law = curve.groups.iter().find(|g| g.group == d.group).and_then(pick)?;
+                    Some(Point { n: d.n, d: d.tokens, loss: law.predict_final(&d.lr) })
+                })
+                .collect()
         };
         let points = predicted(&|g: &GroupFit| Some(&g.law));
         anyhow::ensure!(
@@ -199,25 +207,31 @@ impl SweepResults {
         Ok(FromCurvesReport { curve, points, law, budgets, branches_law: branches.map(|b| b.fit.law.clone()), flops, branches_flops })
     }
 
-    /// A trunk's predicted decays: a point per evaluation from its first branch point on, with the
-    /// curve law `pick` gives its group.
-    fn decays_of(&self, trunk: &RunCurve, curve: &CurveReport, pick: &dyn Fn(&GroupFit) -> Option<&CurveLaw>) -> Vec<Point> {
+    /// A trunk's decays to predict: one per evaluation from its first branch point on.
+    fn decays_of(&self, trunk: &RunCurve) -> Vec<Decay> {
         let branches: Vec<&RunCurve> = self.runs.iter().filter(|r| r.run.trunk.as_deref() == Some(&trunk.run.id)).collect();
         let (Some(template), Some(first)) = (branches.first(), branches.iter().filter_map(|b| b.run.from_tokens).min()) else {
             return Vec::new();
         };
         let Some(c) = curve_of(trunk, false) else { return Vec::new() };
-        let Some(law) = curve.groups.iter().find(|g| g.group == c.group).and_then(pick) else { return Vec::new() };
         let tps = trunk.run.config.training.tokens_per_step();
         c.evals
             .iter()
             .filter(|(step, _)| step * tps >= first)
             .filter_map(|&(step, _)| {
                 let (tokens, lr) = decay_from(&template.run, step * tps)?;
-                Some(Point { n: trunk.run.n as f64, d: tokens as f64, loss: law.predict_final(&lr) })
+                Some(Decay { group: c.group.clone(), n: trunk.run.n as f64, tokens: tokens as f64, lr })
             })
             .collect()
     }
+}
+
+/// A decay branched at one trunk evaluation: its group, N, tokens and step rates.
+struct Decay {
+    group: String,
+    n: f64,
+    tokens: f64,
+    lr: Vec<f64>,
 }
 
 /// The learning rates of a branch like `template` (its decay's shape and its length as a share

@@ -89,10 +89,7 @@ fn find_sweeps(roots: &[PathBuf]) -> Vec<(String, PathBuf)> {
             found.push((name_of(&root), root));
             continue;
         }
-        let mut children: Vec<PathBuf> =
-            std::fs::read_dir(&root).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| is_sweep(p)).collect()).unwrap_or_default();
-        children.sort();
-        found.extend(children.into_iter().map(|d| (name_of(&d), d)));
+        found.extend(SweepDir::children(&root).into_iter().map(|d| (name_of(&d), d)));
     }
     found
 }

@@ -48,8 +48,7 @@ impl Curve {
 
     /// Steps 1..=W of the warmup: up to the first step at the peak rate.
     pub fn warmup_steps(&self) -> usize {
-        let peak = self.peak_lr();
-        self.lr.iter().position(|&x| x == peak).map_or(0, |i| i + 1)
+        warmup_steps(&self.lr)
     }
 
     /// The loss evaluated at the run's last step, when the run has ended.
@@ -68,6 +67,12 @@ impl Curve {
     pub fn tokens_at(&self, step: u64) -> f64 {
         step as f64 * self.tokens_per_step.unwrap_or(1.0)
     }
+}
+
+/// The warmup of a rate sequence: steps up to the first at its peak.
+pub(crate) fn warmup_steps(lr: &[f64]) -> usize {
+    let peak = lr.iter().copied().fold(0.0, f64::max);
+    lr.iter().position(|&x| x == peak).map_or(0, |i| i + 1)
 }
 
 /// The area up to step `t` (1-based) of `lr` and the decrements after the warmup before it, rates

@@ -31,7 +31,7 @@ use argmin::solver::quasinewton::LBFGS;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::data::{prefix_area, schedule_at, Curve, Points};
+use super::data::{prefix_area, schedule_at, warmup_steps, Curve, Points};
 use super::form::{CurveForm, CurveFormKind, Decrement};
 use crate::fit::law::huber;
 use crate::rng::Rng;
@@ -97,12 +97,6 @@ impl CurveLaw {
     pub fn predict_final(&self, lr: &[f64]) -> f64 {
         self.predict(lr, &[lr.len() as u64])[0]
     }
-}
-
-/// The warmup of a rate sequence: steps up to the first at its peak.
-pub(crate) fn warmup_steps(lr: &[f64]) -> usize {
-    let peak = lr.iter().copied().fold(0.0, f64::max);
-    lr.iter().position(|&x| x == peak).map_or(0, |i| i + 1)
 }
 
 /// The objective over the points of one fit (one or more groups), for argmin.

@@ -235,6 +235,7 @@ fn fit_groups(fit: &[&Curve], groups: &[String], options: &CurveOptions, notes: 
     let sets: Vec<Vec<&String>> = if options.joint { vec![groups.iter().collect()] } else { groups.iter().map(|g| vec![g]).collect() };
     let mut out = Vec::new();
     for set in sets {
+        let set_names = set.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
         let members: Vec<&Curve> = fit.iter().copied().filter(|c| set.contains(&&c.group)).collect();
         let group_of: Vec<usize> = members.iter().map(|c| set.iter().position(|g| **g == c.group).unwrap_or(0)).collect();
         let data = FitData::new(&members, &group_of, set.len());
@@ -242,14 +243,14 @@ fn fit_groups(fit: &[&Curve], groups: &[String], options: &CurveOptions, notes: 
         if data.points.points.len() <= needed {
             notes.push(format!(
                 "{}: {} evaluations after the warmup, too few for the law's {needed} parameters; not fitted",
-                set.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                set_names,
                 data.points.points.len()
             ));
             continue;
         }
         let weight = vec![1.0; members.len()];
         let Some((theta, _)) = fit_theta(options.form, &data, &weight) else {
-            notes.push(format!("{}: the fit did not converge", set.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+            notes.push(format!("{}: the fit did not converge", set_names));
             continue;
         };
         let laws = laws_of(options.form, &data, &theta);
@@ -257,7 +258,7 @@ fn fit_groups(fit: &[&Curve], groups: &[String], options: &CurveOptions, notes: 
             if gamma > 0.98 * super::form::MultiPower::GAMMA_MAX {
                 notes.push(format!(
                     "{}: γ = {gamma:.3} is at its bound ({}): the decays fitted do not pin it, and predictions for other decay shapes lean on the bound",
-                    set.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    set_names,
                     super::form::MultiPower::GAMMA_MAX
                 ));
             }
@@ -302,7 +303,7 @@ fn drawn_steps(last: u64, warmup: usize, evals: &[(u64, f64)]) -> Vec<u64> {
 }
 
 fn curve_points(law: &CurveLaw, lr: &[f64], tokens_per_step: Option<f64>, evals: &[(u64, f64)]) -> Vec<CurvePoint> {
-    let steps = drawn_steps(lr.len() as u64, super::fit::warmup_steps(lr), evals);
+    let steps = drawn_steps(lr.len() as u64, super::data::warmup_steps(lr), evals);
     let predicted = law.predict(lr, &steps);
     steps
         .iter()
