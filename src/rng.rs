@@ -86,6 +86,20 @@ impl Rng {
     }
 }
 
+/// A word-at-a-time 64-bit hash (good at catching truncation and flipped bits; not cryptographic).
+pub fn checksum(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().unwrap());
+        h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
+    }
+    for &b in chunks.remainder() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    crate::rng::splitmix64(h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,8 +16,13 @@ use serde::{Deserialize, Serialize};
 use super::corpus::CorpusFile;
 use super::DataError;
 
-/// Files up to this size are scanned for out-of-range tokens when opened.
+/// Files up to this size are scanned for out-of-range tokens when opened, and hashed whole for
+/// their fingerprint.
 pub const FULL_SCAN_BYTES: u64 = 256 << 20;
+
+/// A larger file's fingerprint hashes this many evenly spaced blocks of [`FINGERPRINT_BLOCK_BYTES`].
+const FINGERPRINT_BLOCKS: u64 = 256;
+const FINGERPRINT_BLOCK_BYTES: u64 = 64 << 10;
 
 /// How tokens are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +262,24 @@ impl TokenFile {
             TokenDtype::U16 => u16::from_le_bytes([self.map[2 * i], self.map[2 * i + 1]]) as u32,
             TokenDtype::U32 => u32::from_le_bytes(self.map[4 * i..4 * i + 4].try_into().unwrap()),
         }
+    }
+
+    /// What identifies the file's content, `BYTES:HASH`: its size and a hash of every byte (files
+    /// up to [`FULL_SCAN_BYTES`]), or of 256 evenly spaced 64 KiB blocks and the last one (larger
+    /// files: that catches a replaced or regenerated corpus without reading gigabytes, though not
+    /// an edit that falls between blocks). A run records it, and refuses to resume on other data.
+    pub fn fingerprint(&self) -> String {
+        let bytes: &[u8] = &self.map;
+        let len = bytes.len() as u64;
+        let hash = if len <= FULL_SCAN_BYTES {
+            crate::rng::checksum(bytes)
+        } else {
+            let block = |start: u64| crate::rng::checksum(&bytes[start as usize..(start + FINGERPRINT_BLOCK_BYTES).min(len) as usize]);
+            let mut sums: Vec<u8> = (0..FINGERPRINT_BLOCKS).flat_map(|i| block(i * (len / FINGERPRINT_BLOCKS)).to_le_bytes()).collect();
+            sums.extend(block(len - FINGERPRINT_BLOCK_BYTES).to_le_bytes());
+            crate::rng::checksum(&sums)
+        };
+        format!("{len}:{hash:016x}")
     }
 
     /// Append tokens `start..start + len` to `out`, checking each against the vocabulary.

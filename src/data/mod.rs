@@ -233,6 +233,11 @@ pub trait TokenSource: Send + Sync + std::fmt::Debug {
     fn eval_sequences(&self, _len: usize) -> Option<u64> {
         None
     }
+    /// What identifies the files the source reads ([`TokenFile::fingerprint`] of each); `None`
+    /// for the synthetic language, which its config defines whole.
+    fn fingerprint(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Open a data spec with the run's data seed. Relative paths resolve against `base_dir`.
@@ -380,6 +385,11 @@ impl TokenSource for FileSource {
     fn eval_sequences(&self, len: usize) -> Option<u64> {
         Some(self.eval_tokens / len as u64)
     }
+
+    fn fingerprint(&self) -> Option<String> {
+        let eval = self.eval.as_ref().map(|e| format!(" + {}", e.fingerprint())).unwrap_or_default();
+        Some(format!("{}{eval}", self.train.fingerprint()))
+    }
 }
 
 /// A weighted mixture: each sequence comes whole from one component, chosen by (seed, split, index).
@@ -435,6 +445,10 @@ impl TokenSource for Mixture {
     fn bytes_per_token(&self) -> Option<f64> {
         let first = self.components[0].bytes_per_token()?;
         self.components.iter().all(|c| c.bytes_per_token() == Some(first)).then_some(first)
+    }
+    fn fingerprint(&self) -> Option<String> {
+        let parts: Vec<String> = self.components.iter().map(|c| c.fingerprint().unwrap_or_else(|| "synthetic".into())).collect();
+        parts.iter().any(|p| p != "synthetic").then(|| format!("[{}]", parts.join(", ")))
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod collect;
 pub mod executor;
+pub mod integrity;
 pub mod local;
 pub mod plan;
 pub mod progress;
@@ -47,18 +48,19 @@ pub fn lock(sweep: &SweepDir) -> anyhow::Result<FileLock> {
     })
 }
 
-/// Write the sweep as run, the plan, and each run's config into the sweep directory; a run the
-/// plan trains only so far gets its `pause.json`, every other loses the one it had (a sweep run
-/// in full after an adaptive one trains its paused trunks to the end).
+/// Check what the sweep directory's runs trained against the plan ([`integrity`]), then write
+/// the sweep as run, the plan, and each run's config (rewriting one that differs from the plan);
+/// a run the plan trains only so far gets its `pause.json`, every other loses the one it had (a
+/// sweep run in full after an adaptive one trains its paused trunks to the end).
 pub fn materialise(sweep: &SweepDir, sweep_text: &str, plan: &plan::Plan) -> anyhow::Result<()> {
+    integrity::check_trained_runs(sweep, plan)?;
     atomic_write(&sweep.sweep_file(), sweep_text.as_bytes())?;
     atomic_write(&sweep.plan(), serde_json::to_string_pretty(plan)?.as_bytes())?;
+    if let Some(warning) = integrity::rewritten_warning(&integrity::write_run_configs(sweep, plan)?) {
+        crate::stderr_line!("warning: {warning}");
+    }
     for run in &plan.runs {
         let dir = sweep.run(&run.id);
-        let config = dir.config();
-        if !config.exists() {
-            atomic_write(&config, serde_json::to_string_pretty(&run.config)?.as_bytes())?;
-        }
         match run.pause_at_tokens {
             Some(tokens) => atomic_write(&dir.pause(), serde_json::json!({ "tokens": tokens }).to_string().as_bytes())?,
             None => match std::fs::remove_file(dir.pause()) {

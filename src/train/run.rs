@@ -97,6 +97,14 @@ pub struct RunRecord {
     pub oracle_eval_loss: Option<f64>,
     /// For a branch: the trunk checkpoint it started from.
     pub trunk_checkpoint: Option<PathBuf>,
+    /// What identifies the data files the run reads (size and hash, see
+    /// [`crate::data::TokenSource::fingerprint`]); `None` for the synthetic language and for runs
+    /// recorded before fingerprints. A resume on other data is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_fingerprint: Option<String>,
+    /// The same for a branch's `branch.data` (its decay's data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay_data_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,9 +166,11 @@ pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &Tr
         Ok(p) => p,
         Err(e) => {
             // A run that never started (missing data, bad shape) still says so in its directory, so
-            // `status` shows it failed rather than pending. An existing status is never overwritten.
-            if !RunDir::new(out).status().exists() {
-                let status = Status {
+            // `status` shows it failed rather than pending. A run that cannot resume keeps its state
+            // and step (it is still interrupted there) with this reason in place of the last one.
+            let status = match super::log::read_status(out) {
+                Ok(Some(before)) => Status { reason: Some(format!("cannot resume: {e:#}")), updated_at: now_seconds(), ..before },
+                _ => Status {
                     state: RunState::Failed,
                     reason: Some(format!("{e:#}")),
                     step: 0,
@@ -169,9 +179,9 @@ pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &Tr
                     eval_loss: None,
                     pid: std::process::id(),
                     updated_at: now_seconds(),
-                };
-                let _ = write_status(out, &status);
-            }
+                },
+            };
+            let _ = write_status(out, &status);
             return Err(cannot_start(e));
         }
     };
@@ -242,6 +252,7 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
     if let Some(d) = &decay_data {
         anyhow::ensure!(d.vocab() == data.vocab(), "branch.data has vocabulary {}, [data] has {}; they must match", d.vocab(), data.vocab());
     }
+    let data_fingerprint = data.fingerprint();
     let shape = config.model.resolve(data.vocab())?;
     let wanted_eval = t.eval_tokens.div_ceil(t.seq_len as u64);
     let eval_sequences = data.eval_sequences(t.seq_len + 1).map_or(wanted_eval, |available| available.min(wanted_eval));
@@ -263,6 +274,7 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
                     .with_context(|| format!("branch.trunk: cannot read {} (has the trunk started?)", trunk_json.display()))?,
             )
             .with_context(|| format!("{} is malformed", trunk_json.display()))?;
+            check_same_data("its trunk was trained on", &trunk_json, trunk.data_fingerprint.as_deref(), data_fingerprint.as_deref(), &config)?;
             let diffs = config.differences_from_trunk(&trunk.config);
             anyhow::ensure!(
                 diffs.is_empty(),
@@ -300,6 +312,8 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
         eval_sequences,
         oracle_eval_loss,
         trunk_checkpoint: trunk_checkpoint.clone(),
+        data_fingerprint,
+        decay_data_fingerprint: decay_data.as_ref().and_then(|d| d.fingerprint()),
         config,
     };
 
@@ -319,12 +333,37 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
             existing.config_hash,
             record.config_hash
         );
+        check_same_data("it was trained on", &run_json, existing.data_fingerprint.as_deref(), record.data_fingerprint.as_deref(), &record.config)?;
+        check_same_data(
+            "its decay was trained on",
+            &run_json,
+            existing.decay_data_fingerprint.as_deref(),
+            record.decay_data_fingerprint.as_deref(),
+            &record.config,
+        )?;
     }
     atomic_write(&run_json, serde_json::to_string_pretty(&record)?.as_bytes())?;
 
     let signal = stop_signal()?;
     let pause_at_tokens = pause_at_tokens(out)?.filter(|&t| t < record.tokens);
     Ok(Prepared { record, out: out.to_path_buf(), data, decay_data, trunk_checkpoint, signal, pause_at_tokens })
+}
+
+/// Refuse to go on from a model trained on data whose fingerprint (`was`, recorded in `record`)
+/// differs from the data the config names now (`now`): resuming would mix two corpora into one
+/// run with nothing to show for it. A record without a fingerprint (synthetic data, an older
+/// version) has nothing to compare.
+fn check_same_data(trained: &str, record: &Path, was: Option<&str>, now: Option<&str>, config: &RunConfig) -> anyhow::Result<()> {
+    let (Some(was), Some(now)) = (was, now) else { return Ok(()) };
+    anyhow::ensure!(
+        was == now,
+        "{}: the data changed since this run started: {trained} {} with fingerprint {was}, and it is now {now} (size:hash). \
+         Resuming would mix two corpora in one run. Put the original data back to resume it, or, to train on the new data, \
+         start over in a new output folder (a sweep: `windtunnel run SWEEP.toml --out NEW`)",
+        record.display(),
+        config.data.describe()
+    );
+    Ok(())
 }
 
 /// Refuse a run whose estimated memory exceeds what its device has, before anything is
