@@ -45,6 +45,16 @@ pub fn si3(x: f64) -> String {
     format!("{value:.digits$}{suffix}")
 }
 
+/// A span of seconds in the largest sensible unit: 42s, 12m 5s, 3h 20m.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 /// Four significant digits: 0.04312, 2.151, 1.234e-5, 6.700e31.
 pub fn sig(x: f64) -> String {
     if x == 0.0 || !x.is_finite() {

@@ -135,7 +135,7 @@ fn summary_section(html: &mut String, data: &SweepResults, st: &SweepStatus) {
         st.runs,
         st.done,
         st.running,
-        st.pending,
+        st.pending + st.unknown,
         st.interrupted,
         st.diverged,
         st.failed,

@@ -57,6 +57,30 @@ fn assert_svg(path: &Path) {
     assert!(doc.descendants().filter(|n| n.has_tag_name("text")).count() > 5, "{} has no labels", path.display());
 }
 
+/// The y-axis tick values of a one-panel SVG chart (right-aligned numeric labels).
+fn y_ticks(path: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text") && n.attribute("text-anchor") == Some("end"))
+        .filter_map(|n| n.text()?.trim().parse::<f64>().ok())
+        .collect()
+}
+
+/// The law-compute chart's loss axis spans the measured losses, not the law at a handful of
+/// tokens (it ran to ~70 nats); the allocation chart marks what lies past the sweep's compute.
+fn assert_axes_fit_the_data(sweep: &Path, table: &str) {
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = header.iter().position(|h| *h == "final_eval_loss").unwrap();
+    let highest = lines.filter_map(|l| l.split(',').nth(column)?.parse::<f64>().ok()).fold(0.0, f64::max);
+    let ticks = y_ticks(&sweep.join("plots/law-compute.svg"));
+    let top = ticks.iter().cloned().fold(0.0, f64::max);
+    assert!(!ticks.is_empty() && top < 2.0 * highest, "law-compute's loss axis runs to {top}, the highest loss is {highest}: {ticks:?}");
+    let allocation = std::fs::read_to_string(sweep.join("plots/allocation.svg")).unwrap();
+    assert!(allocation.contains("measured up to C = ") && allocation.contains("extrapolated past the sweep"), "the extrapolation is not marked");
+}
+
 fn assert_png(path: &Path) {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
     let mut reader = decoder.read_info().unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
@@ -93,6 +117,7 @@ fn a_sweep_plots_reports_and_exports() {
         assert_svg(&sweep.join("plots").join(format!("{name}.svg")));
     }
     assert!(summary["charts"].as_array().unwrap().iter().all(|c| c["skipped"].is_null()), "{summary}");
+    assert_axes_fit_the_data(&sweep, &String::from_utf8_lossy(&table));
 
     ok(&["plot", s, "--format", "png"]);
     assert_eq!(charts_in(&sweep, ".png"), expected);
@@ -239,7 +264,7 @@ fn a_sweep_plots_reports_and_exports() {
     std::fs::write(&metrics, without_evals).unwrap();
     // A finished run whose log lost its final evaluation is named, with the repair.
     let e = fails(&["plot", s]);
-    assert!(e.contains(&branch) && e.contains("cut short"), "{e}");
+    assert!(e.contains(&branch) && e.contains("has no eval_loss") && e.contains("Delete"), "{e}");
     std::fs::remove_dir_all(sweep.join("runs").join(&branch)).unwrap();
     std::fs::remove_dir_all(sweep.join("runs").join(&plain)).unwrap();
     ok(&["plot", s]);

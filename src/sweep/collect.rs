@@ -196,23 +196,31 @@ fn row(run: &RunDir, status: &Status, r: &super::plan::PlannedRun) -> anyhow::Re
 /// evaluation at its last step, a diverged run's at the step it diverged.
 fn finished_metrics(run: &RunDir, status: &Status, record: &RunRecord) -> anyhow::Result<Vec<MetricsRecord>> {
     let path = run.metrics();
+    let train_anew =
+        format!("Delete {} (or move it away) and run the sweep again: it trains the run anew from the plan, the same run bit for bit", run.root().display());
+    if !path.exists() {
+        anyhow::bail!(
+            "{}: its status.json says {} but its metrics.jsonl is missing (deleted?), so its losses are lost and the table cannot include it. {train_anew}",
+            run.root().display(),
+            status.state
+        );
+    }
     let metrics = read_metrics(&path)?;
     let last = metrics.last();
-    let whole = match status.state {
-        RunState::Done => last.is_some_and(|m| m.step == record.steps && m.eval_loss.is_some()),
-        _ => last.is_some_and(|m| m.step == status.step),
-    };
+    let end_step = if status.state == RunState::Done { record.steps } else { status.step };
+    if status.state == RunState::Done && last.is_some_and(|m| m.step == record.steps && m.eval_loss.is_none()) {
+        anyhow::bail!(
+            "{}: its last line (step {end_step}) has no eval_loss (null or missing), so the run's final evaluation is not recorded: was the file edited? {train_anew}",
+            path.display()
+        );
+    }
     anyhow::ensure!(
-        whole,
-        "{} does not end in the run's last logged step ({} ends at step {}, the run is {} at step {}{}): the file was cut short. \
-         Delete {} and run the sweep again to train it anew",
+        last.is_some_and(|m| m.step == end_step),
+        "{} does not end in the run's last logged step ({} ends at step {}, the run is {} at step {end_step}): the file was cut short. {train_anew}",
         path.display(),
         path.file_name().unwrap_or_default().to_string_lossy(),
         last.map_or("none".to_string(), |m| m.step.to_string()),
         status.state,
-        if status.state == RunState::Done { record.steps } else { status.step },
-        if status.state == RunState::Done { " with its final evaluation" } else { "" },
-        run.root().display()
     );
     Ok(metrics)
 }

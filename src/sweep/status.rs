@@ -16,8 +16,16 @@ use crate::train::log::{read_status, RunState, Status};
 /// The sweep's plan (`plan.json`).
 pub fn read_plan(sweep: &SweepDir) -> anyhow::Result<Plan> {
     let path = sweep.plan();
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{} is not a sweep directory (no plan.json); start it with `windtunnel run SWEEP.toml`", sweep.root().display()))?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("{} is not a sweep directory (no plan.json); start it with `windtunnel run SWEEP.toml`", sweep.root().display())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            anyhow::bail!("{} is not text (damaged?); `windtunnel run SWEEP.toml` with the sweep's file writes it again", path.display())
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display()))),
+    };
     serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))
 }
 
@@ -93,6 +101,8 @@ pub struct SweepStatus {
     pub diverged: usize,
     pub failed: usize,
     pub interrupted: usize,
+    /// Runs whose `status.json` cannot be read (torn or edited); `run` resumes them.
+    pub unknown: usize,
     /// Trunks an adaptive sweep has trained only as far as its chosen branches need.
     pub paused: usize,
     pub tokens_done: u64,
@@ -117,6 +127,47 @@ fn dead_writer(run: &RunDir, status: &Status) -> Option<String> {
     Some(format!("the process that trained it (pid {}) is gone; `windtunnel run` resumes it from its newest checkpoint", status.pid))
 }
 
+/// A running run whose status has not moved for this long is flagged as stalled (a training
+/// run rewrites it every few seconds between steps).
+pub const STALL_AFTER_S: f64 = 600.0;
+
+/// Why a running run makes no progress, when it visibly does not: its worker is stopped
+/// (SIGSTOP, Ctrl-Z), or its status has not moved for [`STALL_AFTER_S`].
+fn stalled(status: &Status) -> Option<String> {
+    if status.state != RunState::Running {
+        return None;
+    }
+    if is_stopped_windtunnel(status.pid) {
+        return Some(format!("its worker (pid {0}) is stopped (SIGSTOP or Ctrl-Z), so it makes no progress: `kill -CONT {0}` lets it go on", status.pid));
+    }
+    let quiet_s = crate::train::log::now_seconds() - status.updated_at;
+    (quiet_s > STALL_AFTER_S).then(|| {
+        format!(
+            "stalled: no progress written for {} (pid {}); a hung worker or file system? its worker.log says what it did last",
+            crate::format::duration(quiet_s),
+            status.pid
+        )
+    })
+}
+
+/// Whether `pid` is a `windtunnel` process on this machine in the stopped state (Linux `/proc`;
+/// a pid from another machine names no such process here, or another program).
+fn is_stopped_windtunnel(pid: u32) -> bool {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the parenthesised command name: "PID (comm) S ...".
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    comm.trim() == "windtunnel" && matches!(state, Some("T") | Some("t"))
+}
+
+/// The last step of a run whose metrics end in its final evaluation at that step (`run.json`'s
+/// step count), read when its status cannot be.
+fn finished_at_step(run: &RunDir) -> Option<u64> {
+    let record: crate::train::run::RunRecord = serde_json::from_str(&std::fs::read_to_string(run.record()).ok()?).ok()?;
+    let last = crate::train::log::read_metrics(&run.metrics()).ok()?.pop()?;
+    (last.step == record.steps && last.eval_loss.is_some()).then_some(last.step)
+}
+
 /// One run's progress from its files.
 fn run_progress(sweep: &SweepDir, id: &str, kind: RunKind) -> RunProgress {
     let run = sweep.run(id);
@@ -124,12 +175,25 @@ fn run_progress(sweep: &SweepDir, id: &str, kind: RunKind) -> RunProgress {
     match read_status(run.root()) {
         Ok(None) => progress(RunView::Pending, None),
         Err(e) => {
-            progress(RunView::Unknown, Some(format!("{e:#}; `windtunnel run` on the sweep trains the run again from its newest checkpoint, which rewrites it")))
+            let what_to_do = match finished_at_step(&run) {
+                Some(step) => format!(
+                    "its metrics.jsonl ends in the final evaluation at step {step}, so the run finished: `windtunnel run` on the sweep rewrites status.json from its final checkpoint without training again"
+                ),
+                None => "`windtunnel run` on the sweep resumes the run from its newest checkpoint, which rewrites it".to_string(),
+            };
+            progress(RunView::Unknown, Some(format!("{e:#}; {what_to_do}")))
         }
         Ok(Some(s)) => {
             let (state, reason) = match dead_writer(&run, &s) {
                 Some(dead) => (RunState::Interrupted, Some(dead)),
-                None => (s.state, s.reason.clone()),
+                None if s.state.is_finished() && !run.metrics().exists() => (
+                    s.state,
+                    Some(format!(
+                        "its metrics.jsonl is missing (deleted?): its losses are lost; delete {} (or move it away) and `windtunnel run` trains it anew",
+                        run.root().display()
+                    )),
+                ),
+                None => (s.state, stalled(&s).or_else(|| s.reason.clone())),
             };
             RunProgress { step: s.step, steps: s.steps, eval_loss: s.eval_loss, ..progress(RunView::Is(state), reason) }
         }
@@ -152,6 +216,7 @@ pub fn files_view_of(sweep: &SweepDir, plan: &Plan) -> SweepStatus {
         diverged: 0,
         failed: 0,
         interrupted: 0,
+        unknown: 0,
         paused: 0,
         tokens_done: 0,
         tokens_total: 0,
@@ -171,7 +236,8 @@ pub fn files_view_of(sweep: &SweepDir, plan: &Plan) -> SweepStatus {
         s.flops_total += r.own_flops;
         s.flops_done += r.own_flops * own_done as f64 / own_tokens.max(1) as f64;
         *match p.state {
-            RunView::Pending | RunView::Unknown => &mut s.pending,
+            RunView::Pending => &mut s.pending,
+            RunView::Unknown => &mut s.unknown,
             RunView::Is(RunState::Running) => &mut s.running,
             RunView::Is(RunState::Done) => &mut s.done,
             RunView::Is(RunState::Diverged) => &mut s.diverged,
@@ -200,7 +266,7 @@ impl std::fmt::Display for SweepStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{}: {} runs — {} done, {} diverged, {} running, {} interrupted, {} failed, {} pending{}; {:.1}% of {:.3e} FLOPs ({} tokens)",
+            "{}: {} runs — {} done, {} diverged, {} running, {} interrupted, {} failed, {} pending{}{}; {:.1}% of {:.3e} FLOPs ({} tokens)",
             self.dir.display(),
             self.runs,
             self.done,
@@ -209,12 +275,14 @@ impl std::fmt::Display for SweepStatus {
             self.interrupted,
             self.failed,
             self.pending,
+            if self.unknown > 0 { format!(", {} unreadable", self.unknown) } else { String::new() },
             if self.paused > 0 { format!(", {} paused", self.paused) } else { String::new() },
             100.0 * self.flops_done / self.flops_total.max(1.0),
             self.flops_total,
             crate::format::si(self.tokens_total as f64)
         )?;
-        for r in self.detail.iter().filter(|r| r.state != RunView::Is(RunState::Done)) {
+        // Done runs are listed only when something is wrong with them (their metrics are gone).
+        for r in self.detail.iter().filter(|r| r.state != RunView::Is(RunState::Done) || r.reason.is_some()) {
             write!(f, "  {} {:<7} {:<11} step {}/{}", r.id, r.kind.to_string(), r.state.to_string(), r.step, r.steps)?;
             if let Some(t) = &r.live {
                 write!(f, "  {} {} {}{}", t.executor, t.handle, t.state, t.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())?;
