@@ -65,8 +65,12 @@ impl SweepDir {
 
     /// The sweep directories directly inside `parent` (what `run --out PARENT` makes), sorted.
     pub fn children(parent: &Path) -> Vec<PathBuf> {
-        let mut found: Vec<PathBuf> =
-            std::fs::read_dir(parent).map(|d| d.flatten().map(|e| e.path()).filter(|p| SweepDir::new(p).plan().is_file()).collect()).unwrap_or_default();
+        // Folders (or links) only, by the entry's type: a parent holding 100,000 files costs no
+        // stat per file.
+        let candidate = |e: &std::fs::DirEntry| e.file_type().is_ok_and(|t| t.is_dir() || t.is_symlink());
+        let mut found: Vec<PathBuf> = std::fs::read_dir(parent)
+            .map(|d| d.flatten().filter(candidate).map(|e| e.path()).filter(|p| SweepDir::new(p).plan().is_file()).collect())
+            .unwrap_or_default();
         found.sort();
         found
     }

@@ -11,13 +11,18 @@ use std::sync::Mutex;
 /// survived it, a warning afterwards. Several threads may each run an `f` at once (a worker
 /// training several runs): each gets its own thread's panic.
 pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_panic_warning(f, |message| crate::stderr_line!("warning: a background thread failed and was survived: {message}"))
+}
+
+/// [`catch_panic`], handing the message of a panic `f` survived to `warn`.
+fn catch_panic_warning<T>(f: impl FnOnce() -> T, warn: impl FnOnce(String)) -> Result<T, String> {
     let scope = PanicScope::enter();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     let recorded = scope.exit();
     match result {
         Ok(value) => {
             if let Some(message) = recorded {
-                crate::stderr_line!("warning: a background thread failed and was survived: {message}");
+                warn(message);
             }
             Ok(value)
         }
@@ -110,8 +115,10 @@ mod tests {
         });
         assert_eq!(failed.unwrap_err(), "Unable to dynamically load the \"cuda\" shared library");
         assert_eq!(catch_panic(|| panic!("on the caller's thread {}", 7)).unwrap_err(), "on the caller's thread 7");
-        let survived = catch_panic(|| std::thread::spawn(|| panic!("a logger thread")).join().is_err());
+        let mut warned = None;
+        let survived = catch_panic_warning(|| std::thread::spawn(|| panic!("a logger thread")).join().is_err(), |m| warned = Some(m));
         assert_eq!(survived, Ok(true), "a panic the caller survives is a warning, not an error");
+        assert_eq!(warned.as_deref(), Some("a logger thread"));
         assert_eq!(catch_panic(|| 3), Ok(3));
     }
 

@@ -251,14 +251,11 @@ models = { widths = [16, 32], depth = 1, head_dim = 16 }
 }
 
 #[test]
+#[cfg_attr(not(windtunnel_browser), ignore = "needs Chromium: set WINDTUNNEL_BROWSER=1 where one is installed (.ci/run installs Debian's and does)")]
 fn a_browser_draws_the_curves() {
     let chromium =
         ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()));
-    let Some(chromium) = chromium else {
-        assert!(std::env::var("WINDTUNNEL_BROWSER").is_err(), "WINDTUNNEL_BROWSER is set but no Chromium is installed");
-        println!("not run: no Chromium here (CI installs Debian's chromium and sets WINDTUNNEL_BROWSER=1)");
-        return;
-    };
+    let chromium = chromium.expect("WINDTUNNEL_BROWSER=1 but no Chromium is installed (chromium, chromium-browser or google-chrome)");
     let dir = tempfile::tempdir().unwrap();
     let sweep = dir.path().join("tiny.toml");
     std::fs::write(&sweep, TINY).unwrap();
@@ -280,4 +277,35 @@ fn a_browser_draws_the_curves() {
     };
     assert!(drawn("by-tokens") >= 6 && drawn("by-flops") >= 6, "curves drawn: {} / {}\n{dom}", drawn("by-tokens"), drawn("by-flops"));
     assert!(dom.contains("done") && dom.contains("N = "), "progress and legend rendered:\n{dom}");
+}
+
+/// A folder serve cannot list is refused at the start, not shown as "no sweep yet". As root
+/// (who reads any folder) the server runs as `nobody`.
+#[test]
+fn an_unreadable_folder_is_refused_not_shown_empty() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let locked = dir.path().join("results");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o311)).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_windtunnel"));
+    command.args(["serve", "--bind", "127.0.0.1:0", s(&locked)]);
+    if unsafe { libc::geteuid() } == 0 {
+        command.uid(65534).gid(65534);
+    }
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("serve went on serving a folder it cannot list");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "served an unreadable folder");
+    assert!(stderr.contains(&format!("cannot list {}", locked.display())) && stderr.contains("Permission denied"), "{stderr}");
 }

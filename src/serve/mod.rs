@@ -18,8 +18,9 @@ pub mod tail;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -46,11 +47,32 @@ struct App {
     roots: Vec<PathBuf>,
     sweeps: RwLock<Vec<Arc<LiveSweep>>>,
     stall_after: Duration,
+    /// When the roots were last scanned, and how long that scan took.
+    last_scan: std::sync::Mutex<Option<(Instant, Duration)>>,
 }
 
+/// The roots are scanned again at most this often, and never more often than every ten scans'
+/// durations: a root holding 100,000 files costs a request nothing between scans.
+const RESCAN_EVERY: Duration = Duration::from_secs(1);
+
 impl App {
-    /// Find the sweeps under the roots again (new ones appear when a sweep starts).
+    fn new(roots: Vec<PathBuf>, stall_after: Duration) -> Self {
+        Self { roots, sweeps: RwLock::new(Vec::new()), stall_after, last_scan: std::sync::Mutex::new(None) }
+    }
+
+    /// Find the sweeps under the roots again (new ones appear when a sweep starts), unless they
+    /// were scanned a moment ago ([`RESCAN_EVERY`]).
     fn discover(&self) {
+        let mut last = self.last_scan.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|(at, took)| at.elapsed() < RESCAN_EVERY.max(10 * took)) {
+            return;
+        }
+        let started = Instant::now();
+        self.scan();
+        *last = Some((started, started.elapsed()));
+    }
+
+    fn scan(&self) {
         let found = find_sweeps(&self.roots);
         let mut sweeps = self.sweeps.write().unwrap_or_else(|e| e.into_inner());
         for (name, dir) in found {
@@ -99,8 +121,9 @@ fn find_sweeps(roots: &[PathBuf]) -> Vec<(String, PathBuf)> {
 pub fn serve(options: ServeOptions) -> anyhow::Result<()> {
     for dir in &options.dirs {
         anyhow::ensure!(dir.is_dir(), "{} is not a folder; give sweep directories (results/NAME) or a folder of them (results/)", dir.display());
+        std::fs::read_dir(dir).with_context(|| format!("cannot list {}: serve needs to read it (and its sweeps) to show them", dir.display()))?;
     }
-    let app = Arc::new(App { roots: options.dirs.clone(), sweeps: RwLock::new(Vec::new()), stall_after: options.stall_after });
+    let app = Arc::new(App::new(options.dirs.clone(), options.stall_after));
     app.discover();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
@@ -338,6 +361,25 @@ fn percent_encode(segment: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A request between scans does not list the roots again: a root with 100,000 files would
+    /// cost every request its scan.
+    #[test]
+    fn the_roots_are_scanned_at_most_once_a_second() {
+        let root = tempfile::tempdir().unwrap();
+        let app = App::new(vec![root.path().to_path_buf()], Duration::from_secs(60));
+        app.discover();
+        let sweep = root.path().join("new");
+        std::fs::create_dir_all(&sweep).unwrap();
+        std::fs::write(sweep.join("plan.json"), "{}").unwrap();
+        app.discover();
+        assert!(app.all().is_empty(), "the second request within a second used the first scan");
+        *app.last_scan.lock().unwrap() = Some((Instant::now() - RESCAN_EVERY, Duration::ZERO));
+        app.discover();
+        assert_eq!(app.all().len(), 1, "a later request finds the new sweep");
+    }
+
     /// The index links a sweep with any name to its own page (axum decodes the segment back).
     #[test]
     fn sweep_names_are_percent_encoded_in_links() {
