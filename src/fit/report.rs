@@ -585,7 +585,11 @@ impl std::fmt::Display for LawReport {
                  (it needs several model sizes, each at several token counts, well above the loss floor)"
             )?;
         }
-        writeln!(f, "compute-optimal (C = 6ND): N_opt ∝ C^{:.4}, D_opt ∝ C^{:.4}, G = {:.4}", self.n_exponent, self.d_exponent, self.g)?;
+        writeln!(
+            f,
+            "compute-optimal (C = 6ND): N_opt = G·(C/6)^{0:.4}, D_opt = (C/6)^{1:.4}/G, with G = (αA/(βB))^(1/(α+β)) = {2:.4}",
+            self.n_exponent, self.d_exponent, self.g
+        )?;
         if let Some(b) = b {
             writeln!(f, "  a in [{:.4}, {:.4}], b in [{:.4}, {:.4}]", b.n_exponent.lower, b.n_exponent.upper, b.d_exponent.lower, b.d_exponent.upper)?;
         }

@@ -281,12 +281,16 @@ pub fn law_compute(data: &SweepResults) -> Result<Figure, String> {
     let sizes = distinct(points.iter().map(|p| p.n));
     let (c0, c1) = span(points.iter().map(compute));
     let grid = log_space(c0 / 2.0, c1 * 30.0, 80);
+    // Each size's curve over the token counts the sweep measured (from half the fewest): at a few
+    // tokens the law runs to tens of nats and would squash the measured region into a line.
+    let (d0, _) = span(points.iter().map(|p| p.d));
     let mut series = Vec::new();
     for (i, &n) in sizes.iter().enumerate() {
         let color = ordered_color(i, sizes.len());
         let observed: Vec<(f64, f64)> = points.iter().filter(|p| p.n == n).map(|p| (compute(p), p.loss)).collect();
         series.push(Series::new(Some(n_label(n)), color, Style::Markers { size: 4 }, observed));
-        series.push(Series::new(None, color, Style::Line { width: 1 }, grid.iter().map(|&cc| (cc, law.loss(n, cc / (6.0 * n)))).collect()));
+        let curve = grid.iter().filter(|&&cc| cc / (6.0 * n) >= d0 / 2.0).map(|&cc| (cc, law.loss(n, cc / (6.0 * n)))).collect();
+        series.push(Series::new(None, color, Style::Line { width: 1 }, curve));
     }
     let frontier = grid
         .iter()
@@ -314,7 +318,8 @@ pub fn allocation(data: &SweepResults) -> Result<Figure, String> {
     let report = law_report(data)?;
     let law = &report.fit.law;
     let (c0, c1) = span(report.data.iter().map(compute));
-    let grid = log_space(c0, c1 * 1e3, 50);
+    // The observed compute range, then three decades of extrapolation, drawn dashed.
+    let grid: Vec<f64> = log_space(c0, c1, 20).into_iter().chain(log_space(c1, c1 * 1e3, 31).into_iter().skip(1)).collect();
     let band = |f: &dyn Fn(&Law, f64) -> f64| -> Option<(Vec<f64>, Vec<f64>)> {
         (report.bootstrap_laws.len() >= 20).then(|| {
             grid.iter()
@@ -344,10 +349,13 @@ pub fn allocation(data: &SweepResults) -> Result<Figure, String> {
         if let Some((lo, hi)) = band(f) {
             panes[pane].push(Series::band(band_label.then(|| format!("{level:.0}% bootstrap band")), color, &grid, &lo, &hi));
         }
-        panes[pane].push(Series::new(Some(name.to_string()), color, Style::Line { width: 2 }, grid.iter().map(|&c| (c, f(law, c))).collect()));
+        let line = |keep: &dyn Fn(f64) -> bool| grid.iter().filter(|&&c| keep(c)).map(|&c| (c, f(law, c))).collect();
+        panes[pane].push(Series::new(Some(name.to_string()), color, Style::Line { width: 2 }, line(&|c| c <= c1)));
+        let extrapolated = (pane == 1 || name.starts_with("D_opt")).then(|| "extrapolated past the sweep's compute".to_string());
+        panes[pane].push(Series::new(extrapolated, color, Style::Dashed { width: 2 }, line(&|c| c >= c1)));
     }
     let [left, right] = panes;
-    let observed = format!("observed C up to {:.1e} FLOPs", c1);
+    let observed = format!("measured up to C = {:.1e} FLOPs, dashed beyond", c1);
     let panels = vec![
         Panel {
             title: format!("compute-optimal allocation ({observed})"),
@@ -357,7 +365,7 @@ pub fn allocation(data: &SweepResults) -> Result<Figure, String> {
             legend: LegendPosition::UpperLeft,
         },
         Panel {
-            title: format!("tokens per parameter, G = {:.3}", report.g),
+            title: format!("tokens per parameter D_opt/N_opt = (C/6)^(b−a)/G², G = {:.3}", report.g),
             x: Axis::log("compute C (FLOPs)"),
             y: Axis::log("D_opt / N_opt"),
             series: right,
