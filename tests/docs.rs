@@ -29,6 +29,63 @@ fn the_command_reference_is_what_the_binary_prints() {
     }
 }
 
+#[test]
+fn the_sweep_file_reference_is_what_the_binary_prints() {
+    let committed = std::fs::read_to_string(root().join("docs/src/reference/sweep-file.md")).unwrap();
+    let generated = ok(&["reference", "--sweep-file"]);
+    assert!(
+        committed == generated,
+        "docs/src/reference/sweep-file.md differs from `windtunnel reference --sweep-file`: regenerate it with\n  \
+         cargo run --release -- reference --sweep-file > docs/src/reference/sweep-file.md"
+    );
+    // Every section of a sweep and of a run file, every data kind, with defaults and meanings.
+    for key in [
+        "`seeds` | list of integer | `[0]`",
+        "`grid[].wsd.decay_fraction` | number | `0.1`",
+        "`base.optimizer.lr` | number | required",
+        "kind = \"prepared\"",
+        "`slurm.time`",
+        "`adaptive.max_flops`",
+        "`base.mup.depth_rule`",
+    ] {
+        assert!(generated.contains(key), "{key} is missing:\n{generated}");
+    }
+}
+
+#[test]
+fn init_writes_a_commented_sweep_that_plans_with_its_optional_sections_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tunnel.toml");
+    let printed = ok(&["init", file.to_str().unwrap()]);
+    assert!(printed.contains("windtunnel run") && printed.contains("reference --sweep-file"), "{printed}");
+    let plan = common::json(&["plan", file.to_str().unwrap(), "--json"]);
+    assert_eq!(plan["name"], "tunnel");
+    assert_eq!(plan["runs"].as_array().unwrap().len(), 39, "the quickstart's 39 runs");
+    let e = common::fails(&["init", file.to_str().unwrap()]);
+    assert!(e.contains("exists; pass --force"), "{e}");
+    // The commented [slurm] and [adaptive] sections and the alternative lines are valid as written.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<String> = Vec::new();
+    let mut in_block = false;
+    for line in text.lines() {
+        let rest = line.strip_prefix("# ").unwrap_or("");
+        in_block = (in_block && !line.is_empty()) || rest == "[slurm]" || rest == "[adaptive]";
+        let alternative = ["mup = ", "wsd = "].into_iter().find(|k| rest.starts_with(k));
+        if let Some(key) = alternative {
+            let replaced = lines.iter().rposition(|l| l.starts_with(key)).expect("the line an alternative replaces");
+            lines[replaced] = rest.to_string();
+        } else if in_block || rest.starts_with("parameters.") {
+            lines.push(rest.to_string());
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    assert!(lines.iter().any(|l| l == "[adaptive]") && lines.iter().any(|l| l.contains("completep")), "{lines:?}");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let plan = common::json(&["plan", file.to_str().unwrap(), "--json"]);
+    assert!(plan["runs"].as_array().unwrap().len() > 10, "{plan}");
+}
+
 /// Markdown files of the README and the guide.
 fn markdown_files() -> Vec<PathBuf> {
     let mut files = vec![root().join("README.md")];

@@ -65,6 +65,11 @@ enum Command {
                             It ends when stdin closes and its runs have ended. Example (by hand):\n  \
                             echo '{\"run_file\":\"run.toml\",\"out\":\"runs/a\",\"resume\":false,\"resume_before_tokens\":null,\"log\":\"a.log\"}' | windtunnel worker --device cpu")]
     Worker(train::WorkerArgs),
+    /// Write a commented starting sweep file: a half-minute wind tunnel on the CPU, with the optional sections shown.
+    #[command(after_help = "Examples:\n  windtunnel init                 (writes sweep.toml, named `sweep`)\n  \
+                            windtunnel init tunnel.toml     (named `tunnel`)\n  windtunnel init tunnel.toml --force   (replace it)\n\n\
+                            Every key, its type, default and meaning: the user guide's sweep-file reference (`windtunnel reference --sweep-file`).")]
+    Init(sweep::InitArgs),
     /// Expand a sweep file into its run graph (trunks, branches, plain runs) and its compute, without running it.
     #[command(after_help = "Examples:\n  windtunnel plan sweeps/quickstart.toml\n  windtunnel plan sweeps/minicpm-data-model.toml --json")]
     Plan(sweep::PlanArgs),
@@ -127,9 +132,10 @@ enum Command {
                             windtunnel serve /shared/results --bind 0.0.0.0:8080   (other machines may connect: read-only, no login)\n\n\
                             On a cluster: serve on the login node and tunnel: ssh -L 8080:localhost:8080 LOGIN-NODE.")]
     Serve(outputs::ServeArgs),
-    /// Print the command reference of the user guide (every command's help, as Markdown).
+    /// Print the command reference of the user guide (every command's help, as Markdown), or with
+    /// --sweep-file the sweep-file reference (every key, its type, default and meaning).
     #[command(hide = true)]
-    Reference,
+    Reference(reference::ReferenceArgs),
 }
 
 /// Parse the command line, run the command, and turn its result into the process's exit code.
@@ -154,6 +160,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::CoordCheck(args) => model::coord_check(args),
         Command::Train(args) => train::train(args),
         Command::Worker(args) => train::worker(args),
+        Command::Init(args) => sweep::init(args),
         Command::Plan(args) => sweep::plan(args),
         Command::Run(args) => sweep::run(args),
         Command::Status(args) => sweep::status(args),
@@ -166,7 +173,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Report(args) => outputs::report(args),
         Command::Export(args) => outputs::export(args),
         Command::Serve(args) => outputs::serve(args),
-        Command::Reference => reference::reference(),
+        Command::Reference(a) => reference::reference(a),
     }
 }
 

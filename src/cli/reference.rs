@@ -1,14 +1,29 @@
 //! `windtunnel reference`: the command reference of the user guide (docs/src/reference/commands.md),
-//! generated from the clap definitions themselves, so it cannot drift from `--help`
-//! (tests/docs.rs fails when the committed file differs from what the binary prints).
+//! generated from the clap definitions themselves, so it cannot drift from `--help`; with
+//! `--sweep-file`, the sweep-file reference (docs/src/reference/sweep-file.md), generated from the
+//! types that read sweep and run files ([`windtunnel::sweep::reference`]). tests/docs.rs fails
+//! when a committed file differs from what the binary prints.
 
 use std::io::Write as _;
 
 use anyhow::Context;
 use clap::CommandFactory;
 
-/// Print every command's `--help`, in the order `windtunnel --help` lists them, as Markdown.
-pub fn reference() -> anyhow::Result<u8> {
+#[derive(clap::Args, Debug)]
+pub struct ReferenceArgs {
+    /// Print the sweep-file reference instead of the command reference.
+    #[arg(long)]
+    sweep_file: bool,
+}
+
+/// Print every command's `--help`, in the order `windtunnel --help` lists them, as Markdown (or
+/// the sweep-file reference).
+pub fn reference(a: ReferenceArgs) -> anyhow::Result<u8> {
+    if a.sweep_file {
+        let text = windtunnel::sweep::reference::sweep_file_reference();
+        std::io::stdout().write_all(text.as_bytes()).context("cannot write to stdout")?;
+        return Ok(0);
+    }
     let mut cli = super::Cli::command();
     cli.build();
     let mut out = String::from(

@@ -166,6 +166,32 @@ fn parse_devices(s: &str) -> anyhow::Result<Vec<DeviceSpec>> {
     Ok(devices)
 }
 
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// The sweep file to write; the sweep is named after it.
+    #[arg(default_value = "sweep.toml")]
+    path: std::path::PathBuf,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn init(args: InitArgs) -> anyhow::Result<u8> {
+    let path = &args.path;
+    anyhow::ensure!(!path.exists() || args.force, "{} exists; pass --force to replace it, or give another path", path.display());
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| "sweep".into());
+    let text = windtunnel::sweep::STARTING_SWEEP.replace("NAME", &name);
+    // The written file must plan: a name that is not a folder name is refused here, not later.
+    SweepSpec::parse(&text, path)?;
+    windtunnel::fsutil::atomic_write(path, text.as_bytes())?;
+    let shown = path.display();
+    println!("wrote {shown}: a half-minute wind tunnel on the synthetic language (15 learning-rate runs, 4 WSD trunks with 5 decays each)");
+    println!("  windtunnel plan {shown}");
+    println!("  windtunnel run {shown} --parallel 2");
+    println!("every key, its type, default and meaning: `windtunnel reference --sweep-file`, or the user guide's sweep-file reference");
+    Ok(0)
+}
+
 pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     let spec = SweepSpec::load(&args.sweep)?;
     let plan = windtunnel::sweep::plan::plan(&spec).map_err(|e| e.context(format!("planning {}", args.sweep.display())))?;

@@ -25,7 +25,7 @@ const FINGERPRINT_BLOCKS: u64 = 256;
 const FINGERPRINT_BLOCK_BYTES: u64 = 64 << 10;
 
 /// How tokens are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenDtype {
     /// One byte per token: text as bytes.

@@ -81,7 +81,7 @@ impl std::fmt::Display for Split {
 }
 
 /// A data source, as a run file names it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum DataSpec {
     /// The built-in synthetic language (the default).
@@ -154,20 +154,23 @@ fn default_eval_fraction() -> f64 {
     0.01
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TextSpec {
+    /// The text file (relative paths: to the sweep or run file's folder).
     pub path: PathBuf,
     /// A separate evaluation file; without it the last `eval_fraction` of `path` is held out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_path: Option<PathBuf>,
+    /// The fraction of `path` held out at its end for evaluation, without `eval_path`.
     #[serde(default = "default_eval_fraction")]
     pub eval_fraction: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokensSpec {
+    /// The token file (little-endian; relative paths: to the sweep or run file's folder).
     pub path: PathBuf,
     /// u16 or u32 [default: the sidecar's, else the narrowest that holds `vocab`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,13 +178,15 @@ pub struct TokensSpec {
     /// [default: the sidecar's].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vocab: Option<usize>,
+    /// A separate evaluation file; without it the last `eval_fraction` of `path` is held out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_path: Option<PathBuf>,
+    /// The fraction of `path` held out at its end for evaluation, without `eval_path`.
     #[serde(default = "default_eval_fraction")]
     pub eval_fraction: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreparedSpec {
     /// The folder `data prepare --out` wrote.
@@ -201,17 +206,19 @@ impl PreparedSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MixtureSpec {
+    /// The sources and their weights: each sequence comes whole from one, drawn by weight.
     pub components: Vec<MixtureComponent>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MixtureComponent {
     /// Relative weight (normalised over the components).
     pub weight: f64,
+    /// A source (any kind but a mixture).
     pub source: DataSpec,
 }
 

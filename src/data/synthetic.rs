@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::rng::{splitmix64, Rng};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyntheticConfig {
     /// Number of distinct tokens.

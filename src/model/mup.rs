@@ -42,7 +42,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Parameterization {
     /// Maximal-update parameterization (MiniCPM's rules).
@@ -73,7 +73,7 @@ impl std::fmt::Display for Parameterization {
 }
 
 /// How the hyperparameters follow depth (see the module doc's table).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DepthRule {
     /// Residual branches × scale_depth / √depth (MiniCPM).
@@ -114,14 +114,18 @@ impl std::str::FromStr for DepthRule {
 }
 
 /// The µP constants. Defaults are the values MiniCPM searched on its 9M proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MupConfig {
+    /// µP (MiniCPM's rules) or standard parameterization, for comparison.
     pub parameterization: Parameterization,
     /// d_base: the width at which µP and SP coincide (m = 1).
     pub base_width: usize,
+    /// Multiplier of the embedding output (MiniCPM: 12).
     pub scale_emb: f64,
+    /// Residual-branch multiplier numerator: branches are scaled by scale_depth / √depth under the minicpm rule (MiniCPM: 1.4).
     pub scale_depth: f64,
+    /// Standard deviation of the initialisation at the base width (hidden matrices: divided by √m).
     pub init_std: f64,
     /// How hyperparameters follow depth [default: minicpm]. Left out of the written config at its
     /// default, so run ids and files from before it existed stay the same.

@@ -12,6 +12,7 @@ pub mod integrity;
 pub mod local;
 pub mod plan;
 pub mod progress;
+pub mod reference;
 pub mod slurm;
 pub mod spec;
 pub mod status;
@@ -25,6 +26,9 @@ use serde::Serialize;
 use crate::fsutil::{atomic_write, FileLock};
 use crate::layout::SweepDir;
 use executor::{CancelReport, ExecReport, Executor};
+
+/// The commented starting sweep `windtunnel init` writes (`NAME` stands for the sweep's name).
+pub const STARTING_SWEEP: &str = include_str!("starting-sweep.toml");
 
 /// What `windtunnel run` did.
 #[derive(Debug, Serialize)]

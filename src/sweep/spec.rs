@@ -34,17 +34,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::train::schedule::DecayShape;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SweepSpec {
+    /// The sweep's name: its results folder is `OUT/NAME` (`--out`, default `results/`).
     pub name: String,
+    /// Free text, kept with the sweep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Model-init seeds; every run is repeated for each.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
     /// Run-file sections shared by every run (a partial run file).
+    #[schemars(with = "crate::train::config::RunConfig")]
     pub base: toml::Table,
+    /// The grids (`[[grid]]`, at least one): each expands to runs, all sharing `[base]`.
     #[serde(rename = "grid")]
     pub grids: Vec<GridSpec>,
     /// How to submit the sweep to Slurm (`windtunnel run --executor slurm`); ignored locally.
@@ -65,7 +69,7 @@ fn default_seeds() -> Vec<u64> {
     vec![0]
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     #[default]
@@ -73,10 +77,12 @@ pub enum Method {
     Random,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GridSpec {
+    /// The grid's name, in the results table's `grid` column.
     pub name: String,
+    /// `grid`: every combination of the parameters' values; `random`: `samples` draws from their ranges.
     #[serde(default)]
     pub method: Method,
     /// Random search: how many parameter draws.
@@ -85,19 +91,24 @@ pub struct GridSpec {
     /// Seed of the random draws.
     #[serde(default)]
     pub sample_seed: u64,
+    /// The model sizes: `widths` at a `depth` and `head_dim`, and/or `presets`.
     pub models: ModelFamily,
+    /// Swept run-file keys as dotted paths (`parameters."optimizer.lr" = { ... }`).
     #[serde(default)]
     pub parameters: BTreeMap<String, ParamSpec>,
+    /// WSD branching: one trunk per model and seed, a decay branched at each branch point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wsd: Option<WsdSpec>,
 }
 
 /// A family of model shapes: widths at a fixed depth and head dimension, and/or named presets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelFamily {
+    /// Widths (d_model); needs `depth`.
     #[serde(default)]
     pub widths: Vec<usize>,
+    /// Layers of every width.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depth: Option<usize>,
     /// Head dimension, fixed across widths (heads = width / head_dim).
@@ -109,6 +120,7 @@ pub struct ModelFamily {
     /// d_ff = ffn_multiplier × width (MiniCPM: 2.5).
     #[serde(default = "default_ffn")]
     pub ffn_multiplier: f64,
+    /// Named shapes (`windtunnel model --list`).
     #[serde(default)]
     pub presets: Vec<String>,
     /// µP base width for the whole family [default: the base's, or the smallest width].
@@ -127,29 +139,39 @@ fn default_ffn() -> f64 {
 }
 
 /// A swept parameter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum ParamSpec {
+    /// One value: `{ value = x }`.
     Value {
+        #[schemars(with = "serde_json::Value")]
         value: toml::Value,
     },
+    /// A list: `{ values = [a, b, c] }`.
     Values {
+        #[schemars(with = "Vec<serde_json::Value>")]
         values: Vec<toml::Value>,
     },
+    /// A range: `{ min, max, num, log }` (raw bounds, not exponents).
     Range {
+        /// The lowest value.
         min: f64,
+        /// The highest value.
         max: f64,
+        /// How many values, evenly spaced (a grid needs it; a random search draws from the range).
         #[serde(default)]
         num: Option<usize>,
+        /// Space (or draw) the values evenly in log.
         #[serde(default)]
         log: bool,
+        /// Round each value to an integer.
         #[serde(default)]
         integer: bool,
     },
 }
 
 /// WSD branching: trunks to the largest branch point, decays branched from each.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WsdSpec {
     /// Branch points in tokens, the same for every model.
@@ -158,6 +180,7 @@ pub struct WsdSpec {
     /// Branch points as multiples of each model's N (MiniCPM: 10N ... 60N).
     #[serde(default)]
     pub tokens_per_param: Vec<f64>,
+    /// The decay's shape.
     #[serde(default = "default_decay")]
     pub decay: DecayShape,
     /// Decay length as a fraction of the branch point's tokens (MiniCPM: ~0.1).
@@ -343,15 +366,18 @@ impl SweepSpec {
 /// max_flops = 2e11             # the wind tunnel's own budget
 /// relative_interval = 0.1      # stop when the 95% interval is within ±10%
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdaptiveSpec {
     /// `allocation` (D/N at `budget_flops`) or `loss` (of a run of `n` parameters on `tokens`).
     pub target: AdaptiveTarget,
+    /// With `target = "allocation"`: the compute budget whose D/N is wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_flops: Option<f64>,
+    /// With `target = "loss"`: the planned run's non-embedding parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<f64>,
+    /// With `target = "loss"`: the planned run's training tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<f64>,
     /// The most FLOPs the adaptive sweep may train.
@@ -373,7 +399,7 @@ pub struct AdaptiveSpec {
     pub grid: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AdaptiveTarget {
     Allocation,
@@ -427,7 +453,7 @@ impl AdaptiveSpec {
 }
 
 /// The `[gpu]` block of a sweep file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GpuSpec {
     /// Where the workers keep compiled GPU kernels and autotune results (relative to the sweep
@@ -444,18 +470,22 @@ impl GpuSpec {
 }
 
 /// The `[slurm]` block of a sweep file; each key has a `windtunnel run` flag that overrides it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlurmSpec {
+    /// `--partition`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
+    /// `--account`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// `--qos`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qos: Option<String>,
     /// Time limit per task, in Slurm's format: "MM", "HH:MM:SS", "D-HH:MM".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
+    /// GPUs per task (`--gpus-per-task`; 0 or absent: a CPU task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus_per_task: Option<u32>,
     /// CPUs per task [default: one per run it trains at once, gpus × runs_per_device, else 1].
@@ -464,6 +494,7 @@ pub struct SlurmSpec {
     /// Memory per node, e.g. "16G".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem: Option<String>,
+    /// `--constraint` (node features, e.g. "a100").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraint: Option<String>,
     /// At most this many tasks of an array at once (`--array=...%K`).

@@ -56,41 +56,56 @@ use crate::model::mup::MupConfig;
 use crate::model::precision::Precision;
 use crate::model::shape::{self, ModelShape};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
+    /// A name for the run, shown in messages [default: none; a sweep names runs by id].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Seed of the model init.
     #[serde(default)]
     pub seed: u64,
+    /// The model shape: a preset, or width, depth and heads.
     pub model: ModelSpec,
+    /// The µP constants and depth rule.
     #[serde(default)]
     pub mup: MupConfig,
+    /// AdamW: the peak learning rate and its other settings.
     pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule, in tokens: constant (a WSD trunk), wsd or cosine.
     pub schedule: ScheduleSpec,
+    /// Lengths, batch, evaluation, checkpoints and logging.
     pub training: TrainingConfig,
+    /// Where tokens come from: the synthetic language, a text or token file, a prepared set, or a mixture.
     #[serde(default)]
     pub data: DataSpec,
+    /// A WSD decay branch: the trunk checkpoint it starts from (a sweep writes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<BranchConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
+    /// A named shape (`windtunnel model --list` lists them: MiniCPM's Table 8 proxies and models); excludes the shape keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
+    /// d_model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<usize>,
+    /// Transformer layers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depth: Option<usize>,
+    /// Query heads (width / heads is the head dimension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<usize>,
+    /// Key/value heads (grouped-query attention) [default: heads].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_heads: Option<usize>,
+    /// d_ff of the SwiGLU feed-forward [default: 2.5 × width].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ffn_width: Option<usize>,
+    /// Vocabulary size [default: the data's].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vocab: Option<usize>,
 }
@@ -132,19 +147,24 @@ impl ModelSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizerConfig {
     /// Peak (base) learning rate η.
     pub lr: f64,
+    /// AdamW β₁.
     #[serde(default = "d_beta1")]
     pub beta1: f64,
+    /// AdamW β₂.
     #[serde(default = "d_beta2")]
     pub beta2: f64,
+    /// AdamW ε (scaled with depth and width under the completep rule).
     #[serde(default = "d_eps")]
     pub eps: f64,
+    /// Decoupled weight decay λ: each step multiplies the weight matrices by 1 − lr · λ.
     #[serde(default = "d_weight_decay")]
     pub weight_decay: f64,
+    /// Clip the global gradient norm to this (0: no clipping).
     #[serde(default = "d_grad_clip")]
     pub grad_clip: f64,
 }
@@ -171,12 +191,14 @@ impl OptimizerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingConfig {
     /// Training tokens of the whole run (for a branch: up to the end of its decay).
     pub tokens: u64,
+    /// Sequences per optimizer step.
     pub batch_size: usize,
+    /// Tokens per sequence (the context length).
     pub seq_len: usize,
     /// Evaluate every this many tokens (and always at the end).
     pub eval_interval_tokens: u64,
@@ -221,7 +243,7 @@ fn d_divergence() -> f64 {
     2.0
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BranchConfig {
     /// The trunk's run directory.

@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DecayShape {
     /// 0.5^(x / half_life_tokens) (MiniCPM).
@@ -43,14 +43,19 @@ impl std::fmt::Display for DecayShape {
 }
 
 /// A schedule as a run file writes it (all lengths in tokens).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ScheduleSpec {
     /// Warmup, then a constant rate: a WSD trunk (its decays are branches).
-    Constant { warmup_tokens: u64 },
+    Constant {
+        /// Linear warmup from 0 to η over this many tokens.
+        warmup_tokens: u64,
+    },
     /// Warmup, stable, and a decay over the last `decay_tokens` of the run.
     Wsd {
+        /// Linear warmup from 0 to η over this many tokens.
         warmup_tokens: u64,
+        /// The decay's shape.
         decay: DecayShape,
         /// Length of the decay; the stable phase is what remains.
         decay_tokens: u64,
@@ -64,7 +69,9 @@ pub enum ScheduleSpec {
     },
     /// Warmup, then cosine to `final_lr_fraction` · η at the end of the run.
     Cosine {
+        /// Linear warmup from 0 to η over this many tokens.
         warmup_tokens: u64,
+        /// The fraction of η reached at the end.
         #[serde(default = "default_cosine_floor")]
         final_lr_fraction: f64,
     },
