@@ -9,8 +9,9 @@
 //!   table.csv, table.parquet   one row per finished run (`collect`)
 //!   fits/law.json, lr.json, batch.json
 //!   plots/                     charts (`plot`)
+//!   tensorboard/GRID/RUN/      TensorBoard event files (`tensorboard`)
 //!   report.html                (`report`)
-//!   export/config.json, recipe.json
+//!   export/config.json, configuration_minicpm.py, recipe.json
 //!   slurm/wave-N.sbatch, jobs.json, logs/, cancelled
 //!   workers/worker-N.log       a persistent worker's own stderr (between its runs)
 //!   adaptive.json              the rounds of `run --adaptive`: runs chosen, FLOPs, the target's interval
@@ -121,6 +122,11 @@ impl SweepDir {
         self.root.join("plots")
     }
 
+    /// `windtunnel tensorboard`'s event files, a folder per run.
+    pub fn tensorboard(&self) -> PathBuf {
+        self.root.join("tensorboard")
+    }
+
     pub fn report(&self) -> PathBuf {
         self.root.join("report.html")
     }
@@ -218,9 +224,10 @@ impl RunDir {
     }
 }
 
-/// The files `export` writes into its folder: the Hugging Face `config.json` and `recipe.json`.
-pub fn export_files(out: &Path) -> [PathBuf; 2] {
-    [out.join("config.json"), out.join("recipe.json")]
+/// The files `export` writes into its folder: the Hugging Face `config.json`, the configuration
+/// class its `auto_map` names, and `recipe.json`.
+pub fn export_files(out: &Path) -> [PathBuf; 3] {
+    [out.join("config.json"), out.join("configuration_minicpm.py"), out.join("recipe.json")]
 }
 
 /// The file name of the kept checkpoint at `tokens` (zero-padded, so names sort by tokens).

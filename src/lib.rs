@@ -35,4 +35,5 @@ pub mod rng;
 pub mod serve;
 pub mod stderr;
 pub mod sweep;
+pub mod tensorboard;
 pub mod train;

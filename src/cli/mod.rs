@@ -123,7 +123,8 @@ enum Command {
     #[command(after_help = "Examples:\n  windtunnel export results/quickstart --budget-flops 1e18\n  \
                             windtunnel export results/my-sweep --budget-flops 1e13 --allow-implausible   (a law too loose to trust, exported anyway; its warnings stay in recipe.json)\n  \
                             windtunnel export results/quickstart --target-params 50e6 --vocab 73440 --seq-len 4096 --out export/\n\n\
-                            Writes config.json (Hugging Face MiniCPM format) and recipe.json (the training recipe and where each number came from).")]
+                            Writes config.json (Hugging Face MiniCPM format: AutoConfig.from_pretrained(DIR, trust_remote_code=True) loads it),\n\
+                            configuration_minicpm.py (the class its auto_map names) and recipe.json (the training recipe and where each number came from).")]
     Export(outputs::ExportArgs),
     /// Watch sweeps live in a browser: progress, loss curves, fits as runs finish, every run (read-only, local).
     #[command(after_help = "Examples:\n  windtunnel serve results/quickstart            (then open http://127.0.0.1:8080/)\n  \
@@ -132,6 +133,12 @@ enum Command {
                             windtunnel serve /shared/results --bind 0.0.0.0:8080   (other machines may connect: read-only, no login)\n\n\
                             On a cluster: serve on the login node and tunnel: ssh -L 8080:localhost:8080 LOGIN-NODE.")]
     Serve(outputs::ServeArgs),
+    /// Write every run's metrics as TensorBoard event files (offline; --follow keeps them current while the sweep trains).
+    #[command(after_help = "Examples:\n  windtunnel tensorboard results/quickstart && tensorboard --logdir results/quickstart/tensorboard\n  \
+                            windtunnel tensorboard results/quickstart --follow     (rewrites runs as they log, until Ctrl-C)\n  \
+                            wandb sync --sync-tensorboard -p PROJECT results/quickstart/tensorboard/GRID/RUN   (one run to W&B)\n\n\
+                            One folder per run, DIR/tensorboard/<grid>/<kind>-w<width>-<id>; the step is tokens trained.")]
+    Tensorboard(outputs::TensorboardArgs),
     /// Print the command reference of the user guide (every command's help, as Markdown), or with
     /// --sweep-file the sweep-file reference (every key, its type, default and meaning).
     #[command(hide = true)]
@@ -173,6 +180,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Report(args) => outputs::report(args),
         Command::Export(args) => outputs::export(args),
         Command::Serve(args) => outputs::serve(args),
+        Command::Tensorboard(args) => outputs::tensorboard(args),
         Command::Reference(a) => reference::reference(a),
     }
 }

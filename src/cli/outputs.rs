@@ -56,6 +56,28 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<u8> {
 }
 
 #[derive(Args)]
+pub struct TensorboardArgs {
+    /// The sweep directory.
+    dir: std::path::PathBuf,
+    /// Where the event files go [default: DIR/tensorboard].
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Keep rewriting runs whose metrics grew, every --every-s seconds, until Ctrl-C.
+    #[arg(long)]
+    follow: bool,
+    #[arg(long, default_value_t = 5.0)]
+    every_s: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn tensorboard(a: TensorboardArgs) -> anyhow::Result<u8> {
+    anyhow::ensure!(a.every_s.is_finite() && a.every_s > 0.0, "--every-s must be a positive number of seconds");
+    let summary = windtunnel::tensorboard::run(&a.dir, a.out, a.follow, std::time::Duration::from_secs_f64(a.every_s))?;
+    emit(&summary, a.json)
+}
+
+#[derive(Args)]
 pub struct ExportArgs {
     /// The sweep directory whose fits to use.
     dir: std::path::PathBuf,
@@ -87,7 +109,7 @@ pub struct ExportArgs {
     /// refused otherwise); the warnings stay in recipe.json.
     #[arg(long)]
     allow_implausible: bool,
-    /// Where to write config.json and recipe.json [default: DIR/export].
+    /// Where to write config.json, configuration_minicpm.py and recipe.json [default: DIR/export].
     #[arg(long)]
     out: Option<std::path::PathBuf>,
     #[arg(long)]
@@ -130,5 +152,5 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
     if args.json {
         return emit_json(&exported.recipe);
     }
-    emit(&format!("{exported}wrote {}", written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")), false)
+    emit(&format!("{exported}wrote {}", written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")), false)
 }

@@ -63,11 +63,22 @@ pub struct ExportRequest {
     pub allow_implausible: bool,
 }
 
-/// `config.json` in the Hugging Face MiniCPM format (`modeling_minicpm.py`).
+/// The configuration class `config.json`'s `auto_map` names for `AutoConfig`, written beside it.
+pub const CONFIGURATION_MINICPM_PY: &str = include_str!("configuration_minicpm.py");
+
+/// Where `AutoModel` and `AutoModelForCausalLM` find MiniCPM's modeling code: the Hub repository
+/// of MiniCPM's own checkpoint (`repo--module.Class`, fetched with `trust_remote_code`).
+const MINICPM_MODELING_REPO: &str = "openbmb/MiniCPM-2B-sft-bf16";
+
+/// `config.json` in the Hugging Face MiniCPM format (`modeling_minicpm.py`), loadable with
+/// `AutoConfig.from_pretrained(DIR, trust_remote_code=True)` as MiniCPM's checkpoints are.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HfMiniCpmConfig {
     pub architectures: Vec<String>,
     pub model_type: String,
+    /// `AutoConfig` → `configuration_minicpm.MiniCPMConfig` (written beside config.json);
+    /// `AutoModel`, `AutoModelForCausalLM` → MiniCPM's modeling code on the Hub.
+    pub auto_map: std::collections::BTreeMap<String, String>,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_attention_heads: usize,
@@ -94,6 +105,14 @@ pub fn hf_config(shape: &ModelShape, mup: &MupConfig, max_position_embeddings: u
     HfMiniCpmConfig {
         architectures: vec!["MiniCPMForCausalLM".into()],
         model_type: "minicpm".into(),
+        auto_map: [
+            ("AutoConfig", "configuration_minicpm.MiniCPMConfig".to_string()),
+            ("AutoModel", format!("{MINICPM_MODELING_REPO}--modeling_minicpm.MiniCPMModel")),
+            ("AutoModelForCausalLM", format!("{MINICPM_MODELING_REPO}--modeling_minicpm.MiniCPMForCausalLM")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
         hidden_size: shape.width,
         intermediate_size: shape.ffn_width,
         num_attention_heads: shape.heads,
@@ -264,12 +283,14 @@ pub struct Exported {
 }
 
 impl Exported {
-    /// Write `config.json` and `recipe.json` into `out`; returns their paths.
+    /// Write `config.json`, its `configuration_minicpm.py` and `recipe.json` into `out`; returns
+    /// their paths.
     pub fn write(&self, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
-        let [config, recipe] = crate::layout::export_files(out);
+        let [config, configuration, recipe] = crate::layout::export_files(out);
         crate::fsutil::atomic_write(&config, (serde_json::to_string_pretty(&self.config)? + "\n").as_bytes())?;
+        crate::fsutil::atomic_write(&configuration, CONFIGURATION_MINICPM_PY.as_bytes())?;
         crate::fsutil::atomic_write(&recipe, (serde_json::to_string_pretty(&self.recipe)? + "\n").as_bytes())?;
-        Ok(vec![config, recipe])
+        Ok(vec![config, configuration, recipe])
     }
 }
 
