@@ -1,7 +1,7 @@
 //! windtunnel: wind-tunnel scaling-law experiments on µP language models (the method of MiniCPM,
 //! arXiv 2404.06395). The modules follow the data flow, layers pointing down only (tests/architecture.rs
 //! keeps them free of import loops): data → model → train → sweep → fit → results →
-//! plot/report/serve/export, with the adaptive wind tunnel driving sweeps from results. The user
+//! plot/report/serve/export/tensorboard, with the adaptive wind tunnel driving sweeps from results. The user
 //! guide's layout chapter (docs/src/contributing/layout.md) says what each holds.
 
 /// `eprintln!` that never panics: when stderr is a full disk or a closed file the line is lost,

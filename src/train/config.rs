@@ -43,6 +43,12 @@
 //! A decay branch adds `[branch]`: the trunk's run directory, the token count of the trunk
 //! checkpoint it starts from, and optionally the data it decays on (MiniCPM's two-stage
 //! pre-training). Everything else must match the trunk.
+//!
+//! Names: a `*Spec` section is what the file writes and is resolved before training uses it (a
+//! model preset or partial shape into a `ModelShape`, a data spec into a token source, a schedule
+//! against the run's length); a `*Config` section is used as written. Every key, its type,
+//! default and meaning: the user guide's sweep-file reference (`windtunnel reference --sweep-file`),
+//! whose second half is this file's.
 
 use std::path::{Path, PathBuf};
 

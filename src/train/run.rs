@@ -186,7 +186,7 @@ pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &Tr
         }
     };
     let steps = prepared.record.steps;
-    let result = run_on(options.device, Job { p: &prepared, options }).and_then(|r| r);
+    let result = run_on(options.device, Job { prepared: &prepared, options }).and_then(|r| r);
     if let Err(e) = &result {
         let status = Status {
             state: RunState::Failed,
@@ -394,14 +394,14 @@ fn check_memory(shape: &ModelShape, micro_batch: usize, seq_len: usize, device: 
 }
 
 struct Job<'a> {
-    p: &'a Prepared,
+    prepared: &'a Prepared,
     options: &'a TrainOptions,
 }
 
 impl BackendJob for Job<'_> {
     type Output = anyhow::Result<TrainSummary>;
     fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<TrainSummary> {
-        Trainer::<B>::start(self.p, self.options, device)?.run()
+        Trainer::<B>::start(self.prepared, self.options, device)?.run()
     }
 }
 
@@ -442,7 +442,8 @@ pub fn evaluate<B: FusedOps>(
 }
 
 struct Trainer<'a, B: TrainBackend> {
-    p: &'a Prepared,
+    /// The run as resolved before training: its record, data, trunk checkpoint and stop flag.
+    prepared: &'a Prepared,
     options: &'a TrainOptions,
     device: B::Device,
     /// Taken out for each optimizer step (which consumes it) and put back.
@@ -459,16 +460,16 @@ struct Trainer<'a, B: TrainBackend> {
 }
 
 impl<'a, B: TrainBackend> Trainer<'a, B> {
-    fn start(p: &'a Prepared, options: &'a TrainOptions, device: B::Device) -> anyhow::Result<Self> {
-        let c = &p.record.config;
+    fn start(prepared: &'a Prepared, options: &'a TrainOptions, device: B::Device) -> anyhow::Result<Self> {
+        let c = &prepared.record.config;
         let precision = if options.device == DeviceSpec::Cpu { Precision::Fp32 } else { c.training.precision };
         if precision != c.training.precision {
             crate::stderr_line!("note: precision = \"{}\" applies on GPUs; the CPU backend trains in fp32", c.training.precision);
         }
-        let mut model = Transformer::<B>::new(&p.record.shape, &c.mup, c.training.seq_len, c.seed, &device).with_precision(precision);
+        let mut model = Transformer::<B>::new(&prepared.record.shape, &c.mup, c.training.seq_len, c.seed, &device).with_precision(precision);
         let mut optimizer = AdamW::new(c.optimizer.adamw(), &model, &c.mup);
         let (mut step, mut first_loss, mut wall_before, mut resumed_from) = (0, None, 0.0, None);
-        let ckpt_dir = RunDir::new(&p.out).checkpoints();
+        let ckpt_dir = RunDir::new(&prepared.out).checkpoints();
         let own = if options.resume || options.resume_before_tokens.is_some() {
             checkpoint::newest_valid(&ckpt_dir, options.resume_before_tokens, |w| crate::stderr_line!("warning: {w}"))
         } else {
@@ -477,7 +478,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         let restore_from = match own {
             Some(ck) => {
                 anyhow::ensure!(
-                    ck.header.config_hash == p.record.config_hash,
+                    ck.header.config_hash == prepared.record.config_hash,
                     "checkpoint {} belongs to a different config; move it away or use another --out",
                     ck.path.display()
                 );
@@ -485,7 +486,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
                 resumed_from = Some(ck.header.step);
                 Some(ck)
             }
-            None => match &p.trunk_checkpoint {
+            None => match &prepared.trunk_checkpoint {
                 Some(path) => Some(checkpoint::read(path)?),
                 None => None,
             },
@@ -495,13 +496,13 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             step = ck.header.step;
             first_loss = ck.header.first_loss;
         }
-        let metrics = MetricsLog::open(&p.out, step)?;
+        let metrics = MetricsLog::open(&prepared.out, step)?;
         let t = &c.training;
         let mut checkpoint_steps: Vec<u64> = t.checkpoint_tokens.iter().map(|&k| t.step_at_tokens(k)).collect();
         checkpoint_steps.sort_unstable();
         checkpoint_steps.dedup();
         Ok(Self {
-            p,
+            prepared,
             options,
             device,
             model: Some(model),
@@ -522,9 +523,9 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
     }
 
     fn status(&self, state: RunState, reason: Option<String>) -> anyhow::Result<()> {
-        let r = &self.p.record;
+        let r = &self.prepared.record;
         write_status(
-            &self.p.out,
+            &self.prepared.out,
             &Status {
                 state,
                 reason,
@@ -539,9 +540,9 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
     }
 
     fn save(&self, reason: &str, wall: f64) -> anyhow::Result<()> {
-        let r = &self.p.record;
+        let r = &self.prepared.record;
         let tokens = self.step * r.tokens_per_step;
-        let dir = RunDir::new(&self.p.out).checkpoints();
+        let dir = RunDir::new(&self.prepared.out).checkpoints();
         let header = CheckpointHeader {
             step: self.step,
             tokens,
@@ -591,9 +592,9 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
     }
 
     fn eval(&mut self) -> anyhow::Result<f64> {
-        let c = &self.p.record.config.training;
+        let c = &self.prepared.record.config.training;
         let valid = self.model().valid();
-        let loss = evaluate(&valid, &*self.p.data, self.p.record.eval_sequences, c.micro_batch(), c.seq_len, &self.device)?;
+        let loss = evaluate(&valid, &*self.prepared.data, self.prepared.record.eval_sequences, c.micro_batch(), c.seq_len, &self.device)?;
         self.last_eval = Some(loss);
         self.best_eval = Some(self.best_eval.map_or(loss, |b| b.min(loss)));
         Ok(loss)
@@ -605,13 +606,13 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         if self.checkpoint_steps.binary_search(&self.step).is_err() {
             self.save("tokens", wall)?;
         }
-        let tokens = self.step * self.p.record.tokens_per_step;
+        let tokens = self.step * self.prepared.record.tokens_per_step;
         self.status(RunState::Paused, Some(format!("paused at {tokens} tokens, where its pause.json asks ({pause}); training it again continues from there")))?;
         Ok(Outcome::Paused(tokens))
     }
 
     fn run(mut self) -> anyhow::Result<TrainSummary> {
-        let r = &self.p.record;
+        let r = &self.prepared.record;
         let c = &r.config;
         let t = &c.training;
         let tps = r.tokens_per_step;
@@ -619,9 +620,9 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         let start = Instant::now();
         let start_step = self.step;
         let is_branch_decay = c.branch.is_some();
-        let train_data: &dyn TokenSource = match (&self.p.decay_data, is_branch_decay) {
+        let train_data: &dyn TokenSource = match (&self.prepared.decay_data, is_branch_decay) {
             (Some(d), true) => &**d,
-            _ => &*self.p.data,
+            _ => &*self.prepared.data,
         };
         self.status(RunState::Running, None)?;
         let progress = super::progress::Progress::new(r.steps, start_step, tps, self.options.quiet);
@@ -637,11 +638,11 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         let mut next_batch = None;
 
         while self.step < r.steps {
-            if let Some(pause) = self.p.pause_at_tokens.filter(|&p| self.step * tps >= p) {
+            if let Some(pause) = self.prepared.pause_at_tokens.filter(|&p| self.step * tps >= p) {
                 outcome = self.pause(pause, self.wall_before + start.elapsed().as_secs_f64())?;
                 break;
             }
-            let sig = self.p.signal.load(Ordering::SeqCst);
+            let sig = self.prepared.signal.load(Ordering::SeqCst);
             if sig != 0 {
                 let wall = self.wall_before + start.elapsed().as_secs_f64();
                 self.save("interrupt", wall)?;
@@ -734,13 +735,13 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         if matches!(outcome, Outcome::Done | Outcome::Diverged) {
             // A finished run keeps its named checkpoints (branch points, final); the periodic and
             // interrupt ones only served to resume it.
-            checkpoint::remove_periodic(&RunDir::new(&self.p.out).checkpoints(), None);
+            checkpoint::remove_periodic(&RunDir::new(&self.prepared.out).checkpoints(), None);
         }
         progress.finish();
         let trained = (self.step - start_step) * tps;
         Ok(TrainSummary {
             outcome,
-            out_dir: self.p.out.clone(),
+            out_dir: self.prepared.out.clone(),
             steps: self.step,
             tokens: self.step * tps,
             final_eval_loss: self.last_eval,
