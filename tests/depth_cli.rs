@@ -63,3 +63,32 @@ fn a_depth_rule_without_its_base_depth_is_refused() {
     let text = ok(&["model", "--preset", "9m", "--depth-rule", "completep", "--base-depth", "4"]);
     assert!(text.contains("residual"), "{text}");
 }
+
+/// The results table names each run's depth rule in a column of its own, whether the sweep sets
+/// the rule in its base or sweeps it.
+#[test]
+fn the_results_table_has_a_depth_rule_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let lr_grid = common::TINY.split("[[grid]]\nname = \"data\"").next().unwrap().replace(", 1000.0]", "]");
+    let text = lr_grid.replace("mup = { base_width = 16 }", "mup = { base_width = 16, depth_rule = \"completep\", base_depth = 1 }")
+        + "\n[[grid]]\nname = \"default-rule\"\nmodels = { widths = [16], depth = 1, head_dim = 16 }\nparameters.\"mup.depth_rule\" = { value = \"minicpm\" }\n";
+    let file = dir.path().join("rules.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("out");
+    let run = common::windtunnel(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let table = std::fs::read_to_string(out.join("tiny/table.csv")).unwrap();
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+    let column = header.iter().position(|h| *h == "depth_rule").expect("a depth_rule column");
+    assert_eq!(header[column - 1], "parameterization", "{header:?}");
+    let rules: Vec<(&str, &str)> = table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            (cells[3], cells[column])
+        })
+        .collect();
+    assert!(rules.iter().filter(|(grid, _)| *grid == "lr").all(|(_, rule)| *rule == "completep"), "{rules:?}");
+    assert!(rules.iter().any(|(grid, rule)| *grid == "default-rule" && *rule == "minicpm"), "{rules:?}");
+}

@@ -21,6 +21,8 @@ pub mod column {
     pub const WIDTH: &str = "width";
     pub const DEPTH: &str = "depth";
     pub const PARAMETERIZATION: &str = "parameterization";
+    /// How the run's hyperparameters follow depth (`mup.depth_rule`: minicpm, completep, none).
+    pub const DEPTH_RULE: &str = "depth_rule";
     pub const LR: &str = "lr";
     pub const BATCH_SIZE: &str = "batch_size";
     pub const SEQ_LEN: &str = "seq_len";
@@ -45,6 +47,7 @@ pub const COLUMNS: &[&str] = &[
     "heads",
     "kv_heads",
     column::PARAMETERIZATION,
+    column::DEPTH_RULE,
     column::LR,
     column::BATCH_SIZE,
     column::SEQ_LEN,
@@ -174,6 +177,7 @@ fn row(run: &RunDir, status: &Status, r: &super::plan::PlannedRun) -> anyhow::Re
         record.shape.heads.to_string(),
         record.shape.kv_heads.to_string(),
         c.mup.parameterization.to_string(),
+        c.mup.depth_rule.to_string(),
         c.optimizer.lr.to_string(),
         c.training.batch_size.to_string(),
         c.training.seq_len.to_string(),
@@ -228,7 +232,7 @@ fn finished_metrics(run: &RunDir, status: &Status, record: &RunRecord) -> anyhow
 /// The Parquet type of a column: the fixed text and integer columns by name, swept parameters by
 /// whether every value parses as a number.
 fn column_kind(name: &str, values: &[&str]) -> ColumnKind {
-    const TEXT: &[&str] = &["run_id", "trunk_id", "kind", "grid", "status", "parameterization"];
+    const TEXT: &[&str] = &["run_id", "trunk_id", "kind", "grid", "status", "parameterization", "depth_rule"];
     const INTEGER: &[&str] = &["seed", "width", "depth", "heads", "kv_heads", "batch_size", "seq_len", "non_embedding_params", "total_params", "tokens"];
     if TEXT.contains(&name) {
         ColumnKind::Text
