@@ -102,3 +102,20 @@ fn a_grid_point_that_is_no_run_config_is_named_in_words() {
     let e = fails(&["plan", file.to_str().unwrap()]);
     assert!(e.contains("the base with optimizer.lr = fast") && !e.contains("[(\""), "{e}");
 }
+
+#[test]
+fn a_base_that_is_not_a_run_config_is_named_without_an_empty_parameter_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sweeps/quickstart.toml"))
+        .unwrap()
+        .replace("schedule = { kind = \"cosine\", warmup_tokens = 8192 }", "schedule = { kind = \"wsd\", warmup_tokens = 8192 }");
+    // Only the data-model grid, which sweeps no parameter.
+    let lr_grid = text.find("[[grid]]\nname = \"lr-transfer\"").unwrap();
+    let data_grid = text.find("[[grid]]\nname = \"data-model\"").unwrap();
+    let text = format!("{}{}", &text[..lr_grid], &text[data_grid..]);
+    let file = dir.path().join("wsd-base.toml");
+    std::fs::write(&file, text).unwrap();
+    let e = fails(&["plan", file.to_str().unwrap()]);
+    assert!(e.contains("grid `data-model`: the base is not a valid run config: missing field `decay`"), "{e}");
+    assert!(!e.contains("the base with  is"), "{e}");
+}

@@ -222,7 +222,8 @@ pub fn plan(spec: &SweepSpec) -> anyhow::Result<Plan> {
                     let params: Vec<(String, String)> = combo.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
                     let mut resolved: RunConfig = serde_json::from_value(config.clone()).map_err(|e| {
                         let set: Vec<String> = params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-                        anyhow::anyhow!("grid `{}`: the base with {} is not a valid run config: {e}", grid.name, set.join(", "))
+                        let with = if set.is_empty() { String::new() } else { format!(" with {}", set.join(", ")) };
+                        anyhow::anyhow!("grid `{}`: the base{with} is not a valid run config: {e}", grid.name)
                     })?;
                     // Workers run in OUT/<name>/runs/<id>/: data paths are made absolute here.
                     resolved.data.resolve_paths(&spec.base_dir);
