@@ -63,6 +63,8 @@ fn init_writes_a_commented_sweep_that_plans_with_its_optional_sections_too() {
     assert_eq!(plan["runs"].as_array().unwrap().len(), 39, "the quickstart's 39 runs");
     let e = common::fails(&["init", file.to_str().unwrap()]);
     assert!(e.contains("exists; pass --force"), "{e}");
+    let replaced = common::json(&["init", file.to_str().unwrap(), "--force", "--json"]);
+    assert_eq!((replaced["name"].as_str(), replaced["runs"].as_u64()), (Some("tunnel"), Some(39)), "{replaced}");
     // The commented [slurm] and [adaptive] sections and the alternative lines are valid as written.
     let text = std::fs::read_to_string(&file).unwrap();
     let mut lines: Vec<String> = Vec::new();

@@ -174,6 +174,31 @@ pub struct InitArgs {
     /// Replace the file if it exists.
     #[arg(long)]
     force: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `init` wrote.
+#[derive(serde::Serialize)]
+struct Initialised {
+    path: std::path::PathBuf,
+    name: String,
+    runs: usize,
+    flops: f64,
+}
+
+impl std::fmt::Display for Initialised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.path.display();
+        writeln!(
+            f,
+            "wrote {shown}: sweep `{}`, {} runs ({:.3e} FLOPs), a half-minute wind tunnel on 2 CPU cores on the synthetic language",
+            self.name, self.runs, self.flops
+        )?;
+        writeln!(f, "  windtunnel plan {shown}")?;
+        writeln!(f, "  windtunnel run {shown} --parallel 2")?;
+        write!(f, "every key, its type, default and meaning: `windtunnel reference --sweep-file`, or the user guide's sweep-file reference")
+    }
 }
 
 pub fn init(args: InitArgs) -> anyhow::Result<u8> {
@@ -182,14 +207,10 @@ pub fn init(args: InitArgs) -> anyhow::Result<u8> {
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| "sweep".into());
     let text = windtunnel::sweep::STARTING_SWEEP.replace("NAME", &name);
     // The written file must plan: a name that is not a folder name is refused here, not later.
-    SweepSpec::parse(&text, path)?;
+    let spec = SweepSpec::parse(&text, path)?;
+    let plan = windtunnel::sweep::plan::plan(&spec)?;
     windtunnel::fsutil::atomic_write(path, text.as_bytes())?;
-    let shown = path.display();
-    println!("wrote {shown}: a half-minute wind tunnel on the synthetic language (15 learning-rate runs, 4 WSD trunks with 5 decays each)");
-    println!("  windtunnel plan {shown}");
-    println!("  windtunnel run {shown} --parallel 2");
-    println!("every key, its type, default and meaning: `windtunnel reference --sweep-file`, or the user guide's sweep-file reference");
-    Ok(0)
+    emit(&Initialised { path: path.clone(), name, runs: plan.runs.len(), flops: plan.total_flops }, args.json)
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
