@@ -150,14 +150,15 @@ fn stalled(status: &Status) -> Option<String> {
     })
 }
 
-/// Whether `pid` is a `windtunnel` process on this machine in the stopped state (Linux `/proc`;
-/// a pid from another machine names no such process here, or another program).
+/// Whether `pid` is a `windtunnel` process (or a renamed copy such as `windtunnel-gpu`) on this
+/// machine in the stopped state (Linux `/proc`; a pid from another machine names no such process
+/// here, or another program).
 fn is_stopped_windtunnel(pid: u32) -> bool {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The state follows the parenthesised command name: "PID (comm) S ...".
     let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
-    comm.trim() == "windtunnel" && matches!(state, Some("T") | Some("t"))
+    comm.trim().starts_with("windtunnel") && matches!(state, Some("T") | Some("t"))
 }
 
 /// The last step of a run whose metrics end in its final evaluation at that step (`run.json`'s
