@@ -166,10 +166,13 @@ pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &Tr
         Ok(p) => p,
         Err(e) => {
             // A run that never started (missing data, bad shape) still says so in its directory, so
-            // `status` shows it failed rather than pending. A run that cannot resume keeps its state
-            // and step (it is still interrupted there) with this reason in place of the last one.
+            // `status` shows it failed rather than pending. A run that has a status keeps its state
+            // and step (an interrupted one is still stopped there) with this reason in place of the last.
             let status = match super::log::read_status(out) {
-                Ok(Some(before)) => Status { reason: Some(format!("cannot resume: {e:#}")), updated_at: now_seconds(), ..before },
+                Ok(Some(before)) => {
+                    let reason = if before.state == RunState::Failed { format!("{e:#}") } else { format!("cannot resume: {e:#}") };
+                    Status { reason: Some(reason), updated_at: now_seconds(), ..before }
+                }
                 _ => Status {
                     state: RunState::Failed,
                     reason: Some(format!("{e:#}")),
@@ -274,7 +277,8 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
                     .with_context(|| format!("branch.trunk: cannot read {} (has the trunk started?)", trunk_json.display()))?,
             )
             .with_context(|| format!("{} is malformed", trunk_json.display()))?;
-            check_same_data("its trunk was trained on", &trunk_json, trunk.data_fingerprint.as_deref(), data_fingerprint.as_deref(), &config)?;
+            let data = config.data.describe();
+            check_same_data("this branch's trunk", &data, &trunk_json, trunk.data_fingerprint.as_deref(), data_fingerprint.as_deref())?;
             let diffs = config.differences_from_trunk(&trunk.config);
             anyhow::ensure!(
                 diffs.is_empty(),
@@ -333,14 +337,12 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
             existing.config_hash,
             record.config_hash
         );
-        check_same_data("it was trained on", &run_json, existing.data_fingerprint.as_deref(), record.data_fingerprint.as_deref(), &record.config)?;
-        check_same_data(
-            "its decay was trained on",
-            &run_json,
-            existing.decay_data_fingerprint.as_deref(),
-            record.decay_data_fingerprint.as_deref(),
-            &record.config,
-        )?;
+        let c = &record.config;
+        check_same_data("this run", &c.data.describe(), &run_json, existing.data_fingerprint.as_deref(), record.data_fingerprint.as_deref())?;
+        if let Some(decay) = c.branch.as_ref().and_then(|b| b.data.as_ref()) {
+            let (was, now) = (existing.decay_data_fingerprint.as_deref(), record.decay_data_fingerprint.as_deref());
+            check_same_data("this run's decay", &decay.describe(), &run_json, was, now)?;
+        }
     }
     atomic_write(&run_json, serde_json::to_string_pretty(&record)?.as_bytes())?;
 
@@ -349,19 +351,18 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
     Ok(Prepared { record, out: out.to_path_buf(), data, decay_data, trunk_checkpoint, signal, pause_at_tokens })
 }
 
-/// Refuse to go on from a model trained on data whose fingerprint (`was`, recorded in `record`)
-/// differs from the data the config names now (`now`): resuming would mix two corpora into one
-/// run with nothing to show for it. A record without a fingerprint (synthetic data, an older
-/// version) has nothing to compare.
-fn check_same_data(trained: &str, record: &Path, was: Option<&str>, now: Option<&str>, config: &RunConfig) -> anyhow::Result<()> {
+/// Refuse to go on from a model trained on data whose fingerprint (`was`, recorded in `record`
+/// when `who` started) differs from what the data `what` has now: resuming would mix two corpora
+/// into one run with nothing to show for it. A record without a fingerprint (synthetic data, an
+/// older version) has nothing to compare.
+fn check_same_data(who: &str, what: &str, record: &Path, was: Option<&str>, now: Option<&str>) -> anyhow::Result<()> {
     let (Some(was), Some(now)) = (was, now) else { return Ok(()) };
     anyhow::ensure!(
         was == now,
-        "{}: the data changed since this run started: {trained} {} with fingerprint {was}, and it is now {now} (size:hash). \
+        "{}: the data changed since {who} started: {what} had fingerprint {was} then and has {now} now (size:hash). \
          Resuming would mix two corpora in one run. Put the original data back to resume it, or, to train on the new data, \
          start over in a new output folder (a sweep: `windtunnel run SWEEP.toml --out NEW`)",
-        record.display(),
-        config.data.describe()
+        record.display()
     );
     Ok(())
 }
