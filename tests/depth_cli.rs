@@ -92,3 +92,58 @@ fn the_results_table_has_a_depth_rule_column() {
     assert!(rules.iter().filter(|(grid, _)| *grid == "lr").all(|(_, rule)| *rule == "completep"), "{rules:?}");
     assert!(rules.iter().any(|(grid, rule)| *grid == "default-rule" && *rule == "minicpm"), "{rules:?}");
 }
+
+/// A learning-rate scan across depth at one width reaches both `fit hparams` and `export`: the
+/// Step Law gains a depth factor equal to `fit lr`'s drift, and the exported learning rate at
+/// the exported depth applies that drift and says so.
+#[test]
+fn a_depth_scan_moves_fit_hparams_and_the_exported_learning_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::TINY
+        .split("[[grid]]")
+        .next()
+        .unwrap()
+        .replace("mup = { base_width = 16 }", "mup = { base_width = 16, depth_rule = \"completep\", base_depth = 1 }");
+    let grids: String = [1, 2, 4]
+        .map(|depth| {
+            format!(
+                "[[grid]]\nname = \"depth-{depth}\"\nmodels = {{ widths = [16], depth = {depth}, head_dim = 16 }}\nparameters.\"optimizer.lr\" = {{ values = [0.003, 0.01, 0.03, 0.1] }}\n\n"
+            )
+        })
+        .concat();
+    let file = dir.path().join("depth.toml");
+    std::fs::write(&file, base.replace("name = \"tiny\"", "name = \"depth\"") + &grids).unwrap();
+    let scan = dir.path().join("scan");
+    ok(&["run", file.to_str().unwrap(), "--out", scan.to_str().unwrap(), "--quiet"]);
+    let scan = scan.join("depth");
+    let s = scan.to_str().unwrap();
+
+    let lr = json(&["fit", "lr", "--input", s, "--json"]);
+    let drift = &lr["groups"][0][1]["depth_drift"];
+    let (slope, intercept) = (drift["slope"].as_f64().unwrap(), drift["intercept"].as_f64().unwrap());
+    let hparams = json(&["fit", "hparams", "--input", s, "--json"]);
+    let law = &hparams["lr"];
+    assert!(law.get("n_exponent").is_none(), "one width: the law is in depth, not N: {law}");
+    assert!((law["depth_exponent"].as_f64().unwrap() - slope).abs() < 1e-9, "fit hparams {law} vs fit lr's drift {slope}");
+    assert!(hparams["notes"][0].as_str().unwrap().contains("in L, not N"), "{hparams}");
+    assert!(ok(&["fit", "hparams", "--input", s]).contains(&format!(" · L^{slope:.3}")));
+
+    // The data-model sweep to export from, with its learning rate taken from the depth scan.
+    let tiny = dir.path().join("tiny.toml");
+    let data_model = common::TINY.replace("eval_interval_tokens = 1280", "eval_interval_tokens = 640").replace(
+        "widths = [16, 32], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [1280, 2560]",
+        "widths = [16, 32, 48], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [640, 1280, 2560]",
+    );
+    std::fs::write(&tiny, data_model).unwrap();
+    let sweep = dir.path().join("sweep");
+    ok(&["run", tiny.to_str().unwrap(), "--out", sweep.to_str().unwrap(), "--quiet"]);
+    let out = dir.path().join("export");
+    let sweep = sweep.join("tiny");
+    let recipe = json(&["export", sweep.to_str().unwrap(), "--budget-flops", "1e13", "--lr-sweep", s, "--out", out.to_str().unwrap(), "--json"]);
+    let depth = recipe["learning_rates"]["depth"]["depth"].as_f64().unwrap();
+    let source = recipe["learning_rates"]["source"].as_str().unwrap();
+    assert!(source.contains("drift in depth") && source.contains(&format!("applied at depth {depth}")), "{source}");
+    let base = recipe["learning_rates"]["base"].as_f64().unwrap();
+    assert!((base / (intercept + slope * depth.ln()).exp() - 1.0).abs() < 1e-12, "{base} at depth {depth}");
+    assert!(recipe["warnings"].to_string().contains("extrapolated in depth"), "scans to depth 4, export at {depth}: {}", recipe["warnings"]);
+}

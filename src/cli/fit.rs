@@ -191,6 +191,10 @@ pub struct FitHparamsArgs {
     batch: String,
     #[arg(long, default_value_t = HparamColumns::default().loss)]
     loss: String,
+    /// The depth column: when the table has it and the cells span two or more depths, the
+    /// learning-rate law gains a factor L^g (a table without the column is fitted without it).
+    #[arg(long, default_value_t = HparamColumns::default().depth)]
+    depth: String,
     /// Only the rows this filter keeps, e.g. `grid == lr-batch and N < 1e8` (comparisons on
     /// columns joined by `and`).
     #[arg(long = "where", value_name = "EXPR")]
@@ -513,7 +517,7 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         FitCommand::Hparams(args) => {
-            let columns = HparamColumns { n: args.n, tokens: args.tokens, lr: args.lr, batch: args.batch, loss: args.loss };
+            let columns = HparamColumns { n: args.n, tokens: args.tokens, lr: args.lr, batch: args.batch, loss: args.loss, depth: args.depth };
             let table = windtunnel::fit::input::Table::read(&args.input)?;
             emit(&fit_hparams(&table, &columns, args.where_.as_deref(), args.bootstrap, args.seed)?, args.json)
         }

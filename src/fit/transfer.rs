@@ -77,28 +77,31 @@ pub fn fit_parabola(points: &[(f64, f64)]) -> Option<[f64; 3]> {
 
 /// Least squares of y on three regressors (each row: the regressors and y), by the normal equations.
 pub fn least_squares3(rows: &[([f64; 3], f64)]) -> Option<[f64; 3]> {
-    let mut m = [[0.0f64; 4]; 3];
-    for (x, y) in rows {
-        for i in 0..3 {
-            for j in 0..3 {
-                m[i][j] += x[i] * x[j];
-            }
-            m[i][3] += x[i] * y;
-        }
-    }
-    solve3(m)
+    let rows: Vec<(&[f64], f64)> = rows.iter().map(|(x, y)| (&x[..], *y)).collect();
+    least_squares(&rows).map(|b| [b[0], b[1], b[2]])
 }
 
-/// The solution of a 3×3 linear system given as an augmented matrix (normal equations), by
-/// Gaussian elimination with partial pivoting; `None` when it is singular.
-fn solve3(mut m: [[f64; 4]; 3]) -> Option<[f64; 3]> {
-    for col in 0..3 {
-        let pivot = (col..3).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
+/// Least squares of y on any number of regressors (each row: the regressors and y), by the normal
+/// equations solved with Gaussian elimination and partial pivoting; `None` when they are singular.
+pub fn least_squares(rows: &[(&[f64], f64)]) -> Option<Vec<f64>> {
+    let k = rows.first()?.0.len();
+    // The augmented normal equations [XᵀX | Xᵀy].
+    let mut m = vec![vec![0.0f64; k + 1]; k];
+    for (x, y) in rows {
+        for i in 0..k {
+            for j in 0..k {
+                m[i][j] += x[i] * x[j];
+            }
+            m[i][k] += x[i] * y;
+        }
+    }
+    for col in 0..k {
+        let pivot = (col..k).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
         if m[pivot][col].abs() < 1e-300 {
             return None;
         }
         m.swap(col, pivot);
-        let pivot_row = m[col];
+        let pivot_row = m[col].clone();
         for (r, row) in m.iter_mut().enumerate() {
             if r != col {
                 let f = row[col] / pivot_row[col];
@@ -108,7 +111,7 @@ fn solve3(mut m: [[f64; 4]; 3]) -> Option<[f64; 3]> {
             }
         }
     }
-    Some([m[0][3] / m[0][0], m[1][3] / m[1][1], m[2][3] / m[2][2]])
+    Some((0..k).map(|i| m[i][k] / m[i][i]).collect())
 }
 
 /// The optimum of y over x from a parabola through the best point and up to two neighbours on
