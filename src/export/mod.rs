@@ -26,7 +26,7 @@ use crate::fit::commands::{fit_lr, LrColumns};
 use crate::fit::law::Law;
 use crate::format::{si, thousands};
 use crate::layout::SweepDir;
-use crate::model::mup::{MupConfig, ParamGroup, Parameterization};
+use crate::model::mup::{DepthRule, MupConfig, ParamGroup, Parameterization};
 use crate::model::shape::ModelShape;
 use crate::model::transformer::{RMS_NORM_EPS, ROPE_THETA};
 use crate::results::SweepResults;
@@ -123,7 +123,7 @@ pub fn hf_config(shape: &ModelShape, mup: &MupConfig, max_position_embeddings: u
         rms_norm_eps: RMS_NORM_EPS,
         rope_theta: ROPE_THETA,
         scale_emb: mup.scale_emb,
-        scale_depth: mup.scale_depth,
+        scale_depth: modeling_scale_depth(mup, shape.depth),
         dim_model_base: mup.base_width,
         initializer_range: mup.init_std,
         hidden_act: "silu".into(),
@@ -132,6 +132,18 @@ pub fn hf_config(shape: &ModelShape, mup: &MupConfig, max_position_embeddings: u
         eos_token_id: 2,
         torch_dtype: "bfloat16".into(),
         use_cache: true,
+    }
+}
+
+/// The `scale_depth` that makes MiniCPM's modeling code, which scales each residual branch by
+/// `scale_depth / √num_hidden_layers`, apply the sweep's depth rule at `depth`: the rule's own
+/// constant under `minicpm`; under `completep` and `none`, their residual multiplier at `depth`
+/// times √depth, so the exported model is the one the rule trains (their other depth terms, the
+/// hidden learning rate, AdamW's ε and weight decay, are the optimizer's, in `recipe.json`).
+fn modeling_scale_depth(mup: &MupConfig, depth: usize) -> f64 {
+    match mup.depth_rule {
+        DepthRule::Minicpm => mup.scale_depth,
+        DepthRule::Completep | DepthRule::None => mup.residual_multiplier(depth) * (depth as f64).sqrt(),
     }
 }
 
@@ -668,10 +680,12 @@ impl std::fmt::Display for Exported {
         if !d.rule.is_default() {
             writeln!(
                 f,
-                "  depth    rule {} (base depth {}): residual × {:.4}, AdamW ε × {:.4} (hidden) / {:.4} (embedding), hidden weight decay × {:.4}",
+                "  depth    rule {} (base depth {}): residual × {:.4} (config.json's scale_depth {:.4} = that × √{}, for MiniCPM's modeling code), AdamW ε × {:.4} (hidden) / {:.4} (embedding), hidden weight decay × {:.4}",
                 d.rule,
                 d.base_depth.map_or("-".into(), |b| b.to_string()),
                 d.residual_multiplier,
+                d.residual_multiplier * (d.depth as f64).sqrt(),
+                d.depth,
                 d.hidden_eps_multiplier,
                 d.embedding_eps_multiplier,
                 d.hidden_weight_decay_multiplier
@@ -748,6 +762,23 @@ mod tests {
             (c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.num_hidden_layers, c.vocab_size),
             (1536, 3840, 24, 8, 52, 73440)
         );
+    }
+
+    #[test]
+    fn the_exported_scale_depth_applies_the_depth_rule_in_minicpms_modeling_code() {
+        let shape = preset("minicpm-2.4b").unwrap();
+        for rule in [DepthRule::Minicpm, DepthRule::Completep, DepthRule::None] {
+            let mup = MupConfig { depth_rule: rule, base_depth: Some(4), ..MupConfig::default() };
+            let c = hf_config(&shape, &mup, 4096);
+            // What MiniCPM's modeling code multiplies each residual branch by.
+            let applied = c.scale_depth / (c.num_hidden_layers as f64).sqrt();
+            assert!((applied / mup.residual_multiplier(shape.depth) - 1.0).abs() < 1e-12, "{rule:?}: {applied}");
+        }
+        let c = hf_config(&shape, &MupConfig::default(), 4096);
+        assert_eq!(c.scale_depth, 1.4, "MiniCPM's own rule exports its constant");
+        let completep = MupConfig { depth_rule: DepthRule::Completep, base_depth: Some(4), ..MupConfig::default() };
+        // scale_depth·√(L₀/L) at L = 40, L₀ = 4.
+        assert!((hf_config(&shape, &completep, 4096).scale_depth - 1.4 * (4.0f64 / 40.0).sqrt()).abs() < 1e-12);
     }
 
     #[test]
