@@ -612,21 +612,43 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         Ok(Outcome::Paused(tokens))
     }
 
+    /// The end of a run that finished or diverged: a finished run's final evaluation (when it had
+    /// nothing left to train), last checkpoint and status; either keeps only its named checkpoints.
+    fn finish(&mut self, outcome: &Outcome, start_step: u64, wall: f64) -> anyhow::Result<()> {
+        if *outcome == Outcome::Done {
+            if self.step == start_step {
+                // Nothing left to train (a finished run resumed, or a zero-length branch).
+                self.eval()?;
+            }
+            let last_written = self.step > start_step && self.checkpoint_steps.binary_search(&self.step).is_ok();
+            if !last_written {
+                self.save("final", wall)?;
+            }
+            self.status(RunState::Done, None)?;
+        }
+        if matches!(outcome, Outcome::Done | Outcome::Diverged) {
+            // A finished run keeps its named checkpoints (branch points, final); the periodic and
+            // interrupt ones only served to resume it.
+            checkpoint::remove_periodic(&RunDir::new(&self.prepared.out).checkpoints(), None);
+        }
+        Ok(())
+    }
+
     fn run(mut self) -> anyhow::Result<TrainSummary> {
-        let r = &self.prepared.record;
-        let c = &r.config;
-        let t = &c.training;
-        let tps = r.tokens_per_step;
-        let total_tokens = r.tokens;
+        let record = &self.prepared.record;
+        let config = &record.config;
+        let training = &config.training;
+        let tps = record.tokens_per_step;
+        let total_tokens = record.tokens;
         let start = Instant::now();
         let start_step = self.step;
-        let is_branch_decay = c.branch.is_some();
+        let is_branch_decay = config.branch.is_some();
         let train_data: &dyn TokenSource = match (&self.prepared.decay_data, is_branch_decay) {
             (Some(d), true) => &**d,
             _ => &*self.prepared.data,
         };
         self.status(RunState::Running, None)?;
-        let progress = super::progress::Progress::new(r.steps, start_step, tps, self.options.quiet);
+        let progress = super::progress::Progress::new(record.steps, start_step, tps, self.options.quiet);
         let mut last_periodic = Instant::now();
         let mut last_status = Instant::now();
         // Training time and steps since the last metrics line (evaluation and checkpoints excluded).
@@ -638,7 +660,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         // The next step's batch, made on the host while the device works through this step.
         let mut next_batch = None;
 
-        while self.step < r.steps {
+        while self.step < record.steps {
             if let Some(pause) = self.prepared.pause_at_tokens.filter(|&p| self.step * tps >= p) {
                 outcome = self.pause(pause, self.wall_before + start.elapsed().as_secs_f64())?;
                 break;
@@ -655,15 +677,15 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             let tokens_before = self.step * tps;
             // The schedule is read at the tokens seen once this step is done: the first step
             // trains (lr > 0) and the last one runs at the end of the decay.
-            let lr = c.optimizer.lr * c.schedule.factor(tokens_before + tps, total_tokens);
-            let batch = next_batch.take().unwrap_or_else(|| data::train_batch(train_data, self.step, t.batch_size, t.seq_len))?;
-            let (loss, grads) = self.loss_and_gradients(&batch, t.micro_batch());
+            let lr = config.optimizer.lr * config.schedule.factor(tokens_before + tps, total_tokens);
+            let batch = next_batch.take().unwrap_or_else(|| data::train_batch(train_data, self.step, training.batch_size, training.seq_len))?;
+            let (loss, grads) = self.loss_and_gradients(&batch, training.micro_batch());
             let model = self.model.take().expect("model present between steps");
             let (model, report) = self.optimizer.step_with(model, grads, lr);
             self.model = Some(model);
             self.step += 1;
-            if self.step < r.steps {
-                next_batch = Some(data::train_batch(train_data, self.step, t.batch_size, t.seq_len));
+            if self.step < record.steps {
+                next_batch = Some(data::train_batch(train_data, self.step, training.batch_size, training.seq_len));
             }
             // The step's one read from the device, after all of its work was queued: a GPU runs
             // the forward pass, backward pass, clipping and update without waiting for the host.
@@ -673,26 +695,26 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             interval_seconds += step_started.elapsed().as_secs_f64();
             interval_steps += 1;
             let first = *self.first_loss.get_or_insert(loss_value);
-            let diverged = !loss_value.is_finite() || loss_value > t.divergence_factor * first;
+            let diverged = !loss_value.is_finite() || loss_value > training.divergence_factor * first;
 
             let tokens = self.step * tps;
-            let eval_due = self.step == r.steps || tokens / t.eval_interval_tokens > tokens_before / t.eval_interval_tokens;
+            let eval_due = self.step == record.steps || tokens / training.eval_interval_tokens > tokens_before / training.eval_interval_tokens;
             let eval_loss = if eval_due && !diverged { Some(self.eval()?) } else { None };
-            let log_due = self.step.is_multiple_of(t.log_interval_steps) || eval_loss.is_some() || diverged || self.step == r.steps;
+            let log_due = self.step.is_multiple_of(training.log_interval_steps) || eval_loss.is_some() || diverged || self.step == record.steps;
             let wall = self.wall_before + start.elapsed().as_secs_f64();
             if log_due {
                 let tokens_per_s = interval_steps as f64 * tps as f64 / interval_seconds.max(1e-9);
                 (interval_seconds, interval_steps) = (0.0, 0);
-                let record = MetricsRecord {
+                let line = MetricsRecord {
                     step: self.step,
                     tokens,
-                    flops: tokens as f64 * r.flops_per_token.total as f64,
-                    flops_6nd: 6.0 * r.non_embedding_params as f64 * tokens as f64,
+                    flops: tokens as f64 * record.flops_per_token.total as f64,
+                    flops_6nd: 6.0 * record.non_embedding_params as f64 * tokens as f64,
                     lr,
                     train_loss: loss_value,
                     eval_loss,
-                    eval_bits_per_byte: eval_loss.zip(r.bytes_per_token).map(|(l, b)| l / b / std::f64::consts::LN_2),
-                    oracle_loss: eval_loss.and(r.oracle_eval_loss),
+                    eval_bits_per_byte: eval_loss.zip(record.bytes_per_token).map(|(l, b)| l / b / std::f64::consts::LN_2),
+                    oracle_loss: eval_loss.and(record.oracle_eval_loss),
                     grad_norm: grad_norm_squared.sqrt(),
                     tokens_per_s,
                     wall_s: wall,
@@ -700,18 +722,18 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
                     cpu_threads: (!first_step_logged && self.options.device == DeviceSpec::Cpu).then(rayon::current_num_threads),
                 };
                 first_step_logged = true;
-                self.metrics.append(&record)?;
-                progress.update(&record);
+                self.metrics.append(&line)?;
+                progress.update(&line);
             }
             if diverged {
-                let reason = format!("loss {loss_value} at step {} (first loss {first:.4}, limit {}×)", self.step, t.divergence_factor);
+                let reason = format!("loss {loss_value} at step {} (first loss {first:.4}, limit {}×)", self.step, training.divergence_factor);
                 self.status(RunState::Diverged, Some(reason))?;
                 outcome = Outcome::Diverged;
                 break;
             }
             if self.checkpoint_steps.binary_search(&self.step).is_ok() {
                 self.save("tokens", wall)?;
-            } else if t.checkpoint_every_minutes > 0.0 && last_periodic.elapsed().as_secs_f64() > 60.0 * t.checkpoint_every_minutes {
+            } else if training.checkpoint_every_minutes > 0.0 && last_periodic.elapsed().as_secs_f64() > 60.0 * training.checkpoint_every_minutes {
                 self.save("periodic", wall)?;
                 last_periodic = Instant::now();
             }
@@ -722,22 +744,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             }
         }
         let wall = self.wall_before + start.elapsed().as_secs_f64();
-        if outcome == Outcome::Done {
-            if self.step == start_step {
-                // Nothing left to train (a finished run resumed, or a zero-length branch).
-                self.eval()?;
-            }
-            let last_written = self.step > start_step && self.checkpoint_steps.binary_search(&self.step).is_ok();
-            if !last_written {
-                self.save("final", wall)?;
-            }
-            self.status(RunState::Done, None)?;
-        }
-        if matches!(outcome, Outcome::Done | Outcome::Diverged) {
-            // A finished run keeps its named checkpoints (branch points, final); the periodic and
-            // interrupt ones only served to resume it.
-            checkpoint::remove_periodic(&RunDir::new(&self.prepared.out).checkpoints(), None);
-        }
+        self.finish(&outcome, start_step, wall)?;
         progress.finish();
         let trained = (self.step - start_step) * tps;
         Ok(TrainSummary {
@@ -747,9 +754,9 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             tokens: self.step * tps,
             final_eval_loss: self.last_eval,
             best_eval_loss: self.best_eval,
-            oracle_eval_loss: r.oracle_eval_loss,
-            non_embedding_params: r.non_embedding_params,
-            flops: (self.step * tps) as f64 * r.flops_per_token.total as f64,
+            oracle_eval_loss: record.oracle_eval_loss,
+            non_embedding_params: record.non_embedding_params,
+            flops: (self.step * tps) as f64 * record.flops_per_token.total as f64,
             wall_s: wall,
             tokens_per_s: trained as f64 / start.elapsed().as_secs_f64().max(1e-9),
             resumed_from_step: self.resumed_from,
