@@ -7,11 +7,6 @@
 //! Chinchilla grid, every group's E starting at the grid's e), with intervals from a bootstrap of
 //! the points (refits from the full optimum).
 
-use std::cell::RefCell;
-
-use argmin::core::{CostFunction, Executor, Gradient, State};
-use argmin::solver::linesearch::MoreThuenteLineSearch;
-use argmin::solver::quasinewton::LBFGS;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -19,7 +14,8 @@ use super::bootstrap::Interval;
 use super::filter::Filter;
 use super::form::{Chinchilla, LawForm};
 use super::input::{points, Columns, Table};
-use super::law::{huber, CachedEvaluation, Point};
+use super::law::{huber, Point};
+use super::lbfgs::{self, Smooth, Stopping};
 use super::report::LawDefinition;
 use crate::rng::Rng;
 
@@ -175,30 +171,16 @@ impl GroupedData {
 
     /// One L-BFGS run from `start`: (θ, objective).
     fn minimise(&self, start: &[f64]) -> Option<(Vec<f64>, f64)> {
-        let objective = GroupedObjective { data: self.clone(), cache: RefCell::new(None) };
-        let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10).with_tolerance_grad(1e-9).ok()?.with_tolerance_cost(1e-12).ok()?;
-        let result = Executor::new(objective, solver).configure(|s| s.param(start.to_vec()).max_iters(1000)).run().ok()?;
-        let state = result.state();
-        let theta = state.get_best_param()?.clone();
-        let cost = state.get_best_cost();
-        (cost.is_finite() && theta.iter().all(|x| x.is_finite())).then_some((theta, cost))
+        let stopping = Stopping { tolerance_grad: 1e-9, tolerance_cost: 1e-12, max_iters: 1000, max_evaluations: u64::MAX };
+        let (theta, cost, _) = lbfgs::minimise(self, start.to_vec(), stopping)?;
+        theta.iter().all(|x| x.is_finite()).then_some((theta, cost))
     }
 }
 
-/// The summed Huber loss of log residuals, and its gradient, over θ = (log A, log B, α, β, log E_g…).
-struct GroupedObjective {
-    data: GroupedData,
-    cache: RefCell<Option<CachedEvaluation>>,
-}
-
-impl GroupedObjective {
-    fn evaluate(&self, t: &[f64]) -> (f64, Vec<f64>) {
-        if let Some((k, c, g)) = &*self.cache.borrow() {
-            if k.as_slice() == t {
-                return (*c, g.clone());
-            }
-        }
-        let d = &self.data;
+// The summed Huber loss of log residuals, and its gradient, over θ = (log A, log B, α, β, log E_g…).
+impl Smooth for GroupedData {
+    fn value_and_gradient(&self, t: &[f64]) -> (f64, Vec<f64>) {
+        let d = self;
         let (mut cost, mut grad, mut point) = (0.0, vec![0.0; t.len()], [0.0; 5]);
         for i in 0..d.log_n.len() {
             let e = 4 + d.group_of[i];
@@ -210,26 +192,7 @@ impl GroupedObjective {
                 grad[j] += dh * point[k];
             }
         }
-        *self.cache.borrow_mut() = Some((t.to_vec(), cost, grad.clone()));
         (cost, grad)
-    }
-}
-
-impl CostFunction for GroupedObjective {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, t: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        anyhow::ensure!(t.iter().all(|x| x.is_finite()), "non-finite parameter");
-        Ok(self.evaluate(t).0)
-    }
-}
-
-impl Gradient for GroupedObjective {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, t: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        anyhow::ensure!(t.iter().all(|x| x.is_finite()), "non-finite parameter");
-        Ok(self.evaluate(t).1)
     }
 }
 

@@ -18,15 +18,11 @@
 //! `N_opt = G·(C/6)^a`, `D_opt = G⁻¹·(C/6)^b`, `G = (αA/(βB))^(1/(α+β))`, `a = β/(α+β)`,
 //! `b = α/(α+β)`.
 
-use std::cell::RefCell;
-
-use argmin::core::{CostFunction, Executor, Gradient, State};
-use argmin::solver::linesearch::MoreThuenteLineSearch;
-use argmin::solver::quasinewton::LBFGS;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::form::{Form, LawForm};
+use super::lbfgs::{self, Smooth, Stopping};
 
 /// One observation: non-embedding parameters, training tokens, final loss (nats).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -201,9 +197,6 @@ impl FitSpec {
     }
 }
 
-/// One evaluation of the objective: (θ, cost, gradient).
-pub(crate) type CachedEvaluation = (Vec<f64>, f64, Vec<f64>);
-
 /// The summed Huber objective in log space, with its analytic gradient, for one law form.
 pub struct Objective {
     form: &'static dyn LawForm,
@@ -214,12 +207,6 @@ pub struct Objective {
     pub delta: f64,
     /// Divide the objective by the number of points (only to show why one must not).
     pub mean: bool,
-    /// The last evaluation, since argmin asks for cost and gradient separately.
-    cache: RefCell<Option<CachedEvaluation>>,
-    /// Evaluations so far, and the most one run may take: argmin's line search has no iteration
-    /// limit of its own, and on degenerate data it can otherwise search forever.
-    evaluations: std::cell::Cell<u64>,
-    pub max_evaluations: u64,
 }
 
 pub(crate) fn huber(r: f64, delta: f64) -> (f64, f64) {
@@ -241,9 +228,6 @@ impl Objective {
             log_loss: points.iter().map(|p| p.loss.ln()).collect(),
             delta,
             mean: false,
-            cache: RefCell::new(None),
-            evaluations: std::cell::Cell::new(0),
-            max_evaluations: 50_000,
         }
     }
 
@@ -258,11 +242,6 @@ impl Objective {
 
     /// Objective and gradient at θ in one pass.
     fn evaluate_theta(&self, t: &[f64]) -> (f64, Vec<f64>) {
-        if let Some((k, c, g)) = &*self.cache.borrow() {
-            if k.as_slice() == t {
-                return (*c, g.clone());
-            }
-        }
         let mut cost = 0.0;
         let mut grad = vec![0.0; t.len()];
         let mut point_grad = vec![0.0; t.len()];
@@ -277,35 +256,13 @@ impl Objective {
             cost /= n;
             grad.iter_mut().for_each(|g| *g /= n);
         }
-        *self.cache.borrow_mut() = Some((t.to_vec(), cost, grad.clone()));
         (cost, grad)
     }
 }
 
-impl Objective {
-    fn counted(&self, t: &[f64]) -> Result<(f64, Vec<f64>), argmin::core::Error> {
-        let n = self.evaluations.get() + 1;
-        self.evaluations.set(n);
-        if n > self.max_evaluations || t.iter().any(|x| !x.is_finite()) {
-            return Err(argmin::core::Error::msg("gave up: too many evaluations or a non-finite parameter"));
-        }
-        Ok(self.evaluate(t))
-    }
-}
-
-impl CostFunction for Objective {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, t: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        Ok(self.counted(t)?.0)
-    }
-}
-
-impl Gradient for Objective {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, t: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        Ok(self.counted(t)?.1)
+impl Smooth for Objective {
+    fn value_and_gradient(&self, free: &[f64]) -> (f64, Vec<f64>) {
+        self.evaluate(free)
     }
 }
 
@@ -315,13 +272,9 @@ pub fn minimise(spec: impl Into<FitSpec>, points: &[Point], delta: f64, mean: bo
     let spec = spec.into();
     let mut objective = Objective::new(spec.clone(), points, delta);
     objective.mean = mean;
-    let linesearch = MoreThuenteLineSearch::new();
-    let solver = LBFGS::new(linesearch, 10).with_tolerance_grad(1e-9).ok()?.with_tolerance_cost(1e-12).ok()?;
-    let result = Executor::new(objective, solver).configure(|s| s.param(spec.project(start)).max_iters(max_iters)).run().ok()?;
-    let state = result.state();
-    let theta = spec.expand(state.get_best_param()?);
-    let cost = state.get_best_cost();
-    cost.is_finite().then_some((theta, cost, state.get_iter()))
+    let stopping = Stopping { tolerance_grad: 1e-9, tolerance_cost: 1e-12, max_iters, max_evaluations: 50_000 };
+    let (free, cost, iterations) = lbfgs::minimise(&objective, spec.project(start), stopping)?;
+    Some((spec.expand(&free), cost, iterations))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

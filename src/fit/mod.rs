@@ -15,6 +15,7 @@ pub mod grouped;
 pub mod hparams;
 pub mod input;
 pub mod law;
+pub(crate) mod lbfgs;
 pub mod report;
 pub mod saved;
 pub mod transfer;

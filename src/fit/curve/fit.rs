@@ -23,17 +23,13 @@
 //! replacement, and refits from the fit's optimum: the spread of the replicates' predictions is
 //! the uncertainty from which runs were trained, the interval `--predict-schedule` reports.
 
-use std::cell::{Cell, RefCell};
-
-use argmin::core::{CostFunction, Executor, Gradient, State};
-use argmin::solver::linesearch::MoreThuenteLineSearch;
-use argmin::solver::quasinewton::LBFGS;
 use rayon::prelude::*;
 use serde::Serialize;
 
 use super::data::{prefix_area, schedule_at, warmup_steps, Curve, Points};
 use super::form::{CurveForm, CurveFormKind, Decrement};
 use crate::fit::law::huber;
+use crate::fit::lbfgs::{self, Smooth, Stopping};
 use crate::rng::Rng;
 
 /// The Huber threshold on relative residuals.
@@ -99,14 +95,12 @@ impl CurveLaw {
     }
 }
 
-/// The objective over the points of one fit (one or more groups), for argmin.
+/// The objective over the points of one fit (one or more groups).
 struct Objective<'a> {
     form: &'static dyn CurveForm,
     points: &'a Points,
     /// Per curve: how many times it was drawn.
     weight: &'a [f64],
-    cache: RefCell<Option<crate::fit::law::CachedEvaluation>>,
-    evaluations: Cell<u64>,
 }
 
 /// Where group g's L₀, ln A and α sit in θ.
@@ -114,13 +108,8 @@ fn group_index(form: &dyn CurveForm, g: usize) -> usize {
     1 + form.shape_parameters().len() + 3 * g
 }
 
-impl Objective<'_> {
-    fn evaluate(&self, t: &[f64]) -> (f64, Vec<f64>) {
-        if let Some((k, c, g)) = &*self.cache.borrow() {
-            if k.as_slice() == t {
-                return (*c, g.clone());
-            }
-        }
+impl Smooth for Objective<'_> {
+    fn value_and_gradient(&self, t: &[f64]) -> (f64, Vec<f64>) {
         let np = self.form.shape_parameters().len();
         let k = t[0].exp();
         let phi = &t[1..1 + np];
@@ -148,33 +137,7 @@ impl Objective<'_> {
             grad[gi + 1] += c * a * f;
             grad[gi + 2] -= c * a * f * p.area.ln();
         }
-        *self.cache.borrow_mut() = Some((t.to_vec(), cost, grad.clone()));
         (cost, grad)
-    }
-
-    fn counted(&self, t: &[f64]) -> Result<(f64, Vec<f64>), argmin::core::Error> {
-        let n = self.evaluations.get() + 1;
-        self.evaluations.set(n);
-        if n > 20_000 || t.iter().any(|x| !x.is_finite()) {
-            return Err(argmin::core::Error::msg("gave up: too many evaluations or a non-finite parameter"));
-        }
-        Ok(self.evaluate(t))
-    }
-}
-
-impl CostFunction for Objective<'_> {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, t: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        Ok(self.counted(t)?.0)
-    }
-}
-
-impl Gradient for Objective<'_> {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, t: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        Ok(self.counted(t)?.1)
     }
 }
 
@@ -233,8 +196,7 @@ fn linear_start(form: &'static dyn CurveForm, data: &FitData, weight: &[f64], al
     for group in 0..g {
         theta.extend([solution[2 * group], solution[2 * group + 1].max(1e-9).ln(), alpha]);
     }
-    let objective = Objective { form, points: &data.points, weight, cache: RefCell::new(None), evaluations: Cell::new(0) };
-    let cost = objective.evaluate(&theta).0;
+    let cost = Objective { form, points: &data.points, weight }.value_and_gradient(&theta).0;
     cost.is_finite().then_some((theta, cost))
 }
 
@@ -267,13 +229,9 @@ fn solve(m: &mut [f64], rhs: &mut [f64], n: usize) -> Option<Vec<f64>> {
 
 /// L-BFGS from `start`; (θ, cost).
 fn refine(form: &'static dyn CurveForm, data: &FitData, weight: &[f64], start: &[f64]) -> Option<(Vec<f64>, f64)> {
-    let objective = Objective { form, points: &data.points, weight, cache: RefCell::new(None), evaluations: Cell::new(0) };
-    let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10).with_tolerance_grad(1e-12).ok()?.with_tolerance_cost(1e-14).ok()?;
-    let result = Executor::new(objective, solver).configure(|s| s.param(start.to_vec()).max_iters(400)).run().ok()?;
-    let state = result.state();
-    let theta = state.get_best_param()?.clone();
-    let cost = state.get_best_cost();
-    cost.is_finite().then_some((theta, cost))
+    let objective = Objective { form, points: &data.points, weight };
+    let stopping = Stopping { tolerance_grad: 1e-12, tolerance_cost: 1e-14, max_iters: 400, max_evaluations: 20_000 };
+    lbfgs::minimise(&objective, start.to_vec(), stopping).map(|(theta, cost, _)| (theta, cost))
 }
 
 /// Finite, α positive in every group, φ admissible, and no decay able to take the loss below 0.
