@@ -125,6 +125,16 @@ fn fit_curve_on_a_sweep_and_on_its_curves_as_a_table() {
     assert!(law["law"]["fit"]["law"]["alpha"].as_f64().is_some(), "{law:#}");
     assert!(law["budgets"][0]["tokens_per_param"]["estimate"].as_f64().unwrap() > 0.0);
     assert!(law["flops"].as_f64().unwrap() < law["branches_flops"].as_f64().unwrap());
+    // As if the trunks had stopped at 3072 tokens: their evaluations up to there, and their FLOPs.
+    let short =
+        json(&["fit", "law", "--input", d, "--from-curves", "--curve-runs", "trunk|exp/branch@2048", "--trunk-tokens", "3072", "--bootstrap", "30", "--json"]);
+    assert_eq!(short["points"].as_array().unwrap().len(), 2 * 5, "2048, 2304, …, 3072 on each trunk");
+    assert_eq!(short["trunk_tokens"], 3072);
+    let trunk_flops: f64 = results.runs.iter().filter(|r| r.run.kind == windtunnel::sweep::plan::RunKind::Trunk).map(|r| r.run.own_flops).sum();
+    let saved = law["flops"].as_f64().unwrap() - short["flops"].as_f64().unwrap();
+    assert!((saved / (trunk_flops * 1024.0 / 4096.0) - 1.0).abs() < 1e-9, "a quarter of the trunks' FLOPs saved: {saved} of {trunk_flops}");
+    let e = fails(&["fit", "law", "--input", d, "--from-curves", "--curve-runs", "trunk|exp/branch@2048", "--trunk-tokens", "1024"]);
+    assert!(e.contains("--trunk-tokens 1024") && e.contains("branches at 2048 tokens"), "{e}");
 
     // The same curves as a long table (one row per logged step, loss empty where not evaluated):
     // the same law, read from a file as another trainer would write it.

@@ -379,6 +379,10 @@ pub struct FitLawArgs {
     /// [default: every finished run].
     #[arg(long, value_name = "REGEX", requires = "from_curves")]
     curve_runs: Option<regex::Regex>,
+    /// With --from-curves: use the trunks as if trained to T tokens only (their later evaluations
+    /// and FLOPs left out): what shorter trunks would have given.
+    #[arg(long, value_name = "T", requires = "from_curves")]
+    trunk_tokens: Option<u64>,
     /// Also write the report as JSON to this file [default for a sweep directory: DIR/fits/law.json].
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -488,6 +492,7 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
                     bootstrap: definition.bootstrap.min(200),
                     seed: definition.seed,
                     budgets,
+                    trunk_tokens: args.trunk_tokens,
                 };
                 return emit(&results.law_from_curves(&options)?, args.json);
             }

@@ -48,10 +48,30 @@ impl SweepResults {
     /// Every run with an evaluation as a curve (see the module doc); runs not done are marked
     /// unfinished.
     pub fn loss_curves(&self) -> Vec<Curve> {
+        self.loss_curves_with_trunks_to(None)
+    }
+
+    /// [`Self::loss_curves`], with every trunk's curve as if it had been trained to
+    /// `trunk_tokens` only (its rates and evaluations after that left out): the same numbers a
+    /// trunk stopped there gives, since a trunk's constant rate does not depend on its length.
+    fn loss_curves_with_trunks_to(&self, trunk_tokens: Option<u64>) -> Vec<Curve> {
         let mut batches: Vec<u64> = self.runs.iter().map(|r| r.run.config.training.tokens_per_step()).collect();
         batches.sort_unstable();
         batches.dedup();
-        self.runs.iter().filter_map(|r| curve_of(r, batches.len() > 1)).collect()
+        self.runs
+            .iter()
+            .filter_map(|r| {
+                let mut curve = curve_of(r, batches.len() > 1)?;
+                if let Some(tokens) = trunk_tokens.filter(|_| r.run.kind == RunKind::Trunk) {
+                    let steps = tokens / r.run.config.training.tokens_per_step();
+                    curve.lr.truncate(steps as usize);
+                    curve.evals.retain(|e| e.0 <= steps);
+                    (!curve.evals.is_empty()).then_some(curve)
+                } else {
+                    Some(curve)
+                }
+            })
+            .collect()
     }
 }
 
@@ -96,6 +116,8 @@ pub struct FromCurvesOptions {
     pub bootstrap: usize,
     pub seed: u64,
     pub budgets: Vec<f64>,
+    /// Use the trunks as if trained to this many tokens only: what shorter trunks would have given.
+    pub trunk_tokens: Option<u64>,
 }
 
 /// D/N at one budget, from the law on predicted points and from the law on real branches.
@@ -123,6 +145,9 @@ pub struct FromCurvesReport {
     /// on branches used.
     pub flops: f64,
     pub branches_flops: f64,
+    /// The tokens the trunks were taken to stop at (`--trunk-tokens`), when not their own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trunk_tokens: Option<u64>,
 }
 
 impl SweepResults {
@@ -131,8 +156,25 @@ impl SweepResults {
     /// there would reach (the sweep's own decay: its shape, and its length as a share of the
     /// branch point); fit the data-model law to those points. Its interval carries the curve law's
     /// uncertainty: each bootstrap replicate of the curve law gives its own points and its own law.
+    ///
+    /// With `trunk_tokens`, the trunks count as trained that far only: their curves stop there,
+    /// decays are predicted from their evaluations up to there, their FLOPs are counted up to
+    /// there, and the curve law may use no branch that starts later.
     pub fn law_from_curves(&self, options: &FromCurvesOptions) -> anyhow::Result<FromCurvesReport> {
-        let curves = self.loss_curves();
+        let curves = self.loss_curves_with_trunks_to(options.trunk_tokens);
+        if let Some(t) = options.trunk_tokens {
+            let late = self
+                .runs
+                .iter()
+                .find(|r| r.run.from_tokens.is_some_and(|from| from > t) && options.curve_runs.as_ref().is_none_or(|re| re.is_match(&run_name(&r.run))));
+            if let Some(late) = late {
+                anyhow::bail!(
+                    "--trunk-tokens {t}: the curve law would use {}, which branches at {} tokens, after the trunks stop; pick branches at or before {t} with --curve-runs",
+                    run_name(&late.run),
+                    late.run.from_tokens.unwrap_or(0)
+                );
+            }
+        }
         let curve_options = CurveOptions {
             form: options.form,
             joint: options.joint,
@@ -146,7 +188,8 @@ impl SweepResults {
         };
         let curve = fit_curves(&curves, &curve_options)?;
         // The decays are the same for every law: build their schedules once, predict per law.
-        let decays: Vec<Decay> = self.runs.iter().filter(|r| r.run.kind == RunKind::Trunk).flat_map(|trunk| self.decays_of(trunk)).collect();
+        let decays: Vec<Decay> =
+            self.runs.iter().filter(|r| r.run.kind == RunKind::Trunk).flat_map(|trunk| self.decays_of(trunk, options.trunk_tokens)).collect();
         let predicted = |pick: &dyn Fn(&GroupFit) -> Option<&CurveLaw>| -> Vec<Point> {
             decays
                 .iter()
@@ -199,16 +242,31 @@ impl SweepResults {
             })
             .collect();
         let used: Vec<&str> = curve.groups.iter().flat_map(|g| g.runs.iter().map(|r| r.split(' ').next().unwrap_or(""))).collect();
-        let flops = self.runs.iter().filter(|r| used.contains(&r.run.id.as_str())).map(|r| r.run.own_flops).sum();
+        // A trunk's FLOPs up to where it is taken to stop (FLOPs per token are the same throughout).
+        let own_flops = |r: &RunCurve| match options.trunk_tokens.filter(|_| r.run.kind == RunKind::Trunk) {
+            Some(t) => r.run.own_flops * (t as f64 / r.run.tokens as f64).min(1.0),
+            None => r.run.own_flops,
+        };
+        let flops = self.runs.iter().filter(|r| used.contains(&r.run.id.as_str())).map(own_flops).sum();
         // The trunks, and the branches of the grid the law on branches was fitted to.
         let grid = branches.and_then(|b| b.definition.grid.clone());
         let counted = |r: &&RunCurve| r.run.kind == RunKind::Trunk || r.run.kind == RunKind::Branch && grid.as_ref().is_none_or(|g| *g == r.run.grid);
         let branches_flops = self.runs.iter().filter(|r| r.state == Some(RunState::Done)).filter(counted).map(|r| r.run.own_flops).sum();
-        Ok(FromCurvesReport { curve, points, law, budgets, branches_law: branches.map(|b| b.fit.law.clone()), flops, branches_flops })
+        Ok(FromCurvesReport {
+            curve,
+            points,
+            law,
+            budgets,
+            branches_law: branches.map(|b| b.fit.law.clone()),
+            flops,
+            branches_flops,
+            trunk_tokens: options.trunk_tokens,
+        })
     }
 
-    /// A trunk's decays to predict: one per evaluation from its first branch point on.
-    fn decays_of(&self, trunk: &RunCurve) -> Vec<Decay> {
+    /// A trunk's decays to predict: one per evaluation from its first branch point on (up to
+    /// `trunk_tokens`, where given).
+    fn decays_of(&self, trunk: &RunCurve, trunk_tokens: Option<u64>) -> Vec<Decay> {
         let branches: Vec<&RunCurve> = self.runs.iter().filter(|r| r.run.trunk.as_deref() == Some(&trunk.run.id)).collect();
         let (Some(template), Some(first)) = (branches.first(), branches.iter().filter_map(|b| b.run.from_tokens).min()) else {
             return Vec::new();
@@ -217,7 +275,7 @@ impl SweepResults {
         let tps = trunk.run.config.training.tokens_per_step();
         c.evals
             .iter()
-            .filter(|(step, _)| step * tps >= first)
+            .filter(|(step, _)| step * tps >= first && trunk_tokens.is_none_or(|t| step * tps <= t))
             .filter_map(|&(step, _)| {
                 let (tokens, lr) = decay_from(&template.run, step * tps)?;
                 Some(Decay { group: c.group.clone(), n: trunk.run.n as f64, tokens: tokens as f64, lr })
@@ -279,9 +337,10 @@ impl std::fmt::Display for FromCurvesReport {
         for note in &self.curve.notes {
             writeln!(f, "  note: {note}")?;
         }
+        let trunks = self.trunk_tokens.map(|t| format!(" (the trunks to {} tokens)", si(t as f64))).unwrap_or_default();
         writeln!(
             f,
-            "  training FLOPs: {:.3e} for the runs the curve law used, {:.3e} for the trunks and the branches of the law on branches ({:.0}% fewer)",
+            "  training FLOPs: {:.3e} for the runs the curve law used{trunks}, {:.3e} for the trunks and the branches of the law on branches ({:.0}% fewer)",
             self.flops,
             self.branches_flops,
             100.0 * (1.0 - self.flops / self.branches_flops)
