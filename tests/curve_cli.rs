@@ -176,6 +176,15 @@ fn fit_curve_on_a_sweep_and_on_its_curves_as_a_table() {
     ]);
     assert_eq!(from_table["groups"].as_array().unwrap().len(), 2);
     assert!(chart.exists());
+    // Without a tokens column the run length is in steps: the best decay for a 48-step run (at
+    // 128 tokens per step, the sweep's 6144 tokens) is the one found in tokens.
+    let table_args =
+        ["fit", "curve", "--input", t, "--run", "name", "--step", "_step", "--lr", "lr", "--loss", "val_loss", "--group", "size", "--bootstrap", "0"];
+    let in_steps = json(&[&table_args[..], &["--optimize-decay", "--at-tokens", "48", "--json"]].concat());
+    let in_tokens = json(&[&table_args[..], &["--tokens", "tokens", "--optimize-decay", "--at-tokens", "6144", "--json"]].concat());
+    let best = |r: &serde_json::Value| r["decay_optima"].as_array().unwrap().iter().map(|o| o["best_per_shape"].clone()).collect::<Vec<_>>();
+    assert!(!best(&in_steps).is_empty());
+    assert_eq!(best(&in_steps), best(&in_tokens));
 }
 
 #[test]

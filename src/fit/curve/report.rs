@@ -378,20 +378,13 @@ fn predict_schedule(request: &ScheduleRequest, g: &GroupFit, frame: &GroupFrame)
 }
 
 fn optimize_decay(tokens: f64, g: &GroupFit, frame: &GroupFrame, reference: Option<(DecayShape, f64)>) -> Result<DecayOptimum, String> {
-    let length = |shape, fraction| {
-        let r = ScheduleRequest::wsd(tokens, shape, fraction);
-        if frame.tokens_per_step.is_none() {
-            format!("wsd:steps={tokens},decay_fraction={fraction},decay={shape}").parse()
-        } else {
-            Ok(r)
-        }
-    };
+    let length = |shape, fraction| ScheduleRequest::wsd(tokens, frame.tokens_per_step.is_none(), shape, fraction);
     let mut best_per_shape = Vec::new();
     let mut best: Option<(DecayShape, f64, f64)> = None;
     for shape in DECAY_SHAPES {
         let mut shape_best: Option<(f64, f64)> = None;
         for fraction in decay_fractions() {
-            let loss = g.law.predict_final(&length(shape, fraction)?.rates(frame)?);
+            let loss = g.law.predict_final(&length(shape, fraction).rates(frame)?);
             if shape_best.is_none_or(|b| loss < b.1) {
                 shape_best = Some((fraction, loss));
             }
@@ -405,8 +398,8 @@ fn optimize_decay(tokens: f64, g: &GroupFit, frame: &GroupFrame, reference: Opti
     let (shape, fraction, loss) = best.ok_or("no decay shape to try")?;
     let (reference, gain) = match reference {
         Some((ref_shape, ref_fraction)) => {
-            let best_lr = length(shape, fraction)?.rates(frame)?;
-            let ref_lr = length(ref_shape, ref_fraction)?.rates(frame)?;
+            let best_lr = length(shape, fraction).rates(frame)?;
+            let ref_lr = length(ref_shape, ref_fraction).rates(frame)?;
             let ref_loss = g.law.predict_final(&ref_lr);
             let gains: Vec<f64> = g.replicates.iter().map(|l| l.predict_final(&ref_lr) - l.predict_final(&best_lr)).collect();
             let gain = (gains.len() >= 20).then(|| Interval::from_samples(ref_loss - loss, &gains, 0.95));
