@@ -133,6 +133,11 @@ fn fit_curve_on_a_sweep_and_on_its_curves_as_a_table() {
     let trunk_flops: f64 = results.runs.iter().filter(|r| r.run.kind == windtunnel::sweep::plan::RunKind::Trunk).map(|r| r.run.own_flops).sum();
     let saved = law["flops"].as_f64().unwrap() - short["flops"].as_f64().unwrap();
     assert!((saved / (trunk_flops * 1024.0 / 4096.0) - 1.0).abs() < 1e-9, "a quarter of the trunks' FLOPs saved: {saved} of {trunk_flops}");
+    // Without --curve-runs, the branches past the trunks' end are left out (they would not exist).
+    let default = json(&["fit", "law", "--input", d, "--from-curves", "--trunk-tokens", "3072", "--bootstrap", "0", "--json"]);
+    let used: Vec<&str> =
+        default["curve"]["groups"].as_array().unwrap().iter().flat_map(|g| g["runs"].as_array().unwrap()).map(|r| r.as_str().unwrap()).collect();
+    assert!(used.iter().any(|r| r.contains("branch@2048")) && !used.iter().any(|r| r.contains("branch@4096")), "{used:?}");
     let e = fails(&["fit", "law", "--input", d, "--from-curves", "--curve-runs", "trunk|exp/branch@2048", "--trunk-tokens", "1024"]);
     assert!(e.contains("--trunk-tokens 1024") && e.contains("branches at 2048 tokens"), "{e}");
 

@@ -54,12 +54,14 @@ impl SweepResults {
     /// [`Self::loss_curves`], with every trunk's curve as if it had been trained to
     /// `trunk_tokens` only (its rates and evaluations after that left out): the same numbers a
     /// trunk stopped there gives, since a trunk's constant rate does not depend on its length.
+    /// Branches that start later are left out: they would not exist.
     fn loss_curves_with_trunks_to(&self, trunk_tokens: Option<u64>) -> Vec<Curve> {
         let mut batches: Vec<u64> = self.runs.iter().map(|r| r.run.config.training.tokens_per_step()).collect();
         batches.sort_unstable();
         batches.dedup();
         self.runs
             .iter()
+            .filter(|r| trunk_tokens.is_none_or(|t| r.run.from_tokens.is_none_or(|from| from <= t)))
             .filter_map(|r| {
                 let mut curve = curve_of(r, batches.len() > 1)?;
                 if let Some(tokens) = trunk_tokens.filter(|_| r.run.kind == RunKind::Trunk) {
@@ -163,10 +165,11 @@ impl SweepResults {
     pub fn law_from_curves(&self, options: &FromCurvesOptions) -> anyhow::Result<FromCurvesReport> {
         let curves = self.loss_curves_with_trunks_to(options.trunk_tokens);
         if let Some(t) = options.trunk_tokens {
+            // Asked for by name, a branch past the trunks' end is an error; by default it is left out.
             let late = self
                 .runs
                 .iter()
-                .find(|r| r.run.from_tokens.is_some_and(|from| from > t) && options.curve_runs.as_ref().is_none_or(|re| re.is_match(&run_name(&r.run))));
+                .find(|r| r.run.from_tokens.is_some_and(|from| from > t) && options.curve_runs.as_ref().is_some_and(|re| re.is_match(&run_name(&r.run))));
             if let Some(late) = late {
                 anyhow::bail!(
                     "--trunk-tokens {t}: the curve law would use {}, which branches at {} tokens, after the trunks stop; pick branches at or before {t} with --curve-runs",
@@ -321,7 +324,12 @@ impl std::fmt::Display for FromCurvesReport {
         }
         for b in &self.budgets {
             let i = &b.tokens_per_param;
-            write!(f, "  D/N at {:.1e} FLOPs: {:.2} [{:.2}, {:.2}]", b.flops, i.estimate, i.lower, i.upper)?;
+            let interval = if i.lower.is_finite() {
+                format!(" [{:.2}, {:.2}]", i.lower, i.upper)
+            } else {
+                " (no interval: --bootstrap N refits the curve law N times)".to_string()
+            };
+            write!(f, "  D/N at {:.1e} FLOPs: {:.2}{interval}", b.flops, i.estimate)?;
             match &b.branches_tokens_per_param {
                 Some(r) => writeln!(
                     f,
