@@ -380,7 +380,8 @@ pub struct FitLawArgs {
     #[arg(long, value_name = "REGEX", requires = "from_curves")]
     curve_runs: Option<regex::Regex>,
     /// With --from-curves: use the trunks as if trained to T tokens only (their later evaluations
-    /// and FLOPs left out): what shorter trunks would have given.
+    /// and FLOPs left out, and the branches that would start later): what shorter trunks would
+    /// have given.
     #[arg(long, value_name = "T", requires = "from_curves")]
     trunk_tokens: Option<u64>,
     /// Also write the report as JSON to this file [default for a sweep directory: DIR/fits/law.json].
