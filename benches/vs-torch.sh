@@ -31,46 +31,9 @@ BIN=target/release/windtunnel
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-# windtunnel: a run of STEPS + 3 steps, one metrics line per step, evaluated only at the end.
-windtunnel_tps() { # width depth heads kv_heads
-  local steps=$((STEPS + 3)) tokens_per_step=$((16 * 256))
-  cat > "$WORK/run.toml" <<TOML
-[model]
-width = $1
-depth = $2
-heads = $3
-kv_heads = $4
-vocab = 256
-[mup]
-base_width = $1
-[optimizer]
-lr = 0.01
-[schedule]
-kind = "constant"
-warmup_tokens = 0
-[training]
-tokens = $((steps * tokens_per_step))
-batch_size = 16
-seq_len = 256
-eval_interval_tokens = $((steps * tokens_per_step))
-eval_tokens = 4096
-log_interval_steps = 1
-checkpoint_every_minutes = 0
-[data]
-kind = "synthetic"
-vocab = 256
-TOML
-  rm -rf "$WORK/run"
-  RAYON_NUM_THREADS=$THREADS "$BIN" train "$WORK/run.toml" --out "$WORK/run" --quiet > /dev/null
-  # Steady rate: tokens over seconds of the steps after the third.
-  python3 - "$WORK/run/metrics.jsonl" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])][3:]
-tokens = sum(r["tokens"] - p["tokens"] for p, r in zip(rows, rows[1:]))
-seconds = sum((r["tokens"] - p["tokens"]) / r["tokens_per_s"] for p, r in zip(rows, rows[1:]))
-print(f"{tokens / seconds:.1f}")
-PY
-}
+# windtunnel's steady rate on a shape (benches/windtunnel-step-rate.sh).
+# shellcheck source=benches/windtunnel-step-rate.sh
+source benches/windtunnel-step-rate.sh
 
 torch_tps() { # width depth heads kv_heads ffn_width [--flush-denormal]
   "$PY" benches/torch_reference.py --width "$1" --depth "$2" --heads "$3" --kv-heads "$4" --ffn-width "$5" --vocab 256 \
@@ -88,7 +51,7 @@ for shape in "w128 128 4 4 2" "w256 256 8 8 4"; do
   name=$1; shift
   ffn=$(ffn_width "$@")
   for round in $(seq 1 "$ROUNDS"); do
-    wt=$(windtunnel_tps "$@")
+    wt=$(windtunnel_tps "$BIN" "$WORK" "$THREADS" "$STEPS" "$@")
     pt=$(torch_tps "$@" "$ffn")
     pf=$(torch_tps "$@" "$ffn" --flush-denormal)
     ratio=$(python3 -c "print(f'{$wt / $pt:.3f}')")
