@@ -200,8 +200,7 @@ fn row(run: &RunDir, status: &Status, r: &super::plan::PlannedRun) -> anyhow::Re
 /// evaluation at its last step, a diverged run's at the step it diverged.
 fn finished_metrics(run: &RunDir, status: &Status, record: &RunRecord) -> anyhow::Result<Vec<MetricsRecord>> {
     let path = run.metrics();
-    let train_anew =
-        format!("Delete {} (or move it away) and run the sweep again: it trains the run anew from the plan, the same run bit for bit", run.root().display());
+    let train_anew = super::status::train_anew(run);
     if !path.exists() {
         anyhow::bail!(
             "{}: its status.json says {} but its metrics.jsonl is missing (deleted?), so its losses are lost and the table cannot include it. {train_anew}",

@@ -161,6 +161,11 @@ fn is_stopped_windtunnel(pid: u32) -> bool {
     comm.trim().starts_with("windtunnel") && matches!(state, Some("T") | Some("t"))
 }
 
+/// What to do about a finished run whose losses are lost or damaged.
+pub(crate) fn train_anew(run: &RunDir) -> String {
+    format!("Delete {} (or move it away) and run the sweep again: it trains the run anew from the plan, the same run bit for bit", run.root().display())
+}
+
 /// The last step of a run whose metrics end in its final evaluation at that step (`run.json`'s
 /// step count), read when its status cannot be.
 fn finished_at_step(run: &RunDir) -> Option<u64> {
@@ -187,13 +192,9 @@ fn run_progress(sweep: &SweepDir, id: &str, kind: RunKind) -> RunProgress {
         Ok(Some(s)) => {
             let (state, reason) = match dead_writer(&run, &s) {
                 Some(dead) => (RunState::Interrupted, Some(dead)),
-                None if s.state.is_finished() && !run.metrics().exists() => (
-                    s.state,
-                    Some(format!(
-                        "its metrics.jsonl is missing (deleted?): its losses are lost; delete {} (or move it away) and `windtunnel run` trains it anew",
-                        run.root().display()
-                    )),
-                ),
+                None if s.state.is_finished() && !run.metrics().exists() => {
+                    (s.state, Some(format!("its metrics.jsonl is missing (deleted?): its losses are lost. {}", train_anew(&run))))
+                }
                 None => (s.state, stalled(&s).or_else(|| s.reason.clone())),
             };
             RunProgress { step: s.step, steps: s.steps, eval_loss: s.eval_loss, ..progress(RunView::Is(state), reason) }
