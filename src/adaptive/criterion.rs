@@ -45,6 +45,28 @@
 //! variance a normal sample keeps when so clamped, 0.8313), so a few wild refits do not decide
 //! the design.
 //!
+//! # Model discrepancy
+//!
+//! A law is an approximation, and its misfit is not independent from run to run: it grows with
+//! the distance from where the law was fitted (the model discrepancy of Kennedy and O'Hagan,
+//! 2001). On the synthetic language, for example, runs of 14 steps (8 of them warmup) sit up to
+//! 4% off the law that runs of 100k tokens and more, the smallest model aside, follow to 0.3%
+//! (sweeps/adaptive-allocation.toml's full grid). A run far from the target then says
+//! less about it than the bootstrap, which trusts the law everywhere, believes. So each
+//! candidate's noise carries a discrepancy term,
+//!
+//! ```text
+//! σ_j² = σ² + τ²·dist(x_j, x*),    dist(x, y) = |ln N_x − ln N_y| + |ln D_x − ln D_y|,
+//! ```
+//!
+//! a random walk in scale away from the target's own run x* (N_opt and D_opt at the budget, or the
+//! planned run). Along a line of fixed D/N the distance is the distance in log FLOPs. τ² is
+//! measured every round (with 4p runs or more; zero before): the law is fitted to the cheaper and
+//! to the costlier half of the runs, each half's law predicts the other half's runs, and τ² is
+//! the least-squares slope of their squared log misses e² = σ² + τ²·d against their distance d
+//! from the centre (geometric mean N and D) of the runs that law was fitted to. Like σ², τ² is in
+//! the units of log losses.
+//!
 //! # Batches
 //!
 //! A round trains several runs at once (one per parallel slot). The batch is chosen greedily: pick

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::criterion::{choose_batch, Ensemble};
 use super::target::Target;
 use crate::fit::bootstrap::{resample_fits, Interval};
-use crate::fit::law::{fit, fit_from, FitSpec, Law, Point};
+use crate::fit::law::{fit, fit_from, FitSpec, Law, LawFit, Point};
 use crate::rng::Rng;
 
 /// How the next runs are chosen.
@@ -111,16 +111,19 @@ pub struct Estimate {
     pub law: Law,
 }
 
-/// How the target moves with the scale of the runs it is fitted to: where the law holds across
-/// scales the two halves agree; where it does not, the runs far below the target's scale say less
-/// about it than the bootstrap believes (see [`super::criterion`]'s model discrepancy).
+/// How the law changes with the scale of the runs it is fitted to: the target fitted to the cheaper
+/// and to the costlier half of the runs (where the law holds across scales the two agree), and how
+/// far each half's law misses the other half's runs. Where the law does not hold across scales, a
+/// run far from the target says less about it than the bootstrap believes (see
+/// [`super::criterion`]'s model discrepancy).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drift {
     pub cheaper_half: f64,
     pub costlier_half: f64,
-    /// τ²: (log target of the costlier half − of the cheaper half)² per unit of log FLOPs between
-    /// the halves' mean scales.
-    pub variance_per_log_flops: f64,
+    /// τ²: the model discrepancy, the variance of a run's log loss about the law beyond one run's
+    /// scatter, per unit of distance (|Δ ln N| + |Δ ln D|) from the runs the law was fitted to.
+    #[serde(default)]
+    pub discrepancy_per_log_distance: f64,
 }
 
 impl Estimate {
@@ -198,7 +201,7 @@ pub fn estimate(settings: &Settings, points: &[Point], round: usize, warm: Optio
         Target::Loss { .. } => (None, None),
     };
     let relative_half_width = (interval.upper - interval.lower) / (2.0 * value);
-    let drift = scale_drift(settings, points, &full.law);
+    let drift = scale_drift(settings, points, &full);
     let estimate = Estimate { estimate: value, lower: interval.lower, upper: interval.upper, relative_half_width, n_opt, d_opt, drift, law: full.law };
     Some(Fitted { estimate, laws, log_residuals: full.log_residuals })
 }
@@ -211,10 +214,11 @@ fn warm_fit(settings: &Settings, points: &[Point], previous: &Law) -> Option<cra
     fit_from(settings.spec.clone(), points, settings.delta, &starts)
 }
 
-/// Whether the target depends on the scale of the runs it is fitted to: the law fitted to the
-/// cheaper and to the costlier half of the points (by 6ND), each of at least 2p points.
-fn scale_drift(settings: &Settings, points: &[Point], law: &Law) -> Option<Drift> {
-    let p = law.named().len();
+/// Whether the law depends on the scale of the runs it is fitted to: the law fitted to the cheaper
+/// and to the costlier half of the points (by 6ND), each of at least 2p points, its target, and
+/// the model discrepancy τ² measured from how far each half's law misses the other half's runs.
+fn scale_drift(settings: &Settings, points: &[Point], full: &LawFit) -> Option<Drift> {
+    let p = full.law.named().len();
     if points.len() < 4 * p {
         return None;
     }
@@ -222,15 +226,51 @@ fn scale_drift(settings: &Settings, points: &[Point], law: &Law) -> Option<Drift
     let scale = |i: usize| (6.0 * points[i].n * points[i].d).ln();
     order.sort_by(|&a, &b| scale(a).total_cmp(&scale(b)).then(a.cmp(&b)));
     let (lower, upper) = order.split_at(points.len() / 2);
-    let half = |rows: &[usize]| -> Option<(f64, f64)> {
+    let half = |rows: &[usize]| -> Option<Law> {
         let subset: Vec<Point> = rows.iter().map(|&i| points[i]).collect();
-        let fitted = warm_fit(settings, &subset, law)?;
-        let mean_scale = rows.iter().map(|&i| scale(i)).sum::<f64>() / rows.len() as f64;
-        Some((settings.target.value(&fitted.law), mean_scale))
+        Some(warm_fit(settings, &subset, &full.law)?.law)
     };
-    let ((low, c_low), (high, c_high)) = (half(lower)?, half(upper)?);
-    let per_log_flops = (high.ln() - low.ln()).powi(2) / (c_high - c_low).abs().max(1e-9);
-    per_log_flops.is_finite().then_some(Drift { cheaper_half: low, costlier_half: high, variance_per_log_flops: per_log_flops })
+    let (low, high) = (half(lower)?, half(upper)?);
+    let sigma2 = noise_variance(&full.log_residuals, p);
+    let mut misses = extrapolation_misses(points, upper, lower, &low);
+    misses.extend(extrapolation_misses(points, lower, upper, &high));
+    let tau2 = discrepancy(&misses, sigma2);
+    let (cheaper_half, costlier_half) = (settings.target.value(&low), settings.target.value(&high));
+    (tau2.is_finite() && cheaper_half.is_finite() && costlier_half.is_finite()).then_some(Drift {
+        cheaper_half,
+        costlier_half,
+        discrepancy_per_log_distance: tau2,
+    })
+}
+
+/// (squared log residual, distance from the fitted runs' centre) of each run in `rows` under the
+/// law fitted to the runs in `fitted_rows`.
+fn extrapolation_misses(points: &[Point], rows: &[usize], fitted_rows: &[usize], law: &Law) -> Vec<(f64, f64)> {
+    let mean_ln = |f: fn(&Point) -> f64| fitted_rows.iter().map(|&i| f(&points[i]).ln()).sum::<f64>() / fitted_rows.len() as f64;
+    let centre = (mean_ln(|p| p.n).exp(), mean_ln(|p| p.d).exp());
+    rows.iter()
+        .map(|&i| {
+            let p = &points[i];
+            ((p.loss.ln() - law.loss(p.n, p.d).ln()).powi(2), log_distance((p.n, p.d), centre))
+        })
+        .collect()
+}
+
+/// τ² in E[e²] = σ² + τ²·distance, by least squares over the extrapolated runs' squared misses
+/// (σ² known), never negative.
+fn discrepancy(misses: &[(f64, f64)], sigma2: f64) -> f64 {
+    let (num, den) = misses.iter().fold((0.0, 0.0), |(num, den), &(e2, d)| (num + (e2 - sigma2) * d, den + d * d));
+    if den > 0.0 {
+        (num / den).max(0.0)
+    } else {
+        0.0
+    }
+}
+
+/// How far apart two runs are in scale: |Δ ln N| + |Δ ln D|. Along a line of fixed D/N this is
+/// their distance in log FLOPs; off it, a run is also as far as its shape (D/N) is from the other's.
+fn log_distance((n1, d1): (f64, f64), (n2, d2): (f64, f64)) -> f64 {
+    (n1.ln() - n2.ln()).abs() + (d1.ln() - d2.ln()).abs()
 }
 
 /// σ² of one run about the law: the residuals' mean square, widened for the parameters fitted,
@@ -337,9 +377,9 @@ fn choose(
                 let at: Vec<(f64, f64)> = candidates.iter().map(|c| (c.n, c.tokens)).collect();
                 let sigma2 = noise_variance(&fit.log_residuals, parameters);
                 // The law's misfit between a run's scale and the target's (a random walk in log FLOPs).
-                let tau2 = fit.estimate.drift.as_ref().map_or(0.0, |d| d.variance_per_log_flops);
-                let target_scale = settings.target.scale_flops().ln();
-                let noise: Vec<f64> = at.iter().map(|&(n, d)| sigma2 + tau2 * (target_scale - (6.0 * n * d).ln()).abs()).collect();
+                let tau2 = fit.estimate.drift.as_ref().map_or(0.0, |d| d.discrepancy_per_log_distance);
+                let target = settings.target.point(&fit.estimate.law);
+                let noise: Vec<f64> = at.iter().map(|&run| sigma2 + tau2 * log_distance(run, target)).collect();
                 Some((Ensemble::new(&fit.laws, |l| settings.target.value(l), &at)?, noise))
             });
             match ensemble {
@@ -478,6 +518,32 @@ mod tests {
             delta: 1e-3,
             history,
         }
+    }
+
+    /// τ² is the slope of the squared misses over σ² against distance.
+    #[test]
+    fn the_discrepancy_is_the_slope_of_the_misses() {
+        let misses: Vec<(f64, f64)> = (1..=6).map(|d| (1e-4 + 2e-3 * d as f64, d as f64)).collect();
+        assert!((discrepancy(&misses, 1e-4) - 2e-3).abs() < 1e-12);
+        // Misses smaller than one run's scatter say the law holds: no discrepancy.
+        assert_eq!(discrepancy(&[(1e-5, 2.0), (2e-5, 3.0)], 1e-4), 0.0);
+        assert!((log_distance((1e6, 2e7), (1e6 * 2f64.exp(), 2e7 / 3f64.exp())) - 5.0).abs() < 1e-12);
+    }
+
+    /// Where every run follows the law, the halves agree and τ² is nil; where the short runs sit
+    /// 3% above it, τ² is positive and the halves' targets part.
+    #[test]
+    fn the_discrepancy_measures_a_law_that_misses_the_short_runs() {
+        let truth = Law::chinchilla(1.8, 400.0, 1500.0, 0.34, 0.30);
+        let lab = LawLab::new(truth.clone());
+        let s = settings(Strategy::Adaptive, Vec::new());
+        let exact: Vec<Point> = lab.candidates.iter().map(|c| Point { n: c.n, d: c.tokens, loss: truth.loss(c.n, c.tokens) }).collect();
+        let drift = scale_drift(&s, &exact, &fit(s.spec.clone(), &exact, s.delta).unwrap()).unwrap();
+        assert!(drift.discrepancy_per_log_distance < 1e-9, "{drift:?}");
+        let shortest = exact.iter().map(|p| p.d / p.n).fold(f64::INFINITY, f64::min);
+        let off: Vec<Point> = exact.iter().map(|p| Point { loss: p.loss * if p.d / p.n < 2.0 * shortest { 1.03 } else { 1.0 }, ..*p }).collect();
+        let drift = scale_drift(&s, &off, &fit(s.spec.clone(), &off, s.delta).unwrap()).unwrap();
+        assert!(drift.discrepancy_per_log_distance > 1e-5, "{drift:?}");
     }
 
     /// On an exact law the first fit after the seed design already pins the target, and the loop

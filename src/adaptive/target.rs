@@ -33,11 +33,12 @@ impl Target {
         }
     }
 
-    /// The scale of the target in training FLOPs: the budget, or 6ND of the planned run.
-    pub fn scale_flops(&self) -> f64 {
+    /// Where the target sits in (N, D) under `law`: the compute-optimal (N_opt, D_opt) at the
+    /// budget, or the planned run itself.
+    pub fn point(&self, law: &Law) -> (f64, f64) {
         match *self {
-            Self::Allocation { budget_flops } => budget_flops,
-            Self::Loss { n, tokens } => 6.0 * n * tokens,
+            Self::Allocation { budget_flops } => law.compute_optimal(budget_flops),
+            Self::Loss { n, tokens } => (n, tokens),
         }
     }
 
