@@ -346,12 +346,13 @@ impl std::fmt::Display for FromCurvesReport {
             writeln!(f, "  note: {note}")?;
         }
         let trunks = self.trunk_tokens.map(|t| format!(" (the trunks to {} tokens)", si(t as f64))).unwrap_or_default();
+        // The curve law may use more than the law on branches (cosine runs among its --curve-runs).
+        let saving = 1.0 - self.flops / self.branches_flops;
+        let change = if saving >= 0.0 { format!("{:.0}% fewer", 100.0 * saving) } else { format!("{:.0}% more", -100.0 * saving) };
         writeln!(
             f,
-            "  training FLOPs: {:.3e} for the runs the curve law used{trunks}, {:.3e} for the trunks and the branches of the law on branches ({:.0}% fewer)",
-            self.flops,
-            self.branches_flops,
-            100.0 * (1.0 - self.flops / self.branches_flops)
+            "  training FLOPs: {:.3e} for the runs the curve law used{trunks}, {:.3e} for the trunks and the branches of the law on branches ({change})",
+            self.flops, self.branches_flops
         )
     }
 }
