@@ -64,6 +64,19 @@ impl SweepDir {
         self.plan().exists()
     }
 
+    /// The sweep a path names: the sweep directory itself, or the one sweep directly inside it
+    /// (`run --out OUT` writes OUT/<name>, so OUT names its only sweep). Otherwise the path as
+    /// given, for the caller's own error.
+    pub fn open(path: &Path) -> Self {
+        let sweep = Self::new(path);
+        if !sweep.exists() {
+            if let [only] = Self::children(path).as_slice() {
+                return Self::new(only);
+            }
+        }
+        sweep
+    }
+
     /// The sweep directories directly inside `parent` (what `run --out PARENT` makes), sorted.
     pub fn children(parent: &Path) -> Vec<PathBuf> {
         // Folders (or links) only, by the entry's type: a parent holding 100,000 files costs no

@@ -95,6 +95,12 @@ fn fit_curve_on_a_sweep_and_on_its_curves_as_a_table() {
     assert!(dir.join("plots/curve-law.svg").exists());
     // Deterministic: the same fit twice.
     assert_eq!(json(&args), report);
+    // `run --out OUT` writes OUT/<name>, and OUT names its only sweep: to fit curve as to status.
+    let parent = dir.parent().unwrap().to_str().unwrap();
+    let mut via_parent = args;
+    via_parent[3] = parent;
+    assert_eq!(json(&via_parent), report);
+    assert!(ok(&["status", parent]).starts_with(&format!("{d}: ")), "status names the sweep it found");
 
     // Schedules never run, with their bootstrap interval, and the best decay.
     let text = ok(&[

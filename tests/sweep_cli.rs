@@ -319,3 +319,17 @@ fn a_local_dry_run_never_trains() {
     assert_eq!(after["would_train"].as_array().unwrap().len(), 0, "{after}");
     assert_eq!(after["already_finished"], planned["runs"].as_array().unwrap().len());
 }
+
+/// A folder holding several sweeps (`run --out OUT` with two sweep files) is not one of them:
+/// status says which to give.
+#[test]
+fn a_folder_of_several_sweeps_asks_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a", "b"] {
+        std::fs::create_dir(dir.path().join(name)).unwrap();
+        std::fs::write(dir.path().join(name).join("plan.json"), "{}").unwrap();
+    }
+    let e = fails(&["status", dir.path().to_str().unwrap()]);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    assert!(e.contains(&format!("holds several sweeps; give one of them: {}, {}", a.display(), b.display())), "{e}");
+}

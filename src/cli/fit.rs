@@ -121,7 +121,7 @@ pub struct FitCurveArgs {
 /// `fit curve` on a sweep directory or a long table.
 fn fit_curve(args: &FitCurveArgs) -> anyhow::Result<u8> {
     use windtunnel::fit::curve::{data, report};
-    let sweep = SweepDir::new(&args.input);
+    let sweep = SweepDir::open(&args.input);
     let mut options = report::CurveOptions {
         form: args.form,
         joint: args.joint,
@@ -135,7 +135,7 @@ fn fit_curve(args: &FitCurveArgs) -> anyhow::Result<u8> {
     };
     let positive = |flag: &str, t: f64| if t.is_finite() && t >= 1.0 { Ok(t) } else { Err(anyhow::anyhow!("{flag} {t}: give a run length of at least 1")) };
     let (curves, name, chart) = if sweep.exists() {
-        let results = windtunnel::results::SweepResults::load(&args.input)?;
+        let results = windtunnel::results::SweepResults::load(sweep.root())?;
         let tokens = match &args.tokens {
             Some(t) => Some(
                 t.parse::<f64>()
@@ -479,12 +479,9 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
         FitCommand::Law(args) => {
             let definition = args.definition()?;
             if args.from_curves {
-                anyhow::ensure!(
-                    SweepDir::new(&definition.input).exists(),
-                    "--from-curves reads a sweep directory's runs; {} is not one",
-                    definition.input.display()
-                );
-                let results = windtunnel::results::SweepResults::load(&definition.input)?;
+                let sweep = SweepDir::open(&definition.input);
+                anyhow::ensure!(sweep.exists(), "--from-curves reads a sweep directory's runs; {} is not one", definition.input.display());
+                let results = windtunnel::results::SweepResults::load(sweep.root())?;
                 let budgets = if definition.budgets.is_empty() { vec![1e10] } else { definition.budgets.clone() };
                 let options = windtunnel::results::curves::FromCurvesOptions {
                     curve_runs: args.curve_runs.clone(),
@@ -509,8 +506,9 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
                 anyhow::ensure!(c.is_finite() && c > 0.0, "--budgets: {c} is not a positive FLOP count");
             }
             let options = AllocationOptions { budgets: args.budgets, bootstrap: args.bootstrap, level: 0.95, seed: args.seed };
-            let report = if SweepDir::new(&args.input).exists() {
-                windtunnel::plot::allocation_sweep(&args.input, &options, args.grid.as_deref(), args.format)?
+            let sweep = SweepDir::open(&args.input);
+            let report = if sweep.exists() {
+                windtunnel::plot::allocation_sweep(sweep.root(), &options, args.grid.as_deref(), args.format)?
             } else {
                 anyhow::ensure!(args.grid.is_none(), "--grid selects runs of a sweep directory; {} is a table", args.input.display());
                 let columns = CurveColumns { run: args.run, n: args.n, tokens: args.tokens, loss: args.loss };
@@ -535,8 +533,9 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
         }
         FitCommand::Batch(args) => {
             // A sweep directory: its batch-size grid's curves, and the report kept in DIR/fits/.
-            if SweepDir::new(&args.input).exists() && args.runs_table.is_none() && !args.train_loss {
-                let results = windtunnel::results::SweepResults::load(&args.input)?;
+            let sweep = SweepDir::open(&args.input);
+            if sweep.exists() && args.runs_table.is_none() && !args.train_loss {
+                let results = windtunnel::results::SweepResults::load(sweep.root())?;
                 let report = results.batch().clone().map_err(anyhow::Error::msg)?;
                 saved::keep(&args.input, FitKind::Batch, &report, None)?;
                 return emit(&report, args.json);

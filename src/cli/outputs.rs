@@ -119,14 +119,18 @@ pub struct ExportArgs {
 pub fn plot(args: PlotArgs) -> anyhow::Result<u8> {
     let summary = match &args.coord_check {
         Some(file) => windtunnel::plot::plot_coord_check(file, args.format, args.out.as_deref())?,
-        None => windtunnel::plot::plot_sweep(args.dir.as_deref().context("give a sweep directory or --coord-check FILE")?, args.format)?,
+        None => {
+            let dir = args.dir.as_deref().context("give a sweep directory or --coord-check FILE")?;
+            windtunnel::plot::plot_sweep(SweepDir::open(dir).root(), args.format)?
+        }
     };
     emit(&summary, args.json)
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
-    let out = args.out.unwrap_or_else(|| SweepDir::new(&args.dir).report());
-    emit(&windtunnel::report::write_report(&args.dir, &out)?, args.json)
+    let sweep = SweepDir::open(&args.dir);
+    let out = args.out.unwrap_or_else(|| sweep.report());
+    emit(&windtunnel::report::write_report(sweep.root(), &out)?, args.json)
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
@@ -136,7 +140,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
         (None, None) => anyhow::bail!("give --budget-flops C or --target-params N"),
     };
     let request = ExportRequest {
-        dir: args.dir.clone(),
+        dir: SweepDir::open(&args.dir).root().to_path_buf(),
         target,
         vocab: args.vocab,
         seq_len: args.seq_len,
@@ -147,7 +151,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
         allow_implausible: args.allow_implausible,
     };
     let exported = choose(&request)?;
-    let out = args.out.unwrap_or_else(|| SweepDir::new(&args.dir).export());
+    let out = args.out.unwrap_or_else(|| SweepDir::new(&request.dir).export());
     let written = exported.write(&out)?;
     if args.json {
         return emit_json(&exported.recipe);

@@ -140,7 +140,8 @@ struct SlurmArgs {
 
 #[derive(Args)]
 pub struct DirArgs {
-    /// The sweep directory (results/<name>).
+    /// The sweep directory (results/<name>), or the folder `run --out` was given when it holds
+    /// that one sweep.
     dir: std::path::PathBuf,
     #[arg(long)]
     json: bool,
@@ -342,7 +343,7 @@ impl std::fmt::Display for StatusView {
 }
 
 pub fn status(args: DirArgs) -> anyhow::Result<u8> {
-    let sweep = SweepDir::new(&args.dir);
+    let sweep = SweepDir::open(&args.dir);
     let status = windtunnel::sweep::status(&sweep)?;
     let adaptive = windtunnel::adaptive::sweep::AdaptiveRecord::read(&sweep)?;
     emit(&StatusView { status, adaptive }, args.json)
@@ -360,7 +361,7 @@ impl std::fmt::Display for Cancelled {
 }
 
 pub fn cancel(args: DirArgs) -> anyhow::Result<u8> {
-    emit(&Cancelled(windtunnel::sweep::cancel(&SweepDir::new(&args.dir))?), args.json)
+    emit(&Cancelled(windtunnel::sweep::cancel(&SweepDir::open(&args.dir))?), args.json)
 }
 
 /// `collect`'s summary line, and its warnings on stderr.
@@ -376,7 +377,7 @@ impl std::fmt::Display for Collected {
 }
 
 pub fn collect(args: DirArgs) -> anyhow::Result<u8> {
-    let summary = windtunnel::sweep::collect::collect(&SweepDir::new(&args.dir))?;
+    let summary = windtunnel::sweep::collect::collect(&SweepDir::open(&args.dir))?;
     summary.warnings.iter().for_each(|w| windtunnel::stderr_line!("warning: {w}"));
     emit(&Collected(summary), args.json)
 }

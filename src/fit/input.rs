@@ -30,18 +30,14 @@ impl Table {
     /// Read `path`: a CSV or Parquet file, a sweep directory (its results table, built from its
     /// runs' files without writing anything), or a directory holding `table.csv`.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let sweep = SweepDir::new(path);
+        let sweep = SweepDir::open(path);
         if sweep.exists() {
             return Self::of_sweep(&sweep);
         }
         let file = if path.is_dir() {
             let t = sweep.table_csv();
             if !t.exists() {
-                // `run --out OUT` writes OUT/<name>: the parent of one sweep means that sweep.
                 let children = SweepDir::children(path);
-                if let [only] = children.as_slice() {
-                    return Self::of_sweep(&SweepDir::new(only));
-                }
                 let names: Vec<String> = children.iter().map(|c| c.display().to_string()).collect();
                 anyhow::ensure!(names.is_empty(), "{} holds several sweeps; give one of them: {}", path.display(), names.join(", "));
                 anyhow::bail!("{} is neither a sweep directory nor holds a table.csv (a sweep is the folder `run` names: OUT/<sweep name>)", path.display());

@@ -14,7 +14,7 @@ use crate::layout::{FitKind, SweepDir};
 /// Keep `report`: in `out` when given, else in the sweep directory `input` when it is one.
 /// Returns where it was written.
 pub fn keep<T: Serialize>(input: &Path, kind: FitKind, report: &T, out: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
-    let sweep = SweepDir::new(input);
+    let sweep = SweepDir::open(input);
     let Some(path) = out.map(Path::to_path_buf).or_else(|| sweep.exists().then(|| sweep.fit(kind))) else { return Ok(None) };
     atomic_write(&path, serde_json::to_string_pretty(report)?.as_bytes()).with_context(|| format!("cannot keep the fit in {}", path.display()))?;
     Ok(Some(path))

@@ -19,6 +19,8 @@ pub fn read_plan(sweep: &SweepDir) -> anyhow::Result<Plan> {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let inside: Vec<String> = SweepDir::children(sweep.root()).iter().map(|c| c.display().to_string()).collect();
+            anyhow::ensure!(inside.is_empty(), "{} holds several sweeps; give one of them: {}", sweep.root().display(), inside.join(", "));
             anyhow::bail!("{} is not a sweep directory (no plan.json); start it with `windtunnel run SWEEP.toml`", sweep.root().display())
         }
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
