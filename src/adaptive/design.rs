@@ -121,7 +121,7 @@ pub struct Drift {
     pub cheaper_half: f64,
     pub costlier_half: f64,
     /// τ²: the model discrepancy, the variance of a run's log loss about the law beyond one run's
-    /// scatter, per unit of distance (|Δ ln N| + |Δ ln D|) from the runs the law was fitted to.
+    /// scatter, per unit of distance in scale (|Δ ln N| + |Δ ln D|).
     #[serde(default)]
     pub discrepancy_per_log_distance: f64,
 }
@@ -376,7 +376,8 @@ fn choose(
             let ensemble = fit.and_then(|fit| {
                 let at: Vec<(f64, f64)> = candidates.iter().map(|c| (c.n, c.tokens)).collect();
                 let sigma2 = noise_variance(&fit.log_residuals, parameters);
-                // The law's misfit between a run's scale and the target's (a random walk in log FLOPs).
+                // The law's misfit between a run's scale and the target's (a random walk in ln N and
+                // ln D; see the criterion's model discrepancy).
                 let tau2 = fit.estimate.drift.as_ref().map_or(0.0, |d| d.discrepancy_per_log_distance);
                 let target = settings.target.point(&fit.estimate.law);
                 let noise: Vec<f64> = at.iter().map(|&run| sigma2 + tau2 * log_distance(run, target)).collect();
