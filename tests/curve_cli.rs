@@ -101,6 +101,9 @@ fn fit_curve_on_a_sweep_and_on_its_curves_as_a_table() {
     via_parent[3] = parent;
     assert_eq!(json(&via_parent), report);
     assert!(ok(&["status", parent]).starts_with(&format!("{d}: ")), "status names the sweep it found");
+    let logdir = root.path().join("tb");
+    ok(&["tensorboard", parent, "--out", logdir.to_str().unwrap()]);
+    assert!(logdir.join("exp").is_dir(), "one event folder per grid");
 
     // Schedules never run, with their bootstrap interval, and the best decay.
     let text = ok(&[

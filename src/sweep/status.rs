@@ -20,7 +20,11 @@ pub fn read_plan(sweep: &SweepDir) -> anyhow::Result<Plan> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let inside: Vec<String> = SweepDir::children(sweep.root()).iter().map(|c| c.display().to_string()).collect();
-            anyhow::ensure!(inside.is_empty(), "{} holds several sweeps; give one of them: {}", sweep.root().display(), inside.join(", "));
+            match inside.as_slice() {
+                [] => {}
+                [only] => anyhow::bail!("{} is not a sweep directory but holds one: give {only}", sweep.root().display()),
+                _ => anyhow::bail!("{} holds several sweeps; give one of them: {}", sweep.root().display(), inside.join(", ")),
+            }
             anyhow::bail!("{} is not a sweep directory (no plan.json); start it with `windtunnel run SWEEP.toml`", sweep.root().display())
         }
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
