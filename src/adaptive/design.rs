@@ -7,7 +7,8 @@
 //!    depends on the fit.
 //! 2. **Round.** Fit the law to every run so far (the full start grid, as `fit law` does), refit
 //!    it on bootstrap resamples, and summarise the target by its percentile interval. Stop when the
-//!    interval's half-width is within `relative_interval` of the estimate. Otherwise choose the
+//!    interval's half-width is within `relative_interval` of the estimate (and stays so with five
+//!    times the resamples: a stop is not a lucky draw of the bootstrap). Otherwise choose the
 //!    next batch by the [`Strategy`]: `adaptive` by expected variance reduction of the target per
 //!    FLOP ([`super::criterion`]); `random` and `cheapest` are the baselines any claim is measured
 //!    against.
@@ -206,6 +207,18 @@ pub fn estimate(settings: &Settings, points: &[Point], round: usize, warm: Optio
     Some(Fitted { estimate, laws, log_residuals: full.log_residuals })
 }
 
+/// The bootstrap behind an answer the loop stops on has this many times the rounds' resamples:
+/// with 200, the interval's half-width moves by a few points of percent from one seed to another,
+/// and a stop should not be a lucky draw.
+const CONFIRMING_RESAMPLES: usize = 5;
+
+/// The answer the loop stops on: the law fitted from the full start grid, and an interval from
+/// [`CONFIRMING_RESAMPLES`] times the resamples.
+fn confirm(settings: &Settings, points: &[Point], round: usize) -> Option<Fitted> {
+    let confirming = Settings { bootstrap: settings.bootstrap * CONFIRMING_RESAMPLES, ..settings.clone() };
+    estimate(&confirming, points, round, None)
+}
+
 /// Between rounds the optimum moves little: the last one and a lattice of 1 in 30 of the form's
 /// starts find it for a thirtieth of the full grid's cost.
 fn warm_fit(settings: &Settings, points: &[Point], previous: &Law) -> Option<crate::fit::law::LawFit> {
@@ -295,8 +308,7 @@ pub fn run(lab: &mut dyn Lab, settings: &Settings, on_round: &mut dyn FnMut(&Rou
         let precise = |fitted: &Option<Fitted>| fitted.as_ref().zip(settings.relative_interval).is_some_and(|(f, r)| f.estimate.is_precise(r));
         let mut fitted = if round == 0 { None } else { estimate(settings, &points, round, last.as_ref().map(|e: &Estimate| &e.law)) };
         if precise(&fitted) {
-            // The answer the loop stops on comes from the full start grid.
-            fitted = estimate(settings, &points, round, None);
+            fitted = confirm(settings, &points, round);
         }
         let picks = match settings.history.get(round) {
             Some(decided) => decided.chosen.iter().map(|c| Ok((index_of(&candidates, &c.id)?, c.cost_flops, c.score))).collect::<anyhow::Result<Vec<_>>>()?,
@@ -304,8 +316,8 @@ pub fn run(lab: &mut dyn Lab, settings: &Settings, on_round: &mut dyn FnMut(&Rou
             None => choose(lab, settings, &observed, spent, round, parameters, fitted.as_ref()),
         };
         if picks.is_empty() && round > 0 && !precise(&fitted) {
-            // Out of budget or candidates: the last answer, too, from the full start grid.
-            fitted = estimate(settings, &points, round, None);
+            // Out of budget or candidates: the last answer is confirmed too.
+            fitted = confirm(settings, &points, round);
         }
         let precise = precise(&fitted);
         let record_fit = fitted.map(|f| f.estimate);
