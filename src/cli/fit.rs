@@ -371,8 +371,8 @@ pub struct FitLawArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_pair)]
     predict: Option<Vec<[f64; 2]>>,
     /// On a sweep: fit the law to the decays the curve law predicts from every trunk evaluation
-    /// (see `fit curve`), with the curve law's bootstrap in the intervals, beside the law on the
-    /// real branches.
+    /// (see `fit curve`), beside the law on the real branches; its intervals resample both the
+    /// curve law's runs and the predicted points.
     #[arg(long)]
     from_curves: bool,
     /// With --from-curves: the runs the curve law is fitted on, e.g. 'trunk|branch@(98304|393216)'

@@ -157,7 +157,8 @@ impl SweepResults {
     /// predict, for every trunk evaluation from its first branch point on, the loss a decay from
     /// there would reach (the sweep's own decay: its shape, and its length as a share of the
     /// branch point); fit the data-model law to those points. Its interval carries the curve law's
-    /// uncertainty: each bootstrap replicate of the curve law gives its own points and its own law.
+    /// uncertainty and the law's own: each bootstrap replicate of the curve law gives its own
+    /// points, resampled before its law is fitted.
     ///
     /// With `trunk_tokens`, the trunks count as trained that far only: their curves stop there,
     /// decays are predicted from their evaluations up to there, their FLOPs are counted up to
@@ -216,10 +217,15 @@ impl SweepResults {
         let table = Table { path: self.dir.clone(), columns: vec!["n".into(), "tokens".into(), "loss".into()], rows };
         let law = crate::fit::report::fit_law_on(&def, &table)?;
         let theta = law.fit.law.theta();
+        // Two stages, as the uncertainty has two sources: each replicate of the curve law (runs
+        // resampled) predicts its own points, and those points are resampled in turn (the law's
+        // own bootstrap, as on real branches) before the law is fitted to them.
         let replicate_laws: Vec<Law> = (0..curve.groups.first().map_or(0, |g| g.replicates.len()))
             .filter_map(|b| {
                 let pts = predicted(&|g: &GroupFit| g.replicates.get(b));
-                crate::fit::law::minimise(def.form, &pts, def.delta, false, &theta, 1000).map(|(t, _, _)| Law::from_theta(def.form, &t))
+                let mut rng = crate::rng::Rng::derive(options.seed, &[0xF0C5, b as u64]);
+                let sample: Vec<Point> = (0..pts.len()).map(|_| pts[rng.below(pts.len() as u64) as usize]).collect();
+                crate::fit::law::minimise(def.form, &sample, def.delta, false, &theta, 1000).map(|(t, _, _)| Law::from_theta(def.form, &t))
             })
             .collect();
         let branches = self.law().as_ref().ok();
