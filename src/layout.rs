@@ -77,6 +77,17 @@ impl SweepDir {
         sweep
     }
 
+    /// What to say of a `path` that is no sweep directory but holds sweeps: the one to give, or
+    /// the several to choose from. `None` when it holds none.
+    pub fn sweeps_inside(path: &Path) -> Option<String> {
+        let inside: Vec<String> = Self::children(path).iter().map(|c| c.display().to_string()).collect();
+        match inside.as_slice() {
+            [] => None,
+            [only] => Some(format!("{} is not a sweep directory but holds one: give {only}", path.display())),
+            _ => Some(format!("{} holds several sweeps; give one of them: {}", path.display(), inside.join(", "))),
+        }
+    }
+
     /// The sweep directories directly inside `parent` (what `run --out PARENT` makes), sorted.
     pub fn children(parent: &Path) -> Vec<PathBuf> {
         // Folders (or links) only, by the entry's type: a parent holding 100,000 files costs no

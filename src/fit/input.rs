@@ -37,9 +37,9 @@ impl Table {
         let file = if path.is_dir() {
             let t = sweep.table_csv();
             if !t.exists() {
-                let children = SweepDir::children(path);
-                let names: Vec<String> = children.iter().map(|c| c.display().to_string()).collect();
-                anyhow::ensure!(names.is_empty(), "{} holds several sweeps; give one of them: {}", path.display(), names.join(", "));
+                if let Some(which) = SweepDir::sweeps_inside(path) {
+                    anyhow::bail!(which);
+                }
                 anyhow::bail!("{} is neither a sweep directory nor holds a table.csv (a sweep is the folder `run` names: OUT/<sweep name>)", path.display());
             }
             t

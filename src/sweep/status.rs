@@ -19,11 +19,8 @@ pub fn read_plan(sweep: &SweepDir) -> anyhow::Result<Plan> {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let inside: Vec<String> = SweepDir::children(sweep.root()).iter().map(|c| c.display().to_string()).collect();
-            match inside.as_slice() {
-                [] => {}
-                [only] => anyhow::bail!("{} is not a sweep directory but holds one: give {only}", sweep.root().display()),
-                _ => anyhow::bail!("{} holds several sweeps; give one of them: {}", sweep.root().display(), inside.join(", ")),
+            if let Some(which) = SweepDir::sweeps_inside(sweep.root()) {
+                anyhow::bail!(which);
             }
             anyhow::bail!("{} is not a sweep directory (no plan.json); start it with `windtunnel run SWEEP.toml`", sweep.root().display())
         }
