@@ -163,83 +163,125 @@ pub struct LongColumns {
 /// rates and at least one loss; errors name the file, the row and the fix.
 pub fn read_long_table(path: &Path, columns: &LongColumns) -> anyhow::Result<Vec<Curve>> {
     let table = Table::read(path)?;
-    let file = table.path.display().to_string();
+    let long = LongTable::read(&table, columns)?;
     let run = table.column(&columns.run)?;
-    let step = table.numbers(&columns.step)?;
-    let lr = table.numbers(&columns.lr)?;
-    let loss = table.numbers(&columns.loss)?;
-    let loss_column = table.column(&columns.loss)?;
-    let tokens = columns.tokens.as_deref().map(|c| table.numbers(c)).transpose()?;
     let group = columns.group.as_deref().map(|c| table.column(c)).transpose()?;
+    // Each run's rows, runs in the order they first appear.
     let mut order: Vec<String> = Vec::new();
-    let mut rows: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
-    for (i, r) in table.rows.iter().enumerate() {
-        let name = r[run].clone();
-        if !rows.contains_key(&name) {
+    let mut rows_of: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+    for (i, row) in table.rows.iter().enumerate() {
+        let name = row[run].clone();
+        if !rows_of.contains_key(&name) {
             order.push(name.clone());
         }
-        rows.entry(name).or_default().push(i);
+        rows_of.entry(name).or_default().push(i);
     }
     let mut curves = Vec::new();
     for name in order {
-        let rows = &rows[&name];
-        let line = |i: usize| i + 2;
+        let rows = &rows_of[&name];
+        long.check_rows(&name, rows)?;
+        let mut curve = long.curve(&name, rows)?;
+        curve.group = group.map_or_else(|| "all".to_string(), |g| table.rows[rows[0]][g].clone());
+        curves.push(curve);
+    }
+    anyhow::ensure!(!curves.is_empty(), "{} has no rows; a curve table has one row per logged step", long.file);
+    Ok(curves)
+}
+
+/// A long table's columns, parsed: what each run's rows are checked and read from.
+struct LongTable<'a> {
+    table: &'a Table,
+    columns: &'a LongColumns,
+    file: String,
+    step: Vec<f64>,
+    lr: Vec<f64>,
+    /// NaN where the cell is empty (not evaluated) or not a number.
+    loss: Vec<f64>,
+    loss_column: usize,
+    tokens: Option<Vec<f64>>,
+}
+
+impl<'a> LongTable<'a> {
+    fn read(table: &'a Table, columns: &'a LongColumns) -> anyhow::Result<Self> {
+        Ok(Self {
+            table,
+            columns,
+            file: table.path.display().to_string(),
+            step: table.numbers(&columns.step)?,
+            lr: table.numbers(&columns.lr)?,
+            loss: table.numbers(&columns.loss)?,
+            loss_column: table.column(&columns.loss)?,
+            tokens: columns.tokens.as_deref().map(|c| table.numbers(c)).transpose()?,
+        })
+    }
+
+    /// Every row of run `name`: a whole step count, rising; a finite non-negative rate; a loss
+    /// that is positive and finite or empty. Errors name the file's line (the header is line 1).
+    fn check_rows(&self, name: &str, rows: &[usize]) -> anyhow::Result<()> {
+        let (file, columns) = (&self.file, self.columns);
         let mut last_step = -1.0;
         for &i in rows {
-            let s = step[i];
+            let (line, step, lr) = (i + 2, self.step[i], self.lr[i]);
             anyhow::ensure!(
-                s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s < 1e9,
-                "{file} line {}: `{}` = {s} is not a step count (a whole number from 0); fix the row or choose the step column with --step",
-                line(i),
+                step.is_finite() && step >= 0.0 && step.fract() == 0.0 && step < 1e9,
+                "{file} line {line}: `{}` = {step} is not a step count (a whole number from 0); fix the row or choose the step column with --step",
                 columns.step
             );
             anyhow::ensure!(
-                s > last_step,
-                "{file} line {}: run `{name}` goes from step {last_step} back to {s}; a run's rows must have rising steps (sort the file by run and step, and drop repeated rows)",
-                line(i)
+                step > last_step,
+                "{file} line {line}: run `{name}` goes from step {last_step} back to {step}; a run's rows must have rising steps (sort the file by run and step, and drop repeated rows)"
             );
-            last_step = s;
+            last_step = step;
             anyhow::ensure!(
-                lr[i].is_finite() && lr[i] >= 0.0,
-                "{file} line {}: run `{name}` has learning rate {} at step {s}; every row needs a finite, non-negative `{}`",
-                line(i),
-                lr[i],
+                lr.is_finite() && lr >= 0.0,
+                "{file} line {line}: run `{name}` has learning rate {lr} at step {step}; every row needs a finite, non-negative `{}`",
                 columns.lr
             );
-            let cell = table.rows[i][loss_column].trim();
+            let cell = self.table.rows[i][self.loss_column].trim();
             anyhow::ensure!(
-                cell.is_empty() || loss[i].is_finite() && loss[i] > 0.0,
-                "{file} line {}: run `{name}` has loss `{cell}` at step {s}; a loss is positive and finite, or left empty where the step was not evaluated",
-                line(i)
+                cell.is_empty() || self.loss[i].is_finite() && self.loss[i] > 0.0,
+                "{file} line {line}: run `{name}` has loss `{cell}` at step {step}; a loss is positive and finite, or left empty where the step was not evaluated"
             );
         }
-        let last = step[*rows.last().unwrap()] as usize;
+        Ok(())
+    }
+
+    /// Run `name`'s curve from its checked rows (its group is the caller's to set).
+    fn curve(&self, name: &str, rows: &[usize]) -> anyhow::Result<Curve> {
+        let (file, columns) = (&self.file, self.columns);
+        let last_row = *rows.last().expect("a run has rows");
+        let last = self.step[last_row] as usize;
         anyhow::ensure!(last >= 1, "{file}: run `{name}` has no step after 0; a curve needs steps to fit");
-        // The rate of every step: linear between the logged rows.
-        let mut schedule = Vec::with_capacity(last);
-        let mut j = 0;
-        for k in 1..=last {
-            while j + 1 < rows.len() && step[rows[j + 1]] < k as f64 {
-                j += 1;
-            }
-            let (a, b) = (rows[j], rows[(j + 1).min(rows.len() - 1)]);
-            let x = if step[b] > step[a] { ((k as f64 - step[a]) / (step[b] - step[a])).clamp(0.0, 1.0) } else { 0.0 };
-            schedule.push(if (k as f64) <= step[a] { lr[a] } else { lr[a] + (lr[b] - lr[a]) * x });
-        }
-        let evals: Vec<(u64, f64)> = rows.iter().filter(|&&i| loss[i].is_finite() && step[i] >= 1.0).map(|&i| (step[i] as u64, loss[i])).collect();
+        let schedule = self.rate_per_step(rows, last);
+        let evals: Vec<(u64, f64)> =
+            rows.iter().filter(|&&i| self.loss[i].is_finite() && self.step[i] >= 1.0).map(|&i| (self.step[i] as u64, self.loss[i])).collect();
         anyhow::ensure!(
             !evals.is_empty(),
             "{file}: run `{name}` has no loss at any step after 0; give its evaluated losses in `{}`, or leave the run out",
             columns.loss
         );
         anyhow::ensure!(schedule.iter().any(|&x| x > 0.0), "{file}: run `{name}` has a learning rate of 0 at every step; check the `{}` column", columns.lr);
-        let last_row = *rows.last().unwrap();
-        let tokens_per_step = tokens.as_ref().map(|t| t[last_row] / step[last_row]).filter(|t| t.is_finite() && *t > 0.0);
-        let group = group.map_or_else(|| "all".to_string(), |g| table.rows[rows[0]][g].clone());
-        curves.push(Curve { run: name, group, lr: schedule, tokens_per_step, evals, finished: true });
+        let tokens_per_step = self.tokens.as_ref().map(|t| t[last_row] / self.step[last_row]).filter(|t| t.is_finite() && *t > 0.0);
+        Ok(Curve { run: name.to_string(), group: String::new(), lr: schedule, tokens_per_step, evals, finished: true })
     }
-    anyhow::ensure!(!curves.is_empty(), "{file} has no rows; a curve table has one row per logged step");
-    Ok(curves)
+
+    /// The rate of every step 1..=last: linear between the logged rows, the first row's rate
+    /// before it and the last row's after it.
+    fn rate_per_step(&self, rows: &[usize], last: usize) -> Vec<f64> {
+        let (step, lr) = (&self.step, &self.lr);
+        let mut schedule = Vec::with_capacity(last);
+        let mut before = 0;
+        for k in 1..=last {
+            let k = k as f64;
+            while before + 1 < rows.len() && step[rows[before + 1]] < k {
+                before += 1;
+            }
+            let (a, b) = (rows[before], rows[(before + 1).min(rows.len() - 1)]);
+            let fraction = if step[b] > step[a] { ((k - step[a]) / (step[b] - step[a])).clamp(0.0, 1.0) } else { 0.0 };
+            schedule.push(if k <= step[a] { lr[a] } else { lr[a] + (lr[b] - lr[a]) * fraction });
+        }
+        schedule
+    }
 }
 
 #[cfg(test)]
