@@ -646,73 +646,77 @@ fn what_the_points_lack(points: &[crate::fit::law::Point]) -> String {
 
 impl std::fmt::Display for Exported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let r = &self.recipe;
-        let s = &r.shape;
-        let target = match r.target {
+        let recipe = &self.recipe;
+        let shape = &recipe.shape;
+        let target = match recipe.target {
             Target::BudgetFlops(c) => format!("compute-optimal at C = {c:.3e} FLOPs (6ND)"),
             Target::Params(n) => format!("N = {} with the law's compute-optimal tokens per parameter", si(n)),
         };
-        writeln!(f, "export from sweep `{}` ({}): {target}", r.sweep, r.sweep_dir.display())?;
-        writeln!(f, "  model    width {} · depth {} · heads {} (kv {}) · d_ff {} · vocab {}", s.width, s.depth, s.heads, s.kv_heads, s.ffn_width, s.vocab)?;
+        writeln!(f, "export from sweep `{}` ({}): {target}", recipe.sweep, recipe.sweep_dir.display())?;
+        writeln!(
+            f,
+            "  model    width {} · depth {} · heads {} (kv {}) · d_ff {} · vocab {}",
+            shape.width, shape.depth, shape.heads, shape.kv_heads, shape.ffn_width, shape.vocab
+        )?;
         writeln!(
             f,
             "           N = {} non-embedding parameters (target {}; {:+.2}%), {} in total",
-            thousands(r.non_embedding_params),
-            si(r.target_non_embedding_params),
-            (r.non_embedding_params as f64 / r.target_non_embedding_params - 1.0) * 100.0,
-            thousands(r.total_params)
+            thousands(recipe.non_embedding_params),
+            si(recipe.target_non_embedding_params),
+            (recipe.non_embedding_params as f64 / recipe.target_non_embedding_params - 1.0) * 100.0,
+            thousands(recipe.total_params)
         )?;
         writeln!(
             f,
             "  data     D = {} tokens ({:.1} per parameter), C = 6ND = {:.3e} FLOPs ({:.3e} precise)",
-            si(r.tokens as f64),
-            r.tokens_per_param,
-            r.flops_6nd,
-            r.flops
+            si(recipe.tokens as f64),
+            recipe.tokens_per_param,
+            recipe.flops_6nd,
+            recipe.flops
         )?;
-        let lr = &r.learning_rates;
+        let lr = &recipe.learning_rates;
         writeln!(
             f,
             "  µP       base_width {}, m = {:.2}, scale_emb {}, scale_depth {}, init_std {} (hidden {:.4})",
-            r.mup.base_width, lr.width_multiplier, r.mup.scale_emb, r.mup.scale_depth, r.mup.init_std, lr.hidden_init_std
+            recipe.mup.base_width, lr.width_multiplier, recipe.mup.scale_emb, recipe.mup.scale_depth, recipe.mup.init_std, lr.hidden_init_std
         )?;
-        let d = &lr.depth;
-        if !d.rule.is_default() {
+        let depth = &lr.depth;
+        if !depth.rule.is_default() {
             writeln!(
                 f,
                 "  depth    rule {} (base depth {}): residual × {:.4} (config.json's scale_depth {:.4} = that × √{}, for MiniCPM's modeling code), AdamW ε × {:.4} (hidden) / {:.4} (embedding), hidden weight decay × {:.4}",
-                d.rule,
-                d.base_depth.map_or("-".into(), |b| b.to_string()),
-                d.residual_multiplier,
-                d.residual_multiplier * (d.depth as f64).sqrt(),
-                d.depth,
-                d.hidden_eps_multiplier,
-                d.embedding_eps_multiplier,
-                d.hidden_weight_decay_multiplier
+                depth.rule,
+                depth.base_depth.map_or("-".into(), |b| b.to_string()),
+                depth.residual_multiplier,
+                depth.residual_multiplier * (depth.depth as f64).sqrt(),
+                depth.depth,
+                depth.hidden_eps_multiplier,
+                depth.embedding_eps_multiplier,
+                depth.hidden_weight_decay_multiplier
             )?;
         }
         writeln!(f, "  lr       η = {:.4e} (embedding, norms); hidden matrices η/m = {:.4e}; from {}", lr.base, lr.hidden_matrices, lr.source)?;
-        writeln!(f, "  batch    {} sequences × {} = {} tokens; from {}", r.batch.sequences, r.seq_len, r.batch.tokens, r.batch.source)?;
-        let sc = &r.schedule;
+        writeln!(f, "  batch    {} sequences × {} = {} tokens; from {}", recipe.batch.sequences, recipe.seq_len, recipe.batch.tokens, recipe.batch.source)?;
+        let schedule = &recipe.schedule;
         writeln!(
             f,
             "  schedule WSD: {} steps; warmup {} steps, stable {} tokens, {} decay over {} steps",
-            sc.total_steps,
-            sc.warmup_steps,
-            si(sc.stable_tokens as f64),
-            match sc.schedule {
+            schedule.total_steps,
+            schedule.warmup_steps,
+            si(schedule.stable_tokens as f64),
+            match schedule.schedule {
                 ScheduleSpec::Wsd { decay, .. } => decay.to_string(),
                 _ => String::new(),
             },
-            sc.decay_steps
+            schedule.decay_steps
         )?;
-        write!(f, "  loss     predicted {:.4} nats/token", r.predicted_loss)?;
-        if let Some(i) = &r.predicted_loss_interval {
-            write!(f, " [{:.4}, {:.4}] for the run", i.lower, i.upper)?;
+        write!(f, "  loss     predicted {:.4} nats/token", recipe.predicted_loss)?;
+        if let Some(interval) = &recipe.predicted_loss_interval {
+            write!(f, " [{:.4}, {:.4}] for the run", interval.lower, interval.upper)?;
         }
-        writeln!(f, " (law {})", r.law.summary())?;
-        for w in &r.warnings {
-            writeln!(f, "  warning: {w}")?;
+        writeln!(f, " (law {})", recipe.law.summary())?;
+        for warning in &recipe.warnings {
+            writeln!(f, "  warning: {warning}")?;
         }
         Ok(())
     }
