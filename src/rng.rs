@@ -61,6 +61,11 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
+    /// A bootstrap sample: as many draws from `items` as it holds, with replacement.
+    pub fn resample<T: Clone>(&mut self, items: &[T]) -> Vec<T> {
+        (0..items.len()).map(|_| items[self.below(items.len() as u64) as usize].clone()).collect()
+    }
+
     /// Uniform integer in [0, n) without modulo bias (Lemire's method).
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "Rng::below(0)");

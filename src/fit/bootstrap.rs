@@ -60,7 +60,7 @@ pub fn resample_fits(spec: &FitSpec, points: &[Point], full: &Law, delta: f64, s
         .into_par_iter()
         .filter_map(|k| {
             let mut rng = Rng::derive(seed, &[0xB007, k as u64]);
-            let sample: Vec<Point> = (0..points.len()).map(|_| points[rng.below(points.len() as u64) as usize]).collect();
+            let sample = rng.resample(points);
             if full_grid {
                 fit_from(spec.clone(), &sample, delta, &grid).map(|f| f.law)
             } else {

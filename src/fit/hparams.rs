@@ -419,7 +419,7 @@ fn resample(cells: &[&Cell], bootstrap: usize, seed: u64, fit: impl Fn(&[&Cell])
     let mut rng = Rng::new(seed);
     (0..bootstrap)
         .filter_map(|_| {
-            let sample: Vec<&Cell> = (0..cells.len()).map(|_| cells[rng.below(cells.len() as u64) as usize]).collect();
+            let sample = rng.resample(cells);
             fit(&sample)
         })
         .collect()

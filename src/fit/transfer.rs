@@ -227,10 +227,7 @@ pub fn lr_transfer(points: &[LrPoint], seed: u64) -> LrTransfer {
             // Seeds are replicates: resample them at every learning rate and refit the mean curve.
             (0..200)
                 .filter_map(|_| {
-                    let resampled: Vec<(f64, f64)> = replicates
-                        .iter()
-                        .map(|(x, ys)| (*x, mean(&(0..ys.len()).map(|_| ys[rng.below(ys.len() as u64) as usize]).collect::<Vec<_>>())))
-                        .collect();
+                    let resampled: Vec<(f64, f64)> = replicates.iter().map(|(x, ys)| (*x, mean(&rng.resample(ys)))).collect();
                     parabola_optimum(&resampled).map(|o| o.0)
                 })
                 .collect()

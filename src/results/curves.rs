@@ -223,8 +223,7 @@ impl SweepResults {
         let replicate_laws: Vec<Law> = (0..curve.groups.first().map_or(0, |g| g.replicates.len()))
             .filter_map(|b| {
                 let pts = predicted(&|g: &GroupFit| g.replicates.get(b));
-                let mut rng = crate::rng::Rng::derive(options.seed, &[0xF0C5, b as u64]);
-                let sample: Vec<Point> = (0..pts.len()).map(|_| pts[rng.below(pts.len() as u64) as usize]).collect();
+                let sample = crate::rng::Rng::derive(options.seed, &[0xF0C5, b as u64]).resample(&pts);
                 crate::fit::law::minimise(def.form, &sample, def.delta, false, &theta, 1000).map(|(t, _, _)| Law::from_theta(def.form, &t))
             })
             .collect();

@@ -131,14 +131,11 @@ impl ScheduleRequest {
     /// A WSD schedule of `length` with a decay of `shape` over `decay_fraction` of the run;
     /// `length` is in tokens, or in steps where the runs logged no tokens (`in_steps`).
     pub fn wsd(length: f64, in_steps: bool, shape: DecayShape, decay_fraction: f64) -> Self {
-        let (unit, length) = if in_steps { ("steps", Length::Steps(length.round() as u64)) } else { ("tokens", Length::Tokens(length)) };
-        let text = format!(
-            "wsd:{unit}={},decay_fraction={decay_fraction},decay={shape}",
-            match length {
-                Length::Tokens(t) => t.to_string(),
-                Length::Steps(s) => s.to_string(),
-            }
-        );
+        let (written, length) = match in_steps {
+            true => (format!("steps={}", length.round() as u64), Length::Steps(length.round() as u64)),
+            false => (format!("tokens={length}"), Length::Tokens(length)),
+        };
+        let text = format!("wsd:{written},decay_fraction={decay_fraction},decay={shape}");
         let kind = Kind::Wsd { decay: shape, decay_fraction, final_lr_fraction: 0.0, half_life_fraction: ScheduleSpec::DEFAULT_HALF_LIFE_FRACTION };
         Self { text, kind, length, warmup_tokens: None }
     }
