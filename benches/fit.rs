@@ -10,7 +10,7 @@ use windtunnel::fit::input::{points, Columns, Table};
 use windtunnel::fit::law::fit;
 
 fn benches(c: &mut Criterion) {
-    let table = Table::read(std::path::Path::new("analysis/data/chinchilla_svg_extracted_data.csv")).unwrap();
+    let table = Table::observations(std::path::Path::new("analysis/data/chinchilla_svg_extracted_data.csv")).unwrap();
     let columns = Columns { n: "Model Size".into(), tokens: None, flops: Some("Training FLOP".into()), loss: "loss".into(), grid: None };
     let pts = points(&table, &columns, 5, None).unwrap().points;
     let mut group = c.benchmark_group("fit");

@@ -1,7 +1,9 @@
 //! windtunnel: wind-tunnel scaling-law experiments on µP language models (the method of MiniCPM,
 //! arXiv 2404.06395). The modules follow the data flow, layers pointing down only (tests/architecture.rs
-//! keeps them free of import loops): data → model → train → sweep → fit → results →
-//! plot/report/serve/export/tensorboard, with the adaptive wind tunnel driving sweeps from results. The user
+//! keeps them free of import loops): data → model → train → sweep → adaptive → results →
+//! plot/report/serve/export/tensorboard; the fits (`fit`, the mathematics over observations) and
+//! the WSD schedule (`schedule`) sit below sweep, for the results table, the adaptive loop and the
+//! results layer to use. The user
 //! guide's layout chapter (docs/src/contributing/layout.md) says what each holds.
 
 /// `eprintln!` that never panics: when stderr is a full disk or a closed file the line is lost,
@@ -32,6 +34,7 @@ pub mod process;
 pub mod report;
 pub mod results;
 pub mod rng;
+pub mod schedule;
 pub mod serve;
 pub mod stderr;
 pub mod sweep;

@@ -228,7 +228,7 @@ fn law_section(html: &mut String, data: &SweepResults) {
             }
         }
         Err(e) => {
-            let _ = write!(html, "<p class=muted>No data-model law: {}</p>", escape(e));
+            let _ = write!(html, "<p class=muted>No data-model law: {}</p>", escape(e.reason()));
         }
     }
 }
@@ -269,7 +269,7 @@ fn lr_section(html: &mut String, data: &SweepResults) {
             html.push_str("</table>");
         }
         Err(e) => {
-            let _ = write!(html, "<p class=muted>No learning-rate transfer fit: {}</p>", escape(e));
+            let _ = write!(html, "<p class=muted>No learning-rate transfer fit: {}</p>", escape(e.reason()));
         }
     }
 }
@@ -304,7 +304,7 @@ fn curve_section(html: &mut String, data: &SweepResults) {
             }
         }
         Err(e) => {
-            let _ = write!(html, "<p class=muted>No curve law: {}</p>", escape(e));
+            let _ = write!(html, "<p class=muted>No curve law: {}</p>", escape(e.reason()));
         }
     }
 }
@@ -323,7 +323,7 @@ fn batch_section(html: &mut String, data: &SweepResults) {
         }
         Ok(None) => html.push_str("<p class=muted>No batch-size law: the curves do not reach enough common loss levels.</p>"),
         Err(e) => {
-            let _ = write!(html, "<p class=muted>No batch-size law: {}</p>", escape(e));
+            let _ = write!(html, "<p class=muted>No batch-size law: {}</p>", escape(e.reason()));
         }
     }
 }

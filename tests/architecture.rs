@@ -144,3 +144,45 @@ fn the_check_finds_imports_and_loops() {
     let cycle = find_cycle(&planted).expect("a planted loop is found");
     assert!(cycle.contains(&"results".to_string()) && cycle.contains(&"fit::law".to_string()), "{cycle:?}");
 }
+
+/// `fit` is the mathematics over observations: it reads no sweep directory, no run's files and
+/// no training code. Those live below it in the data flow and are read by the results layer
+/// (`results::inputs`), which hands the fits typed observations.
+#[test]
+fn the_fits_import_no_sweep_training_or_layout() {
+    let edges = dependencies();
+    let forbidden = ["sweep", "train", "layout"];
+    let mut found = Vec::new();
+    for (module, targets) in &edges {
+        if module == "fit" || module.starts_with("fit::") {
+            for t in targets {
+                if forbidden.iter().any(|f| t == f || t.starts_with(&format!("{f}::"))) {
+                    found.push(format!("{module} → {t}"));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "fit must not import sweep, train or layout (read in results::inputs, pass observations): {found:?}");
+}
+
+/// A cell is text in one place only: the reader of table files (`fit::input::Table`), which
+/// types every cell into `fit::observation::Value`. Elsewhere a table's rows are typed.
+#[test]
+fn text_cells_only_in_the_table_file_reader() {
+    let reader = "fit::input";
+    let text_rows = ["Vec<Vec<String>>", "Vec<Vec<&str>>", "[Vec<String>]"];
+    let offenders: Vec<String> = modules()
+        .into_iter()
+        .filter(|(module, _)| module != reader)
+        .flat_map(|(module, code)| {
+            code.lines()
+                .filter(|l| {
+                    let field_or_signature = l.trim_start().starts_with("pub ") || l.contains("fn ") || l.trim_end().ends_with(',');
+                    field_or_signature && text_rows.iter().any(|t| l.contains(t)) && l.contains(':')
+                })
+                .map(|l| format!("{module}: {}", l.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(offenders.is_empty(), "rows of text cells outside {reader} (use fit::observation::Value): {offenders:?}");
+}

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::design::{self, Candidate, Lab, Outcome, Round, Settings, Strategy};
 use super::target::Target;
-use crate::fit::input::Table;
 use crate::fit::law::Point;
+use crate::fit::observation::Observations;
 
 /// Which columns hold what.
 #[derive(Debug, Clone)]
@@ -36,8 +36,8 @@ pub struct TableLab {
 impl TableLab {
     /// Every row with a positive, finite N, D, loss and cost; the `drop_highest` highest-loss rows
     /// left out (as `fit law --drop-highest` does).
-    pub fn read(table: &Table, columns: &ReplayColumns, drop_highest: usize) -> anyhow::Result<Self> {
-        let path = table.path.display();
+    pub fn read(table: &Observations, columns: &ReplayColumns, drop_highest: usize) -> anyhow::Result<Self> {
+        let path = table.source.display();
         let n = table.numbers(&columns.n)?;
         let loss = table.numbers(&columns.loss)?;
         let flops = columns.flops.as_deref().map(|c| table.numbers(c)).transpose()?;
@@ -50,7 +50,11 @@ impl TableLab {
         for &i in &rows {
             let cost = flops.as_ref().map_or(6.0 * n[i] * tokens[i], |f| f[i]);
             for (name, v) in [("N", n[i]), ("D", tokens[i]), ("loss", loss[i]), ("FLOPs", cost)] {
-                anyhow::ensure!(v.is_finite() && v > 0.0, "{path} line {}: {name} = {v}; every row needs a positive, finite N, D, loss and cost", i + 2);
+                anyhow::ensure!(
+                    v.is_finite() && v > 0.0,
+                    "{path} line {}: {name} = {v}; every row needs a positive, finite N, D, loss and cost",
+                    table.rows[i].line
+                );
             }
         }
         anyhow::ensure!(drop_highest < rows.len(), "{path}: --drop-highest {drop_highest} leaves no rows of {}", rows.len());
@@ -58,10 +62,10 @@ impl TableLab {
         let mut kept = rows.split_off(drop_highest);
         kept.sort_unstable();
         Ok(Self {
-            candidates: kept.iter().map(|&i| Candidate { id: format!("line {}", i + 2), n: n[i], tokens: tokens[i] }).collect(),
+            candidates: kept.iter().map(|&i| Candidate { id: format!("line {}", table.rows[i].line), n: n[i], tokens: tokens[i] }).collect(),
             costs: kept.iter().map(|&i| flops.as_ref().map_or(6.0 * n[i] * tokens[i], |f| f[i])).collect(),
             losses: kept.iter().map(|&i| loss[i]).collect(),
-            lines: kept.iter().map(|&i| i + 2).collect(),
+            lines: kept.iter().map(|&i| table.rows[i].line).collect(),
         })
     }
 
@@ -145,7 +149,7 @@ pub struct ReplayReport {
 /// Replay the loop over `table`; `max_flops_fraction`, when given, sets the budget as that fraction
 /// of every row's FLOPs (over `settings.max_flops`).
 pub fn replay(
-    table: &Table,
+    table: &Observations,
     columns: &ReplayColumns,
     drop_highest: usize,
     settings: &Settings,
@@ -158,16 +162,18 @@ pub fn replay(
     }
     let settings = &settings;
     let at: Vec<(f64, f64)> = lab.candidates.iter().map(|c| (c.n, c.tokens)).collect();
-    settings.target.check_reachable(&at, &table.path.display().to_string())?;
+    settings.target.check_reachable(&at, &table.source.display().to_string())?;
     let total = lab.total_flops();
     let full = design::estimate(settings, &lab.points(), usize::MAX, None)
         .ok_or_else(|| {
-            anyhow::anyhow!("{}: the law cannot be fitted to all {} rows, so there is nothing to measure the replay against", table.path.display(), at.len())
+            anyhow::anyhow!("{}: the law cannot be fitted to all {} rows, so there is nothing to measure the replay against", table.source.display(), at.len())
         })?
         .estimate;
     let outcome: Outcome = design::run(&mut lab, settings, &mut |_| Ok(()))?;
-    let last =
-        outcome.last.as_ref().ok_or_else(|| anyhow::anyhow!("{}: the law could not be fitted to the seed design; raise --max-flops", table.path.display()))?;
+    let last = outcome
+        .last
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{}: the law could not be fitted to the seed design; raise --max-flops", table.source.display()))?;
     let answer = |e: &design::Estimate, points: usize, flops: f64| Answer {
         estimate: e.estimate,
         lower: e.lower,
@@ -181,7 +187,7 @@ pub fn replay(
     let last_round = outcome.rounds.iter().rev().find(|r| r.fit.is_some()).expect("a fit was made");
     let rounds = outcome.rounds.iter().map(|r| replay_round(r, &lab)).collect();
     Ok(ReplayReport {
-        input: table.path.clone(),
+        input: table.source.clone(),
         target: settings.target,
         strategy: settings.strategy,
         seed: settings.seed,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::design::{self, Candidate, Lab, Round, Settings, Strategy};
 use super::target::Target;
-use crate::fit::input::Table;
+use crate::fit::observation::Value;
 use crate::fsutil::atomic_write;
 use crate::layout::SweepDir;
 use crate::sweep::collect::{self, column, CollectSummary};
@@ -155,14 +155,15 @@ impl SweepLab<'_> {
 
     /// The final eval loss of each run in `ids`, from the results table (`None`: diverged).
     fn losses(&self, ids: &[&str]) -> anyhow::Result<Vec<Option<f64>>> {
-        let table = Table::of_sweep(&self.sweep)?;
-        let (id, status, loss) = (table.column(column::RUN_ID)?, table.column(column::STATUS)?, table.column(column::FINAL_EVAL_LOSS)?);
+        let table = collect::ResultsTable::read(&self.sweep)?.observations(self.sweep.root())?;
+        let loss = table.column(column::FINAL_EVAL_LOSS)?;
         ids.iter()
             .map(|want| {
-                let Some(row) = table.rows.iter().find(|r| r[id] == *want) else {
+                let Some(at) = table.rows.iter().position(|r| r.run_id.as_deref() == Some(*want)) else {
                     anyhow::bail!("run {want} did not finish (see {}); run the same command again to retry it", self.sweep.run(want).worker_log().display())
                 };
-                Ok((row[status] == "done").then(|| row[loss].parse::<f64>().ok()).flatten())
+                let row = &table.rows[at];
+                Ok(if row.is_done() && row.values[loss] != Value::Missing { row.values[loss].number() } else { None })
             })
             .collect()
     }

@@ -7,7 +7,7 @@ use windtunnel::adaptive::design::{Settings, Strategy};
 use windtunnel::adaptive::replay::{replay, ReplayColumns};
 use windtunnel::adaptive::target::Target;
 use windtunnel::fit::form::Form;
-use windtunnel::fit::input::Table;
+use windtunnel::results::inputs::observations;
 
 #[derive(Args)]
 pub struct AdaptArgs {
@@ -63,7 +63,7 @@ pub fn adapt(args: AdaptArgs) -> anyhow::Result<u8> {
     if let Some(r) = args.relative_interval {
         anyhow::ensure!(r.is_finite() && r > 0.0, "--relative-interval {r}: give a positive fraction, e.g. 0.1 for ±10%");
     }
-    let table = Table::read(&args.replay)?;
+    let table = observations(&args.replay)?;
     let columns = ReplayColumns { n: args.n, tokens: args.tokens, flops: args.flops, loss: args.loss };
     let max_flops = match (args.max_flops, args.max_flops_fraction) {
         (Some(f), _) => {

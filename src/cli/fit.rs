@@ -1,16 +1,17 @@
 //! `windtunnel fit law`, `fit lr` and `fit batch`. On a sweep directory each keeps its report in
-//! `DIR/fits/` (see `windtunnel::fit::saved`), where `plot`, `report` and `export` read it back.
+//! `DIR/fits/` (see `windtunnel::results::saved`), where `plot`, `report` and `export` read it back.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::emit;
 use windtunnel::fit::allocation::{AllocationOptions, CurveColumns};
-use windtunnel::fit::commands::{fit_batch, fit_lr, BatchColumns, LrColumns};
 use windtunnel::fit::hparams::{fit_hparams, HparamColumns};
-use windtunnel::fit::report::{fit_law, LawDefinition};
-use windtunnel::fit::saved;
+use windtunnel::fit::report::LawDefinition;
+use windtunnel::fit::scans::{BatchColumns, LrColumns};
 use windtunnel::layout::{FitKind, SweepDir};
+use windtunnel::results::inputs::{fit_batch, fit_law, fit_lr, observations};
+use windtunnel::results::saved;
 
 #[derive(Subcommand)]
 pub enum FitCommand {
@@ -495,7 +496,7 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
                 return emit(&results.law_from_curves(&options)?, args.json);
             }
             if let Some(column) = &args.group_e {
-                return emit(&windtunnel::fit::grouped::fit_grouped(&definition, column)?, args.json);
+                return emit(&windtunnel::fit::grouped::fit_grouped(&definition, &observations(&definition.input)?, column)?, args.json);
             }
             let report = fit_law(&definition)?;
             saved::keep(&definition.input, FitKind::Law, &report, args.out.as_deref())?;
@@ -522,7 +523,7 @@ pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
         }
         FitCommand::Hparams(args) => {
             let columns = HparamColumns { n: args.n, tokens: args.tokens, lr: args.lr, batch: args.batch, loss: args.loss, depth: args.depth };
-            let table = windtunnel::fit::input::Table::read(&args.input)?;
+            let table = observations(&args.input)?;
             emit(&fit_hparams(&table, &columns, args.where_.as_deref(), args.bootstrap, args.seed)?, args.json)
         }
         FitCommand::Lr(args) => {

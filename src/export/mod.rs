@@ -22,17 +22,18 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::fit::bootstrap::{prediction_interval, Interval};
-use crate::fit::commands::{fit_lr, LrColumns};
 use crate::fit::law::Law;
+use crate::fit::scans::LrColumns;
 use crate::format::{si, thousands};
 use crate::layout::SweepDir;
 use crate::model::mup::{DepthRule, MupConfig, ParamGroup, Parameterization};
 use crate::model::shape::ModelShape;
 use crate::model::transformer::{RMS_NORM_EPS, ROPE_THETA};
+use crate::results::inputs::fit_lr;
 use crate::results::SweepResults;
+use crate::schedule::{DecayShape, ScheduleSpec};
 use crate::sweep::plan::RunKind;
 use crate::train::config::RunConfig;
-use crate::train::schedule::{DecayShape, ScheduleSpec};
 
 /// MiniCPM's head dimension.
 pub use crate::model::shape::HEAD_DIM;
@@ -458,7 +459,7 @@ fn learning_rates(
 ) -> anyhow::Result<LearningRates> {
     let lr_dir = request.lr_sweep.as_deref().unwrap_or(&request.dir);
     let fitted = match &request.lr_sweep {
-        Some(other) => fit_lr(other, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}")),
+        Some(other) => fit_lr(other, &LrColumns::results_table(), 0).map_err(|e| crate::results::FitError::LearningRate(format!("{e:#}"))),
         None => data.lr().clone(),
     };
     let rule = config.mup.depth_rule.to_string();
@@ -509,7 +510,7 @@ fn learning_rates(
             }
             _ => fallback_lr(request, config.optimizer.lr, lr_dir, "it has no µP learning-rate scan", warnings)?,
         },
-        Err(e) => fallback_lr(request, config.optimizer.lr, lr_dir, &e, warnings)?,
+        Err(e) => fallback_lr(request, config.optimizer.lr, lr_dir, e.reason(), warnings)?,
     };
     let (mup, width) = (config.mup, shape.width);
     Ok(LearningRates {

@@ -24,8 +24,8 @@
 use serde::Serialize;
 
 use super::bootstrap::Interval;
-use super::input::Table;
 use super::law::Law;
+use super::observation::Observations;
 use super::report::LawReport;
 use super::transfer::{fit_line, fit_parabola};
 use super::{distinct_count, log_space};
@@ -192,7 +192,7 @@ impl Default for CurveColumns {
 }
 
 /// The curves of a long-format table (rows with a non-positive or missing loss are skipped).
-pub fn curves_of_table(table: &Table, columns: &CurveColumns) -> anyhow::Result<Vec<Curve>> {
+pub fn curves_of_table(table: &Observations, columns: &CurveColumns) -> anyhow::Result<Vec<Curve>> {
     let run = table.column(&columns.run)?;
     let (n, tokens, loss) = (table.numbers(&columns.n)?, table.numbers(&columns.tokens)?, table.numbers(&columns.loss)?);
     let mut curves: Vec<Curve> = Vec::new();
@@ -200,15 +200,16 @@ pub fn curves_of_table(table: &Table, columns: &CurveColumns) -> anyhow::Result<
         if !(n[i] > 0.0 && tokens[i] > 0.0 && loss[i] > 0.0 && loss[i].is_finite()) {
             continue;
         }
-        match curves.iter_mut().find(|c| c.run == row[run]) {
+        let name = row.values[run].to_string();
+        match curves.iter_mut().find(|c| c.run == name) {
             Some(c) => {
-                anyhow::ensure!(c.n == n[i], "{} line {}: run {} has two values of {}", table.path.display(), i + 2, row[run], columns.n);
+                anyhow::ensure!(c.n == n[i], "{} line {}: run {name} has two values of {}", table.source.display(), row.line, columns.n);
                 c.points.push((tokens[i], loss[i]));
             }
-            None => curves.push(Curve { run: row[run].clone(), n: n[i], points: vec![(tokens[i], loss[i])] }),
+            None => curves.push(Curve { run: name, n: n[i], points: vec![(tokens[i], loss[i])] }),
         }
     }
-    anyhow::ensure!(!curves.is_empty(), "{}: no rows with positive {}, {} and {}", table.path.display(), columns.n, columns.tokens, columns.loss);
+    anyhow::ensure!(!curves.is_empty(), "{}: no rows with positive {}, {} and {}", table.source.display(), columns.n, columns.tokens, columns.loss);
     for c in &mut curves {
         c.points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
@@ -217,11 +218,10 @@ pub fn curves_of_table(table: &Table, columns: &CurveColumns) -> anyhow::Result<
 
 /// Approach 3 on curves that come without a sweep: the law fitted to each run's final point.
 pub fn law_of_finals(curves: &[Curve], input: &std::path::Path, bootstrap: usize, seed: u64) -> anyhow::Result<LawReport> {
-    let rows = curves.iter().filter_map(|c| c.points.last().map(|&(d, l)| vec![c.n.to_string(), d.to_string(), l.to_string()])).collect();
-    let table = Table { path: input.to_path_buf(), columns: vec!["n".into(), "tokens".into(), "loss".into()], rows };
+    let finals = curves.iter().filter_map(|c| c.points.last().map(|&(d, loss)| super::law::Point { n: c.n, d, loss })).collect();
     let mut def = super::report::LawDefinition::for_table(input.to_path_buf());
     (def.n, def.tokens, def.loss, def.bootstrap, def.seed) = ("n".into(), Some("tokens".into()), "loss".into(), bootstrap, seed);
-    super::report::fit_law_on(&def, &table)
+    super::report::fit_law_to_points(&def, input, finals)
 }
 
 /// The optima an approach finds on a set of curves, with its notes.

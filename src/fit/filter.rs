@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::input::Table;
+use super::observation::{Observations, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Op {
@@ -69,22 +69,22 @@ impl Filter {
 
     /// The rows of `table` that `expr` (given with `flag`) keeps, `None` without a filter; a filter
     /// that keeps no row is an error.
-    pub fn rows_where(flag: &str, expr: Option<&str>, table: &Table) -> anyhow::Result<Option<Vec<bool>>> {
+    pub fn rows_where(flag: &str, expr: Option<&str>, table: &Observations) -> anyhow::Result<Option<Vec<bool>>> {
         let Some(expr) = expr else { return Ok(None) };
         let keep = Self::parse_flag(flag, expr)?.rows(table)?;
-        anyhow::ensure!(keep.iter().any(|&k| k), "{flag} `{expr}`: no row of {} matches", table.path.display());
+        anyhow::ensure!(keep.iter().any(|&k| k), "{flag} `{expr}`: no row of {} matches", table.source.display());
         Ok(Some(keep))
     }
 
     /// The rows of `table` the filter keeps; an unknown column is an error naming the columns.
-    pub fn rows(&self, table: &Table) -> anyhow::Result<Vec<bool>> {
+    pub fn rows(&self, table: &Observations) -> anyhow::Result<Vec<bool>> {
         let mut keep = vec![true; table.rows.len()];
         for c in &self.comparisons {
             let Some(col) = table.columns.iter().position(|name| *name == c.column) else {
-                anyhow::bail!("`{}`: {} has no column `{}`; it has {}", self.expression, table.path.display(), c.column, table.columns.join(", "))
+                anyhow::bail!("`{}`: {} has no column `{}`; it has {}", self.expression, table.source.display(), c.column, table.columns.join(", "))
             };
             for (k, row) in keep.iter_mut().zip(&table.rows) {
-                *k &= c.holds(&row[col]);
+                *k &= c.holds(&row.values[col]);
             }
         }
         Ok(keep)
@@ -92,9 +92,13 @@ impl Filter {
 }
 
 impl Comparison {
-    fn holds(&self, cell: &str) -> bool {
-        match (cell.trim().parse::<f64>(), self.value.parse::<f64>()) {
-            (Ok(x), Ok(v)) => match self.op {
+    fn holds(&self, cell: &Value) -> bool {
+        let number = match cell {
+            Value::Missing => None,
+            number_or_text => number_or_text.number(),
+        };
+        match (number, self.value.parse::<f64>()) {
+            (Some(x), Ok(v)) => match self.op {
                 Op::Lt => x < v,
                 Op::Le => x <= v,
                 Op::Gt => x > v,
@@ -103,8 +107,8 @@ impl Comparison {
                 Op::Ne => x != v,
             },
             _ => match self.op {
-                Op::Eq => cell == self.value,
-                Op::Ne => cell != self.value,
+                Op::Eq => cell.to_string() == self.value,
+                Op::Ne => cell.to_string() != self.value,
                 // A number compared with text: never true.
                 _ => false,
             },
@@ -116,13 +120,10 @@ impl Comparison {
 mod tests {
     use super::*;
 
-    fn table() -> Table {
+    fn table() -> Observations {
         let rows = [["1e6", "data", "done"], ["4e6", "data", "done"], ["1.6e7", "lr", "done"]];
-        Table {
-            path: "t.csv".into(),
-            columns: vec!["N".into(), "grid".into(), "status".into()],
-            rows: rows.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect(),
-        }
+        let rows = rows.iter().enumerate().map(|(i, r)| (i + 2, r.iter().map(|c| Value::of_cell(c)).collect())).collect();
+        Observations::new(std::path::Path::new("t.csv"), vec!["N".into(), "grid".into(), "status".into()], rows).unwrap()
     }
 
     #[test]

@@ -13,9 +13,10 @@ use serde::Serialize;
 use super::bootstrap::Interval;
 use super::filter::Filter;
 use super::form::{Chinchilla, LawForm};
-use super::input::{points, Columns, Table};
+use super::input::{points, Columns};
 use super::law::{huber, Point};
 use super::lbfgs::{self, Smooth, Stopping};
+use super::observation::Observations;
 use super::report::LawDefinition;
 use crate::rng::Rng;
 
@@ -59,18 +60,17 @@ pub struct GroupedReport {
     pub beta_interval: Option<Interval>,
 }
 
-/// `fit law --group-e COLUMN`: the definition's points (its columns, grid and `--where`), one E
-/// per value of `column`; the bootstrap defaults to 200 resamples.
-pub fn fit_grouped(def: &LawDefinition, column: &str) -> anyhow::Result<GroupedReport> {
-    let table = Table::read(&def.input)?;
-    let keep = Filter::rows_where("--where", def.where_.as_deref(), &table)?;
+/// `fit law --group-e COLUMN`: the definition's points of `table` (its columns, grid and
+/// `--where`), one E per value of `column`; the bootstrap defaults to 200 resamples.
+pub fn fit_grouped(def: &LawDefinition, table: &Observations, column: &str) -> anyhow::Result<GroupedReport> {
+    let keep = Filter::rows_where("--where", def.where_.as_deref(), table)?;
     let bootstrap = if def.bootstrap == 0 { 200 } else { def.bootstrap };
-    fit_grouped_table(&table, &def.columns(), column, keep.as_deref(), bootstrap, def.seed, def.delta)
+    fit_grouped_table(table, &def.columns(), column, keep.as_deref(), bootstrap, def.seed, def.delta)
 }
 
 /// Fit the grouped law to `table`'s points (as `fit law` selects them), grouped by `group_column`.
 pub fn fit_grouped_table(
-    table: &Table,
+    table: &Observations,
     columns: &Columns,
     group_column: &str,
     keep: Option<&[bool]>,
@@ -79,15 +79,16 @@ pub fn fit_grouped_table(
     delta: f64,
 ) -> anyhow::Result<GroupedReport> {
     let g = table.column(group_column)?;
+    let group_of_row: Vec<String> = table.rows.iter().map(|r| r.values[g].to_string()).collect();
     let mut names: Vec<String> = Vec::new();
-    for row in &table.rows {
-        if !names.contains(&row[g]) {
-            names.push(row[g].clone());
+    for name in &group_of_row {
+        if !names.contains(name) {
+            names.push(name.clone());
         }
     }
     let (mut all, mut group_of, mut counts) = (Vec::new(), Vec::new(), Vec::new());
     for (k, name) in names.iter().enumerate() {
-        let mask: Vec<bool> = table.rows.iter().enumerate().map(|(i, r)| &r[g] == name && keep.is_none_or(|m| m[i])).collect();
+        let mask: Vec<bool> = group_of_row.iter().enumerate().map(|(i, r)| r == name && keep.is_none_or(|m| m[i])).collect();
         let p = points(table, columns, 0, Some(&mask))?.points;
         counts.push(p.len());
         group_of.extend(std::iter::repeat_n(k, p.len()));
@@ -106,7 +107,7 @@ pub fn fit_grouped_table(
     let interval = |est: f64, i: usize, f: fn(f64) -> f64| Interval::from_samples(est, &refits.iter().map(|t| f(t[i])).collect::<Vec<_>>(), 0.95);
     let enough = bootstrap > 0 && refits.len() * 2 >= bootstrap;
     Ok(GroupedReport {
-        input: table.path.clone(),
+        input: table.source.clone(),
         group_column: group_column.to_string(),
         points: counts,
         objective: cost,
@@ -212,6 +213,7 @@ impl std::fmt::Display for GroupedReport {
 
 #[cfg(test)]
 mod tests {
+    use super::super::input::Table;
     use super::*;
 
     /// Two mixtures with different floors and the same exponents: each E and the shared α, β come back.
@@ -231,7 +233,7 @@ mod tests {
         }
         let table = Table { path: "mixtures.csv".into(), columns: ["mix", "N", "D", "loss"].map(String::from).to_vec(), rows };
         let columns = Columns { n: "N".into(), tokens: Some("D".into()), flops: None, loss: "loss".into(), grid: None };
-        let report = fit_grouped_table(&table, &columns, "mix", None, 20, 1, 1e-3).unwrap();
+        let report = fit_grouped_table(&table.clone().into_observations().unwrap(), &columns, "mix", None, 20, 1, 1e-3).unwrap();
         assert_eq!(report.law.groups, ["web", "code"]);
         for (k, (fitted, truth)) in report.law.e.iter().zip(e).enumerate() {
             assert!((fitted - truth).abs() < 1e-3, "E[{k}] = {fitted}");
@@ -240,7 +242,7 @@ mod tests {
         assert!(report.residual_rms < 1e-6);
 
         let one = Table { rows: table.rows.iter().filter(|r| r[0] == "web").cloned().collect(), ..table.clone() };
-        let e = format!("{:#}", fit_grouped_table(&one, &columns, "mix", None, 0, 1, 1e-3).unwrap_err());
+        let e = format!("{:#}", fit_grouped_table(&one.into_observations().unwrap(), &columns, "mix", None, 0, 1, 1e-3).unwrap_err());
         assert!(e.contains("one value"), "{e}");
     }
 }

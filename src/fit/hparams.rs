@@ -26,10 +26,9 @@ use serde::Serialize;
 use super::bootstrap::Interval;
 use super::distinct_count;
 use super::filter::Filter;
-use super::input::{Table, STATUS_DONE};
+use super::observation::{column, Observations};
 use super::transfer::{fit_line, least_squares, least_squares3, parabola_optimum};
 use crate::rng::Rng;
-use crate::sweep::collect::column;
 
 /// Which columns hold what.
 #[derive(Debug, Clone)]
@@ -132,14 +131,14 @@ struct Run {
 }
 
 /// Fit the hyperparameter laws of `table`'s rows that `where_` (a `--where` filter) keeps.
-pub fn fit_hparams(table: &Table, columns: &HparamColumns, where_: Option<&str>, bootstrap: usize, seed: u64) -> anyhow::Result<HparamsReport> {
+pub fn fit_hparams(table: &Observations, columns: &HparamColumns, where_: Option<&str>, bootstrap: usize, seed: u64) -> anyhow::Result<HparamsReport> {
     let keep = Filter::rows_where("--where", where_, table)?;
     let runs = usable_runs(table, columns, keep.as_deref())?;
     let cells = cells_of(&runs, columns)?;
     anyhow::ensure!(
         cells.len() >= 3,
         "{}: {} (N, D) cell(s); the laws need 3 or more (scan lr and batch size at more model and data sizes)",
-        table.path.display(),
+        table.source.display(),
         cells.len()
     );
     let batch_cells: Vec<&Cell> = cells.iter().filter(|c| c.batch_opt.is_some()).collect();
@@ -147,7 +146,7 @@ pub fn fit_hparams(table: &Table, columns: &HparamColumns, where_: Option<&str>,
     let all: Vec<&Cell> = cells.iter().collect();
     let depth = DepthTerm::of(&all);
     let lr = laws_with_bootstrap(&all, |c| Some(c.lr_opt), Some(depth), bootstrap, seed)
-        .ok_or_else(|| anyhow::anyhow!("{}: the cells do not span N or D, so no law in them can be fitted", table.path.display()))?;
+        .ok_or_else(|| anyhow::anyhow!("{}: the cells do not span N or D, so no law in them can be fitted", table.source.display()))?;
     let lr_compute = compute_law(&cells.iter().collect::<Vec<_>>(), |c| Some(c.lr_opt), bootstrap, seed).expect("cells span N or D");
     let (batch, batch_compute) = if batch_cells.len() >= 3 {
         (laws_with_bootstrap(&batch_cells, |c| c.batch_opt, None, bootstrap, seed), compute_law(&batch_cells, |c| c.batch_opt, bootstrap, seed))
@@ -164,16 +163,15 @@ pub fn fit_hparams(table: &Table, columns: &HparamColumns, where_: Option<&str>,
         }
     }
     let notes = depth.note(&columns.depth).into_iter().collect();
-    Ok(HparamsReport { input: table.path.clone(), runs: runs.len(), cells, lr, batch, lr_compute, batch_compute, notes, warnings })
+    Ok(HparamsReport { input: table.source.clone(), runs: runs.len(), cells, lr, batch, lr_compute, batch_compute, notes, warnings })
 }
 
 /// Finished rows with finite, positive values, each with its cell key (the other swept columns).
-fn usable_runs(table: &Table, columns: &HparamColumns, keep: Option<&[bool]>) -> anyhow::Result<Vec<Run>> {
+fn usable_runs(table: &Observations, columns: &HparamColumns, keep: Option<&[bool]>) -> anyhow::Result<Vec<Run>> {
     let get = |name: &str| table.numbers(name);
     let (n, tokens, lr, batch, loss) = (get(&columns.n)?, get(&columns.tokens)?, get(&columns.lr)?, get(&columns.batch)?, get(&columns.loss)?);
     // The depth is optional: a table from elsewhere may not have it.
-    let depth = table.columns.contains(&columns.depth).then(|| get(&columns.depth)).transpose()?;
-    let status = table.column(column::STATUS).ok();
+    let depth = table.has(&columns.depth).then(|| get(&columns.depth)).transpose()?;
     let named = [&columns.n, &columns.tokens, &columns.lr, &columns.batch, &columns.loss];
     let splitting: Vec<usize> = (0..table.columns.len())
         .filter(|&i| {
@@ -184,12 +182,12 @@ fn usable_runs(table: &Table, columns: &HparamColumns, keep: Option<&[bool]>) ->
         .collect();
     let mut runs = Vec::new();
     for (i, row) in table.rows.iter().enumerate() {
-        if status.is_some_and(|s| row[s] != STATUS_DONE) || keep.is_some_and(|k| !k[i]) {
+        if !row.is_done() || keep.is_some_and(|k| !k[i]) {
             continue;
         }
         let values = [n[i], tokens[i], lr[i], batch[i], loss[i]];
         if values.iter().all(|v| v.is_finite() && *v > 0.0) {
-            let key = splitting.iter().map(|&c| format!("{} = {}", table.columns[c], row[c])).collect();
+            let key = splitting.iter().map(|&c| format!("{} = {}", table.columns[c], row.values[c])).collect();
             let depth = depth.as_ref().map(|d| d[i]).filter(|d| d.is_finite() && *d > 0.0);
             runs.push(Run { key, n: n[i], tokens: tokens[i], depth, lr: lr[i], batch: batch[i], loss: loss[i] });
         }
@@ -197,7 +195,7 @@ fn usable_runs(table: &Table, columns: &HparamColumns, keep: Option<&[bool]>) ->
     anyhow::ensure!(
         !runs.is_empty(),
         "{}: no finished runs with positive {}, {}, {}, {} and {}",
-        table.path.display(),
+        table.source.display(),
         named[0],
         named[1],
         named[2],
@@ -471,11 +469,16 @@ impl std::fmt::Display for HparamsReport {
 
 #[cfg(test)]
 mod tests {
+    use super::super::input::Table;
     use super::*;
 
     /// A table from known laws: loss = L(N, D) + k·(ln lr − ln lr*)² + k·(ln B − ln B*)², with
     /// lr* = 0.3·N^−0.25·D^0.1 and B* = 0.02·D^0.5, scanned on a grid around the optima.
-    fn known_table(noise: f64) -> Table {
+    fn known_table(noise: f64) -> Observations {
+        known_rows(noise).into_observations().unwrap()
+    }
+
+    fn known_rows(noise: f64) -> Table {
         let mut rng = Rng::new(3);
         let columns = ["status", "non_embedding_params", "tokens", "lr", "batch_size", "final_eval_loss"].map(String::from).to_vec();
         let mut rows = Vec::new();
@@ -518,7 +521,7 @@ mod tests {
 
     /// A table of lr scans at widths × depths, with lr* = 0.3·N^−0.25·D^0.1·L^g and N the
     /// non-embedding parameters of a width-w, depth-L model (12·L·w² + w).
-    fn depth_table(widths: &[f64], g: f64) -> Table {
+    fn depth_table(widths: &[f64], g: f64) -> Observations {
         let columns =
             ["status", "non_embedding_params", "tokens", "depth", "param.models.depth", "lr", "batch_size", "final_eval_loss"].map(String::from).to_vec();
         let mut rows = Vec::new();
@@ -538,7 +541,7 @@ mod tests {
                 }
             }
         }
-        Table { path: "depth.csv".into(), columns, rows }
+        Table { path: "depth.csv".into(), columns, rows }.into_observations().unwrap()
     }
 
     #[test]
@@ -567,7 +570,7 @@ mod tests {
         let columns = HparamColumns { depth: "layers".into(), ..HparamColumns::default() };
         table.columns.retain(|c| c != "param.models.depth");
         for r in &mut table.rows {
-            r.remove(4);
+            r.values.remove(4);
         }
         let report = fit_hparams(&table, &columns, None, 0, 1).unwrap();
         assert!(report.lr.depth_exponent.is_none() && report.notes.is_empty());
@@ -576,12 +579,12 @@ mod tests {
 
     #[test]
     fn pooling_cells_of_another_swept_value_is_warned_with_the_filter() {
-        let mut table = known_table(0.0);
+        let mut table = known_rows(0.0);
         table.columns.push("param.mup.depth_rule".into());
         for (i, r) in table.rows.iter_mut().enumerate() {
             r.push(if i < 49 { "none" } else { "completep" }.into());
         }
-        let report = fit_hparams(&table, &HparamColumns::default(), None, 0, 1).unwrap();
+        let report = fit_hparams(&table.into_observations().unwrap(), &HparamColumns::default(), None, 0, 1).unwrap();
         assert_eq!(
             report.warnings,
             ["the laws pool cells that differ in `param.mup.depth_rule`; fit each value on its own, e.g. --where 'param.mup.depth_rule == none'"]
@@ -592,9 +595,9 @@ mod tests {
     fn seeds_are_averaged_not_pooled() {
         // Three seeds per point, offset by a seed effect bigger than the curvature between
         // neighbouring rates: pooled, the best point's window would hold one or two rates.
-        let clean = known_table(0.0);
+        let clean = known_rows(0.0);
         let mut table = clean.clone();
-        let loss = table.column("final_eval_loss").unwrap();
+        let loss = table.columns.iter().position(|c| c == "final_eval_loss").unwrap();
         table.columns.push("seed".into());
         table.rows = clean
             .rows
@@ -608,6 +611,7 @@ mod tests {
                 })
             })
             .collect();
+        let (table, clean) = (table.into_observations().unwrap(), clean.into_observations().unwrap());
         let (seeded, once) =
             (fit_hparams(&table, &HparamColumns::default(), None, 0, 1).unwrap(), fit_hparams(&clean, &HparamColumns::default(), None, 0, 1).unwrap());
         for (a, b) in seeded.cells.iter().zip(&once.cells) {
@@ -618,13 +622,13 @@ mod tests {
 
     #[test]
     fn a_cell_with_two_learning_rates_is_one_clear_error() {
-        let mut table = known_table(0.0);
-        let lr = table.column("lr").unwrap();
+        let mut table = known_rows(0.0);
+        let lr = table.columns.iter().position(|c| c == "lr").unwrap();
         // Keep two learning rates in the first cell.
         let first: Vec<String> = table.rows.iter().take(49).map(|r| r[lr].clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
         let keep: Vec<String> = first[..2].to_vec();
         table.rows = table.rows.into_iter().enumerate().filter(|(i, r)| *i >= 49 || keep.contains(&r[lr])).map(|(_, r)| r).collect();
-        let e = format!("{:#}", fit_hparams(&table, &HparamColumns::default(), None, 0, 0).unwrap_err());
+        let e = format!("{:#}", fit_hparams(&table.into_observations().unwrap(), &HparamColumns::default(), None, 0, 0).unwrap_err());
         assert!(e.contains("cell non_embedding_params = 1000000") && e.contains("2 learning rate(s)") && e.contains("--where"), "{e}");
     }
 }

@@ -1,24 +1,22 @@
-//! Reading the points a fit needs from a table: a CSV or Parquet file, or a sweep directory's
-//! `table.csv`.
-//! Columns are chosen by name; rows whose `status` column (when there is one) is not `done` are
-//! left out and counted (diverged runs mark the edge of the stable range, not a point of the law).
+//! Tables from elsewhere: a CSV or Parquet file read whole ([`Table`], the one place a cell is
+//! text), turned into the typed [`Observations`] every fit reads; and the points of the
+//! data-model law chosen from observations by column name. Rows whose `status` (when the table
+//! has one) is not `done` are left out and counted (diverged runs mark the edge of the stable
+//! range, not a point of the law).
 
-use crate::layout::SweepDir;
-use crate::sweep::collect::{column, ResultsTable};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+
+use super::observation::{column, Observations, RunRole, Value};
 
 /// The most parameters and training tokens a point of a law may have (10^16 and 10^19: far past
 /// any model or corpus, near enough that a column in the wrong unit is caught).
 pub const MAX_PARAMS: f64 = 1e16;
 pub const MAX_TOKENS: f64 = 1e19;
 
-/// The `status` of a run whose loss is a point of a law.
-pub const STATUS_DONE: &str = "done";
-
-/// A table read whole: column names and rows of strings.
+/// A table file read whole: column names and rows of text, as the file has them.
 #[derive(Debug, Clone)]
 pub struct Table {
     pub path: PathBuf,
@@ -27,44 +25,33 @@ pub struct Table {
 }
 
 impl Table {
-    /// Read `path`: a CSV or Parquet file, a sweep directory (its results table, built from its
-    /// runs' files without writing anything), or a directory holding `table.csv`.
-    pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let sweep = SweepDir::open(path);
-        if sweep.exists() {
-            return Self::of_sweep(&sweep);
-        }
-        let file = if path.is_dir() {
-            let t = sweep.table_csv();
-            if !t.exists() {
-                if let Some(which) = SweepDir::sweeps_inside(path) {
-                    anyhow::bail!(which);
-                }
-                anyhow::bail!("{} is neither a sweep directory nor holds a table.csv (a sweep is the folder `run` names: OUT/<sweep name>)", path.display());
-            }
-            t
-        } else {
-            path.to_path_buf()
-        };
+    /// Read a CSV or Parquet file (a sweep directory is read by `results::observations`).
+    pub fn read(file: &Path) -> anyhow::Result<Self> {
         anyhow::ensure!(file.exists(), "input {} does not exist", file.display());
         if file.extension().is_some_and(|e| e == "parquet") {
-            return Self::read_parquet(&file);
+            return Self::read_parquet(file);
         }
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_path(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_path(file).with_context(|| format!("cannot read {}", file.display()))?;
         let columns: Vec<String> = reader.headers().with_context(|| format!("{}: no header row", file.display()))?.iter().map(str::to_string).collect();
-        refuse_repeated_columns(&file, &columns)?;
+        refuse_repeated_columns(file, &columns)?;
         let mut rows = Vec::new();
         for (i, record) in reader.records().enumerate() {
             let record = record.with_context(|| format!("{} row {}", file.display(), i + 2))?;
             rows.push(record.iter().map(str::to_string).collect());
         }
-        Ok(Self { path: file, columns, rows })
+        Ok(Self { path: file.to_path_buf(), columns, rows })
     }
 
-    /// A sweep's results table, built in memory from its runs' files.
-    pub fn of_sweep(sweep: &SweepDir) -> anyhow::Result<Self> {
-        let table = ResultsTable::read(sweep)?;
-        Ok(Self { path: sweep.root().to_path_buf(), columns: table.header, rows: table.rows })
+    /// Read a table file and type its cells.
+    pub fn observations(file: &Path) -> anyhow::Result<Observations> {
+        Self::read(file)?.into_observations()
+    }
+
+    /// The typed observations of this table: every cell a number, text or missing; the run's
+    /// identity from its `run_id`, `kind`, `grid` and `status` columns when it has them.
+    pub fn into_observations(self) -> anyhow::Result<Observations> {
+        let rows = self.rows.into_iter().enumerate().map(|(i, r)| (i + 2, r.iter().map(|c| Value::of_cell(c)).collect())).collect();
+        Observations::new(&self.path, self.columns, rows)
     }
 
     /// A flat Parquet table; nulls become empty cells.
@@ -94,29 +81,6 @@ impl Table {
             );
         }
         Ok(Self { path: file.to_path_buf(), columns, rows })
-    }
-
-    pub fn column(&self, name: &str) -> anyhow::Result<usize> {
-        self.columns
-            .iter()
-            .position(|c| c == name)
-            .with_context(|| format!("{} has no column `{name}`; its columns are: {}", self.path.display(), self.columns.join(", ")))
-    }
-
-    /// The numeric values of column `name` (an empty cell is NaN: no value, e.g. the eval loss
-    /// of a diverged run; row numbers in errors are 1-based file lines).
-    pub fn numbers(&self, name: &str) -> anyhow::Result<Vec<f64>> {
-        let c = self.column(name)?;
-        self.rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                if r[c].trim().is_empty() {
-                    return Ok(f64::NAN);
-                }
-                r[c].trim().parse::<f64>().with_context(|| format!("{} line {}: column `{name}` holds `{}`, not a number", self.path.display(), i + 2, r[c]))
-            })
-            .collect()
     }
 }
 
@@ -160,7 +124,7 @@ pub struct Points {
 
 /// The law's points from `table`: the rows `keep` marks (all when `None`), less trunks, other
 /// kinds where there are branches, other grids, and runs not done.
-pub fn points(table: &Table, columns: &Columns, drop_highest: usize, keep: Option<&[bool]>) -> anyhow::Result<Points> {
+pub fn points(table: &Observations, columns: &Columns, drop_highest: usize, keep: Option<&[bool]>) -> anyhow::Result<Points> {
     let n = table.numbers(&columns.n)?;
     let loss = table.numbers(&columns.loss)?;
     let d = match (&columns.tokens, &columns.flops) {
@@ -168,48 +132,63 @@ pub fn points(table: &Table, columns: &Columns, drop_highest: usize, keep: Optio
         (None, Some(f)) => table.numbers(f)?.iter().zip(&n).map(|(c, n)| c / (6.0 * n)).collect(),
         _ => anyhow::bail!("give exactly one of --tokens COL and --flops COL (D = C / 6N)"),
     };
-    let status = table.columns.iter().position(|c| c == column::STATUS);
-    // In a sweep's table the points of the law are the decayed WSD branches when there are any
-    // (trunks are stable-phase runs, and plain runs belong to other grids); otherwise every run.
-    let kind = table.columns.iter().position(|c| c == column::KIND);
-    let has_branches = kind.is_some_and(|k| table.rows.iter().any(|r| r[k] == "branch"));
-    let grid = table.columns.iter().position(|c| c == column::GRID);
-    if let (None, Some(want)) = (grid, &columns.grid) {
+    if let (false, Some(want)) = (table.has(column::GRID), &columns.grid) {
         anyhow::bail!("--grid {want}: the table has no `grid` column to select by; drop --grid, or fit a sweep's table.csv");
     }
-    let mut points = Vec::new();
+    // In a sweep's table the points of the law are the decayed WSD branches when there are any
+    // (trunks are stable-phase runs, and plain runs belong to other grids); otherwise every run.
+    let has_branches = table.has_branches();
+    let mut rows = Vec::new();
     let mut excluded = 0;
-    for i in 0..table.rows.len() {
-        if kind.is_some_and(|k| table.rows[i][k] == "trunk" || (has_branches && table.rows[i][k] != "branch")) || keep.is_some_and(|k| !k[i]) {
+    for (i, row) in table.rows.iter().enumerate() {
+        let other_kind = row.role.is_some_and(|r| r == RunRole::Trunk || (has_branches && r != RunRole::Branch));
+        if other_kind || keep.is_some_and(|k| !k[i]) || columns.grid.as_ref().is_some_and(|want| row.grid.as_ref() != Some(want)) {
             continue;
         }
-        if let (Some(g), Some(want)) = (grid, &columns.grid) {
-            if &table.rows[i][g] != want {
-                continue;
-            }
-        }
-        if status.is_some_and(|s| table.rows[i][s] != STATUS_DONE) {
+        if !row.is_done() {
             excluded += 1;
             continue;
         }
-        let line = i + 2;
-        for (name, v) in [("N", n[i]), ("D", d[i]), ("loss", loss[i])] {
-            anyhow::ensure!(v.is_finite() && v > 0.0, "{} line {line}: {name} = {v}; the law needs positive, finite N, D and loss", table.path.display());
-        }
-        // Beyond any model or corpus: a column in the wrong unit, or a wrong column.
-        for (name, v, most) in [("N", n[i], MAX_PARAMS), ("D", d[i], MAX_TOKENS)] {
-            anyhow::ensure!(
-                v <= most,
-                "{} line {line}: {name} = {v:e} is beyond any model or corpus (at most {most:e}); check the column and its unit",
-                table.path.display()
-            );
-        }
-        points.push(super::law::Point { n: n[i], d: d[i], loss: loss[i] });
+        rows.push((row.line, super::law::Point { n: n[i], d: d[i], loss: loss[i] }));
     }
-    let dropped = drop_highest.min(points.len());
-    points.sort_by(|a, b| b.loss.total_cmp(&a.loss));
-    let points: Vec<_> = points.split_off(dropped);
-    Ok(Points { points, excluded_not_done: excluded, dropped_highest: dropped })
+    Points::checked(&table.source, rows, excluded, drop_highest)
+}
+
+impl Points {
+    /// Points computed rather than read (a curve's final point, a predicted decay), checked as a
+    /// table's are; `source` names where they came from in messages.
+    pub fn of(source: &Path, points: Vec<super::law::Point>) -> anyhow::Result<Self> {
+        Self::checked(source, points.into_iter().enumerate().map(|(i, p)| (i + 2, p)).collect(), 0, 0)
+    }
+
+    /// The points of `rows` (each with its line in `source`), every one positive, finite and in
+    /// range, highest loss first, less the `drop_highest` highest.
+    fn checked(source: &Path, rows: Vec<(usize, super::law::Point)>, excluded_not_done: usize, drop_highest: usize) -> anyhow::Result<Self> {
+        for (line, p) in &rows {
+            check_point(source, *line, p)?;
+        }
+        let mut points: Vec<_> = rows.into_iter().map(|(_, p)| p).collect();
+        let dropped = drop_highest.min(points.len());
+        points.sort_by(|a, b| b.loss.total_cmp(&a.loss));
+        let points: Vec<_> = points.split_off(dropped);
+        Ok(Self { points, excluded_not_done, dropped_highest: dropped })
+    }
+}
+
+/// Why the point at `line` of `source` cannot be one of the law's, if it cannot.
+fn check_point(source: &Path, line: usize, p: &super::law::Point) -> anyhow::Result<()> {
+    for (name, v) in [("N", p.n), ("D", p.d), ("loss", p.loss)] {
+        anyhow::ensure!(v.is_finite() && v > 0.0, "{} line {line}: {name} = {v}; the law needs positive, finite N, D and loss", source.display());
+    }
+    // Beyond any model or corpus: a column in the wrong unit, or a wrong column.
+    for (name, v, most) in [("N", p.n, MAX_PARAMS), ("D", p.d, MAX_TOKENS)] {
+        anyhow::ensure!(
+            v <= most,
+            "{} line {line}: {name} = {v:e} is beyond any model or corpus (at most {most:e}); check the column and its unit",
+            source.display()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -226,7 +205,7 @@ mod tests {
     fn reads_columns_converts_flops_and_drops() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "N,C,loss,status\n1e6,6e12,3.0,done\n2e6,1.2e13,2.5,done\n1e6,6e12,9.0,diverged\n4e6,4.8e13,2.2,done\n");
-        let t = Table::read(&p).unwrap();
+        let t = Table::observations(&p).unwrap();
         let cols = Columns { n: "N".into(), tokens: None, flops: Some("C".into()), loss: "loss".into(), grid: None };
         let pts = points(&t, &cols, 1, None).unwrap();
         assert_eq!(pts.excluded_not_done, 1);
@@ -239,17 +218,17 @@ mod tests {
     fn bad_tables_give_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "N,D,loss\n1e6,1e7,-3\n");
-        let t = Table::read(&p).unwrap();
+        let t = Table::observations(&p).unwrap();
         let cols = Columns { n: "N".into(), tokens: Some("D".into()), flops: None, loss: "loss".into(), grid: None };
         let e = points(&t, &cols, 0, None).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("loss = -3"), "{e}");
         let e = points(&t, &Columns { loss: "Loss".into(), ..cols.clone() }, 0, None).unwrap_err().to_string();
         assert!(e.contains("no column `Loss`") && e.contains("N, D, loss"), "{e}");
         let p = write(dir.path(), "N,D,loss\n1e6,1e7,NaN\n");
-        let e = points(&Table::read(&p).unwrap(), &cols, 0, None).unwrap_err().to_string();
+        let e = points(&Table::observations(&p).unwrap(), &cols, 0, None).unwrap_err().to_string();
         assert!(e.contains("loss = NaN"), "{e}");
         let p = write(dir.path(), "N,D,loss\n1e6,abc,3\n");
-        let e = points(&Table::read(&p).unwrap(), &cols, 0, None).unwrap_err().to_string();
+        let e = points(&Table::observations(&p).unwrap(), &cols, 0, None).unwrap_err().to_string();
         assert!(e.contains("`abc`"), "{e}");
     }
 }

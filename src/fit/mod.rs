@@ -1,13 +1,16 @@
-//! Fitting the laws: reading points ([`input`]), the shape of a data-model law ([`form`]: a new
+//! Fitting the laws, as mathematics over observations: what every fit reads ([`observation`]:
+//! typed values per run, built by the results layer from a sweep, or from a table file by
+//! [`input`], which also picks the law's points), the shape of a data-model law ([`form`]: a new
 //! law form is one implementation there), fitting it and its compute-optimal allocation ([`law`]),
 //! bootstrap intervals ([`bootstrap`]), the `fit law` report ([`report`]), one loss floor per
 //! group ([`grouped`]), Chinchilla's three approaches to the allocation ([`allocation`]),
-//! learning-rate transfer and batch-size laws ([`transfer`], [`commands`]), hyperparameter laws
-//! in N and D ([`hparams`]), and the fits a sweep directory keeps ([`saved`]).
+//! learning-rate transfer and batch-size laws ([`transfer`], [`scans`]), hyperparameter laws in
+//! N and D ([`hparams`]), row filters ([`filter`]) and the schedule-aware curve law ([`curve`]).
+//! Nothing here reads a sweep directory or a run's files: `tests/architecture.rs` keeps `fit`
+//! free of `sweep`, `train` and `layout`.
 
 pub mod allocation;
 pub mod bootstrap;
-pub mod commands;
 pub mod curve;
 pub mod filter;
 pub mod form;
@@ -16,8 +19,9 @@ pub mod hparams;
 pub mod input;
 pub mod law;
 pub(crate) mod lbfgs;
+pub mod observation;
 pub mod report;
-pub mod saved;
+pub mod scans;
 pub mod transfer;
 
 /// How many distinct values there are (exact comparison: values read from one table).

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::bootstrap::{prediction_interval, resample_fits, Interval};
 use super::filter::Filter;
 use super::form::Form;
-use super::input::{points, Columns, Table};
+use super::input::{points, Columns, Points};
 use super::law::{fit, FitSpec, Law, LawFit, Point};
+use super::observation::{column, Observations};
 use crate::format::si;
-use crate::sweep::collect::column;
 
 /// Which points `--holdout` leaves out of the fit to test its predictions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,19 +255,10 @@ pub struct Prediction {
     pub prediction_interval: Option<Interval>,
 }
 
-/// Run a fit definition.
-pub fn fit_law(def: &LawDefinition) -> anyhow::Result<LawReport> {
-    fit_law_on(def, &Table::read(&def.input)?)
-}
-
-/// Run a fit definition on a table already read from `def.input`.
-pub fn fit_law_on(def: &LawDefinition, table: &Table) -> anyhow::Result<LawReport> {
-    let started = std::time::Instant::now();
-    anyhow::ensure!(def.delta > 0.0, "delta must be positive (got {})", def.delta);
-    anyhow::ensure!(def.level > 0.0 && def.level < 1.0, "level must be in (0, 1)");
-    for &c in &def.budgets {
-        anyhow::ensure!(c.is_finite() && c > 0.0, "budgets must be positive FLOP counts (got {c})");
-    }
+/// Run a fit definition on the observations read from `def.input`: the rows its filters keep,
+/// the law fitted to them, and everything the definition asks of the law.
+pub fn fit_law_on(def: &LawDefinition, table: &Observations) -> anyhow::Result<LawReport> {
+    check_definition(def)?;
     let columns = def.columns();
     let parse = |flag: &str, e: &Option<String>| e.as_deref().map(|e| Filter::parse_flag(flag, e)).transpose();
     let (include, predict_set) = (parse("--where", &def.where_)?, parse("--predict-where", &def.predict_where)?);
@@ -275,93 +266,77 @@ pub fn fit_law_on(def: &LawDefinition, table: &Table) -> anyhow::Result<LawRepor
     let to_predict = predict_set.as_ref().map(|f| f.rows(table)).transpose()?.unwrap_or_else(|| vec![false; table.rows.len()]);
     let fitted: Vec<bool> = included.iter().zip(&to_predict).map(|(&i, &p)| i && !p).collect();
     let read = points(table, &columns, def.drop_highest, Some(&fitted))?;
-    let pts = read.points;
+    let predicted = match &predict_set {
+        Some(filter) => {
+            let set = points(table, &columns, 0, Some(&to_predict))?.points;
+            anyhow::ensure!(!set.is_empty(), "--predict-where `{}` keeps no finished row of {}", filter.expression, table.source.display());
+            Some((filter.expression.clone(), set))
+        }
+        None => None,
+    };
+    fit_law_to(def, &table.source, read, predicted)
+}
+
+/// Run a fit definition on points computed rather than read (each curve's final point, the
+/// decays a curve law predicts); `source` names where they came from.
+pub fn fit_law_to_points(def: &LawDefinition, source: &Path, points: Vec<Point>) -> anyhow::Result<LawReport> {
+    check_definition(def)?;
+    fit_law_to(def, source, Points::of(source, points)?, None)
+}
+
+/// The settings a definition must have before anything is read.
+fn check_definition(def: &LawDefinition) -> anyhow::Result<()> {
+    anyhow::ensure!(def.delta > 0.0, "delta must be positive (got {})", def.delta);
+    anyhow::ensure!(def.level > 0.0 && def.level < 1.0, "level must be in (0, 1)");
+    for &c in &def.budgets {
+        anyhow::ensure!(c.is_finite() && c > 0.0, "budgets must be positive FLOP counts (got {c})");
+    }
+    Ok(())
+}
+
+/// Whether `points` can identify the law: more points than free parameters, over 2 or more
+/// model sizes and token counts.
+fn check_identifiable(def: &LawDefinition, source: &Path, points: &[Point]) -> anyhow::Result<()> {
     let parameters = def.form.law_form().parameters().len() - def.fix.len().min(def.form.law_form().parameters().len());
     anyhow::ensure!(
-        pts.len() > parameters,
+        points.len() > parameters,
         "{}: {} usable points; the law has {parameters} parameters and needs at least {} (more, over several N and D, to mean anything)",
-        table.path.display(),
-        pts.len(),
+        source.display(),
+        points.len(),
         parameters + 1
     );
-    let distinct = |f: fn(&Point) -> f64| {
-        let mut v: Vec<f64> = pts.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v.dedup();
-        v.len()
-    };
-    let (sizes, token_counts) = (distinct(|p| p.n), distinct(|p| p.d));
+    let (sizes, token_counts) = (super::distinct_count(points.iter().map(|p| p.n)), super::distinct_count(points.iter().map(|p| p.d)));
     anyhow::ensure!(
         sizes >= 2 && token_counts >= 2,
         "{}: the points span {sizes} model size(s) and {token_counts} token count(s); the law needs at least 2 of each \
          (a WSD data-model grid gives several of both)",
-        table.path.display()
+        source.display()
     );
+    Ok(())
+}
+
+/// The law fitted to `read`'s points, its bootstrap, and every check and answer `def` asks for;
+/// `predicted`: the `--predict-where` expression and the points it left out of the fit.
+fn fit_law_to(def: &LawDefinition, source: &Path, read: Points, predicted: Option<(String, Vec<Point>)>) -> anyhow::Result<LawReport> {
+    let started = std::time::Instant::now();
+    let pts = read.points;
+    check_identifiable(def, source, &pts)?;
     let spec = FitSpec::new(def.form, &def.fix)?;
     let full = fit(spec.clone(), &pts, def.delta).context("no start of the fit converged to a finite law")?;
     let law = full.law.clone();
     let residual_rms = (full.log_residuals.iter().map(|r| r * r).sum::<f64>() / pts.len() as f64).sqrt();
-
     let bootstrap_laws = (def.bootstrap > 0).then(|| resample_fits(&spec, &pts, &law, def.delta, def.bootstrap, def.seed, def.bootstrap_full_grid));
-    let interval = |estimate: f64, f: &dyn Fn(&Law) -> f64| {
-        bootstrap_laws.as_ref().map(|ls| Interval::from_samples(estimate, &ls.iter().map(f).collect::<Vec<_>>(), def.level))
-    };
-
-    let budgets = def
-        .budgets
-        .iter()
-        .map(|&c| {
-            let (n_opt, d_opt) = law.compute_optimal(c);
-            Budget {
-                flops: c,
-                n_opt,
-                d_opt,
-                tokens_per_param: d_opt / n_opt,
-                n_opt_interval: interval(n_opt, &|l| l.compute_optimal(c).0),
-                d_opt_interval: interval(d_opt, &|l| l.compute_optimal(c).1),
-                tokens_per_param_interval: interval(d_opt / n_opt, &|l| {
-                    let (n, d) = l.compute_optimal(c);
-                    d / n
-                }),
-            }
-        })
-        .collect();
     let laws = bootstrap_laws.as_deref().unwrap_or_default();
-    let predictions = def
-        .predict
-        .iter()
-        .map(|&[n, d]| Prediction {
-            n,
-            d,
-            loss: law.loss(n, d),
-            interval: interval(law.loss(n, d), &|l| l.loss(n, d)),
-            prediction_interval: prediction_interval(law.loss(n, d), laws, &full.log_residuals, n, d, def.level, def.seed),
-        })
-        .collect();
-    let bootstrap = bootstrap_laws.as_ref().map(|ls| BootstrapSummary {
-        samples: def.bootstrap,
-        succeeded: ls.len(),
-        seed: def.seed,
-        level: def.level,
-        full_grid: def.bootstrap_full_grid,
-        parameters: law.named().into_iter().map(|(key, _, v)| (key.to_string(), interval(v, &|l| l.get(key).unwrap_or(f64::NAN)).unwrap())).collect(),
-        n_exponent: interval(law.n_exponent(), &|l| l.n_exponent()).unwrap(),
-        d_exponent: interval(law.d_exponent(), &|l| l.d_exponent()).unwrap(),
-    });
+    let intervals = Intervals { laws: bootstrap_laws.as_deref(), level: def.level };
     let holdout = def.holdout.map(|h| holdout_check(def, &pts, h)).transpose()?;
-    let predicted = match &predict_set {
-        Some(filter) => {
-            let set = points(table, &columns, 0, Some(&to_predict))?.points;
-            anyhow::ensure!(!set.is_empty(), "--predict-where `{}` keeps no finished row of {}", filter.expression, table.path.display());
-            let (points, mean_abs_relative_error) = predict_all(&full, laws, &set, def.level, def.seed);
-            Some(PredictedSet { expression: filter.expression.clone(), points, mean_abs_relative_error })
-        }
-        None => None,
-    };
+    let predicted = predicted.map(|(expression, set)| {
+        let (points, mean_abs_relative_error) = predict_all(&full, laws, &set, def.level, def.seed);
+        PredictedSet { expression, points, mean_abs_relative_error }
+    });
     let rollout = if def.rollout { rollout(&spec, &pts, def.delta)? } else { Vec::new() };
     let comparison = compare_forms(def, &spec, &full, &pts, holdout.as_ref())?;
     Ok(LawReport {
-        input: table.path.clone(),
+        input: source.to_path_buf(),
         points: pts.len(),
         excluded_not_done: read.excluded_not_done,
         dropped_highest: read.dropped_highest,
@@ -370,10 +345,10 @@ pub fn fit_law_on(def: &LawDefinition, table: &Table) -> anyhow::Result<LawRepor
         g: law.compute_optimal(6.0).0,
         residual_rms,
         plausible: law.is_plausible(),
+        budgets: def.budgets.iter().map(|&c| intervals.budget(&law, c)).collect(),
+        predictions: def.predict.iter().map(|&[n, d]| intervals.prediction(def, &full, n, d)).collect(),
+        bootstrap: intervals.summary(def, &law),
         fit: full,
-        budgets,
-        predictions,
-        bootstrap,
         holdout,
         predicted,
         comparison,
@@ -383,6 +358,64 @@ pub fn fit_law_on(def: &LawDefinition, table: &Table) -> anyhow::Result<LawRepor
         data: pts,
         bootstrap_laws: bootstrap_laws.unwrap_or_default(),
     })
+}
+
+/// The bootstrap refits (when there are any) and the level of the intervals taken over them.
+struct Intervals<'a> {
+    laws: Option<&'a [Law]>,
+    level: f64,
+}
+
+impl Intervals<'_> {
+    /// The interval of the quantity `f` of a law, whose estimate is `estimate`.
+    fn of(&self, estimate: f64, f: &dyn Fn(&Law) -> f64) -> Option<Interval> {
+        self.laws.map(|ls| Interval::from_samples(estimate, &ls.iter().map(f).collect::<Vec<_>>(), self.level))
+    }
+
+    /// The compute-optimal N, D and D/N at `flops`.
+    fn budget(&self, law: &Law, flops: f64) -> Budget {
+        let (n_opt, d_opt) = law.compute_optimal(flops);
+        Budget {
+            flops,
+            n_opt,
+            d_opt,
+            tokens_per_param: d_opt / n_opt,
+            n_opt_interval: self.of(n_opt, &|l| l.compute_optimal(flops).0),
+            d_opt_interval: self.of(d_opt, &|l| l.compute_optimal(flops).1),
+            tokens_per_param_interval: self.of(d_opt / n_opt, &|l| {
+                let (n, d) = l.compute_optimal(flops);
+                d / n
+            }),
+        }
+    }
+
+    /// The loss at (n, d), where the law lies and where one new run would.
+    fn prediction(&self, def: &LawDefinition, full: &LawFit, n: f64, d: f64) -> Prediction {
+        let loss = full.law.loss(n, d);
+        Prediction {
+            n,
+            d,
+            loss,
+            interval: self.of(loss, &|l| l.loss(n, d)),
+            prediction_interval: prediction_interval(loss, self.laws.unwrap_or_default(), &full.log_residuals, n, d, def.level, def.seed),
+        }
+    }
+
+    /// Every parameter's and exponent's interval.
+    fn summary(&self, def: &LawDefinition, law: &Law) -> Option<BootstrapSummary> {
+        let laws = self.laws?;
+        let interval = |estimate: f64, f: &dyn Fn(&Law) -> f64| self.of(estimate, f).expect("bootstrap laws");
+        Some(BootstrapSummary {
+            samples: def.bootstrap,
+            succeeded: laws.len(),
+            seed: def.seed,
+            level: def.level,
+            full_grid: def.bootstrap_full_grid,
+            parameters: law.named().into_iter().map(|(key, _, v)| (key.to_string(), interval(v, &|l| l.get(key).unwrap_or(f64::NAN)))).collect(),
+            n_exponent: interval(law.n_exponent(), &|l| l.n_exponent()),
+            d_exponent: interval(law.d_exponent(), &|l| l.d_exponent()),
+        })
+    }
 }
 
 /// One form fitted to the points, for comparing forms.

@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::fit::allocation::{self, AllocationOptions, AllocationReport, CurveColumns, CurveKind};
-use crate::fit::input::Table;
+
 use crate::layout::SweepDir;
 use crate::results::SweepResults;
 use crate::train::coord_check::CoordCheckResult;
@@ -50,7 +50,7 @@ pub fn sweep_charts(data: &SweepResults) -> Vec<(&'static str, Result<Figure, St
         ("residuals", charts::residuals(data)),
         ("holdout", charts::holdout(data)),
         ("batch-size", charts::batch_size(data)),
-        ("curve-law", data.curve().as_ref().map_err(Clone::clone).and_then(|c| charts::curve_law(&data.plan.name, c))),
+        ("curve-law", data.curve().as_ref().map_err(ToString::to_string).and_then(|c| charts::curve_law(&data.plan.name, c))),
     ];
     all.into_iter().chain(adaptive).collect()
 }
@@ -145,7 +145,7 @@ pub fn allocation_table(
     chart: Option<&Path>,
     format: ImageFormat,
 ) -> anyhow::Result<AllocationReport> {
-    let table = Table::read(path)?;
+    let table = crate::results::inputs::observations(path)?;
     let curves = allocation::curves_of_table(&table, columns)?;
     let law = allocation::law_of_finals(&curves, path, options.bootstrap, options.seed).map_err(|e| format!("{e:#}"));
     let mut report = allocation::allocation(path.to_path_buf(), &curves, CurveKind::TrainingRuns, law.as_ref().map_err(Clone::clone), options);

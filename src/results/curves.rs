@@ -17,13 +17,12 @@ use crate::fit::curve::data::Curve;
 use crate::fit::curve::fit::CurveLaw;
 use crate::fit::curve::form::CurveFormKind;
 use crate::fit::curve::report::{fit_curves, CurveOptions, CurveReport, GroupFit};
-use crate::fit::input::Table;
 use crate::fit::law::{Law, Point};
 use crate::fit::report::LawReport;
 use crate::format::si;
+use crate::schedule::{DecayShape, ScheduleSpec};
 use crate::sweep::plan::{PlannedRun, RunKind};
 use crate::train::log::RunState;
-use crate::train::schedule::{DecayShape, ScheduleSpec};
 
 /// The learning rate of every step of a planned run, as its trainer sets it.
 pub fn planned_rates(run: &PlannedRun) -> Vec<f64> {
@@ -164,46 +163,12 @@ impl SweepResults {
     /// decays are predicted from their evaluations up to there, their FLOPs are counted up to
     /// there, and the curve law may use no branch that starts later.
     pub fn law_from_curves(&self, options: &FromCurvesOptions) -> anyhow::Result<FromCurvesReport> {
-        let curves = self.loss_curves_with_trunks_to(options.trunk_tokens);
-        if let Some(t) = options.trunk_tokens {
-            // Asked for by name, a branch past the trunks' end is an error; by default it is left out.
-            let late = self
-                .runs
-                .iter()
-                .find(|r| r.run.from_tokens.is_some_and(|from| from > t) && options.curve_runs.as_ref().is_some_and(|re| re.is_match(&run_name(&r.run))));
-            if let Some(late) = late {
-                anyhow::bail!(
-                    "--trunk-tokens {t}: the curve law would use {}, which branches at {} tokens, after the trunks stop; pick branches at or before {t} with --curve-runs",
-                    run_name(&late.run),
-                    late.run.from_tokens.unwrap_or(0)
-                );
-            }
-        }
-        let curve_options = CurveOptions {
-            form: options.form,
-            joint: options.joint,
-            fit_runs: options.curve_runs.clone(),
-            predict_runs: None,
-            bootstrap: options.bootstrap,
-            seed: options.seed,
-            schedules: Vec::new(),
-            optimize_decay_tokens: None,
-            reference_decay: None,
-        };
-        let curve = fit_curves(&curves, &curve_options)?;
+        self.refuse_late_branches(options)?;
+        let curve = fit_curves(&self.loss_curves_with_trunks_to(options.trunk_tokens), &options.curve_options())?;
         // The decays are the same for every law: build their schedules once, predict per law.
         let decays: Vec<Decay> =
             self.runs.iter().filter(|r| r.run.kind == RunKind::Trunk).flat_map(|trunk| self.decays_of(trunk, options.trunk_tokens)).collect();
-        let predicted = |pick: &dyn Fn(&GroupFit) -> Option<&CurveLaw>| -> Vec<Point> {
-            decays
-                .iter()
-                .filter_map(|d| {
-                    let law = curve.groups.iter().find(|g| g.group == d.group).and_then(pick)?;
-                    Some(Point { n: d.n, d: d.tokens, loss: law.predict_final(&d.lr) })
-                })
-                .collect()
-        };
-        let points = predicted(&|g: &GroupFit| Some(&g.law));
+        let points = predicted_points(&decays, &curve, &|g: &GroupFit| Some(&g.law));
         anyhow::ensure!(
             points.len() >= 6,
             "{}: {} predicted points from the trunks; the law needs trunks with branches and evaluations past their first branch point",
@@ -213,53 +178,11 @@ impl SweepResults {
         let mut def = crate::fit::report::LawDefinition::for_table(self.dir.clone());
         (def.n, def.tokens, def.loss, def.bootstrap, def.seed, def.budgets) =
             ("n".into(), Some("tokens".into()), "loss".into(), 0, options.seed, options.budgets.clone());
-        let rows = points.iter().map(|p| vec![p.n.to_string(), p.d.to_string(), p.loss.to_string()]).collect();
-        let table = Table { path: self.dir.clone(), columns: vec!["n".into(), "tokens".into(), "loss".into()], rows };
-        let law = crate::fit::report::fit_law_on(&def, &table)?;
-        let theta = law.fit.law.theta();
-        // Two stages, as the uncertainty has two sources: each replicate of the curve law (runs
-        // resampled) predicts its own points, and those points are resampled in turn (the law's
-        // own bootstrap, as on real branches) before the law is fitted to them.
-        let replicate_laws: Vec<Law> = (0..curve.groups.first().map_or(0, |g| g.replicates.len()))
-            .filter_map(|b| {
-                let pts = predicted(&|g: &GroupFit| g.replicates.get(b));
-                let sample = crate::rng::Rng::derive(options.seed, &[0xF0C5, b as u64]).resample(&pts);
-                crate::fit::law::minimise(def.form, &sample, def.delta, false, &theta, 1000).map(|(t, _, _)| Law::from_theta(def.form, &t))
-            })
-            .collect();
+        let law = crate::fit::report::fit_law_to_points(&def, &self.dir, points.clone())?;
+        let replicate_laws = replicate_laws(&def, &decays, &curve, &law.fit.law);
         let branches = self.law().as_ref().ok();
-        let ratio = |l: &Law, c: f64| {
-            let (n, d) = l.compute_optimal(c);
-            d / n
-        };
-        let budgets = options
-            .budgets
-            .iter()
-            .map(|&c| {
-                let estimate = ratio(&law.fit.law, c);
-                let tokens_per_param = Interval::from_samples(estimate, &replicate_laws.iter().map(|l| ratio(l, c)).collect::<Vec<_>>(), 0.95);
-                let branches_tokens_per_param = branches
-                    .filter(|b| b.bootstrap_laws.len() >= 20)
-                    .map(|b| Interval::from_samples(ratio(&b.fit.law, c), &b.bootstrap_laws.iter().map(|l| ratio(l, c)).collect::<Vec<_>>(), 0.95));
-                RatioAtBudget {
-                    flops: c,
-                    tokens_per_param,
-                    inside_branches_interval: branches_tokens_per_param.map(|i| i.contains(estimate)),
-                    branches_tokens_per_param,
-                }
-            })
-            .collect();
-        let used: Vec<&str> = curve.groups.iter().flat_map(|g| g.runs.iter().map(|r| r.split(' ').next().unwrap_or(""))).collect();
-        // A trunk's FLOPs up to where it is taken to stop (FLOPs per token are the same throughout).
-        let own_flops = |r: &RunCurve| match options.trunk_tokens.filter(|_| r.run.kind == RunKind::Trunk) {
-            Some(t) => r.run.own_flops * (t as f64 / r.run.tokens as f64).min(1.0),
-            None => r.run.own_flops,
-        };
-        let flops = self.runs.iter().filter(|r| used.contains(&r.run.id.as_str())).map(own_flops).sum();
-        // The trunks, and the branches of the grid the law on branches was fitted to.
-        let grid = branches.and_then(|b| b.definition.grid.clone());
-        let counted = |r: &&RunCurve| r.run.kind == RunKind::Trunk || r.run.kind == RunKind::Branch && grid.as_ref().is_none_or(|g| *g == r.run.grid);
-        let branches_flops = self.runs.iter().filter(|r| r.state == Some(RunState::Done)).filter(counted).map(|r| r.run.own_flops).sum();
+        let budgets = options.budgets.iter().map(|&c| ratio_at_budget(c, &law.fit.law, &replicate_laws, branches)).collect();
+        let (flops, branches_flops) = self.flops_compared(&curve, options.trunk_tokens, branches);
         Ok(FromCurvesReport {
             curve,
             points,
@@ -270,6 +193,40 @@ impl SweepResults {
             branches_flops,
             trunk_tokens: options.trunk_tokens,
         })
+    }
+
+    /// With `--trunk-tokens`, a branch past the trunks' end asked for by name is an error (by
+    /// default it is left out).
+    fn refuse_late_branches(&self, options: &FromCurvesOptions) -> anyhow::Result<()> {
+        let Some(t) = options.trunk_tokens else { return Ok(()) };
+        let late = self
+            .runs
+            .iter()
+            .find(|r| r.run.from_tokens.is_some_and(|from| from > t) && options.curve_runs.as_ref().is_some_and(|re| re.is_match(&run_name(&r.run))));
+        if let Some(late) = late {
+            anyhow::bail!(
+                "--trunk-tokens {t}: the curve law would use {}, which branches at {} tokens, after the trunks stop; pick branches at or before {t} with --curve-runs",
+                run_name(&late.run),
+                late.run.from_tokens.unwrap_or(0)
+            );
+        }
+        Ok(())
+    }
+
+    /// The training FLOPs of the runs the curve law used (a trunk's up to where it is taken to
+    /// stop), and of the trunks and the branches of the grid the law on branches was fitted to.
+    fn flops_compared(&self, curve: &CurveReport, trunk_tokens: Option<u64>, branches: Option<&LawReport>) -> (f64, f64) {
+        let used: std::collections::HashSet<&str> = curve.groups.iter().flat_map(|g| g.runs.iter().map(String::as_str)).collect();
+        // FLOPs per token are the same throughout a run.
+        let own_flops = |r: &RunCurve| match trunk_tokens.filter(|_| r.run.kind == RunKind::Trunk) {
+            Some(t) => r.run.own_flops * (t as f64 / r.run.tokens as f64).min(1.0),
+            None => r.run.own_flops,
+        };
+        let flops = self.runs.iter().filter(|r| used.contains(run_name(&r.run).as_str())).map(own_flops).sum();
+        let grid = branches.and_then(|b| b.definition.grid.clone());
+        let counted = |r: &&RunCurve| r.run.kind == RunKind::Trunk || r.run.kind == RunKind::Branch && grid.as_ref().is_none_or(|g| *g == r.run.grid);
+        let branches_flops = self.runs.iter().filter(|r| r.state == Some(RunState::Done)).filter(counted).map(|r| r.run.own_flops).sum();
+        (flops, branches_flops)
     }
 
     /// A trunk's decays to predict: one per evaluation from its first branch point on (up to
@@ -298,6 +255,63 @@ struct Decay {
     n: f64,
     tokens: f64,
     lr: Vec<f64>,
+}
+
+impl FromCurvesOptions {
+    /// The curve law's own options: fitted on `curve_runs`, nothing predicted.
+    fn curve_options(&self) -> CurveOptions {
+        CurveOptions {
+            form: self.form,
+            joint: self.joint,
+            fit_runs: self.curve_runs.clone(),
+            predict_runs: None,
+            bootstrap: self.bootstrap,
+            seed: self.seed,
+            schedules: Vec::new(),
+            optimize_decay_tokens: None,
+            reference_decay: None,
+        }
+    }
+}
+
+/// The final loss of every decay, by the curve law `pick` takes from its group's fit.
+fn predicted_points(decays: &[Decay], curve: &CurveReport, pick: &dyn Fn(&GroupFit) -> Option<&CurveLaw>) -> Vec<Point> {
+    decays
+        .iter()
+        .filter_map(|d| {
+            let law = curve.groups.iter().find(|g| g.group == d.group).and_then(pick)?;
+            Some(Point { n: d.n, d: d.tokens, loss: law.predict_final(&d.lr) })
+        })
+        .collect()
+}
+
+/// The law's bootstrap over both sources of uncertainty: each replicate of the curve law (runs
+/// resampled) predicts its own points, and those points are resampled in turn (the law's own
+/// bootstrap, as on real branches) before the law is fitted to them from `law`'s optimum.
+fn replicate_laws(def: &crate::fit::report::LawDefinition, decays: &[Decay], curve: &CurveReport, law: &Law) -> Vec<Law> {
+    let theta = law.theta();
+    (0..curve.groups.first().map_or(0, |g| g.replicates.len()))
+        .filter_map(|b| {
+            let pts = predicted_points(decays, curve, &|g: &GroupFit| g.replicates.get(b));
+            let sample = crate::rng::Rng::derive(def.seed, &[0xF0C5, b as u64]).resample(&pts);
+            crate::fit::law::minimise(def.form, &sample, def.delta, false, &theta, 1000).map(|(t, _, _)| Law::from_theta(def.form, &t))
+        })
+        .collect()
+}
+
+/// D/N at `flops` by the law on predicted points, with its interval over `replicates`, beside the
+/// law on the real branches' (when it has a bootstrap).
+fn ratio_at_budget(flops: f64, law: &Law, replicates: &[Law], branches: Option<&LawReport>) -> RatioAtBudget {
+    let ratio = |l: &Law| {
+        let (n, d) = l.compute_optimal(flops);
+        d / n
+    };
+    let estimate = ratio(law);
+    let tokens_per_param = Interval::from_samples(estimate, &replicates.iter().map(ratio).collect::<Vec<_>>(), 0.95);
+    let branches_tokens_per_param = branches
+        .filter(|b| b.bootstrap_laws.len() >= 20)
+        .map(|b| Interval::from_samples(ratio(&b.fit.law), &b.bootstrap_laws.iter().map(ratio).collect::<Vec<_>>(), 0.95));
+    RatioAtBudget { flops, tokens_per_param, inside_branches_interval: branches_tokens_per_param.map(|i| i.contains(estimate)), branches_tokens_per_param }
 }
 
 /// The learning rates of a branch like `template` (its decay's shape and its length as a share

@@ -21,16 +21,17 @@
 //! scan, one batch size).
 
 pub mod curves;
+pub mod inputs;
+pub mod saved;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::adaptive::sweep::AdaptiveRecord;
 use crate::fit::allocation::{self, AllocationOptions, AllocationReport, Curve, CurveKind};
-use crate::fit::commands::{fit_batch_points, fit_lr_on, BatchReport, LrColumns, LrReport};
-use crate::fit::input::Table;
+use crate::fit::observation::Observations;
 use crate::fit::report::{fit_law_on, LawReport};
-use crate::fit::saved;
+use crate::fit::scans::{fit_batch_points, fit_lr_on, BatchReport, LrColumns, LrReport};
 use crate::fit::transfer::CurvePoint;
 use crate::layout::SweepDir;
 use crate::sweep::plan::{Plan, PlannedRun, RunKind};
@@ -53,7 +54,38 @@ impl RunCurve {
 }
 
 /// A fit, or why it could not be made.
-pub type Fitted<T> = Result<T, String>;
+pub type Fitted<T> = Result<T, FitError>;
+
+/// Why one of a sweep's fits could not be made: which fit, and the reason (too few points, no
+/// learning-rate scan, one batch size). Shown as the reason alone, where the fit would have been.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FitError {
+    /// The data-model law L(N, D).
+    Law(String),
+    /// Learning-rate transfer across width.
+    LearningRate(String),
+    /// The batch-size law.
+    BatchSize(String),
+    /// The schedule-aware curve law.
+    CurveLaw(String),
+}
+
+impl FitError {
+    /// The reason, without the fit it belongs to.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Law(r) | Self::LearningRate(r) | Self::BatchSize(r) | Self::CurveLaw(r) => r,
+        }
+    }
+}
+
+impl std::fmt::Display for FitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for FitError {}
 
 /// Everything a sweep's outputs are made from.
 pub struct SweepResults {
@@ -61,8 +93,8 @@ pub struct SweepResults {
     pub plan: Plan,
     /// Every planned run, in the plan's order, with what it has logged so far.
     pub runs: Vec<RunCurve>,
-    /// The results table (one row per finished run), built in memory from the runs' files.
-    pub table: Table,
+    /// The results table (one observation per finished run), built in memory from the runs' files.
+    pub table: Observations,
     /// The synthetic language's exact loss floor, when the sweep trains on it.
     pub oracle_loss: Option<f64>,
     /// The rounds of an adaptive sweep (`run --adaptive`).
@@ -79,7 +111,7 @@ impl SweepResults {
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let sweep = SweepDir::new(dir);
         let plan = read_plan(&sweep)?;
-        let table = Table::of_sweep(&sweep)?;
+        let table = inputs::of_sweep(&sweep)?;
         let mut runs = Vec::new();
         for run in &plan.runs {
             let run_dir = sweep.run(&run.id);
@@ -108,7 +140,7 @@ impl SweepResults {
     pub fn law(&self) -> &Fitted<LawReport> {
         self.law.get_or_init(|| {
             let sweep = SweepDir::new(&self.dir);
-            saved::law_definition(&sweep).and_then(|def| fit_law_on(&def, &self.table)).map_err(|e| format!("{e:#}"))
+            saved::law_definition(&sweep).and_then(|def| fit_law_on(&def, &self.table)).map_err(|e| FitError::Law(format!("{e:#}")))
         })
     }
 
@@ -117,19 +149,19 @@ impl SweepResults {
     pub fn curve(&self) -> &Fitted<crate::fit::curve::report::CurveReport> {
         self.curve.get_or_init(|| {
             let options = crate::fit::curve::report::CurveOptions { bootstrap: 0, ..Default::default() };
-            crate::fit::curve::report::fit_curves(&self.loss_curves(), &options).map_err(|e| format!("{e:#}"))
+            crate::fit::curve::report::fit_curves(&self.loss_curves(), &options).map_err(|e| FitError::CurveLaw(format!("{e:#}")))
         })
     }
 
     /// Learning-rate transfer over the sweep's learning-rate scans.
     pub fn lr(&self) -> &Fitted<LrReport> {
-        self.lr.get_or_init(|| fit_lr_on(&self.table, &LrColumns::results_table(), 0).map_err(|e| format!("{e:#}")))
+        self.lr.get_or_init(|| fit_lr_on(&self.table, &LrColumns::results_table(), 0).map_err(|e| FitError::LearningRate(format!("{e:#}"))))
     }
 
     /// The batch-size law: the evaluation curves of the first grid whose runs span three or more
     /// batch sizes (other grids vary other things and would mix models); diverged runs left out.
     pub fn batch(&self) -> &Fitted<BatchReport> {
-        self.batch.get_or_init(|| self.fit_batch().map_err(|e| format!("{e:#}")))
+        self.batch.get_or_init(|| self.fit_batch().map_err(|e| FitError::BatchSize(format!("{e:#}"))))
     }
 
     fn fit_batch(&self) -> anyhow::Result<BatchReport> {
@@ -171,7 +203,7 @@ impl SweepResults {
     pub fn allocation_with(&self, options: &AllocationOptions, grid: Option<&str>) -> AllocationReport {
         let law_grid = self.law().as_ref().ok().and_then(|l| l.definition.grid.clone());
         let (curves, kind) = self.allocation_curves(grid.or(law_grid.as_deref()));
-        allocation::allocation(self.dir.clone(), &curves, kind, self.law().as_ref().map_err(Clone::clone), options)
+        allocation::allocation(self.dir.clone(), &curves, kind, self.law().as_ref().map_err(ToString::to_string), options)
     }
 
     /// The finished runs' evaluation curves of `grid` (all grids when `None`): where there are WSD

@@ -7,32 +7,14 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::status::read_plan;
+use crate::fit::observation::{Observations, Value};
 use crate::fsutil::atomic_write;
 use crate::layout::{RunDir, SweepDir};
 use crate::train::log::{read_metrics, read_status, MetricsRecord, RunState, Status};
 use crate::train::run::RunRecord;
 
 /// Names of the results table's columns that other stages read by name (the fits' defaults).
-pub mod column {
-    pub const RUN_ID: &str = "run_id";
-    pub const KIND: &str = "kind";
-    pub const GRID: &str = "grid";
-    pub const STATUS: &str = "status";
-    pub const WIDTH: &str = "width";
-    pub const DEPTH: &str = "depth";
-    pub const PARAMETERIZATION: &str = "parameterization";
-    /// How the run's hyperparameters follow depth (`mup.depth_rule`: minicpm, completep, none).
-    pub const DEPTH_RULE: &str = "depth_rule";
-    pub const LR: &str = "lr";
-    pub const BATCH_SIZE: &str = "batch_size";
-    pub const SEQ_LEN: &str = "seq_len";
-    /// N.
-    pub const NON_EMBEDDING_PARAMS: &str = "non_embedding_params";
-    /// D.
-    pub const TOKENS: &str = "tokens";
-    pub const FLOPS: &str = "flops";
-    pub const FINAL_EVAL_LOSS: &str = "final_eval_loss";
-}
+pub use crate::fit::observation::column;
 
 /// The fixed columns of `table.csv`, in order; swept parameters follow as `param.<key>`.
 pub const COLUMNS: &[&str] = &[
@@ -84,12 +66,13 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// The results table of a sweep, built in memory from its runs' files: `collect` writes it,
-/// and the fits, charts, report and export read it without writing anything.
+/// The results table of a sweep, built in memory from its runs' files, its cells typed: `collect`
+/// writes it, and the fits, charts, report and export read it as observations without writing
+/// anything.
 #[derive(Debug, Clone)]
 pub struct ResultsTable {
     pub header: Vec<String>,
-    pub rows: Vec<Vec<String>>,
+    pub rows: Vec<Vec<Value>>,
     /// Planned runs not finished (no row).
     pub unfinished: usize,
     /// Runs left out of the table, and why.
@@ -124,7 +107,8 @@ impl ResultsTable {
             };
             let mut fields = row(&run, &status, r)?;
             for k in &param_keys {
-                fields.push(r.params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default());
+                // As the sweep file wrote it (a number read back from it reads the same).
+                fields.push(r.params.iter().find(|(key, _)| key == k).map_or(Value::Missing, |(_, v)| Value::Text(v.clone())));
             }
             table.rows.push(fields);
         }
@@ -135,7 +119,7 @@ impl ResultsTable {
         let mut text = self.header.join(",");
         text.push('\n');
         for row in &self.rows {
-            text.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            text.push_str(&row.iter().map(|f| csv_field(&f.to_string())).collect::<Vec<_>>().join(","));
             text.push('\n');
         }
         text
@@ -148,6 +132,12 @@ impl ResultsTable {
         write_parquet(&parquet, &self.header, &self.rows).with_context(|| format!("writing {}", parquet.display()))?;
         Ok(CollectSummary { table, parquet, rows: self.rows.len(), unfinished: self.unfinished, warnings: self.warnings.clone() })
     }
+
+    /// The table as the fits read it: one observation per finished run, from the sweep at `source`
+    /// (lines as in `table.csv`).
+    pub fn observations(self, source: &Path) -> anyhow::Result<Observations> {
+        Observations::new(source, self.header, self.rows.into_iter().enumerate().map(|(i, r)| (i + 2, r)).collect())
+    }
 }
 
 /// `windtunnel collect DIR`: write the sweep's results table from its runs' files.
@@ -156,43 +146,44 @@ pub fn collect(sweep: &SweepDir) -> anyhow::Result<CollectSummary> {
 }
 
 /// The fixed columns of one finished run's row.
-fn row(run: &RunDir, status: &Status, r: &super::plan::PlannedRun) -> anyhow::Result<Vec<String>> {
+fn row(run: &RunDir, status: &Status, r: &super::plan::PlannedRun) -> anyhow::Result<Vec<Value>> {
     let run_json = run.record();
     let record: RunRecord = serde_json::from_str(&std::fs::read_to_string(&run_json).with_context(|| format!("cannot read {}", run_json.display()))?)
         .with_context(|| format!("{} is malformed", run_json.display()))?;
     let metrics = finished_metrics(run, status, &record)?;
     let last = metrics.last();
     let evals: Vec<&MetricsRecord> = metrics.iter().filter(|m| m.eval_loss.is_some()).collect();
-    let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+    let number = |x: Option<f64>| x.map_or(Value::Missing, Value::Number);
+    let text = |t: String| Value::Text(t);
     let c = &record.config;
     Ok(vec![
-        r.id.clone(),
-        r.trunk.clone().unwrap_or_default(),
-        r.kind.to_string(),
-        r.grid.clone(),
-        status.state.to_string(),
-        c.seed.to_string(),
-        record.shape.width.to_string(),
-        record.shape.depth.to_string(),
-        record.shape.heads.to_string(),
-        record.shape.kv_heads.to_string(),
-        c.mup.parameterization.to_string(),
-        c.mup.depth_rule.to_string(),
-        c.optimizer.lr.to_string(),
-        c.training.batch_size.to_string(),
-        c.training.seq_len.to_string(),
-        record.non_embedding_params.to_string(),
-        record.total_params.to_string(),
-        last.map_or(0, |m| m.tokens).to_string(),
-        opt(last.map(|m| m.flops_6nd)),
-        opt(last.map(|m| m.flops)),
-        opt(evals.last().and_then(|m| m.eval_loss)),
-        opt(evals.iter().filter_map(|m| m.eval_loss).reduce(f64::min)),
-        opt(last.map(|m| m.train_loss)),
-        opt(record.oracle_eval_loss),
-        opt(evals.last().and_then(|m| m.eval_bits_per_byte)),
-        opt(last.map(|m| m.wall_s)),
-        opt(last.map(|m| m.tokens_per_s)),
+        text(r.id.clone()),
+        r.trunk.clone().map_or(Value::Missing, text),
+        text(r.kind.to_string()),
+        text(r.grid.clone()),
+        text(status.state.to_string()),
+        Value::Count(c.seed),
+        Value::Count(record.shape.width as u64),
+        Value::Count(record.shape.depth as u64),
+        Value::Count(record.shape.heads as u64),
+        Value::Count(record.shape.kv_heads as u64),
+        text(c.mup.parameterization.to_string()),
+        text(c.mup.depth_rule.to_string()),
+        Value::Number(c.optimizer.lr),
+        Value::Count(c.training.batch_size as u64),
+        Value::Count(c.training.seq_len as u64),
+        Value::Count(record.non_embedding_params),
+        Value::Count(record.total_params),
+        Value::Count(last.map_or(0, |m| m.tokens)),
+        number(last.map(|m| m.flops_6nd)),
+        number(last.map(|m| m.flops)),
+        number(evals.last().and_then(|m| m.eval_loss)),
+        number(evals.iter().filter_map(|m| m.eval_loss).reduce(f64::min)),
+        number(last.map(|m| m.train_loss)),
+        number(record.oracle_eval_loss),
+        number(evals.last().and_then(|m| m.eval_bits_per_byte)),
+        number(last.map(|m| m.wall_s)),
+        number(last.map(|m| m.tokens_per_s)),
     ])
 }
 
@@ -229,15 +220,15 @@ fn finished_metrics(run: &RunDir, status: &Status, record: &RunRecord) -> anyhow
 }
 
 /// The Parquet type of a column: the fixed text and integer columns by name, swept parameters by
-/// whether every value parses as a number.
-fn column_kind(name: &str, values: &[&str]) -> ColumnKind {
+/// whether every value is a number.
+fn column_kind(name: &str, values: &[&Value]) -> ColumnKind {
     const TEXT: &[&str] = &["run_id", "trunk_id", "kind", "grid", "status", "parameterization", "depth_rule"];
     const INTEGER: &[&str] = &["seed", "width", "depth", "heads", "kv_heads", "batch_size", "seq_len", "non_embedding_params", "total_params", "tokens"];
     if TEXT.contains(&name) {
         ColumnKind::Text
     } else if INTEGER.contains(&name) {
         ColumnKind::Integer
-    } else if values.iter().all(|v| v.is_empty() || v.parse::<f64>().is_ok()) {
+    } else if values.iter().all(|v| v.number().is_some()) {
         ColumnKind::Float
     } else {
         ColumnKind::Text
@@ -252,14 +243,14 @@ enum ColumnKind {
 }
 
 /// One row group, every column OPTIONAL (an empty cell is a null), written atomically.
-fn write_parquet(path: &Path, header: &[String], rows: &[Vec<String>]) -> anyhow::Result<()> {
+fn write_parquet(path: &Path, header: &[String], rows: &[Vec<Value>]) -> anyhow::Result<()> {
     use parquet::basic::{ConvertedType, Repetition, Type as Physical};
     use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
     use parquet::file::writer::SerializedFileWriter;
     use parquet::schema::types::Type;
     use std::sync::Arc;
 
-    let kinds: Vec<ColumnKind> = (0..header.len()).map(|c| column_kind(&header[c], &rows.iter().map(|r| r[c].as_str()).collect::<Vec<_>>())).collect();
+    let kinds: Vec<ColumnKind> = (0..header.len()).map(|c| column_kind(&header[c], &rows.iter().map(|r| &r[c]).collect::<Vec<_>>())).collect();
     let fields = header
         .iter()
         .zip(&kinds)
@@ -278,20 +269,21 @@ fn write_parquet(path: &Path, header: &[String], rows: &[Vec<String>]) -> anyhow
         let mut group = writer.next_row_group()?;
         let mut c = 0;
         while let Some(mut column) = group.next_column()? {
-            let cells: Vec<&str> = rows.iter().map(|r| r[c].as_str()).collect();
-            let levels: Vec<i16> = cells.iter().map(|v| i16::from(!v.is_empty())).collect();
-            let present = cells.iter().filter(|v| !v.is_empty());
+            let cells: Vec<&Value> = rows.iter().map(|r| &r[c]).collect();
+            let levels: Vec<i16> = cells.iter().map(|v| i16::from(**v != Value::Missing)).collect();
+            let present = cells.iter().filter(|v| ***v != Value::Missing);
+            let number = |v: &Value| v.number().with_context(|| format!("column `{}` holds `{v}`, not a number", header[c]));
             match kinds[c] {
                 ColumnKind::Text => {
-                    let values: Vec<ByteArray> = present.map(|v| ByteArray::from(*v)).collect();
+                    let values: Vec<ByteArray> = present.map(|v| ByteArray::from(v.to_string().as_str())).collect();
                     column.typed::<ByteArrayType>().write_batch(&values, Some(&levels), None)?;
                 }
                 ColumnKind::Integer => {
-                    let values: Vec<i64> = present.map(|v| v.parse::<f64>().map(|x| x as i64)).collect::<Result<_, _>>()?;
+                    let values: Vec<i64> = present.map(|v| number(v).map(|x| x as i64)).collect::<Result<_, _>>()?;
                     column.typed::<Int64Type>().write_batch(&values, Some(&levels), None)?;
                 }
                 ColumnKind::Float => {
-                    let values: Vec<f64> = present.map(|v| v.parse::<f64>()).collect::<Result<_, _>>()?;
+                    let values: Vec<f64> = present.map(|v| number(v)).collect::<Result<_, _>>()?;
                     column.typed::<DoubleType>().write_batch(&values, Some(&levels), None)?;
                 }
             }

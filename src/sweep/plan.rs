@@ -13,8 +13,8 @@ use crate::layout::RunDir;
 use crate::model::memory::{self, MemoryEstimate};
 use crate::model::shape::{self, ModelShape};
 use crate::rng::Rng;
+use crate::schedule::{DecayShape, ScheduleSpec};
 use crate::train::config::{BranchConfig, RunConfig};
-use crate::train::schedule::{DecayShape, ScheduleSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -56,11 +56,11 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::optimizer::AdamWConfig;
-use super::schedule::ScheduleSpec;
 use crate::data::DataSpec;
 use crate::model::mup::MupConfig;
 use crate::model::precision::Precision;
 use crate::model::shape::{self, ModelShape};
+use crate::schedule::ScheduleSpec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

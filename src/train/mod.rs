@@ -10,4 +10,3 @@ pub mod log;
 pub mod optimizer;
 pub mod progress;
 pub mod run;
-pub mod schedule;

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::form::Decrement;
 use crate::fit::input::Table;
+use crate::fit::observation::{Observations, Value};
 
 /// One run's loss curve and the learning rate of each of its steps.
 #[derive(Debug, Clone, Serialize)]
@@ -162,7 +163,7 @@ pub struct LongColumns {
 /// step was not evaluated. Every run must have its rows in rising steps, finite non-negative
 /// rates and at least one loss; errors name the file, the row and the fix.
 pub fn read_long_table(path: &Path, columns: &LongColumns) -> anyhow::Result<Vec<Curve>> {
-    let table = Table::read(path)?;
+    let table = Table::observations(path)?;
     let long = LongTable::read(&table, columns)?;
     let run = table.column(&columns.run)?;
     let group = columns.group.as_deref().map(|c| table.column(c)).transpose()?;
@@ -170,7 +171,7 @@ pub fn read_long_table(path: &Path, columns: &LongColumns) -> anyhow::Result<Vec
     let mut order: Vec<String> = Vec::new();
     let mut rows_of: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
     for (i, row) in table.rows.iter().enumerate() {
-        let name = row[run].clone();
+        let name = row.values[run].to_string();
         if !rows_of.contains_key(&name) {
             order.push(name.clone());
         }
@@ -181,7 +182,7 @@ pub fn read_long_table(path: &Path, columns: &LongColumns) -> anyhow::Result<Vec
         let rows = &rows_of[&name];
         long.check_rows(&name, rows)?;
         let mut curve = long.curve(&name, rows)?;
-        curve.group = group.map_or_else(|| "all".to_string(), |g| table.rows[rows[0]][g].clone());
+        curve.group = group.map_or_else(|| "all".to_string(), |g| table.rows[rows[0]].values[g].to_string());
         curves.push(curve);
     }
     anyhow::ensure!(!curves.is_empty(), "{} has no rows; a curve table has one row per logged step", long.file);
@@ -190,7 +191,7 @@ pub fn read_long_table(path: &Path, columns: &LongColumns) -> anyhow::Result<Vec
 
 /// A long table's columns, parsed: what each run's rows are checked and read from.
 struct LongTable<'a> {
-    table: &'a Table,
+    table: &'a Observations,
     columns: &'a LongColumns,
     file: String,
     step: Vec<f64>,
@@ -202,11 +203,11 @@ struct LongTable<'a> {
 }
 
 impl<'a> LongTable<'a> {
-    fn read(table: &'a Table, columns: &'a LongColumns) -> anyhow::Result<Self> {
+    fn read(table: &'a Observations, columns: &'a LongColumns) -> anyhow::Result<Self> {
         Ok(Self {
             table,
             columns,
-            file: table.path.display().to_string(),
+            file: table.source.display().to_string(),
             step: table.numbers(&columns.step)?,
             lr: table.numbers(&columns.lr)?,
             loss: table.numbers(&columns.loss)?,
@@ -221,7 +222,7 @@ impl<'a> LongTable<'a> {
         let (file, columns) = (&self.file, self.columns);
         let mut last_step = -1.0;
         for &i in rows {
-            let (line, step, lr) = (i + 2, self.step[i], self.lr[i]);
+            let (line, step, lr) = (self.table.rows[i].line, self.step[i], self.lr[i]);
             anyhow::ensure!(
                 step.is_finite() && step >= 0.0 && step.fract() == 0.0 && step < 1e9,
                 "{file} line {line}: `{}` = {step} is not a step count (a whole number from 0); fix the row or choose the step column with --step",
@@ -237,9 +238,9 @@ impl<'a> LongTable<'a> {
                 "{file} line {line}: run `{name}` has learning rate {lr} at step {step}; every row needs a finite, non-negative `{}`",
                 columns.lr
             );
-            let cell = self.table.rows[i][self.loss_column].trim();
+            let cell = &self.table.rows[i].values[self.loss_column];
             anyhow::ensure!(
-                cell.is_empty() || self.loss[i].is_finite() && self.loss[i] > 0.0,
+                *cell == Value::Missing || self.loss[i].is_finite() && self.loss[i] > 0.0,
                 "{file} line {line}: run `{name}` has loss `{cell}` at step {step}; a loss is positive and finite, or left empty where the step was not evaluated"
             );
         }

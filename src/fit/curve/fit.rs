@@ -297,7 +297,7 @@ pub(crate) fn bootstrap(form: CurveFormKind, data: &FitData, theta: &[f64], curv
 mod tests {
     use super::*;
     use crate::fit::curve::form::MultiPower;
-    use crate::train::schedule::{DecayShape, ScheduleSpec};
+    use crate::schedule::{DecayShape, ScheduleSpec};
 
     fn logit(p: f64) -> f64 {
         (p / (1.0 - p)).ln()

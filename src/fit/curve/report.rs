@@ -18,7 +18,7 @@ use super::fit::{bootstrap, fit_theta, laws_of, CurveLaw, FitData};
 use super::form::CurveFormKind;
 use super::schedules::{decay_fractions, GroupFrame, ScheduleRequest, DECAY_SHAPES};
 use crate::fit::bootstrap::Interval;
-use crate::train::schedule::DecayShape;
+use crate::schedule::DecayShape;
 
 /// What to fit and predict.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@
 use serde::Serialize;
 
 use super::data::Curve;
-use crate::train::schedule::{DecayShape, ScheduleSpec};
+use crate::schedule::{DecayShape, ScheduleSpec};
 
 /// What a group's runs share: the frame a new schedule is drawn in.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::report::LawDefinition;
+use crate::fit::report::LawDefinition;
 use crate::fsutil::atomic_write;
 use crate::layout::{FitKind, SweepDir};
 

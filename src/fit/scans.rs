@@ -1,20 +1,16 @@
-//! `windtunnel fit lr` and `windtunnel fit batch`: read their points from a table or from run
-//! directories, fit, and report.
+//! `windtunnel fit lr` and `windtunnel fit batch` over observations: which rows are
+//! learning-rate scans and how they group, the batch-size curves of a table, the laws fitted
+//! ([`super::transfer`]), and their reports. Where the observations come from (a sweep's runs, a
+//! table, run directories) is the results layer's business (`results::scans`).
 
-use crate::layout::RunDir;
-use crate::sweep::collect::column;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
 use serde::Serialize;
 
-use super::input::Table;
+use super::observation::{column, Observations, RunRole};
 use super::transfer::{batch_law, lr_transfer, power_law, BatchLaw, CurvePoint, Line, LrPoint, LrTransfer};
 use crate::format::si;
-use crate::train::log::{read_metrics, read_status, RunState};
-use crate::train::run::RunRecord;
 
 /// Column names for `fit lr` (defaults: the results table's).
 #[derive(Debug, Clone)]
@@ -52,46 +48,37 @@ pub struct LrReport {
     pub grouped_by: Vec<String>,
 }
 
-/// Learning-rate transfer from a table (rows whose `status` is not `done` are left out).
-pub fn fit_lr(input: &Path, columns: &LrColumns, seed: u64) -> anyhow::Result<LrReport> {
-    fit_lr_on(&Table::read(input)?, columns, seed)
-}
-
-/// Learning-rate transfer from a table already read.
-pub fn fit_lr_on(table: &Table, columns: &LrColumns, seed: u64) -> anyhow::Result<LrReport> {
+/// Learning-rate transfer over the observations' learning-rate scans (rows whose `status` is not
+/// `done` are left out).
+pub fn fit_lr_on(table: &Observations, columns: &LrColumns, seed: u64) -> anyhow::Result<LrReport> {
     let lr = table.numbers(&columns.lr)?;
     let width = table.numbers(&columns.width)?;
     let depth = match &columns.depth {
-        Some(d) if table.columns.contains(d) => table.numbers(d)?,
+        Some(d) if table.has(d) => table.numbers(d)?,
         _ => vec![0.0; lr.len()],
     };
     let loss = table.numbers(&columns.loss)?;
-    let status = table.columns.iter().position(|c| c == column::STATUS);
-    // In a sweep's table the learning-rate scans are plain runs (trunks and branches are WSD grids).
-    let kind = table.columns.iter().position(|c| c == column::KIND);
     let group = columns.group.as_ref().and_then(|g| table.columns.iter().position(|c| c == g));
     // In a sweep's table, only grids that vary the learning rate are scans (a batch-size grid at
     // one learning rate is not).
-    let grid = table.columns.iter().position(|c| c == column::GRID);
     let scans_lr = |i: usize| {
-        grid.is_none_or(|g| {
-            let mut lrs: Vec<f64> = (0..lr.len()).filter(|&j| table.rows[j][g] == table.rows[i][g]).map(|j| lr[j]).collect();
-            lrs.sort_by(f64::total_cmp);
-            lrs.dedup();
-            lrs.len() >= 2
+        table.rows[i].grid.as_ref().is_none_or(|grid| {
+            let lrs = (0..lr.len()).filter(|&j| table.rows[j].grid.as_ref() == Some(grid)).map(|j| lr[j]);
+            super::distinct_count(lrs) >= 2
         })
     };
     let mut excluded = 0;
     let mut rows = Vec::new();
-    for i in 0..lr.len() {
-        if kind.is_some_and(|k| table.rows[i][k] != "plain") || !scans_lr(i) {
+    for (i, row) in table.rows.iter().enumerate() {
+        // In a sweep's table the learning-rate scans are plain runs (trunks and branches are WSD grids).
+        if row.role.is_some_and(|r| r != RunRole::Plain) || !scans_lr(i) {
             continue;
         }
-        if status.is_some_and(|s| table.rows[i][s] != super::input::STATUS_DONE) || !loss[i].is_finite() {
+        if !row.is_done() || !loss[i].is_finite() {
             excluded += 1;
             continue;
         }
-        anyhow::ensure!(lr[i] > 0.0 && width[i] > 0.0, "{} line {}: lr and width must be positive", table.path.display(), i + 2);
+        anyhow::ensure!(lr[i] > 0.0 && width[i] > 0.0, "{} line {}: lr and width must be positive", table.source.display(), row.line);
         rows.push(i);
     }
     // Runs that differ in another hyperparameter (batch size, tokens, a swept key) are scans of
@@ -99,9 +86,9 @@ pub fn fit_lr_on(table: &Table, columns: &LrColumns, seed: u64) -> anyhow::Resul
     let varied = varied_hyperparameters(table, &rows, columns);
     let mut by_group: Vec<(String, Vec<LrPoint>)> = Vec::new();
     for i in rows {
-        let mut key = group.map_or_else(|| "all".to_string(), |g| table.rows[i][g].clone());
+        let mut key = group.map_or_else(|| "all".to_string(), |g| table.rows[i].values[g].to_string());
         for &c in &varied {
-            key.push_str(&format!(", {}={}", table.columns[c], table.rows[i][c]));
+            key.push_str(&format!(", {}={}", table.columns[c], table.rows[i].values[c]));
         }
         let point = LrPoint { width: width[i], depth: depth[i], lr: lr[i], loss: loss[i] };
         match by_group.iter_mut().find(|(k, _)| *k == key) {
@@ -109,7 +96,7 @@ pub fn fit_lr_on(table: &Table, columns: &LrColumns, seed: u64) -> anyhow::Resul
             None => by_group.push((key, vec![point])),
         }
     }
-    anyhow::ensure!(!by_group.is_empty(), "{}: no finished runs of a learning-rate scan to fit", table.path.display());
+    anyhow::ensure!(!by_group.is_empty(), "{}: no finished runs of a learning-rate scan to fit", table.source.display());
     let mut groups = Vec::new();
     for (key, points) in by_group {
         // A parabola in log lr needs three different learning rates at each width.
@@ -120,7 +107,7 @@ pub fn fit_lr_on(table: &Table, columns: &LrColumns, seed: u64) -> anyhow::Resul
             anyhow::ensure!(
                 lrs.len() >= 3,
                 "{}: group `{key}`, width {}: {} distinct learning rate(s); a learning-rate scan needs at least 3 per width",
-                table.path.display(),
+                table.source.display(),
                 p.width,
                 lrs.len()
             );
@@ -129,16 +116,16 @@ pub fn fit_lr_on(table: &Table, columns: &LrColumns, seed: u64) -> anyhow::Resul
         anyhow::ensure!(
             transfer.optima.iter().all(|o| o.points >= 3),
             "{}: group `{key}` has a width with fewer than 3 learning rates; a parabola needs 3",
-            table.path.display()
+            table.source.display()
         );
         groups.push((key, transfer));
     }
-    Ok(LrReport { input: table.path.clone(), excluded_not_done: excluded, groups, grouped_by: varied.iter().map(|&c| table.columns[c].clone()).collect() })
+    Ok(LrReport { input: table.source.clone(), excluded_not_done: excluded, groups, grouped_by: varied.iter().map(|&c| table.columns[c].clone()).collect() })
 }
 
 /// Columns other than the scan's own (lr, width, depth, group, seed) whose value differs
 /// between `rows` of the same group of a learning-rate scan: the batch size, the tokens, a swept key.
-fn varied_hyperparameters(table: &Table, rows: &[usize], columns: &LrColumns) -> Vec<usize> {
+fn varied_hyperparameters(table: &Observations, rows: &[usize], columns: &LrColumns) -> Vec<usize> {
     const HYPERPARAMETERS: &[&str] = &[column::BATCH_SIZE, column::SEQ_LEN, column::TOKENS];
     let own = [Some(&columns.lr), Some(&columns.width), columns.depth.as_ref(), columns.group.as_ref()];
     let group = columns.group.as_ref().and_then(|g| table.columns.iter().position(|h| h == g));
@@ -151,10 +138,10 @@ fn varied_hyperparameters(table: &Table, rows: &[usize], columns: &LrColumns) ->
         .filter(|&c| {
             // Varied within a group (µP or SP): a column that only follows the group (a swept
             // `mup.parameterization`) is the group itself. Each row against its group's first.
-            let mut first: HashMap<Option<&String>, usize> = HashMap::new();
+            let mut first: HashMap<Option<String>, usize> = HashMap::new();
             rows.iter().any(|&i| {
-                let j = *first.entry(group.map(|g| &table.rows[i][g])).or_insert(i);
-                table.rows[i][c] != table.rows[j][c]
+                let j = *first.entry(group.map(|g| table.rows[i].values[g].to_string())).or_insert(i);
+                table.rows[i].values[c] != table.rows[j].values[c]
             })
         })
         .collect()
@@ -197,74 +184,20 @@ impl std::fmt::Display for LrReport {
     }
 }
 
-/// Training curves of every run directory under `dir` (any folder holding run.json and
-/// metrics.jsonl), or of a CSV table with batch size, tokens and loss columns.
-pub fn curves(input: &Path, eval: bool, columns: &BatchColumns) -> anyhow::Result<Vec<CurvePoint>> {
-    if input.is_dir() {
-        let points = curves_of_runs(&run_dirs(input), eval)?;
-        anyhow::ensure!(!points.is_empty(), "{}: no run directories with metrics found", input.display());
-        return Ok(points);
-    }
-    let table = Table::read(input)?;
+/// The batch-size curves of a table: batch size in tokens, tokens so far and loss per row.
+pub fn curves_of_table(table: &Observations, columns: &BatchColumns) -> anyhow::Result<Vec<CurvePoint>> {
     let (bs, tokens, loss) = (table.numbers(&columns.batch_size)?, table.numbers(&columns.tokens)?, table.numbers(&columns.curve_loss)?);
-    for i in 0..bs.len() {
+    for (i, row) in table.rows.iter().enumerate() {
         for (name, column, v) in [("batch size", &columns.batch_size, bs[i]), ("tokens", &columns.tokens, tokens[i])] {
             anyhow::ensure!(
                 v.is_finite() && v > 0.0,
                 "{} line {}: {name} `{column}` = {v}; batch sizes and token counts are positive (fix the row or leave it out)",
-                table.path.display(),
-                i + 2
+                table.source.display(),
+                row.line
             );
         }
     }
     Ok((0..bs.len()).map(|i| CurvePoint { batch_size: bs[i], tokens: tokens[i], loss: loss[i] }).collect())
-}
-
-/// Training curves of the given run directories (diverged runs left out).
-pub fn curves_of_runs(runs: &[PathBuf], eval: bool) -> anyhow::Result<Vec<CurvePoint>> {
-    let mut points = Vec::new();
-    for run in runs {
-        let dir = RunDir::new(run);
-        if !dir.record().exists() {
-            continue;
-        }
-        let record: RunRecord =
-            serde_json::from_str(&std::fs::read_to_string(dir.record())?).with_context(|| format!("{} is malformed", dir.record().display()))?;
-        if read_status(run)?.is_some_and(|s| s.state == RunState::Diverged) {
-            continue;
-        }
-        let batch_tokens = record.tokens_per_step as f64;
-        for m in read_metrics(&dir.metrics())? {
-            let loss = if eval { m.eval_loss } else { Some(m.train_loss) };
-            if let Some(loss) = loss.filter(|l| l.is_finite()) {
-                points.push(CurvePoint { batch_size: batch_tokens, tokens: m.tokens as f64, loss });
-            }
-        }
-    }
-    Ok(points)
-}
-
-/// Folders under `dir` (to two levels) that hold a run.
-pub fn run_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let visit = |d: &Path| {
-        if let Ok(entries) = std::fs::read_dir(d) {
-            let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
-            entries.sort();
-            entries
-        } else {
-            Vec::new()
-        }
-    };
-    let is_run = |d: &Path| RunDir::new(d).record().exists();
-    for a in visit(dir) {
-        if is_run(&a) {
-            out.push(a);
-        } else {
-            out.extend(visit(&a).into_iter().filter(|b| is_run(b)));
-        }
-    }
-    out
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -311,22 +244,15 @@ impl Default for BatchColumns {
     }
 }
 
-/// MiniCPM's batch-size law from curves; DeepSeek's laws when a runs table (FLOPs, learning
-/// rate, batch size and loss columns) is given.
-pub fn fit_batch(input: &Path, eval: bool, runs_table: Option<&Path>, columns: &BatchColumns) -> anyhow::Result<BatchReport> {
-    fit_batch_points(input, curves(input, eval, columns)?, runs_table.map(|t| (t, columns)))
-}
-
 /// MiniCPM's batch-size law from curve points (and DeepSeek's from a runs table), reported as read from `input`.
-pub fn fit_batch_points(input: &Path, points: Vec<CurvePoint>, runs_table: Option<(&Path, &BatchColumns)>) -> anyhow::Result<BatchReport> {
+pub fn fit_batch_points(input: &Path, points: Vec<CurvePoint>, runs_table: Option<(&Observations, &BatchColumns)>) -> anyhow::Result<BatchReport> {
     let mut sizes: Vec<f64> = points.iter().map(|p| p.batch_size).collect();
     sizes.sort_by(f64::total_cmp);
     sizes.dedup();
     anyhow::ensure!(sizes.len() >= 3, "{}: curves of {} batch sizes; the batch-size law needs at least 3", input.display(), sizes.len());
     let minicpm = batch_law(&points, 10);
     let (mut lr_in_compute, mut batch_in_compute) = (None, None);
-    if let Some((table_path, cols)) = runs_table {
-        let table = Table::read(table_path)?;
+    if let Some((table, cols)) = runs_table {
         let (c, lr, bs, loss) = (table.numbers(&cols.flops)?, table.numbers(&cols.lr)?, table.numbers(&cols.batch_size)?, table.numbers(&cols.loss)?);
         // Group runs by compute budget (within 5% in log10), take each group's best run.
         let mut budgets: Vec<(f64, f64, f64, f64)> = Vec::new();
@@ -342,7 +268,7 @@ pub fn fit_batch_points(input: &Path, points: Vec<CurvePoint>, runs_table: Optio
                 _ => budgets.push((c[i], lr[i], bs[i], loss[i])),
             }
         }
-        anyhow::ensure!(budgets.len() >= 2, "{}: runs at {} compute budget(s); power laws in compute need at least 2", table.path.display(), budgets.len());
+        anyhow::ensure!(budgets.len() >= 2, "{}: runs at {} compute budget(s); power laws in compute need at least 2", table.source.display(), budgets.len());
         lr_in_compute = power_law(&budgets.iter().map(|g| (g.0, g.1)).collect::<Vec<_>>()).map(|(c, p, line)| PowerLaw { coefficient: c, exponent: p, line });
         batch_in_compute =
             power_law(&budgets.iter().map(|g| (g.0, g.2)).collect::<Vec<_>>()).map(|(c, p, line)| PowerLaw { coefficient: c, exponent: p, line });
