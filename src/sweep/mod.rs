@@ -104,9 +104,34 @@ pub struct DryRun {
     pub dir: std::path::PathBuf,
     pub runs: usize,
     pub already_finished: usize,
-    /// The runs that would train: (id, kind, width, tokens, own FLOPs).
-    pub would_train: Vec<(String, plan::RunKind, usize, u64, f64)>,
+    /// The runs that would train.
+    pub would_train: Vec<WouldTrain>,
     pub flops: f64,
+}
+
+/// A run `run --dry-run` would train. In `--json` it is an array, `[id, kind, width, tokens,
+/// flops]`, as it always was.
+#[derive(Debug)]
+pub struct WouldTrain {
+    pub id: String,
+    pub kind: plan::RunKind,
+    pub width: usize,
+    pub tokens: u64,
+    /// The FLOPs it trains itself (a branch: its decay alone).
+    pub own_flops: f64,
+}
+
+impl Serialize for WouldTrain {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple as _;
+        let mut row = serializer.serialize_tuple(5)?;
+        row.serialize_element(&self.id)?;
+        row.serialize_element(&self.kind)?;
+        row.serialize_element(&self.width)?;
+        row.serialize_element(&self.tokens)?;
+        row.serialize_element(&self.own_flops)?;
+        row.end()
+    }
 }
 
 pub fn dry_run(sweep_file: &Path, out_root: &Path) -> anyhow::Result<DryRun> {
@@ -115,16 +140,21 @@ pub fn dry_run(sweep_file: &Path, out_root: &Path) -> anyhow::Result<DryRun> {
     let plan = plan::plan(&spec).with_context(|| format!("planning {}", sweep_file.display()))?;
     let sweep = SweepDir::for_sweep(out_root, &spec.name);
     let finished = |id: &str| crate::train::log::read_status(sweep.run(id).root()).ok().flatten().is_some_and(|s| s.state.is_finished());
-    let would_train: Vec<_> = plan.runs.iter().filter(|r| !finished(&r.id)).map(|r| (r.id.clone(), r.kind, r.width, r.tokens, r.own_flops)).collect();
-    let flops = would_train.iter().map(|r| r.4).sum();
+    let would_train: Vec<WouldTrain> = plan
+        .runs
+        .iter()
+        .filter(|r| !finished(&r.id))
+        .map(|r| WouldTrain { id: r.id.clone(), kind: r.kind, width: r.width, tokens: r.tokens, own_flops: r.own_flops })
+        .collect();
+    let flops = would_train.iter().map(|r| r.own_flops).sum();
     Ok(DryRun { dir: sweep.root().to_path_buf(), runs: plan.runs.len(), already_finished: plan.runs.len() - would_train.len(), would_train, flops })
 }
 
 impl std::fmt::Display for DryRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "dry run: nothing trained. {}: {} runs, {} already finished", self.dir.display(), self.runs, self.already_finished)?;
-        for (id, kind, width, tokens, flops) in &self.would_train {
-            writeln!(f, "  would train {id} {kind:<6} width {width:>5} D {:>9} {flops:.3e} FLOPs", crate::format::si(*tokens as f64))?;
+        for WouldTrain { id, kind, width, tokens, own_flops } in &self.would_train {
+            writeln!(f, "  would train {id} {kind:<6} width {width:>5} D {:>9} {own_flops:.3e} FLOPs", crate::format::si(*tokens as f64))?;
         }
         write!(f, "{} run(s) would train, {:.3e} FLOPs; run without --dry-run to train them", self.would_train.len(), self.flops)
     }
@@ -165,4 +195,15 @@ pub fn cancel(sweep: &SweepDir) -> anyhow::Result<Vec<CancelReport>> {
     }
     anyhow::ensure!(!stopped.is_empty(), "{}: nothing is running (no `windtunnel run` holds it, and no Slurm jobs are recorded)", sweep.root().display());
     Ok(stopped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_would_train_is_a_json_array_as_before() {
+        let run = WouldTrain { id: "a".into(), kind: plan::RunKind::Branch, width: 64, tokens: 2048, own_flops: 1.5e9 };
+        assert_eq!(serde_json::to_string(&run).unwrap(), serde_json::to_string(&("a", plan::RunKind::Branch, 64usize, 2048u64, 1.5e9)).unwrap());
+    }
 }
