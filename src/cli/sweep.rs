@@ -7,9 +7,10 @@ use super::{emit, this_binary};
 use windtunnel::device::DeviceSpec;
 use windtunnel::layout::SweepDir;
 use windtunnel::sweep::executor::{CancelReport, Executor};
+use windtunnel::sweep::loaded::LoadedSweep;
 use windtunnel::sweep::local::{ExecOptions, LocalExecutor};
 use windtunnel::sweep::slurm::{SlurmExecutor, SlurmOptions};
-use windtunnel::sweep::spec::{SlurmSpec, SweepSpec};
+use windtunnel::sweep::spec::SlurmSpec;
 use windtunnel::sweep::worker::Workers;
 
 #[derive(Args)]
@@ -208,20 +209,17 @@ pub fn init(args: InitArgs) -> anyhow::Result<u8> {
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| "sweep".into());
     let text = windtunnel::sweep::STARTING_SWEEP.replace("NAME", &name);
     // The written file must plan: a name that is not a folder name is refused here, not later.
-    let spec = SweepSpec::parse(&text, path)?;
-    let plan = windtunnel::sweep::plan::plan(&spec)?;
-    windtunnel::fsutil::atomic_write(path, text.as_bytes())?;
-    emit(&Initialised { path: path.clone(), name, runs: plan.runs.len(), flops: plan.total_flops }, args.json)
+    let loaded = LoadedSweep::parse(text, path)?;
+    windtunnel::fsutil::atomic_write(path, loaded.text.as_bytes())?;
+    emit(&Initialised { path: path.clone(), name, runs: loaded.plan.runs.len(), flops: loaded.plan.total_flops }, args.json)
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
-    let spec = SweepSpec::load(&args.sweep)?;
-    let plan = windtunnel::sweep::plan::plan(&spec).map_err(|e| e.context(format!("planning {}", args.sweep.display())))?;
-    emit(&plan, args.json)
+    emit(&LoadedSweep::read(&args.sweep)?.plan, args.json)
 }
 
-/// The executor the command line asks for.
-fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
+/// The executor the command line asks for (Slurm's: the sweep file's [slurm] block under the flags).
+fn executor(args: &RunArgs, loaded: &LoadedSweep) -> anyhow::Result<Box<dyn Executor>> {
     if args.executor == ExecutorKind::Local {
         let devices = parse_devices(&args.devices)?;
         let on_gpus = devices.iter().any(|&d| d != DeviceSpec::Cpu);
@@ -237,7 +235,7 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
         })));
     }
     let a = &args.slurm;
-    let spec = SlurmSpec {
+    let flags = SlurmSpec {
         partition: a.partition.clone(),
         account: a.account.clone(),
         qos: a.qos.clone(),
@@ -256,7 +254,7 @@ fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
         runs_per_device: args.runs_per_device.map(|k| u32::try_from(k).unwrap_or(u32::MAX)),
     };
     Ok(Box::new(SlurmExecutor::new(SlurmOptions {
-        spec,
+        spec: loaded.spec.slurm.clone().unwrap_or_default().merged(&flags),
         worker: this_binary()?,
         dry_run: a.dry_run,
         wait: a.wait,
@@ -272,10 +270,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if args.adaptive {
         return run_adaptive(&args);
     }
+    let loaded = LoadedSweep::read(&args.sweep)?;
     if args.slurm.dry_run && args.executor == ExecutorKind::Local {
-        return emit(&windtunnel::sweep::dry_run(&args.sweep, &args.out)?, args.json);
+        return emit(&windtunnel::sweep::dry_run(&loaded, &args.out)?, args.json);
     }
-    let out = windtunnel::sweep::run(&args.sweep, &args.out, &*executor(&args)?)?;
+    let out = windtunnel::sweep::run(&loaded, &args.out, &*executor(&args, &loaded)?)?;
     let (s, dir) = (&out.exec, out.dir.display());
     match &out.table {
         Some(t) => windtunnel::stderr_line!("{dir}: {s}; {} ({} rows)", t.table.display(), t.rows),
@@ -304,7 +303,8 @@ fn run_adaptive(args: &RunArgs) -> anyhow::Result<u8> {
         ExecutorKind::Local => args.parallel.unwrap_or(parse_devices(&args.devices)?.len() * args.runs_per_device.unwrap_or(1)),
         ExecutorKind::Slurm => args.parallel.unwrap_or(4),
     };
-    let out = windtunnel::adaptive::sweep::run(&args.sweep, &args.out, &*executor(args)?, slots, args.quiet)?;
+    let loaded = LoadedSweep::read(&args.sweep)?;
+    let out = windtunnel::adaptive::sweep::run(&loaded, &args.out, &*executor(args, &loaded)?, slots, args.quiet)?;
     if let Some(code) = stopped(&out.exec, &out.dir)? {
         return Ok(code);
     }

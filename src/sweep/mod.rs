@@ -1,4 +1,4 @@
-//! Sweeps: the sweep file ([`spec`]), the run graph with WSD trunks and branches ([`plan`]), the
+//! Sweeps: the sweep file ([`spec`], read and planned once as a [`loaded::LoadedSweep`]), the run graph with WSD trunks and branches ([`plan`]), the
 //! progress read back from the files ([`status`]), the results table ([`collect`]), and the
 //! executors that run the graph ([`executor`]: [`local`] worker processes, [`slurm`] job arrays;
 //! [`progress`] draws the local executor's bars).
@@ -9,6 +9,7 @@
 pub mod collect;
 pub mod executor;
 pub mod integrity;
+pub mod loaded;
 pub mod local;
 pub mod plan;
 pub mod progress;
@@ -26,6 +27,7 @@ use serde::Serialize;
 use crate::fsutil::{atomic_write, FileLock};
 use crate::layout::SweepDir;
 use executor::{CancelReport, ExecReport, Executor};
+use loaded::LoadedSweep;
 
 /// The commented starting sweep `windtunnel init` writes (`NAME` stands for the sweep's name).
 pub const STARTING_SWEEP: &str = include_str!("starting-sweep.toml");
@@ -78,16 +80,13 @@ pub fn materialise(sweep: &SweepDir, sweep_text: &str, plan: &plan::Plan) -> any
     Ok(())
 }
 
-/// `windtunnel run`: plan the sweep file, take the directory's lock, write the plan and the run
+/// `windtunnel run`: take the sweep directory's lock under `out_root`, write the plan and the run
 /// configs, hand the unfinished runs to `executor`, and collect the table once it is done.
-pub fn run(sweep_file: &Path, out_root: &Path, executor: &dyn Executor) -> anyhow::Result<SweepOutcome> {
-    let text = std::fs::read_to_string(sweep_file).with_context(|| format!("cannot read sweep file {}", sweep_file.display()))?;
-    let spec = spec::SweepSpec::parse(&text, sweep_file)?;
-    let plan = plan::plan(&spec).with_context(|| format!("planning {}", sweep_file.display()))?;
-    let sweep = SweepDir::for_sweep(out_root, &spec.name);
+pub fn run(loaded: &LoadedSweep, out_root: &Path, executor: &dyn Executor) -> anyhow::Result<SweepOutcome> {
+    let sweep = loaded.dir(out_root);
     let _lock = lock(&sweep)?;
-    materialise(&sweep, &text, &plan)?;
-    let exec = executor.execute(&sweep, &plan)?;
+    materialise(&sweep, &loaded.text, &loaded.plan)?;
+    let exec = executor.execute(&sweep, &loaded.plan)?;
     let table = if exec.waited {
         let table = collect::collect(&sweep).with_context(|| format!("the sweep ran ({exec}) but its table could not be written"))?;
         Some(table)
@@ -134,11 +133,8 @@ impl Serialize for WouldTrain {
     }
 }
 
-pub fn dry_run(sweep_file: &Path, out_root: &Path) -> anyhow::Result<DryRun> {
-    let text = std::fs::read_to_string(sweep_file).with_context(|| format!("cannot read sweep file {}", sweep_file.display()))?;
-    let spec = spec::SweepSpec::parse(&text, sweep_file)?;
-    let plan = plan::plan(&spec).with_context(|| format!("planning {}", sweep_file.display()))?;
-    let sweep = SweepDir::for_sweep(out_root, &spec.name);
+pub fn dry_run(loaded: &LoadedSweep, out_root: &Path) -> anyhow::Result<DryRun> {
+    let (sweep, plan) = (loaded.dir(out_root), &loaded.plan);
     let finished = |id: &str| crate::train::log::read_status(sweep.run(id).root()).ok().flatten().is_some_and(|s| s.state.is_finished());
     let would_train: Vec<WouldTrain> = plan
         .runs

@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use super::executor::{CancelReport, ExecReport, Executor, Submitted};
 use super::plan::{Plan, PlannedRun, RunKind};
-use super::spec::{SlurmSpec, SweepSpec};
+use super::spec::SlurmSpec;
 use super::status::{files_view, LiveState, SweepStatus};
 use super::worker::Workers;
 use crate::fsutil::atomic_write;
@@ -71,6 +71,7 @@ fn job_name(s: &str) -> String {
 
 #[derive(Debug, Clone)]
 pub struct SlurmOptions {
+    /// The sweep file's `[slurm]` block with the command line's keys over it.
     pub spec: SlurmSpec,
     /// This binary (used when the spec names none).
     pub worker: PathBuf,
@@ -583,11 +584,9 @@ impl Executor for SlurmExecutor {
         "slurm"
     }
 
-    /// Submit (with the sweep file's `[slurm]` block under the command line's keys), and with
-    /// `wait` stay until Slurm has nothing left of the sweep.
+    /// Submit, and with `wait` stay until Slurm has nothing left of the sweep.
     fn execute(&self, sweep: &SweepDir, plan: &Plan) -> anyhow::Result<ExecReport> {
-        let file = SweepSpec::load(&sweep.sweep_file())?;
-        let mut options = SlurmOptions { spec: file.slurm.unwrap_or_default().merged(&self.options.spec), ..self.options.clone() };
+        let mut options = self.options.clone();
         // A kernel cache chosen explicitly reaches every task; otherwise each node uses its default.
         let from_file = plan.kernel_cache.clone().map(|dir| KernelCache { dir, source: "[gpu] kernel_cache".into() });
         if let Some(cache) = KernelCache::resolve(self.options.kernel_cache.as_deref(), from_file).filter(KernelCache::is_explicit) {

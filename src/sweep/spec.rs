@@ -213,28 +213,8 @@ fn default_decay_fraction() -> f64 {
 }
 
 impl SweepSpec {
-    /// Read a sweep file; errors name the file, the line and the key.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        use std::io::Read as _;
-        let file = std::fs::File::open(path).with_context(|| format!("cannot read sweep file {}", path.display()))?;
-        // Read at most one byte past the cap: `/dev/zero` or a wrong path to a data file is refused
-        // at once instead of read without end.
-        let mut bytes = Vec::new();
-        file.take(Self::MAX_FILE_BYTES + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read sweep file {}", path.display()))?;
-        anyhow::ensure!(
-            bytes.len() as u64 <= Self::MAX_FILE_BYTES,
-            "{} is over {} MiB; a sweep file is a short TOML text (is this the right path?)",
-            path.display(),
-            Self::MAX_FILE_BYTES >> 20
-        );
-        let text = String::from_utf8(bytes)
-            .map_err(|e| anyhow::anyhow!("{} is not UTF-8 text (byte {}); a sweep file is TOML", path.display(), e.utf8_error().valid_up_to()))?;
-        Self::parse(&text, path)
-    }
-
-    /// The largest sweep file read.
-    pub const MAX_FILE_BYTES: u64 = 4 << 20;
-
+    /// Parse and check the text of the sweep file `path` (read by [`super::loaded::LoadedSweep`]);
+    /// errors name the file, the line and the key.
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
         let mut spec: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
