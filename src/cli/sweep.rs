@@ -65,7 +65,9 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "local")]
     executor: ExecutorKind,
     #[command(flatten)]
-    slurm: SlurmArgs,
+    slurm: SlurmSpec,
+    #[command(flatten)]
+    submit: SubmitArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -91,45 +93,10 @@ enum ExecutorKind {
     Slurm,
 }
 
-/// Overrides of the sweep file's [slurm] block (with --executor slurm).
+/// `--dry-run` and `--wait`, shown with the Slurm flags.
 #[derive(Args)]
 #[command(next_help_heading = "Slurm (with --executor slurm; each overrides the sweep file's [slurm] key)")]
-struct SlurmArgs {
-    #[arg(long)]
-    partition: Option<String>,
-    #[arg(long)]
-    account: Option<String>,
-    #[arg(long)]
-    qos: Option<String>,
-    /// Time limit per task: "MM", "HH:MM:SS" or "D-HH:MM".
-    #[arg(long)]
-    time: Option<String>,
-    #[arg(long)]
-    gpus_per_task: Option<u32>,
-    #[arg(long)]
-    cpus_per_task: Option<u32>,
-    /// Memory per node, e.g. 16G.
-    #[arg(long)]
-    mem: Option<String>,
-    #[arg(long)]
-    constraint: Option<String>,
-    /// At most K tasks of an array at once.
-    #[arg(long)]
-    array_throttle: Option<u32>,
-    /// An extra #SBATCH option (repeatable), e.g. --sbatch=--exclusive.
-    #[arg(long = "sbatch", allow_hyphen_values = true)]
-    sbatch_lines: Vec<String>,
-    /// A shell line to run before the worker (repeatable), e.g. --setup "module load cuda".
-    #[arg(long)]
-    setup: Vec<String>,
-    /// Seconds before the time limit at which the task is told to checkpoint [default: 120].
-    #[arg(long)]
-    signal_seconds: Option<u32>,
-    /// Runs per array task, trained one after another, or --runs-per-device at a time (short
-    /// proxies share a scheduler slot; trunks keep a task each) [default: GPUs per task ×
-    /// runs-per-device, else 1].
-    #[arg(long)]
-    runs_per_task: Option<u32>,
+struct SubmitArgs {
     /// Train nothing: with the local executor, print what would run and what it would cost; with
     /// --executor slurm, also write the sbatch scripts into DIR/slurm/ without submitting them.
     #[arg(long)]
@@ -234,30 +201,16 @@ fn executor(args: &RunArgs, loaded: &LoadedSweep) -> anyhow::Result<Box<dyn Exec
             quiet: args.quiet,
         })));
     }
-    let a = &args.slurm;
     let flags = SlurmSpec {
-        partition: a.partition.clone(),
-        account: a.account.clone(),
-        qos: a.qos.clone(),
-        time: a.time.clone(),
-        gpus_per_task: a.gpus_per_task,
-        cpus_per_task: a.cpus_per_task,
-        mem: a.mem.clone(),
-        constraint: a.constraint.clone(),
-        array_throttle: a.array_throttle,
-        sbatch: a.sbatch_lines.clone(),
-        setup: a.setup.clone(),
-        signal_seconds: a.signal_seconds,
         max_requeues: args.max_retries.map(|r| r as u32),
-        windtunnel: None,
-        runs_per_task: a.runs_per_task,
         runs_per_device: args.runs_per_device.map(|k| u32::try_from(k).unwrap_or(u32::MAX)),
+        ..args.slurm.clone()
     };
     Ok(Box::new(SlurmExecutor::new(SlurmOptions {
-        spec: loaded.spec.slurm.clone().unwrap_or_default().merged(&flags),
+        spec: loaded.spec.slurm.clone().unwrap_or_default().merged(&flags)?,
         worker: this_binary()?,
-        dry_run: a.dry_run,
-        wait: a.wait,
+        dry_run: args.submit.dry_run,
+        wait: args.submit.wait,
         kernel_cache: args.kernel_cache.clone(),
         workers: args.workers.map(WorkerMode::workers),
         quiet: args.quiet,
@@ -271,7 +224,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         return run_adaptive(&args);
     }
     let loaded = LoadedSweep::read(&args.sweep)?;
-    if args.slurm.dry_run && args.executor == ExecutorKind::Local {
+    if args.submit.dry_run && args.executor == ExecutorKind::Local {
         return emit(&windtunnel::sweep::dry_run(&loaded, &args.out)?, args.json);
     }
     let out = windtunnel::sweep::run(&loaded, &args.out, &*executor(&args, &loaded)?)?;
@@ -296,7 +249,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
 /// `run --adaptive`: rounds of runs chosen by what they teach per FLOP; exit codes as `run`'s.
 fn run_adaptive(args: &RunArgs) -> anyhow::Result<u8> {
     anyhow::ensure!(
-        args.executor == ExecutorKind::Local || (args.slurm.wait && !args.slurm.dry_run),
+        args.executor == ExecutorKind::Local || (args.submit.wait && !args.submit.dry_run),
         "--adaptive with --executor slurm needs --wait (each round's choice needs the last round's losses), and cannot be a --dry-run"
     );
     let slots = match args.executor {

@@ -695,7 +695,7 @@ mod tests {
     fn overrides_replace_the_sweep_files_keys() {
         let file = SlurmSpec { partition: Some("cpu".into()), time: Some("60".into()), setup: vec!["module load x".into()], ..Default::default() };
         let cli = SlurmSpec { partition: Some("gpu".into()), setup: vec!["source env".into()], ..Default::default() };
-        let m = file.merged(&cli);
+        let m = file.merged(&cli).unwrap();
         assert_eq!(m.partition.as_deref(), Some("gpu"));
         assert_eq!(m.time.as_deref(), Some("60"));
         assert_eq!(m.setup, vec!["module load x", "source env"]);

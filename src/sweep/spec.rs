@@ -485,83 +485,108 @@ impl GpuSpec {
 }
 
 /// The `[slurm]` block of a sweep file; each key has a `windtunnel run` flag that overrides it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+// One type is both: serde reads the block (the doc comments are the sweep-file reference), clap
+// the flags of `run` (their `help`); `merged` puts the flags over the file. Three keys have no
+// flag of their own: `max_requeues` and `runs_per_device` come from `run --max-retries` and
+// `--runs-per-device`, which the local executor reads too, and `windtunnel`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema, clap::Args)]
 #[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Slurm (with --executor slurm; each overrides the sweep file's [slurm] key)")]
 pub struct SlurmSpec {
     /// `--partition`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "The partition to submit to")]
     pub partition: Option<String>,
     /// `--account`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "The account the jobs are charged to")]
     pub account: Option<String>,
     /// `--qos`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "The quality of service the jobs ask for")]
     pub qos: Option<String>,
     /// Time limit per task, in Slurm's format: "MM", "HH:MM:SS", "D-HH:MM".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "Time limit per task: \"MM\", \"HH:MM:SS\" or \"D-HH:MM\"")]
     pub time: Option<String>,
     /// GPUs per task (`--gpus-per-task`; 0 or absent: a CPU task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "GPUs per task (0 or none: a CPU task)")]
     pub gpus_per_task: Option<u32>,
     /// CPUs per task [default: one per run it trains at once, gpus × runs_per_device, else 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "CPUs per task [default: one per run it trains at once, GPUs per task × runs-per-device, else 1]")]
     pub cpus_per_task: Option<u32>,
     /// Memory per node, e.g. "16G".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "Memory per node, e.g. 16G")]
     pub mem: Option<String>,
     /// `--constraint` (node features, e.g. "a100").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "Node features the tasks need, e.g. a100")]
     pub constraint: Option<String>,
     /// At most this many tasks of an array at once (`--array=...%K`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "At most K tasks of an array at once")]
     pub array_throttle: Option<u32>,
     /// Extra `#SBATCH` options, e.g. ["--exclusive", "--nice=10"].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[arg(long, value_name = "SBATCH_LINES", allow_hyphen_values = true, help = "An extra #SBATCH option (repeatable), e.g. --sbatch=--exclusive")]
     pub sbatch: Vec<String>,
     /// Shell lines run before the worker (module loads, environment activation). Shell by design.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[arg(long, help = "A shell line to run before the worker (repeatable), e.g. --setup \"module load cuda\"")]
     pub setup: Vec<String>,
     /// Seconds before the time limit at which Slurm warns the task (USR1) to checkpoint [default: 120].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "Seconds before the time limit at which the task is told to checkpoint [default: 120]")]
     pub signal_seconds: Option<u32>,
     /// Requeues per task after a time limit, preemption or failure [default: 3].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(skip)]
     pub max_requeues: Option<u32>,
     /// The windtunnel binary as the nodes see it [default: this binary].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(skip)]
     pub windtunnel: Option<PathBuf>,
     /// Runs one array task trains [default: one per run it trains at once, gpus × runs_per_device,
     /// else 1], so short proxies (plain runs, decay branches) do not each wait for a scheduler
     /// slot; trunks keep a task each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(
+        long,
+        help = "Runs per array task, trained one after another, or --runs-per-device at a time (short proxies share a scheduler slot; trunks keep a task each) [default: GPUs per task × runs-per-device, else 1]"
+    )]
     pub runs_per_task: Option<u32>,
     /// Runs a task trains at once on each of its GPUs (on a CPU task: at once, sharing its CPUs),
     /// each in a worker of its own [default: 1, one after another].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(skip)]
     pub runs_per_device: Option<u32>,
 }
 
 impl SlurmSpec {
-    /// This block with every key `overrides` sets replaced (lists are appended).
-    pub fn merged(&self, overrides: &SlurmSpec) -> SlurmSpec {
-        let pick = |a: &Option<String>, b: &Option<String>| b.clone().or_else(|| a.clone());
-        SlurmSpec {
-            partition: pick(&self.partition, &overrides.partition),
-            account: pick(&self.account, &overrides.account),
-            qos: pick(&self.qos, &overrides.qos),
-            time: pick(&self.time, &overrides.time),
-            gpus_per_task: overrides.gpus_per_task.or(self.gpus_per_task),
-            cpus_per_task: overrides.cpus_per_task.or(self.cpus_per_task),
-            mem: pick(&self.mem, &overrides.mem),
-            constraint: pick(&self.constraint, &overrides.constraint),
-            array_throttle: overrides.array_throttle.or(self.array_throttle),
-            sbatch: self.sbatch.iter().chain(&overrides.sbatch).cloned().collect(),
-            setup: self.setup.iter().chain(&overrides.setup).cloned().collect(),
-            signal_seconds: overrides.signal_seconds.or(self.signal_seconds),
-            max_requeues: overrides.max_requeues.or(self.max_requeues),
-            windtunnel: overrides.windtunnel.clone().or_else(|| self.windtunnel.clone()),
-            runs_per_task: overrides.runs_per_task.or(self.runs_per_task),
-            runs_per_device: overrides.runs_per_device.or(self.runs_per_device),
+    /// This block with every key `overrides` sets put over it, lists appended: the command line
+    /// over the sweep file. Every key is optional and left out when unset (the test below keeps
+    /// it so), so one pass over the keys `overrides` holds does it, whatever keys the block has.
+    pub fn merged(&self, overrides: &SlurmSpec) -> anyhow::Result<SlurmSpec> {
+        let mut merged = self.keys()?;
+        for (key, value) in overrides.keys()? {
+            match (merged.get_mut(&key), value) {
+                (Some(serde_json::Value::Array(list)), serde_json::Value::Array(more)) => list.extend(more),
+                (_, value) => {
+                    merged.insert(key, value);
+                }
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(merged)).context("cannot merge the [slurm] flags over the sweep file's block")
+    }
+
+    /// The keys set, by name.
+    fn keys(&self) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+        match serde_json::to_value(self).context("a [slurm] key is not text (a path that is not UTF-8?)")? {
+            serde_json::Value::Object(keys) => Ok(keys),
+            other => anyhow::bail!("the [slurm] block is not a table: {other}"),
         }
     }
 
@@ -794,6 +819,36 @@ wsd = { tokens_per_param = [10, 20] }
         assert!(e.contains("grid"), "{e}");
     }
 
+    /// The merge goes by the keys set, so every key must be left out when unset; a flag set
+    /// replaces the file's key, a list flag adds to the file's list, and no flag keeps the file's.
+    #[test]
+    fn flags_go_over_the_slurm_block_key_by_key() {
+        assert_eq!(serde_json::to_value(SlurmSpec::default()).unwrap(), serde_json::json!({}));
+        let full = SlurmSpec {
+            partition: Some("gpu".into()),
+            account: Some("lab".into()),
+            qos: Some("high".into()),
+            time: Some("60".into()),
+            gpus_per_task: Some(2),
+            cpus_per_task: Some(8),
+            mem: Some("16G".into()),
+            constraint: Some("a100".into()),
+            array_throttle: Some(4),
+            sbatch: vec!["--exclusive".into()],
+            setup: vec!["module load cuda".into()],
+            signal_seconds: Some(300),
+            max_requeues: Some(1),
+            windtunnel: Some("/opt/windtunnel".into()),
+            runs_per_task: Some(16),
+            runs_per_device: Some(4),
+        };
+        assert_eq!(full.merged(&SlurmSpec::default()).unwrap(), full);
+        assert_eq!(SlurmSpec::default().merged(&full).unwrap(), full);
+        let file = SlurmSpec { partition: Some("cpu".into()), setup: vec!["module load x".into()], ..full.clone() };
+        let merged = file.merged(&full).unwrap();
+        assert_eq!((merged.partition.as_deref(), merged.setup), (Some("gpu"), vec!["module load x".to_string(), "module load cuda".to_string()]));
+    }
+
     /// Each section checks itself; the messages read as they did when one function made them.
     #[test]
     fn each_sections_message_names_the_file_the_line_and_the_grid() {
@@ -826,7 +881,8 @@ wsd = { tokens_per_param = [10, 20] }
     fn slurm_values_that_could_escape_their_line_are_refused() {
         let e = error(&format!("{GOOD}\n[slurm]\npartition = \"gpu\\n#SBATCH --wrap=x\"\n"));
         assert!(e.contains("slurm.partition") && e.contains("control character"), "{e}");
-        let merged = SlurmSpec { partition: Some("cpu".into()), ..Default::default() }.merged(&SlurmSpec { time: Some("60".into()), ..Default::default() });
+        let merged =
+            SlurmSpec { partition: Some("cpu".into()), ..Default::default() }.merged(&SlurmSpec { time: Some("60".into()), ..Default::default() }).unwrap();
         assert_eq!((merged.partition.as_deref(), merged.time.as_deref()), (Some("cpu"), Some("60")));
     }
 }
