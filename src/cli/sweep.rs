@@ -4,14 +4,11 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{emit, this_binary};
-use windtunnel::device::DeviceSpec;
 use windtunnel::layout::SweepDir;
-use windtunnel::sweep::executor::{CancelReport, Executor};
+use windtunnel::sweep::executor::{CancelReport, ExecFlags, Executor, RunOptions, SubmitFlags};
 use windtunnel::sweep::loaded::LoadedSweep;
-use windtunnel::sweep::local::{ExecOptions, LocalExecutor};
-use windtunnel::sweep::slurm::{SlurmExecutor, SlurmOptions};
+use windtunnel::sweep::registry::{self, Registered};
 use windtunnel::sweep::spec::SlurmSpec;
-use windtunnel::sweep::worker::Workers;
 
 #[derive(Args)]
 pub struct PlanArgs {
@@ -26,34 +23,8 @@ pub struct RunArgs {
     /// Root folder; the sweep writes into OUT/<sweep name>.
     #[arg(long, default_value = "results")]
     out: std::path::PathBuf,
-    /// Workers at a time [default: devices × runs-per-device].
-    #[arg(long)]
-    parallel: Option<usize>,
-    /// cpu, or GPUs as cuda:0,1,2 or cuda:all (each worker sees one GPU; N counts the GPUs in
-    /// CUDA_VISIBLE_DEVICES when it is set, as inside a Slurm job).
-    #[arg(long, default_value = "cpu")]
-    devices: String,
-    /// Concurrent runs per device; with --executor slurm, per GPU of a task (or per CPU task),
-    /// overriding [slurm] runs_per_device [default: 1].
-    #[arg(long)]
-    runs_per_device: Option<usize>,
-    /// How runs are trained: `persistent` (a `windtunnel worker` per device slot, or per Slurm
-    /// lane, trains run after run: GPU kernels compiled and the CUDA context created once),
-    /// `shared` (one worker per device, or per GPU of a Slurm task, trains its --runs-per-device
-    /// runs at once, on threads of one process) or `per-run` (a `train` process each)
-    /// [default: persistent on GPUs, per-run on the CPU].
-    #[arg(long, value_enum)]
-    workers: Option<WorkerMode>,
-    /// Where workers keep compiled GPU kernels and autotune results [default:
-    /// $WINDTUNNEL_KERNEL_CACHE, else the sweep file's [gpu] kernel_cache, else ~/.cache/windtunnel/kernels].
-    #[arg(long, value_name = "DIR")]
-    kernel_cache: Option<std::path::PathBuf>,
-    /// Retries of a failed run [default: 2]; Slurm: requeues of a task after a failure, time limit
-    /// or preemption [default: the [slurm] block's max_requeues, else 3].
-    #[arg(long)]
-    max_retries: Option<usize>,
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    exec: ExecFlags,
     /// Print what was done as JSON on stdout (--adaptive: the rounds and the answer).
     #[arg(long)]
     json: bool,
@@ -61,49 +32,12 @@ pub struct RunArgs {
     /// per FLOP, round by round, until the target is known well enough or max_flops are spent.
     #[arg(long)]
     adaptive: bool,
-    /// Where the runs execute: here (local) or as Slurm job arrays (slurm).
-    #[arg(long, value_enum, default_value = "local")]
-    executor: ExecutorKind,
+    #[arg(long, value_enum, default_value = "local", help = registry::executor_help())]
+    executor: Registered,
     #[command(flatten)]
-    slurm: SlurmSpec,
+    slurm: Box<SlurmSpec>,
     #[command(flatten)]
-    submit: SubmitArgs,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum WorkerMode {
-    Persistent,
-    PerRun,
-    Shared,
-}
-
-impl WorkerMode {
-    fn workers(self) -> Workers {
-        match self {
-            Self::Persistent => Workers::Persistent,
-            Self::PerRun => Workers::PerRun,
-            Self::Shared => Workers::Shared,
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ExecutorKind {
-    Local,
-    Slurm,
-}
-
-/// `--dry-run` and `--wait`, shown with the Slurm flags.
-#[derive(Args)]
-#[command(next_help_heading = "Slurm (with --executor slurm; each overrides the sweep file's [slurm] key)")]
-struct SubmitArgs {
-    /// Train nothing: with the local executor, print what would run and what it would cost; with
-    /// --executor slurm, also write the sbatch scripts into DIR/slurm/ without submitting them.
-    #[arg(long)]
-    dry_run: bool,
-    /// Stay until Slurm has finished the sweep, then collect its table.
-    #[arg(long)]
-    wait: bool,
+    submit: SubmitFlags,
 }
 
 #[derive(Args)]
@@ -113,26 +47,6 @@ pub struct DirArgs {
     dir: std::path::PathBuf,
     #[arg(long)]
     json: bool,
-}
-
-fn parse_devices(s: &str) -> anyhow::Result<Vec<DeviceSpec>> {
-    if s.trim() == "cuda:all" {
-        let visible = windtunnel::device::cuda_visible_devices();
-        let count =
-            windtunnel::device::visible_gpu_count(visible.as_deref(), windtunnel::device::nvidia_smi_listing).map_err(|e| anyhow::anyhow!("--devices {e}"))?;
-        return Ok((0..count).map(DeviceSpec::Cuda).collect());
-    }
-    let devices: Vec<DeviceSpec> = match s.strip_prefix("cuda:") {
-        Some(list) => list
-            .split(',')
-            .map(|i| i.trim().parse().map(DeviceSpec::Cuda).map_err(|_| anyhow::anyhow!("--devices {s}: `{i}` is not a GPU index")))
-            .collect::<anyhow::Result<_>>()?,
-        None => s.split(',').map(|d| d.parse::<DeviceSpec>().map_err(anyhow::Error::msg)).collect::<anyhow::Result<_>>()?,
-    };
-    if let Some(twice) = devices.iter().enumerate().find_map(|(i, d)| devices[..i].contains(d).then_some(d)) {
-        anyhow::bail!("--devices {s} names {twice} twice; to train several runs on one device at once, use --runs-per-device (or --parallel on the CPU)");
-    }
-    Ok(devices)
 }
 
 #[derive(clap::Args, Debug)]
@@ -185,49 +99,19 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     emit(&LoadedSweep::read(&args.sweep)?.plan, args.json)
 }
 
-/// The executor the command line asks for (Slurm's: the sweep file's [slurm] block under the flags).
-fn executor(args: &RunArgs, loaded: &LoadedSweep) -> anyhow::Result<Box<dyn Executor>> {
-    if args.executor == ExecutorKind::Local {
-        let devices = parse_devices(&args.devices)?;
-        let on_gpus = devices.iter().any(|&d| d != DeviceSpec::Cpu);
-        return Ok(Box::new(LocalExecutor::new(ExecOptions {
-            parallel: args.parallel,
-            runs_per_device: args.runs_per_device.unwrap_or(ExecOptions::DEFAULT_RUNS_PER_DEVICE),
-            max_retries: args.max_retries.unwrap_or(ExecOptions::DEFAULT_MAX_RETRIES),
-            worker: this_binary()?,
-            workers: args.workers.map_or(if on_gpus { Workers::Persistent } else { Workers::PerRun }, WorkerMode::workers),
-            kernel_cache: args.kernel_cache.clone(),
-            devices,
-            quiet: args.quiet,
-        })));
-    }
-    let flags = SlurmSpec {
-        max_requeues: args.max_retries.map(|r| r as u32),
-        runs_per_device: args.runs_per_device.map(|k| u32::try_from(k).unwrap_or(u32::MAX)),
-        ..args.slurm.clone()
-    };
-    Ok(Box::new(SlurmExecutor::new(SlurmOptions {
-        spec: loaded.spec.slurm.clone().unwrap_or_default().merged(&flags)?,
-        worker: this_binary()?,
-        dry_run: args.submit.dry_run,
-        wait: args.submit.wait,
-        kernel_cache: args.kernel_cache.clone(),
-        workers: args.workers.map(WorkerMode::workers),
-        quiet: args.quiet,
-    })))
-}
-
 /// Exit code: 0, or 128 + the signal that stopped the sweep (`cancel` counts as SIGTERM); an
 /// error when runs failed.
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
-    if args.adaptive {
-        return run_adaptive(&args);
+    let RunArgs { sweep, out, exec, json, adaptive, executor, slurm, submit } = args;
+    let loaded = LoadedSweep::read(&sweep)?;
+    let options = RunOptions { exec, slurm: *slurm, submit, adaptive, worker: this_binary()? };
+    if adaptive {
+        return run_adaptive(&loaded, &out, &*(executor.for_run)(&options, &loaded)?, options.exec.quiet, json);
     }
-    let loaded = LoadedSweep::read(&args.sweep)?;
-    if args.submit.dry_run && args.executor == ExecutorKind::Local {
-        return emit(&windtunnel::sweep::dry_run(&loaded, &args.out)?, args.json);
+    if submit.dry_run && !executor.executes_dry_runs {
+        return emit(&windtunnel::sweep::dry_run(&loaded, &out)?, json);
     }
-    let out = windtunnel::sweep::run(&loaded, &args.out, &*executor(&args, &loaded)?)?;
+    let out = windtunnel::sweep::run(&loaded, &out, &*(executor.for_run)(&options, &loaded)?)?;
     let (s, dir) = (&out.exec, out.dir.display());
     match &out.table {
         Some(t) => windtunnel::stderr_line!("{dir}: {s}; {} ({} rows)", t.table.display(), t.rows),
@@ -240,28 +124,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if s.submitted.as_ref().is_some_and(|sub| !sub.dry_run) && !s.waited {
         windtunnel::stderr_line!("watch it with `windtunnel status {dir}`; stop it with `windtunnel cancel {dir}`");
     }
-    if args.json {
+    if json {
         return super::emit_json(&out);
     }
     Ok(0)
 }
 
-/// `run --adaptive`: rounds of runs chosen by what they teach per FLOP; exit codes as `run`'s.
-fn run_adaptive(args: &RunArgs) -> anyhow::Result<u8> {
-    anyhow::ensure!(
-        args.executor == ExecutorKind::Local || (args.submit.wait && !args.submit.dry_run),
-        "--adaptive with --executor slurm needs --wait (each round's choice needs the last round's losses), and cannot be a --dry-run"
-    );
-    let slots = match args.executor {
-        ExecutorKind::Local => args.parallel.unwrap_or(parse_devices(&args.devices)?.len() * args.runs_per_device.unwrap_or(1)),
-        ExecutorKind::Slurm => args.parallel.unwrap_or(4),
-    };
-    let loaded = LoadedSweep::read(&args.sweep)?;
-    let out = windtunnel::adaptive::sweep::run(&loaded, &args.out, &*executor(args, &loaded)?, slots, args.quiet)?;
+/// `run --adaptive`: rounds of runs chosen by what they teach per FLOP, as many per round as the
+/// executor trains at once; exit codes as `run`'s.
+fn run_adaptive(loaded: &LoadedSweep, out_root: &std::path::Path, executor: &dyn Executor, quiet: bool, json: bool) -> anyhow::Result<u8> {
+    let out = windtunnel::adaptive::sweep::run(loaded, out_root, executor, executor.slots(), quiet)?;
     if let Some(code) = stopped(&out.exec, &out.dir)? {
         return Ok(code);
     }
-    emit(&out, args.json)
+    emit(&out, json)
 }
 
 /// How `run` ends when it did not finish cleanly: 128 + the signal that stopped it (`cancel`

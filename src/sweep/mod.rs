@@ -1,10 +1,12 @@
-//! Sweeps: the sweep file ([`spec`], read and planned once as a [`loaded::LoadedSweep`]), the run graph with WSD trunks and branches ([`plan`]), the
-//! progress read back from the files ([`status`]), the results table ([`collect`]), and the
-//! executors that run the graph ([`executor`]: [`local`] worker processes, [`slurm`] job arrays;
+//! Sweeps: the sweep file ([`spec`]), read, checked and planned once as a [`loaded::LoadedSweep`];
+//! the run graph with WSD trunks and branches ([`plan`]), the progress read back from the files
+//! ([`status`]), the results table ([`collect`]), and the executors that run the graph
+//! ([`executor`]: [`local`] worker processes, [`slurm`] job arrays, listed in [`registry`];
 //! [`progress`] draws the local executor's bars).
 //!
-//! Layers point down: `spec` ← `plan` ← `status`, `collect` ← `local`, `slurm` (through the
-//! `Executor` trait) ← this module, which strings them together for the command line.
+//! Layers point down: `spec` ← `plan` ← `loaded`, `status`, `collect` ← `local`, `slurm` (through
+//! the `Executor` trait) ← `registry` ← this module, which strings them together for the command
+//! line.
 
 pub mod collect;
 pub mod executor;
@@ -14,6 +16,7 @@ pub mod local;
 pub mod plan;
 pub mod progress;
 pub mod reference;
+pub mod registry;
 pub mod slurm;
 pub mod spec;
 pub mod status;
@@ -156,23 +159,12 @@ impl std::fmt::Display for DryRun {
     }
 }
 
-/// The executors that may hold state of the sweep in `sweep`: the local one always, Slurm when
-/// the sweep was submitted to it. `status` merges their live states; `cancel` asks each. A new
-/// executor adds its line here.
-pub fn executors_of(sweep: &SweepDir) -> Vec<Box<dyn Executor>> {
-    let mut executors: Vec<Box<dyn Executor>> = vec![Box::new(local::LocalExecutor::for_status())];
-    if sweep.slurm_jobs().exists() {
-        executors.push(Box::new(slurm::SlurmExecutor::for_status()));
-    }
-    executors
-}
-
 /// `windtunnel status`: the files' view, with what each executor that ran the sweep knows of
 /// its unfinished runs.
 pub fn status(sweep: &SweepDir) -> anyhow::Result<status::SweepStatus> {
     let mut view = status::files_view(sweep)?;
     let unfinished = view.unfinished();
-    for executor in executors_of(sweep) {
+    for executor in registry::executors_of(sweep) {
         match executor.live_states(sweep, &unfinished) {
             Ok(mut live) => view.detail.iter_mut().for_each(|r| r.live = r.live.take().or_else(|| live.remove(&r.id))),
             Err(e) => view.live_unavailable.push(format!("no {} view of the unfinished runs: {e:#}", executor.name())),
@@ -186,7 +178,7 @@ pub fn status(sweep: &SweepDir) -> anyhow::Result<status::SweepStatus> {
 pub fn cancel(sweep: &SweepDir) -> anyhow::Result<Vec<CancelReport>> {
     status::read_plan(sweep)?;
     let mut stopped = Vec::new();
-    for executor in executors_of(sweep) {
+    for executor in registry::executors_of(sweep) {
         stopped.extend(executor.cancel(sweep)?);
     }
     anyhow::ensure!(!stopped.is_empty(), "{}: nothing is running (no `windtunnel run` holds it, and no Slurm jobs are recorded)", sweep.root().display());

@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::executor::{CancelReport, ExecReport, Executor, Submitted};
+use super::executor::{CancelReport, ExecReport, Executor, RunOptions, Submitted};
+use super::loaded::LoadedSweep;
 use super::plan::{Plan, PlannedRun, RunKind};
 use super::spec::SlurmSpec;
 use super::status::{files_view, LiveState, SweepStatus};
@@ -85,6 +86,8 @@ pub struct SlurmOptions {
     /// `run --workers`: what trains a task's runs [default: persistent workers when tasks get
     /// GPUs, else a `train` process per run].
     pub workers: Option<Workers>,
+    /// `run --parallel`: runs at once, as `run --adaptive` counts them [default: 4].
+    pub parallel: Option<usize>,
     pub quiet: bool,
 }
 
@@ -555,6 +558,36 @@ pub fn cancel(dir: &Path) -> anyhow::Result<Option<CancelReport>> {
     Ok(Some(CancelReport { executor: "slurm", stopped: ids, message }))
 }
 
+/// The Slurm executor for `windtunnel run`: the sweep file's `[slurm]` block with the flags over
+/// it (`--max-retries` and `--runs-per-device` set `max_requeues` and `runs_per_device`).
+pub fn for_run(options: &RunOptions, sweep: &LoadedSweep) -> anyhow::Result<Box<dyn Executor>> {
+    let (flags, submit) = (&options.exec, options.submit);
+    anyhow::ensure!(
+        !options.adaptive || (submit.wait && !submit.dry_run),
+        "--adaptive with --executor slurm needs --wait (each round's choice needs the last round's losses), and cannot be a --dry-run"
+    );
+    let overrides = SlurmSpec {
+        max_requeues: flags.max_retries.map(|r| r as u32),
+        runs_per_device: flags.runs_per_device.map(|k| u32::try_from(k).unwrap_or(u32::MAX)),
+        ..options.slurm.clone()
+    };
+    Ok(Box::new(SlurmExecutor::new(SlurmOptions {
+        spec: sweep.spec.slurm.clone().unwrap_or_default().merged(&overrides)?,
+        worker: options.worker.clone(),
+        dry_run: submit.dry_run,
+        wait: submit.wait,
+        kernel_cache: flags.kernel_cache.clone(),
+        workers: flags.workers,
+        parallel: flags.parallel,
+        quiet: flags.quiet,
+    })))
+}
+
+/// The Slurm executor for `status` and `cancel`, when the sweep was submitted to Slurm.
+pub fn for_sweep_dir(sweep: &SweepDir) -> Option<Box<dyn Executor>> {
+    sweep.slurm_jobs().exists().then(|| Box::new(SlurmExecutor::for_status()) as Box<dyn Executor>)
+}
+
 /// Job arrays on a Slurm cluster, from this machine's Slurm client.
 pub struct SlurmExecutor {
     options: SlurmOptions,
@@ -574,9 +607,13 @@ impl SlurmExecutor {
             wait: false,
             kernel_cache: None,
             workers: None,
+            parallel: None,
             quiet: true,
         })
     }
+
+    /// Runs at once unless `run --parallel` says: Slurm runs what it can, so a round is a guess.
+    const DEFAULT_SLOTS: usize = 4;
 }
 
 impl Executor for SlurmExecutor {
@@ -598,6 +635,10 @@ impl Executor for SlurmExecutor {
             wait(sweep.root(), plan, options.quiet)?;
         }
         Ok(ExecReport { executor: "slurm", skipped_already_done: already_finished, waited, submitted: Some(submitted), ..Default::default() })
+    }
+
+    fn slots(&self) -> usize {
+        self.options.parallel.unwrap_or(Self::DEFAULT_SLOTS)
     }
 
     fn live_states(&self, sweep: &SweepDir, unfinished: &[String]) -> anyhow::Result<HashMap<String, LiveState>> {
@@ -646,6 +687,7 @@ mod tests {
             wait: false,
             kernel_cache: None,
             workers,
+            parallel: None,
             quiet: true,
         };
         assert_eq!(options(Some(1), None).workers(), Workers::Persistent);
@@ -674,6 +716,7 @@ mod tests {
             wait: false,
             kernel_cache: None,
             workers: None,
+            parallel: None,
             quiet: true,
         };
         let script = wave_script(Path::new("/s"), "q", 1, &[], &options, Path::new("/opt/windtunnel"), &[]);

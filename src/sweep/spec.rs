@@ -484,6 +484,9 @@ impl GpuSpec {
     }
 }
 
+/// The heading of `run --help` above the flags of the `[slurm]` block.
+pub const SLURM_FLAGS: &str = "Slurm (with --executor slurm; each overrides the sweep file's [slurm] key)";
+
 /// The `[slurm]` block of a sweep file; each key has a `windtunnel run` flag that overrides it.
 // One type is both: serde reads the block (the doc comments are the sweep-file reference), clap
 // the flags of `run` (their `help`); `merged` puts the flags over the file. Three keys have no
@@ -491,7 +494,7 @@ impl GpuSpec {
 // `--runs-per-device`, which the local executor reads too, and `windtunnel`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema, clap::Args)]
 #[serde(deny_unknown_fields)]
-#[command(next_help_heading = "Slurm (with --executor slurm; each overrides the sweep file's [slurm] key)")]
+#[command(next_help_heading = SLURM_FLAGS)]
 pub struct SlurmSpec {
     /// `--partition`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
