@@ -27,7 +27,8 @@ use crate::fsutil::atomic_write;
 use crate::layout::SweepDir;
 use crate::sweep::collect::{self, column, CollectSummary};
 use crate::sweep::executor::{ExecReport, Executor};
-use crate::sweep::plan::{self, Plan, PlannedRun, RunKind};
+use crate::sweep::loaded::LoadedSweep;
+use crate::sweep::plan::{Plan, PlannedRun, RunKind};
 use crate::sweep::spec::{AdaptiveSpec, AdaptiveTarget, SweepSpec};
 
 /// `adaptive.json`: what the rounds were chosen for, and the rounds.
@@ -113,8 +114,10 @@ pub struct AdaptiveOutcome {
 /// The sweep's runs as a lab: choosing a candidate trains it (and its trunk as far as needed).
 struct SweepLab<'a> {
     sweep: SweepDir,
-    text: String,
-    full: Plan,
+    /// The sweep file's text, written into the sweep directory with each round's plan.
+    text: &'a str,
+    /// The plan of the whole sweep file, whose runs the rounds choose from.
+    full: &'a Plan,
     executor: &'a dyn Executor,
     candidates: Vec<Candidate>,
     /// Each candidate's run in `full.runs`.
@@ -207,7 +210,7 @@ impl Lab for SweepLab<'_> {
             return Err(Stopped.into());
         }
         let plan = self.round_plan();
-        crate::sweep::materialise(&self.sweep, &self.text, &plan)?;
+        crate::sweep::materialise(&self.sweep, self.text, &plan)?;
         if !self.quiet {
             crate::stderr_line!("round {round}: training {} run(s)", batch.len());
         }
@@ -230,24 +233,22 @@ impl Lab for SweepLab<'_> {
 
 /// `windtunnel run SWEEP --adaptive`; `runs_per_round` is the executor's parallel slots unless
 /// the sweep file says.
-pub fn run(sweep_file: &Path, out_root: &Path, executor: &dyn Executor, slots: usize, quiet: bool) -> anyhow::Result<AdaptiveOutcome> {
-    let text = std::fs::read_to_string(sweep_file).with_context(|| format!("cannot read sweep file {}", sweep_file.display()))?;
-    let spec = SweepSpec::parse(&text, sweep_file)?;
+pub fn run(loaded: &LoadedSweep, out_root: &Path, executor: &dyn Executor, slots: usize, quiet: bool) -> anyhow::Result<AdaptiveOutcome> {
+    let (spec, full, sweep_file) = (&loaded.spec, &loaded.plan, loaded.path.as_path());
     let adaptive = spec.adaptive.clone().ok_or_else(|| {
         anyhow::anyhow!(
             "{}: --adaptive needs an [adaptive] block: target = \"allocation\" with budget_flops, or \"loss\" with n and tokens; and max_flops (see sweeps/adaptive-allocation.toml)",
             sweep_file.display()
         )
     })?;
-    let full = plan::plan(&spec).with_context(|| format!("planning {}", sweep_file.display()))?;
-    let grid = candidate_grid(&spec, &adaptive, sweep_file)?;
+    let grid = candidate_grid(spec, &adaptive, sweep_file)?;
     let run_of: Vec<usize> = (0..full.runs.len()).filter(|&i| full.runs[i].grid == grid && full.runs[i].kind != RunKind::Trunk).collect();
     let candidates: Vec<Candidate> =
         run_of.iter().map(|&i| Candidate { id: full.runs[i].id.clone(), n: full.runs[i].n as f64, tokens: full.runs[i].tokens as f64 }).collect();
     let target = target_of(&adaptive);
     let at: Vec<(f64, f64)> = candidates.iter().map(|c| (c.n, c.tokens)).collect();
     target.check_reachable(&at, &format!("{} grid `{grid}`", sweep_file.display()))?;
-    let sweep = SweepDir::for_sweep(out_root, &spec.name);
+    let sweep = loaded.dir(out_root);
     let _lock = crate::sweep::lock(&sweep)?;
     // Ctrl-C, SIGTERM or `cancel` between rounds must stop the loop too: the flag is the process's.
     crate::process::stop_requested();
@@ -286,7 +287,7 @@ pub fn run(sweep_file: &Path, out_root: &Path, executor: &dyn Executor, slots: u
     let trunk_of = run_of.iter().map(|&i| full.runs[i].trunk.as_deref().and_then(|id| full.runs.iter().position(|r| r.id == id))).collect();
     let mut lab = SweepLab {
         sweep: sweep.clone(),
-        text,
+        text: &loaded.text,
         full,
         executor,
         candidates,

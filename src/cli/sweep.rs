@@ -4,13 +4,11 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{emit, this_binary};
-use windtunnel::device::DeviceSpec;
 use windtunnel::layout::SweepDir;
-use windtunnel::sweep::executor::{CancelReport, Executor};
-use windtunnel::sweep::local::{ExecOptions, LocalExecutor};
-use windtunnel::sweep::slurm::{SlurmExecutor, SlurmOptions};
-use windtunnel::sweep::spec::{SlurmSpec, SweepSpec};
-use windtunnel::sweep::worker::Workers;
+use windtunnel::sweep::executor::{CancelReport, ExecFlags, Executor, RunOptions, SubmitFlags};
+use windtunnel::sweep::loaded::LoadedSweep;
+use windtunnel::sweep::registry::{self, Registered};
+use windtunnel::sweep::spec::SlurmSpec;
 
 #[derive(Args)]
 pub struct PlanArgs {
@@ -25,34 +23,8 @@ pub struct RunArgs {
     /// Root folder; the sweep writes into OUT/<sweep name>.
     #[arg(long, default_value = "results")]
     out: std::path::PathBuf,
-    /// Workers at a time [default: devices × runs-per-device].
-    #[arg(long)]
-    parallel: Option<usize>,
-    /// cpu, or GPUs as cuda:0,1,2 or cuda:all (each worker sees one GPU; N counts the GPUs in
-    /// CUDA_VISIBLE_DEVICES when it is set, as inside a Slurm job).
-    #[arg(long, default_value = "cpu")]
-    devices: String,
-    /// Concurrent runs per device; with --executor slurm, per GPU of a task (or per CPU task),
-    /// overriding [slurm] runs_per_device [default: 1].
-    #[arg(long)]
-    runs_per_device: Option<usize>,
-    /// How runs are trained: `persistent` (a `windtunnel worker` per device slot, or per Slurm
-    /// lane, trains run after run: GPU kernels compiled and the CUDA context created once),
-    /// `shared` (one worker per device, or per GPU of a Slurm task, trains its --runs-per-device
-    /// runs at once, on threads of one process) or `per-run` (a `train` process each)
-    /// [default: persistent on GPUs, per-run on the CPU].
-    #[arg(long, value_enum)]
-    workers: Option<WorkerMode>,
-    /// Where workers keep compiled GPU kernels and autotune results [default:
-    /// $WINDTUNNEL_KERNEL_CACHE, else the sweep file's [gpu] kernel_cache, else ~/.cache/windtunnel/kernels].
-    #[arg(long, value_name = "DIR")]
-    kernel_cache: Option<std::path::PathBuf>,
-    /// Retries of a failed run [default: 2]; Slurm: requeues of a task after a failure, time limit
-    /// or preemption [default: the [slurm] block's max_requeues, else 3].
-    #[arg(long)]
-    max_retries: Option<usize>,
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    exec: ExecFlags,
     /// Print what was done as JSON on stdout (--adaptive: the rounds and the answer).
     #[arg(long)]
     json: bool,
@@ -60,82 +32,12 @@ pub struct RunArgs {
     /// per FLOP, round by round, until the target is known well enough or max_flops are spent.
     #[arg(long)]
     adaptive: bool,
-    /// Where the runs execute: here (local) or as Slurm job arrays (slurm).
-    #[arg(long, value_enum, default_value = "local")]
-    executor: ExecutorKind,
+    #[arg(long, value_enum, default_value = "local", help = registry::executor_help())]
+    executor: Registered,
     #[command(flatten)]
-    slurm: SlurmArgs,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum WorkerMode {
-    Persistent,
-    PerRun,
-    Shared,
-}
-
-impl WorkerMode {
-    fn workers(self) -> Workers {
-        match self {
-            Self::Persistent => Workers::Persistent,
-            Self::PerRun => Workers::PerRun,
-            Self::Shared => Workers::Shared,
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ExecutorKind {
-    Local,
-    Slurm,
-}
-
-/// Overrides of the sweep file's [slurm] block (with --executor slurm).
-#[derive(Args)]
-#[command(next_help_heading = "Slurm (with --executor slurm; each overrides the sweep file's [slurm] key)")]
-struct SlurmArgs {
-    #[arg(long)]
-    partition: Option<String>,
-    #[arg(long)]
-    account: Option<String>,
-    #[arg(long)]
-    qos: Option<String>,
-    /// Time limit per task: "MM", "HH:MM:SS" or "D-HH:MM".
-    #[arg(long)]
-    time: Option<String>,
-    #[arg(long)]
-    gpus_per_task: Option<u32>,
-    #[arg(long)]
-    cpus_per_task: Option<u32>,
-    /// Memory per node, e.g. 16G.
-    #[arg(long)]
-    mem: Option<String>,
-    #[arg(long)]
-    constraint: Option<String>,
-    /// At most K tasks of an array at once.
-    #[arg(long)]
-    array_throttle: Option<u32>,
-    /// An extra #SBATCH option (repeatable), e.g. --sbatch=--exclusive.
-    #[arg(long = "sbatch", allow_hyphen_values = true)]
-    sbatch_lines: Vec<String>,
-    /// A shell line to run before the worker (repeatable), e.g. --setup "module load cuda".
-    #[arg(long)]
-    setup: Vec<String>,
-    /// Seconds before the time limit at which the task is told to checkpoint [default: 120].
-    #[arg(long)]
-    signal_seconds: Option<u32>,
-    /// Runs per array task, trained one after another, or --runs-per-device at a time (short
-    /// proxies share a scheduler slot; trunks keep a task each) [default: GPUs per task ×
-    /// runs-per-device, else 1].
-    #[arg(long)]
-    runs_per_task: Option<u32>,
-    /// Train nothing: with the local executor, print what would run and what it would cost; with
-    /// --executor slurm, also write the sbatch scripts into DIR/slurm/ without submitting them.
-    #[arg(long)]
-    dry_run: bool,
-    /// Stay until Slurm has finished the sweep, then collect its table.
-    #[arg(long)]
-    wait: bool,
+    slurm: Box<SlurmSpec>,
+    #[command(flatten)]
+    submit: SubmitFlags,
 }
 
 #[derive(Args)]
@@ -145,26 +47,6 @@ pub struct DirArgs {
     dir: std::path::PathBuf,
     #[arg(long)]
     json: bool,
-}
-
-fn parse_devices(s: &str) -> anyhow::Result<Vec<DeviceSpec>> {
-    if s.trim() == "cuda:all" {
-        let visible = windtunnel::device::cuda_visible_devices();
-        let count =
-            windtunnel::device::visible_gpu_count(visible.as_deref(), windtunnel::device::nvidia_smi_listing).map_err(|e| anyhow::anyhow!("--devices {e}"))?;
-        return Ok((0..count).map(DeviceSpec::Cuda).collect());
-    }
-    let devices: Vec<DeviceSpec> = match s.strip_prefix("cuda:") {
-        Some(list) => list
-            .split(',')
-            .map(|i| i.trim().parse().map(DeviceSpec::Cuda).map_err(|_| anyhow::anyhow!("--devices {s}: `{i}` is not a GPU index")))
-            .collect::<anyhow::Result<_>>()?,
-        None => s.split(',').map(|d| d.parse::<DeviceSpec>().map_err(anyhow::Error::msg)).collect::<anyhow::Result<_>>()?,
-    };
-    if let Some(twice) = devices.iter().enumerate().find_map(|(i, d)| devices[..i].contains(d).then_some(d)) {
-        anyhow::bail!("--devices {s} names {twice} twice; to train several runs on one device at once, use --runs-per-device (or --parallel on the CPU)");
-    }
-    Ok(devices)
 }
 
 #[derive(clap::Args, Debug)]
@@ -208,74 +90,28 @@ pub fn init(args: InitArgs) -> anyhow::Result<u8> {
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| "sweep".into());
     let text = windtunnel::sweep::STARTING_SWEEP.replace("NAME", &name);
     // The written file must plan: a name that is not a folder name is refused here, not later.
-    let spec = SweepSpec::parse(&text, path)?;
-    let plan = windtunnel::sweep::plan::plan(&spec)?;
-    windtunnel::fsutil::atomic_write(path, text.as_bytes())?;
-    emit(&Initialised { path: path.clone(), name, runs: plan.runs.len(), flops: plan.total_flops }, args.json)
+    let loaded = LoadedSweep::parse(text, path)?;
+    windtunnel::fsutil::atomic_write(path, loaded.text.as_bytes())?;
+    emit(&Initialised { path: path.clone(), name, runs: loaded.plan.runs.len(), flops: loaded.plan.total_flops }, args.json)
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
-    let spec = SweepSpec::load(&args.sweep)?;
-    let plan = windtunnel::sweep::plan::plan(&spec).map_err(|e| e.context(format!("planning {}", args.sweep.display())))?;
-    emit(&plan, args.json)
-}
-
-/// The executor the command line asks for.
-fn executor(args: &RunArgs) -> anyhow::Result<Box<dyn Executor>> {
-    if args.executor == ExecutorKind::Local {
-        let devices = parse_devices(&args.devices)?;
-        let on_gpus = devices.iter().any(|&d| d != DeviceSpec::Cpu);
-        return Ok(Box::new(LocalExecutor::new(ExecOptions {
-            parallel: args.parallel,
-            runs_per_device: args.runs_per_device.unwrap_or(ExecOptions::DEFAULT_RUNS_PER_DEVICE),
-            max_retries: args.max_retries.unwrap_or(ExecOptions::DEFAULT_MAX_RETRIES),
-            worker: this_binary()?,
-            workers: args.workers.map_or(if on_gpus { Workers::Persistent } else { Workers::PerRun }, WorkerMode::workers),
-            kernel_cache: args.kernel_cache.clone(),
-            devices,
-            quiet: args.quiet,
-        })));
-    }
-    let a = &args.slurm;
-    let spec = SlurmSpec {
-        partition: a.partition.clone(),
-        account: a.account.clone(),
-        qos: a.qos.clone(),
-        time: a.time.clone(),
-        gpus_per_task: a.gpus_per_task,
-        cpus_per_task: a.cpus_per_task,
-        mem: a.mem.clone(),
-        constraint: a.constraint.clone(),
-        array_throttle: a.array_throttle,
-        sbatch: a.sbatch_lines.clone(),
-        setup: a.setup.clone(),
-        signal_seconds: a.signal_seconds,
-        max_requeues: args.max_retries.map(|r| r as u32),
-        windtunnel: None,
-        runs_per_task: a.runs_per_task,
-        runs_per_device: args.runs_per_device.map(|k| u32::try_from(k).unwrap_or(u32::MAX)),
-    };
-    Ok(Box::new(SlurmExecutor::new(SlurmOptions {
-        spec,
-        worker: this_binary()?,
-        dry_run: a.dry_run,
-        wait: a.wait,
-        kernel_cache: args.kernel_cache.clone(),
-        workers: args.workers.map(WorkerMode::workers),
-        quiet: args.quiet,
-    })))
+    emit(&LoadedSweep::read(&args.sweep)?.plan, args.json)
 }
 
 /// Exit code: 0, or 128 + the signal that stopped the sweep (`cancel` counts as SIGTERM); an
 /// error when runs failed.
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
-    if args.adaptive {
-        return run_adaptive(&args);
+    let RunArgs { sweep, out, exec, json, adaptive, executor, slurm, submit } = args;
+    let loaded = LoadedSweep::read(&sweep)?;
+    let options = RunOptions { exec, slurm: *slurm, submit, adaptive, worker: this_binary()? };
+    if adaptive {
+        return run_adaptive(&loaded, &out, &*(executor.for_run)(&options, &loaded)?, options.exec.quiet, json);
     }
-    if args.slurm.dry_run && args.executor == ExecutorKind::Local {
-        return emit(&windtunnel::sweep::dry_run(&args.sweep, &args.out)?, args.json);
+    if submit.dry_run && !executor.executes_dry_runs {
+        return emit(&windtunnel::sweep::dry_run(&loaded, &out)?, json);
     }
-    let out = windtunnel::sweep::run(&args.sweep, &args.out, &*executor(&args)?)?;
+    let out = windtunnel::sweep::run(&loaded, &out, &*(executor.for_run)(&options, &loaded)?)?;
     let (s, dir) = (&out.exec, out.dir.display());
     match &out.table {
         Some(t) => windtunnel::stderr_line!("{dir}: {s}; {} ({} rows)", t.table.display(), t.rows),
@@ -288,27 +124,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if s.submitted.as_ref().is_some_and(|sub| !sub.dry_run) && !s.waited {
         windtunnel::stderr_line!("watch it with `windtunnel status {dir}`; stop it with `windtunnel cancel {dir}`");
     }
-    if args.json {
+    if json {
         return super::emit_json(&out);
     }
     Ok(0)
 }
 
-/// `run --adaptive`: rounds of runs chosen by what they teach per FLOP; exit codes as `run`'s.
-fn run_adaptive(args: &RunArgs) -> anyhow::Result<u8> {
-    anyhow::ensure!(
-        args.executor == ExecutorKind::Local || (args.slurm.wait && !args.slurm.dry_run),
-        "--adaptive with --executor slurm needs --wait (each round's choice needs the last round's losses), and cannot be a --dry-run"
-    );
-    let slots = match args.executor {
-        ExecutorKind::Local => args.parallel.unwrap_or(parse_devices(&args.devices)?.len() * args.runs_per_device.unwrap_or(1)),
-        ExecutorKind::Slurm => args.parallel.unwrap_or(4),
-    };
-    let out = windtunnel::adaptive::sweep::run(&args.sweep, &args.out, &*executor(args)?, slots, args.quiet)?;
+/// `run --adaptive`: rounds of runs chosen by what they teach per FLOP, as many per round as the
+/// executor trains at once; exit codes as `run`'s.
+fn run_adaptive(loaded: &LoadedSweep, out_root: &std::path::Path, executor: &dyn Executor, quiet: bool, json: bool) -> anyhow::Result<u8> {
+    let out = windtunnel::adaptive::sweep::run(loaded, out_root, executor, executor.slots(), quiet)?;
     if let Some(code) = stopped(&out.exec, &out.dir)? {
         return Ok(code);
     }
-    emit(&out, args.json)
+    emit(&out, json)
 }
 
 /// How `run` ends when it did not finish cleanly: 128 + the signal that stopped it (`cancel`

@@ -1,18 +1,22 @@
-//! Sweeps: the sweep file ([`spec`]), the run graph with WSD trunks and branches ([`plan`]), the
-//! progress read back from the files ([`status`]), the results table ([`collect`]), and the
-//! executors that run the graph ([`executor`]: [`local`] worker processes, [`slurm`] job arrays;
+//! Sweeps: the sweep file ([`spec`]), read, checked and planned once as a [`loaded::LoadedSweep`];
+//! the run graph with WSD trunks and branches ([`plan`]), the progress read back from the files
+//! ([`status`]), the results table ([`collect`]), and the executors that run the graph
+//! ([`executor`]: [`local`] worker processes, [`slurm`] job arrays, listed in [`registry`];
 //! [`progress`] draws the local executor's bars).
 //!
-//! Layers point down: `spec` ← `plan` ← `status`, `collect` ← `local`, `slurm` (through the
-//! `Executor` trait) ← this module, which strings them together for the command line.
+//! Layers point down: `spec` ← `plan` ← `loaded`, `status`, `collect` ← `local`, `slurm` (through
+//! the `Executor` trait) ← `registry` ← this module, which strings them together for the command
+//! line.
 
 pub mod collect;
 pub mod executor;
 pub mod integrity;
+pub mod loaded;
 pub mod local;
 pub mod plan;
 pub mod progress;
 pub mod reference;
+pub mod registry;
 pub mod slurm;
 pub mod spec;
 pub mod status;
@@ -26,6 +30,7 @@ use serde::Serialize;
 use crate::fsutil::{atomic_write, FileLock};
 use crate::layout::SweepDir;
 use executor::{CancelReport, ExecReport, Executor};
+use loaded::LoadedSweep;
 
 /// The commented starting sweep `windtunnel init` writes (`NAME` stands for the sweep's name).
 pub const STARTING_SWEEP: &str = include_str!("starting-sweep.toml");
@@ -78,16 +83,13 @@ pub fn materialise(sweep: &SweepDir, sweep_text: &str, plan: &plan::Plan) -> any
     Ok(())
 }
 
-/// `windtunnel run`: plan the sweep file, take the directory's lock, write the plan and the run
+/// `windtunnel run`: take the sweep directory's lock under `out_root`, write the plan and the run
 /// configs, hand the unfinished runs to `executor`, and collect the table once it is done.
-pub fn run(sweep_file: &Path, out_root: &Path, executor: &dyn Executor) -> anyhow::Result<SweepOutcome> {
-    let text = std::fs::read_to_string(sweep_file).with_context(|| format!("cannot read sweep file {}", sweep_file.display()))?;
-    let spec = spec::SweepSpec::parse(&text, sweep_file)?;
-    let plan = plan::plan(&spec).with_context(|| format!("planning {}", sweep_file.display()))?;
-    let sweep = SweepDir::for_sweep(out_root, &spec.name);
+pub fn run(loaded: &LoadedSweep, out_root: &Path, executor: &dyn Executor) -> anyhow::Result<SweepOutcome> {
+    let sweep = loaded.dir(out_root);
     let _lock = lock(&sweep)?;
-    materialise(&sweep, &text, &plan)?;
-    let exec = executor.execute(&sweep, &plan)?;
+    materialise(&sweep, &loaded.text, &loaded.plan)?;
+    let exec = executor.execute(&sweep, &loaded.plan)?;
     let table = if exec.waited {
         let table = collect::collect(&sweep).with_context(|| format!("the sweep ran ({exec}) but its table could not be written"))?;
         Some(table)
@@ -104,41 +106,57 @@ pub struct DryRun {
     pub dir: std::path::PathBuf,
     pub runs: usize,
     pub already_finished: usize,
-    /// The runs that would train: (id, kind, width, tokens, own FLOPs).
-    pub would_train: Vec<(String, plan::RunKind, usize, u64, f64)>,
+    /// The runs that would train.
+    pub would_train: Vec<WouldTrain>,
     pub flops: f64,
 }
 
-pub fn dry_run(sweep_file: &Path, out_root: &Path) -> anyhow::Result<DryRun> {
-    let text = std::fs::read_to_string(sweep_file).with_context(|| format!("cannot read sweep file {}", sweep_file.display()))?;
-    let spec = spec::SweepSpec::parse(&text, sweep_file)?;
-    let plan = plan::plan(&spec).with_context(|| format!("planning {}", sweep_file.display()))?;
-    let sweep = SweepDir::for_sweep(out_root, &spec.name);
+/// A run `run --dry-run` would train. In `--json` it is an array, `[id, kind, width, tokens,
+/// flops]`, as it always was.
+#[derive(Debug)]
+pub struct WouldTrain {
+    pub id: String,
+    pub kind: plan::RunKind,
+    pub width: usize,
+    pub tokens: u64,
+    /// The FLOPs it trains itself (a branch: its decay alone).
+    pub own_flops: f64,
+}
+
+impl Serialize for WouldTrain {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple as _;
+        let mut row = serializer.serialize_tuple(5)?;
+        row.serialize_element(&self.id)?;
+        row.serialize_element(&self.kind)?;
+        row.serialize_element(&self.width)?;
+        row.serialize_element(&self.tokens)?;
+        row.serialize_element(&self.own_flops)?;
+        row.end()
+    }
+}
+
+pub fn dry_run(loaded: &LoadedSweep, out_root: &Path) -> anyhow::Result<DryRun> {
+    let (sweep, plan) = (loaded.dir(out_root), &loaded.plan);
     let finished = |id: &str| crate::train::log::read_status(sweep.run(id).root()).ok().flatten().is_some_and(|s| s.state.is_finished());
-    let would_train: Vec<_> = plan.runs.iter().filter(|r| !finished(&r.id)).map(|r| (r.id.clone(), r.kind, r.width, r.tokens, r.own_flops)).collect();
-    let flops = would_train.iter().map(|r| r.4).sum();
+    let would_train: Vec<WouldTrain> = plan
+        .runs
+        .iter()
+        .filter(|r| !finished(&r.id))
+        .map(|r| WouldTrain { id: r.id.clone(), kind: r.kind, width: r.width, tokens: r.tokens, own_flops: r.own_flops })
+        .collect();
+    let flops = would_train.iter().map(|r| r.own_flops).sum();
     Ok(DryRun { dir: sweep.root().to_path_buf(), runs: plan.runs.len(), already_finished: plan.runs.len() - would_train.len(), would_train, flops })
 }
 
 impl std::fmt::Display for DryRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "dry run: nothing trained. {}: {} runs, {} already finished", self.dir.display(), self.runs, self.already_finished)?;
-        for (id, kind, width, tokens, flops) in &self.would_train {
-            writeln!(f, "  would train {id} {kind:<6} width {width:>5} D {:>9} {flops:.3e} FLOPs", crate::format::si(*tokens as f64))?;
+        for WouldTrain { id, kind, width, tokens, own_flops } in &self.would_train {
+            writeln!(f, "  would train {id} {kind:<6} width {width:>5} D {:>9} {own_flops:.3e} FLOPs", crate::format::si(*tokens as f64))?;
         }
         write!(f, "{} run(s) would train, {:.3e} FLOPs; run without --dry-run to train them", self.would_train.len(), self.flops)
     }
-}
-
-/// The executors that may hold state of the sweep in `sweep`: the local one always, Slurm when
-/// the sweep was submitted to it. `status` merges their live states; `cancel` asks each. A new
-/// executor adds its line here.
-pub fn executors_of(sweep: &SweepDir) -> Vec<Box<dyn Executor>> {
-    let mut executors: Vec<Box<dyn Executor>> = vec![Box::new(local::LocalExecutor::for_status())];
-    if sweep.slurm_jobs().exists() {
-        executors.push(Box::new(slurm::SlurmExecutor::for_status()));
-    }
-    executors
 }
 
 /// `windtunnel status`: the files' view, with what each executor that ran the sweep knows of
@@ -146,7 +164,7 @@ pub fn executors_of(sweep: &SweepDir) -> Vec<Box<dyn Executor>> {
 pub fn status(sweep: &SweepDir) -> anyhow::Result<status::SweepStatus> {
     let mut view = status::files_view(sweep)?;
     let unfinished = view.unfinished();
-    for executor in executors_of(sweep) {
+    for executor in registry::executors_of(sweep) {
         match executor.live_states(sweep, &unfinished) {
             Ok(mut live) => view.detail.iter_mut().for_each(|r| r.live = r.live.take().or_else(|| live.remove(&r.id))),
             Err(e) => view.live_unavailable.push(format!("no {} view of the unfinished runs: {e:#}", executor.name())),
@@ -160,9 +178,20 @@ pub fn status(sweep: &SweepDir) -> anyhow::Result<status::SweepStatus> {
 pub fn cancel(sweep: &SweepDir) -> anyhow::Result<Vec<CancelReport>> {
     status::read_plan(sweep)?;
     let mut stopped = Vec::new();
-    for executor in executors_of(sweep) {
+    for executor in registry::executors_of(sweep) {
         stopped.extend(executor.cancel(sweep)?);
     }
     anyhow::ensure!(!stopped.is_empty(), "{}: nothing is running (no `windtunnel run` holds it, and no Slurm jobs are recorded)", sweep.root().display());
     Ok(stopped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_would_train_is_a_json_array_as_before() {
+        let run = WouldTrain { id: "a".into(), kind: plan::RunKind::Branch, width: 64, tokens: 2048, own_flops: 1.5e9 };
+        assert_eq!(serde_json::to_string(&run).unwrap(), serde_json::to_string(&("a", plan::RunKind::Branch, 64usize, 2048u64, 1.5e9)).unwrap());
+    }
 }

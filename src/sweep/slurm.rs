@@ -47,9 +47,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::executor::{CancelReport, ExecReport, Executor, Submitted};
+use super::executor::{CancelReport, ExecReport, Executor, RunOptions, Submitted};
+use super::loaded::LoadedSweep;
 use super::plan::{Plan, PlannedRun, RunKind};
-use super::spec::{SlurmSpec, SweepSpec};
+use super::spec::SlurmSpec;
 use super::status::{files_view, LiveState, SweepStatus};
 use super::worker::Workers;
 use crate::fsutil::atomic_write;
@@ -71,6 +72,7 @@ fn job_name(s: &str) -> String {
 
 #[derive(Debug, Clone)]
 pub struct SlurmOptions {
+    /// The sweep file's `[slurm]` block with the command line's keys over it.
     pub spec: SlurmSpec,
     /// This binary (used when the spec names none).
     pub worker: PathBuf,
@@ -84,6 +86,8 @@ pub struct SlurmOptions {
     /// `run --workers`: what trains a task's runs [default: persistent workers when tasks get
     /// GPUs, else a `train` process per run].
     pub workers: Option<Workers>,
+    /// `run --parallel`: runs at once, as `run --adaptive` counts them [default: 4].
+    pub parallel: Option<usize>,
     pub quiet: bool,
 }
 
@@ -554,6 +558,36 @@ pub fn cancel(dir: &Path) -> anyhow::Result<Option<CancelReport>> {
     Ok(Some(CancelReport { executor: "slurm", stopped: ids, message }))
 }
 
+/// The Slurm executor for `windtunnel run`: the sweep file's `[slurm]` block with the flags over
+/// it (`--max-retries` and `--runs-per-device` set `max_requeues` and `runs_per_device`).
+pub fn for_run(options: &RunOptions, sweep: &LoadedSweep) -> anyhow::Result<Box<dyn Executor>> {
+    let (flags, submit) = (&options.exec, options.submit);
+    anyhow::ensure!(
+        !options.adaptive || (submit.wait && !submit.dry_run),
+        "--adaptive with --executor slurm needs --wait (each round's choice needs the last round's losses), and cannot be a --dry-run"
+    );
+    let overrides = SlurmSpec {
+        max_requeues: flags.max_retries.map(|r| r as u32),
+        runs_per_device: flags.runs_per_device.map(|k| u32::try_from(k).unwrap_or(u32::MAX)),
+        ..options.slurm.clone()
+    };
+    Ok(Box::new(SlurmExecutor::new(SlurmOptions {
+        spec: sweep.spec.slurm.clone().unwrap_or_default().merged(&overrides)?,
+        worker: options.worker.clone(),
+        dry_run: submit.dry_run,
+        wait: submit.wait,
+        kernel_cache: flags.kernel_cache.clone(),
+        workers: flags.workers,
+        parallel: flags.parallel,
+        quiet: flags.quiet,
+    })))
+}
+
+/// The Slurm executor for `status` and `cancel`, when the sweep was submitted to Slurm.
+pub fn for_sweep_dir(sweep: &SweepDir) -> Option<Box<dyn Executor>> {
+    sweep.slurm_jobs().exists().then(|| Box::new(SlurmExecutor::for_status()) as Box<dyn Executor>)
+}
+
 /// Job arrays on a Slurm cluster, from this machine's Slurm client.
 pub struct SlurmExecutor {
     options: SlurmOptions,
@@ -573,9 +607,13 @@ impl SlurmExecutor {
             wait: false,
             kernel_cache: None,
             workers: None,
+            parallel: None,
             quiet: true,
         })
     }
+
+    /// Runs at once unless `run --parallel` says: Slurm runs what it can, so a round is a guess.
+    const DEFAULT_SLOTS: usize = 4;
 }
 
 impl Executor for SlurmExecutor {
@@ -583,11 +621,9 @@ impl Executor for SlurmExecutor {
         "slurm"
     }
 
-    /// Submit (with the sweep file's `[slurm]` block under the command line's keys), and with
-    /// `wait` stay until Slurm has nothing left of the sweep.
+    /// Submit, and with `wait` stay until Slurm has nothing left of the sweep.
     fn execute(&self, sweep: &SweepDir, plan: &Plan) -> anyhow::Result<ExecReport> {
-        let file = SweepSpec::load(&sweep.sweep_file())?;
-        let mut options = SlurmOptions { spec: file.slurm.unwrap_or_default().merged(&self.options.spec), ..self.options.clone() };
+        let mut options = self.options.clone();
         // A kernel cache chosen explicitly reaches every task; otherwise each node uses its default.
         let from_file = plan.kernel_cache.clone().map(|dir| KernelCache { dir, source: "[gpu] kernel_cache".into() });
         if let Some(cache) = KernelCache::resolve(self.options.kernel_cache.as_deref(), from_file).filter(KernelCache::is_explicit) {
@@ -599,6 +635,10 @@ impl Executor for SlurmExecutor {
             wait(sweep.root(), plan, options.quiet)?;
         }
         Ok(ExecReport { executor: "slurm", skipped_already_done: already_finished, waited, submitted: Some(submitted), ..Default::default() })
+    }
+
+    fn slots(&self) -> usize {
+        self.options.parallel.unwrap_or(Self::DEFAULT_SLOTS)
     }
 
     fn live_states(&self, sweep: &SweepDir, unfinished: &[String]) -> anyhow::Result<HashMap<String, LiveState>> {
@@ -647,6 +687,7 @@ mod tests {
             wait: false,
             kernel_cache: None,
             workers,
+            parallel: None,
             quiet: true,
         };
         assert_eq!(options(Some(1), None).workers(), Workers::Persistent);
@@ -675,6 +716,7 @@ mod tests {
             wait: false,
             kernel_cache: None,
             workers: None,
+            parallel: None,
             quiet: true,
         };
         let script = wave_script(Path::new("/s"), "q", 1, &[], &options, Path::new("/opt/windtunnel"), &[]);
@@ -696,7 +738,7 @@ mod tests {
     fn overrides_replace_the_sweep_files_keys() {
         let file = SlurmSpec { partition: Some("cpu".into()), time: Some("60".into()), setup: vec!["module load x".into()], ..Default::default() };
         let cli = SlurmSpec { partition: Some("gpu".into()), setup: vec!["source env".into()], ..Default::default() };
-        let m = file.merged(&cli);
+        let m = file.merged(&cli).unwrap();
         assert_eq!(m.partition.as_deref(), Some("gpu"));
         assert_eq!(m.time.as_deref(), Some("60"));
         assert_eq!(m.setup, vec!["module load x", "source env"]);

@@ -101,6 +101,24 @@ pub struct GridSpec {
     pub wsd: Option<WsdSpec>,
 }
 
+impl GridSpec {
+    /// The grid's checks: its models, each parameter, a random search's draws, its WSD branching.
+    fn validate(&self, file: &SweepFile) -> anyhow::Result<()> {
+        let grid = &self.name;
+        self.models.validate(grid, file)?;
+        for (key, parameter) in &self.parameters {
+            parameter.validate(key, grid, &self.method, file)?;
+        }
+        if self.method == Method::Random {
+            anyhow::ensure!(self.samples.is_some_and(|s| s > 0), "{}: grid `{grid}`: method = \"random\" needs `samples` ≥ 1", file.path.display());
+        }
+        match &self.wsd {
+            Some(wsd) => wsd.validate(grid, file),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A family of model shapes: widths at a fixed depth and head dimension, and/or named presets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +156,23 @@ fn default_ffn() -> f64 {
     crate::model::shape::FFN_MULTIPLIER
 }
 
+impl ModelFamily {
+    /// Shapes to build: widths or presets, a depth for the widths, and whole heads.
+    fn validate(&self, grid: &str, file: &SweepFile) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.widths.is_empty() || !self.presets.is_empty(), "{}: grid `{grid}`: `models` needs `widths` or `presets`", file.at(grid));
+        anyhow::ensure!(self.widths.is_empty() || self.depth.is_some(), "{}: grid `{grid}`: `models.depth` is required with `widths`", file.at("widths"));
+        for &w in &self.widths {
+            anyhow::ensure!(
+                self.head_dim > 0 && w % self.head_dim == 0,
+                "{}: grid `{grid}`: width {w} is not a multiple of models.head_dim = {} (heads = width / head_dim must divide it)",
+                file.at("widths"),
+                self.head_dim
+            );
+        }
+        Ok(())
+    }
+}
+
 /// A swept parameter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged, deny_unknown_fields)]
@@ -168,6 +203,26 @@ pub enum ParamSpec {
         #[serde(default)]
         integer: bool,
     },
+}
+
+impl ParamSpec {
+    /// A list with values, a range the grid or random search can take values from.
+    fn validate(&self, key: &str, grid: &str, method: &Method, file: &SweepFile) -> anyhow::Result<()> {
+        let here = file.at(key);
+        match self {
+            Self::Values { values } => anyhow::ensure!(!values.is_empty(), "{here}: grid `{grid}`: parameter `{key}` has an empty `values` list"),
+            Self::Range { min, max, num, log, .. } => {
+                anyhow::ensure!(min <= max, "{here}: grid `{grid}`: parameter `{key}`: min {min} > max {max}");
+                anyhow::ensure!(!log || *min > 0.0, "{here}: grid `{grid}`: parameter `{key}`: a log range needs min > 0");
+                anyhow::ensure!(
+                    *method == Method::Random || num.is_some_and(|n| n > 0),
+                    "{here}: grid `{grid}`: parameter `{key}`: a range in a grid search needs `num` ≥ 1"
+                );
+            }
+            Self::Value { .. } => {}
+        }
+        Ok(())
+    }
 }
 
 /// WSD branching: trunks to the largest branch point, decays branched from each.
@@ -212,146 +267,106 @@ fn default_decay_fraction() -> f64 {
     0.1
 }
 
-impl SweepSpec {
-    /// Read a sweep file; errors name the file, the line and the key.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        use std::io::Read as _;
-        let file = std::fs::File::open(path).with_context(|| format!("cannot read sweep file {}", path.display()))?;
-        // Read at most one byte past the cap: `/dev/zero` or a wrong path to a data file is refused
-        // at once instead of read without end.
-        let mut bytes = Vec::new();
-        file.take(Self::MAX_FILE_BYTES + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read sweep file {}", path.display()))?;
+impl WsdSpec {
+    /// Exactly one way to give the branch points, each positive; fractions within [0, 1].
+    fn validate(&self, grid: &str, file: &SweepFile) -> anyhow::Result<()> {
+        let path = file.path.display();
         anyhow::ensure!(
-            bytes.len() as u64 <= Self::MAX_FILE_BYTES,
-            "{} is over {} MiB; a sweep file is a short TOML text (is this the right path?)",
-            path.display(),
-            Self::MAX_FILE_BYTES >> 20
+            self.branch_tokens.is_empty() != self.tokens_per_param.is_empty(),
+            "{}: grid `{grid}`: wsd needs exactly one of `branch_tokens` and `tokens_per_param`",
+            file.at("wsd")
         );
-        let text = String::from_utf8(bytes)
-            .map_err(|e| anyhow::anyhow!("{} is not UTF-8 text (byte {}); a sweep file is TOML", path.display(), e.utf8_error().valid_up_to()))?;
-        Self::parse(&text, path)
+        anyhow::ensure!(self.decay_fraction >= 0.0 && self.decay_fraction <= 1.0, "{path}: grid `{grid}`: wsd.decay_fraction must be in [0, 1]");
+        for (key, value) in [("final_lr_fraction", Some(self.final_lr_fraction)), ("cosine_final_lr_fraction", self.cosine_final_lr_fraction)] {
+            anyhow::ensure!(value.is_none_or(|v| (0.0..=1.0).contains(&v)), "{path}: grid `{grid}`: wsd.{key} must be in [0, 1]");
+        }
+        anyhow::ensure!(
+            self.half_life_fraction.is_none_or(|f| f > 0.0 && f.is_finite()),
+            "{path}: grid `{grid}`: wsd.half_life_fraction must be a positive fraction of the decay"
+        );
+        anyhow::ensure!(
+            self.tokens_per_param.iter().all(|k| k.is_finite() && *k > 0.0) && !self.branch_tokens.contains(&0),
+            "{}: grid `{grid}`: wsd branch points must be positive finite numbers",
+            file.at("wsd")
+        );
+        Ok(())
     }
+}
 
-    /// The largest sweep file read.
-    pub const MAX_FILE_BYTES: u64 = 4 << 20;
-
+impl SweepSpec {
+    /// Parse and check the text of the sweep file `path` (read by [`super::loaded::LoadedSweep`]);
+    /// errors name the file, the line and the key.
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
         let mut spec: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        spec.resolve_paths(path)?;
+        spec.validate(&SweepFile { path, text })?;
+        Ok(spec)
+    }
+
+    /// Set `base_dir` to the folder of the file at `path`, and resolve the relative data paths
+    /// the sweep file holds against it.
+    fn resolve_paths(&mut self, path: &Path) -> anyhow::Result<()> {
         let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        spec.base_dir = std::fs::canonicalize(folder)
+        self.base_dir = std::fs::canonicalize(folder)
             .or_else(|_| std::path::absolute(folder))
             .with_context(|| format!("cannot resolve the folder of {}", path.display()))?;
-        for data in spec.grids.iter_mut().filter_map(|g| g.wsd.as_mut()).filter_map(|w| w.decay_data.as_mut()) {
-            data.resolve_paths(&spec.base_dir);
+        for data in self.grids.iter_mut().filter_map(|g| g.wsd.as_mut()).filter_map(|w| w.decay_data.as_mut()) {
+            data.resolve_paths(&self.base_dir);
         }
-        let at = |needle: &str| line_of(text, needle).map(|l| format!(" (line {l})")).unwrap_or_default();
-        // TOML has nan and inf; no run parameter can take them (JSON cannot even carry them).
-        let base = spec.base.iter().map(|(k, v)| (format!("base.{k}"), v.clone()));
-        let swept = spec.grids.iter().flat_map(|g| g.parameters.iter().flat_map(|(k, p)| p.values().into_iter().map(move |v| (k.clone(), v))));
+        Ok(())
+    }
+
+    /// The checks serde cannot make: the numbers first, then the top-level keys, then each
+    /// section's own ([`SlurmSpec::validate`], [`AdaptiveSpec::validate`], [`GridSpec::validate`]).
+    fn validate(&self, file: &SweepFile) -> anyhow::Result<()> {
+        self.check_finite(file)?;
+        anyhow::ensure!(!self.grids.is_empty(), "{}: no [[grid]] section; a sweep needs at least one", file.path.display());
+        // The name is the results folder's name: one plain path component.
+        let name = &self.name;
+        anyhow::ensure!(
+            !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\']) && !name.chars().any(char::is_control),
+            "{}: `name` = {name:?} must be a folder name (no `/`, not `.` or `..`, no control characters)",
+            file.at("name")
+        );
+        if let Some(slurm) = &self.slurm {
+            slurm.validate().with_context(|| format!("{}: [slurm]", file.at("[slurm]")))?;
+        }
+        if let Some(adaptive) = &self.adaptive {
+            adaptive.validate().map_err(|e| anyhow::anyhow!("{}: {e}", file.at("[adaptive]")))?;
+        }
+        anyhow::ensure!(!self.seeds.is_empty(), "{}: `seeds` is empty", file.at("seeds"));
+        self.grids.iter().try_for_each(|grid| grid.validate(file))
+    }
+
+    /// TOML has nan and inf; no run parameter can take them (JSON cannot even carry them): none in
+    /// `[base]`, none among the grids' swept values.
+    fn check_finite(&self, file: &SweepFile) -> anyhow::Result<()> {
+        let base = self.base.iter().map(|(k, v)| (format!("base.{k}"), v.clone()));
+        let swept = self.grids.iter().flat_map(|g| g.parameters.iter().flat_map(|(k, p)| p.values().into_iter().map(move |v| (k.clone(), v))));
         for (key, value) in base.chain(swept) {
             if let Some((inner, x)) = non_finite(&value, &key) {
                 let leaf = inner.rsplit('.').next().unwrap_or(&inner);
                 let needle = if inner.starts_with("base.") { leaf } else { inner.as_str() };
-                anyhow::bail!("{}{}: {inner} = {x}: a run parameter must be a finite number", path.display(), at(needle));
+                anyhow::bail!("{}: {inner} = {x}: a run parameter must be a finite number", file.at(needle));
             }
         }
-        anyhow::ensure!(!spec.grids.is_empty(), "{}: no [[grid]] section; a sweep needs at least one", path.display());
-        // The name is the results folder's name: one plain path component.
-        anyhow::ensure!(
-            !spec.name.is_empty() && spec.name != "." && spec.name != ".." && !spec.name.contains(['/', '\\']) && !spec.name.chars().any(char::is_control),
-            "{}{}: `name` = {:?} must be a folder name (no `/`, not `.` or `..`, no control characters)",
-            path.display(),
-            at("name"),
-            spec.name
-        );
-        if let Some(slurm) = &spec.slurm {
-            slurm.validate().with_context(|| format!("{}{}: [slurm]", path.display(), at("[slurm]")))?;
+        Ok(())
+    }
+}
+
+/// The sweep file a message is about: its path, and its text to find a key's line in.
+struct SweepFile<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl SweepFile<'_> {
+    /// The file and the line `needle` is first found on: `sweep.toml (line 12)`, or the file alone.
+    fn at(&self, needle: &str) -> String {
+        match line_of(self.text, needle) {
+            Some(line) => format!("{} (line {line})", self.path.display()),
+            None => self.path.display().to_string(),
         }
-        if let Some(adaptive) = &spec.adaptive {
-            adaptive.validate().map_err(|e| anyhow::anyhow!("{}{}: {e}", path.display(), at("[adaptive]")))?;
-        }
-        anyhow::ensure!(!spec.seeds.is_empty(), "{}{}: `seeds` is empty", path.display(), at("seeds"));
-        for g in &spec.grids {
-            let m = &g.models;
-            anyhow::ensure!(
-                !m.widths.is_empty() || !m.presets.is_empty(),
-                "{}{}: grid `{}`: `models` needs `widths` or `presets`",
-                path.display(),
-                at(&g.name),
-                g.name
-            );
-            anyhow::ensure!(
-                m.widths.is_empty() || m.depth.is_some(),
-                "{}{}: grid `{}`: `models.depth` is required with `widths`",
-                path.display(),
-                at("widths"),
-                g.name
-            );
-            for &w in &m.widths {
-                anyhow::ensure!(
-                    m.head_dim > 0 && w % m.head_dim == 0,
-                    "{}{}: grid `{}`: width {w} is not a multiple of models.head_dim = {} (heads = width / head_dim must divide it)",
-                    path.display(),
-                    at("widths"),
-                    g.name,
-                    m.head_dim
-                );
-            }
-            for (key, p) in &g.parameters {
-                let here = at(key);
-                match p {
-                    ParamSpec::Values { values } => {
-                        anyhow::ensure!(!values.is_empty(), "{}{here}: grid `{}`: parameter `{key}` has an empty `values` list", path.display(), g.name)
-                    }
-                    ParamSpec::Range { min, max, num, log, .. } => {
-                        anyhow::ensure!(min <= max, "{}{here}: grid `{}`: parameter `{key}`: min {min} > max {max}", path.display(), g.name);
-                        anyhow::ensure!(!log || *min > 0.0, "{}{here}: grid `{}`: parameter `{key}`: a log range needs min > 0", path.display(), g.name);
-                        anyhow::ensure!(
-                            g.method == Method::Random || num.is_some_and(|n| n > 0),
-                            "{}{here}: grid `{}`: parameter `{key}`: a range in a grid search needs `num` ≥ 1",
-                            path.display(),
-                            g.name
-                        );
-                    }
-                    ParamSpec::Value { .. } => {}
-                }
-            }
-            if g.method == Method::Random {
-                anyhow::ensure!(g.samples.is_some_and(|s| s > 0), "{}: grid `{}`: method = \"random\" needs `samples` ≥ 1", path.display(), g.name);
-            }
-            if let Some(w) = &g.wsd {
-                anyhow::ensure!(
-                    w.branch_tokens.is_empty() != w.tokens_per_param.is_empty(),
-                    "{}{}: grid `{}`: wsd needs exactly one of `branch_tokens` and `tokens_per_param`",
-                    path.display(),
-                    at("wsd"),
-                    g.name
-                );
-                anyhow::ensure!(
-                    w.decay_fraction >= 0.0 && w.decay_fraction <= 1.0,
-                    "{}: grid `{}`: wsd.decay_fraction must be in [0, 1]",
-                    path.display(),
-                    g.name
-                );
-                for (key, value) in [("final_lr_fraction", Some(w.final_lr_fraction)), ("cosine_final_lr_fraction", w.cosine_final_lr_fraction)] {
-                    anyhow::ensure!(value.is_none_or(|v| (0.0..=1.0).contains(&v)), "{}: grid `{}`: wsd.{key} must be in [0, 1]", path.display(), g.name);
-                }
-                anyhow::ensure!(
-                    w.half_life_fraction.is_none_or(|f| f > 0.0 && f.is_finite()),
-                    "{}: grid `{}`: wsd.half_life_fraction must be a positive fraction of the decay",
-                    path.display(),
-                    g.name
-                );
-                anyhow::ensure!(
-                    w.tokens_per_param.iter().all(|k| k.is_finite() && *k > 0.0) && !w.branch_tokens.contains(&0),
-                    "{}{}: grid `{}`: wsd branch points must be positive finite numbers",
-                    path.display(),
-                    at("wsd"),
-                    g.name
-                );
-            }
-        }
-        Ok(spec)
     }
 }
 
@@ -469,84 +484,112 @@ impl GpuSpec {
     }
 }
 
+/// The heading of `run --help` above the flags of the `[slurm]` block.
+pub const SLURM_FLAGS: &str = "Slurm (with --executor slurm; each overrides the sweep file's [slurm] key)";
+
 /// The `[slurm]` block of a sweep file; each key has a `windtunnel run` flag that overrides it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+// One type is both: serde reads the block (the doc comments are the sweep-file reference), clap
+// the flags of `run` (their `help`); `merged` puts the flags over the file. Three keys have no
+// flag of their own: `max_requeues` and `runs_per_device` come from `run --max-retries` and
+// `--runs-per-device`, which the local executor reads too, and `windtunnel`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema, clap::Args)]
 #[serde(deny_unknown_fields)]
+#[command(next_help_heading = SLURM_FLAGS)]
 pub struct SlurmSpec {
     /// `--partition`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "The partition to submit to")]
     pub partition: Option<String>,
     /// `--account`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "The account the jobs are charged to")]
     pub account: Option<String>,
     /// `--qos`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "The quality of service the jobs ask for")]
     pub qos: Option<String>,
     /// Time limit per task, in Slurm's format: "MM", "HH:MM:SS", "D-HH:MM".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "Time limit per task: \"MM\", \"HH:MM:SS\" or \"D-HH:MM\"")]
     pub time: Option<String>,
     /// GPUs per task (`--gpus-per-task`; 0 or absent: a CPU task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "GPUs per task (0 or none: a CPU task)")]
     pub gpus_per_task: Option<u32>,
     /// CPUs per task [default: one per run it trains at once, gpus × runs_per_device, else 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "CPUs per task [default: one per run it trains at once, GPUs per task × runs-per-device, else 1]")]
     pub cpus_per_task: Option<u32>,
     /// Memory per node, e.g. "16G".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "Memory per node, e.g. 16G")]
     pub mem: Option<String>,
     /// `--constraint` (node features, e.g. "a100").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "Node features the tasks need, e.g. a100")]
     pub constraint: Option<String>,
     /// At most this many tasks of an array at once (`--array=...%K`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "At most K tasks of an array at once")]
     pub array_throttle: Option<u32>,
     /// Extra `#SBATCH` options, e.g. ["--exclusive", "--nice=10"].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[arg(long, value_name = "SBATCH_LINES", allow_hyphen_values = true, help = "An extra #SBATCH option (repeatable), e.g. --sbatch=--exclusive")]
     pub sbatch: Vec<String>,
     /// Shell lines run before the worker (module loads, environment activation). Shell by design.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[arg(long, help = "A shell line to run before the worker (repeatable), e.g. --setup \"module load cuda\"")]
     pub setup: Vec<String>,
     /// Seconds before the time limit at which Slurm warns the task (USR1) to checkpoint [default: 120].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, help = "Seconds before the time limit at which the task is told to checkpoint [default: 120]")]
     pub signal_seconds: Option<u32>,
     /// Requeues per task after a time limit, preemption or failure [default: 3].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(skip)]
     pub max_requeues: Option<u32>,
     /// The windtunnel binary as the nodes see it [default: this binary].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(skip)]
     pub windtunnel: Option<PathBuf>,
     /// Runs one array task trains [default: one per run it trains at once, gpus × runs_per_device,
     /// else 1], so short proxies (plain runs, decay branches) do not each wait for a scheduler
     /// slot; trunks keep a task each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(
+        long,
+        help = "Runs per array task, trained one after another, or --runs-per-device at a time (short proxies share a scheduler slot; trunks keep a task each) [default: GPUs per task × runs-per-device, else 1]"
+    )]
     pub runs_per_task: Option<u32>,
     /// Runs a task trains at once on each of its GPUs (on a CPU task: at once, sharing its CPUs),
     /// each in a worker of its own [default: 1, one after another].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(skip)]
     pub runs_per_device: Option<u32>,
 }
 
 impl SlurmSpec {
-    /// This block with every key `overrides` sets replaced (lists are appended).
-    pub fn merged(&self, overrides: &SlurmSpec) -> SlurmSpec {
-        let pick = |a: &Option<String>, b: &Option<String>| b.clone().or_else(|| a.clone());
-        SlurmSpec {
-            partition: pick(&self.partition, &overrides.partition),
-            account: pick(&self.account, &overrides.account),
-            qos: pick(&self.qos, &overrides.qos),
-            time: pick(&self.time, &overrides.time),
-            gpus_per_task: overrides.gpus_per_task.or(self.gpus_per_task),
-            cpus_per_task: overrides.cpus_per_task.or(self.cpus_per_task),
-            mem: pick(&self.mem, &overrides.mem),
-            constraint: pick(&self.constraint, &overrides.constraint),
-            array_throttle: overrides.array_throttle.or(self.array_throttle),
-            sbatch: self.sbatch.iter().chain(&overrides.sbatch).cloned().collect(),
-            setup: self.setup.iter().chain(&overrides.setup).cloned().collect(),
-            signal_seconds: overrides.signal_seconds.or(self.signal_seconds),
-            max_requeues: overrides.max_requeues.or(self.max_requeues),
-            windtunnel: overrides.windtunnel.clone().or_else(|| self.windtunnel.clone()),
-            runs_per_task: overrides.runs_per_task.or(self.runs_per_task),
-            runs_per_device: overrides.runs_per_device.or(self.runs_per_device),
+    /// This block with every key `overrides` sets put over it, lists appended: the command line
+    /// over the sweep file. Every key is optional and left out when unset (the test below keeps
+    /// it so), so one pass over the keys `overrides` holds does it, whatever keys the block has.
+    pub fn merged(&self, overrides: &SlurmSpec) -> anyhow::Result<SlurmSpec> {
+        let mut merged = self.keys()?;
+        for (key, value) in overrides.keys()? {
+            match (merged.get_mut(&key), value) {
+                (Some(serde_json::Value::Array(list)), serde_json::Value::Array(more)) => list.extend(more),
+                (_, value) => {
+                    merged.insert(key, value);
+                }
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(merged)).context("cannot merge the [slurm] flags over the sweep file's block")
+    }
+
+    /// The keys set, by name.
+    fn keys(&self) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+        match serde_json::to_value(self).context("a [slurm] key is not text (a path that is not UTF-8?)")? {
+            serde_json::Value::Object(keys) => Ok(keys),
+            other => anyhow::bail!("the [slurm] block is not a table: {other}"),
         }
     }
 
@@ -779,11 +822,70 @@ wsd = { tokens_per_param = [10, 20] }
         assert!(e.contains("grid"), "{e}");
     }
 
+    /// The merge goes by the keys set, so every key must be left out when unset; a flag set
+    /// replaces the file's key, a list flag adds to the file's list, and no flag keeps the file's.
+    #[test]
+    fn flags_go_over_the_slurm_block_key_by_key() {
+        assert_eq!(serde_json::to_value(SlurmSpec::default()).unwrap(), serde_json::json!({}));
+        let full = SlurmSpec {
+            partition: Some("gpu".into()),
+            account: Some("lab".into()),
+            qos: Some("high".into()),
+            time: Some("60".into()),
+            gpus_per_task: Some(2),
+            cpus_per_task: Some(8),
+            mem: Some("16G".into()),
+            constraint: Some("a100".into()),
+            array_throttle: Some(4),
+            sbatch: vec!["--exclusive".into()],
+            setup: vec!["module load cuda".into()],
+            signal_seconds: Some(300),
+            max_requeues: Some(1),
+            windtunnel: Some("/opt/windtunnel".into()),
+            runs_per_task: Some(16),
+            runs_per_device: Some(4),
+        };
+        assert_eq!(full.merged(&SlurmSpec::default()).unwrap(), full);
+        assert_eq!(SlurmSpec::default().merged(&full).unwrap(), full);
+        let file = SlurmSpec { partition: Some("cpu".into()), setup: vec!["module load x".into()], ..full.clone() };
+        let merged = file.merged(&full).unwrap();
+        assert_eq!((merged.partition.as_deref(), merged.setup), (Some("gpu"), vec!["module load x".to_string(), "module load cuda".to_string()]));
+    }
+
+    /// Each section checks itself; the messages read as they did when one function made them.
+    #[test]
+    fn each_sections_message_names_the_file_the_line_and_the_grid() {
+        let cases = [
+            (
+                "name = \"s\"",
+                "name = \"../escape\"",
+                "sweep.toml (line 1): `name` = \"../escape\" must be a folder name (no `/`, not `.` or `..`, no control characters)",
+            ),
+            ("name = \"s\"", "name = \"s\"\nseeds = []", "sweep.toml (line 2): `seeds` is empty"),
+            ("depth = 2 }", "}", "sweep.toml (line 9): grid `lr`: `models.depth` is required with `widths`"),
+            ("presets = [\"9m\"]", "presets = []", "sweep.toml (line 13): grid `data`: `models` needs `widths` or `presets`"),
+            (
+                "min = 1e-3, max = 1e-1, num = 3, log = true",
+                "values = []",
+                "sweep.toml (line 10): grid `lr`: parameter `optimizer.lr` has an empty `values` list",
+            ),
+            ("min = 1e-3, max = 1e-1", "min = 1, max = 0.1", "sweep.toml (line 10): grid `lr`: parameter `optimizer.lr`: min 1 > max 0.1"),
+            ("name = \"lr\"", "name = \"lr\"\nmethod = \"random\"", "sweep.toml: grid `lr`: method = \"random\" needs `samples` ≥ 1"),
+            ("[10, 20] }", "[10, 20], decay_fraction = 2.0 }", "sweep.toml: grid `data`: wsd.decay_fraction must be in [0, 1]"),
+            ("[10, 20] }", "[10, 20], final_lr_fraction = -1.0 }", "sweep.toml: grid `data`: wsd.final_lr_fraction must be in [0, 1]"),
+            ("[10, 20] }", "[10, 20] }\n[slurm]\narray_throttle = 0", "sweep.toml (line 16): [slurm]: slurm.array_throttle must be at least 1"),
+        ];
+        for (from, to, message) in cases {
+            assert_eq!(error(&GOOD.replace(from, to)), message);
+        }
+    }
+
     #[test]
     fn slurm_values_that_could_escape_their_line_are_refused() {
         let e = error(&format!("{GOOD}\n[slurm]\npartition = \"gpu\\n#SBATCH --wrap=x\"\n"));
         assert!(e.contains("slurm.partition") && e.contains("control character"), "{e}");
-        let merged = SlurmSpec { partition: Some("cpu".into()), ..Default::default() }.merged(&SlurmSpec { time: Some("60".into()), ..Default::default() });
+        let merged =
+            SlurmSpec { partition: Some("cpu".into()), ..Default::default() }.merged(&SlurmSpec { time: Some("60".into()), ..Default::default() }).unwrap();
         assert_eq!((merged.partition.as_deref(), merged.time.as_deref()), (Some("cpu"), Some("60")));
     }
 }

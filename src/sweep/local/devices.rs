@@ -1,7 +1,8 @@
-//! The devices a sweep's workers run on: a slot per device (the CPU, shared by every worker, or
-//! a GPU taking `runs_per_device`), the warning when that many runs may not fit in a GPU's
-//! memory, the command that starts a worker on a slot (its threads or GPU, the kernel cache, and
-//! death with its `run`), and the kernel cache the workers are given.
+//! The devices a sweep's workers run on (`run --devices`, read by [`parse_devices`]): a slot per
+//! device (the CPU, shared by every worker, or a GPU taking `runs_per_device`), the warning when
+//! that many runs may not fit in a GPU's memory, the command that starts a worker on a slot (its
+//! threads or GPU, the kernel cache, and death with its `run`), and the kernel cache the workers
+//! are given.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,6 +34,26 @@ fn gpu_memory_warning(device: DeviceSpec, gpu: &GpuMemory, at_once: usize, large
         memory::bytes(per_run),
         largest.0
     ))
+}
+
+/// `run --devices`: `cpu`, or GPUs as `cuda:0,1,2` or `cuda:all` (every GPU this process sees).
+pub fn parse_devices(s: &str) -> anyhow::Result<Vec<DeviceSpec>> {
+    if s.trim() == "cuda:all" {
+        let visible = crate::device::cuda_visible_devices();
+        let count = crate::device::visible_gpu_count(visible.as_deref(), crate::device::nvidia_smi_listing).map_err(|e| anyhow::anyhow!("--devices {e}"))?;
+        return Ok((0..count).map(DeviceSpec::Cuda).collect());
+    }
+    let devices: Vec<DeviceSpec> = match s.strip_prefix("cuda:") {
+        Some(list) => list
+            .split(',')
+            .map(|i| i.trim().parse().map(DeviceSpec::Cuda).map_err(|_| anyhow::anyhow!("--devices {s}: `{i}` is not a GPU index")))
+            .collect::<anyhow::Result<_>>()?,
+        None => s.split(',').map(|d| d.parse::<DeviceSpec>().map_err(anyhow::Error::msg)).collect::<anyhow::Result<_>>()?,
+    };
+    if let Some(twice) = devices.iter().enumerate().find_map(|(i, d)| devices[..i].contains(d).then_some(d)) {
+        anyhow::bail!("--devices {s} names {twice} twice; to train several runs on one device at once, use --runs-per-device (or --parallel on the CPU)");
+    }
+    Ok(devices)
 }
 
 impl Scheduler<'_> {

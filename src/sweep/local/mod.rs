@@ -39,7 +39,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::executor::{CancelReport, ExecReport, Executor};
+use super::executor::{CancelReport, ExecReport, Executor, RunOptions};
+use super::loaded::LoadedSweep;
 use super::plan::Plan;
 use super::progress::SweepBars;
 use super::status::{files_view, LiveState};
@@ -79,6 +80,28 @@ impl ExecOptions {
     pub const DEFAULT_RUNS_PER_DEVICE: usize = 1;
 }
 
+/// The local executor for `windtunnel run`: worker processes on `--devices`.
+pub fn for_run(options: &RunOptions, _sweep: &LoadedSweep) -> anyhow::Result<Box<dyn Executor>> {
+    let flags = &options.exec;
+    let devices = devices::parse_devices(&flags.devices)?;
+    let on_gpus = devices.iter().any(|&d| d != DeviceSpec::Cpu);
+    Ok(Box::new(LocalExecutor::new(ExecOptions {
+        parallel: flags.parallel,
+        runs_per_device: flags.runs_per_device.unwrap_or(ExecOptions::DEFAULT_RUNS_PER_DEVICE),
+        max_retries: flags.max_retries.unwrap_or(ExecOptions::DEFAULT_MAX_RETRIES),
+        worker: options.worker.clone(),
+        workers: flags.workers.unwrap_or(if on_gpus { Workers::Persistent } else { Workers::PerRun }),
+        kernel_cache: flags.kernel_cache.clone(),
+        devices,
+        quiet: flags.quiet,
+    })))
+}
+
+/// The local executor for `status` and `cancel`: any sweep directory may have a local `run`.
+pub fn for_sweep_dir(_sweep: &SweepDir) -> Option<Box<dyn Executor>> {
+    Some(Box::new(LocalExecutor::for_status()))
+}
+
 /// Worker processes on this machine.
 pub struct LocalExecutor {
     options: ExecOptions,
@@ -113,6 +136,11 @@ impl Executor for LocalExecutor {
         // A cancel request left from before is not for this run.
         let _ = std::fs::remove_file(sweep.cancel_request());
         Scheduler::new(sweep, plan, &self.options)?.run()
+    }
+
+    /// `--parallel`, else every device slot.
+    fn slots(&self) -> usize {
+        self.options.parallel.unwrap_or(self.options.devices.len() * self.options.runs_per_device)
     }
 
     fn live_states(&self, _sweep: &SweepDir, _unfinished: &[String]) -> anyhow::Result<HashMap<String, LiveState>> {
