@@ -1,14 +1,16 @@
 //! Fitting the laws: reading points ([`input`]), the shape of a data-model law ([`form`]: a new
 //! law form is one implementation there), fitting it and its compute-optimal allocation ([`law`]),
-//! bootstrap intervals ([`bootstrap`]), the `fit law` report ([`report`]), one loss floor per
-//! group ([`grouped`]), Chinchilla's three approaches to the allocation ([`allocation`]),
-//! learning-rate transfer and batch-size laws ([`transfer`], [`commands`]), hyperparameter laws
-//! in N and D ([`hparams`]), and the fits a sweep directory keeps ([`saved`]).
+//! bootstrap intervals ([`bootstrap`]), what `fit law` fits, from a file and flags
+//! ([`definition`]), the `fit law` report ([`report`]), one loss floor per group ([`grouped`]),
+//! Chinchilla's three approaches to the allocation ([`allocation`]), learning-rate transfer and
+//! batch-size laws ([`transfer`], [`commands`]), hyperparameter laws in N and D ([`hparams`]), and
+//! the fits a sweep directory keeps ([`saved`]).
 
 pub mod allocation;
 pub mod bootstrap;
 pub mod commands;
 pub mod curve;
+pub mod definition;
 pub mod filter;
 pub mod form;
 pub mod grouped;

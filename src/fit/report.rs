@@ -1,153 +1,18 @@
 //! `windtunnel fit law`: read points, fit the data-model law, bootstrap it, derive the
 //! compute-optimal allocation at the budgets asked for, check it on held-out points, and report.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::bootstrap::{prediction_interval, resample_fits, Interval};
+pub use super::definition::{Holdout, LawDefinition};
 use super::filter::Filter;
 use super::form::Form;
-use super::input::{points, Columns, Table};
+use super::input::{points, Table};
 use super::law::{fit, FitSpec, Law, LawFit, Point};
 use crate::format::si;
-use crate::sweep::collect::column;
-
-/// Which points `--holdout` leaves out of the fit to test its predictions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Holdout {
-    /// Every point of the largest N.
-    Largest,
-    /// Every point of the largest compute 6ND (within 10% of the maximum).
-    LargestBudget,
-}
-
-impl std::str::FromStr for Holdout {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "largest" | "largest-model" => Ok(Self::Largest),
-            "largest-budget" => Ok(Self::LargestBudget),
-            _ => Err(format!("unknown holdout `{s}`; use `largest` (model) or `largest-budget`")),
-        }
-    }
-}
-
-/// A fit definition, as `windtunnel fit law` flags or an `analysis/*.toml` file give it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LawDefinition {
-    /// A CSV file, or a sweep directory (its `table.csv`); relative to the definition file.
-    pub input: PathBuf,
-    // The column names repeat `input::Columns` field by field: serde cannot flatten a struct into
-    // one that denies unknown keys, and a typo in a fit definition must be an error.
-    /// Column of N (non-embedding parameters).
-    pub n: String,
-    /// Column of D (training tokens); or give `flops`.
-    #[serde(default)]
-    pub tokens: Option<String>,
-    /// Column of C (training FLOPs); D = C / (6N).
-    #[serde(default)]
-    pub flops: Option<String>,
-    /// Column of the final loss.
-    pub loss: String,
-    /// The law's form [default: chinchilla, L = E + A/N^α + B/D^β].
-    #[serde(default)]
-    pub form: Form,
-    /// Other forms to fit and compare with `form` (AIC, residuals, held-out error).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub compare: Vec<Form>,
-    /// Parameters held at a value instead of fitted (`fix = { e = 2.485 }`, e.g. a known loss floor).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub fix: std::collections::BTreeMap<String, f64>,
-    /// Only rows of this sweep grid.
-    #[serde(default)]
-    pub grid: Option<String>,
-    /// Fit only the rows this filter keeps (`N < 1e8 and grid == data`, see `fit::filter`).
-    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
-    pub where_: Option<String>,
-    /// Leave the rows this filter keeps out of the fit and predict them with it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predict_where: Option<String>,
-    #[serde(default)]
-    pub drop_highest: usize,
-    #[serde(default = "default_delta")]
-    pub delta: f64,
-    /// Bootstrap resamples (0: none).
-    #[serde(default)]
-    pub bootstrap: usize,
-    #[serde(default)]
-    pub bootstrap_full_grid: bool,
-    #[serde(default)]
-    pub seed: u64,
-    /// Compute budgets (FLOPs) at which to report the compute-optimal N, D and D/N.
-    #[serde(default)]
-    pub budgets: Vec<f64>,
-    #[serde(default)]
-    pub holdout: Option<Holdout>,
-    /// Validate by rollout: fit the k smallest model sizes and predict the next, for every k.
-    #[serde(default)]
-    pub rollout: bool,
-    /// (N, D) pairs whose loss to predict.
-    #[serde(default)]
-    pub predict: Vec<[f64; 2]>,
-    /// Central interval level of the bootstrap intervals.
-    #[serde(default = "default_level")]
-    pub level: f64,
-}
-
-fn default_delta() -> f64 {
-    1e-3
-}
-fn default_level() -> f64 {
-    0.95
-}
-
-impl LawDefinition {
-    /// The table's columns this definition reads.
-    pub fn columns(&self) -> Columns {
-        Columns { n: self.n.clone(), tokens: self.tokens.clone(), flops: self.flops.clone(), loss: self.loss.clone(), grid: self.grid.clone() }
-    }
-
-    /// `fit law --input TABLE` with no other flags: the results table's columns, no bootstrap.
-    pub fn for_table(input: PathBuf) -> Self {
-        Self {
-            input,
-            n: column::NON_EMBEDDING_PARAMS.into(),
-            tokens: Some(column::TOKENS.into()),
-            flops: None,
-            loss: column::FINAL_EVAL_LOSS.into(),
-            form: Form::default(),
-            compare: Vec::new(),
-            fix: Default::default(),
-            grid: None,
-            where_: None,
-            predict_where: None,
-            drop_highest: 0,
-            delta: default_delta(),
-            bootstrap: 0,
-            bootstrap_full_grid: false,
-            seed: 0,
-            budgets: Vec::new(),
-            holdout: None,
-            rollout: false,
-            predict: Vec::new(),
-            level: default_level(),
-        }
-    }
-
-    /// Read an `analysis/*.toml` definition; its `input` is resolved against the file's folder.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read fit definition {}", path.display()))?;
-        let mut def: Self = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
-        if def.input.is_relative() {
-            def.input = path.parent().unwrap_or(Path::new(".")).join(&def.input);
-        }
-        Ok(def)
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Budget {
