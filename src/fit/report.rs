@@ -396,10 +396,25 @@ pub fn holdout_check(def: &LawDefinition, points: &[Point], holdout: Holdout) ->
     Ok(HoldoutReport { holdout, fitted_points: train.len(), law: held_fit.law, points, mean_abs_relative_error })
 }
 
+/// The text of `fit law`: one section after another, each left out when it has nothing to say.
 impl std::fmt::Display for LawReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let l = &self.fit.law;
-        writeln!(f, "data-model law  {}   ({})", l.form().law_form().formula(), self.input.display())?;
+        self.write_header(f)?;
+        self.write_parameters(f)?;
+        self.write_allocation(f)?;
+        self.write_predictions(f)?;
+        self.write_holdout(f)?;
+        self.write_predicted_set(f)?;
+        self.write_comparison(f)?;
+        self.write_rollout(f)?;
+        write!(f, "fitted in {:.2}s", self.seconds)
+    }
+}
+
+impl LawReport {
+    /// The law's formula and input; the points fitted and how the fit went.
+    fn write_header(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "data-model law  {}   ({})", self.fit.law.form().law_form().formula(), self.input.display())?;
         write!(f, "  points {}", self.points)?;
         if self.dropped_highest > 0 {
             write!(f, " ({} highest-loss dropped)", self.dropped_highest)?;
@@ -411,17 +426,12 @@ impl std::fmt::Display for LawReport {
             f,
             "; Huber δ = {}, summed; {} L-BFGS starts, {} in the best basin; objective {:.6}; rms log residual {:.4}",
             self.fit.delta, self.fit.starts, self.fit.starts_in_best_basin, self.fit.objective, self.residual_rms
-        )?;
-        // Scales like Kaplan's N_c ≈ 10^13 in scientific notation, the rest as they were.
-        let num = |v: f64, width: usize| if v != 0.0 && !(1e-3..1e6).contains(&v.abs()) { format!("{v:>width$.4e}") } else { format!("{v:>width$.4}") };
-        let row = |f: &mut std::fmt::Formatter<'_>, name: &str, v: f64, i: Option<&Interval>| match i {
-            Some(i) if i.lower.is_nan() => writeln!(f, "  {name:<6} {}   (no bootstrap fit gave a finite value)", num(v, 12)),
-            Some(i) if !i.is_identified() => {
-                writeln!(f, "  {name:<6} {}   ± {:<10} [{}, {}]  not identified: these points leave it free", num(v, 12), "—", num(i.lower, 0), num(i.upper, 0))
-            }
-            Some(i) => writeln!(f, "  {name:<6} {}   ± {:<10} [{}, {}]", num(v, 12), num(i.std_error, 0), num(i.lower, 0), num(i.upper, 0)),
-            None => writeln!(f, "  {name:<6} {}", num(v, 12)),
-        };
+        )
+    }
+
+    /// The parameters table: each parameter's estimate with its bootstrap interval, or `(fixed)`;
+    /// and a warning when the estimates are not plausible.
+    fn write_parameters(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(b) = &self.bootstrap {
             writeln!(
                 f,
@@ -435,12 +445,11 @@ impl std::fmt::Display for LawReport {
                 if b.full_grid { ", full grid each" } else { "" }
             )?;
         }
-        let b = self.bootstrap.as_ref();
-        for (key, symbol, value) in l.named() {
+        for (key, symbol, value) in self.fit.law.named() {
             if self.definition.fix.contains_key(key) {
-                writeln!(f, "  {symbol:<6} {}   (fixed)", num(value, 12))?;
+                writeln!(f, "  {symbol:<6} {}   (fixed)", parameter_number(value, 12))?;
             } else {
-                row(f, symbol, value, b.and_then(|b| b.parameters.get(key)))?;
+                parameter_row(f, symbol, value, self.bootstrap.as_ref().and_then(|b| b.parameters.get(key)))?;
             }
         }
         if !self.plausible {
@@ -450,12 +459,18 @@ impl std::fmt::Display for LawReport {
                  (it needs several model sizes, each at several token counts, well above the loss floor)"
             )?;
         }
+        Ok(())
+    }
+
+    /// The compute-optimal allocation: its exponents (with their intervals), and N_opt, D_opt and
+    /// D/N at each budget.
+    fn write_allocation(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
             "compute-optimal (C = 6ND): N_opt = G·(C/6)^{0:.4}, D_opt = (C/6)^{1:.4}/G, with G = (αA/(βB))^(1/(α+β)) = {2:.4}",
             self.n_exponent, self.d_exponent, self.g
         )?;
-        if let Some(b) = b {
+        if let Some(b) = &self.bootstrap {
             writeln!(f, "  a in [{:.4}, {:.4}], b in [{:.4}, {:.4}]", b.n_exponent.lower, b.n_exponent.upper, b.d_exponent.lower, b.d_exponent.upper)?;
         }
         for c in &self.budgets {
@@ -465,6 +480,11 @@ impl std::fmt::Display for LawReport {
             }
             writeln!(f)?;
         }
+        Ok(())
+    }
+
+    /// The loss at each `--predict` point, with where the law lies and where a new run would.
+    fn write_predictions(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for p in &self.predictions {
             write!(f, "  predicted loss at N = {}, D = {}: {:.4}", si(p.n), si(p.d), p.loss)?;
             if let Some(i) = &p.interval {
@@ -475,59 +495,95 @@ impl std::fmt::Display for LawReport {
             }
             writeln!(f)?;
         }
-        if let Some(h) = &self.holdout {
+        Ok(())
+    }
+
+    /// `--holdout`: the points left out, as the law fitted without them predicts them.
+    fn write_holdout(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(h) = &self.holdout else { return Ok(()) };
+        writeln!(
+            f,
+            "held out ({:?}): fitted on {} points, predicted {} with mean |relative error| {:.2}%",
+            h.holdout,
+            h.fitted_points,
+            h.points.len(),
+            100.0 * h.mean_abs_relative_error
+        )?;
+        h.points.iter().try_for_each(|p| writeln!(f, "  {p}"))
+    }
+
+    /// `--predict-where`: the rows left out of the fit, as it predicts them.
+    fn write_predicted_set(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(s) = &self.predicted else { return Ok(()) };
+        writeln!(f, "predicted where {}: {} points, mean |relative error| {:.2}%", s.expression, s.points.len(), 100.0 * s.mean_abs_relative_error)?;
+        s.points.iter().try_for_each(|p| writeln!(f, "  {p}"))
+    }
+
+    /// `--form A,B,…`: every form on the same points, by AIC and held-out error.
+    fn write_comparison(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.comparison.is_empty() {
+            return Ok(());
+        }
+        let best = self.comparison.iter().map(|c| c.aic).fold(f64::INFINITY, f64::min);
+        writeln!(f, "forms compared on the same {} points (lower AIC is better):", self.points)?;
+        writeln!(f, "  {:<11} {:>6} {:>12} {:>10} {:>8} {:>10}", "form", "params", "rms log res.", "AIC", "ΔAIC", "held out")?;
+        for c in &self.comparison {
+            let held = c.holdout_error.map(|e| format!("{:.2}%", 100.0 * e)).unwrap_or_else(|| "–".into());
+            writeln!(f, "  {:<11} {:>6} {:>12.4} {:>10.1} {:>8.1} {:>10}", c.form.law_form().name(), c.parameters, c.residual_rms, c.aic, c.aic - best, held)?;
+        }
+        Ok(())
+    }
+
+    /// `--rollout`: each step's fit on the smallest sizes and its error on the next size.
+    fn write_rollout(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.rollout.is_empty() {
+            return Ok(());
+        }
+        writeln!(f, "rollout: fit the smallest sizes, predict the next")?;
+        writeln!(f, "  {:>6} {:>7} {:>12} {:>18} {:>16}", "sizes", "points", "predicted N", "mean |rel. error|", "worst")?;
+        for s in &self.rollout {
+            let worst = s.points.iter().map(|p| p.relative_error).max_by(|a, b| a.abs().total_cmp(&b.abs())).unwrap_or(0.0);
             writeln!(
                 f,
-                "held out ({:?}): fitted on {} points, predicted {} with mean |relative error| {:.2}%",
-                h.holdout,
-                h.fitted_points,
-                h.points.len(),
-                100.0 * h.mean_abs_relative_error
+                "  {:>6} {:>7} {:>12} {:>17.2}% {:>+15.2}%",
+                s.fitted_sizes,
+                s.fitted_points,
+                si(s.predicted_n),
+                100.0 * s.mean_abs_relative_error,
+                100.0 * worst
             )?;
-            for p in &h.points {
-                writeln!(f, "  {p}")?;
-            }
         }
-        if let Some(s) = &self.predicted {
-            writeln!(f, "predicted where {}: {} points, mean |relative error| {:.2}%", s.expression, s.points.len(), 100.0 * s.mean_abs_relative_error)?;
-            for p in &s.points {
-                writeln!(f, "  {p}")?;
-            }
+        Ok(())
+    }
+}
+
+/// A number of the parameters table, `width` wide: scales like Kaplan's N_c ≈ 10^13 in scientific
+/// notation, the rest as they are.
+fn parameter_number(v: f64, width: usize) -> String {
+    if v != 0.0 && !(1e-3..1e6).contains(&v.abs()) {
+        format!("{v:>width$.4e}")
+    } else {
+        format!("{v:>width$.4}")
+    }
+}
+
+/// One row of the parameters table: the estimate and, with a bootstrap, its standard error and
+/// interval, or why it has none.
+fn parameter_row(f: &mut std::fmt::Formatter<'_>, name: &str, v: f64, interval: Option<&Interval>) -> std::fmt::Result {
+    let number = parameter_number;
+    match interval {
+        Some(i) if i.lower.is_nan() => writeln!(f, "  {name:<6} {}   (no bootstrap fit gave a finite value)", number(v, 12)),
+        Some(i) if !i.is_identified() => {
+            writeln!(
+                f,
+                "  {name:<6} {}   ± {:<10} [{}, {}]  not identified: these points leave it free",
+                number(v, 12),
+                "—",
+                number(i.lower, 0),
+                number(i.upper, 0)
+            )
         }
-        if !self.comparison.is_empty() {
-            let best = self.comparison.iter().map(|c| c.aic).fold(f64::INFINITY, f64::min);
-            writeln!(f, "forms compared on the same {} points (lower AIC is better):", self.points)?;
-            writeln!(f, "  {:<11} {:>6} {:>12} {:>10} {:>8} {:>10}", "form", "params", "rms log res.", "AIC", "ΔAIC", "held out")?;
-            for c in &self.comparison {
-                let held = c.holdout_error.map(|e| format!("{:.2}%", 100.0 * e)).unwrap_or_else(|| "–".into());
-                writeln!(
-                    f,
-                    "  {:<11} {:>6} {:>12.4} {:>10.1} {:>8.1} {:>10}",
-                    c.form.law_form().name(),
-                    c.parameters,
-                    c.residual_rms,
-                    c.aic,
-                    c.aic - best,
-                    held
-                )?;
-            }
-        }
-        if !self.rollout.is_empty() {
-            writeln!(f, "rollout: fit the smallest sizes, predict the next")?;
-            writeln!(f, "  {:>6} {:>7} {:>12} {:>18} {:>16}", "sizes", "points", "predicted N", "mean |rel. error|", "worst")?;
-            for s in &self.rollout {
-                let worst = s.points.iter().map(|p| p.relative_error).max_by(|a, b| a.abs().total_cmp(&b.abs())).unwrap_or(0.0);
-                writeln!(
-                    f,
-                    "  {:>6} {:>7} {:>12} {:>17.2}% {:>+15.2}%",
-                    s.fitted_sizes,
-                    s.fitted_points,
-                    si(s.predicted_n),
-                    100.0 * s.mean_abs_relative_error,
-                    100.0 * worst
-                )?;
-            }
-        }
-        write!(f, "fitted in {:.2}s", self.seconds)
+        Some(i) => writeln!(f, "  {name:<6} {}   ± {:<10} [{}, {}]", number(v, 12), number(i.std_error, 0), number(i.lower, 0), number(i.upper, 0)),
+        None => writeln!(f, "  {name:<6} {}", number(v, 12)),
     }
 }
