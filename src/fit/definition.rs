@@ -55,7 +55,8 @@ macro_rules! law_definition {
             $($(#[doc = $doc])* $(#[serde($($serde)*)])* pub $field: $type,)*
         }
 
-        // `fit law`'s flags, one per field of `LawDefinition` (a field no flag sets has `()`).
+        /// `windtunnel fit law`'s flags, one per field of [`LawDefinition`] (a field no flag sets
+        /// has `()`); [`LawFlags::definition`] lays the flags given over a definition file.
         #[derive(Debug, Clone, clap::Args)]
         pub struct LawFlags {
             $($(#[doc = $doc])* #[arg($($arg)*)] pub $field: $flag,)*
