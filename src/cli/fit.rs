@@ -6,8 +6,8 @@ use clap::{Args, Subcommand};
 
 use super::emit;
 use windtunnel::fit::allocation::{AllocationOptions, CurveColumns};
+use windtunnel::fit::definition::LawFlags;
 use windtunnel::fit::hparams::{fit_hparams, HparamColumns};
-use windtunnel::fit::report::LawDefinition;
 use windtunnel::fit::scans::{BatchColumns, LrColumns};
 use windtunnel::layout::{FitKind, SweepDir};
 use windtunnel::results::inputs::{fit_batch, fit_law, fit_lr, observations};
@@ -305,6 +305,7 @@ pub struct FitBatchArgs {
 }
 
 #[derive(Args)]
+#[command(mut_arg("input", |input| input.required_unless_present("config")))]
 pub struct FitLawArgs {
     /// A fit definition (TOML, e.g. analysis/chinchilla.toml); flags given too override it.
     #[arg(long)]
@@ -313,64 +314,9 @@ pub struct FitLawArgs {
     /// shared: L = E_g + A/N^α + B/D^β (the chinchilla form; uses --where, --bootstrap, --seed, --delta).
     #[arg(long, value_name = "COLUMN")]
     group_e: Option<String>,
-    /// A CSV or Parquet table, or a sweep directory (its results table, from its runs' files).
-    #[arg(long, required_unless_present = "config")]
-    input: Option<std::path::PathBuf>,
-    /// Column of N (non-embedding parameters) [default: non_embedding_params].
-    #[arg(long)]
-    n: Option<String>,
-    /// Column of D (training tokens) [default: tokens].
-    #[arg(long, conflicts_with = "flops")]
-    tokens: Option<String>,
-    /// Column of C (training FLOPs); D = C / (6N).
-    #[arg(long)]
-    flops: Option<String>,
-    /// Column of the final loss [default: final_eval_loss].
-    #[arg(long)]
-    loss: Option<String>,
-    /// The law's form: chinchilla (E + A/N^α + B/D^β) or kaplan ([(N_c/N)^(α_N/α_D) + D_c/D]^α_D).
-    /// Several, comma-separated, are compared (AIC, held-out error); the first is the one reported.
-    #[arg(long, value_delimiter = ',')]
-    form: Option<Vec<windtunnel::fit::form::Form>>,
-    /// Hold parameters at a value instead of fitting them, comma-separated KEY=VALUE (e.g. e=2.485,
-    /// a synthetic language's exact loss floor). Keys as in the JSON: e, a, b, alpha, beta (chinchilla).
-    #[arg(long, value_delimiter = ',', value_parser = parse_fixed)]
-    fix: Option<Vec<(String, f64)>>,
-    /// Only rows of this sweep grid (a sweep table's `grid` column).
-    #[arg(long)]
-    grid: Option<String>,
-    /// Fit only the rows this keeps: comparisons on columns joined by `and`, e.g. "non_embedding_params < 1e6".
-    #[arg(long = "where", value_name = "EXPR")]
-    where_: Option<String>,
-    /// Leave the rows this keeps out of the fit and predict them (errors and prediction intervals).
-    #[arg(long, value_name = "EXPR")]
-    predict_where: Option<String>,
-    /// Leave out the K highest-loss points.
-    #[arg(long)]
-    drop_highest: Option<usize>,
-    /// Huber δ.
-    #[arg(long)]
-    delta: Option<f64>,
-    /// Bootstrap resamples for intervals (0: none).
-    #[arg(long)]
-    bootstrap: Option<usize>,
-    /// Refit each resample from the full 4500-start grid instead of from the full fit.
-    #[arg(long)]
-    bootstrap_full_grid: bool,
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Compute budgets in FLOPs for the compute-optimal N, D and D/N, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    budgets: Option<Vec<f64>>,
-    /// Fit without the largest model (`largest`) or budget (`largest-budget`) and predict it.
-    #[arg(long)]
-    holdout: Option<windtunnel::fit::report::Holdout>,
-    /// Validate by rollout: for k = 2, 3, …, fit the k smallest model sizes and predict the next.
-    #[arg(long)]
-    rollout: bool,
-    /// Predict the loss at N:D, comma-separated (e.g. 1e9:2e10).
-    #[arg(long, value_delimiter = ',', value_parser = parse_pair)]
-    predict: Option<Vec<[f64; 2]>>,
+    // Every field of the law's definition as a flag, --input to --predict.
+    #[command(flatten)]
+    law: LawFlags,
     /// On a sweep: fit the law to the decays the curve law predicts from every trunk evaluation
     /// (see `fit curve`), beside the law on the real branches; its intervals resample both the
     /// curve law's runs and the predicted points.
@@ -392,93 +338,11 @@ pub struct FitLawArgs {
     json: bool,
 }
 
-fn parse_fixed(s: &str) -> Result<(String, f64), String> {
-    let (key, value) = s.split_once('=').ok_or_else(|| format!("`{s}`: write KEY=VALUE, e.g. e=2.485"))?;
-    let value: f64 = value.trim().parse().map_err(|_| format!("`{s}`: `{value}` is not a number"))?;
-    if !value.is_finite() {
-        return Err(format!("`{s}`: the value must be finite"));
-    }
-    Ok((key.trim().to_string(), value))
-}
-
-fn parse_pair(s: &str) -> Result<[f64; 2], String> {
-    let (n, d) = s.split_once(':').ok_or_else(|| format!("`{s}`: write N:D, e.g. 1e9:2e10"))?;
-    let num = |x: &str| match x.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(_) => Err(format!("`{x}`: N and D must be positive finite counts, e.g. 1e9:2e10")),
-        Err(_) => Err(format!("`{x}` is not a number")),
-    };
-    Ok([num(n)?, num(d)?])
-}
-
-impl FitLawArgs {
-    fn definition(&self) -> anyhow::Result<LawDefinition> {
-        let mut def = match &self.config {
-            Some(path) => LawDefinition::load(path)?,
-            // Without --config the defaults are the results table's columns.
-            None => LawDefinition::for_table(self.input.clone().context("--input is required")?),
-        };
-        if let Some(v) = &self.input {
-            def.input = v.clone();
-        }
-        if let Some(v) = &self.n {
-            def.n = v.clone();
-        }
-        if let Some(v) = &self.loss {
-            def.loss = v.clone();
-        }
-        if let Some((first, rest)) = self.form.as_deref().and_then(|f| f.split_first()) {
-            def.form = *first;
-            def.compare = rest.to_vec();
-        }
-        if let Some(v) = &self.fix {
-            def.fix.extend(v.iter().cloned());
-        }
-        if self.tokens.is_some() || self.flops.is_some() {
-            def.tokens = self.tokens.clone();
-            def.flops = self.flops.clone();
-        }
-        if let Some(v) = self.drop_highest {
-            def.drop_highest = v;
-        }
-        if self.grid.is_some() {
-            def.grid = self.grid.clone();
-        }
-        if self.where_.is_some() {
-            def.where_ = self.where_.clone();
-        }
-        if self.predict_where.is_some() {
-            def.predict_where = self.predict_where.clone();
-        }
-        if let Some(v) = self.delta {
-            def.delta = v;
-        }
-        if let Some(v) = self.bootstrap {
-            def.bootstrap = v;
-        }
-        def.bootstrap_full_grid |= self.bootstrap_full_grid;
-        if let Some(v) = self.seed {
-            def.seed = v;
-        }
-        if let Some(v) = &self.budgets {
-            def.budgets = v.clone();
-        }
-        if self.holdout.is_some() {
-            def.holdout = self.holdout;
-        }
-        def.rollout |= self.rollout;
-        if let Some(v) = &self.predict {
-            def.predict = v.clone();
-        }
-        Ok(def)
-    }
-}
-
 pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
     match command {
         FitCommand::Curve(args) => fit_curve(&args),
         FitCommand::Law(args) => {
-            let definition = args.definition()?;
+            let definition = args.law.definition(args.config.as_deref())?;
             if args.from_curves {
                 let sweep = SweepDir::open(&definition.input);
                 anyhow::ensure!(sweep.exists(), "--from-curves reads a sweep directory's runs; {} is not one", definition.input.display());

@@ -2,7 +2,8 @@
 //! typed values per run, built by the results layer from a sweep, or from a table file by
 //! [`input`], which also picks the law's points), the shape of a data-model law ([`form`]: a new
 //! law form is one implementation there), fitting it and its compute-optimal allocation ([`law`]),
-//! bootstrap intervals ([`bootstrap`]), the `fit law` report ([`report`]), one loss floor per
+//! bootstrap intervals ([`bootstrap`]), what `fit law` fits, from a file and flags
+//! ([`definition`]), the `fit law` report ([`report`]), one loss floor per
 //! group ([`grouped`]), Chinchilla's three approaches to the allocation ([`allocation`]),
 //! learning-rate transfer and batch-size laws ([`transfer`], [`scans`]), hyperparameter laws in
 //! N and D ([`hparams`]), row filters ([`filter`]) and the schedule-aware curve law ([`curve`]).
@@ -12,6 +13,7 @@
 pub mod allocation;
 pub mod bootstrap;
 pub mod curve;
+pub mod definition;
 pub mod filter;
 pub mod form;
 pub mod grouped;

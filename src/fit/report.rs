@@ -4,150 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::bootstrap::{prediction_interval, resample_fits, Interval};
+pub use super::definition::{Holdout, LawDefinition};
 use super::filter::Filter;
 use super::form::Form;
-use super::input::{points, Columns, Points};
+use super::input::{points, Points};
 use super::law::{fit, FitSpec, Law, LawFit, Point};
-use super::observation::{column, Observations};
+use super::observation::Observations;
 use crate::format::si;
-
-/// Which points `--holdout` leaves out of the fit to test its predictions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Holdout {
-    /// Every point of the largest N.
-    Largest,
-    /// Every point of the largest compute 6ND (within 10% of the maximum).
-    LargestBudget,
-}
-
-impl std::str::FromStr for Holdout {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "largest" | "largest-model" => Ok(Self::Largest),
-            "largest-budget" => Ok(Self::LargestBudget),
-            _ => Err(format!("unknown holdout `{s}`; use `largest` (model) or `largest-budget`")),
-        }
-    }
-}
-
-/// A fit definition, as `windtunnel fit law` flags or an `analysis/*.toml` file give it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LawDefinition {
-    /// A CSV file, or a sweep directory (its `table.csv`); relative to the definition file.
-    pub input: PathBuf,
-    // The column names repeat `input::Columns` field by field: serde cannot flatten a struct into
-    // one that denies unknown keys, and a typo in a fit definition must be an error.
-    /// Column of N (non-embedding parameters).
-    pub n: String,
-    /// Column of D (training tokens); or give `flops`.
-    #[serde(default)]
-    pub tokens: Option<String>,
-    /// Column of C (training FLOPs); D = C / (6N).
-    #[serde(default)]
-    pub flops: Option<String>,
-    /// Column of the final loss.
-    pub loss: String,
-    /// The law's form [default: chinchilla, L = E + A/N^α + B/D^β].
-    #[serde(default)]
-    pub form: Form,
-    /// Other forms to fit and compare with `form` (AIC, residuals, held-out error).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub compare: Vec<Form>,
-    /// Parameters held at a value instead of fitted (`fix = { e = 2.485 }`, e.g. a known loss floor).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub fix: std::collections::BTreeMap<String, f64>,
-    /// Only rows of this sweep grid.
-    #[serde(default)]
-    pub grid: Option<String>,
-    /// Fit only the rows this filter keeps (`N < 1e8 and grid == data`, see `fit::filter`).
-    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
-    pub where_: Option<String>,
-    /// Leave the rows this filter keeps out of the fit and predict them with it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predict_where: Option<String>,
-    #[serde(default)]
-    pub drop_highest: usize,
-    #[serde(default = "default_delta")]
-    pub delta: f64,
-    /// Bootstrap resamples (0: none).
-    #[serde(default)]
-    pub bootstrap: usize,
-    #[serde(default)]
-    pub bootstrap_full_grid: bool,
-    #[serde(default)]
-    pub seed: u64,
-    /// Compute budgets (FLOPs) at which to report the compute-optimal N, D and D/N.
-    #[serde(default)]
-    pub budgets: Vec<f64>,
-    #[serde(default)]
-    pub holdout: Option<Holdout>,
-    /// Validate by rollout: fit the k smallest model sizes and predict the next, for every k.
-    #[serde(default)]
-    pub rollout: bool,
-    /// (N, D) pairs whose loss to predict.
-    #[serde(default)]
-    pub predict: Vec<[f64; 2]>,
-    /// Central interval level of the bootstrap intervals.
-    #[serde(default = "default_level")]
-    pub level: f64,
-}
-
-fn default_delta() -> f64 {
-    1e-3
-}
-fn default_level() -> f64 {
-    0.95
-}
-
-impl LawDefinition {
-    /// The table's columns this definition reads.
-    pub fn columns(&self) -> Columns {
-        Columns { n: self.n.clone(), tokens: self.tokens.clone(), flops: self.flops.clone(), loss: self.loss.clone(), grid: self.grid.clone() }
-    }
-
-    /// `fit law --input TABLE` with no other flags: the results table's columns, no bootstrap.
-    pub fn for_table(input: PathBuf) -> Self {
-        Self {
-            input,
-            n: column::NON_EMBEDDING_PARAMS.into(),
-            tokens: Some(column::TOKENS.into()),
-            flops: None,
-            loss: column::FINAL_EVAL_LOSS.into(),
-            form: Form::default(),
-            compare: Vec::new(),
-            fix: Default::default(),
-            grid: None,
-            where_: None,
-            predict_where: None,
-            drop_highest: 0,
-            delta: default_delta(),
-            bootstrap: 0,
-            bootstrap_full_grid: false,
-            seed: 0,
-            budgets: Vec::new(),
-            holdout: None,
-            rollout: false,
-            predict: Vec::new(),
-            level: default_level(),
-        }
-    }
-
-    /// Read an `analysis/*.toml` definition; its `input` is resolved against the file's folder.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read fit definition {}", path.display()))?;
-        let mut def: Self = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
-        if def.input.is_relative() {
-            def.input = path.parent().unwrap_or(Path::new(".")).join(&def.input);
-        }
-        Ok(def)
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Budget {
@@ -564,10 +430,25 @@ pub fn holdout_check(def: &LawDefinition, points: &[Point], holdout: Holdout) ->
     Ok(HoldoutReport { holdout, fitted_points: train.len(), law: held_fit.law, points, mean_abs_relative_error })
 }
 
+/// The text of `fit law`: one section after another, each left out when it has nothing to say.
 impl std::fmt::Display for LawReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let l = &self.fit.law;
-        writeln!(f, "data-model law  {}   ({})", l.form().law_form().formula(), self.input.display())?;
+        self.write_header(f)?;
+        self.write_parameters(f)?;
+        self.write_allocation(f)?;
+        self.write_predictions(f)?;
+        self.write_holdout(f)?;
+        self.write_predicted_set(f)?;
+        self.write_comparison(f)?;
+        self.write_rollout(f)?;
+        write!(f, "fitted in {:.2}s", self.seconds)
+    }
+}
+
+impl LawReport {
+    /// The law's formula and input; the points fitted and how the fit went.
+    fn write_header(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "data-model law  {}   ({})", self.fit.law.form().law_form().formula(), self.input.display())?;
         write!(f, "  points {}", self.points)?;
         if self.dropped_highest > 0 {
             write!(f, " ({} highest-loss dropped)", self.dropped_highest)?;
@@ -579,17 +460,12 @@ impl std::fmt::Display for LawReport {
             f,
             "; Huber δ = {}, summed; {} L-BFGS starts, {} in the best basin; objective {:.6}; rms log residual {:.4}",
             self.fit.delta, self.fit.starts, self.fit.starts_in_best_basin, self.fit.objective, self.residual_rms
-        )?;
-        // Scales like Kaplan's N_c ≈ 10^13 in scientific notation, the rest as they were.
-        let num = |v: f64, width: usize| if v != 0.0 && !(1e-3..1e6).contains(&v.abs()) { format!("{v:>width$.4e}") } else { format!("{v:>width$.4}") };
-        let row = |f: &mut std::fmt::Formatter<'_>, name: &str, v: f64, i: Option<&Interval>| match i {
-            Some(i) if i.lower.is_nan() => writeln!(f, "  {name:<6} {}   (no bootstrap fit gave a finite value)", num(v, 12)),
-            Some(i) if !i.is_identified() => {
-                writeln!(f, "  {name:<6} {}   ± {:<10} [{}, {}]  not identified: these points leave it free", num(v, 12), "—", num(i.lower, 0), num(i.upper, 0))
-            }
-            Some(i) => writeln!(f, "  {name:<6} {}   ± {:<10} [{}, {}]", num(v, 12), num(i.std_error, 0), num(i.lower, 0), num(i.upper, 0)),
-            None => writeln!(f, "  {name:<6} {}", num(v, 12)),
-        };
+        )
+    }
+
+    /// The parameters table: each parameter's estimate with its bootstrap interval, or `(fixed)`;
+    /// and a warning when the estimates are not plausible.
+    fn write_parameters(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(b) = &self.bootstrap {
             writeln!(
                 f,
@@ -603,12 +479,11 @@ impl std::fmt::Display for LawReport {
                 if b.full_grid { ", full grid each" } else { "" }
             )?;
         }
-        let b = self.bootstrap.as_ref();
-        for (key, symbol, value) in l.named() {
+        for (key, symbol, value) in self.fit.law.named() {
             if self.definition.fix.contains_key(key) {
-                writeln!(f, "  {symbol:<6} {}   (fixed)", num(value, 12))?;
+                writeln!(f, "  {symbol:<6} {}   (fixed)", parameter_number(value, 12))?;
             } else {
-                row(f, symbol, value, b.and_then(|b| b.parameters.get(key)))?;
+                parameter_row(f, symbol, value, self.bootstrap.as_ref().and_then(|b| b.parameters.get(key)))?;
             }
         }
         if !self.plausible {
@@ -618,12 +493,18 @@ impl std::fmt::Display for LawReport {
                  (it needs several model sizes, each at several token counts, well above the loss floor)"
             )?;
         }
+        Ok(())
+    }
+
+    /// The compute-optimal allocation: its exponents (with their intervals), and N_opt, D_opt and
+    /// D/N at each budget.
+    fn write_allocation(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
             "compute-optimal (C = 6ND): N_opt = G·(C/6)^{0:.4}, D_opt = (C/6)^{1:.4}/G, with G = (αA/(βB))^(1/(α+β)) = {2:.4}",
             self.n_exponent, self.d_exponent, self.g
         )?;
-        if let Some(b) = b {
+        if let Some(b) = &self.bootstrap {
             writeln!(f, "  a in [{:.4}, {:.4}], b in [{:.4}, {:.4}]", b.n_exponent.lower, b.n_exponent.upper, b.d_exponent.lower, b.d_exponent.upper)?;
         }
         for c in &self.budgets {
@@ -633,6 +514,11 @@ impl std::fmt::Display for LawReport {
             }
             writeln!(f)?;
         }
+        Ok(())
+    }
+
+    /// The loss at each `--predict` point, with where the law lies and where a new run would.
+    fn write_predictions(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for p in &self.predictions {
             write!(f, "  predicted loss at N = {}, D = {}: {:.4}", si(p.n), si(p.d), p.loss)?;
             if let Some(i) = &p.interval {
@@ -643,59 +529,95 @@ impl std::fmt::Display for LawReport {
             }
             writeln!(f)?;
         }
-        if let Some(h) = &self.holdout {
+        Ok(())
+    }
+
+    /// `--holdout`: the points left out, as the law fitted without them predicts them.
+    fn write_holdout(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(h) = &self.holdout else { return Ok(()) };
+        writeln!(
+            f,
+            "held out ({:?}): fitted on {} points, predicted {} with mean |relative error| {:.2}%",
+            h.holdout,
+            h.fitted_points,
+            h.points.len(),
+            100.0 * h.mean_abs_relative_error
+        )?;
+        h.points.iter().try_for_each(|p| writeln!(f, "  {p}"))
+    }
+
+    /// `--predict-where`: the rows left out of the fit, as it predicts them.
+    fn write_predicted_set(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(s) = &self.predicted else { return Ok(()) };
+        writeln!(f, "predicted where {}: {} points, mean |relative error| {:.2}%", s.expression, s.points.len(), 100.0 * s.mean_abs_relative_error)?;
+        s.points.iter().try_for_each(|p| writeln!(f, "  {p}"))
+    }
+
+    /// `--form A,B,…`: every form on the same points, by AIC and held-out error.
+    fn write_comparison(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.comparison.is_empty() {
+            return Ok(());
+        }
+        let best = self.comparison.iter().map(|c| c.aic).fold(f64::INFINITY, f64::min);
+        writeln!(f, "forms compared on the same {} points (lower AIC is better):", self.points)?;
+        writeln!(f, "  {:<11} {:>6} {:>12} {:>10} {:>8} {:>10}", "form", "params", "rms log res.", "AIC", "ΔAIC", "held out")?;
+        for c in &self.comparison {
+            let held = c.holdout_error.map(|e| format!("{:.2}%", 100.0 * e)).unwrap_or_else(|| "–".into());
+            writeln!(f, "  {:<11} {:>6} {:>12.4} {:>10.1} {:>8.1} {:>10}", c.form.law_form().name(), c.parameters, c.residual_rms, c.aic, c.aic - best, held)?;
+        }
+        Ok(())
+    }
+
+    /// `--rollout`: each step's fit on the smallest sizes and its error on the next size.
+    fn write_rollout(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.rollout.is_empty() {
+            return Ok(());
+        }
+        writeln!(f, "rollout: fit the smallest sizes, predict the next")?;
+        writeln!(f, "  {:>6} {:>7} {:>12} {:>18} {:>16}", "sizes", "points", "predicted N", "mean |rel. error|", "worst")?;
+        for s in &self.rollout {
+            let worst = s.points.iter().map(|p| p.relative_error).max_by(|a, b| a.abs().total_cmp(&b.abs())).unwrap_or(0.0);
             writeln!(
                 f,
-                "held out ({:?}): fitted on {} points, predicted {} with mean |relative error| {:.2}%",
-                h.holdout,
-                h.fitted_points,
-                h.points.len(),
-                100.0 * h.mean_abs_relative_error
+                "  {:>6} {:>7} {:>12} {:>17.2}% {:>+15.2}%",
+                s.fitted_sizes,
+                s.fitted_points,
+                si(s.predicted_n),
+                100.0 * s.mean_abs_relative_error,
+                100.0 * worst
             )?;
-            for p in &h.points {
-                writeln!(f, "  {p}")?;
-            }
         }
-        if let Some(s) = &self.predicted {
-            writeln!(f, "predicted where {}: {} points, mean |relative error| {:.2}%", s.expression, s.points.len(), 100.0 * s.mean_abs_relative_error)?;
-            for p in &s.points {
-                writeln!(f, "  {p}")?;
-            }
+        Ok(())
+    }
+}
+
+/// A number of the parameters table, `width` wide: scales like Kaplan's N_c ≈ 10^13 in scientific
+/// notation, the rest as they are.
+fn parameter_number(v: f64, width: usize) -> String {
+    if v != 0.0 && !(1e-3..1e6).contains(&v.abs()) {
+        format!("{v:>width$.4e}")
+    } else {
+        format!("{v:>width$.4}")
+    }
+}
+
+/// One row of the parameters table: the estimate and, with a bootstrap, its standard error and
+/// interval, or why it has none.
+fn parameter_row(f: &mut std::fmt::Formatter<'_>, name: &str, v: f64, interval: Option<&Interval>) -> std::fmt::Result {
+    let number = parameter_number;
+    match interval {
+        Some(i) if i.lower.is_nan() => writeln!(f, "  {name:<6} {}   (no bootstrap fit gave a finite value)", number(v, 12)),
+        Some(i) if !i.is_identified() => {
+            writeln!(
+                f,
+                "  {name:<6} {}   ± {:<10} [{}, {}]  not identified: these points leave it free",
+                number(v, 12),
+                "—",
+                number(i.lower, 0),
+                number(i.upper, 0)
+            )
         }
-        if !self.comparison.is_empty() {
-            let best = self.comparison.iter().map(|c| c.aic).fold(f64::INFINITY, f64::min);
-            writeln!(f, "forms compared on the same {} points (lower AIC is better):", self.points)?;
-            writeln!(f, "  {:<11} {:>6} {:>12} {:>10} {:>8} {:>10}", "form", "params", "rms log res.", "AIC", "ΔAIC", "held out")?;
-            for c in &self.comparison {
-                let held = c.holdout_error.map(|e| format!("{:.2}%", 100.0 * e)).unwrap_or_else(|| "–".into());
-                writeln!(
-                    f,
-                    "  {:<11} {:>6} {:>12.4} {:>10.1} {:>8.1} {:>10}",
-                    c.form.law_form().name(),
-                    c.parameters,
-                    c.residual_rms,
-                    c.aic,
-                    c.aic - best,
-                    held
-                )?;
-            }
-        }
-        if !self.rollout.is_empty() {
-            writeln!(f, "rollout: fit the smallest sizes, predict the next")?;
-            writeln!(f, "  {:>6} {:>7} {:>12} {:>18} {:>16}", "sizes", "points", "predicted N", "mean |rel. error|", "worst")?;
-            for s in &self.rollout {
-                let worst = s.points.iter().map(|p| p.relative_error).max_by(|a, b| a.abs().total_cmp(&b.abs())).unwrap_or(0.0);
-                writeln!(
-                    f,
-                    "  {:>6} {:>7} {:>12} {:>17.2}% {:>+15.2}%",
-                    s.fitted_sizes,
-                    s.fitted_points,
-                    si(s.predicted_n),
-                    100.0 * s.mean_abs_relative_error,
-                    100.0 * worst
-                )?;
-            }
-        }
-        write!(f, "fitted in {:.2}s", self.seconds)
+        Some(i) => writeln!(f, "  {name:<6} {}   ± {:<10} [{}, {}]", number(v, 12), number(i.std_error, 0), number(i.lower, 0), number(i.upper, 0)),
+        None => writeln!(f, "  {name:<6} {}", number(v, 12)),
     }
 }

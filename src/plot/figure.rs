@@ -8,6 +8,7 @@
 
 use std::ops::Range;
 
+use plotters::chart::SeriesAnno;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, KeyPointWeight, Ranged};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -190,15 +191,31 @@ impl Figure {
 
 const TITLE_HEIGHT: u32 = 34;
 
-fn draw_panel<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    panel: &Panel,
-    shared_y: Option<AxisRange>,
-) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let xs = panel.series.iter().flat_map(|s| s.points.iter().chain(&s.lower).map(|p| p.0));
-    let ys = panel.series.iter().flat_map(|s| s.points.iter().chain(&s.lower).map(|p| p.1));
-    let x = AxisRange::fit(xs, panel.x.log);
-    let y = shared_y.unwrap_or_else(|| AxisRange::fit(ys, panel.y.log));
+/// A panel's chart: its drawing area with the panel's two axes.
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<AxisRange, AxisRange>>;
+
+/// What drawing on a backend `DB` can fail with.
+type DrawResult<T, DB> = Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// One panel: its axes (over its own values, or the figure's shared y range), its series, and
+/// its legend when a series has a label.
+fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel, shared_y: Option<AxisRange>) -> DrawResult<(), DB> {
+    let values = |coordinate: fn(&(f64, f64)) -> f64| panel.series.iter().flat_map(move |s| s.points.iter().chain(&s.lower).map(coordinate));
+    let x = AxisRange::fit(values(|p| p.0), panel.x.log);
+    let y = shared_y.unwrap_or_else(|| AxisRange::fit(values(|p| p.1), panel.y.log));
+    let mut chart = draw_axes(area, panel, &x, &y)?;
+    let mut labelled = false;
+    for series in &panel.series {
+        labelled |= draw_series(&mut chart, series, &x, &y)?;
+    }
+    if labelled {
+        draw_legend(&mut chart, panel.legend)?;
+    }
+    Ok(())
+}
+
+/// The panel's title, axes, tick labels and grid lines.
+fn draw_axes<'a, DB: DrawingBackend>(area: &'a DrawingArea<DB, Shift>, panel: &Panel, x: &AxisRange, y: &AxisRange) -> DrawResult<Chart<'a, DB>, DB> {
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, (FAMILY, 17))
         .margin(12)
@@ -220,85 +237,76 @@ fn draw_panel<DB: DrawingBackend>(
         .light_line_style(RGBColor(238, 238, 238))
         .axis_style(RGBColor(90, 90, 90))
         .draw()?;
+    Ok(chart)
+}
 
-    let mut labelled = false;
-    for s in &panel.series {
-        let color = s.color;
-        let points: Vec<(f64, f64)> = s.points.iter().copied().filter(|&p| x.shows(p.0) && y.shows(p.1)).collect();
-        if points.is_empty() {
-            continue;
-        }
-        let legend = s.label.as_deref();
-        labelled |= legend.is_some();
-        match s.style {
-            Style::Line { width } => {
-                let anno = chart.draw_series(LineSeries::new(points, color.stroke_width(width)))?;
-                if let Some(label) = legend {
-                    anno.label(label).legend(move |p| EmptyElement::at(p) + PathElement::new(vec![(0, 0), (22, 0)], color.stroke_width(width)));
-                }
-            }
-            Style::Dashed { width } => {
-                let anno = chart.draw_series(DashedLineSeries::new(points, 7, 5, color.stroke_width(width)))?;
-                if let Some(label) = legend {
-                    anno.label(label).legend(move |p| {
-                        EmptyElement::at(p)
-                            + PathElement::new(vec![(0, 0), (8, 0)], color.stroke_width(width))
-                            + PathElement::new(vec![(13, 0), (22, 0)], color.stroke_width(width))
-                    });
-                }
-            }
-            Style::Markers { size } => {
-                let anno = chart.draw_series(points.iter().map(|&p| Circle::new(p, size, color.filled())))?;
-                if let Some(label) = legend {
-                    anno.label(label).legend(move |p| EmptyElement::at(p) + Circle::new((11, 0), size, color.filled()));
-                }
-            }
-            Style::LineMarkers { width, size } => {
-                chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(width)))?;
-                let anno = chart.draw_series(points.iter().map(|&p| Circle::new(p, size, color.filled())))?;
-                if let Some(label) = legend {
-                    anno.label(label).legend(move |p| {
-                        EmptyElement::at(p) + PathElement::new(vec![(0, 0), (22, 0)], color.stroke_width(width)) + Circle::new((11, 0), size, color.filled())
-                    });
-                }
-            }
-            Style::Highlight { size } => {
-                chart.draw_series(points.iter().map(|&p| Circle::new(p, size, color.filled())))?;
-                let anno = chart.draw_series(points.iter().map(|&p| Circle::new(p, size, BLACK.stroke_width(2))))?;
-                if let Some(label) = legend {
-                    anno.label(label)
-                        .legend(move |p| EmptyElement::at(p) + Circle::new((11, 0), size, color.filled()) + Circle::new((11, 0), size, BLACK.stroke_width(2)));
-                }
-            }
-            Style::Band => {
-                let lower: Vec<(f64, f64)> = s.lower.iter().copied().filter(|&p| x.shows(p.0) && y.shows(p.1)).collect();
-                let outline: Vec<(f64, f64)> = points.iter().copied().chain(lower.into_iter().rev()).collect();
-                let anno = chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.22).filled())))?;
-                if let Some(label) = legend {
-                    anno.label(label).legend(move |(px, py)| Rectangle::new([(px, py - 5), (px + 22, py + 5)], color.mix(0.22).filled()));
-                }
-            }
-        }
+/// One series in its style, its points that the axes can show, with its legend entry when it has
+/// a label. Whether it has one (a series with no point to show draws nothing and has none).
+fn draw_series<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, series: &Series, x: &AxisRange, y: &AxisRange) -> DrawResult<bool, DB> {
+    let shown = |points: &[(f64, f64)]| -> Vec<(f64, f64)> { points.iter().copied().filter(|&p| x.shows(p.0) && y.shows(p.1)).collect() };
+    let points = shown(&series.points);
+    if points.is_empty() {
+        return Ok(false);
     }
-    let position = match panel.legend {
+    let color = series.color;
+    let anno = match series.style {
+        Style::Line { width } => chart.draw_series(LineSeries::new(points, color.stroke_width(width)))?,
+        Style::Dashed { width } => chart.draw_series(DashedLineSeries::new(points, 7, 5, color.stroke_width(width)))?,
+        Style::Markers { size } => chart.draw_series(points.iter().map(|&p| Circle::new(p, size, color.filled())))?,
+        Style::LineMarkers { width, size } => {
+            chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(width)))?;
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, size, color.filled())))?
+        }
+        Style::Highlight { size } => {
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, size, color.filled())))?;
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, size, BLACK.stroke_width(2))))?
+        }
+        Style::Band => {
+            let outline: Vec<(f64, f64)> = points.iter().copied().chain(shown(&series.lower).into_iter().rev()).collect();
+            chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.22).filled())))?
+        }
+    };
+    if let Some(label) = &series.label {
+        legend_entry(anno, label, series.style, color);
+    }
+    Ok(series.label.is_some())
+}
+
+/// The series' entry in the legend: its label, and a sample of its style at the entry's position
+/// (a short line, a dashed one, a marker, a line through a marker, an edged marker, or a patch of
+/// the band).
+fn legend_entry<'a, DB: DrawingBackend + 'a>(anno: &mut SeriesAnno<'a, DB>, label: &str, style: Style, color: RGBColor) {
+    let line = move |from: i32, to: i32, width: u32| PathElement::new(vec![(from, 0), (to, 0)], color.stroke_width(width));
+    let marker = move |size: u32| Circle::new((11, 0), size, color.filled());
+    let anno = anno.label(label);
+    match style {
+        Style::Line { width } => anno.legend(move |at| EmptyElement::at(at) + line(0, 22, width)),
+        Style::Dashed { width } => anno.legend(move |at| EmptyElement::at(at) + line(0, 8, width) + line(13, 22, width)),
+        Style::Markers { size } => anno.legend(move |at| EmptyElement::at(at) + marker(size)),
+        Style::LineMarkers { width, size } => anno.legend(move |at| EmptyElement::at(at) + line(0, 22, width) + marker(size)),
+        Style::Highlight { size } => anno.legend(move |at| EmptyElement::at(at) + marker(size) + Circle::new((11, 0), size, BLACK.stroke_width(2))),
+        Style::Band => anno.legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 22, y + 5)], color.mix(0.22).filled())),
+    };
+}
+
+/// The legend box of the labelled series, where the panel puts it (nowhere for `None`).
+fn draw_legend<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, legend: LegendPosition) -> DrawResult<(), DB> {
+    let position = match legend {
         LegendPosition::UpperRight => SeriesLabelPosition::UpperRight,
         LegendPosition::UpperLeft => SeriesLabelPosition::UpperLeft,
         LegendPosition::LowerLeft => SeriesLabelPosition::LowerLeft,
         LegendPosition::LowerRight => SeriesLabelPosition::LowerRight,
         LegendPosition::None => return Ok(()),
     };
-    if labelled {
-        chart
-            .configure_series_labels()
-            .position(position)
-            .margin(8)
-            .legend_area_size(28)
-            .label_font((FAMILY, 12))
-            .background_style(WHITE.mix(0.88))
-            .border_style(RGBColor(170, 170, 170))
-            .draw()?;
-    }
-    Ok(())
+    chart
+        .configure_series_labels()
+        .position(position)
+        .margin(8)
+        .legend_area_size(28)
+        .label_font((FAMILY, 12))
+        .background_style(WHITE.mix(0.88))
+        .border_style(RGBColor(170, 170, 170))
+        .draw()
 }
 
 /// One axis: its range, linear or log, and its tick values.

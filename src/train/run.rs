@@ -634,120 +634,171 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         Ok(())
     }
 
+    /// Train to the run's end (or a divergence, a signal, a pause), then finish the run.
     fn run(mut self) -> anyhow::Result<TrainSummary> {
         let record = &self.prepared.record;
-        let config = &record.config;
-        let training = &config.training;
-        let tps = record.tokens_per_step;
-        let total_tokens = record.tokens;
-        let start = Instant::now();
-        let start_step = self.step;
-        let is_branch_decay = config.branch.is_some();
-        let train_data: &dyn TokenSource = match (&self.prepared.decay_data, is_branch_decay) {
-            (Some(d), true) => &**d,
-            _ => &*self.prepared.data,
-        };
         self.status(RunState::Running, None)?;
-        let progress = super::progress::Progress::new(record.steps, start_step, tps, self.options.quiet);
-        let mut last_periodic = Instant::now();
-        let mut last_status = Instant::now();
-        // Training time and steps since the last metrics line (evaluation and checkpoints excluded).
-        let (mut interval_seconds, mut interval_steps) = (0.0f64, 0u64);
-        let mut outcome = Outcome::Done;
-        let requested_at = self.options.requested_at.unwrap_or_else(process_start);
-        let mut first_step_s = None;
-        let mut first_step_logged = false;
+        let progress = super::progress::Progress::new(record.steps, self.step, record.tokens_per_step, self.options.quiet);
+        let mut clocks = Clocks::new(self.step, self.options);
+        let outcome = self.train_steps(&mut clocks, &progress)?;
+        let wall = self.wall(&clocks);
+        self.finish(&outcome, clocks.start_step, wall)?;
+        progress.finish();
+        Ok(self.summary(outcome, &clocks, wall))
+    }
+
+    /// Step after step, each evaluated, logged and checkpointed when due, until the run's end, a
+    /// divergence, or a signal or pause that stops it.
+    fn train_steps(&mut self, clocks: &mut Clocks, progress: &super::progress::Progress) -> anyhow::Result<Outcome> {
+        let record = &self.prepared.record;
+        let training = &record.config.training;
         // The next step's batch, made on the host while the device works through this step.
         let mut next_batch = None;
-
         while self.step < record.steps {
-            if let Some(pause) = self.prepared.pause_at_tokens.filter(|&p| self.step * tps >= p) {
-                outcome = self.pause(pause, self.wall_before + start.elapsed().as_secs_f64())?;
-                break;
+            if let Some(stopped) = self.stop_requested(clocks)? {
+                return Ok(stopped);
             }
-            let sig = self.prepared.signal.load(Ordering::SeqCst);
-            if sig != 0 {
-                let wall = self.wall_before + start.elapsed().as_secs_f64();
-                self.save("interrupt", wall)?;
-                self.status(RunState::Interrupted, Some(format!("signal {sig}; checkpoint at step {}", self.step)))?;
-                outcome = Outcome::Interrupted(sig as i32);
-                break;
-            }
-            let step_started = Instant::now();
-            let tokens_before = self.step * tps;
-            // The schedule is read at the tokens seen once this step is done: the first step
-            // trains (lr > 0) and the last one runs at the end of the decay.
-            let lr = config.optimizer.lr * config.schedule.factor(tokens_before + tps, total_tokens);
-            let batch = next_batch.take().unwrap_or_else(|| data::train_batch(train_data, self.step, training.batch_size, training.seq_len))?;
-            let (loss, grads) = self.loss_and_gradients(&batch, training.micro_batch());
-            let model = self.model.take().expect("model present between steps");
-            let (model, report) = self.optimizer.step_with(model, grads, lr);
-            self.model = Some(model);
-            self.step += 1;
-            if self.step < record.steps {
-                next_batch = Some(data::train_batch(train_data, self.step, training.batch_size, training.seq_len));
-            }
-            // The step's one read from the device, after all of its work was queued: a GPU runs
-            // the forward pass, backward pass, clipping and update without waiting for the host.
-            let [loss_value, grad_norm_squared] = read_to_host([loss, report.grad_norm_squared]);
-            // The loss was read back, so the step's work is done (a GPU has synchronised).
-            first_step_s.get_or_insert_with(|| requested_at.elapsed().as_secs_f64());
-            interval_seconds += step_started.elapsed().as_secs_f64();
-            interval_steps += 1;
-            let first = *self.first_loss.get_or_insert(loss_value);
-            let diverged = !loss_value.is_finite() || loss_value > training.divergence_factor * first;
-
-            let tokens = self.step * tps;
-            let eval_due = self.step == record.steps || tokens / training.eval_interval_tokens > tokens_before / training.eval_interval_tokens;
-            let eval_loss = if eval_due && !diverged { Some(self.eval()?) } else { None };
-            let log_due = self.step.is_multiple_of(training.log_interval_steps) || eval_loss.is_some() || diverged || self.step == record.steps;
-            let wall = self.wall_before + start.elapsed().as_secs_f64();
-            if log_due {
-                let tokens_per_s = interval_steps as f64 * tps as f64 / interval_seconds.max(1e-9);
-                (interval_seconds, interval_steps) = (0.0, 0);
-                let line = MetricsRecord {
-                    step: self.step,
-                    tokens,
-                    flops: tokens as f64 * record.flops_per_token.total as f64,
-                    flops_6nd: 6.0 * record.non_embedding_params as f64 * tokens as f64,
-                    lr,
-                    train_loss: loss_value,
-                    eval_loss,
-                    eval_bits_per_byte: eval_loss.zip(record.bytes_per_token).map(|(l, b)| l / b / std::f64::consts::LN_2),
-                    oracle_loss: eval_loss.and(record.oracle_eval_loss),
-                    grad_norm: grad_norm_squared.sqrt(),
-                    tokens_per_s,
-                    wall_s: wall,
-                    first_step_s: if first_step_logged { None } else { first_step_s },
-                    cpu_threads: (!first_step_logged && self.options.device == DeviceSpec::Cpu).then(rayon::current_num_threads),
-                };
-                first_step_logged = true;
-                self.metrics.append(&line)?;
-                progress.update(&line);
+            let tokens_before = self.step * record.tokens_per_step;
+            let step = self.optimizer_step(&mut next_batch, clocks)?;
+            let first = *self.first_loss.get_or_insert(step.loss);
+            let diverged = !step.loss.is_finite() || step.loss > training.divergence_factor * first;
+            let eval_loss = if self.eval_due(tokens_before) && !diverged { Some(self.eval()?) } else { None };
+            let wall = self.wall(clocks);
+            if self.step.is_multiple_of(training.log_interval_steps) || eval_loss.is_some() || diverged || self.step == record.steps {
+                self.log_metrics(&step, eval_loss, wall, clocks, progress)?;
             }
             if diverged {
-                let reason = format!("loss {loss_value} at step {} (first loss {first:.4}, limit {}×)", self.step, training.divergence_factor);
+                let reason = format!("loss {} at step {} (first loss {first:.4}, limit {}×)", step.loss, self.step, training.divergence_factor);
                 self.status(RunState::Diverged, Some(reason))?;
-                outcome = Outcome::Diverged;
-                break;
+                return Ok(Outcome::Diverged);
             }
-            if self.checkpoint_steps.binary_search(&self.step).is_ok() {
-                self.save("tokens", wall)?;
-            } else if training.checkpoint_every_minutes > 0.0 && last_periodic.elapsed().as_secs_f64() > 60.0 * training.checkpoint_every_minutes {
-                self.save("periodic", wall)?;
-                last_periodic = Instant::now();
-            }
-            if last_status.elapsed() > std::time::Duration::from_secs(2) {
+            self.checkpoint_if_due(wall, clocks)?;
+            if clocks.last_status.elapsed() > std::time::Duration::from_secs(2) {
                 // Progress for `windtunnel status` and the sweep display.
                 self.status(RunState::Running, None)?;
-                last_status = Instant::now();
+                clocks.last_status = Instant::now();
             }
         }
-        let wall = self.wall_before + start.elapsed().as_secs_f64();
-        self.finish(&outcome, start_step, wall)?;
-        progress.finish();
-        let trained = (self.step - start_step) * tps;
-        Ok(TrainSummary {
+        Ok(Outcome::Done)
+    }
+
+    /// Seconds this run has trained, over every process that trained it.
+    fn wall(&self, clocks: &Clocks) -> f64 {
+        self.wall_before + clocks.start.elapsed().as_secs_f64()
+    }
+
+    /// Stop before the next step where `pause.json` or a signal asks: a checkpoint and the status
+    /// say where.
+    fn stop_requested(&mut self, clocks: &Clocks) -> anyhow::Result<Option<Outcome>> {
+        let tokens = self.step * self.prepared.record.tokens_per_step;
+        if let Some(pause) = self.prepared.pause_at_tokens.filter(|&p| tokens >= p) {
+            return self.pause(pause, self.wall(clocks)).map(Some);
+        }
+        let sig = self.prepared.signal.load(Ordering::SeqCst);
+        if sig == 0 {
+            return Ok(None);
+        }
+        self.save("interrupt", self.wall(clocks))?;
+        self.status(RunState::Interrupted, Some(format!("signal {sig}; checkpoint at step {}", self.step)))?;
+        Ok(Some(Outcome::Interrupted(sig as i32)))
+    }
+
+    /// One optimizer step on the step's batch (made ahead in `next_batch`, or now), with the
+    /// learning rate of the schedule; makes the next step's batch, then reads the step's loss and
+    /// gradient norm from the device.
+    fn optimizer_step(&mut self, next_batch: &mut Option<Result<Batch, data::DataError>>, clocks: &mut Clocks) -> anyhow::Result<StepResult> {
+        let prepared = self.prepared;
+        let (record, training) = (&prepared.record, &prepared.record.config.training);
+        let train_data: &dyn TokenSource = match (&prepared.decay_data, record.config.branch.is_some()) {
+            (Some(d), true) => &**d,
+            _ => &*prepared.data,
+        };
+        let step_started = Instant::now();
+        let tps = record.tokens_per_step;
+        // The schedule is read at the tokens seen once this step is done: the first step trains
+        // (lr > 0) and the last one runs at the end of the decay.
+        let lr = record.config.optimizer.lr * record.config.schedule.factor(self.step * tps + tps, record.tokens);
+        let batch = next_batch.take().unwrap_or_else(|| data::train_batch(train_data, self.step, training.batch_size, training.seq_len))?;
+        let (loss, grads) = self.loss_and_gradients(&batch, training.micro_batch());
+        let model = self.model.take().expect("model present between steps");
+        let (model, report) = self.optimizer.step_with(model, grads, lr);
+        self.model = Some(model);
+        self.step += 1;
+        if self.step < record.steps {
+            *next_batch = Some(data::train_batch(train_data, self.step, training.batch_size, training.seq_len));
+        }
+        // The step's one read from the device, after all of its work was queued: a GPU runs the
+        // forward pass, backward pass, clipping and update without waiting for the host.
+        let [loss, grad_norm_squared] = read_to_host([loss, report.grad_norm_squared]);
+        // The loss was read back, so the step's work is done (a GPU has synchronised).
+        clocks.first_step_s.get_or_insert_with(|| clocks.requested_at.elapsed().as_secs_f64());
+        clocks.interval_seconds += step_started.elapsed().as_secs_f64();
+        clocks.interval_steps += 1;
+        Ok(StepResult { lr, loss, grad_norm: grad_norm_squared.sqrt() })
+    }
+
+    /// Whether the step just done (from `tokens_before`) crossed an evaluation point, or ended the run.
+    fn eval_due(&self, tokens_before: u64) -> bool {
+        let record = &self.prepared.record;
+        let interval = record.config.training.eval_interval_tokens;
+        self.step == record.steps || self.step * record.tokens_per_step / interval > tokens_before / interval
+    }
+
+    /// Append the step's line to `metrics.jsonl` (and the progress display): its loss, the
+    /// evaluation if there was one, and the throughput since the last line.
+    fn log_metrics(
+        &mut self,
+        step: &StepResult,
+        eval_loss: Option<f64>,
+        wall: f64,
+        clocks: &mut Clocks,
+        progress: &super::progress::Progress,
+    ) -> anyhow::Result<()> {
+        let record = &self.prepared.record;
+        let tokens = self.step * record.tokens_per_step;
+        let tokens_per_s = clocks.interval_steps as f64 * record.tokens_per_step as f64 / clocks.interval_seconds.max(1e-9);
+        (clocks.interval_seconds, clocks.interval_steps) = (0.0, 0);
+        let line = MetricsRecord {
+            step: self.step,
+            tokens,
+            flops: tokens as f64 * record.flops_per_token.total as f64,
+            flops_6nd: 6.0 * record.non_embedding_params as f64 * tokens as f64,
+            lr: step.lr,
+            train_loss: step.loss,
+            eval_loss,
+            eval_bits_per_byte: eval_loss.zip(record.bytes_per_token).map(|(l, b)| l / b / std::f64::consts::LN_2),
+            oracle_loss: eval_loss.and(record.oracle_eval_loss),
+            grad_norm: step.grad_norm,
+            tokens_per_s,
+            wall_s: wall,
+            first_step_s: if clocks.first_step_logged { None } else { clocks.first_step_s },
+            cpu_threads: (!clocks.first_step_logged && self.options.device == DeviceSpec::Cpu).then(rayon::current_num_threads),
+        };
+        clocks.first_step_logged = true;
+        self.metrics.append(&line)?;
+        progress.update(&line);
+        Ok(())
+    }
+
+    /// A checkpoint at a configured token count (a branch point), else a periodic one when its
+    /// minutes have passed.
+    fn checkpoint_if_due(&mut self, wall: f64, clocks: &mut Clocks) -> anyhow::Result<()> {
+        let training = &self.prepared.record.config.training;
+        if self.checkpoint_steps.binary_search(&self.step).is_ok() {
+            self.save("tokens", wall)?;
+        } else if training.checkpoint_every_minutes > 0.0 && clocks.last_periodic.elapsed().as_secs_f64() > 60.0 * training.checkpoint_every_minutes {
+            self.save("periodic", wall)?;
+            clocks.last_periodic = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// What `train` reports of the run.
+    fn summary(&self, outcome: Outcome, clocks: &Clocks, wall: f64) -> TrainSummary {
+        let record = &self.prepared.record;
+        let tps = record.tokens_per_step;
+        let trained = (self.step - clocks.start_step) * tps;
+        TrainSummary {
             outcome,
             out_dir: self.prepared.out.clone(),
             steps: self.step,
@@ -758,10 +809,53 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             non_embedding_params: record.non_embedding_params,
             flops: (self.step * tps) as f64 * record.flops_per_token.total as f64,
             wall_s: wall,
-            tokens_per_s: trained as f64 / start.elapsed().as_secs_f64().max(1e-9),
+            tokens_per_s: trained as f64 / clocks.start.elapsed().as_secs_f64().max(1e-9),
             resumed_from_step: self.resumed_from,
-            first_step_s,
-        })
+            first_step_s: clocks.first_step_s,
+        }
+    }
+}
+
+/// One optimizer step, as read back from the device.
+struct StepResult {
+    lr: f64,
+    /// The mean training loss of the step's batch.
+    loss: f64,
+    grad_norm: f64,
+}
+
+/// The training loop's clocks and counters, kept from step to step.
+struct Clocks {
+    /// When this process began training.
+    start: Instant,
+    /// The step it began at (a resumed run's checkpoint, else 0).
+    start_step: u64,
+    /// When the run was asked for, and how long after that the first step ended.
+    requested_at: Instant,
+    first_step_s: Option<f64>,
+    /// Whether a metrics line has carried `first_step_s`.
+    first_step_logged: bool,
+    /// Training time and steps since the last metrics line (evaluation and checkpoints excluded).
+    interval_seconds: f64,
+    interval_steps: u64,
+    last_periodic: Instant,
+    last_status: Instant,
+}
+
+impl Clocks {
+    fn new(start_step: u64, options: &TrainOptions) -> Self {
+        let now = Instant::now();
+        Self {
+            start: now,
+            start_step,
+            requested_at: options.requested_at.unwrap_or_else(process_start),
+            first_step_s: None,
+            first_step_logged: false,
+            interval_seconds: 0.0,
+            interval_steps: 0,
+            last_periodic: now,
+            last_status: now,
+        }
     }
 }
 
