@@ -32,7 +32,7 @@ use crate::model::transformer::{RMS_NORM_EPS, ROPE_THETA};
 use crate::results::SweepResults;
 use crate::sweep::plan::RunKind;
 use crate::train::config::RunConfig;
-use crate::train::schedule::{DecayShape, ScheduleSpec};
+use crate::train::schedule::ScheduleSpec;
 
 /// MiniCPM's head dimension.
 pub use crate::model::shape::HEAD_DIM;
@@ -593,7 +593,7 @@ fn schedule(data: &SweepResults, tokens: f64, batch_tokens: u64) -> anyhow::Resu
             ScheduleSpec::Wsd { decay, .. } => Some(decay),
             _ => None,
         })
-        .unwrap_or(DecayShape::Exponential);
+        .unwrap_or_default();
     Ok(ScheduleChoice {
         schedule: ScheduleSpec::Wsd {
             warmup_tokens: warmup_steps * batch_tokens,

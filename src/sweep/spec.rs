@@ -206,7 +206,7 @@ pub struct WsdSpec {
 }
 
 fn default_decay() -> DecayShape {
-    DecayShape::Exponential
+    DecayShape::default()
 }
 fn default_decay_fraction() -> f64 {
     0.1
@@ -749,7 +749,7 @@ wsd = { tokens_per_param = [10, 20] }
         assert_eq!(s.grids[0].models.ffn_multiplier, crate::model::shape::FFN_MULTIPLIER);
         assert_eq!(s.grids[0].parameters["optimizer.lr"].grid_values(), [toml::Value::Float(1e-3), toml::Value::Float(1e-2), toml::Value::Float(1e-1)]);
         let wsd = s.grids[1].wsd.as_ref().unwrap();
-        assert_eq!((wsd.decay, wsd.decay_fraction, wsd.half_life_fraction), (DecayShape::Exponential, 0.1, None));
+        assert_eq!((wsd.decay, wsd.decay_fraction, wsd.half_life_fraction), ("exponential".parse().unwrap(), 0.1, None));
         assert!(s.base_dir.is_absolute());
     }
 
