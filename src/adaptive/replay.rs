@@ -128,7 +128,7 @@ pub struct ReplayRound {
 pub struct ReplayReport {
     pub input: PathBuf,
     pub target: Target,
-    pub strategy: Strategy,
+    pub strategy: &'static dyn Strategy,
     pub seed: u64,
     pub batch: usize,
     pub max_flops: f64,
@@ -217,7 +217,7 @@ impl std::fmt::Display for ReplayReport {
             self.input.display(),
             self.rows,
             self.total_flops,
-            format!("{:?}", self.strategy).to_lowercase(),
+            self.strategy.name(),
             self.batch,
             self.seed,
             self.target.describe()

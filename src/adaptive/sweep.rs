@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::design::{self, Candidate, Lab, Round, Settings, Strategy};
+use super::design::{self, Candidate, Lab, Round, Settings};
 use super::target::Target;
 use crate::fit::input::Table;
 use crate::fsutil::atomic_write;
@@ -271,7 +271,7 @@ pub fn run(sweep_file: &Path, out_root: &Path, executor: &dyn Executor, slots: u
     };
     let settings = Settings {
         target,
-        strategy: Strategy::Adaptive,
+        strategy: Default::default(),
         max_flops: adaptive.max_flops,
         relative_interval: adaptive.relative_interval,
         batch: runs_per_round,

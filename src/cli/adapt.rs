@@ -40,8 +40,8 @@ pub struct AdaptArgs {
     #[arg(long)]
     relative_interval: Option<f64>,
     /// How the next rows are chosen (random and cheapest are baselines).
-    #[arg(long, value_enum, default_value_t = Strategy::Adaptive)]
-    strategy: Strategy,
+    #[arg(long, value_enum, default_value_t)]
+    strategy: &'static dyn Strategy,
     /// Rows chosen per round.
     #[arg(long, default_value_t = 4)]
     batch: usize,
