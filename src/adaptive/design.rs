@@ -59,7 +59,8 @@ pub trait Lab {
     fn run(&mut self, round: usize, batch: &[usize]) -> anyhow::Result<Vec<Option<f64>>>;
 }
 
-/// What the loop is asked for.
+/// What the loop is asked for (`adaptive::settings::AdaptiveSpec::settings` builds it from a sweep
+/// file's `[adaptive]` block or `adapt`'s flags).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub target: Target,
