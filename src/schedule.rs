@@ -9,36 +9,208 @@
 //!       = η · f(D − S)       S ≤ D            (decay)
 //! ```
 //!
-//! with the decay shapes
-//! - `exponential`: f(x) = 0.5^(x / half_life)                    (MiniCPM)
-//! - `linear`:      f(x) = 1 − (1 − floor) · x / decay_tokens
-//! - `1-sqrt`:      f(x) = 1 − (1 − floor) · √(x / decay_tokens)  (Hägele et al. 2024)
+//! with the decay shapes of [`DECAY_SHAPES`], one row each (x = D − S, progress = x / decay_tokens):
+//! - `exponential`: f(x) = 0.5^(x / half_life)                          (MiniCPM)
+//! - `linear`:      f(x) = 1 − (1 − floor) · progress
+//! - `1-sqrt`:      f(x) = 1 − (1 − floor) · √progress                  (Hägele et al. 2024)
+//!
+//! That table is the one place a decay shape is defined: the schedule's factor, the names run
+//! files and sweep files accept (and the list their errors give), the curve law's
+//! `--predict-schedule` parser and the shapes `fit curve --optimize-decay` tries all read it, so a
+//! new shape is one row.
 //!
 //! The baseline WSD is compared with is `cosine`: warmup, then
 //! `η · (floor + (1 − floor) · ½(1 + cos(π · (D − W) / (T − W))))` to the end T; and `constant`
 //! (warmup, then η forever) is a WSD trunk's schedule before any decay.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DecayShape {
-    /// 0.5^(x / half_life_tokens) (MiniCPM).
-    Exponential,
-    /// Linear to `final_lr_fraction`.
-    Linear,
-    /// 1 − √x to `final_lr_fraction` (Hägele et al. 2024).
-    #[serde(rename = "1-sqrt", alias = "one_minus_sqrt")]
-    OneMinusSqrt,
+/// One decay shape: how files and flags name it, and its multiplier of η.
+pub struct DecayShapeDef {
+    /// Its name in run files, sweep files, `--predict-schedule` and reports (`decay = "1-sqrt"`).
+    pub name: &'static str,
+    /// Other names run files and sweep files accept for it.
+    pub aliases: &'static [&'static str],
+    /// What it does, in a line.
+    pub help: &'static str,
+    /// f: the multiplier of η at a point of the decay.
+    pub factor: fn(&DecayPoint) -> f64,
+}
+
+/// Where a decay is, and what a WSD schedule says of it: what a shape's factor reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecayPoint {
+    /// Tokens since the decay began (x).
+    pub tokens: f64,
+    /// `tokens` over the decay's length, at most 1.
+    pub progress: f64,
+    /// Tokens per halving: `half_life_tokens`, else [`ScheduleSpec::default_half_life`].
+    pub half_life_tokens: f64,
+    /// The fraction of η the decay ends at (`final_lr_fraction`).
+    pub final_lr_fraction: f64,
+}
+
+/// Every decay shape, the default (MiniCPM's exponential) first. A new shape is one row here.
+pub const DECAY_SHAPES: &[DecayShapeDef] = &[
+    DecayShapeDef { name: "exponential", aliases: &[], help: "0.5^(x / half_life_tokens) (MiniCPM).", factor: |d| 0.5f64.powf(d.tokens / d.half_life_tokens) },
+    DecayShapeDef { name: "linear", aliases: &[], help: "Linear to `final_lr_fraction`.", factor: |d| 1.0 - (1.0 - d.final_lr_fraction) * d.progress },
+    DecayShapeDef {
+        name: "1-sqrt",
+        aliases: &["one_minus_sqrt"],
+        help: "1 − √x to `final_lr_fraction` (Hägele et al. 2024).",
+        factor: |d| 1.0 - (1.0 - d.final_lr_fraction) * d.progress.sqrt(),
+    },
+    // Test builds only: a shape in this row alone, which every reader of the table must accept
+    // (see the test `every_reader_accepts_the_tables_shapes_and_no_other`).
+    #[cfg(test)]
+    DecayShapeDef {
+        name: "test-quadratic",
+        aliases: &[],
+        help: "1 − x² to `final_lr_fraction` (test builds only).",
+        factor: |d| 1.0 - (1.0 - d.final_lr_fraction) * d.progress * d.progress,
+    },
+];
+
+/// Every name run files and sweep files accept, each shape's name then its aliases: the list an
+/// unknown name's error gives.
+const ACCEPTED_NAMES: [&str; accepted_name_count()] = {
+    let mut names = [""; accepted_name_count()];
+    let (mut i, mut at) = (0, 0);
+    while i < DECAY_SHAPES.len() {
+        names[at] = DECAY_SHAPES[i].name;
+        at += 1;
+        let mut a = 0;
+        while a < DECAY_SHAPES[i].aliases.len() {
+            names[at] = DECAY_SHAPES[i].aliases[a];
+            at += 1;
+            a += 1;
+        }
+        i += 1;
+    }
+    names
+};
+
+const fn accepted_name_count() -> usize {
+    let (mut i, mut count) = (0, 0);
+    while i < DECAY_SHAPES.len() {
+        count += 1 + DECAY_SHAPES[i].aliases.len();
+        i += 1;
+    }
+    count
+}
+
+/// A decay shape: a row of [`DECAY_SHAPES`]. Written and read by its name (or an alias).
+#[derive(Clone, Copy)]
+pub struct DecayShape(&'static DecayShapeDef);
+
+impl DecayShape {
+    /// Every shape, in the table's order.
+    pub fn all() -> impl Iterator<Item = DecayShape> {
+        DECAY_SHAPES.iter().map(DecayShape)
+    }
+
+    /// The shape called `name` (or with `name` as an alias).
+    pub fn named(name: &str) -> Option<Self> {
+        Self::all().find(|s| s.0.name == name || s.0.aliases.contains(&name))
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0.name
+    }
+
+    /// f at `point` of a decay.
+    pub fn factor(self, point: &DecayPoint) -> f64 {
+        (self.0.factor)(point)
+    }
+
+    /// The shapes' names as a sentence lists them: "exponential, linear or 1-sqrt".
+    pub fn names_in_words() -> String {
+        let names: Vec<&str> = Self::all().map(Self::name).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
+    }
+}
+
+impl Default for DecayShape {
+    /// The table's first row: exponential (MiniCPM).
+    fn default() -> Self {
+        Self(&DECAY_SHAPES[0])
+    }
+}
+
+impl PartialEq for DecayShape {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for DecayShape {}
+
+impl std::hash::Hash for DecayShape {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl std::fmt::Debug for DecayShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl std::fmt::Display for DecayShape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Exponential => "exponential",
-            Self::Linear => "linear",
-            Self::OneMinusSqrt => "1-sqrt",
-        })
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DecayShape {
+    type Err = String;
+    fn from_str(name: &str) -> Result<Self, String> {
+        Self::named(name).ok_or_else(|| format!("decay `{name}` is not {}", Self::names_in_words()))
+    }
+}
+
+impl Serialize for DecayShape {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for DecayShape {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(ByName)
+    }
+}
+
+/// Reads a shape's name; an unknown one is refused with every accepted name.
+struct ByName;
+
+impl serde::de::Visitor<'_> for ByName {
+    type Value = DecayShape;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a decay shape: {}", DecayShape::names_in_words())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<DecayShape, E> {
+        DecayShape::named(name).ok_or_else(|| E::unknown_variant(name, &ACCEPTED_NAMES))
+    }
+}
+
+impl schemars::JsonSchema for DecayShape {
+    fn schema_name() -> Cow<'static, str> {
+        "DecayShape".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let shapes: Vec<serde_json::Value> =
+            DECAY_SHAPES.iter().map(|s| serde_json::json!({ "type": "string", "const": s.name, "description": s.help })).collect();
+        schemars::json_schema!({ "oneOf": shapes })
     }
 }
 
@@ -148,14 +320,8 @@ impl ScheduleSpec {
                 }
                 let x = (tokens - start) as f64;
                 let progress = (x / decay_tokens.max(1) as f64).min(1.0);
-                match decay {
-                    DecayShape::Exponential => {
-                        let half_life = half_life_tokens.unwrap_or(Self::default_half_life(decay_tokens)) as f64;
-                        0.5f64.powf(x / half_life)
-                    }
-                    DecayShape::Linear => 1.0 - (1.0 - final_lr_fraction) * progress,
-                    DecayShape::OneMinusSqrt => 1.0 - (1.0 - final_lr_fraction) * progress.sqrt(),
-                }
+                let half_life_tokens = half_life_tokens.unwrap_or(Self::default_half_life(decay_tokens)) as f64;
+                decay.factor(&DecayPoint { tokens: x, progress, half_life_tokens, final_lr_fraction })
             }
             Self::Cosine { final_lr_fraction, .. } => {
                 let progress = ((tokens - warmup) as f64 / (total_tokens - warmup) as f64).min(1.0);
@@ -171,13 +337,14 @@ mod tests {
 
     const T: u64 = 1_000_000;
 
-    fn wsd(decay: DecayShape) -> ScheduleSpec {
+    fn wsd(decay: &str) -> ScheduleSpec {
+        let decay = DecayShape::named(decay).unwrap();
         ScheduleSpec::Wsd { warmup_tokens: 10_000, decay, decay_tokens: 100_000, half_life_tokens: Some(20_000), final_lr_fraction: 0.1 }
     }
 
     #[test]
     fn warmup_and_stable_corners() {
-        let s = wsd(DecayShape::Linear);
+        let s = wsd("linear");
         assert_eq!(s.factor(0, T), 0.0);
         assert_eq!(s.factor(5_000, T), 0.5);
         assert_eq!(s.factor(10_000, T), 1.0); // end of warmup
@@ -187,13 +354,13 @@ mod tests {
 
     #[test]
     fn decay_shapes_at_their_corners() {
-        let lin = wsd(DecayShape::Linear);
+        let lin = wsd("linear");
         assert!((lin.factor(950_000, T) - 0.55).abs() < 1e-12);
         assert!((lin.factor(T, T) - 0.1).abs() < 1e-12); // end of decay: the floor
-        let sq = wsd(DecayShape::OneMinusSqrt);
+        let sq = wsd("1-sqrt");
         assert!((sq.factor(925_000, T) - (1.0 - 0.9 * 0.5)).abs() < 1e-12); // x = 1/4 → √x = 1/2
         assert!((sq.factor(T, T) - 0.1).abs() < 1e-12);
-        let exp = wsd(DecayShape::Exponential);
+        let exp = wsd("exponential");
         assert!((exp.factor(920_000, T) - 0.5).abs() < 1e-12); // one half-life
         assert!((exp.factor(940_000, T) - 0.25).abs() < 1e-12);
         assert!((exp.factor(T, T) - 0.5f64.powi(5)).abs() < 1e-12);
@@ -209,9 +376,41 @@ mod tests {
 
     #[test]
     fn schedules_that_do_not_fit_the_run_are_refused() {
-        let e = wsd(DecayShape::Linear).validate(50_000).unwrap_err();
+        let e = wsd("linear").validate(50_000).unwrap_err();
         assert!(e.contains("decay_tokens"), "{e}");
         let e = ScheduleSpec::Constant { warmup_tokens: 10 }.validate(5).unwrap_err();
         assert!(e.contains("warmup_tokens"), "{e}");
+    }
+
+    /// Every reader of decay shapes accepts the table's shapes and no other: the run file, the
+    /// sweep file, `--predict-schedule`, and `--optimize-decay`'s list. The test-only row of
+    /// [`DECAY_SHAPES`] is among them, so a shape in the table alone reaches every one.
+    #[test]
+    fn every_reader_accepts_the_tables_shapes_and_no_other() {
+        use crate::fit::curve::schedules::{decay_shapes, ScheduleRequest};
+        use crate::sweep::spec::WsdSpec;
+        let table: Vec<&str> = DECAY_SHAPES.iter().map(|s| s.name).collect();
+        assert!(table.contains(&"test-quadratic"), "{table:?}");
+        let tried: Vec<&str> = table.iter().copied().chain(["cubic", "Linear", ""]).collect();
+        let accepted = |reads: &dyn Fn(&str) -> bool| -> Vec<&str> { tried.iter().copied().filter(|name| reads(name)).collect() };
+        let run_file =
+            |name: &str| toml::from_str::<ScheduleSpec>(&format!("kind = \"wsd\"\nwarmup_tokens = 10\ndecay = \"{name}\"\ndecay_tokens = 50")).is_ok();
+        let sweep_file = |name: &str| toml::from_str::<WsdSpec>(&format!("branch_tokens = [100]\ndecay = \"{name}\"")).is_ok();
+        let predict = |name: &str| format!("wsd:tokens=100,decay={name}").parse::<ScheduleRequest>().is_ok();
+        let optimized: Vec<String> = decay_shapes().map(|s| s.to_string()).collect();
+        assert_eq!(accepted(&run_file), table, "the run file's schedule");
+        assert_eq!(accepted(&sweep_file), table, "the sweep file's wsd.decay");
+        assert_eq!(accepted(&predict), table, "fit curve --predict-schedule");
+        assert_eq!(optimized, table, "fit curve --optimize-decay");
+        // The schedule computes each: from 1 at the decay's start to its end.
+        for shape in DecayShape::all() {
+            let s = ScheduleSpec::Wsd { warmup_tokens: 0, decay: shape, decay_tokens: 100, half_life_tokens: None, final_lr_fraction: 0.1 };
+            let (start, end) = (s.factor(900, 1000), s.factor(1000, 1000));
+            assert!(start == 1.0 && (0.0..1.0).contains(&end), "{shape}: {start} → {end}");
+        }
+        // An unknown name is refused with every name the table accepts.
+        let e = toml::from_str::<WsdSpec>("decay = \"cubic\"").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `cubic`, expected one of `exponential`, `linear`, `1-sqrt`, `one_minus_sqrt`, `test-quadratic`"), "{e}");
+        assert_eq!(DecayShape::named("one_minus_sqrt"), DecayShape::named("1-sqrt"));
     }
 }

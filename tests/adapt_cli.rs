@@ -130,3 +130,49 @@ fn unreachable_targets_and_bad_tables_are_refused() {
     let e = fails(&["adapt", "--replay", bad.to_str().unwrap(), "--n", "params", "--tokens", "tokens", "--loss", "final_loss", "--target", "allocation:1e16"]);
     assert!(e.contains("line 3") && e.contains("D = -5"), "{e}");
 }
+
+/// How the loop works is the same flags as an `[adaptive]` block's keys: the strategy, the law's
+/// form and the interval's level reach the loop, and a bad value names its flag.
+#[test]
+fn the_loops_settings_are_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = table(dir.path(), 0.003);
+    let question = ["--target", "allocation:1e22", "--max-flops-fraction", "0.3"];
+    // The cheapest baseline's first round after the seed design: the cheapest rows left.
+    let cheapest = replay(&path, &[&question[..], &["--strategy", "cheapest"]].concat());
+    assert_eq!(cheapest["strategy"], "cheapest");
+    let cost = |line: u64| {
+        let (i, j) = ((line - 2) / 6, (line - 2) % 6);
+        let n = 2e7 * 2.5f64.powi(i as i32);
+        6.0 * n * n * 4.0 * 2.2f64.powi(j as i32)
+    };
+    let rows = |round: usize| -> Vec<u64> { cheapest["rounds"][round]["rows"].as_array().unwrap().iter().map(|r| r.as_u64().unwrap()).collect() };
+    let (seed_design, first) = (rows(0), rows(1));
+    assert!(!first.is_empty(), "{cheapest}");
+    let left = (2..38).filter(|l| !seed_design.contains(l) && !first.contains(l));
+    let dearest_chosen = first.iter().map(|&l| cost(l)).fold(0.0, f64::max);
+    assert!(left.map(cost).all(|c| c >= dearest_chosen), "round 1 chose {first:?} after {seed_design:?}");
+    // Kaplan's law is fitted where asked for.
+    let kaplan = replay(&path, &[&question[..], &["--form", "kaplan"]].concat());
+    assert!(kaplan["final"]["law"]["alpha_n"].is_number() && kaplan["final"]["law"]["e"].is_null(), "{}", kaplan["final"]["law"]);
+    // A 90% interval sits inside the 95% one of the same bootstrap, and the text says which.
+    let width = |report: &serde_json::Value| report["full"]["upper"].as_f64().unwrap() - report["full"]["lower"].as_f64().unwrap();
+    let at_95 = replay(&path, &question);
+    let at_90 = replay(&path, &[&question[..], &["--level", "0.9"]].concat());
+    assert!(width(&at_90) < width(&at_95), "{} vs {}", width(&at_90), width(&at_95));
+    let text = common::ok(
+        &[
+            &["adapt", "--replay", &path, "--n", "params", "--tokens", "tokens", "--loss", "final_loss", "--bootstrap", "50"][..],
+            &question,
+            &["--level", "0.9"],
+        ]
+        .concat(),
+    );
+    assert!(text.contains("estimate [90% interval]"), "{text}");
+    let e = fails(&[&["adapt", "--replay", &path, "--n", "params", "--tokens", "tokens", "--loss", "final_loss"][..], &question, &["--delta", "0"]].concat());
+    assert!(e.contains("--delta 0: Huber's δ must be positive"), "{e}");
+    let e = fails(
+        &[&["adapt", "--replay", &path, "--n", "params", "--tokens", "tokens", "--loss", "final_loss"][..], &question, &["--strategy", "greedy"]].concat(),
+    );
+    assert!(e.contains("adaptive") && e.contains("cheapest"), "{e}");
+}

@@ -165,6 +165,11 @@ fn bad_adaptive_blocks_name_the_key_and_the_fix() {
     assert!(e.contains("add a size near"), "{e}");
     let e = run("[adaptive]\ntarget = \"allocation\"\nbudget_flops = 1e8\nmax_flops = 1e9\ngrid = \"nope\"\n", without);
     assert!(e.contains("grid = \"nope\"") && e.contains("data"), "{e}");
+    // How the loop works: the same names as `adapt`'s flags, checked the same way.
+    let e = run("[adaptive]\ntarget = \"allocation\"\nbudget_flops = 1e8\nmax_flops = 1e9\nstrategy = \"greedy\"\n", without);
+    assert!(e.contains("unknown variant `greedy`, expected one of `adaptive`, `random`, `cheapest`"), "{e}");
+    let e = run("[adaptive]\ntarget = \"allocation\"\nbudget_flops = 1e8\nmax_flops = 1e9\nlevel = 95\n", without);
+    assert!(e.contains("[adaptive] level = 95: the interval's level must be between 0 and 1"), "{e}");
     // Slurm needs --wait.
     let file = write_sweep(root.path(), "1e9", "");
     let e = fails(&["run", file.to_str().unwrap(), "--adaptive", "--executor", "slurm", "--out", out.to_str().unwrap()]);
@@ -176,4 +181,11 @@ fn bad_adaptive_blocks_name_the_key_and_the_fix() {
     let o = windtunnel(&["run", file.to_str().unwrap(), "--adaptive", "--out", out.to_str().unwrap(), "--quiet"]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("holds adaptive rounds chosen for") && e.contains("another --out"), "{e}");
+    // So is another way of choosing them; the record names it only where it is not the default.
+    let record = rounds(&out.join("adapt"));
+    assert!(record["strategy"].is_null() && record["form"].is_null() && record["delta"].is_null(), "{record}");
+    let text = std::fs::read_to_string(&file).unwrap().replace("budget_flops = 2e8", "budget_flops = 1e8");
+    std::fs::write(&file, text + "strategy = \"cheapest\"\n").unwrap();
+    let e = fails(&["run", file.to_str().unwrap(), "--adaptive", "--out", out.to_str().unwrap(), "--quiet"]);
+    assert!(e.contains("strategy adaptive, form chinchilla") && e.contains("strategy cheapest, form chinchilla"), "{e}");
 }

@@ -155,18 +155,26 @@ fn winsorise(values: &mut [f64]) {
     values.iter_mut().for_each(|v| *v = v.clamp(lo, hi));
 }
 
-/// One candidate picked into a batch: its index, its expected variance reduction Δ and the cost
-/// it was priced at when picked (so score = Δ / cost).
+/// One candidate picked into a batch, by this criterion or by any other strategy: its index, the
+/// cost it was priced at when picked, and its score Δ / cost where the criterion picked it (the
+/// expected reduction of the target's variance per FLOP); the seed design and the baselines pick
+/// without one.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pick {
     pub candidate: usize,
-    pub variance_reduction: f64,
     pub cost_flops: f64,
+    pub score: Option<f64>,
 }
 
 impl Pick {
-    pub fn score(&self) -> f64 {
-        self.variance_reduction / self.cost_flops
+    /// A candidate picked by another rule than Δ / cost.
+    pub fn unscored(candidate: usize, cost_flops: f64) -> Self {
+        Self { candidate, cost_flops, score: None }
+    }
+
+    /// Δ, the expected reduction of the target's variance (score · cost).
+    pub fn variance_reduction(&self) -> Option<f64> {
+        self.score.map(|score| score * self.cost_flops)
     }
 }
 
@@ -187,8 +195,9 @@ pub fn choose_batch(ensemble: &Ensemble, noise_var: &[f64], batch: usize, mut co
             }
             let Some(price) = cost(j, &picked) else { continue };
             let reduction = c[0][1 + j].powi(2) / (noise_var[j] + c[1 + j][1 + j]);
-            let pick = Pick { candidate: j, variance_reduction: reduction, cost_flops: price.max(f64::MIN_POSITIVE) };
-            if best.is_none_or(|b| pick.score() > b.score()) {
+            let cost_flops = price.max(f64::MIN_POSITIVE);
+            let pick = Pick { candidate: j, cost_flops, score: Some(reduction / cost_flops) };
+            if best.is_none_or(|b| pick.score > b.score) {
                 best = Some(pick);
             }
         }
@@ -253,7 +262,8 @@ mod tests {
         let first = picks[0];
         let j = grad(candidates[first.candidate].0, candidates[first.candidate].1);
         let linear = quad(&du, &j).powi(2) / (sigma2 + quad(&j, &j));
-        assert!((first.variance_reduction / linear - 1.0).abs() < 0.1, "ensemble {} vs linearised {linear}", first.variance_reduction);
+        let reduction = first.variance_reduction().unwrap();
+        assert!((reduction / linear - 1.0).abs() < 0.1, "ensemble {reduction} vs linearised {linear}");
     }
 
     /// The candidate nearest the target in (N, D) teaches most about its loss; after it is picked,
@@ -267,7 +277,8 @@ mod tests {
         let (variance, picks) = choose_batch(&e, &[1e-6; 4], 2, |_, _| Some(1.0));
         assert!(variance > 0.0);
         assert_eq!(picks[0].candidate, 1, "{picks:?}");
-        assert!(picks[1].candidate != 2 || picks[1].variance_reduction < 0.01 * picks[0].variance_reduction, "{picks:?}");
+        let reduction = |k: usize| picks[k].variance_reduction().unwrap();
+        assert!(picks[1].candidate != 2 || reduction(1) < 0.01 * reduction(0), "{picks:?}");
         // At 1000× the price, the near candidate is no longer the best buy per FLOP.
         let (_, priced) = choose_batch(&e, &[1e-6; 4], 1, |j, _| Some(if j == 1 || j == 2 { 1e6 } else { 1.0 }));
         assert!(priced[0].candidate == 0 || priced[0].candidate == 3, "{priced:?}");

@@ -9,9 +9,9 @@
 //!    it on bootstrap resamples, and summarise the target by its percentile interval. Stop when the
 //!    interval's half-width is within `relative_interval` of the estimate (and stays so with five
 //!    times the resamples: a stop is not a lucky draw of the bootstrap). Otherwise choose the
-//!    next batch by the [`Strategy`]: `adaptive` by expected variance reduction of the target per
-//!    FLOP ([`super::criterion`]); `random` and `cheapest` are the baselines any claim is measured
-//!    against.
+//!    next batch by the [`Strategy`] (those there are: [`super::strategy`]): `adaptive` by
+//!    expected variance reduction of the target per FLOP ([`super::criterion`]); `random` and
+//!    `cheapest` are the baselines any claim is measured against.
 //! 3. **Budget.** A candidate is affordable while the FLOPs spent plus what it adds stay within
 //!    `max_flops`; when none is, the loop ends.
 //!
@@ -22,23 +22,22 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::criterion::{choose_batch, Ensemble};
+use super::criterion::Pick;
 use super::target::Target;
 use crate::fit::bootstrap::{resample_fits, Interval};
 use crate::fit::law::{fit, fit_from, FitSpec, Law, LawFit, Point};
-use crate::rng::Rng;
 
-/// How the next runs are chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Strategy {
-    /// The most expected reduction of the target's variance per FLOP.
-    #[default]
-    Adaptive,
-    /// Uniformly at random among the affordable candidates (a baseline).
-    Random,
-    /// The cheapest affordable candidates first (a baseline).
-    Cheapest,
+/// How the next runs are chosen, each round after the seed design. One file each under
+/// `adaptive/strategy/`, registered by one line in [`super::strategy::STRATEGIES`], whose names
+/// `adapt --strategy` and `[adaptive] strategy` accept.
+pub trait Strategy: Sync {
+    /// Its name in flags, sweep files and reports ("adaptive").
+    fn name(&self) -> &'static str;
+    /// What it does, in a line of `--help`.
+    fn help(&self) -> &'static str;
+    /// At most `round.settings.batch` of the candidates [`Choosing::affordable`] prices, each
+    /// priced as it was picked. The same inputs must make the same choices.
+    fn choose(&self, round: &Choosing) -> Vec<Pick>;
 }
 
 /// A run the loop may choose: an id the lab knows it by, and its (N, D).
@@ -60,11 +59,12 @@ pub trait Lab {
     fn run(&mut self, round: usize, batch: &[usize]) -> anyhow::Result<Vec<Option<f64>>>;
 }
 
-/// What the loop is asked for.
+/// What the loop is asked for (`adaptive::settings::AdaptiveSpec::settings` builds it from a sweep
+/// file's `[adaptive]` block or `adapt`'s flags).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub target: Target,
-    pub strategy: Strategy,
+    pub strategy: &'static dyn Strategy,
     /// The wind tunnel's own budget, in FLOPs.
     pub max_flops: f64,
     /// Stop when the target's interval half-width is within this fraction of the estimate.
@@ -78,6 +78,33 @@ pub struct Settings {
     pub delta: f64,
     /// Rounds already decided (a resumed adaptive sweep): their choices are followed, not remade.
     pub history: Vec<Round>,
+}
+
+/// What the loop knows of a candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Observation {
+    NotRun,
+    /// Run, but it diverged or failed: not a point of the law.
+    Failed,
+    /// Run, with this final loss.
+    Loss(f64),
+}
+
+impl Observation {
+    fn of(loss: Option<f64>) -> Self {
+        loss.map_or(Self::Failed, Self::Loss)
+    }
+
+    fn loss(self) -> Option<f64> {
+        match self {
+            Self::Loss(loss) => Some(loss),
+            Self::NotRun | Self::Failed => None,
+        }
+    }
+
+    fn is_run(self) -> bool {
+        !matches!(self, Self::NotRun)
+    }
 }
 
 /// One chosen run, priced as it was chosen.
@@ -282,13 +309,13 @@ fn discrepancy(misses: &[(f64, f64)], sigma2: f64) -> f64 {
 
 /// How far apart two runs are in scale: |Δ ln N| + |Δ ln D|. Along a line of fixed D/N this is
 /// their distance in log FLOPs; off it, a run is also as far as its shape (D/N) is from the other's.
-fn log_distance((n1, d1): (f64, f64), (n2, d2): (f64, f64)) -> f64 {
+pub(crate) fn log_distance((n1, d1): (f64, f64), (n2, d2): (f64, f64)) -> f64 {
     (n1.ln() - n2.ln()).abs() + (d1.ln() - d2.ln()).abs()
 }
 
 /// σ² of one run about the law: the residuals' mean square, widened for the parameters fitted,
 /// never below (10⁻³)².
-fn noise_variance(log_residuals: &[f64], parameters: usize) -> f64 {
+pub(crate) fn noise_variance(log_residuals: &[f64], parameters: usize) -> f64 {
     let n = log_residuals.len() as f64;
     let ss: f64 = log_residuals.iter().map(|r| r * r).sum();
     (ss / (n - parameters as f64).max(1.0)).max(1e-6)
@@ -298,20 +325,20 @@ fn noise_variance(log_residuals: &[f64], parameters: usize) -> f64 {
 pub fn run(lab: &mut dyn Lab, settings: &Settings, on_round: &mut dyn FnMut(&Round) -> anyhow::Result<()>) -> anyhow::Result<Outcome> {
     let candidates = lab.candidates().to_vec();
     let parameters = settings.spec.form.law_form().parameters().len() - settings.spec.fixed.len();
-    let mut observed: Vec<Option<Option<f64>>> = vec![None; candidates.len()];
+    let mut observed = vec![Observation::NotRun; candidates.len()];
     let mut spent = 0.0;
     let mut rounds: Vec<Round> = Vec::new();
     let mut last = None;
     for round in 0.. {
         let points: Vec<Point> =
-            observed.iter().enumerate().filter_map(|(j, o)| o.flatten().map(|loss| Point { n: candidates[j].n, d: candidates[j].tokens, loss })).collect();
+            observed.iter().enumerate().filter_map(|(j, o)| o.loss().map(|loss| Point { n: candidates[j].n, d: candidates[j].tokens, loss })).collect();
         let precise = |fitted: &Option<Fitted>| fitted.as_ref().zip(settings.relative_interval).is_some_and(|(f, r)| f.estimate.is_precise(r));
         let mut fitted = if round == 0 { None } else { estimate(settings, &points, round, last.as_ref().map(|e: &Estimate| &e.law)) };
         if precise(&fitted) {
             fitted = confirm(settings, &points, round);
         }
         let picks = match settings.history.get(round) {
-            Some(decided) => decided.chosen.iter().map(|c| Ok((index_of(&candidates, &c.id)?, c.cost_flops, c.score))).collect::<anyhow::Result<Vec<_>>>()?,
+            Some(decided) => decided.chosen.iter().map(|c| recorded_pick(&candidates, c)).collect::<anyhow::Result<Vec<_>>>()?,
             None if precise(&fitted) => Vec::new(),
             None => choose(lab, settings, &observed, spent, round, parameters, fitted.as_ref()),
         };
@@ -328,160 +355,145 @@ pub fn run(lab: &mut dyn Lab, settings: &Settings, on_round: &mut dyn FnMut(&Rou
         if picks.is_empty() {
             record.stopped = Some(match () {
                 _ if precise => format!("the target's interval is within ±{:.1}%", 100.0 * settings.relative_interval.unwrap_or(0.0)),
-                _ if observed.iter().all(Option::is_some) => "every candidate has been run".to_string(),
+                _ if observed.iter().all(|o| o.is_run()) => "every candidate has been run".to_string(),
                 _ => format!("no candidate fits in what is left of max_flops ({:.3e} of {:.3e} spent)", spent, settings.max_flops),
             });
             on_round(&record)?;
             rounds.push(record);
             break;
         }
-        let batch: Vec<usize> = picks.iter().map(|p| p.0).collect();
-        record.chosen = picks
-            .iter()
-            .map(|&(j, cost, score)| Chosen { id: candidates[j].id.clone(), n: candidates[j].n, tokens: candidates[j].tokens, cost_flops: cost, score })
-            .collect();
+        let batch: Vec<usize> = picks.iter().map(|p| p.candidate).collect();
+        record.chosen = picks.iter().map(|p| chosen(&candidates[p.candidate], p)).collect();
         on_round(&record)?;
         let losses = lab.run(round, &batch)?;
-        for ((&j, loss), &(_, cost, _)) in batch.iter().zip(losses).zip(&picks) {
-            observed[j] = Some(loss);
-            spent += cost;
+        for (pick, loss) in picks.iter().zip(losses) {
+            observed[pick.candidate] = Observation::of(loss);
+            spent += pick.cost_flops;
         }
         rounds.push(record);
     }
     Ok(Outcome { rounds, flops_spent: spent, last })
 }
 
-fn index_of(candidates: &[Candidate], id: &str) -> anyhow::Result<usize> {
-    candidates.iter().position(|c| c.id == id).ok_or_else(|| {
+fn chosen(candidate: &Candidate, pick: &Pick) -> Chosen {
+    Chosen { id: candidate.id.clone(), n: candidate.n, tokens: candidate.tokens, cost_flops: pick.cost_flops, score: pick.score }
+}
+
+/// A recorded choice as the pick it was: its candidate, its price and its score.
+fn recorded_pick(candidates: &[Candidate], chosen: &Chosen) -> anyhow::Result<Pick> {
+    let id = &chosen.id;
+    let candidate = candidates.iter().position(|c| c.id == *id).ok_or_else(|| {
         anyhow::anyhow!(
             "the recorded adaptive rounds name run `{id}`, which is no longer a candidate: the sweep file changed; start the adaptive sweep in a new folder"
         )
-    })
+    })?;
+    Ok(Pick { candidate, cost_flops: chosen.cost_flops, score: chosen.score })
 }
 
-/// The next batch: (candidate, cost, score).
-fn choose(
-    lab: &dyn Lab,
-    settings: &Settings,
-    observed: &[Option<Option<f64>>],
-    spent: f64,
-    round: usize,
-    parameters: usize,
-    fit: Option<&Fitted>,
-) -> Vec<(usize, f64, Option<f64>)> {
-    let budget_left = settings.max_flops - spent;
-    // What candidate j adds given the batch so far, if it is new and still affordable.
-    let affordable = |j: usize, batch: &[usize]| -> Option<f64> {
-        if observed[j].is_some() {
+/// The next batch: the seed design in round 0, then the strategy's choice.
+fn choose(lab: &dyn Lab, settings: &Settings, observed: &[Observation], spent: f64, round: usize, parameters: usize, fit: Option<&Fitted>) -> Vec<Pick> {
+    let choosing = Choosing { candidates: lab.candidates(), settings, round, parameters, fit, lab, observed, budget_left: settings.max_flops - spent };
+    match round {
+        0 => choosing.spread(2 * parameters),
+        _ => settings.strategy.choose(&choosing),
+    }
+}
+
+/// What a [`Strategy`] chooses from: the candidates, the settings, this round's fit, and what
+/// each candidate would cost.
+pub struct Choosing<'a> {
+    pub candidates: &'a [Candidate],
+    pub settings: &'a Settings,
+    /// The round being chosen (1 and on: round 0 is the seed design).
+    pub round: usize,
+    /// The law's free parameters.
+    pub parameters: usize,
+    /// This round's fit; none where the law could not be fitted.
+    pub fit: Option<&'a Fitted>,
+    lab: &'a dyn Lab,
+    observed: &'a [Observation],
+    /// FLOPs left of `max_flops`.
+    budget_left: f64,
+}
+
+impl Choosing<'_> {
+    /// What candidate `j` adds given `batch` (picked before it this round), if it has not been run
+    /// and the batch with it still fits in the budget left.
+    pub fn affordable(&self, j: usize, batch: &[usize]) -> Option<f64> {
+        if self.observed[j].is_run() {
             return None;
         }
-        let cost = lab.cost(j, batch);
-        let batch_cost: f64 = batch.iter().enumerate().map(|(k, &b)| lab.cost(b, &batch[..k])).sum();
-        (batch_cost + cost <= budget_left).then_some(cost)
-    };
-    let candidates = lab.candidates();
-    if round == 0 {
-        return seed_design(candidates, 2 * parameters, |j, b| affordable(j, b), |j| lab.cost(j, &[]));
+        let cost = self.lab.cost(j, batch);
+        let batch_cost: f64 = batch.iter().enumerate().map(|(k, &b)| self.lab.cost(b, &batch[..k])).sum();
+        (batch_cost + cost <= self.budget_left).then_some(cost)
     }
-    match settings.strategy {
-        Strategy::Adaptive => {
-            let ensemble = fit.and_then(|fit| {
-                let at: Vec<(f64, f64)> = candidates.iter().map(|c| (c.n, c.tokens)).collect();
-                let sigma2 = noise_variance(&fit.log_residuals, parameters);
-                // The law's misfit between a run's scale and the target's (a random walk in ln N and
-                // ln D; see the criterion's model discrepancy).
-                let tau2 = fit.estimate.drift.as_ref().map_or(0.0, |d| d.discrepancy_per_log_distance);
-                let target = settings.target.point(&fit.estimate.law);
-                let noise: Vec<f64> = at.iter().map(|&run| sigma2 + tau2 * log_distance(run, target)).collect();
-                Some((Ensemble::new(&fit.laws, |l| settings.target.value(l), &at)?, noise))
-            });
-            match ensemble {
-                Some((ensemble, noise)) => {
-                    let (_, picks) = choose_batch(&ensemble, &noise, settings.batch, |j, b| affordable(j, b));
-                    picks.into_iter().map(|p| (p.candidate, p.cost_flops, Some(p.score()))).collect()
+
+    /// What candidate `j` costs alone, with nothing else picked this round.
+    pub fn cost_alone(&self, j: usize) -> f64 {
+        self.lab.cost(j, &[])
+    }
+
+    /// The first `settings.batch` affordable candidates of `order`.
+    pub fn first_affordable(&self, order: impl IntoIterator<Item = usize>) -> Vec<Pick> {
+        let mut picked: Vec<usize> = Vec::new();
+        let mut out = Vec::new();
+        for j in order {
+            if out.len() == self.settings.batch {
+                break;
+            }
+            if let Some(cost) = self.affordable(j, &picked) {
+                picked.push(j);
+                out.push(Pick::unscored(j, cost));
+            }
+        }
+        out
+    }
+
+    /// `count` candidates spread in (log N, log D), each coordinate scaled to [0, 1] over all
+    /// candidates: greedy maximin over the cheaper half (by what each costs alone), starting from
+    /// the cheapest. Ties go to the lower index. The seed design, and a strategy's fallback.
+    pub fn spread(&self, count: usize) -> Vec<Pick> {
+        let candidates = self.candidates;
+        let scaled = |f: &dyn Fn(&Candidate) -> f64| -> Vec<f64> {
+            let v: Vec<f64> = candidates.iter().map(|c| f(c).ln()).collect();
+            let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)));
+            v.iter().map(|x| if hi > lo { (x - lo) / (hi - lo) } else { 0.0 }).collect()
+        };
+        let (x, y) = (scaled(&|c| c.n), scaled(&|c| c.tokens));
+        let costs: Vec<f64> = (0..candidates.len()).map(|j| self.cost_alone(j)).collect();
+        let mut sorted = costs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted.get(sorted.len().saturating_sub(1) / 2).copied().unwrap_or(0.0);
+        let pool: Vec<usize> = (0..candidates.len()).filter(|&j| costs[j] <= median).collect();
+        let mut picked: Vec<usize> = Vec::new();
+        let mut out = Vec::new();
+        while out.len() < count {
+            let distance = |j: usize| picked.iter().map(|&k| (x[j] - x[k]).hypot(y[j] - y[k])).fold(f64::INFINITY, f64::min);
+            // The best pick so far, and its merit: the first is the cheapest, then the farthest
+            // from those picked.
+            let mut best: Option<(Pick, f64)> = None;
+            for &j in &pool {
+                if picked.contains(&j) {
+                    continue;
                 }
-                // No usable bootstrap (the law could not be fitted): spread the design further.
-                None => seed_design(candidates, settings.batch, |j, b| affordable(j, b), |j| lab.cost(j, &[])),
+                let Some(cost) = self.affordable(j, &picked) else { continue };
+                let merit = if picked.is_empty() { -costs[j] } else { distance(j) };
+                if best.is_none_or(|(_, m)| merit > m) {
+                    best = Some((Pick::unscored(j, cost), merit));
+                }
             }
+            let Some((pick, _)) = best else { break };
+            picked.push(pick.candidate);
+            out.push(pick);
         }
-        Strategy::Random => {
-            let mut order: Vec<usize> = (0..candidates.len()).collect();
-            let mut rng = Rng::derive(settings.seed, &[0xAD4, round as u64]);
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.below(i as u64 + 1) as usize);
-            }
-            greedy_in_order(order, settings.batch, affordable)
-        }
-        Strategy::Cheapest => {
-            let mut order: Vec<usize> = (0..candidates.len()).collect();
-            order.sort_by(|&a, &b| lab.cost(a, &[]).total_cmp(&lab.cost(b, &[])).then(a.cmp(&b)));
-            greedy_in_order(order, settings.batch, affordable)
-        }
+        out
     }
-}
-
-/// The first `batch` affordable candidates of `order`.
-fn greedy_in_order(order: Vec<usize>, batch: usize, affordable: impl Fn(usize, &[usize]) -> Option<f64>) -> Vec<(usize, f64, Option<f64>)> {
-    let mut picked: Vec<usize> = Vec::new();
-    let mut out = Vec::new();
-    for j in order {
-        if out.len() == batch {
-            break;
-        }
-        if let Some(cost) = affordable(j, &picked) {
-            picked.push(j);
-            out.push((j, cost, None));
-        }
-    }
-    out
-}
-
-/// `count` candidates spread in (log N, log D), each coordinate scaled to [0, 1] over all
-/// candidates: greedy maximin over the cheaper half (by what each costs alone), starting from the
-/// cheapest. Ties go to the lower index.
-fn seed_design(
-    candidates: &[Candidate],
-    count: usize,
-    affordable: impl Fn(usize, &[usize]) -> Option<f64>,
-    alone: impl Fn(usize) -> f64,
-) -> Vec<(usize, f64, Option<f64>)> {
-    let scaled = |f: &dyn Fn(&Candidate) -> f64| -> Vec<f64> {
-        let v: Vec<f64> = candidates.iter().map(|c| f(c).ln()).collect();
-        let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)));
-        v.iter().map(|x| if hi > lo { (x - lo) / (hi - lo) } else { 0.0 }).collect()
-    };
-    let (x, y) = (scaled(&|c| c.n), scaled(&|c| c.tokens));
-    let costs: Vec<f64> = (0..candidates.len()).map(&alone).collect();
-    let mut sorted = costs.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted.get(sorted.len().saturating_sub(1) / 2).copied().unwrap_or(0.0);
-    let pool: Vec<usize> = (0..candidates.len()).filter(|&j| costs[j] <= median).collect();
-    let mut picked: Vec<usize> = Vec::new();
-    let mut out = Vec::new();
-    while out.len() < count {
-        let distance = |j: usize| picked.iter().map(|&k| (x[j] - x[k]).hypot(y[j] - y[k])).fold(f64::INFINITY, f64::min);
-        let mut best: Option<(usize, f64, f64)> = None;
-        for &j in &pool {
-            if picked.contains(&j) {
-                continue;
-            }
-            let Some(cost) = affordable(j, &picked) else { continue };
-            // The first point is the cheapest; then the farthest from those picked.
-            let merit = if picked.is_empty() { -costs[j] } else { distance(j) };
-            if best.is_none_or(|(_, m, _)| merit > m) {
-                best = Some((j, merit, cost));
-            }
-        }
-        let Some((j, _, cost)) = best else { break };
-        picked.push(j);
-        out.push((j, cost, None));
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Rng;
 
     /// A lab whose runs' losses come from a known law, each costing 6ND.
     struct LawLab {
@@ -517,10 +529,10 @@ mod tests {
         }
     }
 
-    fn settings(strategy: Strategy, history: Vec<Round>) -> Settings {
+    fn settings(history: Vec<Round>) -> Settings {
         Settings {
             target: Target::Allocation { budget_flops: 1e22 },
-            strategy,
+            strategy: crate::adaptive::strategy::named("adaptive").unwrap(),
             max_flops: f64::INFINITY,
             relative_interval: Some(0.01),
             batch: 3,
@@ -549,7 +561,7 @@ mod tests {
     fn the_discrepancy_measures_a_law_that_misses_the_short_runs() {
         let truth = Law::chinchilla(1.8, 400.0, 1500.0, 0.34, 0.30);
         let lab = LawLab::new(truth.clone());
-        let s = settings(Strategy::Adaptive, Vec::new());
+        let s = settings(Vec::new());
         let exact: Vec<Point> = lab.candidates.iter().map(|c| Point { n: c.n, d: c.tokens, loss: truth.loss(c.n, c.tokens) }).collect();
         let drift = scale_drift(&s, &exact, &fit(s.spec.clone(), &exact, s.delta).unwrap()).unwrap();
         assert!(drift.discrepancy_per_log_distance < 1e-9, "{drift:?}");
@@ -565,7 +577,7 @@ mod tests {
     fn an_exact_law_stops_after_the_seed_design() {
         let truth = Law::chinchilla(1.8, 400.0, 1500.0, 0.34, 0.30);
         let mut lab = LawLab::new(truth.clone());
-        let outcome = run(&mut lab, &settings(Strategy::Adaptive, Vec::new()), &mut |_| Ok(())).unwrap();
+        let outcome = run(&mut lab, &settings(Vec::new()), &mut |_| Ok(())).unwrap();
         let seed = &outcome.rounds[0].chosen;
         assert_eq!(seed.len(), 10);
         let distinct = |f: fn(&Chosen) -> f64| crate::fit::distinct_count(seed.iter().map(f));
@@ -594,7 +606,7 @@ mod tests {
             }
         }
         let truth = Law::chinchilla(1.8, 400.0, 1500.0, 0.34, 0.30);
-        let mut s = settings(Strategy::Adaptive, Vec::new());
+        let mut s = settings(Vec::new());
         s.max_flops = 5e20;
         let a = run(&mut Noisy(LawLab::new(truth.clone())), &s, &mut |_| Ok(())).unwrap();
         let b = run(&mut Noisy(LawLab::new(truth.clone())), &s, &mut |_| Ok(())).unwrap();

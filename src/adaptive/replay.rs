@@ -132,8 +132,11 @@ pub struct ReplayRound {
 pub struct ReplayReport {
     pub input: PathBuf,
     pub target: Target,
-    pub strategy: Strategy,
+    pub strategy: &'static dyn Strategy,
     pub seed: u64,
+    /// The intervals' central level (for the text; the JSON's intervals are `lower`, `upper`).
+    #[serde(skip)]
+    pub level: f64,
     pub batch: usize,
     pub max_flops: f64,
     pub rows: usize,
@@ -191,6 +194,7 @@ pub fn replay(
         target: settings.target,
         strategy: settings.strategy,
         seed: settings.seed,
+        level: settings.level,
         batch: settings.batch,
         max_flops: settings.max_flops,
         rows: at.len(),
@@ -223,12 +227,13 @@ impl std::fmt::Display for ReplayReport {
             self.input.display(),
             self.rows,
             self.total_flops,
-            format!("{:?}", self.strategy).to_lowercase(),
+            self.strategy.name(),
             self.batch,
             self.seed,
             self.target.describe()
         )?;
-        writeln!(f, "  {:>5} {:>6} {:>12} {:>9} {:>26}", "round", "runs", "FLOPs spent", "fraction", "estimate [95% interval]")?;
+        let interval = format!("estimate [{}% interval]", (1000.0 * self.level).round() / 10.0);
+        writeln!(f, "  {:>5} {:>6} {:>12} {:>9} {:>26}", "round", "runs", "FLOPs spent", "fraction", interval)?;
         for r in &self.rounds {
             let fit = match (r.estimate, r.lower, r.upper) {
                 (Some(e), Some(l), Some(u)) => format!("{e:>10.4} [{l:.4}, {u:.4}]"),

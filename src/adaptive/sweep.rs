@@ -20,8 +20,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::design::{self, Candidate, Lab, Round, Settings, Strategy};
+use super::design::{self, Candidate, Lab, Round, Strategy};
+use super::settings::AdaptiveSpec;
 use super::target::Target;
+use crate::fit::form::Form;
 use crate::fit::observation::Value;
 use crate::fsutil::atomic_write;
 use crate::layout::SweepDir;
@@ -29,7 +31,7 @@ use crate::sweep::collect::{self, column, CollectSummary};
 use crate::sweep::executor::{ExecReport, Executor};
 use crate::sweep::loaded::LoadedSweep;
 use crate::sweep::plan::{Plan, PlannedRun, RunKind};
-use crate::sweep::spec::{AdaptiveSpec, AdaptiveTarget, SweepSpec};
+use crate::sweep::spec::SweepSpec;
 
 /// `adaptive.json`: what the rounds were chosen for, and the rounds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,12 +45,29 @@ pub struct AdaptiveRecord {
     pub max_flops: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relative_interval: Option<f64>,
+    /// How the rounds were chosen, written where not `[adaptive]`'s defaults.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub strategy: &'static dyn Strategy,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub form: Form,
+    #[serde(default = "default_delta", skip_serializing_if = "is_default_delta")]
+    pub delta: f64,
     /// Every candidate's FLOPs if the whole grid were trained (for "a fraction of the grid").
     pub grid_flops: f64,
     /// How many runs the grid has (the candidates).
     #[serde(default)]
     pub candidates: usize,
     pub rounds: Vec<Round>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+fn default_delta() -> f64 {
+    AdaptiveSpec::DEFAULT_DELTA
+}
+fn is_default_delta(delta: &f64) -> bool {
+    *delta == AdaptiveSpec::DEFAULT_DELTA
 }
 
 impl AdaptiveRecord {
@@ -71,14 +90,6 @@ impl AdaptiveRecord {
     /// The last round with a fit.
     pub fn last_fit(&self) -> Option<&design::Estimate> {
         self.rounds.iter().rev().find_map(|r| r.fit.as_ref())
-    }
-}
-
-/// The target a sweep file's `[adaptive]` block names.
-pub fn target_of(spec: &AdaptiveSpec) -> Target {
-    match spec.target {
-        AdaptiveTarget::Allocation => Target::Allocation { budget_flops: spec.budget_flops.unwrap_or(f64::NAN) },
-        AdaptiveTarget::Loss => Target::Loss { n: spec.n.unwrap_or(f64::NAN), tokens: spec.tokens.unwrap_or(f64::NAN) },
     }
 }
 
@@ -245,7 +256,7 @@ pub fn run(loaded: &LoadedSweep, out_root: &Path, executor: &dyn Executor, slots
     let run_of: Vec<usize> = (0..full.runs.len()).filter(|&i| full.runs[i].grid == grid && full.runs[i].kind != RunKind::Trunk).collect();
     let candidates: Vec<Candidate> =
         run_of.iter().map(|&i| Candidate { id: full.runs[i].id.clone(), n: full.runs[i].n as f64, tokens: full.runs[i].tokens as f64 }).collect();
-    let target = target_of(&adaptive);
+    let target = adaptive.target();
     let at: Vec<(f64, f64)> = candidates.iter().map(|c| (c.n, c.tokens)).collect();
     target.check_reachable(&at, &format!("{} grid `{grid}`", sweep_file.display()))?;
     let sweep = loaded.dir(out_root);
@@ -263,6 +274,9 @@ pub fn run(loaded: &LoadedSweep, out_root: &Path, executor: &dyn Executor, slots
         runs_per_round,
         max_flops: adaptive.max_flops,
         relative_interval: adaptive.relative_interval,
+        strategy: adaptive.strategy,
+        form: adaptive.form,
+        delta: adaptive.delta,
         grid_flops,
         candidates: run_of.len(),
         rounds: Vec::new(),
@@ -271,19 +285,7 @@ pub fn run(loaded: &LoadedSweep, out_root: &Path, executor: &dyn Executor, slots
         Some(before) => resumable(before, &record, &sweep)?,
         None => Vec::new(),
     };
-    let settings = Settings {
-        target,
-        strategy: Strategy::Adaptive,
-        max_flops: adaptive.max_flops,
-        relative_interval: adaptive.relative_interval,
-        batch: runs_per_round,
-        bootstrap: adaptive.bootstrap,
-        level: 0.95,
-        seed: adaptive.seed,
-        spec: crate::fit::form::Form::Chinchilla.into(),
-        delta: 1e-3,
-        history,
-    };
+    let settings = adaptive.settings(target, adaptive.max_flops, runs_per_round, history);
     let trunk_of = run_of.iter().map(|&i| full.runs[i].trunk.as_deref().and_then(|id| full.runs.iter().position(|r| r.id == id))).collect();
     let mut lab = SweepLab {
         sweep: sweep.clone(),
@@ -319,25 +321,30 @@ pub fn run(loaded: &LoadedSweep, out_root: &Path, executor: &dyn Executor, slots
 }
 
 /// The rounds of `before` to follow, when they were chosen for the same question; the last
-/// round is chosen again (a raised `max_flops` or a finer `relative_interval` continues the loop).
+/// round is chosen again (a raised `max_flops`, a finer `relative_interval` or another `level`
+/// continues the loop). Rounds chosen with another strategy, form or δ are another question.
 fn resumable(before: AdaptiveRecord, now: &AdaptiveRecord, sweep: &SweepDir) -> anyhow::Result<Vec<Round>> {
-    let same = |a: &AdaptiveRecord| (a.grid.clone(), a.target, a.seed, a.bootstrap, a.runs_per_round);
+    let same = |a: &AdaptiveRecord| (a.grid.clone(), a.target, a.seed, a.bootstrap, a.runs_per_round, a.strategy.name(), a.form, a.delta);
+    let question = |a: &AdaptiveRecord| {
+        format!(
+            "grid `{}`, target {}, seed {}, bootstrap {}, {} runs per round, strategy {}, form {}, delta {}",
+            a.grid,
+            a.target.describe(),
+            a.seed,
+            a.bootstrap,
+            a.runs_per_round,
+            a.strategy,
+            a.form.law_form().name(),
+            a.delta
+        )
+    };
     anyhow::ensure!(
         same(&before) == same(now),
-        "{} holds adaptive rounds chosen for grid `{}`, target {}, seed {}, bootstrap {}, {} runs per round; this run asks for \
-         grid `{}`, target {}, seed {}, bootstrap {}, {} runs per round (runs_per_round is --parallel's slots unless [adaptive] sets it). \
+        "{} holds adaptive rounds chosen for {}; this run asks for {} (runs_per_round is --parallel's slots unless [adaptive] sets it). \
          Ask the same question again to continue them, or run into another --out",
         sweep.adaptive().display(),
-        before.grid,
-        before.target.describe(),
-        before.seed,
-        before.bootstrap,
-        before.runs_per_round,
-        now.grid,
-        now.target.describe(),
-        now.seed,
-        now.bootstrap,
-        now.runs_per_round
+        question(&before),
+        question(now)
     );
     let mut rounds = before.rounds;
     rounds.pop();

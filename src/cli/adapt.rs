@@ -3,10 +3,9 @@
 use clap::Args;
 
 use super::emit;
-use windtunnel::adaptive::design::{Settings, Strategy};
 use windtunnel::adaptive::replay::{replay, ReplayColumns};
+use windtunnel::adaptive::settings::{AdaptiveSpec, Written};
 use windtunnel::adaptive::target::Target;
-use windtunnel::fit::form::Form;
 use windtunnel::results::inputs::observations;
 
 #[derive(Args)]
@@ -36,33 +35,22 @@ pub struct AdaptArgs {
     /// The loop's budget as a fraction of all rows' FLOPs [default: 1, every row].
     #[arg(long)]
     max_flops_fraction: Option<f64>,
-    /// Stop when the target's 95% interval is within ± this fraction of its estimate.
-    #[arg(long)]
-    relative_interval: Option<f64>,
-    /// How the next rows are chosen (random and cheapest are baselines).
-    #[arg(long, value_enum, default_value_t = Strategy::Adaptive)]
-    strategy: Strategy,
+    // How the loop works: the flags a sweep file's `[adaptive]` block writes as keys.
+    #[command(flatten)]
+    settings: AdaptiveSpec,
     /// Rows chosen per round.
     #[arg(long, default_value_t = 4)]
     batch: usize,
-    /// Bootstrap resamples per round (the intervals and the criterion's covariances).
-    #[arg(long, default_value_t = 200)]
-    bootstrap: usize,
     /// Leave out the highest-loss rows (as `fit law --drop-highest`).
     #[arg(long, default_value_t = 0)]
     drop_highest: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     #[arg(long)]
     json: bool,
 }
 
 pub fn adapt(args: AdaptArgs) -> anyhow::Result<u8> {
     anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
-    anyhow::ensure!(args.bootstrap >= 20, "--bootstrap {}: the criterion needs at least 20 resamples", args.bootstrap);
-    if let Some(r) = args.relative_interval {
-        anyhow::ensure!(r.is_finite() && r > 0.0, "--relative-interval {r}: give a positive fraction, e.g. 0.1 for ±10%");
-    }
+    args.settings.validate_method(Written::AsFlags)?;
     let table = observations(&args.replay)?;
     let columns = ReplayColumns { n: args.n, tokens: args.tokens, flops: args.flops, loss: args.loss };
     let max_flops = match (args.max_flops, args.max_flops_fraction) {
@@ -76,18 +64,6 @@ pub fn adapt(args: AdaptArgs) -> anyhow::Result<u8> {
         }
         (None, None) => f64::INFINITY,
     };
-    let settings = Settings {
-        target: args.target,
-        strategy: args.strategy,
-        max_flops,
-        relative_interval: args.relative_interval,
-        batch: args.batch,
-        bootstrap: args.bootstrap,
-        level: 0.95,
-        seed: args.seed,
-        spec: Form::Chinchilla.into(),
-        delta: 1e-3,
-        history: Vec::new(),
-    };
+    let settings = args.settings.settings(args.target, max_flops, args.batch, Vec::new());
     emit(&replay(&table, &columns, args.drop_highest, &settings, args.max_flops_fraction.filter(|_| args.max_flops.is_none()))?, args.json)
 }

@@ -31,7 +31,7 @@ use crate::model::shape::ModelShape;
 use crate::model::transformer::{RMS_NORM_EPS, ROPE_THETA};
 use crate::results::inputs::fit_lr;
 use crate::results::SweepResults;
-use crate::schedule::{DecayShape, ScheduleSpec};
+use crate::schedule::ScheduleSpec;
 use crate::sweep::plan::RunKind;
 use crate::train::config::RunConfig;
 
@@ -594,7 +594,7 @@ fn schedule(data: &SweepResults, tokens: f64, batch_tokens: u64) -> anyhow::Resu
             ScheduleSpec::Wsd { decay, .. } => Some(decay),
             _ => None,
         })
-        .unwrap_or(DecayShape::Exponential);
+        .unwrap_or_default();
     Ok(ScheduleChoice {
         schedule: ScheduleSpec::Wsd {
             warmup_tokens: warmup_steps * batch_tokens,

@@ -67,7 +67,7 @@ pub trait LawForm: Sync {
 }
 
 /// The law forms there are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Form {
     /// L = E + A/N^α + B/D^β.

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::adaptive::settings::AdaptiveSpec;
 use crate::schedule::DecayShape;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -261,7 +262,7 @@ pub struct WsdSpec {
 }
 
 fn default_decay() -> DecayShape {
-    DecayShape::Exponential
+    DecayShape::default()
 }
 fn default_decay_fraction() -> f64 {
     0.1
@@ -367,103 +368,6 @@ impl SweepFile<'_> {
             Some(line) => format!("{} (line {line})", self.path.display()),
             None => self.path.display().to_string(),
         }
-    }
-}
-
-/// The `[adaptive]` block of a sweep file: `windtunnel run --adaptive` trains the runs of one grid
-/// that teach most about `target` per FLOP, round by round, until the target is known to
-/// `relative_interval` or `max_flops` are spent (see `windtunnel::adaptive`).
-///
-/// ```toml
-/// [adaptive]
-/// target = "allocation"        # D/N at budget_flops; or "loss" at (n, tokens)
-/// budget_flops = 1e10
-/// max_flops = 2e11             # the wind tunnel's own budget
-/// relative_interval = 0.1      # stop when the 95% interval is within ±10%
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AdaptiveSpec {
-    /// `allocation` (D/N at `budget_flops`) or `loss` (of a run of `n` parameters on `tokens`).
-    pub target: AdaptiveTarget,
-    /// With `target = "allocation"`: the compute budget whose D/N is wanted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub budget_flops: Option<f64>,
-    /// With `target = "loss"`: the planned run's non-embedding parameters.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub n: Option<f64>,
-    /// With `target = "loss"`: the planned run's training tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens: Option<f64>,
-    /// The most FLOPs the adaptive sweep may train.
-    pub max_flops: f64,
-    /// Stop once the target's 95% interval is within ± this fraction of its estimate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relative_interval: Option<f64>,
-    /// Runs chosen per round [default: the executor's parallel slots].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runs_per_round: Option<usize>,
-    /// Bootstrap resamples per round.
-    #[serde(default = "default_adaptive_bootstrap")]
-    pub bootstrap: usize,
-    /// Seeds the bootstrap (the same seed makes the same choices).
-    #[serde(default)]
-    pub seed: u64,
-    /// The grid whose runs are the candidates [default: the sweep's one WSD grid, else its one grid].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grid: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AdaptiveTarget {
-    Allocation,
-    Loss,
-}
-
-fn default_adaptive_bootstrap() -> usize {
-    200
-}
-
-impl AdaptiveSpec {
-    /// The checks serde cannot make, each naming the key and the fix.
-    fn validate(&self) -> anyhow::Result<()> {
-        let positive = |key: &str, v: Option<f64>| -> anyhow::Result<()> {
-            if let Some(x) = v {
-                anyhow::ensure!(x.is_finite() && x > 0.0, "[adaptive] {key} = {x}: it must be a positive number");
-            }
-            Ok(())
-        };
-        match self.target {
-            AdaptiveTarget::Allocation => {
-                anyhow::ensure!(
-                    self.budget_flops.is_some(),
-                    "[adaptive] target = \"allocation\" needs `budget_flops`: the compute budget whose D/N to learn, e.g. budget_flops = 1e10"
-                );
-                anyhow::ensure!(
-                    self.n.is_none() && self.tokens.is_none(),
-                    "[adaptive] `n` and `tokens` belong to target = \"loss\"; an allocation target takes `budget_flops`"
-                );
-            }
-            AdaptiveTarget::Loss => {
-                anyhow::ensure!(
-                    self.n.is_some() && self.tokens.is_some(),
-                    "[adaptive] target = \"loss\" needs `n` and `tokens`: the planned run whose loss to learn, e.g. n = 1e6, tokens = 2e7"
-                );
-                anyhow::ensure!(
-                    self.budget_flops.is_none(),
-                    "[adaptive] `budget_flops` belongs to target = \"allocation\"; a loss target takes `n` and `tokens`"
-                );
-            }
-        }
-        positive("budget_flops", self.budget_flops)?;
-        positive("n", self.n)?;
-        positive("tokens", self.tokens)?;
-        positive("max_flops", Some(self.max_flops))?;
-        positive("relative_interval", self.relative_interval)?;
-        anyhow::ensure!(self.runs_per_round != Some(0), "[adaptive] runs_per_round = 0: at least one run per round");
-        anyhow::ensure!(self.bootstrap >= 20, "[adaptive] bootstrap = {}: the criterion needs at least 20 resamples (default 200)", self.bootstrap);
-        Ok(())
     }
 }
 
@@ -792,7 +696,7 @@ wsd = { tokens_per_param = [10, 20] }
         assert_eq!(s.grids[0].models.ffn_multiplier, crate::model::shape::FFN_MULTIPLIER);
         assert_eq!(s.grids[0].parameters["optimizer.lr"].grid_values(), [toml::Value::Float(1e-3), toml::Value::Float(1e-2), toml::Value::Float(1e-1)]);
         let wsd = s.grids[1].wsd.as_ref().unwrap();
-        assert_eq!((wsd.decay, wsd.decay_fraction, wsd.half_life_fraction), (DecayShape::Exponential, 0.1, None));
+        assert_eq!((wsd.decay, wsd.decay_fraction, wsd.half_life_fraction), ("exponential".parse().unwrap(), 0.1, None));
         assert!(s.base_dir.is_absolute());
     }
 

@@ -309,11 +309,11 @@ mod tests {
 
     /// Curves drawn from a known law: a trunk and two decays of different shapes.
     fn curves_of(law: &CurveLaw) -> Vec<Curve> {
-        let wsd = |decay, decay_tokens, steps| {
+        let wsd = |decay: &str, decay_tokens, steps| {
+            let decay: DecayShape = decay.parse().unwrap();
             rates(&ScheduleSpec::Wsd { warmup_tokens: 1000, decay, decay_tokens, half_life_tokens: None, final_lr_fraction: 0.0 }, steps)
         };
-        let schedules =
-            [rates(&ScheduleSpec::Constant { warmup_tokens: 1000 }, 600), wsd(DecayShape::Linear, 12_000, 240), wsd(DecayShape::OneMinusSqrt, 8_000, 400)];
+        let schedules = [rates(&ScheduleSpec::Constant { warmup_tokens: 1000 }, 600), wsd("linear", 12_000, 240), wsd("1-sqrt", 8_000, 400)];
         schedules
             .into_iter()
             .enumerate()

@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::data::Curve;
 use super::fit::{bootstrap, fit_theta, laws_of, CurveLaw, FitData};
 use super::form::CurveFormKind;
-use super::schedules::{decay_fractions, GroupFrame, ScheduleRequest, DECAY_SHAPES};
+use super::schedules::{decay_fractions, decay_shapes, GroupFrame, ScheduleRequest};
 use crate::fit::bootstrap::Interval;
 use crate::schedule::DecayShape;
 
@@ -381,7 +381,7 @@ fn optimize_decay(tokens: f64, g: &GroupFit, frame: &GroupFrame, reference: Opti
     let length = |shape, fraction| ScheduleRequest::wsd(tokens, frame.tokens_per_step.is_none(), shape, fraction);
     let mut best_per_shape = Vec::new();
     let mut best: Option<(DecayShape, f64, f64)> = None;
-    for shape in DECAY_SHAPES {
+    for shape in decay_shapes() {
         let mut shape_best: Option<(f64, f64)> = None;
         for fraction in decay_fractions() {
             let loss = g.law.predict_final(&length(shape, fraction).rates(frame)?);

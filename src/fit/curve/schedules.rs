@@ -107,11 +107,9 @@ impl std::str::FromStr for ScheduleRequest {
         };
         let kind = match kind {
             "wsd" => {
-                let decay = match values.get("decay").map(String::as_str).unwrap_or("exponential") {
-                    "exponential" => DecayShape::Exponential,
-                    "linear" => DecayShape::Linear,
-                    "1-sqrt" => DecayShape::OneMinusSqrt,
-                    other => return Err(format!("--predict-schedule `{text}`: decay `{other}` is not exponential, linear or 1-sqrt")),
+                let decay = match values.get("decay") {
+                    Some(name) => name.parse::<DecayShape>().map_err(|e| format!("--predict-schedule `{text}`: {e}"))?,
+                    None => DecayShape::default(),
                 };
                 let decay_fraction = fraction("decay_fraction", 0.1)?;
                 let half_life_fraction = fraction("half_life_fraction", ScheduleSpec::DEFAULT_HALF_LIFE_FRACTION)?;
@@ -173,7 +171,10 @@ pub fn decay_fractions() -> Vec<f64> {
     (1..=30).map(|i| 0.02 * i as f64).collect()
 }
 
-pub const DECAY_SHAPES: [DecayShape; 3] = [DecayShape::Exponential, DecayShape::Linear, DecayShape::OneMinusSqrt];
+/// The decay shapes `--optimize-decay` tries: every row of [`crate::schedule::DECAY_SHAPES`].
+pub fn decay_shapes() -> impl Iterator<Item = DecayShape> {
+    DecayShape::all()
+}
 
 #[cfg(test)]
 mod tests {
@@ -185,8 +186,8 @@ mod tests {
         let r: ScheduleRequest = "wsd:tokens=102400,decay_fraction=0.2,decay=linear".parse().unwrap();
         let lr = r.rates(&frame).unwrap();
         assert_eq!(lr.len(), 100);
-        let spec =
-            ScheduleSpec::Wsd { warmup_tokens: 8 * 1024, decay: DecayShape::Linear, decay_tokens: 20 * 1024, half_life_tokens: None, final_lr_fraction: 0.0 };
+        let decay = "linear".parse().unwrap();
+        let spec = ScheduleSpec::Wsd { warmup_tokens: 8 * 1024, decay, decay_tokens: 20 * 1024, half_life_tokens: None, final_lr_fraction: 0.0 };
         for (k, x) in lr.iter().enumerate() {
             let want = 0.04 * spec.factor((k as u64 + 1) * 1024, 102_400);
             assert!((x - want).abs() < 1e-15, "step {}: {x} vs {want}", k + 1);
