@@ -31,7 +31,7 @@ out() {
   echo "exit $?" >> "$OUT/$name.out"
   set -e
   mask < "$OUT/$name.out" > "$OUT/$name.tmp" && mv "$OUT/$name.tmp" "$OUT/$name.out"
-  grep -v -E 'ETA|elapsed|[0-9]+/s' "$OUT/$name.err" | mask > "$OUT/$name.tmp" || true
+  grep -v -E 'ETA|elapsed| [0-9.]+/s' "$OUT/$name.err" | mask > "$OUT/$name.tmp" || true
   mv "$OUT/$name.tmp" "$OUT/$name.err"
 }
 
