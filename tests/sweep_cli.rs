@@ -318,6 +318,10 @@ fn a_local_dry_run_never_trains() {
     let after = json(&["run", f, "--out", o, "--dry-run", "--json"]);
     assert_eq!(after["would_train"].as_array().unwrap().len(), 0, "{after}");
     assert_eq!(after["already_finished"], planned["runs"].as_array().unwrap().len());
+    // Nothing left costs 0 FLOPs, not -0 (an empty float sum is -0.0).
+    assert_eq!(after["flops"].to_string(), "0.0", "{after}");
+    let text = common::ok(&["run", f, "--out", o, "--dry-run"]);
+    assert!(text.ends_with("0 run(s) would train, 0.000e0 FLOPs; run without --dry-run to train them\n"), "{text}");
 }
 
 /// A folder holding several sweeps (`run --out OUT` with two sweep files) is not one of them:

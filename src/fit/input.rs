@@ -132,8 +132,8 @@ pub fn points(table: &Observations, columns: &Columns, drop_highest: usize, keep
         (None, Some(f)) => table.numbers(f)?.iter().zip(&n).map(|(c, n)| c / (6.0 * n)).collect(),
         _ => anyhow::bail!("give exactly one of --tokens COL and --flops COL (D = C / 6N)"),
     };
-    if let (false, Some(want)) = (table.has(column::GRID), &columns.grid) {
-        anyhow::bail!("--grid {want}: the table has no `grid` column to select by; drop --grid, or fit a sweep's table.csv");
+    if let Some(want) = &columns.grid {
+        check_grid(table, want)?;
     }
     // In a sweep's table the points of the law are the decayed WSD branches when there are any
     // (trunks are stable-phase runs, and plain runs belong to other grids); otherwise every run.
@@ -152,6 +152,21 @@ pub fn points(table: &Observations, columns: &Columns, drop_highest: usize, keep
         rows.push((row.line, super::law::Point { n: n[i], d: d[i], loss: loss[i] }));
     }
     Points::checked(&table.source, rows, excluded, drop_highest)
+}
+
+/// `--grid want` names a grid the table has, or says which grids it has.
+fn check_grid(table: &Observations, want: &str) -> anyhow::Result<()> {
+    if !table.has(column::GRID) {
+        anyhow::bail!("--grid {want}: the table has no `grid` column to select by; drop --grid, or fit a sweep's table.csv");
+    }
+    let mut grids: Vec<&str> = Vec::new();
+    for grid in table.rows.iter().filter_map(|r| r.grid.as_deref()) {
+        if !grids.contains(&grid) {
+            grids.push(grid);
+        }
+    }
+    anyhow::ensure!(grids.contains(&want), "--grid {want}: {} has no row of grid `{want}`; its grids are {}", table.source.display(), grids.join(", "));
+    Ok(())
 }
 
 impl Points {

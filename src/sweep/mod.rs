@@ -145,7 +145,8 @@ pub fn dry_run(loaded: &LoadedSweep, out_root: &Path) -> anyhow::Result<DryRun> 
         .filter(|r| !finished(&r.id))
         .map(|r| WouldTrain { id: r.id.clone(), kind: r.kind, width: r.width, tokens: r.tokens, own_flops: r.own_flops })
         .collect();
-    let flops = would_train.iter().map(|r| r.own_flops).sum();
+    // Folded from +0: an empty float sum is -0.0, which would print as "-0.000e0".
+    let flops = would_train.iter().map(|r| r.own_flops).fold(0.0, |total, f| total + f);
     Ok(DryRun { dir: sweep.root().to_path_buf(), runs: plan.runs.len(), already_finished: plan.runs.len() - would_train.len(), would_train, flops })
 }
 
