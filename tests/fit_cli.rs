@@ -82,6 +82,8 @@ fn bad_inputs_give_clear_errors() {
     assert!(e.contains("no column `params`"), "{e}");
     let e = fails(&["fit", "law", "--input", &one, "--n", "N", "--tokens", "D", "--loss", "loss", "--grid", "data"]);
     assert!(e.contains("--grid data") && e.contains("no `grid` column"), "{e}");
+    let e = fails(&["fit", "lr", &one]);
+    assert!(e.contains(&format!("tip: a fit reads its table or sweep directory from --input: windtunnel fit lr --input {one}")), "{e}");
     let grids = write("grids.csv", "grid,N,D,loss\nlr-scan,1e6,1e7,3.0\ndata-model,1e6,2e7,2.9\nlr-scan,2e6,1e7,2.8\n");
     let e = fails(&["fit", "law", "--input", &grids, "--n", "N", "--tokens", "D", "--loss", "loss", "--grid", "data"]);
     assert!(e.ends_with(&format!("--grid data: {grids} has no row of grid `data`; its grids are lr-scan, data-model\n")), "{e}");

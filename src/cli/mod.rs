@@ -152,13 +152,30 @@ pub fn main() -> ExitCode {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     windtunnel::process::process_start();
     windtunnel::cpu::tune_for_training();
-    match dispatch(Cli::parse().command) {
+    let cli = Cli::try_parse().unwrap_or_else(|e| exit_on_parse_error(e));
+    match dispatch(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             windtunnel::stderr_line!("error: {e:#}");
             ExitCode::from(if e.downcast_ref::<CannotStart>().is_some() { EXIT_CANNOT_START } else { EXIT_FAILED })
         }
     }
+}
+
+/// clap's message for a command line it cannot parse, and its exit; a path given to a `fit`
+/// command without `--input` (as `fit law results/quickstart`) gets the line that fixes it.
+fn exit_on_parse_error(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let args: Vec<String> = std::env::args().collect();
+    if let (ErrorKind::UnknownArgument, Some(ContextValue::String(arg))) = (e.kind(), e.get(ContextKind::InvalidArg)) {
+        if args.get(1).is_some_and(|a| a == "fit") && !arg.starts_with('-') {
+            let fit = args.get(2).map_or("law", String::as_str);
+            let _ = e.print();
+            windtunnel::stderr_line!("tip: a fit reads its table or sweep directory from --input: windtunnel fit {fit} --input {arg}");
+            std::process::exit(e.exit_code());
+        }
+    }
+    e.exit()
 }
 
 fn dispatch(command: Command) -> anyhow::Result<u8> {
