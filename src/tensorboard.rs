@@ -5,7 +5,8 @@
 //! The files are written in TensorBoard's documented format, without TensorFlow: a file of
 //! TFRecords (`u64` length, masked CRC-32C of the length, the bytes, masked CRC-32C of the bytes),
 //! each holding one `Event` protocol buffer: the first `{wall_time, file_version: "brain.Event:2"}`,
-//! then one per logged step with `{wall_time, step, summary: {value: [{tag, simple_value}]}}`.
+//! then one per logged step with `{wall_time, step, summary: {value: [{tag, simple_value}]}}`
+//! (a named evaluation set's loss under the tag `eval/<name>`).
 //! The step is the tokens trained, so branches line up with their trunk at their branch point.
 //!
 //! Each run gets `DIR/tensorboard/<grid>/<kind>-w<width>-<id>/events.out.tfevents.0.windtunnel`,
@@ -13,6 +14,7 @@
 //! checkpoint, so appending would keep steps it no longer has). Nothing in the runs' own folders is
 //! written.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -20,13 +22,16 @@ use serde::Serialize;
 use crate::layout::SweepDir;
 use crate::train::log::{read_metrics, MetricsRecord};
 
-/// The scalars of one metrics line, as TensorBoard tags.
-fn scalars(m: &MetricsRecord) -> Vec<(&'static str, f64)> {
-    let mut tags = vec![("loss/train", m.train_loss), ("optimizer/lr", m.lr), ("optimizer/grad_norm", m.grad_norm), ("speed/tokens_per_s", m.tokens_per_s)];
-    tags.extend(m.eval_loss.map(|v| ("loss/eval", v)));
-    tags.extend(m.eval_bits_per_byte.map(|v| ("loss/eval_bits_per_byte", v)));
-    tags.extend(m.oracle_loss.map(|v| ("loss/oracle", v)));
-    tags.push(("compute/flops", m.flops));
+/// The scalars of one metrics line, as TensorBoard tags: a named evaluation set's loss is
+/// `eval/<name>`, as in the results table.
+fn scalars(m: &MetricsRecord) -> Vec<(Cow<'static, str>, f64)> {
+    let fixed = [("loss/train", m.train_loss), ("optimizer/lr", m.lr), ("optimizer/grad_norm", m.grad_norm), ("speed/tokens_per_s", m.tokens_per_s)];
+    let mut tags: Vec<(Cow<'static, str>, f64)> = fixed.into_iter().map(|(tag, v)| (Cow::Borrowed(tag), v)).collect();
+    tags.extend(m.eval_loss.map(|v| ("loss/eval".into(), v)));
+    tags.extend(m.eval_bits_per_byte.map(|v| ("loss/eval_bits_per_byte".into(), v)));
+    tags.extend(m.oracle_loss.map(|v| ("loss/oracle".into(), v)));
+    tags.extend(m.evals.iter().filter_map(|(name, v)| v.map(|v| (crate::train::eval_sets::column(name).into(), v))));
+    tags.push(("compute/flops".into(), m.flops));
     tags
 }
 

@@ -361,3 +361,57 @@ fn fit_allocation_reads_a_table_of_curves() {
     let e = fails(&[&args[..], &["--grid", "data"]].concat());
     assert!(e.contains("--grid selects runs of a sweep directory"), "{e}");
 }
+
+/// A data-model grid whose runs evaluate two named sets: the run's own language and another.
+const NAMED_SETS_SWEEP: &str = r#"
+name = "named-sets"
+seeds = [0]
+
+[base]
+mup = { base_width = 16 }
+optimizer = { lr = 0.01 }
+schedule = { kind = "cosine", warmup_tokens = 256 }
+training = { tokens = 2560, batch_size = 4, seq_len = 32, eval_interval_tokens = 1280, eval_tokens = 256, evals = [
+  { name = "same", data = { kind = "synthetic", vocab = 64 } },
+  { name = "other-lang", data = { kind = "synthetic", vocab = 64, language_seed = 7 } },
+] }
+data = { kind = "synthetic", vocab = 64 }
+
+[[grid]]
+name = "data"
+models = { widths = [16, 32, 48], depth = 1, head_dim = 16 }
+wsd = { branch_tokens = [1280, 2560], decay = "linear", decay_fraction = 0.2 }
+"#;
+
+#[test]
+fn a_sweeps_named_eval_sets_are_table_columns_the_fits_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("named.toml");
+    std::fs::write(&file, NAMED_SETS_SWEEP).unwrap();
+    let out = dir.path().join("results");
+    ok(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--parallel", "2", "--quiet"]);
+    let sweep = out.join("named-sets");
+    let table = std::fs::read_to_string(sweep.join("table.csv")).unwrap();
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name} in {header:?}"));
+    let (same, other, final_eval) = (at("eval/same"), at("eval/other-lang"), at("final_eval_loss"));
+    assert_eq!((same, other), (at("tokens_per_s") + 1, at("tokens_per_s") + 2), "the sets' columns follow the fixed ones, in the run file's order");
+    let rows: Vec<Vec<&str>> = table.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 9, "3 trunks and 6 branches");
+    for row in &rows {
+        let (s, o, e): (f64, f64, f64) = (row[same].parse().unwrap(), row[other].parse().unwrap(), row[final_eval].parse().unwrap());
+        assert!(s.is_finite() && o.is_finite() && s != o && e.is_finite(), "{row:?}");
+    }
+    // The fits read a set's column like any other: its points and losses are that column's.
+    let law = json(&["fit", "law", "--input", sweep.to_str().unwrap(), "--loss", "eval/other-lang", "--bootstrap", "0", "--json"]);
+    assert_eq!(law["points"], 6, "{law}");
+    let default = json(&["fit", "law", "--input", sweep.to_str().unwrap(), "--bootstrap", "0", "--json"]);
+    assert_ne!(law["fit"]["law"], default["fit"]["law"], "another loss column, another law");
+    let e = fails(&["fit", "law", "--input", sweep.to_str().unwrap(), "--loss", "eval/books"]);
+    assert!(e.contains("no column `eval/books`") && e.contains("eval/other-lang"), "{e}");
+    // The Parquet table has the same columns: the same law from it.
+    let parquet = sweep.join("table.parquet");
+    let from_parquet = json(&["fit", "law", "--input", parquet.to_str().unwrap(), "--loss", "eval/other-lang", "--bootstrap", "0", "--json"]);
+    assert_eq!(from_parquet["fit"]["law"], law["fit"]["law"]);
+    assert!(law["fit"]["law"]["e"].is_f64(), "{law}");
+}

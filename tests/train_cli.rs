@@ -320,3 +320,100 @@ fn gradient_accumulation_trains_the_same_batch_in_micro_batches() {
     let e = fails(&["train", with("zero.toml", "micro_batch_size = 0").to_str().unwrap(), "--out", dir.path().join("zero").to_str().unwrap()]);
     assert!(e.contains("training.micro_batch_size must be at least 1"), "{e}");
 }
+
+/// Two named evaluation sets: the run's own language and another one.
+const TWO_EVAL_SETS: &str = r#"
+[[training.evals]]
+name = "same"
+data = { kind = "synthetic", vocab = 64 }
+[[training.evals]]
+name = "other-lang"
+data = { kind = "synthetic", vocab = 64, language_seed = 7 }
+"#;
+
+/// The named sets' losses of each line of a run's metrics, as written (empty where not evaluated).
+fn eval_sets(dir: &Path) -> Vec<(u64, String)> {
+    metrics(dir).iter().map(|m| (m["step"].as_u64().unwrap(), m.get("evals").map(|e| e.to_string()).unwrap_or_default())).collect()
+}
+
+#[test]
+fn named_eval_sets_are_logged_at_every_evaluation_and_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = run_file(tmp.path(), "r.toml", TWO_EVAL_SETS, 30, &[]);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for out in [&a, &b] {
+        let o = train(&[file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let lines = metrics(&a);
+    let evaluated: Vec<&serde_json::Value> = lines.iter().filter(|m| m["eval_loss"].is_f64()).collect();
+    assert_eq!(evaluated.len(), 3, "an evaluation every 10 steps");
+    for m in &evaluated {
+        let (same, other) = (m["evals"]["same"].as_f64().unwrap(), m["evals"]["other-lang"].as_f64().unwrap());
+        assert!(same.is_finite() && other.is_finite() && same != other, "{m}");
+    }
+    assert!(lines.iter().all(|m| m["eval_loss"].is_f64() == m.get("evals").is_some()), "named sets only beside an evaluation");
+    // Trained on its own language, the model does better there than on another.
+    let last = evaluated.last().unwrap();
+    assert!(last["evals"]["same"].as_f64().unwrap() < last["evals"]["other-lang"].as_f64().unwrap(), "{last}");
+    assert_eq!(eval_sets(&a), eval_sets(&b), "two runs evaluate their named sets bit for bit alike");
+    assert_eq!(losses(&a), losses(&b));
+    // The default evaluation is the one a run without named sets makes.
+    let plain_file = run_file(tmp.path(), "plain.toml", "", 30, &[]);
+    let plain = tmp.path().join("plain");
+    assert!(train(&[plain_file.to_str().unwrap(), "--out", plain.to_str().unwrap()]).status.success());
+    assert_eq!(losses(&plain), losses(&a));
+    assert!(metrics(&plain).iter().all(|m| m.get("evals").is_none()));
+    // run.json records each set; status.json has the latest losses.
+    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["eval_sets"][1]["name"], "other-lang");
+    assert_eq!(run["eval_sets"][0]["eval_sequences"], run["eval_sequences"]);
+    assert!(run["eval_sets"][0]["oracle_eval_loss"].as_f64().unwrap() > 0.0);
+    assert_eq!(status(&a)["evals"], last["evals"]);
+}
+
+#[test]
+fn named_eval_sets_resume_bit_for_bit_after_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = run_file(tmp.path(), "r.toml", TWO_EVAL_SETS, 400, &[40]);
+    let whole = tmp.path().join("whole");
+    assert!(train(&[file.to_str().unwrap(), "--out", whole.to_str().unwrap()]).status.success());
+
+    let cut = tmp.path().join("cut");
+    let mut child = spawn_train(&file, &cut);
+    let checkpoint = cut.join("checkpoints").join(format!("tokens-{:015}.ckpt", 40 * 128));
+    let started = Instant::now();
+    while !checkpoint.exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(metrics(&cut).len() < 400, "the run finished before it could be killed; make it longer");
+
+    let o = train(&[file.to_str().unwrap(), "--out", cut.to_str().unwrap(), "--resume", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["resumed_from_step"].as_u64().unwrap() >= 40);
+    assert_eq!(eval_sets(&cut).iter().filter(|(_, e)| !e.is_empty()).count(), 40, "an evaluation every 10 steps");
+    assert_eq!(eval_sets(&cut), eval_sets(&whole), "the resumed run's named sets equal the uninterrupted run's bit for bit");
+    assert_eq!(losses(&cut), losses(&whole));
+}
+
+#[test]
+fn bad_named_eval_sets_are_refused_naming_the_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let set = |name: &str, data: &str| format!("[[training.evals]]\nname = \"{name}\"\ndata = {data}\n");
+    let synthetic = "{ kind = \"synthetic\", vocab = 64 }";
+    let cases = [
+        (set("web", synthetic) + &set("web", synthetic), "training.evals[1].name = \"web\" is also the name of training.evals[0]"),
+        (set("web site", synthetic), "training.evals[0].name = \"web site\" holds ' '"),
+        (set("", synthetic), "training.evals[0].name is empty"),
+        (set("web", "{ kind = \"text\", path = \"missing.txt\" }"), "training.evals[0] (\"web\"): cannot read its data"),
+        (set("web", "{ kind = \"synthetic\" }"), "training.evals[0] (\"web\"): its data has vocabulary 256, [data] has 64"),
+    ];
+    for (i, (extra, message)) in cases.iter().enumerate() {
+        let file = run_file(tmp.path(), &format!("bad{i}.toml"), extra, 10, &[]);
+        let e = fails(&["train", "--quiet", file.to_str().unwrap(), "--out", tmp.path().join(format!("bad{i}")).to_str().unwrap()]);
+        assert!(e.contains(message), "{extra}: {e}");
+    }
+}

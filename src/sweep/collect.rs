@@ -16,7 +16,8 @@ use crate::train::run::RunRecord;
 /// Names of the results table's columns that other stages read by name (the fits' defaults).
 pub use crate::fit::observation::column;
 
-/// The fixed columns of `table.csv`, in order; swept parameters follow as `param.<key>`.
+/// The fixed columns of `table.csv`, in order; the named evaluation sets' final losses follow as
+/// `eval/<name>` (only in a sweep that has named sets), then swept parameters as `param.<key>`.
 pub const COLUMNS: &[&str] = &[
     "run_id",
     "trunk_id",
@@ -86,7 +87,9 @@ impl ResultsTable {
         let mut param_keys: Vec<String> = plan.runs.iter().flat_map(|r| r.params.iter().map(|(k, _)| k.clone())).collect();
         param_keys.sort();
         param_keys.dedup();
+        let eval_sets = eval_set_names(&plan.runs);
         let mut header: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
+        header.extend(eval_sets.iter().map(|name| crate::train::eval_sets::column(name)));
         header.extend(param_keys.iter().map(|k| format!("param.{k}")));
         let mut table = Self { header, rows: Vec::new(), unfinished: 0, warnings: Vec::new() };
         for r in &plan.runs {
@@ -105,7 +108,7 @@ impl ResultsTable {
                     continue;
                 }
             };
-            let mut fields = row(&run, &status, r)?;
+            let mut fields = row(&run, &status, r, &eval_sets)?;
             for k in &param_keys {
                 // As the sweep file wrote it (a number read back from it reads the same).
                 fields.push(r.params.iter().find(|(key, _)| key == k).map_or(Value::Missing, |(_, v)| Value::Text(v.clone())));
@@ -145,8 +148,21 @@ pub fn collect(sweep: &SweepDir) -> anyhow::Result<CollectSummary> {
     ResultsTable::read(sweep)?.write(sweep)
 }
 
-/// The fixed columns of one finished run's row.
-fn row(run: &RunDir, status: &Status, r: &super::plan::PlannedRun) -> anyhow::Result<Vec<Value>> {
+/// The names of the named evaluation sets of a sweep's runs, each once, in the order they first
+/// appear (a run file's order).
+fn eval_set_names(runs: &[super::plan::PlannedRun]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for set in runs.iter().flat_map(|r| &r.config.training.evals) {
+        if !names.contains(&set.name) {
+            names.push(set.name.clone());
+        }
+    }
+    names
+}
+
+/// The fixed columns of one finished run's row, then its final loss on each of `eval_sets`
+/// (empty where the run has no such set).
+fn row(run: &RunDir, status: &Status, r: &super::plan::PlannedRun, eval_sets: &[String]) -> anyhow::Result<Vec<Value>> {
     let run_json = run.record();
     let record: RunRecord = serde_json::from_str(&std::fs::read_to_string(&run_json).with_context(|| format!("cannot read {}", run_json.display()))?)
         .with_context(|| format!("{} is malformed", run_json.display()))?;
@@ -156,7 +172,8 @@ fn row(run: &RunDir, status: &Status, r: &super::plan::PlannedRun) -> anyhow::Re
     let number = |x: Option<f64>| x.map_or(Value::Missing, Value::Number);
     let text = |t: String| Value::Text(t);
     let c = &record.config;
-    Ok(vec![
+    let final_evals = evals.last().map(|m| &m.evals);
+    let mut fields = vec![
         text(r.id.clone()),
         r.trunk.clone().map_or(Value::Missing, text),
         text(r.kind.to_string()),
@@ -184,7 +201,9 @@ fn row(run: &RunDir, status: &Status, r: &super::plan::PlannedRun) -> anyhow::Re
         number(evals.last().and_then(|m| m.eval_bits_per_byte)),
         number(last.map(|m| m.wall_s)),
         number(last.map(|m| m.tokens_per_s)),
-    ])
+    ];
+    fields.extend(eval_sets.iter().map(|name| number(final_evals.and_then(|e| e.get(name).copied().flatten()))));
+    Ok(fields)
 }
 
 /// The metrics of a finished run, checked to be whole: a done run's log ends in its final

@@ -227,6 +227,7 @@ pub fn plan(spec: &SweepSpec) -> anyhow::Result<Plan> {
                     })?;
                     // Workers run in OUT/<name>/runs/<id>/: data paths are made absolute here.
                     resolved.data.resolve_paths(&spec.base_dir);
+                    resolved.training.evals.iter_mut().for_each(|set| set.data.resolve_paths(&spec.base_dir));
                     expand(grid, resolved, shape, seed, params, &mut runs).map_err(ctx)?;
                 }
             }

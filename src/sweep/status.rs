@@ -88,6 +88,9 @@ pub struct RunProgress {
     pub step: u64,
     pub steps: u64,
     pub eval_loss: Option<f64>,
+    /// The latest loss of each named evaluation set (`training.evals`), from its status.json.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub evals: std::collections::BTreeMap<String, Option<f64>>,
     pub reason: Option<String>,
     /// The executor's view, for runs the files do not show finished.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -180,7 +183,8 @@ fn finished_at_step(run: &RunDir) -> Option<u64> {
 /// One run's progress from its files.
 fn run_progress(sweep: &SweepDir, id: &str, kind: RunKind) -> RunProgress {
     let run = sweep.run(id);
-    let progress = |state, reason| RunProgress { id: id.to_string(), kind, state, step: 0, steps: 0, eval_loss: None, reason, live: None };
+    let progress =
+        |state, reason| RunProgress { id: id.to_string(), kind, state, step: 0, steps: 0, eval_loss: None, evals: Default::default(), reason, live: None };
     match read_status(run.root()) {
         Ok(None) => progress(RunView::Pending, None),
         Err(e) => {
@@ -200,7 +204,7 @@ fn run_progress(sweep: &SweepDir, id: &str, kind: RunKind) -> RunProgress {
                 }
                 None => (s.state, stalled(&s).or_else(|| s.reason.clone())),
             };
-            RunProgress { step: s.step, steps: s.steps, eval_loss: s.eval_loss, ..progress(RunView::Is(state), reason) }
+            RunProgress { step: s.step, steps: s.steps, eval_loss: s.eval_loss, evals: s.evals.clone(), ..progress(RunView::Is(state), reason) }
         }
     }
 }
@@ -289,6 +293,9 @@ impl std::fmt::Display for SweepStatus {
         // Done runs are listed only when something is wrong with them (their metrics are gone).
         for r in self.detail.iter().filter(|r| r.state != RunView::Is(RunState::Done) || r.reason.is_some()) {
             write!(f, "  {} {:<7} {:<11} step {}/{}", r.id, r.kind.to_string(), r.state.to_string(), r.step, r.steps)?;
+            for (name, loss) in r.evals.iter().filter_map(|(name, loss)| loss.map(|l| (name, l))) {
+                write!(f, "  {} {loss:.4}", crate::train::eval_sets::column(name))?;
+            }
             if let Some(t) = &r.live {
                 write!(f, "  {} {} {}{}", t.executor, t.handle, t.state, t.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())?;
                 if r.state == RunView::Pending && !t.alive && t.state != "CANCELLED" {

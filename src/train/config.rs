@@ -33,6 +33,7 @@
 //! eval_interval_tokens = 200_000
 //! eval_tokens = 65_536
 //! checkpoint_tokens = [1_000_000]
+//! # evals = [ { name = "web", data = { kind = "text", path = "web.txt" } } ]   # named sets, see eval_sets
 //! # precision = "bf16-mixed"    # GPUs; default "fp32" (or "tf32"); the CPU trains in fp32
 //! # micro_batch_size = 4        # gradient accumulation: sequences per forward/backward pass
 //!
@@ -55,6 +56,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::eval_sets::EvalSet;
 use super::optimizer::AdamWConfig;
 use crate::data::DataSpec;
 use crate::model::mup::MupConfig;
@@ -237,6 +239,12 @@ pub struct TrainingConfig {
     /// more means no accumulation, a smaller one must divide batch_size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub micro_batch_size: Option<usize>,
+    /// Named evaluation sets, each evaluated at every evaluation beside the default one (on
+    /// [data], unchanged), on as many tokens (`eval_tokens`), its order and tokens fixed by
+    /// `data_seed` and its name: `[{ name = "web", data = { kind = "text", path = "web.txt" } }]`.
+    /// Logged as `evals.<name>` in metrics.jsonl, the results table's column `eval/<name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evals: Vec<EvalSet>,
 }
 
 fn d_checkpoint_minutes() -> f64 {
@@ -363,6 +371,7 @@ impl RunConfig {
             anyhow::bail!("training.checkpoint_tokens has {beyond}, beyond the run's training.tokens ({}); checkpoints must lie inside the run", t.tokens);
         }
         anyhow::ensure!(!t.checkpoint_tokens.contains(&0), "training.checkpoint_tokens must be positive");
+        super::eval_sets::validate(&t.evals)?;
         let o = &self.optimizer;
         anyhow::ensure!(o.lr.is_finite() && o.lr > 0.0, "optimizer.lr must be a positive number (got {})", o.lr);
         anyhow::ensure!((0.0..1.0).contains(&o.beta1) && (0.0..1.0).contains(&o.beta2), "optimizer.beta1 and beta2 must be in [0, 1)");

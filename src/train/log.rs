@@ -2,6 +2,7 @@
 //! a whole line per write so a killed run leaves a readable file) and `status.json` (replaced
 //! atomically as the run moves through `running → done | failed | diverged | interrupted`).
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,10 @@ pub struct MetricsRecord {
     /// Held-out loss, nats/token, when evaluated at this step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_loss: Option<f64>,
+    /// The loss of each named evaluation set (`training.evals`), nats/token, when evaluated at
+    /// this step; null where not a finite number, absent for a run without named sets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub evals: BTreeMap<String, Option<f64>>,
     /// Held-out bits per byte (byte-level data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_bits_per_byte: Option<f64>,
@@ -167,6 +172,9 @@ pub struct Status {
     pub tokens: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_loss: Option<f64>,
+    /// The latest loss of each named evaluation set, as in `metrics.jsonl`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub evals: BTreeMap<String, Option<f64>>,
     pub pid: u32,
     /// Seconds since the Unix epoch.
     pub updated_at: f64,
@@ -202,6 +210,7 @@ mod tests {
             lr: 0.1,
             train_loss: 2.0,
             eval_loss: None,
+            evals: BTreeMap::new(),
             eval_bits_per_byte: None,
             oracle_loss: None,
             grad_norm: 1.0,

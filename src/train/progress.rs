@@ -39,7 +39,11 @@ impl Progress {
     }
 
     pub fn update(&self, r: &MetricsRecord) {
-        let eval = r.eval_loss.map(|e| format!(" eval {e:.4}")).unwrap_or_default();
+        let mut eval = r.eval_loss.map(|e| format!(" eval {e:.4}")).unwrap_or_default();
+        for (name, loss) in &r.evals {
+            let loss = loss.map_or("n/a".to_string(), |l| format!("{l:.4}"));
+            eval.push_str(&format!(" {} {loss}", super::eval_sets::column(name)));
+        }
         let msg = format!("loss {:.4}{eval}  lr {:.2e}  {}/s", r.train_loss, r.lr, si(r.tokens_per_s));
         if let Some(bar) = &self.bar {
             bar.set_position(r.tokens);

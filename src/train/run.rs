@@ -10,6 +10,7 @@
 //! A step makes one read from the device, its loss and gradient norm, once all of its work is
 //! queued; the next step's batch is made on the host before that read, while a GPU computes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, CheckpointHeader};
 use super::config::RunConfig;
+use super::eval_sets::{self, EvalSetRecord, OpenedSet};
 use super::log::{now_seconds, write_status, MetricsLog, MetricsRecord, RunState, Status};
 use super::optimizer::{read_to_host, AdamW};
 use crate::data::{self, Batch, TokenSource};
@@ -105,6 +107,9 @@ pub struct RunRecord {
     /// The same for a branch's `branch.data` (its decay's data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decay_data_fingerprint: Option<String>,
+    /// The named evaluation sets (`training.evals`), in the run file's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eval_sets: Vec<EvalSetRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,6 +121,9 @@ pub struct TrainSummary {
     pub final_eval_loss: Option<f64>,
     pub best_eval_loss: Option<f64>,
     pub oracle_eval_loss: Option<f64>,
+    /// The final loss of each named evaluation set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub final_evals: BTreeMap<String, Option<f64>>,
     pub non_embedding_params: u64,
     pub flops: f64,
     pub wall_s: f64,
@@ -180,6 +188,7 @@ pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &Tr
                     steps: 0,
                     tokens: 0,
                     eval_loss: None,
+                    evals: BTreeMap::new(),
                     pid: std::process::id(),
                     updated_at: now_seconds(),
                 },
@@ -198,6 +207,7 @@ pub fn train_config(config: RunConfig, base_dir: &Path, out: &Path, options: &Tr
             steps,
             tokens: 0,
             eval_loss: None,
+            evals: BTreeMap::new(),
             pid: std::process::id(),
             updated_at: now_seconds(),
         };
@@ -223,6 +233,8 @@ struct Prepared {
     out: PathBuf,
     data: Box<dyn TokenSource>,
     decay_data: Option<Box<dyn TokenSource>>,
+    /// The named evaluation sets, opened.
+    eval_sets: Vec<OpenedSet>,
     trunk_checkpoint: Option<PathBuf>,
     signal: Arc<AtomicUsize>,
     /// Stop once this many tokens are trained (`pause.json`), when fewer than the run's.
@@ -267,6 +279,8 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
     );
     check_memory(&shape, t.micro_batch(), t.seq_len, options.device)?;
     let oracle_eval_loss = data::oracle_eval_loss(&*data, eval_sequences, t.seq_len)?;
+    let eval_sets = eval_sets::open(&t.evals, t.data_seed, base_dir, data.vocab(), wanted_eval, t.seq_len)?;
+    let eval_set_records = eval_sets.iter().map(|s| s.record(t.seq_len)).collect::<anyhow::Result<Vec<_>>>()?;
 
     let trunk_checkpoint = match &config.branch {
         Some(b) => {
@@ -318,6 +332,7 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
         trunk_checkpoint: trunk_checkpoint.clone(),
         data_fingerprint,
         decay_data_fingerprint: decay_data.as_ref().and_then(|d| d.fingerprint()),
+        eval_sets: eval_set_records,
         config,
     };
 
@@ -343,12 +358,13 @@ fn prepare(config: RunConfig, base_dir: &Path, out: &Path, options: &TrainOption
             let (was, now) = (existing.decay_data_fingerprint.as_deref(), record.decay_data_fingerprint.as_deref());
             check_same_data("this run's decay", &decay.describe(), &run_json, was, now)?;
         }
+        eval_sets::check_same_data(&run_json, &existing.eval_sets, &record.eval_sets)?;
     }
     atomic_write(&run_json, serde_json::to_string_pretty(&record)?.as_bytes())?;
 
     let signal = stop_signal()?;
     let pause_at_tokens = pause_at_tokens(out)?.filter(|&t| t < record.tokens);
-    Ok(Prepared { record, out: out.to_path_buf(), data, decay_data, trunk_checkpoint, signal, pause_at_tokens })
+    Ok(Prepared { record, out: out.to_path_buf(), data, decay_data, eval_sets, trunk_checkpoint, signal, pause_at_tokens })
 }
 
 /// Refuse to go on from a model trained on data whose fingerprint (`was`, recorded in `record`
@@ -458,6 +474,8 @@ struct Trainer<'a, B: TrainBackend> {
     checkpoint_steps: Vec<u64>,
     last_eval: Option<f64>,
     best_eval: Option<f64>,
+    /// The latest loss of each named evaluation set.
+    last_evals: BTreeMap<String, Option<f64>>,
 }
 
 impl<'a, B: TrainBackend> Trainer<'a, B> {
@@ -516,6 +534,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             checkpoint_steps,
             last_eval: None,
             best_eval: None,
+            last_evals: BTreeMap::new(),
         })
     }
 
@@ -534,6 +553,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
                 steps: r.steps,
                 tokens: self.step * r.tokens_per_step,
                 eval_loss: self.last_eval,
+                evals: self.last_evals.clone(),
                 pid: std::process::id(),
                 updated_at: now_seconds(),
             },
@@ -592,12 +612,19 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
         (total.expect("at least two micro-batches"), accumulated.grads())
     }
 
+    /// The held-out loss on [data], and on each named set.
     fn eval(&mut self) -> anyhow::Result<f64> {
         let c = &self.prepared.record.config.training;
         let valid = self.model().valid();
         let loss = evaluate(&valid, &*self.prepared.data, self.prepared.record.eval_sequences, c.micro_batch(), c.seq_len, &self.device)?;
+        let mut sets = BTreeMap::new();
+        for set in &self.prepared.eval_sets {
+            let set_loss = evaluate(&valid, &*set.source, set.sequences, c.micro_batch(), c.seq_len, &self.device)?;
+            sets.insert(set.name.clone(), set_loss.is_finite().then_some(set_loss));
+        }
         self.last_eval = Some(loss);
         self.best_eval = Some(self.best_eval.map_or(loss, |b| b.min(loss)));
+        self.last_evals = sets;
         Ok(loss)
     }
 
@@ -766,6 +793,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             lr: step.lr,
             train_loss: step.loss,
             eval_loss,
+            evals: if eval_loss.is_some() { self.last_evals.clone() } else { BTreeMap::new() },
             eval_bits_per_byte: eval_loss.zip(record.bytes_per_token).map(|(l, b)| l / b / std::f64::consts::LN_2),
             oracle_loss: eval_loss.and(record.oracle_eval_loss),
             grad_norm: step.grad_norm,
@@ -806,6 +834,7 @@ impl<'a, B: TrainBackend> Trainer<'a, B> {
             final_eval_loss: self.last_eval,
             best_eval_loss: self.best_eval,
             oracle_eval_loss: record.oracle_eval_loss,
+            final_evals: self.last_evals.clone(),
             non_embedding_params: record.non_embedding_params,
             flops: (self.step * tps) as f64 * record.flops_per_token.total as f64,
             wall_s: wall,
@@ -889,10 +918,19 @@ impl std::fmt::Display for TrainSummary {
             }
             writeln!(f)?;
         }
+        if !self.final_evals.is_empty() {
+            let sets: Vec<String> = self.final_evals.iter().map(|(name, l)| format!("{} {}", eval_sets::column(name), loss_text(*l))).collect();
+            writeln!(f, "  {}", sets.join("  "))?;
+        }
         write!(f, "  wall {:.1}s  {:.0} tokens/s", self.wall_s, self.tokens_per_s)?;
         if let Some(s) = self.first_step_s {
             write!(f, "  first step done {s:.1}s after start")?;
         }
         Ok(())
     }
+}
+
+/// A loss as the summary shows it: four decimals, or "n/a" where it was not a finite number.
+fn loss_text(loss: Option<f64>) -> String {
+    loss.map_or("n/a".to_string(), |l| format!("{l:.4}"))
 }
