@@ -246,7 +246,7 @@ fn predict_runs(shown: &[&Curve], fits: &[GroupFit], fit: &[&Curve], held_out: b
         match fits.iter().find(|g| g.group == c.group) {
             Some(g) => {
                 runs.push(predict_run(c, g, fit, held_out));
-                notes.extend(extrapolated(&c.run, c.steps(), g));
+                notes.extend(extrapolated(&c.run, c.steps(), g, false));
             }
             None => notes.push(format!("{}: no law for its group `{}` (none of its runs were fitted)", c.run, c.group)),
         }
@@ -288,14 +288,16 @@ const REFITS_FOR_AN_INTERVAL: usize = 20;
 /// holds that far out.
 pub const FITTED_REACH: f64 = 2.0;
 
-/// A note for a prediction of `steps` steps by `g`'s law past [`FITTED_REACH`], whose interval
-/// is then withheld.
-fn extrapolated(what: &str, steps: u64, g: &GroupFit) -> Option<String> {
+/// A note for a prediction of `steps` steps by `g`'s law past [`FITTED_REACH`]; `interval`: the
+/// prediction would have had one, and has none.
+fn extrapolated(what: &str, steps: u64, g: &GroupFit, interval: bool) -> Option<String> {
     let factor = steps as f64 / g.longest_run as f64;
     (factor > FITTED_REACH).then(|| {
         format!(
-            "{what}: {steps} steps is {factor:.1}× the longest run the law of {} was fitted on ({} steps): an extrapolation, without an interval",
-            g.group, g.longest_run
+            "{what}: {steps} steps is {factor:.1}× the longest run the law of {} was fitted on ({} steps): an extrapolation{}",
+            g.group,
+            g.longest_run,
+            if interval { ", without an interval" } else { "" }
         )
     })
 }
@@ -467,7 +469,7 @@ fn loss_along(c: &Curve, step: u64) -> f64 {
 fn predict_schedule(request: &ScheduleRequest, g: &GroupFit, frame: &GroupFrame, notes: &mut Vec<String>) -> Result<SchedulePrediction, String> {
     let lr = request.rates(frame)?;
     let predicted_final = g.law.predict_final(&lr);
-    let extrapolation = extrapolated(&request.text, lr.len() as u64, g);
+    let extrapolation = extrapolated(&request.text, lr.len() as u64, g, true);
     let withheld = extrapolation.is_some();
     notes.extend(extrapolation);
     let samples: Vec<f64> = if withheld { Vec::new() } else { g.replicates.iter().map(|l| l.predict_final(&lr)).collect() };
@@ -509,7 +511,7 @@ fn optimize_decay(
     }
     let (shape, fraction, loss) = best.ok_or("no decay shape to try")?;
     let best_lr = length(shape, fraction).rates(frame)?;
-    let extrapolation = extrapolated(&format!("--optimize-decay at {} tokens", crate::format::si(tokens)), best_lr.len() as u64, g);
+    let extrapolation = extrapolated(&format!("--optimize-decay at {} tokens", crate::format::si(tokens)), best_lr.len() as u64, g, reference.is_some());
     let withheld = extrapolation.is_some();
     notes.extend(extrapolation);
     let (reference, gain) = match reference {
