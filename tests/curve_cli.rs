@@ -125,6 +125,27 @@ fn fit_curve_on_a_sweep_and_on_its_curves_as_a_table() {
     assert!(e.contains("--optimize-decay needs the run length"), "{e}");
     let e = fails(&["fit", "curve", "--input", d, "--fit-runs", "nothing-matches"]);
     assert!(e.contains("no finished run matches --fit-runs") && e.contains("exp/trunk"), "{e}");
+    // An option that leaves nothing to fit names itself, not --fit-runs (which was not given).
+    let e = fails(&["fit", "curve", "--input", d, "--predict-runs", "."]);
+    assert!(e.contains("--predict-runs `.` matches every finished run") && !e.contains("no finished run matches"), "{e}");
+    let e = fails(&["fit", "law", "--input", d, "--from-curves", "--curve-runs", "zzz"]);
+    assert!(e.contains("--curve-runs `zzz` matches no finished run") && e.contains("exp/trunk"), "{e}");
+    let e = fails(&["fit", "law", "--input", d, "--from-curves", "--trunk-tokens", "0"]);
+    assert!(e.contains("--trunk-tokens 0: the trunks' first evaluation is at") && !e.contains("--fit-runs"), "{e}");
+
+    // A schedule 100× as long as the longest run fitted (48 steps): a note, and no interval.
+    let far = json(&["fit", "curve", "--input", d, "--predict-schedule", "constant:steps=4800", "--bootstrap", "30", "--json"]);
+    assert!(far["schedules"].as_array().unwrap().iter().all(|s| s["interval"].is_null()), "{far:#}");
+    let notes: Vec<&str> = far["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert_eq!(
+        notes.iter().filter(|n| n.contains("constant:steps=4800: 4800 steps is 100.0× the longest run") && n.contains("without an interval")).count(),
+        2,
+        "{notes:?}"
+    );
+    // Too few refits for an interval: the header promises none, and a note says why.
+    let text = ok(&["fit", "curve", "--input", d, "--predict-schedule", "wsd:tokens=6144,decay_fraction=0.2,decay=linear", "--bootstrap", "10"]);
+    assert!(text.contains("\nschedules not run:\n") && !text.contains("(95% interval"), "{text}");
+    assert!(text.contains("no 95% interval: 10 bootstrap refits, and an interval needs 20"), "{text}");
 
     // The data-model law on the trunks' predicted decays, beside the law on the real branches.
     let law = json(&["fit", "law", "--input", d, "--from-curves", "--curve-runs", "trunk|exp/branch@2048", "--bootstrap", "30", "--json"]);
@@ -217,6 +238,11 @@ fn bad_curve_files_are_refused_naming_the_file_the_row_and_the_fix() {
         let e = fails(&["fit", "curve", "--input", file.to_str().unwrap()]);
         assert!(e.contains(want) && e.contains(&format!("bad{i}.csv")), "{text:?}: {e}");
     }
+    // Tokens that go down along a run (786,432 tokens would become a few steps' worth).
+    let file = root.path().join("tokens.csv");
+    std::fs::write(&file, "run,step,tokens,lr,loss\na,1,786432,0.1,3\na,2,1024,0.1,2.9\n").unwrap();
+    let e = fails(&["fit", "curve", "--input", file.to_str().unwrap(), "--tokens", "tokens"]);
+    assert!(e.contains("line 3: run `a` goes from 786432 tokens back to 1024 at step 2"), "{e}");
     let o = windtunnel(&["fit", "curve", "--input", "/nonexistent.csv"]);
     assert!(!o.status.success());
     let e = fails(&["fit", "curve", "--input", "x.csv", "--predict-schedule", "wsd:tokens=10,decay=cubic"]);

@@ -117,11 +117,16 @@ pub struct FitCurveArgs {
     format: windtunnel::plot::ImageFormat,
     #[arg(long)]
     json: bool,
+    /// Print the time each stage took (reading, the points, the fit, the bootstrap, the
+    /// predictions) on stderr. Without it, a fit that takes more than a few seconds prints a
+    /// progress line every few seconds.
+    #[arg(long)]
+    verbose: bool,
 }
 
 /// `fit curve` on a sweep directory or a long table.
 fn fit_curve(args: &FitCurveArgs) -> anyhow::Result<u8> {
-    use windtunnel::fit::curve::{data, report};
+    use windtunnel::fit::curve::{data, progress::Progress, report};
     let sweep = SweepDir::open(&args.input);
     let mut options = report::CurveOptions {
         form: args.form,
@@ -133,7 +138,9 @@ fn fit_curve(args: &FitCurveArgs) -> anyhow::Result<u8> {
         schedules: args.predict_schedule.clone(),
         optimize_decay_tokens: None,
         reference_decay: None,
+        progress: if args.verbose { Progress::Verbose } else { Progress::Lines },
     };
+    let started = std::time::Instant::now();
     let positive = |flag: &str, t: f64| if t.is_finite() && t >= 1.0 { Ok(t) } else { Err(anyhow::anyhow!("{flag} {t}: give a run length of at least 1")) };
     let (curves, name, chart) = if sweep.exists() {
         let results = windtunnel::results::SweepResults::load(sweep.root())?;
@@ -169,9 +176,17 @@ fn fit_curve(args: &FitCurveArgs) -> anyhow::Result<u8> {
     if !args.optimize_decay {
         options.optimize_decay_tokens = None;
     }
+    let took = |what: String, since: std::time::Instant| {
+        if args.verbose {
+            windtunnel::stderr_line!("fit curve: {what} in {:.2} s", since.elapsed().as_secs_f64());
+        }
+    };
+    took(format!("read {} runs ({} steps)", curves.len(), curves.iter().map(|c| c.lr.len()).sum::<usize>()), started);
     let mut report = report::fit_curves(&curves, &options)?;
     if let Some(path) = chart {
+        let drawing = std::time::Instant::now();
         windtunnel::plot::write_curve_chart(&name, &report, &path, args.format)?;
+        took(format!("chart {}", path.display()), drawing);
         report.chart = Some(path);
     }
     emit(&report, args.json)

@@ -164,7 +164,9 @@ impl SweepResults {
     /// there, and the curve law may use no branch that starts later.
     pub fn law_from_curves(&self, options: &FromCurvesOptions) -> anyhow::Result<FromCurvesReport> {
         self.refuse_late_branches(options)?;
-        let curve = fit_curves(&self.loss_curves_with_trunks_to(options.trunk_tokens), &options.curve_options())?;
+        let curves = self.loss_curves_with_trunks_to(options.trunk_tokens);
+        self.refuse_empty_fit(&curves, options)?;
+        let curve = fit_curves(&curves, &options.curve_options())?;
         // The decays are the same for every law: build their schedules once, predict per law.
         let decays: Vec<Decay> =
             self.runs.iter().filter(|r| r.run.kind == RunKind::Trunk).flat_map(|trunk| self.decays_of(trunk, options.trunk_tokens)).collect();
@@ -208,6 +210,29 @@ impl SweepResults {
                 "--trunk-tokens {t}: the curve law would use {}, which branches at {} tokens, after the trunks stop; pick branches at or before {t} with --curve-runs",
                 run_name(&late.run),
                 late.run.from_tokens.unwrap_or(0)
+            );
+        }
+        Ok(())
+    }
+
+    /// `--trunk-tokens` before every trunk's first evaluation, or `--curve-runs` matching no
+    /// finished run: an error naming the option (the curve law's own would name `--fit-runs`).
+    fn refuse_empty_fit(&self, curves: &[Curve], options: &FromCurvesOptions) -> anyhow::Result<()> {
+        let trunks = self.runs.iter().filter(|r| r.run.kind == RunKind::Trunk);
+        let first = trunks.filter_map(|r| r.eval_points().first().map(|p| p.0 as u64)).min();
+        if let (Some(t), Some(first)) = (options.trunk_tokens, first) {
+            anyhow::ensure!(
+                t >= first,
+                "--trunk-tokens {t}: the trunks' first evaluation is at {first} tokens, so trunks stopped at {t} would have none to fit; give at least {first}"
+            );
+        }
+        if let Some(re) = &options.curve_runs {
+            let names: Vec<&str> = curves.iter().map(|c| c.run.as_str()).collect();
+            anyhow::ensure!(
+                curves.iter().any(|c| c.finished && re.is_match(&c.run)),
+                "--curve-runs `{re}` matches no finished run{}; the runs are:\n  {}",
+                options.trunk_tokens.map_or(String::new(), |t| format!(" of the trunks stopped at {t} tokens")),
+                names.join("\n  ")
             );
         }
         Ok(())
@@ -270,6 +295,7 @@ impl FromCurvesOptions {
             schedules: Vec::new(),
             optimize_decay_tokens: None,
             reference_decay: None,
+            progress: Default::default(),
         }
     }
 }

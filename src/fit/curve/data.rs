@@ -5,15 +5,14 @@
 //! trainers' come from a long table, one row per logged step ([`read_long_table`]).
 //!
 //! For the fit, each evaluation after the warmup becomes a [`Point`]: the area under the schedule
-//! up to it and the decrements of the rate before it ([`Decrement`]), with rates taken relative to
+//! up to it, and what the decay term reads there ([`super::decay`]), with rates taken relative to
 //! the fit's reference rate (the largest peak among its curves), so S₁ counts steps at the peak.
 
-use std::ops::Range;
 use std::path::Path;
 
 use serde::Serialize;
 
-use super::form::Decrement;
+use super::decay::{Decays, Schedule};
 use crate::fit::input::Table;
 use crate::fit::observation::{Observations, Value};
 
@@ -76,50 +75,24 @@ pub(crate) fn warmup_steps(lr: &[f64]) -> usize {
     lr.iter().position(|&x| x == peak).map_or(0, |i| i + 1)
 }
 
-/// The area up to step `t` (1-based) of `lr` and the decrements after the warmup before it, rates
-/// divided by `lr_ref`. `prefix[k]` is Σ_{τ≤k} η_τ / lr_ref.
-pub(crate) fn schedule_at(lr: &[f64], prefix: &[f64], warmup: usize, lr_ref: f64, t: usize, out: &mut Vec<Decrement>) -> f64 {
-    for k in (warmup + 1).max(2)..=t {
-        let (before, now) = (lr[k - 2] / lr_ref, lr[k - 1] / lr_ref);
-        let drop = before - now;
-        if drop != 0.0 {
-            out.push(Decrement { drop, ln_lr: now.ln(), area_since: prefix[t] - prefix[k - 1], steps_since: (t - k + 1) as f64 });
-        }
-    }
-    prefix[t]
-}
-
-/// Σ_{τ≤k} η_τ / lr_ref for k = 0..=T.
-pub(crate) fn prefix_area(lr: &[f64], lr_ref: f64) -> Vec<f64> {
-    let mut prefix = Vec::with_capacity(lr.len() + 1);
-    prefix.push(0.0);
-    let mut sum = 0.0;
-    for &x in lr {
-        sum += x / lr_ref;
-        prefix.push(sum);
-    }
-    prefix
-}
-
 /// One evaluation as a fit sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct Point {
     /// Index of the point's group among the fit's groups.
     pub group: usize,
-    /// Index of its curve among the fit's curves.
+    /// Index of its curve among the fit's curves (and of its run in [`Points::decays`]).
     pub curve: usize,
     /// S₁ at the point.
     pub area: f64,
     pub loss: f64,
-    /// Its decrements in [`Points::decrements`].
-    pub range: Range<usize>,
 }
 
-/// The points of a set of curves, with their decrements in one array.
+/// The points of a set of curves, with what the decay terms read at them (point i of `points` is
+/// point i of `decays`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Points {
     pub points: Vec<Point>,
-    pub decrements: Vec<Decrement>,
+    pub decays: Decays,
 }
 
 impl Points {
@@ -127,23 +100,14 @@ impl Points {
     pub fn of(curves: &[&Curve], group_of: &[usize], lr_ref: f64) -> Self {
         let mut out = Self::default();
         for (c, curve) in curves.iter().enumerate() {
-            let prefix = prefix_area(&curve.lr, lr_ref);
             let warmup = curve.warmup_steps();
-            for &(step, loss) in &curve.evals {
-                let t = step as usize;
-                if t <= warmup || t > curve.lr.len() {
-                    continue;
-                }
-                let start = out.decrements.len();
-                let area = schedule_at(&curve.lr, &prefix, warmup, lr_ref, t, &mut out.decrements);
-                out.points.push(Point { group: group_of[c], curve: c, area, loss, range: start..out.decrements.len() });
-            }
+            let schedule = Schedule::new(&curve.lr, lr_ref, warmup);
+            let evals: Vec<(usize, f64)> =
+                curve.evals.iter().map(|&(step, loss)| (step as usize, loss)).filter(|&(t, _)| t > warmup && t <= curve.lr.len()).collect();
+            out.points.extend(evals.iter().map(|&(t, loss)| Point { group: group_of[c], curve: c, area: schedule.area(t), loss }));
+            out.decays.push_run(schedule, evals.iter().map(|e| e.0).collect());
         }
         out
-    }
-
-    pub fn decrements(&self, p: &Point) -> &[Decrement] {
-        &self.decrements[p.range.clone()]
     }
 }
 
@@ -216,11 +180,13 @@ impl<'a> LongTable<'a> {
         })
     }
 
-    /// Every row of run `name`: a whole step count, rising; a finite non-negative rate; a loss
-    /// that is positive and finite or empty. Errors name the file's line (the header is line 1).
+    /// Every row of run `name`: a whole step count, rising; tokens (where given) that do not go
+    /// down; a finite non-negative rate; a loss that is positive and finite or empty. Errors name
+    /// the file's line (the header is line 1).
     fn check_rows(&self, name: &str, rows: &[usize]) -> anyhow::Result<()> {
         let (file, columns) = (&self.file, self.columns);
         let mut last_step = -1.0;
+        let mut last_tokens = f64::NEG_INFINITY;
         for &i in rows {
             let (line, step, lr) = (self.table.rows[i].line, self.step[i], self.lr[i]);
             anyhow::ensure!(
@@ -233,6 +199,14 @@ impl<'a> LongTable<'a> {
                 "{file} line {line}: run `{name}` goes from step {last_step} back to {step}; a run's rows must have rising steps (sort the file by run and step, and drop repeated rows)"
             );
             last_step = step;
+            if let (Some(tokens), Some(column)) = (&self.tokens, &columns.tokens) {
+                anyhow::ensure!(
+                    tokens[i].is_nan() || tokens[i] >= last_tokens,
+                    "{file} line {line}: run `{name}` goes from {last_tokens} tokens back to {} at step {step}; `{column}` must be the tokens trained so far, which never go down (check that --tokens names that column)",
+                    tokens[i]
+                );
+                last_tokens = last_tokens.max(tokens[i]);
+            }
             anyhow::ensure!(
                 lr.is_finite() && lr >= 0.0,
                 "{file} line {line}: run `{name}` has learning rate {lr} at step {step}; every row needs a finite, non-negative `{}`",
@@ -321,6 +295,7 @@ mod tests {
             ("run,step,tokens,lr,loss\na,1,1,1,\na,2,1,1,\n", "run `a` has no loss"),
             ("run,step,tokens,lr,loss\na,1,1,1,-2\n", "line 2: run `a` has loss `-2`"),
             ("run,step,tokens,lr,loss\na,1.5,1,1,2\n", "line 2: `step` = 1.5"),
+            ("run,step,tokens,lr,loss\na,1,200,1,2\na,2,100,1,2\n", "line 3: run `a` goes from 200 tokens back to 100 at step 2"),
         ];
         for (text, want) in cases {
             let p = write(dir.path(), text);
@@ -341,11 +316,11 @@ mod tests {
         };
         let pts = Points::of(&[&curve], &[0], 1.0);
         assert_eq!(pts.points.len(), 2, "the evaluation in the warmup is left out");
-        let last = &pts.points[1];
-        assert_eq!(last.area, 3.25);
-        let d = pts.decrements(last);
+        assert_eq!(pts.points[1].area, 3.25);
+        let d = pts.decays.decrements(1);
         assert_eq!(d.len(), 2);
-        assert_eq!((d[0].drop, d[0].area_since, d[0].steps_since), (0.5, 0.75, 2.0));
-        assert_eq!((d[1].drop, d[1].area_since, d[1].steps_since), (0.25, 0.25, 1.0));
+        assert_eq!((d[0].drop, d[0].area_since), (0.5, 0.75));
+        assert_eq!((d[1].drop, d[1].area_since), (0.25, 0.25));
+        assert_eq!(pts.decays.runs()[0].steps, [3, 5]);
     }
 }

@@ -26,8 +26,10 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::data::{prefix_area, schedule_at, warmup_steps, Curve, Points};
-use super::form::{CurveForm, CurveFormKind, Decrement};
+use super::data::{warmup_steps, Curve, Points};
+use super::decay::{Decays, Schedule};
+use super::form::{CurveForm, CurveFormKind};
+use super::progress::Reporter;
 use crate::fit::law::huber;
 use crate::fit::lbfgs::{self, Smooth, Stopping};
 use crate::rng::Rng;
@@ -67,26 +69,18 @@ impl CurveLaw {
         out
     }
 
-    /// L̂ at one point.
-    fn at(&self, area: f64, decrements: &[Decrement]) -> f64 {
-        let mut scratch = vec![0.0; self.phi.len()];
-        self.l0 + self.a * area.powf(-self.alpha) - self.k * self.form().decay_term(&self.phi, decrements, &mut scratch)
-    }
-
-    /// The predicted loss after each of `steps` (1-based, rising, at most T) of a run whose step
-    /// rates are `lr`.
+    /// The predicted loss after each of `steps` (1-based, at most T) of a run whose step rates
+    /// are `lr`.
     pub fn predict(&self, lr: &[f64], steps: &[u64]) -> Vec<f64> {
-        let prefix = prefix_area(lr, self.lr_ref);
-        let warmup = warmup_steps(lr);
-        let mut decrements = Vec::new();
-        steps
-            .iter()
-            .map(|&t| {
-                decrements.clear();
-                let area = schedule_at(lr, &prefix, warmup, self.lr_ref, (t as usize).clamp(1, lr.len()), &mut decrements);
-                self.at(area, &decrements)
-            })
-            .collect()
+        let schedule = Schedule::new(lr, self.lr_ref, warmup_steps(lr));
+        let steps: Vec<usize> = steps.iter().map(|&t| (t as usize).clamp(1, lr.len())).collect();
+        let areas: Vec<f64> = steps.iter().map(|&t| schedule.area(t)).collect();
+        let mut decays = Decays::default();
+        decays.push_run(schedule, steps);
+        let mut h = vec![0.0; areas.len()];
+        let mut scratch = vec![0.0; areas.len() * self.phi.len()];
+        self.form().decay_terms(&self.phi, &decays, &[true], &mut h, &mut scratch);
+        areas.iter().zip(h).map(|(area, h)| self.l0 + self.a * area.powf(-self.alpha) - self.k * h).collect()
     }
 
     /// The predicted loss at a run's last step.
@@ -101,22 +95,32 @@ struct Objective<'a> {
     points: &'a Points,
     /// Per curve: how many times it was drawn.
     weight: &'a [f64],
+    /// Per curve: whether it was drawn at all (the decay terms of the others are not computed).
+    drawn: Vec<bool>,
+    reporter: &'a Reporter,
 }
 
-/// Where group g's L₀, ln A and α sit in θ.
-fn group_index(form: &dyn CurveForm, g: usize) -> usize {
-    1 + form.shape_parameters().len() + 3 * g
-}
+impl<'a> Objective<'a> {
+    fn new(form: &'static dyn CurveForm, points: &'a Points, weight: &'a [f64], reporter: &'a Reporter) -> Self {
+        Self { form, points, weight, drawn: weight.iter().map(|&w| w != 0.0).collect(), reporter }
+    }
 
-impl Smooth for Objective<'_> {
-    fn value_and_gradient(&self, t: &[f64]) -> (f64, Vec<f64>) {
+    /// h_φ and ∂h/∂φ at every point (see [`CurveForm::decay_terms`]).
+    fn decay_terms(&self, phi: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let n = self.points.points.len();
+        let mut h = vec![0.0; n];
+        let mut grad = vec![0.0; n * phi.len()];
+        self.form.decay_terms(phi, &self.points.decays, &self.drawn, &mut h, &mut grad);
+        (h, grad)
+    }
+
+    /// The objective at θ from the decay terms at its φ.
+    fn value_and_gradient_with(&self, t: &[f64], hs: &[f64], dhs: &[f64]) -> (f64, Vec<f64>) {
         let np = self.form.shape_parameters().len();
         let k = t[0].exp();
-        let phi = &t[1..1 + np];
         let mut grad = vec![0.0; t.len()];
-        let mut dh = vec![0.0; np];
         let mut cost = 0.0;
-        for p in &self.points.points {
+        for (i, p) in self.points.points.iter().enumerate() {
             let w = self.weight[p.curve];
             if w == 0.0 {
                 continue;
@@ -124,7 +128,7 @@ impl Smooth for Objective<'_> {
             let gi = group_index(self.form, p.group);
             let (l0, a, alpha) = (t[gi], t[gi + 1].exp(), t[gi + 2]);
             let f = p.area.powf(-alpha);
-            let h = self.form.decay_term(phi, self.points.decrements(p), &mut dh);
+            let (h, dh) = (hs[i], &dhs[i * np..(i + 1) * np]);
             let predicted = l0 + a * f - k * h;
             let (hub, dhub) = huber((predicted - p.loss) / p.loss, DELTA);
             cost += w * hub;
@@ -139,6 +143,19 @@ impl Smooth for Objective<'_> {
         }
         (cost, grad)
     }
+}
+
+impl Smooth for Objective<'_> {
+    fn value_and_gradient(&self, t: &[f64]) -> (f64, Vec<f64>) {
+        self.reporter.evaluated();
+        let (hs, dhs) = self.decay_terms(&t[1..1 + self.form.shape_parameters().len()]);
+        self.value_and_gradient_with(t, &hs, &dhs)
+    }
+}
+
+/// Where group g's L₀, ln A and α sit in θ.
+fn group_index(form: &dyn CurveForm, g: usize) -> usize {
+    1 + form.shape_parameters().len() + 3 * g
 }
 
 /// A fit's data: its curves' points, the group of each curve, and the reference rate.
@@ -163,21 +180,24 @@ impl FitData {
 }
 
 /// Weighted least squares for L₀, A per group and K at fixed α and φ; the start θ and its cost.
-fn linear_start(form: &'static dyn CurveForm, data: &FitData, weight: &[f64], alpha: f64, phi: &[f64]) -> Option<(Vec<f64>, f64)> {
+fn linear_start(form: &'static dyn CurveForm, data: &FitData, weight: &[f64], alpha: f64, phi: &[f64], reporter: &Reporter) -> Option<(Vec<f64>, f64)> {
     let g = data.groups;
     let size = 2 * g + 1;
     let mut m = vec![0.0; size * size];
     let mut rhs = vec![0.0; size];
-    let mut scratch = vec![0.0; phi.len()];
-    for p in &data.points.points {
+    let objective = Objective::new(form, &data.points, weight, reporter);
+    reporter.evaluated();
+    let (hs, dhs) = objective.decay_terms(phi);
+    let mut x = vec![0.0; size];
+    for (p, &h) in data.points.points.iter().zip(&hs) {
         let w = weight[p.curve] / (p.loss * p.loss);
         if w == 0.0 {
             continue;
         }
-        let mut x = vec![0.0; size];
+        x.fill(0.0);
         x[2 * p.group] = 1.0;
         x[2 * p.group + 1] = p.area.powf(-alpha);
-        x[2 * g] = -form.decay_term(phi, data.points.decrements(p), &mut scratch);
+        x[2 * g] = -h;
         for i in 0..size {
             rhs[i] += w * x[i] * p.loss;
             for j in 0..size {
@@ -196,7 +216,7 @@ fn linear_start(form: &'static dyn CurveForm, data: &FitData, weight: &[f64], al
     for group in 0..g {
         theta.extend([solution[2 * group], solution[2 * group + 1].max(1e-9).ln(), alpha]);
     }
-    let cost = Objective { form, points: &data.points, weight }.value_and_gradient(&theta).0;
+    let cost = objective.value_and_gradient_with(&theta, &hs, &dhs).0;
     cost.is_finite().then_some((theta, cost))
 }
 
@@ -228,8 +248,8 @@ fn solve(m: &mut [f64], rhs: &mut [f64], n: usize) -> Option<Vec<f64>> {
 }
 
 /// L-BFGS from `start`; (θ, cost).
-fn refine(form: &'static dyn CurveForm, data: &FitData, weight: &[f64], start: &[f64]) -> Option<(Vec<f64>, f64)> {
-    let objective = Objective { form, points: &data.points, weight };
+fn refine(form: &'static dyn CurveForm, data: &FitData, weight: &[f64], start: &[f64], reporter: &Reporter) -> Option<(Vec<f64>, f64)> {
+    let objective = Objective::new(form, &data.points, weight, reporter);
     let stopping = Stopping { tolerance_grad: 1e-12, tolerance_cost: 1e-14, max_iters: 400, max_evaluations: 20_000 };
     lbfgs::minimise(&objective, start.to_vec(), stopping).map(|(theta, cost, _)| (theta, cost))
 }
@@ -245,13 +265,22 @@ fn admissible(form: &dyn CurveForm, theta: &[f64], groups: usize) -> bool {
 }
 
 /// The fitted θ of one fit: the best admissible end point of L-BFGS from the best linear starts.
-pub(crate) fn fit_theta(form: CurveFormKind, data: &FitData, weight: &[f64]) -> Option<(Vec<f64>, f64)> {
+pub(crate) fn fit_theta(form: CurveFormKind, data: &FitData, weight: &[f64], reporter: &Reporter) -> Option<(Vec<f64>, f64)> {
+    let grid: Vec<(f64, Vec<f64>)> = ALPHA_STARTS.iter().flat_map(|&a| form.form().shape_starts().into_iter().map(move |phi| (a, phi))).collect();
+    fit_theta_from(form, data, weight, &grid, reporter)
+}
+
+/// [`fit_theta`] from the linear starts at each (α, φ) of `grid`.
+fn fit_theta_from(form: CurveFormKind, data: &FitData, weight: &[f64], grid: &[(f64, Vec<f64>)], reporter: &Reporter) -> Option<(Vec<f64>, f64)> {
     let f = form.form();
-    let combos: Vec<(f64, Vec<f64>)> = ALPHA_STARTS.iter().flat_map(|&a| f.shape_starts().into_iter().map(move |phi| (a, phi))).collect();
-    let mut starts: Vec<(Vec<f64>, f64)> = combos.par_iter().filter_map(|(a, phi)| linear_start(f, data, weight, *a, phi)).collect();
+    let mut starts: Vec<(Vec<f64>, f64)> = grid.par_iter().filter_map(|(a, phi)| linear_start(f, data, weight, *a, phi, reporter)).collect();
     starts.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let refined: Vec<(Vec<f64>, f64)> =
-        starts.par_iter().take(REFINED_STARTS).filter_map(|(theta, _)| refine(f, data, weight, theta)).filter(|(t, _)| admissible(f, t, data.groups)).collect();
+    let refined: Vec<(Vec<f64>, f64)> = starts
+        .par_iter()
+        .take(REFINED_STARTS)
+        .filter_map(|(theta, _)| refine(f, data, weight, theta, reporter))
+        .filter(|(t, _)| admissible(f, t, data.groups))
+        .collect();
     refined.into_iter().chain(starts.into_iter().filter(|(t, _)| admissible(f, t, data.groups))).min_by(|a, b| a.1.total_cmp(&b.1))
 }
 
@@ -276,7 +305,7 @@ pub(crate) fn laws_of(form: CurveFormKind, data: &FitData, theta: &[f64]) -> Vec
 
 /// `samples` bootstrap refits over runs (drawn within each group), each from `theta`; the
 /// replicates whose refit succeeded.
-pub(crate) fn bootstrap(form: CurveFormKind, data: &FitData, theta: &[f64], curves: usize, samples: usize, seed: u64) -> Vec<Vec<f64>> {
+pub(crate) fn bootstrap(form: CurveFormKind, data: &FitData, theta: &[f64], curves: usize, samples: usize, seed: u64, reporter: &Reporter) -> Vec<Vec<f64>> {
     let f = form.form();
     (0..samples)
         .into_par_iter()
@@ -288,7 +317,9 @@ pub(crate) fn bootstrap(form: CurveFormKind, data: &FitData, theta: &[f64], curv
                     weight[members[rng.below(members.len() as u64) as usize]] += 1.0;
                 }
             }
-            refine(f, data, &weight, theta).filter(|(t, _)| admissible(f, t, data.groups)).map(|(t, _)| t)
+            let refit = refine(f, data, &weight, theta, reporter).filter(|(t, _)| admissible(f, t, data.groups)).map(|(t, _)| t);
+            reporter.done_one();
+            refit
         })
         .collect()
 }
@@ -297,7 +328,12 @@ pub(crate) fn bootstrap(form: CurveFormKind, data: &FitData, theta: &[f64], curv
 mod tests {
     use super::*;
     use crate::fit::curve::form::MultiPower;
+    use crate::fit::curve::progress::Progress;
     use crate::schedule::{DecayShape, ScheduleSpec};
+
+    fn quiet() -> Reporter {
+        Reporter::new(Progress::Quiet)
+    }
 
     fn logit(p: f64) -> f64 {
         (p / (1.0 - p)).ln()
@@ -350,7 +386,7 @@ mod tests {
             let curves = curves_of(&truth);
             let refs: Vec<&Curve> = curves.iter().collect();
             let data = FitData::new(&refs, &[0, 0, 0], 1);
-            let (theta, _) = fit_theta(truth.form, &data, &[1.0; 3]).expect("a fit");
+            let (theta, _) = fit_theta(truth.form, &data, &[1.0; 3], &quiet()).expect("a fit");
             let law = &laws_of(truth.form, &data, &theta)[0];
             for ((key, _, want), (_, _, got)) in truth.named().into_iter().zip(law.named()) {
                 assert!((got / want - 1.0).abs() < 0.02, "{:?} {key}: fitted {got}, true {want}", truth.form);
@@ -371,9 +407,133 @@ mod tests {
         let curves = curves_of(&truth);
         let refs: Vec<&Curve> = curves.iter().collect();
         let data = FitData::new(&refs, &[0, 0, 0], 1);
-        let a = fit_theta(truth.form, &data, &[1.0; 3]).unwrap();
-        let b = fit_theta(truth.form, &data, &[1.0; 3]).unwrap();
+        let a = fit_theta(truth.form, &data, &[1.0; 3], &quiet()).unwrap();
+        let b = fit_theta(truth.form, &data, &[1.0; 3], &quiet()).unwrap();
         assert_eq!(a, b);
-        assert_eq!(bootstrap(truth.form, &data, &a.0, 3, 4, 7), bootstrap(truth.form, &data, &a.0, 3, 4, 7));
+        assert_eq!(bootstrap(truth.form, &data, &a.0, 3, 4, 7, &quiet()), bootstrap(truth.form, &data, &a.0, 3, 4, 7, &quiet()));
+    }
+
+    /// h at step t of `lr` (in units of its peak) by the papers' sums over every decrement.
+    fn direct_decay_term(law: &CurveLaw, lr: &[f64], t: usize) -> f64 {
+        let peak = lr.iter().copied().fold(0.0, f64::max);
+        let eta = |k: usize| lr[k - 1] / peak;
+        let first = (warmup_steps(lr) + 1).max(2);
+        let values = law.form.form().shape_values(&law.phi);
+        (first..=t)
+            .map(|k| {
+                let drop = eta(k - 1) - eta(k);
+                match law.form {
+                    // A rate of zero: G = 1, its limit.
+                    CurveFormKind::MultiPower if eta(k) == 0.0 => drop,
+                    CurveFormKind::MultiPower => {
+                        let (c, beta, gamma) = (values[0], values[1], values[2]);
+                        let area_since: f64 = (k..=t).map(eta).sum();
+                        drop * (1.0 - (c * eta(k).powf(-gamma) * area_since + 1.0).powf(-beta))
+                    }
+                    CurveFormKind::Annealing => drop * (1.0 - values[0].powi((t - k + 1) as i32)) / (1.0 - values[0]),
+                }
+            })
+            .sum()
+    }
+
+    /// The objective of a law on `curves` (one group) by the direct sums.
+    fn direct_objective(law: &CurveLaw, curves: &[Curve]) -> f64 {
+        let mut cost = 0.0;
+        for c in curves {
+            for &(step, loss) in c.evals.iter().filter(|e| e.0 as usize > warmup_steps(&c.lr)) {
+                let t = step as usize;
+                let area: f64 = c.lr[..t].iter().map(|x| x / law.lr_ref).sum();
+                let predicted = law.l0 + law.a * area.powf(-law.alpha) - law.k * direct_decay_term(law, &c.lr, t);
+                cost += huber((predicted - loss) / loss, DELTA).0;
+            }
+        }
+        cost
+    }
+
+    /// The fast path (the annealing recursion, the multi-power sums over `Decays`, the points in
+    /// parallel) against the papers' direct sums, on runs short enough to compute both: the
+    /// objective within 1e-9 (relative) at the fitted θ and around it, and the predictions.
+    #[test]
+    fn the_fast_path_is_the_direct_sum_on_short_runs() {
+        let truths = [
+            CurveLaw { form: CurveFormKind::MultiPower, lr_ref: 0.02, l0: 2.2, a: 1.3, alpha: 0.45, k: 0.35, phi: vec![(0.3f64).ln(), (0.6f64).ln(), 0.3] },
+            CurveLaw { form: CurveFormKind::Annealing, lr_ref: 0.02, l0: 2.2, a: 1.3, alpha: 0.45, k: 0.004, phi: vec![(30.0f64).ln()] },
+        ];
+        for truth in truths {
+            let mut curves = curves_of(&truth);
+            // Noise, so that the objective is not zero at the optimum.
+            let mut rng = Rng::derive(3, &[]);
+            for c in &mut curves {
+                c.evals.iter_mut().for_each(|e| e.1 *= 1.0 + 0.003 * (rng.next_f64() - 0.5));
+            }
+            let refs: Vec<&Curve> = curves.iter().collect();
+            let data = FitData::new(&refs, &[0, 0, 0], 1);
+            let (theta, _) = fit_theta(truth.form, &data, &[1.0; 3], &quiet()).expect("a fit");
+            let reporter = quiet();
+            let objective = Objective::new(truth.form.form(), &data.points, &[1.0; 3], &reporter);
+            for shift in [0.0, 0.01, -0.02] {
+                let moved: Vec<f64> = theta.iter().map(|x| x + shift).collect();
+                let law = &laws_of(truth.form, &data, &moved)[0];
+                let (fast, direct) = (objective.value_and_gradient(&moved).0, direct_objective(law, &curves));
+                assert!((fast / direct - 1.0).abs() < 1e-9, "{:?} at θ + {shift}: {fast} against {direct}", truth.form);
+            }
+            let law = &laws_of(truth.form, &data, &theta)[0];
+            for c in &curves {
+                let steps: Vec<u64> = (1..=c.lr.len() as u64).step_by(7).collect();
+                for (&t, fast) in steps.iter().zip(law.predict(&c.lr, &steps)) {
+                    let area: f64 = c.lr[..t as usize].iter().map(|x| x / law.lr_ref).sum();
+                    let direct = law.l0 + law.a * area.powf(-law.alpha) - law.k * direct_decay_term(law, &c.lr, t as usize);
+                    assert!((fast / direct - 1.0).abs() < 1e-12, "{:?} {} step {t}: {fast} against {direct}", truth.form, c.run);
+                }
+            }
+        }
+    }
+
+    /// A 100,000-step cosine with the rate at every step, beside a constant run and a WSD run as
+    /// long, evaluated every 500 steps: fitted by both forms (from a small start grid) in bounded
+    /// time, with at most a few hundred decay terms per point.
+    #[test]
+    fn a_run_of_100000_steps_is_fitted_in_bounded_time_and_memory() {
+        let steps = 100_000u64;
+        let truth =
+            CurveLaw { form: CurveFormKind::MultiPower, lr_ref: 0.003, l0: 2.0, a: 1.6, alpha: 0.35, k: 0.3, phi: vec![(0.05f64).ln(), (0.8f64).ln(), 0.0] };
+        let long = |schedule: ScheduleSpec| rates(&schedule, steps).iter().map(|x| x * 0.15).collect::<Vec<f64>>();
+        let schedules = [
+            long(ScheduleSpec::Constant { warmup_tokens: 100_000 }),
+            long(ScheduleSpec::Cosine { warmup_tokens: 100_000, final_lr_fraction: 0.1 }),
+            long(ScheduleSpec::Wsd {
+                warmup_tokens: 100_000,
+                decay: DecayShape::named("1-sqrt").expect("a decay shape"),
+                decay_tokens: 2_000_000,
+                half_life_tokens: None,
+                final_lr_fraction: 0.0,
+            }),
+        ];
+        let curves: Vec<Curve> = schedules
+            .into_iter()
+            .enumerate()
+            .map(|(i, lr)| {
+                let at: Vec<u64> = (1..=steps / 500).map(|k| 500 * k).collect();
+                let losses = truth.predict(&lr, &at);
+                Curve { run: format!("r{i}"), group: "g".into(), lr, tokens_per_step: None, evals: at.into_iter().zip(losses).collect(), finished: true }
+            })
+            .collect();
+        let refs: Vec<&Curve> = curves.iter().collect();
+        let started = std::time::Instant::now();
+        let data = FitData::new(&refs, &[0, 0, 0], 1);
+        let terms: usize = (0..data.points.decays.len()).map(|i| data.points.decays.decrements(i).len()).sum();
+        assert!(terms < 600 * data.points.points.len(), "{terms} decay terms for {} points", data.points.points.len());
+        for form in [CurveFormKind::MultiPower, CurveFormKind::Annealing] {
+            let grid: Vec<(f64, Vec<f64>)> =
+                [0.35, 0.75].iter().flat_map(|&a| form.form().shape_starts().into_iter().step_by(5).map(move |phi| (a, phi))).collect();
+            let (theta, _) = fit_theta_from(form, &data, &[1.0; 3], &grid, &quiet()).expect("a fit");
+            let law = &laws_of(form, &data, &theta)[0];
+            for c in &curves {
+                let last = law.predict_final(&c.lr);
+                assert!((last / c.evals.last().unwrap().1 - 1.0).abs() < 0.01, "{form:?} {}: {last} against {:?}", c.run, c.evals.last());
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        assert!(seconds < 60.0, "{seconds:.1} s");
     }
 }

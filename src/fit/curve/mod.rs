@@ -1,9 +1,12 @@
 //! The schedule-aware curve law: every evaluation of every run, under any learning-rate schedule.
-//! See [`form`] for the laws, [`fit`] for how they are fitted, [`data`] for the curves,
-//! [`schedules`] for schedules that were not run, and [`report`] for `fit curve`.
+//! See [`form`] for the laws, [`decay`] for what their decay terms read (and what that costs),
+//! [`fit`] for how they are fitted, [`data`] for the curves, [`schedules`] for schedules that were
+//! not run, [`report`] for `fit curve`, and [`progress`] for what it says while it works.
 
 pub mod data;
+pub mod decay;
 pub mod fit;
 pub mod form;
+pub mod progress;
 pub mod report;
 pub mod schedules;

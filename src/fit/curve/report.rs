@@ -7,6 +7,11 @@
 //! predicted as the trunk's loss where its decay starts, less that mean drop. A run whose rate is
 //! at the peak for less than half of it (a cosine) is measured from its end instead. The trunk is
 //! read between evaluations linearly, and as flat past its last.
+//!
+//! **Intervals** come from the bootstrap's refits: with fewer than 20 there are none (and a note
+//! says so), and a prediction for a run more than [`FITTED_REACH`] times as long as the longest
+//! run fitted has none either, with a note: that far out the law is extrapolated, and resampling
+//! the runs it was fitted on says nothing of how it holds.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +21,7 @@ use serde::Serialize;
 use super::data::Curve;
 use super::fit::{bootstrap, fit_theta, laws_of, CurveLaw, FitData};
 use super::form::CurveFormKind;
+use super::progress::{Progress, Reporter};
 use super::schedules::{decay_fractions, decay_shapes, GroupFrame, ScheduleRequest};
 use crate::fit::bootstrap::Interval;
 use crate::schedule::DecayShape;
@@ -37,10 +43,13 @@ pub struct CurveOptions {
     pub optimize_decay_tokens: Option<f64>,
     /// The decay the sweep used (shape and share of the run), for `--optimize-decay`'s gain.
     pub reference_decay: Option<(DecayShape, f64)>,
+    /// What the fit says on stderr while it works.
+    pub progress: Progress,
 }
 
 impl Default for CurveOptions {
-    /// Every finished run fitted, one law per group, 100 bootstrap refits, nothing predicted.
+    /// Every finished run fitted, one law per group, 100 bootstrap refits, nothing predicted,
+    /// nothing said on stderr.
     fn default() -> Self {
         Self {
             form: CurveFormKind::default(),
@@ -52,6 +61,7 @@ impl Default for CurveOptions {
             schedules: Vec::new(),
             optimize_decay_tokens: None,
             reference_decay: None,
+            progress: Progress::Quiet,
         }
     }
 }
@@ -73,6 +83,9 @@ pub struct GroupFit {
     pub law: CurveLaw,
     #[serde(skip)]
     pub replicates: Vec<CurveLaw>,
+    /// The steps of the longest run fitted.
+    #[serde(skip)]
+    pub longest_run: u64,
 }
 
 /// One point of a predicted curve.
@@ -109,7 +122,7 @@ pub struct SchedulePrediction {
     pub group: String,
     pub steps: u64,
     pub predicted_final: f64,
-    /// 95% bootstrap interval over runs.
+    /// 95% bootstrap interval over runs (none with fewer than 20 refits, or past [`FITTED_REACH`]).
     pub interval: Option<Interval>,
     pub curve: Vec<CurvePoint>,
 }
@@ -155,10 +168,7 @@ pub struct CurveReport {
 
 /// Fit, predict, and compare (see the module doc).
 pub fn fit_curves(curves: &[Curve], options: &CurveOptions) -> anyhow::Result<CurveReport> {
-    let predicted = |c: &Curve| options.predict_runs.as_ref().is_some_and(|r| r.is_match(&c.run));
-    let fitted = |c: &Curve| c.finished && options.fit_runs.as_ref().map_or(!predicted(c), |r| r.is_match(&c.run));
-    let fit: Vec<&Curve> = curves.iter().filter(|c| fitted(c)).collect();
-    anyhow::ensure!(!fit.is_empty(), "no finished run matches --fit-runs; the runs are:\n  {}", names(curves));
+    let fit = runs_to_fit(curves, options)?;
     let mut groups: Vec<String> = Vec::new();
     for c in &fit {
         if !groups.contains(&c.group) {
@@ -166,18 +176,14 @@ pub fn fit_curves(curves: &[Curve], options: &CurveOptions) -> anyhow::Result<Cu
         }
     }
     let mut notes = Vec::new();
-    let fits = fit_groups(&fit, &groups, options, &mut notes)?;
-    let held_out: Vec<&Curve> = curves.iter().filter(|c| predicted(c) && !fitted(c)).collect();
+    let reporter = Reporter::new(options.progress);
+    let fits = fit_groups(&fit, &groups, options, &mut notes, &reporter)?;
+    let held_out: Vec<&Curve> = curves.iter().filter(|c| is_predicted(c, options) && !is_fitted(c, options)).collect();
     // Without --predict-runs: the fitted runs, and every run still training (where it is heading).
     let running = curves.iter().filter(|c| !c.finished && options.fit_runs.as_ref().is_none_or(|r| r.is_match(&c.run)));
     let shown: Vec<&Curve> = if options.predict_runs.is_some() { held_out } else { fit.iter().copied().chain(running).collect() };
-    let mut runs = Vec::new();
-    for c in shown {
-        match fits.iter().find(|g| g.group == c.group) {
-            Some(g) => runs.push(predict_run(c, g, &fit, options.predict_runs.is_some())),
-            None => notes.push(format!("{}: no law for its group `{}` (none of its runs were fitted)", c.run, c.group)),
-        }
-    }
+    reporter.begin("predictions".into(), shown.len());
+    let runs = predict_runs(&shown, &fits, &fit, options.predict_runs.is_some(), &mut notes, &reporter);
     let fitted_runs: Vec<RunPrediction> = if options.predict_runs.is_some() {
         fit.iter().filter_map(|c| fits.iter().find(|g| g.group == c.group).map(|g| predict_run(c, g, &fit, false))).collect()
     } else {
@@ -185,18 +191,8 @@ pub fn fit_curves(curves: &[Curve], options: &CurveOptions) -> anyhow::Result<Cu
     };
     let errors: Vec<f64> = runs.iter().filter_map(|r| r.relative_error.map(f64::abs)).collect();
     let baseline: Vec<f64> = runs.iter().filter_map(|r| r.baseline_relative_error.map(f64::abs)).collect();
-    let mut schedules = Vec::new();
-    let mut decay_optima = Vec::new();
-    for g in &fits {
-        let members: Vec<&Curve> = fit.iter().copied().filter(|c| c.group == g.group).collect();
-        let frame = GroupFrame::of(&members);
-        for request in &options.schedules {
-            schedules.push(predict_schedule(request, g, &frame).map_err(|e| anyhow::anyhow!("--predict-schedule {e}"))?);
-        }
-        if let Some(tokens) = options.optimize_decay_tokens {
-            decay_optima.push(optimize_decay(tokens, g, &frame, options.reference_decay).map_err(|e| anyhow::anyhow!("--optimize-decay: {e}"))?);
-        }
-    }
+    let (schedules, decay_optima) = not_run(&fits, &fit, options, &mut notes)?;
+    reporter.end();
     Ok(CurveReport {
         form: options.form,
         formula: options.form.form().formula(),
@@ -215,6 +211,97 @@ pub fn fit_curves(curves: &[Curve], options: &CurveOptions) -> anyhow::Result<Cu
     })
 }
 
+fn is_predicted(c: &Curve, options: &CurveOptions) -> bool {
+    options.predict_runs.as_ref().is_some_and(|r| r.is_match(&c.run))
+}
+
+/// Whether the law is fitted on `c`: a finished run that --fit-runs matches (without it: that is
+/// not predicted).
+fn is_fitted(c: &Curve, options: &CurveOptions) -> bool {
+    c.finished && options.fit_runs.as_ref().map_or(!is_predicted(c, options), |r| r.is_match(&c.run))
+}
+
+/// The runs the law is fitted on, or why there are none.
+fn runs_to_fit<'a>(curves: &'a [Curve], options: &CurveOptions) -> anyhow::Result<Vec<&'a Curve>> {
+    let fit: Vec<&Curve> = curves.iter().filter(|c| is_fitted(c, options)).collect();
+    if fit.is_empty() {
+        let why = match &options.predict_runs {
+            _ if options.fit_runs.is_some() => "no finished run matches --fit-runs".to_string(),
+            _ if !curves.iter().any(|c| c.finished) => "no run has finished yet, and the law is fitted on finished runs".to_string(),
+            Some(p) => format!(
+                "--predict-runs `{p}` matches every finished run, which leaves none to fit the law on; narrow it, or name the runs to fit with --fit-runs"
+            ),
+            None => "no run to fit".to_string(),
+        };
+        anyhow::bail!("{why}; the runs are:\n  {}", names(curves));
+    }
+    Ok(fit)
+}
+
+/// The final loss and curve of each run `shown`, by its group's law; a note for a run with no law,
+/// and for one past [`FITTED_REACH`].
+fn predict_runs(shown: &[&Curve], fits: &[GroupFit], fit: &[&Curve], held_out: bool, notes: &mut Vec<String>, reporter: &Reporter) -> Vec<RunPrediction> {
+    let mut runs = Vec::new();
+    for c in shown {
+        match fits.iter().find(|g| g.group == c.group) {
+            Some(g) => {
+                runs.push(predict_run(c, g, fit, held_out));
+                notes.extend(extrapolated(&c.run, c.steps(), g, false));
+            }
+            None => notes.push(format!("{}: no law for its group `{}` (none of its runs were fitted)", c.run, c.group)),
+        }
+        reporter.done_one();
+    }
+    runs
+}
+
+/// `--predict-schedule` and `--optimize-decay` for every group; a note where a group's bootstrap
+/// gave too few refits for an interval.
+fn not_run(fits: &[GroupFit], fit: &[&Curve], options: &CurveOptions, notes: &mut Vec<String>) -> anyhow::Result<(Vec<SchedulePrediction>, Vec<DecayOptimum>)> {
+    let mut schedules = Vec::new();
+    let mut decay_optima = Vec::new();
+    for g in fits {
+        let members: Vec<&Curve> = fit.iter().copied().filter(|c| c.group == g.group).collect();
+        let frame = GroupFrame::of(&members);
+        for request in &options.schedules {
+            schedules.push(predict_schedule(request, g, &frame, notes).map_err(|e| anyhow::anyhow!("--predict-schedule {e}"))?);
+        }
+        if let Some(tokens) = options.optimize_decay_tokens {
+            decay_optima.push(optimize_decay(tokens, g, &frame, options.reference_decay, notes).map_err(|e| anyhow::anyhow!("--optimize-decay: {e}"))?);
+        }
+        let asked = !options.schedules.is_empty() || options.optimize_decay_tokens.is_some();
+        if asked && options.bootstrap > 0 && g.bootstrap < REFITS_FOR_AN_INTERVAL {
+            notes.push(format!(
+                "{}: no 95% interval: {} bootstrap refits, and an interval needs {REFITS_FOR_AN_INTERVAL} (give --bootstrap {REFITS_FOR_AN_INTERVAL} or more)",
+                g.group, g.bootstrap
+            ));
+        }
+    }
+    Ok((schedules, decay_optima))
+}
+
+/// The bootstrap refits an interval needs.
+const REFITS_FOR_AN_INTERVAL: usize = 20;
+
+/// A prediction for a run more than this many times as long as the longest run its law was
+/// fitted on gets a note, and no interval: resampling the fitted runs says nothing of how the law
+/// holds that far out.
+pub const FITTED_REACH: f64 = 2.0;
+
+/// A note for a prediction of `steps` steps by `g`'s law past [`FITTED_REACH`]; `interval`: the
+/// prediction would have had one, and has none.
+fn extrapolated(what: &str, steps: u64, g: &GroupFit, interval: bool) -> Option<String> {
+    let factor = steps as f64 / g.longest_run as f64;
+    (factor > FITTED_REACH).then(|| {
+        format!(
+            "{what}: {steps} steps is {factor:.1}× the longest run the law of {} was fitted on ({} steps): an extrapolation{}",
+            g.group,
+            g.longest_run,
+            if interval { ", without an interval" } else { "" }
+        )
+    })
+}
+
 fn names(curves: &[Curve]) -> String {
     curves.iter().map(|c| c.run.as_str()).collect::<Vec<_>>().join("\n  ")
 }
@@ -230,66 +317,80 @@ pub(crate) fn median(v: &[f64]) -> Option<f64> {
 }
 
 /// The law of every group (jointly or one by one), with bootstrap replicates.
-fn fit_groups(fit: &[&Curve], groups: &[String], options: &CurveOptions, notes: &mut Vec<String>) -> anyhow::Result<Vec<GroupFit>> {
-    let parameters = 4 + options.form.form().shape_parameters().len();
+fn fit_groups(fit: &[&Curve], groups: &[String], options: &CurveOptions, notes: &mut Vec<String>, reporter: &Reporter) -> anyhow::Result<Vec<GroupFit>> {
     let sets: Vec<Vec<&String>> = if options.joint { vec![groups.iter().collect()] } else { groups.iter().map(|g| vec![g]).collect() };
     let mut out = Vec::new();
     for set in sets {
-        let set_names = set.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
         let members: Vec<&Curve> = fit.iter().copied().filter(|c| set.contains(&&c.group)).collect();
-        let group_of: Vec<usize> = members.iter().map(|c| set.iter().position(|g| **g == c.group).unwrap_or(0)).collect();
-        let data = FitData::new(&members, &group_of, set.len());
-        let needed = parameters + 3 * (set.len() - 1);
-        if data.points.points.len() <= needed {
-            notes.push(format!(
-                "{}: {} evaluations after the warmup, too few for the law's {needed} parameters; not fitted",
-                set_names,
-                data.points.points.len()
-            ));
-            continue;
-        }
-        let weight = vec![1.0; members.len()];
-        let Some((theta, _)) = fit_theta(options.form, &data, &weight) else {
-            notes.push(format!("{}: the fit did not converge", set_names));
-            continue;
-        };
-        let laws = laws_of(options.form, &data, &theta);
-        if let Some(gamma) = laws.first().filter(|l| l.form == CurveFormKind::MultiPower).map(|l| l.named()[6].2) {
-            if gamma > 0.98 * super::form::MultiPower::GAMMA_MAX {
-                notes.push(format!(
-                    "{}: γ = {gamma:.3} is at its bound ({}): the decays fitted do not pin it, and predictions for other decay shapes lean on the bound",
-                    set_names,
-                    super::form::MultiPower::GAMMA_MAX
-                ));
-            }
-        }
-        let replicates: Vec<Vec<CurveLaw>> =
-            bootstrap(options.form, &data, &theta, members.len(), options.bootstrap, options.seed).iter().map(|t| laws_of(options.form, &data, t)).collect();
-        for (g, (name, law)) in set.iter().zip(laws).enumerate() {
-            let group_curves: Vec<&Curve> = members.iter().copied().filter(|c| &c.group == *name).collect();
-            let residuals: Vec<f64> = group_curves
-                .iter()
-                .flat_map(|c| {
-                    let steps: Vec<u64> = c.evals.iter().filter(|e| e.0 as usize > c.warmup_steps()).map(|e| e.0).collect();
-                    let predicted = law.predict(&c.lr, &steps);
-                    c.evals.iter().filter(|e| e.0 as usize > c.warmup_steps()).zip(predicted).map(|((_, l), p)| ((p - l) / l).abs()).collect::<Vec<_>>()
-                })
-                .collect();
-            out.push(GroupFit {
-                group: (*name).clone(),
-                runs: group_curves.iter().map(|c| c.run.clone()).collect(),
-                points: residuals.len(),
-                params: law.named().into_iter().map(|(k, _, v)| (k.to_string(), v)).collect(),
-                fit_median_relative_error: median(&residuals).unwrap_or(f64::NAN),
-                fit_max_relative_error: residuals.iter().copied().fold(0.0, f64::max),
-                bootstrap: replicates.len(),
-                law,
-                replicates: replicates.iter().map(|r| r[g].clone()).collect(),
-            });
-        }
+        out.extend(fit_set(&set, &members, options, notes, reporter).unwrap_or_default());
     }
     anyhow::ensure!(!out.is_empty(), "no group could be fitted:\n  {}", notes.join("\n  "));
     Ok(out)
+}
+
+/// One fit (a group, or the groups of `set` jointly) on its runs `members`: the fit of each group,
+/// or a note saying why there is none.
+fn fit_set(set: &[&String], members: &[&Curve], options: &CurveOptions, notes: &mut Vec<String>, reporter: &Reporter) -> Option<Vec<GroupFit>> {
+    let set_names = set.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let group_of: Vec<usize> = members.iter().map(|c| set.iter().position(|g| **g == c.group).unwrap_or(0)).collect();
+    reporter.begin(format!("{set_names}: the points of {} runs", members.len()), 0);
+    let data = FitData::new(members, &group_of, set.len());
+    reporter.end();
+    let needed = 4 + options.form.form().shape_parameters().len() + 3 * (set.len() - 1);
+    if data.points.points.len() <= needed {
+        notes.push(format!("{set_names}: {} evaluations after the warmup, too few for the law's {needed} parameters; not fitted", data.points.points.len()));
+        return None;
+    }
+    reporter.begin(format!("{set_names}: fitting {} points", data.points.points.len()), 0);
+    let Some((theta, _)) = fit_theta(options.form, &data, &vec![1.0; members.len()], reporter) else {
+        notes.push(format!("{set_names}: the fit did not converge"));
+        return None;
+    };
+    reporter.end();
+    let laws = laws_of(options.form, &data, &theta);
+    if let Some(gamma) = laws.first().filter(|l| l.form == CurveFormKind::MultiPower).map(|l| l.named()[6].2) {
+        if gamma > 0.98 * super::form::MultiPower::GAMMA_MAX {
+            notes.push(format!(
+                "{set_names}: γ = {gamma:.3} is at its bound ({}): the decays fitted do not pin it, and predictions for other decay shapes lean on the bound",
+                super::form::MultiPower::GAMMA_MAX
+            ));
+        }
+    }
+    reporter.begin(format!("{set_names}: bootstrap"), options.bootstrap);
+    let replicates: Vec<Vec<CurveLaw>> = bootstrap(options.form, &data, &theta, members.len(), options.bootstrap, options.seed, reporter)
+        .iter()
+        .map(|t| laws_of(options.form, &data, t))
+        .collect();
+    if options.bootstrap > 0 {
+        reporter.end();
+    }
+    Some(set.iter().zip(laws).enumerate().map(|(g, (name, law))| group_fit(name, law, members, replicates.iter().map(|r| r[g].clone()).collect())).collect())
+}
+
+/// Group `name`'s fit: its law, how well it fits the group's runs among `members`, and its
+/// bootstrap replicates.
+fn group_fit(name: &str, law: CurveLaw, members: &[&Curve], replicates: Vec<CurveLaw>) -> GroupFit {
+    let group_curves: Vec<&Curve> = members.iter().copied().filter(|c| c.group == name).collect();
+    let residuals: Vec<f64> = group_curves
+        .iter()
+        .flat_map(|c| {
+            let steps: Vec<u64> = c.evals.iter().filter(|e| e.0 as usize > c.warmup_steps()).map(|e| e.0).collect();
+            let predicted = law.predict(&c.lr, &steps);
+            c.evals.iter().filter(|e| e.0 as usize > c.warmup_steps()).zip(predicted).map(|((_, l), p)| ((p - l) / l).abs()).collect::<Vec<_>>()
+        })
+        .collect();
+    GroupFit {
+        group: name.to_string(),
+        runs: group_curves.iter().map(|c| c.run.clone()).collect(),
+        points: residuals.len(),
+        params: law.named().into_iter().map(|(k, _, v)| (k.to_string(), v)).collect(),
+        fit_median_relative_error: median(&residuals).unwrap_or(f64::NAN),
+        fit_max_relative_error: residuals.iter().copied().fold(0.0, f64::max),
+        bootstrap: replicates.len(),
+        law,
+        replicates,
+        longest_run: group_curves.iter().map(|c| c.steps()).max().unwrap_or(0),
+    }
 }
 
 /// Every evaluation step, and about 150 steps between, from the end of the warmup to the last.
@@ -363,21 +464,34 @@ fn loss_along(c: &Curve, step: u64) -> f64 {
     }
 }
 
-fn predict_schedule(request: &ScheduleRequest, g: &GroupFit, frame: &GroupFrame) -> Result<SchedulePrediction, String> {
+/// A schedule not run, in `g`'s frame: its final loss and curve, with its interval (withheld, with
+/// a note, past [`FITTED_REACH`]).
+fn predict_schedule(request: &ScheduleRequest, g: &GroupFit, frame: &GroupFrame, notes: &mut Vec<String>) -> Result<SchedulePrediction, String> {
     let lr = request.rates(frame)?;
     let predicted_final = g.law.predict_final(&lr);
-    let samples: Vec<f64> = g.replicates.iter().map(|l| l.predict_final(&lr)).collect();
+    let extrapolation = extrapolated(&request.text, lr.len() as u64, g, true);
+    let withheld = extrapolation.is_some();
+    notes.extend(extrapolation);
+    let samples: Vec<f64> = if withheld { Vec::new() } else { g.replicates.iter().map(|l| l.predict_final(&lr)).collect() };
     Ok(SchedulePrediction {
         schedule: request.text.clone(),
         group: g.group.clone(),
         steps: lr.len() as u64,
         predicted_final,
-        interval: (samples.len() >= 20).then(|| Interval::from_samples(predicted_final, &samples, 0.95)),
+        interval: (samples.len() >= REFITS_FOR_AN_INTERVAL).then(|| Interval::from_samples(predicted_final, &samples, 0.95)),
         curve: curve_points(&g.law, &lr, frame.tokens_per_step, &[]),
     })
 }
 
-fn optimize_decay(tokens: f64, g: &GroupFit, frame: &GroupFrame, reference: Option<(DecayShape, f64)>) -> Result<DecayOptimum, String> {
+/// The best decay shape and length for runs of `tokens` by `g`'s law, and its gain over the sweep's
+/// own decay (its interval withheld, with a note, past [`FITTED_REACH`]).
+fn optimize_decay(
+    tokens: f64,
+    g: &GroupFit,
+    frame: &GroupFrame,
+    reference: Option<(DecayShape, f64)>,
+    notes: &mut Vec<String>,
+) -> Result<DecayOptimum, String> {
     let length = |shape, fraction| ScheduleRequest::wsd(tokens, frame.tokens_per_step.is_none(), shape, fraction);
     let mut best_per_shape = Vec::new();
     let mut best: Option<(DecayShape, f64, f64)> = None;
@@ -396,13 +510,17 @@ fn optimize_decay(tokens: f64, g: &GroupFit, frame: &GroupFrame, reference: Opti
         }
     }
     let (shape, fraction, loss) = best.ok_or("no decay shape to try")?;
+    let best_lr = length(shape, fraction).rates(frame)?;
+    let extrapolation = extrapolated(&format!("--optimize-decay at {} tokens", crate::format::si(tokens)), best_lr.len() as u64, g, reference.is_some());
+    let withheld = extrapolation.is_some();
+    notes.extend(extrapolation);
     let (reference, gain) = match reference {
         Some((ref_shape, ref_fraction)) => {
-            let best_lr = length(shape, fraction).rates(frame)?;
             let ref_lr = length(ref_shape, ref_fraction).rates(frame)?;
             let ref_loss = g.law.predict_final(&ref_lr);
-            let gains: Vec<f64> = g.replicates.iter().map(|l| l.predict_final(&ref_lr) - l.predict_final(&best_lr)).collect();
-            let gain = (gains.len() >= 20).then(|| Interval::from_samples(ref_loss - loss, &gains, 0.95));
+            let replicates = if withheld { &[][..] } else { &g.replicates[..] };
+            let gains: Vec<f64> = replicates.iter().map(|l| l.predict_final(&ref_lr) - l.predict_final(&best_lr)).collect();
+            let gain = (gains.len() >= REFITS_FOR_AN_INTERVAL).then(|| Interval::from_samples(ref_loss - loss, &gains, 0.95));
             (Some((ref_shape.to_string(), ref_fraction, ref_loss)), gain)
         }
         None => (None, None),
@@ -462,7 +580,8 @@ impl std::fmt::Display for CurveReport {
             }
         }
         if !self.schedules.is_empty() {
-            writeln!(f, "\nschedules not run (95% interval: bootstrap over runs):")?;
+            let interval = if self.schedules.iter().any(|s| s.interval.is_some()) { " (95% interval: bootstrap over runs)" } else { "" };
+            writeln!(f, "\nschedules not run{interval}:")?;
             for s in &self.schedules {
                 let interval = s.interval.map_or(String::new(), |i| format!(" [{:.4}, {:.4}]", i.lower, i.upper));
                 writeln!(f, "  {:<22} {:<56} {} steps: final loss {:.4}{interval}", s.group, s.schedule, s.steps, s.predicted_final)?;
