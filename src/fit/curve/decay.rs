@@ -224,6 +224,19 @@ impl Decays {
     pub fn decrements(&self, i: usize) -> &[Decrement] {
         &self.decrements[self.ranges[i].clone()]
     }
+
+    /// Each run with its points' part of `h` (one value a point) and of `grad` (`per_point`
+    /// values a point), for a form that works run by run.
+    pub fn by_run<'a>(&'a self, mut h: &'a mut [f64], mut grad: &'a mut [f64], per_point: usize) -> Vec<(&'a RunDecays, &'a mut [f64], &'a mut [f64])> {
+        let mut out = Vec::with_capacity(self.runs.len());
+        for run in &self.runs {
+            let (run_h, rest_h) = h.split_at_mut(run.points.len());
+            let (run_grad, rest_grad) = grad.split_at_mut(run.points.len() * per_point);
+            out.push((run, run_h, run_grad));
+            (h, grad) = (rest_h, rest_grad);
+        }
+        out
+    }
 }
 
 #[cfg(test)]

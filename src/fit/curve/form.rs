@@ -251,15 +251,7 @@ impl CurveForm for Annealing {
             grad.fill(f64::NAN);
             return;
         }
-        let mut outputs = Vec::with_capacity(decays.runs().len());
-        let (mut h, mut grad) = (h, grad);
-        for run in decays.runs() {
-            let (this_h, rest_h) = h.split_at_mut(run.points.len());
-            let (this_grad, rest_grad) = grad.split_at_mut(run.points.len());
-            outputs.push((run, this_h, this_grad));
-            (h, grad) = (rest_h, rest_grad);
-        }
-        outputs.into_par_iter().enumerate().filter(|(r, _)| wanted[*r]).for_each(|(_, (run, h, grad))| {
+        decays.by_run(h, grad, 1).into_par_iter().enumerate().filter(|(r, _)| wanted[*r]).for_each(|(_, (run, h, grad))| {
             let (mut m, mut dm, mut s2, mut ds2) = (0.0, 0.0, 0.0, 0.0);
             let mut step = 0;
             for (i, &t) in run.steps.iter().enumerate() {

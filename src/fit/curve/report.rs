@@ -1,12 +1,6 @@
 //! `fit curve`: fit the curve law on some runs, predict the others and schedules never run, and
-//! say how well it did, against a naive baseline.
-//!
-//! **The baseline** a reader would otherwise use: in each group, take the curve that never decays
-//! (the WSD trunk, the group's run with the most evaluations among those), and the mean drop of the
-//! fitted decays (the trunk's loss where each decay starts, less the decay's final loss); a run is
-//! predicted as the trunk's loss where its decay starts, less that mean drop. A run whose rate is
-//! at the peak for less than half of it (a cosine) is measured from its end instead. The trunk is
-//! read between evaluations linearly, and as flat past its last.
+//! say how well it did, against a naive baseline ([`super::baseline`]: the trunk's loss where a
+//! run's decay starts, less the fitted decays' mean drop).
 //!
 //! **Intervals** come from the bootstrap's refits: with fewer than 20 there are none (and a note
 //! says so), and a prediction for a run more than [`FITTED_REACH`] times as long as the longest
@@ -18,6 +12,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use serde::Serialize;
 
+use super::baseline::Baselines;
 use super::data::Curve;
 use super::fit::{bootstrap, fit_theta, laws_of, CurveLaw, FitData};
 use super::form::CurveFormKind;
@@ -183,9 +178,10 @@ pub fn fit_curves(curves: &[Curve], options: &CurveOptions) -> anyhow::Result<Cu
     let running = curves.iter().filter(|c| !c.finished && options.fit_runs.as_ref().is_none_or(|r| r.is_match(&c.run)));
     let shown: Vec<&Curve> = if options.predict_runs.is_some() { held_out } else { fit.iter().copied().chain(running).collect() };
     reporter.begin("predictions".into(), shown.len());
-    let runs = predict_runs(&shown, &fits, &fit, options.predict_runs.is_some(), &mut notes, &reporter);
+    let baselines = Baselines::of(&fit);
+    let runs = predict_runs(&shown, &fits, &baselines, options.predict_runs.is_some(), &mut notes, &reporter);
     let fitted_runs: Vec<RunPrediction> = if options.predict_runs.is_some() {
-        fit.iter().filter_map(|c| fits.iter().find(|g| g.group == c.group).map(|g| predict_run(c, g, &fit, false))).collect()
+        fit.iter().filter_map(|c| fits.iter().find(|g| g.group == c.group).map(|g| predict_run(c, g, &baselines, false))).collect()
     } else {
         Vec::new()
     };
@@ -240,12 +236,19 @@ fn runs_to_fit<'a>(curves: &'a [Curve], options: &CurveOptions) -> anyhow::Resul
 
 /// The final loss and curve of each run `shown`, by its group's law; a note for a run with no law,
 /// and for one past [`FITTED_REACH`].
-fn predict_runs(shown: &[&Curve], fits: &[GroupFit], fit: &[&Curve], held_out: bool, notes: &mut Vec<String>, reporter: &Reporter) -> Vec<RunPrediction> {
+fn predict_runs(
+    shown: &[&Curve],
+    fits: &[GroupFit],
+    baselines: &Baselines,
+    held_out: bool,
+    notes: &mut Vec<String>,
+    reporter: &Reporter,
+) -> Vec<RunPrediction> {
     let mut runs = Vec::new();
     for c in shown {
         match fits.iter().find(|g| g.group == c.group) {
             Some(g) => {
-                runs.push(predict_run(c, g, fit, held_out));
+                runs.push(predict_run(c, g, baselines, held_out));
                 notes.extend(extrapolated(&c.run, c.steps(), g, false));
             }
             None => notes.push(format!("{}: no law for its group `{}` (none of its runs were fitted)", c.run, c.group)),
@@ -419,10 +422,11 @@ fn curve_points(law: &CurveLaw, lr: &[f64], tokens_per_step: Option<f64>, evals:
         .collect()
 }
 
-fn predict_run(c: &Curve, g: &GroupFit, fit: &[&Curve], held_out: bool) -> RunPrediction {
+/// Run `c`'s final loss by its group's law and by the baseline, against its own, and its curve.
+fn predict_run(c: &Curve, g: &GroupFit, baselines: &Baselines, held_out: bool) -> RunPrediction {
     let predicted_final = g.law.predict_final(&c.lr);
     let actual_final = c.final_loss();
-    let baseline_final = baseline(c, fit.iter().copied().filter(|f| f.group == c.group && f.run != c.run));
+    let baseline_final = baselines.predict(c);
     let rel = |p: f64| actual_final.map(|a| (p - a) / a);
     RunPrediction {
         run: c.run.clone(),
@@ -434,33 +438,6 @@ fn predict_run(c: &Curve, g: &GroupFit, fit: &[&Curve], held_out: bool) -> RunPr
         baseline_final,
         baseline_relative_error: baseline_final.and_then(rel),
         curve: curve_points(&g.law, &c.lr, c.tokens_per_step, &c.evals),
-    }
-}
-
-/// The naive prediction of the module doc, from the group's other fitted runs.
-fn baseline<'a>(c: &Curve, others: impl Iterator<Item = &'a Curve>) -> Option<f64> {
-    let others: Vec<&Curve> = others.collect();
-    let trunk = others.iter().filter(|o| o.decay_start() == o.steps()).max_by_key(|o| o.evals.len())?;
-    let drops: Vec<f64> =
-        others.iter().filter(|o| o.decay_start() < o.steps()).filter_map(|o| Some(loss_along(trunk, o.decay_start()) - o.final_loss()?)).collect();
-    if drops.is_empty() {
-        return None;
-    }
-    let mean_drop = drops.iter().sum::<f64>() / drops.len() as f64;
-    let from = if c.decay_start() * 2 >= c.steps() { c.decay_start() } else { c.steps() };
-    Some(loss_along(trunk, from) - mean_drop)
-}
-
-/// A curve's loss at `step`: linear between evaluations, flat beyond them.
-fn loss_along(c: &Curve, step: u64) -> f64 {
-    let e = &c.evals;
-    match e.iter().position(|x| x.0 >= step) {
-        None => e[e.len() - 1].1,
-        Some(0) => e[0].1,
-        Some(i) => {
-            let (a, b) = (e[i - 1], e[i]);
-            a.1 + (b.1 - a.1) * (step - a.0) as f64 / (b.0 - a.0) as f64
-        }
     }
 }
 
