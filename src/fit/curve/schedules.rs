@@ -148,6 +148,12 @@ impl ScheduleRequest {
             Length::Tokens(t) => (t / tps).ceil() as u64,
             Length::Steps(s) => s,
         };
+        if steps > MAX_SCHEDULE_STEPS {
+            return Err(format!(
+                "`{}`: {steps} steps is past the longest schedule predicted here ({MAX_SCHEDULE_STEPS} steps, a rate each); give a shorter run",
+                self.text
+            ));
+        }
         let warmup_steps = self.warmup_tokens.map_or(frame.warmup_steps as u64, |w| (w / tps).ceil() as u64);
         if warmup_steps >= steps {
             return Err(format!("`{}`: the warmup ({warmup_steps} steps) takes the whole run ({steps} steps)", self.text));
@@ -165,6 +171,11 @@ impl ScheduleRequest {
         Ok((1..=steps).map(|k| frame.peak_lr * spec.factor(k, steps)).collect())
     }
 }
+
+/// The most steps a schedule to predict may have: its rates are held step by step (80 MB at
+/// this length), and a length from a typo (`steps=18446744073709551616`) must be an error, not an
+/// allocation that aborts.
+pub const MAX_SCHEDULE_STEPS: u64 = 10_000_000;
 
 /// The decay fractions `--optimize-decay` tries: 2% to 60% of the run.
 pub fn decay_fractions() -> Vec<f64> {
@@ -194,6 +205,17 @@ mod tests {
         }
         let cosine: ScheduleRequest = "cosine:steps=50".parse().unwrap();
         assert!((cosine.rates(&frame).unwrap()[49] - 0.004).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_schedule_too_long_to_hold_is_refused_not_allocated() {
+        let frame = GroupFrame { peak_lr: 0.04, tokens_per_step: Some(1024.0), warmup_steps: 8 };
+        for text in ["constant:steps=18446744073709551616", "constant:steps=4000000000", "cosine:tokens=1e30"] {
+            let e = text.parse::<ScheduleRequest>().unwrap().rates(&frame).unwrap_err();
+            assert!(e.contains("past the longest schedule predicted here (10000000 steps") && e.contains("give a shorter run"), "{text}: {e}");
+        }
+        let most: ScheduleRequest = format!("constant:steps={MAX_SCHEDULE_STEPS}").parse().unwrap();
+        assert_eq!(most.rates(&frame).unwrap().len() as u64, MAX_SCHEDULE_STEPS);
     }
 
     #[test]
