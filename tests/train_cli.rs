@@ -60,6 +60,20 @@ fn same_config_and_seed_give_bit_identical_losses() {
     assert!(e.contains("already holds a run") && e.contains("--resume"), "{e}");
 }
 
+/// Train `file` into `cut` and SIGKILL it as soon as its checkpoint at `step` (128 tokens a step)
+/// is written.
+fn sigkill_once_checkpointed(file: &Path, cut: &Path, step: u64) {
+    let mut child = spawn_train(file, cut);
+    let checkpoint = cut.join("checkpoints").join(format!("tokens-{:015}.ckpt", step * 128));
+    let started = Instant::now();
+    while !checkpoint.exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
 #[test]
 fn sigkill_then_resume_reproduces_the_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -68,15 +82,7 @@ fn sigkill_then_resume_reproduces_the_uninterrupted_run() {
     assert!(train(&[file.to_str().unwrap(), "--out", whole.to_str().unwrap()]).status.success());
 
     let cut = tmp.path().join("cut");
-    let mut child = spawn_train(&file, &cut);
-    let checkpoint = cut.join("checkpoints").join(format!("tokens-{:015}.ckpt", 40 * 128));
-    let started = Instant::now();
-    while !checkpoint.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    sigkill_once_checkpointed(&file, &cut, 40);
     let before = metrics(&cut).len();
     assert!(before < 400, "the run finished before it could be killed; make it longer");
 
@@ -380,15 +386,7 @@ fn named_eval_sets_resume_bit_for_bit_after_sigkill() {
     assert!(train(&[file.to_str().unwrap(), "--out", whole.to_str().unwrap()]).status.success());
 
     let cut = tmp.path().join("cut");
-    let mut child = spawn_train(&file, &cut);
-    let checkpoint = cut.join("checkpoints").join(format!("tokens-{:015}.ckpt", 40 * 128));
-    let started = Instant::now();
-    while !checkpoint.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    sigkill_once_checkpointed(&file, &cut, 40);
     assert!(metrics(&cut).len() < 400, "the run finished before it could be killed; make it longer");
 
     let o = train(&[file.to_str().unwrap(), "--out", cut.to_str().unwrap(), "--resume", "--json"]);
