@@ -126,10 +126,10 @@ impl Written {
 impl AdaptiveSpec {
     /// Bootstrap resamples per round unless `bootstrap` says otherwise.
     pub const DEFAULT_BOOTSTRAP: usize = 200;
-    /// Huber's δ unless `delta` says otherwise (as `fit law`'s).
-    pub const DEFAULT_DELTA: f64 = 1e-3;
-    /// The intervals' central level unless `level` says otherwise.
-    pub const DEFAULT_LEVEL: f64 = 0.95;
+    /// Huber's δ unless `delta` says otherwise: `fit law`'s.
+    pub const DEFAULT_DELTA: f64 = crate::fit::definition::LawDefinition::DEFAULT_DELTA;
+    /// The intervals' central level unless `level` says otherwise: `fit law`'s.
+    pub const DEFAULT_LEVEL: f64 = crate::fit::definition::LawDefinition::DEFAULT_LEVEL;
 
     /// The target the block names.
     pub fn target(&self) -> Target {

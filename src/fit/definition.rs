@@ -157,13 +157,18 @@ law_definition! {
 }
 
 fn default_delta() -> f64 {
-    1e-3
+    LawDefinition::DEFAULT_DELTA
 }
 fn default_level() -> f64 {
-    0.95
+    LawDefinition::DEFAULT_LEVEL
 }
 
 impl LawDefinition {
+    /// Huber's δ unless `delta` says otherwise (the adaptive loop's default too).
+    pub const DEFAULT_DELTA: f64 = 1e-3;
+    /// The intervals' central level unless `level` says otherwise (the adaptive loop's default too).
+    pub const DEFAULT_LEVEL: f64 = 0.95;
+
     /// The table's columns this definition reads.
     pub fn columns(&self) -> Columns {
         Columns { n: self.n.clone(), tokens: self.tokens.clone(), flops: self.flops.clone(), loss: self.loss.clone(), grid: self.grid.clone() }
