@@ -24,7 +24,7 @@
 //! MiniCPM's rules the sweep tuned its learning rate under; the export leaves it off and lists
 //! the µP multipliers nanotron cannot hold.
 
-use super::{float, not_expressed_comment, trainer_decay, NotExpressed, TrainerConfig, WsdSteps};
+use super::{float, not_expressed_comment, trainer_decay, NotExpressed, TrainerConfig, TrainerDecay, WsdSteps};
 use crate::export::Recipe;
 use crate::model::transformer::{RMS_NORM_EPS, ROPE_THETA};
 
@@ -36,10 +36,21 @@ const SOURCE: &str = "huggingface/nanotron 2411b022a75f";
 pub fn config(recipe: &Recipe) -> anyhow::Result<TrainerConfig> {
     let wsd = WsdSteps::of(recipe)?;
     let mut notes = mup_notes(recipe);
-    let (lr, s, a) = (&recipe.learning_rates, &recipe.shape, &recipe.adamw);
-    let decay = trainer_decay(&wsd, lr.hidden_matrices, &[("linear", "linear"), ("1-sqrt", "1-sqrt")], "linear, cosine, 1-sqrt", "lr_decay_style");
+    let decay =
+        trainer_decay(&wsd, recipe.learning_rates.hidden_matrices, &[("linear", "linear"), ("1-sqrt", "1-sqrt")], "linear, cosine, 1-sqrt", "lr_decay_style");
     notes.extend(decay.not_expressed.clone());
-    let mut text = format!(
+    let text = header(recipe) + &not_expressed_comment("nanotron", &notes) + &model(recipe) + &tokens(recipe, &wsd) + &optimizer(recipe, &wsd, &decay);
+    Ok(TrainerConfig {
+        format: super::Format::Nanotron,
+        trainer: format!("nanotron YAML config, keys from {SOURCE}"),
+        file: FILE.into(),
+        contents: text,
+        not_expressed: notes,
+    })
+}
+
+fn header(recipe: &Recipe) -> String {
+    format!(
         "# nanotron config of the full run exported by windtunnel {} from sweep `{}` ({}).\n\
          # Keys as in {SOURCE} (src/nanotron/config/config.py, models_config.py). Add data_stages, tokenizer and\n\
          # checkpoints, then: torchrun ... run_train.py --config-file {FILE}\n\
@@ -49,19 +60,21 @@ pub fn config(recipe: &Recipe) -> anyhow::Result<TrainerConfig> {
         recipe.sweep,
         recipe.sweep_dir.display(),
         recipe.batch.sequences
-    );
-    text += &not_expressed_comment("nanotron", &notes);
-    text += &format!(
+    )
+}
+
+/// `general`, `parallelism` and `model`: the shape as nanotron's LlamaConfig, one init std.
+fn model(recipe: &Recipe) -> String {
+    let s = &recipe.shape;
+    format!(
         "general:\n  project: windtunnel\n  run: {}\n\
-         parallelism:\n  dp: 1\n  pp: 1\n  tp: 1\n  pp_engine: 1f1b\n  tp_mode: ALL_REDUCE\n  tp_linear_async_communication: false\n",
-        yaml_string(&recipe.sweep)
-    );
-    text += &format!(
-        "model:\n  dtype: bfloat16\n  make_vocab_size_divisible_by: 1\n  init_method:\n    std: {}\n    scaling_method: NONE\n  model_config:\n\
+         parallelism:\n  dp: 1\n  pp: 1\n  tp: 1\n  pp_engine: 1f1b\n  tp_mode: ALL_REDUCE\n  tp_linear_async_communication: false\n\
+         model:\n  dtype: bfloat16\n  make_vocab_size_divisible_by: 1\n  init_method:\n    std: {}\n    scaling_method: NONE\n  model_config:\n\
          \x20   is_llama_config: true\n    hidden_size: {}\n    intermediate_size: {}\n    num_attention_heads: {}\n    num_key_value_heads: {}\n\
          \x20   num_hidden_layers: {}\n    vocab_size: {}\n    max_position_embeddings: {}\n    rms_norm_eps: {}\n    rope_theta: {}\n\
          \x20   hidden_act: silu\n    tie_word_embeddings: true\n    bos_token_id: 1\n    eos_token_id: 2\n",
-        float(lr.hidden_init_std),
+        yaml_string(&recipe.sweep),
+        float(recipe.learning_rates.hidden_init_std),
         s.width,
         s.ffn_width,
         s.heads,
@@ -71,8 +84,12 @@ pub fn config(recipe: &Recipe) -> anyhow::Result<TrainerConfig> {
         recipe.seq_len,
         float(RMS_NORM_EPS),
         float(ROPE_THETA)
-    );
-    text += &format!(
+    )
+}
+
+/// `tokens`: the batch and the budget in steps.
+fn tokens(recipe: &Recipe, wsd: &WsdSteps) -> String {
+    format!(
         "tokens:\n  # {} steps × {} sequences × {} tokens = {} tokens\n  sequence_length: {}\n  train_steps: {}\n  micro_batch_size: {}\n  batch_accumulation_per_replica: 1\n",
         wsd.total,
         recipe.batch.sequences,
@@ -81,8 +98,13 @@ pub fn config(recipe: &Recipe) -> anyhow::Result<TrainerConfig> {
         recipe.seq_len,
         wsd.total,
         recipe.batch.sequences
-    );
-    text += &format!(
+    )
+}
+
+/// `optimizer`: AdamW, the norms kept out of weight decay, and the WSD schedule.
+fn optimizer(recipe: &Recipe, wsd: &WsdSteps, decay: &TrainerDecay) -> String {
+    let a = &recipe.adamw;
+    format!(
         "optimizer:\n  optimizer_factory:\n    name: adamW\n    adam_beta1: {}\n    adam_beta2: {}\n    adam_eps: {}\n    torch_adam_is_fused: true\n\
          \x20 weight_decay: {}\n  # windtunnel decays the matrices, not the norms' weights\n  weight_decay_exclude_named_params:\n  - '.*layernorm.*'\n  - '.*layer_norm.*'\n\
          \x20 clip_grad: {}\n  zero_stage: 0\n  accumulate_grad_in_fp32: true\n  learning_rate_scheduler:\n\
@@ -97,20 +119,13 @@ pub fn config(recipe: &Recipe) -> anyhow::Result<TrainerConfig> {
         wsd.decay_start,
         wsd.shape,
         wsd.decay,
-        float(lr.hidden_matrices),
+        float(recipe.learning_rates.hidden_matrices),
         wsd.warmup,
         decay.style,
         wsd.decay_start,
         wsd.decay,
         float(decay.min_lr)
-    );
-    Ok(TrainerConfig {
-        format: super::Format::Nanotron,
-        trainer: format!("nanotron YAML config, keys from {SOURCE}"),
-        file: FILE.into(),
-        contents: text,
-        not_expressed: notes,
-    })
+    )
 }
 
 /// MiniCPM's µP multipliers, none of which nanotron's config holds (its `use_mup` is another
