@@ -1,8 +1,8 @@
 //! Build script: cfgs for tests that need what a machine may not have. `windtunnel_slurm` is set
 //! when WINDTUNNEL_SLURM=1 (as `.ci/run` sets it after starting a one-node Slurm),
 //! `windtunnel_browser` when WINDTUNNEL_BROWSER=1 (as `.ci/run` sets it after installing
-//! Chromium), and `windtunnel_python` when WINDTUNNEL_PYTHON names a Python with transformers and
-//! tensorboard (as `.ci/run` sets it after making target/interop-venv). Without them those tests are marked ignored, with the reason, so `cargo test` shows
+//! Chromium), and `windtunnel_python` when WINDTUNNEL_PYTHON names a Python with transformers,
+//! tensorboard and megatron-core (as `.ci/run` sets it after making target/interop-venv). Without them those tests are marked ignored, with the reason, so `cargo test` shows
 //! them as not run instead of as passed.
 
 fn main() {

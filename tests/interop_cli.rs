@@ -1,7 +1,8 @@
 //! What windtunnel writes for other tools, read by those tools: the exported `config.json` by
-//! `transformers.AutoConfig`, the TensorBoard event files by TensorBoard's own reader. The Python
-//! side needs `transformers` and `tensorboard`: `.ci/run` makes target/interop-venv with them and
-//! sets WINDTUNNEL_PYTHON; without it those tests show as ignored. The event files' framing and
+//! `transformers.AutoConfig`, `export --format megatron`'s arguments by megatron-core's classes,
+//! the TensorBoard event files by TensorBoard's own reader. The Python side needs `transformers`,
+//! `megatron-core` and `tensorboard`: `.ci/run` makes target/interop-venv with them and sets
+//! WINDTUNNEL_PYTHON; without it those tests show as ignored. The event files' framing and
 //! contents are checked here in Rust either way.
 
 mod common;
@@ -27,16 +28,14 @@ fn trained_sweep(dir: &Path) -> PathBuf {
 
 /// Run a Python program with the interop venv's interpreter; its stdout as JSON.
 fn python(program: &str, args: &[&str], home: &Path) -> serde_json::Value {
+    python_with(&["-c", program], args, home)
+}
+
+/// Run `python FIRST... ARGS...` with the interop venv's interpreter; its stdout as JSON.
+fn python_with(first: &[&str], args: &[&str], home: &Path) -> serde_json::Value {
     let interpreter = std::env::var("WINDTUNNEL_PYTHON").expect("WINDTUNNEL_PYTHON names a Python with transformers and tensorboard");
-    let out = Command::new(interpreter)
-        .arg("-c")
-        .arg(program)
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HOME", home)
-        .env("TF_CPP_MIN_LOG_LEVEL", "3")
-        .output()
-        .unwrap();
+    let out =
+        Command::new(interpreter).args(first).args(args).env("HF_HUB_OFFLINE", "1").env("HF_HOME", home).env("TF_CPP_MIN_LOG_LEVEL", "3").output().unwrap();
     assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
@@ -82,6 +81,83 @@ fn the_exported_config_loads_with_transformers_autoconfig() {
         "tie_word_embeddings",
     ] {
         assert_eq!(loaded[key], written[key], "{key}: transformers read {}, config.json says {}", loaded[key], written[key]);
+    }
+}
+
+/// `export --format megatron` read by Megatron's own code from PyPI (megatron-core:
+/// TransformerConfig, OptimizerConfig and the OptimizerParamScheduler that runs `--lr-decay-style
+/// WSD`), through tests/interop/megatron_check.py, which says what it checks and what not (the
+/// argument parser itself is Megatron-LM's, not on PyPI). Every value must come back as the recipe
+/// has it, and Megatron's learning rate after each iteration must be windtunnel's schedule.
+#[test]
+#[cfg_attr(not(windtunnel_python), ignore = "needs Python with megatron-core: set WINDTUNNEL_PYTHON (.ci/run makes target/interop-venv and does)")]
+fn the_megatron_arguments_round_trip_through_megatron_cores_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = trained_sweep(dir.path());
+    let export = dir.path().join("export");
+    let printed =
+        ok(&["export", sweep.to_str().unwrap(), "--target-params", "1e6", "--out", export.to_str().unwrap(), "--allow-implausible", "--format", "megatron"]);
+    assert!(printed.contains("megatron_args.sh") && printed.contains("not expressible in Megatron-LM: residual-branch multiplier"), "{printed}");
+    let recipe: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(export.join("recipe.json")).unwrap()).unwrap();
+    let notes = recipe["trainer"]["not_expressed"].as_array().unwrap();
+    assert!(notes.iter().all(|n| n["setting"] != "decay shape"), "the sweep's linear decay is Megatron's linear: {notes:?}");
+    // The array's words as bash hands them to pretrain_gpt.py.
+    let words = Command::new("bash")
+        .args(["-c", "source \"$1\" && printf '%s\\n' \"${MEGATRON_ARGS[@]}\"", "_"])
+        .arg(export.join("megatron_args.sh"))
+        .output()
+        .unwrap();
+    assert!(words.status.success(), "{}", String::from_utf8_lossy(&words.stderr));
+    let words = String::from_utf8(words.stdout).unwrap();
+    let words: Vec<&str> = words.lines().collect();
+    let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/megatron_check.py");
+    let read = python_with(&[check.to_str().unwrap()], &words, dir.path());
+
+    let (shape, adamw, lr) = (&recipe["shape"], &recipe["adamw"], &recipe["learning_rates"]);
+    for (megatron, ours) in [
+        ("num_layers", &shape["depth"]),
+        ("hidden_size", &shape["width"]),
+        ("ffn_hidden_size", &shape["ffn_width"]),
+        ("num_attention_heads", &shape["heads"]),
+        ("num_query_groups", &shape["kv_heads"]),
+        ("vocab_size", &shape["vocab"]),
+        ("seq_length", &recipe["seq_len"]),
+        ("init_method_std", &recipe["mup"]["init_std"]),
+        ("lr", &lr["base"]),
+        ("weight_decay", &recipe["weight_decay"]),
+        ("adam_beta1", &adamw["beta1"]),
+        ("adam_beta2", &adamw["beta2"]),
+        ("adam_eps", &adamw["eps"]),
+        ("clip_grad", &adamw["grad_clip"]),
+        ("global_batch_size", &recipe["batch"]["sequences"]),
+        ("train_iters", &recipe["schedule"]["total_steps"]),
+    ] {
+        assert_eq!(read[megatron].as_f64(), ours.as_f64(), "{megatron}: Megatron read {}, the recipe says {ours}", read[megatron]);
+    }
+    assert_eq!(
+        (read["kv_channels"].as_u64(), &read["gated_linear_unit"], &read["normalization"]),
+        (Some(64), &serde_json::json!(true), &serde_json::json!("RMSNorm"))
+    );
+    let mup = &read["mup"];
+    assert_eq!(mup["use_mup"], true);
+    assert_eq!(mup["mup_base_hidden_size"].as_str().unwrap().parse::<f64>().ok(), recipe["mup"]["base_width"].as_f64());
+    assert_eq!(mup["mup_embedding_mult"].as_str().unwrap().parse::<f64>().ok(), recipe["mup"]["scale_emb"].as_f64());
+    assert_eq!(mup["mup_output_mult"].as_str().unwrap().parse::<f64>().unwrap(), 1.0 / lr["width_multiplier"].as_f64().unwrap());
+    // The budget: iterations × global batch × sequence length is the recipe's tokens.
+    let tokens_per_step = recipe["batch"]["tokens"].as_u64().unwrap();
+    assert_eq!(read["train_iters"].as_u64().unwrap() * tokens_per_step, recipe["schedule"]["total_tokens"].as_u64().unwrap());
+    // The schedule: Megatron's learning rate once k iterations are done is η times windtunnel's
+    // factor at k steps' tokens, for every k. (Megatron trains iteration k at the rate of k − 1
+    // done, so its warmup starts from 0: the same curve, one step later.)
+    let schedule: windtunnel::schedule::ScheduleSpec = serde_json::from_value(recipe["schedule"]["schedule"].clone()).unwrap();
+    let total_tokens = recipe["schedule"]["total_tokens"].as_u64().unwrap();
+    let eta = lr["base"].as_f64().unwrap();
+    let lrs = read["lr_after_each_iteration"].as_array().unwrap();
+    assert_eq!(lrs.len() as u64, recipe["schedule"]["total_steps"].as_u64().unwrap());
+    for (k, megatron) in (1u64..).zip(lrs) {
+        let ours = eta * schedule.factor(k * tokens_per_step, total_tokens);
+        let megatron = megatron.as_f64().unwrap();
+        assert!((megatron - ours).abs() <= 1e-12 * eta, "after {k} iterations: Megatron {megatron}, windtunnel {ours}");
     }
 }
 

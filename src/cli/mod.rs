@@ -122,9 +122,12 @@ enum Command {
     /// Choose the full run from the sweep's fits: shape, µP learning rates, batch size, WSD schedule, predicted loss.
     #[command(after_help = "Examples:\n  windtunnel export results/quickstart --budget-flops 1e18\n  \
                             windtunnel export results/my-sweep --budget-flops 1e13 --allow-implausible   (a law too loose to trust, exported anyway; its warnings stay in recipe.json)\n  \
-                            windtunnel export results/quickstart --target-params 50e6 --vocab 73440 --seq-len 4096 --out export/\n\n\
+                            windtunnel export results/quickstart --target-params 50e6 --vocab 73440 --seq-len 4096 --out export/\n  \
+                            windtunnel export results/quickstart --budget-flops 1e18 --format megatron   (megatron_args.sh: Megatron-LM's arguments)\n  \
+                            windtunnel export results/quickstart --budget-flops 1e18 --format nanotron   (nanotron.yaml)\n\n\
                             Writes config.json (Hugging Face MiniCPM format: AutoConfig.from_pretrained(DIR, trust_remote_code=True) loads it),\n\
-                            configuration_minicpm.py (the class its auto_map names) and recipe.json (the training recipe and where each number came from).")]
+                            configuration_minicpm.py (the class its auto_map names) and recipe.json (the training recipe and where each number came from);\n\
+                            with --format megatron or nanotron, that trainer's file and recipe.json, which list what the trainer cannot express.")]
     Export(outputs::ExportArgs),
     /// Watch sweeps live in a browser: progress, loss curves, fits as runs finish, every run (read-only, local).
     #[command(after_help = "Examples:\n  windtunnel serve results/quickstart            (then open http://127.0.0.1:8080/)\n  \

@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{emit, emit_json};
+use windtunnel::export::formats::FormattedExport;
 use windtunnel::export::{export as choose, ExportRequest, Target};
 use windtunnel::layout::SweepDir;
 
@@ -110,7 +111,12 @@ pub struct ExportArgs {
     /// refused otherwise); the warnings stay in recipe.json.
     #[arg(long)]
     allow_implausible: bool,
-    /// Where to write config.json, configuration_minicpm.py and recipe.json [default: DIR/export].
+    /// The trainer to write the full run for: hf (config.json for transformers), megatron
+    /// (megatron_args.sh, Megatron-LM's pretrain_gpt.py arguments) or nanotron (nanotron.yaml).
+    /// What a trainer cannot express is listed in its file, the summary and recipe.json.
+    #[arg(long, value_enum, default_value = "hf")]
+    format: windtunnel::export::formats::Format,
+    /// Where to write the format's files and recipe.json [default: DIR/export].
     #[arg(long)]
     out: Option<std::path::PathBuf>,
     #[arg(long)]
@@ -151,11 +157,11 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
         batch_sweep: args.batch_sweep,
         allow_implausible: args.allow_implausible,
     };
-    let exported = choose(&request)?;
+    let exported = FormattedExport::new(choose(&request)?, args.format)?;
     let out = args.out.unwrap_or_else(|| SweepDir::new(&request.dir).export());
     let written = exported.write(&out)?;
     if args.json {
-        return emit_json(&exported.recipe);
+        return emit_json(&exported.recipe_json()?);
     }
     emit(&format!("{exported}wrote {}", written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")), false)
 }

@@ -16,6 +16,8 @@
 //! A fit the export needs and the sweep lacks is replaced by the sweep's own setting, loudly:
 //! the summary and `recipe.json` say which sweep would produce the missing fit.
 
+pub mod formats;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -277,6 +279,8 @@ pub struct Recipe {
     pub mup: MupConfig,
     pub learning_rates: LearningRates,
     pub weight_decay: f64,
+    /// AdamW as the sweep trained (β₁, β₂, ε, λ, gradient clip): what the trainers' exports carry.
+    pub adamw: crate::train::optimizer::AdamWConfig,
     pub batch: BatchChoice,
     pub schedule: ScheduleChoice,
     pub predicted_loss: f64,
@@ -379,6 +383,7 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
         mup,
         learning_rates,
         weight_decay: config.optimizer.weight_decay,
+        adamw: config.optimizer.adamw(),
         batch,
         schedule,
         predicted_loss: predicted,
