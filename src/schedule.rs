@@ -22,6 +22,10 @@
 //! The baseline WSD is compared with is `cosine`: warmup, then
 //! `η · (floor + (1 − floor) · ½(1 + cos(π · (D − W) / (T − W))))` to the end T; and `constant`
 //! (warmup, then η forever) is a WSD trunk's schedule before any decay.
+//!
+//! A schedule's family ([`ScheduleFamily`]: constant, cosine, or WSD with one of the table's
+//! decay shapes) is what `fit curve` compares the runs it predicts with the runs it fitted by; it
+//! is read from a run's rates, so other trainers' curves have one too.
 
 use std::borrow::Cow;
 

@@ -6,6 +6,11 @@
 //! says so), and a prediction for a run more than [`FITTED_REACH`] times as long as the longest
 //! run fitted has none either, with a note: that far out the law is extrapolated, and resampling
 //! the runs it was fitted on says nothing of how it holds.
+//!
+//! **Schedule families.** Each run and schedule predicted carries its family (constant, cosine,
+//! WSD by decay shape, other: [`crate::schedule::ScheduleFamily`], read from its rates); one
+//! warning per family that no run its law was fitted on belongs to. The law itself reads any
+//! schedule's rates, so a cosine or a constant run among the fitted runs is fitted like the rest.
 
 use std::collections::BTreeMap;
 
