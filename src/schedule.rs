@@ -22,6 +22,10 @@
 //! The baseline WSD is compared with is `cosine`: warmup, then
 //! `η · (floor + (1 − floor) · ½(1 + cos(π · (D − W) / (T − W))))` to the end T; and `constant`
 //! (warmup, then η forever) is a WSD trunk's schedule before any decay.
+//!
+//! A schedule's family ([`ScheduleFamily`]: constant, cosine, or WSD with one of the table's
+//! decay shapes) is what `fit curve` compares the runs it predicts with the runs it fitted by; it
+//! is read from a run's rates, so other trainers' curves have one too.
 
 use std::borrow::Cow;
 
@@ -331,6 +335,95 @@ impl ScheduleSpec {
     }
 }
 
+/// A schedule's family: constant, cosine, or WSD with a decay of one shape of [`DECAY_SHAPES`]
+/// (and `Other` for a rate sequence that is none of those, such as a two-stage drop). `fit curve`
+/// warns when it is asked to predict a family none of its fitted runs belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScheduleFamily {
+    Constant,
+    Cosine,
+    Wsd(DecayShape),
+    Other,
+}
+
+impl ScheduleSpec {
+    /// The schedule's family.
+    pub fn family(&self) -> ScheduleFamily {
+        match *self {
+            Self::Constant { .. } => ScheduleFamily::Constant,
+            Self::Cosine { .. } => ScheduleFamily::Cosine,
+            Self::Wsd { decay, .. } => ScheduleFamily::Wsd(decay),
+        }
+    }
+}
+
+impl ScheduleFamily {
+    /// How far (in units of the peak) a rate may stray from a family's schedule and still be
+    /// read as it: rates logged every few hundred steps and read linearly between rows, and
+    /// decays a few steps long, stay well within; the shapes differ by 0.2 or more mid-decay.
+    pub const TOLERANCE: f64 = 0.05;
+
+    /// The family of a run from the rate of each of its steps (1..=T): constant when the rate
+    /// never leaves its peak after reaching it; else the schedule, among a cosine from the first
+    /// step at the peak and a WSD decay of each shape from the last, that stays closest to the
+    /// rates (each ending at the run's last rate, an exponential halving as often as it must to
+    /// get there; a decay starting anywhere within the step after the last at the peak), when it
+    /// stays within [`Self::TOLERANCE`]; else `Other`.
+    pub fn of_rates(lr: &[f64]) -> Self {
+        let peak = lr.iter().copied().fold(0.0, f64::max);
+        let (Some(first), Some(last)) = (lr.iter().position(|&x| x == peak), lr.iter().rposition(|&x| x == peak)) else {
+            return Self::Other;
+        };
+        let steps = lr.len();
+        if peak <= 0.0 || last + 1 == steps {
+            return if peak > 0.0 { Self::Constant } else { Self::Other };
+        }
+        let floor = lr[steps - 1] / peak;
+        let cosine = ScheduleSpec::Cosine { warmup_tokens: first as u64 + 1, final_lr_fraction: floor };
+        let worst = |f: &dyn Fn(usize) -> f64| (first + 1..steps).map(|i| (lr[i] / peak - f(i + 1)).abs()).fold(0.0, f64::max);
+        let mut best = (Self::Other, Self::TOLERANCE);
+        let cosine_gap = worst(&|k| cosine.factor(k as u64, steps as u64));
+        if cosine_gap <= best.1 {
+            best = (Self::Cosine, cosine_gap);
+        }
+        // The decay starts after the last step at the peak, within a step of it (a decay in
+        // tokens need not start on a step's boundary).
+        for start in [0.0, 0.25, 0.5, 0.75].map(|within| (last + 1) as f64 + within) {
+            let decay_steps = steps as f64 - start;
+            let half_life =
+                if floor > 0.0 && floor < 1.0 { decay_steps / (1.0 / floor).log2() } else { decay_steps * ScheduleSpec::DEFAULT_HALF_LIFE_FRACTION };
+            for shape in DecayShape::all() {
+                let factor = |k: usize| {
+                    let x = (k as f64 - start).max(0.0);
+                    shape.factor(&DecayPoint { tokens: x, progress: (x / decay_steps).min(1.0), half_life_tokens: half_life, final_lr_fraction: floor })
+                };
+                let gap = worst(&factor);
+                if gap < best.1 {
+                    best = (Self::Wsd(shape), gap);
+                }
+            }
+        }
+        best.0
+    }
+}
+
+impl std::fmt::Display for ScheduleFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Constant => f.write_str("constant"),
+            Self::Cosine => f.write_str("cosine"),
+            Self::Wsd(shape) => write!(f, "WSD ({shape} decay)"),
+            Self::Other => f.write_str("other (neither constant, cosine nor a WSD decay of a known shape)"),
+        }
+    }
+}
+
+impl Serialize for ScheduleFamily {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +473,31 @@ mod tests {
         assert!(e.contains("decay_tokens"), "{e}");
         let e = ScheduleSpec::Constant { warmup_tokens: 10 }.validate(5).unwrap_err();
         assert!(e.contains("warmup_tokens"), "{e}");
+    }
+
+    /// A run's family read from its rates is its schedule's, for every shape of the table, at a
+    /// few tokens per step and with decays a few steps long; a two-stage drop is none of them.
+    #[test]
+    fn a_runs_family_is_read_from_its_rates() {
+        let rates = |spec: &ScheduleSpec, steps: u64, tokens_per_step: u64| -> Vec<f64> {
+            (1..=steps).map(|k| 0.04 * spec.factor(k * tokens_per_step, steps * tokens_per_step)).collect()
+        };
+        let mut specs = vec![ScheduleSpec::Constant { warmup_tokens: 8192 }, ScheduleSpec::Cosine { warmup_tokens: 8192, final_lr_fraction: 0.1 }];
+        for shape in DecayShape::all() {
+            for (decay_tokens, final_lr_fraction) in [(9830, 0.0), (20_000, 0.1), (50_000, 0.0)] {
+                specs.push(ScheduleSpec::Wsd { warmup_tokens: 8192, decay: shape, decay_tokens, half_life_tokens: None, final_lr_fraction });
+            }
+        }
+        for spec in &specs {
+            for steps in [60, 768] {
+                assert_eq!(ScheduleFamily::of_rates(&rates(spec, steps, 1024)), spec.family(), "{spec:?} over {steps} steps");
+            }
+        }
+        // Two stages: the peak, then 30% of it to the end.
+        let two_stage: Vec<f64> = (1..=800).map(|k| if k < 300 { 1.0 } else { 0.3 }).collect();
+        assert_eq!(ScheduleFamily::of_rates(&two_stage), ScheduleFamily::Other);
+        assert_eq!(ScheduleFamily::of_rates(&[0.0; 5]), ScheduleFamily::Other);
+        assert_eq!(ScheduleFamily::Wsd(DecayShape::named("1-sqrt").unwrap()).to_string(), "WSD (1-sqrt decay)");
     }
 
     /// Every reader of decay shapes accepts the table's shapes and no other: the run file, the

@@ -248,3 +248,78 @@ fn bad_curve_files_are_refused_naming_the_file_the_row_and_the_fix() {
     let e = fails(&["fit", "curve", "--input", "x.csv", "--predict-schedule", "wsd:tokens=10,decay=cubic"]);
     assert!(e.contains("decay `cubic`"), "{e}");
 }
+
+/// The schedule families of #46: a held-out run or a `--predict-schedule` of a family no fitted
+/// run belongs to gets one warning per family (text and JSON), and none once such a run is
+/// fitted; notes about runs come once, not once per run; the chart says "fitted" unless runs
+/// were held out, and orders its panels by N.
+#[test]
+fn fit_curve_warns_of_schedule_families_it_never_fitted() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = sweep(root.path());
+    let d = dir.to_str().unwrap();
+    let warnings = |args: &[&str]| -> Vec<String> {
+        let report = json(&[&["fit", "curve", "--input", d, "--bootstrap", "0", "--json"], args].concat());
+        report["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap().to_string()).collect()
+    };
+    // Trunks (constant) and exponential branches fitted: the cosines and the 1-sqrt branches
+    // predicted are families the law never saw, one warning each.
+    let w = warnings(&["--fit-runs", "trunk|exp/branch", "--predict-runs", "branch|cosine"]);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].starts_with("cosine schedules predicted (") && w[0].contains("exp/cosine@"), "{w:?}");
+    assert!(w[0].contains("and 1 more), and no run the law was fitted on in their group is one: it saw constant, WSD (exponential decay) only"), "{w:?}");
+    assert!(w[1].starts_with("WSD (1-sqrt decay) schedules predicted ("), "{w:?}");
+    let text = ok(&["fit", "curve", "--input", d, "--fit-runs", "trunk|exp/branch", "--predict-runs", "branch|cosine", "--bootstrap", "0"]);
+    assert_eq!(text.matches("\nwarning: ").count(), 2, "{text}");
+    // With a cosine fitted in each size, the cosine is a family the law has seen.
+    let w = warnings(&["--fit-runs", "trunk|exp/branch|exp/cosine@2560", "--predict-runs", "sqrt/branch|cosine@5120"]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("WSD (1-sqrt decay) schedules predicted") && w[0].contains("cosine"), "the family list names the cosine fitted: {w:?}");
+    // --predict-schedule, by the same rule.
+    let asked = ["--predict-schedule", "cosine:tokens=6144"];
+    assert!(warnings(&[&["--fit-runs", "trunk|exp/cosine"][..], &asked].concat()).is_empty());
+    let w = warnings(&[&["--fit-runs", "trunk|exp/branch"][..], &asked].concat());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("cosine schedules predicted (cosine:tokens=6144)"), "{w:?}");
+
+    // The runs of a size with no law: one note for all of them.
+    let report = json(&["fit", "curve", "--input", d, "--fit-runs", " w16 ", "--predict-runs", " w32 ", "--bootstrap", "0", "--json"]);
+    let notes: Vec<&str> = report["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let lawless: Vec<&&str> = notes.iter().filter(|n| n.contains("have no law")).collect();
+    assert_eq!(lawless.len(), 1, "{notes:?}");
+    assert!(lawless[0].starts_with("7 run(s) have no law, none of the runs of their group(s) `N=") && lawless[0].contains("and 4 more"), "{notes:?}");
+    assert!(report["groups"][0]["not_identified"].is_array(), "{report:#}");
+
+    // The chart: "fitted" finals when nothing was held out, "held-out" when runs were.
+    let svg = dir.join("plots/curve-law.svg");
+    ok(&["fit", "curve", "--input", d, "--bootstrap", "0"]);
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.contains("every evaluation; fitted finals: median") && !drawn.contains("held-out finals"), "the chart's residual panel");
+    ok(&["fit", "curve", "--input", d, "--fit-runs", "trunk|exp/branch", "--predict-runs", "cosine", "--bootstrap", "0"]);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("every evaluation; held-out finals: median"));
+}
+
+/// The chart's panels go by model size, whatever order the table's groups come in.
+#[test]
+fn curve_law_panels_are_ordered_by_model_size() {
+    let root = tempfile::tempdir().unwrap();
+    let mut csv = String::from("run,step,lr,loss,size\n");
+    // Three groups, the largest first in the file; each a constant run and a decay.
+    for (size, floor) in [("400M", 2.5), ("25M", 3.2), ("100M", 2.8)] {
+        for (run, decay_from) in [("constant", 400), ("wsd", 300)] {
+            for step in (10..=400).step_by(10) {
+                let lr = if step <= decay_from { 1e-3 } else { 1e-3 * (400 - step) as f64 / 100.0 };
+                let drop = if step > decay_from { 0.1 * (step - decay_from) as f64 / 100.0 } else { 0.0 };
+                let loss = floor + 3.0 * (step as f64).powf(-0.5) - drop;
+                csv.push_str(&format!("{size}/{run},{step},{lr},{loss},{size}\n"));
+            }
+        }
+    }
+    let table = root.path().join("curves.csv");
+    std::fs::write(&table, csv).unwrap();
+    let chart = root.path().join("chart.svg");
+    ok(&["fit", "curve", "--input", table.to_str().unwrap(), "--group", "size", "--bootstrap", "0", "--chart", chart.to_str().unwrap()]);
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    let at = |title: &str| svg.find(&format!(">\n{title}\n<")).unwrap_or_else(|| panic!("no panel {title}"));
+    assert!(at("25M") < at("100M") && at("100M") < at("400M"), "panels by N: 25M at {}, 100M at {}, 400M at {}", at("25M"), at("100M"), at("400M"));
+}

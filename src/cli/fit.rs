@@ -71,7 +71,9 @@ pub struct FitCurveArgs {
     /// not predicted].
     #[arg(long, value_name = "REGEX")]
     fit_runs: Option<regex::Regex>,
-    /// Predict the runs this matches (and that are not fitted) from the others, and compare.
+    /// Predict the runs this matches (and that are not fitted) from the others, and compare. A
+    /// schedule family (constant, cosine, WSD by decay shape) predicted here or by
+    /// --predict-schedule that no fitted run belongs to gets a warning.
     #[arg(long, value_name = "REGEX")]
     predict_runs: Option<regex::Regex>,
     /// A schedule to predict for every group, e.g. 'wsd:tokens=786432,decay_fraction=0.1,decay=1-sqrt',

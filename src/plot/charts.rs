@@ -517,14 +517,18 @@ pub fn coord_check(result: &CoordCheckResult) -> Result<Figure, String> {
     Ok(Figure { share_y: true, ..figure(&format!("coordinate check ({name}): flat lines = width-stable activations"), panels) })
 }
 
-/// The curve law (`fit curve`): per group, the evaluations of every run with the law's curve
-/// through the fitted runs (solid) and its predictions for the held-out runs and the requested
-/// schedules (dashed), and a last panel of the relative residuals at every evaluation.
+/// The curve law (`fit curve`): per group, smallest model first (where the runs give N), the
+/// evaluations of every run with the law's curve through the fitted runs (solid) and its
+/// predictions for the held-out runs and the requested schedules (dashed), and a last panel of
+/// the relative residuals at every evaluation, titled with the final losses' errors (held-out, or
+/// fitted when no run was held out).
 pub fn curve_law(name: &str, report: &CurveReport) -> Result<Figure, String> {
     const BLUE: RGBColor = RGBColor(31, 119, 180);
     let mut panels = Vec::new();
     let mut residuals: Vec<Series> = Vec::new();
-    for g in &report.groups {
+    let mut groups: Vec<&crate::fit::curve::report::GroupFit> = report.groups.iter().collect();
+    groups.sort_by(|a, b| a.n.unwrap_or(f64::INFINITY).total_cmp(&b.n.unwrap_or(f64::INFINITY)));
+    for g in groups {
         let mut series = Vec::new();
         let mut labelled = [false; 4];
         let mut label = |i: usize, text: &str| (!std::mem::replace(&mut labelled[i], true)).then(|| text.to_string());
@@ -555,7 +559,10 @@ pub fn curve_law(name: &str, report: &CurveReport) -> Result<Figure, String> {
         let (x0, x1) = span(residuals.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
         residuals.push(Series::new(None, GREY, Style::Dashed { width: 1 }, vec![(x0, 0.0), (x1, 0.0)]));
         let title = match (report.median_relative_error, report.max_relative_error) {
-            (Some(m), Some(x)) => format!("every evaluation; held-out finals: median |error| {:.2}%, largest {:.2}%", 100.0 * m, 100.0 * x),
+            (Some(m), Some(x)) => {
+                let finals = if report.runs.iter().any(|r| r.held_out) { "held-out" } else { "fitted" };
+                format!("every evaluation; {finals} finals: median |error| {:.2}%, largest {:.2}%", 100.0 * m, 100.0 * x)
+            }
             _ => "residuals".to_string(),
         };
         panels.push(Panel { title, x: Axis::log("tokens"), y: Axis::linear("(L̂ − L) / L  (%)"), series: residuals, legend: LegendPosition::None });

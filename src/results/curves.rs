@@ -100,6 +100,7 @@ fn curve_of(r: &RunCurve, name_batch: bool) -> Option<Curve> {
     Some(Curve {
         run: run_name(&r.run),
         group: format!("N={} lr={lr}{batch}", si(r.run.n as f64)),
+        n: Some(r.run.n as f64),
         lr: planned_rates(&r.run),
         tokens_per_step: Some(tps as f64),
         evals,

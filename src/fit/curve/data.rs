@@ -24,6 +24,10 @@ pub struct Curve {
     /// The fit the run belongs to (one model size and peak rate; every run, for a table without
     /// `--group`).
     pub group: String,
+    /// The model's size N, when known (a sweep's runs; a table's group that reads as a number,
+    /// such as `25M`): what the chart orders its panels by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<f64>,
     /// η at steps 1..=T.
     #[serde(skip)]
     pub lr: Vec<f64>,
@@ -111,6 +115,17 @@ impl Points {
     }
 }
 
+/// A model size written as a table's group: a number, or one with a K, M, B, G or T suffix
+/// (`25M`, `1.5B`); `None` for anything else.
+pub fn size_of(group: &str) -> Option<f64> {
+    let text = group.trim();
+    let (number, scale) = match text.char_indices().last()? {
+        (i, c) if "kKmMbBgGtT".contains(c) => (&text[..i], [1e3, 1e6, 1e9, 1e9, 1e12]["kmbgt".find(c.to_ascii_lowercase())?]),
+        _ => (text, 1.0),
+    };
+    number.parse::<f64>().ok().filter(|x| x.is_finite() && *x > 0.0).map(|x| x * scale)
+}
+
 /// Which columns of a long table hold the curves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LongColumns {
@@ -147,6 +162,7 @@ pub fn read_long_table(path: &Path, columns: &LongColumns) -> anyhow::Result<Vec
         long.check_rows(&name, rows)?;
         let mut curve = long.curve(&name, rows)?;
         curve.group = group.map_or_else(|| "all".to_string(), |g| table.rows[rows[0]].values[g].to_string());
+        curve.n = size_of(&curve.group);
         curves.push(curve);
     }
     anyhow::ensure!(!curves.is_empty(), "{} has no rows; a curve table has one row per logged step", long.file);
@@ -237,7 +253,7 @@ impl<'a> LongTable<'a> {
         );
         anyhow::ensure!(schedule.iter().any(|&x| x > 0.0), "{file}: run `{name}` has a learning rate of 0 at every step; check the `{}` column", columns.lr);
         let tokens_per_step = self.tokens.as_ref().map(|t| t[last_row] / self.step[last_row]).filter(|t| t.is_finite() && *t > 0.0);
-        Ok(Curve { run: name.to_string(), group: String::new(), lr: schedule, tokens_per_step, evals, finished: true })
+        Ok(Curve { run: name.to_string(), group: String::new(), n: None, lr: schedule, tokens_per_step, evals, finished: true })
     }
 
     /// The rate of every step 1..=last: linear between the logged rows, the first row's rate
@@ -285,6 +301,17 @@ mod tests {
     }
 
     #[test]
+    fn a_groups_size_is_read_with_its_suffix() {
+        assert_eq!(size_of("25M"), Some(25e6));
+        assert_eq!(size_of("1.5B"), Some(1.5e9));
+        assert_eq!(size_of("400m"), Some(400e6));
+        assert_eq!(size_of("94528"), Some(94528.0));
+        for not_a_size in ["all", "M", "N=23.712K lr=0.04", "-3M", ""] {
+            assert_eq!(size_of(not_a_size), None, "{not_a_size}");
+        }
+    }
+
+    #[test]
     fn bad_curve_files_are_refused_with_the_row_and_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
@@ -309,6 +336,7 @@ mod tests {
         let curve = Curve {
             run: "a".into(),
             group: "g".into(),
+            n: None,
             lr: vec![0.5, 1.0, 1.0, 0.5, 0.25],
             tokens_per_step: None,
             evals: vec![(1, 9.0), (3, 5.0), (5, 4.0)],

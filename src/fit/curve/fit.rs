@@ -284,6 +284,15 @@ fn fit_theta_from(form: CurveFormKind, data: &FitData, weight: &[f64], grid: &[(
     refined.into_iter().chain(starts.into_iter().filter(|(t, _)| admissible(f, t, data.groups))).min_by(|a, b| a.1.total_cmp(&b.1))
 }
 
+/// Whether θ's α and φ are a start of [`fit_theta`]'s grid, to the bit: no refinement ended
+/// admissible and better, so they are where the search began, not what the data say.
+pub(crate) fn at_a_start(form: CurveFormKind, theta: &[f64]) -> bool {
+    let np = form.form().shape_parameters().len();
+    let same = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+    let alpha = theta[group_index(form.form(), 0) + 2];
+    ALPHA_STARTS.iter().any(|a| a.to_bits() == alpha.to_bits()) && form.form().shape_starts().iter().any(|phi| same(phi, &theta[1..1 + np]))
+}
+
 /// The laws of each group from a fit's θ.
 pub(crate) fn laws_of(form: CurveFormKind, data: &FitData, theta: &[f64]) -> Vec<CurveLaw> {
     let np = form.form().shape_parameters().len();
@@ -359,6 +368,7 @@ mod tests {
                 Curve {
                     run: format!("r{i}"),
                     group: "g".into(),
+                    n: None,
                     lr,
                     tokens_per_step: Some(100.0),
                     evals: steps.into_iter().zip(losses).collect(),
@@ -399,6 +409,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_theta_at_a_start_of_the_grid_is_told_apart() {
+        let form = CurveFormKind::MultiPower;
+        let phi = form.form().shape_starts()[5].clone();
+        let theta: Vec<f64> = [vec![0.1], phi, vec![2.0, 0.3, ALPHA_STARTS[2]]].concat();
+        assert!(at_a_start(form, &theta));
+        let mut moved = theta.clone();
+        moved[2] += 1e-12;
+        assert!(!at_a_start(form, &moved), "φ off the grid");
+        let mut moved = theta;
+        moved[6] = 0.5000001;
+        assert!(!at_a_start(form, &moved), "α off the grid");
     }
 
     #[test]
@@ -515,7 +539,15 @@ mod tests {
             .map(|(i, lr)| {
                 let at: Vec<u64> = (1..=steps / 500).map(|k| 500 * k).collect();
                 let losses = truth.predict(&lr, &at);
-                Curve { run: format!("r{i}"), group: "g".into(), lr, tokens_per_step: None, evals: at.into_iter().zip(losses).collect(), finished: true }
+                Curve {
+                    run: format!("r{i}"),
+                    group: "g".into(),
+                    n: None,
+                    lr,
+                    tokens_per_step: None,
+                    evals: at.into_iter().zip(losses).collect(),
+                    finished: true,
+                }
             })
             .collect();
         let refs: Vec<&Curve> = curves.iter().collect();

@@ -69,7 +69,15 @@ pub trait CurveForm: Sync {
     /// The largest h_φ can be for a rate brought from the peak to zero: a law whose K times this
     /// exceeds L₀ would predict a negative loss for a long enough decay, and is refused.
     fn largest_decay_term(&self, phi: &[f64]) -> f64;
+    /// For each of φ's parameters: whether it sits at a bound of its range, or has run so far
+    /// towards an end of it (a factor of e⁹ ≈ 8,000 from 1 in a log coordinate) that the fit
+    /// has stopped pinning it: `fit curve` reports such a parameter as not identified.
+    fn at_edge(&self, phi: &[f64]) -> Vec<bool>;
 }
+
+/// How far a log coordinate of φ may run (|ln x| ≤ 9: x within 1.2e-4 and 8,100) before
+/// [`CurveForm::at_edge`] calls it at the edge of its range.
+pub const EDGE_OF_LOG_RANGE: f64 = 9.0;
 
 /// The curve-law forms there are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -172,6 +180,12 @@ impl CurveForm for MultiPower {
     /// G < 1, so h < Σ (η_{k−1} − η_k) = 1 in units of the peak.
     fn largest_decay_term(&self, _phi: &[f64]) -> f64 {
         1.0
+    }
+
+    /// C and β in their log coordinates; γ within 2% of Γ of either bound (0 and Γ).
+    fn at_edge(&self, phi: &[f64]) -> Vec<bool> {
+        let gamma = Self::gamma(phi[2]).0 / Self::GAMMA_MAX;
+        vec![phi[0].abs() > EDGE_OF_LOG_RANGE, phi[1].abs() > EDGE_OF_LOG_RANGE, !(0.02..=0.98).contains(&gamma)]
     }
 }
 
@@ -283,6 +297,11 @@ impl CurveForm for Annealing {
     /// (1 − λⁿ)/(1 − λ) < τ, so h < τ in units of the peak.
     fn largest_decay_term(&self, phi: &[f64]) -> f64 {
         phi[0].exp()
+    }
+
+    /// τ = e^φ steps: past e⁹ ≈ 8,100 steps, or at its bound of one step (λ = 0).
+    fn at_edge(&self, phi: &[f64]) -> Vec<bool> {
+        vec![phi[0] > EDGE_OF_LOG_RANGE || phi[0] < 1e-3]
     }
 }
 

@@ -6,6 +6,11 @@
 //! says so), and a prediction for a run more than [`FITTED_REACH`] times as long as the longest
 //! run fitted has none either, with a note: that far out the law is extrapolated, and resampling
 //! the runs it was fitted on says nothing of how it holds.
+//!
+//! **Schedule families.** Each run and schedule predicted carries its family (constant, cosine,
+//! WSD by decay shape, other: [`crate::schedule::ScheduleFamily`], read from its rates); one
+//! warning per family that no run its law was fitted on belongs to. The law itself reads any
+//! schedule's rates, so a cosine or a constant run among the fitted runs is fitted like the rest.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +24,7 @@ use super::form::CurveFormKind;
 use super::progress::{Progress, Reporter};
 use super::schedules::{decay_fractions, decay_shapes, GroupFrame, ScheduleRequest};
 use crate::fit::bootstrap::Interval;
-use crate::schedule::DecayShape;
+use crate::schedule::{DecayShape, ScheduleFamily};
 
 /// What to fit and predict.
 #[derive(Debug, Clone)]
@@ -65,6 +70,9 @@ impl Default for CurveOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupFit {
     pub group: String,
+    /// The model's size, when its runs say it (see [`Curve::n`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<f64>,
     /// The runs fitted.
     pub runs: Vec<String>,
     pub points: usize,
@@ -74,6 +82,8 @@ pub struct GroupFit {
     pub fit_max_relative_error: f64,
     /// Bootstrap replicates that refitted.
     pub bootstrap: usize,
+    /// The parameters the fit does not pin, and why (see [`not_identified`]).
+    pub not_identified: Vec<NotIdentified>,
     #[serde(skip)]
     pub law: CurveLaw,
     #[serde(skip)]
@@ -81,6 +91,42 @@ pub struct GroupFit {
     /// The steps of the longest run fitted.
     #[serde(skip)]
     pub longest_run: u64,
+}
+
+/// A parameter the fit leaves free, as `fit law` marks one: its number says nothing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotIdentified {
+    /// Its key, as in `params`.
+    pub parameter: String,
+    #[serde(skip)]
+    pub symbol: &'static str,
+    pub why: String,
+}
+
+/// The parameters of `law` that its fit leaves free: α and φ when the fit ended at its starting
+/// values (`at_start`: no refinement ended admissible, so they are the start grid's), φ's
+/// parameters at the edge of their range ([`super::form::CurveForm::at_edge`]), and, with enough
+/// refits, any whose bootstrap standard error exceeds ten times its value (`fit law`'s rule).
+pub fn not_identified(law: &CurveLaw, replicates: &[CurveLaw], at_start: bool) -> Vec<NotIdentified> {
+    let named = law.named();
+    let edge = law.form.form().at_edge(&law.phi);
+    let mut out = Vec::new();
+    for (i, &(key, symbol, value)) in named.iter().enumerate() {
+        let shape = i.checked_sub(4);
+        let why = if at_start && (key == "alpha" || shape.is_some()) {
+            Some("the fit ended at its starting values (no refinement from the best starts ended admissible)".to_string())
+        } else if shape.is_some_and(|j| edge[j]) {
+            Some(format!("{} is at the edge of its range, where the runs fitted stop pinning it", crate::format::sig(value)))
+        } else if replicates.len() >= REFITS_FOR_AN_INTERVAL {
+            let samples: Vec<f64> = replicates.iter().map(|r| r.named()[i].2).collect();
+            let interval = Interval::from_samples(value, &samples, 0.95);
+            (!interval.is_identified()).then(|| format!("the bootstrap refits leave it free (± {})", crate::format::sig(interval.std_error)))
+        } else {
+            None
+        };
+        out.extend(why.map(|why| NotIdentified { parameter: key.to_string(), symbol, why }));
+    }
+    out
 }
 
 /// One point of a predicted curve.
@@ -101,6 +147,8 @@ pub struct RunPrediction {
     pub group: String,
     /// Predicted without its own data (`--predict-runs`), or fitted.
     pub held_out: bool,
+    /// Its schedule's family, read from its rates.
+    pub family: ScheduleFamily,
     pub predicted_final: f64,
     /// `None` while the run has not ended: the prediction is where it is heading.
     pub actual_final: Option<f64>,
@@ -115,6 +163,7 @@ pub struct RunPrediction {
 pub struct SchedulePrediction {
     pub schedule: String,
     pub group: String,
+    pub family: ScheduleFamily,
     pub steps: u64,
     pub predicted_final: f64,
     /// 95% bootstrap interval over runs (none with fewer than 20 refits, or past [`FITTED_REACH`]).
@@ -156,6 +205,9 @@ pub struct CurveReport {
     pub baseline_max_relative_error: Option<f64>,
     pub schedules: Vec<SchedulePrediction>,
     pub decay_optima: Vec<DecayOptimum>,
+    /// Predictions the fit cannot vouch for: a schedule family asked for that no fitted run of
+    /// its law belongs to.
+    pub warnings: Vec<String>,
     pub notes: Vec<String>,
     /// Where the chart was written.
     pub chart: Option<std::path::PathBuf>,
@@ -188,6 +240,7 @@ pub fn fit_curves(curves: &[Curve], options: &CurveOptions) -> anyhow::Result<Cu
     let errors: Vec<f64> = runs.iter().filter_map(|r| r.relative_error.map(f64::abs)).collect();
     let baseline: Vec<f64> = runs.iter().filter_map(|r| r.baseline_relative_error.map(f64::abs)).collect();
     let (schedules, decay_optima) = not_run(&fits, &fit, options, &mut notes)?;
+    let warnings = unfitted_families(&fit, &runs, &schedules, options.joint);
     reporter.end();
     Ok(CurveReport {
         form: options.form,
@@ -202,6 +255,7 @@ pub fn fit_curves(curves: &[Curve], options: &CurveOptions) -> anyhow::Result<Cu
         baseline_max_relative_error: baseline.iter().copied().reduce(f64::max),
         schedules,
         decay_optima,
+        warnings,
         notes,
         chart: None,
     })
@@ -234,8 +288,9 @@ fn runs_to_fit<'a>(curves: &'a [Curve], options: &CurveOptions) -> anyhow::Resul
     Ok(fit)
 }
 
-/// The final loss and curve of each run `shown`, by its group's law; a note for a run with no law,
-/// and for one past [`FITTED_REACH`].
+/// The final loss and curve of each run `shown`, by its group's law; one note for the runs with
+/// no law, and one for those past [`FITTED_REACH`] (not one per run: 10,000 runs would bury the
+/// report).
 fn predict_runs(
     shown: &[&Curve],
     fits: &[GroupFit],
@@ -245,15 +300,40 @@ fn predict_runs(
     reporter: &Reporter,
 ) -> Vec<RunPrediction> {
     let mut runs = Vec::new();
+    let (mut lawless, mut groups_lawless, mut far) = (Vec::new(), Vec::new(), Vec::new());
     for c in shown {
         match fits.iter().find(|g| g.group == c.group) {
             Some(g) => {
                 runs.push(predict_run(c, g, baselines, held_out));
-                notes.extend(extrapolated(&c.run, c.steps(), g, false));
+                let factor = c.steps() as f64 / g.longest_run as f64;
+                if factor > FITTED_REACH {
+                    far.push(format!("{} ({} steps, {factor:.1}× its law's longest, {} steps)", c.run, c.steps(), g.longest_run));
+                }
             }
-            None => notes.push(format!("{}: no law for its group `{}` (none of its runs were fitted)", c.run, c.group)),
+            None => {
+                lawless.push(c.run.as_str());
+                if !groups_lawless.contains(&format!("`{}`", c.group)) {
+                    groups_lawless.push(format!("`{}`", c.group));
+                }
+            }
         }
         reporter.done_one();
+    }
+    if !lawless.is_empty() {
+        notes.push(format!(
+            "{} run(s) have no law, none of the runs of their group(s) {} being fitted: {}",
+            lawless.len(),
+            groups_lawless.join(", "),
+            listed(&lawless)
+        ));
+    }
+    if !far.is_empty() {
+        let far: Vec<&str> = far.iter().map(String::as_str).collect();
+        notes.push(format!(
+            "{} run(s) are more than {FITTED_REACH}× as long as the longest run their group's law was fitted on: extrapolations: {}",
+            far.len(),
+            listed(&far)
+        ));
     }
     runs
 }
@@ -305,6 +385,49 @@ fn extrapolated(what: &str, steps: u64, g: &GroupFit, interval: bool) -> Option<
     })
 }
 
+/// One warning per schedule family that a held-out run or a `--predict-schedule` asks for and
+/// that no run its law was fitted on belongs to (the runs of its group, or of every group of a
+/// joint fit): nothing the law saw vouches for its response to that schedule.
+fn unfitted_families(fit: &[&Curve], runs: &[RunPrediction], schedules: &[SchedulePrediction], joint: bool) -> Vec<String> {
+    let fitted: Vec<(&str, ScheduleFamily)> = fit.iter().map(|c| (c.group.as_str(), ScheduleFamily::of_rates(&c.lr))).collect();
+    let seen = |group: &str, family: ScheduleFamily| fitted.iter().any(|&(g, f)| f == family && (joint || g == group));
+    let asked = runs.iter().filter(|r| r.held_out).map(|r| (&r.run, &r.group, r.family)).chain(schedules.iter().map(|s| (&s.schedule, &s.group, s.family)));
+    let mut missing: Vec<(ScheduleFamily, Vec<&str>)> = Vec::new();
+    for (what, _, family) in asked.filter(|(_, g, f)| !seen(g, *f)) {
+        match missing.iter_mut().find(|m| m.0 == family) {
+            Some(m) if !m.1.contains(&what.as_str()) => m.1.push(what),
+            Some(_) => {}
+            None => missing.push((family, vec![what])),
+        }
+    }
+    let mut families_fitted: Vec<String> = Vec::new();
+    for (_, f) in &fitted {
+        if !families_fitted.contains(&f.to_string()) {
+            families_fitted.push(f.to_string());
+        }
+    }
+    missing
+        .into_iter()
+        .map(|(family, what)| {
+            format!(
+                "{family} schedules predicted ({}), and no run the law was fitted on {} is one: it saw {} only, so these predictions extrapolate in schedule (fit one such run with --fit-runs to check them)",
+                listed(&what),
+                if joint { "in any group" } else { "in their group" },
+                families_fitted.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// Up to three names, and how many more.
+fn listed(names: &[&str]) -> String {
+    let shown = names.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+    match names.len() {
+        n if n > 3 => format!("{shown} and {} more", n - 3),
+        _ => shown,
+    }
+}
+
 fn names(curves: &[Curve]) -> String {
     curves.iter().map(|c| c.run.as_str()).collect::<Vec<_>>().join("\n  ")
 }
@@ -351,6 +474,7 @@ fn fit_set(set: &[&String], members: &[&Curve], options: &CurveOptions, notes: &
     };
     reporter.end();
     let laws = laws_of(options.form, &data, &theta);
+    let at_start = super::fit::at_a_start(options.form, &theta);
     if let Some(gamma) = laws.first().filter(|l| l.form == CurveFormKind::MultiPower).map(|l| l.named()[6].2) {
         if gamma > 0.98 * super::form::MultiPower::GAMMA_MAX {
             notes.push(format!(
@@ -367,12 +491,18 @@ fn fit_set(set: &[&String], members: &[&Curve], options: &CurveOptions, notes: &
     if options.bootstrap > 0 {
         reporter.end();
     }
-    Some(set.iter().zip(laws).enumerate().map(|(g, (name, law))| group_fit(name, law, members, replicates.iter().map(|r| r[g].clone()).collect())).collect())
+    Some(
+        set.iter()
+            .zip(laws)
+            .enumerate()
+            .map(|(g, (name, law))| group_fit(name, law, members, replicates.iter().map(|r| r[g].clone()).collect(), at_start))
+            .collect(),
+    )
 }
 
-/// Group `name`'s fit: its law, how well it fits the group's runs among `members`, and its
-/// bootstrap replicates.
-fn group_fit(name: &str, law: CurveLaw, members: &[&Curve], replicates: Vec<CurveLaw>) -> GroupFit {
+/// Group `name`'s fit: its law, how well it fits the group's runs among `members`, its bootstrap
+/// replicates, and what it leaves free (`at_start`: the fit ended at a start).
+fn group_fit(name: &str, law: CurveLaw, members: &[&Curve], replicates: Vec<CurveLaw>, at_start: bool) -> GroupFit {
     let group_curves: Vec<&Curve> = members.iter().copied().filter(|c| c.group == name).collect();
     let residuals: Vec<f64> = group_curves
         .iter()
@@ -384,12 +514,14 @@ fn group_fit(name: &str, law: CurveLaw, members: &[&Curve], replicates: Vec<Curv
         .collect();
     GroupFit {
         group: name.to_string(),
+        n: group_curves.iter().find_map(|c| c.n),
         runs: group_curves.iter().map(|c| c.run.clone()).collect(),
         points: residuals.len(),
         params: law.named().into_iter().map(|(k, _, v)| (k.to_string(), v)).collect(),
         fit_median_relative_error: median(&residuals).unwrap_or(f64::NAN),
         fit_max_relative_error: residuals.iter().copied().fold(0.0, f64::max),
         bootstrap: replicates.len(),
+        not_identified: not_identified(&law, &replicates, at_start),
         law,
         replicates,
         longest_run: group_curves.iter().map(|c| c.steps()).max().unwrap_or(0),
@@ -432,6 +564,7 @@ fn predict_run(c: &Curve, g: &GroupFit, baselines: &Baselines, held_out: bool) -
         run: c.run.clone(),
         group: c.group.clone(),
         held_out,
+        family: ScheduleFamily::of_rates(&c.lr),
         predicted_final,
         actual_final,
         relative_error: rel(predicted_final),
@@ -453,6 +586,7 @@ fn predict_schedule(request: &ScheduleRequest, g: &GroupFit, frame: &GroupFrame,
     Ok(SchedulePrediction {
         schedule: request.text.clone(),
         group: g.group.clone(),
+        family: ScheduleFamily::of_rates(&lr),
         steps: lr.len() as u64,
         predicted_final,
         interval: (samples.len() >= REFITS_FOR_AN_INTERVAL).then(|| Interval::from_samples(predicted_final, &samples, 0.95)),
@@ -534,6 +668,18 @@ impl std::fmt::Display for CurveReport {
                 100.0 * g.fit_max_relative_error,
                 if g.bootstrap > 0 { format!("; {} bootstrap refits over runs", g.bootstrap) } else { String::new() }
             )?;
+            // Parameters with the same reason share it: "α, C, β, γ: the fit ended at …".
+            let mut free: Vec<(Vec<&str>, &str)> = Vec::new();
+            for p in &g.not_identified {
+                match free.last_mut().filter(|(_, why)| *why == p.why) {
+                    Some((symbols, _)) => symbols.push(p.symbol),
+                    None => free.push((vec![p.symbol], &p.why)),
+                }
+            }
+            if !free.is_empty() {
+                let free: Vec<String> = free.iter().map(|(symbols, why)| format!("{}: {why}", symbols.join(", "))).collect();
+                writeln!(f, "  not identified: {}", free.join("; "))?;
+            }
         }
         if !self.runs.is_empty() {
             let held_out = self.runs.iter().any(|r| r.held_out);
@@ -578,6 +724,9 @@ impl std::fmt::Display for CurveReport {
                 (None, _) => writeln!(f)?,
             }
         }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
         for n in &self.notes {
             writeln!(f, "note: {n}")?;
         }
@@ -585,5 +734,39 @@ impl std::fmt::Display for CurveReport {
             writeln!(f, "\nchart: {}", chart.display())?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn law(l0: f64, a: f64, phi: Vec<f64>) -> CurveLaw {
+        CurveLaw { form: CurveFormKind::MultiPower, lr_ref: 0.02, l0, a, alpha: 0.5, k: 0.3, phi }
+    }
+
+    fn flagged(free: &[NotIdentified]) -> Vec<&str> {
+        free.iter().map(|p| p.parameter.as_str()).collect()
+    }
+
+    /// As `fit law` marks them: parameters at their starting values, at the edge of their range,
+    /// or left free by the bootstrap; and nothing for a law the data pin.
+    #[test]
+    fn parameters_the_fit_leaves_free_are_not_identified() {
+        let inside = vec![(0.5f64).ln(), (0.6f64).ln(), 0.0];
+        assert!(not_identified(&law(2.0, 1.0, inside.clone()), &[], false).is_empty());
+        assert_eq!(flagged(&not_identified(&law(2.0, 1.0, inside.clone()), &[], true)), ["alpha", "c", "beta", "gamma"]);
+        let ran_away = not_identified(&law(2.0, 1.0, vec![-29.0, 27.0, 0.0]), &[], false);
+        assert_eq!(flagged(&ran_away), ["c", "beta"]);
+        assert!(ran_away[0].why.starts_with("2.544e-13 is at the edge of its range"), "{ran_away:?}");
+        let at_bound = not_identified(&law(2.0, 1.0, vec![0.0, 0.0, 6.0]), &[], false);
+        assert_eq!(flagged(&at_bound), ["gamma"], "γ = 1.995, within 2% of its bound 2");
+        // Refits that scatter A over six orders of magnitude, and agree on everything else.
+        let refits: Vec<CurveLaw> = (0..REFITS_FOR_AN_INTERVAL).map(|i| law(2.0, 10f64.powi(i as i32 % 7 - 1), inside.clone())).collect();
+        let free = not_identified(&law(2.0, 1.0, inside.clone()), &refits, false);
+        assert_eq!(flagged(&free), ["a"]);
+        assert!(free[0].why.starts_with("the bootstrap refits leave it free (± "), "{free:?}");
+        // Too few refits to judge: nothing said.
+        assert!(not_identified(&law(2.0, 1.0, inside), &refits[..REFITS_FOR_AN_INTERVAL - 1], false).is_empty());
     }
 }
