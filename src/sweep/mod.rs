@@ -13,6 +13,7 @@ pub mod executor;
 pub mod integrity;
 pub mod loaded;
 pub mod local;
+pub mod mixture;
 pub mod plan;
 pub mod progress;
 pub mod reference;
