@@ -172,6 +172,7 @@ impl SweepLab<'_> {
             duplicates: Vec::new(),
             kernel_cache: self.full.kernel_cache.clone(),
             mixture_costs: Vec::new(),
+            domain_floors: Vec::new(),
         }
     }
 

@@ -134,7 +134,7 @@ impl MixtureGrid {
             "{here}: grid `{grid}`: mixtures needs `weights` (a list of mixtures) or `sample` (e.g. sample = {{ count = 16, seed = 0 }})"
         );
         for (i, mixture) in self.weights.iter().enumerate() {
-            self.check_weights(mixture, &format!("mixtures.weights[{i}]"), grid, &at("weights"))?;
+            self.check_weights(mixture, &format!("mixtures.weights[{i}]"), grid, &at("mixtures.weights"))?;
         }
         if let Some(sample) = &self.sample {
             self.check_sample(sample, grid, &at("sample"))?;
@@ -217,7 +217,8 @@ impl MixtureGrid {
                 Some(n) => normalised(n, &domains),
                 None => natural_shares(&domains, base_dir).map_err(|e| anyhow::anyhow!("grid `{grid}`: {e}"))?,
             };
-            all.extend(sample_mixtures(sample, &natural).map_err(|e| anyhow::anyhow!("grid `{grid}`: {e}"))?);
+            let sampled = sample_mixtures(sample, &natural, &all).map_err(|e| anyhow::anyhow!("grid `{grid}`: {e}"))?;
+            all.extend(sampled);
         }
         Ok(all.into_iter().map(|weights| (PlannedMixture { id: mixture_id(&weights), weights: weights.clone() }, data_spec(&weights, &domains))).collect())
     }
@@ -246,8 +247,13 @@ fn natural_shares(domains: &BTreeMap<String, DataSpec>, base_dir: &Path) -> anyh
     Ok(tokens.into_iter().map(|(d, t)| (d, t / total)).collect())
 }
 
-/// `sample.count` distinct mixtures (see [`MixtureSample`]), each weight rounded to 6 decimals.
-pub fn sample_mixtures(sample: &MixtureSample, natural: &BTreeMap<String, f64>) -> anyhow::Result<Vec<BTreeMap<String, f64>>> {
+/// `sample.count` distinct mixtures (see [`MixtureSample`]), none of them one of `written`, each
+/// weight rounded to 6 decimals.
+pub fn sample_mixtures(
+    sample: &MixtureSample,
+    natural: &BTreeMap<String, f64>,
+    written: &[BTreeMap<String, f64>],
+) -> anyhow::Result<Vec<BTreeMap<String, f64>>> {
     let mut rng = Rng::derive(sample.seed, &[0x313C_5A3E]);
     let mut out: Vec<BTreeMap<String, f64>> = Vec::with_capacity(sample.count);
     let mut tries = 0usize;
@@ -263,7 +269,7 @@ pub fn sample_mixtures(sample: &MixtureSample, natural: &BTreeMap<String, f64>) 
         let alphas: Vec<f64> = natural.values().map(|p| concentration * p).collect();
         let weights = with_minimum(dirichlet(&mut rng, &alphas), sample.min_weight);
         let mixture: BTreeMap<String, f64> = natural.keys().cloned().zip(weights).collect();
-        if !out.contains(&mixture) {
+        if !out.contains(&mixture) && !written.contains(&mixture) {
             out.push(mixture);
         }
     }
@@ -341,18 +347,18 @@ mod tests {
 
     #[test]
     fn sampled_mixtures_are_a_function_of_the_seed() {
-        let a = sample_mixtures(&sample(64, 0, 0.0), &natural()).unwrap();
-        assert_eq!(a, sample_mixtures(&sample(64, 0, 0.0), &natural()).unwrap());
-        assert_ne!(a, sample_mixtures(&sample(64, 1, 0.0), &natural()).unwrap());
+        let a = sample_mixtures(&sample(64, 0, 0.0), &natural(), &[]).unwrap();
+        assert_eq!(a, sample_mixtures(&sample(64, 0, 0.0), &natural(), &[]).unwrap());
+        assert_ne!(a, sample_mixtures(&sample(64, 1, 0.0), &natural(), &[]).unwrap());
         // The first draws do not depend on how many are asked for.
-        assert_eq!(a[..16], sample_mixtures(&sample(16, 0, 0.0), &natural()).unwrap()[..]);
+        assert_eq!(a[..16], sample_mixtures(&sample(16, 0, 0.0), &natural(), &[]).unwrap()[..]);
         // Pinned: the first mixtures of seed 0, so a change to the sampler shows (ids stay stable).
         assert_eq!(a[..2].iter().map(mixture_id).collect::<Vec<_>>(), ["mix-93015d29", "mix-56ca4529"]);
     }
 
     #[test]
     fn sampled_weights_sum_to_one_respect_the_minimum_and_reach_zero() {
-        let mixtures = sample_mixtures(&sample(256, 3, 0.05), &natural()).unwrap();
+        let mixtures = sample_mixtures(&sample(256, 3, 0.05), &natural(), &[]).unwrap();
         let mut zeros = 0;
         for m in &mixtures {
             let sum: f64 = m.values().sum();

@@ -89,6 +89,18 @@ pub struct Plan {
     /// What each mixture grid costs, and what its mixtures would cost as whole runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mixture_costs: Vec<MixtureCost>,
+    /// The exact loss floor of each synthetic domain of the mixture grids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_floors: Vec<DomainFloor>,
+}
+
+/// A synthetic domain's exact floor at its grid's sequence length (None: too many contexts to
+/// compute it; its evaluation set's `oracle_loss` estimates it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainFloor {
+    pub domain: String,
+    pub grid: String,
+    pub floor: Option<crate::data::synthetic::LanguageFloor>,
 }
 
 /// A mixture grid's cost: its FLOPs as planned, and the FLOPs of training each of its mixtures as
@@ -266,7 +278,8 @@ pub fn plan(spec: &SweepSpec) -> anyhow::Result<Plan> {
     let from_scratch_flops = runs.iter().filter(|r| r.kind != RunKind::Trunk).map(|r| r.flops).sum();
     let kernel_cache = spec.gpu.kernel_cache.as_ref().map(|dir| spec.base_dir.join(dir));
     let mixture_costs = mixture_costs(spec, &runs);
-    Ok(Plan { name: spec.name.clone(), runs, total_flops, from_scratch_flops, duplicates, kernel_cache, mixture_costs })
+    let domain_floors = domain_floors(spec, &runs)?;
+    Ok(Plan { name: spec.name.clone(), runs, total_flops, from_scratch_flops, duplicates, kernel_cache, mixture_costs, domain_floors })
 }
 
 /// A grid's mixtures with their data and placement (`[None]`: a grid without a mixture axis).
@@ -297,6 +310,21 @@ fn mixture_costs(spec: &SweepSpec, runs: &[PlannedRun]) -> Vec<MixtureCost> {
             MixtureCost { grid: grid.name.clone(), placement: mixtures.placement, mixtures: ids.len(), flops, as_runs_flops }
         })
         .collect()
+}
+
+/// The floor of every synthetic domain of the mixture grids, at the grid's sequence length.
+fn domain_floors(spec: &SweepSpec, runs: &[PlannedRun]) -> anyhow::Result<Vec<DomainFloor>> {
+    let mut floors = Vec::new();
+    for grid in &spec.grids {
+        let (Some(mixtures), Some(run)) = (&grid.mixtures, runs.iter().find(|r| r.grid == grid.name)) else { continue };
+        for (domain, data) in mixtures.domain_specs(&grid.name, &|_| "sweep file".to_string())? {
+            if let DataSpec::Synthetic(config) = data {
+                let language = crate::data::synthetic::SyntheticLanguage::new(config).map_err(|e| anyhow::anyhow!("mixtures.domains.{domain}: {e}"))?;
+                floors.push(DomainFloor { domain, grid: grid.name.clone(), floor: language.floor(run.config.training.seq_len) });
+            }
+        }
+    }
+    Ok(floors)
 }
 
 /// One point of a grid: its model, seed, swept values and mixture.
@@ -515,6 +543,22 @@ impl std::fmt::Display for Plan {
         }
         for cost in &self.mixture_costs {
             writeln!(f, "{cost}")?;
+        }
+        for d in &self.domain_floors {
+            match d.floor {
+                Some(floor) => writeln!(
+                    f,
+                    "domain `{}` (grid `{}`): exact floor {:.4} nats/token at seq_len {} (entropy rate {:.4})",
+                    d.domain, d.grid, floor.expected_loss, floor.seq_len, floor.entropy_rate
+                )?,
+                None => writeln!(
+                    f,
+                    "domain `{}` (grid `{}`): too many contexts for an exact floor (vocab^max_order > {}); its evaluation set's oracle loss estimates it",
+                    d.domain,
+                    d.grid,
+                    crate::data::synthetic::MAX_EXACT_CONTEXTS
+                )?,
+            }
         }
         if let Some(big) = self.runs.iter().max_by(|a, b| a.memory_bytes.total_cmp(&b.memory_bytes)) {
             let have = memory::machine_memory_bytes();
