@@ -79,8 +79,8 @@ impl std::fmt::Display for Placement {
 /// `concentrations[i mod len] × natural`, whose mean is the natural distribution (a small
 /// concentration: far from it, often at a corner; a large one: near it); weights below
 /// `min_weight` are set to 0 and the rest renormalised, so each weight is 0 or at least
-/// `min_weight`. Duplicates (at 6 decimals) are drawn again. The draws are a pure function of
-/// these settings.
+/// `min_weight`. A draw equal (at 6 decimals) to one before it or to a written mixture is drawn
+/// again. The draws are a pure function of these settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MixtureSample {
@@ -89,10 +89,10 @@ pub struct MixtureSample {
     /// The seed of the draws.
     #[serde(default)]
     pub seed: u64,
-    /// The Dirichlet concentrations, used in turn [default: [0.3, 1, 3, 10]].
+    /// The Dirichlet concentrations, used in turn.
     #[serde(default = "MixtureSample::default_concentrations")]
     pub concentrations: Vec<f64>,
-    /// A weight below this becomes 0 (at most 1 / the number of domains) [default: 0].
+    /// A weight below this becomes 0 (at most 1 / the number of domains).
     #[serde(default)]
     pub min_weight: f64,
     /// The natural distribution, keyed by domain, summing to 1 [default: the domains' shares of
@@ -313,11 +313,12 @@ fn log_gamma_draw(rng: &mut Rng, alpha: f64) -> f64 {
 pub fn with_minimum(weights: Vec<f64>, min_weight: f64) -> Vec<f64> {
     let kept: Vec<f64> = weights.iter().map(|&w| if w < min_weight { 0.0 } else { w }).collect();
     let sum: f64 = kept.iter().sum();
-    let mut rounded: Vec<f64> = kept.iter().map(|w| (w / sum * 1e6).round() / 1e6).collect();
-    let largest = (0..rounded.len()).max_by(|&a, &b| rounded[a].total_cmp(&rounded[b])).unwrap_or(0);
-    let rest: f64 = rounded.iter().enumerate().filter(|(i, _)| *i != largest).map(|(_, w)| w).sum();
-    rounded[largest] = 1.0 - rest;
-    rounded
+    // In millionths, so that the largest takes exactly what the others leave.
+    let mut millionths: Vec<i64> = kept.iter().map(|w| (w / sum * 1e6).round() as i64).collect();
+    let largest = (0..millionths.len()).max_by_key(|&i| millionths[i]).unwrap_or(0);
+    let rest: i64 = millionths.iter().enumerate().filter(|(i, _)| *i != largest).map(|(_, w)| w).sum();
+    millionths[largest] = 1_000_000 - rest;
+    millionths.iter().map(|&m| m as f64 / 1e6).collect()
 }
 
 /// `mix-` and 8 hex digits of a hash of the weights written at 6 decimals.
@@ -380,7 +381,7 @@ mod tests {
 
     #[test]
     fn the_minimum_rounds_and_renormalises() {
-        assert_eq!(with_minimum(vec![0.5, 0.3, 0.19, 0.01], 0.02), vec![1.0 - 0.30303 - 0.191919, 0.30303, 0.191919, 0.0]);
+        assert_eq!(with_minimum(vec![0.5, 0.3, 0.19, 0.01], 0.02), vec![0.505051, 0.30303, 0.191919, 0.0]);
         assert_eq!(with_minimum(vec![0.25; 4], 0.25), vec![0.25; 4]);
     }
 

@@ -102,7 +102,7 @@ pub struct GridSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wsd: Option<WsdSpec>,
     /// A mixture axis: data mixtures over named domains, written out or sampled, each a whole run
-    /// or a decay branch (`placement`); see the sweep-file reference.
+    /// or a decay branch (`placement`); its keys are below.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mixtures: Option<MixtureGrid>,
 }
