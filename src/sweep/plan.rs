@@ -185,12 +185,13 @@ fn check_grid_size(grid: &GridSpec, seeds: usize) -> anyhow::Result<()> {
         Method::Random => Some(grid.samples.unwrap_or(0) as u64),
     };
     let shapes = (grid.models.widths.len() + grid.models.presets.len()) as u64;
-    let points = combos.and_then(|c| c.checked_mul(shapes)).and_then(|c| c.checked_mul(seeds as u64));
+    let mixtures = grid.mixtures.as_ref().map_or(1, |m| m.weights.len() + m.sample.as_ref().map_or(0, |s| s.count)) as u64;
+    let points = combos.and_then(|c| c.checked_mul(shapes)).and_then(|c| c.checked_mul(seeds as u64)).and_then(|c| c.checked_mul(mixtures));
     match points {
         Some(n) if n <= MAX_PLANNED_RUNS => Ok(()),
         _ => anyhow::bail!(
-            "grid `{}` makes {} runs (models × parameter values × seeds), beyond the {MAX_PLANNED_RUNS} one sweep may plan; \
-             check `samples` and the ranges' `num`",
+            "grid `{}` makes {} runs (models × parameter values × seeds × mixtures), beyond the {MAX_PLANNED_RUNS} one sweep may plan; \
+             check `samples`, the ranges' `num` and `mixtures.sample.count`",
             grid.name,
             points.map_or("more than 2^64".to_string(), |n| n.to_string())
         ),
@@ -739,6 +740,20 @@ data = { kind = "synthetic", vocab = 64 }
             assert_eq!(weights, mixture.weights.values().copied().filter(|w| *w > 0.0).collect::<Vec<_>>());
             assert_eq!(branch.config.data, trunk.config.data, "only the decay's data changes");
         }
+    }
+
+    #[test]
+    fn mixtures_count_toward_the_runs_one_sweep_may_plan() {
+        let grid = mixture_grid("run").replace(
+            "mixtures.weights",
+            "parameters.\"optimizer.lr\" = { min = 0.01, max = 0.1, num = 11 }\nmixtures.sample = { count = 10000, natural = { a = 0.5, b = 0.5 } }\nmixtures.weights",
+        );
+        let e = format!("{:#}", plan_of(&grid).unwrap_err());
+        assert_eq!(
+            e,
+            "grid `mix` makes 110033 runs (models × parameter values × seeds × mixtures), beyond the 100000 one sweep may plan; \
+             check `samples`, the ranges' `num` and `mixtures.sample.count`"
+        );
     }
 
     #[test]
