@@ -164,7 +164,16 @@ impl SweepLab<'_> {
         runs.extend(self.chosen.iter().map(|&j| self.full.runs[self.run_of[j]].clone()));
         let total_flops = runs.iter().map(|r| r.own_flops).sum();
         let from_scratch_flops = runs.iter().filter(|r| r.kind != RunKind::Trunk).map(|r| r.flops).sum();
-        Plan { name: self.full.name.clone(), runs, total_flops, from_scratch_flops, duplicates: Vec::new(), kernel_cache: self.full.kernel_cache.clone() }
+        Plan {
+            name: self.full.name.clone(),
+            runs,
+            total_flops,
+            from_scratch_flops,
+            duplicates: Vec::new(),
+            kernel_cache: self.full.kernel_cache.clone(),
+            mixture_costs: Vec::new(),
+            domain_floors: Vec::new(),
+        }
     }
 
     /// The final eval loss of each run in `ids`, from the results table (`None`: diverged).

@@ -240,6 +240,10 @@ pub trait TokenSource: Send + Sync + std::fmt::Debug {
     fn eval_sequences(&self, _len: usize) -> Option<u64> {
         None
     }
+    /// How many tokens the training split holds (None: unlimited, as the synthetic language).
+    fn train_tokens(&self) -> Option<u64> {
+        None
+    }
     /// What identifies the files the source reads ([`TokenFile::fingerprint`] of each); `None`
     /// for the synthetic language, which its config defines whole.
     fn fingerprint(&self) -> Option<String> {
@@ -391,6 +395,10 @@ impl TokenSource for FileSource {
 
     fn eval_sequences(&self, len: usize) -> Option<u64> {
         Some(self.eval_tokens / len as u64)
+    }
+
+    fn train_tokens(&self) -> Option<u64> {
+        Some(self.train_tokens)
     }
 
     fn fingerprint(&self) -> Option<String> {

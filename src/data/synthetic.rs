@@ -302,6 +302,108 @@ impl SyntheticLanguage {
     pub fn unigram(&self) -> &[f64] {
         &self.unigram
     }
+
+    /// p(· | history) for every token into `out` (only the last `max_order` tokens matter).
+    fn next_distribution(&self, history: &[u32], out: &mut [f64]) {
+        let eps = self.config.smoothing;
+        out.fill(0.0);
+        for (k, w) in self.weights(history.len()).filter(|(_, w)| *w > 0.0) {
+            let unigram_share = if k == 0 { w } else { w * eps };
+            out.iter_mut().zip(&self.unigram).for_each(|(o, q)| *o += unigram_share * q);
+            if k > 0 {
+                let context = &history[history.len() - k..];
+                for (&t, p) in self.rule_tokens(k, context).iter().zip(&self.peak) {
+                    out[t as usize] += w * (1.0 - eps) * p;
+                }
+            }
+        }
+    }
+
+    /// The exact floor of a model trained on the language: the expected loss (nats/token) at
+    /// positions 1..=seq_len of a sequence, `E[−log p(x_t | x_<t)]` computed over the distribution
+    /// of every context rather than sampled (what the `oracle_loss` of a held-out split estimates),
+    /// and the entropy rate, its limit deep into a sequence. None when the language has more than
+    /// [`MAX_EXACT_CONTEXTS`] contexts of its longest order (vocab^max_order).
+    pub fn floor(&self, seq_len: usize) -> Option<LanguageFloor> {
+        let (v, order) = (self.config.vocab, self.config.max_order);
+        let contexts = v.checked_pow(order as u32).filter(|&c| c <= MAX_EXACT_CONTEXTS)?;
+        let mut walk = ContextWalk { language: self, dist: vec![1.0], len: 0, next: vec![0.0; v], history: vec![0; order], contexts };
+        let mut total = 0.0;
+        let mut previous = walk.step();
+        for _ in 1..=seq_len {
+            previous = walk.step();
+            total += previous;
+        }
+        // Deep into the sequence, the per-token entropy settles at the rate.
+        let mut rate = previous;
+        for _ in 0..100_000 {
+            let h = walk.step();
+            let settled = (h - rate).abs() < 1e-13;
+            rate = h;
+            if settled {
+                break;
+            }
+        }
+        Some(LanguageFloor { seq_len, expected_loss: total / seq_len.max(1) as f64, entropy_rate: rate })
+    }
+}
+
+/// The most contexts of the longest order (vocab^max_order) for which
+/// [`SyntheticLanguage::floor`] is computed exactly (a few hundred ms at most).
+pub const MAX_EXACT_CONTEXTS: usize = 1 << 12;
+
+/// A language's exact floor: see [`SyntheticLanguage::floor`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LanguageFloor {
+    pub seq_len: usize,
+    /// Mean expected −log p over positions 1..=seq_len, nats/token.
+    pub expected_loss: f64,
+    /// The entropy per token deep into a sequence, nats/token.
+    pub entropy_rate: f64,
+}
+
+/// The distribution of the last min(t, max_order) tokens at position t, walked forward one
+/// position at a time (contexts encoded base vocab, oldest first).
+struct ContextWalk<'a> {
+    language: &'a SyntheticLanguage,
+    dist: Vec<f64>,
+    len: usize,
+    next: Vec<f64>,
+    history: Vec<u32>,
+    contexts: usize,
+}
+
+impl ContextWalk<'_> {
+    /// The expected entropy of the token at the current position; then move one position on.
+    fn step(&mut self) -> f64 {
+        let v = self.next.len();
+        let order = self.history.len();
+        let new_len = (self.len + 1).min(order);
+        let mut new_dist = vec![0.0; v.pow(new_len as u32)];
+        let mut entropy = 0.0;
+        for (state, &p) in self.dist.iter().enumerate().filter(|(_, p)| **p > 0.0) {
+            let mut code = state;
+            for slot in self.history[..self.len].iter_mut().rev() {
+                *slot = (code % v) as u32;
+                code /= v;
+            }
+            self.language.next_distribution(&self.history[..self.len], &mut self.next);
+            entropy += p * self.next.iter().filter(|&&q| q > 0.0).map(|q| -q * q.ln()).sum::<f64>();
+            if order == 0 {
+                continue;
+            }
+            // Drop the oldest token once the context is full, then append the new one.
+            let kept = if self.len == order { state % (self.contexts / v) } else { state };
+            for (x, &q) in self.next.iter().enumerate() {
+                new_dist[kept * v + x] += p * q;
+            }
+        }
+        if order > 0 {
+            self.dist = new_dist;
+            self.len = new_len;
+        }
+        entropy
+    }
 }
 
 #[cfg(test)]
@@ -439,6 +541,35 @@ mod tests {
         // The unigram entropy is well above the oracle: context carries real information.
         let h_unigram: f64 = lang.unigram().iter().map(|p| -p * p.ln()).sum();
         assert!(h_unigram > oracle + 0.5, "unigram entropy {h_unigram}, oracle {oracle}");
+    }
+
+    #[test]
+    fn the_exact_floor_matches_the_sampled_oracle_and_the_analytic_rate() {
+        // Order 2 over 12 tokens: 144 contexts, every one with its own rule.
+        let config = SyntheticConfig { vocab: 12, max_order: 2, order_weights: vec![0.2, 0.3, 0.5], rules: 144, support: 3, ..Default::default() };
+        let lang = SyntheticLanguage::new(config).unwrap();
+        let floor = lang.floor(32).unwrap();
+        let sampled: Vec<f64> = stream(&lang, 9, 20_000, 33).iter().flat_map(|s| lang.nll(s, 1)).collect();
+        let measured = mean(&sampled);
+        assert!((measured - floor.expected_loss).abs() < 0.005, "sampled {measured}, exact {}", floor.expected_loss);
+        // The rate: the first-order chain's analytic rate, as in the test above.
+        let v = 12;
+        let first = SyntheticConfig { vocab: v, max_order: 1, order_weights: vec![0.2, 0.8], support: 3, smoothing: 0.1, ..Default::default() };
+        let lang = SyntheticLanguage::new(first).unwrap();
+        let t: Vec<Vec<f64>> = (0..v as u32).map(|i| (0..v as u32).map(|j| lang.probability(&[i], j)).collect()).collect();
+        let mut pi = vec![1.0 / v as f64; v];
+        for _ in 0..2000 {
+            pi = (0..v).map(|j| (0..v).map(|i| pi[i] * t[i][j]).sum()).collect();
+        }
+        let rate: f64 = (0..v).map(|i| pi[i] * t[i].iter().map(|p| -p * p.ln()).sum::<f64>()).sum();
+        assert!((lang.floor(16).unwrap().entropy_rate - rate).abs() < 1e-9, "{:?} vs {rate}", lang.floor(16));
+        // A unigram language: every position has the unigram's entropy.
+        let unigram = SyntheticLanguage::new(SyntheticConfig { vocab: 50, max_order: 0, order_weights: vec![1.0], ..Default::default() }).unwrap();
+        let h: f64 = unigram.unigram().iter().map(|p| -p * p.ln()).sum();
+        let f = unigram.floor(8).unwrap();
+        assert!((f.expected_loss - h).abs() < 1e-12 && (f.entropy_rate - h).abs() < 1e-12, "{f:?} vs {h}");
+        // Too many contexts to walk exactly.
+        assert_eq!(SyntheticLanguage::new(SyntheticConfig::default()).unwrap().floor(8), None);
     }
 
     #[test]

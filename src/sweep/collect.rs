@@ -17,7 +17,9 @@ use crate::train::run::RunRecord;
 pub use crate::fit::observation::column;
 
 /// The fixed columns of `table.csv`, in order; the named evaluation sets' final losses follow as
-/// `eval/<name>` (only in a sweep that has named sets), then swept parameters as `param.<key>`.
+/// `eval/<name>` (only in a sweep that has named sets), then, in a sweep with a mixture grid, the
+/// run's mixture id (`mixture`) and its weight of each domain (`weight/<domain>`, summing to 1;
+/// empty for a run on no mixture), then swept parameters as `param.<key>`.
 pub const COLUMNS: &[&str] = &[
     "run_id",
     "trunk_id",
@@ -90,6 +92,11 @@ impl ResultsTable {
         let eval_sets = eval_set_names(&plan.runs);
         let mut header: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
         header.extend(eval_sets.iter().map(|name| crate::train::eval_sets::column(name)));
+        let domains = mixture_domains(&plan.runs);
+        if !domains.is_empty() {
+            header.push(MIXTURE.to_string());
+            header.extend(domains.iter().map(|d| weight_column(d)));
+        }
         header.extend(param_keys.iter().map(|k| format!("param.{k}")));
         let mut table = Self { header, rows: Vec::new(), unfinished: 0, warnings: Vec::new() };
         for r in &plan.runs {
@@ -109,6 +116,10 @@ impl ResultsTable {
                 }
             };
             let mut fields = row(&run, &status, r, &eval_sets)?;
+            if !domains.is_empty() {
+                fields.push(r.mixture.as_ref().map_or(Value::Missing, |m| Value::Text(m.id.clone())));
+                fields.extend(domains.iter().map(|d| r.mixture.as_ref().and_then(|m| m.weights.get(d)).map_or(Value::Missing, |w| Value::Number(*w))));
+            }
             for k in &param_keys {
                 // As the sweep file wrote it (a number read back from it reads the same).
                 fields.push(r.params.iter().find(|(key, _)| key == k).map_or(Value::Missing, |(_, v)| Value::Text(v.clone())));
@@ -146,6 +157,20 @@ impl ResultsTable {
 /// `windtunnel collect DIR`: write the sweep's results table from its runs' files.
 pub fn collect(sweep: &SweepDir) -> anyhow::Result<CollectSummary> {
     ResultsTable::read(sweep)?.write(sweep)
+}
+
+/// The column of a run's mixture id.
+pub const MIXTURE: &str = "mixture";
+
+/// The column of a run's weight of `domain`: `weight/<domain>`.
+pub fn weight_column(domain: &str) -> String {
+    format!("weight/{domain}")
+}
+
+/// The domains of the sweep's mixtures, each once, in name order (none: no mixture grid).
+fn mixture_domains(runs: &[super::plan::PlannedRun]) -> Vec<String> {
+    let domains: std::collections::BTreeSet<&String> = runs.iter().filter_map(|r| r.mixture.as_ref()).flat_map(|m| m.weights.keys()).collect();
+    domains.into_iter().cloned().collect()
 }
 
 /// The names of the named evaluation sets of a sweep's runs, each once, in the order they first
@@ -241,7 +266,7 @@ fn finished_metrics(run: &RunDir, status: &Status, record: &RunRecord) -> anyhow
 /// The Parquet type of a column: the fixed text and integer columns by name, swept parameters by
 /// whether every value is a number.
 fn column_kind(name: &str, values: &[&Value]) -> ColumnKind {
-    const TEXT: &[&str] = &["run_id", "trunk_id", "kind", "grid", "status", "parameterization", "depth_rule"];
+    const TEXT: &[&str] = &["run_id", "trunk_id", "kind", "grid", "status", "parameterization", "depth_rule", MIXTURE];
     const INTEGER: &[&str] = &["seed", "width", "depth", "heads", "kv_heads", "batch_size", "seq_len", "non_embedding_params", "total_params", "tokens"];
     if TEXT.contains(&name) {
         ColumnKind::Text

@@ -13,6 +13,7 @@ pub mod executor;
 pub mod integrity;
 pub mod loaded;
 pub mod local;
+pub mod mixture;
 pub mod plan;
 pub mod progress;
 pub mod reference;
@@ -109,6 +110,9 @@ pub struct DryRun {
     /// The runs that would train.
     pub would_train: Vec<WouldTrain>,
     pub flops: f64,
+    /// The whole plan's mixture grids: their cost, and their mixtures' cost as whole runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mixture_costs: Vec<plan::MixtureCost>,
 }
 
 /// A run `run --dry-run` would train. In `--json` it is an array, `[id, kind, width, tokens,
@@ -147,7 +151,8 @@ pub fn dry_run(loaded: &LoadedSweep, out_root: &Path) -> anyhow::Result<DryRun> 
         .collect();
     // Folded from +0: an empty float sum is -0.0, which would print as "-0.000e0".
     let flops = would_train.iter().map(|r| r.own_flops).fold(0.0, |total, f| total + f);
-    Ok(DryRun { dir: sweep.root().to_path_buf(), runs: plan.runs.len(), already_finished: plan.runs.len() - would_train.len(), would_train, flops })
+    let (runs, already_finished, mixture_costs) = (plan.runs.len(), plan.runs.len() - would_train.len(), plan.mixture_costs.clone());
+    Ok(DryRun { dir: sweep.root().to_path_buf(), runs, already_finished, would_train, flops, mixture_costs })
 }
 
 impl std::fmt::Display for DryRun {
@@ -155,6 +160,9 @@ impl std::fmt::Display for DryRun {
         writeln!(f, "dry run: nothing trained. {}: {} runs, {} already finished", self.dir.display(), self.runs, self.already_finished)?;
         for WouldTrain { id, kind, width, tokens, own_flops } in &self.would_train {
             writeln!(f, "  would train {id} {kind:<6} width {width:>5} D {:>9} {own_flops:.3e} FLOPs", crate::format::si(*tokens as f64))?;
+        }
+        for cost in &self.mixture_costs {
+            writeln!(f, "{cost}")?;
         }
         write!(f, "{} run(s) would train, {:.3e} FLOPs; run without --dry-run to train them", self.would_train.len(), self.flops)
     }

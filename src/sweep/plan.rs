@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::mixture::{Placement, PlannedMixture};
 use super::spec::{GridSpec, Method, ModelFamily, SweepSpec, WsdSpec};
+use crate::data::DataSpec;
 use crate::layout::RunDir;
 use crate::model::memory::{self, MemoryEstimate};
 use crate::model::shape::{self, ModelShape};
@@ -63,6 +65,10 @@ pub struct PlannedRun {
     /// into the run's `pause.json`. Not part of the run's identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_at_tokens: Option<u64>,
+    /// The data mixture this run trains on (a mixture grid's run, or its decay branch), with its
+    /// weights by domain; the results table's `mixture` and `weight/<domain>` columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixture: Option<PlannedMixture>,
     pub config: RunConfig,
 }
 
@@ -80,6 +86,34 @@ pub struct Plan {
     /// The sweep file's `[gpu] kernel_cache`, made absolute against the sweep file's folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_cache: Option<PathBuf>,
+    /// What each mixture grid costs, and what its mixtures would cost as whole runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mixture_costs: Vec<MixtureCost>,
+    /// The exact loss floor of each synthetic domain of the mixture grids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_floors: Vec<DomainFloor>,
+}
+
+/// A synthetic domain's exact floor at its grid's sequence length (None: too many contexts to
+/// compute it; its evaluation set's `oracle_loss` estimates it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainFloor {
+    pub domain: String,
+    pub grid: String,
+    pub floor: Option<crate::data::synthetic::LanguageFloor>,
+}
+
+/// A mixture grid's cost: its FLOPs as planned, and the FLOPs of training each of its mixtures as
+/// whole runs (`placement = "run"`) to the same tokens, at the same sizes and seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MixtureCost {
+    pub grid: String,
+    pub placement: Placement,
+    pub mixtures: usize,
+    /// Σ own FLOPs of the grid's runs (decay: its trunks and its decays).
+    pub flops: f64,
+    /// Σ FLOPs of a whole run per mixture-trained run (decay: per branch, from scratch).
+    pub as_runs_flops: f64,
 }
 
 impl Plan {
@@ -151,12 +185,13 @@ fn check_grid_size(grid: &GridSpec, seeds: usize) -> anyhow::Result<()> {
         Method::Random => Some(grid.samples.unwrap_or(0) as u64),
     };
     let shapes = (grid.models.widths.len() + grid.models.presets.len()) as u64;
-    let points = combos.and_then(|c| c.checked_mul(shapes)).and_then(|c| c.checked_mul(seeds as u64));
+    let mixtures = grid.mixtures.as_ref().map_or(1, |m| m.weights.len() + m.sample.as_ref().map_or(0, |s| s.count)) as u64;
+    let points = combos.and_then(|c| c.checked_mul(shapes)).and_then(|c| c.checked_mul(seeds as u64)).and_then(|c| c.checked_mul(mixtures));
     match points {
         Some(n) if n <= MAX_PLANNED_RUNS => Ok(()),
         _ => anyhow::bail!(
-            "grid `{}` makes {} runs (models × parameter values × seeds), beyond the {MAX_PLANNED_RUNS} one sweep may plan; \
-             check `samples` and the ranges' `num`",
+            "grid `{}` makes {} runs (models × parameter values × seeds × mixtures), beyond the {MAX_PLANNED_RUNS} one sweep may plan; \
+             check `samples`, the ranges' `num` and `mixtures.sample.count`",
             grid.name,
             points.map_or("more than 2^64".to_string(), |n| n.to_string())
         ),
@@ -200,9 +235,10 @@ pub fn plan(spec: &SweepSpec) -> anyhow::Result<Plan> {
         let ctx = |e: anyhow::Error| e.context(format!("grid `{}`", grid.name));
         let vocab = base_json.pointer("/model/vocab").and_then(|v| v.as_u64()).map(|v| v as usize);
         let family = shapes(&grid.models, vocab).map_err(ctx)?;
+        let mixtures = grid_mixtures(grid, &spec.base_dir)?;
         for shape in family {
             for combo in combinations(grid) {
-                for &seed in &spec.seeds {
+                for (mixture, &seed) in mixtures.iter().flat_map(|m| spec.seeds.iter().map(move |s| (m, s))) {
                     let mut config = base_json.clone();
                     set_path(&mut config, "seed", serde_json::json!(seed))?;
                     let mut model = serde_json::json!({
@@ -219,6 +255,9 @@ pub fn plan(spec: &SweepSpec) -> anyhow::Result<Plan> {
                     for (key, value) in &combo {
                         set_path(&mut config, key, serde_json::to_value(value)?).map_err(ctx)?;
                     }
+                    if let Some((_, data, Placement::Run)) = mixture {
+                        config["data"] = serde_json::to_value(data)?;
+                    }
                     let params: Vec<(String, String)> = combo.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
                     let mut resolved: RunConfig = serde_json::from_value(config.clone()).map_err(|e| {
                         let set: Vec<String> = params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
@@ -228,7 +267,8 @@ pub fn plan(spec: &SweepSpec) -> anyhow::Result<Plan> {
                     // Workers run in OUT/<name>/runs/<id>/: data paths are made absolute here.
                     resolved.data.resolve_paths(&spec.base_dir);
                     resolved.training.evals.iter_mut().for_each(|set| set.data.resolve_paths(&spec.base_dir));
-                    expand(grid, resolved, shape, seed, params, &mut runs).map_err(ctx)?;
+                    let point = GridPoint { shape, seed, params, mixture: mixture.clone() };
+                    expand(grid, resolved, point, &mut runs).map_err(ctx)?;
                 }
             }
         }
@@ -238,7 +278,62 @@ pub fn plan(spec: &SweepSpec) -> anyhow::Result<Plan> {
     // What one from-scratch run per (N, D) point would cost: every run but the trunks.
     let from_scratch_flops = runs.iter().filter(|r| r.kind != RunKind::Trunk).map(|r| r.flops).sum();
     let kernel_cache = spec.gpu.kernel_cache.as_ref().map(|dir| spec.base_dir.join(dir));
-    Ok(Plan { name: spec.name.clone(), runs, total_flops, from_scratch_flops, duplicates, kernel_cache })
+    let mixture_costs = mixture_costs(spec, &runs);
+    let domain_floors = domain_floors(spec, &runs)?;
+    Ok(Plan { name: spec.name.clone(), runs, total_flops, from_scratch_flops, duplicates, kernel_cache, mixture_costs, domain_floors })
+}
+
+/// A grid's mixtures with their data and placement (`[None]`: a grid without a mixture axis).
+type GridMixture = Option<(PlannedMixture, DataSpec, Placement)>;
+
+fn grid_mixtures(grid: &GridSpec, base_dir: &std::path::Path) -> anyhow::Result<Vec<GridMixture>> {
+    match &grid.mixtures {
+        None => Ok(vec![None]),
+        Some(m) => Ok(m.expand(&grid.name, base_dir)?.into_iter().map(|(mixture, data)| Some((mixture, data, m.placement))).collect()),
+    }
+}
+
+/// Each mixture grid's cost as planned, and as whole runs: under `placement = "decay"` a branch
+/// would be a run of its whole length on its mixture; under `"run"` the two are the same.
+fn mixture_costs(spec: &SweepSpec, runs: &[PlannedRun]) -> Vec<MixtureCost> {
+    let grids = spec.grids.iter().filter_map(|g| g.mixtures.as_ref().map(|m| (g, m)));
+    grids
+        .map(|(grid, mixtures)| {
+            let of_grid: Vec<&PlannedRun> = runs.iter().filter(|r| r.grid == grid.name).collect();
+            let mut ids: Vec<&str> = of_grid.iter().filter_map(|r| r.mixture.as_ref().map(|m| m.id.as_str())).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let flops = of_grid.iter().map(|r| r.own_flops).sum();
+            let as_runs_flops = match mixtures.placement {
+                Placement::Run => flops,
+                Placement::Decay => of_grid.iter().filter(|r| r.mixture.is_some()).map(|r| r.flops).sum(),
+            };
+            MixtureCost { grid: grid.name.clone(), placement: mixtures.placement, mixtures: ids.len(), flops, as_runs_flops }
+        })
+        .collect()
+}
+
+/// The floor of every synthetic domain of the mixture grids, at the grid's sequence length.
+fn domain_floors(spec: &SweepSpec, runs: &[PlannedRun]) -> anyhow::Result<Vec<DomainFloor>> {
+    let mut floors = Vec::new();
+    for grid in &spec.grids {
+        let (Some(mixtures), Some(run)) = (&grid.mixtures, runs.iter().find(|r| r.grid == grid.name)) else { continue };
+        for (domain, data) in mixtures.domain_specs(&grid.name, &|_| "sweep file".to_string())? {
+            if let DataSpec::Synthetic(config) = data {
+                let language = crate::data::synthetic::SyntheticLanguage::new(config).map_err(|e| anyhow::anyhow!("mixtures.domains.{domain}: {e}"))?;
+                floors.push(DomainFloor { domain, grid: grid.name.clone(), floor: language.floor(run.config.training.seq_len) });
+            }
+        }
+    }
+    Ok(floors)
+}
+
+/// One point of a grid: its model, seed, swept values and mixture.
+struct GridPoint {
+    shape: ModelShape,
+    seed: u64,
+    params: Vec<(String, String)>,
+    mixture: GridMixture,
 }
 
 /// Keep the first of runs with one id (two grid points that resolve to the same run config, e.g.
@@ -271,14 +366,23 @@ fn deduplicate(runs: &mut Vec<PlannedRun>) -> Vec<String> {
     notes
 }
 
-fn expand(grid: &GridSpec, base: RunConfig, shape: ModelShape, seed: u64, params: Vec<(String, String)>, runs: &mut Vec<PlannedRun>) -> anyhow::Result<()> {
+fn expand(grid: &GridSpec, base: RunConfig, point: GridPoint, runs: &mut Vec<PlannedRun>) -> anyhow::Result<()> {
+    let GridPoint { shape, seed, params, mixture } = point;
     base.training.check_sizes()?;
+    // Which runs train on the mixture: all of a `run` placement's, a `decay` placement's branches.
+    let (run_mixture, decay_mixture) = match mixture {
+        Some((m, _, Placement::Run)) => (Some(m), None),
+        Some((m, data, Placement::Decay)) => (None, Some((m, data))),
+        None => (None, None),
+    };
     let n = shape.non_embedding_params();
     let tps = base.training.tokens_per_step();
     let flops_per_token = shape.flops_per_token(base.training.seq_len).total as f64;
     // `own_tokens`: what the run itself trains (a branch: its decay); None: the whole run.
     let make = |config: RunConfig, kind, trunk: Option<String>, from: Option<u64>, own_tokens: Option<u64>| {
         config.validate()?;
+        let on_decay_mixture = kind == RunKind::Branch;
+        let mixture = run_mixture.clone().or_else(|| decay_mixture.as_ref().filter(|_| on_decay_mixture).map(|(m, _)| m.clone()));
         let tokens = config.training.steps() * tps;
         let own_tokens = own_tokens.unwrap_or(tokens);
         Ok::<_, anyhow::Error>(PlannedRun {
@@ -297,6 +401,7 @@ fn expand(grid: &GridSpec, base: RunConfig, shape: ModelShape, seed: u64, params
             trunk,
             from_tokens: from,
             pause_at_tokens: None,
+            mixture,
             config,
         })
     };
@@ -338,7 +443,8 @@ fn expand(grid: &GridSpec, base: RunConfig, shape: ModelShape, seed: u64, params
         branch.training.tokens = end;
         branch.training.checkpoint_tokens = Vec::new();
         branch.schedule = decay_rule.schedule(warmup, decay);
-        branch.branch = Some(BranchConfig { trunk: RunDir::trunk_reference(&trunk_id), from_tokens: point, data: wsd.decay_data.clone() });
+        let data = decay_mixture.as_ref().map(|(_, data)| data.clone()).or_else(|| wsd.decay_data.clone());
+        branch.branch = Some(BranchConfig { trunk: RunDir::trunk_reference(&trunk_id), from_tokens: point, data });
         runs.push(make(branch, RunKind::Branch, Some(trunk_id.clone()), Some(point), Some(decay))?);
         if wsd.cosine_baseline {
             let mut cosine = base.clone();
@@ -415,7 +521,8 @@ impl std::fmt::Display for Plan {
         writeln!(f, "sweep `{}`: {} runs", self.name, self.runs.len())?;
         writeln!(f, "{:<13} {:<7} {:<14} {:>6} {:>6} {:>10} {:>10} {:>11}  parameters", "id", "kind", "grid", "width", "depth", "N", "D", "FLOPs")?;
         for r in &self.runs {
-            let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            params.extend(r.mixture.as_ref().map(|m| format!("mixture={}", m.id)));
             let trunk = r.trunk.as_ref().map(|t| format!(" from {t}@{}", si(r.from_tokens.unwrap_or(0) as f64))).unwrap_or_default();
             writeln!(
                 f,
@@ -434,6 +541,25 @@ impl std::fmt::Display for Plan {
         }
         for d in &self.duplicates {
             writeln!(f, "note: {d}")?;
+        }
+        for cost in &self.mixture_costs {
+            writeln!(f, "{cost}")?;
+        }
+        for d in &self.domain_floors {
+            match d.floor {
+                Some(floor) => writeln!(
+                    f,
+                    "domain `{}` (grid `{}`): exact floor {:.4} nats/token at seq_len {} (entropy rate {:.4})",
+                    d.domain, d.grid, floor.expected_loss, floor.seq_len, floor.entropy_rate
+                )?,
+                None => writeln!(
+                    f,
+                    "domain `{}` (grid `{}`): too many contexts for an exact floor (vocab^max_order > {}); its evaluation set's oracle loss estimates it",
+                    d.domain,
+                    d.grid,
+                    crate::data::synthetic::MAX_EXACT_CONTEXTS
+                )?,
+            }
         }
         if let Some(big) = self.runs.iter().max_by(|a, b| a.memory_bytes.total_cmp(&b.memory_bytes)) {
             let have = memory::machine_memory_bytes();
@@ -458,6 +584,23 @@ impl std::fmt::Display for Plan {
             self.from_scratch_flops,
             self.wsd_saving()
         )
+    }
+}
+
+impl std::fmt::Display for MixtureCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (grid, n) = (&self.grid, self.mixtures);
+        match self.placement {
+            Placement::Run => write!(f, "mixtures: grid `{grid}` trains {n} mixtures as whole runs (placement = \"run\"): {:.3e} FLOPs", self.flops),
+            Placement::Decay => write!(
+                f,
+                "mixtures: grid `{grid}` trains {n} mixtures as decays off its trunks (placement = \"decay\"): {:.3e} FLOPs; \
+                 as whole runs (placement = \"run\") they would need {:.3e}: {:.1}% of that",
+                self.flops,
+                self.as_runs_flops,
+                100.0 * self.flops / self.as_runs_flops.max(1.0)
+            ),
+        }
     }
 }
 
@@ -560,6 +703,75 @@ data = { kind = "synthetic", vocab = 64 }
         assert!(ids(&a).iter().all(|id| ids(&b).contains(id)), "adding a value keeps every existing id");
         assert_eq!(ids(&b).len(), 6);
         assert!(a.runs.iter().all(|r| r.id == r.config.hash()[..12]));
+    }
+
+    fn mixture_grid(placement: &str) -> String {
+        format!(
+            "[[grid]]\nname = \"mix\"\nmodels = {{ widths = [16], depth = 1, head_dim = 16 }}\nwsd = {{ branch_tokens = [1280, 2560], decay_fraction = 0.2 }}\n\
+             mixtures.placement = \"{placement}\"\n\
+             mixtures.domains = {{ a = {{ kind = \"synthetic\", vocab = 64, language_seed = 1 }}, b = {{ kind = \"synthetic\", vocab = 64, language_seed = 2 }} }}\n\
+             mixtures.weights = [{{ a = 0.5, b = 0.5 }}, {{ a = 1.0 }}, {{ a = 0.25, b = 0.75 }}]\n"
+        )
+    }
+
+    /// Decays: one trunk to 2560 tokens, and per mixture decays of 256 and 512 tokens (20% of
+    /// each branch point, whole steps of 128); as whole runs, each branch from scratch.
+    #[test]
+    fn a_decay_placement_costs_one_trunk_and_its_decays() {
+        let p = plan_of(&mixture_grid("decay")).unwrap();
+        let per_token = p.runs[0].flops / p.runs[0].tokens as f64;
+        assert_eq!((count(&p, RunKind::Trunk), count(&p, RunKind::Branch)), (1, 6));
+        assert_eq!(p.total_flops, per_token * (2560 + 3 * (256 + 512)) as f64);
+        let cost = &p.mixture_costs[0];
+        assert_eq!((cost.placement, cost.mixtures), (Placement::Decay, 3));
+        assert_eq!(cost.flops, per_token * 4864.0);
+        assert_eq!(cost.as_runs_flops, per_token * (3 * ((1280 + 256) + (2560 + 512))) as f64);
+        assert!(p.to_string().contains(&format!(
+            "mixtures: grid `mix` trains 3 mixtures as decays off its trunks (placement = \"decay\"): {:.3e} FLOPs; as whole runs (placement = \"run\") they would need {:.3e}: 35.2% of that",
+            cost.flops, cost.as_runs_flops
+        )));
+        // The trunk trains on the base data, without a mixture; each branch decays on its mixture.
+        let trunk = p.runs.iter().find(|r| r.kind == RunKind::Trunk).unwrap();
+        assert!(trunk.mixture.is_none() && matches!(trunk.config.data, crate::data::DataSpec::Synthetic(_)));
+        for branch in p.runs.iter().filter(|r| r.kind == RunKind::Branch) {
+            let mixture = branch.mixture.as_ref().unwrap();
+            let Some(crate::data::DataSpec::Mixture(data)) = &branch.config.branch.as_ref().unwrap().data else { panic!("decay data") };
+            let weights: Vec<f64> = data.components.iter().map(|c| c.weight).collect();
+            assert_eq!(weights, mixture.weights.values().copied().filter(|w| *w > 0.0).collect::<Vec<_>>());
+            assert_eq!(branch.config.data, trunk.config.data, "only the decay's data changes");
+        }
+    }
+
+    #[test]
+    fn mixtures_count_toward_the_runs_one_sweep_may_plan() {
+        let grid = mixture_grid("run").replace(
+            "mixtures.weights",
+            "parameters.\"optimizer.lr\" = { min = 0.01, max = 0.1, num = 11 }\nmixtures.sample = { count = 10000, natural = { a = 0.5, b = 0.5 } }\nmixtures.weights",
+        );
+        let e = format!("{:#}", plan_of(&grid).unwrap_err());
+        assert_eq!(
+            e,
+            "grid `mix` makes 110033 runs (models × parameter values × seeds × mixtures), beyond the 100000 one sweep may plan; \
+             check `samples`, the ranges' `num` and `mixtures.sample.count`"
+        );
+    }
+
+    #[test]
+    fn a_run_placement_trains_each_mixture_whole_with_the_same_mixture_ids() {
+        let p = plan_of(&mixture_grid("run")).unwrap();
+        let per_token = p.runs[0].flops / p.runs[0].tokens as f64;
+        assert_eq!((count(&p, RunKind::Trunk), count(&p, RunKind::Branch)), (3, 6));
+        assert_eq!(p.total_flops, per_token * (3 * (2560 + 256 + 512)) as f64);
+        assert_eq!((p.mixture_costs[0].flops, p.mixture_costs[0].as_runs_flops), (p.total_flops, p.total_flops));
+        assert!(p.runs.iter().all(|r| r.mixture.is_some() && matches!(r.config.data, crate::data::DataSpec::Mixture(_))));
+        let ids = |p: &Plan| {
+            let mut ids: Vec<String> = p.runs.iter().filter_map(|r| r.mixture.as_ref().map(|m| m.id.clone())).collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        assert_eq!(ids(&p), ids(&plan_of(&mixture_grid("decay")).unwrap()));
+        assert_eq!(ids(&p).len(), 3);
     }
 
     #[test]

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::mixture::{MixtureGrid, Placement};
 use crate::adaptive::settings::AdaptiveSpec;
 use crate::schedule::DecayShape;
 
@@ -100,6 +101,10 @@ pub struct GridSpec {
     /// WSD branching: one trunk per model and seed, a decay branched at each branch point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wsd: Option<WsdSpec>,
+    /// A mixture axis: data mixtures over named domains, written out or sampled, each a whole run
+    /// or a decay branch (`placement`); its keys are below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixtures: Option<MixtureGrid>,
 }
 
 impl GridSpec {
@@ -113,10 +118,38 @@ impl GridSpec {
         if self.method == Method::Random {
             anyhow::ensure!(self.samples.is_some_and(|s| s > 0), "{}: grid `{grid}`: method = \"random\" needs `samples` ≥ 1", file.path.display());
         }
-        match &self.wsd {
-            Some(wsd) => wsd.validate(grid, file),
+        if let Some(wsd) = &self.wsd {
+            wsd.validate(grid, file)?;
+        }
+        match &self.mixtures {
+            Some(mixtures) => self.validate_mixtures(mixtures, file),
             None => Ok(()),
         }
+    }
+
+    /// The mixture axis's own checks, and how it sits with the grid's `wsd` block: a decay
+    /// placement needs one, without its own decay data or cosine baselines.
+    fn validate_mixtures(&self, mixtures: &MixtureGrid, file: &SweepFile) -> anyhow::Result<()> {
+        let grid = &self.name;
+        mixtures.validate(grid, &|needle| file.at(needle))?;
+        if mixtures.placement != Placement::Decay {
+            return Ok(());
+        }
+        let here = file.at("placement");
+        let Some(wsd) = &self.wsd else {
+            anyhow::bail!(
+                "{here}: grid `{grid}`: mixtures.placement = \"decay\" branches each mixture off a trunk, so the grid needs a `wsd` block, e.g. wsd = {{ branch_tokens = [65536], decay_fraction = 0.2 }}; or use placement = \"run\""
+            );
+        };
+        anyhow::ensure!(
+            wsd.decay_data.is_none(),
+            "{here}: grid `{grid}`: mixtures.placement = \"decay\" sets each branch's decay data to its mixture; remove wsd.decay_data"
+        );
+        anyhow::ensure!(
+            !wsd.cosine_baseline,
+            "{here}: grid `{grid}`: mixtures.placement = \"decay\" with wsd.cosine_baseline would train the same cosine run on the base data once per mixture; remove cosine_baseline (or use placement = \"run\")"
+        );
+        Ok(())
     }
 }
 
