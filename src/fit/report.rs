@@ -99,6 +99,10 @@ pub struct LawReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollout: Vec<RolloutStep>,
     pub seconds: f64,
+    /// When a sweep's outputs fitted a definition `fit law` saved that is not the default: which
+    /// command saved it and when (`results::saved::SavedFitNote`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_fit: Option<String>,
     /// The fitted points (for plots; the table holds them).
     #[serde(skip)]
     pub data: Vec<Point>,
@@ -202,6 +206,7 @@ fn fit_law_to(def: &LawDefinition, source: &Path, read: Points, predicted: Optio
     let rollout = if def.rollout { rollout(&spec, &pts, def.delta)? } else { Vec::new() };
     let comparison = compare_forms(def, &spec, &full, &pts, holdout.as_ref())?;
     Ok(LawReport {
+        saved_fit: None,
         input: source.to_path_buf(),
         points: pts.len(),
         excluded_not_done: read.excluded_not_done,
@@ -460,7 +465,12 @@ impl LawReport {
             f,
             "; Huber δ = {}, summed; {} L-BFGS starts, {} in the best basin; objective {:.6}; rms log residual {:.4}",
             self.fit.delta, self.fit.starts, self.fit.starts_in_best_basin, self.fit.objective, self.residual_rms
-        )
+        )?;
+        writeln!(f, "  definition: {}", self.definition.describe())?;
+        if let Some(note) = &self.saved_fit {
+            writeln!(f, "  {note}")?;
+        }
+        Ok(())
     }
 
     /// The parameters table: each parameter's estimate with its bootstrap interval, or `(fixed)`;
