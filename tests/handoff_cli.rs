@@ -193,7 +193,33 @@ fn adapt_replays_windtunnels_own_table_as_fit_law_does() {
     assert_eq!(small["rows"], 6);
     let e = fails(&[&base[..], &["--grid", "nope"]].concat());
     assert!(e.contains("--grid nope:") && e.contains("its grids are lr, data"), "{e}");
+    // A budget no candidate comes near is refused (1e300 exited 0 with D/N = 7.9e25).
+    let e = fails(&["adapt", "--replay", t, "--target", "allocation:1e300"]);
+    assert!(e.contains("the target budget 1.000e300 FLOPs is") && e.contains("lower the budget, or add larger models or token counts"), "{e}");
     // Rows that mix what one law should not be fitted on are warned of: the learning-rate scan.
     let lr = ok(&[&base[..], &["--grid", "lr", "--where", "lr < 1"]].concat());
     assert!(lr.contains("warning: the rows hold a learning-rate scan (several learning rates at one N and D)"), "{lr}");
+}
+
+#[test]
+fn init_force_and_other_writes_never_replace_a_device_or_a_folder() {
+    use std::os::unix::fs::FileTypeExt;
+    // `init /dev/null --force` replaced the device with a file. A socket stands in for it here,
+    // so that a regression fails this test without replacing the machine's /dev/null.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("device.toml");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let e = fails(&["init", socket.to_str().unwrap(), "--force"]);
+    assert_eq!(e.trim_end(), format!("error: {} is a socket, not a regular file; windtunnel writes only regular files: give a file path", socket.display()));
+    assert!(std::fs::metadata(&socket).unwrap().file_type().is_socket(), "the socket was replaced");
+    let folder = dir.path().join("tunnel.toml");
+    std::fs::create_dir(&folder).unwrap();
+    let e = fails(&["init", folder.to_str().unwrap(), "--force"]);
+    assert!(e.contains("tunnel.toml is a folder, not a regular file"), "{e}");
+    assert!(folder.is_dir());
+    // A regular file is still replaced.
+    let file = dir.path().join("t.toml");
+    std::fs::write(&file, "old").unwrap();
+    ok(&["init", file.to_str().unwrap(), "--force"]);
+    assert!(std::fs::read_to_string(&file).unwrap().contains("name = \"t\""));
 }
