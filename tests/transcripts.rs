@@ -25,10 +25,11 @@ struct Step {
 /// The steps of every ```text block of `doc`, in order.
 fn steps(doc: &str) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
-    let mut in_text = false;
+    let (mut in_text, mut collecting) = (false, false);
     for line in doc.lines() {
         if line.starts_with("```") {
-            in_text = line == "```text";
+            // A block's lines belong to a command of the same block only.
+            (in_text, collecting) = (line == "```text", false);
             continue;
         }
         if !in_text {
@@ -36,7 +37,8 @@ fn steps(doc: &str) -> Vec<Step> {
         }
         if let Some(command) = line.strip_prefix("$ ") {
             steps.push(Step { command: command.to_string(), shown: Vec::new() });
-        } else if let Some(step) = steps.last_mut() {
+            collecting = true;
+        } else if let Some(step) = steps.last_mut().filter(|_| collecting) {
             step.shown.push(line.to_string());
         }
     }
@@ -111,10 +113,13 @@ fn link_inputs(dir: &Path) {
 
 #[test]
 fn transcripts_are_parsed_in_order() {
-    let steps = steps(&std::fs::read_to_string(root().join("README.md")).unwrap());
-    let commands: Vec<String> = steps.iter().map(|s| s.command.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).collect();
+    let readme = steps(&std::fs::read_to_string(root().join("README.md")).unwrap());
+    let commands: Vec<String> = readme.iter().map(|s| s.command.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).collect();
     assert_eq!(commands[..3], ["windtunnel run sweeps/quickstart.toml", "windtunnel fit lr", "windtunnel fit law"]);
     assert!(comparable("  E            2.1624   ± 0.0615     [2.0520, 2.1768]"));
+    // Output shown in a later block without its command is no command's.
+    let two = steps("```text\n$ windtunnel a\nshown\n```\nprose\n```text\nother output\n```\n");
+    assert_eq!((two.len(), two[0].shown.clone()), (1, vec!["shown".to_string()]));
     assert!(!comparable("  7b5cf87156b6 plain lr-transfer width 16 D 65.536K in 1.6s: done") && !comparable("  ..."));
 }
 
