@@ -223,3 +223,26 @@ fn init_force_and_other_writes_never_replace_a_device_or_a_folder() {
     ok(&["init", file.to_str().unwrap(), "--force"]);
     assert!(std::fs::read_to_string(&file).unwrap().contains("name = \"t\""));
 }
+
+#[test]
+fn unbounded_counts_are_capped_with_a_message() {
+    // `bootstrap = 4000000000` ran for minutes, deaf to Ctrl-C; now refused before any fit.
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.csv");
+    let mut text = String::from("N,D,loss\n");
+    for n in [1e6, 2e6, 4e6] {
+        for d in [1e8, 2e8, 4e8] {
+            text.push_str(&format!("{n},{d},{}\n", 2.0 + 400.0 / f64::powf(n, 0.34) + 400.0 / f64::powf(d, 0.28)));
+        }
+    }
+    std::fs::write(&table, text).unwrap();
+    let t = table.to_str().unwrap();
+    let e = fails(&["fit", "law", "--input", t, "--n", "N", "--tokens", "D", "--loss", "loss", "--bootstrap", "4000000000"]);
+    assert_eq!(e.trim_end(), "error: bootstrap 4000000000: at most 100000 resamples (a 95% interval settles within a few thousand; 1000 is plenty)");
+    let e = fails(&["adapt", "--replay", t, "--n", "N", "--tokens", "D", "--loss", "loss", "--target", "allocation:1e16", "--bootstrap", "4000000000"]);
+    assert!(e.contains("at most 100000 resamples per round"), "{e}");
+    let e = fails(&["fit", "curve", "--input", t, "--bootstrap", "4000000000"]);
+    assert!(e.contains("--bootstrap 4000000000: at most 100000 resamples"), "{e}");
+    let e = fails(&["tensorboard", dir.path().to_str().unwrap(), "--follow", "--every-s", "1e9"]);
+    assert!(e.contains("--every-s 1000000000: give a positive number of seconds, at most a day (86400)"), "{e}");
+}

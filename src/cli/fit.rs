@@ -147,6 +147,12 @@ fn fit_curve(args: &FitCurveArgs) -> anyhow::Result<u8> {
         reference_decay: None,
         progress: if args.verbose { Progress::Verbose } else { Progress::Lines },
     };
+    anyhow::ensure!(
+        args.bootstrap <= windtunnel::fit::definition::LawDefinition::MAX_BOOTSTRAP,
+        "--bootstrap {}: at most {} resamples (a 95% interval settles within a few thousand)",
+        args.bootstrap,
+        windtunnel::fit::definition::LawDefinition::MAX_BOOTSTRAP
+    );
     let started = std::time::Instant::now();
     let positive = |flag: &str, t: f64| if t.is_finite() && t >= 1.0 { Ok(t) } else { Err(anyhow::anyhow!("{flag} {t}: give a run length of at least 1")) };
     let (curves, name, chart) = if sweep.exists() {

@@ -80,7 +80,11 @@ pub struct TensorboardArgs {
 }
 
 pub fn tensorboard(a: TensorboardArgs) -> anyhow::Result<u8> {
-    anyhow::ensure!(a.every_s.is_finite() && a.every_s > 0.0, "--every-s must be a positive number of seconds");
+    anyhow::ensure!(
+        a.every_s.is_finite() && a.every_s > 0.0 && a.every_s <= 86_400.0,
+        "--every-s {}: give a positive number of seconds, at most a day (86400)",
+        a.every_s
+    );
     let dir = SweepDir::open(&a.dir);
     let summary = windtunnel::tensorboard::run(dir.root(), a.out, a.follow, std::time::Duration::from_secs_f64(a.every_s))?;
     emit(&summary, a.json)

@@ -168,6 +168,9 @@ impl LawDefinition {
     pub const DEFAULT_DELTA: f64 = 1e-3;
     /// The intervals' central level unless `level` says otherwise (the adaptive loop's default too).
     pub const DEFAULT_LEVEL: f64 = 0.95;
+    /// The most bootstrap resamples a fit takes (`bootstrap = 4000000000` ran for minutes, deaf
+    /// to Ctrl-C): a 95% interval settles within a few thousand.
+    pub const MAX_BOOTSTRAP: usize = 100_000;
 
     /// The table's columns this definition reads.
     pub fn columns(&self) -> Columns {

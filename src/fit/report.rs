@@ -158,6 +158,12 @@ pub fn fit_law_to_points(def: &LawDefinition, source: &Path, points: Vec<Point>)
 fn check_definition(def: &LawDefinition) -> anyhow::Result<()> {
     anyhow::ensure!(def.delta > 0.0, "delta must be positive (got {})", def.delta);
     anyhow::ensure!(def.level > 0.0 && def.level < 1.0, "level must be in (0, 1)");
+    anyhow::ensure!(
+        def.bootstrap <= LawDefinition::MAX_BOOTSTRAP,
+        "bootstrap {}: at most {} resamples (a 95% interval settles within a few thousand; 1000 is plenty)",
+        def.bootstrap,
+        LawDefinition::MAX_BOOTSTRAP
+    );
     for &c in &def.budgets {
         anyhow::ensure!(c.is_finite() && c > 0.0, "budgets must be positive FLOP counts (got {c})");
     }
