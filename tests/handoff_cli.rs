@@ -243,6 +243,15 @@ fn unbounded_counts_are_capped_with_a_message() {
     assert!(e.contains("at most 100000 resamples per round"), "{e}");
     let e = fails(&["fit", "curve", "--input", t, "--bootstrap", "4000000000"]);
     assert!(e.contains("--bootstrap 4000000000: at most 100000 resamples"), "{e}");
+    // A header-only table and a one-row table: what is wrong, not a flag to raise.
+    let header = dir.path().join("header.csv");
+    std::fs::write(&header, "N,D,loss\n").unwrap();
+    let e = fails(&["adapt", "--replay", header.to_str().unwrap(), "--n", "N", "--tokens", "D", "--loss", "loss", "--target", "allocation:1e16"]);
+    assert!(e.contains("header.csv has a header and no rows: nothing to replay"), "{e}");
+    let one = dir.path().join("one.csv");
+    std::fs::write(&one, "N,D,loss\n1e6,1e8,3.0\n").unwrap();
+    let e = fails(&["adapt", "--replay", one.to_str().unwrap(), "--n", "N", "--tokens", "D", "--loss", "loss", "--target", "allocation:1e15"]);
+    assert!(e.contains("one.csv: 1 row(s) to replay, too few for the law; it needs at least 6, over several N and D"), "{e}");
     let e = fails(&["tensorboard", dir.path().to_str().unwrap(), "--follow", "--every-s", "1e9"]);
     assert!(e.contains("--every-s 1000000000: give a positive number of seconds, at most a day (86400)"), "{e}");
 }

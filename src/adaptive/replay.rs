@@ -46,6 +46,7 @@ impl TableLab {
             (None, Some(f)) => f.iter().zip(&n).map(|(c, n)| c / (6.0 * n)).collect(),
             (None, None) => anyhow::bail!("{path}: give --tokens COL, or --flops COL (then D = C / 6N)"),
         };
+        anyhow::ensure!(!table.rows.is_empty(), "{path} has a header and no rows: nothing to replay");
         let mut rows: Vec<usize> = (0..n.len()).filter(|&i| keep[i]).collect();
         anyhow::ensure!(!rows.is_empty(), "{path}: no row is left to replay (see --grid and --where)");
         for &i in &rows {
@@ -272,6 +273,8 @@ pub fn replay(
     let at: Vec<(f64, f64)> = lab.candidates.iter().map(|c| (c.n, c.tokens)).collect();
     settings.target.check_reachable(&at, &table.source.display().to_string())?;
     let total = lab.total_flops();
+    // The law has 5 parameters: fewer rows cannot give one, whatever the budget.
+    anyhow::ensure!(at.len() > 5, "{}: {} row(s) to replay, too few for the law; it needs at least 6, over several N and D", table.source.display(), at.len());
     let full = design::estimate(settings, &lab.points(), usize::MAX, None)
         .ok_or_else(|| {
             anyhow::anyhow!("{}: the law cannot be fitted to all {} rows, so there is nothing to measure the replay against", table.source.display(), at.len())
