@@ -23,6 +23,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Atomically replace `path` with what `write` puts into the file it is given.
 pub fn atomic_write_with(path: &Path, write: impl FnOnce(&mut File) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    refuse_non_regular(path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
     }
@@ -42,6 +43,28 @@ pub fn atomic_write_with(path: &Path, write: impl FnOnce(&mut File) -> anyhow::R
         fs::remove_file(&tmp).ok();
     }
     result
+}
+
+/// A path that exists and is not a regular file (a device such as /dev/null, a folder, a pipe, a
+/// socket) is never replaced by a file: the rename would swap a device for a file.
+pub fn refuse_non_regular(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = fs::metadata(path) else { return Ok(()) };
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        "a folder"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_fifo() {
+        "a pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    anyhow::bail!("{} is {what}, not a regular file; windtunnel writes only regular files: give a file path", path.display())
 }
 
 /// An exclusive advisory lock (`flock`) on a file: held until dropped or until the process dies
@@ -116,6 +139,23 @@ mod tests {
         assert!(failed.is_err());
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_device_or_a_folder_is_never_replaced_by_a_file() {
+        // A socket stands in for a device: the same refusal, and a regression here would not
+        // replace the machine's /dev/null.
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s.toml");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let e = atomic_write(&socket, b"x").unwrap_err().to_string();
+        assert_eq!(e, format!("{} is a socket, not a regular file; windtunnel writes only regular files: give a file path", socket.display()));
+        assert!(std::os::unix::fs::FileTypeExt::is_socket(&fs::metadata(&socket).unwrap().file_type()));
+        let folder = dir.path().join("f");
+        fs::create_dir(&folder).unwrap();
+        let e = atomic_write(&folder, b"x").unwrap_err().to_string();
+        assert!(e.ends_with("f is a folder, not a regular file; windtunnel writes only regular files: give a file path"), "{e}");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary is left");
     }
 
     #[test]

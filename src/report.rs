@@ -17,6 +17,12 @@ pub struct ReportSummary {
     pub path: PathBuf,
     pub charts: Vec<String>,
     pub not_drawn: Vec<(String, String)>,
+    /// The data-model law's definition (`LawDefinition::describe`), when there is a law.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub law_definition: Option<String>,
+    /// A saved definition other than the default, and what saved it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_fit: Option<String>,
 }
 
 impl std::fmt::Display for ReportSummary {
@@ -27,6 +33,12 @@ impl std::fmt::Display for ReportSummary {
         }
         for line in crate::plot::skipped_lines(self.not_drawn.iter().map(|(c, w)| (c.as_str(), w.as_str()))) {
             write!(f, "\n  {line}")?;
+        }
+        if let Some(d) = &self.law_definition {
+            write!(f, "\n  the law's definition: {d}")?;
+        }
+        if let Some(note) = &self.saved_fit {
+            write!(f, "\n  {note}")?;
         }
         Ok(())
     }
@@ -60,8 +72,8 @@ fn interval_cells(estimate: f64, i: Option<&Interval>) -> String {
 }
 
 /// Build the page and write it to `out`.
-pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
-    let data = SweepResults::load(dir)?;
+pub fn write_report(dir: &Path, out: &Path, law: crate::results::saved::LawChoice) -> anyhow::Result<ReportSummary> {
+    let data = SweepResults::load(dir)?.with_law(law);
     let status = files_view(&SweepDir::new(dir))?;
     let mut html = String::new();
     let _ = write!(
@@ -90,7 +102,11 @@ pub fn write_report(dir: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
     }
     html.push_str("</body></html>\n");
     crate::fsutil::atomic_write(out, html.as_bytes())?;
-    Ok(ReportSummary { path: out.to_path_buf(), charts, not_drawn })
+    let (law_definition, saved_fit) = match data.law() {
+        Ok(l) => (Some(l.definition.describe()), l.saved_fit.clone()),
+        Err(_) => (None, None),
+    };
+    Ok(ReportSummary { path: out.to_path_buf(), charts, not_drawn, law_definition, saved_fit })
 }
 
 /// The fits as the report shows them (parameters, intervals, held-out errors) with their charts:
@@ -211,6 +227,10 @@ fn law_section(html: &mut String, data: &SweepResults) {
                 let _ = write!(html, "<tr><td>{}</td>{}</tr>", escape(&name), interval_cells(v, i));
             }
             html.push_str("</table>");
+            let _ = write!(html, "<p>Definition: {}</p>", escape(&r.definition.describe()));
+            if let Some(note) = &r.saved_fit {
+                let _ = write!(html, "<p><strong>Note:</strong> {}</p>", escape(note));
+            }
             if !l.is_plausible() {
                 html.push_str(
                     "<p><strong>Warning:</strong> the law's parameters are outside any plausible range: these points do not \
@@ -390,7 +410,14 @@ mod tests {
     #[test]
     fn the_summary_counts_charts_in_words() {
         let summary = |charts: &[&str]| {
-            ReportSummary { path: "r.html".into(), charts: charts.iter().map(|c| c.to_string()).collect(), not_drawn: Vec::new() }.to_string()
+            ReportSummary {
+                path: "r.html".into(),
+                charts: charts.iter().map(|c| c.to_string()).collect(),
+                not_drawn: Vec::new(),
+                law_definition: None,
+                saved_fit: None,
+            }
+            .to_string()
         };
         assert!(summary(&[]).starts_with("wrote r.html (no charts)"), "{}", summary(&[]));
         assert!(summary(&["loss-curves"]).starts_with("wrote r.html (1 chart: loss-curves)"));

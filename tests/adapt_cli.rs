@@ -123,7 +123,15 @@ fn unreachable_targets_and_bad_tables_are_refused() {
     assert!(e.contains("--max-flops-fraction"), "{e}");
     let e = fails(&["adapt", "--replay", &path, "--n", "N", "--tokens", "tokens", "--loss", "final_loss", "--target", "allocation:1e22"]);
     assert!(e.contains("no column `N`") && e.contains("params"), "{e}");
-    let e = fails(&["adapt", "--replay", &path, "--n", "params", "--loss", "final_loss", "--target", "allocation:1e22"]);
+    // Without --tokens, D is the table's `tokens` column (windtunnel's own tables have one); a
+    // table without it needs --tokens or --flops.
+    let question = ["--loss", "final_loss", "--bootstrap", "50", "--target", "allocation:1e22", "--max-flops-fraction", "0.3", "--json"];
+    let default_tokens = json(&[&["adapt", "--replay", &path, "--n", "params"][..], &question].concat());
+    let given = replay(&path, &["--target", "allocation:1e22", "--max-flops-fraction", "0.3"]);
+    assert_eq!(default_tokens["final"], given["final"]);
+    let no_tokens = dir.path().join("no-tokens.csv");
+    std::fs::write(&no_tokens, std::fs::read_to_string(&path).unwrap().replace("model,params,tokens,", "model,params,d,")).unwrap();
+    let e = fails(&["adapt", "--replay", no_tokens.to_str().unwrap(), "--n", "params", "--loss", "final_loss", "--target", "allocation:1e22"]);
     assert!(e.contains("--tokens COL, or --flops COL"), "{e}");
     std::fs::write(dir.path().join("bad.csv"), "params,tokens,final_loss\n1e6,1e8,3.0\n2e6,-5,2.9\n").unwrap();
     let bad = dir.path().join("bad.csv");

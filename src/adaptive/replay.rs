@@ -36,7 +36,7 @@ pub struct TableLab {
 impl TableLab {
     /// Every row with a positive, finite N, D, loss and cost; the `drop_highest` highest-loss rows
     /// left out (as `fit law --drop-highest` does).
-    pub fn read(table: &Observations, columns: &ReplayColumns, drop_highest: usize) -> anyhow::Result<Self> {
+    pub fn read(table: &Observations, columns: &ReplayColumns, drop_highest: usize, keep: &[bool]) -> anyhow::Result<Self> {
         let path = table.source.display();
         let n = table.numbers(&columns.n)?;
         let loss = table.numbers(&columns.loss)?;
@@ -46,7 +46,9 @@ impl TableLab {
             (None, Some(f)) => f.iter().zip(&n).map(|(c, n)| c / (6.0 * n)).collect(),
             (None, None) => anyhow::bail!("{path}: give --tokens COL, or --flops COL (then D = C / 6N)"),
         };
-        let mut rows: Vec<usize> = (0..n.len()).collect();
+        anyhow::ensure!(!table.rows.is_empty(), "{path} has a header and no rows: nothing to replay");
+        let mut rows: Vec<usize> = (0..n.len()).filter(|&i| keep[i]).collect();
+        anyhow::ensure!(!rows.is_empty(), "{path}: no row is left to replay (see --grid and --where)");
         for &i in &rows {
             let cost = flops.as_ref().map_or(6.0 * n[i] * tokens[i], |f| f[i]);
             for (name, v) in [("N", n[i]), ("D", tokens[i]), ("loss", loss[i]), ("FLOPs", cost)] {
@@ -90,6 +92,102 @@ impl Lab for TableLab {
     fn run(&mut self, _round: usize, batch: &[usize]) -> anyhow::Result<Vec<Option<f64>>> {
         Ok(batch.iter().map(|&j| Some(self.losses[j])).collect())
     }
+}
+
+/// Which rows of a table the replay takes, as `fit law` takes them: the grid `--grid` names and
+/// the rows `--where` keeps; in a sweep's table only finished runs, and only the decayed branches
+/// where there are branches (a trunk is a stable-phase run, a plain run another grid's).
+#[derive(Debug, Clone, Default)]
+pub struct RowSelection {
+    pub grid: Option<String>,
+    pub where_: Option<String>,
+}
+
+/// The rows kept, what was left out (in words), and what the kept rows still mix.
+pub struct Selected {
+    pub keep: Vec<bool>,
+    pub left_out: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl RowSelection {
+    pub fn select(&self, table: &Observations) -> anyhow::Result<Selected> {
+        use crate::fit::observation::RunRole;
+        let mut keep = crate::fit::filter::Filter::rows_where("--where", self.where_.as_deref(), table)?.unwrap_or_else(|| vec![true; table.rows.len()]);
+        if let Some(want) = &self.grid {
+            anyhow::ensure!(
+                table.rows.iter().any(|r| r.grid.as_deref() == Some(want)),
+                "--grid {want}: {} has no row of grid `{want}`; its grids are {}",
+                table.source.display(),
+                distinct(table.rows.iter().filter_map(|r| r.grid.clone())).join(", ")
+            );
+        }
+        // Branches among the rows of the grid chosen (a learning-rate grid has none).
+        let in_grid = |r: &crate::fit::observation::Observation| self.grid.as_ref().is_none_or(|g| r.grid.as_ref() == Some(g));
+        let has_branches = table.rows.iter().zip(&keep).any(|(r, &k)| k && in_grid(r) && r.role == Some(RunRole::Branch));
+        let (mut other_grid, mut other_kind, mut not_done) = (0, 0, 0);
+        for (k, row) in keep.iter_mut().zip(&table.rows) {
+            if !*k {
+                continue;
+            }
+            if !in_grid(row) {
+                other_grid += 1;
+            } else if row.role.is_some_and(|r| r == RunRole::Trunk || (has_branches && r != RunRole::Branch)) {
+                other_kind += 1;
+            } else if !row.is_done() {
+                not_done += 1;
+            } else {
+                continue;
+            }
+            *k = false;
+        }
+        let kinds = if has_branches { "trunks and runs that are not decayed branches (fit law's points are the branches)" } else { "trunks" };
+        let left_out = [(other_grid, "rows of other grids"), (other_kind, kinds), (not_done, "runs not done")]
+            .into_iter()
+            .filter(|&(count, _)| count > 0)
+            .map(|(count, what)| format!("{count} {what}"))
+            .collect();
+        let warnings = mixes(table, &keep);
+        Ok(Selected { keep, left_out, warnings })
+    }
+}
+
+fn distinct(values: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for x in values {
+        if !v.contains(&x) {
+            v.push(x);
+        }
+    }
+    v
+}
+
+/// What the kept rows mix that one law should not be fitted on: several grids, trunks with
+/// branches, several learning rates at one (N, D) (a learning-rate scan).
+fn mixes(table: &Observations, keep: &[bool]) -> Vec<String> {
+    use crate::fit::observation::{column, RunRole};
+    let kept: Vec<usize> = (0..table.rows.len()).filter(|&i| keep[i]).collect();
+    let mut warnings = Vec::new();
+    let grids = distinct(kept.iter().filter_map(|&i| table.rows[i].grid.clone()));
+    if grids.len() > 1 {
+        warnings.push(format!("the rows mix the grids {}: one law over them assumes they measure the same thing; pick one with --grid", grids.join(", ")));
+    }
+    let roles: Vec<RunRole> = kept.iter().filter_map(|&i| table.rows[i].role).collect();
+    if roles.contains(&RunRole::Trunk) && roles.contains(&RunRole::Branch) {
+        warnings.push("the rows mix WSD trunks (not annealed) and their branches; leave the trunks out with --where or --grid".into());
+    }
+    let (Ok(lr), Ok(n), Ok(d)) = (table.numbers(column::LR), table.numbers(column::NON_EMBEDDING_PARAMS), table.numbers(column::TOKENS)) else {
+        return warnings;
+    };
+    let scanned = kept.iter().any(|&i| kept.iter().any(|&j| n[i] == n[j] && d[i] == d[j] && lr[i] != lr[j]));
+    if scanned {
+        warnings.push(
+            "the rows hold a learning-rate scan (several learning rates at one N and D): a law over them fits the scan's losing rates too; \
+             keep one rate with --where 'lr == ...' or --grid"
+                .into(),
+        );
+    }
+    warnings
 }
 
 /// The target, as one fit gives it.
@@ -147,6 +245,12 @@ pub struct ReplayReport {
     pub final_: Answer,
     /// The same target fitted on every row.
     pub full: Answer,
+    /// Rows of the table left out, and why (`--grid`, `--where`, trunks, runs not done).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
+    /// What the rows replayed mix that one law should not be fitted on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Replay the loop over `table`; `max_flops_fraction`, when given, sets the budget as that fraction
@@ -154,11 +258,13 @@ pub struct ReplayReport {
 pub fn replay(
     table: &Observations,
     columns: &ReplayColumns,
+    rows: &RowSelection,
     drop_highest: usize,
     settings: &Settings,
     max_flops_fraction: Option<f64>,
 ) -> anyhow::Result<ReplayReport> {
-    let mut lab = TableLab::read(table, columns, drop_highest)?;
+    let selected = rows.select(table)?;
+    let mut lab = TableLab::read(table, columns, drop_highest, &selected.keep)?;
     let mut settings = settings.clone();
     if let Some(x) = max_flops_fraction {
         settings.max_flops = x * lab.total_flops() * (1.0 + 1e-12);
@@ -167,6 +273,8 @@ pub fn replay(
     let at: Vec<(f64, f64)> = lab.candidates.iter().map(|c| (c.n, c.tokens)).collect();
     settings.target.check_reachable(&at, &table.source.display().to_string())?;
     let total = lab.total_flops();
+    // The law has 5 parameters: fewer rows cannot give one, whatever the budget.
+    anyhow::ensure!(at.len() > 5, "{}: {} row(s) to replay, too few for the law; it needs at least 6, over several N and D", table.source.display(), at.len());
     let full = design::estimate(settings, &lab.points(), usize::MAX, None)
         .ok_or_else(|| {
             anyhow::anyhow!("{}: the law cannot be fitted to all {} rows, so there is nothing to measure the replay against", table.source.display(), at.len())
@@ -202,6 +310,8 @@ pub fn replay(
         rounds,
         final_: answer(last, last_round.points, last_round.flops_spent),
         full: answer(&full, at.len(), total),
+        left_out: selected.left_out,
+        warnings: selected.warnings,
     })
 }
 
@@ -232,6 +342,12 @@ impl std::fmt::Display for ReplayReport {
             self.seed,
             self.target.describe()
         )?;
+        if !self.left_out.is_empty() {
+            writeln!(f, "  left out: {}", self.left_out.join("; "))?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "  warning: {w}")?;
+        }
         let interval = format!("estimate [{}% interval]", (1000.0 * self.level).round() / 10.0);
         writeln!(f, "  {:>5} {:>6} {:>12} {:>9} {:>26}", "round", "runs", "FLOPs spent", "fraction", interval)?;
         for r in &self.rounds {

@@ -213,6 +213,13 @@ impl AdaptiveSpec {
             Self::DEFAULT_BOOTSTRAP
         );
         anyhow::ensure!(
+            self.bootstrap <= crate::fit::report::LawDefinition::MAX_BOOTSTRAP,
+            "{}: at most {} resamples per round (default {})",
+            written.said("bootstrap", self.bootstrap),
+            crate::fit::report::LawDefinition::MAX_BOOTSTRAP,
+            Self::DEFAULT_BOOTSTRAP
+        );
+        anyhow::ensure!(
             self.delta.is_finite() && self.delta > 0.0,
             "{}: Huber's δ must be positive (default {})",
             written.said("delta", self.delta),

@@ -50,19 +50,31 @@ impl Target {
         }
     }
 
+    /// How far beyond the dearest candidate's compute an allocation target may lie: 100× in N
+    /// (the loss target's limit) is about 10⁴× in compute, N_opt growing about as √C.
+    pub const MAX_COMPUTE_EXTRAPOLATION: f64 = 1e4;
+
     /// Refuse a target no law fitted to `points` (N, D) can speak for: a budget below the cheapest
-    /// of them, or a loss target far outside the sizes (more than 100× beyond the largest, or
+    /// of them or more than [`Self::MAX_COMPUTE_EXTRAPOLATION`] times the dearest, or a loss target far outside the sizes (more than 100× beyond the largest, or
     /// below the smallest). The message says what to add.
     pub fn check_reachable(&self, points: &[(f64, f64)], what: &str) -> anyhow::Result<()> {
         anyhow::ensure!(!points.is_empty(), "{what} has no candidate runs");
         let cheapest = points.iter().map(|(n, d)| 6.0 * n * d).fold(f64::INFINITY, f64::min);
+        let dearest = points.iter().map(|(n, d)| 6.0 * n * d).fold(0.0f64, f64::max);
         let (n_min, n_max) = points.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), (n, _)| (lo.min(*n), hi.max(*n)));
         match *self {
-            Self::Allocation { budget_flops } => anyhow::ensure!(
-                budget_flops.is_finite() && budget_flops >= cheapest,
+            Self::Allocation { budget_flops } if !(budget_flops.is_finite() && budget_flops >= cheapest) => anyhow::bail!(
                 "the target budget {budget_flops:.3e} FLOPs is below the cheapest candidate run of {what} ({cheapest:.3e} FLOPs by 6ND): \
                  no run can say what is optimal there; raise the budget, or add smaller models or token counts"
             ),
+            Self::Allocation { budget_flops } if budget_flops > Self::MAX_COMPUTE_EXTRAPOLATION * dearest => anyhow::bail!(
+                "the target budget {budget_flops:.3e} FLOPs is {:.1e}× the dearest candidate run of {what} ({dearest:.3e} FLOPs by 6ND): \
+                 a law extrapolates at most {:.0e}× beyond the compute it saw (100× in N, as the loss target); lower the budget, \
+                 or add larger models or token counts",
+                budget_flops / dearest,
+                Self::MAX_COMPUTE_EXTRAPOLATION
+            ),
+            Self::Allocation { .. } => {}
             Self::Loss { n, tokens } => {
                 anyhow::ensure!(n.is_finite() && tokens.is_finite() && n > 0.0 && tokens > 0.0, "the loss target needs a positive N and D");
                 anyhow::ensure!(
@@ -132,5 +144,13 @@ mod tests {
         let e = Target::Loss { n: 1e12, tokens: 1e13 }.check_reachable(&points, "t.csv").unwrap_err().to_string();
         assert!(e.contains("add a size near 1.000T"), "{e}");
         Target::Allocation { budget_flops: 1e18 }.check_reachable(&points, "t.csv").unwrap();
+        // 1e300 FLOPs trained four rounds of nonsense and wrote `null` into adaptive.json.
+        let e = Target::Allocation { budget_flops: 1e300 }.check_reachable(&points, "t.csv").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "the target budget 1.000e300 FLOPs is 1.7e283× the dearest candidate run of t.csv (6.000e16 FLOPs by 6ND): a law extrapolates \
+             at most 1e4× beyond the compute it saw (100× in N, as the loss target); lower the budget, or add larger models or token counts"
+        );
+        Target::Allocation { budget_flops: 6e20 }.check_reachable(&points, "t.csv").unwrap();
     }
 }

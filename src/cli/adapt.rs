@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::emit;
-use windtunnel::adaptive::replay::{replay, ReplayColumns};
+use windtunnel::adaptive::replay::{replay, ReplayColumns, RowSelection};
 use windtunnel::adaptive::settings::{AdaptiveSpec, Written};
 use windtunnel::adaptive::target::Target;
 use windtunnel::results::inputs::observations;
@@ -17,7 +17,8 @@ pub struct AdaptArgs {
     /// Column of N (non-embedding parameters).
     #[arg(long, default_value = "non_embedding_params")]
     n: String,
-    /// Column of D (training tokens); without it, D = C / 6N from --flops.
+    /// Column of D (training tokens) [default: tokens, when the table has it and --flops is not
+    /// given]; without it, D = C / 6N from --flops.
     #[arg(long)]
     tokens: Option<String>,
     /// Column of a row's cost in FLOPs [default: 6·N·D].
@@ -41,6 +42,13 @@ pub struct AdaptArgs {
     /// Rows chosen per round.
     #[arg(long, default_value_t = 4)]
     batch: usize,
+    /// Only rows of this sweep grid (a sweep table's `grid` column), as `fit law --grid`.
+    #[arg(long)]
+    grid: Option<String>,
+    /// Replay only the rows this keeps, as `fit law --where`: comparisons on columns joined by
+    /// `and`, e.g. "non_embedding_params < 1e6".
+    #[arg(long = "where", value_name = "EXPR")]
+    where_: Option<String>,
     /// Leave out the highest-loss rows (as `fit law --drop-highest`).
     #[arg(long, default_value_t = 0)]
     drop_highest: usize,
@@ -52,7 +60,10 @@ pub fn adapt(args: AdaptArgs) -> anyhow::Result<u8> {
     anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
     args.settings.validate_method(Written::AsFlags)?;
     let table = observations(&args.replay)?;
-    let columns = ReplayColumns { n: args.n, tokens: args.tokens, flops: args.flops, loss: args.loss };
+    // windtunnel's own table has D in its `tokens` column.
+    let tokens = args.tokens.or_else(|| (args.flops.is_none() && table.has(windtunnel::fit::observation::column::TOKENS)).then(|| "tokens".to_string()));
+    let columns = ReplayColumns { n: args.n, tokens, flops: args.flops, loss: args.loss };
+    let rows = RowSelection { grid: args.grid, where_: args.where_ };
     let max_flops = match (args.max_flops, args.max_flops_fraction) {
         (Some(f), _) => {
             anyhow::ensure!(f.is_finite() && f > 0.0, "--max-flops {f}: give a positive FLOP count");
@@ -65,5 +76,5 @@ pub fn adapt(args: AdaptArgs) -> anyhow::Result<u8> {
         (None, None) => f64::INFINITY,
     };
     let settings = args.settings.settings(args.target, max_flops, args.batch, Vec::new());
-    emit(&replay(&table, &columns, args.drop_highest, &settings, args.max_flops_fraction.filter(|_| args.max_flops.is_none()))?, args.json)
+    emit(&replay(&table, &columns, &rows, args.drop_highest, &settings, args.max_flops_fraction.filter(|_| args.max_flops.is_none()))?, args.json)
 }

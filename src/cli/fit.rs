@@ -43,6 +43,13 @@ pub enum FitCommand {
     #[command(after_help = "Examples:\n  windtunnel fit hparams --input results/step-law-hparams\n  \
                             windtunnel fit hparams --input runs.csv --n N --tokens D --lr lr --batch bsz --loss loss --json")]
     Hparams(FitHparamsArgs),
+    /// The fits a sweep keeps in DIR/fits/ (plot, report and export use them), with the command
+    /// that saved each and the law's definition.
+    #[command(after_help = "Examples:\n  windtunnel fit list results/quickstart\n  windtunnel fit list results/quickstart --json")]
+    List(FitKeptArgs),
+    /// Forget the fits a sweep keeps: plot, report and export then fit the default definition.
+    #[command(after_help = "Examples:\n  windtunnel fit clear results/quickstart\n  windtunnel fit clear results/quickstart --kind law")]
+    Clear(FitClearArgs),
     /// The schedule-aware curve law (multi-power, or annealing): every evaluation of every run,
     /// each run's learning rate at every step; predicts held-out runs, schedules never run, and
     /// the best decay.
@@ -142,6 +149,12 @@ fn fit_curve(args: &FitCurveArgs) -> anyhow::Result<u8> {
         reference_decay: None,
         progress: if args.verbose { Progress::Verbose } else { Progress::Lines },
     };
+    anyhow::ensure!(
+        args.bootstrap <= windtunnel::fit::definition::LawDefinition::MAX_BOOTSTRAP,
+        "--bootstrap {}: at most {} resamples (a 95% interval settles within a few thousand)",
+        args.bootstrap,
+        windtunnel::fit::definition::LawDefinition::MAX_BOOTSTRAP
+    );
     let started = std::time::Instant::now();
     let positive = |flag: &str, t: f64| if t.is_finite() && t >= 1.0 { Ok(t) } else { Err(anyhow::anyhow!("{flag} {t}: give a run length of at least 1")) };
     let (curves, name, chart) = if sweep.exists() {
@@ -192,6 +205,25 @@ fn fit_curve(args: &FitCurveArgs) -> anyhow::Result<u8> {
         report.chart = Some(path);
     }
     emit(&report, args.json)
+}
+
+#[derive(Args)]
+pub struct FitKeptArgs {
+    /// The sweep directory.
+    dir: std::path::PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct FitClearArgs {
+    /// The sweep directory.
+    dir: std::path::PathBuf,
+    /// Only these fits: law, lr, batch (comma-separated) [default: all].
+    #[arg(long, value_delimiter = ',')]
+    kind: Vec<String>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -358,12 +390,26 @@ pub struct FitLawArgs {
 pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
     match command {
         FitCommand::Curve(args) => fit_curve(&args),
+        FitCommand::List(args) => emit(&saved::list(&SweepDir::open(&args.dir))?, args.json),
+        FitCommand::Clear(args) => {
+            let removed = saved::clear(&SweepDir::open(&args.dir), &args.kind)?;
+            if args.json {
+                return super::emit_json(&removed);
+            }
+            let names: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
+            emit(&if names.is_empty() { "no saved fits to forget".to_string() } else { format!("forgot {}", names.join(", ")) }, false)
+        }
         FitCommand::Law(args) => {
             let definition = args.law.definition(args.config.as_deref())?;
             if args.from_curves {
                 let sweep = SweepDir::open(&definition.input);
                 anyhow::ensure!(sweep.exists(), "--from-curves reads a sweep directory's runs; {} is not one", definition.input.display());
-                let results = windtunnel::results::SweepResults::load(sweep.root())?;
+                // The law on the real branches it is compared with is this command's own definition
+                // (its --grid, --where, ...), never one an earlier `fit law` saved.
+                let mut branches = definition.clone();
+                branches.input = sweep.root().to_path_buf();
+                branches.bootstrap = saved::OUTPUTS_BOOTSTRAP;
+                let results = windtunnel::results::SweepResults::load(sweep.root())?.with_law(saved::LawChoice::Given(Box::new(branches)));
                 let budgets = if definition.budgets.is_empty() { vec![1e10] } else { definition.budgets.clone() };
                 let options = windtunnel::results::curves::FromCurvesOptions {
                     curve_runs: args.curve_runs.clone(),

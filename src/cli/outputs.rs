@@ -22,6 +22,10 @@ pub struct PlotArgs {
     /// Output file for --coord-check [default: beside the JSON file].
     #[arg(long, requires = "coord_check")]
     out: Option<std::path::PathBuf>,
+    /// Fit the data-model law with the default definition, not the one `fit law` saved in
+    /// DIR/fits/law.json (an output that uses a saved definition says so).
+    #[arg(long)]
+    fresh: bool,
     #[arg(long)]
     json: bool,
 }
@@ -33,6 +37,10 @@ pub struct ReportArgs {
     /// Where to write the page [default: DIR/report.html].
     #[arg(long)]
     out: Option<std::path::PathBuf>,
+    /// Fit the data-model law with the default definition, not the one `fit law` saved in
+    /// DIR/fits/law.json (an output that uses a saved definition says so).
+    #[arg(long)]
+    fresh: bool,
     #[arg(long)]
     json: bool,
 }
@@ -73,7 +81,11 @@ pub struct TensorboardArgs {
 }
 
 pub fn tensorboard(a: TensorboardArgs) -> anyhow::Result<u8> {
-    anyhow::ensure!(a.every_s.is_finite() && a.every_s > 0.0, "--every-s must be a positive number of seconds");
+    anyhow::ensure!(
+        a.every_s.is_finite() && a.every_s > 0.0 && a.every_s <= 86_400.0,
+        "--every-s {}: give a positive number of seconds, at most a day (86400)",
+        a.every_s
+    );
     let dir = SweepDir::open(&a.dir);
     let summary = windtunnel::tensorboard::run(dir.root(), a.out, a.follow, std::time::Duration::from_secs_f64(a.every_s))?;
     emit(&summary, a.json)
@@ -116,6 +128,14 @@ pub struct ExportArgs {
     /// What a trainer cannot express is listed in its file, the summary and recipe.json.
     #[arg(long, value_enum, default_value = "hf")]
     format: windtunnel::export::formats::Format,
+    /// Fit the data-model law with the default definition, not the one `fit law` saved in
+    /// DIR/fits/law.json (an output that uses a saved definition says so).
+    #[arg(long)]
+    fresh: bool,
+    /// Warn when the exported N or compute lies more than this many times beyond the law's points
+    /// (the predicted loss's interval is widened however far beyond them it lies).
+    #[arg(long, default_value_t = windtunnel::export::assumptions::DEFAULT_EXTRAPOLATION_LIMIT)]
+    extrapolation_limit: f64,
     /// Where to write the format's files and recipe.json [default: DIR/export].
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -123,12 +143,21 @@ pub struct ExportArgs {
     json: bool,
 }
 
+/// `--fresh`: the default definition; else the one `fit law` saved (announced).
+fn law_choice(fresh: bool) -> windtunnel::results::saved::LawChoice {
+    if fresh {
+        windtunnel::results::saved::LawChoice::Fresh
+    } else {
+        windtunnel::results::saved::LawChoice::Saved
+    }
+}
+
 pub fn plot(args: PlotArgs) -> anyhow::Result<u8> {
     let summary = match &args.coord_check {
         Some(file) => windtunnel::plot::plot_coord_check(file, args.format, args.out.as_deref())?,
         None => {
             let dir = args.dir.as_deref().context("give a sweep directory or --coord-check FILE")?;
-            windtunnel::plot::plot_sweep(SweepDir::open(dir).root(), args.format)?
+            windtunnel::plot::plot_sweep(SweepDir::open(dir).root(), args.format, law_choice(args.fresh))?
         }
     };
     emit(&summary, args.json)
@@ -137,7 +166,7 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<u8> {
 pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
     let sweep = SweepDir::open(&args.dir);
     let out = args.out.unwrap_or_else(|| sweep.report());
-    emit(&windtunnel::report::write_report(sweep.root(), &out)?, args.json)
+    emit(&windtunnel::report::write_report(sweep.root(), &out, law_choice(args.fresh))?, args.json)
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
@@ -156,7 +185,14 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
         lr_sweep: args.lr_sweep,
         batch_sweep: args.batch_sweep,
         allow_implausible: args.allow_implausible,
+        fresh: args.fresh,
+        extrapolation_limit: args.extrapolation_limit,
     };
+    anyhow::ensure!(
+        args.extrapolation_limit.is_finite() && args.extrapolation_limit >= 1.0,
+        "--extrapolation-limit {}: give a factor of at least 1 (the default is 10)",
+        args.extrapolation_limit
+    );
     let exported = FormattedExport::new(choose(&request)?, args.format)?;
     let out = args.out.unwrap_or_else(|| SweepDir::new(&request.dir).export());
     let written = exported.write(&out)?;

@@ -16,6 +16,7 @@
 //! A fit the export needs and the sweep lacks is replaced by the sweep's own setting, loudly:
 //! the summary and `recipe.json` say which sweep would produce the missing fit.
 
+pub mod assumptions;
 pub mod formats;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use crate::model::mup::{DepthRule, MupConfig, ParamGroup, Parameterization};
 use crate::model::shape::ModelShape;
 use crate::model::transformer::{RMS_NORM_EPS, ROPE_THETA};
 use crate::results::inputs::fit_lr;
+use crate::results::saved::LawChoice;
 use crate::results::SweepResults;
 use crate::schedule::ScheduleSpec;
 use crate::sweep::plan::RunKind;
@@ -64,6 +66,10 @@ pub struct ExportRequest {
     /// Export even from an implausible law or without a learning-rate optimum (the warnings
     /// stay in `recipe.json`); otherwise both are refused.
     pub allow_implausible: bool,
+    /// Fit the law with the default definition, not the one `fit law` saved.
+    pub fresh: bool,
+    /// Warn when N or compute lies more than this many times beyond the law's points.
+    pub extrapolation_limit: f64,
 }
 
 /// The configuration class `config.json`'s `auto_map` names for `AutoConfig`, written beside it.
@@ -290,6 +296,11 @@ pub struct Recipe {
     /// The data-model law and the definition it was fitted with.
     pub law: Law,
     pub law_definition: crate::fit::report::LawDefinition,
+    /// A saved definition other than the default, and the command that saved it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub law_saved_fit: Option<String>,
+    /// What the export assumes beyond the sweep's range (see `assumptions`).
+    pub assumptions: assumptions::Assumptions,
     pub warnings: Vec<String>,
 }
 
@@ -314,7 +325,7 @@ impl Exported {
 /// Build the export from the sweep's fits.
 pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
     let dir = &request.dir;
-    let data = SweepResults::load(dir)?;
+    let data = SweepResults::load(dir)?.with_law(if request.fresh { LawChoice::Fresh } else { LawChoice::Saved });
     let report = data.law().as_ref().map_err(|e| {
         anyhow::anyhow!(
             "{}: the export needs the data-model law and it cannot be fitted: {e}\n\
@@ -365,6 +376,9 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
     // Where the full run's loss will lie: the law's uncertainty and one run's scatter about it.
     let seed = report.definition.seed;
     let predicted_loss_interval = prediction_interval(predicted, &report.bootstrap_laws, &report.fit.log_residuals, n as f64, tokens, level, seed);
+    let range = assumptions::SweepRange::of(&data, report);
+    let mut assumptions = assumptions::check(range, &shape, seq_len, tokens, request.extrapolation_limit, &mut warnings);
+    let predicted_loss_interval = assumptions.widen(predicted_loss_interval);
 
     let recipe = Recipe {
         sweep: data.plan.name.clone(),
@@ -390,6 +404,8 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
         predicted_loss_interval,
         law,
         law_definition: report.definition.clone(),
+        law_saved_fit: report.saved_fit.clone(),
+        assumptions,
         warnings,
     };
     Ok(Exported { config: hf_config(&shape, &mup, seq_len), recipe })
@@ -566,7 +582,11 @@ fn batch_size(
             sequences,
             tokens: sequences * seq_len as u64,
             law_tokens: None,
-            source: format!("the sweep's tokens per step ({tokens_per_step}); no batch-size law"),
+            source: if sequences * seq_len as u64 == tokens_per_step {
+                format!("the sweep's tokens per step ({tokens_per_step}); no batch-size law")
+            } else {
+                format!("the sweep's {tokens_per_step} tokens per step, in whole sequences of {seq_len}; no batch-size law")
+            },
         });
     };
     let law_tokens = b.k / predicted.powf(b.gamma);
@@ -702,7 +722,12 @@ impl std::fmt::Display for Exported {
             )?;
         }
         writeln!(f, "  lr       η = {:.4e} (embedding, norms); hidden matrices η/m = {:.4e}; from {}", lr.base, lr.hidden_matrices, lr.source)?;
-        writeln!(f, "  batch    {} sequences × {} = {} tokens; from {}", recipe.batch.sequences, recipe.seq_len, recipe.batch.tokens, recipe.batch.source)?;
+        let plural = if recipe.batch.sequences == 1 { "" } else { "s" };
+        writeln!(
+            f,
+            "  batch    {} sequence{plural} × {} = {} tokens; from {}",
+            recipe.batch.sequences, recipe.seq_len, recipe.batch.tokens, recipe.batch.source
+        )?;
         let schedule = &recipe.schedule;
         writeln!(
             f,
@@ -717,10 +742,15 @@ impl std::fmt::Display for Exported {
             schedule.decay_steps
         )?;
         write!(f, "  loss     predicted {:.4} nats/token", recipe.predicted_loss)?;
-        if let Some(interval) = &recipe.predicted_loss_interval {
-            write!(f, " [{:.4}, {:.4}] for the run", interval.lower, interval.upper)?;
+        match &recipe.predicted_loss_interval {
+            Some(interval) => write!(f, " [{:.4}, {:.4}] for the run, {}", interval.lower, interval.upper, recipe.assumptions.predicted_loss)?,
+            None => write!(f, ", a point estimate (the law has no bootstrap)")?,
         }
         writeln!(f, " (law {})", recipe.law.summary())?;
+        writeln!(f, "  law      definition: {}", recipe.law_definition.describe())?;
+        if let Some(note) = &recipe.law_saved_fit {
+            writeln!(f, "           {note}")?;
+        }
         for warning in &recipe.warnings {
             writeln!(f, "  warning: {warning}")?;
         }

@@ -168,6 +168,9 @@ impl LawDefinition {
     pub const DEFAULT_DELTA: f64 = 1e-3;
     /// The intervals' central level unless `level` says otherwise (the adaptive loop's default too).
     pub const DEFAULT_LEVEL: f64 = 0.95;
+    /// The most bootstrap resamples a fit takes (`bootstrap = 4000000000` ran for minutes, deaf
+    /// to Ctrl-C): a 95% interval settles within a few thousand.
+    pub const MAX_BOOTSTRAP: usize = 100_000;
 
     /// The table's columns this definition reads.
     pub fn columns(&self) -> Columns {
@@ -181,6 +184,49 @@ impl LawDefinition {
         // Every other field has a default (the unit test `the_table_defaults_are_a_definition` checks).
         let defaults: Self = serde_json::from_value(columns).expect("the results table's columns make a whole definition");
         Self { input, ..defaults }
+    }
+
+    /// What this definition fits, in one line: the columns (N, D, loss), the form, which rows
+    /// (grid, `--where`, the highest-loss dropped, `--predict-where`, `--holdout`) and the fixed
+    /// parameters. Every output that shows a law shows this line beside it.
+    pub fn describe(&self) -> String {
+        let d = match (&self.tokens, &self.flops) {
+            (_, Some(flops)) => format!("C/(6N) from {flops}"),
+            (Some(tokens), None) => tokens.clone(),
+            (None, None) => "-".into(),
+        };
+        let form = if self.form == Form::Kaplan { "kaplan" } else { "chinchilla" };
+        let mut parts = vec![format!("N = {}, D = {d}, loss = {}; form {form}", self.n, self.loss)];
+        parts.push(self.grid.as_ref().map_or("every grid".into(), |g| format!("grid {g}")));
+        parts.push(self.where_.as_ref().map_or("every row".into(), |w| format!("rows where {w}")));
+        if self.drop_highest > 0 {
+            parts.push(format!("the {} highest-loss rows dropped", self.drop_highest));
+        }
+        if let Some(p) = &self.predict_where {
+            parts.push(format!("rows where {p} predicted, not fitted"));
+        }
+        if let Some(h) = self.holdout {
+            parts.push(format!("holdout {}", if h == Holdout::Largest { "largest" } else { "largest-budget" }));
+        }
+        if !self.fix.is_empty() {
+            parts.push(format!("fixed {}", self.fix.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")));
+        }
+        parts.join("; ")
+    }
+
+    /// The fields in which `self` fits another law than `other` (the input, the budgets and
+    /// predictions asked for, the forms compared and rollout change what is printed, not the law).
+    pub fn differs_from(&self, other: &LawDefinition) -> Vec<String> {
+        let fields = |d: &LawDefinition| match serde_json::to_value(d) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        let (mine, theirs) = (fields(self), fields(other));
+        let shown_only = ["input", "budgets", "predict", "compare", "rollout"];
+        let mut keys: Vec<&String> = mine.keys().chain(theirs.keys()).filter(|k| !shown_only.contains(&k.as_str())).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter().filter(|k| mine.get(*k) != theirs.get(*k)).cloned().collect()
     }
 
     /// Read an `analysis/*.toml` definition; its `input` is resolved against the file's folder.

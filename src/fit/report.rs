@@ -99,6 +99,10 @@ pub struct LawReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollout: Vec<RolloutStep>,
     pub seconds: f64,
+    /// When a sweep's outputs fitted a definition `fit law` saved that is not the default: which
+    /// command saved it and when (`results::saved::SavedFitNote`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_fit: Option<String>,
     /// The fitted points (for plots; the table holds them).
     #[serde(skip)]
     pub data: Vec<Point>,
@@ -154,6 +158,12 @@ pub fn fit_law_to_points(def: &LawDefinition, source: &Path, points: Vec<Point>)
 fn check_definition(def: &LawDefinition) -> anyhow::Result<()> {
     anyhow::ensure!(def.delta > 0.0, "delta must be positive (got {})", def.delta);
     anyhow::ensure!(def.level > 0.0 && def.level < 1.0, "level must be in (0, 1)");
+    anyhow::ensure!(
+        def.bootstrap <= LawDefinition::MAX_BOOTSTRAP,
+        "bootstrap {}: at most {} resamples (a 95% interval settles within a few thousand; 1000 is plenty)",
+        def.bootstrap,
+        LawDefinition::MAX_BOOTSTRAP
+    );
     for &c in &def.budgets {
         anyhow::ensure!(c.is_finite() && c > 0.0, "budgets must be positive FLOP counts (got {c})");
     }
@@ -202,6 +212,7 @@ fn fit_law_to(def: &LawDefinition, source: &Path, read: Points, predicted: Optio
     let rollout = if def.rollout { rollout(&spec, &pts, def.delta)? } else { Vec::new() };
     let comparison = compare_forms(def, &spec, &full, &pts, holdout.as_ref())?;
     Ok(LawReport {
+        saved_fit: None,
         input: source.to_path_buf(),
         points: pts.len(),
         excluded_not_done: read.excluded_not_done,
@@ -460,7 +471,12 @@ impl LawReport {
             f,
             "; Huber δ = {}, summed; {} L-BFGS starts, {} in the best basin; objective {:.6}; rms log residual {:.4}",
             self.fit.delta, self.fit.starts, self.fit.starts_in_best_basin, self.fit.objective, self.residual_rms
-        )
+        )?;
+        writeln!(f, "  definition: {}", self.definition.describe())?;
+        if let Some(note) = &self.saved_fit {
+            writeln!(f, "  {note}")?;
+        }
+        Ok(())
     }
 
     /// The parameters table: each parameter's estimate with its bootstrap interval, or `(fixed)`;

@@ -67,6 +67,12 @@ pub struct PlotOutcome {
 pub struct PlotSummary {
     pub dir: PathBuf,
     pub charts: Vec<PlotOutcome>,
+    /// The definition the law charts fitted (`LawDefinition::describe`), when there is a law.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub law_definition: Option<String>,
+    /// A saved definition other than the default, and what saved it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_fit: Option<String>,
 }
 
 impl std::fmt::Display for PlotSummary {
@@ -79,6 +85,12 @@ impl std::fmt::Display for PlotSummary {
         let skipped = self.charts.iter().filter(|c| c.path.is_none()).filter_map(|c| Some((c.chart.as_str(), c.skipped.as_deref()?)));
         for line in skipped_lines(skipped) {
             writeln!(f, "{line}")?;
+        }
+        if let Some(d) = &self.law_definition {
+            writeln!(f, "the law charts' definition: {d}")?;
+        }
+        if let Some(note) = &self.saved_fit {
+            writeln!(f, "{note}")?;
         }
         Ok(())
     }
@@ -104,9 +116,10 @@ fn write_figure(figure: &Figure, path: &Path, format: ImageFormat) -> anyhow::Re
     crate::fsutil::atomic_write(path, &bytes)
 }
 
-/// `windtunnel plot DIR`: every chart the sweep's data supports, into `DIR/plots/`.
-pub fn plot_sweep(dir: &Path, format: ImageFormat) -> anyhow::Result<PlotSummary> {
-    let data = SweepResults::load(dir)?;
+/// `windtunnel plot DIR`: every chart the sweep's data supports, into `DIR/plots/`; the law
+/// charts fit the definition `law` chooses.
+pub fn plot_sweep(dir: &Path, format: ImageFormat, law: crate::results::saved::LawChoice) -> anyhow::Result<PlotSummary> {
+    let data = SweepResults::load(dir)?.with_law(law);
     let out = SweepDir::new(dir).plots();
     let mut charts = Vec::new();
     for (name, figure) in sweep_charts(&data) {
@@ -119,7 +132,11 @@ pub fn plot_sweep(dir: &Path, format: ImageFormat) -> anyhow::Result<PlotSummary
             Err(why) => charts.push(PlotOutcome { chart: name.to_string(), path: None, skipped: Some(why) }),
         }
     }
-    Ok(PlotSummary { dir: dir.to_path_buf(), charts })
+    let (law_definition, saved_fit) = match data.law() {
+        Ok(l) => (Some(l.definition.describe()), l.saved_fit.clone()),
+        Err(_) => (None, None),
+    };
+    Ok(PlotSummary { dir: dir.to_path_buf(), charts, law_definition, saved_fit })
 }
 
 /// `windtunnel fit allocation --input DIR`: Chinchilla's three approaches on a sweep, with their
@@ -176,5 +193,5 @@ pub fn plot_coord_check(file: &Path, format: ImageFormat, out: Option<&Path>) ->
     };
     write_figure(&figure, &path, format)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(PlotSummary { dir, charts: vec![PlotOutcome { chart: "coord-check".into(), path: Some(path), skipped: None }] })
+    Ok(PlotSummary { dir, charts: vec![PlotOutcome { chart: "coord-check".into(), path: Some(path), skipped: None }], law_definition: None, saved_fit: None })
 }

@@ -143,6 +143,10 @@ pub struct FromCurvesReport {
     pub budgets: Vec<RatioAtBudget>,
     /// The law on the real branches (`fit law`'s), for comparison.
     pub branches_law: Option<Law>,
+    /// The definition the law on the real branches was fitted with (`fit law`'s flags given with
+    /// `--from-curves`, 200 bootstrap resamples), in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branches_definition: Option<String>,
     /// Training FLOPs of the runs the curve law used, and of the trunks and the branches the law
     /// on branches used.
     pub flops: f64,
@@ -192,6 +196,7 @@ impl SweepResults {
             law,
             budgets,
             branches_law: branches.map(|b| b.fit.law.clone()),
+            branches_definition: branches.map(|b| format!("{}; {} bootstrap resamples", b.definition.describe(), b.definition.bootstrap)),
             flops,
             branches_flops,
             trunk_tokens: options.trunk_tokens,
@@ -367,6 +372,9 @@ impl std::fmt::Display for FromCurvesReport {
         writeln!(f, "  law: {}", self.law.fit.law.summary())?;
         if let Some(b) = &self.branches_law {
             writeln!(f, "  on the real branches (fit law): {}", b.summary())?;
+        }
+        if let Some(d) = &self.branches_definition {
+            writeln!(f, "    the real branches' law: {d}")?;
         }
         for b in &self.budgets {
             let i = &b.tokens_per_param;

@@ -99,6 +99,8 @@ pub struct SweepResults {
     pub oracle_loss: Option<f64>,
     /// The rounds of an adaptive sweep (`run --adaptive`).
     pub adaptive: Option<AdaptiveRecord>,
+    /// Which definition [`SweepResults::law`] fits (by default the one `fit law` saved).
+    law_choice: saved::LawChoice,
     law: OnceLock<Fitted<LawReport>>,
     lr: OnceLock<Fitted<LrReport>>,
     batch: OnceLock<Fitted<BatchReport>>,
@@ -129,6 +131,7 @@ impl SweepResults {
             table,
             oracle_loss,
             adaptive,
+            law_choice: saved::LawChoice::Saved,
             law: OnceLock::new(),
             lr: OnceLock::new(),
             batch: OnceLock::new(),
@@ -136,11 +139,25 @@ impl SweepResults {
         })
     }
 
-    /// The data-model law (see the module doc for which definition).
+    /// Fit the data-model law as `choice` says (`--fresh`: the default; a command's own flags)
+    /// instead of the definition `fit law` saved.
+    pub fn with_law(mut self, choice: saved::LawChoice) -> Self {
+        self.law_choice = choice;
+        self.law = OnceLock::new();
+        self
+    }
+
+    /// The data-model law (see the module doc for which definition); a saved definition other
+    /// than the default is named in the report's `saved_fit`.
     pub fn law(&self) -> &Fitted<LawReport> {
         self.law.get_or_init(|| {
             let sweep = SweepDir::new(&self.dir);
-            saved::law_definition(&sweep).and_then(|def| fit_law_on(&def, &self.table)).map_err(|e| FitError::Law(format!("{e:#}")))
+            let fitted = saved::law_definition(&sweep, &self.law_choice).and_then(|(def, note)| {
+                let mut report = fit_law_on(&def, &self.table)?;
+                report.saved_fit = note.map(|n| n.to_string());
+                Ok(report)
+            });
+            fitted.map_err(|e| FitError::Law(format!("{e:#}")))
         })
     }
 

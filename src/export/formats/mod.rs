@@ -301,6 +301,21 @@ pub(crate) mod tests {
             predicted_loss_interval: None,
             law,
             law_definition: crate::fit::report::LawDefinition::for_table("results/tiny".into()),
+            law_saved_fit: None,
+            assumptions: crate::export::assumptions::Assumptions {
+                sweep_range: crate::export::assumptions::SweepRange {
+                    n: [2e4, 2e6],
+                    flops_6nd: [1e10, 1e13],
+                    tokens_per_param: [0.1, 100.0],
+                    vocab: vec![256],
+                    depth: vec![11],
+                    heads: vec![2],
+                    seq_len: vec![128],
+                },
+                extrapolation_factor: 1.0,
+                extrapolation_limit: 10.0,
+                predicted_loss: "point estimate".into(),
+            },
             warnings: vec![],
         }
     }
