@@ -7,6 +7,9 @@
 //! fitted as the data-model law is (`super::super::law`): the summed Huber loss of the log
 //! residuals, `Σ_i Huber_δ(log L̂(r_i) − log L_i)`, minimised by L-BFGS from many starts, keeping
 //! the best. θ = (log c, log k, t_1, …, t_d).
+//!
+//! The weights sum to 1, so k and a shift of every t_j by s are one parameter (k·e^s·exp(Σ_j
+//! (t_j − s)·r_j) is the same law): the law is reported with the t_j centred, their mean 0.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -34,7 +37,13 @@ impl MixingLaw {
     }
 
     fn of_theta(theta: &[f64]) -> Self {
-        Self { c: theta[0].exp(), k: theta[1].exp(), t: theta[2..].to_vec() }
+        Self { c: theta[0].exp(), k: theta[1].exp(), t: theta[2..].to_vec() }.centred()
+    }
+
+    /// The same law with its exponents' mean moved into k.
+    pub fn centred(self) -> Self {
+        let s = self.t.iter().sum::<f64>() / self.t.len().max(1) as f64;
+        Self { c: self.c, k: self.k * s.exp(), t: self.t.iter().map(|t| t - s).collect() }
     }
 
     fn theta(&self) -> Vec<f64> {

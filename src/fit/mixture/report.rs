@@ -457,3 +457,85 @@ fn warnings(report: &MixtureReport, runs: &MixtureRuns, constraints: &Constraint
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fit::mixture::optimum::candidates;
+
+    /// Two evaluation sets, each helped most by its own domain: the even objective's optimum is
+    /// inside the simplex.
+    fn truth() -> [MixingLaw; 2] {
+        [MixingLaw { c: 2.0, k: 1.0, t: vec![-1.5, 0.2, -0.3] }.centred(), MixingLaw { c: 1.5, k: 1.2, t: vec![0.3, -2.0, 0.1] }.centred()]
+    }
+
+    fn runs(noise: f64) -> MixtureRuns {
+        let weights = candidates(&[], &Bounds::free(3), 47, 3);
+        let mut rng = Rng::new(5);
+        let losses = truth().iter().map(|law| weights.iter().map(|r| law.predict(r) * (noise * rng.normal()).exp()).collect()).collect();
+        MixtureRuns {
+            source: "synthetic".into(),
+            domains: vec!["web".into(), "code".into(), "books".into()],
+            sets: vec!["web".into(), "code".into()],
+            keys: (0..weights.len()).map(|i| i.to_string()).collect(),
+            weights,
+            losses,
+            sizes: None,
+            tokens: None,
+            left_out: 0,
+        }
+    }
+
+    /// The true objective's minimum over a fine grid of the simplex.
+    fn true_optimum() -> (Vec<f64>, f64) {
+        let objective = |r: &[f64]| truth().iter().map(|l| 0.5 * l.predict(r)).sum::<f64>();
+        let steps = 500;
+        let mut best = (vec![], f64::INFINITY);
+        for a in 0..=steps {
+            for b in 0..=steps - a {
+                let r = [a as f64 / steps as f64, b as f64 / steps as f64, (steps - a - b) as f64 / steps as f64];
+                let v = objective(&r);
+                if v < best.1 {
+                    best = (r.to_vec(), v);
+                }
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn a_known_mixing_law_is_recovered_within_its_intervals_and_its_optimum_found() {
+        let options = MixtureOptions { form: Some(MixtureForm::MixingLaw), bootstrap: 200, ..Default::default() };
+        let (report, _) = fit_mixture(&runs(0.003), &options).unwrap();
+        assert_eq!(report.objective, vec![("web".to_string(), 0.5), ("code".to_string(), 0.5)]);
+        for (fit, law) in report.fits.iter().zip(truth()) {
+            let i = fit.law_intervals.as_ref().unwrap();
+            assert!(i.c.contains(law.c) && i.k.contains(law.k), "{}: c {:?} k {:?} vs {law:?}", fit.set, i.c, i.k);
+            for (j, t) in law.t.iter().enumerate() {
+                assert!(i.t[j].contains(*t), "{}: t{j} {:?} vs {t}", fit.set, i.t[j]);
+            }
+        }
+        let (weights, value) = true_optimum();
+        for (got, want) in report.optimum.weights.iter().zip(&weights) {
+            assert!((got - want).abs() < 0.02, "optimum {:?} vs the true {weights:?}", report.optimum.weights);
+        }
+        let interval = report.interval.unwrap();
+        assert!(interval.contains(value), "the true optimum's objective {value} outside {interval:?}");
+        // The mixing law is the truth here: cross-validation ranks it first.
+        let rho = |f: MixtureForm| report.forms.iter().find(|s| s.form == f).unwrap().spearman.unwrap();
+        assert!(rho(MixtureForm::MixingLaw) > 0.99 && rho(MixtureForm::MixingLaw) > rho(MixtureForm::Trees), "{:?}", report.forms);
+    }
+
+    #[test]
+    fn the_default_form_is_the_best_by_cross_validation_and_constraints_hold() {
+        let mut options = MixtureOptions::default();
+        options.constraints.max.insert("web".into(), 0.2);
+        options.bootstrap = 0;
+        let (report, _) = fit_mixture(&runs(0.003), &options).unwrap();
+        assert_eq!(report.chosen_by, "cross-validation");
+        let best = report.forms.iter().max_by(|a, b| a.spearman.unwrap().total_cmp(&b.spearman.unwrap())).unwrap();
+        assert_eq!(report.form, best.form);
+        assert!(report.optimum.weights[0] <= 0.2 + 1e-9, "{:?}", report.optimum.weights);
+        assert!((report.optimum.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+}
