@@ -23,7 +23,8 @@ use report::Prediction;
 use crate::fit::observation::Observations;
 
 /// The predicted objective of every mixture in `table` (its weight columns found as the runs'
-/// were, the same domains), each row named by its `key` column (else its line).
+/// were, the same domains; predicted at the weights rescaled to sum to 1, listed as the table has
+/// them), each row named by its `key` column (else `mixture`, else its first column).
 pub fn predict(model: &ObjectiveModel, domains: &[String], table: &Observations, columns: &MixtureColumns) -> anyhow::Result<(String, Vec<Prediction>)> {
     let source = table.source.display();
     let found = matching(&table.columns, &columns.weights);
@@ -56,9 +57,9 @@ pub fn predict(model: &ObjectiveModel, domains: &[String], table: &Observations,
             row.line,
             columns.sum_tolerance
         );
-        let w: Vec<f64> = w.into_iter().map(|x| x / sum).collect();
+        let rescaled: Vec<f64> = w.iter().map(|x| x / sum).collect();
         let name = key.map_or_else(|| format!("{}", row.line), |k| row.values[k].to_string());
-        out.push(Prediction { key: name, predicted: model.predict(&w), weights: w });
+        out.push(Prediction { key: name, predicted: model.predict(&rescaled), weights: w });
     }
     Ok((key_name, out))
 }

@@ -156,6 +156,7 @@ pub struct MixtureReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct Prediction {
     pub key: String,
+    /// As the table has them.
     pub weights: Vec<f64>,
     pub predicted: f64,
 }
