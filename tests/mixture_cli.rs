@@ -176,3 +176,48 @@ fn refusals_name_the_fix() {
         format!("error: {few}: 4 runs on 3 domains are too few to cross-validate any form with 5 folds: each fold fits on the other folds' runs, and the forms need at least linear 4, mixing-law 6, trees 10 runs; add runs, use fewer --folds, or name a form with --form")
     );
 }
+
+#[test]
+fn runs_at_two_sizes_give_their_rank_agreement_each_optimum_and_a_warning_when_it_is_weak() {
+    let dir = tempfile::tempdir().unwrap();
+    // The same mixtures at two sizes: the larger's losses lower, and with `flip` its preference
+    // between web and code reversed.
+    let table = |flip: bool| {
+        let mut text = String::from("mixture,non_embedding_params,tokens,weight/web,weight/code,weight/books,eval/web,eval/code\n");
+        for (i, r) in mixtures().iter().enumerate() {
+            text += &format!("m{i},1e6,1e8,{},{},{},{},{}\n", r[0], r[1], r[2], law(0, r) * scatter(i), law(1, r) * scatter(i + 100));
+            let big = if flip { [r[1], r[0], r[2]] } else { *r };
+            text += &format!("m{i},4e6,4e8,{},{},{},{},{}\n", r[0], r[1], r[2], 0.8 * law(0, &big) * scatter(i), 0.8 * law(1, &big) * scatter(i + 100));
+        }
+        write(dir.path(), if flip { "flip.csv" } else { "same.csv" }, &text)
+    };
+    let args = |input: &str| -> Vec<String> {
+        ["fit", "mixture", "--input", input, "--form", "mixing-law", "--bootstrap", "0", "--available", "web=1e8,code=1e8,books=1e8", "--target-tokens", "1e9", "--json"]
+            .map(String::from)
+            .to_vec()
+    };
+    let same = table(false);
+    let r = json(&args(&same).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r["fitted_size"], 4e6);
+    assert_eq!(r["runs"], 36);
+    let a = &r["agreement"][0];
+    assert_eq!((a["smaller"].as_f64(), a["larger"].as_f64(), a["mixtures"].as_u64()), (Some(1e6), Some(4e6), Some(36)));
+    assert!(a["spearman"].as_f64().unwrap() > 0.99, "{a}");
+    assert_eq!(r["sizes"].as_array().unwrap().len(), 2);
+    for s in r["sizes"].as_array().unwrap() {
+        assert!((numbers(&s["optimum"]["weights"])[0] - OPTIMUM[0]).abs() < 0.03, "{s}");
+    }
+    // 1e9 tokens at web 0.43 repeat web's 1e8 tokens 4.3 times; the proxies saw it at most 4
+    // times (4e8 tokens of web alone), and --max-epochs 4 caps it at 0.4.
+    let w = numbers(&r["optimum"]["weights"]);
+    assert!(w[0] <= 0.4 + 1e-9, "{w:?}");
+    let flipped = table(true);
+    let r = json(&args(&flipped).iter().map(String::as_str).collect::<Vec<_>>());
+    let rho = r["agreement"][0]["spearman"].as_f64().unwrap();
+    assert!(rho < 0.9, "{rho}");
+    let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert_eq!(
+        warnings[0],
+        format!("the ranking of mixtures changes with size: ρ = {rho:.3} between N = 1.000e6 and 4.000e6 over 36 mixtures (below 0.9); a proxy's best mixture may not be the target's")
+    );
+}
