@@ -192,9 +192,23 @@ fn runs_at_two_sizes_give_their_rank_agreement_each_optimum_and_a_warning_when_i
         write(dir.path(), if flip { "flip.csv" } else { "same.csv" }, &text)
     };
     let args = |input: &str| -> Vec<String> {
-        ["fit", "mixture", "--input", input, "--form", "mixing-law", "--bootstrap", "0", "--available", "web=1e8,code=1e8,books=1e8", "--target-tokens", "1e9", "--json"]
-            .map(String::from)
-            .to_vec()
+        [
+            "fit",
+            "mixture",
+            "--input",
+            input,
+            "--form",
+            "mixing-law",
+            "--bootstrap",
+            "0",
+            "--available",
+            "web=1e8,code=1e8,books=1e8",
+            "--target-tokens",
+            "1e9",
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec()
     };
     let same = table(false);
     let r = json(&args(&same).iter().map(String::as_str).collect::<Vec<_>>());

@@ -119,6 +119,9 @@ pub struct FitMixtureArgs {
     /// The most times the planned run may repeat a domain's tokens.
     #[arg(long, default_value_t = ConstraintSpec::DEFAULT_MAX_EPOCHS)]
     max_epochs: f64,
+    /// Let the optimum give a domain more weight than any run did (the models have no data there).
+    #[arg(long)]
+    extrapolate: bool,
     /// Folds of the cross-validation.
     #[arg(long, default_value_t = MixtureOptions::default().folds)]
     folds: usize,
@@ -165,6 +168,7 @@ fn fit_mixture(args: &FitMixtureArgs) -> anyhow::Result<u8> {
         available: args.available.iter().cloned().collect(),
         target_tokens: args.target_tokens,
         max_epochs: args.max_epochs,
+        extrapolate: args.extrapolate,
     };
     let options = MixtureOptions {
         form: args.form,

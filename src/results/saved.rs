@@ -1,6 +1,7 @@
 //! The fits a sweep directory keeps: `fits/law.json`, `fits/lr.json`, `fits/batch.json`, written
 //! by `windtunnel fit` on a sweep directory and read back by `plot`, `report` and `export` (the
-//! charts redraw the law the user fitted, with its `--holdout` or `--drop-highest`).
+//! charts redraw the law the user fitted, with its `--holdout` or `--drop-highest`), and
+//! `fits/mixture.json`, the report of `fit mixture`.
 
 use std::path::{Path, PathBuf};
 

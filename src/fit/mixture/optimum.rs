@@ -1,9 +1,12 @@
 //! The best mixture a model predicts, under the user's constraints: per-domain lowest and highest
 //! weights, and the tokens each domain has, which at the planned run's tokens and a cap on
-//! repetitions cap its weight (`weight ≤ available·max_epochs / target_tokens`). Solved over the
+//! repetitions cap its weight (`weight ≤ available·max_epochs / target_tokens`); and, unless
+//! extrapolating, no domain above the largest weight any run gave it (beyond that the models have
+//! no data: a mixing law fitted on runs with at most 3% of a domain can put 70% on it). Solved over the
 //! simplex as RegMix does, on a large sampled candidate set (Dirichlet mixtures at several
 //! concentrations, and the runs' own), then, for a smooth form, by projected descent from the best
-//! candidates, and for trees as the mean of the best hundred.
+//! candidates, and for trees as the mean of the best hundred (RegMix's choice) unless the best
+//! single candidate predicts lower.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +29,8 @@ pub struct ConstraintSpec {
     pub target_tokens: Option<f64>,
     /// The most times the planned run may see a domain's tokens.
     pub max_epochs: f64,
+    /// Let a domain's weight go past the largest any run gave it (where no model has data).
+    pub extrapolate: bool,
 }
 
 impl ConstraintSpec {
@@ -73,6 +78,14 @@ impl ConstraintSpec {
                             (b.upper[j], b.why_upper[j]) = (cap, format!("{v:e} tokens × {} epochs / {target:e}", self.max_epochs));
                         }
                     }
+                }
+            }
+        }
+        if !self.extrapolate {
+            for j in 0..runs.domains.len() {
+                let most = runs.weights.iter().map(|w| w[j]).fold(0.0, f64::max);
+                if most < b.upper[j] {
+                    (b.upper[j], b.why_upper[j]) = (most, "the largest weight any run gave it; --extrapolate lifts this".into());
                 }
             }
         }
@@ -161,7 +174,8 @@ pub fn candidates(runs: &[Vec<f64>], b: &Bounds, count: usize, seed: u64) -> Vec
 pub const TREE_TOP: usize = 100;
 
 /// The candidate the model predicts lowest, refined for a smooth form by projected descent from
-/// the best eight; for trees the mean of the best [`TREE_TOP`]. (mixture, predicted objective).
+/// the best eight; for trees the mean of the best [`TREE_TOP`] when it predicts no worse than the
+/// best. (mixture, predicted objective).
 pub fn optimise(model: &ObjectiveModel, runs: &[Vec<f64>], b: &Bounds, count: usize, seed: u64) -> (Vec<f64>, f64) {
     let cands = candidates(runs, b, count, seed);
     let predicted = model.predict_many(&cands);
@@ -170,12 +184,13 @@ pub fn optimise(model: &ObjectiveModel, runs: &[Vec<f64>], b: &Bounds, count: us
     let best = (cands[order[0]].clone(), predicted[order[0]]);
     if !model.form.is_smooth() {
         // A tree model is flat in places and its single lowest candidate a matter of chance:
-        // RegMix takes the mean of the best 100 (the mean of points in the bounds is in them).
+        // RegMix takes the mean of the best 100 (the mean of points in the bounds is in them),
+        // kept here when the model predicts it no worse than the best candidate.
         let top: Vec<&Vec<f64>> = order.iter().take(TREE_TOP).map(|&i| &cands[i]).collect();
         let mean: Vec<f64> = (0..b.lower.len()).map(|j| top.iter().map(|c| c[j]).sum::<f64>() / top.len() as f64).collect();
         let mean = project(&mean, b);
         let predicted = model.predict(&mean);
-        return (mean, predicted);
+        return if predicted <= best.1 { (mean, predicted) } else { best };
     }
     order.iter().take(8).map(|&i| descend(model, cands[i].clone(), predicted[i], b)).fold(best, |a, c| if c.1 < a.1 { c } else { a })
 }
