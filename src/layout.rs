@@ -43,6 +43,8 @@ pub enum FitKind {
     Law,
     Lr,
     Batch,
+    /// `fit mixture`'s report.
+    Mixture,
 }
 
 impl SweepDir {
@@ -138,6 +140,7 @@ impl SweepDir {
             FitKind::Law => "law.json",
             FitKind::Lr => "lr.json",
             FitKind::Batch => "batch.json",
+            FitKind::Mixture => "mixture.json",
         };
         self.root.join("fits").join(name)
     }

@@ -96,7 +96,7 @@ fn answers_say_which_fit_they_came_from_and_do_not_depend_on_an_earlier_command(
     let after = export(s, &out, &[]);
     assert_eq!((&after["law"], after.get("law_saved_fit")), (&default["law"], None));
     let e = fails(&["fit", "clear", s, "--kind", "laws"]);
-    assert!(e.contains("--kind laws: a sweep keeps the fits law, lr and batch"), "{e}");
+    assert!(e.contains("--kind laws: a sweep keeps the fits law, lr, batch, mixture"), "{e}");
 
     // A saved fit with the default definition is no news.
     ok(&["fit", "law", "--input", s, "--budgets", "1e12"]);

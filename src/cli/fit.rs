@@ -1,4 +1,4 @@
-//! `windtunnel fit law`, `fit lr` and `fit batch`. On a sweep directory each keeps its report in
+//! `windtunnel fit law`, `fit lr`, `fit batch`, `fit mixture` and the others. On a sweep directory each keeps its report in
 //! `DIR/fits/` (see `windtunnel::results::saved`), where `plot`, `report` and `export` read it back.
 
 use anyhow::Context;
@@ -8,9 +8,13 @@ use super::emit;
 use windtunnel::fit::allocation::{AllocationOptions, CurveColumns};
 use windtunnel::fit::definition::LawFlags;
 use windtunnel::fit::hparams::{fit_hparams, HparamColumns};
+use windtunnel::fit::mixture::data::MixtureColumns;
+use windtunnel::fit::mixture::optimum::ConstraintSpec;
+use windtunnel::fit::mixture::report::MixtureOptions;
 use windtunnel::fit::scans::{BatchColumns, LrColumns};
 use windtunnel::layout::{FitKind, SweepDir};
 use windtunnel::results::inputs::{fit_batch, fit_law, fit_lr, observations};
+use windtunnel::results::mixture::{fit_mixture_at, MixtureInputs};
 use windtunnel::results::saved;
 
 #[derive(Subcommand)]
@@ -61,6 +65,133 @@ pub enum FitCommand {
                             A sweep's runs are named `ID wWIDTH GRID/KIND@TOKENS` (a branch: @ its branch point); --fit-runs and \
                             --predict-runs match those names. On a sweep the chart goes to DIR/plots/curve-law.svg.")]
     Curve(Box<FitCurveArgs>),
+    /// Mixture laws: which data mixture to train the full run on, from runs whose domain weights
+    /// differ. Fits RegMix's linear regression, the data mixing law L = c + k·exp(Σ t_j·r_j) and
+    /// gradient-boosted trees, one per evaluation set; cross-validates each (Spearman ρ, RMSE) and
+    /// uses the best; prints the optimal mixture under the constraints with a bootstrap interval
+    /// beside the best mixture tried.
+    #[command(after_help = "Examples:\n  windtunnel fit mixture --input results/mixture-runs\n  \
+                            windtunnel fit mixture --input results/mixture-runs --objective 'web=0.5,code=0.5' --min code=0.1 \\\n    \
+                            --available web=2e9,code=5e8,books=1e9 --target-tokens 1e10 --max-epochs 4\n  \
+                            windtunnel fit mixture --input analysis/data/regmix_train_mixture_1m.csv --losses analysis/data/regmix_train_pile_loss_1m.csv \\\n    \
+                            --key index --weights '^train_the_pile_' --loss '^metric/the_pile_(.*)_val_loss$' --objective pile_cc=1 \\\n    \
+                            --predict analysis/data/regmix_test_mixture_1m.csv --predict-out predicted.csv --json\n\n\
+                            On a sweep directory the report is kept in DIR/fits/mixture.json. A domain is named by the weight regex's first \
+                            group, else by its column less the matched text (`weight/web` is `web`); evaluation sets likewise.")]
+    Mixture(Box<FitMixtureArgs>),
+}
+
+#[derive(Args)]
+pub struct FitMixtureArgs {
+    /// A sweep directory (its `weight/<domain>` and `eval/<set>` columns), or a CSV or Parquet table
+    /// with one row per run.
+    #[arg(long)]
+    input: std::path::PathBuf,
+    /// A second table with the runs' losses, joined to --input on the --key column.
+    #[arg(long, value_name = "TABLE")]
+    losses: Option<std::path::PathBuf>,
+    /// The column naming each run's mixture (joins --losses; names the rows of --predict) [default:
+    /// `mixture`, else `run_id`].
+    #[arg(long, value_name = "COLUMN")]
+    key: Option<String>,
+    /// The weight columns, one per domain (a regular expression).
+    #[arg(long, value_name = "REGEX", default_value = windtunnel::fit::mixture::data::WEIGHTS)]
+    weights: regex::Regex,
+    /// The loss columns, one per evaluation set (a regular expression) [default: `^eval/`, else `loss`].
+    #[arg(long, value_name = "REGEX")]
+    loss: Option<regex::Regex>,
+    /// How far from 1 a run's weights may sum (a rounded table); they are rescaled to sum to 1.
+    #[arg(long, default_value_t = MixtureColumns::DEFAULT_SUM_TOLERANCE)]
+    sum_tolerance: f64,
+    /// The form: linear, mixing-law or trees [default: the best by cross-validation].
+    #[arg(long)]
+    form: Option<windtunnel::fit::mixture::model::MixtureForm>,
+    /// What to minimise: one evaluation set, or a weighted sum, e.g. 'web=0.5,code=0.5' [default:
+    /// the mean over every set].
+    #[arg(long, value_name = "SET=WEIGHT,...", value_delimiter = ',', value_parser = parse_named)]
+    objective: Vec<(String, f64)>,
+    /// A domain's lowest weight, e.g. 'code=0.1,books=0.05'.
+    #[arg(long, value_name = "DOMAIN=WEIGHT,...", value_delimiter = ',', value_parser = parse_named)]
+    min: Vec<(String, f64)>,
+    /// A domain's highest weight, e.g. 'web=0.6'.
+    #[arg(long, value_name = "DOMAIN=WEIGHT,...", value_delimiter = ',', value_parser = parse_named)]
+    max: Vec<(String, f64)>,
+    /// The tokens each domain has, e.g. 'web=2e9,code=5e8': with --target-tokens and --max-epochs,
+    /// a domain's weight is at most available × max_epochs / target_tokens.
+    #[arg(long, value_name = "DOMAIN=TOKENS,...", value_delimiter = ',', value_parser = parse_named)]
+    available: Vec<(String, f64)>,
+    /// The planned run's training tokens.
+    #[arg(long, value_name = "TOKENS")]
+    target_tokens: Option<f64>,
+    /// The most times the planned run may repeat a domain's tokens.
+    #[arg(long, default_value_t = ConstraintSpec::DEFAULT_MAX_EPOCHS)]
+    max_epochs: f64,
+    /// Let the optimum give a domain more weight than any run did (the models have no data there).
+    #[arg(long)]
+    extrapolate: bool,
+    /// Folds of the cross-validation.
+    #[arg(long, default_value_t = MixtureOptions::default().folds)]
+    folds: usize,
+    /// Bootstrap refits over runs, for the optimum's interval.
+    #[arg(long, default_value_t = MixtureOptions::default().bootstrap)]
+    bootstrap: usize,
+    /// Sampled candidate mixtures the optimum is sought among.
+    #[arg(long, default_value_t = MixtureOptions::default().candidates)]
+    candidates: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A table of mixtures (CSV or Parquet, the same weight columns) to predict the objective of.
+    #[arg(long, value_name = "TABLE")]
+    predict: Option<std::path::PathBuf>,
+    /// Write --predict's predictions here as CSV: its key column, the weights, `predicted_objective`.
+    #[arg(long, value_name = "FILE", requires = "predict")]
+    predict_out: Option<std::path::PathBuf>,
+    /// Also write the report as JSON to this file [default for a sweep directory: DIR/fits/mixture.json].
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `NAME=VALUE` (a domain or evaluation set and a number).
+fn parse_named(s: &str) -> Result<(String, f64), String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("`{s}`: write NAME=VALUE, e.g. web=0.5"))?;
+    let value: f64 = value.trim().parse().map_err(|_| format!("`{s}`: `{value}` is not a number"))?;
+    if !value.is_finite() {
+        return Err(format!("`{s}`: the value must be finite"));
+    }
+    Ok((name.trim().to_string(), value))
+}
+
+fn fit_mixture(args: &FitMixtureArgs) -> anyhow::Result<u8> {
+    let columns = MixtureColumns { weights: args.weights.clone(), losses: args.loss.clone(), key: args.key.clone(), sum_tolerance: args.sum_tolerance };
+    anyhow::ensure!(args.sum_tolerance.is_finite() && args.sum_tolerance >= 0.0, "--sum-tolerance {}: a non-negative number", args.sum_tolerance);
+    anyhow::ensure!(args.folds >= 2, "--folds {}: cross-validation needs at least 2 folds", args.folds);
+    anyhow::ensure!(args.candidates >= 1, "--candidates {}: at least one", args.candidates);
+    anyhow::ensure!(args.max_epochs.is_finite() && args.max_epochs > 0.0, "--max-epochs {}: a positive number", args.max_epochs);
+    let constraints = ConstraintSpec {
+        min: args.min.iter().cloned().collect(),
+        max: args.max.iter().cloned().collect(),
+        available: args.available.iter().cloned().collect(),
+        target_tokens: args.target_tokens,
+        max_epochs: args.max_epochs,
+        extrapolate: args.extrapolate,
+    };
+    let options = MixtureOptions {
+        form: args.form,
+        objective: args.objective.clone(),
+        constraints,
+        folds: args.folds,
+        bootstrap: args.bootstrap,
+        candidates: args.candidates,
+        seed: args.seed,
+        progress: true,
+    };
+    let inputs =
+        MixtureInputs { input: &args.input, losses: args.losses.as_deref(), predict: args.predict.as_deref(), predict_out: args.predict_out.as_deref() };
+    let (report, _) = fit_mixture_at(&inputs, &columns, &options)?;
+    saved::keep(&args.input, FitKind::Mixture, &report, args.out.as_deref())?;
+    emit(&report, args.json)
 }
 
 #[derive(Args)]
@@ -219,7 +350,7 @@ pub struct FitKeptArgs {
 pub struct FitClearArgs {
     /// The sweep directory.
     dir: std::path::PathBuf,
-    /// Only these fits: law, lr, batch (comma-separated) [default: all].
+    /// Only these fits: law, lr, batch, mixture (comma-separated) [default: all].
     #[arg(long, value_delimiter = ',')]
     kind: Vec<String>,
     #[arg(long)]
@@ -390,6 +521,7 @@ pub struct FitLawArgs {
 pub fn fit(command: FitCommand) -> anyhow::Result<u8> {
     match command {
         FitCommand::Curve(args) => fit_curve(&args),
+        FitCommand::Mixture(args) => fit_mixture(&args),
         FitCommand::List(args) => emit(&saved::list(&SweepDir::open(&args.dir))?, args.json),
         FitCommand::Clear(args) => {
             let removed = saved::clear(&SweepDir::open(&args.dir), &args.kind)?;

@@ -21,6 +21,7 @@ pub mod hparams;
 pub mod input;
 pub mod law;
 pub(crate) mod lbfgs;
+pub mod mixture;
 pub mod observation;
 pub mod report;
 pub mod scans;

@@ -22,6 +22,7 @@
 
 pub mod curves;
 pub mod inputs;
+pub mod mixture;
 pub mod saved;
 
 use std::path::{Path, PathBuf};

@@ -1,9 +1,10 @@
 //! The fits a sweep directory keeps: `fits/law.json`, `fits/lr.json`, `fits/batch.json`, written
 //! by `windtunnel fit` on a sweep directory and read back by `plot`, `report` and `export` (the
-//! charts redraw the law the user fitted, with its `--holdout` or `--drop-highest`). Each file
-//! records the command that saved it and when (`saved`); an output that uses a saved definition
-//! other than the default says so ([`SavedFitNote`]), `--fresh` ignores it, and `fit list` /
-//! `fit clear` show and forget what is kept.
+//! charts redraw the law the user fitted, with its `--holdout` or `--drop-highest`), and
+//! `fits/mixture.json`, the report of `fit mixture`. Each file records the command that saved it
+//! and when (`saved`); an output that uses a saved definition other than the default says so
+//! ([`SavedFitNote`]), `--fresh` ignores it, and `fit list` / `fit clear` show and forget what is
+//! kept.
 
 use std::path::{Path, PathBuf};
 
@@ -174,7 +175,7 @@ pub struct KeptFits {
     pub fits: Vec<KeptFit>,
 }
 
-const KINDS: [(FitKind, &str); 3] = [(FitKind::Law, "law"), (FitKind::Lr, "lr"), (FitKind::Batch, "batch")];
+const KINDS: [(FitKind, &str); 4] = [(FitKind::Law, "law"), (FitKind::Lr, "lr"), (FitKind::Batch, "batch"), (FitKind::Mixture, "mixture")];
 
 /// The fits `sweep` keeps, with who saved them and, for the law, its definition.
 pub fn list(sweep: &SweepDir) -> anyhow::Result<KeptFits> {
@@ -202,7 +203,7 @@ pub fn list(sweep: &SweepDir) -> anyhow::Result<KeptFits> {
 pub fn clear(sweep: &SweepDir, kinds: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     anyhow::ensure!(sweep.exists(), "{} is not a sweep directory (it has no plan.json)", sweep.root().display());
     for k in kinds {
-        anyhow::ensure!(KINDS.iter().any(|(_, name)| name == k), "--kind {k}: a sweep keeps the fits law, lr and batch");
+        anyhow::ensure!(KINDS.iter().any(|(_, name)| name == k), "--kind {k}: a sweep keeps the fits {}", KINDS.map(|(_, name)| name).join(", "));
     }
     let mut removed = Vec::new();
     for (kind, name) in KINDS {
