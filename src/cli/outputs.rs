@@ -136,6 +136,10 @@ pub struct ExportArgs {
     /// (the predicted loss's interval is widened however far beyond them it lies).
     #[arg(long, default_value_t = windtunnel::export::assumptions::DEFAULT_EXTRAPOLATION_LIMIT)]
     extrapolation_limit: f64,
+    /// Take the data mixture from this sweep's `fit mixture` (fits/mixture.json) [default: DIR's
+    /// own, when it keeps one]; written as mixture.toml, a block for the full run's sweep file.
+    #[arg(long)]
+    mixture_sweep: Option<std::path::PathBuf>,
     /// Where to write the format's files and recipe.json [default: DIR/export].
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -187,6 +191,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
         allow_implausible: args.allow_implausible,
         fresh: args.fresh,
         extrapolation_limit: args.extrapolation_limit,
+        mixture_sweep: args.mixture_sweep,
     };
     anyhow::ensure!(
         args.extrapolation_limit.is_finite() && args.extrapolation_limit >= 1.0,

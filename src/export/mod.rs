@@ -18,6 +18,7 @@
 
 pub mod assumptions;
 pub mod formats;
+pub mod mixture;
 
 use std::path::{Path, PathBuf};
 
@@ -70,6 +71,8 @@ pub struct ExportRequest {
     pub fresh: bool,
     /// Warn when N or compute lies more than this many times beyond the law's points.
     pub extrapolation_limit: f64,
+    /// Take the data mixture from this sweep's `fit mixture` (else from the sweep's own, if any).
+    pub mixture_sweep: Option<PathBuf>,
 }
 
 /// The configuration class `config.json`'s `auto_map` names for `AutoConfig`, written beside it.
@@ -302,6 +305,9 @@ pub struct Recipe {
     /// What the export assumes beyond the sweep's range (see `assumptions`).
     pub assumptions: assumptions::Assumptions,
     pub warnings: Vec<String>,
+    /// The data mixture `fit mixture` chose, when the sweep (or `--mixture-sweep`) keeps one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mixture: Option<mixture::MixtureChoice>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -318,7 +324,9 @@ impl Exported {
         crate::fsutil::atomic_write(&config, (serde_json::to_string_pretty(&self.config)? + "\n").as_bytes())?;
         crate::fsutil::atomic_write(&configuration, CONFIGURATION_MINICPM_PY.as_bytes())?;
         crate::fsutil::atomic_write(&recipe, (serde_json::to_string_pretty(&self.recipe)? + "\n").as_bytes())?;
-        Ok(vec![config, configuration, recipe])
+        let mut written = vec![config, configuration, recipe];
+        written.extend(self.recipe.write_mixture(out)?);
+        Ok(written)
     }
 }
 
@@ -407,6 +415,10 @@ pub fn export(request: &ExportRequest) -> anyhow::Result<Exported> {
         law_saved_fit: report.saved_fit.clone(),
         assumptions,
         warnings,
+        mixture: match &request.mixture_sweep {
+            Some(sweep) => mixture::chosen(sweep, None, true)?,
+            None => mixture::chosen(dir, Some(&data.plan), false)?,
+        },
     };
     Ok(Exported { config: hf_config(&shape, &mup, seq_len), recipe })
 }
@@ -751,10 +763,24 @@ impl std::fmt::Display for Exported {
         if let Some(note) = &recipe.law_saved_fit {
             writeln!(f, "           {note}")?;
         }
+        if let Some(mixture) = &recipe.mixture {
+            write!(f, "{mixture}")?;
+        }
         for warning in &recipe.warnings {
             writeln!(f, "  warning: {warning}")?;
         }
         Ok(())
+    }
+}
+
+impl Recipe {
+    /// `mixture.toml`: the chosen mixture's block for the full run's sweep file, when there is one.
+    pub fn write_mixture(&self, out: &Path) -> anyhow::Result<Option<PathBuf>> {
+        let Some(block) = self.mixture.as_ref().and_then(|m| m.data_block.as_ref()) else { return Ok(None) };
+        let path = out.join("mixture.toml");
+        let text = format!("# The data mixture `windtunnel fit mixture` chose (see recipe.json's `mixture`).\n{block}\n");
+        crate::fsutil::atomic_write(&path, text.as_bytes())?;
+        Ok(Some(path))
     }
 }
 

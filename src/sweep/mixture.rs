@@ -333,6 +333,14 @@ fn data_spec(weights: &BTreeMap<String, f64>, domains: &BTreeMap<String, DataSpe
     DataSpec::Mixture(MixtureSpec { components })
 }
 
+/// Each domain's data in `data`, a mixture built by [`data_spec`] for `mixture` (its components
+/// are the domains with a positive weight, in name order).
+pub fn domain_sources(mixture: &PlannedMixture, data: &DataSpec) -> Vec<(String, DataSpec)> {
+    let DataSpec::Mixture(MixtureSpec { components }) = data else { return Vec::new() };
+    let domains = mixture.weights.iter().filter(|(_, w)| **w > 0.0).map(|(d, _)| d.clone());
+    domains.zip(components.iter().map(|c| c.source.clone())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

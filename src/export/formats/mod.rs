@@ -112,7 +112,9 @@ impl FormattedExport {
         let file = out.join(&trainer.file);
         crate::fsutil::atomic_write(&file, trainer.contents.as_bytes())?;
         crate::fsutil::atomic_write(&recipe, (serde_json::to_string_pretty(&self.recipe_json()?)? + "\n").as_bytes())?;
-        Ok(vec![file, recipe])
+        let mut written = vec![file, recipe];
+        written.extend(self.exported.recipe.write_mixture(out)?);
+        Ok(written)
     }
 }
 
@@ -302,6 +304,7 @@ pub(crate) mod tests {
             law,
             law_definition: crate::fit::report::LawDefinition::for_table("results/tiny".into()),
             law_saved_fit: None,
+            mixture: None,
             assumptions: crate::export::assumptions::Assumptions {
                 sweep_range: crate::export::assumptions::SweepRange {
                     n: [2e4, 2e6],
