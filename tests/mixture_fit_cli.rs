@@ -232,6 +232,6 @@ fn runs_at_two_sizes_give_their_rank_agreement_each_optimum_and_a_warning_when_i
     let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
     assert_eq!(
         warnings[0],
-        format!("the ranking of mixtures changes with size: ρ = {rho:.3} between N = 1.000e6 and 4.000e6 over 36 mixtures (below 0.9); a proxy's best mixture may not be the target's")
+        format!("the ranking of mixtures changes with scale: ρ = {rho:.3} between N = 1.000e6, D = 1.000e8 and N = 4.000e6, D = 4.000e8 over 36 mixtures (below 0.9); a proxy's best mixture may not be the target's")
     );
 }

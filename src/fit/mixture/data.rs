@@ -150,6 +150,17 @@ impl MixtureRuns {
     }
 
     /// The runs at `rows` only.
+    /// Each run's scale, (N, tokens), where the table has either (missing ones read 0): runs of
+    /// one scale are compared with each other, never pooled across scales (a branch point decayed
+    /// at more tokens has lower losses whatever its mixture).
+    pub fn scales(&self) -> Option<Vec<(f64, f64)>> {
+        if self.sizes.is_none() && self.tokens.is_none() {
+            return None;
+        }
+        let at = |column: &Option<Vec<f64>>, i: usize| column.as_ref().map_or(0.0, |c| c[i]);
+        Some((0..self.weights.len()).map(|i| (at(&self.sizes, i), at(&self.tokens, i))).collect())
+    }
+
     pub fn subset(&self, rows: &[usize]) -> Self {
         let pick = |v: &Vec<f64>| rows.iter().map(|&i| v[i]).collect::<Vec<f64>>();
         Self {

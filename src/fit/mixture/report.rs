@@ -107,6 +107,8 @@ pub struct BestTried {
 #[derive(Debug, Clone, Serialize)]
 pub struct SizeResult {
     pub non_embedding_params: f64,
+    /// The runs' training tokens (a decay sweep's branch point), when the table has them.
+    pub tokens: Option<f64>,
     pub runs: usize,
     /// This size's optimum by the chosen form, when it has enough runs.
     pub optimum: Option<Mixture>,
@@ -116,8 +118,12 @@ pub struct SizeResult {
 /// The rank agreement of two sizes on the mixtures both ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct SizeAgreement {
+    /// N of the smaller scale, and its tokens.
     pub smaller: f64,
+    pub smaller_tokens: Option<f64>,
+    /// N of the larger scale, and its tokens.
     pub larger: f64,
+    pub larger_tokens: Option<f64>,
     pub mixtures: usize,
     pub spearman: f64,
 }
@@ -134,6 +140,9 @@ pub struct MixtureReport {
     pub objective: Vec<(String, f64)>,
     /// With runs at several sizes: the size the model is fitted on (the largest).
     pub fitted_size: Option<f64>,
+    /// With runs at several token counts (a decay sweep's branch points): the tokens of the runs
+    /// the model is fitted on (the most).
+    pub fitted_tokens: Option<f64>,
     pub folds: usize,
     pub forms: Vec<FormScore>,
     pub form: MixtureForm,
@@ -255,7 +264,8 @@ pub fn fit_mixture(runs: &MixtureRuns, options: &MixtureOptions) -> anyhow::Resu
     let reporter = Progress::new(options.progress);
     let bounds = options.constraints.bounds(runs)?;
     let (all_pairs, _) = objective_of(runs, &options.objective)?;
-    let (fitted, fitted_size) = largest_size(runs);
+    let (fitted, fitted_scale) = largest_scale(runs);
+    let (fitted_size, fitted_tokens) = fitted_scale.map_or((None, None), |(n, d)| (Some(n), runs.tokens.as_ref().map(|_| d)));
     let (pairs, actual) = objective_of(&fitted, &options.objective)?;
     let k = options.folds.clamp(2, fitted.weights.len().max(2));
     let d = runs.domains.len();
@@ -286,6 +296,7 @@ pub fn fit_mixture(runs: &MixtureRuns, options: &MixtureOptions) -> anyhow::Resu
         sets: runs.sets.clone(),
         objective: pairs.iter().map(|&(s, w)| (runs.sets[s].clone(), w)).collect(),
         fitted_size,
+        fitted_tokens,
         folds: k,
         forms: scores,
         form,
@@ -305,15 +316,25 @@ pub fn fit_mixture(runs: &MixtureRuns, options: &MixtureOptions) -> anyhow::Resu
     Ok((report, model))
 }
 
-/// With runs at several sizes, the largest size's runs (and that size); else all of them.
-fn largest_size(runs: &MixtureRuns) -> (MixtureRuns, Option<f64>) {
-    let Some(sizes) = &runs.sizes else { return (runs.clone(), None) };
-    if crate::fit::distinct_count(sizes.iter().copied()) < 2 {
+/// The distinct scales (N, tokens) of the runs, smallest first.
+fn distinct_scales(scales: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut distinct = scales.to_vec();
+    distinct.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    distinct.dedup();
+    distinct
+}
+
+/// With runs at several scales (sizes, or token counts such as a decay sweep's branch points),
+/// the largest scale's runs (and that scale); else all of them.
+fn largest_scale(runs: &MixtureRuns) -> (MixtureRuns, Option<(f64, f64)>) {
+    let Some(scales) = runs.scales() else { return (runs.clone(), None) };
+    let distinct = distinct_scales(&scales);
+    let [.., largest] = distinct.as_slice() else { return (runs.clone(), None) };
+    if distinct.len() < 2 {
         return (runs.clone(), None);
     }
-    let largest = sizes.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let rows: Vec<usize> = (0..sizes.len()).filter(|&i| sizes[i] == largest).collect();
-    (runs.subset(&rows), Some(largest))
+    let rows: Vec<usize> = (0..scales.len()).filter(|&i| scales[i] == *largest).collect();
+    (runs.subset(&rows), Some(*largest))
 }
 
 /// Refits of the model on resamples of the runs (those that succeeded).
@@ -382,18 +403,17 @@ fn across_sizes(
     bounds: &Bounds,
     options: &MixtureOptions,
 ) -> anyhow::Result<(Vec<SizeResult>, Vec<SizeAgreement>)> {
-    let Some(sizes) = &runs.sizes else { return Ok((Vec::new(), Vec::new())) };
-    let mut distinct: Vec<f64> = sizes.clone();
-    distinct.sort_by(f64::total_cmp);
-    distinct.dedup();
+    let Some(scales) = runs.scales() else { return Ok((Vec::new(), Vec::new())) };
+    let distinct = distinct_scales(&scales);
+    let tokens_of = |scale: (f64, f64)| runs.tokens.as_ref().map(|_| scale.1);
     if distinct.len() < 2 {
         return Ok((Vec::new(), Vec::new()));
     }
     let spec: Vec<(String, f64)> = pairs.iter().map(|&(s, w)| (runs.sets[s].clone(), w)).collect();
     let mut results = Vec::new();
     let mut by_mixture: Vec<std::collections::HashMap<String, f64>> = Vec::new();
-    for &size in &distinct {
-        let rows: Vec<usize> = (0..sizes.len()).filter(|&i| sizes[i] == size).collect();
+    for &scale in &distinct {
+        let rows: Vec<usize> = (0..scales.len()).filter(|&i| scales[i] == scale).collect();
         let sub = runs.subset(&rows);
         let (p, actual) = objective_of(&sub, &spec)?;
         let model = (sub.weights.len() >= form.min_runs(runs.domains.len())).then(|| fit_model(form, &sub, &p, options.seed)).flatten();
@@ -409,7 +429,7 @@ fn across_sizes(
             predicted: model.as_ref().map_or(f64::NAN, |m| m.predict(&sub.weights[i])),
         };
         by_mixture.push((0..sub.weights.len()).map(|i| (mixture_id(&sub, i), actual[i])).collect());
-        results.push(SizeResult { non_embedding_params: size, runs: sub.weights.len(), optimum, best_tried: best });
+        results.push(SizeResult { non_embedding_params: scale.0, tokens: tokens_of(scale), runs: sub.weights.len(), optimum, best_tried: best });
     }
     let agreement = distinct
         .windows(2)
@@ -417,7 +437,14 @@ fn across_sizes(
         .map(|(s, m)| {
             let common: Vec<(&f64, f64)> = m[0].iter().filter_map(|(k, a)| m[1].get(k).map(|b| (a, *b))).collect();
             let (a, b): (Vec<f64>, Vec<f64>) = common.iter().map(|(a, b)| (**a, *b)).unzip();
-            SizeAgreement { smaller: s[0], larger: s[1], mixtures: a.len(), spearman: spearman(&a, &b) }
+            SizeAgreement {
+                smaller: s[0].0,
+                smaller_tokens: tokens_of(s[0]),
+                larger: s[1].0,
+                larger_tokens: tokens_of(s[1]),
+                mixtures: a.len(),
+                spearman: spearman(&a, &b),
+            }
         })
         .collect();
     Ok((results, agreement))
@@ -432,15 +459,26 @@ fn mixture_id(runs: &MixtureRuns, i: usize) -> String {
     }
 }
 
-/// Weak rank agreement between sizes, and repetition beyond what any proxy saw.
+/// `N = 1.000e6` or `N = 1.000e6, D = 8.192e4`.
+pub fn scale_text(n: f64, tokens: Option<f64>) -> String {
+    match tokens {
+        Some(d) => format!("N = {n:.3e}, D = {d:.3e}"),
+        None => format!("N = {n:.3e}"),
+    }
+}
+
+/// Weak rank agreement between scales, and repetition beyond what any proxy saw.
 fn warnings(report: &MixtureReport, runs: &MixtureRuns, constraints: &ConstraintSpec) -> Vec<String> {
     let mut out = Vec::new();
     for a in &report.agreement {
         if a.spearman.is_nan() || a.spearman < SIZE_AGREEMENT {
             out.push(format!(
-                "the ranking of mixtures changes with size: ρ = {:.3} between N = {:.3e} and {:.3e} over {} mixtures (below {SIZE_AGREEMENT}); \
+                "the ranking of mixtures changes with scale: ρ = {:.3} between {} and {} over {} mixtures (below {SIZE_AGREEMENT}); \
                  a proxy's best mixture may not be the target's",
-                a.spearman, a.smaller, a.larger, a.mixtures
+                a.spearman,
+                scale_text(a.smaller, a.smaller_tokens),
+                scale_text(a.larger, a.larger_tokens),
+                a.mixtures
             ));
         }
     }

@@ -16,7 +16,7 @@ impl Display for MixtureReport {
             writeln!(f, "  ({} rows left out: not done, without weights, or without a loss)", self.left_out)?;
         }
         if let Some(n) = self.fitted_size {
-            writeln!(f, "  fitted on the largest size's runs, N = {n:.4e}")?;
+            writeln!(f, "  fitted on the largest scale's runs, {} (the others are compared below)", super::report::scale_text(n, self.fitted_tokens))?;
         }
         let objective = self.objective.iter().map(|(s, w)| format!("{w:.3}·{s}")).collect::<Vec<_>>().join(" + ");
         writeln!(f, "objective: {objective}\n")?;
@@ -89,16 +89,18 @@ impl MixtureReport {
         if self.sizes.is_empty() {
             return Ok(());
         }
-        writeln!(f, "\nacross sizes:")?;
+        writeln!(f, "\nacross scales (sizes and token counts):")?;
         for s in &self.sizes {
             let optimum = s
                 .optimum
                 .as_ref()
                 .map_or("too few runs to fit".to_string(), |o| format!("optimum {} (predicted {:.4})", weights(&self.domains, &o.weights), o.predicted));
-            writeln!(f, "  N = {:.4e}, {} runs: {optimum}; best tried {} ({:.4})", s.non_embedding_params, s.runs, s.best_tried.key, s.best_tried.actual)?;
+            let scale = super::report::scale_text(s.non_embedding_params, s.tokens);
+            writeln!(f, "  {scale}, {} runs: {optimum}; best tried {} ({:.4})", s.runs, s.best_tried.key, s.best_tried.actual)?;
         }
         for a in &self.agreement {
-            writeln!(f, "  ρ between N = {:.4e} and {:.4e} over {} shared mixtures: {:.3}", a.smaller, a.larger, a.mixtures, a.spearman)?;
+            let (smaller, larger) = (super::report::scale_text(a.smaller, a.smaller_tokens), super::report::scale_text(a.larger, a.larger_tokens));
+            writeln!(f, "  ρ between {smaller} and {larger} over {} shared mixtures: {:.3}", a.mixtures, a.spearman)?;
         }
         Ok(())
     }
