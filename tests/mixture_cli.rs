@@ -180,3 +180,53 @@ fn a_mixture_that_does_not_sum_to_one_is_refused_by_plan() {
         )
     );
 }
+
+/// The hand-off of a mixture (#41, deliverable 4): `fit mixture` on a decay sweep, then `export`
+/// of a law sweep with `--mixture-sweep` carries the chosen weights into recipe.json and writes
+/// mixture.toml, a `decay_data` block that reads back as the chosen mixture; a sweep without a
+/// mixture fit is named with the command that makes one.
+#[test]
+fn export_carries_the_chosen_mixture_as_a_decay_data_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("mix.toml");
+    let grid = "wsd = { branch_tokens = [2560], decay_fraction = 0.2 }\nmixtures.placement = \"decay\"\n\
+                mixtures.weights = [{ a = 0.5, b = 0.5 }, { a = 1.0 }, { b = 1.0 }]\n\
+                mixtures.sample = { count = 9, seed = 3, natural = { a = 0.5, b = 0.5 } }\n";
+    std::fs::write(&sweep, format!("name = \"mix\"\n{BASE}{grid}")).unwrap();
+    let results = dir.path().join("results");
+    ok(&["run", s(&sweep), "--out", s(&results), "--parallel", "2", "--quiet"]);
+    let mix = results.join("mix");
+    ok(&["fit", "mixture", "--input", s(&mix), "--form", "linear", "--bootstrap", "0"]);
+    let fit = read_json(&mix.join("fits/mixture.json"));
+
+    let law_file = dir.path().join("tiny.toml");
+    // The common tiny sweep with a third width and branch point: enough points for a law.
+    let law_text = common::TINY.replace("eval_interval_tokens = 1280", "eval_interval_tokens = 640").replace(
+        "widths = [16, 32], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [1280, 2560]",
+        "widths = [16, 32, 48], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [640, 1280, 2560]",
+    );
+    std::fs::write(&law_file, law_text).unwrap();
+    ok(&["run", s(&law_file), "--out", s(&results), "--parallel", "2", "--quiet"]);
+    let law = results.join("tiny");
+    let missing = fails(&["export", s(&law), "--target-params", "4.7e4", "--allow-implausible", "--mixture-sweep", s(&law)]);
+    assert!(missing.contains(&format!("run `windtunnel fit mixture --input {}` first", law.display())), "{missing}");
+
+    let out = dir.path().join("export");
+    let printed = ok(&["export", s(&law), "--target-params", "4.7e4", "--allow-implausible", "--mixture-sweep", s(&mix), "--out", s(&out)]);
+    assert!(printed.contains("measured on decay branches: the full run's decay (wsd.decay_data)"), "{printed}");
+    let recipe = read_json(&out.join("recipe.json"));
+    let chosen: Vec<(String, f64)> = serde_json::from_value(recipe["mixture"]["weights"].clone()).unwrap();
+    let domains: Vec<String> = serde_json::from_value(fit["domains"].clone()).unwrap();
+    let optimum: Vec<f64> = serde_json::from_value(fit["optimum"]["weights"].clone()).unwrap();
+    assert_eq!(chosen, domains.into_iter().zip(optimum).collect::<Vec<_>>());
+    assert_eq!(recipe["mixture"]["stage"], "decay");
+    let block: toml::Table = toml::from_str(&std::fs::read_to_string(out.join("mixture.toml")).unwrap()).unwrap();
+    let data = &block["decay_data"];
+    assert_eq!(data["kind"].as_str(), Some("mixture"));
+    let weights: Vec<f64> = data["components"].as_array().unwrap().iter().map(|c| c["weight"].as_float().unwrap()).collect();
+    let expected: Vec<f64> = chosen.iter().map(|(_, w)| (w * 1e6).round() / 1e6).filter(|w| *w > 0.0).collect();
+    assert_eq!(weights, expected);
+    let seeds: Vec<i64> = data["components"].as_array().unwrap().iter().map(|c| c["source"]["language_seed"].as_integer().unwrap()).collect();
+    let expected_seeds: Vec<i64> = chosen.iter().filter(|(_, w)| (w * 1e6).round() > 0.0).map(|(d, _)| if d == "a" { 1 } else { 2 }).collect();
+    assert_eq!(seeds, expected_seeds, "each component is its domain's data");
+}

@@ -131,8 +131,9 @@ fn sources_of(plan: &Plan) -> BTreeMap<String, DataSpec> {
 /// domain with weight has no known source.
 fn block(weights: &[(String, f64)], sources: &BTreeMap<String, DataSpec>, stage: MixtureStage) -> Option<String> {
     let mut components = Vec::new();
-    for (domain, weight) in weights.iter().filter(|(_, w)| *w > 0.0) {
-        components.push(MixtureComponent { weight: (weight * 1e6).round() / 1e6, source: sources.get(domain)?.clone() });
+    // Weights in millionths (a domain below half a millionth is left out, not written as 0).
+    for (domain, weight) in weights.iter().map(|(d, w)| (d, (w * 1e6).round() / 1e6)).filter(|(_, w)| *w > 0.0) {
+        components.push(MixtureComponent { weight, source: sources.get(domain)?.clone() });
     }
     let key = match stage {
         MixtureStage::Decay => "decay_data",
@@ -172,7 +173,7 @@ mod tests {
         let web = DataSpec::Text(toml::from_str("path = \"/data/web.txt\"").unwrap());
         let code = DataSpec::Text(toml::from_str("path = \"/data/code.txt\"").unwrap());
         let sources = BTreeMap::from([("web".to_string(), web.clone()), ("code".to_string(), code.clone())]);
-        let weights = vec![("code".to_string(), 0.25), ("web".to_string(), 0.75), ("books".to_string(), 0.0)];
+        let weights = vec![("code".to_string(), 0.25), ("web".to_string(), 0.75), ("books".to_string(), 1e-9)];
         let text = block(&weights, &sources, MixtureStage::Run).unwrap();
         assert!(text.starts_with("data = "), "{text}");
         let table: toml::Table = toml::from_str(&text).unwrap();
