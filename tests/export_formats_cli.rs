@@ -3,25 +3,10 @@
 //! file, the printed summary and recipe.json alike; the Megatron-LM array must be one bash reads.
 
 mod common;
-use common::{ok, TINY};
+use common::ok;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-/// TINY with a data-model grid large enough for a law (3 sizes × 3 decays), trained.
-fn trained_sweep(dir: &Path) -> PathBuf {
-    let data_grid = TINY.find("name = \"data\"").unwrap();
-    let text = TINY[..data_grid].to_string()
-        + &TINY[data_grid..]
-            .replacen("widths = [16, 32]", "widths = [16, 32, 48]", 1)
-            .replace("branch_tokens = [1280, 2560]", "branch_tokens = [640, 1280, 2560]");
-    let file = dir.join("tiny.toml");
-    std::fs::write(&file, text).unwrap();
-    let out = dir.join("results");
-    let run = common::windtunnel(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    out.join("tiny")
-}
 
 fn export(sweep: &Path, out: &Path, format: &str) -> (String, serde_json::Value) {
     let args = ["export", sweep.to_str().unwrap(), "--target-params", "1e6", "--out", out.to_str().unwrap(), "--allow-implausible", "--format", format];
@@ -33,7 +18,7 @@ fn export(sweep: &Path, out: &Path, format: &str) -> (String, serde_json::Value)
 #[test]
 fn each_format_writes_its_file_and_says_what_its_trainer_cannot_express() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = trained_sweep(dir.path());
+    let sweep = common::trained_law_sweep(dir.path());
 
     // hf, the default: the files it always wrote, and no trainer entry.
     let hf = dir.path().join("hf");
@@ -75,7 +60,7 @@ fn each_format_writes_its_file_and_says_what_its_trainer_cannot_express() {
 #[test]
 fn the_megatron_array_is_what_bash_hands_to_pretrain_gpt() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = trained_sweep(dir.path());
+    let sweep = common::trained_law_sweep(dir.path());
     let out = dir.path().join("export");
     let (_, recipe) = export(&sweep, &out, "megatron");
     let words = Command::new("bash")

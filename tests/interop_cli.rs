@@ -6,25 +6,10 @@
 //! contents are checked here in Rust either way.
 
 mod common;
-use common::{ok, TINY};
+use common::ok;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// TINY with a data-model grid large enough for a law (3 sizes × 3 decays): an export needs one.
-fn trained_sweep(dir: &Path) -> PathBuf {
-    let data_grid = TINY.find("name = \"data\"").unwrap();
-    let text = TINY[..data_grid].to_string()
-        + &TINY[data_grid..]
-            .replacen("widths = [16, 32]", "widths = [16, 32, 48]", 1)
-            .replace("branch_tokens = [1280, 2560]", "branch_tokens = [640, 1280, 2560]");
-    let file = dir.join("tiny.toml");
-    std::fs::write(&file, text).unwrap();
-    let out = dir.join("results");
-    let run = common::windtunnel(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    out.join("tiny")
-}
 
 /// Run a Python program with the interop venv's interpreter; its stdout as JSON.
 fn python(program: &str, args: &[&str], home: &Path) -> serde_json::Value {
@@ -55,7 +40,7 @@ fn eval_losses(run: &Path) -> Vec<(u64, f32)> {
 #[cfg_attr(not(windtunnel_python), ignore = "needs Python with transformers: set WINDTUNNEL_PYTHON (.ci/run makes target/interop-venv and does)")]
 fn the_exported_config_loads_with_transformers_autoconfig() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = trained_sweep(dir.path());
+    let sweep = common::trained_law_sweep(dir.path());
     let export = dir.path().join("export");
     ok(&["export", sweep.to_str().unwrap(), "--target-params", "1e6", "--out", export.to_str().unwrap(), "--allow-implausible"]);
     let program = "import json, sys\n\
@@ -93,7 +78,7 @@ fn the_exported_config_loads_with_transformers_autoconfig() {
 #[cfg_attr(not(windtunnel_python), ignore = "needs Python with megatron-core: set WINDTUNNEL_PYTHON (.ci/run makes target/interop-venv and does)")]
 fn the_megatron_arguments_round_trip_through_megatron_cores_classes() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = trained_sweep(dir.path());
+    let sweep = common::trained_law_sweep(dir.path());
     let export = dir.path().join("export");
     let printed =
         ok(&["export", sweep.to_str().unwrap(), "--target-params", "1e6", "--out", export.to_str().unwrap(), "--allow-implausible", "--format", "megatron"]);
@@ -165,7 +150,7 @@ fn the_megatron_arguments_round_trip_through_megatron_cores_classes() {
 #[cfg_attr(not(windtunnel_python), ignore = "needs Python with tensorboard: set WINDTUNNEL_PYTHON (.ci/run makes target/interop-venv and does)")]
 fn tensorboard_reads_every_runs_event_file() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = trained_sweep(dir.path());
+    let sweep = common::trained_law_sweep(dir.path());
     ok(&["tensorboard", sweep.to_str().unwrap()]);
     let program = "import json, os, sys\n\
                    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
@@ -192,7 +177,7 @@ fn tensorboard_reads_every_runs_event_file() {
 #[test]
 fn event_files_are_framed_and_hold_every_logged_eval() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = trained_sweep(dir.path());
+    let sweep = common::trained_law_sweep(dir.path());
     let printed = ok(&["tensorboard", sweep.to_str().unwrap()]);
     assert!(
         printed.contains("20 run(s) written") && printed.contains("tensorboard --logdir") && printed.contains("wandb sync --sync-tensorboard"),

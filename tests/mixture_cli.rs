@@ -199,15 +199,7 @@ fn export_carries_the_chosen_mixture_as_a_decay_data_block() {
     ok(&["fit", "mixture", "--input", s(&mix), "--form", "linear", "--bootstrap", "0"]);
     let fit = read_json(&mix.join("fits/mixture.json"));
 
-    let law_file = dir.path().join("tiny.toml");
-    // The common tiny sweep with a third width and branch point: enough points for a law.
-    let law_text = common::TINY.replace("eval_interval_tokens = 1280", "eval_interval_tokens = 640").replace(
-        "widths = [16, 32], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [1280, 2560]",
-        "widths = [16, 32, 48], depth = 1, head_dim = 16 }\nwsd = { branch_tokens = [640, 1280, 2560]",
-    );
-    std::fs::write(&law_file, law_text).unwrap();
-    ok(&["run", s(&law_file), "--out", s(&results), "--parallel", "2", "--quiet"]);
-    let law = results.join("tiny");
+    let law = common::trained_law_sweep(&dir.path().join("law"));
     let missing = fails(&["export", s(&law), "--target-params", "4.7e4", "--allow-implausible", "--mixture-sweep", s(&law)]);
     assert!(missing.contains(&format!("run `windtunnel fit mixture --input {}` first", law.display())), "{missing}");
 

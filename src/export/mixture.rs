@@ -77,7 +77,7 @@ pub fn chosen(sweep: &Path, plan: Option<&Plan>, required: bool) -> anyhow::Resu
     let plan = match plan {
         Some(p) => p,
         None => {
-            owned_plan = crate::results::SweepResults::load(sweep)?.plan;
+            owned_plan = crate::sweep::status::read_plan(&dir)?;
             &owned_plan
         }
     };

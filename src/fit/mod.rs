@@ -23,6 +23,7 @@ pub mod law;
 pub(crate) mod lbfgs;
 pub mod mixture;
 pub mod observation;
+pub mod progress;
 pub mod report;
 pub mod scans;
 pub mod transfer;

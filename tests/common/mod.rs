@@ -132,3 +132,20 @@ impl Drop for Tmpfs {
         let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
     }
 }
+
+/// TINY with a data-model grid large enough for a law (3 sizes × 3 decays), trained in
+/// DIR/results; returns the sweep's folder (an export needs a law).
+pub fn trained_law_sweep(dir: &Path) -> PathBuf {
+    let data_grid = TINY.find("name = \"data\"").unwrap();
+    let text = TINY[..data_grid].to_string()
+        + &TINY[data_grid..]
+            .replacen("widths = [16, 32]", "widths = [16, 32, 48]", 1)
+            .replace("branch_tokens = [1280, 2560]", "branch_tokens = [640, 1280, 2560]");
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join("tiny.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = dir.join("results");
+    let run = windtunnel(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    out.join("tiny")
+}

@@ -341,7 +341,7 @@ mod tests {
     use crate::schedule::{DecayShape, ScheduleSpec};
 
     fn quiet() -> Reporter {
-        Reporter::new(Progress::Quiet)
+        Reporter::new("fit curve", Progress::Quiet)
     }
 
     fn logit(p: f64) -> f64 {

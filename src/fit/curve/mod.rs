@@ -9,6 +9,6 @@ pub mod data;
 pub mod decay;
 pub mod fit;
 pub mod form;
-pub mod progress;
+pub use crate::fit::progress;
 pub mod report;
 pub mod schedules;

@@ -223,7 +223,7 @@ pub fn fit_curves(curves: &[Curve], options: &CurveOptions) -> anyhow::Result<Cu
         }
     }
     let mut notes = Vec::new();
-    let reporter = Reporter::new(options.progress);
+    let reporter = Reporter::new("fit curve", options.progress);
     let fits = fit_groups(&fit, &groups, options, &mut notes, &reporter)?;
     let held_out: Vec<&Curve> = curves.iter().filter(|c| is_predicted(c, options) && !is_fitted(c, options)).collect();
     // Without --predict-runs: the fitted runs, and every run still training (where it is heading).

@@ -11,7 +11,6 @@ pub mod linear;
 pub mod mixing_law;
 pub mod model;
 pub mod optimum;
-pub mod progress;
 pub mod report;
 pub mod show;
 pub mod trees;

@@ -11,8 +11,8 @@ use super::data::MixtureRuns;
 use super::mixing_law::MixingLaw;
 use super::model::{MixtureForm, ObjectiveModel, SetModel};
 use super::optimum::{optimise, Bounds, ConstraintSpec};
-use super::progress::Progress;
 use crate::fit::bootstrap::Interval;
+use crate::fit::progress::{Progress, Reporter};
 use crate::rng::Rng;
 
 /// Below this rank correlation between sizes, a proxy's ranking may not carry to the target.
@@ -200,7 +200,7 @@ pub fn fit_model(form: MixtureForm, runs: &MixtureRuns, pairs: &[(usize, f64)], 
 }
 
 /// k-fold cross-validation of `form`: Spearman's ρ and RMSE of the held-out predictions.
-fn cross_validate(form: MixtureForm, runs: &MixtureRuns, pairs: &[(usize, f64)], actual: &[f64], k: usize, seed: u64, reporter: &Progress) -> FormScore {
+fn cross_validate(form: MixtureForm, runs: &MixtureRuns, pairs: &[(usize, f64)], actual: &[f64], k: usize, seed: u64, reporter: &Reporter) -> FormScore {
     let n = runs.weights.len();
     let fold = folds(n, k, seed);
     let smallest_train = n - fold.iter().filter(|&&f| f == 0).count();
@@ -261,7 +261,7 @@ fn choose(scores: &[FormScore], options: &MixtureOptions, runs: &MixtureRuns) ->
 
 /// Fit, cross-validate, choose and optimise on `runs`.
 pub fn fit_mixture(runs: &MixtureRuns, options: &MixtureOptions) -> anyhow::Result<(MixtureReport, ObjectiveModel)> {
-    let reporter = Progress::new(options.progress);
+    let reporter = Reporter::new("fit mixture", if options.progress { Progress::Lines } else { Progress::Quiet });
     let bounds = options.constraints.bounds(runs)?;
     let (all_pairs, _) = objective_of(runs, &options.objective)?;
     let (fitted, fitted_scale) = largest_scale(runs);
@@ -338,7 +338,7 @@ fn largest_scale(runs: &MixtureRuns) -> (MixtureRuns, Option<(f64, f64)>) {
 }
 
 /// Refits of the model on resamples of the runs (those that succeeded).
-fn bootstrap(model: &ObjectiveModel, runs: &MixtureRuns, pairs: &[(usize, f64)], options: &MixtureOptions, reporter: &Progress) -> Vec<ObjectiveModel> {
+fn bootstrap(model: &ObjectiveModel, runs: &MixtureRuns, pairs: &[(usize, f64)], options: &MixtureOptions, reporter: &Reporter) -> Vec<ObjectiveModel> {
     reporter.begin(format!("bootstrap of {}", model.form), options.bootstrap);
     let n = runs.weights.len();
     let losses: Vec<Vec<f64>> = pairs.iter().map(|&(s, _)| runs.losses[s].clone()).collect();

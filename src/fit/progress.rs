@@ -1,7 +1,8 @@
-//! What `fit curve` says while it works, on stderr: once a fit has run for [`FIRST_LINE`], a line
-//! at most every [`EVERY`] saying which stage it is in and how far that stage has got (objective
-//! evaluations, bootstrap refits, runs predicted), and with `--verbose` the time each stage took.
-//! Quiet by default: `plot`, `report`, `serve` and `fit law --from-curves` fit the law silently.
+//! What a long fit (`fit curve`, `fit mixture`) says while it works, on stderr: once it has run
+//! for [`FIRST_LINE`], a line at most every [`EVERY`] saying which stage it is in and how far that
+//! stage has got (objective evaluations, bootstrap refits, runs predicted), and with `--verbose`
+//! the time each stage took. Quiet by default: `plot`, `report`, `serve` and `fit law
+//! --from-curves` fit the curve law silently.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -26,8 +27,10 @@ pub enum Progress {
     Verbose,
 }
 
-/// The progress of one `fit curve`, shared by the threads that fit it.
+/// The progress of one fit, shared by the threads that fit it.
 pub struct Reporter {
+    /// The command its lines name ("fit curve").
+    command: &'static str,
     progress: Progress,
     started: Instant,
     last_line: Mutex<Option<Instant>>,
@@ -40,9 +43,10 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(progress: Progress) -> Self {
+    pub fn new(command: &'static str, progress: Progress) -> Self {
         let now = Instant::now();
         Self {
+            command,
             progress,
             started: now,
             last_line: Mutex::new(None),
@@ -66,7 +70,7 @@ impl Reporter {
     pub fn end(&self) {
         if self.progress == Progress::Verbose {
             let (stage, began) = self.stage.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            crate::stderr_line!("fit curve: {stage} in {:.2} s{}", began.elapsed().as_secs_f64(), self.counts());
+            crate::stderr_line!("{}: {stage} in {:.2} s{}", self.command, began.elapsed().as_secs_f64(), self.counts());
         }
     }
 
@@ -107,7 +111,7 @@ impl Reporter {
             *last = Some(Instant::now());
         }
         let stage = self.stage.lock().unwrap_or_else(|e| e.into_inner()).0.clone();
-        crate::stderr_line!("fit curve: {stage}{}, {:.0} s elapsed", self.counts(), self.started.elapsed().as_secs_f64());
+        crate::stderr_line!("{}: {stage}{}, {:.0} s elapsed", self.command, self.counts(), self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -117,7 +121,7 @@ mod tests {
 
     #[test]
     fn a_stage_counts_from_zero() {
-        let r = Reporter::new(Progress::Quiet);
+        let r = Reporter::new("fit curve", Progress::Quiet);
         r.begin("fit".into(), 0);
         r.evaluated();
         r.evaluated();
